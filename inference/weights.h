@@ -1,0 +1,60 @@
+// Tensors of a checkpoint, converted on request to the compute dtype and device, with the
+// checks llama.cpp made habitual: a missing tensor or a wrong shape is an error naming the
+// file, the tensor, the expected and the found shape; tensors never requested are reported.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <torch/types.h>
+
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "inference/safetensors_file.h"
+
+namespace unibiomed::inference {
+
+struct ComputeOptions {
+  torch::Device device = torch::kCPU;
+  // float32 on CPU, bfloat16 on CUDA unless set otherwise.
+  torch::ScalarType dtype = torch::kFloat32;
+
+  // Parses "cpu", "cuda", "cuda:1" and "float32"/"bfloat16"/"float16"/"auto"; throws
+  // InferenceError for anything else or for CUDA when libtorch has no CUDA device.
+  static ComputeOptions from_strings(const std::string& device, const std::string& dtype = "auto");
+};
+
+torch::ScalarType to_torch(DType dtype);
+
+class Weights {
+ public:
+  Weights(std::shared_ptr<const Checkpoint> checkpoint, ComputeOptions options);
+
+  const ComputeOptions& options() const { return options_; }
+  const Checkpoint& checkpoint() const { return *checkpoint_; }
+
+  bool has(const std::string& name) const;
+  // The tensor in the compute dtype on the compute device; the shape must equal `shape`.
+  torch::Tensor get(const std::string& name, const std::vector<int64_t>& shape);
+  // Same, keeping the stored dtype (integer buffers, or float parts meant to stay float32).
+  torch::Tensor get_raw(const std::string& name, const std::vector<int64_t>& shape);
+  // The shape as stored; throws when missing.
+  std::vector<int64_t> shape_of(const std::string& name) const;
+
+  // Tensors in the checkpoint that nothing asked for (sorted). Prefixes can be excluded for
+  // parts this implementation does not run (e.g. SAM2's memory encoder used only for video).
+  std::vector<std::string> unused(const std::vector<std::string>& ignored_prefixes = {}) const;
+
+ private:
+  const TensorView& view(const std::string& name, const std::vector<int64_t>& shape);
+  torch::Tensor load(const TensorView& v, torch::ScalarType target);
+
+  std::shared_ptr<const Checkpoint> checkpoint_;
+  ComputeOptions options_;
+  mutable std::mutex mutex_;
+  std::set<std::string> used_;
+};
+
+}  // namespace unibiomed::inference

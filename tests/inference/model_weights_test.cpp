@@ -1,0 +1,62 @@
+// Weights: conversion to the compute dtype, shape checks, unused-tensor report.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "inference/error.h"
+#include "inference/weights.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::inference {
+namespace {
+
+TEST(Weights, ReferenceTensorInComputeDtypeAndShapeErrors) {
+  auto golden = test::golden_dir();
+  if (golden.empty()) GTEST_SKIP() << test::golden_missing_reason();
+  Weights w(Checkpoint::open(golden), ComputeOptions{});
+  torch::Tensor norm = w.get("language_model.model.norm.weight", {64});
+  EXPECT_EQ(norm.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(norm.sizes(), (std::vector<int64_t>{64}));
+  try {
+    w.get("language_model.lm_head.weight", {513, 64});
+    FAIL() << "shape mismatch not reported";
+  } catch (const InferenceError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("'language_model.lm_head.weight' has shape [512, 64], expected [513, 64]"), std::string::npos) << m;
+  }
+  try {
+    w.get("language_model.model.layers.9.mlp.up_proj.weight", {128, 64});
+    FAIL();
+  } catch (const InferenceError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing tensor 'language_model.model.layers.9.mlp.up_proj.weight'"),
+              std::string::npos);
+  }
+  auto unused = w.unused();
+  EXPECT_EQ(unused.size(), 436u);  // 437 minus the norm weight (lm_head failed its shape check)
+}
+
+TEST(Weights, Bf16IsConvertedToFloat32) {
+  test::TempDir dir;
+  TensorBlob b{"x", DType::BF16, {2}, {}};
+  // bf16 1.5 = 0x3FC0, -2.0 = 0xC000 (little endian)
+  b.bytes = {std::byte{0xC0}, std::byte{0x3F}, std::byte{0x00}, std::byte{0xC0}};
+  write_safetensors(dir / "m.safetensors", {b});
+  Weights w(Checkpoint::open(dir / "m.safetensors"), ComputeOptions{});
+  torch::Tensor t = w.get("x", {2});
+  EXPECT_EQ(t.scalar_type(), torch::kFloat32);
+  EXPECT_FLOAT_EQ(t[0].item<float>(), 1.5f);
+  EXPECT_FLOAT_EQ(t[1].item<float>(), -2.0f);
+}
+
+TEST(Weights, DeviceAndDtypeStrings) {
+  EXPECT_EQ(ComputeOptions::from_strings("cpu").dtype, torch::kFloat32);
+  EXPECT_EQ(ComputeOptions::from_strings("cpu", "bfloat16").dtype, torch::kBFloat16);
+  EXPECT_THROW(ComputeOptions::from_strings("tpu"), InferenceError);
+  EXPECT_THROW(ComputeOptions::from_strings("cpu", "int4"), InferenceError);
+  if (!torch::cuda::is_available()) {
+    EXPECT_THROW(ComputeOptions::from_strings("cuda"), InferenceError);
+  }
+}
+
+}  // namespace
+}  // namespace unibiomed::inference
