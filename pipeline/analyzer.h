@@ -1,0 +1,142 @@
+// The pipeline's public face: a study's instances in, grounded findings and result objects
+// (one SEG per analysed series, one SR per study) out. Hosts (cli/, orthanc-plugin/) only call
+// this; it owns the plan (config/ task rules), the model calls, mask mapping, measurements and
+// the writers.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace unibiomed::pipeline {
+
+// The one error type leaving pipeline/ (configuration, model loading, a study that cannot be
+// analysed at all). Per-series problems are not thrown: they are SeriesOutcome entries.
+class PipelineError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct AnalyzerSettings {
+  std::filesystem::path model_dir;        // UniBiomed checkpoint folder
+  std::string device = "cpu";             // cpu | cuda | cuda:N
+  std::string dtype = "auto";             // auto | float32 | bfloat16 | float16
+  int threads = 0;                        // CPU threads for the model; 0 = all cores
+  std::filesystem::path task_rules;       // empty = the built-in defaults (config/task-rules.json)
+  int max_slices_per_series = 300;        // longer volumes: the rules' slice selection, then a stride
+  std::string node_name = "UniBiomed node";  // the device name written into the SR observer context
+};
+
+// One DICOM instance to analyse: its Part 10 bytes, or a file path.
+struct InstanceInput {
+  std::string id;  // a host identifier for messages (Orthanc instance id or file path)
+  std::vector<uint8_t> bytes;
+  std::filesystem::path path;  // used when bytes is empty
+};
+
+// An explicit question (VQA, region-aware diagnosis) on top of, or instead of, the rules.
+struct Question {
+  std::string text;                          // the user text; "<image>" is prepended when absent
+  std::string series_instance_uid;           // empty = every analysed series
+  std::optional<std::array<int, 4>> box;     // region-aware diagnosis: x0, y0, x1, y1 in view pixels
+};
+
+struct AnalysisRequest {
+  std::vector<std::string> tasks;       // rule task names to run; empty = what the rules select
+  std::vector<Question> questions;      // explicit questions
+  bool rules = true;                    // false: only the explicit questions
+};
+
+struct Progress {
+  double fraction = 0;        // 0..1 over the whole study
+  std::string stage;          // "reading", "rendering", "model", "writing"
+  std::string series_instance_uid;
+  std::string message;        // human-readable, e.g. "CT series 3/4: slice 12/60"
+};
+using ProgressCallback = std::function<void(const Progress&)>;
+
+struct Measurement {
+  std::string name;   // "Area", "Volume", "Long axis"
+  double value = 0;
+  std::string unit;   // UCUM: mm2, mm3, mm
+};
+
+struct Finding {
+  std::string label;               // e.g. "Liver", "Lesion"
+  std::string text;                // the model's sentence for it
+  std::string task;                // the rule task (or "question")
+  std::string series_instance_uid;
+  std::string tracking_uid;        // shared by the SEG segment and the SR group
+  int segment_number = 0;          // in that series' SEG (0 = no mask)
+  double confidence = 0;           // from the mask probabilities and the IoU head
+  std::vector<Measurement> measurements;
+  std::string key_instance_uid;    // the slice/frame that shows it best
+  int key_frame = 0;               // 1-based frame number in that instance (multi-frame), else 1
+};
+
+struct SeriesOutcome {
+  std::string series_instance_uid;
+  std::string modality;            // the model's modality class, e.g. "CT", "X-ray"
+  std::string description;         // SeriesDescription
+  enum class State { Analysed, Skipped, Failed } state = State::Analysed;
+  std::string reason;              // why skipped or failed
+  int views = 0;                   // images the model looked at
+};
+
+struct ResultObject {
+  std::string kind;                // "SEG" or "SR"
+  std::string sop_instance_uid;
+  std::string series_instance_uid;
+  std::vector<uint8_t> bytes;      // DICOM Part 10
+};
+
+struct StudyResult {
+  std::string study_instance_uid;
+  std::vector<SeriesOutcome> series;
+  std::vector<Finding> findings;
+  std::vector<std::string> answers;     // report-level text (VQA, report generation)
+  std::vector<ResultObject> objects;    // SEGs, then the SR
+  std::string summary_json;             // findings, measurements, timings, weights hash
+  std::string weights_hash;
+};
+
+class Analyzer {
+ public:
+  // Loads the model once (throws PipelineError naming the folder and the problem).
+  static std::unique_ptr<Analyzer> create(const AnalyzerSettings& settings);
+  virtual ~Analyzer() = default;
+
+  // Analyses one study's instances. Instances of other studies or unsupported series become
+  // Skipped/Failed outcomes with reasons. `cancel` is polled between model calls; on
+  // cancellation a PipelineError("cancelled") is thrown and nothing is returned.
+  // `result_uid_seed` makes the result UIDs deterministic (same seed, same UIDs), so a host
+  // that re-runs an interrupted analysis stores the same objects again instead of duplicates.
+  virtual StudyResult analyze(const std::vector<InstanceInput>& instances, const AnalysisRequest& request,
+                              const ProgressCallback& progress, const std::atomic<bool>* cancel,
+                              const std::string& result_uid_seed) = 0;
+
+  // One image (an instance, or one frame of a multi-frame instance; frame is 1-based) and one
+  // question, answered synchronously: the text and, when the answer is grounded, the findings
+  // and a SEG referencing that image (not stored by the pipeline: the host decides).
+  struct AskResult {
+    std::string text;
+    std::vector<Finding> findings;
+    std::optional<ResultObject> seg;
+  };
+  virtual AskResult ask(const InstanceInput& instance, int frame, const Question& question,
+                        const std::string& result_uid_seed) = 0;
+
+  // Model identity for status pages and the SR.
+  virtual std::string model_description() const = 0;
+  virtual std::string weights_hash() const = 0;
+};
+
+}  // namespace unibiomed::pipeline
