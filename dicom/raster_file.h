@@ -1,0 +1,51 @@
+// PNG and JPEG files as plain 8-bit buffers: what `ask` reads when given a photo instead of
+// DICOM, and how previews and rendered views are written. libpng and libjpeg (Debian) do the
+// coding; every error names the file.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace unibiomed::dicom {
+
+// Raised for unreadable or unsupported raster files; the message names the file.
+class RasterFileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Row-major interleaved 8-bit RGB: pixel (x, y) starts at rgb[3 * (y * width + x)].
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;
+};
+
+// Row-major 8-bit grey: pixel (x, y) is grey[y * width + x].
+struct GreyImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> grey;
+};
+
+// Reads a PNG or a JPEG (recognised by its signature, not its extension) as RGB8.
+// PNG: grey, grey+alpha, palette, RGBA and 16-bit samples are converted (alpha is dropped
+// without compositing, 16-bit samples are scaled to 8 bits with rounding). JPEG: grey and YCbCr/RGB
+// (CMYK is refused).
+RgbImage read_raster_rgb(const std::filesystem::path& path);
+// The same from bytes in memory; `name` is used in error messages.
+RgbImage decode_raster_rgb(const std::vector<uint8_t>& bytes, const std::string& name);
+
+// Writes 8-bit PNGs. Throws RasterFileError naming the file when the buffer size does not
+// match width x height (x 3) or the file cannot be written.
+void write_png(const std::filesystem::path& path, const RgbImage& image);
+void write_png(const std::filesystem::path& path, const GreyImage& image);
+
+// Grey replicated to three channels (how the model sees grey images).
+RgbImage grey_to_rgb(const GreyImage& image);
+
+}  // namespace unibiomed::dicom
