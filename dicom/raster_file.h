@@ -10,12 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "dicom/error.h"
+
 namespace unibiomed::dicom {
 
 // Raised for unreadable or unsupported raster files; the message names the file.
-class RasterFileError : public std::runtime_error {
+class RasterFileError : public DicomError {
  public:
-  using std::runtime_error::runtime_error;
+  using DicomError::DicomError;
 };
 
 // Row-major interleaved 8-bit RGB: pixel (x, y) starts at rgb[3 * (y * width + x)].

@@ -1,0 +1,425 @@
+// Reading one instance with DCMTK and flattening its geometry per frame.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "dicom/instance.h"
+
+#include <dcmtk/config/osconfig.h>  // must come first for DCMTK
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "dicom/internal/dcmtk_access.h"
+
+namespace unibiomed::dicom {
+namespace {
+
+using internal::first_item;
+using internal::get_double;
+using internal::get_doubles;
+using internal::get_integer;
+using internal::get_string;
+using internal::get_string_at;
+using internal::sequence_of;
+using internal::tag_name;
+
+// Attributes the modality classification and inspect read beyond the typed fields.
+const std::pair<const char*, DcmTagKey> kExtraAttributes[] = {
+    {"ConversionType", DCM_ConversionType},
+    {"PresentationIntentType", DCM_PresentationIntentType},
+    {"ViewPosition", DCM_ViewPosition},
+    {"ImageLaterality", DCM_ImageLaterality},
+    {"Laterality", DCM_Laterality},
+    {"ProtocolName", DCM_ProtocolName},
+    {"StudyDescription", DCM_StudyDescription},
+    {"VolumetricProperties", DCM_VolumetricProperties},
+    {"LossyImageCompression", DCM_LossyImageCompression},
+    {"BurnedInAnnotation", DCM_BurnedInAnnotation},
+};
+
+void read_windows(DcmItem* item, std::vector<WindowSetting>& windows) {
+  auto centers = get_doubles(item, DCM_WindowCenter, 0);
+  auto widths = get_doubles(item, DCM_WindowWidth, 0);
+  if (!centers || !widths) return;
+  const std::string function = get_string(item, DCM_VOILUTFunction);
+  windows.clear();
+  for (size_t i = 0; i < std::min(centers->size(), widths->size()); ++i) {
+    WindowSetting w;
+    w.center = (*centers)[i];
+    w.width = (*widths)[i];
+    w.function = function.empty() ? "LINEAR" : function;
+    w.explanation = get_string_at(item, DCM_WindowCenterWidthExplanation, i);
+    windows.push_back(w);
+  }
+}
+
+void read_rescale(DcmItem* item, FrameInfo& frame) {
+  if (auto slope = get_double(item, DCM_RescaleSlope)) frame.rescale_slope = *slope;
+  if (auto intercept = get_double(item, DCM_RescaleIntercept)) frame.rescale_intercept = *intercept;
+  if (auto type = get_string(item, DCM_RescaleType); !type.empty()) frame.rescale_type = type;
+}
+
+// Attributes that may appear at the top level of a classic image (PS3.3 C.7.6.2, C.7.6.3,
+// C.11.1, C.11.2) and that functional groups override per frame.
+void read_top_level_frame_attributes(DcmItem* ds, FrameInfo& frame) {
+  if (auto ipp = get_doubles(ds, DCM_ImagePositionPatient, 3))
+    frame.image_position = Vec3{(*ipp)[0], (*ipp)[1], (*ipp)[2]};
+  if (auto iop = get_doubles(ds, DCM_ImageOrientationPatient, 6)) {
+    std::array<double, 6> o{};
+    std::copy(iop->begin(), iop->end(), o.begin());
+    frame.image_orientation = o;
+  }
+  auto spacing = get_doubles(ds, DCM_PixelSpacing, 2);
+  // Projection radiographs may give only ImagerPixelSpacing (PS3.3 10.7.1.1): at the detector,
+  // but the best in-plane calibration available.
+  if (!spacing) spacing = get_doubles(ds, DCM_ImagerPixelSpacing, 2);
+  if (spacing) frame.pixel_spacing = std::array<double, 2>{(*spacing)[0], (*spacing)[1]};
+  if (auto thickness = get_double(ds, DCM_SliceThickness)) frame.slice_thickness = *thickness;
+  read_rescale(ds, frame);
+  read_windows(ds, frame.windows);
+}
+
+// Functional group macros of PS3.3 C.7.6.16.2 applied to one frame (shared, then per-frame).
+void apply_functional_groups(DcmItem* groups, FrameInfo& frame) {
+  if (!groups) return;
+  if (DcmItem* position = first_item(groups, DCM_PlanePositionSequence)) {
+    if (auto ipp = get_doubles(position, DCM_ImagePositionPatient, 3))
+      frame.image_position = Vec3{(*ipp)[0], (*ipp)[1], (*ipp)[2]};
+  }
+  if (DcmItem* orientation = first_item(groups, DCM_PlaneOrientationSequence)) {
+    if (auto iop = get_doubles(orientation, DCM_ImageOrientationPatient, 6)) {
+      std::array<double, 6> o{};
+      std::copy(iop->begin(), iop->end(), o.begin());
+      frame.image_orientation = o;
+    }
+  }
+  if (DcmItem* measures = first_item(groups, DCM_PixelMeasuresSequence)) {
+    if (auto spacing = get_doubles(measures, DCM_PixelSpacing, 2))
+      frame.pixel_spacing = std::array<double, 2>{(*spacing)[0], (*spacing)[1]};
+    if (auto thickness = get_double(measures, DCM_SliceThickness)) frame.slice_thickness = *thickness;
+  }
+  if (DcmItem* transformation = first_item(groups, DCM_PixelValueTransformationSequence)) {
+    read_rescale(transformation, frame);
+  }
+  if (DcmItem* voi = first_item(groups, DCM_FrameVOILUTSequence)) read_windows(voi, frame.windows);
+  if (DcmItem* content = first_item(groups, DCM_FrameContentSequence)) {
+    frame.stack_id = get_string(content, DCM_StackID);
+    DcmElement* element = nullptr;
+    if (content->findAndGetElement(DCM_DimensionIndexValues, element).good() && element) {
+      frame.dimension_index.clear();
+      for (unsigned long i = 0; i < element->getVM(); ++i) {
+        Uint32 v = 0;
+        if (element->getUint32(v, i).good()) frame.dimension_index.push_back(v);
+      }
+    }
+  }
+  if (DcmItem* slide = first_item(groups, DCM_PlanePositionSlideSequence)) {
+    auto column = get_integer(slide, DCM_ColumnPositionInTotalImagePixelMatrix);
+    auto row = get_integer(slide, DCM_RowPositionInTotalImagePixelMatrix);
+    if (column && row) frame.tile_position = std::array<int, 2>{int(*column), int(*row)};
+  }
+}
+
+std::string transfer_syntax_of(DcmFileFormat& file) {
+  E_TransferSyntax xfer = file.getDataset()->getOriginalXfer();
+  if (xfer == EXS_Unknown) {
+    // A bare dataset without meta header: DCMTK guessed while reading.
+    xfer = file.getDataset()->getCurrentXfer();
+  }
+  DcmXfer x(xfer);
+  if (xfer != EXS_Unknown && x.getXferID() && *x.getXferID()) return x.getXferID();
+  return get_string(file.getMetaInfo(), DCM_TransferSyntaxUID);
+}
+
+}  // namespace
+
+Instance Instance::read_file(const std::filesystem::path& path) {
+  Instance instance;
+  instance.file_ = std::make_shared<DcmFileFormat>();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw DicomError(path.string() + ": " +
+                     (std::filesystem::exists(path, ec) ? "not a regular file" : "no such file"));
+  }
+  if (std::filesystem::file_size(path, ec) == 0) throw DicomError(path.string() + ": file is empty, not DICOM");
+  // Values over DCM_MaxReadLength (4 KiB, i.e. the pixel data) stay in the file until a frame
+  // is decoded: a 300-slice series costs its headers, not its pixels.
+  OFCondition status =
+      instance.file_->loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+  if (status.bad()) {
+    throw DicomError(path.string() + ": cannot read as DICOM (" + status.text() + ")");
+  }
+  instance.extract(path.string());
+  return instance;
+}
+
+Instance Instance::read_bytes(const std::vector<uint8_t>& bytes, const std::string& source) {
+  if (bytes.empty()) throw DicomError(source + ": no bytes, not DICOM");
+  Instance instance;
+  instance.file_ = std::make_shared<DcmFileFormat>();
+  DcmInputBufferStream stream;
+  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
+  stream.setEos();
+  instance.file_->transferInit();
+  // Everything is loaded (a buffer cannot be re-read later), so `bytes` may go away afterwards.
+  OFCondition status = instance.file_->read(stream, EXS_Unknown, EGL_noChange, 0xFFFFFFFFu);
+  instance.file_->transferEnd();
+  if (status == EC_StreamNotifyClient)
+    throw DicomError(source + ": truncated DICOM data (the stream ends inside an element)");
+  if (status.bad()) throw DicomError(source + ": cannot read as DICOM (" + status.text() + ")");
+  instance.extract(source);
+  return instance;
+}
+
+void Instance::extract(const std::string& source) {
+  source_ = source;
+  DcmDataset* ds = file_->getDataset();
+  DcmItem* meta = file_->getMetaInfo();
+
+  sop_class_uid_ = get_string(ds, DCM_SOPClassUID);
+  sop_instance_uid_ = get_string(ds, DCM_SOPInstanceUID);
+  if (sop_class_uid_.empty()) sop_class_uid_ = get_string(meta, DCM_MediaStorageSOPClassUID);
+  if (sop_instance_uid_.empty()) sop_instance_uid_ = get_string(meta, DCM_MediaStorageSOPInstanceUID);
+  if (sop_class_uid_.empty() || sop_instance_uid_.empty()) {
+    // DCMTK's auto-detection parses almost any bytes as some dataset; a real instance always
+    // has its SOP Common identity (PS3.3 C.12.1, Type 1).
+    throw DicomError(source + ": not a DICOM instance (no " +
+                     tag_name(sop_class_uid_.empty() ? DCM_SOPClassUID : DCM_SOPInstanceUID) +
+                     "; is it a DICOM file at all?)");
+  }
+  transfer_syntax_uid_ = transfer_syntax_of(*file_);
+  frame_of_reference_uid_ = get_string(ds, DCM_FrameOfReferenceUID);
+  {
+    OFString value;
+    for (unsigned long i = 0; ds->findAndGetOFString(DCM_ImageType, value, i).good(); ++i) {
+      image_type_.emplace_back(value.c_str());
+    }
+  }
+  instance_number_ = int(get_integer(ds, DCM_InstanceNumber).value_or(0));
+  acquisition_number_ = int(get_integer(ds, DCM_AcquisitionNumber).value_or(0));
+
+  study_.patient_id = get_string(ds, DCM_PatientID);
+  study_.patient_name = get_string(ds, DCM_PatientName);
+  study_.patient_birth_date = get_string(ds, DCM_PatientBirthDate);
+  study_.patient_sex = get_string(ds, DCM_PatientSex);
+  study_.study_instance_uid = get_string(ds, DCM_StudyInstanceUID);
+  study_.study_date = get_string(ds, DCM_StudyDate);
+  study_.study_time = get_string(ds, DCM_StudyTime);
+  study_.study_id = get_string(ds, DCM_StudyID);
+  study_.accession_number = get_string(ds, DCM_AccessionNumber);
+  study_.study_description = get_string(ds, DCM_StudyDescription);
+  study_.referring_physician_name = get_string(ds, DCM_ReferringPhysicianName);
+
+  series_.series_instance_uid = get_string(ds, DCM_SeriesInstanceUID);
+  series_.modality = get_string(ds, DCM_Modality);
+  series_.series_description = get_string(ds, DCM_SeriesDescription);
+  series_.body_part_examined = get_string(ds, DCM_BodyPartExamined);
+  series_.manufacturer = get_string(ds, DCM_Manufacturer);
+  series_.series_date = get_string(ds, DCM_SeriesDate);
+  series_.series_time = get_string(ds, DCM_SeriesTime);
+  series_.series_number = int(get_integer(ds, DCM_SeriesNumber).value_or(0));
+
+  pixels_.has_pixel_data = ds->tagExists(DCM_PixelData);
+  pixels_.encapsulated = DcmXfer(ds->getOriginalXfer()).isEncapsulated();
+  pixels_.rows = int(get_integer(ds, DCM_Rows).value_or(0));
+  pixels_.columns = int(get_integer(ds, DCM_Columns).value_or(0));
+  pixels_.samples_per_pixel = int(get_integer(ds, DCM_SamplesPerPixel).value_or(0));
+  pixels_.bits_allocated = int(get_integer(ds, DCM_BitsAllocated).value_or(0));
+  pixels_.bits_stored = int(get_integer(ds, DCM_BitsStored).value_or(pixels_.bits_allocated));
+  pixels_.high_bit = int(get_integer(ds, DCM_HighBit).value_or(pixels_.bits_stored - 1));
+  pixels_.pixel_representation = int(get_integer(ds, DCM_PixelRepresentation).value_or(0));
+  pixels_.planar_configuration = int(get_integer(ds, DCM_PlanarConfiguration).value_or(0));
+  pixels_.photometric_interpretation = get_string(ds, DCM_PhotometricInterpretation);
+  pixels_.number_of_frames = int(std::max(1L, get_integer(ds, DCM_NumberOfFrames).value_or(1)));
+  pixels_.has_modality_lut_sequence = ds->tagExists(DCM_ModalityLUTSequence);
+  pixels_.has_voi_lut_sequence = ds->tagExists(DCM_VOILUTSequence);
+
+  if (auto t = get_double(ds, DCM_FrameTime))
+    frame_time_ms_ = *t;
+  else if (auto rate = get_double(ds, DCM_CineRate); rate && *rate > 0)
+    frame_time_ms_ = 1000.0 / *rate;
+
+  for (const auto& [keyword, key] : kExtraAttributes) {
+    std::string value = get_string(ds, key);
+    if (!value.empty()) extra_.emplace_back(keyword, value);
+  }
+  if (DcmItem* region = first_item(ds, DCM_AnatomicRegionSequence)) {
+    std::string meaning = get_string(region, DCM_CodeMeaning);
+    if (!meaning.empty()) extra_.emplace_back("AnatomicRegion", meaning);
+  }
+
+  // Whole-slide levels (VL WSI, PS3.3 A.32.8).
+  if (ds->tagExists(DCM_TotalPixelMatrixColumns)) {
+    SlideLevelInfo slide;
+    slide.total_pixel_matrix_columns = int(get_integer(ds, DCM_TotalPixelMatrixColumns).value_or(0));
+    slide.total_pixel_matrix_rows = int(get_integer(ds, DCM_TotalPixelMatrixRows).value_or(0));
+    slide.total_pixel_matrix_focal_planes =
+        int(std::max(1L, get_integer(ds, DCM_TotalPixelMatrixFocalPlanes).value_or(1)));
+    slide.dimension_organization_type = get_string(ds, DCM_DimensionOrganizationType);
+    slide.imaged_volume_width_mm = get_double(ds, DCM_ImagedVolumeWidth).value_or(0);
+    slide.imaged_volume_height_mm = get_double(ds, DCM_ImagedVolumeHeight).value_or(0);
+    if (image_type_.size() >= 3) slide.image_flavor = image_type_[2];
+    slide_ = slide;
+  }
+
+  // Frames: top level, then shared functional groups, then per-frame ones.
+  FrameInfo base;
+  read_top_level_frame_attributes(ds, base);
+  DcmItem* shared = first_item(ds, DCM_SharedFunctionalGroupsSequence);
+  apply_functional_groups(shared, base);
+  DcmSequenceOfItems* per_frame = sequence_of(ds, DCM_PerFrameFunctionalGroupsSequence);
+  const int n = pixels_.number_of_frames;
+  frames_.assign(size_t(n), base);
+  for (int i = 0; i < n; ++i) {
+    frames_[size_t(i)].frame_number = i + 1;
+    if (per_frame && static_cast<unsigned long>(i) < per_frame->card()) {
+      apply_functional_groups(per_frame->getItem(static_cast<unsigned long>(i)), frames_[size_t(i)]);
+    }
+  }
+  // TILED_FULL: tiles in row-major order within a focal plane, planes one after the other
+  // (PS3.3 C.8.12.4.1.3); the positions are implicit.
+  if (slide_ && pixels_.rows > 0 && pixels_.columns > 0 &&
+      (slide_->dimension_organization_type == "TILED_FULL" ||
+       (slide_->dimension_organization_type.empty() && !per_frame))) {
+    const int across = (slide_->total_pixel_matrix_columns + pixels_.columns - 1) / pixels_.columns;
+    const int down = (slide_->total_pixel_matrix_rows + pixels_.rows - 1) / pixels_.rows;
+    if (across > 0 && down > 0) {
+      for (int i = 0; i < n; ++i) {
+        const int column = i % across, row = (i / across) % down;
+        frames_[size_t(i)].tile_position = std::array<int, 2>{column * pixels_.columns + 1, row * pixels_.rows + 1};
+        frames_[size_t(i)].focal_plane = i / (across * down) + 1;
+      }
+    }
+  }
+}
+
+const FrameInfo& Instance::frame(int frame_number) const {
+  if (frame_number < 1 || frame_number > int(frames_.size())) {
+    throw DicomError(source_ + ": frame " + std::to_string(frame_number) + " does not exist (the instance has " +
+                     std::to_string(frames_.size()) + " frame" + (frames_.size() == 1 ? "" : "s") + ")");
+  }
+  return frames_[size_t(frame_number - 1)];
+}
+
+const std::string& Instance::attribute_text(const std::string& keyword) const {
+  static const std::string empty;
+  for (const auto& [k, v] : extra_)
+    if (k == keyword) return v;
+  return empty;
+}
+
+DcmDataset* Instance::dataset() const {
+  return file_->getDataset();
+}
+
+std::string Instance::image_problem() const {
+  const std::string& s = source_;
+  const auto& p = pixels_;
+  if (!p.has_pixel_data) {
+    DcmDataset* ds = file_->getDataset();
+    if (ds->tagExists(DCM_FloatPixelData) || ds->tagExists(DCM_DoubleFloatPixelData))
+      return s +
+             ": float pixel data (Float Pixel Data (7FE0,0008) / Double Float Pixel Data (7FE0,0009)) is not supported";
+    return s + ": no " + tag_name(DCM_PixelData) + ": not an image";
+  }
+  if (p.rows <= 0) return s + ": missing or zero " + tag_name(DCM_Rows);
+  if (p.columns <= 0) return s + ": missing or zero " + tag_name(DCM_Columns);
+  if (p.bits_allocated == 0) return s + ": missing " + tag_name(DCM_BitsAllocated);
+  if (p.bits_allocated != 8 && p.bits_allocated != 16 && p.bits_allocated != 32)
+    return s + ": " + tag_name(DCM_BitsAllocated) + " " + std::to_string(p.bits_allocated) +
+           " is not supported for images (8, 16 or 32)";
+  if (p.bits_stored < 1 || p.bits_stored > p.bits_allocated)
+    return s + ": " + tag_name(DCM_BitsStored) + " " + std::to_string(p.bits_stored) + " does not fit " +
+           tag_name(DCM_BitsAllocated) + " " + std::to_string(p.bits_allocated);
+  if (p.high_bit != p.bits_stored - 1)
+    return s + ": " + tag_name(DCM_HighBit) + " " + std::to_string(p.high_bit) + " is not " + tag_name(DCM_BitsStored) +
+           " - 1; such bit layouts are not supported";
+  if (p.photometric_interpretation.empty()) return s + ": missing " + tag_name(DCM_PhotometricInterpretation);
+  const std::string& pi = p.photometric_interpretation;
+  const bool mono = pi == "MONOCHROME1" || pi == "MONOCHROME2" || pi == "PALETTE COLOR";
+  const bool colour = pi == "RGB" || pi == "YBR_FULL" || pi == "YBR_FULL_422" || pi == "YBR_ICT" || pi == "YBR_RCT" ||
+                      pi == "YBR_PARTIAL_420";
+  if (!mono && !colour) return s + ": " + tag_name(DCM_PhotometricInterpretation) + " '" + pi + "' is not supported";
+  if ((mono && p.samples_per_pixel != 1) || (colour && p.samples_per_pixel != 3))
+    return s + ": " + tag_name(DCM_SamplesPerPixel) + " " + std::to_string(p.samples_per_pixel) + " does not match " +
+           tag_name(DCM_PhotometricInterpretation) + " " + pi;
+  if (!is_decodable_transfer_syntax(transfer_syntax_uid_))
+    return s + ": transfer syntax " + transfer_syntax_name(transfer_syntax_uid_) + " (" + transfer_syntax_uid_ +
+           ") cannot be decoded here";
+  if (!p.encapsulated) {
+    DcmElement* element = nullptr;
+    if (file_->getDataset()->findAndGetElement(DCM_PixelData, element).good() && element) {
+      unsigned long long expected = (unsigned long long)p.rows * p.columns * p.samples_per_pixel *
+                                    (p.bits_allocated / 8) * (unsigned long long)p.number_of_frames;
+      // Native YBR_FULL_422 stores 2 samples per pixel (PS3.3 C.7.6.3.1.2).
+      if (p.photometric_interpretation == "YBR_FULL_422") expected = expected * 2 / 3;
+      const unsigned long long have = element->getLengthField();
+      if (have < expected)
+        return s + ": " + tag_name(DCM_PixelData) + " holds " + std::to_string(have) + " bytes, " +
+               std::to_string(p.number_of_frames) + " frame(s) of " + std::to_string(p.columns) + "x" +
+               std::to_string(p.rows) + "x" + std::to_string(p.samples_per_pixel) + " at " +
+               std::to_string(p.bits_allocated) + " bits need " + std::to_string(expected) + " (truncated file?)";
+    }
+  }
+  return {};
+}
+
+namespace {
+struct TransferSyntaxEntry {
+  const char* uid;
+  const char* name;
+  bool decodable;
+};
+// PS3.6 Table A-1 (the ones seen in practice).
+const TransferSyntaxEntry kTransferSyntaxes[] = {
+    {"1.2.840.10008.1.2", "Implicit VR Little Endian", true},
+    {"1.2.840.10008.1.2.1", "Explicit VR Little Endian", true},
+    {"1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian", true},
+    {"1.2.840.10008.1.2.2", "Explicit VR Big Endian", true},
+    {"1.2.840.10008.1.2.5", "RLE Lossless", true},
+    {"1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)", true},
+    {"1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)", true},
+    {"1.2.840.10008.1.2.4.53", "JPEG Spectral Selection, Non-Hierarchical (Process 6 & 8)", true},
+    {"1.2.840.10008.1.2.4.55", "JPEG Full Progression, Non-Hierarchical (Process 10 & 12)", true},
+    {"1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)", true},
+    {"1.2.840.10008.1.2.4.70", "JPEG Lossless, First-Order Prediction (Process 14, SV1)", true},
+    {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless", true},
+    {"1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless)", true},
+    {"1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless", true},
+    {"1.2.840.10008.1.2.4.91", "JPEG 2000", true},
+    {"1.2.840.10008.1.2.4.92", "JPEG 2000 Part 2 Multi-component Lossless", false},
+    {"1.2.840.10008.1.2.4.93", "JPEG 2000 Part 2 Multi-component", false},
+    {"1.2.840.10008.1.2.4.100", "MPEG2 Main Profile @ Main Level", false},
+    {"1.2.840.10008.1.2.4.101", "MPEG2 Main Profile @ High Level", false},
+    {"1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264 High Profile / Level 4.1", false},
+    {"1.2.840.10008.1.2.4.103", "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", false},
+    {"1.2.840.10008.1.2.4.104", "MPEG-4 AVC/H.264 High Profile For 2D Video", false},
+    {"1.2.840.10008.1.2.4.105", "MPEG-4 AVC/H.264 High Profile For 3D Video", false},
+    {"1.2.840.10008.1.2.4.106", "MPEG-4 AVC/H.264 Stereo High Profile", false},
+    {"1.2.840.10008.1.2.4.107", "HEVC/H.265 Main Profile", false},
+    {"1.2.840.10008.1.2.4.108", "HEVC/H.265 Main 10 Profile", false},
+    {"1.2.840.10008.1.2.4.201", "High-Throughput JPEG 2000 Lossless", false},
+    {"1.2.840.10008.1.2.4.202", "High-Throughput JPEG 2000 (RPCL) Lossless", false},
+    {"1.2.840.10008.1.2.4.203", "High-Throughput JPEG 2000", false},
+};
+}  // namespace
+
+bool is_decodable_transfer_syntax(const std::string& uid) {
+  for (const auto& e : kTransferSyntaxes)
+    if (uid == e.uid) return e.decodable;
+  return false;
+}
+
+std::string transfer_syntax_name(const std::string& uid) {
+  for (const auto& e : kTransferSyntaxes)
+    if (uid == e.uid) return e.name;
+  return uid.empty() ? std::string("(unknown)") : uid;
+}
+
+}  // namespace unibiomed::dicom
