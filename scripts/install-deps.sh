@@ -17,6 +17,9 @@ PACKAGES=(
   libgtest-dev nlohmann-json3-dev dicom3tools pixelmed-apps default-jre-headless
   python3-pydicom python3-numpy curl procps
   python3-pil  # Pillow: the reference resampler, cross-checks the C++ bicubic resize
+  # Unicode data for scripts/gen-unicode-tables.py and the NFC test (NormalizationTest.txt);
+  # python3-regex cross-checks the tokenizer's pre-tokenizer regex
+  unicode-data python3-regex bzip2
 )
 # Node.js with npm (for the dcmjs checks): the machine's own build when present, else Debian's.
 if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(nodejs npm); fi
