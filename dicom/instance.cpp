@@ -289,11 +289,14 @@ void Instance::extract(const std::string& source) {
        (slide_->dimension_organization_type.empty() && !per_frame))) {
     const int across = (slide_->total_pixel_matrix_columns + pixels_.columns - 1) / pixels_.columns;
     const int down = (slide_->total_pixel_matrix_rows + pixels_.rows - 1) / pixels_.rows;
+    // A concatenation part continues the frame order of the parts before it (C.7.6.16.2.2.4).
+    const long offset = get_integer(ds, DCM_ConcatenationFrameOffsetNumber).value_or(0);
     if (across > 0 && down > 0) {
       for (int i = 0; i < n; ++i) {
-        const int column = i % across, row = (i / across) % down;
+        const long k = i + offset;
+        const int column = int(k % across), row = int((k / across) % down);
         frames_[size_t(i)].tile_position = std::array<int, 2>{column * pixels_.columns + 1, row * pixels_.rows + 1};
-        frames_[size_t(i)].focal_plane = i / (across * down) + 1;
+        frames_[size_t(i)].focal_plane = int(k / (long(across) * down)) + 1;
       }
     }
   }

@@ -1,0 +1,36 @@
+// Which of the model's ten modalities (MODEL.md, "Modalities and input conventions") a series
+// is, decided from Modality, SOP Class, ImageType, BodyPartExamined, photometric
+// interpretation and descriptions; or why it is not one the model can read.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "dicom/instance.h"
+
+namespace unibiomed::dicom {
+
+enum class ModelModality { CT, MRI, XRay, Ultrasound, Pathology, Endoscopy, Fundus, Dermoscopy, OCT, Mammography };
+
+// "CT", "MRI", "X-ray", "Ultrasound", "Pathology", "Endoscopy", "Fundus", "Dermoscopy", "OCT",
+// "Mammography": the words the prompts and reports use.
+std::string modality_name(ModelModality modality);
+// The inverse (case-insensitive; also accepts "MR", "XRAY", "US", "histopathology"...).
+std::optional<ModelModality> modality_from_name(const std::string& name);
+// Whether the modality is greyscale (windowed) rather than a colour photograph.
+bool is_greyscale_modality(ModelModality modality);
+
+struct ModalityClass {
+  std::optional<ModelModality> modality;  // empty: not supported
+  std::string basis;   // how it was decided, e.g. "Modality CR", "SOP Class VL Whole Slide Microscopy"
+  std::string reason;  // when not supported: why, in words a user understands
+};
+
+// Classifies from one representative instance of a series.
+ModalityClass classify_modality(const Instance& instance);
+
+// Name of a storage SOP Class UID for messages ("CT Image Storage"), or the UID.
+std::string sop_class_name(const std::string& uid);
+
+}  // namespace unibiomed::dicom
