@@ -1,0 +1,312 @@
+// The viewer checks proper: given a study stored in a running Orthanc (a CT series, the SEG and
+// SR written for a known label map), open it in OHIF in headless Chromium and check what a
+// radiologist would see. Data preparation lives in viewer_test.js.
+// SPDX-License-Identifier: GPL-3.0-or-later
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const ohif = require('./ohif_page.js');
+
+const CHROMIUM = '/usr/bin/chromium';
+// Flags of ../../shared/docs/DICOM-OUTPUT.md, "OHIF in a test": no GPU (WebGL falls back to
+// SwiftShader), nothing that reaches the network by itself.
+const CHROMIUM_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Records named checks; prints each as it is decided. */
+class Checks {
+  constructor(log) {
+    this.log = log;
+    this.passed = [];
+    this.failed = [];
+  }
+  check(name, ok, detail = '') {
+    (ok ? this.passed : this.failed).push(name);
+    this.log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` -- ${detail}` : ''}`);
+    return ok;
+  }
+}
+
+const base64 = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength).toString('base64');
+
+/** Pixel count of `label` in slice k of the label map. */
+const countLabel = (labelMap, k, label) => {
+  const s = labelMap.slices[k];
+  let n = 0;
+  if (s) for (let i = 0; i < s.length; i++) if (s[i] === label) n++;
+  return n;
+};
+
+/** Canvas bounding box of the source-pixel boxes that carry `label` on slice k. */
+async function maskCanvasBox(page, series, labelMap, k, label) {
+  const s = labelMap.slices[k];
+  let minR = Infinity, maxR = -Infinity, minC = Infinity, maxC = -Infinity;
+  for (let r = 0; r < labelMap.rows; r++) {
+    for (let c = 0; c < labelMap.columns; c++) {
+      if (s && s[r * labelMap.columns + c] === label) {
+        minR = Math.min(minR, r); maxR = Math.max(maxR, r);
+        minC = Math.min(minC, c); maxC = Math.max(maxC, c);
+      }
+    }
+  }
+  if (minR === Infinity) return null;
+  // Outer corners of the corner pixels (pixel centres +- 0.5).
+  const corners = await ohif.sourcePixelToCanvas(page, geometryOf(series), series.slices[k].imagePositionPatient, [
+    [minC - 0.5, minR - 0.5],
+    [maxC + 0.5, maxR + 0.5],
+  ]);
+  const pxPerSource = (corners[1][0] - corners[0][0]) / (maxC - minC + 1);
+  return {
+    minX: Math.min(corners[0][0], corners[1][0]),
+    maxX: Math.max(corners[0][0], corners[1][0]),
+    minY: Math.min(corners[0][1], corners[1][1]),
+    maxY: Math.max(corners[0][1], corners[1][1]),
+    pxPerSource,
+  };
+}
+
+function geometryOf(series) {
+  return {
+    rows: series.rows,
+    columns: series.columns,
+    rowSpacing: series.pixelSpacing[0],
+    columnSpacing: series.pixelSpacing[1],
+    rowCosine: series.rowCosine,
+    columnCosine: series.columnCosine,
+  };
+}
+
+/**
+ * Opens the study and checks one SEG + SR pair.
+ * @param {object} o
+ *   o.page, o.baseUrl, o.series (dicom_series.findImageSeries), o.labelMap (label_map.js),
+ *   o.findings: [{label, name, site}] as given to the writer, o.segDescription, o.srDescription,
+ *   o.segSegments: [{segmentNumber, label, trackingUid}] read from the SEG file,
+ *   o.artifacts (folder for screenshots), o.tag (file name prefix), o.checks (Checks),
+ *   o.timeoutMs, o.problems (watchPage result)
+ */
+async function checkSegAndSr(o) {
+  const { page, checks, series, labelMap, findings, timeoutMs, problems } = o;
+  const shot = (name) => path.join(o.artifacts, `${o.tag}-${name}.png`);
+  const problemCount = () =>
+    problems.consoleErrors.length + problems.pageErrors.length + problems.httpErrors.length + problems.failedRequests.length;
+  const problemText = () =>
+    [
+      ...problems.consoleErrors.map((e) => `console error: ${e}`),
+      ...problems.pageErrors.map((e) => `uncaught: ${e}`),
+      ...problems.httpErrors.map((e) => `HTTP ${e}`),
+      ...problems.failedRequests.map((e) => `request failed: ${e}`),
+    ]
+      .join('\n    ')
+      .slice(0, 4000);
+
+  // --- SEG -------------------------------------------------------------------
+  const t0 = Date.now();
+  let segmentation;
+  try {
+    segmentation = await ohif.loadSegmentation(page, o.segDescription, timeoutMs);
+  } catch (err) {
+    await page.screenshot({ path: shot('seg-load-failed') });
+    checks.check(`${o.tag}: OHIF loads the SEG "${o.segDescription}"`, false, `${err.message.split('\n')[0]}\n    ${problemText()}`);
+    return;
+  }
+  checks.check(`${o.tag}: OHIF loads the SEG "${o.segDescription}"`, true, `${segmentation.segments.length} segments, ${Date.now() - t0} ms`);
+
+  const segmentIndexOfLabel = {};
+  for (const f of findings) {
+    const segment = segmentation.segments.find((s) => s.label === f.name);
+    checks.check(
+      `${o.tag}: segment "${f.name}" (label ${f.label}) is in OHIF's segmentation`,
+      Boolean(segment),
+      segment ? `segment ${segment.segmentIndex}` : `OHIF has ${JSON.stringify(segmentation.segments)}`,
+    );
+    if (segment) segmentIndexOfLabel[f.label] = segment.segmentIndex;
+  }
+
+  const panel = await ohif.segmentationPanelLabels(page, findings.map((f) => f.name), timeoutMs);
+  checks.check(
+    `${o.tag}: the segmentation panel lists ${findings.map((f) => `"${f.name}"`).join(', ')}`,
+    panel.allListed,
+    panel.allListed ? '' : `panel shows: ${panel.panelText.slice(0, 300)}`,
+  );
+
+  // Slices to compare: every slice with a finding, plus one on either side of the findings.
+  const withFinding = labelMap.slices.map((s, k) => (s ? k : -1)).filter((k) => k >= 0);
+  const toCheck = new Set(withFinding);
+  toCheck.add(Math.max(0, withFinding[0] - 1));
+  toCheck.add(Math.min(labelMap.slices.length - 1, withFinding[withFinding.length - 1] + 1));
+  const slices = [...toCheck]
+    .sort((a, b) => a - b)
+    .map((k) => ({
+      sliceIndex: k,
+      sopInstanceUID: series.slices[k].sopInstanceUID,
+      imagePositionPatient: series.slices[k].imagePositionPatient,
+      labels: labelMap.slices[k] ? base64(labelMap.slices[k]) : null,
+    }));
+  const t1 = Date.now();
+  let overlay;
+  try {
+    overlay = await ohif.compareOverlay(page, {
+      segmentationId: segmentation.segmentationId,
+      geometry: geometryOf(series),
+      slices,
+      segmentIndexOfLabel,
+      timeoutMs,
+    });
+  } catch (err) {
+    checks.check(`${o.tag}: overlay comparison ran`, false, err.message);
+    return;
+  }
+  const nameOf = (label) => (findings.find((f) => f.label === label) || {}).name;
+  for (const r of overlay.results) {
+    const expected = r.labels && r.labels.length ? r.labels.map((l) => `"${nameOf(l.label)}"`).join(' and ') : 'nothing';
+    const name = `${o.tag}: slice ${r.sliceIndex + 1}/${series.slices.length} overlay matches the label map (${expected})`;
+    if (r.error) {
+      checks.check(name, false, r.error);
+      continue;
+    }
+    const perLabel = r.labels.map(
+      (l) =>
+        `"${nameOf(l.label)}" (segment ${l.segmentIndex}): mask ${l.maskPixels} px, drawn in its colour ${l.drawnPixels} px, ` +
+        `other colour inside ${l.wrongSegment}, shifted-mask control ${l.shiftedCheckMismatches}${l.error ? `, ${l.error}` : ''}`,
+    );
+    const detail =
+      `labelled ${r.maskPixels} px, drawn ${r.drawnPixels} px, mismatches: ${r.edgeMismatches} at edges, ` +
+      `${r.missedInside} missed inside, ${r.drawnOutside} drawn outside, ${r.offCanvas} off canvas` +
+      (perLabel.length ? `; ${perLabel.join('; ')}` : '');
+    const ok =
+      r.missedInside === 0 &&
+      r.drawnOutside === 0 &&
+      r.offCanvas === 0 &&
+      r.labels.every((l) => !l.error && l.wrongSegment === 0 && l.drawnPixels > 0 && l.shiftedCheckMismatches > 0);
+    checks.check(name, ok, detail);
+  }
+  o.log(`  overlay comparison: ${overlay.results.length} slices in ${Date.now() - t1} ms (canvas ${overlay.canvas.join('x')}) ${JSON.stringify(overlay.timing)}`);
+
+  // Screenshot of the overlay on the slice where both findings are largest together.
+  const both = withFinding.filter((k) => findings.every((f) => countLabel(labelMap, k, f.label) > 0));
+  const showcase = (both.length ? both : withFinding)
+    .map((k) => [k, findings.reduce((n, f) => n + countLabel(labelMap, k, f.label), 0)])
+    .sort((a, b) => b[1] - a[1])[0][0];
+  await ohif.showSlice(page, series.slices[showcase].sopInstanceUID, timeoutMs);
+  await page.screenshot({ path: shot('seg-overlay') });
+
+  checks.check(`${o.tag}: no error boundary after loading the SEG`, !(await ohif.errorBoundaryText(page)), await ohif.errorBoundaryText(page));
+  checks.check(`${o.tag}: no console error, uncaught exception or HTTP error after the SEG`, problemCount() === 0, problemText());
+
+  // --- SR --------------------------------------------------------------------
+  const t2 = Date.now();
+  let report;
+  try {
+    report = await ohif.loadStructuredReport(page, o.srDescription, timeoutMs);
+  } catch (err) {
+    await page.screenshot({ path: shot('sr-load-failed') });
+    checks.check(
+      `${o.tag}: OHIF opens the SR "${o.srDescription}" and draws its findings`,
+      false,
+      `${err.message.split('\n')[0]}\n    error boundary: ${await ohif.errorBoundaryText(page)}\n    ${problemText()}`,
+    );
+    return;
+  }
+  checks.check(`${o.tag}: OHIF opens the SR "${o.srDescription}" and draws its findings`, true, `${report.measurements.length} measurements, ${Date.now() - t2} ms`);
+  checks.check(
+    `${o.tag}: the SR has one measurement per finding`,
+    report.measurements.length === findings.length,
+    JSON.stringify(report.measurements.map((m) => m.trackingIdentifier)),
+  );
+
+  for (const f of findings) {
+    const segment = (o.segSegments || []).find((s) => s.label === f.name);
+    const measurement = report.measurements.find((m) => segment && m.trackingUniqueIdentifier === segment.trackingUid);
+    if (
+      !checks.check(
+        `${o.tag}: SR finding "${f.name}" shares its tracking UID with SEG segment "${f.name}"`,
+        Boolean(measurement),
+        `SEG TrackingUID ${segment ? segment.trackingUid : '(no such segment in the SEG file)'}; SR tracking UIDs ${report.measurements
+          .map((m) => m.trackingUniqueIdentifier)
+          .join(', ')}`,
+      )
+    ) {
+      continue;
+    }
+    const uid = measurement.trackingUniqueIdentifier;
+    let shownError = '';
+    try {
+      await ohif.showFinding(page, measurement, timeoutMs);
+    } catch (err) {
+      shownError = err.message.split('\n')[0];
+    }
+    const drawn = await ohif.drawnFinding(page, uid);
+    const k = series.slices.findIndex((s) => s.sopInstanceUID === drawn.sopInstanceUID);
+    checks.check(
+      `${o.tag}: SR finding "${f.name}" is drawn on a slice that has it`,
+      !shownError && drawn.shown && k >= 0 && countLabel(labelMap, k, f.label) > 0,
+      `${shownError ? `${shownError}; ` : ''}shown ${drawn.shown}, slice ${k + 1}, ${k >= 0 ? countLabel(labelMap, k, f.label) : 0} px of the finding there`,
+    );
+    if (!(drawn.shown && k >= 0)) continue;
+
+    // Geometry: the drawn shape's extent matches the finding's extent on that slice (within
+    // one source pixel), whether the SR outlines it or boxes it.
+    const maskBox = await maskCanvasBox(page, series, labelMap, k, f.label);
+    const tol = maskBox ? Math.abs(maskBox.pxPerSource) * 1.01 + 0.5 : 0;
+    const box = drawn.canvasBox;
+    const boxOk =
+      maskBox &&
+      box &&
+      Math.abs(box.minX - maskBox.minX) <= tol &&
+      Math.abs(box.maxX - maskBox.maxX) <= tol &&
+      Math.abs(box.minY - maskBox.minY) <= tol &&
+      Math.abs(box.maxY - maskBox.maxY) <= tol;
+    const fmt = (b) => (b ? `x ${b.minX.toFixed(1)}..${b.maxX.toFixed(1)}, y ${b.minY.toFixed(1)}..${b.maxY.toFixed(1)}` : 'none');
+    checks.check(
+      `${o.tag}: SR finding "${f.name}" geometry covers the finding's pixels on slice ${k + 1}`,
+      boxOk && drawn.svgShapes.length > 0,
+      `drawn ${fmt(box)} (${drawn.svgShapes.join(',')}); label map ${fmt(maskBox)}; tolerance ${tol.toFixed(2)} canvas px`,
+    );
+
+    // Text: the finding's label, and its measurements with values that agree with the label map.
+    const text = drawn.textLines.join(' | ');
+    checks.check(
+      `${o.tag}: SR finding "${f.name}" text box shows its label "${f.displayLabel}"`,
+      drawn.textLines.some((l) => l.includes(f.displayLabel)),
+      text,
+    );
+    const areaLine = drawn.textLines.find((l) => /^Area: /.test(l));
+    const [rowSpacing, columnSpacing] = series.pixelSpacing;
+    const expectedArea = countLabel(labelMap, k, f.label) * rowSpacing * columnSpacing;
+    const shownArea = areaLine ? Number((/^Area: ([0-9.]+) mm2$/.exec(areaLine) || [])[1]) : NaN;
+    checks.check(
+      `${o.tag}: SR finding "${f.name}" text box shows its area on that slice`,
+      Math.abs(shownArea - expectedArea) <= 0.005 + 0.01 * expectedArea,
+      `shown "${areaLine || '(no Area line)'}", label map ${expectedArea.toFixed(2)} mm2 (tolerance 1%)`,
+    );
+    await page.screenshot({ path: shot(`sr-${f.label}`) });
+  }
+
+  checks.check(`${o.tag}: no error boundary after opening the SR`, !(await ohif.errorBoundaryText(page)), await ohif.errorBoundaryText(page));
+  checks.check(`${o.tag}: no console error, uncaught exception or HTTP error after the SR`, problemCount() === 0, problemText());
+}
+
+/** Starts Chromium with the flags above and a fresh profile in `profileDir`. */
+async function launchChromium(profileDir) {
+  const { chromium } = require('playwright-core');
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/install-viewer.sh`);
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    viewport: { width: 1400, height: 900 },
+    deviceScaleFactor: 1,
+  });
+  return context;
+}
+
+module.exports = { Checks, checkSegAndSr, launchChromium, countLabel };
