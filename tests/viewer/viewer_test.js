@@ -1,0 +1,178 @@
+// The viewer test: what a radiologist sees of the node's results in OHIF.
+//
+//   1. `unibiomed samples write` makes the sample CT (512x512, HU); the test draws a known label
+//      map with two findings on several slices and `unibiomed results write` turns it into
+//      SEG + SR; once the pipeline exists, `unibiomed analyze` adds its own SEG + SR.
+//   2. Debian's Orthanc with the DICOMweb plugin stores the study (loopback ports chosen now).
+//   3. OHIF 3.13.2 (npm @ohif/app, cached by scripts/install-viewer.sh) is served same-origin by
+//      viewer_server.js and driven in Debian's chromium by playwright-core.
+//   4. Checks (viewer_checks.js): the overlay matches the label map on every slice with a
+//      finding, the segment labels are in the panel, the SR opens without error and draws each
+//      finding's geometry with its label and measurement; screenshots are kept.
+//
+// usage: node viewer_test.js --unibiomed PATH [--ohif DIR] [--out DIR] [--timeout-ms N]
+// Prints one line per check and "N passed, N failed"; exit 0 only when nothing failed.
+// SPDX-License-Identifier: GPL-3.0-or-later
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { execFileSync } = require('child_process');
+
+const { startOrthanc } = require('./orthanc.js');
+const { startViewerServer } = require('./viewer_server.js');
+const { findImageSeries, readSegments, readHeaders } = require('./dicom_series.js');
+const { makeLabelMap, writeNrrd } = require('./label_map.js');
+const { Checks, checkSegAndSr, launchChromium } = require('./viewer_checks.js');
+const ohif = require('./ohif_page.js');
+
+const OHIF_VERSION = '3.13.2';
+
+function parseArgs(argv) {
+  const options = {
+    unibiomed: null,
+    ohif: process.env.UNIBIOMED_OHIF_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'unibiomed', `ohif-${OHIF_VERSION}`),
+    out: path.resolve('viewer-test-output'),
+    timeoutMs: 60000,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${argv[i]} needs a value`);
+      return argv[++i];
+    };
+    switch (argv[i]) {
+      case '--unibiomed': options.unibiomed = path.resolve(value()); break;
+      case '--ohif': options.ohif = path.resolve(value()); break;
+      case '--out': options.out = path.resolve(value()); break;
+      case '--timeout-ms': options.timeoutMs = Number(value()); break;
+      case '--help':
+        console.log('usage: node viewer_test.js --unibiomed PATH [--ohif DIR] [--out DIR] [--timeout-ms N]');
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown argument ${argv[i]}`);
+    }
+  }
+  if (!options.unibiomed) throw new Error('--unibiomed PATH (the built unibiomed program) is required');
+  return options;
+}
+
+/** Runs the unibiomed program; throws with its output when it fails. */
+function unibiomed(options, args, log) {
+  log(`$ unibiomed ${args.join(' ')}`);
+  try {
+    return execFileSync(options.unibiomed, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  } catch (err) {
+    throw new Error(`unibiomed ${args.join(' ')} failed (exit ${err.status}):\n${err.stdout || ''}${err.stderr || ''}`);
+  }
+}
+
+/** The findings of the known label map, as given to `unibiomed results write --findings`. */
+const FINDINGS = [
+  { label: 1, name: 'Liver lesion', site: { value: '10200004', scheme: 'SCT', meaning: 'Liver' }, text: 'Hypodense lesion in the right liver lobe.' },
+  { label: 2, name: 'Renal lesion', site: { value: '64033007', scheme: 'SCT', meaning: 'Kidney' }, text: 'Crescent-shaped lesion at the left kidney.' },
+];
+
+async function main() {
+  const options = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const log = (m) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${m}`);
+  const checks = new Checks(log);
+
+  fs.rmSync(options.out, { recursive: true, force: true });
+  const work = path.join(options.out, 'work');
+  const artifacts = path.join(options.out, 'screenshots');
+  fs.mkdirSync(work, { recursive: true });
+  fs.mkdirSync(artifacts, { recursive: true });
+
+  // --- data ---------------------------------------------------------------------
+  unibiomed(options, ['samples', 'write', '--only', 'ct', path.join(work, 'samples')], log);
+  const series = findImageSeries(path.join(work, 'samples'), 'CT');
+  log(`CT series ${series.seriesInstanceUID}: ${series.slices.length} slices of ${series.columns}x${series.rows}`);
+  const labelMap = makeLabelMap(series);
+  const labelsFile = path.join(work, 'labels.nrrd');
+  writeNrrd(labelsFile, series, labelMap);
+  const findingsFile = path.join(work, 'findings.json');
+  fs.writeFileSync(findingsFile, JSON.stringify(findingsJson(), null, 2));
+  const results = path.join(work, 'results');
+  unibiomed(options, ['results', 'write', '--source', ...series.slices.map((s) => s.file), '--masks', labelsFile, '--findings', findingsFile, '-o', results], log);
+  const segFile = path.join(results, 'seg.dcm');
+  const srFile = path.join(results, 'sr.dcm');
+  const [segHeader, srHeader] = readHeaders([segFile, srFile]);
+
+  // --- servers and browser --------------------------------------------------------
+  const cleanup = [];
+  let exitCode = 1;
+  try {
+    const orthanc = await startOrthanc(path.join(work, 'orthanc'));
+    cleanup.push(() => orthanc.stop());
+    for (const file of [...series.slices.map((s) => s.file), segFile, srFile]) await orthanc.upload(file);
+    const server = await startViewerServer({ ohifDir: options.ohif, orthancPort: orthanc.httpPort, onProxyError: log });
+    cleanup.push(() => server.close());
+    log(`Orthanc on 127.0.0.1:${orthanc.httpPort}, OHIF ${OHIF_VERSION} at ${server.url}`);
+    const browser = await launchChromium(path.join(work, 'chromium-profile'));
+    cleanup.push(() => browser.close());
+    const page = browser.pages()[0] || (await browser.newPage());
+    const problems = ohif.watchPage(page);
+
+    await ohif.openStudy(page, server.url, series.studyInstanceUID, options.timeoutMs);
+    log('OHIF shows the study');
+    await ohif.waitForSeriesEntries(page, 3, options.timeoutMs);
+    await checkSegAndSr({
+      page,
+      checks,
+      log,
+      problems,
+      series,
+      labelMap,
+      findings: FINDINGS.map((f) => ({ ...f, displayLabel: f.site.meaning })),
+      segDescription: segHeader.seriesDescription,
+      srDescription: srHeader.seriesDescription,
+      segSegments: readSegments(segFile),
+      artifacts,
+      tag: 'results-write',
+      timeoutMs: options.timeoutMs,
+    });
+    exitCode = checks.failed.length === 0 ? 0 : 1;
+  } catch (err) {
+    checks.check('the viewer test ran to its end', false, err.stack || err.message);
+  } finally {
+    for (const stop of cleanup.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        log(`cleanup: ${err.message}`);
+      }
+    }
+  }
+  log(`screenshots in ${artifacts}`);
+  console.log(`${checks.passed.length} passed, ${checks.failed.length} failed`);
+  if (checks.failed.length) console.log(`failed:\n  ${checks.failed.join('\n  ')}`);
+  return exitCode;
+}
+
+/** The findings file of `unibiomed results write` for FINDINGS. */
+function findingsJson() {
+  return {
+    findings: FINDINGS.map((f) => ({
+      label: f.label,
+      name: f.name,
+      finding_site: f.site,
+      text: f.text,
+    })),
+  };
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(`viewer test: ${err.stack || err.message}`);
+      console.log('0 passed, 1 failed');
+      process.exit(1);
+    },
+  );
+}
+
+module.exports = { FINDINGS };
