@@ -55,3 +55,6 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet orthanc 2>/dev/null; then
   echo "install-deps: note: a system Orthanc service is running; the tests use their own ports"
 fi
+
+# The viewer test: chromium, fonts, playwright-core and the cached OHIF build (tests/viewer).
+"$(dirname "$0")/install-viewer.sh"
