@@ -10,10 +10,22 @@
  * exceptions, HTTP answers >= 400, failed requests.
  */
 function watchPage(page) {
-  const problems = { consoleErrors: [], pageErrors: [], httpErrors: [], failedRequests: [] };
+  const problems = { consoleErrors: [], errorBoundaries: [], pageErrors: [], httpErrors: [], failedRequests: [] };
   page.on('console', (m) => {
     if (m.type() === 'error') problems.consoleErrors.push(m.text());
+    // OHIF's route-level error boundary reports what it caught with console.debug ("Route
+    // viewer Error Boundary TypeError: ...") and shows at most a toast; the viewport stays
+    // black. Seen with an SR measurement group without SCOORD (DICOM-OUTPUT.md).
+    else if (/Error Boundary/.test(m.text())) {
+      problems.errorBoundaries.push(m.text());
+      for (const listener of listeners.splice(0)) listener(m.text());
+    }
   });
+  // A promise that rejects at the next error boundary report: waits race against it, so that a
+  // crash fails at once instead of at the end of a timeout.
+  const listeners = [];
+  problems.nextErrorBoundary = () =>
+    new Promise((_, reject) => listeners.push((text) => reject(new Error(`OHIF error boundary: ${text.split('\n')[0]}`))));
   page.on('pageerror', (e) => problems.pageErrors.push(e.stack || e.message));
   page.on('response', (r) => {
     if (r.status() >= 400) problems.httpErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`);
@@ -26,13 +38,19 @@ function watchPage(page) {
   return problems;
 }
 
-/** Text of OHIF's error boundary notification, or '' (platform/ui-next ErrorBoundary). */
-async function errorBoundaryText(page) {
-  return page.evaluate(() => {
+/**
+ * What OHIF's error boundaries caught: their console reports, and the text of the error
+ * notification ("Something went wrong", platform/ui-next ErrorBoundary) if one is shown; '' if
+ * none.
+ */
+async function errorBoundaryText(page, problems) {
+  const reported = problems && problems.errorBoundaries.length ? problems.errorBoundaries.join('\n') : '';
+  const shown = await page.evaluate(() => {
     const text = document.body ? document.body.innerText : '';
     const m = /Something went wrong[^\n]*(\n[^\n]*){0,3}/.exec(text);
     return m ? m[0] : '';
   });
+  return [reported, shown].filter(Boolean).join('\n');
 }
 
 /**
@@ -75,11 +93,13 @@ async function waitForSeriesEntries(page, count, timeoutMs) {
  * until OHIF has made a labelmap of it in the viewport.
  * @returns {Promise<{segmentationId: string, segments: {segmentIndex: number, label: string}[]}>}
  */
-async function loadSegmentation(page, seriesDescription, timeoutMs) {
+async function loadSegmentation(page, seriesDescription, timeoutMs, problems) {
   const entry = seriesEntry(page, 'SEG', seriesDescription);
   await entry.first().dblclick({ timeout: timeoutMs });
   await page.getByRole('button', { name: 'Yes' }).click({ timeout: timeoutMs });
-  const handle = await page.waitForFunction(
+  const crash = problems.nextErrorBoundary();
+  crash.catch(() => {});
+  const handle = await Promise.race([crash, page.waitForFunction(
     (description) => {
       const ss = window.services.segmentationService;
       const vp = window.cornerstone.getEnabledElements()[0].viewport;
@@ -94,7 +114,7 @@ async function loadSegmentation(page, seriesDescription, timeoutMs) {
     },
     seriesDescription,
     { timeout: timeoutMs },
-  );
+  )]);
   return handle.jsonValue();
 }
 
@@ -388,10 +408,12 @@ async function showSlice(page, sopInstanceUID, timeoutMs) {
  * node wrote it rather than converting it into OHIF's own measurements.
  * @returns {Promise<{rehydratable: boolean, measurements: object[]}>} what OHIF parsed
  */
-async function loadStructuredReport(page, seriesDescription, timeoutMs) {
+async function loadStructuredReport(page, seriesDescription, timeoutMs, problems) {
   const entry = seriesEntry(page, 'SR', seriesDescription);
   await entry.first().dblclick({ timeout: timeoutMs });
-  const handle = await page.waitForFunction(
+  const crash = problems.nextErrorBoundary();
+  crash.catch(() => {});
+  const handle = await Promise.race([crash, page.waitForFunction(
     (description) => {
       const ds = window.services.displaySetService
         .getActiveDisplaySets()
@@ -414,7 +436,7 @@ async function loadStructuredReport(page, seriesDescription, timeoutMs) {
     },
     seriesDescription,
     { timeout: timeoutMs },
-  );
+  )]);
   const report = await handle.jsonValue();
   if (report.rehydratable) {
     await page.getByText('Do you want to continue tracking measurements for this study?').waitFor({ timeout: timeoutMs });

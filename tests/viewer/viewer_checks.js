@@ -97,10 +97,15 @@ async function checkSegAndSr(o) {
   const { page, checks, series, labelMap, findings, timeoutMs, problems } = o;
   const shot = (name) => path.join(o.artifacts, `${o.tag}-${name}.png`);
   const problemCount = () =>
-    problems.consoleErrors.length + problems.pageErrors.length + problems.httpErrors.length + problems.failedRequests.length;
+    problems.consoleErrors.length +
+    problems.errorBoundaries.length +
+    problems.pageErrors.length +
+    problems.httpErrors.length +
+    problems.failedRequests.length;
   const problemText = () =>
     [
       ...problems.consoleErrors.map((e) => `console error: ${e}`),
+      ...problems.errorBoundaries.map((e) => `error boundary: ${e}`),
       ...problems.pageErrors.map((e) => `uncaught: ${e}`),
       ...problems.httpErrors.map((e) => `HTTP ${e}`),
       ...problems.failedRequests.map((e) => `request failed: ${e}`),
@@ -112,7 +117,7 @@ async function checkSegAndSr(o) {
   const t0 = Date.now();
   let segmentation;
   try {
-    segmentation = await ohif.loadSegmentation(page, o.segDescription, timeoutMs);
+    segmentation = await ohif.loadSegmentation(page, o.segDescription, timeoutMs, problems);
   } catch (err) {
     await page.screenshot({ path: shot('seg-load-failed') });
     checks.check(`${o.tag}: OHIF loads the SEG "${o.segDescription}"`, false, `${err.message.split('\n')[0]}\n    ${problemText()}`);
@@ -199,20 +204,20 @@ async function checkSegAndSr(o) {
   await ohif.showSlice(page, series.slices[showcase].sopInstanceUID, timeoutMs);
   await page.screenshot({ path: shot('seg-overlay') });
 
-  checks.check(`${o.tag}: no error boundary after loading the SEG`, !(await ohif.errorBoundaryText(page)), await ohif.errorBoundaryText(page));
+  checks.check(`${o.tag}: no error boundary after loading the SEG`, !(await ohif.errorBoundaryText(page, problems)), await ohif.errorBoundaryText(page, problems));
   checks.check(`${o.tag}: no console error, uncaught exception or HTTP error after the SEG`, problemCount() === 0, problemText());
 
   // --- SR --------------------------------------------------------------------
   const t2 = Date.now();
   let report;
   try {
-    report = await ohif.loadStructuredReport(page, o.srDescription, timeoutMs);
+    report = await ohif.loadStructuredReport(page, o.srDescription, timeoutMs, problems);
   } catch (err) {
     await page.screenshot({ path: shot('sr-load-failed') });
     checks.check(
       `${o.tag}: OHIF opens the SR "${o.srDescription}" and draws its findings`,
       false,
-      `${err.message.split('\n')[0]}\n    error boundary: ${await ohif.errorBoundaryText(page)}\n    ${problemText()}`,
+      `${err.message.split('\n')[0]}\n    error boundary: ${await ohif.errorBoundaryText(page, problems)}\n    ${problemText()}`,
     );
     return;
   }
@@ -291,7 +296,7 @@ async function checkSegAndSr(o) {
     await page.screenshot({ path: shot(`sr-${f.label}`) });
   }
 
-  checks.check(`${o.tag}: no error boundary after opening the SR`, !(await ohif.errorBoundaryText(page)), await ohif.errorBoundaryText(page));
+  checks.check(`${o.tag}: no error boundary after opening the SR`, !(await ohif.errorBoundaryText(page, problems)), await ohif.errorBoundaryText(page, problems));
   checks.check(`${o.tag}: no console error, uncaught exception or HTTP error after the SR`, problemCount() === 0, problemText());
 }
 
