@@ -1,0 +1,630 @@
+// Synthetic anatomy. Sizes and intensities are typical textbook values (CT numbers: fat -100,
+// water 0, soft tissue 40-60, bone several hundred); shapes are placed in patient coordinates
+// (DICOM LPS: +x patient left, +y posterior, +z head) so that the CT looks right in a viewer.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "samples/phantom.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace unibiomed::samples {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+struct Box {
+  int x0, x1, y0, y1, z0, z1;  // inclusive-exclusive
+};
+
+Box bounding_box(const Phantom& p, double cx, double cy, double cz, double rxy, double rz) {
+  auto to_index = [](double mm, double spacing, int count) { return mm / spacing + count / 2.0 - 0.5; };
+  Box b;
+  b.x0 = std::max(0, int(std::floor(to_index(cx - rxy, p.spacing[0], p.columns))));
+  b.x1 = std::min(p.columns, int(std::ceil(to_index(cx + rxy, p.spacing[0], p.columns))) + 1);
+  b.y0 = std::max(0, int(std::floor(to_index(cy - rxy, p.spacing[1], p.rows))));
+  b.y1 = std::min(p.rows, int(std::ceil(to_index(cy + rxy, p.spacing[1], p.rows))) + 1);
+  b.z0 = std::max(0, int(std::floor(to_index(cz - rz, p.spacing[2], p.slices))));
+  b.z1 = std::min(p.slices, int(std::ceil(to_index(cz + rz, p.spacing[2], p.slices))) + 1);
+  return b;
+}
+
+template <typename Shape, typename Paint>
+void for_each_inside(Phantom& p, const Shape& shape, double cx, double cy, double cz, double rxy, double rz,
+                     Paint paint) {
+  const Box b = bounding_box(p, cx, cy, cz, rxy, rz);
+  for (int z = b.z0; z < b.z1; ++z)
+    for (int y = b.y0; y < b.y1; ++y)
+      for (int x = b.x0; x < b.x1; ++x) {
+        const auto pos = position_mm(p, x, y, z);
+        if (shape.contains(pos[0], pos[1], pos[2])) paint(p.index(x, y, z));
+      }
+}
+
+double reach(const Ellipsoid& e) {
+  // A superellipse reaches at most sqrt(2) times its radius along the diagonal.
+  return std::max(e.rx, e.ry) * (e.exponent > 2 ? 1.4143 : 1.0);
+}
+
+float clampf(double v, double lo, double hi) {
+  return float(std::clamp(v, lo, hi));
+}
+
+void set_rgb(Phantom& p, size_t i, std::array<float, 3> rgb, float opacity) {
+  for (int c = 0; c < 3; ++c) {
+    float& v = p.values[i * 3 + size_t(c)];
+    v = v * (1 - opacity) + rgb[size_t(c)] * opacity;
+  }
+}
+
+void multiply_rgb(Phantom& p, size_t i, double factor) {
+  for (int c = 0; c < 3; ++c) p.values[i * 3 + size_t(c)] = float(p.values[i * 3 + size_t(c)] * factor);
+}
+
+void clamp_values(Phantom& p, double lo, double hi) {
+  for (auto& v : p.values) v = clampf(v, lo, hi);
+}
+
+// A smooth random path (vessels, hairs): a walk whose heading turns a little each step.
+std::vector<std::array<double, 2>> wander(Random& random, double x, double y, double heading, int steps, double step,
+                                          double turn) {
+  std::vector<std::array<double, 2>> points{{x, y}};
+  for (int i = 0; i < steps; ++i) {
+    heading += (random.uniform() - 0.5) * turn;
+    x += std::cos(heading) * step;
+    y += std::sin(heading) * step;
+    points.push_back({x, y});
+  }
+  return points;
+}
+
+}  // namespace
+
+// ---- Phantom ------------------------------------------------------------------------------
+
+Phantom::Phantom(int c, int r, int s, int ch, std::array<double, 3> sp)
+    : columns(c), rows(r), slices(s), channels(ch), spacing(sp) {
+  if (c <= 0 || r <= 0 || s <= 0 || (ch != 1 && ch != 3)) throw std::invalid_argument("invalid phantom size");
+  values.assign(size_t(c) * size_t(r) * size_t(s) * size_t(ch), 0.f);
+  labels.assign(size_t(c) * size_t(r) * size_t(s), 0);
+  label_names = {"background"};
+}
+
+std::vector<uint8_t> Phantom::label_mask(int slice, uint8_t label) const {
+  std::vector<uint8_t> mask(size_t(columns) * size_t(rows));
+  const size_t offset = size_t(slice) * mask.size();
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = labels[offset + i] == label ? 1 : 0;
+  return mask;
+}
+
+size_t Phantom::label_voxels(uint8_t label) const {
+  return size_t(std::count(labels.begin(), labels.end(), label));
+}
+
+uint8_t Phantom::label_of(const std::string& name) const {
+  for (size_t i = 0; i < label_names.size(); ++i)
+    if (label_names[i] == name) return uint8_t(i);
+  return 0;
+}
+
+std::array<double, 3> position_mm(const Phantom& p, int x, int y, int z) {
+  return {(x + 0.5 - p.columns / 2.0) * p.spacing[0], (y + 0.5 - p.rows / 2.0) * p.spacing[1],
+          (z + 0.5 - p.slices / 2.0) * p.spacing[2]};
+}
+
+// ---- Random -------------------------------------------------------------------------------
+
+Random::Random(uint64_t seed) : state_(0), increment_((seed << 1u) | 1u) {
+  next();
+  state_ += seed;
+  next();
+}
+
+uint32_t Random::next() {
+  // PCG-XSH-RR 64/32.
+  const uint64_t old = state_;
+  state_ = old * 6364136223846793005ULL + increment_;
+  const uint32_t xorshifted = uint32_t(((old >> 18u) ^ old) >> 27u);
+  const uint32_t rot = uint32_t(old >> 59u);
+  return (xorshifted >> rot) | (xorshifted << ((32u - rot) & 31u));
+}
+
+double Random::uniform() {
+  return next() * (1.0 / 4294967296.0);
+}
+
+double Random::normal() {
+  double sum = 0;
+  for (int i = 0; i < 12; ++i) sum += uniform();
+  return sum - 6.0;
+}
+
+int Random::integer(int lo, int hi) {
+  return lo + int(next() % uint32_t(hi - lo + 1));
+}
+
+// ---- Shapes -------------------------------------------------------------------------------
+
+bool Ellipsoid::contains(double x, double y, double z) const {
+  double dx = x - cx, dy = y - cy;
+  const double dz = (z - cz) / rz;
+  if (angle_degrees != 0) {
+    const double a = angle_degrees * kPi / 180.0, c = std::cos(a), s = std::sin(a);
+    const double rx2 = c * dx + s * dy, ry2 = -s * dx + c * dy;
+    dx = rx2;
+    dy = ry2;
+  }
+  double in_plane;
+  if (exponent == 2) {
+    in_plane = (dx / rx) * (dx / rx) + (dy / ry) * (dy / ry);
+  } else {
+    in_plane =
+        std::pow(std::pow(std::fabs(dx / rx), exponent) + std::pow(std::fabs(dy / ry), exponent), 2.0 / exponent);
+  }
+  return in_plane + dz * dz <= 1.0;
+}
+
+bool Blob::contains(double x, double y, double z) const {
+  double dx = x - base.cx, dy = y - base.cy;
+  const double dz = (z - base.cz) / base.rz;
+  if (base.angle_degrees != 0) {
+    const double a = base.angle_degrees * kPi / 180.0, c = std::cos(a), s = std::sin(a);
+    const double rx2 = c * dx + s * dy, ry2 = -s * dx + c * dy;
+    dx = rx2;
+    dy = ry2;
+  }
+  const double theta = std::atan2(dy, dx);
+  double factor = 1;
+  for (size_t k = 0; k < harmonic_amplitude.size(); ++k)
+    factor += harmonic_amplitude[k] * std::sin(double(k + 2) * theta + harmonic_phase[k]);
+  const double u = dx / (base.rx * factor), v = dy / (base.ry * factor);
+  return u * u + v * v + dz * dz <= 1.0;
+}
+
+void fill(Phantom& p, const Ellipsoid& e, float value, uint8_t label) {
+  for_each_inside(p, e, e.cx, e.cy, e.cz, reach(e), e.rz, [&](size_t i) {
+    for (int c = 0; c < p.channels; ++c) p.values[i * size_t(p.channels) + size_t(c)] = value;
+    if (label) p.labels[i] = label;
+  });
+}
+
+void fill(Phantom& p, const Blob& b, float value, uint8_t label) {
+  double total = 1;
+  for (double a : b.harmonic_amplitude) total += std::fabs(a);
+  for_each_inside(p, b, b.base.cx, b.base.cy, b.base.cz, reach(b.base) * total, b.base.rz, [&](size_t i) {
+    for (int c = 0; c < p.channels; ++c) p.values[i * size_t(p.channels) + size_t(c)] = value;
+    if (label) p.labels[i] = label;
+  });
+}
+
+void fill_rgb(Phantom& p, const Ellipsoid& e, std::array<float, 3> rgb, uint8_t label, float opacity) {
+  for_each_inside(p, e, e.cx, e.cy, e.cz, reach(e), e.rz, [&](size_t i) {
+    set_rgb(p, i, rgb, opacity);
+    if (label) p.labels[i] = label;
+  });
+}
+
+void fill_rgb(Phantom& p, const Blob& b, std::array<float, 3> rgb, uint8_t label, float opacity) {
+  double total = 1;
+  for (double a : b.harmonic_amplitude) total += std::fabs(a);
+  for_each_inside(p, b, b.base.cx, b.base.cy, b.base.cz, reach(b.base) * total, b.base.rz, [&](size_t i) {
+    set_rgb(p, i, rgb, opacity);
+    if (label) p.labels[i] = label;
+  });
+}
+
+void draw_polyline(Phantom& p, int slice, const std::vector<std::array<double, 2>>& points, double thickness,
+                   std::array<float, 3> rgb, float opacity, uint8_t label) {
+  const double half = thickness / 2;
+  for (size_t s = 1; s < points.size(); ++s) {
+    const auto a = points[s - 1], b = points[s];
+    const double zc = (slice + 0.5 - p.slices / 2.0) * p.spacing[2];
+    const double cx = (a[0] + b[0]) / 2, cy = (a[1] + b[1]) / 2;
+    const double r = std::hypot(b[0] - a[0], b[1] - a[1]) / 2 + half;
+    const Box box = bounding_box(p, cx, cy, zc, r, 0);
+    const double vx = b[0] - a[0], vy = b[1] - a[1], len2 = vx * vx + vy * vy;
+    for (int y = box.y0; y < box.y1; ++y)
+      for (int x = box.x0; x < box.x1; ++x) {
+        const auto pos = position_mm(p, x, y, slice);
+        double t = len2 > 0 ? ((pos[0] - a[0]) * vx + (pos[1] - a[1]) * vy) / len2 : 0;
+        t = std::clamp(t, 0.0, 1.0);
+        const double d = std::hypot(pos[0] - (a[0] + t * vx), pos[1] - (a[1] + t * vy));
+        if (d > half) continue;
+        const size_t i = p.index(x, y, slice);
+        if (p.channels == 3) {
+          set_rgb(p, i, rgb, opacity);
+        } else {
+          p.values[i] = p.values[i] * (1 - opacity) + rgb[0] * opacity;
+        }
+        if (label) p.labels[i] = label;
+      }
+  }
+}
+
+void add_noise(Phantom& p, Random& random, double sigma) {
+  for (auto& v : p.values) v = float(v + sigma * random.normal());
+}
+
+// ---- CT abdomen ---------------------------------------------------------------------------
+
+Phantom make_ct_abdomen(const CtAbdomenOptions& o) {
+  Phantom p(o.size, o.size, o.slices, 1, {o.pixel_spacing, o.pixel_spacing, o.slice_spacing});
+  p.label_names = {"background", "body",  "liver",        "spleen",      "left kidney", "right kidney",
+                   "vertebra",   "aorta", "liver lesion", "gallbladder", "stomach"};
+  std::fill(p.values.begin(), p.values.end(), -1000.f);
+  Random random(o.seed);
+  const double big = 1e4;  // extends along z through the whole volume
+  // Body wall: subcutaneous fat, muscle, then intra-abdominal fat.
+  fill(p, Ellipsoid{0, 5, 0, 165, 120, big, 0, 2.4}, -100, 1);
+  fill(p, Ellipsoid{0, 5, 0, 152, 107, big, 0, 2.4}, 50, 1);
+  fill(p, Ellipsoid{0, 3, 0, 142, 97, big, 0, 2.4}, -90, 1);
+  // Bowel loops: soft tissue with some gas.
+  for (int i = 0; i < 40; ++i) {
+    const double x = -110 + 220 * random.uniform(), y = -80 + 100 * random.uniform(), z = -80 + 160 * random.uniform();
+    const double r = 10 + 10 * random.uniform();
+    fill(p, Ellipsoid{x, y, z, r, r * (0.7 + 0.3 * random.uniform()), 18 + 20 * random.uniform(), 0, 2}, 35, 1);
+    if (random.uniform() < 0.4) fill(p, Ellipsoid{x, y - r * 0.2, z, r * 0.4, r * 0.3, 8, 0, 2}, -950, 1);
+  }
+  // Retroperitoneum: paraspinal and psoas muscles, vertebra, aorta, inferior vena cava.
+  fill(p, Ellipsoid{-45, 97, 0, 30, 20, big, 0, 2}, 50, 1);
+  fill(p, Ellipsoid{45, 97, 0, 30, 20, big, 0, 2}, 50, 1);
+  fill(p, Ellipsoid{-36, 60, 0, 16, 20, big, 0, 2}, 50, 1);
+  fill(p, Ellipsoid{36, 60, 0, 16, 20, big, 0, 2}, 50, 1);
+  fill(p, Ellipsoid{0, 62, 0, 23, 19, big, 0, 2}, 900, 6);
+  fill(p, Ellipsoid{0, 62, 0, 19, 15.5, big, 0, 2}, 300, 6);
+  fill(p, Ellipsoid{0, 92, 0, 7, 13, big, 0, 2}, 750, 6);    // pedicles/lamina (simplified)
+  fill(p, Ellipsoid{0, 112, 0, 5, 12, big, 0, 2}, 700, 6);   // spinous process
+  fill(p, Ellipsoid{0, 88, 0, 8.5, 7.5, big, 0, 2}, 15, 1);  // spinal canal (CSF)
+  // Intervertebral discs every 32 mm.
+  for (int z = 0; z < p.slices; ++z) {
+    const double zm = position_mm(p, 0, 0, z)[2];
+    if (std::fmod(zm + 1000.0, 32.0) < 6.0) {
+      // A disc replaces the vertebral body in this slice.
+      fill(p, Ellipsoid{0, 62, zm, 22, 18, p.spacing[2] * 0.45, 0, 2}, 80, 6);
+    }
+  }
+  fill(p, Ellipsoid{18, 40, 0, 12, 12, big, 0, 2}, 150, 7);   // aorta
+  fill(p, Ellipsoid{-24, 40, 0, 11, 14, big, 0, 2}, 110, 1);  // IVC
+  // Kidneys: cortex around medulla, renal sinus fat at the hilum; the right one lower.
+  fill(p, Ellipsoid{72, 50, -15, 30, 22, 55, 25, 2}, 55, 4);
+  fill(p, Ellipsoid{72, 50, -15, 22, 14, 46, 25, 2}, 30, 4);
+  fill(p, Ellipsoid{58, 46, -15, 8, 6, 20, 25, 2}, -60, 4);
+  fill(p, Ellipsoid{-72, 52, -25, 30, 22, 55, -25, 2}, 55, 5);
+  fill(p, Ellipsoid{-72, 52, -25, 22, 14, 46, -25, 2}, 30, 5);
+  fill(p, Ellipsoid{-58, 48, -25, 8, 6, 20, -25, 2}, -60, 5);
+  // Liver (right lobe and left lobe) with a few portal vessels.
+  Blob liver{Ellipsoid{-62, -5, 35, 92, 78, 75, -10, 2}, {0.03, 0.02, 0.015, 0.01}, {0.3, 1.1, 2.0, 0.7}};
+  fill(p, liver, 60, 2);
+  fill(p, Ellipsoid{-5, -42, 50, 55, 33, 42, 15, 2}, 60, 2);
+  fill(p, Ellipsoid{-40, 10, 35, 5, 5, 30, 0, 2}, 110, 2);
+  fill(p, Ellipsoid{-75, -10, 45, 4, 4, 25, 0, 2}, 110, 2);
+  // Gallbladder under the liver, stomach with gas, spleen.
+  fill(p, Ellipsoid{-42, -55, 2, 16, 13, 28, 20, 2}, 10, 9);
+  fill(p, Ellipsoid{48, -40, 55, 45, 32, 38, -20, 2}, 40, 10);
+  fill(p, Ellipsoid{48, -40, 55, 40, 27, 33, -20, 2}, 15, 10);
+  fill(p, Ellipsoid{48, -58, 62, 26, 10, 18, -20, 2}, -1000, 10);
+  fill(p, Ellipsoid{100, 28, 45, 36, 55, 50, 30, 2}, 45, 3);
+  // The finding: a hypodense (cyst-like) liver lesion.
+  Blob lesion{Ellipsoid{-88, -12, 30, 13, 11, 12, 20, 2}, {0.06, 0.04, 0.0, 0.0}, {0.5, 2.0, 0, 0}};
+  fill(p, lesion, 15, 8);
+  add_noise(p, random, o.noise_hu);
+  clamp_values(p, -1024, 3071);
+  return p;
+}
+
+// ---- MR brain -----------------------------------------------------------------------------
+
+Phantom make_mr_brain(const MrBrainOptions& o) {
+  Phantom p(o.size, o.size, o.slices, 1, {o.pixel_spacing, o.pixel_spacing, o.slice_spacing});
+  p.label_names = {"background", "brain", "ventricles", "lesion"};
+  Random random(o.seed);
+  fill(p, Ellipsoid{0, 0, 10, 78, 98, 85, 0, 2}, 350, 0);     // scalp
+  fill(p, Ellipsoid{0, 0, 10, 74, 94, 81, 0, 2}, 40, 0);      // skull
+  fill(p, Ellipsoid{0, 0, 10, 69, 89, 76, 0, 2}, 1100, 0);    // CSF
+  fill(p, Ellipsoid{0, 0, 10, 66, 86, 73, 0, 2}, 620, 1);     // grey matter
+  fill(p, Ellipsoid{0, 2, 12, 52, 70, 57, 0, 2}, 420, 1);     // white matter
+  fill(p, Ellipsoid{0, -48, -28, 40, 26, 22, 0, 2}, 620, 1);  // frontal base
+  fill(p, Ellipsoid{-10, -2, 12, 6, 28, 20, -8, 2}, 1150, 2);
+  fill(p, Ellipsoid{10, -2, 12, 6, 28, 20, 8, 2}, 1150, 2);
+  fill(p, Ellipsoid{0, 8, 0, 2, 10, 10, 0, 2}, 1150, 2);
+  Blob lesion{Ellipsoid{30, 22, 18, 9, 8, 8, 30, 2}, {0.1, 0.05, 0, 0}, {0.2, 1.0, 0, 0}};
+  fill(p, lesion, 900, 3);
+  for (auto& v : p.values) v = float(std::fabs(v + 12 * random.normal()));  // magnitude images are non-negative
+  return p;
+}
+
+// ---- Chest X-ray --------------------------------------------------------------------------
+
+Phantom make_chest_xray(int size, uint64_t seed) {
+  Phantom p(size, size, 1, 1, {409.6 / size, 409.6 / size, 1});
+  p.label_names = {"background", "left lung", "right lung", "heart", "nodule"};
+  Random random(seed);
+  std::fill(p.values.begin(), p.values.end(), 0.05f);
+  const double big = 10;
+  fill(p, Ellipsoid{0, 30, 0, 175, 235, big, 0, 4}, 0.55f, 0);     // trunk
+  fill(p, Ellipsoid{0, -205, 0, 55, 50, big, 0, 2}, 0.55f, 0);     // neck
+  fill(p, Ellipsoid{-175, -150, 0, 60, 55, big, 10, 2}, 0.5f, 0);  // shoulders
+  fill(p, Ellipsoid{175, -150, 0, 60, 55, big, -10, 2}, 0.5f, 0);
+  // Lungs: the patient's right lung on the image left (PA view seen from the front).
+  Blob right_lung{Ellipsoid{-82, -5, 0, 70, 150, big, 4, 2}, {0.04, 0.02, 0.01, 0}, {0.4, 1.2, 0.3, 0}};
+  Blob left_lung{Ellipsoid{82, 0, 0, 64, 145, big, -4, 2}, {0.04, 0.02, 0.01, 0}, {2.4, 0.2, 1.3, 0}};
+  fill(p, right_lung, 0.17f, 2);
+  fill(p, left_lung, 0.17f, 1);
+  // Heart over the medial left lung, mediastinum and spine.
+  fill(p, Ellipsoid{0, -60, 0, 28, 110, big, 0, 2}, 0.62f, 0);
+  Blob heart{Ellipsoid{28, 72, 0, 82, 66, big, -18, 2}, {0.02, 0.01, 0, 0}, {0.5, 0.5, 0, 0}};
+  fill(p, heart, 0.64f, 3);
+  for (int y = 0; y < p.rows; ++y)
+    for (int x = 0; x < p.columns; ++x) {
+      const auto pos = position_mm(p, x, y, 0);
+      if (std::fabs(pos[0]) < 15 && pos[1] > -230) p.values[p.index(x, y, 0)] += 0.12f;
+    }
+  // Ribs (posterior arcs) and clavicles.
+  for (int side = -1; side <= 1; side += 2) {
+    for (int k = 0; k < 10; ++k) {
+      std::vector<std::array<double, 2>> rib;
+      const double y0 = -150 + k * 24.0;
+      for (int s = 0; s <= 20; ++s) {
+        const double t = s / 20.0;
+        rib.push_back({side * (18 + 150 * t), y0 + 60 * t * t - 18 * t});
+      }
+      draw_polyline(p, 0, rib, 9, {0.9f, 0, 0}, 0.3f);
+    }
+    draw_polyline(p, 0, {{side * 15.0, -150.0}, {side * 80.0, -165.0}, {side * 145.0, -178.0}}, 12, {0.9f, 0, 0},
+                  0.55f);
+  }
+  // The finding: a solitary nodule in the right upper lung.
+  fill(p, Ellipsoid{-95, -62, 0, 9, 8.5, big, 0, 2}, 0.47f, 4);
+  add_noise(p, random, 0.01);
+  clamp_values(p, 0, 1);
+  return p;
+}
+
+// ---- Ultrasound ---------------------------------------------------------------------------
+
+Phantom make_ultrasound_cine(int columns, int rows, int frames, uint64_t seed) {
+  Phantom p(columns, rows, frames, 1, {0.3, 0.3, 1});
+  p.label_names = {"background", "cyst"};
+  Random random(seed);
+  const double apex_x = columns / 2.0, apex_y = -20, max_radius = rows * 0.95, half_angle = 38 * kPi / 180;
+  for (int f = 0; f < frames; ++f) {
+    // Breathing moves the organ a few pixels over the clip.
+    const double phase = 2 * kPi * f / frames;
+    const double cyst_x = columns * 0.5 + 10 * std::sin(phase), cyst_y = rows * 0.52 + 5 * std::sin(phase);
+    const double cyst_r = rows * 0.11;
+    for (int y = 0; y < rows; ++y)
+      for (int x = 0; x < columns; ++x) {
+        const double dx = x - apex_x, dy = y - apex_y, r = std::hypot(dx, dy), a = std::atan2(dx, dy);
+        const size_t i = p.index(x, y, f);
+        if (r > max_radius || std::fabs(a) > half_angle || r < 40) {
+          p.values[i] = 0;
+          continue;
+        }
+        // Speckle: Rayleigh-like amplitude from two roughly normal components.
+        const double n1 = random.uniform() + random.uniform() + random.uniform() - 1.5;
+        const double n2 = random.uniform() + random.uniform() + random.uniform() - 1.5;
+        const double speckle = std::sqrt(n1 * n1 + n2 * n2) * 1.6;
+        double echo = 95 - 35 * (r / max_radius);        // depth attenuation after gain
+        if (y < rows * 0.16) echo = 70;                  // subcutaneous layer
+        if (std::fabs(y - rows * 0.17) < 3) echo = 170;  // capsule
+        const double d = std::hypot(x - cyst_x, y - cyst_y);
+        if (d < cyst_r) {
+          echo = 6;
+          p.labels[i] = 1;
+        } else if (d < cyst_r + 3) {
+          echo = 150;  // bright wall
+        } else if (y > cyst_y && std::fabs(x - cyst_x) < cyst_r * 0.9) {
+          echo *= 1.45;  // posterior acoustic enhancement
+        }
+        p.values[i] = clampf(echo * speckle, 0, 255);
+      }
+  }
+  return p;
+}
+
+// ---- Colour photographs -------------------------------------------------------------------
+
+Phantom make_fundus_photo(int size, uint64_t seed) {
+  Phantom p(size, size, 1, 3, {1, 1, 1});
+  p.label_names = {"background", "optic disc", "exudate", "haemorrhage"};
+  Random random(seed);
+  const double s = size / 1024.0, field = 480 * s;
+  for (int y = 0; y < size; ++y)
+    for (int x = 0; x < size; ++x) {
+      const auto pos = position_mm(p, x, y, 0);
+      const double r = std::hypot(pos[0], pos[1]) / field;
+      const size_t i = p.index(x, y, 0);
+      if (r > 1) continue;
+      const double shade = 1 - 0.38 * r * r;
+      p.values[3 * i] = float(205 * shade);
+      p.values[3 * i + 1] = float(85 * shade);
+      p.values[3 * i + 2] = float(38 * shade);
+    }
+  const double disc_x = 190 * s, disc_y = -10 * s;
+  // Macula (darker) and fovea.
+  for (int y = 0; y < size; ++y)
+    for (int x = 0; x < size; ++x) {
+      const auto pos = position_mm(p, x, y, 0);
+      const double d = std::hypot(pos[0] + 80 * s, pos[1] - 15 * s) / (90 * s);
+      if (d < 1) multiply_rgb(p, p.index(x, y, 0), 0.72 + 0.28 * d * d);
+    }
+  // Vessels: four arcades leaving the disc, each with a branch.
+  for (int k = 0; k < 4; ++k) {
+    const double heading = (k < 2 ? kPi : 0) + (k % 2 ? 0.55 : -0.55) * (k < 2 ? 1 : -1);
+    const double w0 = (k < 2 ? 9 : 6) * s;
+    auto path = wander(random, disc_x, disc_y, heading, 28, 14 * s, 0.35);
+    draw_polyline(p, 0, path, w0, {135, 25, 20}, 0.85f);
+    for (int b = 0; b < 2; ++b) {
+      const auto& start = path[size_t(8 + b * 9)];
+      auto branch = wander(random, start[0], start[1], heading + (b ? 0.7 : -0.7), 16, 12 * s, 0.4);
+      draw_polyline(p, 0, branch, w0 * 0.55, {150, 35, 28}, 0.8f);
+    }
+  }
+  // Optic disc with its cup.
+  fill_rgb(p, Ellipsoid{disc_x, disc_y, 0, 72 * s, 82 * s, 10, 0, 2}, {245, 196, 120}, 1, 0.92f);
+  fill_rgb(p, Ellipsoid{disc_x + 6 * s, disc_y, 0, 28 * s, 32 * s, 10, 0, 2}, {240, 228, 175}, 1, 0.9f);
+  // Lesions: hard exudates near the macula, blot haemorrhages.
+  for (int k = 0; k < 9; ++k) {
+    const double a = random.uniform() * 2 * kPi, d = (60 + 90 * random.uniform()) * s,
+                 r = (4 + 5 * random.uniform()) * s;
+    fill_rgb(p, Ellipsoid{-80 * s + d * std::cos(a), 15 * s + d * std::sin(a), 0, r, r * 0.8, 10, 0, 2}, {238, 212, 92},
+             2, 0.95f);
+  }
+  for (int k = 0; k < 5; ++k) {
+    const double x = (-300 + 420 * random.uniform()) * s, y = (-280 + 560 * random.uniform()) * s;
+    Blob blot{Ellipsoid{x, y, 0, (9 + 7 * random.uniform()) * s, (8 + 6 * random.uniform()) * s, 10, 0, 2},
+              {0.15, 0.1, 0, 0},
+              {random.uniform() * 6, random.uniform() * 6, 0, 0}};
+    if (std::hypot(x, y) < field * 0.9) fill_rgb(p, blot, {105, 18, 14}, 3, 0.9f);
+  }
+  Random noise(seed + 1);
+  for (int y = 0; y < size; ++y)
+    for (int x = 0; x < size; ++x) {
+      const auto pos = position_mm(p, x, y, 0);
+      if (std::hypot(pos[0], pos[1]) > field) continue;
+      const size_t i = p.index(x, y, 0);
+      const double n = 3 * noise.normal();
+      for (int c = 0; c < 3; ++c) p.values[3 * i + size_t(c)] = clampf(p.values[3 * i + size_t(c)] + n, 0, 255);
+    }
+  return p;
+}
+
+Phantom make_dermoscopy_photo(int columns, int rows, uint64_t seed) {
+  Phantom p(columns, rows, 1, 3, {1, 1, 1});
+  p.label_names = {"background", "lesion"};
+  Random random(seed);
+  const double s = rows / 768.0, field = 372 * s;
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < columns; ++x) {
+      const auto pos = position_mm(p, x, y, 0);
+      const double r = std::hypot(pos[0], pos[1]) / field;
+      if (r > 1) continue;
+      const size_t i = p.index(x, y, 0);
+      const double texture = 6 * std::sin(pos[0] * 0.07 + std::sin(pos[1] * 0.05) * 2) + 4 * random.normal();
+      const double shade = 1 - 0.25 * r * r * r;
+      p.values[3 * i] = float((226 + texture) * shade);
+      p.values[3 * i + 1] = float((178 + texture) * shade);
+      p.values[3 * i + 2] = float((158 + texture) * shade);
+    }
+  Blob lesion{
+      Ellipsoid{10 * s, -5 * s, 0, 155 * s, 120 * s, 10, 12, 2}, {0.08, 0.06, 0.05, 0.03}, {0.4, 2.1, 4.0, 1.1}};
+  fill_rgb(p, lesion, {128, 78, 52}, 1, 0.95f);
+  Blob centre{Ellipsoid{0, 0, 0, 85 * s, 65 * s, 10, 12, 2}, {0.1, 0.08, 0.04, 0}, {1.4, 0.7, 3.2, 0}};
+  fill_rgb(p, centre, {82, 46, 32}, 0, 0.8f);
+  // Pigment network: dark dots inside the lesion.
+  for (int k = 0; k < 260; ++k) {
+    const double a = random.uniform() * 2 * kPi, d = std::sqrt(random.uniform()) * 130 * s;
+    const double x = 10 * s + d * std::cos(a), y = -5 * s + d * std::sin(a);
+    if (!lesion.contains(x, y, 0)) continue;
+    fill_rgb(p, Ellipsoid{x, y, 0, 3.5 * s, 3.5 * s, 10, 0, 2}, {55, 32, 24}, 0, 0.7f);
+  }
+  // A few hairs across the field.
+  for (int k = 0; k < 4; ++k) {
+    auto hair = wander(random, (-400 + 800 * random.uniform()) * s, (-300 + 600 * random.uniform()) * s,
+                       random.uniform() * 2 * kPi, 30, 12 * s, 0.15);
+    for (auto& pt : hair) {
+      if (std::hypot(pt[0], pt[1]) > field) pt = hair.front();
+    }
+    draw_polyline(p, 0, hair, 2.2 * s, {45, 30, 25}, 0.85f);
+  }
+  clamp_values(p, 0, 255);
+  return p;
+}
+
+Phantom make_endoscopy_frame(int columns, int rows, uint64_t seed) {
+  Phantom p(columns, rows, 1, 3, {1, 1, 1});
+  p.label_names = {"background", "polyp"};
+  Random random(seed);
+  const double s = rows / 576.0;
+  const double lumen_x = 40 * s, lumen_y = -25 * s;
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < columns; ++x) {
+      const auto pos = position_mm(p, x, y, 0);
+      // The octagonal field of an endoscope video frame.
+      if (std::fabs(pos[0]) + std::fabs(pos[1]) > 0.62 * (columns + rows) * 0.5 || std::fabs(pos[0]) > columns * 0.46)
+        continue;
+      const double d = std::hypot(pos[0] - lumen_x, pos[1] - lumen_y);
+      const double light = std::clamp(std::pow(d / (260 * s), 0.7), 0.05, 1.15);
+      const double folds = 0.86 + 0.14 * std::sin(d / (22 * s) + std::atan2(pos[1], pos[0]) * 0.6);
+      const double n = 3 * random.normal();
+      const size_t i = p.index(x, y, 0);
+      p.values[3 * i] = float(208 * light * folds + n);
+      p.values[3 * i + 1] = float(112 * light * folds + n);
+      p.values[3 * i + 2] = float(96 * light * folds + n);
+    }
+  Blob polyp{Ellipsoid{-140 * s, 95 * s, 0, 58 * s, 46 * s, 10, -15, 2}, {0.05, 0.04, 0.02, 0}, {0.3, 1.7, 2.2, 0}};
+  fill_rgb(p, polyp, {222, 128, 108}, 1, 0.9f);
+  fill_rgb(p, Ellipsoid{-128 * s, 80 * s, 0, 30 * s, 22 * s, 10, -15, 2}, {236, 150, 130}, 0, 0.6f);
+  fill_rgb(p, Ellipsoid{-120 * s, 72 * s, 0, 9 * s, 5 * s, 10, -30, 2}, {255, 250, 245}, 0,
+           0.9f);  // specular highlight
+  clamp_values(p, 0, 255);
+  return p;
+}
+
+Phantom make_slide_tissue(int columns, int rows, uint64_t seed) {
+  // 0.25 um pixels; shapes below are in pixels (spacing 1) for legibility.
+  Phantom p(columns, rows, 1, 3, {1, 1, 1});
+  p.label_names = {"background", "tissue", "tumour"};
+  Random random(seed);
+  for (size_t i = 0; i < size_t(columns) * size_t(rows); ++i) {
+    p.values[3 * i] = 243;
+    p.values[3 * i + 1] = 243;
+    p.values[3 * i + 2] = 246;
+  }
+  const double s = rows / 1536.0;
+  Blob tissue{
+      Ellipsoid{-60 * s, 20 * s, 0, 880 * s, 600 * s, 10, 8, 2}, {0.06, 0.05, 0.03, 0.02}, {0.3, 1.9, 4.1, 2.2}};
+  fill_rgb(p, tissue, {232, 165, 196}, 1, 1.0f);
+  Blob tumour{Ellipsoid{180 * s, -90 * s, 0, 300 * s, 230 * s, 10, -20, 2}, {0.12, 0.08, 0.05, 0}, {1.0, 2.5, 0.2, 0}};
+  fill_rgb(p, tumour, {214, 140, 190}, 2, 1.0f);
+  // Stroma texture: fibres as faint lines.
+  for (int k = 0; k < 220; ++k) {
+    const double x = (-900 + 1800 * random.uniform()) * s, y = (-620 + 1240 * random.uniform()) * s;
+    if (!tissue.base.contains(x, y, 0)) continue;
+    auto fibre = wander(random, x, y, random.uniform() * kPi, 8, 14 * s, 0.3);
+    draw_polyline(p, 0, fibre, 2.0 * s, {205, 120, 170}, 0.5f);
+  }
+  // Nuclei: sparse in stroma, dense, larger and darker in the tumour.
+  const int attempts = int(14000 * s * s);
+  for (int k = 0; k < attempts; ++k) {
+    const double x = (-960 + 1920 * random.uniform()) * s, y = (-700 + 1400 * random.uniform()) * s;
+    const bool in_tumour = tumour.contains(x, y, 0);
+    if (!tissue.contains(x, y, 0)) continue;
+    if (!in_tumour && random.uniform() > 0.3) continue;
+    const double r = (in_tumour ? 5.5 : 3.5) * s * (0.8 + 0.4 * random.uniform());
+    const std::array<float, 3> colour =
+        in_tumour ? std::array<float, 3>{75, 38, 125} : std::array<float, 3>{98, 55, 148};
+    fill_rgb(p, Ellipsoid{x, y, 0, r, r * (0.6 + 0.3 * random.uniform()), 10, random.uniform() * 180, 2}, colour, 0,
+             0.9f);
+  }
+  Random noise(seed + 1);
+  for (auto& v : p.values) v = clampf(v + 2.5 * noise.normal(), 0, 255);
+  return p;
+}
+
+Phantom downsample_2x(const Phantom& in) {
+  Phantom out((in.columns + 1) / 2, (in.rows + 1) / 2, in.slices, in.channels,
+              {in.spacing[0] * 2, in.spacing[1] * 2, in.spacing[2]});
+  out.label_names = in.label_names;
+  for (int z = 0; z < in.slices; ++z)
+    for (int y = 0; y < out.rows; ++y)
+      for (int x = 0; x < out.columns; ++x) {
+        const int xs[2] = {2 * x, std::min(2 * x + 1, in.columns - 1)};
+        const int ys[2] = {2 * y, std::min(2 * y + 1, in.rows - 1)};
+        const size_t o = out.index(x, y, z);
+        uint8_t label = 0;
+        for (int c = 0; c < in.channels; ++c) {
+          double sum = 0;
+          for (int dy = 0; dy < 2; ++dy)
+            for (int dx = 0; dx < 2; ++dx)
+              sum += in.values[in.index(xs[dx], ys[dy], z) * size_t(in.channels) + size_t(c)];
+          out.values[o * size_t(in.channels) + size_t(c)] = float(sum / 4);
+        }
+        for (int dy = 0; dy < 2; ++dy)
+          for (int dx = 0; dx < 2; ++dx) label = std::max(label, in.labels[in.index(xs[dx], ys[dy], z)]);
+        out.labels[o] = label;
+      }
+  return out;
+}
+
+}  // namespace unibiomed::samples
