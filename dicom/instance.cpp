@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 
 #include "dicom/internal/dcmtk_access.h"
@@ -153,7 +154,19 @@ Instance Instance::read_file(const std::filesystem::path& path) {
   OFCondition status =
       instance.file_->loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
   if (status.bad()) {
-    throw DicomError(path.string() + ": cannot read as DICOM (" + status.text() + ")");
+    // Tell a truncated Part 10 file from something that is not DICOM at all (PS3.10 7.1:
+    // a 128-byte preamble, then "DICM").
+    char head[132] = {};
+    std::ifstream(path, std::ios::binary).read(head, sizeof head);
+    const bool part10 = std::string(head + 128, 4) == "DICM";
+    if (!part10) {
+      throw DicomError(path.string() + ": not a DICOM file (no DICM prefix, and not readable as a bare dataset: " +
+                       status.text() + ")");
+    }
+    if (status == EC_StreamNotifyClient || std::string(status.text()).find("premature end") != std::string::npos) {
+      throw DicomError(path.string() + ": truncated DICOM file (the data ends inside an element)");
+    }
+    throw DicomError(path.string() + ": damaged or truncated DICOM file (DCMTK: " + std::string(status.text()) + ")");
   }
   instance.extract(path.string());
   return instance;

@@ -3,6 +3,7 @@
 #include "dicom/series.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -34,6 +35,13 @@ std::vector<std::filesystem::path> list_input_files(const std::vector<std::files
         if (!it->is_regular_file(ec)) continue;
         const std::string name = it->path().filename().string();
         if (name == "DICOMDIR" || (!name.empty() && name[0] == '.')) continue;
+        // Companion files of an export (manifests, previews) are not read from folders;
+        // named on the command line, every file is read.
+        std::string ext = it->path().extension().string();
+        for (auto& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+        if (ext == ".json" || ext == ".txt" || ext == ".md" || ext == ".png" || ext == ".jpg" || ext == ".jpeg" ||
+            ext == ".csv" || ext == ".xml" || ext == ".html" || ext == ".pdf")
+          continue;
         found.push_back(it->path());
       }
       if (ec) throw DicomError(p.string() + ": cannot list folder (" + ec.message() + ")");

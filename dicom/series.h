@@ -39,8 +39,9 @@ struct SeriesCollection {
   std::vector<FileProblem> problems;  // files that could not be read as DICOM at all
 };
 
-// Every regular file under the given files and folders (folders recursively, sorted; DICOMDIR
-// files skipped). Throws DicomError for a path that does not exist.
+// Every regular file under the given files and folders (folders recursively, sorted; DICOMDIR,
+// hidden files and companion files named *.json, *.txt, *.md, *.png, *.jpg, *.jpeg, *.csv,
+// *.xml, *.html, *.pdf skipped inside folders). Throws DicomError for a path that does not exist.
 std::vector<std::filesystem::path> list_input_files(const std::vector<std::filesystem::path>& paths);
 
 // Reads files (see list_input_files) and groups them.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "dicom/pixel_data.h"
 #include "dicom/volume.h"
@@ -257,6 +258,42 @@ GreyImage map_mask_to_source(const ViewProvenance& p, const GreyImage& mask) {
     }
   }
   return out;
+}
+
+std::string provenance_json(const ViewProvenance& p) {
+  nlohmann::json j;
+  j["series_instance_uid"] = p.series_instance_uid;
+  j["sop_class_uid"] = p.sop_class_uid;
+  j["sop_instance_uid"] = p.sop_instance_uid;
+  j["frame_number"] = p.frame_number;
+  j["source_columns"] = p.source_columns;
+  j["source_rows"] = p.source_rows;
+  j["pad_left"] = p.pad_left;
+  j["pad_top"] = p.pad_top;
+  j["pad_right"] = p.pad_right;
+  j["pad_bottom"] = p.pad_bottom;
+  j["scale"] = p.scale;
+  j["intensity"] = p.intensity;
+  if (p.stack_index >= 0) {
+    j["stack_index"] = p.stack_index;
+    j["slice_index"] = p.slice_index;
+  }
+  nlohmann::json g = nlohmann::json::object();
+  if (p.geometry.image_position) g["image_position_patient"] = *p.geometry.image_position;
+  if (p.geometry.image_orientation) g["image_orientation_patient"] = *p.geometry.image_orientation;
+  if (p.geometry.pixel_spacing) g["pixel_spacing"] = *p.geometry.pixel_spacing;
+  if (p.geometry.slice_thickness) g["slice_thickness"] = *p.geometry.slice_thickness;
+  j["geometry"] = g;
+  if (p.slide_region) {
+    const SlideRegion& r = *p.slide_region;
+    nlohmann::json tiles = nlohmann::json::array();
+    for (const auto& t : r.tiles) tiles.push_back({{"frame_number", t.frame_number}, {"x", t.x}, {"y", t.y}});
+    j["slide_region"] = {{"level", r.level}, {"x", r.x},           {"y", r.y},
+                         {"width", r.width}, {"height", r.height}, {"mm_per_pixel", r.mm_per_pixel},
+                         {"tiles", tiles}};
+    j["tissue_fraction"] = p.tissue_fraction;
+  }
+  return j.dump(2);
 }
 
 }  // namespace unibiomed::dicom

@@ -94,4 +94,8 @@ RgbImage pad_to_square(const RgbImage& image, std::array<int, 4>* padding = null
 // undone. Returns source_columns x source_rows. Throws DicomError for an empty mask.
 GreyImage map_mask_to_source(const ViewProvenance& provenance, const GreyImage& mask);
 
+// The provenance as a JSON object (keys as the field names; geometry under "geometry"), what
+// `unibiomed dicom render` writes next to each PNG.
+std::string provenance_json(const ViewProvenance& provenance);
+
 }  // namespace unibiomed::dicom

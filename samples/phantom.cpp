@@ -293,7 +293,7 @@ Phantom make_ct_abdomen(const CtAbdomenOptions& o) {
   fill(p, Ellipsoid{-72, 52, -25, 22, 14, 46, -25, 2}, 30, 5);
   fill(p, Ellipsoid{-58, 48, -25, 8, 6, 20, -25, 2}, -60, 5);
   // Liver (right lobe and left lobe) with a few portal vessels.
-  Blob liver{Ellipsoid{-62, -5, 35, 92, 78, 75, -10, 2}, {0.03, 0.02, 0.015, 0.01}, {0.3, 1.1, 2.0, 0.7}};
+  Blob liver{Ellipsoid{-66, -14, 35, 88, 62, 75, -10, 2}, {0.03, 0.02, 0.015, 0.01}, {0.3, 1.1, 2.0, 0.7}};
   fill(p, liver, 60, 2);
   fill(p, Ellipsoid{-5, -42, 50, 55, 33, 42, 15, 2}, 60, 2);
   fill(p, Ellipsoid{-40, 10, 35, 5, 5, 30, 0, 2}, 110, 2);
@@ -481,8 +481,13 @@ Phantom make_fundus_photo(int size, uint64_t seed) {
   for (int y = 0; y < size; ++y)
     for (int x = 0; x < size; ++x) {
       const auto pos = position_mm(p, x, y, 0);
-      if (std::hypot(pos[0], pos[1]) > field) continue;
       const size_t i = p.index(x, y, 0);
+      if (std::hypot(pos[0], pos[1]) > field) {
+        // Outside the camera's circular field everything is black (vessels drawn past it too).
+        for (int c = 0; c < 3; ++c) p.values[3 * i + size_t(c)] = 0;
+        p.labels[i] = 0;
+        continue;
+      }
       const double n = 3 * noise.normal();
       for (int c = 0; c < 3; ++c) p.values[3 * i + size_t(c)] = clampf(p.values[3 * i + size_t(c)] + n, 0, 255);
     }
@@ -545,7 +550,7 @@ Phantom make_endoscopy_frame(int columns, int rows, uint64_t seed) {
         continue;
       const double d = std::hypot(pos[0] - lumen_x, pos[1] - lumen_y);
       const double light = std::clamp(std::pow(d / (260 * s), 0.7), 0.05, 1.15);
-      const double folds = 0.86 + 0.14 * std::sin(d / (22 * s) + std::atan2(pos[1], pos[0]) * 0.6);
+      const double folds = 0.86 + 0.14 * std::sin(d / (22 * s) + std::atan2(pos[1], pos[0]));
       const double n = 3 * random.normal();
       const size_t i = p.index(x, y, 0);
       p.values[3 * i] = float(208 * light * folds + n);
