@@ -1,0 +1,363 @@
+// Connected components over runs (row segments) with a union-find: in-plane 8-connectivity,
+// and between consecutive frames of a sequence runs that overlap in the same row (face
+// neighbours). Runs keep memory proportional to the outline, not to the stack.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "pipeline/consolidation.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace unibiomed::pipeline {
+
+namespace {
+
+struct Run {
+  size_t frame;
+  int row;
+  int x0;  // first pixel
+  int x1;  // one past the last
+};
+
+class UnionFind {
+ public:
+  explicit UnionFind(size_t n) : parent_(n) { std::iota(parent_.begin(), parent_.end(), size_t{0}); }
+  size_t find(size_t a) {
+    while (parent_[a] != a) a = parent_[a] = parent_[parent_[a]];
+    return a;
+  }
+  void unite(size_t a, size_t b) {
+    a = find(a);
+    b = find(b);
+    if (a != b) parent_[std::max(a, b)] = std::min(a, b);
+  }
+
+ private:
+  std::vector<size_t> parent_;
+};
+
+std::string normalise_phrase(const std::string& phrase) {
+  std::string out;
+  bool space = false;
+  for (char c : phrase) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out.push_back(' ');
+    space = false;
+    out.push_back(c);
+  }
+  while (!out.empty() && (out.back() == '.' || out.back() == ',' || out.back() == ';' || out.back() == ' '))
+    out.pop_back();
+  if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
+  return out;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+struct ComponentStats {
+  size_t pixels = 0;
+  std::map<size_t, size_t> pixels_per_frame;
+  double size = 0;  // the measure min_size is compared with
+  double probability_sum = 0;
+  double iou_weighted = 0;
+  double iou_weight = 0;
+  std::map<std::string, size_t> votes;                             // phrase key -> pixels
+  std::map<size_t, std::pair<size_t, std::string>> text_by_frame;  // frame -> (pixels, sentence)
+};
+
+}  // namespace
+
+bool frames_form_volume(const std::vector<AnalysedFrame>& frames) {
+  if (frames.size() < 2) return false;
+  const AnalysedFrame& first = frames.front();
+  if (first.column_spacing <= 0 || first.row_spacing <= 0) return false;
+  for (const auto& f : frames) {
+    if (!f.position || f.columns != first.columns || f.rows != first.rows) return false;
+    if (std::abs(f.column_spacing - first.column_spacing) > 1e-6 || std::abs(f.row_spacing - first.row_spacing) > 1e-6)
+      return false;
+  }
+  return true;
+}
+
+std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames) {
+  std::vector<double> t(frames.size(), 0.0);
+  if (frames.size() < 2) return t;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    if (!frames[i].position)
+      throw std::invalid_argument("slab_thicknesses: frame " + std::to_string(i) + " has no position");
+    const double before = i > 0 ? std::abs(*frames[i].position - *frames[i - 1].position) : -1;
+    const double after = i + 1 < frames.size() ? std::abs(*frames[i + 1].position - *frames[i].position) : -1;
+    if (before < 0)
+      t[i] = after;
+    else if (after < 0)
+      t[i] = before;
+    else
+      t[i] = 0.5 * (before + after);
+  }
+  return t;
+}
+
+std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& frames,
+                                             const std::vector<FrameMask>& masks, const ConsolidationOptions& options) {
+  // --- check and gather the masks of each frame --------------------------------------------
+  std::map<size_t, std::vector<const FrameMask*>> by_frame;
+  for (const auto& m : masks) {
+    if (m.frame >= frames.size())
+      throw std::invalid_argument("mask for frame " + std::to_string(m.frame) + " of " + std::to_string(frames.size()));
+    const AnalysedFrame& f = frames[m.frame];
+    const size_t n = static_cast<size_t>(f.columns) * static_cast<size_t>(f.rows);
+    if (m.mask.size() != n || (!m.probability.empty() && m.probability.size() != n))
+      throw std::invalid_argument("mask of " + std::to_string(m.mask.size()) + " pixels for frame " +
+                                  std::to_string(m.frame) + " (" + f.sop_instance_uid + " frame " +
+                                  std::to_string(f.frame_number) + ") of " + std::to_string(f.columns) + "x" +
+                                  std::to_string(f.rows));
+    by_frame[m.frame].push_back(&m);
+  }
+  const bool volume = options.frames_are_sequence && frames_form_volume(frames);
+  const std::vector<double> thickness = volume ? slab_thicknesses(frames) : std::vector<double>(frames.size(), 0.0);
+  auto pixel_area = [&](size_t frame) {
+    const AnalysedFrame& f = frames[frame];
+    return f.column_spacing > 0 && f.row_spacing > 0 ? f.column_spacing * f.row_spacing : 0.0;
+  };
+
+  // --- runs of the union of each frame's masks ---------------------------------------------
+  std::vector<Run> runs;
+  std::map<size_t, std::vector<size_t>> row_offsets;  // frame -> offsets into runs per row (rows + 1)
+  std::map<size_t, std::vector<uint8_t>> union_probability;
+  for (const auto& [frame, list] : by_frame) {
+    const AnalysedFrame& f = frames[frame];
+    const size_t n = static_cast<size_t>(f.columns) * static_cast<size_t>(f.rows);
+    std::vector<uint8_t> joined(n, 0);
+    std::vector<uint8_t> probability;
+    bool have_probability =
+        std::all_of(list.begin(), list.end(), [](const FrameMask* m) { return !m->probability.empty(); });
+    if (have_probability) probability.assign(n, 0);
+    for (const FrameMask* m : list)
+      for (size_t i = 0; i < n; ++i)
+        if (m->mask[i]) {
+          joined[i] = 1;
+          if (have_probability) probability[i] = std::max(probability[i], m->probability[i]);
+        }
+    auto& offsets = row_offsets[frame];
+    offsets.assign(static_cast<size_t>(f.rows) + 1, 0);
+    for (int y = 0; y < f.rows; ++y) {
+      offsets[y] = runs.size();
+      const uint8_t* row = joined.data() + static_cast<size_t>(y) * f.columns;
+      for (int x = 0; x < f.columns;) {
+        if (!row[x]) {
+          ++x;
+          continue;
+        }
+        int end = x;
+        while (end < f.columns && row[end]) ++end;
+        runs.push_back({frame, y, x, end});
+        x = end;
+      }
+    }
+    offsets[f.rows] = runs.size();
+    if (have_probability) union_probability[frame] = std::move(probability);
+  }
+  if (runs.empty()) return {};
+
+  // --- connect ------------------------------------------------------------------------------
+  UnionFind uf(runs.size());
+  auto connect_rows = [&](size_t a_begin, size_t a_end, size_t b_begin, size_t b_end, bool diagonal) {
+    // Both ranges are sorted by x; a sweep finds every overlapping pair.
+    size_t j = b_begin;
+    for (size_t i = a_begin; i < a_end; ++i) {
+      const int lo = runs[i].x0 - (diagonal ? 1 : 0), hi = runs[i].x1 + (diagonal ? 1 : 0);
+      while (j < b_end && runs[j].x1 <= lo) ++j;
+      for (size_t k = j; k < b_end && runs[k].x0 < hi; ++k) uf.unite(i, k);
+    }
+  };
+  for (const auto& [frame, offsets] : row_offsets) {
+    const int rows = frames[frame].rows;
+    for (int y = 1; y < rows; ++y) connect_rows(offsets[y], offsets[y + 1], offsets[y - 1], offsets[y], true);
+    if (options.frames_are_sequence && frame > 0) {
+      auto previous = row_offsets.find(frame - 1);
+      if (previous != row_offsets.end() && frames[frame - 1].rows == rows &&
+          frames[frame - 1].columns == frames[frame].columns)
+        for (int y = 0; y < rows; ++y)
+          connect_rows(offsets[y], offsets[y + 1], previous->second[y], previous->second[y + 1], false);
+    }
+  }
+  std::unordered_map<size_t, size_t> component_of_root;
+  std::vector<size_t> component(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const size_t root = uf.find(i);
+    auto [it, inserted] = component_of_root.emplace(root, component_of_root.size());
+    component[i] = it->second;
+  }
+  std::vector<ComponentStats> stats(component_of_root.size());
+
+  // --- statistics per component -------------------------------------------------------------
+  for (const auto& [frame, offsets] : row_offsets) {
+    const AnalysedFrame& f = frames[frame];
+    const auto prob_it = union_probability.find(frame);
+    std::vector<int32_t> label(static_cast<size_t>(f.columns) * static_cast<size_t>(f.rows), -1);
+    for (size_t r = offsets.front(); r < offsets.back(); ++r) {
+      ComponentStats& s = stats[component[r]];
+      const size_t width = static_cast<size_t>(runs[r].x1 - runs[r].x0);
+      s.pixels += width;
+      s.pixels_per_frame[frame] += width;
+      const size_t base = static_cast<size_t>(runs[r].row) * f.columns;
+      for (int x = runs[r].x0; x < runs[r].x1; ++x) {
+        label[base + x] = static_cast<int32_t>(component[r]);
+        if (prob_it != union_probability.end()) s.probability_sum += prob_it->second[base + x] / 255.0;
+      }
+    }
+    for (const FrameMask* m : by_frame.at(frame)) {
+      std::map<size_t, size_t> inside;  // component -> pixels of this mask
+      for (size_t i = 0; i < label.size(); ++i)
+        if (m->mask[i]) ++inside[static_cast<size_t>(label[i])];
+      const std::string key = lower(normalise_phrase(m->phrase));
+      for (const auto& [c, count] : inside) {
+        ComponentStats& s = stats[c];
+        s.iou_weighted += m->iou * double(count);
+        s.iou_weight += double(count);
+        if (!key.empty()) s.votes[key] += count;
+        auto& best = s.text_by_frame[frame];
+        if (count > best.first) best = {count, m->text};
+      }
+    }
+  }
+  for (auto& s : stats) {
+    if (volume) {
+      for (const auto& [frame, count] : s.pixels_per_frame)
+        s.size += double(count) * pixel_area(frame) * thickness[frame];
+    } else {
+      for (const auto& [frame, count] : s.pixels_per_frame) {
+        const double area = pixel_area(frame) > 0 ? double(count) * pixel_area(frame) : double(count);
+        s.size = std::max(s.size, area);
+      }
+    }
+  }
+
+  // --- drop noise, group into findings ------------------------------------------------------
+  std::vector<size_t> kept;
+  size_t dropped = 0;
+  for (size_t c = 0; c < stats.size(); ++c) {
+    if (stats[c].size < options.min_size)
+      ++dropped;
+    else
+      kept.push_back(c);
+  }
+  std::sort(kept.begin(), kept.end(), [&](size_t a, size_t b) { return stats[a].size > stats[b].size; });
+  std::vector<std::vector<size_t>> groups;
+  if (options.one_finding_per_component) {
+    for (size_t c : kept) groups.push_back({c});
+  } else if (!kept.empty()) {
+    groups.push_back(kept);
+  }
+  const std::string unit = volume ? "mm3" : (frames.empty() || pixel_area(0) <= 0 ? "pixels" : "mm2");
+  std::string drop_note;
+  if (dropped)
+    drop_note = std::to_string(dropped) + " component" + (dropped > 1 ? "s" : "") + " smaller than " +
+                std::to_string(static_cast<long long>(std::llround(options.min_size))) + " " + unit +
+                " dropped as noise";
+
+  // The display form of each phrase key: its first normalised spelling.
+  std::map<std::string, std::string> display;
+  for (const auto& m : masks) {
+    const std::string n = normalise_phrase(m.phrase);
+    if (!n.empty()) display.emplace(lower(n), n);
+  }
+
+  std::vector<ConsolidatedFinding> findings;
+  for (const auto& group : groups) {
+    ConsolidatedFinding out;
+    std::map<std::string, size_t> votes;
+    double probability_sum = 0, iou_weighted = 0, iou_weight = 0;
+    std::map<size_t, size_t> per_frame;
+    std::map<size_t, std::pair<size_t, std::string>> texts;
+    bool have_probability = true;
+    for (size_t c : group) {
+      const ComponentStats& s = stats[c];
+      out.pixel_count += s.pixels;
+      probability_sum += s.probability_sum;
+      iou_weighted += s.iou_weighted;
+      iou_weight += s.iou_weight;
+      for (const auto& [k, v] : s.votes) votes[k] += v;
+      for (const auto& [f, n] : s.pixels_per_frame) {
+        per_frame[f] += n;
+        have_probability &= union_probability.count(f) > 0;
+      }
+      for (const auto& [f, t] : s.text_by_frame)
+        if (t.first > texts[f].first) texts[f] = t;
+    }
+    // Masks per frame, painted from the group's runs.
+    std::vector<bool> in_group(stats.size(), false);
+    for (size_t c : group) in_group[c] = true;
+    for (size_t r = 0; r < runs.size(); ++r) {
+      if (!in_group[component[r]]) continue;
+      const AnalysedFrame& f = frames[runs[r].frame];
+      auto& m = out.masks[runs[r].frame];
+      if (m.empty()) m.assign(static_cast<size_t>(f.columns) * static_cast<size_t>(f.rows), 0);
+      std::fill_n(m.begin() + static_cast<long>(static_cast<size_t>(runs[r].row) * f.columns + runs[r].x0),
+                  runs[r].x1 - runs[r].x0, uint8_t{1});
+    }
+    // Key frame: the largest area (the earliest on a tie).
+    out.key_frame = per_frame.begin()->first;
+    for (const auto& [f, n] : per_frame)
+      if (n > per_frame[out.key_frame]) out.key_frame = f;
+    out.key_pixel_count = per_frame[out.key_frame];
+    const AnalysedFrame& key = frames[out.key_frame];
+    if (pixel_area(out.key_frame) > 0) {
+      out.key_area_mm2 = double(out.key_pixel_count) * pixel_area(out.key_frame);
+      out.key_diameter =
+          longest_diameter(out.masks[out.key_frame], key.columns, key.rows, key.column_spacing, key.row_spacing);
+      out.diameter_in_mm = true;
+    } else {
+      out.key_diameter = longest_diameter(out.masks[out.key_frame], key.columns, key.rows, 1.0, 1.0);
+    }
+    if (volume) {
+      double v = 0;
+      for (const auto& [f, n] : per_frame) v += double(n) * pixel_area(f) * thickness[f];
+      out.volume_mm3 = v;
+    }
+    // Label: the phrase with the most pixels; the agreement is its share of all votes.
+    if (!votes.empty()) {
+      size_t total = 0;
+      auto best = votes.begin();
+      for (auto it = votes.begin(); it != votes.end(); ++it) {
+        total += it->second;
+        if (it->second > best->second) best = it;
+      }
+      out.label = display.count(best->first) ? display[best->first] : best->first;
+      out.label_agreement = double(best->second) / double(total);
+    } else {
+      out.label = options.label;
+    }
+    out.text = texts.count(out.key_frame) ? texts[out.key_frame].second : std::string();
+    out.mean_iou = iou_weight > 0 ? iou_weighted / iou_weight : 0;
+    if (have_probability && out.pixel_count > 0) {
+      out.mean_probability = probability_sum / double(out.pixel_count);
+      out.confidence = std::sqrt(std::clamp(out.mean_probability, 0.0, 1.0) * std::clamp(out.mean_iou, 0.0, 1.0));
+    } else {
+      out.confidence = std::clamp(out.mean_iou, 0.0, 1.0);
+    }
+    if (!drop_note.empty()) out.notes.push_back(drop_note);
+    if (group.size() > 1)
+      out.notes.push_back(std::to_string(group.size()) + " connected components" + (volume ? " in 3D" : ""));
+    findings.push_back(std::move(out));
+  }
+  // Several findings with one label: number them in order of size ("Lesion 1", "Lesion 2").
+  std::map<std::string, int> count, seen;
+  for (const auto& f : findings) ++count[f.label];
+  for (auto& f : findings) {
+    if (count[f.label] < 2) continue;
+    const int number = ++seen[f.label];
+    f.label += " " + std::to_string(number);
+  }
+  return findings;
+}
+
+}  // namespace unibiomed::pipeline

@@ -1,0 +1,88 @@
+// From the model's per-slice masks of one target to findings: connected components across the
+// analysed frames (3D for a slice stack, through time for cine), noise components dropped,
+// one finding per structure or per lesion, the label that the slices agree on, measurements
+// from the real geometry and a confidence from the mask probabilities and the IoU head.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/measurements.h"
+
+namespace unibiomed::pipeline {
+
+// One analysed source frame, in the order the frames were analysed (slice order for a stack).
+struct AnalysedFrame {
+  size_t instance_index = 0;  // into the series' instances
+  int frame_number = 1;       // 1-based within that instance
+  std::string sop_instance_uid;
+  int columns = 0;
+  int rows = 0;
+  double column_spacing = 0;       // mm (PixelSpacing[1]); 0 = unknown
+  double row_spacing = 0;          // mm (PixelSpacing[0]); 0 = unknown
+  std::optional<double> position;  // mm along the stack normal, for slices of a stack
+};
+
+// The model's mask of the target on one analysed frame, already on the source pixel grid.
+struct FrameMask {
+  size_t frame = 0;                  // index into the AnalysedFrame list
+  std::vector<uint8_t> mask;         // columns x rows, non-zero = inside
+  std::vector<uint8_t> probability;  // sigmoid probability x 255 (rounded), same size; empty = unknown
+  double iou = 0;                    // the IoU head's prediction for this mask
+  std::string phrase;                // what the model called it (disease recognition, report)
+  std::string text;                  // the model's sentence
+};
+
+struct ConsolidationOptions {
+  // Frames are neighbours in order (slices of one stack, frames of one cine): components
+  // connect across consecutive frames. Otherwise each frame is an image of its own.
+  bool frames_are_sequence = false;
+  // One finding for all components (an organ) or one per component (lesions).
+  bool one_finding_per_component = false;
+  // Components smaller than this are noise: mm3 when the frames form a volume, mm2 when the
+  // spacing is known, pixels otherwise.
+  double min_size = 0;
+  // The finding's label when the masks carry no phrase (segmentation targets).
+  std::string label;
+};
+
+struct ConsolidatedFinding {
+  std::string label;                             // majority phrase, or options.label
+  double label_agreement = 1;                    // share of the mask's pixels whose slice named it `label`
+  std::map<size_t, std::vector<uint8_t>> masks;  // frame index -> mask (only non-empty frames)
+  size_t key_frame = 0;                          // the frame where it is largest
+  std::string text;                              // the model's sentence on the key frame
+  size_t pixel_count = 0;                        // over all frames
+  size_t key_pixel_count = 0;
+  std::optional<double> key_area_mm2;  // key frame, when the spacing is known
+  std::optional<double> volume_mm3;    // when the frames form a volume
+  Diameter key_diameter;               // key frame; mm when the spacing is known, else pixels
+  bool diameter_in_mm = false;
+  double mean_probability = 0;  // mean sigmoid probability inside the mask (0 when unknown)
+  double mean_iou = 0;          // pixel-weighted mean of the IoU predictions it came from
+  // sqrt(mean_probability x mean_iou): both are in [0, 1]; the geometric mean is low when
+  // either is (a crisp mask the decoder itself rates poorly, or a confident IoU on a
+  // mask whose pixels are barely above 0.5). Without probabilities: mean_iou.
+  double confidence = 0;
+  std::vector<std::string> notes;  // e.g. "3 components under 50 mm3 dropped"
+};
+
+// Whether the frames form a volume: a sequence whose frames all have a position, the same
+// size and the same known pixel spacing.
+bool frames_form_volume(const std::vector<AnalysedFrame>& frames);
+
+// The thickness each frame stands for along the normal: half the distance to each neighbour
+// (one-sided at the ends), so that sum(area x thickness) is the volume even when only every
+// n-th slice was analysed. A single frame gets 0. Requires positions on every frame.
+std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames);
+
+// Throws std::invalid_argument when a mask's frame index or size does not fit the frames.
+std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& frames,
+                                             const std::vector<FrameMask>& masks, const ConsolidationOptions& options);
+
+}  // namespace unibiomed::pipeline

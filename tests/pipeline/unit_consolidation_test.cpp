@@ -1,0 +1,188 @@
+// Consolidation of per-slice masks into findings: components across slices, structures versus
+// lesions, noise, label agreement, volume from slice positions, confidence.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "pipeline/consolidation.h"
+
+namespace unibiomed::pipeline {
+namespace {
+
+constexpr int kColumns = 32, kRows = 24;
+
+std::vector<AnalysedFrame> stack(int count, double spacing = 2.5, double first = -40) {
+  std::vector<AnalysedFrame> frames;
+  for (int i = 0; i < count; ++i) {
+    AnalysedFrame f;
+    f.instance_index = size_t(i);
+    f.sop_instance_uid = "1.2.3." + std::to_string(i + 1);
+    f.columns = kColumns;
+    f.rows = kRows;
+    f.column_spacing = 0.8;
+    f.row_spacing = 0.6;
+    f.position = first + spacing * i;
+    frames.push_back(f);
+  }
+  return frames;
+}
+
+FrameMask box(size_t frame, int x0, int y0, int w, int h, double iou = 0.9, uint8_t probability = 230,
+              const std::string& phrase = "") {
+  FrameMask m;
+  m.frame = frame;
+  m.mask.assign(size_t(kColumns) * kRows, 0);
+  m.probability.assign(m.mask.size(), 10);
+  for (int y = y0; y < y0 + h; ++y)
+    for (int x = x0; x < x0 + w; ++x) {
+      m.mask[size_t(y) * kColumns + x] = 1;
+      m.probability[size_t(y) * kColumns + x] = probability;
+    }
+  m.iou = iou;
+  m.phrase = phrase;
+  m.text = "It is [SEG]. " + phrase;
+  return m;
+}
+
+TEST(Consolidation, TwoBlobsAreTwoLesionsOrOneStructure) {
+  const auto frames = stack(6);
+  std::vector<FrameMask> masks;
+  for (size_t f = 1; f <= 3; ++f) masks.push_back(box(f, 2, 2, 5, 4));                 // blob A, slices 1-3
+  for (size_t f = 2; f <= 5; ++f) masks.push_back(box(f, 20, 10, 8, 8 + int(f) % 2));  // blob B, slices 2-5
+  // Blob B's masks share frames 2-3 with blob A: the union per frame must keep them apart.
+  ConsolidationOptions lesions{true, true, 0, "Lesion"};
+  const auto found = consolidate(frames, masks, lesions);
+  ASSERT_EQ(found.size(), 2u);
+  // Ordered by size, numbered because they share a label.
+  EXPECT_EQ(found[0].label, "Lesion 1");
+  EXPECT_EQ(found[1].label, "Lesion 2");
+  EXPECT_EQ(found[0].masks.size(), 4u);  // B
+  EXPECT_EQ(found[1].masks.size(), 3u);  // A
+  EXPECT_EQ(found[1].pixel_count, 3u * 20u);
+  // Volume: pixels x pixel area x slab thickness (2.5 mm between analysed slices).
+  ASSERT_TRUE(found[1].volume_mm3);
+  EXPECT_NEAR(*found[1].volume_mm3, 60 * 0.8 * 0.6 * 2.5, 1e-9);
+  ASSERT_TRUE(found[1].key_area_mm2);
+  EXPECT_NEAR(*found[1].key_area_mm2, 20 * 0.8 * 0.6, 1e-9);
+  EXPECT_EQ(found[1].key_frame, 1u);  // equal areas: the first
+  EXPECT_NEAR(found[1].key_diameter.length, std::hypot(5 * 0.8, 4 * 0.6), 1e-9);
+  EXPECT_TRUE(found[1].diameter_in_mm);
+
+  ConsolidationOptions structure{true, false, 0, "Kidney"};
+  const auto one = consolidate(frames, masks, structure);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].label, "Kidney");
+  EXPECT_EQ(one[0].pixel_count, found[0].pixel_count + found[1].pixel_count);
+  EXPECT_EQ(one[0].masks.size(), 5u);  // frames 1..5
+  EXPECT_NE(one[0].notes.at(0).find("2 connected components in 3D"), std::string::npos);
+}
+
+TEST(Consolidation, ConnectivityIsEightInPlaneAndFaceAcrossSlices) {
+  const auto frames = stack(3);
+  // Diagonal touch in plane: one component.
+  std::vector<FrameMask> diagonal = {box(0, 2, 2, 2, 2)};
+  const FrameMask other = box(0, 4, 4, 2, 2);
+  for (size_t i = 0; i < other.mask.size(); ++i) diagonal[0].mask[i] |= other.mask[i];
+  EXPECT_EQ(consolidate(frames, diagonal, {true, true, 0, "L"}).size(), 1u);
+  // Diagonal between slices (no shared (x, y)): two components.
+  const std::vector<FrameMask> shifted = {box(0, 2, 2, 2, 2), box(1, 4, 4, 2, 2)};
+  EXPECT_EQ(consolidate(frames, shifted, {true, true, 0, "L"}).size(), 2u);
+  // Overlapping in consecutive slices: one.
+  const std::vector<FrameMask> overlapping = {box(0, 2, 2, 3, 3), box(1, 4, 4, 2, 2)};
+  EXPECT_EQ(consolidate(frames, overlapping, {true, true, 0, "L"}).size(), 1u);
+  // A gap of one analysed slice separates.
+  const std::vector<FrameMask> gap = {box(0, 2, 2, 3, 3), box(2, 2, 2, 3, 3)};
+  EXPECT_EQ(consolidate(frames, gap, {true, true, 0, "L"}).size(), 2u);
+  // Independent images never connect across frames.
+  EXPECT_EQ(consolidate(frames, overlapping, {false, true, 0, "L"}).size(), 2u);
+}
+
+TEST(Consolidation, StridedSlicesStandForTheirSlab) {
+  // Every 3rd slice of a 1 mm stack was analysed: each stands for 3 mm.
+  const auto frames = stack(4, 3.0);
+  std::vector<FrameMask> masks;
+  for (size_t f = 0; f < 4; ++f) masks.push_back(box(f, 10, 10, 4, 5));
+  const auto found = consolidate(frames, masks, {true, false, 0, "Liver"});
+  ASSERT_EQ(found.size(), 1u);
+  // Slabs: 3 (end, one-sided), 3, 3, 3.
+  EXPECT_NEAR(*found[0].volume_mm3, 4 * 20 * 0.8 * 0.6 * 3.0, 1e-9);
+  const auto t = slab_thicknesses(frames);
+  EXPECT_EQ(t, (std::vector<double>{3, 3, 3, 3}));
+  // Uneven gaps: 2 and 4 -> 2, 3, 4.
+  auto uneven = stack(3);
+  uneven[1].position = *uneven[0].position + 2;
+  uneven[2].position = *uneven[1].position + 4;
+  EXPECT_EQ(slab_thicknesses(uneven), (std::vector<double>{2, 3, 4}));
+}
+
+TEST(Consolidation, SmallComponentsAreDroppedAsNoiseAndSaidSo) {
+  const auto frames = stack(3);
+  std::vector<FrameMask> masks = {box(0, 1, 1, 10, 10), box(1, 1, 1, 10, 10), box(1, 25, 20, 2, 2)};
+  // The big one: 200 px x 0.48 mm2 x 2.5 mm = 240 mm3; the speck: 4 x 0.48 x 2.5 = 4.8 mm3.
+  const auto found = consolidate(frames, masks, {true, true, 10.0, "Lesion"});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].label, "Lesion");
+  ASSERT_EQ(found[0].notes.size(), 1u);
+  EXPECT_EQ(found[0].notes[0], "1 component smaller than 10 mm3 dropped as noise");
+  EXPECT_TRUE(consolidate(frames, masks, {true, true, 1000.0, "Lesion"}).empty());
+}
+
+TEST(Consolidation, LabelIsWhatMostPixelsWereCalled) {
+  const auto frames = stack(4);
+  std::vector<FrameMask> masks = {
+      box(0, 2, 2, 6, 6, 0.9, 230, "liver cyst."), box(1, 2, 2, 6, 6, 0.9, 230, "Liver  cyst"),
+      box(2, 2, 2, 6, 6, 0.9, 230, "hemangioma"), box(3, 20, 2, 4, 4, 0.8, 200, "Metastasis.")};
+  const auto found = consolidate(frames, masks, {true, true, 0, "Lesion"});
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].label, "Liver cyst");  // normalised: case, spaces, trailing period
+  EXPECT_NEAR(found[0].label_agreement, 2.0 / 3.0, 1e-12);
+  EXPECT_EQ(found[1].label, "Metastasis");
+  EXPECT_EQ(found[1].label_agreement, 1.0);
+  EXPECT_EQ(found[1].text, "It is [SEG]. Metastasis.");
+}
+
+TEST(Consolidation, ConfidenceIsTheGeometricMeanOfProbabilityAndIou) {
+  const auto frames = stack(2);
+  const std::vector<FrameMask> masks = {box(0, 2, 2, 4, 4, 0.8, 204), box(1, 2, 2, 4, 8, 0.5, 153)};
+  const auto found = consolidate(frames, masks, {true, false, 0, "Liver"});
+  ASSERT_EQ(found.size(), 1u);
+  const double p = (16 * 204 / 255.0 + 32 * 153 / 255.0) / 48;
+  const double iou = (16 * 0.8 + 32 * 0.5) / 48;
+  EXPECT_NEAR(found[0].mean_probability, p, 1e-12);
+  EXPECT_NEAR(found[0].mean_iou, iou, 1e-12);
+  EXPECT_NEAR(found[0].confidence, std::sqrt(p * iou), 1e-12);
+  // Without probability maps the IoU head alone speaks.
+  auto no_probability = masks;
+  for (auto& m : no_probability) m.probability.clear();
+  EXPECT_NEAR(consolidate(frames, no_probability, {true, false, 0, "Liver"})[0].confidence, iou, 1e-12);
+}
+
+TEST(Consolidation, ImagesWithoutGeometryAreMeasuredInPixels) {
+  auto frames = stack(1);
+  frames[0].column_spacing = frames[0].row_spacing = 0;
+  frames[0].position.reset();
+  const auto found = consolidate(frames, {box(0, 3, 3, 6, 8)}, {false, true, 0, "Skin lesion"});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_FALSE(found[0].key_area_mm2);
+  EXPECT_FALSE(found[0].volume_mm3);
+  EXPECT_FALSE(found[0].diameter_in_mm);
+  EXPECT_NEAR(found[0].key_diameter.length, 10.0, 1e-12);  // 6 x 8 pixels: diagonal 10
+}
+
+TEST(Consolidation, BadMasksAreRefusedWithTheFrame) {
+  const auto frames = stack(2);
+  FrameMask wrong = box(1, 0, 0, 1, 1);
+  wrong.mask.resize(10);
+  try {
+    consolidate(frames, {wrong}, {});
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("1.2.3.2"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(consolidate(frames, {box(5, 0, 0, 1, 1)}, {}), std::invalid_argument);
+  EXPECT_TRUE(consolidate(frames, {}, {}).empty());
+}
+
+}  // namespace
+}  // namespace unibiomed::pipeline
