@@ -90,8 +90,9 @@ View view_of_raster(const RgbImage& image, const std::string& source);
 RgbImage pad_to_square(const RgbImage& image, std::array<int, 4>* padding = nullptr);
 
 // A mask on the view back on the source frame: resized to the view size by nearest neighbour
-// when it has another size (a model output at 1024), the padding cropped, the view scale
-// undone. Returns source_columns x source_rows. Throws DicomError for an empty mask.
+// on pixel centres when it has another size (a model output at 1024; a mask upsampled that way
+// maps back exactly), the padding cropped, the view scale undone. Returns source_columns x source_rows. Throws
+// DicomError for an empty mask.
 GreyImage map_mask_to_source(const ViewProvenance& provenance, const GreyImage& mask);
 
 // The provenance as a JSON object (keys as the field names; geometry under "geometry"), what

@@ -33,10 +33,11 @@ GreyImage clip_and_stretch(const std::vector<float>& values, int width, int heig
     mx = std::max(mx, c);
   }
   if (!(mx > mn)) return image;
-  const double scale = 255.0 / (mx - mn);
+  // Same order of operations as the reference, so that truncation lands on the same integer.
+  const double range = mx - mn;
   for (size_t i = 0; i < values.size(); ++i) {
     const double c = std::clamp(double(values[i]), lower, upper);
-    image.grey[i] = uint8_t(std::clamp((c - mn) * scale, 0.0, 255.0));
+    image.grey[i] = uint8_t(std::clamp((c - mn) / range * 255.0, 0.0, 255.0));
   }
   return image;
 }
