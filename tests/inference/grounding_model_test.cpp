@@ -1,0 +1,205 @@
+// GroundedModel end to end on the tiny reference checkpoint (shared/golden): the generated ids,
+// the answer text and the [SEG] mask of predict_forward (e2e.safetensors / e2e.json), SAM2
+// features reused across questions, batches equal to single runs, cancellation and load errors.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "inference/error.h"
+#include "inference/grounded_model.h"
+#include "inference/random_checkpoint.h"
+#include "inference/tokenizer.h"
+#include "tests/inference/grounding_test_support.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::inference {
+namespace {
+
+namespace fs = std::filesystem;
+using test::close;
+using test::GoldenTensors;
+
+// The toy vocabulary of the tiny checkpoint (golden tiny_vocab.json) as tokenizer files.
+void write_tiny_tokenizer(const fs::path& dir) {
+  const auto tiny = nlohmann::json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"));
+  write_byte_level_tokenizer(dir, tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
+}
+
+RgbImage image_of(const torch::Tensor& u8) {
+  RgbImage im(static_cast<int>(u8.size(1)), static_cast<int>(u8.size(0)));
+  std::memcpy(im.rgb.data(), u8.contiguous().data_ptr<uint8_t>(), im.rgb.size());
+  return im;
+}
+
+torch::Tensor mask_tensor(const GroundedSegment& s) {
+  return torch::from_blob(const_cast<uint8_t*>(s.mask.data()), {s.height, s.width}, torch::kUInt8).clone();
+}
+
+class GroundedModelGolden : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (test::golden_dir().empty()) return;
+    tokenizer_dir_ = std::make_unique<test::TempDir>("unibiomed-grounding-tok");
+    write_tiny_tokenizer(tokenizer_dir_->path());
+    LoadOptions o;
+    o.tokenizer_dir = tokenizer_dir_->path();
+    model_ = GroundedModel::load(test::golden_dir(), o).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    model_ = nullptr;
+    tokenizer_dir_.reset();
+  }
+  void SetUp() override {
+    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  }
+  static GroundedModel* model_;
+  static std::unique_ptr<test::TempDir> tokenizer_dir_;
+};
+GroundedModel* GroundedModelGolden::model_ = nullptr;
+std::unique_ptr<test::TempDir> GroundedModelGolden::tokenizer_dir_;
+
+TEST_F(GroundedModelGolden, PredictForwardIdsTextAndMask) {
+  GoldenTensors g("e2e.safetensors");
+  const auto record = nlohmann::json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  const RgbImage image = image_of(g["image_rgb_u8"]);
+  const GroundedAnswer a = model_->answer(image, record.at("prompt_text").get<std::string>());
+
+  const auto expected_ids = g["generated_ids"];
+  ASSERT_EQ(a.ids.size(), static_cast<size_t>(expected_ids.numel()));
+  for (size_t i = 0; i < a.ids.size(); ++i) EXPECT_EQ(a.ids[i], expected_ids[static_cast<int64_t>(i)].item<int64_t>()) << i;
+  EXPECT_EQ(a.text, record.at("prediction_text").get<std::string>());
+  EXPECT_EQ(a.stop_reason, "eos");
+  EXPECT_EQ(a.parsed.seg_count, 1);
+
+  ASSERT_EQ(a.segments.size(), 1u);
+  const GroundedSegment& s = a.segments[0];
+  EXPECT_EQ(s.width, 100);
+  EXPECT_EQ(s.height, 70);
+  EXPECT_EQ(s.seg_index, 0);
+  const auto logits = g["seg0.final_mask_logits_orig_res"][0];
+  EXPECT_TRUE(test::masks_agree("answer mask", mask_tensor(s), g["seg0.final_mask_bool"][0], logits));
+  auto prob = torch::from_blob(const_cast<float*>(s.probability.data()), {70, 100}, torch::kFloat32);
+  // sigmoid is 1/4-Lipschitz: the logit tolerance 1e-4 becomes 2.5e-5 on probabilities.
+  EXPECT_TRUE(close("probability map", prob, torch::sigmoid(logits), 2.5e-5, 2.5e-5));
+  EXPECT_TRUE(close("IoU of the chosen mask", torch::tensor({s.iou}), g["seg0.ious"].max().view({1}), 1e-5));
+  EXPECT_TRUE(close("object score", torch::tensor({s.object_score}), g["seg0.object_score_logits"].view({1}), 1e-4));
+  // Fraction of foreground pixels recorded by the reference.
+  EXPECT_NEAR(static_cast<double>(s.area()) / 7000.0, record.at("mask_foreground_fraction")[0].get<double>(),
+              10.0 / 7000.0);
+}
+
+TEST_F(GroundedModelGolden, SecondQuestionReusesTheImageFeatures) {
+  GoldenTensors g("e2e.safetensors");
+  auto encoded = model_->encode(image_of(g["image_rgb_u8"]));
+  EXPECT_EQ(encoded->tiles(), 7);
+  EXPECT_FALSE(encoded->has_grounding_features());
+  const auto first = model_->answer(*encoded, "Please segment the liver.");  // "<image>" is added
+  ASSERT_EQ(first.segments.size(), 1u);
+  EXPECT_TRUE(encoded->has_grounding_features());
+  const auto second = model_->answer(*encoded, "<image>Please segment the liver.");
+  EXPECT_EQ(second.ids, first.ids);
+  ASSERT_EQ(second.segments.size(), 1u);
+  EXPECT_EQ(second.segments[0].mask, first.segments[0].mask);
+}
+
+TEST_F(GroundedModelGolden, BatchOfSlicesEqualsSingleAnswers) {
+  GoldenTensors e("e2e.safetensors");
+  GoldenTensors s("sam2.safetensors");
+  // Two sizes (different tile counts) mixed, batches of 3.
+  const std::vector<RgbImage> images{image_of(e["image_rgb_u8"]), image_of(s["image_rgb_u8"]),
+                                     image_of(e["image_rgb_u8"]), image_of(s["image_rgb_u8"])};
+  AnswerOptions o;
+  o.max_new_tokens = 12;
+  o.batch_size = 3;
+  const auto batch = model_->answer_batch(images, "Please segment the liver.", o);
+  ASSERT_EQ(batch.size(), images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    const auto single = model_->answer(images[i], "Please segment the liver.", o);
+    EXPECT_EQ(batch[i].ids, single.ids) << "image " << i;
+    ASSERT_EQ(batch[i].segments.size(), single.segments.size()) << "image " << i;
+    for (size_t k = 0; k < single.segments.size(); ++k) {
+      EXPECT_EQ(batch[i].segments[k].mask, single.segments[k].mask) << "image " << i;
+      EXPECT_NEAR(batch[i].segments[k].iou, single.segments[k].iou, 1e-5);
+    }
+  }
+  EXPECT_EQ(batch[0].ids, batch[2].ids);
+}
+
+TEST_F(GroundedModelGolden, CancellationStopsWithoutSegments) {
+  GoldenTensors g("e2e.safetensors");
+  std::atomic<bool> cancel{false};
+  auto encoded = model_->encode(image_of(g["image_rgb_u8"]));
+  cancel = true;
+  AnswerOptions o;
+  o.cancel = &cancel;
+  const auto a = model_->answer(*encoded, "Please segment the liver.", o);
+  EXPECT_TRUE(a.cancelled());
+  EXPECT_TRUE(a.segments.empty());
+  EXPECT_FALSE(encoded->has_grounding_features());
+  EXPECT_THROW(model_->encode(image_of(g["image_rgb_u8"]), &cancel), InferenceError);
+}
+
+TEST_F(GroundedModelGolden, EveryTensorOutsideTheVideoPartsIsUsed) {
+  const ModelIdentity& id = model_->identity();
+  EXPECT_TRUE(id.unused.empty()) << id.unused.size() << " unused, first: " << (id.unused.empty() ? "" : id.unused[0]);
+  ASSERT_FALSE(id.video_only.empty());
+  for (const auto& name : id.video_only) {
+    bool listed = false;
+    for (const auto& p : video_only_prefixes()) listed |= name.rfind(p, 0) == 0;
+    EXPECT_TRUE(listed) << name;
+  }
+  EXPECT_EQ(id.device, "cpu");
+  EXPECT_EQ(id.dtype, "Float");
+  // 437 tensors of the golden checkpoint; parameters = sum of their sizes (from the header).
+  int64_t total = 0;
+  auto ckpt = Checkpoint::open(test::golden_dir());
+  for (const auto& n : ckpt->names()) total += ckpt->find(n)->numel();
+  EXPECT_EQ(id.parameters, total);
+}
+
+TEST_F(GroundedModelGolden, BadImagesAreNamed) {
+  RgbImage empty;
+  try {
+    model_->encode_batch({RgbImage(4, 4), empty});
+    FAIL() << "empty image accepted";
+  } catch (const InferenceError& e) {
+    EXPECT_NE(std::string(e.what()).find("image 2 of 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(GroundedModelLoad, MissingPiecesAreNamed) {
+  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  auto expect_error = [](const fs::path& dir, const LoadOptions& o, const std::string& needle) {
+    try {
+      GroundedModel::load(dir, o);
+      ADD_FAILURE() << "loaded " << dir;
+    } catch (const InferenceError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  test::TempDir dir;
+  expect_error(dir / "nothing", {}, "does not exist");
+  expect_error(dir.path(), {}, "has no config.json");
+  fs::copy_file(test::golden_dir() / "config.json", dir / "config.json");
+  write_tiny_tokenizer(dir.path());
+  expect_error(dir.path(), {}, "model.safetensors");
+  // The golden folder has no tokenizer files of its own.
+  expect_error(test::golden_dir(), {}, "vocab.json");
+  // A tokenizer whose [SEG] id disagrees with config.json's tiny_test.special_token_ids.
+  test::TempDir wrong;
+  write_byte_level_tokenizer(wrong.path(),
+                             {{"<|endoftext|>", 256}, {"<|im_end|>", 258}, {"[SEG]", 300}, {"<IMG_CONTEXT>", 261}});
+  LoadOptions o;
+  o.tokenizer_dir = wrong.path();
+  expect_error(test::golden_dir(), o, "[SEG]");
+  LoadOptions dev;
+  dev.device = "tpu";
+  expect_error(test::golden_dir(), dev, "tpu");
+}
+
+}  // namespace
+}  // namespace unibiomed::inference
