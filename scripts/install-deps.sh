@@ -56,5 +56,8 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet orthanc 2
   echo "install-deps: note: a system Orthanc service is running; the tests use their own ports"
 fi
 
+# npm packages of the writer tests (dcmjs, pinned in tests/js/package-lock.json).
+"$(dirname "$0")/install-js.sh"
+
 # The viewer test: chromium, fonts, playwright-core and the cached OHIF build (tests/viewer).
 "$(dirname "$0")/install-viewer.sh"

@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "seg-writer/source_images.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcitem.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcelem.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+namespace unibiomed::seg {
+namespace {
+
+// Direction cosines that differ by less than this are the same orientation (DICOM stores them
+// as decimal strings; dcmjs and highdicom use 1e-3..1e-5).
+constexpr double kOrientationTolerance = 1e-4;
+// Relative tolerance for pixel spacing equality between instances.
+constexpr double kSpacingTolerance = 1e-4;
+
+std::string get_string(DcmItem& item, const DcmTagKey& tag) {
+  OFString value;
+  if (item.findAndGetOFStringArray(tag, value).bad()) return {};
+  return value.c_str();
+}
+
+template <size_t N>
+std::optional<std::array<double, N>> get_doubles(DcmItem& item, const DcmTagKey& tag) {
+  std::array<double, N> values{};
+  for (size_t i = 0; i < N; ++i) {
+    Float64 v = 0;
+    if (item.findAndGetFloat64(tag, v, static_cast<unsigned long>(i)).bad() || !std::isfinite(v)) return std::nullopt;
+    values[i] = v;
+  }
+  return values;
+}
+
+// The first item of a sequence inside `item`, or null.
+DcmItem* sequence_item(DcmItem& item, const DcmTagKey& sequence, long index = 0) {
+  DcmItem* found = nullptr;
+  if (item.findAndGetSequenceItem(sequence, found, index).bad()) return nullptr;
+  return found;
+}
+
+// An attribute of a functional group: per-frame group first, then the shared one (PS3.3 C.7.6.16).
+template <size_t N>
+std::optional<std::array<double, N>> functional_group_value(DcmItem* per_frame, DcmItem* shared,
+                                                            const DcmTagKey& group, const DcmTagKey& tag) {
+  for (DcmItem* groups : {per_frame, shared}) {
+    if (!groups) continue;
+    if (DcmItem* macro = sequence_item(*groups, group)) {
+      if (auto v = get_doubles<N>(*macro, tag)) return v;
+    }
+  }
+  return std::nullopt;
+}
+
+bool same_orientation(const std::array<double, 6>& a, const std::array<double, 6>& b) {
+  for (size_t i = 0; i < 6; ++i)
+    if (std::fabs(a[i] - b[i]) > kOrientationTolerance) return false;
+  return true;
+}
+
+bool same_spacing(const std::array<double, 2>& a, const std::array<double, 2>& b) {
+  for (size_t i = 0; i < 2; ++i)
+    if (std::fabs(a[i] - b[i]) > kSpacingTolerance * std::max(1.0, std::fabs(a[i]))) return false;
+  return true;
+}
+
+std::string describe_orientation(const std::array<double, 6>& o) {
+  std::ostringstream s;
+  for (size_t i = 0; i < 6; ++i) s << (i ? "\\" : "") << o[i];
+  return s.str();
+}
+
+}  // namespace
+
+SourceImages::SourceImages(std::vector<DcmDataset*> datasets) : datasets_(std::move(datasets)) {
+  if (datasets_.empty()) throw SegmentationError("no source images were given");
+  for (size_t i = 0; i < datasets_.size(); ++i) {
+    if (!datasets_[i]) throw SegmentationError("source instance " + std::to_string(i + 1) + " is null");
+    read_instance(i);
+  }
+  std::set<std::string> seen;
+  for (const auto& f : frames_) {
+    if (f.frame_number <= 1 && !seen.insert(f.sop_instance_uid).second)
+      throw SegmentationError("source instance " + std::to_string(f.instance + 1) + " (SOP Instance UID " +
+                              f.sop_instance_uid + ") was given twice");
+  }
+  has_geometry_ = orientation_.has_value() && !frame_of_reference_uid_.empty() &&
+                  std::all_of(frames_.begin(), frames_.end(), [](const SourceFrame& f) { return f.position.has_value(); });
+}
+
+void SourceImages::read_instance(size_t index) {
+  DcmDataset& ds = *datasets_[index];
+  const std::string sop_class = get_string(ds, DCM_SOPClassUID);
+  const std::string sop_instance = get_string(ds, DCM_SOPInstanceUID);
+  auto where = [&]() {
+    return "source instance " + std::to_string(index + 1) +
+           (sop_instance.empty() ? std::string() : " (SOP Instance UID " + sop_instance + ")");
+  };
+  if (sop_class.empty()) throw SegmentationError(where() + " has no SOP Class UID (0008,0016)");
+  if (sop_instance.empty()) throw SegmentationError(where() + " has no SOP Instance UID (0008,0018)");
+  const std::string study = get_string(ds, DCM_StudyInstanceUID);
+  const std::string series = get_string(ds, DCM_SeriesInstanceUID);
+  if (study.empty()) throw SegmentationError(where() + " has no Study Instance UID (0020,000D)");
+  if (series.empty()) throw SegmentationError(where() + " has no Series Instance UID (0020,000E)");
+  Uint16 rows = 0, columns = 0;
+  if (ds.findAndGetUint16(DCM_Rows, rows).bad() || ds.findAndGetUint16(DCM_Columns, columns).bad() || rows == 0 ||
+      columns == 0)
+    throw SegmentationError(where() + " is not an image: Rows (0028,0010) or Columns (0028,0011) missing or zero");
+  long frames = 1;
+  if (ds.tagExistsWithValue(DCM_NumberOfFrames)) {
+    Sint32 n = 0;
+    if (ds.findAndGetSint32(DCM_NumberOfFrames, n).bad() || n < 1)
+      throw SegmentationError(where() + " has an invalid Number of Frames (0028,0008): '" +
+                              get_string(ds, DCM_NumberOfFrames) + "'");
+    frames = n;
+  }
+  const std::string frame_of_reference = get_string(ds, DCM_FrameOfReferenceUID);
+
+  if (index == 0) {
+    study_uid_ = study;
+    series_uid_ = series;
+    rows_ = rows;
+    columns_ = columns;
+    frame_of_reference_uid_ = frame_of_reference;
+    modality_ = get_string(ds, DCM_Modality);
+  } else {
+    if (study != study_uid_)
+      throw SegmentationError(where() + " belongs to study " + study + ", not to study " + study_uid_ +
+                              " of the first source instance");
+    if (series != series_uid_)
+      throw SegmentationError(where() + " belongs to series " + series + ", not to series " + series_uid_ +
+                              " of the first source instance: a segmentation references one series");
+    if (rows != rows_ || columns != columns_)
+      throw SegmentationError(where() + " has " + std::to_string(columns) + "x" + std::to_string(rows) +
+                              " pixels, the first source instance " + std::to_string(columns_) + "x" +
+                              std::to_string(rows_));
+    if (frame_of_reference != frame_of_reference_uid_)
+      throw SegmentationError(where() + " has Frame of Reference UID '" + frame_of_reference + "', the first '" +
+                              frame_of_reference_uid_ + "'");
+  }
+
+  DcmItem* shared = sequence_item(ds, DCM_SharedFunctionalGroupsSequence);
+  const bool enhanced = ds.tagExists(DCM_PerFrameFunctionalGroupsSequence);
+  auto check_orientation = [&](const std::optional<std::array<double, 6>>& o, int frame) {
+    if (!o) return;
+    if (!orientation_) {
+      orientation_ = o;
+    } else if (!same_orientation(*orientation_, *o)) {
+      throw SegmentationError(where() + (frame ? " frame " + std::to_string(frame) : std::string()) +
+                              " has Image Orientation (Patient) " + describe_orientation(*o) + ", not " +
+                              describe_orientation(*orientation_) +
+                              ": the frames of a segmentation must share one orientation");
+    }
+  };
+  auto check_spacing = [&](const std::optional<std::array<double, 2>>& s, int frame) {
+    if (!s) return;
+    if (!pixel_spacing_) {
+      pixel_spacing_ = s;
+    } else if (!same_spacing(*pixel_spacing_, *s)) {
+      throw SegmentationError(where() + (frame ? " frame " + std::to_string(frame) : std::string()) +
+                              " has a different Pixel Spacing (0028,0030) than the first source frame");
+    }
+  };
+
+  for (long f = 1; f <= frames; ++f) {
+    SourceFrame frame;
+    frame.instance = index;
+    frame.sop_class_uid = sop_class;
+    frame.sop_instance_uid = sop_instance;
+    frame.frame_number = frames > 1 ? static_cast<int>(f) : 0;
+    if (enhanced) {
+      DcmItem* per_frame = sequence_item(ds, DCM_PerFrameFunctionalGroupsSequence, f - 1);
+      if (!per_frame)
+        throw SegmentationError(where() + " has " + std::to_string(frames) +
+                                " frames but no Per-Frame Functional Groups Sequence item for frame " +
+                                std::to_string(f));
+      frame.position =
+          functional_group_value<3>(per_frame, shared, DCM_PlanePositionSequence, DCM_ImagePositionPatient);
+      check_orientation(
+          functional_group_value<6>(per_frame, shared, DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient),
+          frame.frame_number);
+      check_spacing(functional_group_value<2>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_PixelSpacing),
+                    frame.frame_number);
+      if (!slice_thickness_)
+        if (auto t = functional_group_value<1>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_SliceThickness))
+          slice_thickness_ = (*t)[0];
+    } else {
+      // A classic instance: its one plane applies to its single frame. Classic multi-frame
+      // images (ultrasound cine, secondary capture) have no per-frame position.
+      if (frames == 1) frame.position = get_doubles<3>(ds, DCM_ImagePositionPatient);
+      check_orientation(get_doubles<6>(ds, DCM_ImageOrientationPatient), 0);
+      auto spacing = get_doubles<2>(ds, DCM_PixelSpacing);
+      if (!spacing) spacing = get_doubles<2>(ds, DCM_ImagerPixelSpacing);
+      check_spacing(spacing, 0);
+      if (!slice_thickness_)
+        if (auto t = get_doubles<1>(ds, DCM_SliceThickness)) slice_thickness_ = (*t)[0];
+    }
+    frames_.push_back(std::move(frame));
+  }
+}
+
+const SourceFrame& SourceImages::frame(size_t index) const {
+  if (index >= frames_.size())
+    throw SegmentationError("source frame index " + std::to_string(index) + " is out of range: the series has " +
+                            std::to_string(frames_.size()) + " frames");
+  return frames_[index];
+}
+
+DcmDataset& SourceImages::dataset(size_t instance) const {
+  if (instance >= datasets_.size())
+    throw SegmentationError("source instance index " + std::to_string(instance) + " is out of range");
+  return *datasets_[instance];
+}
+
+std::optional<std::array<double, 3>> SourceImages::normal() const {
+  if (!orientation_) return std::nullopt;
+  const auto& o = *orientation_;
+  std::array<double, 3> n{o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]};
+  const double length = std::sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
+  if (length < 1e-6) return std::nullopt;
+  for (auto& v : n) v /= length;
+  return n;
+}
+
+std::unique_ptr<DcmDataset> SourceImages::header_in_utf8() const {
+  DcmDataset& source = *datasets_.front();
+  auto header = std::make_unique<DcmDataset>();
+  for (unsigned long i = 0; i < source.card(); ++i) {
+    DcmElement* element = source.getElement(i);
+    const Uint16 group = element->getGTag();
+    if (group != 0x0008 && group != 0x0010 && group != 0x0020) continue;
+    header->insert(OFstatic_cast(DcmElement*, element->clone()), true);
+  }
+  OFCondition status = header->convertToUTF8();
+  if (status.bad() && !header->tagExistsWithValue(DCM_SpecificCharacterSet)) {
+    header->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100");
+    status = header->convertToUTF8();
+  }
+  if (status.bad())
+    throw SegmentationError("source instance 1: cannot convert its text from Specific Character Set '" +
+                            get_string(source, DCM_SpecificCharacterSet) + "' to UTF-8: " + status.text());
+  return header;
+}
+
+std::vector<size_t> SourceImages::frames_in_slice_order() const {
+  std::vector<size_t> order(frames_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const auto n = normal();
+  if (!has_geometry_ || !n) return order;
+  auto along = [&](size_t i) {
+    const auto& p = *frames_[i].position;
+    return p[0] * (*n)[0] + p[1] * (*n)[1] + p[2] * (*n)[2];
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return along(a) < along(b); });
+  return order;
+}
+
+std::optional<double> SourceImages::slice_spacing() const {
+  const auto n = normal();
+  if (!has_geometry_ || !n) return std::nullopt;
+  std::vector<double> along;
+  for (const auto& f : frames_) {
+    const auto& p = *f.position;
+    along.push_back(p[0] * (*n)[0] + p[1] * (*n)[1] + p[2] * (*n)[2]);
+  }
+  std::sort(along.begin(), along.end());
+  std::vector<double> gaps;
+  for (size_t i = 1; i < along.size(); ++i)
+    if (along[i] - along[i - 1] > 1e-3) gaps.push_back(along[i] - along[i - 1]);
+  if (gaps.empty()) return std::nullopt;
+  std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
+  return gaps[gaps.size() / 2];
+}
+
+}  // namespace unibiomed::seg

@@ -1,0 +1,97 @@
+// The source series that a Segmentation and a Measurement Report reference: every frame with
+// its SOP reference and its geometry, read once from the source DcmDatasets. A frame is one
+// classic single-frame instance, or one frame of a multi-frame instance (enhanced or not).
+// The pipeline addresses masks by frame index in this list.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+class DcmDataset;
+
+namespace unibiomed::seg {
+
+// The one error type leaving seg-writer/: the message names the instance, frame, segment or
+// tag that is wrong.
+class SegmentationError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct SourceFrame {
+  std::size_t instance = 0;   // index of the dataset it comes from
+  std::string sop_class_uid;
+  std::string sop_instance_uid;
+  int frame_number = 0;       // 1-based frame in a multi-frame instance, 0 for a single-frame one
+  // Image Position (Patient) of this frame's first pixel centre, when the series has geometry.
+  std::optional<std::array<double, 3>> position;
+};
+
+class SourceImages {
+ public:
+  // Reads the frames of `datasets` in the given order (instance by instance, frames in order).
+  // The datasets are not copied: they must outlive this object. Throws SegmentationError when
+  // they do not form one image series (mixed studies or series, mixed frames of reference,
+  // different Rows/Columns or orientation, missing SOP or study identifiers), naming the
+  // instance at fault.
+  explicit SourceImages(std::vector<DcmDataset*> datasets);
+
+  std::size_t frame_count() const { return frames_.size(); }
+  const SourceFrame& frame(std::size_t index) const;
+  const std::vector<SourceFrame>& frames() const { return frames_; }
+  std::size_t instance_count() const { return datasets_.size(); }
+  DcmDataset& dataset(std::size_t instance) const;
+
+  unsigned rows() const { return rows_; }
+  unsigned columns() const { return columns_; }
+  const std::string& study_instance_uid() const { return study_uid_; }
+  const std::string& series_instance_uid() const { return series_uid_; }
+  const std::string& frame_of_reference_uid() const { return frame_of_reference_uid_; }
+  const std::string& modality() const { return modality_; }
+
+  // True when every frame has a position, the series has one orientation and a frame of
+  // reference: frames are then planes in patient space (CT, MR, PET...). False for projection
+  // images, photographs and multi-frame images without per-frame positions.
+  bool has_geometry() const { return has_geometry_; }
+  // Image Orientation (Patient): row direction cosines then column direction cosines.
+  const std::optional<std::array<double, 6>>& orientation() const { return orientation_; }
+  // Pixel Spacing: distance between rows, then between columns, in mm (Pixel Spacing, or the
+  // Pixel Measures functional group, or Imager Pixel Spacing for projection images).
+  const std::optional<std::array<double, 2>>& pixel_spacing() const { return pixel_spacing_; }
+  const std::optional<double>& slice_thickness() const { return slice_thickness_; }
+
+  // Unit normal of the image planes (row cosines x column cosines), when oriented.
+  std::optional<std::array<double, 3>> normal() const;
+  // Frame indices sorted by position along the normal (ascending), ties and frames without
+  // geometry kept in the given order. This is the order of a volume's slices.
+  std::vector<std::size_t> frames_in_slice_order() const;
+  // Median distance between successive distinct slice positions along the normal (mm), when
+  // there are two or more; used for volumes.
+  std::optional<double> slice_spacing() const;
+
+  // The first instance's patient, study, series and frame-of-reference attributes (groups 0008,
+  // 0010 and 0020, no pixel data), converted to UTF-8 (ISO_IR 192): what the result objects take
+  // over, in the character set their own text (labels, the model's sentences) is written in.
+  // A source without Specific Character Set whose text is not ASCII is read as ISO_IR 100.
+  std::unique_ptr<DcmDataset> header_in_utf8() const;
+
+ private:
+  void read_instance(std::size_t index);
+
+  std::vector<DcmDataset*> datasets_;
+  std::vector<SourceFrame> frames_;
+  unsigned rows_ = 0, columns_ = 0;
+  std::string study_uid_, series_uid_, frame_of_reference_uid_, modality_;
+  bool has_geometry_ = false;
+  std::optional<std::array<double, 6>> orientation_;
+  std::optional<std::array<double, 2>> pixel_spacing_;
+  std::optional<double> slice_thickness_;
+};
+
+}  // namespace unibiomed::seg

@@ -1,0 +1,479 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "sr-writer/measurement_report.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmsr/dsrdoc.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "seg-writer/decimal_string.h"
+#include "seg-writer/dicom_uid.h"
+
+namespace unibiomed::sr {
+
+WrittenReport::WrittenReport() = default;
+WrittenReport::WrittenReport(WrittenReport&&) noexcept = default;
+WrittenReport& WrittenReport::operator=(WrittenReport&&) noexcept = default;
+WrittenReport::~WrittenReport() = default;
+
+Measurement area_mm2(double value) { return {{"42798000", "SCT", "Area"}, value, {"mm2", "UCUM", "square millimeter"}}; }
+Measurement volume_mm3(double value) {
+  return {{"118565006", "SCT", "Volume"}, value, {"mm3", "UCUM", "cubic millimeter"}};
+}
+Measurement long_axis_mm(double value) {
+  return {{"103339001", "SCT", "Long Axis"}, value, {"mm", "UCUM", "millimeter"}};
+}
+
+namespace {
+
+// Concept names of PS3.16 (DCM, SCT, UMLS) used by TID 1500 and the templates it includes.
+namespace concept {
+const CodedConcept kImagingMeasurementReport{"126000", "DCM", "Imaging Measurement Report"};
+const CodedConcept kLanguage{"121049", "DCM", "Language of Content Item and Descendants"};
+const CodedConcept kEnglish{"en-US", "RFC5646", "English (United States)"};
+const CodedConcept kObserverType{"121005", "DCM", "Observer Type"};
+const CodedConcept kDevice{"121007", "DCM", "Device"};
+const CodedConcept kDeviceObserverUid{"121012", "DCM", "Device Observer UID"};
+const CodedConcept kDeviceObserverName{"121013", "DCM", "Device Observer Name"};
+const CodedConcept kDeviceObserverManufacturer{"121014", "DCM", "Device Observer Manufacturer"};
+const CodedConcept kDeviceObserverModelName{"121015", "DCM", "Device Observer Model Name"};
+const CodedConcept kProcedureReported{"121058", "DCM", "Procedure reported"};
+const CodedConcept kImageLibrary{"111028", "DCM", "Image Library"};
+const CodedConcept kImageLibraryGroup{"126200", "DCM", "Image Library Group"};
+const CodedConcept kImagingMeasurements{"126010", "DCM", "Imaging Measurements"};
+const CodedConcept kAlgorithmName{"111001", "DCM", "Algorithm Name"};
+const CodedConcept kAlgorithmVersion{"111003", "DCM", "Algorithm Version"};
+const CodedConcept kAlgorithmParameters{"111002", "DCM", "Algorithm Parameters"};
+const CodedConcept kMeasurementGroup{"125007", "DCM", "Measurement Group"};
+const CodedConcept kTrackingIdentifier{"112039", "DCM", "Tracking Identifier"};
+const CodedConcept kTrackingUniqueIdentifier{"112040", "DCM", "Tracking Unique Identifier"};
+const CodedConcept kFinding{"121071", "DCM", "Finding"};
+const CodedConcept kFindingSite{"363698007", "SCT", "Finding Site"};
+const CodedConcept kReferencedSegment{"121191", "DCM", "Referenced Segment"};
+const CodedConcept kReferencedSegmentationFrame{"121214", "DCM", "Referenced Segmentation Frame"};
+const CodedConcept kSourceImageForSegmentation{"121233", "DCM", "Source image for segmentation"};
+const CodedConcept kImageRegion{"111030", "DCM", "Image Region"};
+const CodedConcept kComment{"121106", "DCM", "Comment"};
+const CodedConcept kQualitativeEvaluations{"C0034375", "UMLS", "Qualitative Evaluations"};
+}  // namespace concept
+
+void check(const OFCondition& status, const std::string& what) {
+  if (status.bad()) throw ReportError(what + ": " + status.text());
+}
+
+DSRCodedEntryValue coded(const CodedConcept& c) {
+  return DSRCodedEntryValue(c.value.c_str(), c.scheme.c_str(), c.meaning.c_str());
+}
+
+std::string get(DcmItem& item, const DcmTagKey& tag) {
+  OFString value;
+  item.findAndGetOFStringArray(tag, value);
+  return value.c_str();
+}
+
+// Adds content items below explicit parents, so the tree's shape reads like the template.
+class ContentTree {
+ public:
+  explicit ContentTree(DSRDocumentTree& tree) : tree_(tree) {}
+
+  size_t root(const CodedConcept& name) {
+    const size_t id = tree_.addContentItem(DSRTypes::RT_isRoot, DSRTypes::VT_Container);
+    if (!id) throw ReportError("cannot create the report's root container");
+    check(item().setConceptName(coded(name)), "root concept name");
+    return id;
+  }
+
+  // Adds a child as the last below `parent`; the new item becomes current.
+  size_t add(size_t parent, DSRTypes::E_RelationshipType relationship, DSRTypes::E_ValueType type,
+             const CodedConcept& name, const std::string& what) {
+    if (tree_.gotoNode(parent) != parent) throw ReportError("internal: lost content item " + std::to_string(parent));
+    const size_t id = tree_.addContentItem(relationship, type, DSRTypes::AM_belowCurrent);
+    if (!id)
+      throw ReportError("cannot add " + what + " (" + DSRTypes::valueTypeToReadableName(type) + ", " +
+                        DSRTypes::relationshipTypeToReadableName(relationship) + ") to a Comprehensive 3D SR");
+    if (!name.empty()) check(item().setConceptName(coded(name)), what + " concept name");
+    return id;
+  }
+
+  size_t text(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
+              const std::string& value, const std::string& what) {
+    const size_t id = add(parent, relationship, DSRTypes::VT_Text, name, what);
+    check(item().setStringValue(value.c_str()), what + " '" + value + "'");
+    return id;
+  }
+
+  size_t uid(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
+             const std::string& value, const std::string& what) {
+    const size_t id = add(parent, relationship, DSRTypes::VT_UIDRef, name, what);
+    check(item().setStringValue(value.c_str()), what + " '" + value + "'");
+    return id;
+  }
+
+  size_t code(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
+              const CodedConcept& value, const std::string& what) {
+    const size_t id = add(parent, relationship, DSRTypes::VT_Code, name, what);
+    check(item().setCodeValue(coded(value)),
+          what + " (" + value.value + ", " + value.scheme + ", \"" + value.meaning + "\")");
+    return id;
+  }
+
+  size_t number(size_t parent, const Measurement& m, const std::string& what) {
+    const size_t id = add(parent, DSRTypes::RT_contains, DSRTypes::VT_Num, m.concept, what);
+    check(item().setNumericValue(DSRNumericMeasurementValue(seg::format_ds(m.value).c_str(), coded(m.unit))), what);
+    return id;
+  }
+
+  size_t image(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
+               const DSRImageReferenceValue& value, const std::string& what) {
+    const size_t id = add(parent, relationship, DSRTypes::VT_Image, name, what);
+    check(item().setImageReference(value), what);
+    return id;
+  }
+
+  DSRContentItem& item() { return tree_.getCurrentContentItem(); }
+
+ private:
+  DSRDocumentTree& tree_;
+};
+
+// What the report needs of a SEG: its identity, its segments' tracking UIDs, and which SEG frame
+// holds a segment on a source frame.
+struct SegmentationInfo {
+  std::string study, series, sop_class, sop_instance;
+  std::map<std::uint16_t, std::string> tracking_uid_of_segment;
+  std::map<std::tuple<std::uint16_t, std::string, int>, Sint32> frame_of;  // (segment, SOP, frame) -> SEG frame
+  std::map<std::uint16_t, Sint32> first_frame_of_segment;
+
+  // The SEG frame of `segment` on the source frame, or the segment's first frame.
+  Sint32 frame(std::uint16_t segment, const seg::SourceFrame& source) const {
+    const auto found = frame_of.find({segment, source.sop_instance_uid, source.frame_number});
+    if (found != frame_of.end()) return found->second;
+    const auto first = first_frame_of_segment.find(segment);
+    return first == first_frame_of_segment.end() ? 1 : first->second;
+  }
+};
+
+SegmentationInfo read_segmentation(DcmDataset& seg, size_t series_index) {
+  SegmentationInfo info;
+  info.study = get(seg, DCM_StudyInstanceUID);
+  info.series = get(seg, DCM_SeriesInstanceUID);
+  info.sop_class = get(seg, DCM_SOPClassUID);
+  info.sop_instance = get(seg, DCM_SOPInstanceUID);
+  const std::string where = "the segmentation of series " + std::to_string(series_index + 1);
+  if (info.sop_class != UID_SegmentationStorage)
+    throw ReportError(where + " is not a Segmentation (SOP Class UID '" + info.sop_class + "')");
+  if (info.sop_instance.empty() || info.series.empty() || info.study.empty())
+    throw ReportError(where + " lacks its SOP Instance, Series or Study Instance UID");
+  for (long i = 0;; ++i) {
+    DcmItem* segment = nullptr;
+    if (seg.findAndGetSequenceItem(DCM_SegmentSequence, segment, i).bad() || !segment) break;
+    Uint16 number = 0;
+    segment->findAndGetUint16(DCM_SegmentNumber, number);
+    info.tracking_uid_of_segment[number] = get(*segment, DCM_TrackingUID);
+  }
+  for (long i = 0;; ++i) {
+    DcmItem* frame = nullptr;
+    if (seg.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, i).bad() || !frame) break;
+    DcmItem* identification = nullptr;
+    DcmItem* derivation = nullptr;
+    DcmItem* source = nullptr;
+    Uint16 number = 0;
+    if (frame->findAndGetSequenceItem(DCM_SegmentIdentificationSequence, identification).good())
+      identification->findAndGetUint16(DCM_ReferencedSegmentNumber, number);
+    if (frame->findAndGetSequenceItem(DCM_DerivationImageSequence, derivation).good())
+      derivation->findAndGetSequenceItem(DCM_SourceImageSequence, source);
+    Sint32 source_frame = 0;
+    if (source) source->findAndGetSint32(DCM_ReferencedFrameNumber, source_frame);
+    const Sint32 seg_frame = static_cast<Sint32>(i + 1);
+    if (source) info.frame_of.emplace(std::make_tuple(number, get(*source, DCM_ReferencedSOPInstanceUID), source_frame), seg_frame);
+    info.first_frame_of_segment.emplace(number, seg_frame);
+  }
+  return info;
+}
+
+std::string finding_name(size_t series_index, size_t index, const ReportedFinding& f) {
+  return "finding " + std::to_string(index + 1) + " of series " + std::to_string(series_index + 1) +
+         (f.tracking_id.empty() ? std::string() : " ('" + f.tracking_id + "')");
+}
+
+void validate_measurement(const Measurement& m, const std::string& owner) {
+  if (!std::isfinite(m.value))
+    throw ReportError(owner + ": measurement '" + m.concept.meaning + "' is not a finite number");
+  if (m.concept.value.empty() || m.concept.scheme.empty() || m.concept.meaning.empty() || m.unit.value.empty() ||
+      m.unit.scheme.empty() || m.unit.meaning.empty())
+    throw ReportError(owner + ": measurement '" + m.concept.meaning + "' needs a complete concept and unit code");
+}
+
+DSRImageReferenceValue frame_reference(const seg::SourceFrame& frame) {
+  DSRImageReferenceValue value(frame.sop_class_uid.c_str(), frame.sop_instance_uid.c_str());
+  if (frame.frame_number > 0) value.getFrameList().addItem(frame.frame_number);
+  return value;
+}
+
+// The Patient and General Study module attributes taken over from the source (in UTF-8).
+const DcmTagKey kTakenOver[] = {DCM_PatientName,      DCM_PatientID,    DCM_IssuerOfPatientID,
+                                DCM_PatientBirthDate, DCM_PatientSex,   DCM_StudyDate,
+                                DCM_StudyTime,        DCM_StudyID,      DCM_AccessionNumber,
+                                DCM_StudyDescription, DCM_ReferringPhysicianName};
+
+}  // namespace
+
+std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFindings>& series,
+                                                      const std::vector<ReportText>& texts,
+                                                      const ReportOptions& options) {
+  size_t finding_count = 0;
+  for (const auto& s : series) finding_count += s.findings.size();
+  std::vector<const ReportText*> report_texts;
+  for (const auto& t : texts)
+    if (!t.text.empty()) report_texts.push_back(&t);
+  if (finding_count == 0 && report_texts.empty()) return std::nullopt;
+  if (series.empty()) throw ReportError("report texts need the series they are about: give at least one series");
+
+  // ---- check the input before building anything ------------------------------------------
+  std::vector<std::optional<SegmentationInfo>> segmentations(series.size());
+  std::string study_uid;
+  for (size_t s = 0; s < series.size(); ++s) {
+    const auto& entry = series[s];
+    if (!entry.sources) throw ReportError("series " + std::to_string(s + 1) + " has no source images");
+    if (s == 0) study_uid = entry.sources->study_instance_uid();
+    if (entry.sources->study_instance_uid() != study_uid)
+      throw ReportError("series " + std::to_string(s + 1) + " belongs to study " + entry.sources->study_instance_uid() +
+                        ", series 1 to study " + study_uid + ": one report covers one study");
+    if (entry.segmentation) {
+      segmentations[s] = read_segmentation(*entry.segmentation, s);
+      if (segmentations[s]->study != study_uid)
+        throw ReportError("the segmentation of series " + std::to_string(s + 1) + " belongs to another study (" +
+                          segmentations[s]->study + ")");
+    }
+    std::set<std::string> tracking_uids;
+    for (size_t i = 0; i < entry.findings.size(); ++i) {
+      const auto& f = entry.findings[i];
+      const std::string owner = finding_name(s, i, f);
+      if (f.tracking_uid.empty()) throw ReportError(owner + " has no tracking UID");
+      if (!tracking_uids.insert(f.tracking_uid).second)
+        throw ReportError(owner + " repeats the tracking UID " + f.tracking_uid + " of another finding");
+      if (f.finding.value.empty() || f.finding.scheme.empty() || f.finding.meaning.empty())
+        throw ReportError(owner + " needs a finding code (value, scheme and meaning)");
+      if (!f.region)
+        throw ReportError(owner + " has no image region: every finding needs one (OHIF draws nothing and fails on "
+                                  "a measurement group without geometry)");
+      const ImageRegion& r = *f.region;
+      if (r.frame >= entry.sources->frame_count())
+        throw ReportError(owner + ": its region is on source frame " + std::to_string(r.frame) + ", the series has " +
+                          std::to_string(entry.sources->frame_count()) + " frames");
+      const size_t needed = r.shape == ImageRegion::Shape::Point ? 1 : 3;
+      if ((r.shape == ImageRegion::Shape::Point && r.points.size() != 1) ||
+          (r.shape == ImageRegion::Shape::Outline && r.points.size() < needed))
+        throw ReportError(owner + ": a " + (r.shape == ImageRegion::Shape::Point ? "point needs exactly 1" : "outline needs at least 3") +
+                          " points, got " + std::to_string(r.points.size()));
+      for (const auto& p : r.points)
+        if (!(p[0] >= 0 && p[1] >= 0 && p[0] <= entry.sources->columns() && p[1] <= entry.sources->rows()))
+          throw ReportError(owner + ": region point (" + std::to_string(p[0]) + ", " + std::to_string(p[1]) +
+                            ") lies outside the " + std::to_string(entry.sources->columns()) + "x" +
+                            std::to_string(entry.sources->rows()) + " image");
+      if (r.area_mm2) validate_measurement(area_mm2(*r.area_mm2), owner);
+      for (const auto& m : f.measurements) validate_measurement(m, owner);
+      if (f.segment_number > 0) {
+        if (!segmentations[s])
+          throw ReportError(owner + " references segment " + std::to_string(f.segment_number) +
+                            " but series " + std::to_string(s + 1) + " has no segmentation");
+        const auto found = segmentations[s]->tracking_uid_of_segment.find(f.segment_number);
+        if (found == segmentations[s]->tracking_uid_of_segment.end())
+          throw ReportError(owner + " references segment " + std::to_string(f.segment_number) +
+                            ", which the segmentation does not have");
+        if (found->second != f.tracking_uid)
+          throw ReportError(owner + " has tracking UID " + f.tracking_uid + " but segment " +
+                            std::to_string(f.segment_number) + " of the segmentation has " + found->second +
+                            ": they must be equal so that viewers link the two");
+      }
+    }
+  }
+
+  // ---- the document ------------------------------------------------------------------------
+  const std::string seed = options.uid_seed;
+  const std::string algorithm_name = options.algorithm.name.empty() ? "UniBiomed" : options.algorithm.name;
+  const std::string algorithm_version = options.algorithm.version.empty() ? "unknown" : options.algorithm.version;
+  DSRDocument document(DSRTypes::DT_Comprehensive3DSR);
+  check(document.createNewSeriesInStudy(study_uid.c_str()), "starting a series in study " + study_uid);
+  check(document.setSpecificCharacterSetType(DSRTypes::CS_UTF8), "character set");
+  const std::string description =
+      options.series_description.empty() ? algorithm_name + " findings" : options.series_description;
+  check(document.setSeriesDescription(description.substr(0, 64).c_str()), "Series Description");
+  check(document.setSeriesNumber(std::to_string(options.series_number).c_str()), "Series Number");
+  check(document.setInstanceNumber(std::to_string(options.instance_number).c_str()), "Instance Number");
+  check(document.setManufacturer(algorithm_name.substr(0, 64).c_str()), "Manufacturer");
+  check(document.setManufacturerModelName((algorithm_name + " " + algorithm_version).substr(0, 64).c_str()),
+        "Manufacturer's Model Name");
+  check(document.setSoftwareVersions(algorithm_version.substr(0, 64).c_str()), "Software Versions");
+
+  DSRDocumentTree& tree = document.getTree();
+  ContentTree content(tree);
+  const size_t root = content.root(concept::kImagingMeasurementReport);
+  check(content.item().setTemplateIdentification("1500", "DCMR"), "template identification");
+  // TID 1204 language, TID 1001/1002/1004 observer context (the node as a device).
+  content.code(root, DSRTypes::RT_hasConceptMod, concept::kLanguage, concept::kEnglish, "language");
+  content.code(root, DSRTypes::RT_hasObsContext, concept::kObserverType, concept::kDevice, "observer type");
+  const std::string device_uid =
+      !options.device_uid.empty() ? options.device_uid : seg::make_uid("device/" + options.device_name);
+  content.uid(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverUid, device_uid, "device observer UID");
+  content.text(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverName, options.device_name.substr(0, 64),
+               "device observer name");
+  content.text(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverManufacturer, algorithm_name,
+               "device observer manufacturer");
+  content.text(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverModelName,
+               algorithm_name + " " + algorithm_version, "device observer model name");
+  content.code(root, DSRTypes::RT_hasConceptMod, concept::kProcedureReported, options.procedure,
+               "procedure reported");
+
+  // TID 1600 Image Library: one group per series, every source instance.
+  const size_t library = content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container, concept::kImageLibrary,
+                                     "image library");
+  for (const auto& entry : series) {
+    const size_t group = content.add(library, DSRTypes::RT_contains, DSRTypes::VT_Container,
+                                     concept::kImageLibraryGroup, "image library group");
+    std::set<size_t> listed;
+    for (const auto& frame : entry.sources->frames()) {
+      if (!listed.insert(frame.instance).second) continue;
+      content.image(group, DSRTypes::RT_contains, {},
+                    DSRImageReferenceValue(frame.sop_class_uid.c_str(), frame.sop_instance_uid.c_str()),
+                    "image library entry");
+    }
+  }
+
+  WrittenReport report;
+  if (finding_count > 0) {
+    const size_t measurements = content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container,
+                                            concept::kImagingMeasurements, "imaging measurements");
+    // TID 4019 Algorithm Identification of everything below.
+    content.text(measurements, DSRTypes::RT_hasConceptMod, concept::kAlgorithmName, algorithm_name, "algorithm name");
+    content.text(measurements, DSRTypes::RT_hasConceptMod, concept::kAlgorithmVersion, algorithm_version,
+                 "algorithm version");
+    if (!options.algorithm.parameters.empty())
+      content.text(measurements, DSRTypes::RT_hasConceptMod, concept::kAlgorithmParameters,
+                   options.algorithm.parameters, "algorithm parameters");
+    size_t number = 0;
+    for (size_t s = 0; s < series.size(); ++s) {
+      const auto& entry = series[s];
+      for (size_t i = 0; i < entry.findings.size(); ++i) {
+        const auto& f = entry.findings[i];
+        ++number;
+        const std::string owner = finding_name(s, i, f);
+        const std::string tracking_id =
+            (f.tracking_id.empty() ? f.finding.meaning + " " + std::to_string(number) : f.tracking_id).substr(0, 64);
+        auto tracking = [&](size_t group) {
+          content.text(group, DSRTypes::RT_hasObsContext, concept::kTrackingIdentifier, tracking_id,
+                       owner + " tracking identifier");
+          content.uid(group, DSRTypes::RT_hasObsContext, concept::kTrackingUniqueIdentifier, f.tracking_uid,
+                      owner + " tracking UID");
+          content.code(group, DSRTypes::RT_contains, concept::kFinding, f.finding, owner + " finding");
+        };
+        bool text_written = false;
+        if (f.segment_number > 0) {
+          // TID 1411 Volumetric ROI Measurements: the whole segment.
+          const SegmentationInfo& seg = *segmentations[s];
+          const size_t group = content.add(measurements, DSRTypes::RT_contains, DSRTypes::VT_Container,
+                                           concept::kMeasurementGroup, owner + " volumetric group");
+          tracking(group);
+          DSRImageReferenceValue segment(seg.sop_class.c_str(), seg.sop_instance.c_str());
+          segment.getSegmentList().addItem(f.segment_number);
+          content.image(group, DSRTypes::RT_contains, concept::kReferencedSegment, segment, owner + " referenced segment");
+          // The segment's frame and source image on the key slice. Besides TID 1411 row 11, these
+          // make the group valid as TID 1410 (rows 7-8) too: pixelmed checks every group against
+          // TID 1410 when a report has exactly one Image Region. Row 11 names the source, so the
+          // Source series for segmentation (row 12, exclusive with row 11) is not written.
+          const seg::SourceFrame& key = entry.sources->frame(f.region->frame);
+          DSRImageReferenceValue seg_frame(seg.sop_class.c_str(), seg.sop_instance.c_str());
+          seg_frame.getFrameList().addItem(seg.frame(f.segment_number, key));
+          content.image(group, DSRTypes::RT_contains, concept::kReferencedSegmentationFrame, seg_frame,
+                        owner + " referenced segmentation frame");
+          content.image(group, DSRTypes::RT_contains, concept::kSourceImageForSegmentation, frame_reference(key),
+                        owner + " source image");
+          if (f.finding_site)
+            content.code(group, DSRTypes::RT_hasConceptMod, concept::kFindingSite, *f.finding_site,
+                         owner + " finding site");
+          for (const auto& m : f.measurements) content.number(group, m, owner + " " + m.concept.meaning);
+          if (!f.text.empty()) {
+            content.text(group, DSRTypes::RT_contains, concept::kComment, f.text, owner + " text");
+            text_written = true;
+          }
+          ++report.measurement_groups;
+        }
+        // TID 1410 Planar ROI Measurements: the region a viewer draws, same tracking UID.
+        const ImageRegion& r = *f.region;
+        const size_t group = content.add(measurements, DSRTypes::RT_contains, DSRTypes::VT_Container,
+                                         concept::kMeasurementGroup, owner + " planar group");
+        tracking(group);
+        content.add(group, DSRTypes::RT_contains, DSRTypes::VT_SCoord, concept::kImageRegion, owner + " image region");
+        DSRSpatialCoordinatesValue* coordinates = content.item().getSpatialCoordinatesPtr();
+        if (!coordinates) throw ReportError(owner + ": cannot set the image region");
+        check(coordinates->setGraphicType(r.shape == ImageRegion::Shape::Point ? DSRTypes::GT_Point
+                                                                               : DSRTypes::GT_Polyline),
+              owner + " graphic type");
+        for (const auto& p : r.points) coordinates->getGraphicDataList().addItem(p[0], p[1]);
+        if (r.shape == ImageRegion::Shape::Outline)
+          coordinates->getGraphicDataList().addItem(r.points.front()[0], r.points.front()[1]);  // closed
+        const size_t region = tree.getNodeID();
+        content.image(region, DSRTypes::RT_selectedFrom, {}, frame_reference(entry.sources->frame(r.frame)),
+                      owner + " source image of the region");
+        if (f.finding_site)
+          content.code(group, DSRTypes::RT_hasConceptMod, concept::kFindingSite, *f.finding_site,
+                       owner + " finding site");
+        if (r.area_mm2) content.number(group, area_mm2(*r.area_mm2), owner + " area");
+        if (f.segment_number == 0)
+          for (const auto& m : f.measurements) content.number(group, m, owner + " " + m.concept.meaning);
+        if (!f.text.empty() && !text_written)
+          content.text(group, DSRTypes::RT_contains, concept::kComment, f.text, owner + " text");
+        ++report.measurement_groups;
+      }
+    }
+  }
+  if (!report_texts.empty()) {
+    const size_t evaluations = content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container,
+                                           concept::kQualitativeEvaluations, "qualitative evaluations");
+    for (const ReportText* t : report_texts) content.text(evaluations, DSRTypes::RT_contains, t->concept, t->text, "report text");
+  }
+
+  // Evidence: every source instance and every SEG (PS3.3 C.17.2.3; Slicer needs the SEG here).
+  DSRSOPInstanceReferenceList& evidence = document.getCurrentRequestedProcedureEvidence();
+  for (size_t s = 0; s < series.size(); ++s) {
+    const auto& sources = *series[s].sources;
+    for (const auto& frame : sources.frames())
+      check(evidence.addItem(study_uid.c_str(), sources.series_instance_uid().c_str(), frame.sop_class_uid.c_str(),
+                             frame.sop_instance_uid.c_str()),
+            "evidence for " + frame.sop_instance_uid);
+    if (segmentations[s])
+      check(evidence.addItem(study_uid.c_str(), segmentations[s]->series.c_str(), segmentations[s]->sop_class.c_str(),
+                             segmentations[s]->sop_instance.c_str()),
+            "evidence for the segmentation");
+  }
+  check(document.completeDocument(), "completion flag");
+
+  report.file = std::make_unique<DcmFileFormat>();
+  DcmDataset& dataset = *report.file->getDataset();
+  check(document.write(dataset), "writing the structured report");
+  // Identity and the patient/study attributes of the source, in UTF-8 like the report's text.
+  report.sop_class_uid = UID_Comprehensive3DSRStorage;
+  report.sop_instance_uid =
+      !options.sop_instance_uid.empty() ? options.sop_instance_uid : seg::make_uid(seed.empty() ? "" : seed + "/sr/sop");
+  report.series_instance_uid = !options.series_instance_uid.empty()
+                                   ? options.series_instance_uid
+                                   : seg::make_uid(seed.empty() ? "" : seed + "/sr/series");
+  check(dataset.putAndInsertString(DCM_SOPInstanceUID, report.sop_instance_uid.c_str()), "SOP Instance UID");
+  check(dataset.putAndInsertString(DCM_SeriesInstanceUID, report.series_instance_uid.c_str()), "Series Instance UID");
+  const auto header = series.front().sources->header_in_utf8();
+  for (const DcmTagKey& tag : kTakenOver) {
+    DcmElement* element = nullptr;
+    if (header->findAndGetElement(tag, element).good() && element)
+      check(dataset.insert(OFstatic_cast(DcmElement*, element->clone()), true), "copying " + std::string(tag.toString().c_str()));
+  }
+  check(dataset.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192"), "Specific Character Set");
+  return report;
+}
+
+}  // namespace unibiomed::sr

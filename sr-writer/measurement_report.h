@@ -1,0 +1,124 @@
+// Writes a TID 1500 Measurement Report in a Comprehensive 3D SR (PS3.16 TID 1500, PS3.3 A.35.13)
+// for the findings of a study: one SR per study, referencing the SEG of each analysed series.
+//
+// Layout, designed for OHIF 3.13.2 (DICOM-OUTPUT.md): OHIF merges measurement groups by Tracking
+// Unique Identifier and crashes on a merged group without SCOORD, so every finding gets
+//   - a TID 1411 volumetric group (when it has a segment): tracking identifier and UID (the SEG
+//     segment's), finding, referenced segment, the segment's SEG frame and source image on the
+//     key slice (which identify the source series and keep the group valid for pixelmed's TID 1410
+//     check too), finding site, measurements (volume and long axis in 3D, area in 2D) and the
+//     model's sentence;
+//   - a TID 1410 planar group with the same tracking identifier and UID: an Image Region SCOORD
+//     (outline or point) selected from the key source frame, and the area on that frame.
+// Both are template-valid (pixelmed) as separate groups, and OHIF draws the pair as one finding.
+// Answers without a mask (VQA, report generation) go into the report-level Qualitative
+// Evaluations as TEXT. The SEGs and every source image are in the evidence sequence.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "seg-writer/segment_description.h"
+#include "seg-writer/source_images.h"
+
+class DcmDataset;
+class DcmFileFormat;
+
+namespace unibiomed::sr {
+
+using seg::CodedConcept;
+
+// The one error type leaving sr-writer/: names the finding, series or attribute at fault.
+class ReportError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A numeric measurement: concept (CID 7469), value, UCUM unit.
+struct Measurement {
+  CodedConcept concept;
+  double value = 0;
+  CodedConcept unit;
+};
+Measurement area_mm2(double value);            // (42798000, SCT, "Area"), mm2
+Measurement volume_mm3(double value);          // (118565006, SCT, "Volume"), mm3
+Measurement long_axis_mm(double value);        // (103339001, SCT, "Long Axis"), mm
+
+// Where a viewer draws the finding: image coordinates on one source frame, (column, row) with
+// (0, 0) the top left corner of the top left pixel (PS3.3 C.18.6.1.2).
+struct ImageRegion {
+  std::size_t frame = 0;  // source frame index
+  enum class Shape {
+    Outline,  // a closed polygon (written as a POLYLINE whose last point repeats the first)
+    Point,    // one point, e.g. a centroid
+  };
+  Shape shape = Shape::Outline;
+  std::vector<std::array<float, 2>> points;  // an outline without the repeated first point
+  std::optional<double> area_mm2;            // the finding's area on this frame
+};
+
+struct ReportedFinding {
+  std::string tracking_id;                   // human-readable; default "<finding meaning> <n>"
+  std::string tracking_uid;                  // must equal the SEG segment's Tracking UID
+  CodedConcept finding;                      // e.g. the segment's property type
+  std::optional<CodedConcept> finding_site;
+  std::string text;                          // the model's sentence for this finding
+  std::vector<Measurement> measurements;     // of the whole segment
+  std::uint16_t segment_number = 0;          // in the series' SEG; 0 when there is no segment
+  std::optional<ImageRegion> region;         // required: OHIF needs geometry for every finding
+};
+
+struct SeriesFindings {
+  const seg::SourceImages* sources = nullptr;  // the analysed series
+  DcmDataset* segmentation = nullptr;          // its SEG, when any finding has a segment
+  std::vector<ReportedFinding> findings;
+};
+
+// Report-level text: an answer to a question, a generated report.
+struct ReportText {
+  CodedConcept concept{"121106", "DCM", "Comment"};
+  std::string text;
+};
+
+struct ReportOptions {
+  seg::AlgorithmIdentity algorithm;            // TID 4019: name, version, parameters (weights hash)
+  std::string device_name = "UniBiomed node";  // the observer device (TID 1004)
+  std::string device_uid;                      // default derived from device_name
+  std::string series_description;              // default "<algorithm name> findings"
+  int series_number = 9002;
+  int instance_number = 1;
+  // Procedure reported (TID 1500 row 4, CID 100).
+  CodedConcept procedure{"363679005", "SCT", "Imaging procedure"};
+  std::string sop_instance_uid;
+  std::string series_instance_uid;
+  std::string uid_seed;                        // deterministic UIDs, as for the SEG
+};
+
+struct WrittenReport {
+  std::unique_ptr<DcmFileFormat> file;
+  std::string sop_class_uid;
+  std::string sop_instance_uid;
+  std::string series_instance_uid;
+  std::size_t measurement_groups = 0;
+
+  WrittenReport();
+  WrittenReport(WrittenReport&&) noexcept;
+  WrittenReport& operator=(WrittenReport&&) noexcept;
+  ~WrittenReport();
+};
+
+// Builds the SR. Returns std::nullopt when there is nothing to report (no finding, no text).
+// Throws ReportError for inconsistent input: series of different studies, a finding without a
+// region or tracking UID, a segment number the SEG does not have, a tracking UID that differs
+// from the SEG segment's, a region outside its frame, a measurement that is not finite.
+std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFindings>& series,
+                                                      const std::vector<ReportText>& texts,
+                                                      const ReportOptions& options = {});
+
+}  // namespace unibiomed::sr
