@@ -62,9 +62,43 @@ torch::ScalarType to_torch(DType dtype) {
 Weights::Weights(std::shared_ptr<const Checkpoint> checkpoint, ComputeOptions options)
     : checkpoint_(std::move(checkpoint)), options_(options) {}
 
-bool Weights::has(const std::string& name) const { return checkpoint_->find(name) != nullptr; }
+Weights::Weights(std::map<std::string, torch::Tensor> tensors, ComputeOptions options)
+    : checkpoint_(std::make_shared<Checkpoint>()), options_(options), in_memory_(true) {
+  for (const auto& [name, t] : tensors) memory_shapes_[name] = t.sizes().vec();
+  memory_ = std::move(tensors);
+}
+
+std::string Weights::describe() const { return in_memory_ ? std::string("in-memory weights") : checkpoint_->describe(); }
+
+torch::Tensor Weights::take(const std::string& name, const std::vector<int64_t>& shape, bool convert) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto known = memory_shapes_.find(name);
+  if (known == memory_shapes_.end())
+    throw InferenceError("in-memory weights: missing tensor '" + name + "' (expected shape " + shape_str(shape) + ")");
+  if (known->second != shape)
+    throw InferenceError("in-memory weights: tensor '" + name + "' has shape " + shape_str(known->second) +
+                         ", expected " + shape_str(shape));
+  auto it = memory_.find(name);
+  if (it == memory_.end())
+    throw InferenceError("in-memory weights: tensor '" + name + "' was handed over already (in-memory tensors move into the model)");
+  torch::Tensor t = std::move(it->second);
+  memory_.erase(it);
+  used_.insert(name);
+  if (convert && !torch::isFloatingType(t.scalar_type()))
+    throw InferenceError("in-memory weights: tensor '" + name + "' is not a floating-point weight");
+  return t.to(options_.device, convert ? options_.dtype : t.scalar_type());
+}
+
+bool Weights::has(const std::string& name) const {
+  return in_memory_ ? memory_shapes_.count(name) != 0 : checkpoint_->find(name) != nullptr;
+}
 
 std::vector<int64_t> Weights::shape_of(const std::string& name) const {
+  if (in_memory_) {
+    auto it = memory_shapes_.find(name);
+    if (it == memory_shapes_.end()) throw InferenceError("in-memory weights: missing tensor '" + name + "'");
+    return it->second;
+  }
   const TensorView* v = checkpoint_->find(name);
   if (!v) throw InferenceError("checkpoint " + checkpoint_->describe() + ": missing tensor '" + name + "'");
   return v->shape;
@@ -96,6 +130,7 @@ torch::Tensor Weights::load(const TensorView& v, torch::ScalarType target) {
 }
 
 torch::Tensor Weights::get(const std::string& name, const std::vector<int64_t>& shape) {
+  if (in_memory_) return take(name, shape, true);
   const TensorView& v = view(name, shape);
   const torch::ScalarType src = to_torch(v.dtype);
   if (!torch::isFloatingType(src))
@@ -105,6 +140,7 @@ torch::Tensor Weights::get(const std::string& name, const std::vector<int64_t>& 
 }
 
 torch::Tensor Weights::get_raw(const std::string& name, const std::vector<int64_t>& shape) {
+  if (in_memory_) return take(name, shape, false);
   const TensorView& v = view(name, shape);
   return load(v, to_torch(v.dtype));
 }
@@ -112,7 +148,12 @@ torch::Tensor Weights::get_raw(const std::string& name, const std::vector<int64_
 std::vector<std::string> Weights::unused(const std::vector<std::string>& ignored_prefixes) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::string> out;
-  for (const auto& name : checkpoint_->names()) {
+  std::vector<std::string> names;
+  if (in_memory_)
+    for (const auto& kv : memory_shapes_) names.push_back(kv.first);
+  else
+    names = checkpoint_->names();
+  for (const auto& name : names) {
     if (used_.count(name)) continue;
     bool ignored = false;
     for (const auto& p : ignored_prefixes)

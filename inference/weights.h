@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -31,9 +32,14 @@ torch::ScalarType to_torch(DType dtype);
 class Weights {
  public:
   Weights(std::shared_ptr<const Checkpoint> checkpoint, ComputeOptions options);
+  // Weights made in memory (a random real-size model for a benchmark, without writing it to
+  // disk). Each tensor is handed over (moved out) on its first get(), so the model does not
+  // hold it twice; a second get() of the same name is an error.
+  Weights(std::map<std::string, torch::Tensor> tensors, ComputeOptions options);
 
   const ComputeOptions& options() const { return options_; }
-  const Checkpoint& checkpoint() const { return *checkpoint_; }
+  const Checkpoint& checkpoint() const { return *checkpoint_; }  // empty for in-memory weights
+  std::string describe() const;  // the checkpoint file(s), or "in-memory weights"
 
   bool has(const std::string& name) const;
   // The tensor in the compute dtype on the compute device; the shape must equal `shape`.
@@ -51,8 +57,13 @@ class Weights {
   const TensorView& view(const std::string& name, const std::vector<int64_t>& shape);
   torch::Tensor load(const TensorView& v, torch::ScalarType target);
 
+  torch::Tensor take(const std::string& name, const std::vector<int64_t>& shape, bool convert);
+
   std::shared_ptr<const Checkpoint> checkpoint_;
   ComputeOptions options_;
+  bool in_memory_ = false;
+  std::map<std::string, torch::Tensor> memory_;                  // not yet handed over
+  std::map<std::string, std::vector<int64_t>> memory_shapes_;   // every in-memory tensor
   mutable std::mutex mutex_;
   std::set<std::string> used_;
 };
