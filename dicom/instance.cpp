@@ -163,10 +163,9 @@ Instance Instance::read_file(const std::filesystem::path& path) {
       throw DicomError(path.string() + ": not a DICOM file (no DICM prefix, and not readable as a bare dataset: " +
                        status.text() + ")");
     }
-    if (status == EC_StreamNotifyClient || std::string(status.text()).find("premature end") != std::string::npos) {
-      throw DicomError(path.string() + ": truncated DICOM file (the data ends inside an element)");
-    }
-    throw DicomError(path.string() + ": damaged or truncated DICOM file (DCMTK: " + std::string(status.text()) + ")");
+    throw DicomError(path.string() +
+                     ": truncated or damaged DICOM file (the data ends or breaks inside an element; DCMTK: " +
+                     std::string(status.text()) + ")");
   }
   instance.extract(path.string());
   return instance;
@@ -183,9 +182,16 @@ Instance Instance::read_bytes(const std::vector<uint8_t>& bytes, const std::stri
   // Everything is loaded (a buffer cannot be re-read later), so `bytes` may go away afterwards.
   OFCondition status = instance.file_->read(stream, EXS_Unknown, EGL_noChange, 0xFFFFFFFFu);
   instance.file_->transferEnd();
-  if (status == EC_StreamNotifyClient)
-    throw DicomError(source + ": truncated DICOM data (the stream ends inside an element)");
-  if (status.bad()) throw DicomError(source + ": cannot read as DICOM (" + status.text() + ")");
+  if (status.bad()) {
+    const bool part10 = bytes.size() >= 132 && std::string(bytes.begin() + 128, bytes.begin() + 132) == "DICM";
+    if (part10 || status == EC_StreamNotifyClient) {
+      throw DicomError(source +
+                       ": truncated or damaged DICOM data (the data ends or breaks inside an element; DCMTK: " +
+                       std::string(status.text()) + ")");
+    }
+    throw DicomError(source + ": not DICOM data (no DICM prefix, and not readable as a bare dataset: " +
+                     std::string(status.text()) + ")");
+  }
   instance.extract(source);
   return instance;
 }

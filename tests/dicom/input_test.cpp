@@ -1,0 +1,287 @@
+// Modality classification and bad input: every sample study classified as what it is, the
+// non-image objects of pydicom's test set refused with their kind, and every broken file
+// (not DICOM, truncated, no pixel data, no Rows, an undecodable transfer syntax, damaged
+// compressed data, an impossible bit layout) reported with the file and the attribute, never a
+// crash. Also bytes in memory (the Orthanc plugin's case) against files.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/config/osconfig.h>  // must come first for DCMTK
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "dicom/pixel_data.h"
+#include "dicom/series.h"
+#include "dicom/view.h"
+#include "tests/dicom/dicom_edit.h"
+#include "tests/dicom/dicom_test_support.h"
+#include "tests/dicom/sample_fixture.h"
+
+namespace unibiomed::dicom {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The error a callable throws (empty when none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const DicomError& e) {
+    return e.what();
+  }
+  return {};
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+#define EXPECT_CONTAINS(text, part) EXPECT_PRED2(contains, text, part)
+
+TEST(Modality, SampleStudiesAreClassifiedAsWhatTheyAre) {
+  const std::pair<const char*, ModelModality> expected[] = {
+      {"ct", ModelModality::CT},
+      {"mr", ModelModality::MRI},
+      {"xray", ModelModality::XRay},
+      {"us", ModelModality::Ultrasound},
+      {"fundus", ModelModality::Fundus},
+      {"dermoscopy", ModelModality::Dermoscopy},
+      {"endoscopy", ModelModality::Endoscopy},
+      {"wsi", ModelModality::Pathology},
+  };
+  for (const auto& [name, modality] : expected) {
+    SCOPED_TRACE(name);
+    Instance instance = Instance::read_file(test::sample_file(name));
+    ModalityClass c = classify_modality(instance);
+    ASSERT_TRUE(c.modality) << c.reason;
+    EXPECT_EQ(*c.modality, modality) << c.basis;
+    EXPECT_EQ(modality_from_name(modality_name(modality)), modality);
+  }
+}
+
+TEST(Modality, NonImageObjectsAreRefusedWithTheirKind) {
+  const std::pair<const char*, const char*> expected[] = {
+      {"rtplan.dcm", "radiotherapy"},   {"test-SR.dcm", "structured report"}, {"reportsi.dcm", "structured report"},
+      {"waveform_ecg.dcm", "waveform"}, {"liver_1frame.dcm", "segmentation"}, {"rtdose.dcm", "radiotherapy"},
+      {"rtstruct.dcm", "radiotherapy"},
+  };
+  for (const auto& [file, kind] : expected) {
+    SCOPED_TRACE(file);
+    const fs::path path = test::pydicom_test_file(file);
+    if (path.empty()) GTEST_SKIP() << "pydicom test files not installed";
+    ModalityClass c = classify_modality(Instance::read_file(path));
+    EXPECT_FALSE(c.modality);
+    EXPECT_CONTAINS(c.reason, kind);
+  }
+}
+
+class EditedInput : public ::testing::Test {
+ protected:
+  fs::path edited(const std::string& sample, const std::string& name, const std::function<void(DcmDataset&)>& edit,
+                  E_TransferSyntax xfer = EXS_LittleEndianExplicit) {
+    const fs::path to = dir_ / name;
+    test::edit_dicom(test::sample_file(sample), to, edit, xfer);
+    return to;
+  }
+  test::TempDir dir_{"input"};
+};
+
+TEST_F(EditedInput, ImagesTheModelWasNotTrainedOnAreRefusedWithAReason) {
+  auto reason = [&](const fs::path& file) {
+    ModalityClass c = classify_modality(Instance::read_file(file));
+    EXPECT_FALSE(c.modality) << file;
+    return c.reason;
+  };
+  EXPECT_CONTAINS(reason(edited("ct", "scout.dcm",
+                                [](DcmDataset& ds) { test::put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\LOCALIZER"); })),
+                  "localizer");
+  EXPECT_CONTAINS(reason(edited("xray", "raw.dcm",
+                                [](DcmDataset& ds) { test::put(ds, DCM_PresentationIntentType, "FOR PROCESSING"); })),
+                  "FOR PROCESSING");
+  EXPECT_CONTAINS(reason(edited("endoscopy", "screenshot.dcm",
+                                [](DcmDataset& ds) {
+                                  test::put(ds, DCM_Modality, "CT");
+                                  test::put(ds, DCM_SOPClassUID, "1.2.840.10008.5.1.4.1.1.7");
+                                })),
+                  "colour image (RGB) in a CT series");
+  EXPECT_CONTAINS(reason(edited("ct", "pet.dcm", [](DcmDataset& ds) { test::put(ds, DCM_Modality, "PT"); })), "PET");
+  EXPECT_CONTAINS(reason(edited("endoscopy", "ot.dcm",
+                                [](DcmDataset& ds) {
+                                  test::put(ds, DCM_Modality, "OT");
+                                  test::put(ds, DCM_SOPClassUID, "1.2.840.10008.5.1.4.1.1.7");
+                                  test::put(ds, DCM_SeriesDescription, "Scanned document");
+                                  test::put(ds, DCM_StudyDescription, "");
+                                  ds.findAndDeleteElement(DCM_BodyPartExamined);
+                                })),
+                  "do not say which modality");
+  // A secondary capture whose description says what it is.
+  ModalityClass described = classify_modality(Instance::read_file(edited("fundus", "sc.dcm", [](DcmDataset& ds) {
+    test::put(ds, DCM_Modality, "OT");
+    test::put(ds, DCM_SOPClassUID, "1.2.840.10008.5.1.4.1.1.7");
+    test::put(ds, DCM_SeriesDescription, "Fundus photo OD");
+  })));
+  ASSERT_TRUE(described.modality) << described.reason;
+  EXPECT_EQ(*described.modality, ModelModality::Fundus);
+}
+
+TEST_F(EditedInput, BrokenFilesGiveErrorsNamingFileAndAttribute) {
+  // Not DICOM, empty, truncated.
+  test::write_file(dir_ / "notes.dcm", "This is a text file, not an image.\n");
+  EXPECT_CONTAINS(error_of([&] { Instance::read_file(dir_ / "notes.dcm"); }), "notes.dcm: not a DICOM file");
+  test::write_file(dir_ / "empty.dcm", "");
+  EXPECT_CONTAINS(error_of([&] { Instance::read_file(dir_ / "empty.dcm"); }), "empty.dcm: file is empty");
+  EXPECT_CONTAINS(error_of([&] { Instance::read_file(dir_ / "missing.dcm"); }), "missing.dcm: no such file");
+  const std::string ct = test::read_file(test::sample_file("ct"));
+  test::write_file(dir_ / "cut-header.dcm", ct.substr(0, 700));
+  EXPECT_CONTAINS(error_of([&] { Instance::read_file(dir_ / "cut-header.dcm"); }), "cut-header.dcm: truncated");
+  test::write_file(dir_ / "cut-pixels.dcm", ct.substr(0, ct.size() * 2 / 3));
+  // The header is complete; the pixel data is not: reading may succeed (pixels are read on
+  // demand) but the image is refused with the sizes.
+  std::string cut;
+  try {
+    Instance i = Instance::read_file(dir_ / "cut-pixels.dcm");
+    cut = i.image_problem();
+    EXPECT_CONTAINS(error_of([&] { decode_modality_frame(i, 1); }), "cut-pixels.dcm");
+  } catch (const DicomError& e) {
+    cut = e.what();
+  }
+  EXPECT_CONTAINS(cut, "cut-pixels.dcm");
+  EXPECT_TRUE(cut.find("truncated") != std::string::npos ||
+              cut.find("PixelData (7FE0,0010) holds") != std::string::npos)
+      << cut;
+
+  // Missing Pixel Data, missing Rows, impossible bits.
+  Instance no_pixels =
+      Instance::read_file(edited("ct", "nopixels.dcm", [](DcmDataset& ds) { ds.findAndDeleteElement(DCM_PixelData); }));
+  EXPECT_CONTAINS(no_pixels.image_problem(), "nopixels.dcm: no PixelData (7FE0,0010)");
+  EXPECT_CONTAINS(error_of([&] { decode_modality_frame(no_pixels, 1); }), "PixelData (7FE0,0010)");
+  EXPECT_CONTAINS(classify_modality(no_pixels).reason, "no Pixel Data");
+  Instance no_rows =
+      Instance::read_file(edited("ct", "norows.dcm", [](DcmDataset& ds) { ds.findAndDeleteElement(DCM_Rows); }));
+  EXPECT_CONTAINS(no_rows.image_problem(), "norows.dcm: missing or zero Rows (0028,0010)");
+  Instance bad_bits =
+      Instance::read_file(edited("ct", "bits.dcm", [](DcmDataset& ds) { test::put(ds, DCM_BitsStored, "20"); }));
+  EXPECT_CONTAINS(bad_bits.image_problem(), "BitsStored (0028,0101) 20 does not fit BitsAllocated (0028,0100) 16");
+  EXPECT_CONTAINS(error_of([&] { decode_modality_frame(Instance::read_file(test::sample_file("ct")), 2); }),
+                  "frame 2 does not exist (the instance has 1 frame)");
+  EXPECT_CONTAINS(error_of([&] { decode_colour_frame(Instance::read_file(test::sample_file("ct")), 1); }),
+                  "greyscale, not colour");
+
+  // A series with such an instance keeps the good ones and lists the bad one.
+  const fs::path mixed = dir_ / "series";
+  fs::create_directories(mixed);
+  fs::copy(test::sample_file("ct", 1), mixed / "a.dcm");
+  fs::copy(test::sample_file("ct", 2), mixed / "b.dcm");
+  test::edit_dicom(test::sample_file("ct", 3), mixed / "c.dcm",
+                   [](DcmDataset& ds) { ds.findAndDeleteElement(DCM_Rows); });
+  SeriesCollection c = read_series({mixed});
+  ASSERT_EQ(c.series.size(), 1u);
+  ASSERT_EQ(c.series[0].problems.size(), 1u);
+  EXPECT_CONTAINS(c.series[0].problems[0], "c.dcm: missing or zero Rows (0028,0010)");
+  EXPECT_EQ(plan_views(c.series[0], RenderOptions{}).size(), 2u);
+}
+
+TEST_F(EditedInput, UndecodableTransferSyntaxAndDamagedCompressedData) {
+  // An MPEG-2 encapsulated instance: recognised, refused by name.
+  const fs::path mpeg = edited(
+      "us", "video.dcm",
+      [](DcmDataset& ds) {
+        DcmElement* element = nullptr;
+        ds.findAndGetElement(DCM_PixelData, element);
+        auto* pixels = dynamic_cast<DcmPixelData*>(element);
+        auto* sequence = new DcmPixelSequence(DCM_PixelSequenceTag);
+        sequence->insert(new DcmPixelItem(DCM_PixelItemTag));  // empty offset table
+        auto* fragment = new DcmPixelItem(DCM_PixelItemTag);
+        const Uint8 junk[8] = {0, 0, 1, 0xB3, 1, 2, 3, 4};
+        fragment->putUint8Array(junk, 8);
+        sequence->insert(fragment);
+        pixels->putOriginalRepresentation(EXS_MPEG2MainProfileAtMainLevel, nullptr, sequence);
+      },
+      EXS_MPEG2MainProfileAtMainLevel);
+  Instance video = Instance::read_file(mpeg);
+  EXPECT_CONTAINS(video.image_problem(), "video.dcm: transfer syntax MPEG2 Main Profile @ Main Level");
+  EXPECT_CONTAINS(video.image_problem(), "cannot be decoded");
+
+  // JPEG data damaged in the middle of the entropy-coded segment.
+  const fs::path jpeg = test::pydicom_test_file("SC_rgb_jpeg_dcmtk.dcm");
+  if (jpeg.empty()) GTEST_SKIP() << "pydicom test files not installed";
+  std::string bytes = test::read_file(jpeg);
+  const size_t soi = bytes.find("\xff\xd8\xff");
+  ASSERT_NE(soi, std::string::npos);
+  const size_t sos = bytes.find("\xff\xda", soi);
+  for (size_t i = sos + 20; i < sos + 60 && i < bytes.size(); ++i) bytes[i] = char(0xFF);
+  test::write_file(dir_ / "damaged.dcm", bytes.substr(0, bytes.size() - 200));
+  std::string error;
+  try {
+    Instance damaged = Instance::read_file(dir_ / "damaged.dcm");
+    error = error_of([&] { decode_colour_frame(damaged, 1); });
+  } catch (const DicomError& e) {
+    error = e.what();
+  }
+  // Either refused outright or decoded to something; never a crash. When refused, named.
+  if (!error.empty()) {
+    EXPECT_CONTAINS(error, "damaged.dcm");
+  }
+}
+
+TEST(InstanceBytes, BytesInMemoryReadLikeTheFile) {
+  const fs::path file = test::sample_file("mr", 5);
+  const std::string raw = test::read_file(file);
+  std::vector<uint8_t> bytes(raw.begin(), raw.end());
+  Instance from_bytes = Instance::read_bytes(bytes, "orthanc:1234");
+  bytes.assign(bytes.size(), 0);  // the reader must not depend on the caller's buffer
+  Instance from_file = Instance::read_file(file);
+  EXPECT_EQ(from_bytes.source(), "orthanc:1234");
+  EXPECT_EQ(from_bytes.sop_instance_uid(), from_file.sop_instance_uid());
+  EXPECT_EQ(from_bytes.frame(1).image_position, from_file.frame(1).image_position);
+  EXPECT_EQ(decode_modality_frame(from_bytes, 1).values, decode_modality_frame(from_file, 1).values);
+
+  std::vector<uint8_t> cut(raw.begin(), raw.begin() + long(raw.size() / 2));
+  EXPECT_CONTAINS(error_of([&] { Instance::read_bytes(cut, "orthanc:cut"); }), "orthanc:cut: truncated");
+  EXPECT_CONTAINS(error_of([&] { Instance::read_bytes({}, "orthanc:none"); }), "orthanc:none: no bytes");
+  std::vector<uint8_t> text{'h', 'e', 'l', 'l', 'o'};
+  EXPECT_CONTAINS(error_of([&] { Instance::read_bytes(text, "orthanc:text"); }), "orthanc:text");
+
+  std::vector<InstanceBytes> inputs;
+  for (int i = 1; i <= 3; ++i) {
+    const std::string r = test::read_file(test::sample_file("mr", i));
+    inputs.push_back({"mem" + std::to_string(i), std::vector<uint8_t>(r.begin(), r.end())});
+  }
+  inputs.push_back({"mem-garbage", text});
+  inputs.push_back(inputs[0]);  // the same instance twice
+  SeriesCollection c = read_series(inputs);
+  ASSERT_EQ(c.series.size(), 1u);
+  EXPECT_EQ(c.series[0].instances.size(), 3u);
+  ASSERT_EQ(c.problems.size(), 2u);
+  EXPECT_CONTAINS(c.problems[0].message, "mem-garbage");
+  EXPECT_CONTAINS(c.problems[1].message, "was already read");
+}
+
+TEST(InstanceBytes, CommandLineInspectListsEveryProblemPerFile) {
+  if (!fs::exists(test::cli_path())) GTEST_SKIP() << "unibiomed not built";
+  test::TempDir dir("inspect");
+  fs::copy(test::sample_folder("xray"), dir / "xray");
+  test::write_file(dir / "junk.dcm", "not dicom at all");
+  test::edit_dicom(test::sample_file("ct"), dir / "ct" / "IM0001.dcm",
+                   [](DcmDataset& ds) { ds.findAndDeleteElement(DCM_Columns); });
+  auto r = test::run_command({test::cli_path().string(), "dicom", "inspect", dir.path().string(), "--json"});
+  EXPECT_EQ(r.exit_code, 5) << r.output;  // partial: one file unreadable
+  auto json = nlohmann::json::parse(r.output);
+  ASSERT_EQ(json["series"].size(), 2u);
+  ASSERT_EQ(json["file_problems"].size(), 1u);
+  EXPECT_CONTAINS(json["file_problems"][0]["message"].get<std::string>(), "junk.dcm: not a DICOM file");
+  bool columns_named = false;
+  for (const auto& s : json["series"])
+    for (const auto& p : s["problems"])
+      columns_named |= p.get<std::string>().find("Columns (0028,0011)") != std::string::npos;
+  EXPECT_TRUE(columns_named) << r.output;
+  auto missing = test::run_command({test::cli_path().string(), "dicom", "inspect", (dir / "nothing").string()});
+  EXPECT_EQ(missing.exit_code, 3);
+  EXPECT_CONTAINS(missing.output, "no such file or folder");
+}
+
+}  // namespace
+}  // namespace unibiomed::dicom
