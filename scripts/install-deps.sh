@@ -15,7 +15,7 @@ PACKAGES=(
   orthanc orthanc-dev orthanc-dicomweb orthanc-doc libboost-dev libjsoncpp-dev
   # tests
   libgtest-dev nlohmann-json3-dev dicom3tools pixelmed-apps default-jre-headless
-  python3-pydicom python3-numpy curl procps
+  python3-pydicom python3-numpy python3-jsonschema curl procps
   python3-pil  # Pillow: the reference resampler, cross-checks the C++ bicubic resize
   # Unicode data for scripts/gen-unicode-tables.py and the NFC test (NormalizationTest.txt);
   # python3-regex cross-checks the tokenizer's pre-tokenizer regex
