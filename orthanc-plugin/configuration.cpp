@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "orthanc-plugin/configuration.h"
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "orthanc-plugin/plugin_error.h"
+
+namespace unibiomed::orthanc {
+
+namespace {
+
+using nlohmann::json;
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    default: return "a value of another type";
+  }
+}
+
+// One documented key: how to read it into the Configuration, and its help line.
+struct Key {
+  const char* name;
+  const char* type;
+  const char* default_text;
+  const char* meaning;
+  // Reads the value; returns a problem description (empty when the value is fine).
+  std::function<std::string(const json&, Configuration&)> read;
+};
+
+std::string read_string(const json& v, std::string& out) {
+  if (!v.is_string()) return std::string("must be a string, not ") + type_name(v);
+  out = v.get<std::string>();
+  return {};
+}
+
+std::string read_bool(const json& v, bool& out) {
+  if (!v.is_boolean()) return std::string("must be true or false, not ") + type_name(v);
+  out = v.get<bool>();
+  return {};
+}
+
+std::string read_int(const json& v, int& out, long min, long max) {
+  if (!v.is_number_integer()) return std::string("must be an integer, not ") + type_name(v);
+  const long value = v.get<long>();
+  if (value < min || value > max)
+    return "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", not " + std::to_string(value);
+  out = static_cast<int>(value);
+  return {};
+}
+
+std::string read_string_list(const json& v, std::vector<std::string>& out, const std::regex& pattern,
+                             const char* what) {
+  if (!v.is_array()) return std::string("must be an array of strings, not ") + type_name(v);
+  out.clear();
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string())
+      return "entry " + std::to_string(i) + " must be a string, not " + type_name(v[i]);
+    const auto s = v[i].get<std::string>();
+    if (!std::regex_match(s, pattern)) return "entry " + std::to_string(i) + " (\"" + s + "\") is not " + what;
+    out.push_back(s);
+  }
+  return {};
+}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> table = {
+      {"ModelDirectory", "string", "\"\"",
+       "UniBiomed checkpoint folder (config.json, *.safetensors, tokenizer). Without it the plugin runs, "
+       "records arriving studies as pending and says why on every request",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         c.analyzer.model_dir = s;
+         return std::string();
+       }},
+      {"Device", "string", "\"cpu\"", "cpu, cuda or cuda:N",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (!std::regex_match(s, std::regex("cpu|cuda(:[0-9]+)?")))
+           return "must be \"cpu\", \"cuda\" or \"cuda:N\", not \"" + s + "\"";
+         c.analyzer.device = s;
+         return std::string();
+       }},
+      {"DataType", "string", "\"auto\"", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (s != "auto" && s != "float32" && s != "bfloat16" && s != "float16")
+           return "must be \"auto\", \"float32\", \"bfloat16\" or \"float16\", not \"" + s + "\"";
+         c.analyzer.dtype = s;
+         return std::string();
+       }},
+      {"Threads", "integer", "0", "CPU threads for the model (0 = every core)",
+       [](const json& v, Configuration& c) { return read_int(v, c.analyzer.threads, 0, 1024); }},
+      {"TaskRules", "string", "\"\"", "task rules file (JSON); empty = the built-in rules (config/task-rules.json)",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (!s.empty() && !std::filesystem::is_regular_file(s)) return "names \"" + s + "\", which is not a readable file";
+         c.analyzer.task_rules = s;
+         return std::string();
+       }},
+      {"MaxSlicesPerSeries", "integer", "300",
+       "longest volume analysed slice by slice; longer ones are subsampled (the rules' selection, then a stride)",
+       [](const json& v, Configuration& c) { return read_int(v, c.analyzer.max_slices_per_series, 1, 100000); }},
+      {"NodeName", "string", "\"UniBiomed node\"", "device name written into the SR observer context",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (s.empty()) return std::string("must not be empty");
+         c.analyzer.node_name = s;
+         return std::string();
+       }},
+      {"AutoAnalysis", "boolean", "true", "analyse every study that becomes stable (false: only on request)",
+       [](const json& v, Configuration& c) { return read_bool(v, c.auto_analysis); }},
+      {"TriggerModalities", "array of strings", "[]",
+       "auto-analysis only for studies with a series of one of these modalities, e.g. [\"CT\", \"MR\"] (empty = any)",
+       [](const json& v, Configuration& c) {
+         return read_string_list(v, c.trigger_modalities, std::regex("[A-Z0-9_ ]{1,16}"),
+                                 "a DICOM Modality value (upper case, at most 16 characters)");
+       }},
+      {"TriggerCallingAETitles", "array of strings", "[]",
+       "auto-analysis only for studies received from one of these calling AE titles (empty = any sender, "
+       "including REST uploads)",
+       [](const json& v, Configuration& c) {
+         return read_string_list(v, c.trigger_calling_aets, std::regex("[^\\\\]{1,16}"),
+                                 "an AE title (1 to 16 characters, no backslash)");
+       }},
+      {"ForwardTo", "string", "\"\"",
+       "where results are sent after they are stored: \"\" (nowhere), \"RemoteAET\" (the modality whose AET sent "
+       "the study) or the name of an entry of DicomModalities",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (s.empty())
+           c.forward = {ForwardTarget::Kind::None, ""};
+         else if (s == "RemoteAET")
+           c.forward = {ForwardTarget::Kind::Sender, ""};
+         else
+           c.forward = {ForwardTarget::Kind::Modality, s};
+         return std::string();
+       }},
+      {"ConcurrentAnalyses", "integer", "1",
+       "studies analysed at the same time (each holds one of Orthanc's ConcurrentJobs workers; when "
+       "forwarding, it must stay below ConcurrentJobs so that the store jobs can run)",
+       [](const json& v, Configuration& c) { return read_int(v, c.concurrent_analyses, 1, 64); }},
+      {"MaxAttempts", "integer", "3",
+       "a study whose analysis was interrupted by a crash this many times is marked failed instead of resumed",
+       [](const json& v, Configuration& c) { return read_int(v, c.max_attempts, 1, 100); }},
+      {"JobPriority", "integer", "0", "priority of the UniBiomedAnalysis jobs in Orthanc's jobs engine",
+       [](const json& v, Configuration& c) { return read_int(v, c.job_priority, -1000000, 1000000); }},
+      {"ReconcileInterval", "integer", "10",
+       "seconds between scans of /changes that catch studies whose StableStudy event was missed",
+       [](const json& v, Configuration& c) { return read_int(v, c.reconcile_interval_seconds, 1, 86400); }},
+      {"ForwardTimeout", "integer", "600", "seconds to wait for a forwarding store job before recording a failure",
+       [](const json& v, Configuration& c) { return read_int(v, c.forward_timeout_seconds, 1, 86400); }},
+  };
+  return table;
+}
+
+}  // namespace
+
+Configuration Configuration::parse(const json& orthanc_configuration) {
+  Configuration c;
+  std::vector<std::string> problems;
+
+  if (orthanc_configuration.contains("ConcurrentJobs")) {
+    const auto& v = orthanc_configuration["ConcurrentJobs"];
+    if (v.is_number_integer() && v.get<long>() >= 0) c.orthanc_concurrent_jobs = v.get<int>();
+  }
+  bool modalities_in_database = false;
+  if (auto it = orthanc_configuration.find("DicomModalitiesInDatabase");
+      it != orthanc_configuration.end() && it->is_boolean())
+    modalities_in_database = it->get<bool>();
+  if (auto it = orthanc_configuration.find("DicomModalities"); it != orthanc_configuration.end() && it->is_object())
+    for (const auto& [name, value] : it->items()) c.declared_modalities.push_back(name);
+
+  const auto section = orthanc_configuration.find("UniBiomed");
+  if (section != orthanc_configuration.end()) {
+    if (!section->is_object()) {
+      problems.push_back(std::string("\"UniBiomed\" must be an object, not ") + type_name(*section));
+    } else {
+      std::map<std::string, const Key*> by_name;
+      for (const auto& k : keys()) by_name[k.name] = &k;
+      for (const auto& [name, value] : section->items()) {
+        auto k = by_name.find(name);
+        if (k == by_name.end()) {
+          std::string known;
+          for (const auto& kk : keys()) known += std::string(known.empty() ? "" : ", ") + kk.name;
+          problems.push_back("UniBiomed." + name + ": unknown key (known keys: " + known + ")");
+          continue;
+        }
+        if (auto problem = k->second->read(value, c); !problem.empty())
+          problems.push_back("UniBiomed." + name + " " + problem);
+      }
+    }
+  }
+
+  if (c.forward.kind == ForwardTarget::Kind::Modality && !modalities_in_database) {
+    bool found = false;
+    for (const auto& m : c.declared_modalities) found = found || m == c.forward.modality;
+    if (!found)
+      problems.push_back("UniBiomed.ForwardTo names \"" + c.forward.modality +
+                         "\", which is not an entry of DicomModalities (use \"RemoteAET\" to answer the sender)");
+  }
+  // Each analysis holds a jobs-engine worker while it waits for its forwarding store job, so at
+  // least one worker must stay free or all of them wait forever (ORTHANC.md, jobs engine).
+  if (c.forward.kind != ForwardTarget::Kind::None && c.concurrent_analyses >= c.orthanc_concurrent_jobs)
+    problems.push_back("UniBiomed.ConcurrentAnalyses (" + std::to_string(c.concurrent_analyses) +
+                       ") must be lower than Orthanc's ConcurrentJobs (" + std::to_string(c.orthanc_concurrent_jobs) +
+                       ") when results are forwarded, or the forwarding jobs can never run");
+
+  if (!problems.empty()) {
+    std::ostringstream message;
+    message << "invalid UniBiomed configuration: ";
+    for (size_t i = 0; i < problems.size(); ++i) message << (i ? "; " : "") << problems[i];
+    throw PluginError(message.str(), 503);
+  }
+  return c;
+}
+
+nlohmann::json Configuration::to_json() const {
+  json forward_to = "";
+  if (forward.kind == ForwardTarget::Kind::Sender) forward_to = "RemoteAET";
+  if (forward.kind == ForwardTarget::Kind::Modality) forward_to = forward.modality;
+  return {{"ModelDirectory", analyzer.model_dir.string()},
+          {"Device", analyzer.device},
+          {"DataType", analyzer.dtype},
+          {"Threads", analyzer.threads},
+          {"TaskRules", analyzer.task_rules.string()},
+          {"MaxSlicesPerSeries", analyzer.max_slices_per_series},
+          {"NodeName", analyzer.node_name},
+          {"AutoAnalysis", auto_analysis},
+          {"TriggerModalities", trigger_modalities},
+          {"TriggerCallingAETitles", trigger_calling_aets},
+          {"ForwardTo", forward_to},
+          {"ConcurrentAnalyses", concurrent_analyses},
+          {"MaxAttempts", max_attempts},
+          {"JobPriority", job_priority},
+          {"ReconcileInterval", reconcile_interval_seconds},
+          {"ForwardTimeout", forward_timeout_seconds}};
+}
+
+std::vector<std::string> Configuration::reference() {
+  std::vector<std::string> lines;
+  for (const auto& k : keys())
+    lines.push_back(std::string(k.name) + " (" + k.type + ", default " + k.default_text + "): " + k.meaning);
+  return lines;
+}
+
+}  // namespace unibiomed::orthanc

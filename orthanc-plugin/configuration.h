@@ -1,0 +1,50 @@
+// The "UniBiomed" section of the Orthanc configuration file, read and validated in one place.
+// Every key, its type and its default is listed here; the README's configuration reference is
+// generated from the same list (Configuration::reference()).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "pipeline/analyzer.h"
+
+namespace unibiomed::orthanc {
+
+// Where results go after they are stored in Orthanc.
+struct ForwardTarget {
+  enum class Kind { None, Sender, Modality } kind = Kind::None;
+  std::string modality;  // the DicomModalities key when kind == Modality
+};
+
+struct Configuration {
+  pipeline::AnalyzerSettings analyzer;           // ModelDirectory, Device, DataType, Threads, TaskRules,
+                                                 // MaxSlicesPerSeries, NodeName
+  bool auto_analysis = true;                     // AutoAnalysis
+  std::vector<std::string> trigger_modalities;   // TriggerModalities (empty = any)
+  std::vector<std::string> trigger_calling_aets; // TriggerCallingAETitles (empty = any)
+  ForwardTarget forward;                         // ForwardTo
+  int concurrent_analyses = 1;                   // ConcurrentAnalyses
+  int max_attempts = 3;                          // MaxAttempts
+  int job_priority = 0;                          // JobPriority
+  int reconcile_interval_seconds = 10;           // ReconcileInterval
+  int forward_timeout_seconds = 600;             // ForwardTimeout
+
+  // Facts from the rest of the Orthanc configuration that the plugin depends on.
+  int orthanc_concurrent_jobs = 2;               // "ConcurrentJobs" (Orthanc's default 2)
+  std::vector<std::string> declared_modalities;  // keys of "DicomModalities"
+
+  // Parses the whole Orthanc configuration (as OrthancPluginGetConfiguration returns it).
+  // Throws PluginError listing every problem (unknown keys, wrong types, bad values), each naming
+  // the key as "UniBiomed.Key".
+  static Configuration parse(const nlohmann::json& orthanc_configuration);
+
+  // The configuration as JSON (for GET /unibiomed/status): every key with its effective value.
+  nlohmann::json to_json() const;
+
+  // One line per key: name, type, default, meaning (for documentation and --help-like output).
+  static std::vector<std::string> reference();
+};
+
+}  // namespace unibiomed::orthanc

@@ -1,0 +1,55 @@
+// Calls into the Orthanc core from the plugin's own threads (never from a change callback: the
+// SDK warns that this can deadlock): its REST API, global properties and the log.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <orthanc/OrthancCPlugin.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace unibiomed::orthanc {
+
+struct RestResponse {
+  int status = 0;    // HTTP status as the core answered it
+  std::string body;  // the answer (or Orthanc's error description)
+  bool ok() const { return status >= 200 && status < 300; }
+};
+
+class OrthancClient {
+ public:
+  explicit OrthancClient(OrthancPluginContext* context) : context_(context) {}
+
+  OrthancPluginContext* context() const { return context_; }
+
+  // One call into Orthanc's built-in REST API (full access, no credentials involved).
+  RestResponse call(OrthancPluginHttpMethod method, const std::string& uri, const std::string& body = {}) const;
+
+  // Throwing conveniences: a PluginError names the method, the URI, the status and Orthanc's
+  // message; a 404 becomes a PluginError with http_status 404.
+  nlohmann::json get_json(const std::string& uri) const;
+  std::optional<nlohmann::json> find_json(const std::string& uri) const;  // nullopt on 404
+  std::optional<std::string> find_text(const std::string& uri) const;     // nullopt on 404
+  std::string get_bytes(const std::string& uri) const;
+  nlohmann::json post_json(const std::string& uri, const nlohmann::json& body) const;
+  nlohmann::json post_bytes(const std::string& uri, const std::string& body) const;
+  void put_text(const std::string& uri, const std::string& text) const;
+  void remove(const std::string& uri) const;  // DELETE; an absent resource is not an error
+
+  // Global properties of this server (the plugin's own ids are >= 1024).
+  std::optional<std::string> global_property(int32_t id) const;
+  void set_global_property(int32_t id, const std::string& value) const;
+
+  void log_info(const std::string& message) const;
+  void log_warning(const std::string& message) const;
+  void log_error(const std::string& message) const;
+
+ private:
+  RestResponse checked(OrthancPluginHttpMethod method, const std::string& uri, const std::string& body,
+                       bool allow_404) const;
+  OrthancPluginContext* context_;
+};
+
+}  // namespace unibiomed::orthanc

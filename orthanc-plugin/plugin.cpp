@@ -1,0 +1,145 @@
+// The Orthanc entry points of the UniBiomed node. This file only wires things up: it reads the
+// configuration, builds the node's single context, and registers the callbacks; each
+// responsibility lives in its own file (configuration, study_trigger, local_study_queue,
+// analysis_scheduler, analysis_job, study_analysis, result_store, forwarder, rest_api).
+// Only the four functions below are exported (exports.map).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <orthanc/OrthancCPlugin.h>
+
+#include <memory>
+#include <string>
+
+#include "orthanc-plugin/analysis_scheduler.h"
+#include "orthanc-plugin/configuration.h"
+#include "orthanc-plugin/node_services.h"
+#include "orthanc-plugin/plugin_error.h"
+#include "orthanc-plugin/rest_api.h"
+
+#ifndef UNIBIOMED_VERSION
+#define UNIBIOMED_VERSION "dev"
+#endif
+
+namespace {
+
+using namespace unibiomed::orthanc;
+
+// The plugin's single context: the only state that lives outside the callbacks' arguments.
+struct PluginContext {
+  OrthancPluginContext* orthanc = nullptr;
+  std::shared_ptr<NodeServices> services;
+  std::shared_ptr<AnalysisScheduler> scheduler;  // null when the configuration is invalid
+  std::unique_ptr<RestApi> rest;
+};
+
+std::unique_ptr<PluginContext> plugin;
+
+std::string build_note() {
+#ifdef UNIBIOMED_PLUGIN_FAKE_ANALYZER
+  return "DEVELOPMENT BUILD: the pipeline library was not built, so this plugin runs a fake analyzer from "
+         "tests/orthanc-plugin/ (no model, fixed findings). Do not use it for images that matter.";
+#else
+  return {};
+#endif
+}
+
+OrthancPluginErrorCode on_change(OrthancPluginChangeType type, OrthancPluginResourceType resource_type,
+                                 const char* resource_id) {
+  // Runs on Orthanc's change thread: only hand work over, never call the REST API here.
+  if (!plugin || !plugin->scheduler) return OrthancPluginErrorCode_Success;
+  try {
+    switch (type) {
+      case OrthancPluginChangeType_OrthancStarted: plugin->scheduler->start(); break;
+      case OrthancPluginChangeType_OrthancStopped: plugin->scheduler->stop(); break;
+      case OrthancPluginChangeType_StableStudy:
+        if (resource_type == OrthancPluginResourceType_Study && resource_id)
+          plugin->scheduler->notify_stable_study(resource_id);
+        break;
+      default: break;
+    }
+  } catch (const std::exception& e) {
+    OrthancPluginLogError(plugin->orthanc, (std::string("UniBiomed: ") + e.what()).c_str());
+  }
+  return OrthancPluginErrorCode_Success;
+}
+
+// One trampoline per route (the SDK passes no user data to REST callbacks).
+template <size_t Route>
+OrthancPluginErrorCode on_rest(OrthancPluginRestOutput* output, const char* /*url*/,
+                               const OrthancPluginHttpRequest* request) {
+  std::string method = "GET";
+  if (request->method == OrthancPluginHttpMethod_Post) method = "POST";
+  if (request->method == OrthancPluginHttpMethod_Put) method = "PUT";
+  if (request->method == OrthancPluginHttpMethod_Delete) method = "DELETE";
+  std::vector<std::string> groups;
+  for (uint32_t i = 0; i < request->groupsCount; ++i) groups.emplace_back(request->groups[i]);
+  const std::string body(static_cast<const char*>(request->body), request->bodySize);
+  const RestAnswer answer = plugin->rest->handle(Route, method, groups, body);
+  const std::string text = answer.body.dump(3);
+  if (answer.status == 200) {
+    OrthancPluginAnswerBuffer(plugin->orthanc, output, text.c_str(), static_cast<uint32_t>(text.size()),
+                              "application/json");
+  } else if (answer.status == 405) {
+    OrthancPluginSendMethodNotAllowed(plugin->orthanc, output, Route == 0 || Route == 1 ? "GET" : "POST");
+  } else {
+    OrthancPluginSetHttpHeader(plugin->orthanc, output, "Content-Type", "application/json");
+    OrthancPluginSendHttpStatus(plugin->orthanc, output, static_cast<uint16_t>(answer.status), text.c_str(),
+                                static_cast<uint32_t>(text.size()));
+  }
+  return OrthancPluginErrorCode_Success;
+}
+
+template <size_t... Routes>
+void register_routes(OrthancPluginContext* context, std::index_sequence<Routes...>) {
+  const auto uris = RestApi::routes();
+  (OrthancPluginRegisterRestCallbackNoLock(context, uris.at(Routes).c_str(), &on_rest<Routes>), ...);
+}
+
+}  // namespace
+
+extern "C" {
+
+ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* context) {
+  if (!OrthancPluginCheckVersion(context)) {
+    const std::string message = std::string("UniBiomed: this plugin needs Orthanc ") +
+                                std::to_string(ORTHANC_PLUGINS_MINIMAL_MAJOR_NUMBER) + "." +
+                                std::to_string(ORTHANC_PLUGINS_MINIMAL_MINOR_NUMBER) + "." +
+                                std::to_string(ORTHANC_PLUGINS_MINIMAL_REVISION_NUMBER) + " or newer, not " +
+                                context->orthancVersion;
+    OrthancPluginLogError(context, message.c_str());
+    return -1;
+  }
+  OrthancPluginSetDescription(context,
+                              "UniBiomed: grounded findings (DICOM SEG + TID 1500 SR) for every study that arrives");
+  plugin = std::make_unique<PluginContext>();
+  plugin->orthanc = context;
+  try {
+    char* text = OrthancPluginGetConfiguration(context);
+    const std::string json_text = text ? text : "{}";
+    if (text) OrthancPluginFreeString(context, text);
+    const Configuration configuration = Configuration::parse(nlohmann::json::parse(json_text));
+    plugin->services = std::make_shared<NodeServices>(context, configuration, &unibiomed::pipeline::Analyzer::create);
+    plugin->scheduler = std::make_shared<AnalysisScheduler>(plugin->services);
+    plugin->rest = std::make_unique<RestApi>(plugin->services, plugin->scheduler, UNIBIOMED_VERSION, build_note());
+    OrthancPluginLogWarning(context, ("UniBiomed: configuration " + configuration.to_json().dump()).c_str());
+    if (!build_note().empty()) OrthancPluginLogError(context, ("UniBiomed: " + build_note()).c_str());
+  } catch (const std::exception& e) {
+    // Orthanc keeps running; every route of ours answers 503 with this reason.
+    OrthancPluginLogError(context, (std::string("UniBiomed: ") + e.what()).c_str());
+    plugin->services.reset();
+    plugin->scheduler.reset();
+    plugin->rest = std::make_unique<RestApi>(e.what(), UNIBIOMED_VERSION);
+  }
+  OrthancPluginRegisterOnChangeCallback(context, on_change);
+  register_routes(context, std::make_index_sequence<5>{});
+  return 0;
+}
+
+ORTHANC_PLUGINS_API void OrthancPluginFinalize() {
+  if (plugin && plugin->scheduler) plugin->scheduler->stop();
+  plugin.reset();
+}
+
+ORTHANC_PLUGINS_API const char* OrthancPluginGetName() { return "unibiomed"; }
+
+ORTHANC_PLUGINS_API const char* OrthancPluginGetVersion() { return UNIBIOMED_VERSION; }
+}

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "orthanc-plugin/rest_api.h"
+
+#include <regex>
+
+#include "orthanc-plugin/plugin_error.h"
+#include "orthanc-plugin/result_json.h"
+
+namespace unibiomed::orthanc {
+
+namespace {
+
+enum Route : size_t { kStatus, kStudy, kAnalyze, kForward, kAsk };
+
+nlohmann::json parse_body(const std::string& body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) return nullptr;
+  try {
+    return nlohmann::json::parse(body);
+  } catch (const nlohmann::json::exception& e) {
+    throw PluginError(std::string("the request body is not JSON: ") + e.what(), 400);
+  }
+}
+
+// FNV-1a: a stable 64-bit hash (std::hash may differ between builds), for deterministic UIDs.
+std::string stable_hash(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return std::to_string(h);
+}
+
+}  // namespace
+
+RestApi::RestApi(std::shared_ptr<NodeServices> services, std::shared_ptr<AnalysisScheduler> scheduler,
+                 std::string version, std::string build_note)
+    : services_(std::move(services)),
+      scheduler_(std::move(scheduler)),
+      version_(std::move(version)),
+      build_note_(std::move(build_note)) {}
+
+RestApi::RestApi(std::string reason, std::string version)
+    : unavailable_(std::move(reason)), version_(std::move(version)) {}
+
+std::vector<std::string> RestApi::routes() {
+  return {"/unibiomed/status", "/unibiomed/studies/([^/]+)", "/unibiomed/studies/([^/]+)/analyze",
+          "/unibiomed/studies/([^/]+)/forward", "/unibiomed/ask"};
+}
+
+RestAnswer RestApi::handle(size_t route, const std::string& method, const std::vector<std::string>& groups,
+                           const std::string& body) const {
+  static const char* const expected[] = {"GET", "GET", "POST", "POST", "POST"};
+  if (route >= std::size(expected)) return {404, {{"Error", "unknown route"}}};
+  if (method != expected[route])
+    return {405, {{"Error", "this route accepts " + std::string(expected[route]) + " only"}}};
+  if (!unavailable_.empty())
+    return {503, {{"Error", "the UniBiomed plugin is not running: " + unavailable_}, {"Version", version_}}};
+  try {
+    switch (route) {
+      case kStatus: return status();
+      case kStudy: return study(groups.at(0));
+      case kAnalyze: return analyze(groups.at(0), body, "analyze");
+      case kForward: return analyze(groups.at(0), body, "forward");
+      default: return ask(body);
+    }
+  } catch (const PluginError& e) {
+    return {e.http_status() >= 400 ? e.http_status() : 500, {{"Error", e.what()}}};
+  } catch (const std::exception& e) {
+    return {500, {{"Error", e.what()}}};
+  }
+}
+
+RestAnswer RestApi::status() const {
+  const auto& model = services_->model;
+  nlohmann::json j = {
+      {"Plugin", "UniBiomed"},
+      {"Version", version_},
+      {"Ready", model.state() == ModelHost::State::Ready},
+      {"Model",
+       {{"State", model.state_name()},
+        {"Description", model.description()},
+        {"WeightsHash", model.weights_hash()},
+        {"Directory", services_->config.analyzer.model_dir.string()},
+        {"Device", services_->config.analyzer.device},
+        {"DataType", services_->config.analyzer.dtype}}},
+      {"Queue", scheduler_->status()},
+      {"Configuration", services_->config.to_json()}};
+  if (!model.error().empty()) {
+    j["Model"]["Error"] = model.error();
+    j["Error"] = model.error();
+  }
+  if (!build_note_.empty()) j["Build"] = build_note_;
+  return {200, j};
+}
+
+RestAnswer RestApi::study(const std::string& id) const {
+  const auto& records = services_->records;
+  auto study_id = records.resolve_study(id);
+  if (!study_id) throw PluginError("unknown study " + id, 404);
+  auto record = records.read(*study_id);
+  auto inventory = records.inventory(*study_id);
+  if (!record || !inventory) throw PluginError("unknown study " + id, 404);
+  const auto& summary = record->summary.is_object() ? record->summary : nlohmann::json::object();
+  nlohmann::json result_series = nlohmann::json::array();
+  for (const auto& s : inventory->series)
+    if (s.result)
+      result_series.push_back({{"ID", s.id},
+                               {"SeriesInstanceUID", s.series_instance_uid},
+                               {"Modality", s.modality},
+                               {"SeriesDescription", s.description},
+                               {"Instances", s.instances.size()}});
+  std::string job = record->run.job;
+  if (auto live = scheduler_->job_of(*study_id)) job = *live;
+  nlohmann::json j = {{"ID", *study_id},
+                      {"StudyInstanceUID", inventory->study_instance_uid},
+                      {"State", to_string(record->state)},
+                      {"Queued", services_->queue->contains(*study_id)},
+                      {"Run", record->run.run},
+                      {"Attempt", record->run.attempt},
+                      {"Mode", record->run.mode},
+                      {"Request", record->run.request},
+                      {"Job", job},
+                      {"Updated", record->run.updated},
+                      {"Error", record->error.empty() ? nlohmann::json(nullptr) : nlohmann::json(record->error)},
+                      {"SourceInstances", inventory->source_instance_count()},
+                      {"Findings", summary.value("Findings", nlohmann::json::array())},
+                      {"Answers", summary.value("Answers", nlohmann::json::array())},
+                      {"Series", summary.value("Series", nlohmann::json::array())},
+                      {"Results", summary.value("Results", nlohmann::json::array())},
+                      {"Forward", summary.value("Forward", nlohmann::json(nullptr))},
+                      {"ResultSeries", result_series},
+                      {"Summary", record->summary}};
+  if (services_->model.state() != ModelHost::State::Ready) j["ModelError"] = services_->model.error();
+  return {200, j};
+}
+
+RestAnswer RestApi::analyze(const std::string& id, const std::string& body, const std::string& mode) const {
+  auto study_id = services_->records.resolve_study(id);
+  if (!study_id) throw PluginError("unknown study " + id, 404);
+  const nlohmann::json request = parse_body(body);
+  if (mode == "forward" && !request.is_null() && !(request.is_object() && request.empty()))
+    throw PluginError("POST .../forward takes no body", 400);
+  if (mode == "analyze" && services_->model.state() == ModelHost::State::Failed)
+    throw PluginError("the model is not available: " + services_->model.error(), 503);
+  const QueueEntry entry = scheduler_->request(*study_id, mode == "forward" ? nlohmann::json(nullptr) : request, mode);
+  nlohmann::json j = {{"ID", *study_id}, {"Run", entry.run}, {"Mode", entry.mode}, {"State", "pending"},
+                      {"Path", "/unibiomed/studies/" + *study_id}};
+  if (services_->model.state() != ModelHost::State::Ready) j["ModelError"] = services_->model.error();
+  return {200, j};
+}
+
+RestAnswer RestApi::ask(const std::string& body) const {
+  const nlohmann::json request = parse_body(body);
+  if (!request.is_object()) throw PluginError("POST /unibiomed/ask needs a JSON object with Instance and Question", 400);
+  for (const auto& [key, value] : request.items())
+    if (key != "Instance" && key != "Frame" && key != "Question" && key != "Box" && key != "Store")
+      throw PluginError("unknown field \"" + key + "\" (known: Instance, Frame, Question, Box, Store)", 400);
+  if (!request.contains("Instance") || !request["Instance"].is_string())
+    throw PluginError("\"Instance\" (an Orthanc instance id or a SOPInstanceUID) is required", 400);
+  int frame = 1;
+  if (request.contains("Frame")) {
+    if (!request["Frame"].is_number_integer() || request["Frame"].get<long>() < 1)
+      throw PluginError("\"Frame\" must be an integer >= 1 (1-based frame number)", 400);
+    frame = request["Frame"].get<int>();
+  }
+  bool store = true;
+  if (request.contains("Store")) {
+    if (!request["Store"].is_boolean()) throw PluginError("\"Store\" must be true or false", 400);
+    store = request["Store"].get<bool>();
+  }
+  nlohmann::json question_json = {{"Text", request.value("Question", nlohmann::json(nullptr))}};
+  if (request.contains("Box")) question_json["Box"] = request["Box"];
+  pipeline::Question question = question_from_json(question_json, "the question");
+
+  // The instance: an Orthanc id, or a SOPInstanceUID looked up.
+  const std::string wanted = request["Instance"].get<std::string>();
+  const auto& client = services_->client;
+  std::string instance_id;
+  static const std::regex orthanc_id("[0-9a-f]{8}(-[0-9a-f]{8}){4}");
+  static const std::regex dicom_uid("[0-9]+(\\.[0-9]+)*");
+  if (std::regex_match(wanted, orthanc_id)) {
+    instance_id = wanted;
+  } else if (wanted.size() <= 64 && std::regex_match(wanted, dicom_uid)) {
+    for (const auto& r : client.post_bytes("/tools/lookup", wanted))
+      if (r.value("Type", std::string()) == "Instance") instance_id = r.value("ID", std::string());
+  } else {
+    throw PluginError("\"Instance\" is neither an Orthanc instance id nor a SOPInstanceUID: \"" + wanted + "\"", 400);
+  }
+  auto info = instance_id.empty() ? std::nullopt : client.find_json("/instances/" + instance_id);
+  if (!info) throw PluginError("unknown instance " + wanted, 404);
+  const auto tags = info->value("MainDicomTags", nlohmann::json::object());
+  const std::string sop_uid = tags.value("SOPInstanceUID", std::string());
+  if (tags.contains("NumberOfFrames")) {
+    const std::string frames = tags["NumberOfFrames"].is_string() ? tags["NumberOfFrames"].get<std::string>() : "1";
+    if (frame > std::atoi(frames.c_str()) && std::atoi(frames.c_str()) > 0)
+      throw PluginError("instance " + instance_id + " has " + frames + " frames; \"Frame\" " + std::to_string(frame) +
+                            " does not exist",
+                        400);
+  } else if (frame != 1) {
+    throw PluginError("instance " + instance_id + " has one frame; \"Frame\" must be 1", 400);
+  }
+
+  pipeline::InstanceInput input;
+  input.id = instance_id;
+  const std::string bytes = client.get_bytes("/instances/" + instance_id + "/file");
+  input.bytes.assign(bytes.begin(), bytes.end());
+  // Same image, frame and question: same UIDs, so asking twice stores one SEG.
+  std::string box_text;
+  if (question.box)
+    for (int v : *question.box) box_text += "," + std::to_string(v);
+  const std::string seed =
+      "ask/" + sop_uid + "/" + std::to_string(frame) + "/" + stable_hash(question.text + "|" + box_text);
+  const auto answer = services_->model.use(
+      [&](pipeline::Analyzer& analyzer) { return analyzer.ask(input, frame, question, seed); });
+
+  nlohmann::json findings = nlohmann::json::array();
+  for (const auto& f : answer.findings) findings.push_back(to_json(f));
+  nlohmann::json j = {{"Instance", instance_id}, {"Frame", frame},      {"Question", question.text},
+                      {"Text", answer.text},     {"Findings", findings}, {"Segmentation", nullptr}};
+  if (answer.seg) {
+    if (store) {
+      const auto study = client.get_json("/instances/" + instance_id + "/study");
+      const std::string study_id = study.value("ID", std::string());
+      const std::string study_uid =
+          study.value("MainDicomTags", nlohmann::json::object()).value("StudyInstanceUID", std::string());
+      j["Segmentation"] = services_->results.store(*answer.seg, study_id, study_uid, 0).to_json();
+    } else {
+      j["Segmentation"] = {{"Kind", answer.seg->kind},
+                           {"SOPInstanceUID", answer.seg->sop_instance_uid},
+                           {"SeriesInstanceUID", answer.seg->series_instance_uid},
+                           {"Status", "NotStored"}};
+    }
+  }
+  return {200, j};
+}
+
+}  // namespace unibiomed::orthanc

@@ -1,0 +1,25 @@
+// The pipeline's results as the JSON the plugin shows (job content, study summary, ask answers)
+// and explicit requests read from JSON (POST /unibiomed/studies/{id}/analyze and /unibiomed/ask).
+// Field names follow Orthanc's REST style (PascalCase).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/analyzer.h"
+
+namespace unibiomed::orthanc {
+
+nlohmann::json to_json(const pipeline::Finding& finding);
+nlohmann::json to_json(const pipeline::SeriesOutcome& outcome);
+std::string to_string(pipeline::SeriesOutcome::State state);
+
+// {"Text": "...", "SeriesInstanceUID": "...", "Box": [x0, y0, x1, y1]}. Throws PluginError (400)
+// naming the field.
+pipeline::Question question_from_json(const nlohmann::json& j, const std::string& where);
+
+// {"Tasks": [...], "Questions": [...], "Rules": bool}; null -> the rules alone. Throws PluginError
+// (400) naming the field.
+pipeline::AnalysisRequest request_from_json(const nlohmann::json& j);
+
+}  // namespace unibiomed::orthanc

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "orthanc-plugin/study_analysis.h"
+
+#include "orthanc-plugin/plugin_error.h"
+#include "orthanc-plugin/result_json.h"
+
+namespace unibiomed::orthanc {
+
+namespace {
+
+// Thrown inside run() once a failure has already been written to the study.
+struct RecordedFailure {
+  std::string message;
+};
+struct Cancelled {};
+
+// Progress of the whole attempt: reading the images, the model, storing, forwarding.
+constexpr float kReadEnd = 0.10f, kModelEnd = 0.85f, kStoreEnd = 0.95f;
+
+}  // namespace
+
+StudyAnalysis::StudyAnalysis(std::shared_ptr<NodeServices> services, QueueEntry entry, std::string job_id)
+    : services_(std::move(services)), entry_(std::move(entry)), job_id_(std::move(job_id)) {}
+
+void StudyAnalysis::cancel(CancelReason reason) {
+  cancel_reason_ = reason;
+  cancel_ = true;
+  changed_.notify_all();
+}
+
+void StudyAnalysis::check_cancelled() const {
+  if (cancel_) throw Cancelled{};
+}
+
+void StudyAnalysis::set_stage(const std::string& stage, const std::string& message, float progress) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stage_ = stage;
+    message_ = message;
+    progress_ = std::max(progress_, progress);
+  }
+  changed_.notify_all();
+}
+
+void StudyAnalysis::wait(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait_for(lock, timeout);
+}
+
+StudyAnalysis::Snapshot StudyAnalysis::snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Snapshot s;
+  s.outcome = outcome_;
+  s.progress = progress_;
+  s.error = error_;
+  const int done = outcome_ == Outcome::Running ? std::max(0, static_cast<int>(series_seen_.size()) - 1)
+                                                : static_cast<int>(series_.size());
+  // The key "Type" is reserved by Orthanc's job serialisation; it is not used here.
+  s.content = {{"Study", entry_.study_id},
+               {"StudyInstanceUID", study_uid_},
+               {"Run", entry_.run},
+               {"Attempt", attempt_},
+               {"Mode", entry_.mode},
+               {"Stage", stage_},
+               {"Message", message_},
+               {"SeriesTotal", series_total_},
+               {"SeriesDone", done},
+               {"Series", series_},
+               {"FindingsCount", findings_.size()},
+               {"Findings", findings_},
+               {"Errors", errors_},
+               {"Results", results_},
+               {"Forward", forward_}};
+  if (!error_.empty()) s.content["Error"] = error_;
+  return s;
+}
+
+void StudyAnalysis::run() noexcept {
+  const auto& records = services_->records;
+  const std::string& study = entry_.study_id;
+  Outcome outcome = Outcome::Failed;
+  std::string error;
+  try {
+    check_cancelled();
+    auto record = records.read(study);
+    if (!record) throw PluginError("study " + study + " no longer exists in Orthanc");
+    nlohmann::json summary;
+    if (entry_.mode == "forward") {
+      if (record->state != StudyState::Done)
+        throw PluginError("study " + study + " has no finished analysis to forward (its state is " +
+                          to_string(record->state) + ")");
+      summary = record->summary.is_object() ? record->summary : nlohmann::json::object();
+    } else if (record->state == StudyState::Done && record->run.run == entry_.run) {
+      // A previous attempt of this run stored everything and crashed (or failed) after that:
+      // only what follows the analysis is left to do.
+      summary = record->summary.is_object() ? record->summary : nlohmann::json::object();
+      set_stage("resuming", "run " + std::to_string(entry_.run) + " was already analysed; results are stored",
+                kStoreEnd);
+    } else {
+      summary = analyse(*record);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (summary.contains("Results")) results_ = summary["Results"];
+      if (summary.contains("Findings") && findings_.empty()) findings_ = summary["Findings"];
+      if (summary.contains("Series") && series_.empty()) series_ = summary["Series"];
+    }
+    const bool forward_needed =
+        entry_.mode == "forward" ||
+        (services_->forwarder.enabled() &&
+         !(summary.contains("Forward") && summary["Forward"].is_object() &&
+           summary["Forward"].value("State", std::string()) == "Success"));
+    if (forward_needed) forward(summary, *record);
+    outcome = Outcome::Succeeded;
+  } catch (const Cancelled&) {
+    if (cancel_reason_ == CancelReason::Shutdown) {
+      outcome = Outcome::Interrupted;
+      error = "interrupted by Orthanc's shutdown; it resumes at the next start";
+    } else {
+      error = "cancelled by the user (job " + job_id_ + "); resubmit the job or POST /unibiomed/studies/" + study +
+              "/analyze to retry";
+    }
+  } catch (const RecordedFailure& f) {
+    error = f.message;
+  } catch (const std::exception& e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown error while analysing study " + study;
+  }
+
+  // Record the end on the study (the commit point is the state) and in the queue.
+  try {
+    if (outcome == Outcome::Interrupted) {
+      records.write_state(study, StudyState::Pending);
+      services_->queue->release(study, entry_.run);
+    } else {
+      if (outcome == Outcome::Failed && !error.empty()) {
+        auto record = records.read(study);
+        // A forwarding failure leaves the analysis done; anything else marks the run failed.
+        if (record && !(record->state == StudyState::Done && record->run.run == entry_.run)) {
+          records.write_error(study, error);
+          records.write_state(study, StudyState::Failed);
+        } else if (record) {
+          records.write_error(study, error);
+        }
+      }
+      services_->queue->finish(study, entry_.run);
+    }
+  } catch (const std::exception& e) {
+    services_->client.log_error("cannot record the end of the analysis of study " + study + ": " + e.what());
+  }
+  if (outcome == Outcome::Failed)
+    services_->client.log_warning("analysis of study " + study + " failed: " + error);
+  else if (outcome == Outcome::Succeeded)
+    services_->client.log_info("analysis of study " + study + " run " + std::to_string(entry_.run) + " finished");
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    outcome_ = outcome;
+    error_ = error;
+    if (outcome == Outcome::Succeeded) progress_ = 1;
+    stage_ = outcome == Outcome::Succeeded ? "done" : outcome == Outcome::Interrupted ? "interrupted" : "failed";
+  }
+  changed_.notify_all();
+  if (on_finished) on_finished();
+}
+
+nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
+  const auto& records = services_->records;
+  const auto& client = services_->client;
+  const std::string& study = entry_.study_id;
+
+  RunInfo run = record.run.run == entry_.run ? record.run : RunInfo{};
+  run.run = entry_.run;
+  run.attempt += 1;
+  run.mode = entry_.mode;
+  run.request = entry_.request;
+  run.job = job_id_;
+  run.updated = now_iso();
+  records.write_run(study, run);
+  records.write_state(study, StudyState::Running);
+  const std::string started = run.updated;
+
+  auto inventory = records.inventory(study);
+  if (!inventory) throw PluginError("study " + study + " no longer exists in Orthanc");
+  const auto sources = inventory->source_instances();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    attempt_ = run.attempt;
+    study_uid_ = inventory->study_instance_uid;
+    for (const auto& s : inventory->series) series_total_ += s.result ? 0 : 1;
+  }
+  if (sources.empty()) throw PluginError("study " + study + " holds no images to analyse (only UniBiomed results)");
+  const pipeline::AnalysisRequest request = request_from_json(entry_.request);
+
+  std::vector<pipeline::InstanceInput> inputs;
+  inputs.reserve(sources.size());
+  for (size_t i = 0; i < sources.size(); ++i) {
+    check_cancelled();
+    set_stage("reading", "instance " + std::to_string(i + 1) + "/" + std::to_string(sources.size()),
+              kReadEnd * static_cast<float>(i) / static_cast<float>(sources.size()));
+    pipeline::InstanceInput input;
+    input.id = sources[i];
+    const std::string bytes = client.get_bytes("/instances/" + sources[i] + "/file");
+    input.bytes.assign(bytes.begin(), bytes.end());
+    inputs.push_back(std::move(input));
+  }
+
+  check_cancelled();
+  set_stage("model", "waiting for the model", kReadEnd);
+  const std::string seed = inventory->study_instance_uid + "/unibiomed-run-" + std::to_string(entry_.run);
+  auto on_progress = [this](const pipeline::Progress& p) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!p.series_instance_uid.empty()) series_seen_.insert(p.series_instance_uid);
+    }
+    const float fraction = static_cast<float>(std::clamp(p.fraction, 0.0, 1.0));
+    set_stage(p.stage.empty() ? "model" : p.stage, p.message, kReadEnd + (kModelEnd - kReadEnd) * fraction);
+  };
+  pipeline::StudyResult result;
+  try {
+    result = services_->model.use([&](pipeline::Analyzer& analyzer) {
+      return analyzer.analyze(inputs, request, on_progress, &cancel_, seed);
+    });
+  } catch (const pipeline::PipelineError& e) {
+    if (cancel_) throw Cancelled{};
+    throw PluginError(std::string("the pipeline could not analyse study ") + inventory->study_instance_uid + ": " +
+                      e.what());
+  }
+  inputs.clear();
+
+  nlohmann::json summary = {{"StudyInstanceUID", inventory->study_instance_uid},
+                            {"Run", run.run},
+                            {"Attempt", run.attempt},
+                            {"Model", services_->model.description()},
+                            {"WeightsHash", result.weights_hash.empty() ? services_->model.weights_hash()
+                                                                        : result.weights_hash},
+                            {"SourceInstances", sources.size()},
+                            {"Started", started}};
+  nlohmann::json series = nlohmann::json::array(), findings = nlohmann::json::array(),
+                 errors = nlohmann::json::array();
+  int analysed = 0;
+  std::string not_analysed;
+  for (const auto& o : result.series) {
+    series.push_back(to_json(o));
+    if (o.state == pipeline::SeriesOutcome::State::Analysed) {
+      ++analysed;
+    } else {
+      const std::string line = to_string(o.state) + " series " + o.series_instance_uid +
+                               (o.modality.empty() ? "" : " (" + o.modality + ")") + ": " + o.reason;
+      if (o.state == pipeline::SeriesOutcome::State::Failed) errors.push_back(line);
+      not_analysed += (not_analysed.empty() ? "" : "; ") + line;
+    }
+  }
+  for (const auto& f : result.findings) findings.push_back(to_json(f));
+  summary["Series"] = series;
+  summary["Findings"] = findings;
+  summary["Answers"] = result.answers;
+  summary["Errors"] = errors;
+  try {
+    summary["Pipeline"] = result.summary_json.empty() ? nlohmann::json(nullptr) : nlohmann::json::parse(result.summary_json);
+  } catch (const nlohmann::json::exception&) {
+    summary["Pipeline"] = result.summary_json;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    series_ = series;
+    findings_ = findings;
+    errors_ = errors;
+  }
+
+  if (analysed == 0) {
+    const std::string message = result.series.empty()
+                                    ? "no series could be analysed: the pipeline found no series in the study"
+                                    : "no series could be analysed: " + not_analysed;
+    summary["Error"] = message;
+    summary["Finished"] = now_iso();
+    records.write_summary(study, summary);
+    records.write_error(study, message);
+    records.write_state(study, StudyState::Failed);
+    throw RecordedFailure{message};
+  }
+
+  nlohmann::json stored = nlohmann::json::array();
+  for (size_t i = 0; i < result.objects.size(); ++i) {
+    set_stage("storing", result.objects[i].kind + " " + std::to_string(i + 1) + "/" + std::to_string(result.objects.size()),
+              kModelEnd + (kStoreEnd - kModelEnd) * static_cast<float>(i) / static_cast<float>(result.objects.size()));
+    stored.push_back(services_->results.store(result.objects[i], study, inventory->study_instance_uid, run.run).to_json());
+    std::lock_guard<std::mutex> lock(mutex_);
+    results_ = stored;
+  }
+  summary["Results"] = stored;
+  summary["Finished"] = now_iso();
+  records.write_summary(study, summary);
+  records.write_error(study, "");
+  records.write_state(study, StudyState::Done);
+  set_stage("stored", std::to_string(stored.size()) + " result objects stored", kStoreEnd);
+  return summary;
+}
+
+void StudyAnalysis::forward(nlohmann::json& summary, const StudyRecord& record) {
+  (void)record;
+  if (!services_->forwarder.enabled())
+    throw PluginError("forwarding is not configured (UniBiomed.ForwardTo is empty)", 400);
+  std::vector<std::string> instances;
+  for (const auto& r : summary.value("Results", nlohmann::json::array())) instances.push_back(r.value("ID", std::string()));
+  auto inventory = services_->records.inventory(entry_.study_id);
+  const auto sources = inventory ? inventory->source_instances() : std::vector<std::string>{};
+  set_stage("forwarding", std::to_string(instances.size()) + " result objects", kStoreEnd);
+  const ForwardOutcome outcome =
+      services_->forwarder.forward(instances, sources.empty() ? std::string() : sources.front(), cancel_);
+  summary["Forward"] = outcome.to_json();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    forward_ = summary["Forward"];
+  }
+  services_->records.write_summary(entry_.study_id, summary);
+  if (outcome.state == "Cancelled" && cancel_) throw Cancelled{};
+  if (!outcome.succeeded()) {
+    services_->records.write_error(entry_.study_id, outcome.error);
+    throw RecordedFailure{outcome.error};
+  }
+  services_->records.write_error(entry_.study_id, "");
+}
+
+}  // namespace unibiomed::orthanc

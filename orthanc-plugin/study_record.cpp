@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "orthanc-plugin/study_record.h"
+
+#include <chrono>
+#include <ctime>
+#include <regex>
+
+#include "orthanc-plugin/plugin_error.h"
+
+namespace unibiomed::orthanc {
+
+namespace {
+
+std::string meta_uri(const std::string& level, const std::string& id, int key) {
+  return "/" + level + "/" + id + "/metadata/" + std::to_string(key);
+}
+
+std::string string_field(const nlohmann::json& tags, const char* name) {
+  auto it = tags.find(name);
+  return it != tags.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+std::string to_string(StudyState state) {
+  switch (state) {
+    case StudyState::Pending: return "pending";
+    case StudyState::Running: return "running";
+    case StudyState::Done: return "done";
+    case StudyState::Failed: return "failed";
+    default: return "none";
+  }
+}
+
+StudyState parse_study_state(const std::string& text) {
+  if (text == "pending") return StudyState::Pending;
+  if (text == "running") return StudyState::Running;
+  if (text == "done") return StudyState::Done;
+  if (text == "failed") return StudyState::Failed;
+  return StudyState::None;
+}
+
+std::string now_iso() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json RunInfo::to_json() const {
+  return {{"Run", run}, {"Attempt", attempt}, {"Mode", mode}, {"Request", request}, {"Job", job}, {"Updated", updated}};
+}
+
+RunInfo RunInfo::from_json(const nlohmann::json& j) {
+  RunInfo r;
+  if (!j.is_object()) return r;
+  r.run = j.value("Run", 0);
+  r.attempt = j.value("Attempt", 0);
+  r.mode = j.value("Mode", std::string("analyze"));
+  r.request = j.contains("Request") ? j["Request"] : nlohmann::json(nullptr);
+  r.job = j.value("Job", std::string());
+  r.updated = j.value("Updated", std::string());
+  return r;
+}
+
+size_t StudyInventory::source_instance_count() const {
+  size_t n = 0;
+  for (const auto& s : series)
+    if (!s.result) n += s.instances.size();
+  return n;
+}
+
+std::vector<std::string> StudyInventory::source_instances() const {
+  std::vector<std::string> ids;
+  for (const auto& s : series)
+    if (!s.result) ids.insert(ids.end(), s.instances.begin(), s.instances.end());
+  return ids;
+}
+
+std::vector<std::string> StudyInventory::source_modalities() const {
+  std::vector<std::string> m;
+  for (const auto& s : series)
+    if (!s.result) m.push_back(s.modality);
+  return m;
+}
+
+std::optional<StudyRecord> StudyRecords::read(const std::string& study_id) const {
+  auto all = client_.find_json("/studies/" + study_id + "/metadata?expand");
+  if (!all) return std::nullopt;
+  StudyRecord record;
+  auto text = [&](int key) { return string_field(*all, std::to_string(key).c_str()); };
+  record.state = parse_study_state(text(metadata::kState));
+  try {
+    if (auto run = text(metadata::kRun); !run.empty()) record.run = RunInfo::from_json(nlohmann::json::parse(run));
+    if (auto summary = text(metadata::kSummary); !summary.empty()) record.summary = nlohmann::json::parse(summary);
+  } catch (const nlohmann::json::exception& e) {
+    // A hand-edited or truncated record must not stop the node: report it, start over.
+    record.error = "unreadable UniBiomed metadata on study " + study_id + ": " + e.what();
+  }
+  if (auto error = text(metadata::kError); !error.empty()) record.error = error;
+  return record;
+}
+
+void StudyRecords::write_state(const std::string& study_id, StudyState state) const {
+  client_.put_text(meta_uri("studies", study_id, metadata::kState), to_string(state));
+}
+
+void StudyRecords::write_run(const std::string& study_id, const RunInfo& run) const {
+  client_.put_text(meta_uri("studies", study_id, metadata::kRun), run.to_json().dump());
+}
+
+void StudyRecords::write_summary(const std::string& study_id, const nlohmann::json& summary) const {
+  client_.put_text(meta_uri("studies", study_id, metadata::kSummary), summary.dump());
+}
+
+void StudyRecords::write_error(const std::string& study_id, const std::string& error) const {
+  if (error.empty())
+    client_.remove(meta_uri("studies", study_id, metadata::kError));
+  else
+    client_.put_text(meta_uri("studies", study_id, metadata::kError), error);
+}
+
+void StudyRecords::mark_result_instance(const std::string& instance_id, const std::string& study_uid, int run) const {
+  client_.put_text(meta_uri("instances", instance_id, metadata::kResult), study_uid + " run " + std::to_string(run));
+}
+
+std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_id) const {
+  auto study = client_.find_json("/studies/" + study_id);
+  if (!study) return std::nullopt;
+  StudyInventory inv;
+  inv.id = study_id;
+  inv.study_instance_uid = string_field(study->value("MainDicomTags", nlohmann::json::object()), "StudyInstanceUID");
+  inv.stable = study->value("IsStable", true);
+  auto series = client_.find_json("/studies/" + study_id + "/series");
+  if (!series) return std::nullopt;  // deleted meanwhile
+  for (const auto& s : *series) {
+    SeriesInfo info;
+    info.id = s.value("ID", std::string());
+    const auto tags = s.value("MainDicomTags", nlohmann::json::object());
+    info.series_instance_uid = string_field(tags, "SeriesInstanceUID");
+    info.modality = string_field(tags, "Modality");
+    info.description = string_field(tags, "SeriesDescription");
+    info.manufacturer = string_field(tags, "Manufacturer");
+    for (const auto& i : s.value("Instances", nlohmann::json::array())) info.instances.push_back(i.get<std::string>());
+    if ((info.modality == "SEG" || info.modality == "SR") &&
+        info.manufacturer.rfind(kResultManufacturerPrefix, 0) == 0) {
+      info.result = true;
+    } else if (!info.instances.empty()) {
+      info.result = client_.find_text(meta_uri("instances", info.instances.front(), metadata::kResult)).has_value();
+    }
+    inv.series.push_back(std::move(info));
+  }
+  return inv;
+}
+
+std::optional<std::string> StudyRecords::resolve_study(const std::string& id_or_uid) const {
+  static const std::regex orthanc_id("[0-9a-f]{8}(-[0-9a-f]{8}){4}");
+  static const std::regex dicom_uid("[0-9]+(\\.[0-9]+)*");
+  if (std::regex_match(id_or_uid, orthanc_id)) {
+    if (client_.find_json("/studies/" + id_or_uid)) return id_or_uid;
+    return std::nullopt;
+  }
+  if (id_or_uid.size() <= 64 && std::regex_match(id_or_uid, dicom_uid)) {
+    auto found = client_.post_bytes("/tools/lookup", id_or_uid);
+    for (const auto& r : found)
+      if (r.value("Type", std::string()) == "Study") return r.value("ID", std::string());
+    return std::nullopt;
+  }
+  throw PluginError("\"" + id_or_uid + "\" is neither an Orthanc study id nor a StudyInstanceUID", 400);
+}
+
+}  // namespace unibiomed::orthanc

@@ -1,0 +1,104 @@
+// What the plugin remembers about a study, kept where it survives restarts and is visible to
+// every node sharing the index: user metadata on the study (and a flag on our own instances).
+//
+// Metadata ids (declare them in Orthanc's "UserMetadata" to see names instead of numbers; numeric
+// ids work without the declaration in Orthanc 1.10.1):
+//   4401 UniBiomedState    study     pending | running | done | failed
+//   4402 UniBiomedRun      study     JSON {Run, Attempt, Mode, Request, Job, Updated}
+//   4403 UniBiomedSummary  study     JSON summary of the last finished run (findings, series, results)
+//   4404 UniBiomedError    study     why the last run failed (absent when it succeeded)
+//   4405 UniBiomedResult   instance  "<StudyInstanceUID> run <N>" on every instance the plugin stored
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "orthanc-plugin/orthanc_client.h"
+
+namespace unibiomed::orthanc {
+
+namespace metadata {
+inline constexpr int kState = 4401;
+inline constexpr int kRun = 4402;
+inline constexpr int kSummary = 4403;
+inline constexpr int kError = 4404;
+inline constexpr int kResult = 4405;
+}  // namespace metadata
+
+// What our SEG/SR series carry as Manufacturer (seg-writer/sr-writer name the algorithm there,
+// DICOM-OUTPUT.md): a second way to recognise our own output besides the instance flag.
+inline constexpr const char* kResultManufacturerPrefix = "UniBiomed";
+
+enum class StudyState { None, Pending, Running, Done, Failed };
+std::string to_string(StudyState state);
+StudyState parse_study_state(const std::string& text);  // unknown text -> None
+
+// One analysis run: Run is bumped by every new request for new results (new result UIDs);
+// Attempt counts the starts of that run (a crash-resume is a new attempt with the same UIDs).
+struct RunInfo {
+  int run = 0;
+  int attempt = 0;
+  std::string mode = "analyze";     // analyze | forward (re-send stored results only)
+  nlohmann::json request = nullptr; // {"Tasks": [...], "Questions": [...], "Rules": bool} or null
+  std::string job;                  // the Orthanc job id of the latest attempt (this server)
+  std::string updated;              // ISO time of the last change
+  nlohmann::json to_json() const;
+  static RunInfo from_json(const nlohmann::json& j);
+};
+
+struct StudyRecord {
+  StudyState state = StudyState::None;
+  RunInfo run;
+  nlohmann::json summary = nullptr;
+  std::string error;
+};
+
+struct SeriesInfo {
+  std::string id;           // Orthanc series id
+  std::string series_instance_uid;
+  std::string modality;
+  std::string description;
+  std::string manufacturer;
+  std::vector<std::string> instances;  // Orthanc instance ids
+  bool result = false;                 // one of ours (SEG/SR written by this plugin)
+};
+
+struct StudyInventory {
+  std::string id;                  // Orthanc study id
+  std::string study_instance_uid;
+  bool stable = true;
+  std::vector<SeriesInfo> series;
+  size_t source_instance_count() const;
+  std::vector<std::string> source_instances() const;
+  std::vector<std::string> source_modalities() const;
+};
+
+// Reads and writes the records through the core's REST API (plugin threads only).
+class StudyRecords {
+ public:
+  explicit StudyRecords(const OrthancClient& client) : client_(client) {}
+
+  std::optional<StudyRecord> read(const std::string& study_id) const;  // nullopt: no such study
+  void write_state(const std::string& study_id, StudyState state) const;
+  void write_run(const std::string& study_id, const RunInfo& run) const;
+  void write_summary(const std::string& study_id, const nlohmann::json& summary) const;
+  void write_error(const std::string& study_id, const std::string& error) const;  // "" removes it
+
+  void mark_result_instance(const std::string& instance_id, const std::string& study_uid, int run) const;
+
+  // The study's series, with our own result series recognised. nullopt: no such study.
+  std::optional<StudyInventory> inventory(const std::string& study_id) const;
+
+  // Orthanc study id from either an Orthanc id or a StudyInstanceUID; nullopt when unknown.
+  std::optional<std::string> resolve_study(const std::string& id_or_uid) const;
+
+ private:
+  const OrthancClient& client_;
+};
+
+std::string now_iso();
+
+}  // namespace unibiomed::orthanc

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "orthanc-plugin/study_trigger.h"
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+#include "orthanc-plugin/plugin_error.h"
+
+namespace unibiomed::orthanc {
+
+namespace {
+
+bool contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+}  // namespace
+
+StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id) {
+  auto& s = *services_;
+  if (s.queue->contains(study_id)) return Decision::AlreadyQueued;
+  auto inventory = s.records.inventory(study_id);
+  if (!inventory) return Decision::Gone;
+  if (!inventory->stable) return Decision::Unstable;
+  auto record = s.records.read(study_id);
+  if (!record) return Decision::Gone;
+  const size_t sources = inventory->source_instance_count();
+  if (sources == 0) return Decision::Ignored;  // nothing but results (e.g. an ask SEG alone)
+
+  switch (record->state) {
+    case StudyState::Pending:
+    case StudyState::Running: {
+      // Recorded as waiting but in no queue: a request from before a crash whose queue write
+      // was lost. Resume it.
+      QueueEntry entry{study_id, std::max(1, record->run.run), record->run.mode, record->run.request};
+      s.queue->put(entry);
+      s.client.log_info("study " + study_id + " was " + to_string(record->state) + " without a queue entry: resumed");
+      return Decision::Queued;
+    }
+    case StudyState::Done:
+    case StudyState::Failed: {
+      const size_t analysed = record->summary.is_object() ? record->summary.value("SourceInstances", size_t{0}) : 0;
+      // Our own results were excluded from `sources`, so only new images change the count.
+      if (analysed == sources || !s.config.auto_analysis) return Decision::Ignored;
+      if (record->summary.is_null() || analysed == 0) return Decision::Ignored;  // failed before counting
+      QueueEntry entry{study_id, record->run.run + 1, "analyze", nullptr};
+      s.queue->put(entry);
+      RunInfo run = record->run;
+      run.run = entry.run;
+      run.attempt = 0;
+      run.mode = entry.mode;
+      run.request = nullptr;
+      run.updated = now_iso();
+      s.records.write_run(study_id, run);
+      s.records.write_state(study_id, StudyState::Pending);
+      s.client.log_info("study " + study_id + " received new images (" + std::to_string(analysed) + " -> " +
+                        std::to_string(sources) + " instances): run " + std::to_string(entry.run) + " queued");
+      return Decision::Queued;
+    }
+    case StudyState::None:
+      break;
+  }
+
+  if (!s.config.auto_analysis) return Decision::Ignored;
+  if (!s.config.trigger_modalities.empty()) {
+    bool match = false;
+    for (const auto& m : inventory->source_modalities()) match = match || contains(s.config.trigger_modalities, m);
+    if (!match) {
+      s.client.log_info("study " + study_id + " not analysed: none of its modalities is in UniBiomed.TriggerModalities");
+      return Decision::Ignored;
+    }
+  }
+  if (!s.config.trigger_calling_aets.empty()) {
+    bool match = false;
+    for (const auto& series : inventory->series) {
+      if (series.result || series.instances.empty()) continue;
+      auto aet = s.client.find_text("/instances/" + series.instances.front() + "/metadata/RemoteAET");
+      match = match || (aet && contains(s.config.trigger_calling_aets, *aet));
+    }
+    if (!match) {
+      s.client.log_info("study " + study_id +
+                        " not analysed: it was not sent by an AE title of UniBiomed.TriggerCallingAETitles");
+      return Decision::Ignored;
+    }
+  }
+  QueueEntry entry{study_id, 1, "analyze", nullptr};
+  // Queue first, then the study record: a crash in between leaves a queue entry, which resumes.
+  s.queue->put(entry);
+  RunInfo run;
+  run.run = 1;
+  run.updated = now_iso();
+  s.records.write_run(study_id, run);
+  s.records.write_state(study_id, StudyState::Pending);
+  s.client.log_info("study " + study_id + " (" + inventory->study_instance_uid + ") queued for analysis");
+  return Decision::Queued;
+}
+
+bool StudyTrigger::check_recovered(const QueueEntry& entry) {
+  auto& s = *services_;
+  auto record = s.records.read(entry.study_id);
+  if (!record) return false;  // deleted while we were down
+  if (record->run.run == entry.run && record->state == StudyState::Done && entry.mode == "analyze") {
+    // Finished but the queue update was lost; only forwarding may be left.
+    const bool forwarded = !s.forwarder.enabled() ||
+                           (record->summary.is_object() && record->summary.contains("Forward") &&
+                            record->summary["Forward"].is_object() &&
+                            record->summary["Forward"].value("State", std::string()) == "Success");
+    return !forwarded;
+  }
+  if (record->run.run == entry.run && record->state == StudyState::Failed) return false;
+  if (record->run.run == entry.run && record->state == StudyState::Running &&
+      record->run.attempt >= s.config.max_attempts) {
+    const std::string error = "the analysis was interrupted " + std::to_string(record->run.attempt) +
+                              " times (Orthanc stopped or crashed while it ran; UniBiomed.MaxAttempts is " +
+                              std::to_string(s.config.max_attempts) + "); POST /unibiomed/studies/" + entry.study_id +
+                              "/analyze to try again";
+    s.records.write_error(entry.study_id, error);
+    s.records.write_state(entry.study_id, StudyState::Failed);
+    s.client.log_error("study " + entry.study_id + ": " + error);
+    return false;
+  }
+  if (record->run.run == entry.run && record->state == StudyState::Running)
+    s.client.log_warning("study " + entry.study_id + " run " + std::to_string(entry.run) + " was interrupted at attempt " +
+                         std::to_string(record->run.attempt) + "; resuming (same result UIDs, no duplicates)");
+  return true;
+}
+
+int64_t StudyTrigger::cursor() {
+  if (cursor_ >= 0) return cursor_;
+  auto& s = *services_;
+  if (auto stored = s.client.global_property(kChangesCursorGlobalProperty)) {
+    try {
+      cursor_ = std::stoll(*stored);
+      return cursor_;
+    } catch (const std::exception&) {
+      s.client.log_error("the stored /changes cursor \"" + *stored + "\" is unreadable; starting from the end of the log");
+    }
+  }
+  // First start with this plugin: studies already in Orthanc are not analysed automatically
+  // (POST /unibiomed/studies/{id}/analyze does it on request); everything from now on is.
+  const auto last = s.client.get_json("/changes?last");
+  cursor_ = last.value("Last", int64_t{0});
+  save_cursor(cursor_);
+  return cursor_;
+}
+
+void StudyTrigger::save_cursor(int64_t value) {
+  services_->client.set_global_property(kChangesCursorGlobalProperty, std::to_string(value));
+  cursor_ = value;
+}
+
+void StudyTrigger::scan_changes() {
+  auto& s = *services_;
+  int64_t since = cursor();
+  int64_t hold = -1;  // the cursor may not pass this seq (a study still receiving images)
+  int64_t last = since;
+  for (;;) {
+    const auto page = s.client.get_json("/changes?since=" + std::to_string(since) + "&limit=500");
+    // Studies in order of first appearance; the seq of each study's first change in this page.
+    std::vector<std::pair<std::string, int64_t>> studies;
+    std::map<std::string, size_t> seen;
+    for (const auto& change : page.value("Changes", nlohmann::json::array())) {
+      const std::string type = change.value("ChangeType", std::string());
+      if (type != "StableStudy" && type != "NewStudy") continue;
+      const std::string id = change.value("ID", std::string());
+      if (seen.count(id) == 0) {
+        seen[id] = studies.size();
+        studies.emplace_back(id, change.value("Seq", int64_t{0}));
+      }
+    }
+    for (const auto& [id, seq] : studies) {
+      Decision d = Decision::Ignored;
+      try {
+        d = consider(id);
+      } catch (const std::exception& e) {
+        s.client.log_error("cannot check study " + id + ": " + e.what());
+        d = Decision::Unstable;  // try again on the next scan
+      }
+      if (d == Decision::Unstable && hold < 0) hold = seq - 1;
+    }
+    last = page.value("Last", since);
+    if (page.value("Done", true) || last <= since) break;
+    since = last;
+  }
+  const int64_t next = hold >= 0 ? std::max(hold, cursor_) : last;
+  if (next != cursor_) save_cursor(next);
+}
+
+}  // namespace unibiomed::orthanc

@@ -1,0 +1,42 @@
+// Decides which studies to analyse: on a StableStudy event, on a scan of Orthanc's /changes log
+// from a persisted cursor (which catches events that were lost: StableStudy is decided in memory
+// and never emitted if Orthanc stops before StableAge, ORTHANC.md), and on recovery at start.
+// It runs on the scheduler's thread only (it calls the REST API, which a change callback must not).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "orthanc-plugin/node_services.h"
+
+namespace unibiomed::orthanc {
+
+class StudyTrigger {
+ public:
+  enum class Decision { Queued, AlreadyQueued, Ignored, Unstable, Gone };
+
+  explicit StudyTrigger(std::shared_ptr<NodeServices> services) : services_(std::move(services)) {}
+
+  // Looks at one study and queues it when it needs an analysis (never analysed and matching the
+  // trigger rules, or new images since the last run). Our own SEG/SR never count as new images.
+  Decision consider(const std::string& study_id);
+
+  // Checks the entries recovered from the queue: a study found "running" was interrupted by a
+  // crash; after MaxAttempts such interruptions it is marked failed instead of resumed.
+  // Returns whether the entry should stay queued.
+  bool check_recovered(const QueueEntry& entry);
+
+  // Reads /changes from the persisted cursor. The cursor stops before the first study that is
+  // still receiving images, so nothing between the cursor and the end of the log is unhandled.
+  void scan_changes();
+
+ private:
+  int64_t cursor();
+  void save_cursor(int64_t value);
+  const std::shared_ptr<NodeServices> services_;
+  int64_t cursor_ = -1;  // -1: not read yet
+};
+
+}  // namespace unibiomed::orthanc

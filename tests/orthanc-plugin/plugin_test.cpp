@@ -1,0 +1,554 @@
+// The UniBiomed node end to end: a real Orthanc 1.10.1 process started by the test with the
+// plugin and Debian's DICOMweb plugin, studies sent with storescu -R, results checked over the
+// plugin's REST API, Orthanc's /jobs and QIDO-RS, forwarding received by a real storescp.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+#include "tests/orthanc-plugin/orthanc_harness.h"
+#include "tests/orthanc-plugin/test_studies.h"
+#include "tests/orthanc-plugin/test_model.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// Generous: the loops return as soon as the condition holds.
+constexpr auto kAnalysisTimeout = std::chrono::seconds(600);
+
+class OrthancPlugin : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_program("storescu") || !have_program("storescp") || !have_program("curl") ||
+        !fs::exists("/usr/sbin/Orthanc"))
+      GTEST_SKIP() << "Orthanc, DCMTK's storescu/storescp or curl is missing (scripts/install-deps.sh)";
+    if (!fs::exists(plugin_path())) GTEST_SKIP() << "the plugin is not built: " << plugin_path();
+    model_ = test_model_dir();
+    if (model_.empty()) GTEST_SKIP() << test_model_missing_reason();
+  }
+
+  void TearDown() override {
+    if (HasFailure())
+      for (auto& server : servers_)
+        std::cerr << "---- Orthanc log (" << server->folder() << ") ----\n" << tail(server->log(), 6000) << "\n";
+  }
+
+  static std::string tail(const std::string& s, size_t n) { return s.size() > n ? s.substr(s.size() - n) : s; }
+
+  json base_settings() const {
+    return {{"ModelDirectory", model_.string()}, {"ReconcileInterval", 1}, {"ForwardTimeout", 60}};
+  }
+
+  OrthancServer& make_server(OrthancOptions options, const std::string& name = "orthanc") {
+    servers_.push_back(std::make_unique<OrthancServer>(dir_ / name, std::move(options)));
+    return *servers_.back();
+  }
+
+  OrthancServer& start_server(json settings, json extra = json::object(), std::map<std::string, std::string> env = {}) {
+    OrthancOptions o;
+    o.unibiomed = std::move(settings);
+    o.extra = std::move(extra);
+    o.env = std::move(env);
+    auto& server = make_server(std::move(o), "orthanc" + std::to_string(servers_.size()));
+    server.start();
+    return server;
+  }
+
+  static void send(const OrthancServer& server, const std::vector<fs::path>& files, const std::string& aet = "SCU") {
+    const auto [code, output] = server.store(files, aet);
+    ASSERT_EQ(code, 0) << "storescu failed:\n" << output;
+  }
+
+  // GET /unibiomed/studies/{uid}; null when the study is not (yet) known.
+  static json study(const OrthancServer& server, const std::string& uid) {
+    const HttpResult r = server.get("/unibiomed/studies/" + uid);
+    if (r.status == 404) return nullptr;
+    if (r.status != 200) throw std::runtime_error("GET /unibiomed/studies/" + uid + ": HTTP " + std::to_string(r.status) + " " + r.body);
+    return r.json();
+  }
+
+  static json wait_for_end(const OrthancServer& server, const std::string& uid) {
+    json last;
+    wait_until(
+        [&] {
+          last = study(server, uid);
+          if (last.is_null()) return false;
+          const std::string state = last["State"];
+          return (state == "done" || state == "failed") && !last["Queued"].get<bool>();
+        },
+        kAnalysisTimeout, 200ms);
+    return last;
+  }
+
+  static size_t count_series(const OrthancServer& server, const std::string& uid, const std::string& modality) {
+    const HttpResult r = server.get("/dicom-web/studies/" + uid + "/series?Modality=" + modality);
+    if (r.status == 204 || r.body.empty()) return 0;
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.json().size();
+  }
+
+  static std::vector<json> our_jobs(const OrthancServer& server) {
+    std::vector<json> jobs;
+    for (const auto& j : server.get_json("/jobs?expand"))
+      if (j["Type"] == "UniBiomedAnalysis") jobs.push_back(j);
+    return jobs;
+  }
+
+  TempDir dir_{"unibiomed-plugin-test"};
+  fs::path model_;
+  std::vector<std::unique_ptr<OrthancServer>> servers_;
+};
+
+TEST(PluginLibrary, ExportsOnlyTheFourOrthancEntryPoints) {
+  if (!fs::exists(plugin_path())) GTEST_SKIP() << "the plugin is not built";
+  const CommandResult r = run_command({"nm", "-D", "--defined-only", plugin_path().string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::set<std::string> exported;
+  std::istringstream lines(r.output);
+  std::string address, type, name;
+  while (lines >> address >> type >> name)
+    if (type == "T" || type == "W" || type == "D" || type == "B" || type == "V" || type == "i") exported.insert(name);
+  EXPECT_EQ(exported, (std::set<std::string>{"OrthancPluginInitialize", "OrthancPluginFinalize",
+                                             "OrthancPluginGetName", "OrthancPluginGetVersion"}));
+}
+
+TEST_F(OrthancPlugin, CtStudyIsAnalysedAndItsSegAndSrAreFoundWithQido) {
+  auto& server = start_server(base_settings());
+  StudySpec spec;
+  const auto files = sample_ct_study(dir_ / "ct", spec);
+  send(server, files);
+
+  const json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  EXPECT_EQ(s["Run"], 1);
+  EXPECT_EQ(s["Attempt"], 1);
+  EXPECT_TRUE(s["Error"].is_null()) << s["Error"];
+  EXPECT_EQ(s["SourceInstances"], files.size());
+  ASSERT_FALSE(s["Series"].empty());
+  EXPECT_EQ(s["Series"][0]["State"], "Analysed") << s["Series"].dump(2);
+
+  // The results, as a reporting system finds them: QIDO-RS on the indexed Modality.
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
+  EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 1u);
+  size_t result_instances = 0;
+  for (const auto& r : s["ResultSeries"]) result_instances += r["Instances"].get<size_t>();
+  EXPECT_EQ(result_instances, s["Results"].size());
+
+  // The Orthanc job: type, success, full progress, content with series done and findings.
+  const auto jobs = our_jobs(server);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]["State"], "Success");
+  EXPECT_EQ(jobs[0]["Progress"], 100);
+  EXPECT_EQ(jobs[0]["Content"]["Study"], s["ID"]);
+  EXPECT_EQ(jobs[0]["Content"]["SeriesDone"], jobs[0]["Content"]["SeriesTotal"]);
+  EXPECT_EQ(jobs[0]["Content"]["FindingsCount"], s["Findings"].size());
+  EXPECT_EQ(jobs[0]["ID"], s["Job"]);
+
+  // Storing our own SEG/SR made the study unstable again: wait for that StableStudy and two
+  // /changes scans, and check that nothing was analysed a second time.
+  std::this_thread::sleep_for(4s);
+  const json again = study(server, spec.study_uid);
+  EXPECT_EQ(again["Run"], 1);
+  EXPECT_EQ(our_jobs(server).size(), 1u);
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
+
+  // The status page.
+  const json status = server.get_json("/unibiomed/status");
+  EXPECT_TRUE(status["Ready"].get<bool>()) << status.dump(2);
+  EXPECT_EQ(status["Model"]["State"], "ready");
+  EXPECT_EQ(status["Queue"]["Pending"], 0);
+  EXPECT_EQ(status["Queue"]["SucceededSinceStart"], 1);
+}
+
+TEST_F(OrthancPlugin, ResultsAreForwardedToTheConfiguredPacs) {
+  const int pacs_port = free_port();
+  fs::create_directories(dir_ / "pacs");
+  ChildProcess pacs({"storescp", "-aet", "PACS", "-od", (dir_ / "pacs").string(), std::to_string(pacs_port)},
+                    dir_ / "storescp.log");
+  json settings = base_settings();
+  settings["ForwardTo"] = "pacs";
+  auto& server = start_server(settings, {{"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", pacs_port}}}}});
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec));
+
+  const json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  ASSERT_TRUE(s["Forward"].is_object()) << s.dump(2);
+  EXPECT_EQ(s["Forward"]["State"], "Success") << s["Forward"].dump(2);
+  EXPECT_EQ(s["Forward"]["Modality"], "pacs");
+  // storescp names received files <modality prefix>.<SOPInstanceUID>: every stored result arrived.
+  std::set<std::string> received;
+  for (const auto& f : fs::directory_iterator(dir_ / "pacs")) received.insert(f.path().filename().string());
+  ASSERT_FALSE(s["Results"].empty());
+  for (const auto& r : s["Results"]) {
+    const std::string uid = r["SOPInstanceUID"];
+    EXPECT_TRUE(std::any_of(received.begin(), received.end(),
+                            [&](const std::string& name) { return name.find(uid) != std::string::npos; }))
+        << uid << " did not reach the PACS; storescp log:\n" << read_file(dir_ / "storescp.log");
+  }
+  // The store job is a real Orthanc job, referenced from the study.
+  EXPECT_EQ(server.get_json("/jobs/" + s["Forward"]["Job"].get<std::string>())["State"], "Success");
+}
+
+TEST_F(OrthancPlugin, ResultsGoBackToTheSendingAe) {
+  const int pacs_port = free_port();
+  fs::create_directories(dir_ / "sender");
+  ChildProcess sender({"storescp", "-aet", "MODALITY1", "-od", (dir_ / "sender").string(), std::to_string(pacs_port)},
+                      dir_ / "storescp.log");
+  json settings = base_settings();
+  settings["ForwardTo"] = "RemoteAET";
+  auto& server = start_server(settings, {{"DicomModalities", {{"modality1", {"MODALITY1", "127.0.0.1", pacs_port}}}}});
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec), "MODALITY1");
+  const json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  EXPECT_EQ(s["Forward"]["State"], "Success") << s["Forward"].dump(2);
+  EXPECT_EQ(s["Forward"]["Modality"], "modality1");
+  size_t files = 0;
+  for (const auto& f : fs::directory_iterator(dir_ / "sender")) files += f.is_regular_file() ? 1 : 0;
+  EXPECT_EQ(files, s["Results"].size());
+}
+
+TEST_F(OrthancPlugin, ForwardingFailureIsRecordedVisibleInTheJobAndRetryable) {
+  const int pacs_port = free_port();  // nobody listens there yet
+  json settings = base_settings();
+  settings["ForwardTo"] = "pacs";
+  auto& server = start_server(settings, {{"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", pacs_port}}}}});
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  const json s = wait_for_end(server, spec.study_uid);
+  // The analysis is done and stored; forwarding failed and says so, on the study and in the job.
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  EXPECT_EQ(s["Forward"]["State"], "Failure") << s.dump(2);
+  ASSERT_TRUE(s["Error"].is_string());
+  EXPECT_NE(s["Error"].get<std::string>().find("pacs"), std::string::npos) << s["Error"];
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
+  const auto jobs = our_jobs(server);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]["State"], "Failure");
+  EXPECT_EQ(jobs[0]["Content"]["Forward"]["State"], "Failure");
+
+  // Retry once the PACS is up: POST .../forward re-sends the stored results (no re-analysis).
+  fs::create_directories(dir_ / "pacs");
+  ChildProcess pacs({"storescp", "-aet", "PACS", "-od", (dir_ / "pacs").string(), std::to_string(pacs_port)},
+                    dir_ / "storescp.log");
+  std::this_thread::sleep_for(300ms);
+  const HttpResult retry = server.post("/unibiomed/studies/" + spec.study_uid + "/forward", "");
+  ASSERT_EQ(retry.status, 200) << retry.body;
+  json after;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        after = study(server, spec.study_uid);
+        return !after["Queued"].get<bool>() && after["Forward"]["State"] != "Failure";
+      },
+      kAnalysisTimeout));
+  EXPECT_EQ(after["Forward"]["State"], "Success") << after.dump(2);
+  EXPECT_TRUE(after["Error"].is_null());
+  EXPECT_EQ(after["Run"], 1);  // the same results, not a new analysis
+  size_t files = 0;
+  for (const auto& f : fs::directory_iterator(dir_ / "pacs")) files += f.is_regular_file() ? 1 : 0;
+  EXPECT_EQ(files, after["Results"].size());
+}
+
+TEST_F(OrthancPlugin, KilledDuringAJobTheStudyCompletesExactlyOnceAfterRestart) {
+  OrthancOptions o;
+  o.unibiomed = base_settings();
+  o.extra = {{"SaveJobs", true}};
+  o.env = slow_analysis_environment();
+  auto& server = make_server(o);
+  server.start();
+  StudySpec spec;
+  spec.slices = slow_study_slices();
+  send(server, write_ct_series(dir_ / "ct", spec));
+
+  // Kill Orthanc (SIGKILL: no clean shutdown) while the model is working on the study.
+  json seen;
+  const bool in_model = wait_until(
+      [&] {
+        seen = study(server, spec.study_uid);
+        if (seen.is_null() || seen["State"] != "running") return false;
+        for (const auto& j : our_jobs(server))
+          if (j["Content"]["Stage"] == "model" && j["Content"]["Study"] == seen["ID"]) return true;
+        return false;
+      },
+      kAnalysisTimeout, 20ms);
+  ASSERT_TRUE(in_model) << "the analysis never reached the model stage: " << seen.dump(2);
+  server.kill();
+
+  server.start();
+  const json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  EXPECT_EQ(s["Run"], 1);
+  EXPECT_EQ(s["Attempt"], 2) << "the second attempt should be the resumed one";
+  // Exactly once: one SEG series and one SR series, and no instance stored twice.
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
+  EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 1u);
+  size_t result_instances = 0;
+  for (const auto& r : s["ResultSeries"]) result_instances += r["Instances"].get<size_t>();
+  EXPECT_EQ(result_instances, s["Results"].size());
+  // The interrupted job was not reloaded and re-run by Orthanc: one job in this life, successful.
+  const auto jobs = our_jobs(server);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]["State"], "Success");
+  EXPECT_NE(server.log().find("was interrupted at attempt 1"), std::string::npos);
+
+  // And nothing runs again later (StableStudy of our results, /changes scans).
+  std::this_thread::sleep_for(4s);
+  EXPECT_EQ(study(server, spec.study_uid)["Run"], 1);
+  EXPECT_EQ(our_jobs(server).size(), 1u);
+}
+
+TEST_F(OrthancPlugin, TenStudiesSentAtOnceAllComplete) {
+  auto& server = start_server(base_settings());
+  std::vector<fs::path> files;
+  std::vector<StudySpec> specs(10);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].patient_id = "TEN-" + std::to_string(i);
+    specs[i].slices = 2;
+    specs[i].rows = specs[i].columns = 32;
+    const auto f = write_ct_series(dir_ / ("study" + std::to_string(i)), specs[i]);
+    files.insert(files.end(), f.begin(), f.end());
+  }
+  send(server, files);
+  for (const auto& spec : specs) {
+    const json s = wait_for_end(server, spec.study_uid);
+    EXPECT_EQ(s["State"], "done") << spec.patient_id << ": " << s.dump(2);
+    EXPECT_EQ(s["Run"], 1) << spec.patient_id;
+    EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u) << spec.patient_id;
+    EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 1u) << spec.patient_id;
+  }
+  const json status = server.get_json("/unibiomed/status");
+  EXPECT_EQ(status["Queue"]["SucceededSinceStart"], 10) << status.dump(2);
+  EXPECT_EQ(status["Queue"]["FailedSinceStart"], 0);
+}
+
+TEST_F(OrthancPlugin, CorruptInstanceAndUnsupportedSeriesAreRecordedWhileOrthancKeepsServing) {
+  auto& server = start_server(base_settings());
+  StudySpec corrupt, document, mixed;
+  const fs::path truncated = write_truncated_ct(dir_ / "corrupt", corrupt);
+  const fs::path pdf = write_pdf_document(dir_ / "doc", document);
+  mixed.slices = 2;
+  auto mixed_files = write_ct_series(dir_ / "mixed", mixed);
+  StudySpec mixed_doc = mixed;
+  const fs::path mixed_pdf = write_pdf_document(dir_ / "mixed", mixed_doc);
+  mixed_files.push_back(mixed_pdf);
+  send(server, {truncated});
+  send(server, {pdf});
+  send(server, mixed_files);
+
+  // The truncated image: the study failed, and the error names the series.
+  const json c = wait_for_end(server, corrupt.study_uid);
+  EXPECT_EQ(c["State"], "failed") << c.dump(2);
+  ASSERT_TRUE(c["Error"].is_string()) << c.dump(2);
+  EXPECT_NE(c["Error"].get<std::string>().find(corrupt.series_uid), std::string::npos) << c["Error"];
+  // Only a document: nothing the model can read, and it says why.
+  const json d = wait_for_end(server, document.study_uid);
+  EXPECT_EQ(d["State"], "failed") << d.dump(2);
+  ASSERT_TRUE(d["Error"].is_string());
+  EXPECT_NE(d["Error"].get<std::string>().find("Skipped"), std::string::npos) << d["Error"];
+  // Images plus a document: the images are analysed, the document is skipped with a reason.
+  const json m = wait_for_end(server, mixed.study_uid);
+  EXPECT_EQ(m["State"], "done") << m.dump(2);
+  bool skipped_doc = false, analysed_ct = false;
+  for (const auto& series : m["Series"]) {
+    skipped_doc |= series["State"] == "Skipped" && !series["Reason"].get<std::string>().empty();
+    analysed_ct |= series["SeriesInstanceUID"] == mixed.series_uid && series["State"] == "Analysed";
+  }
+  EXPECT_TRUE(skipped_doc) << m["Series"].dump(2);
+  EXPECT_TRUE(analysed_ct) << m["Series"].dump(2);
+  // The failed job is visible as such.
+  bool failed_job = false;
+  for (const auto& j : our_jobs(server)) failed_job |= j["State"] == "Failure" && j["Content"].contains("Error");
+  EXPECT_TRUE(failed_job);
+  // Orthanc and the plugin keep serving.
+  EXPECT_EQ(server.get("/system").status, 200);
+  EXPECT_EQ(server.get("/unibiomed/status").status, 200);
+  EXPECT_TRUE(server.running());
+}
+
+TEST_F(OrthancPlugin, InvalidConfigurationIsReportedOnEveryRoute) {
+  auto& server = start_server({{"ModelDirectory", model_.string()}, {"Threads", "many"}, {"Colour", "blue"}});
+  EXPECT_EQ(server.get("/system").status, 200);  // Orthanc runs
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/unibiomed/status"},
+           {"GET", "/unibiomed/studies/1.2.3"},
+           {"POST", "/unibiomed/studies/1.2.3/analyze"},
+           {"POST", "/unibiomed/ask"}}) {
+    const HttpResult r = method == "GET" ? server.get(path) : server.post(path, "{}");
+    EXPECT_EQ(r.status, 503) << path;
+    const std::string error = r.json()["Error"];
+    EXPECT_NE(error.find("UniBiomed.Threads must be an integer"), std::string::npos) << path << ": " << error;
+    EXPECT_NE(error.find("UniBiomed.Colour: unknown key"), std::string::npos) << path << ": " << error;
+  }
+  EXPECT_NE(server.log().find("UniBiomed.Colour: unknown key"), std::string::npos);
+}
+
+TEST_F(OrthancPlugin, MissingModelKeepsStudiesPendingSaysWhyAndLosesNothing) {
+  OrthancOptions o;
+  o.unibiomed = base_settings();
+  o.unibiomed["ModelDirectory"] = (dir_ / "no-such-model").string();
+  auto& broken = make_server(o, "node");
+  broken.start();
+  const json status = broken.get_json("/unibiomed/status");
+  EXPECT_FALSE(status["Ready"].get<bool>());
+  EXPECT_NE(status["Error"].get<std::string>().find("no-such-model"), std::string::npos) << status.dump(2);
+
+  StudySpec spec;
+  spec.slices = 2;
+  send(broken, write_ct_series(dir_ / "ct", spec));
+  json s;
+  ASSERT_TRUE(wait_until([&] { s = study(broken, spec.study_uid); return !s.is_null() && s["State"] == "pending"; },
+                         60s))
+      << s.dump(2);
+  EXPECT_NE(s["ModelError"].get<std::string>().find("no-such-model"), std::string::npos);
+  const HttpResult analyze = broken.post("/unibiomed/studies/" + spec.study_uid + "/analyze", "");
+  EXPECT_EQ(analyze.status, 503);
+  EXPECT_NE(analyze.json()["Error"].get<std::string>().find("no-such-model"), std::string::npos);
+  broken.stop();
+
+  // Same storage, model fixed: the pending study is analysed after the restart.
+  OrthancOptions fixed = o;
+  fixed.unibiomed["ModelDirectory"] = model_.string();
+  fs::remove(dir_ / "node" / "orthanc.json");
+  auto& server = make_server(fixed, "node");
+  server.start();
+  const json done = wait_for_end(server, spec.study_uid);
+  EXPECT_EQ(done["State"], "done") << done.dump(2);
+  EXPECT_EQ(done["Run"], 1);
+}
+
+TEST_F(OrthancPlugin, RoutesRespectOrthancAuthentication) {
+  auto& server = start_server(base_settings(),
+                              {{"AuthenticationEnabled", true}, {"RegisteredUsers", {{"alice", "s3cret"}}}});
+  EXPECT_EQ(server.get("/unibiomed/status").status, 401);
+  EXPECT_EQ(server.get("/unibiomed/status", "alice:wrong").status, 401);
+  EXPECT_EQ(server.get("/unibiomed/status", "alice:s3cret").status, 200);
+  EXPECT_EQ(server.post("/unibiomed/ask", "{}").status, 401);
+}
+
+TEST_F(OrthancPlugin, ExplicitRequestStartsANewRunAndBadRequestsNameTheProblem) {
+  auto& server = start_server(base_settings());
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  ASSERT_EQ(wait_for_end(server, spec.study_uid)["State"], "done");
+
+  const HttpResult r = server.post("/unibiomed/studies/" + spec.study_uid + "/analyze",
+                                   R"({"Questions": [{"Text": "Is there a lesion?"}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["Run"], 2);
+  json s;
+  ASSERT_TRUE(wait_until([&] { s = study(server, spec.study_uid); return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>(); },
+                         kAnalysisTimeout))
+      << s.dump(2);
+  EXPECT_EQ(s["Request"]["Questions"][0]["Text"], "Is there a lesion?");
+  EXPECT_FALSE(s["Answers"].empty()) << s.dump(2);
+  // A new run is a new analysis with its own result series.
+  EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 2u);
+
+  auto error_of = [&](const std::string& path, const std::string& body) {
+    const HttpResult e = server.post(path, body);
+    return std::to_string(e.status) + " " + e.json().value("Error", std::string());
+  };
+  const std::string analyze = "/unibiomed/studies/" + spec.study_uid + "/analyze";
+  EXPECT_EQ(error_of(analyze, "{not json").substr(0, 3), "400");
+  EXPECT_NE(error_of(analyze, R"({"Question": []})").find("unknown field \"Question\""), std::string::npos);
+  EXPECT_NE(error_of(analyze, R"({"Questions": [{"Text": ""}]})").find("Questions[0]"), std::string::npos);
+  EXPECT_NE(error_of(analyze, R"({"Questions": [{"Text": "x", "Box": [5, 5, 1, 1]}]})").find("Questions[0].Box"),
+            std::string::npos);
+  EXPECT_NE(error_of(analyze, R"({"Rules": false})").find("asks for nothing"), std::string::npos);
+  EXPECT_EQ(error_of("/unibiomed/studies/1.2.840.999999/analyze", "").substr(0, 3), "404");
+  EXPECT_EQ(error_of("/unibiomed/studies/..%2Fsystem/analyze", "").substr(0, 3), "400");
+  EXPECT_EQ(server.get("/unibiomed/studies/1.2.840.999999").status, 404);
+  EXPECT_EQ(server.get("/unibiomed/ask").status, 405);
+}
+
+TEST_F(OrthancPlugin, AskAnswersAtOnceAndStoresTheGroundedSegmentation) {
+  auto& server = start_server(base_settings());
+  StudySpec spec;
+  spec.slices = 1;
+  json settings = base_settings();
+  const auto files = write_ct_series(dir_ / "ct", spec);
+  send(server, files);
+  ASSERT_EQ(wait_for_end(server, spec.study_uid)["State"], "done");
+  const auto instances = server.get_json("/series/" +
+                                         server.get_json("/studies/" + study(server, spec.study_uid)["ID"].get<std::string>())["Series"][0].get<std::string>())["Instances"];
+  const std::string instance = instances[0];
+
+  const HttpResult r = server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", "Please segment the liver."}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json a = r.json();
+  EXPECT_FALSE(a["Text"].get<std::string>().empty());
+  if (!a["Segmentation"].is_null()) {
+    // A grounded answer: its SEG is in Orthanc, in the same study, flagged as ours.
+    const std::string seg = a["Segmentation"]["ID"];
+    EXPECT_EQ(server.get_json("/instances/" + seg + "/study")["MainDicomTags"]["StudyInstanceUID"], spec.study_uid);
+    EXPECT_EQ(server.get("/instances/" + seg + "/metadata/4405").status, 200);
+    // Asking again stores nothing new (same UIDs).
+    const HttpResult again = server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", "Please segment the liver."}}.dump());
+    EXPECT_EQ(again.json()["Segmentation"]["Status"], "AlreadyStored");
+  }
+  // The ask SEG is ours: it does not trigger another analysis of the study.
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(study(server, spec.study_uid)["Run"], 1);
+
+  EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", "0000"}, {"Question", "x"}}.dump()).status, 400);
+  EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", "1.2.3.4"}, {"Question", "x"}}.dump()).status, 404);
+  EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", "x"}, {"Frame", 2}}.dump()).status, 400);
+  EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", instance}}.dump()).status, 400);
+}
+
+TEST_F(OrthancPlugin, TriggerRulesDecideWhatIsAnalysedAutomatically) {
+  json settings = base_settings();
+  settings["TriggerModalities"] = {"MR"};
+  auto& server = start_server(settings);
+  StudySpec spec;
+  spec.slices = 1;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  // StableAge 1 s plus two scans: the CT study is left alone...
+  std::this_thread::sleep_for(4s);
+  EXPECT_EQ(study(server, spec.study_uid)["State"], "none");
+  EXPECT_TRUE(our_jobs(server).empty());
+  // ...until someone asks.
+  ASSERT_EQ(server.post("/unibiomed/studies/" + spec.study_uid + "/analyze", "").status, 200);
+  EXPECT_EQ(wait_for_end(server, spec.study_uid)["State"], "done");
+}
+
+TEST_F(OrthancPlugin, CancelledJobIsRecordedAndCanBeResubmitted) {
+  auto& server = start_server(base_settings(), json::object(), slow_analysis_environment());
+  StudySpec spec;
+  spec.slices = slow_study_slices();
+  send(server, write_ct_series(dir_ / "ct", spec));
+  std::string job;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& j : our_jobs(server))
+          if (j["State"] == "Running" && j["Content"]["Stage"] == "model") job = j["ID"];
+        return !job.empty();
+      },
+      kAnalysisTimeout, 20ms));
+  ASSERT_EQ(server.post("/jobs/" + job + "/cancel", "").status, 200);
+  json s = wait_for_end(server, spec.study_uid);
+  EXPECT_EQ(s["State"], "failed") << s.dump(2);
+  EXPECT_NE(s["Error"].get<std::string>().find("cancelled"), std::string::npos) << s["Error"];
+  ASSERT_EQ(server.post("/jobs/" + job + "/resubmit", "").status, 200);
+  ASSERT_TRUE(wait_until([&] { s = study(server, spec.study_uid); return s["State"] == "done"; }, kAnalysisTimeout))
+      << s.dump(2);
+  EXPECT_EQ(s["Run"], 1);
+  EXPECT_EQ(s["Attempt"], 2);
+  EXPECT_EQ(server.get_json("/jobs/" + job)["State"], "Success");
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
+}
+
+}  // namespace
+}  // namespace unibiomed::test

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "tests/orthanc-plugin/test_studies.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace unibiomed::test {
+
+namespace fs = std::filesystem;
+
+std::string new_uid() {
+  char uid[100];
+  dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
+  return uid;
+}
+
+namespace {
+
+void fill(StudySpec& spec) {
+  if (spec.study_uid.empty()) spec.study_uid = new_uid();
+  if (spec.series_uid.empty()) spec.series_uid = new_uid();
+}
+
+void put_common(DcmDataset& ds, const StudySpec& spec, const char* sop_class, const std::string& sop_uid) {
+  ds.putAndInsertString(DCM_SOPClassUID, sop_class);
+  ds.putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
+  ds.putAndInsertString(DCM_StudyInstanceUID, spec.study_uid.c_str());
+  ds.putAndInsertString(DCM_SeriesInstanceUID, spec.series_uid.c_str());
+  ds.putAndInsertString(DCM_PatientName, spec.patient_name.c_str());
+  ds.putAndInsertString(DCM_PatientID, spec.patient_id.c_str());
+  ds.putAndInsertString(DCM_PatientBirthDate, "19700101");
+  ds.putAndInsertString(DCM_PatientSex, "O");
+  ds.putAndInsertString(DCM_StudyDate, "20240101");
+  ds.putAndInsertString(DCM_StudyTime, "120000");
+  ds.putAndInsertString(DCM_StudyID, "1");
+  ds.putAndInsertString(DCM_AccessionNumber, "ACC1");
+  ds.putAndInsertString(DCM_ReferringPhysicianName, "");
+  ds.putAndInsertString(DCM_Modality, spec.modality.c_str());
+  ds.putAndInsertString(DCM_SeriesNumber, "1");
+  ds.putAndInsertString(DCM_Manufacturer, "UniBiomed test generator");
+}
+
+void save(DcmFileFormat& file, const fs::path& path) {
+  const OFCondition status = file.saveFile(path.c_str(), EXS_LittleEndianExplicit);
+  if (status.bad()) throw std::runtime_error("cannot write " + path.string() + ": " + status.text());
+}
+
+void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& frame_of_reference, int slice,
+                  size_t pixel_bytes) {
+  put_common(ds, spec, UID_CTImageStorage, new_uid());
+  ds.putAndInsertString(DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL");
+  ds.putAndInsertString(DCM_SeriesDescription, "Abdomen test");
+  ds.putAndInsertString(DCM_BodyPartExamined, "ABDOMEN");
+  ds.putAndInsertString(DCM_FrameOfReferenceUID, frame_of_reference.c_str());
+  ds.putAndInsertString(DCM_PositionReferenceIndicator, "");
+  ds.putAndInsertString(DCM_InstanceNumber, std::to_string(slice + 1).c_str());
+  ds.putAndInsertString(DCM_ImagePositionPatient, ("-100\\-100\\" + std::to_string(slice * 5.0)).c_str());
+  ds.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
+  ds.putAndInsertString(DCM_PixelSpacing, "3.125\\3.125");
+  ds.putAndInsertString(DCM_SliceThickness, "5");
+  ds.putAndInsertString(DCM_KVP, "120");
+  ds.putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds.putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  ds.putAndInsertUint16(DCM_Rows, static_cast<Uint16>(spec.rows));
+  ds.putAndInsertUint16(DCM_Columns, static_cast<Uint16>(spec.columns));
+  ds.putAndInsertUint16(DCM_BitsAllocated, 16);
+  ds.putAndInsertUint16(DCM_BitsStored, 16);
+  ds.putAndInsertUint16(DCM_HighBit, 15);
+  ds.putAndInsertUint16(DCM_PixelRepresentation, 1);
+  ds.putAndInsertString(DCM_RescaleIntercept, "0");
+  ds.putAndInsertString(DCM_RescaleSlope, "1");
+  ds.putAndInsertString(DCM_RescaleType, "HU");
+  ds.putAndInsertString(DCM_WindowCenter, "40");
+  ds.putAndInsertString(DCM_WindowWidth, "400");
+  // Air outside an elliptic body (water, 0 HU), a 60 HU organ-like disk moving with the slice.
+  std::vector<Sint16> pixels(static_cast<size_t>(spec.rows) * static_cast<size_t>(spec.columns));
+  const double cx = spec.columns / 2.0, cy = spec.rows / 2.0;
+  for (int y = 0; y < spec.rows; ++y)
+    for (int x = 0; x < spec.columns; ++x) {
+      const double ex = (x - cx) / (0.45 * spec.columns), ey = (y - cy) / (0.35 * spec.rows);
+      Sint16 hu = ex * ex + ey * ey <= 1.0 ? 0 : -1000;
+      const double dx = x - (cx - spec.columns * 0.15 + slice), dy = y - cy;
+      if (hu == 0 && std::sqrt(dx * dx + dy * dy) < spec.rows * 0.15) hu = 60;
+      pixels[static_cast<size_t>(y) * static_cast<size_t>(spec.columns) + static_cast<size_t>(x)] = hu;
+    }
+  const size_t bytes = std::min(pixel_bytes, pixels.size() * 2);
+  ds.putAndInsertUint8Array(DCM_PixelData, reinterpret_cast<const Uint8*>(pixels.data()),
+                            static_cast<unsigned long>(bytes));
+}
+
+}  // namespace
+
+std::vector<fs::path> write_ct_series(const fs::path& folder, StudySpec& spec) {
+  fill(spec);
+  fs::create_directories(folder);
+  const std::string frame_of_reference = new_uid();
+  std::vector<fs::path> files;
+  for (int i = 0; i < spec.slices; ++i) {
+    DcmFileFormat file;
+    put_ct_image(*file.getDataset(), spec, frame_of_reference, i, SIZE_MAX);
+    files.push_back(folder / (spec.series_uid + "-" + std::to_string(i) + ".dcm"));
+    save(file, files.back());
+  }
+  return files;
+}
+
+fs::path write_truncated_ct(const fs::path& folder, StudySpec& spec) {
+  fill(spec);
+  fs::create_directories(folder);
+  DcmFileFormat file;
+  put_ct_image(*file.getDataset(), spec, new_uid(), 0, 100);
+  const fs::path path = folder / (spec.series_uid + "-truncated.dcm");
+  save(file, path);
+  return path;
+}
+
+fs::path write_pdf_document(const fs::path& folder, StudySpec& spec) {
+  fill(spec);
+  fs::create_directories(folder);
+  StudySpec doc = spec;
+  doc.modality = "DOC";
+  doc.series_uid = new_uid();  // a series of its own next to the images
+  DcmFileFormat file;
+  DcmDataset& ds = *file.getDataset();
+  put_common(ds, doc, UID_EncapsulatedPDFStorage, new_uid());
+  ds.putAndInsertString(DCM_ConversionType, "WSD");
+  ds.putAndInsertString(DCM_InstanceNumber, "1");
+  ds.putAndInsertString(DCM_ContentDate, "20240101");
+  ds.putAndInsertString(DCM_ContentTime, "120000");
+  ds.putAndInsertString(DCM_AcquisitionDateTime, "20240101120000");
+  ds.putAndInsertString(DCM_BurnedInAnnotation, "YES");
+  ds.putAndInsertString(DCM_DocumentTitle, "Referral letter");
+  ds.putAndInsertString(DCM_MIMETypeOfEncapsulatedDocument, "application/pdf");
+  const std::string pdf = "%PDF-1.1\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n";
+  std::string padded = pdf.size() % 2 ? pdf + '\n' : pdf;
+  ds.putAndInsertUint8Array(DCM_EncapsulatedDocument, reinterpret_cast<const Uint8*>(padded.data()),
+                            static_cast<unsigned long>(padded.size()));
+  const fs::path path = folder / (doc.series_uid + "-doc.dcm");
+  save(file, path);
+  return path;
+}
+
+}  // namespace unibiomed::test

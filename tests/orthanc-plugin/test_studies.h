@@ -1,0 +1,36 @@
+// Small DICOM studies written with DCMTK for the plugin tests: CT series with full geometry,
+// a CT instance whose pixel data is truncated (parses, cannot be decoded), and an Encapsulated
+// PDF (modality DOC: no image for the model).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace unibiomed::test {
+
+struct StudySpec {
+  std::string patient_id = "UNIBIOMED-TEST";
+  std::string patient_name = "Test^Plugin";
+  std::string study_uid;   // generated when empty
+  std::string series_uid;  // generated when empty
+  std::string modality = "CT";
+  int slices = 3;
+  int rows = 64, columns = 64;
+};
+
+// Writes one CT series (a water-filled body with a brighter disk that moves through the slices)
+// into `folder`; returns the files. Fills the generated UIDs into `spec`.
+std::vector<std::filesystem::path> write_ct_series(const std::filesystem::path& folder, StudySpec& spec);
+
+// A CT image whose PixelData holds fewer bytes than Rows x Columns x 2 (Orthanc stores it;
+// decoding it must fail).
+std::filesystem::path write_truncated_ct(const std::filesystem::path& folder, StudySpec& spec);
+
+// An Encapsulated PDF document (modality DOC) in the given study.
+std::filesystem::path write_pdf_document(const std::filesystem::path& folder, StudySpec& spec);
+
+std::string new_uid();
+
+}  // namespace unibiomed::test
