@@ -191,11 +191,14 @@ TEST(GroundedModelLoad, MissingPiecesAreNamed) {
   expect_error(test::golden_dir(), {}, "vocab.json");
   // A tokenizer whose [SEG] id disagrees with config.json's tiny_test.special_token_ids.
   test::TempDir wrong;
-  write_byte_level_tokenizer(wrong.path(),
-                             {{"<|endoftext|>", 256}, {"<|im_end|>", 258}, {"[SEG]", 300}, {"<IMG_CONTEXT>", 261}});
+  auto specials = nlohmann::json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"))
+                      .at("special_tokens")
+                      .get<std::map<std::string, int64_t>>();
+  specials["[SEG]"] = 300;
+  write_byte_level_tokenizer(wrong.path(), specials);
   LoadOptions o;
   o.tokenizer_dir = wrong.path();
-  expect_error(test::golden_dir(), o, "[SEG]");
+  expect_error(test::golden_dir(), o, "\"[SEG]\"");
   LoadOptions dev;
   dev.device = "tpu";
   expect_error(test::golden_dir(), dev, "tpu");
