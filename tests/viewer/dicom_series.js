@@ -6,7 +6,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { execFileSync } = require('child_process');
+const { execFileSync, spawnSync } = require('child_process');
 
 const TAGS = {
   '0020,000d': 'studyInstanceUID',
@@ -38,7 +38,11 @@ function filesBelow(dir) {
 function readHeaders(files) {
   const args = ['-q', '+F', '-Un', '-M'];
   for (const tag of Object.keys(TAGS)) args.push('+P', tag);
-  const text = execFileSync('dcmdump', [...args, ...files], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  // dcmdump reads every file it can and exits 1 when one is not DICOM (a manifest, say); the
+  // files it could not read simply have no attributes here.
+  const run = spawnSync('dcmdump', [...args, ...files], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (run.error) throw new Error(`dcmdump could not run: ${run.error.message} (install dcmtk: scripts/install-deps.sh)`);
+  const text = run.stdout;
   const headers = [];
   let current = null;
   for (const line of text.split('\n')) {
@@ -133,4 +137,22 @@ function readSegments(segFile) {
   return segments;
 }
 
-module.exports = { filesBelow, readHeaders, findImageSeries, readSegments };
+/**
+ * The SOP Instance UIDs an SR lists as evidence: Referenced SOP Instance UIDs inside its
+ * Current Requested Procedure Evidence Sequence (0040,A375) (PS3.3 C.17.2.3).
+ */
+function evidenceInstances(srFile) {
+  const lines = execFileSync('dcmdump', ['-q', '-Un', '-M', srFile], { encoding: 'utf8', maxBuffer: 256 << 20 }).split('\n');
+  const start = lines.findIndex((l) => /^\s*\(0040,a375\)/i.test(l));
+  if (start < 0) return [];
+  const indent = lines[start].search(/\S/);
+  const uids = [];
+  for (let i = start + 1; i < lines.length; i++) {
+    if (lines[i].search(/\S/) === indent && /\(fffe,e0dd\)/i.test(lines[i])) break;
+    const m = /\(0008,1155\) UI \[([0-9.]+)\]/.exec(lines[i]);
+    if (m) uids.push(m[1]);
+  }
+  return uids;
+}
+
+module.exports = { filesBelow, readHeaders, findImageSeries, readSegments, evidenceInstances };

@@ -12,8 +12,10 @@ const fs = require('fs');
  *   label 1: a lesion in the liver (patient right, the image's left): a ball, its radius
  *            shrinking towards its ends;
  *   label 2: a crescent (a disk less an offset disk; not convex, so a bounding shape cannot
- *            pass for it) near the left kidney (the image's right).
- * Positions are fractions of the image so that any ordinary axial abdomen size works.
+ *            pass for it) on the left kidney (the image's right).
+ * Positions are fractions of the image, placed on the liver and left kidney of the sample CT
+ * phantom (samples/phantom.cpp, make_ct_abdomen: liver centred at (-62, -5) mm, left kidney at
+ * (72, 50) mm from the image centre, 0.7 mm pixels).
  * @returns {{rows, columns, slices: (Uint8Array|null)[], labels: number[]}}
  */
 function makeLabelMap(series) {
@@ -33,14 +35,14 @@ function makeLabelMap(series) {
   };
   const scale = columns / 512;
   // Label 1: ball over 6 slices.
-  const ball = { row: 0.43 * rows, col: 0.33 * columns, radius: 34 * scale, first: mid - 3, count: 6 };
+  const ball = { row: 0.485 * rows, col: 0.31 * columns, radius: 34 * scale, first: mid - 3, count: 6 };
   for (let i = 0; i < ball.count; i++) {
     const t = (i + 0.5) / ball.count - 0.5; // -0.42 .. 0.42
     const r = ball.radius * Math.sqrt(1 - (1.6 * t) ** 2);
     put(ball.first + i, 1, (y, x) => (y - ball.row) ** 2 + (x - ball.col) ** 2 <= r * r);
   }
   // Label 2: crescent over 5 slices, overlapping label 1's range.
-  const cres = { row: 0.58 * rows, col: 0.68 * columns, radius: 26 * scale, first: mid - 1, count: 5 };
+  const cres = { row: 0.64 * rows, col: 0.70 * columns, radius: 26 * scale, first: mid - 1, count: 5 };
   for (let i = 0; i < cres.count; i++) {
     const R = cres.radius * (1 - 0.08 * Math.abs(i - 2));
     put(cres.first + i, 2, (y, x) => {

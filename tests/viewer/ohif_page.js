@@ -60,7 +60,7 @@ async function errorBoundaryText(page, problems) {
 async function openStudy(page, baseUrl, studyInstanceUID, timeoutMs) {
   await page.goto(`${baseUrl}/viewer?StudyInstanceUIDs=${encodeURIComponent(studyInstanceUID)}`);
   // The tour (shepherd.js) appears once per browser profile; the profile is always fresh.
-  await page.getByRole('button', { name: 'Skip all' }).click({ timeout: timeoutMs });
+  await page.getByRole('button', { name: 'Skip all', exact: true }).click({ timeout: timeoutMs });
   await page.waitForFunction(
     () => {
       const cs = window.cornerstone;
@@ -96,7 +96,7 @@ async function waitForSeriesEntries(page, count, timeoutMs) {
 async function loadSegmentation(page, seriesDescription, timeoutMs, problems) {
   const entry = seriesEntry(page, 'SEG', seriesDescription);
   await entry.first().dblclick({ timeout: timeoutMs });
-  await page.getByRole('button', { name: 'Yes' }).click({ timeout: timeoutMs });
+  await page.getByRole('button', { name: 'Yes', exact: true }).click({ timeout: timeoutMs });
   const crash = problems.nextErrorBoundary();
   crash.catch(() => {});
   const handle = await Promise.race([crash, page.waitForFunction(
@@ -440,7 +440,7 @@ async function loadStructuredReport(page, seriesDescription, timeoutMs, problems
   const report = await handle.jsonValue();
   if (report.rehydratable) {
     await page.getByText('Do you want to continue tracking measurements for this study?').waitFor({ timeout: timeoutMs });
-    await page.getByRole('button', { name: 'No' }).click({ timeout: timeoutMs });
+    await page.getByRole('button', { name: 'No', exact: true }).click({ timeout: timeoutMs });
   }
   return report;
 }

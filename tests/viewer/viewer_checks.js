@@ -73,6 +73,28 @@ async function maskCanvasBox(page, series, labelMap, k, label) {
   };
 }
 
+/**
+ * The page region of the viewport grid, widened to the right edge of the page when
+ * `withRightPanel` (the segmentation panel).
+ */
+async function viewportRegion(page, withRightPanel) {
+  const box = await page.locator('[data-cy="viewport-grid"]').first().boundingBox();
+  if (!box) return undefined;
+  const width = withRightPanel ? page.viewportSize().width - box.x : box.width;
+  return { x: box.x, y: box.y, width, height: box.height };
+}
+
+/** Distance between neighbouring slice centres (the series is evenly spaced; checked). */
+function sliceDistance(series) {
+  const p = series.slices.map((s) => s.imagePositionPatient);
+  const step = (i) => Math.hypot(...p[i + 1].map((v, j) => v - p[i][j]));
+  const d = step(0);
+  for (let i = 1; i + 1 < p.length; i++) {
+    if (Math.abs(step(i) - d) > 1e-3) throw new Error(`slices ${i + 1} and ${i + 2} are ${step(i)} mm apart, not ${d}`);
+  }
+  return d;
+}
+
 function geometryOf(series) {
   return {
     rows: series.rows,
@@ -201,8 +223,13 @@ async function checkSegAndSr(o) {
   const showcase = (both.length ? both : withFinding)
     .map((k) => [k, findings.reduce((n, f) => n + countLabel(labelMap, k, f.label), 0)])
     .sort((a, b) => b[1] - a[1])[0][0];
+  let t = Date.now();
   await ohif.showSlice(page, series.slices[showcase].sopInstanceUID, timeoutMs);
-  await page.screenshot({ path: shot('seg-overlay') });
+  o.log(`  showcase slice ${showcase + 1} shown in ${Date.now() - t} ms`);
+  t = Date.now();
+  // The viewport with the segmentation panel beside it (also the README's picture).
+  await page.screenshot({ path: shot('seg-overlay'), clip: await viewportRegion(page, true) });
+  o.log(`  screenshot in ${Date.now() - t} ms`);
 
   checks.check(`${o.tag}: no error boundary after loading the SEG`, !(await ohif.errorBoundaryText(page, problems)), await ohif.errorBoundaryText(page, problems));
   checks.check(`${o.tag}: no console error, uncaught exception or HTTP error after the SEG`, problemCount() === 0, problemText());
@@ -293,7 +320,17 @@ async function checkSegAndSr(o) {
       Math.abs(shownArea - expectedArea) <= 0.005 + 0.01 * expectedArea,
       `shown "${areaLine || '(no Area line)'}", label map ${expectedArea.toFixed(2)} mm2 (tolerance 1%)`,
     );
-    await page.screenshot({ path: shot(`sr-${f.label}`) });
+    const volumeLine = drawn.textLines.find((l) => /^Volume: /.test(l));
+    const shownVolume = volumeLine ? Number((/^Volume: ([0-9.]+) mm3$/.exec(volumeLine) || [])[1]) : NaN;
+    const sliceSpacing = sliceDistance(series);
+    const expectedVolume =
+      labelMap.slices.reduce((n, _, z) => n + countLabel(labelMap, z, f.label), 0) * rowSpacing * columnSpacing * sliceSpacing;
+    checks.check(
+      `${o.tag}: SR finding "${f.name}" text box shows its volume`,
+      Math.abs(shownVolume - expectedVolume) <= 0.005 + 0.01 * expectedVolume,
+      `shown "${volumeLine || '(no Volume line)'}", label map ${expectedVolume.toFixed(2)} mm3 (voxels x ${rowSpacing} x ${columnSpacing} x ${sliceSpacing.toFixed(3)} mm, tolerance 1%)`,
+    );
+    await page.screenshot({ path: shot(`sr-${f.label}`), clip: await viewportRegion(page, false) });
   }
 
   checks.check(`${o.tag}: no error boundary after opening the SR`, !(await ohif.errorBoundaryText(page, problems)), await ohif.errorBoundaryText(page, problems));

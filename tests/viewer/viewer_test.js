@@ -22,7 +22,7 @@ const { execFileSync } = require('child_process');
 
 const { startOrthanc } = require('./orthanc.js');
 const { startViewerServer } = require('./viewer_server.js');
-const { findImageSeries, readSegments, readHeaders } = require('./dicom_series.js');
+const { findImageSeries, readSegments, readHeaders, evidenceInstances } = require('./dicom_series.js');
 const { makeLabelMap, writeNrrd } = require('./label_map.js');
 const { Checks, checkSegAndSr, launchChromium } = require('./viewer_checks.js');
 const ohif = require('./ohif_page.js');
@@ -68,10 +68,29 @@ function unibiomed(options, args, log) {
   }
 }
 
-/** The findings of the known label map, as given to `unibiomed results write --findings`. */
+/**
+ * The findings of the known label map, as given to `unibiomed results write --findings`
+ * (sr-writer/findings.schema.json). OHIF draws an SR finding's text box from its measurements
+ * and its SNOMED Finding Site ("363698007: Liver"), so the site's meaning is the label a
+ * radiologist sees next to the outline.
+ */
 const FINDINGS = [
-  { label: 1, name: 'Liver lesion', site: { value: '10200004', scheme: 'SCT', meaning: 'Liver' }, text: 'Hypodense lesion in the right liver lobe.' },
-  { label: 2, name: 'Renal lesion', site: { value: '64033007', scheme: 'SCT', meaning: 'Kidney' }, text: 'Crescent-shaped lesion at the left kidney.' },
+  {
+    label: 1,
+    name: 'Liver lesion',
+    text: 'A 4 cm round hypodense lesion in the right hepatic lobe.',
+    type: { value: '52988006', scheme: 'SCT', meaning: 'Lesion' },
+    site: { value: '10200004', scheme: 'SCT', meaning: 'Liver' },
+    colour: '#f58231',
+  },
+  {
+    label: 2,
+    name: 'Renal lesion',
+    text: 'A crescent-shaped lesion of the left kidney.',
+    type: { value: '52988006', scheme: 'SCT', meaning: 'Lesion' },
+    site: { value: '64033007', scheme: 'SCT', meaning: 'Kidney' },
+    colour: '#42d4f4',
+  },
 ];
 
 async function main() {
@@ -87,7 +106,7 @@ async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
 
   // --- data ---------------------------------------------------------------------
-  unibiomed(options, ['samples', 'write', '--only', 'ct', path.join(work, 'samples')], log);
+  unibiomed(options, ['samples', 'write', '--only', 'ct', '--ct-slices', '32', path.join(work, 'samples')], log);
   const series = findImageSeries(path.join(work, 'samples'), 'CT');
   log(`CT series ${series.seriesInstanceUID}: ${series.slices.length} slices of ${series.columns}x${series.rows}`);
   const labelMap = makeLabelMap(series);
@@ -100,6 +119,11 @@ async function main() {
   const segFile = path.join(results, 'seg.dcm');
   const srFile = path.join(results, 'sr.dcm');
   const [segHeader, srHeader] = readHeaders([segFile, srFile]);
+  checks.check(
+    'results-write: the SR lists the SEG in its evidence (Current Requested Procedure Evidence)',
+    evidenceInstances(srFile).includes(segHeader.sopInstanceUID),
+    `SEG ${segHeader.sopInstanceUID}`,
+  );
 
   // --- servers and browser --------------------------------------------------------
   const cleanup = [];
@@ -158,8 +182,10 @@ function findingsJson() {
     findings: FINDINGS.map((f) => ({
       label: f.label,
       name: f.name,
-      finding_site: f.site,
       text: f.text,
+      type: f.type,
+      finding_site: f.site,
+      colour: f.colour,
     })),
   };
 }
