@@ -60,8 +60,10 @@ TEST(Slide, TilesOneAtATimeMatchThePhantomAndStayOnDisk) {
     for (int y = 0; y < tile.valid_rows; ++y)
       for (int x = 0; x < tile.valid_columns; ++x)
         for (int c = 0; c < 3; ++c) {
-          const int expected = int(std::lround(phantom.values[phantom.index(tile.ref.x + x, tile.ref.y + y, 0) * 3 + size_t(c)]));
-          worst = std::max(worst, std::abs(int(tile.image.rgb[(size_t(y) * 256 + size_t(x)) * 3 + size_t(c)]) - expected));
+          const int expected =
+              int(std::lround(phantom.values[phantom.index(tile.ref.x + x, tile.ref.y + y, 0) * 3 + size_t(c)]));
+          worst =
+              std::max(worst, std::abs(int(tile.image.rgb[(size_t(y) * 256 + size_t(x)) * 3 + size_t(c)]) - expected));
         }
     // Only the tile just decoded was read; the level's pixel data stays in the file.
     DcmElement* pixels = nullptr;

@@ -1,0 +1,223 @@
+// The sample studies: valid for dciodvfy (zero errors), readable by pydicom with the values of
+// their phantoms and the geometry they claim, deterministic, one synthetic patient per study,
+// and the same through the `unibiomed samples write` command.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "samples/phantom.h"
+#include "samples/sample_studies.h"
+#include "tests/dicom/dicom_test_support.h"
+
+namespace unibiomed::samples {
+namespace {
+
+namespace fs = std::filesystem;
+
+// All samples, written once for the suite.
+const std::vector<SampleSeries>& all_samples() {
+  static test::TempDir dir("samples");
+  static const std::vector<SampleSeries> written = write_samples(dir / "out");
+  return written;
+}
+
+const SampleSeries& sample(const std::string& name) {
+  for (const auto& s : all_samples())
+    if (s.name == name) return s;
+  throw std::runtime_error("no sample " + name);
+}
+
+TEST(Samples, EveryStudyIsWrittenWithItsManifest) {
+  const auto& written = all_samples();
+  ASSERT_EQ(written.size(), sample_names().size());
+  std::set<std::string> patients, studies;
+  for (const auto& s : written) {
+    patients.insert(s.patient_id);
+    studies.insert(s.study_instance_uid);
+    EXPECT_EQ(s.patient_name.rfind("Synthetic^", 0), 0u) << s.patient_name;  // clearly synthetic
+    EXPECT_FALSE(s.files.empty());
+    EXPECT_LE(s.study_instance_uid.size(), 64u);
+  }
+  EXPECT_EQ(patients.size(), written.size());  // one patient per study
+  EXPECT_EQ(studies.size(), written.size());
+  EXPECT_EQ(sample("ct").files.size(), 64u);
+  EXPECT_EQ(sample("wsi").files.size(), 3u);
+  auto manifest = nlohmann::json::parse(test::read_file(sample("ct").folder.parent_path() / "manifest.json"));
+  ASSERT_EQ(manifest.size(), written.size());
+  EXPECT_EQ(manifest[0]["name"], "ct");
+  EXPECT_EQ(manifest[0]["files"].size(), 64u);
+  EXPECT_EQ(manifest[0]["ground_truth_labels"][8], "liver lesion");
+}
+
+TEST(Samples, DciodvfyFindsNoErrors) {
+  if (!test::have_program("dciodvfy")) GTEST_SKIP() << "dciodvfy (dicom3tools) not installed";
+  for (const auto& s : all_samples()) {
+    std::vector<fs::path> files = {s.files.front(), s.files.back()};
+    for (const auto& f : files) {
+      SCOPED_TRACE(f.string());
+      auto r = test::run_command({"dciodvfy", f.string()});
+      std::istringstream lines(r.output);
+      std::string line, errors;
+      while (std::getline(lines, line))
+        if (line.rfind("Error", 0) == 0) errors += line + "\n";
+      EXPECT_TRUE(errors.empty()) << errors;
+    }
+  }
+}
+
+TEST(Samples, PydicomReadsThePhantomValuesAndTheGeometry) {
+  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  test::TempDir dir("samples-py");
+  // Every CT slice: position, spacing, HU of slice 30 as int16; plus identity of each series.
+  std::string script =
+      "import sys, json, numpy as np, pydicom\n"
+      "out = {}\n"
+      "files = sys.argv[2:]\n"
+      "ct = [pydicom.dcmread(f) for f in files if '/ct/' in f]\n"
+      "out['z'] = [float(d.ImagePositionPatient[2]) for d in ct]\n"
+      "out['xy'] = [[float(d.ImagePositionPatient[0]), float(d.ImagePositionPatient[1])] for d in ct]\n"
+      "out['spacing'] = [float(v) for v in ct[0].PixelSpacing]\n"
+      "out['for'] = sorted(set(d.FrameOfReferenceUID for d in ct))\n"
+      "hu = ct[30].pixel_array * float(ct[30].RescaleSlope) + float(ct[30].RescaleIntercept)\n"
+      "hu.astype('<i2').tofile(sys.argv[1])\n"
+      "out['series'] = []\n"
+      "for f in files:\n"
+      "    if '/ct/' in f and not f.endswith('IM0001.dcm'): continue\n"
+      "    d = pydicom.dcmread(f)\n"
+      "    a = d.pixel_array\n"
+      "    out['series'].append({'file': f, 'modality': d.Modality, 'sop': d.SOPClassUID, 'patient': "
+      "str(d.PatientName),\n"
+      "                          'shape': list(a.shape)})\n"
+      "print(json.dumps(out))\n";
+  std::vector<std::string> argv = {test::kReferencePython, "-c", script, (dir / "hu.bin").string()};
+  for (const auto& s : all_samples())
+    for (const auto& f : s.files) argv.push_back(f.string());
+  auto r = test::run_command(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto out = nlohmann::json::parse(r.output);
+
+  CtAbdomenOptions options;
+  options.pixel_spacing = 360.0 / 512;
+  const Phantom ct = make_ct_abdomen(options);
+  ASSERT_EQ(out["z"].size(), 64u);
+  for (size_t k = 0; k < 64; ++k) {
+    EXPECT_NEAR(out["z"][k].get<double>(), position_mm(ct, 0, 0, int(k))[2], 1e-4);
+    if (k) {
+      EXPECT_NEAR(out["z"][k].get<double>() - out["z"][k - 1].get<double>(), 2.5, 1e-4);
+    }
+    EXPECT_NEAR(out["xy"][k][0].get<double>(), -180 + 360.0 / 1024, 1e-3);
+  }
+  EXPECT_NEAR(out["spacing"][0].get<double>(), 360.0 / 512, 1e-6);
+  EXPECT_EQ(out["for"].size(), 1u);
+  const std::string hu = test::read_file(dir / "hu.bin");
+  ASSERT_EQ(hu.size(), size_t(512 * 512 * 2));
+  const auto* values = reinterpret_cast<const int16_t*>(hu.data());
+  long worst = 0;
+  for (size_t i = 0; i < size_t(512 * 512); ++i)
+    worst = std::max(worst, std::labs(long(values[i]) - std::lround(ct.values[size_t(30) * 512 * 512 + i])));
+  EXPECT_EQ(worst, 0) << "HU read by pydicom differ from the phantom";
+
+  const std::map<std::string, std::pair<std::string, std::string>> expected = {
+      {"ct", {"CT", "1.2.840.10008.5.1.4.1.1.2"}},
+      {"mr", {"MR", "1.2.840.10008.5.1.4.1.1.4"}},
+      {"xray", {"DX", "1.2.840.10008.5.1.4.1.1.1.1"}},
+      {"us", {"US", "1.2.840.10008.5.1.4.1.1.3.1"}},
+      {"fundus", {"OP", "1.2.840.10008.5.1.4.1.1.77.1.5.1"}},
+      {"dermoscopy", {"XC", "1.2.840.10008.5.1.4.1.1.77.1.4"}},
+      {"endoscopy", {"ES", "1.2.840.10008.5.1.4.1.1.77.1.1"}},
+      {"wsi", {"SM", "1.2.840.10008.5.1.4.1.1.77.1.6"}},
+  };
+  std::set<std::string> seen;
+  for (const auto& s : out["series"]) {
+    const std::string file = s["file"];
+    const std::string name = fs::path(file).parent_path().filename().string();
+    seen.insert(name);
+    ASSERT_TRUE(expected.count(name)) << file;
+    EXPECT_EQ(s["modality"], expected.at(name).first) << file;
+    EXPECT_EQ(s["sop"], expected.at(name).second) << file;
+    EXPECT_EQ(s["patient"], sample(name).patient_name);
+  }
+  EXPECT_EQ(seen.size(), expected.size());
+}
+
+TEST(Samples, DeterministicBytesAndUidsFromTheRoot) {
+  test::TempDir a("samples-a"), b("samples-b"), c("samples-c");
+  SampleOptions options;
+  options.only = {"xray", "endoscopy", "us"};
+  auto first = write_samples(a / "out", options);
+  auto second = write_samples(b / "out", options);
+  options.uid_root = "another-root";
+  auto third = write_samples(c / "out", options);
+  ASSERT_EQ(first.size(), 3u);
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(test::read_file(first[i].files[0]), test::read_file(second[i].files[0])) << first[i].name;
+    EXPECT_NE(first[i].study_instance_uid, third[i].study_instance_uid);
+  }
+  EXPECT_EQ(derived_uid("x"), derived_uid("x"));
+  EXPECT_NE(derived_uid("x"), derived_uid("y"));
+  EXPECT_EQ(derived_uid("x").rfind("2.25.", 0), 0u);
+  EXPECT_THROW(write_samples(a / "bad", SampleOptions{{"nope"}}), SampleError);
+}
+
+TEST(Samples, PhantomGroundTruthIsUsable) {
+  const Phantom mr = make_mr_brain();
+  const uint8_t lesion = mr.label_of("lesion");
+  ASSERT_NE(lesion, 0);
+  EXPECT_GT(mr.label_voxels(lesion), 200u);
+  EXPECT_EQ(mr.label_of("no such label"), 0);
+  // The lesion is hyperintense on T2 compared with the white matter around it.
+  double in = 0, brain = 0;
+  size_t ni = 0, nb = 0;
+  for (size_t i = 0; i < mr.labels.size(); ++i) {
+    if (mr.labels[i] == lesion) in += mr.values[i], ++ni;
+    if (mr.labels[i] == mr.label_of("brain")) brain += mr.values[i], ++nb;
+  }
+  EXPECT_GT(in / double(ni), brain / double(nb) + 200);
+  // A mask per slice, and the half-size pyramid keeps labels.
+  int slices_with_lesion = 0;
+  for (int z = 0; z < mr.slices; ++z) {
+    auto mask = mr.label_mask(z, lesion);
+    slices_with_lesion += std::count(mask.begin(), mask.end(), 1) > 0;
+  }
+  EXPECT_GE(slices_with_lesion, 2);
+  const Phantom photo = make_dermoscopy_photo(256, 192);
+  const Phantom half = downsample_2x(photo);
+  EXPECT_EQ(half.columns, 128);
+  EXPECT_GT(half.label_voxels(1), photo.label_voxels(1) / 5);
+  // Shapes: an ellipsoid contains its centre and not a point beyond its radius.
+  Ellipsoid e{10, 20, 0, 5, 3, 2, 30, 2};
+  EXPECT_TRUE(e.contains(10, 20, 0));
+  EXPECT_FALSE(e.contains(10, 20, 2.5));
+  Random r1(7), r2(7);
+  double sum = 0, sum2 = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const double n = r1.normal();
+    EXPECT_EQ(n, r2.normal());
+    sum += n, sum2 += n * n;
+  }
+  EXPECT_NEAR(sum / 20000, 0, 0.03);
+  EXPECT_NEAR(std::sqrt(sum2 / 20000), 1, 0.03);
+}
+
+TEST(Samples, CommandLineWritesTheSameStudies) {
+  if (!fs::exists(test::cli_path())) GTEST_SKIP() << "unibiomed not built";
+  test::TempDir dir("samples-cli");
+  auto r = test::run_command(
+      {test::cli_path().string(), "samples", "write", (dir / "out").string(), "--only", "endoscopy", "--only", "xray"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("xray: 1 file"), std::string::npos) << r.output;
+  EXPECT_EQ(test::read_file(dir / "out" / "xray" / "IM0001.dcm"), test::read_file(sample("xray").files[0]));
+  auto bad = test::run_command({test::cli_path().string(), "samples", "write", (dir / "x").string(), "--only", "pet"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("unknown sample 'pet'"), std::string::npos) << bad.output;
+  auto usage = test::run_command({test::cli_path().string(), "samples", "write"});
+  EXPECT_EQ(usage.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace unibiomed::samples
