@@ -20,6 +20,7 @@ PACKAGES=(
   # Unicode data for scripts/gen-unicode-tables.py and the NFC test (NormalizationTest.txt);
   # python3-regex cross-checks the tokenizer's pre-tokenizer regex
   unicode-data python3-regex bzip2
+  clang libclang-rt-14-dev  # libFuzzer for the DICOM reader's fuzz target (-DUNIBIOMED_FUZZ=ON)
 )
 # Node.js with npm (for the dcmjs checks): the machine's own build when present, else Debian's.
 if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(nodejs npm); fi
