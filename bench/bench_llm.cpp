@@ -1,0 +1,252 @@
+// Language-model speed on this machine, at the real size (Qwen2.5-0.5B shape, random weights made
+// in memory): prefill tokens/s and decode tokens/s, each printed beside the matrix-multiply
+// throughput and memory bandwidth measured in the same run, as efficiency ratios:
+//   prefill: useful FLOP/s (projections + causal attention + last-position lm_head) / GEMM FLOP/s
+//   decode:  weight bytes streamed per token x tokens/s / memory read bandwidth
+// and the peak resident memory against 1.3 x the weights + 0.5 GB.
+//
+//   bench_llm [--threads N] [--dtype float32|bfloat16] [--prefill 300,2600] [--decode-tokens 16]
+//             [--decode-context 300] [--batch 4] [--no-thread-study]
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "inference/generation.h"
+#include "inference/model_config.h"
+#include "inference/qwen2.h"
+#include "inference/runtime.h"
+#include "inference/tokenizer.h"
+#include "inference/weights.h"
+
+namespace {
+
+using namespace unibiomed::inference;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+template <typename F>
+double best_of(int reps, F&& f) {
+  double best = 1e300;
+  for (int i = 0; i < reps; ++i) {
+    const auto t = Clock::now();
+    f();
+    best = std::min(best, seconds_since(t));
+  }
+  return best;
+}
+
+// float32 GEMM throughput: best of 5 products of two 2048x2048 matrices.
+double matmul_gflops() {
+  torch::NoGradGuard g;
+  const torch::Tensor a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
+  torch::Tensor c = torch::empty({2048, 2048});
+  torch::mm_out(c, a, b);
+  return 2.0 * 2048 * 2048 * 2048 / best_of(5, [&] { torch::mm_out(c, a, b); }) / 1e9;
+}
+
+// Memory read bandwidth: best of 5 sums over 128 MiB (4x the last-level cache), and copy
+// bandwidth counting bytes read plus written.
+std::pair<double, double> memory_gbps() {
+  torch::NoGradGuard g;
+  const torch::Tensor src = torch::rand({32 << 20});
+  torch::Tensor dst = torch::empty_like(src);
+  dst.copy_(src);
+  const double bytes = static_cast<double>(src.numel()) * 4;
+  const double read = bytes / best_of(5, [&] { (void)src.sum().item<float>(); }) / 1e9;
+  const double copy = 2 * bytes / best_of(5, [&] { dst.copy_(src); }) / 1e9;
+  return {read, copy};
+}
+
+double peak_rss_gb() {  // VmHWM of /proc/self/status, in GB
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) * 1024 / 1e9;
+  return -1;
+}
+
+// A checkpoint of the real layout and size, made in memory: weights ~ N(0, 0.02), norms 1.
+std::map<std::string, torch::Tensor> random_llm(const LlmConfig& c, torch::ScalarType dtype) {
+  torch::NoGradGuard g;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, kv = c.head_dim() * c.num_key_value_heads;
+  std::map<std::string, torch::Tensor> t;
+  auto normal = [&](std::vector<int64_t> shape) { return torch::empty(shape, dtype).normal_(0, 0.02); };
+  const std::string m = "language_model.model.";
+  t[m + "embed_tokens.weight"] = normal({V, H});
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = m + "layers." + std::to_string(i) + ".";
+    t[p + "input_layernorm.weight"] = torch::ones({H}, dtype);
+    t[p + "post_attention_layernorm.weight"] = torch::ones({H}, dtype);
+    t[p + "self_attn.q_proj.weight"] = normal({H, H});
+    t[p + "self_attn.q_proj.bias"] = normal({H});
+    t[p + "self_attn.k_proj.weight"] = normal({kv, H});
+    t[p + "self_attn.k_proj.bias"] = normal({kv});
+    t[p + "self_attn.v_proj.weight"] = normal({kv, H});
+    t[p + "self_attn.v_proj.bias"] = normal({kv});
+    t[p + "self_attn.o_proj.weight"] = normal({H, H});
+    t[p + "mlp.gate_proj.weight"] = normal({I, H});
+    t[p + "mlp.up_proj.weight"] = normal({I, H});
+    t[p + "mlp.down_proj.weight"] = normal({H, I});
+  }
+  t[m + "norm.weight"] = torch::ones({H}, dtype);
+  t["language_model.lm_head.weight"] = normal({V, H});
+  return t;
+}
+
+// Multiply-adds x 2 of a prefill of T tokens: the projections of every position, the causal
+// attention (position t sees t+1 keys: QK^T and PV), and the lm_head for the last position only.
+double prefill_flops(const LlmConfig& c, int64_t T) {
+  const double H = c.hidden_size, I = c.intermediate_size, kv = c.head_dim() * c.num_key_value_heads;
+  const double per_token = H * (H + 2 * kv) + H * H + 3 * H * I;
+  const double attention = 2.0 * 2.0 * c.head_dim() * c.num_attention_heads * (static_cast<double>(T) * (T + 1) / 2);
+  return c.num_hidden_layers * (2.0 * per_token * T + attention) + 2.0 * H * c.vocab_size;
+}
+
+// Bytes of weights read per decoded token: every layer, the final norm and the lm_head.
+double decode_weight_bytes(const LlmConfig& c, torch::ScalarType dtype) {
+  const double H = c.hidden_size, I = c.intermediate_size, kv = c.head_dim() * c.num_key_value_heads;
+  const double layer = H * (H + 2 * kv) + (H + 2 * kv) + H * H + 3 * H * I + 2 * H;
+  return (c.num_hidden_layers * layer + H + H * c.vocab_size) * torch::elementSize(dtype);
+}
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoll(item));
+  return out;
+}
+
+void thread_study(int threads) {
+  // Does libtorch's pool plus OpenBLAS's pool oversubscribe? Single GEMM and the attention-shaped
+  // products (K = 64 and K = keys) under each combination.
+  auto set_blas = reinterpret_cast<void (*)(int)>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!set_blas) {
+    std::cout << "thread study: the BLAS is not OpenBLAS, skipped\n";
+    return;
+  }
+  torch::NoGradGuard g;
+  const torch::Tensor q = torch::randn({896, 64}), k = torch::randn({2600, 64}), p = torch::rand({896, 2600});
+  const torch::Tensor x = torch::randn({512, 896}), w = torch::randn({9728, 896});
+  std::cout << "thread study (GFLOP/s): torch/openblas threads | GEMM 2048^2 | linear 512x896x9728 | "
+               "scores 896x64x2600 | probs.V 896x2600x64\n";
+  for (auto [t, b] : std::vector<std::pair<int, int>>{{threads, threads}, {threads, 1}, {1, threads}}) {
+    torch::set_num_threads(t);
+    set_blas(b);
+    const double mm = matmul_gflops();
+    const double lin = 2.0 * 512 * 896 * 9728 / best_of(3, [&] { (void)torch::linear(x, w); }) / 1e9;
+    const double qk = 2.0 * 896 * 64 * 2600 / best_of(5, [&] { (void)torch::mm(q, k.t()); }) / 1e9;
+    const double pv = 2.0 * 896 * 64 * 2600 / best_of(5, [&] { (void)torch::mm(p, k); }) / 1e9;
+    std::printf("  %d/%d | %7.1f | %7.1f | %7.1f | %7.1f\n", t, b, mm, lin, qk, pv);
+  }
+  configure_cpu_threads(threads);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 0;
+  std::string dtype_name = "float32";
+  std::vector<int64_t> prefill_lengths = {300, 2600};
+  int decode_tokens = 16, batch = 4;
+  int64_t decode_context = 300;
+  bool study = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "bench_llm: " << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--threads") threads = std::stoi(value());
+    else if (a == "--dtype") dtype_name = value();
+    else if (a == "--prefill") prefill_lengths = parse_list(value());
+    else if (a == "--decode-tokens") decode_tokens = std::stoi(value());
+    else if (a == "--decode-context") decode_context = std::stoll(value());
+    else if (a == "--batch") batch = std::stoi(value());
+    else if (a == "--no-thread-study") study = false;
+    else {
+      std::cerr << "usage: bench_llm [--threads N] [--dtype float32|bfloat16] [--prefill 300,2600] "
+                   "[--decode-tokens 16] [--decode-context 300] [--batch 4] [--no-thread-study]\n";
+      return 2;
+    }
+  }
+  threads = configure_cpu_threads(threads);
+  std::cout << "runtime: " << describe_cpu_runtime() << "\n";
+  if (study) thread_study(threads);
+
+  const ComputeOptions options = ComputeOptions::from_strings("cpu", dtype_name);
+  const LlmConfig config;  // the defaults are Qwen2.5-0.5B's sizes
+  const double weight_bytes = decode_weight_bytes(config, options.dtype) +
+                              static_cast<double>(config.vocab_size) * config.hidden_size * torch::elementSize(options.dtype);
+  auto t0 = Clock::now();
+  Weights weights(random_llm(config, options.dtype), options);
+  Qwen2Model model(weights, config);
+  std::printf("model: Qwen2 %d layers, hidden %d, vocab %lld, %s, %.2f GB of weights, made in %.1f s\n",
+              config.num_hidden_layers, config.hidden_size, static_cast<long long>(config.vocab_size),
+              dtype_name.c_str(), weight_bytes / 1e9, seconds_since(t0));
+
+  // Prefill: the prompt at once, then the last position's logits (what generation does).
+  for (int64_t T : prefill_lengths) {
+    const double gemm = matmul_gflops();
+    const torch::Tensor embeds = torch::randn({1, T, config.hidden_size}).to(options.dtype);
+    KvCache cache = model.make_cache(1, T);
+    t0 = Clock::now();
+    const torch::Tensor last = model.forward(embeds, cache).select(1, T - 1);
+    (void)model.logits(last).argmax(-1).item<int64_t>();
+    const double s = seconds_since(t0);
+    const double achieved = prefill_flops(config, T) / s / 1e9;
+    std::printf("prefill %5lld tokens: %7.2f s, %7.1f tokens/s, %6.1f GFLOP/s | GEMM %6.1f GFLOP/s | ratio %.2f "
+                "(target >= 0.6)\n",
+                static_cast<long long>(T), s, T / s, achieved, gemm, achieved / gemm);
+  }
+
+  // Decode: greedy steps after a prompt of decode_context tokens, batch 1 then `batch` sequences.
+  const std::string tok_dir = "/tmp/bench_llm_tokenizer_" + std::to_string(::getpid());
+  write_byte_level_tokenizer(tok_dir, {{"<|endoftext|>", 151643}, {"<|im_end|>", 151645}});
+  const Tokenizer tokenizer = Tokenizer::load(tok_dir);
+  std::filesystem::remove_all(tok_dir);
+  GenerationOptions g;
+  g.stop_words.clear();
+  g.eos_token_id = -1;  // random weights: run every step
+  for (int b : {1, batch}) {
+    const auto [read_bw, copy_bw] = memory_gbps();
+    const torch::Tensor embeds = torch::randn({b, decode_context, config.hidden_size}).to(options.dtype);
+    // Time the prefill and one step, then prefill and all steps: the difference is decoding.
+    g.max_new_tokens = 1;
+    t0 = Clock::now();
+    (void)generate_greedy(model, tokenizer, embeds, g);
+    const double one = seconds_since(t0);
+    g.max_new_tokens = decode_tokens + 1;
+    t0 = Clock::now();
+    (void)generate_greedy(model, tokenizer, embeds, g);
+    const double per_step = (seconds_since(t0) - one) / decode_tokens;
+    const double streamed = decode_weight_bytes(config, options.dtype) / per_step / 1e9;
+    std::printf("decode batch %d (context %lld): %6.1f ms/step, %6.2f tokens/s | weights %5.1f GB/s | memory read "
+                "%5.1f GB/s (copy %5.1f) | ratio %.2f (target >= 0.5)\n",
+                b, static_cast<long long>(decode_context), per_step * 1e3, b / per_step, streamed, read_bw, copy_bw,
+                streamed / read_bw);
+  }
+  const double peak = peak_rss_gb(), limit = 1.3 * weight_bytes / 1e9 + 0.5;
+  std::printf("peak resident memory %.2f GB | limit 1.3 x %.2f GB + 0.5 GB = %.2f GB | %s\n", peak, weight_bytes / 1e9,
+              limit, peak <= limit ? "within" : "OVER");
+  return 0;
+}

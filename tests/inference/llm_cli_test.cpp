@@ -1,0 +1,126 @@
+// `unibiomed model tokenize` and `unibiomed model generate` run as real programs on the tiny
+// reference model (shared/golden: llm.safetensors text_input_ids -> text_greedy_ids, e2e prompt ids),
+// and the exit codes and messages of the mistakes a user makes.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "inference/generation.h"
+#include "tests/inference/llm_test_support.h"
+
+namespace unibiomed::inference {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::golden_tensor;
+using test::to_ids;
+
+class ModelTextCommands : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+    if (!fs::exists(test::cli_path())) GTEST_SKIP() << "the unibiomed program is not built (" << test::cli_path() << ")";
+    // A model folder: the reference config and weights plus the byte-level tokenizer.
+    fs::create_symlink(test::golden_dir() / "config.json", model_ / "config.json");
+    fs::create_symlink(test::golden_dir() / "model.safetensors", model_ / "model.safetensors");
+    const json tiny = json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"));
+    write_byte_level_tokenizer(model_.path(), tiny["special_tokens"].get<std::map<std::string, int64_t>>());
+  }
+  test::CommandResult unibiomed(std::vector<std::string> args) {
+    args.insert(args.begin(), test::cli_path().string());
+    return test::run_command(args);
+  }
+  // The JSON document on the last line of the output (warnings go before it, on stderr).
+  static json last_json(const std::string& output) {
+    const size_t end = output.find_last_not_of('\n');
+    const size_t begin = output.rfind('\n', end);
+    return json::parse(output.substr(begin == std::string::npos ? 0 : begin + 1, end - (begin == std::string::npos ? 0 : begin + 1) + 1));
+  }
+  test::TempDir model_{"unibiomed-llm-model"};
+};
+
+TEST_F(ModelTextCommands, TokenizeGivesTheReferencePromptIds) {
+  const json e2e = json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  const auto r = unibiomed({"model", "tokenize", model_.path().string(), e2e["full_input_text"]});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(last_json(r.output).get<std::vector<int64_t>>(), to_ids(golden_tensor("e2e.safetensors", "prompt_input_ids")));
+  const auto t = unibiomed({"model", "tokenize", "--tokens", model_.path().string(), "<img>ab"});
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_EQ(last_json(t.output), (json{{"ids", {259, 97, 98}}, {"tokens", {"<img>", "a", "b"}}}));
+}
+
+TEST_F(ModelTextCommands, GenerateFromIdsIsTheReferenceGreedyDecoding) {
+  const auto prompt = to_ids(golden_tensor("llm.safetensors", "text_input_ids"));
+  const auto r = unibiomed({"model", "generate", model_.path().string(), "--prompt-ids", json(prompt).dump(),
+                            "--max-new-tokens", "10"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json out = last_json(r.output);
+  const auto expected = to_ids(golden_tensor("llm.safetensors", "text_greedy_ids"));
+  EXPECT_EQ(out["ids"].get<std::vector<int64_t>>(), expected);
+  EXPECT_EQ(out["stop_reason"], "max_new_tokens");
+  // Ids 273.. are not tokens of the tiny vocabulary: they decode as <unused_N>.
+  EXPECT_NE(out["text"].get<std::string>().find("<unused_289>"), std::string::npos) << out.dump();
+  EXPECT_EQ(r.output.find("warning"), std::string::npos) << r.output;  // every LLM tensor was used
+}
+
+TEST_F(ModelTextCommands, GenerateFromTextTokenizesItAsItIs) {
+  const std::string text = "<|user|>\nPlease segment the liver.<|end|>\n<|assistant|>\n";
+  const auto from_text = unibiomed({"model", "generate", model_.path().string(), "--text", text, "--max-new-tokens", "6"});
+  ASSERT_EQ(from_text.exit_code, 0) << from_text.output;
+  // The same ids given directly, and the same generation in this process.
+  test::TinyLlm tiny;
+  const auto ids = tiny.tokenizer->encode(text);
+  const auto from_ids = unibiomed(
+      {"model", "generate", model_.path().string(), "--prompt-ids", json(ids).dump(), "--max-new-tokens", "6"});
+  ASSERT_EQ(from_ids.exit_code, 0) << from_ids.output;
+  EXPECT_EQ(last_json(from_text.output), last_json(from_ids.output));
+  GenerationOptions o;
+  o.max_new_tokens = 6;
+  const auto here = generate_greedy(*tiny.model, *tiny.tokenizer,
+                                    tiny.model->embed(torch::tensor(ids, torch::kLong).view({1, -1})), o);
+  EXPECT_EQ(last_json(from_text.output)["ids"].get<std::vector<int64_t>>(), here[0].ids);
+  EXPECT_EQ(last_json(from_text.output)["text"].get<std::string>(), here[0].text);
+}
+
+TEST_F(ModelTextCommands, MistakesGiveTheirExitCodeAndSayWhat) {
+  const std::string dir = model_.path().string();
+  auto expect = [&](const std::vector<std::string>& args, int code, const std::string& says) {
+    const auto r = unibiomed(args);
+    EXPECT_EQ(r.exit_code, code) << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << "expected \"" << says << "\" in: " << r.output;
+  };
+  expect({"model", "generate", dir}, 2, "exactly one of --prompt-ids and --text");
+  expect({"model", "generate", dir, "--text", "a", "--prompt-ids", "[1]"}, 2, "exactly one of");
+  expect({"model", "generate", dir, "--prompt-ids", "[1, \"x\"]"}, 2, "not an integer token id");
+  expect({"model", "generate", dir, "--prompt-ids", "1,2"}, 2, "JSON array");
+  expect({"model", "generate", dir, "--prompt-ids", "[1]", "--max-new-tokens", "0"}, 2, "--max-new-tokens");
+  expect({"model", "generate", "/nonexistent/model", "--prompt-ids", "[1]"}, 3, "/nonexistent/model does not exist");
+  expect({"model", "generate", dir, "--prompt-ids", "[1, 600]"}, 3, "prompt token id 600 is outside the vocabulary of 512");
+  expect({"model", "tokenize", "/nonexistent/tok", "x"}, 3, "/nonexistent/tok does not exist");
+  expect({"model", "tokenize", dir, "bad \xC3("}, 3, "not valid UTF-8");
+
+  // A folder without tokenizer files, one whose tokenizer disagrees with config.json, a truncated
+  // checkpoint: the model cannot be loaded (exit 4), and the message names the culprit.
+  test::TempDir bare;
+  fs::create_symlink(test::golden_dir() / "config.json", bare / "config.json");
+  fs::create_symlink(test::golden_dir() / "model.safetensors", bare / "model.safetensors");
+  expect({"model", "generate", bare.path().string(), "--prompt-ids", "[1]"}, 4, "no vocab.json + merges.txt");
+  auto specials = json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"))["special_tokens"]
+                      .get<std::map<std::string, int64_t>>();
+  specials["[SEG]"] = 300;
+  write_byte_level_tokenizer(bare.path(), specials);
+  expect({"model", "generate", bare.path().string(), "--prompt-ids", "[1]"}, 4, "token \"[SEG]\" id 268");
+  test::TempDir truncated;
+  fs::create_symlink(test::golden_dir() / "config.json", truncated / "config.json");
+  const std::string bytes = test::read_file(test::golden_dir() / "model.safetensors");
+  test::write_file(truncated / "model.safetensors", bytes.substr(0, bytes.size() / 2));
+  specials["[SEG]"] = 268;
+  write_byte_level_tokenizer(truncated.path(), specials);
+  expect({"model", "generate", truncated.path().string(), "--prompt-ids", "[1]"}, 4,
+         (truncated / "model.safetensors").string());
+}
+
+}  // namespace
+}  // namespace unibiomed::inference
