@@ -118,30 +118,29 @@ async function loadSegmentation(page, seriesDescription, timeoutMs, problems) {
   return handle.jsonValue();
 }
 
-/** Opens the segmentation side panel and returns the segment labels it lists, once all are there. */
+/**
+ * Opens the segmentation side panel and waits until its segment rows (data-cy data-row-title)
+ * list every expected label.
+ * @returns {Promise<{allListed: boolean, rows: string[]}>}
+ */
 async function segmentationPanelLabels(page, expectedLabels, timeoutMs) {
   const button = page.locator('[data-cy="panelSegmentation-btn"]');
   if (await button.count()) await button.first().click();
-  const panelHasAll = async () =>
-    page.evaluate((labels) => {
-      const text = document.body.innerText;
-      return labels.every((l) => text.includes(l));
-    }, expectedLabels);
+  const rowsNow = () => page.evaluate(() => [...document.querySelectorAll('[data-cy="data-row-title"]')].map((e) => e.textContent.trim()));
   try {
     await page.waitForFunction(
-      (labels) => labels.every((l) => document.body.innerText.includes(l)),
+      (labels) => {
+        const listed = [...document.querySelectorAll('[data-cy="data-row-title"]')].map((e) => e.textContent.trim());
+        return labels.every((l) => listed.includes(l));
+      },
       expectedLabels,
       { timeout: timeoutMs },
     );
   } catch (_) {
-    // reported by the caller with what the panel shows
+    // reported by the caller with the rows the panel shows
   }
-  const listed = await page.evaluate(() => {
-    // Segment rows of the panel show "<number> <label>"; collect the visible text of the panel.
-    const panel = [...document.querySelectorAll('div')].find((d) => /^Segmentations/.test(d.innerText || ''));
-    return panel ? panel.innerText : document.body.innerText;
-  });
-  return { allListed: await panelHasAll(), panelText: listed };
+  const listed = await rowsNow();
+  return { allListed: expectedLabels.every((l) => listed.includes(l)), rows: listed };
 }
 
 /**
