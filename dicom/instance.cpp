@@ -10,6 +10,8 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -175,13 +177,31 @@ Instance Instance::read_bytes(const std::vector<uint8_t>& bytes, const std::stri
   if (bytes.empty()) throw DicomError(source + ": no bytes, not DICOM");
   Instance instance;
   instance.file_ = std::make_shared<DcmFileFormat>();
-  DcmInputBufferStream stream;
-  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
-  stream.setEos();
-  instance.file_->transferInit();
-  // Everything is loaded (a buffer cannot be re-read later), so `bytes` may go away afterwards.
-  OFCondition status = instance.file_->read(stream, EXS_Unknown, EGL_noChange, 0xFFFFFFFFu);
-  instance.file_->transferEnd();
+  OFCondition status = EC_IllegalCall;
+  // The bytes go into an anonymous memory file, read like a file: DCMTK then checks each
+  // element's length against what is there (a buffer stream would first allocate whatever a
+  // damaged length field announces, up to 4 GiB) and leaves the pixel data unparsed until a
+  // frame is decoded. The file lives as long as the Instance and its copies.
+  const int fd = ::memfd_create("unibiomed-instance", MFD_CLOEXEC);
+  if (fd >= 0) {
+    instance.keep_alive_ = std::shared_ptr<void>(nullptr, [fd](void*) { ::close(fd); });
+    size_t written = 0;
+    while (written < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+      if (n <= 0) throw DicomError(source + ": cannot buffer the instance in memory");
+      written += size_t(n);
+    }
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    status = instance.file_->loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+  } else {
+    // No memfd (not Linux): parse the buffer, everything loaded.
+    DcmInputBufferStream stream;
+    stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
+    stream.setEos();
+    instance.file_->transferInit();
+    status = instance.file_->read(stream, EXS_Unknown, EGL_noChange, 0xFFFFFFFFu);
+    instance.file_->transferEnd();
+  }
   if (status.bad()) {
     const bool part10 = bytes.size() >= 132 && std::string(bytes.begin() + 128, bytes.begin() + 132) == "DICM";
     if (part10 || status == EC_StreamNotifyClient) {
@@ -371,6 +391,15 @@ std::string Instance::image_problem() const {
   if ((mono && p.samples_per_pixel != 1) || (colour && p.samples_per_pixel != 3))
     return s + ": " + tag_name(DCM_SamplesPerPixel) + " " + std::to_string(p.samples_per_pixel) + " does not match " +
            tag_name(DCM_PhotometricInterpretation) + " " + pi;
+  // A frame is decoded into memory at once: refuse sizes no real image has (a damaged or
+  // hostile header would otherwise ask for tens of gigabytes).
+  const unsigned long long frame_bytes =
+      (unsigned long long)p.rows * p.columns * p.samples_per_pixel * (p.bits_allocated / 8);
+  if (frame_bytes > kMaxFrameBytes)
+    return s + ": a frame of " + std::to_string(p.columns) + "x" + std::to_string(p.rows) + "x" +
+           std::to_string(p.samples_per_pixel) + " at " + std::to_string(p.bits_allocated) + " bits (" +
+           std::to_string(frame_bytes >> 20) + " MiB) exceeds the " + std::to_string(kMaxFrameBytes >> 20) +
+           " MiB limit of one frame";
   if (!is_decodable_transfer_syntax(transfer_syntax_uid_))
     return s + ": transfer syntax " + transfer_syntax_name(transfer_syntax_uid_) + " (" + transfer_syntax_uid_ +
            ") cannot be decoded here";

@@ -155,6 +155,7 @@ class Instance {
   void extract(const std::string& source);
 
   std::shared_ptr<DcmFileFormat> file_;
+  std::shared_ptr<void> keep_alive_;  // the in-memory file behind read_bytes(), if any
   std::string source_;
   std::string sop_class_uid_, sop_instance_uid_, transfer_syntax_uid_, frame_of_reference_uid_;
   std::vector<std::string> image_type_;
@@ -168,6 +169,9 @@ class Instance {
   double frame_time_ms_ = 0;
   std::vector<std::pair<std::string, std::string>> extra_;  // keyword -> text, see attribute_text
 };
+
+// The largest frame decoded (1 GiB: a 16k x 16k RGB tile; whole slides come in tiles).
+inline constexpr unsigned long long kMaxFrameBytes = 1ull << 30;
 
 // Transfer syntaxes whose pixel data this module decodes (DCMTK: uncompressed, deflate, RLE,
 // JPEG baseline/extended/lossless, JPEG-LS; GDCM: JPEG 2000).
