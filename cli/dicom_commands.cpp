@@ -255,11 +255,19 @@ int run_dicom_render(const Args& args) {
     fs::create_directories(folder, ec);
     try {
       const auto requests = dicom::plan_views(series, options);
+      dicom::RenderOptions series_options = options;
+      if (options.mr_scope == dicom::RenderOptions::PercentileScope::Volume) {
+        for (const auto& r : requests) {
+          if (r.stack_index < 0 || series_options.mr_stack_ranges.count(r.stack_index)) continue;
+          if (auto range = dicom::stack_percentile_range(series, r.stack_index))
+            series_options.mr_stack_ranges[r.stack_index] = *range;
+        }
+      }
       json views = json::array();
       size_t n = 0;
       for (const auto& request : requests) {
         if (max_views > 0 && long(n) >= max_views) break;
-        dicom::View view = dicom::render_view(series, request, options);
+        dicom::View view = dicom::render_view(series, request, series_options);
         char name[32];
         std::snprintf(name, sizeof name, "view_%04zu", ++n);
         dicom::write_png(folder / (std::string(name) + ".png"), view.image);

@@ -169,16 +169,26 @@ View render_view(const Series& series, const ViewRequest& request, const RenderO
     if (modality == ModelModality::CT) {
       grey = apply_ct_window(frame.values, frame.columns, frame.rows, ct_window_preset(options.ct_preset), &mapping);
     } else if (modality == ModelModality::MRI) {
-      std::vector<float> stack_values;
       if (options.mr_scope == RenderOptions::PercentileScope::Volume && request.stack_index >= 0) {
-        StackPlan plan = plan_stacks(series);
-        for (const SliceRef& ref : plan.stacks.at(size_t(request.stack_index)).slices) {
-          ModalityFrame f = decode_modality_frame(series.instances[ref.instance_index], ref.frame_number);
-          stack_values.insert(stack_values.end(), f.values.begin(), f.values.end());
+        std::optional<std::pair<double, double>> range;
+        auto cached = options.mr_stack_ranges.find(request.stack_index);
+        if (cached != options.mr_stack_ranges.end()) {
+          range = cached->second;
+        } else {
+          range = stack_percentile_range(series, request.stack_index);
         }
+        if (range) {
+          grey = apply_clip_window(frame.values, frame.columns, frame.rows, range->first, range->second);
+          mapping = {"percentile 0.5-99.5 of non-zero values over the whole stack [" + std::to_string(range->first) +
+                         ", " + std::to_string(range->second) + "]",
+                     range->first, range->second};
+        } else {
+          grey = GreyImage{frame.columns, frame.rows, std::vector<uint8_t>(frame.values.size(), 0)};
+          mapping.description = "percentile 0.5-99.5 over the whole stack: none (all zero)";
+        }
+      } else {
+        grey = apply_percentile_window(frame.values, frame.columns, frame.rows, {}, &mapping);
       }
-      grey = apply_percentile_window(frame.values, frame.columns, frame.rows, stack_values, &mapping);
-      if (!stack_values.empty()) mapping.description += " over the whole stack";
     } else if (display_ready_8bit(instance, frame.values)) {
       grey = GreyImage{frame.columns, frame.rows, std::vector<uint8_t>(frame.values.size())};
       for (size_t i = 0; i < frame.values.size(); ++i) grey.grey[i] = uint8_t(frame.values[i]);
@@ -209,9 +219,31 @@ View render_view(const Series& series, const ViewRequest& request, const RenderO
   return view;
 }
 
+std::optional<std::pair<double, double>> stack_percentile_range(const Series& series, int stack_index) {
+  StackPlan plan = plan_stacks(series);
+  if (stack_index < 0 || size_t(stack_index) >= plan.stacks.size())
+    throw DicomError(series_name(series) + ": stack " + std::to_string(stack_index) + " does not exist");
+  std::vector<float> values;
+  for (const SliceRef& ref : plan.stacks[size_t(stack_index)].slices) {
+    ModalityFrame f = decode_modality_frame(series.instances[ref.instance_index], ref.frame_number);
+    values.insert(values.end(), f.values.begin(), f.values.end());
+  }
+  return nonzero_percentiles(values);
+}
+
 std::vector<View> render_views(const Series& series, const RenderOptions& options) {
+  const auto requests = plan_views(series, options);
+  RenderOptions effective = options;
+  if (options.mr_scope == RenderOptions::PercentileScope::Volume && series.modality.modality == ModelModality::MRI) {
+    for (const auto& r : requests) {
+      if (r.stack_index >= 0 && !effective.mr_stack_ranges.count(r.stack_index)) {
+        if (auto range = stack_percentile_range(series, r.stack_index))
+          effective.mr_stack_ranges[r.stack_index] = *range;
+      }
+    }
+  }
   std::vector<View> views;
-  for (const auto& request : plan_views(series, options)) views.push_back(render_view(series, request, options));
+  for (const auto& request : requests) views.push_back(render_view(series, request, effective));
   return views;
 }
 

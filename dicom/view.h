@@ -8,6 +8,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -56,6 +57,9 @@ struct RenderOptions {
   // MR percentiles per slice (what BiomedParse's preprocessing did: its intensity function
   // takes one 2D slice) or over the whole stack (steadier contrast from slice to slice).
   enum class PercentileScope { Slice, Volume } mr_scope = PercentileScope::Slice;
+  // Volume scope: percentile ranges per stack index, computed once (stack_percentile_range)
+  // and reused for every slice; render_views fills it, render_view computes a missing one.
+  std::map<int, std::pair<double, double>> mr_stack_ranges;
   int frame_stride = 1;  // multi-frame instances (cine): every n-th frame
   bool pad_to_square = true;
   // Whole slides: the level nearest this resolution (mm per pixel; 0.0005 = 0.5 um, ~20x)
@@ -79,6 +83,9 @@ struct ViewRequest {
 // not supported or it holds no decodable image.
 std::vector<ViewRequest> plan_views(const Series& series, const RenderOptions& options);
 View render_view(const Series& series, const ViewRequest& request, const RenderOptions& options);
+// The 0.5/99.5 percentiles of the non-zero values of a whole stack (MR volume scope);
+// nullopt when all are zero.
+std::optional<std::pair<double, double>> stack_percentile_range(const Series& series, int stack_index);
 // All views at once (small series; for long ones iterate plan_views/render_view).
 std::vector<View> render_views(const Series& series, const RenderOptions& options);
 

@@ -55,6 +55,10 @@ double percentile_of(std::vector<float>& v, double p) {
 
 }  // namespace
 
+GreyImage apply_clip_window(const std::vector<float>& values, int width, int height, double lower, double upper) {
+  return clip_and_stretch(values, width, height, lower, upper);
+}
+
 const std::vector<WindowPreset>& ct_window_presets() {
   static const std::vector<WindowPreset> presets = {
       {"abdomen", -150, 250}, {"lung", -1000, 1000}, {"pelvis", -55, 200},

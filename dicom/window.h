@@ -40,6 +40,10 @@ struct GreyMapping {
 GreyImage apply_ct_window(const std::vector<float>& values, int width, int height, const WindowPreset& preset,
                           GreyMapping* mapping = nullptr);
 
+// The common core: clip to [lower, upper], min-max of the clipped values to 0..255,
+// truncated; a constant result gives 0.
+GreyImage apply_clip_window(const std::vector<float>& values, int width, int height, double lower, double upper);
+
 // MR: clip to the 0.5 and 99.5 percentiles of the non-zero values, then min-max to 0..255
 // (same truncation). Percentiles use numpy's default linear interpolation. All-zero gives 0.
 // `values_for_percentiles`: the values the percentiles come from (the slice itself, or the
