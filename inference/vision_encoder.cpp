@@ -60,6 +60,9 @@ VisionEncoder::VisionEncoder(Weights& weights, const ModelConfig& config) : opti
   downsample_ratio_ = config.downsample_ratio;
   tile_size_ = config.tile_size;
   llm_hidden_ = config.llm.hidden_size;
+  // A GPU keeps its units busy only with many tiles at once; on a CPU a tile is already a large
+  // matmul and the batch only bounds memory.
+  max_batch_tiles_ = options_.device().is_cuda() ? 32 : 8;
   if (heads_ <= 0 || hidden_ % heads_ != 0)
     throw InferenceError("vision_config: hidden_size " + std::to_string(hidden_) +
                          " is not a multiple of num_attention_heads " + std::to_string(heads_));
