@@ -29,6 +29,7 @@
 #include <dcmtk/dcmfg/fgplanor.h>
 #include <dcmtk/dcmfg/fgplanpo.h>
 #include <dcmtk/dcmiod/cielabutil.h>
+#include <dcmtk/dcmiod/iodrules.h>
 #include <dcmtk/dcmseg/segdoc.h>
 #include <dcmtk/dcmseg/segment.h>
 
@@ -37,7 +38,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <atomic>
+#include <functional>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "seg-writer/binary_frame_packing.h"
 #include "seg-writer/decimal_string.h"
@@ -73,6 +78,70 @@ void require_code(const CodedConcept& code, const std::string& what, const std::
   if (code.value.empty() || code.scheme.empty() || code.meaning.empty())
     throw SegmentationError(owner + ": " + what + " needs a code value, a coding scheme designator and a meaning (got '" +
                             code.value + "', '" + code.scheme + "', '" + code.meaning + "')");
+}
+
+// A text value for an LO/SH/LT element: valid UTF-8 without control characters, cut to at most
+// `max_characters` characters (not bytes: a character is not split).
+std::string text_value(const std::string& value, size_t max_characters, const std::string& what) {
+  std::string out;
+  size_t characters = 0;
+  for (size_t i = 0; i < value.size();) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    const size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (length == 0 || i + length > value.size())
+      throw SegmentationError(what + " is not valid UTF-8 (byte " + std::to_string(i) + ")");
+    for (size_t k = 1; k < length; ++k)
+      if ((static_cast<unsigned char>(value[i + k]) >> 6) != 0x2)
+        throw SegmentationError(what + " is not valid UTF-8 (byte " + std::to_string(i + k) + ")");
+    if (c < 0x20 || c == 0x7F || c == '\\')
+      throw SegmentationError(what + " contains a control character or backslash at byte " + std::to_string(i));
+    if (characters == max_characters) break;
+    out.append(value, i, length);
+    ++characters;
+    i += length;
+  }
+  return out;
+}
+
+// Text that is not ASCII, to be put into the written Segment Sequence afterwards: DCMTK 3.6.7
+// checks values against the default character repertoire when it writes the segment modules.
+struct TextPatch {
+  size_t segment;                       // item of the Segment Sequence
+  std::vector<DcmTagKey> sequences;     // nested sequences (first item each)
+  DcmTagKey tag;
+  std::string value;
+};
+
+class TextPatches {
+ public:
+  // `value` itself when ASCII, else a placeholder and a patch for later.
+  std::string ascii_or_later(size_t segment, std::vector<DcmTagKey> sequences, const DcmTagKey& tag,
+                             const std::string& value) {
+    if (std::all_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+      return value;
+    patches_.push_back({segment, std::move(sequences), tag, value});
+    return "x";
+  }
+  void apply(DcmItem& dataset) const {
+    for (const TextPatch& p : patches_) {
+      DcmItem* item = nullptr;
+      if (dataset.findAndGetSequenceItem(DCM_SegmentSequence, item, static_cast<long>(p.segment)).bad()) continue;
+      for (const DcmTagKey& sequence : p.sequences)
+        if (!item || item->findAndGetSequenceItem(sequence, item).bad()) item = nullptr;
+      if (item) check(item->putAndInsertString(p.tag, p.value.c_str()), "segment text");
+    }
+  }
+
+ private:
+  std::vector<TextPatch> patches_;
+};
+
+// A code (value SH 16, scheme SH 16, meaning LO 64).
+OFCondition set_code(CodeSequenceMacro& macro, const CodedConcept& code, const std::string& what, size_t segment,
+                     std::vector<DcmTagKey> sequences, TextPatches& patches) {
+  return macro.set(patches.ascii_or_later(segment, sequences, DCM_CodeValue, text_value(code.value, 16, what + " code value")).c_str(),
+                   patches.ascii_or_later(segment, sequences, DCM_CodingSchemeDesignator, text_value(code.scheme, 16, what + " coding scheme")).c_str(),
+                   patches.ascii_or_later(segment, sequences, DCM_CodeMeaning, text_value(code.meaning, 64, what + " code meaning")).c_str());
 }
 
 // Content Label is a CS: upper case letters, digits, space and underscore, at most 16.
@@ -186,28 +255,32 @@ void extract_bits(const std::uint8_t* data, size_t first, size_t count, std::vec
   if (count % 64) words.back() &= (std::uint64_t{1} << (count % 64)) - 1;
 }
 
-// Tracks which source frames already hold pixels of an earlier segment.
-class OverlapDetector {
- public:
-  explicit OverlapDetector(size_t frames) : union_(frames) {}
-  // `bits` are one frame's pixels of one segment; returns true when any is already taken.
-  void add(size_t source_frame, const std::vector<std::uint64_t>& bits) {
-    auto& taken = union_[source_frame];
-    if (taken.empty()) {
-      taken = bits;
-      return;
-    }
-    for (size_t i = 0; i < bits.size(); ++i) {
-      if (taken[i] & bits[i]) overlap_ = true;
-      taken[i] |= bits[i];
-    }
+// Runs body(0..count-1) on up to 8 threads (the work items are independent frames); the
+// first exception is rethrown after all threads have finished.
+void parallel_for(size_t count, const std::function<void(size_t)>& body) {
+  const size_t threads = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()), 8, (count + 15) / 16});
+  if (threads <= 1) {
+    for (size_t i = 0; i < count; ++i) body(i);
+    return;
   }
-  bool overlap() const { return overlap_; }
-
- private:
-  std::vector<std::vector<std::uint64_t>> union_;
-  bool overlap_ = false;
-};
+  std::atomic<size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_lock;
+  auto work = [&]() {
+    try {
+      for (size_t i = next++; i < count; i = next++) body(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(failure_lock);
+      if (!failure) failure = std::current_exception();
+      next = count;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& thread : pool) thread.join();
+  if (failure) std::rethrow_exception(failure);
+}
 
 // One frame of the SEG: which segment, which source frame.
 struct SegFrame {
@@ -257,71 +330,98 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
 
   // ---- pack the pixel data ----------------------------------------------------------------
   // Candidate frames in SEG order: segment by segment, slices in position order (as dcmqi and
-  // highdicom write them). Empty frames are dropped on the fly: a frame found empty leaves its
-  // bits at zero and the next frame is packed over it.
-  size_t candidates = 0;
+  // highdicom write them); every listed mask, or every source frame when empty frames are kept.
+  struct Candidate {
+    size_t segment, source_frame;
+    const FrameMask* mask;  // null: an empty frame
+  };
+  std::vector<Candidate> candidates;
   for (size_t s = 0; s < segments.size(); ++s)
-    candidates += options.omit_empty_frames ? masks_by_segment[s].size() : sources.frame_count();
-  const size_t bytes_per_fractional_frame = pixels;
-  size_t capacity = binary ? packed_binary_size(pixels, candidates) : candidates * bytes_per_fractional_frame;
-  capacity += capacity & 1;
-  if (capacity > 0xFFFFFFFEull)
-    throw SegmentationError("the pixel data would exceed 4 GB (" + std::to_string(candidates) +
-                            " frames): split the segmentation");
-  std::vector<std::uint8_t> zero_frame;  // for frames written without a mask
-  auto pixel_data = std::make_unique<DcmPixelData>(DCM_PixelData);
-  Uint8* packed = nullptr;
-  if (capacity > 0) check(pixel_data->createUint8Array(static_cast<Uint32>(capacity), packed), "allocating pixel data");
-  if (packed) std::memset(packed, 0, capacity);
-
-  std::vector<SegFrame> seg_frames;
-  seg_frames.reserve(candidates);
-  WrittenSegmentation result;
-  result.frames_per_segment.resize(segments.size());
-  OverlapDetector overlap(sources.frame_count());
-  std::vector<std::uint64_t> frame_bits;
-  std::vector<std::uint8_t> scratch;
-  for (size_t s = 0; s < segments.size(); ++s) {
-    bool any_pixel = false;
     for (size_t source_frame : slice_order) {
       auto found = masks_by_segment[s].find(source_frame);
       const FrameMask* mask = found == masks_by_segment[s].end() ? nullptr : found->second;
-      if (!mask && options.omit_empty_frames) continue;
-      const size_t index = seg_frames.size();
-      bool nonempty = false;
-      if (binary) {
-        const size_t first_bit = index * pixels;
-        if (mask && !mask->binary.empty()) pack_binary(mask->binary.data(), pixels, packed, first_bit);
-        if (mask && !mask->probability.empty())
-          pack_binary(mask->probability.data(), pixels, options.threshold, packed, first_bit);
-        nonempty = mask && any_bit(packed, first_bit, pixels);
-        if (nonempty) {
-          extract_bits(packed, first_bit, pixels, frame_bits);
-          overlap.add(source_frame, frame_bits);
-        }
-      } else {
-        std::uint8_t* out = packed + index * bytes_per_fractional_frame;
-        if (mask && !mask->binary.empty())
-          for (size_t i = 0; i < pixels; ++i) out[i] = mask->binary[i] ? 255 : 0;
-        if (mask && !mask->probability.empty())
-          for (size_t i = 0; i < pixels; ++i)
-            out[i] = static_cast<std::uint8_t>(std::lround(mask->probability[i] * 255.0f));
-        nonempty = mask && any_nonzero(out, pixels);
-        if (nonempty) {
-          scratch.assign((pixels + 7) / 8 + 1, 0);
-          pack_binary(out, pixels, scratch.data(), 0);
-          extract_bits(scratch.data(), 0, pixels, frame_bits);
-          overlap.add(source_frame, frame_bits);
-        }
-      }
-      any_pixel = any_pixel || nonempty;
-      if (!nonempty && options.omit_empty_frames) continue;  // nothing was set: reuse the slot
-      seg_frames.push_back({static_cast<Uint16>(s + 1), source_frame});
-      result.frames_per_segment[s].push_back(source_frame);
+      if (mask || !options.omit_empty_frames) candidates.push_back({s, source_frame, mask});
     }
-    if (!any_pixel)
+  // Bits of a binary frame, bytes of a fractional one; a binary frame owns whole bytes when
+  // Rows x Columns is a multiple of 8, and frames can then be packed in parallel.
+  const size_t frame_units = pixels;
+  const bool whole_bytes = !binary || pixels % 8 == 0;
+  const size_t frame_bytes = binary ? pixels / 8 : pixels;
+  const size_t capacity = binary ? packed_binary_size(pixels, candidates.size())
+                                 : candidates.size() * pixels + (candidates.size() * pixels) % 2;
+  if (capacity > 0xFFFFFFFEull)
+    throw SegmentationError("the pixel data would exceed 4 GB (" + std::to_string(candidates.size()) +
+                            " frames): split the segmentation");
+  auto pixel_data = std::make_unique<DcmPixelData>(DCM_PixelData);
+  Uint8* packed = nullptr;
+  if (capacity > 0) check(pixel_data->createUint8Array(static_cast<Uint32>(capacity), packed), "allocating pixel data");
+  if (!whole_bytes) {
+    std::memset(packed, 0, capacity);  // frames share bytes: bits are OR-ed into a zeroed buffer
+  } else if (capacity > candidates.size() * frame_bytes) {
+    std::memset(packed + candidates.size() * frame_bytes, 0, capacity - candidates.size() * frame_bytes);
+  }
+
+  // Packs candidate `i` into frame slot `slot`; true when it has a pixel inside. With whole
+  // bytes every byte of the slot is written; otherwise bits are only set in a zeroed slot.
+  auto pack = [&](size_t i, size_t slot) {
+    const FrameMask* mask = candidates[i].mask;
+    if (binary) {
+      const size_t first_bit = slot * frame_units;
+      if (!mask) {
+        if (whole_bytes) std::memset(packed + slot * frame_bytes, 0, frame_bytes);
+        return false;
+      }
+      if (!mask->binary.empty()) pack_binary(mask->binary.data(), pixels, packed, first_bit);
+      if (!mask->probability.empty()) pack_binary(mask->probability.data(), pixels, options.threshold, packed, first_bit);
+      return whole_bytes ? any_nonzero(packed + slot * frame_bytes, frame_bytes) : any_bit(packed, first_bit, pixels);
+    }
+    std::uint8_t* out = packed + slot * pixels;
+    if (!mask) {
+      std::memset(out, 0, pixels);
+      return false;
+    }
+    if (!mask->binary.empty())
+      for (size_t k = 0; k < pixels; ++k) out[k] = mask->binary[k] ? 255 : 0;
+    if (!mask->probability.empty())
+      for (size_t k = 0; k < pixels; ++k) out[k] = static_cast<std::uint8_t>(std::lround(mask->probability[k] * 255.0f));
+    return any_nonzero(out, pixels);
+  };
+  std::vector<char> nonempty(candidates.size(), 0);
+  std::vector<size_t> kept;  // candidates written, in SEG frame order
+  kept.reserve(candidates.size());
+  auto keep = [&](size_t i) { return nonempty[i] || !options.omit_empty_frames; };
+  if (whole_bytes) {
+    // Each frame in its own slot, in parallel, then empty frames squeezed out.
+    parallel_for(candidates.size(), [&](size_t i) { nonempty[i] = pack(i, i); });
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (!keep(i)) continue;
+      const size_t slot = kept.size();
+      const size_t bytes = binary ? frame_bytes : pixels;
+      if (slot != i) std::memmove(packed + slot * bytes, packed + i * bytes, bytes);
+      kept.push_back(i);
+    }
+  } else {
+    // Frames share boundary bytes: one after the other; a frame found empty left its bits at
+    // zero and the next frame is packed over it.
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      nonempty[i] = pack(i, kept.size());
+      if (keep(i)) kept.push_back(i);
+    }
+  }
+
+  WrittenSegmentation result;
+  result.frames_per_segment.resize(segments.size());
+  std::vector<SegFrame> seg_frames;
+  std::vector<char> segment_has_pixels(segments.size(), 0);
+  for (size_t i = 0; i < candidates.size(); ++i)
+    if (nonempty[i]) segment_has_pixels[candidates[i].segment] = 1;
+  for (size_t s = 0; s < segments.size(); ++s)
+    if (!segment_has_pixels[s])
       throw SegmentationError(segment_name(s, segments[s]) +
                               " has no pixel inside its mask: leave the finding without a segment instead");
+  for (size_t i : kept) {
+    seg_frames.push_back({static_cast<Uint16>(candidates[i].segment + 1), candidates[i].source_frame});
+    result.frames_per_segment[candidates[i].segment].push_back(candidates[i].source_frame);
   }
   const size_t frame_count = seg_frames.size();
   const size_t used = binary ? packed_binary_size(pixels, frame_count) : frame_count * pixels + (frame_count * pixels) % 2;
@@ -331,9 +431,70 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     Uint8* bytes = nullptr;
     check(exact->createUint8Array(static_cast<Uint32>(used), bytes), "allocating pixel data");
     std::memcpy(bytes, packed, used);
-    if (!binary && used > frame_count * pixels) bytes[used - 1] = 0;
+    const size_t meaningful = binary ? (frame_count * pixels + 7) / 8 : frame_count * pixels;
+    if (used > meaningful) std::memset(bytes + meaningful, 0, used - meaningful);
+    if (binary && (frame_count * pixels) % 8)  // bits past the last frame in its last byte
+      bytes[meaningful - 1] &= static_cast<std::uint8_t>((1u << ((frame_count * pixels) % 8)) - 1);
     pixel_data = std::move(exact);
+    packed = bytes;
   }
+
+  // Segments Overlap: any pixel in two segments on one source frame. Frames are grouped by
+  // source frame and compared in parallel.
+  {
+    std::vector<std::vector<size_t>> by_source(sources.frame_count());
+    for (size_t k = 0; k < frame_count; ++k)
+      if (nonempty[kept[k]]) by_source[seg_frames[k].source_frame].push_back(k);
+    std::vector<char> overlaps(sources.frame_count(), 0);
+    parallel_for(by_source.size(), [&](size_t f) {
+      if (by_source[f].size() < 2) return;
+      if (binary && whole_bytes) {
+        // Frames own whole bytes: compare them in place, 8 bytes at a time.
+        std::vector<std::uint8_t> taken(packed + by_source[f][0] * frame_bytes,
+                                        packed + (by_source[f][0] + 1) * frame_bytes);
+        for (size_t j = 1; j < by_source[f].size(); ++j) {
+          const std::uint8_t* frame = packed + by_source[f][j] * frame_bytes;
+          std::uint64_t common = 0;
+          size_t b = 0;
+          for (; b + 8 <= frame_bytes; b += 8) {
+            std::uint64_t x, y;
+            std::memcpy(&x, frame + b, 8);
+            std::memcpy(&y, taken.data() + b, 8);
+            common |= x & y;
+            y |= x;
+            std::memcpy(taken.data() + b, &y, 8);
+          }
+          for (; b < frame_bytes; ++b) {
+            common |= frame[b] & taken[b];
+            taken[b] |= frame[b];
+          }
+          if (common) overlaps[f] = 1;
+        }
+        return;
+      }
+      std::vector<std::uint64_t> taken, bits;
+      std::vector<std::uint8_t> scratch;
+      for (size_t k : by_source[f]) {
+        if (binary) {
+          extract_bits(packed, k * pixels, pixels, bits);
+        } else {
+          scratch.assign((pixels + 7) / 8 + 1, 0);
+          pack_binary(packed + k * pixels, pixels, scratch.data(), 0);
+          extract_bits(scratch.data(), 0, pixels, bits);
+        }
+        if (taken.empty()) {
+          taken = bits;
+          continue;
+        }
+        for (size_t w = 0; w < bits.size(); ++w) {
+          if (taken[w] & bits[w]) overlaps[f] = 1;
+          taken[w] |= bits[w];
+        }
+      }
+    });
+    result.segments_overlap = std::find(overlaps.begin(), overlaps.end(), 1) != overlaps.end();
+  }
+  std::vector<std::uint8_t> zero_frame;  // DCMTK's placeholder frames
 
   // ---- the modules, written by DCMTK -------------------------------------------------------
   const AlgorithmIdentity& algorithm = options.algorithm;
@@ -359,8 +520,19 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
           "creating the segmentation");
   std::unique_ptr<DcmSegmentation> seg(created);
   // Patient, study and frame of reference from the source, in UTF-8 like the segment labels.
+  // Frames that are not planes in patient space get no frame of reference: it would require
+  // plane positions, orientation and pixel measures (PS3.3 A.51.5).
   const std::unique_ptr<DcmDataset> header = sources.header_in_utf8();
+  if (!sources.has_geometry()) {
+    delete header->remove(DCM_FrameOfReferenceUID);
+    delete header->remove(DCM_PositionReferenceIndicator);
+  }
   check(seg->importFromSourceImage(*header, OFTrue), "taking over patient, study and frame of reference");
+  if (!sources.has_geometry()) {
+    // The Frame of Reference module is conditional in the SEG IOD; DCMTK's rules make it mandatory.
+    for (const DcmTagKey& tag : {DCM_FrameOfReferenceUID, DCM_PositionReferenceIndicator})
+      if (IODRule* rule = seg->getRules()->getByTag(tag)) rule->setType("3");
+  }
 
   const std::string seed = options.uid_seed;
   result.sop_class_uid = UID_SegmentationStorage;
@@ -377,19 +549,32 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   check(seg->getSegmentationSeriesModule().setSeriesNumber(std::to_string(options.series_number).c_str()),
         "setting the Series Number");
 
+  TextPatches patches;
   for (size_t s = 0; s < segments.size(); ++s) {
     const auto& d = segments[s].description;
     const std::string owner = segment_name(s, segments[s]);
+    // Text is checked here (valid UTF-8, no control characters, at most the VR's characters);
+    // DCMTK 3.6.7's value checker knows no UTF-8, so non-ASCII text is put in after writing.
+    auto text = [&](std::vector<DcmTagKey> sequences, const DcmTagKey& tag, const std::string& value, size_t max,
+                    const std::string& what) {
+      return patches.ascii_or_later(s, std::move(sequences), tag, text_value(value, max, owner + " " + what));
+    };
+    const std::string algorithm_name = text({}, DCM_SegmentAlgorithmName, d.algorithm.name, 64, "algorithm name");
     DcmSegment* raw = nullptr;
-    check(DcmSegment::create(raw, d.label.substr(0, 64).c_str(),
-                             CodeSequenceMacro(d.category.value.c_str(), d.category.scheme.c_str(),
-                                               d.category.meaning.c_str()),
-                             CodeSequenceMacro(d.type.value.c_str(), d.type.scheme.c_str(), d.type.meaning.c_str()),
-                             DcmSegTypes::SAT_AUTOMATIC, d.algorithm.name.substr(0, 64).c_str()),
+    check(DcmSegment::create(raw, text({}, DCM_SegmentLabel, d.label, 64, "label").c_str(),
+                             CodeSequenceMacro("x", "x", "x"), CodeSequenceMacro("x", "x", "x"),
+                             DcmSegTypes::SAT_AUTOMATIC, algorithm_name.c_str()),
           owner);
     std::unique_ptr<DcmSegment> segment(raw);
+    check(set_code(segment->getSegmentedPropertyCategoryCode(), d.category, owner + " category", s,
+                   {DCM_SegmentedPropertyCategoryCodeSequence}, patches),
+          owner + " category");
+    check(set_code(segment->getSegmentedPropertyTypeCode(), d.type, owner + " type", s,
+                   {DCM_SegmentedPropertyTypeCodeSequence}, patches),
+          owner + " type");
     if (!d.description.empty())
-      check(segment->setSegmentDescription(d.description.substr(0, 64).c_str()), owner + " description");
+      check(segment->setSegmentDescription(text({}, DCM_SegmentDescription, d.description, 64, "description").c_str()),
+            owner + " description");
     double lab[3];
     IODCIELabUtil::rgb2DicomLab(lab[0], lab[1], lab[2], d.colour.red / 255.0, d.colour.green / 255.0,
                                 d.colour.blue / 255.0);
@@ -397,30 +582,37 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
                                                     static_cast<Uint16>(std::lround(lab[1])),
                                                     static_cast<Uint16>(std::lround(lab[2]))),
           owner + " colour");
-    const std::string tracking_id =
-        d.tracking_id.empty() ? d.label + " (segment " + std::to_string(s + 1) + ")" : d.tracking_id;
     const std::string tracking_uid =
         !d.tracking_uid.empty() ? d.tracking_uid
                                 : make_uid(seed.empty() ? "" : seed + "/seg/tracking/" + std::to_string(s + 1));
-    check(segment->setTrackingID(tracking_id.substr(0, 64).c_str()), owner + " tracking identifier");
+    check(segment->setTrackingID(text({}, DCM_TrackingID,
+                                      d.tracking_id.empty() ? d.label + " (segment " + std::to_string(s + 1) + ")"
+                                                            : d.tracking_id,
+                                      64, "tracking identifier")
+                                     .c_str()),
+          owner + " tracking identifier");
     check(segment->setTrackingUID(tracking_uid.c_str()), owner + " tracking UID '" + tracking_uid + "'");
     result.tracking_uids.push_back(tracking_uid);
     if (d.anatomic_region)
-      check(segment->getGeneralAnatomyCode().getAnatomicRegion().set(
-                d.anatomic_region->value.c_str(), d.anatomic_region->scheme.c_str(), d.anatomic_region->meaning.c_str()),
+      check(set_code(segment->getGeneralAnatomyCode().getAnatomicRegion(), *d.anatomic_region,
+                     owner + " anatomic region", s, {DCM_AnatomicRegionSequence}, patches),
             owner + " anatomic region");
     AlgorithmIdentificationMacro& identification = segment->getSegmentationAlgorithmIdentification();
-    check(identification.getAlgorithmFamilyCode().set(d.algorithm.family.value.c_str(),
-                                                      d.algorithm.family.scheme.c_str(),
-                                                      d.algorithm.family.meaning.c_str()),
+    const std::vector<DcmTagKey> algorithm_item{DCM_SegmentationAlgorithmIdentificationSequence};
+    check(set_code(identification.getAlgorithmFamilyCode(), d.algorithm.family, owner + " algorithm family", s,
+                   {DCM_SegmentationAlgorithmIdentificationSequence, DCM_AlgorithmFamilyCodeSequence}, patches),
           owner + " algorithm family");
-    check(identification.setAlgorithmName(d.algorithm.name.substr(0, 64).c_str()), owner + " algorithm name");
-    check(identification.setAlgorithmVersion((d.algorithm.version.empty() ? "unknown" : d.algorithm.version)
-                                                 .substr(0, 64)
+    check(identification.setAlgorithmName(text(algorithm_item, DCM_AlgorithmName, d.algorithm.name, 64, "algorithm name").c_str()),
+          owner + " algorithm name");
+    check(identification.setAlgorithmVersion(text(algorithm_item, DCM_AlgorithmVersion,
+                                                  d.algorithm.version.empty() ? "unknown" : d.algorithm.version, 64,
+                                                  "algorithm version")
                                                  .c_str()),
           owner + " algorithm version");
     if (!d.algorithm.parameters.empty())
-      check(identification.setAlgorithmParameters(d.algorithm.parameters.c_str()), owner + " algorithm parameters");
+      check(identification.setAlgorithmParameters(
+                text(algorithm_item, DCM_AlgorithmParameters, d.algorithm.parameters, 10240, "algorithm parameters").c_str()),
+            owner + " algorithm parameters");
     Uint16 number = 0;
     check(seg->addSegment(segment.get(), number), owner);
     segment.release();  // the segmentation owns it now
@@ -490,10 +682,13 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   result.file = std::make_unique<DcmFileFormat>();
   DcmDataset& dataset = *result.file->getDataset();
   check(seg->writeDataset(dataset), "writing the segmentation modules");
+  patches.apply(dataset);
 
   // ---- the parts written here -----------------------------------------------------------
-  auto per_frame = std::make_unique<DcmSequenceOfItems>(DCM_PerFrameFunctionalGroupsSequence);
-  for (const SegFrame& f : seg_frames) {
+  // Built in parallel (thousands of small items), appended in frame order.
+  std::vector<std::unique_ptr<DcmItem>> frame_items(frame_count);
+  parallel_for(frame_count, [&](size_t k) {
+    const SegFrame& f = seg_frames[k];
     const SourceFrame& source = sources.frame(f.source_frame);
     auto item = std::make_unique<DcmItem>();
     // Derivation Image Macro (PS3.3 C.7.6.16.2.6) with the source frame.
@@ -522,14 +717,22 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     auto segment_item = std::make_unique<DcmItem>();
     segment_item->putAndInsertUint16(DCM_ReferencedSegmentNumber, f.segment_number);
     insert_sequence_item(*item, DCM_SegmentIdentificationSequence, segment_item.release());
-    per_frame->append(item.release());
-  }
+    frame_items[k] = std::move(item);
+  });
+  auto per_frame = std::make_unique<DcmSequenceOfItems>(DCM_PerFrameFunctionalGroupsSequence);
+  for (auto& item : frame_items) per_frame->append(item.release());
   check(dataset.insert(per_frame.release(), true), "inserting the per-frame functional groups");
   check(dataset.putAndInsertString(DCM_NumberOfFrames, std::to_string(frame_count).c_str()), "Number of Frames");
   check(dataset.insert(pixel_data.release(), true), "inserting the pixel data");
 
+  if (!geometry) {
+    // Patient Orientation is type 2C when there is no plane orientation (General Image Module).
+    OFString orientation;
+    sources.dataset(0).findAndGetOFStringArray(DCM_PatientOrientation, orientation);
+    check(dataset.putAndInsertString(DCM_PatientOrientation, orientation.c_str()), "Patient Orientation");
+  }
+
   // Segments Overlap (0062,0013), for which DCMTK 3.6.7 has no setter.
-  result.segments_overlap = overlap.overlap();
   check(dataset.putAndInsertString(DCM_SegmentsOverlap, result.segments_overlap ? "YES" : "NO"), "Segments Overlap");
 
   // Referenced Series Sequence (Common Instance Reference Module): exactly the instances that
@@ -558,12 +761,6 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     auto series = std::make_unique<DcmSequenceOfItems>(DCM_ReferencedSeriesSequence);
     series->append(series_item.release());
     check(dataset.insert(series.release(), true), "Referenced Series Sequence");
-  }
-  if (!geometry) {
-    // Frames that are not planes in patient space: no frame of reference (it would require
-    // plane positions and orientation).
-    delete dataset.remove(DCM_FrameOfReferenceUID);
-    delete dataset.remove(DCM_PositionReferenceIndicator);
   }
   result.number_of_frames = frame_count;
   return result;

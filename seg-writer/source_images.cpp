@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcitem.h>
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcelem.h>
+#include <dcmtk/dcmdata/dcsequen.h>
 
 #include <algorithm>
 #include <cmath>
@@ -168,6 +169,10 @@ void SourceImages::read_instance(size_t index) {
     }
   };
 
+  // Per-frame items are visited in order (DCMTK's indexed access walks the list from its start).
+  DcmSequenceOfItems* per_frame_groups = nullptr;
+  if (enhanced) ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame_groups);
+  DcmObject* per_frame_object = nullptr;
   for (long f = 1; f <= frames; ++f) {
     SourceFrame frame;
     frame.instance = index;
@@ -175,7 +180,8 @@ void SourceImages::read_instance(size_t index) {
     frame.sop_instance_uid = sop_instance;
     frame.frame_number = frames > 1 ? static_cast<int>(f) : 0;
     if (enhanced) {
-      DcmItem* per_frame = sequence_item(ds, DCM_PerFrameFunctionalGroupsSequence, f - 1);
+      if (per_frame_groups) per_frame_object = per_frame_groups->nextInContainer(per_frame_object);
+      DcmItem* per_frame = OFstatic_cast(DcmItem*, per_frame_object);
       if (!per_frame)
         throw SegmentationError(where() + " has " + std::to_string(frames) +
                                 " frames but no Per-Frame Functional Groups Sequence item for frame " +

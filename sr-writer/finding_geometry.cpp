@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <queue>
 
 namespace unibiomed::sr {
@@ -22,6 +23,13 @@ std::vector<std::uint8_t> binary_of(const seg::FrameMask& mask, float threshold)
 
 size_t count_inside(const std::vector<std::uint8_t>& mask) {
   return static_cast<size_t>(std::count_if(mask.begin(), mask.end(), [](std::uint8_t v) { return v != 0; }));
+}
+
+// Pixels inside a frame's mask, without making a copy of it.
+size_t count_inside(const seg::FrameMask& mask, float threshold) {
+  if (!mask.binary.empty()) return count_inside(mask.binary);
+  return static_cast<size_t>(
+      std::count_if(mask.probability.begin(), mask.probability.end(), [&](float p) { return p >= threshold; }));
 }
 
 // Labels the 4-connected regions; returns the labels and the label of the largest region.
@@ -59,6 +67,19 @@ std::vector<int> label_regions(const std::vector<std::uint8_t>& mask, unsigned r
   return labels;
 }
 
+// Index of the first non-zero byte, or -1; eight bytes at a time (masks are mostly empty rows).
+int first_nonzero(const std::uint8_t* bytes, unsigned count) {
+  unsigned i = 0;
+  for (; i + 8 <= count; i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, bytes + i, 8);
+    if (word) break;
+  }
+  for (; i < count; ++i)
+    if (bytes[i]) return static_cast<int>(i);
+  return -1;
+}
+
 struct Point {
   double x, y;
 };
@@ -80,10 +101,19 @@ double diameter(std::vector<Point> points) {
     hull[k++] = points[i - 1];
   }
   hull.resize(k > 1 ? k - 1 : k);
+  const size_t h = hull.size();
+  if (h < 3) return h == 2 ? std::hypot(hull[0].x - hull[1].x, hull[0].y - hull[1].y) : 0;
+  // Rotating calipers: for each hull edge, the farthest vertex advances monotonically, and the
+  // diameter is attained between an edge's end points and its farthest vertex.
   double best = 0;
-  for (size_t i = 0; i < hull.size(); ++i)
-    for (size_t j = i + 1; j < hull.size(); ++j)
-      best = std::max(best, std::hypot(hull[i].x - hull[j].x, hull[i].y - hull[j].y));
+  size_t far = 1;
+  for (size_t i = 0; i < h; ++i) {
+    const Point& a = hull[i];
+    const Point& b = hull[(i + 1) % h];
+    while (std::fabs(cross(a, b, hull[(far + 1) % h])) > std::fabs(cross(a, b, hull[far]))) far = (far + 1) % h;
+    best = std::max({best, std::hypot(a.x - hull[far].x, a.y - hull[far].y),
+                     std::hypot(b.x - hull[far].x, b.y - hull[far].y)});
+  }
   return best;
 }
 
@@ -94,13 +124,10 @@ double longest_diameter_mm(const std::vector<std::uint8_t>& mask, unsigned rows,
   std::vector<Point> corners;
   for (unsigned r = 0; r < rows; ++r) {
     const std::uint8_t* row = mask.data() + static_cast<size_t>(r) * columns;
-    int first = -1, last = -1;
-    for (unsigned c = 0; c < columns; ++c)
-      if (row[c]) {
-        if (first < 0) first = static_cast<int>(c);
-        last = static_cast<int>(c);
-      }
+    const int first = first_nonzero(row, columns);
     if (first < 0) continue;
+    int last = static_cast<int>(columns) - 1;
+    while (!row[last]) --last;
     for (double y : {static_cast<double>(r), r + 1.0})
       for (double x : {static_cast<double>(first), last + 1.0}) corners.push_back({x * column_spacing, y * row_spacing});
   }
@@ -158,20 +185,18 @@ ImageRegion key_region(const seg::Segment& segment, const seg::SourceImages& sou
   const auto order = sources.frames_in_slice_order();
   std::vector<size_t> rank(sources.frame_count());
   for (size_t k = 0; k < order.size(); ++k) rank[order[k]] = k;
-  std::vector<std::uint8_t> best_mask;
   for (const auto& mask : segment.masks) {
     if (mask.frame >= sources.frame_count()) continue;
-    auto binary = binary_of(mask, threshold);
-    const size_t count = count_inside(binary);
+    const size_t count = count_inside(mask, threshold);
     if (count > best_count || (count == best_count && count > 0 && rank[mask.frame] < best_rank)) {
       best = &mask;
       best_count = count;
       best_rank = rank[mask.frame];
-      best_mask = std::move(binary);
     }
   }
   if (!best)
     throw ReportError("segment '" + segment.description.label + "' has no pixel inside its masks: no region to draw");
+  const std::vector<std::uint8_t> best_mask = binary_of(*best, threshold);
   if (best_mask.size() != static_cast<size_t>(sources.rows()) * sources.columns())
     throw ReportError("segment '" + segment.description.label + "': its mask on frame " + std::to_string(best->frame) +
                       " does not have Rows x Columns values");
@@ -192,10 +217,14 @@ std::vector<Measurement> segment_measurements(const seg::Segment& segment, const
   size_t total = 0;
   double long_axis = 0;
   for (const auto& mask : segment.masks) {
-    const auto binary = binary_of(mask, threshold);
-    const size_t count = count_inside(binary);
+    const size_t count = count_inside(mask, threshold);
     if (!count) continue;
     total += count;
+    const std::vector<std::uint8_t> converted = mask.binary.empty() ? binary_of(mask, threshold) : std::vector<std::uint8_t>();
+    const auto& binary = mask.binary.empty() ? converted : mask.binary;
+    if (binary.size() != static_cast<size_t>(sources.rows()) * sources.columns())
+      throw ReportError("segment '" + segment.description.label + "': its mask on frame " + std::to_string(mask.frame) +
+                        " does not have Rows x Columns values");
     long_axis = std::max(long_axis, longest_diameter_mm(binary, sources.rows(), sources.columns(), (*spacing)[0],
                                                         (*spacing)[1]));
   }

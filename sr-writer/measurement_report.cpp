@@ -4,6 +4,7 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcsequen.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmsr/dsrdoc.h>
 
@@ -177,9 +178,14 @@ SegmentationInfo read_segmentation(DcmDataset& seg, size_t series_index) {
     segment->findAndGetUint16(DCM_SegmentNumber, number);
     info.tracking_uid_of_segment[number] = get(*segment, DCM_TrackingUID);
   }
-  for (long i = 0;; ++i) {
-    DcmItem* frame = nullptr;
-    if (seg.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, i).bad() || !frame) break;
+  DcmSequenceOfItems* frames = nullptr;
+  seg.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, frames);
+  long i = -1;
+  // Visited in order: DCMTK's indexed item access walks the list from its start each time.
+  for (DcmObject* object = frames ? frames->nextInContainer(nullptr) : nullptr; object;
+       object = frames->nextInContainer(object)) {
+    ++i;
+    auto* frame = OFstatic_cast(DcmItem*, object);
     DcmItem* identification = nullptr;
     DcmItem* derivation = nullptr;
     DcmItem* source = nullptr;

@@ -45,6 +45,15 @@ const [segPath, expectedPath] = args;
 const expected = JSON.parse(fs.readFileSync(expectedPath, "utf8"));
 const seg = readNaturalized(segPath);
 
+// dcmjs 0.52's DicomMessage.readFile decodes items inside sequences with its default decoder, not
+// the dataset's Specific Character Set (ReadBufferStream.more() does not pass it on): UTF-8 text
+// in the Segment Sequence arrives as Latin-1. Undo that where the bytes form valid UTF-8.
+const utf8 = (text) => {
+  if (seg.SpecificCharacterSet !== "ISO_IR 192" || typeof text !== "string" || !/^[\x00-\xff]*$/.test(text)) return text;
+  const repaired = Buffer.from(text, "latin1").toString("utf8");
+  return repaired.includes("\ufffd") ? text : repaired;
+};
+
 if (seg.SOPClassUID !== "1.2.840.10008.5.1.4.1.1.66.4") fail(`SOPClassUID ${seg.SOPClassUID} is not Segmentation Storage`);
 if (seg.Modality !== "SEG") fail(`Modality ${seg.Modality}`);
 if (seg.Rows !== expected.rows || seg.Columns !== expected.columns)
@@ -58,7 +67,7 @@ for (const e of expected.segments) {
     fail(`segment ${e.number} missing`);
     continue;
   }
-  if (s.SegmentLabel !== e.label) fail(`segment ${e.number} label '${s.SegmentLabel}', expected '${e.label}'`);
+  if (utf8(s.SegmentLabel) !== e.label) fail(`segment ${e.number} label '${utf8(s.SegmentLabel)}', expected '${e.label}'`);
   if (e.tracking_uid && s.TrackingUID !== e.tracking_uid)
     fail(`segment ${e.number} TrackingUID ${s.TrackingUID}, expected ${e.tracking_uid}`);
   if (!s.TrackingID) fail(`segment ${e.number} has no TrackingID`);

@@ -196,6 +196,59 @@ TEST(SegmentationWriter, PydicomCtAndMrSources) {
   }
 }
 
+TEST(SegmentationWriter, ImagesWithoutSliceGeometry) {
+  // Projection images and photographs: no positions, so no frame of reference, plane groups or
+  // position dimension; Patient Orientation is carried over instead.
+  TempDir dir("seg-2d");
+  test::SeriesSpec spec;
+  spec.rows = 21;
+  spec.columns = 17;
+  spec.frames = 2;
+  spec.name = "projection";
+  auto series = test::make_series(spec);
+  for (auto* ds : series.datasets()) {
+    delete ds->remove(DCM_ImagePositionPatient);
+    delete ds->remove(DCM_ImageOrientationPatient);
+    ds->putAndInsertString(DCM_PatientOrientation, "A\\F");
+  }
+  const auto files = series.save(dir.path(), spec.name);
+  SourceImages sources(series.datasets());
+  ASSERT_FALSE(sources.has_geometry());
+  auto segments = two_disjoint_segments(sources, 77);
+  auto checked = write_and_check(dir, spec.name, sources, segments, files);
+  DcmDataset& ds = *checked.written.file->getDataset();
+  EXPECT_FALSE(ds.tagExists(DCM_FrameOfReferenceUID));
+  EXPECT_EQ(get(ds, DCM_PatientOrientation), "A\\F");
+}
+
+TEST(SegmentationWriter, SourcesWithoutTypeTwoAttributesAndWithLatin1Text) {
+  // Type 2 patient/study attributes missing in the source are written empty; names in ISO_IR 100
+  // are converted to UTF-8 with the segment labels.
+  TempDir dir("seg-sparse");
+  test::SeriesSpec spec;
+  spec.name = "sparse";
+  auto series = test::make_series(spec);
+  for (auto* ds : series.datasets()) {
+    for (const DcmTagKey& tag : {DCM_PatientBirthDate, DCM_PatientSex, DCM_StudyDate, DCM_StudyTime, DCM_AccessionNumber,
+                                 DCM_ReferringPhysicianName, DCM_StudyID, DCM_PositionReferenceIndicator})
+      delete ds->remove(tag);
+    ds->putAndInsertString(DCM_PatientName, "M\xfcller^J\xfcrgen");  // ISO_IR 100
+  }
+  const auto files = series.save(dir.path(), spec.name);
+  SourceImages sources(series.datasets());
+  auto segments = two_disjoint_segments(sources, 9);
+  segments[0].description.label = "L\xc3\xa4sion";  // UTF-8
+  auto checked = write_and_check(dir, spec.name, sources, segments, files);
+  DcmDataset& ds = *checked.written.file->getDataset();
+  EXPECT_EQ(get(ds, DCM_SpecificCharacterSet), "ISO_IR 192");
+  EXPECT_EQ(get(ds, DCM_PatientName), "M\xc3\xbcller^J\xc3\xbcrgen");
+  EXPECT_TRUE(ds.tagExists(DCM_PatientSex));
+  EXPECT_TRUE(ds.tagExists(DCM_StudyDate));
+  DcmItem* first = nullptr;
+  ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_SegmentSequence, first).good());
+  EXPECT_EQ(get(*first, DCM_SegmentLabel), "L\xc3\xa4sion");
+}
+
 TEST(SegmentationWriter, ModulesNameTheAlgorithmAndDescribeEachSegment) {
   test::SeriesSpec spec;
   spec.name = "modules";
@@ -443,6 +496,63 @@ TEST(SourceImages, SortsSlicesAlongTheNormal) {
   EXPECT_EQ(sources.frames_in_slice_order(), (std::vector<size_t>{4, 3, 2, 1, 0}));
   ASSERT_TRUE(sources.slice_spacing());
   EXPECT_NEAR(*sources.slice_spacing(), 2.5, 1e-9);
+}
+
+}  // namespace
+}  // namespace unibiomed::seg
+
+namespace unibiomed::seg {
+namespace {
+
+// The direct encoding of the per-frame groups and of large Pixel Data writes exactly the bytes
+// DCMTK's writer would, for classic and multi-frame sources, with and without geometry.
+TEST(Part10File, SameBytesAsDcmtksWriter) {
+  test::TempDir dir("part10");
+  struct Case {
+    unsigned size;
+    bool enhanced;
+    bool geometry;
+  };
+  // 512x512 takes the direct Pixel Data path, 9x9 does not; all take the per-frame encoder.
+  for (const Case c : {Case{512, false, true}, Case{9, false, true}, Case{12, true, true}, Case{10, false, false}}) {
+    test::SeriesSpec spec;
+    spec.rows = c.size;
+    spec.columns = c.size;
+    spec.frames = 3;
+    spec.enhanced_multiframe = c.enhanced;
+    spec.name = "part10-" + std::to_string(c.size);
+    auto series = test::make_series(spec);
+    if (!c.geometry)
+      for (auto* ds : series.datasets()) delete ds->remove(DCM_ImagePositionPatient);
+    SourceImages sources(series.datasets());
+    ASSERT_EQ(sources.has_geometry(), c.geometry);
+    std::vector<Segment> segments(2);
+    for (size_t s = 0; s < 2; ++s) {
+      segments[s].description.label = "Random " + std::to_string(s);
+      for (size_t f = 0; f < 3; ++f) {
+        FrameMask m;
+        m.frame = f;
+        m.binary = test::random_mask(c.size, c.size, static_cast<std::uint32_t>(10 * s + f + 1), 0.3);
+        segments[s].masks.push_back(std::move(m));
+      }
+    }
+    auto written = write_segmentation(sources, segments);
+    ASSERT_TRUE(written);
+    const auto ours = dir / "ours.dcm", dcmtk = dir / "dcmtk.dcm";
+    save_part10(*written->file, ours);
+    ASSERT_TRUE(written->file->saveFile(dcmtk.c_str(), EXS_LittleEndianExplicit, EET_UndefinedLength).good());
+    const std::string a = test::read_file(ours), b = test::read_file(dcmtk);
+    EXPECT_EQ(a.size(), b.size()) << c.size;
+    EXPECT_TRUE(a == b) << "the files differ for " << c.size << "x" << c.size;
+    const auto bytes = part10_bytes(*written->file);
+    EXPECT_TRUE(std::string(bytes.begin(), bytes.end()) == b) << "part10_bytes differs for " << c.size;
+    // The dataset is complete again after saving (the tail was put back).
+    DcmDataset& ds = *written->file->getDataset();
+    const Uint8* pixels = nullptr;
+    EXPECT_TRUE(ds.findAndGetUint8Array(DCM_PixelData, pixels).good());
+    DcmItem* frame = nullptr;
+    EXPECT_TRUE(ds.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, 5).good());
+  }
 }
 
 }  // namespace

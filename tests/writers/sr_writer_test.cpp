@@ -327,6 +327,32 @@ TEST(FindingGeometry, OutlineFollowsPixelEdgesOfTheLargestRegion) {
   }
 }
 
+TEST(FindingGeometry, LongAxisMatchesBruteForce) {
+  // Rotating calipers over the convex hull against every pair of pixel corners.
+  test::SeriesSpec spec;
+  spec.rows = 15;
+  spec.columns = 13;
+  spec.frames = 2;
+  spec.spacing = {0.9, 0.4};
+  auto series = test::make_series(spec);
+  seg::SourceImages sources(series.datasets());
+  for (std::uint32_t seed = 1; seed <= 40; ++seed) {
+    const auto m = test::random_mask(15, 13, seed, seed % 2 ? 0.05 : 0.3);
+    std::vector<std::array<double, 2>> corners;
+    for (int r = 0; r < 15; ++r)
+      for (int c = 0; c < 13; ++c)
+        if (m[r * 13 + c])
+          for (int dy : {0, 1})
+            for (int dx : {0, 1}) corners.push_back({(c + dx) * 0.4, (r + dy) * 0.9});
+    double brute = 0;
+    for (const auto& a : corners)
+      for (const auto& b : corners) brute = std::max(brute, std::hypot(a[0] - b[0], a[1] - b[1]));
+    const auto measured = segment_measurements(segment("Blob", {mask(0, m)}), sources);
+    ASSERT_EQ(measured.size(), 2u);
+    EXPECT_NEAR(measured[1].value, brute, 1e-9) << "seed " << seed;
+  }
+}
+
 TEST(FindingGeometry, MeasurementsFollowThePixelSpacing) {
   test::SeriesSpec spec;
   spec.rows = 20;
