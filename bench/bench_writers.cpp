@@ -32,7 +32,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 // Resident set size and its peak (VmRSS, VmHWM) in MiB; the peak can be reset (Linux >= 4.0).
 double status_mib(const char* key) {
@@ -42,7 +44,9 @@ double status_mib(const char* key) {
     if (line.rfind(key, 0) == 0) return std::stod(line.substr(std::strlen(key))) / 1024.0;
   return 0;
 }
-void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
+void reset_peak() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
 
 // CT-like slice headers (no pixel data: the writers read identity and geometry only).
 std::vector<std::unique_ptr<DcmFileFormat>> make_sources(unsigned frames, unsigned size) {
@@ -82,10 +86,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i];
     const unsigned value = static_cast<unsigned>(std::stoul(argv[i + 1]));
-    if (key == "--frames") a.frames = value;
-    else if (key == "--segments") a.segments = value;
-    else if (key == "--size") a.size = value;
-    else if (key == "--runs") a.runs = value;
+    if (key == "--frames")
+      a.frames = value;
+    else if (key == "--segments")
+      a.segments = value;
+    else if (key == "--size")
+      a.size = value;
+    else if (key == "--runs")
+      a.runs = value;
   }
   const fs::path dir = fs::temp_directory_path() / ("unibiomed-bench-writers-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -174,14 +182,16 @@ int main(int argc, char** argv) {
     best_sr = std::min(best_sr, sr);
     best_total = std::min(best_total, build + seg_save + sr);
     best_plain = std::min(best_plain, plain);
-    std::printf("  run %u: SEG build %.3f s + save %.3f s, SR %.3f s (outlines/measurements %.3f s); plain write %.3f s\n",
-                run + 1, build, seg_save, sr, geometry, plain);
+    std::printf(
+        "  run %u: SEG build %.3f s + save %.3f s, SR %.3f s (outlines/measurements %.3f s); plain write %.3f s\n",
+        run + 1, build, seg_save, sr, geometry, plain);
   }
   fs::remove_all(dir);
   std::printf("SEG: %zu frames, %.1f MB; SR: %.1f kB\n", seg_frames, seg_bytes / 1e6, sr_bytes / 1e3);
-  std::printf("best of %u: SEG build %.3f s, SEG save %.3f s, SR build+save %.3f s => writers %.3f s "
-              "(%.0f MB/s)\n",
-              a.runs, best_build, best_seg_save, best_sr, best_total, (seg_bytes + sr_bytes) / 1e6 / best_total);
+  std::printf(
+      "best of %u: SEG build %.3f s, SEG save %.3f s, SR build+save %.3f s => writers %.3f s "
+      "(%.0f MB/s)\n",
+      a.runs, best_build, best_seg_save, best_sr, best_total, (seg_bytes + sr_bytes) / 1e6 / best_total);
   std::printf("plain buffered write of the same %.1f MB: %.3f s (%.0f MB/s)\n", (seg_bytes + sr_bytes) / 1e6,
               best_plain, (seg_bytes + sr_bytes) / 1e6 / best_plain);
   std::printf("ratio writers / plain write: %.2f (target <= 3)\n", best_total / best_plain);

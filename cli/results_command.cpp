@@ -35,7 +35,8 @@ struct BadInput : std::runtime_error {
 
 bool is_png(const fs::path& path) {
   std::string extension = path.extension().string();
-  std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return extension == ".png";
 }
 
@@ -72,30 +73,32 @@ dicom::Series read_source_series(const std::vector<fs::path>& paths) {
 }  // namespace
 
 int run_results_write(const Args& args) {
-  ArgParser parser(
-      "unibiomed results write --source PATH... --masks FILE [--findings FILE.json] -o OUT",
-      "Writes a DICOM Segmentation (OUT/seg.dcm) and a TID 1500 Comprehensive 3D SR (OUT/sr.dcm) in the\n"
-      "source study, from a label map: label k marks the pixels of finding k, 0 is background.\n"
-      "The masks are either one NIfTI/NRRD volume in the geometry of the source series (as ITK or\n"
-      "3D Slicer write it: same size, spacing, orientation and slice positions), or one grey or\n"
-      "palette PNG per source frame, the pixel value being the label, given in slice order.\n"
-      "The findings file names each label's finding (schema: sr-writer/findings.schema.json);\n"
-      "without it every label is a generic finding \"Finding <k>\" (lesion, SNOMED CT).");
-  parser.option("--source", "PATH", "a DICOM file or folder of the source series (extra arguments are sources too)",
-                std::nullopt, true)
-      .option("--masks", "FILE", "label volume (.nii, .nii.gz, .nrrd, .nhdr), or one PNG per source frame", std::nullopt,
-              true)
+  ArgParser parser("unibiomed results write --source PATH... --masks FILE [--findings FILE.json] -o OUT",
+                   "Writes a DICOM Segmentation (OUT/seg.dcm) and a TID 1500 Comprehensive 3D SR (OUT/sr.dcm) in the\n"
+                   "source study, from a label map: label k marks the pixels of finding k, 0 is background.\n"
+                   "The masks are either one NIfTI/NRRD volume in the geometry of the source series (as ITK or\n"
+                   "3D Slicer write it: same size, spacing, orientation and slice positions), or one grey or\n"
+                   "palette PNG per source frame, the pixel value being the label, given in slice order.\n"
+                   "The findings file names each label's finding (schema: sr-writer/findings.schema.json);\n"
+                   "without it every label is a generic finding \"Finding <k>\" (lesion, SNOMED CT).");
+  parser
+      .option("--source", "PATH", "a DICOM file or folder of the source series (extra arguments are sources too)",
+              std::nullopt, true)
+      .option("--masks", "FILE", "label volume (.nii, .nii.gz, .nrrd, .nhdr), or one PNG per source frame",
+              std::nullopt, true)
       .option("--findings", "FILE", "findings JSON: per label the name, codes, colour and text")
       .option("-o", "DIR", "output folder (created when missing)")
       .option("--output", "DIR", "the same as -o")
-      .option("--algorithm", "NAME", "algorithm name written as Manufacturer and in the SEG/SR (default: the findings "
-                                     "file's, else UniBiomed)")
+      .option("--algorithm", "NAME",
+              "algorithm name written as Manufacturer and in the SEG/SR (default: the findings "
+              "file's, else UniBiomed)")
       .option("--algorithm-version", "VERSION", "algorithm version (default: the findings file's, else this program's)")
       .option("--weights-hash", "TEXT", "model weights hash, written as the algorithm's parameters")
       .option("--uid-seed", "TEXT", "derive the SEG/SR UIDs from this text (same seed, same UIDs); default random")
       .option("--device-name", "NAME", "observer device name in the SR", "UniBiomed node")
-      .flag("--keep-empty-frames", "write every source frame for every segment (default: frames without pixels are "
-                                   "left out)")
+      .flag("--keep-empty-frames",
+            "write every source frame for every segment (default: frames without pixels are "
+            "left out)")
       .positional("PATH", "more source files or folders", 0, static_cast<size_t>(-1));
   if (!parser.parse(args)) return kExitOk;
   std::vector<fs::path> sources;

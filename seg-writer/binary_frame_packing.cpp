@@ -10,7 +10,9 @@
 namespace unibiomed::seg {
 namespace {
 
-inline void set_bit(std::uint8_t* out, std::size_t bit) { out[bit >> 3] |= static_cast<std::uint8_t>(1u << (bit & 7)); }
+inline void set_bit(std::uint8_t* out, std::size_t bit) {
+  out[bit >> 3] |= static_cast<std::uint8_t>(1u << (bit & 7));
+}
 
 // Eight 0/non-zero bytes to one byte, byte k -> bit k (least significant bit first).
 inline std::uint8_t pack8(const std::uint8_t* in) {

@@ -109,11 +109,11 @@ LabelMap read_label_volume(const std::filesystem::path& path, const SourceImages
     for (int axis = 0; axis < 2; ++axis) {
       for (int k = 0; k < 3; ++k) {
         if (std::fabs(direction[k][axis] - o[axis * 3 + k]) > kDirectionTolerance)
-          throw SegmentationError(
-              path.string() + ": its " + (axis == 0 ? "row" : "column") + " direction (" + fmt(direction[0][axis]) +
-              ", " + fmt(direction[1][axis]) + ", " + fmt(direction[2][axis]) + ") differs from the source's (" +
-              fmt(o[axis * 3]) + ", " + fmt(o[axis * 3 + 1]) + ", " + fmt(o[axis * 3 + 2]) +
-              "): the label map must be in the source series' geometry");
+          throw SegmentationError(path.string() + ": its " + (axis == 0 ? "row" : "column") + " direction (" +
+                                  fmt(direction[0][axis]) + ", " + fmt(direction[1][axis]) + ", " +
+                                  fmt(direction[2][axis]) + ") differs from the source's (" + fmt(o[axis * 3]) + ", " +
+                                  fmt(o[axis * 3 + 1]) + ", " + fmt(o[axis * 3 + 2]) +
+                                  "): the label map must be in the source series' geometry");
       }
     }
     if (const auto& ps = sources.pixel_spacing()) {
@@ -141,12 +141,13 @@ LabelMap read_label_volume(const std::filesystem::path& path, const SourceImages
           best_distance = d;
         }
       }
-      const double tolerance = kPositionTolerance + 1e-5 * std::sqrt(point[0] * point[0] + point[1] * point[1] +
-                                                                     point[2] * point[2]);
+      const double tolerance =
+          kPositionTolerance + 1e-5 * std::sqrt(point[0] * point[0] + point[1] * point[1] + point[2] * point[2]);
       if (best_distance > tolerance)
-        throw SegmentationError(path.string() + ": slice " + std::to_string(z) + " lies at (" + fmt(point[0]) + ", " +
-                                fmt(point[1]) + ", " + fmt(point[2]) + ") mm, " + fmt(best_distance) +
-                                " mm from the nearest source frame: the label map must be in the source series' geometry");
+        throw SegmentationError(
+            path.string() + ": slice " + std::to_string(z) + " lies at (" + fmt(point[0]) + ", " + fmt(point[1]) +
+            ", " + fmt(point[2]) + ") mm, " + fmt(best_distance) +
+            " mm from the nearest source frame: the label map must be in the source series' geometry");
       if (taken[best])
         throw SegmentationError(path.string() + ": slices map to the same source frame " + std::to_string(best) +
                                 " (source frames share a position): give one PNG per frame instead");

@@ -66,9 +66,18 @@ DcmPixelData* direct_pixel_data(DcmDataset& dataset) {
 // (PS3.5 Table 7.1-1).
 std::array<unsigned char, 12> pixel_data_header(DcmEVR vr, Uint32 length) {
   const char* name = vr == EVR_OB ? "OB" : "OW";
-  return {0xE0, 0x7F, 0x10, 0x00, static_cast<unsigned char>(name[0]), static_cast<unsigned char>(name[1]), 0, 0,
-          static_cast<unsigned char>(length & 0xFF), static_cast<unsigned char>((length >> 8) & 0xFF),
-          static_cast<unsigned char>((length >> 16) & 0xFF), static_cast<unsigned char>(length >> 24)};
+  return {0xE0,
+          0x7F,
+          0x10,
+          0x00,
+          static_cast<unsigned char>(name[0]),
+          static_cast<unsigned char>(name[1]),
+          0,
+          0,
+          static_cast<unsigned char>(length & 0xFF),
+          static_cast<unsigned char>((length >> 8) & 0xFF),
+          static_cast<unsigned char>((length >> 16) & 0xFF),
+          static_cast<unsigned char>(length >> 24)};
 }
 
 // Encodes elements of the SEG's per-frame functional groups (thousands of small items) as DCMTK
@@ -98,8 +107,20 @@ class ExplicitLittleEndianEncoder {
     auto& e = OFstatic_cast(DcmElement&, object);
     const DcmVR name(vr);
     switch (vr) {
-      case EVR_AE: case EVR_AS: case EVR_CS: case EVR_DA: case EVR_DS: case EVR_DT: case EVR_IS:
-      case EVR_LO: case EVR_LT: case EVR_PN: case EVR_SH: case EVR_ST: case EVR_TM: case EVR_UI: {
+      case EVR_AE:
+      case EVR_AS:
+      case EVR_CS:
+      case EVR_DA:
+      case EVR_DS:
+      case EVR_DT:
+      case EVR_IS:
+      case EVR_LO:
+      case EVR_LT:
+      case EVR_PN:
+      case EVR_SH:
+      case EVR_ST:
+      case EVR_TM:
+      case EVR_UI: {
         char* text = nullptr;
         Uint32 length = 0;
         if (e.getString(text, length).bad()) return false;
@@ -110,18 +131,29 @@ class ExplicitLittleEndianEncoder {
         if (length & 1u) out_.push_back(vr == EVR_UI ? '\0' : ' ');
         return true;
       }
-      case EVR_US: case EVR_UL: case EVR_SS: case EVR_SL: case EVR_FL: case EVR_FD: {
+      case EVR_US:
+      case EVR_UL:
+      case EVR_SS:
+      case EVR_SL:
+      case EVR_FL:
+      case EVR_FD: {
         const Uint32 length = e.getLength(EXS_LittleEndianExplicit, EET_UndefinedLength);
         if (length > 0xFFFF) return false;
         void* raw = nullptr;
         if (length) {
           OFCondition status;
-          if (vr == EVR_US) status = e.getUint16Array(reinterpret_cast<Uint16*&>(raw));
-          else if (vr == EVR_UL) status = e.getUint32Array(reinterpret_cast<Uint32*&>(raw));
-          else if (vr == EVR_SS) status = e.getSint16Array(reinterpret_cast<Sint16*&>(raw));
-          else if (vr == EVR_SL) status = e.getSint32Array(reinterpret_cast<Sint32*&>(raw));
-          else if (vr == EVR_FL) status = e.getFloat32Array(reinterpret_cast<Float32*&>(raw));
-          else status = e.getFloat64Array(reinterpret_cast<Float64*&>(raw));
+          if (vr == EVR_US)
+            status = e.getUint16Array(reinterpret_cast<Uint16*&>(raw));
+          else if (vr == EVR_UL)
+            status = e.getUint32Array(reinterpret_cast<Uint32*&>(raw));
+          else if (vr == EVR_SS)
+            status = e.getSint16Array(reinterpret_cast<Sint16*&>(raw));
+          else if (vr == EVR_SL)
+            status = e.getSint32Array(reinterpret_cast<Sint32*&>(raw));
+          else if (vr == EVR_FL)
+            status = e.getFloat32Array(reinterpret_cast<Float32*&>(raw));
+          else
+            status = e.getFloat64Array(reinterpret_cast<Float64*&>(raw));
           if (status.bad() || !raw) return false;
         }
         const auto* values = static_cast<const char*>(raw);
@@ -232,9 +264,8 @@ void save_part10(DcmFileFormat& file, const std::filesystem::path& path) {
   std::unique_ptr<std::FILE, FileCloser> out(std::fopen(path.c_str(), "wb"));
   if (!out) throw SegmentationError("cannot write " + path.string() + ": " + std::strerror(errno));
   bool written = true;
-  const OFCondition status = encode_file(file, [&](const char* data, size_t size) {
-    written = written && std::fwrite(data, 1, size, out.get()) == size;
-  });
+  const OFCondition status = encode_file(
+      file, [&](const char* data, size_t size) { written = written && std::fwrite(data, 1, size, out.get()) == size; });
   if (status.bad()) throw SegmentationError("cannot encode " + path.string() + ": " + status.text());
   written = std::fclose(out.release()) == 0 && written;
   if (!written) throw SegmentationError("cannot write " + path.string() + ": " + std::strerror(errno));

@@ -28,10 +28,16 @@ namespace codes {
 inline CodedConcept morphologically_abnormal_structure() {
   return {"49755003", "SCT", "Morphologically Abnormal Structure"};
 }
-inline CodedConcept lesion() { return {"52988006", "SCT", "Lesion"}; }
-inline CodedConcept anatomical_structure() { return {"91723000", "SCT", "Anatomical Structure"}; }
+inline CodedConcept lesion() {
+  return {"52988006", "SCT", "Lesion"};
+}
+inline CodedConcept anatomical_structure() {
+  return {"91723000", "SCT", "Anatomical Structure"};
+}
 // Algorithm Family (CID 7162).
-inline CodedConcept artificial_intelligence() { return {"123110", "DCM", "Artificial Intelligence"}; }
+inline CodedConcept artificial_intelligence() {
+  return {"123110", "DCM", "Artificial Intelligence"};
+}
 }  // namespace codes
 
 // sRGB, 8 bits per channel; converted to RecommendedDisplayCIELabValue (PS3.3 C.10.7.1.1).
@@ -45,21 +51,21 @@ struct RgbColour {
 // the SEG, TID 4019 in the SR.
 struct AlgorithmIdentity {
   std::string name = "UniBiomed";
-  std::string version;       // e.g. the node's version
-  std::string parameters;    // free text; the node writes the model's weights hash here
+  std::string version;     // e.g. the node's version
+  std::string parameters;  // free text; the node writes the model's weights hash here
   CodedConcept family = codes::artificial_intelligence();
 };
 
 // One segment (one finding's mask) as the Segment Description Macro (PS3.3 C.8.20.4.1) states it.
 struct SegmentDescription {
-  std::string label;                               // Segment Label, e.g. "Liver"
-  std::string description;                         // Segment Description (optional free text)
+  std::string label;                                                    // Segment Label, e.g. "Liver"
+  std::string description;                                              // Segment Description (optional free text)
   CodedConcept category = codes::morphologically_abnormal_structure();  // CID 7150
   CodedConcept type = codes::lesion();                                  // CID 7151
-  std::optional<CodedConcept> anatomic_region;     // CID 4031, when the type does not imply it
+  std::optional<CodedConcept> anatomic_region;                          // CID 4031, when the type does not imply it
   RgbColour colour{255, 0, 0};
-  std::string tracking_id;                         // human-readable, shared with the SR group
-  std::string tracking_uid;                        // shared with the SR group; empty = derived
+  std::string tracking_id;   // human-readable, shared with the SR group
+  std::string tracking_uid;  // shared with the SR group; empty = derived
   AlgorithmIdentity algorithm;
 };
 

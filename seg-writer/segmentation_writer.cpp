@@ -34,11 +34,11 @@
 #include <dcmtk/dcmseg/segment.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -76,8 +76,9 @@ std::string segment_name(size_t index, const Segment& segment) {
 
 void require_code(const CodedConcept& code, const std::string& what, const std::string& owner) {
   if (code.value.empty() || code.scheme.empty() || code.meaning.empty())
-    throw SegmentationError(owner + ": " + what + " needs a code value, a coding scheme designator and a meaning (got '" +
-                            code.value + "', '" + code.scheme + "', '" + code.meaning + "')");
+    throw SegmentationError(owner + ": " + what +
+                            " needs a code value, a coding scheme designator and a meaning (got '" + code.value +
+                            "', '" + code.scheme + "', '" + code.meaning + "')");
 }
 
 // A text value for an LO/SH/LT element: valid UTF-8 without control characters, cut to at most
@@ -106,8 +107,8 @@ std::string text_value(const std::string& value, size_t max_characters, const st
 // Text that is not ASCII, to be put into the written Segment Sequence afterwards: DCMTK 3.6.7
 // checks values against the default character repertoire when it writes the segment modules.
 struct TextPatch {
-  size_t segment;                       // item of the Segment Sequence
-  std::vector<DcmTagKey> sequences;     // nested sequences (first item each)
+  size_t segment;                    // item of the Segment Sequence
+  std::vector<DcmTagKey> sequences;  // nested sequences (first item each)
   DcmTagKey tag;
   std::string value;
 };
@@ -139,9 +140,15 @@ class TextPatches {
 // A code (value SH 16, scheme SH 16, meaning LO 64).
 OFCondition set_code(CodeSequenceMacro& macro, const CodedConcept& code, const std::string& what, size_t segment,
                      std::vector<DcmTagKey> sequences, TextPatches& patches) {
-  return macro.set(patches.ascii_or_later(segment, sequences, DCM_CodeValue, text_value(code.value, 16, what + " code value")).c_str(),
-                   patches.ascii_or_later(segment, sequences, DCM_CodingSchemeDesignator, text_value(code.scheme, 16, what + " coding scheme")).c_str(),
-                   patches.ascii_or_later(segment, sequences, DCM_CodeMeaning, text_value(code.meaning, 64, what + " code meaning")).c_str());
+  return macro.set(
+      patches.ascii_or_later(segment, sequences, DCM_CodeValue, text_value(code.value, 16, what + " code value"))
+          .c_str(),
+      patches
+          .ascii_or_later(segment, sequences, DCM_CodingSchemeDesignator,
+                          text_value(code.scheme, 16, what + " coding scheme"))
+          .c_str(),
+      patches.ascii_or_later(segment, sequences, DCM_CodeMeaning, text_value(code.meaning, 64, what + " code meaning"))
+          .c_str());
 }
 
 // Content Label is a CS: upper case letters, digits, space and underscore, at most 16.
@@ -180,7 +187,8 @@ std::map<size_t, const FrameMask*> index_masks(size_t segment_index, const Segme
   const size_t pixels = static_cast<size_t>(sources.rows()) * sources.columns();
   std::map<size_t, const FrameMask*> by_frame;
   for (const FrameMask& mask : segment.masks) {
-    const std::string where = segment_name(segment_index, segment) + ", mask for source frame " + std::to_string(mask.frame);
+    const std::string where =
+        segment_name(segment_index, segment) + ", mask for source frame " + std::to_string(mask.frame);
     if (mask.frame >= sources.frame_count())
       throw SegmentationError(where + ": the source series has only " + std::to_string(sources.frame_count()) +
                               " frames (indices 0.." + std::to_string(sources.frame_count() - 1) + ")");
@@ -372,7 +380,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
         return false;
       }
       if (!mask->binary.empty()) pack_binary(mask->binary.data(), pixels, packed, first_bit);
-      if (!mask->probability.empty()) pack_binary(mask->probability.data(), pixels, options.threshold, packed, first_bit);
+      if (!mask->probability.empty())
+        pack_binary(mask->probability.data(), pixels, options.threshold, packed, first_bit);
       return whole_bytes ? any_nonzero(packed + slot * frame_bytes, frame_bytes) : any_bit(packed, first_bit, pixels);
     }
     std::uint8_t* out = packed + slot * pixels;
@@ -383,7 +392,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     if (!mask->binary.empty())
       for (size_t k = 0; k < pixels; ++k) out[k] = mask->binary[k] ? 255 : 0;
     if (!mask->probability.empty())
-      for (size_t k = 0; k < pixels; ++k) out[k] = static_cast<std::uint8_t>(std::lround(mask->probability[k] * 255.0f));
+      for (size_t k = 0; k < pixels; ++k)
+        out[k] = static_cast<std::uint8_t>(std::lround(mask->probability[k] * 255.0f));
     return any_nonzero(out, pixels);
   };
   std::vector<char> nonempty(candidates.size(), 0);
@@ -424,7 +434,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     result.frames_per_segment[candidates[i].segment].push_back(candidates[i].source_frame);
   }
   const size_t frame_count = seg_frames.size();
-  const size_t used = binary ? packed_binary_size(pixels, frame_count) : frame_count * pixels + (frame_count * pixels) % 2;
+  const size_t used =
+      binary ? packed_binary_size(pixels, frame_count) : frame_count * pixels + (frame_count * pixels) % 2;
   if (used != capacity) {
     // Empty frames were dropped: give the element exactly the bytes in use.
     auto exact = std::make_unique<DcmPixelData>(DCM_PixelData);
@@ -514,10 +525,10 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
                                                     equipment, content),
           "creating the segmentation");
   else
-    check(DcmSegmentation::createFractionalSegmentation(created, static_cast<Uint16>(rows),
-                                                        static_cast<Uint16>(columns), DcmSegTypes::SFT_PROBABILITY,
-                                                        255, equipment, content),
-          "creating the segmentation");
+    check(
+        DcmSegmentation::createFractionalSegmentation(created, static_cast<Uint16>(rows), static_cast<Uint16>(columns),
+                                                      DcmSegTypes::SFT_PROBABILITY, 255, equipment, content),
+        "creating the segmentation");
   std::unique_ptr<DcmSegmentation> seg(created);
   // Patient, study and frame of reference from the source, in UTF-8 like the segment labels.
   // Frames that are not planes in patient space get no frame of reference: it would require
@@ -585,11 +596,11 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     const std::string tracking_uid =
         !d.tracking_uid.empty() ? d.tracking_uid
                                 : make_uid(seed.empty() ? "" : seed + "/seg/tracking/" + std::to_string(s + 1));
-    check(segment->setTrackingID(text({}, DCM_TrackingID,
-                                      d.tracking_id.empty() ? d.label + " (segment " + std::to_string(s + 1) + ")"
-                                                            : d.tracking_id,
-                                      64, "tracking identifier")
-                                     .c_str()),
+    check(segment->setTrackingID(
+              text({}, DCM_TrackingID,
+                   d.tracking_id.empty() ? d.label + " (segment " + std::to_string(s + 1) + ")" : d.tracking_id, 64,
+                   "tracking identifier")
+                  .c_str()),
           owner + " tracking identifier");
     check(segment->setTrackingUID(tracking_uid.c_str()), owner + " tracking UID '" + tracking_uid + "'");
     result.tracking_uids.push_back(tracking_uid);
@@ -602,7 +613,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     check(set_code(identification.getAlgorithmFamilyCode(), d.algorithm.family, owner + " algorithm family", s,
                    {DCM_SegmentationAlgorithmIdentificationSequence, DCM_AlgorithmFamilyCodeSequence}, patches),
           owner + " algorithm family");
-    check(identification.setAlgorithmName(text(algorithm_item, DCM_AlgorithmName, d.algorithm.name, 64, "algorithm name").c_str()),
+    check(identification.setAlgorithmName(
+              text(algorithm_item, DCM_AlgorithmName, d.algorithm.name, 64, "algorithm name").c_str()),
           owner + " algorithm name");
     check(identification.setAlgorithmVersion(text(algorithm_item, DCM_AlgorithmVersion,
                                                   d.algorithm.version.empty() ? "unknown" : d.algorithm.version, 64,
@@ -611,7 +623,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
           owner + " algorithm version");
     if (!d.algorithm.parameters.empty())
       check(identification.setAlgorithmParameters(
-                text(algorithm_item, DCM_AlgorithmParameters, d.algorithm.parameters, 10240, "algorithm parameters").c_str()),
+                text(algorithm_item, DCM_AlgorithmParameters, d.algorithm.parameters, 10240, "algorithm parameters")
+                    .c_str()),
             owner + " algorithm parameters");
     Uint16 number = 0;
     check(seg->addSegment(segment.get(), number), owner);
@@ -658,13 +671,14 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     OFVector<FGBase*> groups;
     FGFrameContent frame_content;
     check(frame_content.setDimensionIndexValues(first.segment_number, 0), "dimension index");
-    if (geometry) check(frame_content.setDimensionIndexValues(position_index[first.source_frame], 1), "dimension index");
+    if (geometry)
+      check(frame_content.setDimensionIndexValues(position_index[first.source_frame], 1), "dimension index");
     groups.push_back(&frame_content);
     std::unique_ptr<FGPlanePosPatient> position;
     if (geometry) {
       const auto& p = *source.position;
-      position.reset(FGPlanePosPatient::createMinimal(format_ds(p[0]).c_str(), format_ds(p[1]).c_str(),
-                                                      format_ds(p[2]).c_str()));
+      position.reset(
+          FGPlanePosPatient::createMinimal(format_ds(p[0]).c_str(), format_ds(p[1]).c_str(), format_ds(p[2]).c_str()));
       groups.push_back(position.get());
     }
     OFVector<ImageSOPInstanceReferenceMacro> references(1);
@@ -673,8 +687,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     std::unique_ptr<FGDerivationImage> derivation(DcmSegmentation::createDerivationImageFG(references, ""));
     if (!derivation) throw SegmentationError("cannot create the derivation image functional group");
     groups.push_back(derivation.get());
-    check(seg->addFrame(zero_frame.data(), first.segment_number, groups), "adding the first frame of " +
-                                                                              segment_name(s, segments[s]));
+    check(seg->addFrame(zero_frame.data(), first.segment_number, groups),
+          "adding the first frame of " + segment_name(s, segments[s]));
   }
   seg->setCheckFGOnWrite(OFFalse);
   seg->setCheckDimensionsOnWrite(OFFalse);

@@ -21,14 +21,14 @@ namespace unibiomed::seg {
 // One source frame's mask: Rows x Columns values in row-major order (pixel (column c, row r) at
 // r * Columns + c), either binary (non-zero = inside) or probabilities in [0, 1].
 struct FrameMask {
-  std::size_t frame = 0;                // index into SourceImages
-  std::vector<std::uint8_t> binary;     // set this...
-  std::vector<float> probability;       // ...or this
+  std::size_t frame = 0;             // index into SourceImages
+  std::vector<std::uint8_t> binary;  // set this...
+  std::vector<float> probability;    // ...or this
 };
 
 struct Segment {
   SegmentDescription description;
-  std::vector<FrameMask> masks;         // frames not listed are empty; each frame at most once
+  std::vector<FrameMask> masks;  // frames not listed are empty; each frame at most once
 };
 
 struct SegmentationOptions {
@@ -37,18 +37,18 @@ struct SegmentationOptions {
     Fractional,  // FRACTIONAL / PROBABILITY, 8 bits per pixel, 255 = certainty (PS3.3 C.8.20.2.3)
   };
   Type type = Type::Binary;
-  float threshold = 0.5f;               // probability >= threshold is inside, for a binary SEG
-  bool omit_empty_frames = true;        // false: every source frame is written for every segment
+  float threshold = 0.5f;         // probability >= threshold is inside, for a binary SEG
+  bool omit_empty_frames = true;  // false: every source frame is written for every segment
 
   // Series and equipment. SeriesDescription and Manufacturer name the algorithm, so that a
   // reporting system finds results over QIDO (Orthanc indexes both, not SOP Class UID).
-  AlgorithmIdentity algorithm;          // Manufacturer = algorithm name
-  std::string series_description;       // default "<algorithm name> segmentation"
+  AlgorithmIdentity algorithm;     // Manufacturer = algorithm name
+  std::string series_description;  // default "<algorithm name> segmentation"
   int series_number = 9001;
   int instance_number = 1;
-  std::string device_serial_number = "1";     // Enhanced General Equipment Module, type 1
-  std::string software_versions;              // default: the algorithm version
-  std::string content_label = "SEGMENTATION"; // Content Label (CS, 16 characters)
+  std::string device_serial_number = "1";      // Enhanced General Equipment Module, type 1
+  std::string software_versions;               // default: the algorithm version
+  std::string content_label = "SEGMENTATION";  // Content Label (CS, 16 characters)
   std::string content_creator = "UniBiomed^";  // Content Creator's Name (PN: family^given)
 
   // UIDs: given, or derived from uid_seed (deterministic), or random when both are empty.

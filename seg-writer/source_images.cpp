@@ -2,10 +2,10 @@
 #include "seg-writer/source_images.h"
 
 #include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dcdeftag.h>
-#include <dcmtk/dcmdata/dcitem.h>
 #include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcelem.h>
+#include <dcmtk/dcmdata/dcitem.h>
 #include <dcmtk/dcmdata/dcsequen.h>
 
 #include <algorithm>
@@ -48,8 +48,8 @@ DcmItem* sequence_item(DcmItem& item, const DcmTagKey& sequence, long index = 0)
 
 // An attribute of a functional group: per-frame group first, then the shared one (PS3.3 C.7.6.16).
 template <size_t N>
-std::optional<std::array<double, N>> functional_group_value(DcmItem* per_frame, DcmItem* shared,
-                                                            const DcmTagKey& group, const DcmTagKey& tag) {
+std::optional<std::array<double, N>> functional_group_value(DcmItem* per_frame, DcmItem* shared, const DcmTagKey& group,
+                                                            const DcmTagKey& tag) {
   for (DcmItem* groups : {per_frame, shared}) {
     if (!groups) continue;
     if (DcmItem* macro = sequence_item(*groups, group)) {
@@ -91,8 +91,9 @@ SourceImages::SourceImages(std::vector<DcmDataset*> datasets) : datasets_(std::m
       throw SegmentationError("source instance " + std::to_string(f.instance + 1) + " (SOP Instance UID " +
                               f.sop_instance_uid + ") was given twice");
   }
-  has_geometry_ = orientation_.has_value() && !frame_of_reference_uid_.empty() &&
-                  std::all_of(frames_.begin(), frames_.end(), [](const SourceFrame& f) { return f.position.has_value(); });
+  has_geometry_ =
+      orientation_.has_value() && !frame_of_reference_uid_.empty() &&
+      std::all_of(frames_.begin(), frames_.end(), [](const SourceFrame& f) { return f.position.has_value(); });
 }
 
 void SourceImages::read_instance(size_t index) {

@@ -25,10 +25,10 @@ class SegmentationError : public std::runtime_error {
 };
 
 struct SourceFrame {
-  std::size_t instance = 0;   // index of the dataset it comes from
+  std::size_t instance = 0;  // index of the dataset it comes from
   std::string sop_class_uid;
   std::string sop_instance_uid;
-  int frame_number = 0;       // 1-based frame in a multi-frame instance, 0 for a single-frame one
+  int frame_number = 0;  // 1-based frame in a multi-frame instance, 0 for a single-frame one
   // Image Position (Patient) of this frame's first pixel centre, when the series has geometry.
   std::optional<std::array<double, 3>> position;
 };

@@ -33,8 +33,7 @@ size_t count_inside(const seg::FrameMask& mask, float threshold) {
 }
 
 // Labels the 4-connected regions; returns the labels and the label of the largest region.
-std::vector<int> label_regions(const std::vector<std::uint8_t>& mask, unsigned rows, unsigned columns,
-                               int& largest) {
+std::vector<int> label_regions(const std::vector<std::uint8_t>& mask, unsigned rows, unsigned columns, int& largest) {
   std::vector<int> labels(mask.size(), 0);
   int next = 0;
   size_t best_size = 0;
@@ -84,12 +83,15 @@ struct Point {
   double x, y;
 };
 
-double cross(const Point& o, const Point& a, const Point& b) { return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x); }
+double cross(const Point& o, const Point& a, const Point& b) {
+  return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x);
+}
 
 // Longest distance between two points of a set (via its convex hull, monotone chain).
 double diameter(std::vector<Point> points) {
   if (points.size() < 2) return 0;
-  std::sort(points.begin(), points.end(), [](const Point& a, const Point& b) { return a.x < b.x || (a.x == b.x && a.y < b.y); });
+  std::sort(points.begin(), points.end(),
+            [](const Point& a, const Point& b) { return a.x < b.x || (a.x == b.x && a.y < b.y); });
   std::vector<Point> hull(2 * points.size());
   size_t k = 0;
   for (size_t i = 0; i < points.size(); ++i) {
@@ -111,16 +113,16 @@ double diameter(std::vector<Point> points) {
     const Point& a = hull[i];
     const Point& b = hull[(i + 1) % h];
     while (std::fabs(cross(a, b, hull[(far + 1) % h])) > std::fabs(cross(a, b, hull[far]))) far = (far + 1) % h;
-    best = std::max({best, std::hypot(a.x - hull[far].x, a.y - hull[far].y),
-                     std::hypot(b.x - hull[far].x, b.y - hull[far].y)});
+    best = std::max(
+        {best, std::hypot(a.x - hull[far].x, a.y - hull[far].y), std::hypot(b.x - hull[far].x, b.y - hull[far].y)});
   }
   return best;
 }
 
 // Longest in-plane diameter of a frame's mask in mm, between outer pixel edges: the extreme
 // pixels of each row span the region's convex hull.
-double longest_diameter_mm(const std::vector<std::uint8_t>& mask, unsigned rows, unsigned columns,
-                           double row_spacing, double column_spacing) {
+double longest_diameter_mm(const std::vector<std::uint8_t>& mask, unsigned rows, unsigned columns, double row_spacing,
+                           double column_spacing) {
   std::vector<Point> corners;
   for (unsigned r = 0; r < rows; ++r) {
     const std::uint8_t* row = mask.data() + static_cast<size_t>(r) * columns;
@@ -129,7 +131,8 @@ double longest_diameter_mm(const std::vector<std::uint8_t>& mask, unsigned rows,
     int last = static_cast<int>(columns) - 1;
     while (!row[last]) --last;
     for (double y : {static_cast<double>(r), r + 1.0})
-      for (double x : {static_cast<double>(first), last + 1.0}) corners.push_back({x * column_spacing, y * row_spacing});
+      for (double x : {static_cast<double>(first), last + 1.0})
+        corners.push_back({x * column_spacing, y * row_spacing});
   }
   return diameter(std::move(corners));
 }
@@ -162,8 +165,10 @@ std::vector<std::array<float, 2>> outline_of_largest_region(const std::vector<st
     // The cells right and left of the edge from (x, y) in direction d: centre of the edge plus
     // or minus half the right-hand normal (-dy, dx).
     const double mx = x + dx[d] / 2.0, my = y + dy[d] / 2.0;
-    const bool right = inside(static_cast<long>(std::floor(mx - dy[d] / 2.0)), static_cast<long>(std::floor(my + dx[d] / 2.0)));
-    const bool left = inside(static_cast<long>(std::floor(mx + dy[d] / 2.0)), static_cast<long>(std::floor(my - dx[d] / 2.0)));
+    const bool right =
+        inside(static_cast<long>(std::floor(mx - dy[d] / 2.0)), static_cast<long>(std::floor(my + dx[d] / 2.0)));
+    const bool left =
+        inside(static_cast<long>(std::floor(mx + dy[d] / 2.0)), static_cast<long>(std::floor(my - dx[d] / 2.0)));
     if (!right) {
       d = (d + 1) % 4;  // the region ends: turn right (also at a diagonal touch, for 4-connectivity)
     } else if (left) {
@@ -220,13 +225,14 @@ std::vector<Measurement> segment_measurements(const seg::Segment& segment, const
     const size_t count = count_inside(mask, threshold);
     if (!count) continue;
     total += count;
-    const std::vector<std::uint8_t> converted = mask.binary.empty() ? binary_of(mask, threshold) : std::vector<std::uint8_t>();
+    const std::vector<std::uint8_t> converted =
+        mask.binary.empty() ? binary_of(mask, threshold) : std::vector<std::uint8_t>();
     const auto& binary = mask.binary.empty() ? converted : mask.binary;
     if (binary.size() != static_cast<size_t>(sources.rows()) * sources.columns())
       throw ReportError("segment '" + segment.description.label + "': its mask on frame " + std::to_string(mask.frame) +
                         " does not have Rows x Columns values");
-    long_axis = std::max(long_axis, longest_diameter_mm(binary, sources.rows(), sources.columns(), (*spacing)[0],
-                                                        (*spacing)[1]));
+    long_axis = std::max(long_axis,
+                         longest_diameter_mm(binary, sources.rows(), sources.columns(), (*spacing)[0], (*spacing)[1]));
   }
   const bool volume = sources.has_geometry() && sources.frame_count() > 1;
   if (!volume) {

@@ -13,7 +13,7 @@ using nlohmann::json;
 
 // A palette of ten distinguishable colours (the order of 3D Slicer's generic anatomy colours is
 // not needed here; these are spread around the hue circle).
-const seg::RgbColour kPalette[10] = {{230, 25, 75},  {60, 180, 75},  {255, 225, 25}, {0, 130, 200}, {245, 130, 48},
+const seg::RgbColour kPalette[10] = {{230, 25, 75},  {60, 180, 75},  {255, 225, 25}, {0, 130, 200},  {245, 130, 48},
                                      {145, 30, 180}, {70, 240, 240}, {240, 50, 230}, {210, 245, 60}, {250, 190, 212}};
 
 struct Context {
@@ -42,7 +42,8 @@ struct Context {
     only_keys(value, path, {"value", "scheme", "meaning"});
     CodedConcept c{string(value, "value", path, true), string(value, "scheme", path, true),
                    string(value, "meaning", path, true)};
-    if (c.value.empty() || c.scheme.empty() || c.meaning.empty()) fail(path, "value, scheme and meaning must not be empty");
+    if (c.value.empty() || c.scheme.empty() || c.meaning.empty())
+      fail(path, "value, scheme and meaning must not be empty");
     return c;
   }
   seg::RgbColour colour(const json& value, const std::string& path) const {
@@ -117,14 +118,15 @@ FindingsFile parse_findings_json(const std::string& text, const std::string& nam
     const std::string path = "findings[" + std::to_string(i) + "]";
     const json& f = findings[i];
     if (!f.is_object()) context.fail(path, "must be an object");
-    context.only_keys(f, path,
-                      {"label", "name", "text", "category", "type", "finding_site", "colour", "tracking_id",
-                       "tracking_uid"});
+    context.only_keys(
+        f, path,
+        {"label", "name", "text", "category", "type", "finding_site", "colour", "tracking_id", "tracking_uid"});
     if (!f.contains("label")) context.fail(path + ".label", "missing (the finding's value in the label map)");
     if (!f["label"].is_number_integer() || f["label"].get<long>() < 1 || f["label"].get<long>() > 65535)
       context.fail(path + ".label", "must be a whole number from 1 to 65535");
     const long label = f["label"].get<long>();
-    if (!labels.insert(label).second) context.fail(path + ".label", "label " + std::to_string(label) + " is listed twice");
+    if (!labels.insert(label).second)
+      context.fail(path + ".label", "label " + std::to_string(label) + " is listed twice");
     FindingEntry entry = generic_finding(static_cast<std::uint16_t>(label));
     entry.segment.label = context.string(f, "name", path, true);
     if (entry.segment.label.empty()) context.fail(path + ".name", "must not be empty");

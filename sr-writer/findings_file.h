@@ -17,16 +17,16 @@
 namespace unibiomed::sr {
 
 struct FindingEntry {
-  std::uint16_t label = 0;                 // the value of its pixels in the label map
-  seg::SegmentDescription segment;         // name (segment.label), codes, colour, tracking
+  std::uint16_t label = 0;                   // the value of its pixels in the label map
+  seg::SegmentDescription segment;           // name (segment.label), codes, colour, tracking
   std::optional<CodedConcept> finding_site;  // SR finding site and SEG anatomic region
-  std::string text;                        // the model's sentence
+  std::string text;                          // the model's sentence
 };
 
 struct FindingsFile {
   std::optional<seg::AlgorithmIdentity> algorithm;
   std::vector<FindingEntry> findings;
-  std::vector<std::string> report;         // report-level text (answers without a mask)
+  std::vector<std::string> report;  // report-level text (answers without a mask)
 };
 
 FindingsFile parse_findings_json(const std::string& json, const std::string& name);

@@ -23,7 +23,9 @@ WrittenReport::WrittenReport(WrittenReport&&) noexcept = default;
 WrittenReport& WrittenReport::operator=(WrittenReport&&) noexcept = default;
 WrittenReport::~WrittenReport() = default;
 
-Measurement area_mm2(double value) { return {{"42798000", "SCT", "Area"}, value, {"mm2", "UCUM", "square millimeter"}}; }
+Measurement area_mm2(double value) {
+  return {{"42798000", "SCT", "Area"}, value, {"mm2", "UCUM", "square millimeter"}};
+}
 Measurement volume_mm3(double value) {
   return {{"118565006", "SCT", "Volume"}, value, {"mm3", "UCUM", "cubic millimeter"}};
 }
@@ -35,33 +37,33 @@ namespace {
 
 // Concept names of PS3.16 (DCM, SCT, UMLS) used by TID 1500 and the templates it includes.
 namespace concept {
-const CodedConcept kImagingMeasurementReport{"126000", "DCM", "Imaging Measurement Report"};
-const CodedConcept kLanguage{"121049", "DCM", "Language of Content Item and Descendants"};
-const CodedConcept kEnglish{"en-US", "RFC5646", "English (United States)"};
-const CodedConcept kObserverType{"121005", "DCM", "Observer Type"};
-const CodedConcept kDevice{"121007", "DCM", "Device"};
-const CodedConcept kDeviceObserverUid{"121012", "DCM", "Device Observer UID"};
-const CodedConcept kDeviceObserverName{"121013", "DCM", "Device Observer Name"};
-const CodedConcept kDeviceObserverManufacturer{"121014", "DCM", "Device Observer Manufacturer"};
-const CodedConcept kDeviceObserverModelName{"121015", "DCM", "Device Observer Model Name"};
-const CodedConcept kProcedureReported{"121058", "DCM", "Procedure reported"};
-const CodedConcept kImageLibrary{"111028", "DCM", "Image Library"};
-const CodedConcept kImageLibraryGroup{"126200", "DCM", "Image Library Group"};
-const CodedConcept kImagingMeasurements{"126010", "DCM", "Imaging Measurements"};
-const CodedConcept kAlgorithmName{"111001", "DCM", "Algorithm Name"};
-const CodedConcept kAlgorithmVersion{"111003", "DCM", "Algorithm Version"};
-const CodedConcept kAlgorithmParameters{"111002", "DCM", "Algorithm Parameters"};
-const CodedConcept kMeasurementGroup{"125007", "DCM", "Measurement Group"};
-const CodedConcept kTrackingIdentifier{"112039", "DCM", "Tracking Identifier"};
-const CodedConcept kTrackingUniqueIdentifier{"112040", "DCM", "Tracking Unique Identifier"};
-const CodedConcept kFinding{"121071", "DCM", "Finding"};
-const CodedConcept kFindingSite{"363698007", "SCT", "Finding Site"};
-const CodedConcept kReferencedSegment{"121191", "DCM", "Referenced Segment"};
-const CodedConcept kReferencedSegmentationFrame{"121214", "DCM", "Referenced Segmentation Frame"};
-const CodedConcept kSourceImageForSegmentation{"121233", "DCM", "Source image for segmentation"};
-const CodedConcept kImageRegion{"111030", "DCM", "Image Region"};
-const CodedConcept kComment{"121106", "DCM", "Comment"};
-const CodedConcept kQualitativeEvaluations{"C0034375", "UMLS", "Qualitative Evaluations"};
+  const CodedConcept kImagingMeasurementReport{"126000", "DCM", "Imaging Measurement Report"};
+  const CodedConcept kLanguage{"121049", "DCM", "Language of Content Item and Descendants"};
+  const CodedConcept kEnglish{"en-US", "RFC5646", "English (United States)"};
+  const CodedConcept kObserverType{"121005", "DCM", "Observer Type"};
+  const CodedConcept kDevice{"121007", "DCM", "Device"};
+  const CodedConcept kDeviceObserverUid{"121012", "DCM", "Device Observer UID"};
+  const CodedConcept kDeviceObserverName{"121013", "DCM", "Device Observer Name"};
+  const CodedConcept kDeviceObserverManufacturer{"121014", "DCM", "Device Observer Manufacturer"};
+  const CodedConcept kDeviceObserverModelName{"121015", "DCM", "Device Observer Model Name"};
+  const CodedConcept kProcedureReported{"121058", "DCM", "Procedure reported"};
+  const CodedConcept kImageLibrary{"111028", "DCM", "Image Library"};
+  const CodedConcept kImageLibraryGroup{"126200", "DCM", "Image Library Group"};
+  const CodedConcept kImagingMeasurements{"126010", "DCM", "Imaging Measurements"};
+  const CodedConcept kAlgorithmName{"111001", "DCM", "Algorithm Name"};
+  const CodedConcept kAlgorithmVersion{"111003", "DCM", "Algorithm Version"};
+  const CodedConcept kAlgorithmParameters{"111002", "DCM", "Algorithm Parameters"};
+  const CodedConcept kMeasurementGroup{"125007", "DCM", "Measurement Group"};
+  const CodedConcept kTrackingIdentifier{"112039", "DCM", "Tracking Identifier"};
+  const CodedConcept kTrackingUniqueIdentifier{"112040", "DCM", "Tracking Unique Identifier"};
+  const CodedConcept kFinding{"121071", "DCM", "Finding"};
+  const CodedConcept kFindingSite{"363698007", "SCT", "Finding Site"};
+  const CodedConcept kReferencedSegment{"121191", "DCM", "Referenced Segment"};
+  const CodedConcept kReferencedSegmentationFrame{"121214", "DCM", "Referenced Segmentation Frame"};
+  const CodedConcept kSourceImageForSegmentation{"121233", "DCM", "Source image for segmentation"};
+  const CodedConcept kImageRegion{"111030", "DCM", "Image Region"};
+  const CodedConcept kComment{"121106", "DCM", "Comment"};
+  const CodedConcept kQualitativeEvaluations{"C0034375", "UMLS", "Qualitative Evaluations"};
 }  // namespace concept
 
 void check(const OFCondition& status, const std::string& what) {
@@ -197,7 +199,9 @@ SegmentationInfo read_segmentation(DcmDataset& seg, size_t series_index) {
     Sint32 source_frame = 0;
     if (source) source->findAndGetSint32(DCM_ReferencedFrameNumber, source_frame);
     const Sint32 seg_frame = static_cast<Sint32>(i + 1);
-    if (source) info.frame_of.emplace(std::make_tuple(number, get(*source, DCM_ReferencedSOPInstanceUID), source_frame), seg_frame);
+    if (source)
+      info.frame_of.emplace(std::make_tuple(number, get(*source, DCM_ReferencedSOPInstanceUID), source_frame),
+                            seg_frame);
     info.first_frame_of_segment.emplace(number, seg_frame);
   }
   return info;
@@ -223,10 +227,17 @@ DSRImageReferenceValue frame_reference(const seg::SourceFrame& frame) {
 }
 
 // The Patient and General Study module attributes taken over from the source (in UTF-8).
-const DcmTagKey kTakenOver[] = {DCM_PatientName,      DCM_PatientID,    DCM_IssuerOfPatientID,
-                                DCM_PatientBirthDate, DCM_PatientSex,   DCM_StudyDate,
-                                DCM_StudyTime,        DCM_StudyID,      DCM_AccessionNumber,
-                                DCM_StudyDescription, DCM_ReferringPhysicianName};
+const DcmTagKey kTakenOver[] = {DCM_PatientName,
+                                DCM_PatientID,
+                                DCM_IssuerOfPatientID,
+                                DCM_PatientBirthDate,
+                                DCM_PatientSex,
+                                DCM_StudyDate,
+                                DCM_StudyTime,
+                                DCM_StudyID,
+                                DCM_AccessionNumber,
+                                DCM_StudyDescription,
+                                DCM_ReferringPhysicianName};
 
 }  // namespace
 
@@ -267,8 +278,9 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
       if (f.finding.value.empty() || f.finding.scheme.empty() || f.finding.meaning.empty())
         throw ReportError(owner + " needs a finding code (value, scheme and meaning)");
       if (!f.region)
-        throw ReportError(owner + " has no image region: every finding needs one (OHIF draws nothing and fails on "
-                                  "a measurement group without geometry)");
+        throw ReportError(owner +
+                          " has no image region: every finding needs one (OHIF draws nothing and fails on "
+                          "a measurement group without geometry)");
       const ImageRegion& r = *f.region;
       if (r.frame >= entry.sources->frame_count())
         throw ReportError(owner + ": its region is on source frame " + std::to_string(r.frame) + ", the series has " +
@@ -276,8 +288,10 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
       const size_t needed = r.shape == ImageRegion::Shape::Point ? 1 : 3;
       if ((r.shape == ImageRegion::Shape::Point && r.points.size() != 1) ||
           (r.shape == ImageRegion::Shape::Outline && r.points.size() < needed))
-        throw ReportError(owner + ": a " + (r.shape == ImageRegion::Shape::Point ? "point needs exactly 1" : "outline needs at least 3") +
-                          " points, got " + std::to_string(r.points.size()));
+        throw ReportError(
+            owner + ": a " +
+            (r.shape == ImageRegion::Shape::Point ? "point needs exactly 1" : "outline needs at least 3") +
+            " points, got " + std::to_string(r.points.size()));
       for (const auto& p : r.points)
         if (!(p[0] >= 0 && p[1] >= 0 && p[0] <= entry.sources->columns() && p[1] <= entry.sources->rows()))
           throw ReportError(owner + ": region point (" + std::to_string(p[0]) + ", " + std::to_string(p[1]) +
@@ -287,8 +301,8 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
       for (const auto& m : f.measurements) validate_measurement(m, owner);
       if (f.segment_number > 0) {
         if (!segmentations[s])
-          throw ReportError(owner + " references segment " + std::to_string(f.segment_number) +
-                            " but series " + std::to_string(s + 1) + " has no segmentation");
+          throw ReportError(owner + " references segment " + std::to_string(f.segment_number) + " but series " +
+                            std::to_string(s + 1) + " has no segmentation");
         const auto found = segmentations[s]->tracking_uid_of_segment.find(f.segment_number);
         if (found == segmentations[s]->tracking_uid_of_segment.end())
           throw ReportError(owner + " references segment " + std::to_string(f.segment_number) +
@@ -320,29 +334,28 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
 
   DSRDocumentTree& tree = document.getTree();
   ContentTree content(tree);
-  const size_t root = content.root(concept::kImagingMeasurementReport);
+  const size_t root = content.root(concept ::kImagingMeasurementReport);
   check(content.item().setTemplateIdentification("1500", "DCMR"), "template identification");
   // TID 1204 language, TID 1001/1002/1004 observer context (the node as a device).
-  content.code(root, DSRTypes::RT_hasConceptMod, concept::kLanguage, concept::kEnglish, "language");
-  content.code(root, DSRTypes::RT_hasObsContext, concept::kObserverType, concept::kDevice, "observer type");
+  content.code(root, DSRTypes::RT_hasConceptMod, concept ::kLanguage, concept ::kEnglish, "language");
+  content.code(root, DSRTypes::RT_hasObsContext, concept ::kObserverType, concept ::kDevice, "observer type");
   const std::string device_uid =
       !options.device_uid.empty() ? options.device_uid : seg::make_uid("device/" + options.device_name);
-  content.uid(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverUid, device_uid, "device observer UID");
-  content.text(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverName, options.device_name.substr(0, 64),
+  content.uid(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverUid, device_uid, "device observer UID");
+  content.text(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverName, options.device_name.substr(0, 64),
                "device observer name");
-  content.text(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverManufacturer, algorithm_name,
+  content.text(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverManufacturer, algorithm_name,
                "device observer manufacturer");
-  content.text(root, DSRTypes::RT_hasObsContext, concept::kDeviceObserverModelName,
+  content.text(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverModelName,
                algorithm_name + " " + algorithm_version, "device observer model name");
-  content.code(root, DSRTypes::RT_hasConceptMod, concept::kProcedureReported, options.procedure,
-               "procedure reported");
+  content.code(root, DSRTypes::RT_hasConceptMod, concept ::kProcedureReported, options.procedure, "procedure reported");
 
   // TID 1600 Image Library: one group per series, every source instance.
-  const size_t library = content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container, concept::kImageLibrary,
-                                     "image library");
+  const size_t library =
+      content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container, concept ::kImageLibrary, "image library");
   for (const auto& entry : series) {
     const size_t group = content.add(library, DSRTypes::RT_contains, DSRTypes::VT_Container,
-                                     concept::kImageLibraryGroup, "image library group");
+                                     concept ::kImageLibraryGroup, "image library group");
     std::set<size_t> listed;
     for (const auto& frame : entry.sources->frames()) {
       if (!listed.insert(frame.instance).second) continue;
@@ -355,13 +368,13 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
   WrittenReport report;
   if (finding_count > 0) {
     const size_t measurements = content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container,
-                                            concept::kImagingMeasurements, "imaging measurements");
+                                            concept ::kImagingMeasurements, "imaging measurements");
     // TID 4019 Algorithm Identification of everything below.
-    content.text(measurements, DSRTypes::RT_hasConceptMod, concept::kAlgorithmName, algorithm_name, "algorithm name");
-    content.text(measurements, DSRTypes::RT_hasConceptMod, concept::kAlgorithmVersion, algorithm_version,
+    content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmName, algorithm_name, "algorithm name");
+    content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmVersion, algorithm_version,
                  "algorithm version");
     if (!options.algorithm.parameters.empty())
-      content.text(measurements, DSRTypes::RT_hasConceptMod, concept::kAlgorithmParameters,
+      content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmParameters,
                    options.algorithm.parameters, "algorithm parameters");
     size_t number = 0;
     for (size_t s = 0; s < series.size(); ++s) {
@@ -373,22 +386,23 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         const std::string tracking_id =
             (f.tracking_id.empty() ? f.finding.meaning + " " + std::to_string(number) : f.tracking_id).substr(0, 64);
         auto tracking = [&](size_t group) {
-          content.text(group, DSRTypes::RT_hasObsContext, concept::kTrackingIdentifier, tracking_id,
+          content.text(group, DSRTypes::RT_hasObsContext, concept ::kTrackingIdentifier, tracking_id,
                        owner + " tracking identifier");
-          content.uid(group, DSRTypes::RT_hasObsContext, concept::kTrackingUniqueIdentifier, f.tracking_uid,
+          content.uid(group, DSRTypes::RT_hasObsContext, concept ::kTrackingUniqueIdentifier, f.tracking_uid,
                       owner + " tracking UID");
-          content.code(group, DSRTypes::RT_contains, concept::kFinding, f.finding, owner + " finding");
+          content.code(group, DSRTypes::RT_contains, concept ::kFinding, f.finding, owner + " finding");
         };
         bool text_written = false;
         if (f.segment_number > 0) {
           // TID 1411 Volumetric ROI Measurements: the whole segment.
           const SegmentationInfo& seg = *segmentations[s];
           const size_t group = content.add(measurements, DSRTypes::RT_contains, DSRTypes::VT_Container,
-                                           concept::kMeasurementGroup, owner + " volumetric group");
+                                           concept ::kMeasurementGroup, owner + " volumetric group");
           tracking(group);
           DSRImageReferenceValue segment(seg.sop_class.c_str(), seg.sop_instance.c_str());
           segment.getSegmentList().addItem(f.segment_number);
-          content.image(group, DSRTypes::RT_contains, concept::kReferencedSegment, segment, owner + " referenced segment");
+          content.image(group, DSRTypes::RT_contains, concept ::kReferencedSegment, segment,
+                        owner + " referenced segment");
           // The segment's frame and source image on the key slice. Besides TID 1411 row 11, these
           // make the group valid as TID 1410 (rows 7-8) too: pixelmed checks every group against
           // TID 1410 when a report has exactly one Image Region. Row 11 names the source, so the
@@ -396,16 +410,16 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
           const seg::SourceFrame& key = entry.sources->frame(f.region->frame);
           DSRImageReferenceValue seg_frame(seg.sop_class.c_str(), seg.sop_instance.c_str());
           seg_frame.getFrameList().addItem(seg.frame(f.segment_number, key));
-          content.image(group, DSRTypes::RT_contains, concept::kReferencedSegmentationFrame, seg_frame,
+          content.image(group, DSRTypes::RT_contains, concept ::kReferencedSegmentationFrame, seg_frame,
                         owner + " referenced segmentation frame");
-          content.image(group, DSRTypes::RT_contains, concept::kSourceImageForSegmentation, frame_reference(key),
+          content.image(group, DSRTypes::RT_contains, concept ::kSourceImageForSegmentation, frame_reference(key),
                         owner + " source image");
           if (f.finding_site)
-            content.code(group, DSRTypes::RT_hasConceptMod, concept::kFindingSite, *f.finding_site,
+            content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
                          owner + " finding site");
           for (const auto& m : f.measurements) content.number(group, m, owner + " " + m.concept.meaning);
           if (!f.text.empty()) {
-            content.text(group, DSRTypes::RT_contains, concept::kComment, f.text, owner + " text");
+            content.text(group, DSRTypes::RT_contains, concept ::kComment, f.text, owner + " text");
             text_written = true;
           }
           ++report.measurement_groups;
@@ -413,9 +427,9 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         // TID 1410 Planar ROI Measurements: the region a viewer draws, same tracking UID.
         const ImageRegion& r = *f.region;
         const size_t group = content.add(measurements, DSRTypes::RT_contains, DSRTypes::VT_Container,
-                                         concept::kMeasurementGroup, owner + " planar group");
+                                         concept ::kMeasurementGroup, owner + " planar group");
         tracking(group);
-        content.add(group, DSRTypes::RT_contains, DSRTypes::VT_SCoord, concept::kImageRegion, owner + " image region");
+        content.add(group, DSRTypes::RT_contains, DSRTypes::VT_SCoord, concept ::kImageRegion, owner + " image region");
         DSRSpatialCoordinatesValue* coordinates = content.item().getSpatialCoordinatesPtr();
         if (!coordinates) throw ReportError(owner + ": cannot set the image region");
         check(coordinates->setGraphicType(r.shape == ImageRegion::Shape::Point ? DSRTypes::GT_Point
@@ -428,21 +442,22 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         content.image(region, DSRTypes::RT_selectedFrom, {}, frame_reference(entry.sources->frame(r.frame)),
                       owner + " source image of the region");
         if (f.finding_site)
-          content.code(group, DSRTypes::RT_hasConceptMod, concept::kFindingSite, *f.finding_site,
+          content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
                        owner + " finding site");
         if (r.area_mm2) content.number(group, area_mm2(*r.area_mm2), owner + " area");
         if (f.segment_number == 0)
           for (const auto& m : f.measurements) content.number(group, m, owner + " " + m.concept.meaning);
         if (!f.text.empty() && !text_written)
-          content.text(group, DSRTypes::RT_contains, concept::kComment, f.text, owner + " text");
+          content.text(group, DSRTypes::RT_contains, concept ::kComment, f.text, owner + " text");
         ++report.measurement_groups;
       }
     }
   }
   if (!report_texts.empty()) {
     const size_t evaluations = content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container,
-                                           concept::kQualitativeEvaluations, "qualitative evaluations");
-    for (const ReportText* t : report_texts) content.text(evaluations, DSRTypes::RT_contains, t->concept, t->text, "report text");
+                                           concept ::kQualitativeEvaluations, "qualitative evaluations");
+    for (const ReportText* t : report_texts)
+      content.text(evaluations, DSRTypes::RT_contains, t->concept, t->text, "report text");
   }
 
   // Evidence: every source instance and every SEG (PS3.3 C.17.2.3; Slicer needs the SEG here).
@@ -465,8 +480,8 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
   check(document.write(dataset), "writing the structured report");
   // Identity and the patient/study attributes of the source, in UTF-8 like the report's text.
   report.sop_class_uid = UID_Comprehensive3DSRStorage;
-  report.sop_instance_uid =
-      !options.sop_instance_uid.empty() ? options.sop_instance_uid : seg::make_uid(seed.empty() ? "" : seed + "/sr/sop");
+  report.sop_instance_uid = !options.sop_instance_uid.empty() ? options.sop_instance_uid
+                                                              : seg::make_uid(seed.empty() ? "" : seed + "/sr/sop");
   report.series_instance_uid = !options.series_instance_uid.empty()
                                    ? options.series_instance_uid
                                    : seg::make_uid(seed.empty() ? "" : seed + "/sr/series");
@@ -476,7 +491,8 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
   for (const DcmTagKey& tag : kTakenOver) {
     DcmElement* element = nullptr;
     if (header->findAndGetElement(tag, element).good() && element)
-      check(dataset.insert(OFstatic_cast(DcmElement*, element->clone()), true), "copying " + std::string(tag.toString().c_str()));
+      check(dataset.insert(OFstatic_cast(DcmElement*, element->clone()), true),
+            "copying " + std::string(tag.toString().c_str()));
   }
   check(dataset.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192"), "Specific Character Set");
   return report;

@@ -46,9 +46,9 @@ struct Measurement {
   double value = 0;
   CodedConcept unit;
 };
-Measurement area_mm2(double value);            // (42798000, SCT, "Area"), mm2
-Measurement volume_mm3(double value);          // (118565006, SCT, "Volume"), mm3
-Measurement long_axis_mm(double value);        // (103339001, SCT, "Long Axis"), mm
+Measurement area_mm2(double value);      // (42798000, SCT, "Area"), mm2
+Measurement volume_mm3(double value);    // (118565006, SCT, "Volume"), mm3
+Measurement long_axis_mm(double value);  // (103339001, SCT, "Long Axis"), mm
 
 // Where a viewer draws the finding: image coordinates on one source frame, (column, row) with
 // (0, 0) the top left corner of the top left pixel (PS3.3 C.18.6.1.2).
@@ -64,14 +64,14 @@ struct ImageRegion {
 };
 
 struct ReportedFinding {
-  std::string tracking_id;                   // human-readable; default "<finding meaning> <n>"
-  std::string tracking_uid;                  // must equal the SEG segment's Tracking UID
-  CodedConcept finding;                      // e.g. the segment's property type
+  std::string tracking_id;   // human-readable; default "<finding meaning> <n>"
+  std::string tracking_uid;  // must equal the SEG segment's Tracking UID
+  CodedConcept finding;      // e.g. the segment's property type
   std::optional<CodedConcept> finding_site;
-  std::string text;                          // the model's sentence for this finding
-  std::vector<Measurement> measurements;     // of the whole segment
-  std::uint16_t segment_number = 0;          // in the series' SEG; 0 when there is no segment
-  std::optional<ImageRegion> region;         // required: OHIF needs geometry for every finding
+  std::string text;                       // the model's sentence for this finding
+  std::vector<Measurement> measurements;  // of the whole segment
+  std::uint16_t segment_number = 0;       // in the series' SEG; 0 when there is no segment
+  std::optional<ImageRegion> region;      // required: OHIF needs geometry for every finding
 };
 
 struct SeriesFindings {
@@ -82,7 +82,7 @@ struct SeriesFindings {
 
 // Report-level text: an answer to a question, a generated report.
 struct ReportText {
-  CodedConcept concept{"121106", "DCM", "Comment"};
+  CodedConcept concept {"121106", "DCM", "Comment"};
   std::string text;
 };
 
@@ -97,7 +97,7 @@ struct ReportOptions {
   CodedConcept procedure{"363679005", "SCT", "Imaging procedure"};
   std::string sop_instance_uid;
   std::string series_instance_uid;
-  std::string uid_seed;                        // deterministic UIDs, as for the SEG
+  std::string uid_seed;  // deterministic UIDs, as for the SEG
 };
 
 struct WrittenReport {

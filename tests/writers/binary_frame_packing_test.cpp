@@ -1,11 +1,11 @@
 // The bit packing of BINARY SEG pixel data against the rule of PS3.5 8.1.1 written out naively:
 // pixel i of the concatenated frames is bit (i mod 8) of byte (i div 8).
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include "seg-writer/binary_frame_packing.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
-
-#include "seg-writer/binary_frame_packing.h"
 
 namespace unibiomed::seg {
 namespace {

@@ -2,9 +2,10 @@
 // jsonschema, an independent validator) accept and reject the same documents, and every
 // rejection names the JSON path.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include "sr-writer/findings_file.h"
+
 #include <gtest/gtest.h>
 
-#include "sr-writer/findings_file.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::sr {
@@ -13,9 +14,9 @@ namespace {
 bool schema_accepts(const test::TempDir& dir, const std::string& json) {
   const auto path = dir / "findings.json";
   test::write_file(path, json);
-  const auto result = test::run_command({"/usr/bin/python3",
-                                         (test::source_dir() / "tests/writers/check_findings_schema.py").string(),
-                                         (test::source_dir() / "sr-writer/findings.schema.json").string(), path.string()});
+  const auto result =
+      test::run_command({"/usr/bin/python3", (test::source_dir() / "tests/writers/check_findings_schema.py").string(),
+                         (test::source_dir() / "sr-writer/findings.schema.json").string(), path.string()});
   EXPECT_TRUE(result.exit_code == 0 || result.exit_code == 1) << result.output;
   return result.exit_code == 0;
 }
@@ -63,7 +64,8 @@ TEST(FindingsFile, ParserAndSchemaAgree) {
       {R"({"findings": [{"label": 1.5, "name": "x"}]})", "findings[0].label: must be a whole number"},
       {R"({"findings": [{"label": 1}]})", "findings[0].name: missing"},
       {R"({"findings": [{"label": 1, "name": ""}]})", "findings[0].name: must not be empty"},
-      {R"({"findings": [{"label": 1, "name": "x", "colour": [1, 2]}]})", "findings[0].colour: an [r, g, b] colour has 3"},
+      {R"({"findings": [{"label": 1, "name": "x", "colour": [1, 2]}]})",
+       "findings[0].colour: an [r, g, b] colour has 3"},
       {R"({"findings": [{"label": 1, "name": "x", "colour": [1, 2, 300]}]})", "findings[0].colour: colour values"},
       {R"({"findings": [{"label": 1, "name": "x", "colour": "red"}]})", "findings[0].colour: a colour is"},
       {R"({"findings": [{"label": 1, "name": "x", "type": {"value": "1", "scheme": "SCT"}}]})",

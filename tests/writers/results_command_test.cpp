@@ -87,7 +87,8 @@ void write_label_volume(const fs::path& path, const seg::SourceImages& sources, 
 }
 
 // Segments of each label, for the expected masks of the node checks.
-std::vector<seg::Segment> segments_of(const Labels& labels, const std::vector<std::pair<std::uint16_t, std::string>>& names) {
+std::vector<seg::Segment> segments_of(const Labels& labels,
+                                      const std::vector<std::pair<std::uint16_t, std::string>>& names) {
   seg::LabelMap map;
   map.frames = labels;
   std::vector<seg::Segment> out;
@@ -207,9 +208,9 @@ TEST(ResultsWriteCommand, NiftiLabelMapWithFindingsMakesValidSegAndSr) {
   EXPECT_EQ(get(*first, DCM_SegmentLabel), "Liver");
 
   // The same seed gives the same UIDs.
-  const auto again = results_write({"--source", (dir / "ct").string(), "--masks", (dir / "labels.nii.gz").string(),
-                                    "--findings", example.string(), "-o", (dir / "again").string(), "--uid-seed",
-                                    "run-1"});
+  const auto again =
+      results_write({"--source", (dir / "ct").string(), "--masks", (dir / "labels.nii.gz").string(), "--findings",
+                     example.string(), "-o", (dir / "again").string(), "--uid-seed", "run-1"});
   ASSERT_EQ(again.exit_code, 0) << again.output;
   auto again_seg = test::load_file(dir / "again" / "seg.dcm");
   EXPECT_EQ(get(*again_seg->getDataset(), DCM_SOPInstanceUID), get(seg, DCM_SOPInstanceUID));
@@ -275,8 +276,8 @@ TEST(ResultsWriteCommand, OnePngPerFrameInSliceOrder) {
   const auto disc = test::ellipse_mask(128, 128, 60, 50, 20, 12);
   for (size_t i = 0; i < disc.size(); ++i) png.grey[i] = disc[i] ? 7 : 0;
   dicom::write_png(dir / "ct.png", png);
-  const auto single_run = results_write({"--source", ct.string(), "--masks", (dir / "ct.png").string(), "-o",
-                                         (dir / "ct-out").string()});
+  const auto single_run =
+      results_write({"--source", ct.string(), "--masks", (dir / "ct.png").string(), "-o", (dir / "ct-out").string()});
   ASSERT_EQ(single_run.exit_code, 0) << single_run.output;
   Labels ct_labels{std::vector<std::uint16_t>(png.grey.begin(), png.grey.end())};
   check_seg(dir, dir / "ct-out" / "seg.dcm", single, segments_of(ct_labels, {{7, "Finding 7"}}), {ct});
@@ -321,8 +322,9 @@ TEST(ResultsWriteCommand, BadInputsAreClearErrors) {
   test::write_file(dir / "one.json", R"({"findings": [{"label": 1, "name": "Liver"}]})");
   expect({"--source", ct, "--masks", good, "--findings", (dir / "one.json").string(), "-o", out}, 3,
          "has label 2, which " + (dir / "one.json").string() + " does not list");
-  test::write_file(dir / "three.json",
-                   R"({"findings": [{"label": 1, "name": "A"}, {"label": 2, "name": "B"}, {"label": 3, "name": "C"}]})");
+  test::write_file(
+      dir / "three.json",
+      R"({"findings": [{"label": 1, "name": "A"}, {"label": 2, "name": "B"}, {"label": 3, "name": "C"}]})");
   expect({"--source", ct, "--masks", good, "--findings", (dir / "three.json").string(), "-o", out}, 3,
          "finding 'C' (label 3) of " + (dir / "three.json").string() + " has no pixel in");
   test::write_file(dir / "typo.json", R"({"findings": [{"label": 1, "name": "A", "colour": "blue"}]})");

@@ -76,9 +76,9 @@ CheckedSeg write_and_check(const TempDir& dir, const std::string& name, const So
   }
   const auto js = test::run_command(node);
   EXPECT_EQ(js.exit_code, 0) << name << ": dcmjs disagrees:\n" << js.output;
-  const auto py = test::run_command({"/usr/bin/python3",
-                                     (test::source_dir() / "tests/writers/check_seg_pydicom.py").string(),
-                                     out.path.string(), expected.string()});
+  const auto py =
+      test::run_command({"/usr/bin/python3", (test::source_dir() / "tests/writers/check_seg_pydicom.py").string(),
+                         out.path.string(), expected.string()});
   EXPECT_EQ(py.exit_code, 0) << name << ": pydicom disagrees:\n" << py.output;
   std::cout << "  " << name << ": dcmjs: " << js.output << "  " << name << ": pydicom: " << py.output;
   return out;
@@ -182,9 +182,9 @@ TEST(SegmentationWriter, PydicomCtAndMrSources) {
     ASSERT_TRUE(file) << "cannot read " << path;
     SourceImages sources({file->getDataset()});
     const unsigned rows = sources.rows(), columns = sources.columns();
-    std::vector<Segment> segments{
-        segment("Region", {binary_mask(0, test::ellipse_mask(rows, columns, columns / 2.0, rows / 3.0, columns / 5.0,
-                                                              rows / 7.0))})};
+    std::vector<Segment> segments{segment(
+        "Region",
+        {binary_mask(0, test::ellipse_mask(rows, columns, columns / 2.0, rows / 3.0, columns / 5.0, rows / 7.0))})};
     auto checked = write_and_check(dir, name, sources, segments, {path});
     DcmDataset& seg = *checked.written.file->getDataset();
     DcmDataset& source = *file->getDataset();
@@ -229,8 +229,9 @@ TEST(SegmentationWriter, SourcesWithoutTypeTwoAttributesAndWithLatin1Text) {
   spec.name = "sparse";
   auto series = test::make_series(spec);
   for (auto* ds : series.datasets()) {
-    for (const DcmTagKey& tag : {DCM_PatientBirthDate, DCM_PatientSex, DCM_StudyDate, DCM_StudyTime, DCM_AccessionNumber,
-                                 DCM_ReferringPhysicianName, DCM_StudyID, DCM_PositionReferenceIndicator})
+    for (const DcmTagKey& tag :
+         {DCM_PatientBirthDate, DCM_PatientSex, DCM_StudyDate, DCM_StudyTime, DCM_AccessionNumber,
+          DCM_ReferringPhysicianName, DCM_StudyID, DCM_PositionReferenceIndicator})
       delete ds->remove(tag);
     ds->putAndInsertString(DCM_PatientName, "M\xfcller^J\xfcrgen");  // ISO_IR 100
   }
@@ -443,7 +444,8 @@ TEST(SegmentationWriter, BadInputsAreClearErrors) {
   expect_error({segment("A", {nan})}, "at pixel (1, 1) is outside [0, 1]");
   expect_error({segment("A", {binary_mask(0, std::vector<std::uint8_t>(63, 0))})},
                "segment 1 'A' has no pixel inside its mask");
-  expect_error({segment("Fine", {binary_mask(0, good)}), segment("", {binary_mask(0, good)})}, "segment 2 has no label");
+  expect_error({segment("Fine", {binary_mask(0, good)}), segment("", {binary_mask(0, good)})},
+               "segment 2 has no label");
   auto no_code = segment("A", {binary_mask(0, good)});
   no_code.description.type.scheme.clear();
   expect_error({no_code}, "segment 1 'A': the segmented property type needs a code value");

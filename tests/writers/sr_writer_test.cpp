@@ -120,10 +120,10 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   auto series = test::make_series(spec);
   series.save(dir.path(), spec.name);
   seg::SourceImages sources(series.datasets());
-  std::vector<seg::Segment> segments{
-      segment("Lesion", {mask(1, test::ellipse_mask(32, 40, 12, 10, 5, 4)), mask(2, test::ellipse_mask(32, 40, 12, 10, 7, 5)),
-                         mask(3, test::ellipse_mask(32, 40, 12, 10, 4, 3))}),
-      segment("Cyst", {mask(4, test::ellipse_mask(32, 40, 30, 22, 3, 3))})};
+  std::vector<seg::Segment> segments{segment("Lesion", {mask(1, test::ellipse_mask(32, 40, 12, 10, 5, 4)),
+                                                        mask(2, test::ellipse_mask(32, 40, 12, 10, 7, 5)),
+                                                        mask(3, test::ellipse_mask(32, 40, 12, 10, 4, 3))}),
+                                     segment("Cyst", {mask(4, test::ellipse_mask(32, 40, 30, 22, 3, 3))})};
   seg::SegmentationOptions seg_options;
   seg_options.uid_seed = "sr-ct";
   auto seg = seg::write_segmentation(sources, segments, seg_options);
@@ -315,8 +315,9 @@ TEST(FindingGeometry, OutlineFollowsPixelEdgesOfTheLargestRegion) {
   const auto hole = test::ellipse_mask(21, 21, 10, 10, 4, 4);
   for (size_t i = 0; i < ring.size(); ++i)
     if (hole[i]) ring[i] = 0;
-  EXPECT_DOUBLE_EQ(polygon_area(outline_of_largest_region(ring, 21, 21)),
-                   static_cast<double>(std::count(ring.begin(), ring.end(), 1) + std::count(hole.begin(), hole.end(), 1)));
+  EXPECT_DOUBLE_EQ(
+      polygon_area(outline_of_largest_region(ring, 21, 21)),
+      static_cast<double>(std::count(ring.begin(), ring.end(), 1) + std::count(hole.begin(), hole.end(), 1)));
   // Random blobs never make the tracer loop forever or leave the image.
   std::mt19937 generator(3);
   for (int trial = 0; trial < 50; ++trial) {

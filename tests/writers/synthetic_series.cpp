@@ -86,7 +86,7 @@ std::vector<DcmDataset*> SyntheticSeries::datasets() const {
 }
 
 std::vector<std::filesystem::path> SyntheticSeries::save(const std::filesystem::path& dir,
-                                                          const std::string& name) const {
+                                                         const std::string& name) const {
   std::vector<std::filesystem::path> paths;
   for (size_t i = 0; i < files.size(); ++i) {
     auto path = dir / (name + "-" + std::to_string(i + 1) + ".dcm");
@@ -218,9 +218,13 @@ std::string expected_masks_json(const seg::SourceImages& sources, const std::vec
   return out.dump();
 }
 
-std::string node_program() { return have_program("node") ? "node" : "/usr/bin/node"; }
+std::string node_program() {
+  return have_program("node") ? "node" : "/usr/bin/node";
+}
 
-std::filesystem::path js_dir() { return source_dir() / "tests" / "js"; }
+std::filesystem::path js_dir() {
+  return source_dir() / "tests" / "js";
+}
 
 std::string dcmjs_missing_reason() {
   if (!std::filesystem::exists(js_dir() / "node_modules" / "dcmjs" / "package.json"))
@@ -242,10 +246,10 @@ std::vector<std::string> dciodvfy_errors(const std::filesystem::path& file, std:
 std::vector<std::string> pixelmed_sr_errors(const std::filesystem::path& file, std::string* full_output) {
   // Without the XPath limits lifted, modern JDKs stop with JAXP0801003 on pixelmed's templates.
   // C1-only JIT and the serial collector halve the CPU time of this short-lived JVM.
-  const auto result = run_command({"java", "-Xmx6g", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-                                   "-Djdk.xml.xpathExprOpLimit=0", "-Djdk.xml.xpathExprGrpLimit=0",
-                                   "-Djdk.xml.xpathTotalOpLimit=0", "-cp", "/usr/share/java/pixelmed.jar",
-                                   "com.pixelmed.validate.DicomSRValidator", file.string()});
+  const auto result =
+      run_command({"java", "-Xmx6g", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Djdk.xml.xpathExprOpLimit=0",
+                   "-Djdk.xml.xpathExprGrpLimit=0", "-Djdk.xml.xpathTotalOpLimit=0", "-cp",
+                   "/usr/share/java/pixelmed.jar", "com.pixelmed.validate.DicomSRValidator", file.string()});
   if (full_output) *full_output = result.output;
   std::vector<std::string> errors;
   std::istringstream lines(result.output);

@@ -27,9 +27,9 @@ struct SeriesSpec {
   std::array<double, 2> spacing{0.7, 0.6};  // between rows, between columns (mm)
   double slice_gap = 2.5;                   // mm between successive slices along the normal
   std::array<double, 3> origin{-100.0, -120.0, 40.0};
-  bool enhanced_multiframe = false;         // one Enhanced MR instance instead of CT slices
-  bool reverse_order = false;               // give the slices last-to-first (tests sorting)
-  std::string name = "synthetic";           // makes the UIDs distinct between series
+  bool enhanced_multiframe = false;  // one Enhanced MR instance instead of CT slices
+  bool reverse_order = false;        // give the slices last-to-first (tests sorting)
+  std::string name = "synthetic";    // makes the UIDs distinct between series
 };
 
 // A series kept in memory; datasets() feeds SourceImages.
