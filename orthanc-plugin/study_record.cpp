@@ -87,10 +87,12 @@ std::vector<std::string> StudyInventory::source_modalities() const {
 }
 
 std::optional<StudyRecord> StudyRecords::read(const std::string& study_id) const {
-  auto all = client_.find_json("/studies/" + study_id + "/metadata?expand");
-  if (!all) return std::nullopt;
+  // One GET per key: "/metadata?expand" names user metadata by their "UserMetadata" names when
+  // the Orthanc configuration declares them (any name the administrator chose), by number
+  // otherwise; the numbered URI works in both cases.
+  if (!client_.find_json("/studies/" + study_id)) return std::nullopt;
   StudyRecord record;
-  auto text = [&](int key) { return string_field(*all, std::to_string(key).c_str()); };
+  auto text = [&](int key) { return client_.find_text(meta_uri("studies", study_id, key)).value_or(std::string()); };
   record.state = parse_study_state(text(metadata::kState));
   try {
     if (auto run = text(metadata::kRun); !run.empty()) record.run = RunInfo::from_json(nlohmann::json::parse(run));
