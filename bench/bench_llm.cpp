@@ -6,19 +6,18 @@
 // and the peak resident memory against 1.3 x the weights + 0.5 GB.
 //
 //   bench_llm [--threads N] [--dtype float32|bfloat16] [--prefill 300,2600] [--decode-tokens 16]
-//             [--decode-context 300] [--batch 4] [--no-thread-study]
+//             [--decode-context 300] [--batch 4] [--no-thread-study] [--torch-threads N]
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <dlfcn.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -26,11 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "inference/generation.h"
+#include "inference/cpu_matvec.h"
 #include "inference/model_config.h"
 #include "inference/qwen2.h"
 #include "inference/runtime.h"
-#include "inference/tokenizer.h"
 #include "inference/weights.h"
 
 namespace {
@@ -73,12 +71,20 @@ std::pair<double, double> memory_gbps() {
   return {read, copy};
 }
 
-double peak_rss_gb() {  // VmHWM of /proc/self/status, in GB
+double status_gb(const char* field) {  // VmHWM / VmRSS of /proc/self/status, in GB
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) * 1024 / 1e9;
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(std::strlen(field))) * 1024 / 1e9;
   return -1;
+}
+
+// CPU seconds of the whole process: on a shared machine the wall time also counts time other
+// programs held the cores; "cpu share" = CPU seconds / (wall seconds x threads) shows that.
+double cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + t.tv_nsec * 1e-9;
 }
 
 // A checkpoint of the real layout and size, made in memory: weights ~ N(0, 0.02), norms 1.
@@ -158,6 +164,24 @@ void thread_study(int threads) {
   configure_cpu_threads(threads);
 }
 
+void decode_kernel_study() {
+  // Rows x lm_head-sized weights [151679, 896] float32 (543 MB, far beyond the caches): weight
+  // bytes per second for OpenBLAS GEMM (linear), OpenBLAS matrix-vector per row, and matvec_rows.
+  torch::NoGradGuard g;
+  const torch::Tensor w = torch::randn({151679, 896});
+  const double bytes = static_cast<double>(w.numel()) * 4;
+  std::cout << "decode kernels (weight GB/s per step of R rows): R | GEMM | mv per row | matvec_rows\n";
+  for (int64_t rows : {1, 2, 4, 8}) {
+    const torch::Tensor x = torch::randn({rows, 896});
+    const double gemm = bytes / best_of(3, [&] { (void)torch::linear(x, w); }) / 1e9;
+    const double mv = bytes / best_of(3, [&] {
+                        for (int64_t r = 0; r < rows; ++r) (void)torch::mv(w, x[r]);
+                      }) / 1e9;
+    const double ours = bytes / best_of(3, [&] { (void)matvec_rows(x, w); }) / 1e9;
+    std::printf("  %lld | %5.1f | %5.1f | %5.1f\n", static_cast<long long>(rows), gemm, mv, ours);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,6 +191,7 @@ int main(int argc, char** argv) {
   int decode_tokens = 16, batch = 4;
   int64_t decode_context = 300;
   bool study = true;
+  int torch_threads = 0;  // 0: the same as --threads
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -183,15 +208,20 @@ int main(int argc, char** argv) {
     else if (a == "--decode-context") decode_context = std::stoll(value());
     else if (a == "--batch") batch = std::stoi(value());
     else if (a == "--no-thread-study") study = false;
+    else if (a == "--torch-threads") torch_threads = std::stoi(value());
     else {
       std::cerr << "usage: bench_llm [--threads N] [--dtype float32|bfloat16] [--prefill 300,2600] "
-                   "[--decode-tokens 16] [--decode-context 300] [--batch 4] [--no-thread-study]\n";
+                   "[--decode-tokens 16] [--decode-context 300] [--batch 4] [--no-thread-study] [--torch-threads N]\n";
       return 2;
     }
   }
   threads = configure_cpu_threads(threads);
+  if (torch_threads > 0) torch::set_num_threads(torch_threads);
   std::cout << "runtime: " << describe_cpu_runtime() << "\n";
-  if (study) thread_study(threads);
+  if (study) {
+    thread_study(threads);
+    decode_kernel_study();
+  }
 
   const ComputeOptions options = ComputeOptions::from_strings("cpu", dtype_name);
   const LlmConfig config;  // the defaults are Qwen2.5-0.5B's sizes
@@ -200,9 +230,9 @@ int main(int argc, char** argv) {
   auto t0 = Clock::now();
   Weights weights(random_llm(config, options.dtype), options);
   Qwen2Model model(weights, config);
-  std::printf("model: Qwen2 %d layers, hidden %d, vocab %lld, %s, %.2f GB of weights, made in %.1f s\n",
+  std::printf("model: Qwen2 %d layers, hidden %d, vocab %lld, %s, %.2f GB of weights, made in %.1f s, RSS %.2f GB\n",
               config.num_hidden_layers, config.hidden_size, static_cast<long long>(config.vocab_size),
-              dtype_name.c_str(), weight_bytes / 1e9, seconds_since(t0));
+              dtype_name.c_str(), weight_bytes / 1e9, seconds_since(t0), status_gb("VmRSS:"));
 
   // Prefill: the prompt at once, then the last position's logits (what generation does).
   for (int64_t T : prefill_lengths) {
@@ -210,42 +240,44 @@ int main(int argc, char** argv) {
     const torch::Tensor embeds = torch::randn({1, T, config.hidden_size}).to(options.dtype);
     KvCache cache = model.make_cache(1, T);
     t0 = Clock::now();
+    const double cpu0 = cpu_seconds();
     const torch::Tensor last = model.forward(embeds, cache).select(1, T - 1);
     (void)model.logits(last).argmax(-1).item<int64_t>();
-    const double s = seconds_since(t0);
+    const double s = seconds_since(t0), cpu = cpu_seconds() - cpu0;
     const double achieved = prefill_flops(config, T) / s / 1e9;
     std::printf("prefill %5lld tokens: %7.2f s, %7.1f tokens/s, %6.1f GFLOP/s | GEMM %6.1f GFLOP/s | ratio %.2f "
-                "(target >= 0.6)\n",
-                static_cast<long long>(T), s, T / s, achieved, gemm, achieved / gemm);
+                "(target >= 0.6) | cpu share %.2f | RSS %.2f GB\n",
+                static_cast<long long>(T), s, T / s, achieved, gemm, achieved / gemm, cpu / (s * threads),
+                status_gb("VmRSS:"));
   }
 
-  // Decode: greedy steps after a prompt of decode_context tokens, batch 1 then `batch` sequences.
-  const std::string tok_dir = "/tmp/bench_llm_tokenizer_" + std::to_string(::getpid());
-  write_byte_level_tokenizer(tok_dir, {{"<|endoftext|>", 151643}, {"<|im_end|>", 151645}});
-  const Tokenizer tokenizer = Tokenizer::load(tok_dir);
-  std::filesystem::remove_all(tok_dir);
-  GenerationOptions g;
-  g.stop_words.clear();
-  g.eos_token_id = -1;  // random weights: run every step
+  // Decode: the greedy step of generate_greedy (last position's logits, argmax, embed, forward
+  // one position) after a prompt of decode_context tokens; median step time.
   for (int b : {1, batch}) {
     const auto [read_bw, copy_bw] = memory_gbps();
     const torch::Tensor embeds = torch::randn({b, decode_context, config.hidden_size}).to(options.dtype);
-    // Time the prefill and one step, then prefill and all steps: the difference is decoding.
-    g.max_new_tokens = 1;
-    t0 = Clock::now();
-    (void)generate_greedy(model, tokenizer, embeds, g);
-    const double one = seconds_since(t0);
-    g.max_new_tokens = decode_tokens + 1;
-    t0 = Clock::now();
-    (void)generate_greedy(model, tokenizer, embeds, g);
-    const double per_step = (seconds_since(t0) - one) / decode_tokens;
+    KvCache cache = model.make_cache(b, decode_context + decode_tokens);
+    torch::Tensor last = model.forward(embeds, cache).select(1, decode_context - 1);
+    std::vector<double> steps;
+    const auto decode_start = Clock::now();
+    const double cpu0 = cpu_seconds();
+    for (int i = 0; i < decode_tokens; ++i) {
+      t0 = Clock::now();
+      const torch::Tensor next = model.logits(last).argmax(-1).view({b, 1});
+      last = model.forward(model.embed(next), cache).select(1, 0);
+      (void)last.sum().item<float>();
+      steps.push_back(seconds_since(t0));
+    }
+    const double share = (cpu_seconds() - cpu0) / (seconds_since(decode_start) * threads);
+    std::sort(steps.begin(), steps.end());
+    const double per_step = steps[steps.size() / 2];
     const double streamed = decode_weight_bytes(config, options.dtype) / per_step / 1e9;
     std::printf("decode batch %d (context %lld): %6.1f ms/step, %6.2f tokens/s | weights %5.1f GB/s | memory read "
-                "%5.1f GB/s (copy %5.1f) | ratio %.2f (target >= 0.5)\n",
+                "%5.1f GB/s (copy %5.1f) | ratio %.2f (target >= 0.5) | cpu share %.2f\n",
                 b, static_cast<long long>(decode_context), per_step * 1e3, b / per_step, streamed, read_bw, copy_bw,
-                streamed / read_bw);
+                streamed / read_bw, share);
   }
-  const double peak = peak_rss_gb(), limit = 1.3 * weight_bytes / 1e9 + 0.5;
+  const double peak = status_gb("VmHWM:"), limit = 1.3 * weight_bytes / 1e9 + 0.5;
   std::printf("peak resident memory %.2f GB | limit 1.3 x %.2f GB + 0.5 GB = %.2f GB | %s\n", peak, weight_bytes / 1e9,
               limit, peak <= limit ? "within" : "OVER");
   return 0;

@@ -16,13 +16,13 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <unistd.h>
 
 #include "inference/image_preprocess.h"
 #include "inference/model_config.h"
+#include "inference/runtime.h"
 #include "inference/safetensors_file.h"
 #include "inference/vision_encoder.h"
 #include "inference/weights.h"
@@ -149,7 +149,7 @@ std::string load_average() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = 0;  // 0: every core this process may use
   int slices = 16, max_batch = 8;
   std::string dtype = "float32";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -163,12 +163,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  torch::set_num_threads(threads);
+  threads = ib::configure_cpu_threads(threads);
   torch::manual_seed(0);
   ib::ModelConfig config;  // release sizes: InternViT-300M-448px, Qwen2.5-0.5B hidden 896
   const double tile_gflop = flops_per_tile(config) / 1e9;
   std::printf("bench_vision: InternViT-300M + mlp1, random weights, %s, %d threads, %.1f GFLOP per 448 tile, load %s\n",
               dtype.c_str(), threads, tile_gflop, load_average().c_str());
+  std::printf("%s\n", ib::describe_cpu_runtime().c_str());
 
   const auto dir = std::filesystem::temp_directory_path() / ("bench_vision_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -6,25 +6,25 @@
 #include <cmath>
 #include <limits>
 
+#include "inference/cpu_matvec.h"
 #include "inference/error.h"
 
 namespace unibiomed::inference {
 
 namespace {
 
-// At most this many rows go through matrix-vector products (one pass over the weights per row)
-// instead of a GEMM: OpenBLAS packs the whole weight matrix for a GEMM, which for a handful of
-// rows (decoding) costs several times the memory traffic of streaming it once per row.
-constexpr int64_t kMaxRowsForMatrixVector = 8;
+// Few rows (decoding) stream the weights once for all rows (cpu_matvec.h) instead of a GEMM.
+constexpr int64_t kMaxRowsForMatrixVector = kMatvecMaxRows;
 // Queries per attention block: the scores of one block ((queries x group) x keys) stay in cache.
 constexpr int64_t kAttentionBlock = 128;
 
 // x [rows, in] -> [rows, out] = x W^T + b.
 torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
-  const int64_t rows = x.size(0);
-  if (!x.is_cpu() || rows > kMaxRowsForMatrixVector) return torch::linear(x, w, b);
-  torch::Tensor out = torch::empty({rows, w.size(0)}, x.options());
-  for (int64_t r = 0; r < rows; ++r) {
+  if (matvec_rows_applies(x, w)) return matvec_rows(x, w, b);
+  if (!x.is_cpu() || x.size(0) > kMaxRowsForMatrixVector) return torch::linear(x, w, b);
+  // Other dtypes on the CPU: one matrix-vector product per row, still cheaper than GEMM packing.
+  torch::Tensor out = torch::empty({x.size(0), w.size(0)}, x.options());
+  for (int64_t r = 0; r < x.size(0); ++r) {
     torch::Tensor row = out[r];
     if (b.defined())
       torch::addmv_out(row, b, w, x[r]);
@@ -77,21 +77,27 @@ Qwen2Model::Qwen2Model(Weights& weights, const LlmConfig& config, const std::str
   kv_dim_ = head_dim_ * c.num_key_value_heads;
 
   const std::string model = prefix + "model.";
+  const auto f = torch::TensorOptions().dtype(weights.options().dtype).device(weights.options().device);
   embed_tokens_ = weights.get(model + "embed_tokens.weight", {V, H});
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = model + "layers." + std::to_string(i) + ".";
     Layer l;
     l.input_norm = weights.get(p + "input_layernorm.weight", {H});
     l.post_attention_norm = weights.get(p + "post_attention_layernorm.weight", {H});
-    l.qkv_weight = torch::cat({weights.get(p + "self_attn.q_proj.weight", {H, H}),
-                               weights.get(p + "self_attn.k_proj.weight", {kv_dim_, H}),
-                               weights.get(p + "self_attn.v_proj.weight", {kv_dim_, H})});
-    l.qkv_bias = torch::cat({weights.get(p + "self_attn.q_proj.bias", {H}),
-                             weights.get(p + "self_attn.k_proj.bias", {kv_dim_}),
-                             weights.get(p + "self_attn.v_proj.bias", {kv_dim_})});
+    // q, k, v (and gate, up) are read straight into one stacked matrix: one product instead of
+    // three, and no second copy of the weights while loading.
+    l.qkv_weight = torch::empty({H + 2 * kv_dim_, H}, f);
+    weights.get_into(p + "self_attn.q_proj.weight", l.qkv_weight.narrow(0, 0, H));
+    weights.get_into(p + "self_attn.k_proj.weight", l.qkv_weight.narrow(0, H, kv_dim_));
+    weights.get_into(p + "self_attn.v_proj.weight", l.qkv_weight.narrow(0, H + kv_dim_, kv_dim_));
+    l.qkv_bias = torch::empty({H + 2 * kv_dim_}, f);
+    weights.get_into(p + "self_attn.q_proj.bias", l.qkv_bias.narrow(0, 0, H));
+    weights.get_into(p + "self_attn.k_proj.bias", l.qkv_bias.narrow(0, H, kv_dim_));
+    weights.get_into(p + "self_attn.v_proj.bias", l.qkv_bias.narrow(0, H + kv_dim_, kv_dim_));
     l.o_weight = weights.get(p + "self_attn.o_proj.weight", {H, H});
-    l.gate_up_weight = torch::cat({weights.get(p + "mlp.gate_proj.weight", {I, H}),
-                                   weights.get(p + "mlp.up_proj.weight", {I, H})});
+    l.gate_up_weight = torch::empty({2 * I, H}, f);
+    weights.get_into(p + "mlp.gate_proj.weight", l.gate_up_weight.narrow(0, 0, I));
+    weights.get_into(p + "mlp.up_proj.weight", l.gate_up_weight.narrow(0, I, I));
     l.down_weight = weights.get(p + "mlp.down_proj.weight", {H, I});
     layers_.push_back(std::move(l));
   }

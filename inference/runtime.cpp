@@ -33,8 +33,15 @@ int available_cores() {
 
 int configure_cpu_threads(int threads) {
   const int n = threads > 0 ? threads : available_cores();
-  torch::set_num_threads(n);
-  if (auto set_blas = openblas_function<void (*)(int)>("openblas_set_num_threads")) set_blas(n);
+  auto set_blas = openblas_function<void (*)(int)>("openblas_set_num_threads");
+  auto blas_parallel = openblas_function<int (*)()>("openblas_get_parallel");  // 0 serial, 1 pthreads, 2 OpenMP
+  if (set_blas) set_blas(n);
+  // With OpenBLAS's own pthread pool next to libtorch's OpenMP pool, every switch between a BLAS
+  // call and an element-wise op finds the other pool's workers still spinning on the cores: a
+  // 300-token prefill ran 5x slower (bench_llm). libtorch then keeps one thread and the BLAS,
+  // where the time goes, gets them all.
+  const bool separate_blas_pool = set_blas && blas_parallel && blas_parallel() == 1;
+  torch::set_num_threads(separate_blas_pool && n > 1 ? 1 : n);
   return n;
 }
 

@@ -2,9 +2,12 @@
 // Orthanc plugin, benchmarks) before the model runs.
 //
 // Why: libtorch detects a single core on these machines unless told otherwise, and its matrix
-// products go to OpenBLAS, which keeps its own thread pool. Both pools are set to the same
-// number: OpenBLAS is called from one libtorch thread at a time (linear, mm, mv), so the two do
-// not multiply; with OpenBLAS at one thread a single large GEMM runs at about half speed.
+// products go to OpenBLAS. Debian's OpenBLAS (openblas-pthread) keeps its own thread pool beside
+// libtorch's OpenMP pool, and the two spin-wait against each other on a small machine: with both
+// at 2 threads on 2 cores a 300-token Qwen2 prefill took 16.5 s, with libtorch at 1 thread 3.3 s
+// (bench_llm, back to back, GEMM at 90 GFLOP/s in both). So when the BLAS has its own pthread pool it gets the
+// threads and libtorch keeps one; with an OpenMP OpenBLAS or MKL (no separate pool) libtorch gets
+// them. OPENBLAS_NUM_THREADS=1 instead would halve every large GEMM.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
@@ -12,8 +15,9 @@
 
 namespace unibiomed::inference {
 
-// Sets libtorch's intra-op threads and OpenBLAS's threads (when the BLAS in the process is
-// OpenBLAS) to `threads`; 0 means the cores this process may run on. Returns the number set.
+// Gives the BLAS `threads` threads (0: the cores this process may run on) and libtorch's intra-op
+// pool the same, or 1 when the BLAS is OpenBLAS with its own pthread pool (see above). Returns
+// `threads` as resolved.
 int configure_cpu_threads(int threads = 0);
 
 // The cores this process may run on (sched_getaffinity), at least 1.

@@ -66,16 +66,17 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 torch::Tensor multiscale_attention(const Sam2ImageEncoder::Block& b, const torch::Tensor& x) {
   const int64_t n = x.size(0), h = x.size(1), w = x.size(2);
   const int64_t hd = b.dim_out / b.heads;
-  auto qkv = torch::linear(x, b.qkv_w, b.qkv_b).reshape({n, h * w, 3, b.heads, hd});
-  auto q = qkv.select(2, 0), k = qkv.select(2, 1), v = qkv.select(2, 2);  // [N, L, heads, hd]
+  // [3, N, heads, L, hd] in one copy, so that the matmuls below read contiguous operands.
+  auto qkv = torch::linear(x, b.qkv_w, b.qkv_b).view({n, h * w, 3, b.heads, hd}).permute({2, 0, 3, 1, 4}).contiguous();
+  auto q = qkv[0], k = qkv[1], v = qkv[2];  // [N, heads, L, hd]
   int64_t oh = h, ow = w;
   if (b.q_stride) {
-    auto pooled = pool_nhwc(q.reshape({n, h, w, b.heads * hd}), b.q_stride);
+    auto pooled = pool_nhwc(q.transpose(1, 2).reshape({n, h, w, b.heads * hd}), b.q_stride);
     oh = pooled.size(1);
     ow = pooled.size(2);
-    q = pooled.reshape({n, oh * ow, b.heads, hd});
+    q = pooled.reshape({n, oh * ow, b.heads, hd}).transpose(1, 2);
   }
-  auto out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));  // [N, heads, Lq, hd]
+  auto out = attention(q, k, v);  // [N, heads, Lq, hd]
   out = out.transpose(1, 2).reshape({n, oh, ow, b.dim_out});
   return torch::linear(out, b.attn_proj_w, b.attn_proj_b);
 }
@@ -99,10 +100,29 @@ torch::Tensor window_unpartition(const torch::Tensor& windows, int64_t ws, int64
   return x;
 }
 
-// MultiScaleBlock.forward. The q-pool block (first of a stage) runs its attention in the
-// previous stage's windows, pools q inside each window and so halves the window; its shortcut
-// is maxpool(proj(norm1(x))). Padding happens after norm1, so padded tokens are real keys.
-torch::Tensor block_forward(const Sam2ImageEncoder::Block& b, const torch::Tensor& x) {
+// Token-chunk sizes. Buffers above glibc's mmap threshold (32 MB at most) are mapped fresh and
+// page-faulted on every use, which costs about a third of the CPU time of a naive pass
+// (MODEL.md); bands of about 4096 tokens keep every temporary below it, so the allocator
+// reuses them. Results do not depend on the chunking (every op here is per token or per window).
+constexpr int64_t kBandTokens = 4096;
+constexpr int64_t kMlpTokens = 2048;
+
+// x += mlp(norm2(x)) over [.., C] in chunks of tokens; x is contiguous and owned.
+void mlp_residual_(const Sam2ImageEncoder::Block& b, torch::Tensor& x) {
+  auto flat = x.view({-1, b.dim_out});
+  for (int64_t s = 0, n = flat.size(0); s < n; s += kMlpTokens) {
+    auto chunk = flat.narrow(0, s, std::min(kMlpTokens, n - s));
+    auto m = torch::layer_norm(chunk, {b.dim_out}, b.norm2_w, b.norm2_b, b.eps);
+    m = torch::gelu(torch::linear(m, b.mlp0_w, b.mlp0_b));
+    chunk.add_(torch::linear(m, b.mlp1_w, b.mlp1_b));
+  }
+}
+
+// MultiScaleBlock.forward on x [B, h, W, C], a band of whole windows (or the whole image). The
+// q-pool block (first of a stage) runs its attention in the previous stage's windows, pools q
+// inside each window and so halves the window; its shortcut is maxpool(proj(norm1(x))).
+// Padding happens after norm1, so padded tokens are real keys.
+torch::Tensor block_band(const Sam2ImageEncoder::Block& b, const torch::Tensor& x) {
   auto xn = torch::layer_norm(x, {b.dim}, b.norm1_w, b.norm1_b, b.eps);
   torch::Tensor shortcut = x;
   if (b.proj_w.defined()) {
@@ -123,10 +143,22 @@ torch::Tensor block_forward(const Sam2ImageEncoder::Block& b, const torch::Tenso
     }
   }
   if (b.window > 0) y = window_unpartition(y, ws, hp, wp, h, w);
-  auto out = shortcut + y;
-  auto m = torch::layer_norm(out, {b.dim_out}, b.norm2_w, b.norm2_b, b.eps);
-  m = torch::linear(torch::gelu(torch::linear(m, b.mlp0_w, b.mlp0_b)), b.mlp1_w, b.mlp1_b);
-  return out + m;
+  auto out = (shortcut + y).contiguous();
+  mlp_residual_(b, out);
+  return out;
+}
+
+// A windowed block touches each window alone, so it runs band by band (rows of whole windows,
+// which are the reference's windows since both start at the top); a global block at once.
+torch::Tensor block_forward(const Sam2ImageEncoder::Block& b, const torch::Tensor& x) {
+  const int64_t h = x.size(1);
+  if (b.window == 0) return block_band(b, x);
+  const int64_t tokens_per_window_row = x.size(0) * b.window * x.size(2);
+  const int64_t rows = std::max<int64_t>(1, kBandTokens / tokens_per_window_row) * b.window;
+  if (rows >= h) return block_band(b, x);
+  std::vector<torch::Tensor> bands;
+  for (int64_t r = 0; r < h; r += rows) bands.push_back(block_band(b, x.narrow(1, r, std::min(rows, h - r))));
+  return torch::cat(bands, 1);
 }
 
 std::string list_str(const std::vector<int>& v) {
@@ -163,7 +195,7 @@ Sam2ImageFeatures Sam2ImageFeatures::cat(const std::vector<Sam2ImageFeatures>& p
 Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& config, const std::string& prefix)
     : config_(config) {
   const HieraConfig& hc = config.hiera;
-  const std::string where = "SAM2 image encoder (checkpoint " + weights.checkpoint().describe() + ")";
+  const std::string where = "SAM2 image encoder (" + weights.describe() + ")";
   auto require = [&](bool ok, const std::string& what) {
     if (!ok) throw InferenceError(where + ": " + what);
   };

@@ -79,7 +79,7 @@ torch::Tensor Sam2MaskDecoder::Mlp::operator()(torch::Tensor x) const {
 Sam2MaskDecoder::Sam2MaskDecoder(Weights& weights, const GroundingConfig& config, const std::string& prefix)
     : config_(config) {
   dim_ = config.neck.d_model;
-  const std::string where = "SAM2 mask decoder (checkpoint " + weights.checkpoint().describe() + ")";
+  const std::string where = "SAM2 mask decoder (" + weights.describe() + ")";
   if (config.image_size % config.backbone_stride != 0)
     throw InferenceError(where + ": image_size " + std::to_string(config.image_size) +
                          " is not a multiple of the backbone stride " + std::to_string(config.backbone_stride));

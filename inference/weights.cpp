@@ -139,6 +139,24 @@ torch::Tensor Weights::get(const std::string& name, const std::vector<int64_t>& 
   return load(v, options_.dtype);
 }
 
+void Weights::get_into(const std::string& name, torch::Tensor destination) {
+  const std::vector<int64_t> shape = destination.sizes().vec();
+  if (in_memory_) {
+    destination.copy_(take(name, shape, true));
+    return;
+  }
+  const TensorView& v = view(name, shape);
+  if (!torch::isFloatingType(to_torch(v.dtype)))
+    throw InferenceError("checkpoint " + v.file + ": tensor '" + name + "' has dtype " + dtype_name(v.dtype) +
+                         ", expected a floating-point weight");
+  if (destination.is_cpu() && destination.is_contiguous() && to_torch(v.dtype) == destination.scalar_type()) {
+    if (v.nbytes) std::memcpy(destination.data_ptr(), v.data, v.nbytes);
+    checkpoint_->release(v);
+    return;
+  }
+  destination.copy_(load(v, to_torch(v.dtype)));
+}
+
 torch::Tensor Weights::get_raw(const std::string& name, const std::vector<int64_t>& shape) {
   if (in_memory_) return take(name, shape, false);
   const TensorView& v = view(name, shape);

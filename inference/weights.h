@@ -44,6 +44,10 @@ class Weights {
   bool has(const std::string& name) const;
   // The tensor in the compute dtype on the compute device; the shape must equal `shape`.
   torch::Tensor get(const std::string& name, const std::vector<int64_t>& shape);
+  // Reads the tensor into `destination` (e.g. a slice of a fused weight), whose sizes are the
+  // expected shape, converting to its dtype and device; no intermediate copy when the stored
+  // dtype already matches on the CPU.
+  void get_into(const std::string& name, torch::Tensor destination);
   // Same, keeping the stored dtype (integer buffers, or float parts meant to stay float32).
   torch::Tensor get_raw(const std::string& name, const std::vector<int64_t>& shape);
   // The shape as stored; throws when missing.

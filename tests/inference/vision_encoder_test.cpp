@@ -5,10 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <algorithm>
-#include <thread>
-
 #include "inference/error.h"
+#include "inference/runtime.h"
 #include "inference/vision_encoder.h"
 #include "tests/inference/vision_test_support.h"
 
@@ -21,7 +19,7 @@ class VisionGolden : public ::testing::Test {
  protected:
   void SetUp() override {
     if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-    torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    configure_cpu_threads();
   }
 };
 
