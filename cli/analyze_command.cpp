@@ -1,10 +1,288 @@
-// Placeholder until this command's module lands; replaced by the module's own implementation.
+// `unibiomed analyze PATH... -o OUT`: DICOM files and folders in, grounded findings out, no
+// prompt to write: the task rules pick the questions per series. One folder of results per
+// study: a SEG per analysed series, one SR, PNG previews, summary.json.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <sstream>
+
+#include "cli/arg_parser.h"
 #include "cli/commands.h"
+#include "dicom/raster_file.h"
+#include "dicom/series.h"
+#include "dicom/toolkit_logging.h"
+#include "config/task_rules.h"
+#include "pipeline/analyzer.h"
+#include "pipeline/study_plan.h"
+
 namespace unibiomed::cli {
-int run_analyze(const Args&) {
-  std::cerr << "unibiomed: this command is not available in this build yet\n";
-  return kExitFailure;
+namespace {
+
+namespace fs = std::filesystem;
+
+// Ctrl-C asks the analysis to stop between model calls. A signal handler can only reach
+// process-wide state; this flag is the command's one global.
+std::atomic<bool> g_cancel{false};
+extern "C" void on_interrupt(int) { g_cancel.store(true); }
+
+std::optional<std::array<int, 4>> parse_box(const std::string& text) {
+  std::array<int, 4> box{};
+  std::istringstream in(text);
+  char comma = 0;
+  for (int i = 0; i < 4; ++i) {
+    if (!(in >> box[i]) || (i < 3 && (!(in >> comma) || comma != ',')))
+      throw UsageError("--box expects X0,Y0,X1,Y1 in view pixels, not '" + text + "'");
+  }
+  std::string rest;
+  if (in >> rest) throw UsageError("--box expects X0,Y0,X1,Y1 in view pixels, not '" + text + "'");
+  if (box[2] <= box[0] || box[3] <= box[1]) throw UsageError("--box: X1,Y1 must be right of and below X0,Y0");
+  return box;
 }
+
+// Progress: a one-line bar on a terminal, plain lines otherwise (logs, CI).
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool quiet) : quiet_(quiet), terminal_(::isatty(STDERR_FILENO) == 1) {}
+  ~ProgressPrinter() { finish(); }
+  void set_study(int index, int count) {
+    study_ = count > 1 ? "study " + std::to_string(index) + "/" + std::to_string(count) + ": " : "";
+  }
+  void operator()(const pipeline::Progress& p) {
+    if (quiet_) return;
+    const std::string message = study_ + p.message;
+    if (terminal_) {
+      const int width = 30;
+      const int filled = static_cast<int>(p.fraction * width + 0.5);
+      std::string line = "\r[" + std::string(filled, '#') + std::string(width - filled, '.') + "] " +
+                         std::to_string(static_cast<int>(p.fraction * 100 + 0.5)) + "% " + message;
+      if (line.size() > 118) line = line.substr(0, 118);
+      std::cerr << line << std::string(last_length_ > line.size() ? last_length_ - line.size() : 0, ' ') << std::flush;
+      last_length_ = line.size();
+      open_ = true;
+    } else if (message != last_) {
+      std::cerr << message << "\n";
+      last_ = message;
+    }
+  }
+  void finish() {
+    if (open_) std::cerr << "\n";
+    open_ = false;
+    last_length_ = 0;
+  }
+
+ private:
+  bool quiet_;
+  bool terminal_;
+  bool open_ = false;
+  size_t last_length_ = 0;
+  std::string last_, study_;
+};
+
+void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+const char* state_word(pipeline::SeriesOutcome::State s) {
+  switch (s) {
+    case pipeline::SeriesOutcome::State::Analysed:
+      return "analysed";
+    case pipeline::SeriesOutcome::State::Skipped:
+      return "skipped";
+    case pipeline::SeriesOutcome::State::Failed:
+      return "FAILED";
+  }
+  return "?";
+}
+
+}  // namespace
+
+int run_analyze(const Args& args) {
+  ArgParser p("unibiomed analyze PATH... -o OUT [--model DIR] [--device cpu|cuda] [--task NAME]... [--ask TEXT]...",
+              "Analyses DICOM files and folders: every series is matched to the task rules (config/task-rules.json, "
+              "or --task-rules), the model answers their questions on every view (slice), and the findings are "
+              "written per study as a DICOM SEG per analysed series, one TID 1500 SR, PNG previews and summary.json. "
+              "Exit codes: 0 done, 1 failed, 2 usage, 3 no usable input, 4 model not loadable, 5 some series failed "
+              "(the others were delivered).");
+  p.positional("PATH", "DICOM files or folders (searched recursively)", 1, 100000)
+      .option("-o", "OUT", "output folder (created; one sub-folder per study when there are several)")
+      .option("--model", "DIR", "UniBiomed checkpoint folder (default: $UNIBIOMED_MODEL)")
+      .option("--device", "DEVICE", "cpu, cuda or cuda:N", std::string("cpu"))
+      .option("--dtype", "TYPE", "auto, float32, bfloat16 or float16", std::string("auto"))
+      .option("--threads", "N", "CPU threads for the model (0 = all cores)", std::string("0"))
+      .option("--task", "NAME", "run only the rule tasks of this name (repeatable), e.g. organs, abnormality, report",
+              std::nullopt, true)
+      .option("--ask", "TEXT", "an explicit question asked on every analysed view (repeatable)", std::nullopt, true)
+      .option("--box", "X0,Y0,X1,Y1", "region-aware diagnosis: draw this green box on the views for the --ask questions")
+      .flag("--no-rules", "ask only the --ask questions, not the task rules")
+      .option("--task-rules", "FILE", "task rules file replacing (or, with \"extends\", extending) the defaults")
+      .option("--max-slices", "N", "most slices analysed per series; longer volumes are strided", std::string("300"))
+      .option("--batch-size", "N", "views encoded and decoded together", std::string("8"))
+      .option("--max-new-tokens", "N", "generation limit per answer (0 = the model's default, 2048)", std::string("0"))
+      .option("--seed", "TEXT", "seed of the result UIDs (same seed, same UIDs); default: random")
+      .flag("--no-previews", "do not write PNG previews")
+      .flag("--quiet", "no progress output");
+  if (!p.parse(args)) return kExitOk;
+  if (!p.has("-o")) throw UsageError("-o OUT is required");
+  std::string model_dir = p.get_optional("--model").value_or("");
+  if (model_dir.empty())
+    if (const char* env = std::getenv("UNIBIOMED_MODEL")) model_dir = env;
+  if (model_dir.empty()) throw UsageError("--model DIR is required (or set UNIBIOMED_MODEL)");
+
+  pipeline::AnalyzerSettings settings;
+  settings.model_dir = model_dir;
+  settings.device = p.get("--device");
+  settings.dtype = p.get("--dtype");
+  settings.threads = static_cast<int>(p.get_int("--threads"));
+  settings.max_slices_per_series = static_cast<int>(p.get_int("--max-slices"));
+  settings.batch_size = static_cast<int>(p.get_int("--batch-size"));
+  settings.max_new_tokens = static_cast<int>(p.get_int("--max-new-tokens"));
+  settings.previews = !p.is_set("--no-previews");
+  if (auto rules = p.get_optional("--task-rules")) settings.task_rules = *rules;
+  if (settings.max_slices_per_series < 1) throw UsageError("--max-slices must be at least 1");
+  if (settings.batch_size < 1) throw UsageError("--batch-size must be at least 1");
+  if (settings.max_new_tokens < 0) throw UsageError("--max-new-tokens must not be negative");
+
+  pipeline::AnalysisRequest request;
+  request.tasks = p.get_all("--task");
+  request.rules = !p.is_set("--no-rules");
+  std::optional<std::array<int, 4>> box;
+  if (auto b = p.get_optional("--box")) box = parse_box(*b);
+  for (const auto& text : p.get_all("--ask")) request.questions.push_back({text, "", box});
+  if (box && request.questions.empty()) request.questions.push_back({"", "", box});
+  if (!request.rules && request.questions.empty()) throw UsageError("--no-rules needs at least one --ask question");
+  // The rules are checked before the model loads (seconds to minutes): a typo fails at once.
+  try {
+    pipeline::check_requested_tasks(config::TaskRules::load_or_defaults(settings.task_rules), request);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "unibiomed analyze: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const pipeline::PipelineError& e) {
+    throw UsageError(e.what());
+  }
+  const std::string seed = p.get_optional("--seed").value_or("");
+  const bool quiet = p.is_set("--quiet");
+  dicom::silence_toolkit_logs();
+
+  // --- inputs, grouped by study -----------------------------------------------------------------
+  std::vector<fs::path> paths;
+  for (const auto& s : p.positionals()) paths.emplace_back(s);
+  std::vector<fs::path> files;
+  try {
+    files = dicom::list_input_files(paths);
+  } catch (const dicom::DicomError& e) {
+    std::cerr << "unibiomed analyze: " << e.what() << "\n";
+    return kExitBadInput;
+  }
+  std::map<std::string, std::vector<pipeline::InstanceInput>> studies;  // study UID -> files
+  std::vector<std::string> unreadable;
+  for (const auto& f : files) {
+    try {
+      const auto instance = dicom::Instance::read_file(f);
+      pipeline::InstanceInput in;
+      in.id = f.string();
+      in.path = f;
+      studies[instance.study().study_instance_uid].push_back(std::move(in));
+    } catch (const dicom::DicomError& e) {
+      unreadable.push_back(e.what());
+    }
+  }
+  for (const auto& u : unreadable) std::cerr << "unibiomed analyze: skipped: " << u << "\n";
+  if (studies.empty()) {
+    std::cerr << "unibiomed analyze: no readable DICOM instance among " << files.size() << " files\n";
+    return kExitBadInput;
+  }
+
+  // --- the model ----------------------------------------------------------------------------------
+  std::unique_ptr<pipeline::Analyzer> analyzer;
+  try {
+    if (!quiet) std::cerr << "loading the model from " << model_dir << "\n";
+    analyzer = pipeline::Analyzer::create(settings);
+  } catch (const pipeline::PipelineError& e) {
+    const std::string what = e.what();
+    std::cerr << "unibiomed analyze: " << what << "\n";
+    // Bad task rules are the user's input; everything else here is the model.
+    return what.rfind("task rules", 0) == 0 ? kExitBadInput : kExitModelError;
+  }
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+
+  // --- one study at a time ------------------------------------------------------------------
+  const fs::path out_root = p.get("-o");
+  fs::create_directories(out_root);
+  ProgressPrinter printer(quiet);
+  int analysed = 0, failed = 0, skipped = 0, study_index = 0, findings = 0;
+  bool any_error = !unreadable.empty();
+  for (const auto& [study_uid, inputs] : studies) {
+    ++study_index;
+    const fs::path out = studies.size() == 1 ? out_root : out_root / ("study-" + std::to_string(study_index));
+    fs::create_directories(out);
+    printer.set_study(study_index, static_cast<int>(studies.size()));
+    pipeline::StudyResult result;
+    try {
+      result = analyzer->analyze(
+          inputs, request, [&](const pipeline::Progress& pr) { printer(pr); }, &g_cancel,
+          seed.empty() ? std::string() : seed + "/" + study_uid);
+    } catch (const pipeline::PipelineError& e) {
+      printer.finish();
+      std::cerr << "unibiomed analyze: study " << study_uid << ": " << e.what() << "\n";
+      if (std::string(e.what()) == "cancelled") return kExitFailure;
+      any_error = true;
+      ++failed;
+      continue;
+    }
+    printer.finish();
+    for (const auto& o : result.objects) write_bytes(out / o.file_name, o.bytes);
+    if (!result.previews.empty()) {
+      fs::create_directories(out / "previews");
+      for (const auto& pv : result.previews)
+        dicom::write_png(out / "previews" / pv.file_name, dicom::RgbImage{pv.width, pv.height, pv.rgb});
+    }
+    {
+      std::ofstream summary(out / "summary.json");
+      summary << result.summary_json;
+      if (!summary) throw std::runtime_error("cannot write " + (out / "summary.json").string());
+    }
+    findings += static_cast<int>(result.findings.size());
+    // What happened, one line per series, on stdout (the data) for scripts and people.
+    std::cout << "study " << study_uid << " -> " << out.string() << "\n";
+    for (const auto& s : result.series) {
+      std::cout << "  " << state_word(s.state) << "  " << (s.modality.empty() ? "-" : s.modality) << " series "
+                << s.series_instance_uid;
+      if (!s.description.empty()) std::cout << " (" << s.description << ")";
+      if (s.state == pipeline::SeriesOutcome::State::Analysed)
+        std::cout << ": rule " << (s.rule.empty() ? "-" : s.rule) << ", " << s.views << " views";
+      else
+        std::cout << ": " << s.reason;
+      std::cout << "\n";
+      if (s.state == pipeline::SeriesOutcome::State::Analysed) ++analysed;
+      if (s.state == pipeline::SeriesOutcome::State::Failed) ++failed;
+      if (s.state == pipeline::SeriesOutcome::State::Skipped) ++skipped;
+    }
+    for (const auto& f : result.findings) {
+      std::cout << "  finding: " << f.label;
+      for (const auto& m : f.measurements) std::cout << ", " << m.name << " " << m.value << " " << m.unit;
+      std::cout << " (confidence " << f.confidence << ")\n";
+    }
+    for (const auto& a : result.answers) std::cout << "  answer: " << a << "\n";
+    for (const auto& o : result.objects) std::cout << "  wrote " << (out / o.file_name).string() << "\n";
+    std::cout << "  wrote " << (out / "summary.json").string() << "\n";
+    for (const auto& problem : result.problems) std::cerr << "unibiomed analyze: " << problem << "\n";
+    any_error |= !result.problems.empty();
+  }
+  if (analysed == 0) {
+    std::cerr << "unibiomed analyze: no series was analysed (" << skipped << " skipped, " << failed << " failed)\n";
+    return failed > 0 ? kExitFailure : kExitBadInput;
+  }
+  return failed > 0 || any_error ? kExitPartial : kExitOk;
+}
+
 }  // namespace unibiomed::cli

@@ -116,6 +116,11 @@ const std::vector<Key>& keys() {
       {"MaxSlicesPerSeries", "integer", "300",
        "longest volume analysed slice by slice; longer ones are subsampled (the rules' selection, then a stride)",
        [](const json& v, Configuration& c) { return read_int(v, c.analyzer.max_slices_per_series, 1, 100000); }},
+      {"MaxNewTokens", "integer", "0",
+       "longest answer the model may generate per question, in tokens (0 = the model's default, 2048)",
+       [](const json& v, Configuration& c) { return read_int(v, c.analyzer.max_new_tokens, 0, 1000000); }},
+      {"BatchSize", "integer", "8", "views the model encodes and answers together",
+       [](const json& v, Configuration& c) { return read_int(v, c.analyzer.batch_size, 1, 1024); }},
       {"NodeName", "string", "\"UniBiomed node\"", "device name written into the SR observer context",
        [](const json& v, Configuration& c) {
          std::string s;
@@ -175,6 +180,8 @@ const std::vector<Key>& keys() {
 
 Configuration Configuration::parse(const json& orthanc_configuration) {
   Configuration c;
+  // The plugin stores SEG and SR; the pipeline's PNG previews would be computed for nothing.
+  c.analyzer.previews = false;
   std::vector<std::string> problems;
 
   if (orthanc_configuration.contains("ConcurrentJobs")) {
@@ -242,6 +249,8 @@ nlohmann::json Configuration::to_json() const {
           {"Threads", analyzer.threads},
           {"TaskRules", analyzer.task_rules.string()},
           {"MaxSlicesPerSeries", analyzer.max_slices_per_series},
+          {"MaxNewTokens", analyzer.max_new_tokens},
+          {"BatchSize", analyzer.batch_size},
           {"NodeName", analyzer.node_name},
           {"AutoAnalysis", auto_analysis},
           {"TriggerModalities", trigger_modalities},

@@ -33,6 +33,9 @@ struct AnalyzerSettings {
   std::filesystem::path task_rules;       // empty = the built-in defaults (config/task-rules.json)
   int max_slices_per_series = 300;        // longer volumes: the rules' slice selection, then a stride
   std::string node_name = "UniBiomed node";  // the device name written into the SR observer context
+  int max_new_tokens = 0;                 // generation limit per answer; 0 = the model's default (2048)
+  int batch_size = 8;                     // views encoded and decoded together
+  bool previews = true;                   // render StudyResult::previews
 };
 
 // One DICOM instance to analyse: its Part 10 bytes, or a file path.
@@ -80,6 +83,10 @@ struct Finding {
   std::vector<Measurement> measurements;
   std::string key_instance_uid;    // the slice/frame that shows it best
   int key_frame = 0;               // 1-based frame number in that instance (multi-frame), else 1
+  double label_agreement = 1;      // share of the mask's pixels whose slice gave it this label
+  double mean_probability = 0;     // mean sigmoid probability inside the mask
+  double mean_iou = 0;             // the IoU head's predictions, pixel-weighted
+  std::string preview_file;        // its StudyResult::previews entry, when rendered
 };
 
 struct SeriesOutcome {
@@ -89,6 +96,11 @@ struct SeriesOutcome {
   enum class State { Analysed, Skipped, Failed } state = State::Analysed;
   std::string reason;              // why skipped or failed
   int views = 0;                   // images the model looked at
+  std::string rule;                // the task rule that matched ("" = explicit questions only)
+  std::vector<std::string> tasks;  // the tasks run (rule task names, "question")
+  int frames_total = 0;            // frames (slices) in the series
+  int frames_analysed = 0;         // after the rules' slice selection and max_slices_per_series
+  std::vector<std::string> notes;  // what was skipped and why, how stacks were split...
 };
 
 struct ResultObject {
@@ -96,6 +108,16 @@ struct ResultObject {
   std::string sop_instance_uid;
   std::string series_instance_uid;
   std::vector<uint8_t> bytes;      // DICOM Part 10
+  std::string file_name;           // suggested file name, e.g. "seg-series-3.dcm", "sr.dcm"
+};
+
+// The key slice of a finding with its mask outline and label, as 8-bit RGB (write it as PNG).
+struct Preview {
+  std::string file_name;           // e.g. "preview-series-3-01-liver.png"
+  std::string tracking_uid;        // the finding's
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;        // row-major interleaved RGB
 };
 
 struct StudyResult {
@@ -106,6 +128,8 @@ struct StudyResult {
   std::vector<ResultObject> objects;    // SEGs, then the SR
   std::string summary_json;             // findings, measurements, timings, weights hash
   std::string weights_hash;
+  std::vector<Preview> previews;        // one per finding, when settings.previews
+  std::vector<std::string> problems;    // inputs that could not be read as DICOM at all
 };
 
 class Analyzer {

@@ -30,6 +30,9 @@ TEST(PluginConfiguration, DefaultsWithoutSection) {
   EXPECT_EQ(c.analyzer.threads, 0);
   EXPECT_EQ(c.analyzer.max_slices_per_series, 300);
   EXPECT_EQ(c.analyzer.node_name, "UniBiomed node");
+  EXPECT_EQ(c.analyzer.max_new_tokens, 0);
+  EXPECT_EQ(c.analyzer.batch_size, 8);
+  EXPECT_FALSE(c.analyzer.previews);
   EXPECT_TRUE(c.auto_analysis);
   EXPECT_TRUE(c.trigger_modalities.empty());
   EXPECT_TRUE(c.trigger_calling_aets.empty());
@@ -53,6 +56,8 @@ TEST(PluginConfiguration, ReadsEveryKey) {
                           {"Threads", 8},
                           {"TaskRules", (dir / "rules.json").string()},
                           {"MaxSlicesPerSeries", 120},
+                          {"MaxNewTokens", 32},
+                          {"BatchSize", 2},
                           {"NodeName", "Node A"},
                           {"AutoAnalysis", false},
                           {"TriggerModalities", {"CT", "MR"}},
@@ -70,6 +75,8 @@ TEST(PluginConfiguration, ReadsEveryKey) {
   EXPECT_EQ(c.analyzer.threads, 8);
   EXPECT_EQ(c.analyzer.task_rules, dir / "rules.json");
   EXPECT_EQ(c.analyzer.max_slices_per_series, 120);
+  EXPECT_EQ(c.analyzer.max_new_tokens, 32);
+  EXPECT_EQ(c.analyzer.batch_size, 2);
   EXPECT_EQ(c.analyzer.node_name, "Node A");
   EXPECT_FALSE(c.auto_analysis);
   EXPECT_EQ(c.trigger_modalities, (std::vector<std::string>{"CT", "MR"}));

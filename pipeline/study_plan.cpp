@@ -1,0 +1,153 @@
+// Planning questions per series and choosing the slices.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "pipeline/study_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <iomanip>
+#include <sstream>
+
+namespace unibiomed::pipeline {
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+// The target describing the masks of explicit questions: "lesion" when the rules define it,
+// else the first lesion-kind target, else any.
+const config::Target* question_target(const config::TaskRules& rules, const config::Rule* rule) {
+  if (rule)
+    for (const auto& t : rule->tasks)
+      if (t.family != config::TaskFamily::Segmentation && !t.targets.empty()) return &rules.target(t.targets.front());
+  auto it = rules.targets().find("lesion");
+  if (it != rules.targets().end()) return &it->second;
+  for (const auto& [k, t] : rules.targets())
+    if (t.kind == config::Target::Kind::Lesion) return &t;
+  return rules.targets().empty() ? nullptr : &rules.targets().begin()->second;
+}
+
+}  // namespace
+
+void check_requested_tasks(const config::TaskRules& rules, const AnalysisRequest& request) {
+  std::set<std::string> known;
+  for (const auto& r : rules.rules())
+    for (const auto& t : r.tasks) known.insert(t.name);
+  for (const auto& name : request.tasks)
+    if (!known.count(name))
+      throw PipelineError("unknown task '" + name + "' (tasks of the rules in " + rules.source() + ": " +
+                          join(std::vector<std::string>(known.begin(), known.end())) + ")");
+}
+
+std::string default_window(const config::Rule* rule, const std::string& modality) {
+  if (modality != "CT") return "";
+  if (rule)
+    for (const auto& t : rule->tasks)
+      if (!t.window.empty()) return t.window;
+  return "abdomen";
+}
+
+SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts& series,
+                       const std::string& series_instance_uid, const AnalysisRequest& request) {
+  SeriesPlan plan;
+  plan.rule = rules.select(series);
+  const bool is_ct = series.modality == "CT";
+  if (request.rules && plan.rule) {
+    std::vector<std::string> available;
+    for (const auto& task : plan.rule->tasks) {
+      available.push_back(task.name);
+      const bool wanted = request.tasks.empty()
+                              ? task.run_by_default
+                              : std::find(request.tasks.begin(), request.tasks.end(), task.name) != request.tasks.end();
+      if (!wanted) continue;
+      const std::string window = is_ct ? task.window : "";
+      if (task.family == config::TaskFamily::Segmentation) {
+        // Several targets are separate questions (turns), MODEL.md.
+        for (const auto& key : task.targets) {
+          const config::Target& target = rules.target(key);
+          plan.questions.push_back({task.name, task.family, &target, rules.prompt_for(*plan.rule, task, &target), window, {}});
+        }
+      } else {
+        const config::Target& target = rules.target(task.targets.front());
+        plan.questions.push_back({task.name, task.family, &target, rules.prompt_for(*plan.rule, task, &target), window, {}});
+      }
+    }
+    if (plan.questions.empty() && !request.tasks.empty())
+      plan.skip_reason = "none of the requested tasks (" + join(request.tasks) + ") is in rule " + plan.rule->name +
+                         " for this " + series.modality + " series (it has " + join(available) + ")";
+  }
+  const std::string window = default_window(plan.rule, series.modality);
+  for (const auto& q : request.questions) {
+    if (!q.series_instance_uid.empty() && q.series_instance_uid != series_instance_uid) continue;
+    PlannedQuestion p;
+    p.task = "question";
+    p.family = q.box ? config::TaskFamily::RegionDiagnosis : config::TaskFamily::Vqa;
+    p.target = question_target(rules, plan.rule);
+    p.prompt = q.text.empty() && q.box ? rules.prompt_template(config::TaskFamily::RegionDiagnosis) : q.text;
+    p.window = window;
+    p.box = q.box;
+    if (p.prompt.empty()) throw PipelineError("an explicit question without text (and without a box)");
+    plan.questions.push_back(std::move(p));
+  }
+  if (plan.questions.empty() && plan.skip_reason.empty()) {
+    if (!request.rules)
+      plan.skip_reason = "no explicit question for this series and the task rules are switched off";
+    else if (!plan.rule)
+      plan.skip_reason = "no task rule in " + rules.source() + " matches this " + series.modality + " series (body part '" +
+                         series.body_part_examined + "', description '" + series.series_description + "')";
+    else
+      plan.skip_reason = "rule " + plan.rule->name + " runs no task by default";
+  }
+  return plan;
+}
+
+ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
+                           const std::optional<config::SliceSelection>& slices, int max_views) {
+  ViewSelection out;
+  std::vector<std::string> notes;
+  // Stack sizes, for the fractions.
+  std::map<int, int> stack_size;
+  for (const auto& v : views)
+    if (v.stack_index >= 0) stack_size[v.stack_index] = std::max(stack_size[v.stack_index], v.slice_index + 1);
+  std::vector<size_t> kept;
+  for (size_t i = 0; i < views.size(); ++i) {
+    const auto& v = views[i];
+    if (slices && v.stack_index >= 0) {
+      const int n = stack_size[v.stack_index];
+      const int lo = static_cast<int>(std::floor(slices->from * n));
+      const int hi = std::min(n, static_cast<int>(std::ceil(slices->to * n)));
+      if (v.slice_index < lo || v.slice_index >= hi || (v.slice_index - lo) % slices->stride != 0) continue;
+    }
+    kept.push_back(i);
+  }
+  if (slices && kept.size() < views.size()) {
+    std::ostringstream s;
+    s << "the rule's slice selection (from " << slices->from << " to " << slices->to << " of each stack, every "
+      << slices->stride << (slices->stride == 1 ? "st" : "th") << " slice) keeps " << kept.size() << " of " << views.size()
+      << " views";
+    notes.push_back(s.str());
+  }
+  if (max_views > 0 && kept.size() > static_cast<size_t>(max_views)) {
+    std::vector<size_t> strided;
+    const size_t n = kept.size(), m = static_cast<size_t>(max_views);
+    for (size_t k = 0; k < m; ++k) {
+      const size_t index = m == 1 ? n / 2 : static_cast<size_t>(std::llround(double(k) * double(n - 1) / double(m - 1)));
+      if (strided.empty() || strided.back() != kept[index]) strided.push_back(kept[index]);
+    }
+    std::ostringstream s;
+    s << "an even stride (every " << std::setprecision(3) << double(n) / double(strided.size()) << "th) keeps "
+      << strided.size() << " of " << n << " views to stay within max_slices_per_series " << max_views;
+    notes.push_back(s.str());
+    kept = std::move(strided);
+  }
+  out.selected = std::move(kept);
+  for (size_t i = 0; i < notes.size(); ++i) out.note += (i ? "; " : "") + notes[i];
+  return out;
+}
+
+}  // namespace unibiomed::pipeline

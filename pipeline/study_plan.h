@@ -1,0 +1,55 @@
+// The plan for one series: which questions the model is asked (the matching task rule's tasks,
+// filtered by the request, plus explicit questions), with the prompt, the CT window and the
+// codes of the masks each produces; and which of its views are analysed.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/task_rules.h"
+#include "dicom/view.h"
+#include "pipeline/analyzer.h"
+
+namespace unibiomed::pipeline {
+
+struct PlannedQuestion {
+  std::string task;  // the rule's task name, or "question" for an explicit one
+  config::TaskFamily family = config::TaskFamily::Segmentation;
+  const config::Target* target = nullptr;  // codes, colour, kind of its masks (into the rules)
+  std::string prompt;                      // the user text
+  std::string window;                      // CT window preset ("" = the modality's rendering)
+  std::optional<std::array<int, 4>> box;   // region-aware diagnosis: drawn on the view
+};
+
+struct SeriesPlan {
+  const config::Rule* rule = nullptr;  // null: no rule matched (explicit questions only)
+  std::vector<PlannedQuestion> questions;
+  std::string skip_reason;  // set when there is nothing to ask
+};
+
+// Throws PipelineError when the request names a task no rule has (listing the known ones).
+void check_requested_tasks(const config::TaskRules& rules, const AnalysisRequest& request);
+
+// `modality` is the model's modality class of the series ("CT"...).
+SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts& series,
+                       const std::string& series_instance_uid, const AnalysisRequest& request);
+
+// The window preset a question on this series uses when nothing says otherwise: the first
+// windowed task of the rule, else "abdomen" for CT; "" for other modalities.
+std::string default_window(const config::Rule* rule, const std::string& modality);
+
+struct ViewSelection {
+  std::vector<size_t> selected;  // indices into the planned views, in order
+  std::string note;              // what was left out and why ("" = nothing)
+};
+
+// Slices of stacks: the rule's slice selection (fractions of each stack, then a stride); then,
+// when more views than `max_views` remain, an even stride over all of them (first and last
+// kept). Views that are not stack slices (cine frames, photos, slide regions) are only capped.
+ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
+                           const std::optional<config::SliceSelection>& slices, int max_views);
+
+}  // namespace unibiomed::pipeline

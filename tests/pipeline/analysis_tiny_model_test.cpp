@@ -1,0 +1,167 @@
+// End to end with a real model of the real architecture: the tiny random checkpoint
+// (`model make-random --config tiny`) analyses the sample studies of every modality and
+// pydicom's CT and MR files through Analyzer::create; the results validate. Its answers are
+// random tokens, so what is checked is the plumbing, the rules chosen per series and the
+// validity of every object written. To switch to a trained demo checkpoint, change
+// test_model_dir() below.
+// Also the `unibiomed analyze` command: exit codes, output files, --help.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <regex>
+
+#include "tests/pipeline/pipeline_test_support.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using test::fixture_data;
+const fs::path kPydicomFiles = "/usr/lib/python3/dist-packages/pydicom/data/test_files";
+
+fs::path test_model_dir() { return fixture_data().tiny_model; }
+
+AnalyzerSettings tiny_settings() {
+  AnalyzerSettings s;
+  s.model_dir = test_model_dir();
+  s.max_slices_per_series = 2;  // the model's time is what a test pays for
+  s.max_new_tokens = 4;
+  s.batch_size = 2;
+  return s;
+}
+
+TEST(AnalysisWithTinyModel, EveryModalityOfTheSamplesIsAnalysedAndTheResultsValidate) {
+  const auto& data = fixture_data();
+  auto analyzer = Analyzer::create(tiny_settings());
+  EXPECT_TRUE(std::regex_match(analyzer->weights_hash(), std::regex("[0-9a-f]{64}"))) << analyzer->weights_hash();
+  const std::map<std::string, std::string> expected_rule = {
+      {"ct", "ct-abdomen"}, {"mr", "mr-brain"},         {"xray", "xray-chest"}, {"us", "us-liver"},
+      {"fundus", "fundus"}, {"dermoscopy", "dermoscopy"}, {"endoscopy", "endoscopy"}, {"wsi", "pathology"}};
+  test::TempDir dir;
+  for (const auto& [name, rule] : expected_rule) {
+    SCOPED_TRACE(name);
+    const StudyResult r = analyzer->analyze(data.inputs(name), {}, {}, nullptr, "tiny-" + name);
+    ASSERT_EQ(r.series.size(), 1u);
+    const SeriesOutcome& s = r.series[0];
+    EXPECT_EQ(s.state, SeriesOutcome::State::Analysed) << s.reason;
+    EXPECT_EQ(s.rule, rule);
+    EXPECT_GE(s.views, 1);
+    EXPECT_LE(s.frames_analysed, 2);
+    EXPECT_EQ(r.weights_hash, analyzer->weights_hash());
+    // The disease-recognition answers are report-level text when no mask came back: an SR.
+    bool has_sr = false;
+    for (const auto& o : r.objects) {
+      const fs::path file = dir / (name + "-" + o.file_name);
+      test::write_object(file, o);
+      std::string out;
+      EXPECT_TRUE(test::dciodvfy_errors(file, &out).empty()) << o.kind << " of " << name << ":\n" << out;
+      has_sr |= o.kind == "SR";
+    }
+    EXPECT_TRUE(has_sr);
+    const auto summary = nlohmann::json::parse(r.summary_json);
+    EXPECT_EQ(summary["series"][0]["rule"], rule);
+    EXPECT_GT(summary["timings_seconds"]["model_vision"].get<double>(), 0);
+  }
+}
+
+TEST(AnalysisWithTinyModel, PydicomFilesAreAnalysedOrRefusedWithAReason) {
+  if (!fs::exists(kPydicomFiles / "CT_small.dcm")) GTEST_SKIP() << "pydicom test files not installed";
+  auto analyzer = Analyzer::create(tiny_settings());
+  struct Case {
+    const char* file;
+    SeriesOutcome::State state;
+    const char* rule_or_reason;
+  };
+  const std::vector<Case> cases = {
+      {"CT_small.dcm", SeriesOutcome::State::Analysed, "ct-abdomen"},
+      {"MR_small.dcm", SeriesOutcome::State::Analysed, "mr-abdomen"},
+      {"MR_small_jpeg_ls_lossless.dcm", SeriesOutcome::State::Analysed, "mr-abdomen"},  // compressed
+      {"rtplan.dcm", SeriesOutcome::State::Skipped, "radiotherapy object"},              // not an image
+      {"test-SR.dcm", SeriesOutcome::State::Skipped, "structured report"},
+      {"SC_rgb_rle_2frame.dcm", SeriesOutcome::State::Skipped, "do not say which modality"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.file);
+    const auto r = analyzer->analyze(test::file_inputs({kPydicomFiles / c.file}), {}, {}, nullptr, c.file);
+    ASSERT_EQ(r.series.size(), 1u);
+    EXPECT_EQ(r.series[0].state, c.state) << r.series[0].reason;
+    if (c.state == SeriesOutcome::State::Analysed)
+      EXPECT_EQ(r.series[0].rule, c.rule_or_reason);
+    else
+      EXPECT_NE(r.series[0].reason.find(c.rule_or_reason), std::string::npos) << r.series[0].reason;
+  }
+  // Nothing readable at all is an error of the whole call.
+  InstanceInput junk;
+  junk.id = "junk";
+  junk.bytes = {1, 2, 3};
+  EXPECT_THROW(analyzer->analyze({junk}, {}, {}, nullptr, ""), PipelineError);
+}
+
+// --- the command line -------------------------------------------------------------------------
+
+TEST(AnalyzeCommand, HelpUsageAndInputErrorsHaveTheirExitCodes) {
+  const std::string cli = test::cli_path().string();
+  auto help = test::run_command({cli, "analyze", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* option : {"--model", "--device", "--task", "--ask", "--box", "--task-rules", "--max-slices", "-o"})
+    EXPECT_NE(help.output.find(option), std::string::npos) << option;
+  EXPECT_EQ(test::run_command({cli, "analyze"}).exit_code, 2);
+  test::TempDir dir;
+  EXPECT_EQ(test::run_command({cli, "analyze", (dir / "x").string()}).exit_code, 2);  // no -o
+  EXPECT_EQ(test::run_command({cli, "analyze", "--box", "1,2,3", "--model", "m", "-o", (dir / "o").string(), "p"}).exit_code, 2);
+  test::write_file(dir / "rules.json", "{\"version\": 1,");
+  auto bad_rules = test::run_command({cli, "analyze", "p", "-o", (dir / "o").string(), "--model", "m", "--task-rules",
+                                      (dir / "rules.json").string()});
+  EXPECT_EQ(bad_rules.exit_code, 3) << bad_rules.output;
+  EXPECT_NE(bad_rules.output.find("rules.json"), std::string::npos) << bad_rules.output;
+  auto missing = test::run_command({cli, "analyze", (dir / "absent").string(), "-o", (dir / "o").string(), "--model", "m"});
+  EXPECT_EQ(missing.exit_code, 3) << missing.output;
+  fs::create_directories(dir / "in");
+  test::write_file(dir / "in" / "notes.txt", "not DICOM");
+  auto nothing = test::run_command({cli, "analyze", (dir / "in").string(), "-o", (dir / "o").string(), "--model", "m"});
+  EXPECT_EQ(nothing.exit_code, 3) << nothing.output;
+  auto no_model = test::run_command({cli, "analyze", fixture_data().sample("fundus").folder.string(), "-o",
+                                     (dir / "o").string(), "--model", (dir / "no-model").string()});
+  EXPECT_EQ(no_model.exit_code, 4) << no_model.output;
+  EXPECT_NE(no_model.output.find("no-model"), std::string::npos) << no_model.output;
+  auto unknown_task = test::run_command({cli, "analyze", fixture_data().sample("fundus").folder.string(), "-o",
+                                         (dir / "o").string(), "--model", test_model_dir().string(), "--task", "organz"});
+  EXPECT_EQ(unknown_task.exit_code, 2) << unknown_task.output;
+  EXPECT_NE(unknown_task.output.find("unknown task 'organz'"), std::string::npos) << unknown_task.output;
+}
+
+TEST(AnalyzeCommand, WritesTheResultsOfEachStudyAndPlainProgressLines) {
+  const auto& data = fixture_data();
+  const std::string cli = test::cli_path().string();
+  test::TempDir dir;
+  // Two studies in one call: one output folder each.
+  auto r = test::run_command({cli, "analyze", data.sample("fundus").folder.string(), data.sample("xray").folder.string(),
+                              "-o", (dir / "out").string(), "--model", test_model_dir().string(), "--max-new-tokens",
+                              "4", "--seed", "cli-test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* study : {"study-1", "study-2"}) {
+    EXPECT_TRUE(fs::exists(dir / "out" / study / "summary.json")) << study << "\n" << r.output;
+    EXPECT_TRUE(fs::exists(dir / "out" / study / "sr.dcm")) << study;
+  }
+  // Not a terminal: plain progress lines, no carriage returns.
+  EXPECT_NE(r.output.find("series 1/1: slice 1/1"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\r'), std::string::npos);
+  EXPECT_NE(r.output.find("analysed  Fundus series"), std::string::npos) << r.output;
+  // The same seed gives the same result UIDs on a second run.
+  auto again = test::run_command({cli, "analyze", data.sample("fundus").folder.string(), data.sample("xray").folder.string(),
+                                  "-o", (dir / "again").string(), "--model", test_model_dir().string(),
+                                  "--max-new-tokens", "4", "--seed", "cli-test", "--quiet"});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  auto uid_of = [](const fs::path& summary) {
+    const auto j = nlohmann::json::parse(test::read_file(summary));
+    for (const auto& o : j["objects"])
+      if (o["kind"] == "SR") return o["sop_instance_uid"].get<std::string>();
+    return std::string();
+  };
+  EXPECT_EQ(uid_of(dir / "out" / "study-1" / "summary.json"), uid_of(dir / "again" / "study-1" / "summary.json"));
+  EXPECT_FALSE(uid_of(dir / "out" / "study-1" / "summary.json").empty());
+}
+
+}  // namespace
+}  // namespace unibiomed::pipeline

@@ -1,0 +1,64 @@
+// Shared by the pipeline's analysis tests: the sample studies and tiny checkpoint written once
+// per process, validators (dciodvfy, pixelmed), the pydicom SEG reader, and an engine whose
+// masks are known in advance.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "pipeline/analyzer.h"
+#include "pipeline/grounding_engine.h"
+#include "samples/sample_studies.h"
+
+namespace unibiomed::test {
+
+// Written once per test process under a temporary folder (removed at exit): the sample studies
+// (small CT) and a tiny random checkpoint of the real layout.
+struct PipelineFixtureData {
+  std::filesystem::path root;
+  std::vector<samples::SampleSeries> samples;
+  std::filesystem::path tiny_model;
+  const samples::SampleSeries& sample(const std::string& name) const;
+  std::vector<pipeline::InstanceInput> inputs(const std::string& name) const;
+};
+const PipelineFixtureData& fixture_data();
+
+std::vector<pipeline::InstanceInput> file_inputs(const std::vector<std::filesystem::path>& files);
+
+// Validators' error lines (empty = clean).
+std::vector<std::string> dciodvfy_errors(const std::filesystem::path& file, std::string* output = nullptr);
+std::vector<std::string> pixelmed_sr_errors(const std::filesystem::path& file, std::string* output = nullptr);
+
+// tests/pipeline/read_seg.py on a SEG file (pydicom).
+nlohmann::json read_seg_with_pydicom(const std::filesystem::path& file);
+
+void write_object(const std::filesystem::path& path, const pipeline::ResultObject& object);
+
+// An engine that answers like the model would, with masks at places fixed in view coordinates,
+// so that where they must land on the source frames is known: for segmentation prompts
+// "It is [SEG]." with the box [w/4, w/2) x [h/4, h/2) of the view; for other prompts
+// "It is [SEG]. Cyst." with the box [w/2, 3w/4) x [h/2, 3h/4). `fail_width` makes it throw for
+// views of that width (a series that fails). Not a model: it exercises everything around it.
+class BoxEngine : public pipeline::GroundingEngine {
+ public:
+  explicit BoxEngine(int fail_width = -1) : fail_width_(fail_width) {}
+  std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>* cancel) override;
+  std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
+                                                const std::atomic<bool>* cancel) override;
+  std::string description() const override { return "box engine (tests)"; }
+  std::string weights_hash() const override { return std::string(64, '0'); }
+  pipeline::EngineTimings timings() const override { return timings_; }
+  std::vector<std::string> questions;  // every question asked, in order
+
+ private:
+  int fail_width_;
+  pipeline::EngineTimings timings_;
+};
+
+}  // namespace unibiomed::test
