@@ -89,7 +89,7 @@ inference::Sam2MemoryConfig memory_config_of(const fs::path& config_json) {
 }  // namespace
 
 int run_model_make_random(const Args& args) {
-  ArgParser p("unibiomed model make-random --config tiny|real [--seed N] [--dtype D] [--tokenizer DIR] DIR",
+  ArgParser p("unibiomed model make-random --config tiny|real [--seed N] [--dtype D] [--tokenizer DIR] [--answer TEXT] DIR",
               "Writes a checkpoint folder of the real UniBiomed layout (config.json, model.safetensors with every "
               "tensor name and shape of the release, tokenizer files) with seeded random weights, for tests and "
               "benchmarks. 'tiny' has the sizes of the small reference checkpoint (a few MB); 'real' the released "
@@ -101,9 +101,14 @@ int run_model_make_random(const Args& args) {
       .option("--tokenizer", "DIR",
               "copy these tokenizer files (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json...) instead "
               "of writing a byte-level vocabulary")
+      .option("--answer", "TEXT",
+              "a test fixture, not a model: rewire the language model so that its greedy answer to any prompt is "
+              "TEXT (e.g. \"Sure, [SEG].\"); images and [SEG] masks still go through the random vision and SAM2 "
+              "weights. The tokens of TEXT must all differ")
       .positional("DIR", "the folder to write (created when missing)", 1, 1);
   if (!p.parse(args)) return kExitOk;
   inference::RandomCheckpointOptions o;
+  if (auto a = p.get_optional("--answer")) o.fixed_answer = *a;
   o.kind = p.get("--config");
   if (o.kind != "tiny" && o.kind != "real") throw UsageError("--config must be tiny or real, not '" + o.kind + "'");
   const std::string seed = p.get("--seed");

@@ -421,6 +421,93 @@ void copy_tokenizer(const fs::path& from, const fs::path& to) {
                          " has none of vocab.json, merges.txt, tokenizer.json, tokenizer_config.json");
 }
 
+// The --answer fixture. With every decoder layer's o_proj and down_proj at zero, attention and
+// MLP add nothing to the residual stream, so the final hidden state at a position is
+// RMSNorm(embedding of that position's input token) whatever came before (images included). The
+// tokens of the chain "last prompt token, answer..., end token" get orthogonal embeddings (the
+// k-th gets the k-th unit vector, scaled) and the final norm weight 1, so their normalised
+// hidden states are sqrt(H) times unit vectors; the lm_head row of the k+1-th token is the k-th
+// unit vector and every other row zero. Greedy decoding then walks the chain: at chain token k
+// the next token's logit is sqrt(H) and every other logit 0.
+void make_answer_fixed(const fs::path& dir, const ModelConfig& config, const nlohmann::json& header,
+                       uint64_t data_start, DType dtype, const std::string& answer) {
+  const Tokenizer tokenizer = Tokenizer::load(dir);
+  const auto template_tail = tokenizer.encode("<|end|>\n<|assistant|>\n");  // phi3_chat's prompt end
+  std::vector<int64_t> chain = {template_tail.back()};
+  for (int64_t id : tokenizer.encode(answer)) chain.push_back(id);
+  const auto end = tokenizer.eos_token_id();
+  chain.push_back(end ? *end : tokenizer.token_id("<|im_end|>"));
+  const auto& llm = config.llm;
+  const int64_t H = llm.hidden_size;
+  if (llm.tie_word_embeddings) throw InferenceError("make-random --answer: needs an untied lm_head");
+  if (static_cast<int64_t>(chain.size()) > H)
+    throw InferenceError("make-random --answer: the answer has more tokens than the hidden size (" + std::to_string(H) + ")");
+  for (size_t i = 0; i < chain.size(); ++i)
+    for (size_t j = i + 1; j < chain.size(); ++j)
+      if (chain[i] == chain[j])
+        throw InferenceError("make-random --answer: token " + std::to_string(chain[i]) + " (\"" +
+                             tokenizer.decode({chain[i]}) +
+                             "\") occurs twice in the prompt end + answer + end token; choose a text whose tokens all differ");
+
+  std::fstream file(dir / "model.safetensors", std::ios::binary | std::ios::in | std::ios::out);
+  if (!file) throw InferenceError("cannot reopen " + (dir / "model.safetensors").string());
+  const size_t elem = dtype_size(dtype);
+  auto write_value = [&](const std::string& name, int64_t index, float v) {
+    const auto& entry = header.at(name);
+    const uint64_t at = data_start + entry.at("data_offsets").at(0).get<uint64_t>() + static_cast<uint64_t>(index) * elem;
+    uint8_t bytes[4];
+    if (dtype == DType::F32) {
+      std::memcpy(bytes, &v, 4);
+    } else {
+      const uint16_t h = dtype == DType::BF16 ? to_bf16(v) : to_f16(v);
+      bytes[0] = static_cast<uint8_t>(h);
+      bytes[1] = static_cast<uint8_t>(h >> 8);
+    }
+    file.seekp(static_cast<std::streamoff>(at));
+    file.write(reinterpret_cast<const char*>(bytes), static_cast<std::streamsize>(elem));
+  };
+  auto fill = [&](const std::string& name, float v) {
+    int64_t n = 1;
+    for (const auto& d : header.at(name).at("shape")) n *= d.get<int64_t>();
+    std::vector<uint8_t> bytes(static_cast<size_t>(n) * elem);
+    for (int64_t i = 0; i < n; ++i) {
+      uint8_t* p = bytes.data() + static_cast<size_t>(i) * elem;
+      if (dtype == DType::F32) {
+        std::memcpy(p, &v, 4);
+      } else {
+        const uint16_t h = dtype == DType::BF16 ? to_bf16(v) : to_f16(v);
+        p[0] = static_cast<uint8_t>(h);
+        p[1] = static_cast<uint8_t>(h >> 8);
+      }
+    }
+    file.seekp(static_cast<std::streamoff>(data_start + header.at(name).at("data_offsets").at(0).get<uint64_t>()));
+    file.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  };
+  const std::string m = "language_model.model.";
+  for (int i = 0; i < llm.num_hidden_layers; ++i) {
+    const std::string layer = m + "layers." + std::to_string(i) + ".";
+    fill(layer + "self_attn.o_proj.weight", 0.0f);
+    fill(layer + "mlp.down_proj.weight", 0.0f);
+  }
+  fill(m + "norm.weight", 1.0f);
+  fill("language_model.lm_head.weight", 0.0f);
+  for (size_t k = 0; k < chain.size(); ++k)
+    for (int64_t c = 0; c < H; ++c)
+      write_value(m + "embed_tokens.weight", chain[k] * H + c, c == static_cast<int64_t>(k) ? 0.05f : 0.0f);
+  for (size_t k = 0; k + 1 < chain.size(); ++k)
+    write_value("language_model.lm_head.weight", chain[k + 1] * H + static_cast<int64_t>(k), 1.0f);
+  // Masks that are never empty: every mask token's hypernetwork output is all ones, so a mask
+  // logit is the sum over channels of the upscaled image embedding (after GELU, mostly positive)
+  // instead of a random projection of it that may be negative everywhere on plain images.
+  const std::string md = kSam + "sam_mask_decoder.output_hypernetworks_mlps.";
+  for (int i = 0; i <= config.grounding.num_multimask_outputs; ++i) {
+    fill(md + std::to_string(i) + ".layers.2.weight", 0.0f);
+    fill(md + std::to_string(i) + ".layers.2.bias", 1.0f);
+  }
+  file.flush();
+  if (!file) throw InferenceError("cannot write " + (dir / "model.safetensors").string() + " (disk full?)");
+}
+
 }  // namespace
 
 int64_t TensorSpec::numel() const {
@@ -553,6 +640,8 @@ RandomCheckpointSummary write_random_checkpoint(const fs::path& dir, const Rando
       for (const auto& [token, id] : kRealAddedTokens) added[token] = id;
     write_byte_level_tokenizer(dir, added);
   }
+  if (options.fixed_answer)
+    make_answer_fixed(dir, config, header, 8 + text.size(), dtype, *options.fixed_answer);
   return summary;
 }
 

@@ -57,6 +57,12 @@ struct RandomCheckpointOptions {
   std::optional<DType> dtype;  // default: F32 for tiny, BF16 for real
   // Tokenizer files to copy instead of writing the byte-level vocabulary.
   std::optional<std::filesystem::path> tokenizer_dir;
+  // A plumbing fixture: when set, the language model is rewired so that its greedy answer to ANY
+  // prompt of the chat template is exactly this text, then the end token (see make_answer_fixed
+  // in the .cpp). Vision, SAM2 and the [SEG] glue keep their random weights and run as usual, so
+  // an answer with [SEG] yields real (meaningless) masks. Its tokens, with the template's last
+  // prompt token, must all be different.
+  std::optional<std::string> fixed_answer;
 };
 
 struct RandomCheckpointSummary {

@@ -33,15 +33,6 @@ struct PluginContext {
 
 std::unique_ptr<PluginContext> plugin;
 
-std::string build_note() {
-#ifdef UNIBIOMED_PLUGIN_FAKE_ANALYZER
-  return "DEVELOPMENT BUILD: the pipeline library was not built, so this plugin runs a fake analyzer from "
-         "tests/orthanc-plugin/ (no model, fixed findings). Do not use it for images that matter.";
-#else
-  return {};
-#endif
-}
-
 OrthancPluginErrorCode on_change(OrthancPluginChangeType type, OrthancPluginResourceType resource_type,
                                  const char* resource_id) {
   // Runs on Orthanc's change thread: only hand work over, never call the REST API here.
@@ -119,9 +110,8 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     const Configuration configuration = Configuration::parse(nlohmann::json::parse(json_text));
     plugin->services = std::make_shared<NodeServices>(context, configuration, &unibiomed::pipeline::Analyzer::create);
     plugin->scheduler = std::make_shared<AnalysisScheduler>(plugin->services);
-    plugin->rest = std::make_unique<RestApi>(plugin->services, plugin->scheduler, UNIBIOMED_VERSION, build_note());
+    plugin->rest = std::make_unique<RestApi>(plugin->services, plugin->scheduler, UNIBIOMED_VERSION, std::string());
     OrthancPluginLogWarning(context, ("UniBiomed: configuration " + configuration.to_json().dump()).c_str());
-    if (!build_note().empty()) OrthancPluginLogError(context, ("UniBiomed: " + build_note()).c_str());
   } catch (const std::exception& e) {
     // Orthanc keeps running; every route of ours answers 503 with this reason.
     OrthancPluginLogError(context, (std::string("UniBiomed: ") + e.what()).c_str());

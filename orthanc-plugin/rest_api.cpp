@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/rest_api.h"
 
-#include <regex>
 
 #include "orthanc-plugin/plugin_error.h"
 #include "orthanc-plugin/result_json.h"
@@ -177,11 +176,9 @@ RestAnswer RestApi::ask(const std::string& body) const {
   const std::string wanted = request["Instance"].get<std::string>();
   const auto& client = services_->client;
   std::string instance_id;
-  static const std::regex orthanc_id("[0-9a-f]{8}(-[0-9a-f]{8}){4}");
-  static const std::regex dicom_uid("[0-9]+(\\.[0-9]+)*");
-  if (std::regex_match(wanted, orthanc_id)) {
+  if (is_orthanc_id(wanted)) {
     instance_id = wanted;
-  } else if (wanted.size() <= 64 && std::regex_match(wanted, dicom_uid)) {
+  } else if (is_dicom_uid(wanted)) {
     for (const auto& r : client.post_bytes("/tools/lookup", wanted))
       if (r.value("Type", std::string()) == "Instance") instance_id = r.value("ID", std::string());
   } else {

@@ -157,14 +157,22 @@ std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_i
   return inv;
 }
 
+bool is_dicom_uid(const std::string& text) {
+  static const std::regex uid("(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*");
+  return text.size() <= 64 && std::regex_match(text, uid);
+}
+
+bool is_orthanc_id(const std::string& text) {
+  static const std::regex id("[0-9a-f]{8}(-[0-9a-f]{8}){4}");
+  return std::regex_match(text, id);
+}
+
 std::optional<std::string> StudyRecords::resolve_study(const std::string& id_or_uid) const {
-  static const std::regex orthanc_id("[0-9a-f]{8}(-[0-9a-f]{8}){4}");
-  static const std::regex dicom_uid("[0-9]+(\\.[0-9]+)*");
-  if (std::regex_match(id_or_uid, orthanc_id)) {
+  if (is_orthanc_id(id_or_uid)) {
     if (client_.find_json("/studies/" + id_or_uid)) return id_or_uid;
     return std::nullopt;
   }
-  if (id_or_uid.size() <= 64 && std::regex_match(id_or_uid, dicom_uid)) {
+  if (is_dicom_uid(id_or_uid)) {
     auto found = client_.post_bytes("/tools/lookup", id_or_uid);
     for (const auto& r : found)
       if (r.value("Type", std::string()) == "Study") return r.value("ID", std::string());

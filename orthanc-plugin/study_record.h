@@ -77,6 +77,11 @@ struct StudyInventory {
 };
 
 // Reads and writes the records through the core's REST API (plugin threads only).
+// PS3.5 9.1: components of digits without leading zeros ("0" alone allowed), at most 64 chars.
+bool is_dicom_uid(const std::string& text);
+// Orthanc's resource ids: five groups of eight lower-case hex digits (SHA-1 of the UIDs).
+bool is_orthanc_id(const std::string& text);
+
 class StudyRecords {
  public:
   explicit StudyRecords(const OrthancClient& client) : client_(client) {}

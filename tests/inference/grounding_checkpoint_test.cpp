@@ -354,5 +354,37 @@ TEST_F(CommandLine, AskReproducesTheReferenceAnswerAndMask) {
   std::cout << "[ compare  ] ask mask PNG vs reference: " << c.output;
 }
 
+// The plumbing fixture of `make-random --answer`: the same answer to different questions about
+// different images, through the real model code, with a mask per [SEG]; refused when the
+// answer's tokens repeat (the construction cannot express that).
+TEST(RandomCheckpoint, FixedAnswerFixtureAnswersEveryQuestionThatWay) {
+  test::TempDir dir;
+  RandomCheckpointOptions o;
+  o.fixed_answer = "Sure, [SEG].";
+  write_random_checkpoint(dir / "fixed", o);
+  const auto model = GroundedModel::load(dir / "fixed");
+  // Textured images: on a constant image these random SAM2 weights give no mask pixels at all.
+  RgbImage dark(40, 30), bright(64, 64);
+  for (size_t i = 0; i < dark.rgb.size(); ++i) dark.rgb[i] = static_cast<uint8_t>(i * 13 % 97);
+  for (size_t i = 0; i < bright.rgb.size(); ++i) bright.rgb[i] = static_cast<uint8_t>(i * 7 % 251);
+  for (const auto& [image, question] :
+       std::vector<std::pair<RgbImage, std::string>>{{dark, "Please segment liver in CT."},
+                                                      {bright, "Could you describe the abnormality in this image?"}}) {
+    const GroundedAnswer a = model->answer(image, question);
+    EXPECT_EQ(a.text, "Sure, [SEG].<|im_end|>") << question;  // the end token is kept, as the reference does
+    EXPECT_EQ(a.stop_reason, "eos");
+    ASSERT_EQ(a.segments.size(), 1u);
+    EXPECT_EQ(a.segments[0].width, image.width);
+    EXPECT_GT(a.segments[0].area(), 0) << "the random SAM2 weights gave an empty mask for " << question;
+  }
+  o.fixed_answer = "It is [SEG].";  // ' ' twice
+  try {
+    write_random_checkpoint(dir / "repeated", o);
+    ADD_FAILURE() << "a repeated token was accepted";
+  } catch (const InferenceError& e) {
+    EXPECT_NE(std::string(e.what()).find("occurs twice"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace unibiomed::inference

@@ -170,7 +170,8 @@ void OrthancServer::start() {
   const bool up = wait_until(
       [&] {
         if (!process_.running()) return true;
-        return get("/system").status == 200;
+        // Any HTTP answer means it is up (401 where authentication is enabled).
+        return get("/system").status != 0;
       },
       std::chrono::seconds(60));
   if (!up || !process_.running())

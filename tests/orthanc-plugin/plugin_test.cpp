@@ -43,7 +43,9 @@ class OrthancPlugin : public ::testing::Test {
   static std::string tail(const std::string& s, size_t n) { return s.size() > n ? s.substr(s.size() - n) : s; }
 
   json base_settings() const {
-    return {{"ModelDirectory", model_.string()}, {"ReconcileInterval", 1}, {"ForwardTimeout", 60}};
+    // A random test checkpoint never says "end": cap its answers so that a study takes seconds.
+    return {{"ModelDirectory", model_.string()}, {"ReconcileInterval", 1}, {"ForwardTimeout", 60},
+            {"MaxNewTokens", 16}};
   }
 
   OrthancServer& make_server(OrthancOptions options, const std::string& name = "orthanc") {
@@ -101,6 +103,21 @@ class OrthancPlugin : public ::testing::Test {
     return jobs;
   }
 
+  // Our jobs once none is pending or running: the study record is written by the job's work,
+  // a moment before its last Step() reports the outcome to Orthanc.
+  static std::vector<json> our_settled_jobs(const OrthancServer& server) {
+    std::vector<json> jobs;
+    wait_until(
+        [&] {
+          jobs = our_jobs(server);
+          for (const auto& j : jobs)
+            if (j["State"] == "Running" || j["State"] == "Pending") return false;
+          return true;
+        },
+        std::chrono::seconds(30));
+    return jobs;
+  }
+
   TempDir dir_{"unibiomed-plugin-test"};
   fs::path model_;
   std::vector<std::unique_ptr<OrthancServer>> servers_;
@@ -142,7 +159,7 @@ TEST_F(OrthancPlugin, CtStudyIsAnalysedAndItsSegAndSrAreFoundWithQido) {
   EXPECT_EQ(result_instances, s["Results"].size());
 
   // The Orthanc job: type, success, full progress, content with series done and findings.
-  const auto jobs = our_jobs(server);
+  const auto jobs = our_settled_jobs(server);
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0]["State"], "Success");
   EXPECT_EQ(jobs[0]["Progress"], 100);
@@ -297,7 +314,7 @@ TEST_F(OrthancPlugin, KilledDuringAJobTheStudyCompletesExactlyOnceAfterRestart) 
   for (const auto& r : s["ResultSeries"]) result_instances += r["Instances"].get<size_t>();
   EXPECT_EQ(result_instances, s["Results"].size());
   // The interrupted job was not reloaded and re-run by Orthanc: one job in this life, successful.
-  const auto jobs = our_jobs(server);
+  const auto jobs = our_settled_jobs(server);
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0]["State"], "Success");
   EXPECT_NE(server.log().find("was interrupted at attempt 1"), std::string::npos);
@@ -468,7 +485,10 @@ TEST_F(OrthancPlugin, ExplicitRequestStartsANewRunAndBadRequestsNameTheProblem) 
             std::string::npos);
   EXPECT_NE(error_of(analyze, R"({"Rules": false})").find("asks for nothing"), std::string::npos);
   EXPECT_EQ(error_of("/unibiomed/studies/1.2.840.999999/analyze", "").substr(0, 3), "404");
-  EXPECT_EQ(error_of("/unibiomed/studies/..%2Fsystem/analyze", "").substr(0, 3), "400");
+  // Orthanc decodes %2F before routing: the path no longer matches our route (404 from Orthanc)
+  // or reaches it as a malformed id (400 from us); never /system.
+  const std::string traversal = error_of("/unibiomed/studies/..%2Fsystem/analyze", "").substr(0, 3);
+  EXPECT_TRUE(traversal == "400" || traversal == "404") << traversal;
   EXPECT_EQ(server.get("/unibiomed/studies/1.2.840.999999").status, 404);
   EXPECT_EQ(server.get("/unibiomed/ask").status, 405);
 }
@@ -546,7 +566,9 @@ TEST_F(OrthancPlugin, CancelledJobIsRecordedAndCanBeResubmitted) {
       << s.dump(2);
   EXPECT_EQ(s["Run"], 1);
   EXPECT_EQ(s["Attempt"], 2);
-  EXPECT_EQ(server.get_json("/jobs/" + job)["State"], "Success");
+  // The record is written before the job's last step reports to Orthanc.
+  EXPECT_TRUE(wait_until([&] { return server.get_json("/jobs/" + job)["State"] == "Success"; }, 30s))
+      << server.get_json("/jobs/" + job).dump(2);
   EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
 }
 

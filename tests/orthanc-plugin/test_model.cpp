@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "tests/orthanc-plugin/test_model.h"
 
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
 #include "tests/support/test_support.h"
 
 namespace unibiomed::test {
@@ -9,24 +12,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-#ifdef UNIBIOMED_PLUGIN_FAKE_ANALYZER
-constexpr bool kFake = true;
-#else
-constexpr bool kFake = false;
-#endif
 
 struct ModelFolder {
   TempDir dir{"unibiomed-plugin-model"};
   fs::path path;
   std::string why_missing;
   ModelFolder() {
-    if (kFake) {
-      write_file(dir / "config.json", "{}");
-      path = dir.path();
-      return;
-    }
-    const CommandResult made =
-        run_command({cli_path().string(), "model", "make-random", "--config", "tiny", (dir / "tiny").string()});
+    // The real architecture and code with a language model rewired to answer "Sure, [SEG]." to
+    // every question (`make-random --answer`), so that every task yields masks through the random
+    // SAM2 weights: the node's SEG path is exercised without pretending the findings mean anything.
+    const CommandResult made = run_command({cli_path().string(), "model", "make-random", "--config", "tiny",
+                                            "--answer", "Sure, [SEG].", (dir / "tiny").string()});
     if (made.exit_code == 0 && fs::exists(dir / "tiny" / "config.json")) {
       path = dir / "tiny";
       return;
@@ -49,15 +45,26 @@ fs::path test_model_dir() { return model_folder().path; }
 std::string test_model_missing_reason() { return model_folder().why_missing; }
 
 std::vector<fs::path> sample_ct_study(const fs::path& folder, StudySpec& spec) {
-  spec.slices = 4;
-  return write_ct_series(folder, spec);
+  // The project's sample generator (the demo sends the same study), kept small for the tests.
+  const CommandResult r = run_command({cli_path().string(), "samples", "write", folder.string(), "--only", "ct",
+                                       "--ct-slices", "4", "--ct-size", "64"});
+  if (r.exit_code != 0) throw std::runtime_error("unibiomed samples write failed:\n" + r.output);
+  const auto manifest = nlohmann::json::parse(read_file(folder / "manifest.json"));
+  const auto& ct = manifest.at(0);
+  spec.study_uid = ct.at("study_instance_uid");
+  spec.series_uid = ct.at("series_instance_uid");
+  spec.patient_id = ct.at("patient_id");
+  spec.slices = static_cast<int>(ct.at("files").size());
+  std::vector<fs::path> files;
+  for (const auto& f : ct.at("files")) files.push_back(folder / f.get<std::string>());
+  return files;
 }
 
 std::map<std::string, std::string> slow_analysis_environment() {
-  // Read by the fake analyzer only; the real model is slow enough on its own with more slices.
-  return {{"UNIBIOMED_FAKE_ANALYZER_DELAY_MS", "400"}};
+  // The model itself is slow enough with more slices (slow_study_slices); nothing to add.
+  return {};
 }
 
-int slow_study_slices() { return kFake ? 8 : 24; }
+int slow_study_slices() { return 24; }
 
 }  // namespace unibiomed::test

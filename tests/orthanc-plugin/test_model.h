@@ -1,7 +1,7 @@
 // What the plugin tests analyse with, and how they make an analysis last long enough to be
-// interrupted. With the real pipeline: a tiny random checkpoint of the real architecture
-// (`unibiomed model make-random --config tiny`, else the golden folder). In a development build
-// without the pipeline (UNIBIOMED_PLUGIN_FAKE_ANALYZER): the fake analyzer's folder.
+// interrupted: a tiny checkpoint of the real architecture whose language model answers
+// "Sure, [SEG]." to everything (`unibiomed model make-random --config tiny --answer ...`), so
+// that every task goes through the real pipeline, SAM2 included, and yields SEG objects.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
