@@ -10,9 +10,10 @@
 set -euo pipefail
 
 BUILD_DIR=${1:-build}
-# The model the demo runs. The project will ship a small trained demo checkpoint here; until
-# then the demo makes a tiny checkpoint with RANDOM weights (and says so).
-MODEL_DIR=${UNIBIOMED_DEMO_MODEL:-samples/demo-model}
+# The model the demo runs: $UNIBIOMED_MODEL (e.g. the real weights), else a trained demo
+# checkpoint in samples/demo-model when one is there, else a tiny fixture made on the fly (and
+# the demo says so).
+MODEL_DIR=${UNIBIOMED_MODEL:-${UNIBIOMED_DEMO_MODEL:-samples/demo-model}}
 OUT=${UNIBIOMED_DEMO_OUT:-demo-output}
 CT_SLICES=${UNIBIOMED_DEMO_CT_SLICES:-24}   # the sample CT's length (the generator's default is 64)
 CT_SIZE=${UNIBIOMED_DEMO_CT_SIZE:-256}      # and its rows = columns
@@ -39,13 +40,16 @@ MODEL_NOTE=""
 if [ -f "$MODEL_DIR/config.json" ]; then
   MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
 else
-  MODEL_DIR="$OUT/model-tiny-random"
+  [ -n "${UNIBIOMED_MODEL:-}" ] && { echo "demo: UNIBIOMED_MODEL=$UNIBIOMED_MODEL has no config.json" >&2; exit 1; }
+  MODEL_DIR="$OUT/model-tiny-fixture"
   if [ ! -f "$MODEL_DIR/config.json" ]; then
-    "$BIN" model make-random --config tiny "$MODEL_DIR" >/dev/null
+    "$BIN" model make-random --config tiny --answer "Sure, [SEG]." "$MODEL_DIR" >/dev/null
   fi
-  MODEL_NOTE="NOTE: no trained demo checkpoint found (samples/demo-model), so this demo runs a TINY
-      checkpoint with RANDOM weights ($MODEL_DIR). Everything around the model is real
-      (DICOM in, jobs, SEG + SR stored, forwarded, DICOMweb), but the findings are noise."
+  MODEL_NOTE="NOTE: no model given (UNIBIOMED_MODEL) and no trained demo checkpoint (samples/demo-model),
+      so this demo runs a TINY TEST FIXTURE ($MODEL_DIR): the real architecture and code with
+      random weights, its language model rewired to answer \"Sure, [SEG].\" to every question.
+      Everything around the model is real (DICOM in, jobs, SEG + SR stored, forwarded, DICOMweb),
+      but the outlines and findings mean nothing. Real weights: UNIBIOMED_MODEL=DIR make demo."
   echo "demo: $MODEL_NOTE"
 fi
 
