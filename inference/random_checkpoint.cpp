@@ -319,6 +319,17 @@ uint16_t to_f16(float f) {
   return static_cast<uint16_t>(half);
 }
 
+// One value in the stored dtype (F32, BF16 or F16), little-endian, at `p`.
+void store_value(float v, DType dtype, uint8_t* p) {
+  if (dtype == DType::F32) {
+    std::memcpy(p, &v, 4);
+  } else {
+    const uint16_t h = dtype == DType::BF16 ? to_bf16(v) : to_f16(v);
+    p[0] = static_cast<uint8_t>(h);
+    p[1] = static_cast<uint8_t>(h >> 8);
+  }
+}
+
 ojson tiny_config() {
   ojson special;
   for (size_t i = 0; i < std::size(kTinySpecials); ++i) special[kTinySpecials[i]] = 256 + static_cast<int64_t>(i);
@@ -456,13 +467,7 @@ void make_answer_fixed(const fs::path& dir, const ModelConfig& config, const nlo
     const auto& entry = header.at(name);
     const uint64_t at = data_start + entry.at("data_offsets").at(0).get<uint64_t>() + static_cast<uint64_t>(index) * elem;
     uint8_t bytes[4];
-    if (dtype == DType::F32) {
-      std::memcpy(bytes, &v, 4);
-    } else {
-      const uint16_t h = dtype == DType::BF16 ? to_bf16(v) : to_f16(v);
-      bytes[0] = static_cast<uint8_t>(h);
-      bytes[1] = static_cast<uint8_t>(h >> 8);
-    }
+    store_value(v, dtype, bytes);
     file.seekp(static_cast<std::streamoff>(at));
     file.write(reinterpret_cast<const char*>(bytes), static_cast<std::streamsize>(elem));
   };
@@ -472,13 +477,7 @@ void make_answer_fixed(const fs::path& dir, const ModelConfig& config, const nlo
     std::vector<uint8_t> bytes(static_cast<size_t>(n) * elem);
     for (int64_t i = 0; i < n; ++i) {
       uint8_t* p = bytes.data() + static_cast<size_t>(i) * elem;
-      if (dtype == DType::F32) {
-        std::memcpy(p, &v, 4);
-      } else {
-        const uint16_t h = dtype == DType::BF16 ? to_bf16(v) : to_f16(v);
-        p[0] = static_cast<uint8_t>(h);
-        p[1] = static_cast<uint8_t>(h >> 8);
-      }
+      store_value(v, dtype, p);
     }
     file.seekp(static_cast<std::streamoff>(data_start + header.at(name).at("data_offsets").at(0).get<uint64_t>()));
     file.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
@@ -609,13 +608,7 @@ RandomCheckpointSummary write_random_checkpoint(const fs::path& dir, const Rando
           const double u = static_cast<double>(rng.next() >> 40) * (1.0 / 16777216.0);
           const auto v = static_cast<float>(init.center + init.half_width * (2.0 * u - 1.0));
           uint8_t* p = buffer.data() + static_cast<size_t>(i) * elem;
-          if (dtype == DType::F32) {
-            std::memcpy(p, &v, 4);
-          } else {
-            const uint16_t h = dtype == DType::BF16 ? to_bf16(v) : to_f16(v);
-            p[0] = static_cast<uint8_t>(h);
-            p[1] = static_cast<uint8_t>(h >> 8);
-          }
+          store_value(v, dtype, p);
         }
         out.write(reinterpret_cast<const char*>(buffer.data()), static_cast<std::streamsize>(buffer.size()));
       }
