@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/rest_api.h"
 
+#include <future>
 
 #include "orthanc-plugin/plugin_error.h"
 #include "orthanc-plugin/result_json.h"
@@ -208,8 +209,13 @@ RestAnswer RestApi::ask(const std::string& body) const {
     for (int v : *question.box) box_text += "," + std::to_string(v);
   const std::string seed =
       "ask/" + sop_uid + "/" + std::to_string(frame) + "/" + stable_hash(question.text + "|" + box_text);
-  const auto answer = services_->model.use(
-      [&](pipeline::Analyzer& analyzer) { return analyzer.ask(input, frame, question, seed); });
+  // Not on this thread: Orthanc's HTTP threads (civetweb) have small stacks (100 KB in Debian's
+  // build), which libtorch's kernels overflow now and then (a crash of Orthanc, seen in the
+  // tests). A thread of the default size runs the model; this one waits (exceptions pass through).
+  const auto answer = std::async(std::launch::async, [&] {
+                        return services_->model.use(
+                            [&](pipeline::Analyzer& analyzer) { return analyzer.ask(input, frame, question, seed); });
+                      }).get();
 
   nlohmann::json findings = nlohmann::json::array();
   for (const auto& f : answer.findings) findings.push_back(to_json(f));
