@@ -57,10 +57,11 @@ async function errorBoundaryText(page, problems) {
  * Opens /viewer for one study, dismisses the onboarding tour and waits until the first image is
  * drawn in a cornerstone viewport.
  */
-async function openStudy(page, baseUrl, studyInstanceUID, timeoutMs) {
+async function openStudy(page, baseUrl, studyInstanceUID, timeoutMs, { firstInProfile = true } = {}) {
   await page.goto(`${baseUrl}/viewer?StudyInstanceUIDs=${encodeURIComponent(studyInstanceUID)}`);
-  // The tour (shepherd.js) appears once per browser profile; the profile is always fresh.
-  await page.getByRole('button', { name: 'Skip all', exact: true }).click({ timeout: timeoutMs });
+  // The tour (shepherd.js) appears once per browser profile; the profile is always fresh, so the
+  // first study opened shows it and later ones do not.
+  if (firstInProfile) await page.getByRole('button', { name: 'Skip all', exact: true }).click({ timeout: timeoutMs });
   await page.waitForFunction(
     () => {
       const cs = window.cornerstone;

@@ -337,6 +337,84 @@ async function checkSegAndSr(o) {
   checks.check(`${o.tag}: no console error, uncaught exception or HTTP error after the SR`, problemCount() === 0, problemText());
 }
 
+/**
+ * The SEG + SR that `unibiomed analyze` wrote for a study, opened in OHIF after another study:
+ * the SEG loads with every segment of the file (labels as read by dcmdump) in OHIF's segmentation,
+ * the SR opens with one measurement per finding of the analysis (summary.json), each linked to
+ * a SEG segment and drawn on the slice it references, and nothing
+ * goes wrong on the way (no error boundary, console error or HTTP error). The masks of the test
+ * checkpoint mean nothing, so the overlay is not compared with an expectation here (the
+ * results-write checks do that with a known label map).
+ * @param {object} o
+ *   o.page, o.baseUrl, o.studyInstanceUID, o.segDescription, o.srDescription,
+ *   o.segSegments (readSegments of the SEG), o.findingCount, o.artifacts, o.checks, o.log,
+ *   o.timeoutMs, o.problems (watchPage result)
+ */
+async function checkAnalyzeOutput(o) {
+  const { page, checks, timeoutMs, problems } = o;
+  const tag = 'analyze';
+  const shot = (name) => path.join(o.artifacts, `${tag}-${name}.png`);
+  const kinds = ['consoleErrors', 'errorBoundaries', 'pageErrors', 'httpErrors', 'failedRequests'];
+  const before = Object.fromEntries(kinds.map((k) => [k, problems[k].length]));
+  const newProblems = () => kinds.flatMap((k) => problems[k].slice(before[k]).map((e) => `${k}: ${e}`));
+
+  await ohif.openStudy(page, o.baseUrl, o.studyInstanceUID, timeoutMs, { firstInProfile: false });
+  await ohif.waitForSeriesEntries(page, 3, timeoutMs);
+  o.log('OHIF shows the analysed study');
+
+  let segmentation;
+  try {
+    segmentation = await ohif.loadSegmentation(page, o.segDescription, timeoutMs, problems);
+  } catch (err) {
+    await page.screenshot({ path: shot('seg-load-failed') });
+    checks.check(`${tag}: OHIF loads the SEG "${o.segDescription}"`, false, `${err.message.split('\n')[0]}\n    ${newProblems().join('\n    ')}`);
+    return;
+  }
+  const expected = o.segSegments.map((s) => s.label);
+  const shown = segmentation.segments.map((s) => s.label);
+  checks.check(
+    `${tag}: OHIF loads the SEG "${o.segDescription}" with its ${expected.length} segments`,
+    expected.length > 0 && expected.every((l) => shown.includes(l)) && shown.length === expected.length,
+    `file ${JSON.stringify(expected)}, OHIF ${JSON.stringify(shown)}`,
+  );
+  await page.screenshot({ path: shot('seg') });
+
+  let report;
+  try {
+    report = await ohif.loadStructuredReport(page, o.srDescription, timeoutMs, problems);
+  } catch (err) {
+    await page.screenshot({ path: shot('sr-load-failed') });
+    checks.check(`${tag}: OHIF opens the SR "${o.srDescription}"`, false, `${err.message.split('\n')[0]}\n    ${newProblems().join('\n    ')}`);
+    return;
+  }
+  checks.check(
+    `${tag}: OHIF opens the SR "${o.srDescription}" with one measurement per finding`,
+    report.measurements.length === o.findingCount,
+    `${report.measurements.length} measurements, ${o.findingCount} findings`,
+  );
+  // Each finding: linked to its SEG segment by tracking UID, and drawn with its text on the
+  // slice it references.
+  for (const m of report.measurements) {
+    const segment = o.segSegments.find((x) => x.trackingUid === m.trackingUniqueIdentifier);
+    checks.check(`${tag}: SR finding "${m.trackingIdentifier}" shares its tracking UID with a SEG segment`, Boolean(segment),
+      `SR ${m.trackingUniqueIdentifier}; SEG ${o.segSegments.map((x) => x.trackingUid).join(', ')}`);
+    let shownError = '';
+    try {
+      await ohif.showFinding(page, m, timeoutMs);
+    } catch (err) {
+      shownError = err.message.split('\n')[0];
+    }
+    const drawn = await ohif.drawnFinding(page, m.trackingUniqueIdentifier);
+    checks.check(`${tag}: SR finding "${m.trackingIdentifier}" is drawn on the slice it references`,
+      !shownError && drawn.shown && drawn.sopInstanceUID === m.referencedSOPInstanceUID,
+      `${shownError ? `${shownError}; ` : ''}shown ${drawn.shown} on ${drawn.sopInstanceUID}, referenced ${m.referencedSOPInstanceUID}`);
+  }
+  await page.screenshot({ path: shot('sr') });
+  const errorBoundary = await ohif.errorBoundaryText(page, problems);
+  checks.check(`${tag}: no error boundary, console error or HTTP error`, !errorBoundary && newProblems().length === 0,
+    [errorBoundary, ...newProblems()].filter(Boolean).join('\n    '));
+}
+
 /** Starts Chromium with the flags above and a fresh profile in `profileDir`. */
 async function launchChromium(profileDir) {
   const { chromium } = require('playwright-core');
@@ -351,4 +429,4 @@ async function launchChromium(profileDir) {
   return context;
 }
 
-module.exports = { Checks, checkSegAndSr, launchChromium, countLabel };
+module.exports = { Checks, checkSegAndSr, checkAnalyzeOutput, launchChromium, countLabel };

@@ -2,7 +2,7 @@
 //
 //   1. `unibiomed samples write` makes the sample CT (512x512, HU); the test draws a known label
 //      map with two findings on several slices and `unibiomed results write` turns it into
-//      SEG + SR; once the pipeline exists, `unibiomed analyze` adds its own SEG + SR.
+//      SEG + SR; `unibiomed analyze` writes its own SEG + SR for a second copy of the study.
 //   2. Debian's Orthanc with the DICOMweb plugin stores the study (loopback ports chosen now).
 //   3. OHIF 3.13.2 (npm @ohif/app, cached by scripts/install-viewer.sh) is served same-origin by
 //      viewer_server.js and driven in Debian's chromium by playwright-core.
@@ -24,7 +24,7 @@ const { startOrthanc } = require('./orthanc.js');
 const { startViewerServer } = require('./viewer_server.js');
 const { findImageSeries, readSegments, readHeaders, evidenceInstances } = require('./dicom_series.js');
 const { makeLabelMap, writeNrrd } = require('./label_map.js');
-const { Checks, checkSegAndSr, launchChromium } = require('./viewer_checks.js');
+const { Checks, checkSegAndSr, checkAnalyzeOutput, launchChromium } = require('./viewer_checks.js');
 const ohif = require('./ohif_page.js');
 
 const OHIF_VERSION = '3.13.2';
@@ -125,6 +125,21 @@ async function main() {
     `SEG ${segHeader.sopInstanceUID}`,
   );
 
+  // A second copy of the CT (other UIDs) analysed by `unibiomed analyze` with the test
+  // checkpoint of the real architecture that answers "Sure, [SEG]." to every question
+  // (`model make-random --answer`): the node's own SEG + SR, as a radiologist would open them.
+  unibiomed(options, ['samples', 'write', '--only', 'ct', '--ct-slices', '8', '--uid-root', 'unibiomed-viewer-analyze', path.join(work, 'analyze-samples')], log);
+  const analyzed = findImageSeries(path.join(work, 'analyze-samples'), 'CT');
+  unibiomed(options, ['model', 'make-random', '--config', 'tiny', '--answer', 'Sure, [SEG].', path.join(work, 'model')], log);
+  const analyzeOut = path.join(work, 'analyze');
+  unibiomed(options, ['analyze', path.join(work, 'analyze-samples'), '-o', analyzeOut, '--model', path.join(work, 'model'), '--max-new-tokens', '16', '--task', 'abnormality', '--seed', 'viewer', '--no-previews'], log);
+  const analyzeFiles = fs.readdirSync(analyzeOut).filter((f) => f.endsWith('.dcm')).map((f) => path.join(analyzeOut, f));
+  const analyzeSeg = analyzeFiles.find((f) => path.basename(f).startsWith('seg'));
+  const analyzeSr = analyzeFiles.find((f) => path.basename(f) === 'sr.dcm');
+  const analyzeSummary = JSON.parse(fs.readFileSync(path.join(analyzeOut, 'summary.json'), 'utf8'));
+  if (!analyzeSeg || !analyzeSr) throw new Error(`unibiomed analyze wrote no SEG or no SR: ${analyzeFiles.join(', ')}`);
+  const [analyzeSegHeader, analyzeSrHeader] = readHeaders([analyzeSeg, analyzeSr]);
+
   // --- servers and browser --------------------------------------------------------
   const cleanup = [];
   let exitCode = 1;
@@ -132,6 +147,7 @@ async function main() {
     const orthanc = await startOrthanc(path.join(work, 'orthanc'));
     cleanup.push(() => orthanc.stop());
     for (const file of [...series.slices.map((s) => s.file), segFile, srFile]) await orthanc.upload(file);
+    for (const file of [...analyzed.slices.map((s) => s.file), analyzeSeg, analyzeSr]) await orthanc.upload(file);
     const server = await startViewerServer({ ohifDir: options.ohif, orthancPort: orthanc.httpPort, onProxyError: log });
     cleanup.push(() => server.close());
     log(`Orthanc on 127.0.0.1:${orthanc.httpPort}, OHIF ${OHIF_VERSION} at ${server.url}`);
@@ -156,6 +172,20 @@ async function main() {
       segSegments: readSegments(segFile),
       artifacts,
       tag: 'results-write',
+      timeoutMs: options.timeoutMs,
+    });
+    await checkAnalyzeOutput({
+      page,
+      checks,
+      log,
+      problems,
+      baseUrl: server.url,
+      studyInstanceUID: analyzed.studyInstanceUID,
+      segDescription: analyzeSegHeader.seriesDescription,
+      srDescription: analyzeSrHeader.seriesDescription,
+      segSegments: readSegments(analyzeSeg),
+      findingCount: analyzeSummary.findings.length,
+      artifacts,
       timeoutMs: options.timeoutMs,
     });
     exitCode = checks.failed.length === 0 ? 0 : 1;
