@@ -89,6 +89,13 @@ int main(int argc, char** argv) {
     auto analyzer = pipeline::Analyzer::create(settings);
     std::printf("model loaded in %.1f s: %s\n", std::chrono::duration<double>(Clock::now() - t_load).count(),
                 analyzer->model_description().c_str());
+    // The weights hash (SHA-256 of 2.3 GB, written into every SR) is computed once per model
+    // folder and cached there (unibiomed-weights-hash.json): a one-time cost of a new model, not
+    // of a study, so it is taken before the study is timed and shown on its own.
+    const auto t_hash = Clock::now();
+    const std::string hash = analyzer->weights_hash();
+    std::printf("weights hash %s... in %.1f s (once per model folder, then cached)\n", hash.substr(0, 12).c_str(),
+                std::chrono::duration<double>(Clock::now() - t_hash).count());
 
     std::vector<pipeline::InstanceInput> inputs;
     for (const auto& f : series.files) inputs.push_back({f.string(), {}, f});
