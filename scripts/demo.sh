@@ -11,9 +11,9 @@ set -euo pipefail
 
 BUILD_DIR=${1:-build}
 # The model the demo runs: $UNIBIOMED_MODEL (e.g. the real weights), else a trained demo
-# checkpoint in samples/demo-model when one is there, else a tiny fixture made on the fly (and
-# the demo says so).
-MODEL_DIR=${UNIBIOMED_MODEL:-${UNIBIOMED_DEMO_MODEL:-samples/demo-model}}
+# checkpoint in samples/demo-checkpoint when one is there, else a tiny fixture made on the fly
+# (and the demo says which one ran).
+MODEL_DIR=${UNIBIOMED_MODEL:-${UNIBIOMED_DEMO_MODEL:-samples/demo-checkpoint}}
 OUT=${UNIBIOMED_DEMO_OUT:-demo-output}
 CT_SLICES=${UNIBIOMED_DEMO_CT_SLICES:-24}   # the sample CT's length (the generator's default is 64)
 CT_SIZE=${UNIBIOMED_DEMO_CT_SIZE:-256}      # and its rows = columns
@@ -39,13 +39,20 @@ mkdir -p "$OUT/orthanc" "$OUT/pacs"
 MODEL_NOTE=""
 if [ -f "$MODEL_DIR/config.json" ]; then
   MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
+  if [ -n "${UNIBIOMED_MODEL:-}" ]; then
+    MODEL_NOTE="model: $MODEL_DIR (from UNIBIOMED_MODEL)."
+  else
+    MODEL_NOTE="model: the project's demo checkpoint ($MODEL_DIR): small, trained by 'unibiomed'
+      on synthetic phantoms for demonstration only: its findings are not clinical results."
+  fi
+  echo "demo: $MODEL_NOTE"
 else
   [ -n "${UNIBIOMED_MODEL:-}" ] && { echo "demo: UNIBIOMED_MODEL=$UNIBIOMED_MODEL has no config.json" >&2; exit 1; }
   MODEL_DIR="$OUT/model-tiny-fixture"
   if [ ! -f "$MODEL_DIR/config.json" ]; then
     "$BIN" model make-random --config tiny --answer "Sure, [SEG]." "$MODEL_DIR" >/dev/null
   fi
-  MODEL_NOTE="NOTE: no model given (UNIBIOMED_MODEL) and no trained demo checkpoint (samples/demo-model),
+  MODEL_NOTE="NOTE: no model given (UNIBIOMED_MODEL) and no trained demo checkpoint (samples/demo-checkpoint),
       so this demo runs a TINY TEST FIXTURE ($MODEL_DIR): the real architecture and code with
       random weights, its language model rewired to answer \"Sure, [SEG].\" to every question.
       Everything around the model is real (DICOM in, jobs, SEG + SR stored, forwarded, DICOMweb),
