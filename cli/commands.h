@@ -22,6 +22,8 @@ using Args = std::vector<std::string>;  // arguments after the command words
 int run_model_tokenize(const Args& args);
 int run_model_generate(const Args& args);
 int run_model_make_random(const Args& args);
+int run_model_train(const Args& args);
+int run_model_evaluate(const Args& args);
 int run_model_info(const Args& args);
 int run_ask(const Args& args);
 int run_dicom_inspect(const Args& args);

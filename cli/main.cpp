@@ -30,6 +30,8 @@ const Command kCommands[] = {
     {"model generate", unibiomed::cli::run_model_generate, "greedy text generation with the language model"},
     {"model make-random", unibiomed::cli::run_model_make_random, "write a random checkpoint of the real layout"},
     {"model info", unibiomed::cli::run_model_info, "architecture, parameter counts, dtypes, weights hash"},
+    {"model train", unibiomed::cli::run_model_train, "train the demo checkpoint on synthetic studies"},
+    {"model evaluate", unibiomed::cli::run_model_evaluate, "Dice and answer accuracy on held-out synthetic examples"},
 };
 
 void print_overview(std::ostream& out) {

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "inference/error.h"
 
@@ -109,6 +110,11 @@ constexpr int64_t kMlpTokens = 2048;
 
 // x += mlp(norm2(x)) over [.., C] in chunks of tokens; x is contiguous and owned.
 void mlp_residual_(const Sam2ImageEncoder::Block& b, torch::Tensor& x) {
+  if (torch::GradMode::is_enabled() && b.mlp1_w.requires_grad()) {  // training: autograd needs x
+    auto m = torch::gelu(torch::linear(torch::layer_norm(x, {b.dim_out}, b.norm2_w, b.norm2_b, b.eps), b.mlp0_w, b.mlp0_b));
+    x = x + torch::linear(m, b.mlp1_w, b.mlp1_b);
+    return;
+  }
   auto flat = x.view({-1, b.dim_out});
   for (int64_t s = 0, n = flat.size(0); s < n; s += kMlpTokens) {
     auto chunk = flat.narrow(0, s, std::min(kMlpTokens, n - s));
@@ -337,7 +343,9 @@ Sam2ImageFeatures Sam2ImageEncoder::encode(const torch::Tensor& pixels, const st
   if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) != s || pixels.size(3) != s)
     throw InferenceError("SAM2 image encoder: input has shape " + c10::str(pixels.sizes()) + ", expected [B, 3, " + std::to_string(s) + ", " +
                          std::to_string(s) + "]");
-  torch::NoGradGuard no_grad;
+  // Without gradients unless the weights are being trained (training/trainable_model.h).
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!patch_weight_.requires_grad()) no_grad.emplace();
   const HieraConfig& hc = config_.hiera;
   auto x = pixels.to(patch_weight_.device(), patch_weight_.scalar_type());
   x = torch::conv2d(x, patch_weight_, patch_bias_, {hc.patch_stride[0], hc.patch_stride[1]},

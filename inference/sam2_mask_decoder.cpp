@@ -10,6 +10,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <optional>
 
 #include "inference/error.h"
 
@@ -53,7 +54,9 @@ torch::Tensor LanguagePromptProjector::operator()(const torch::Tensor& hidden) c
   if (hidden.dim() != 2 || hidden.size(1) != hidden_)
     throw InferenceError("text_hidden_fcs: input has shape " + c10::str(hidden.sizes()) + ", expected [N, " +
                          std::to_string(hidden_) + "]");
-  torch::NoGradGuard no_grad;
+  // Without gradients unless the weights are being trained (training/trainable_model.h).
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!w0_.requires_grad()) no_grad.emplace();
   auto x = hidden.to(w0_.device(), w0_.scalar_type());
   return torch::linear(torch::relu(torch::linear(x, w0_, b0_)), w2_, b2_);
 }
@@ -112,10 +115,9 @@ Sam2MaskDecoder::Sam2MaskDecoder(Weights& weights, const GroundingConfig& config
   }
 
   const int64_t n_masks = config.num_multimask_outputs + 1;
-  output_tokens_ = torch::cat({weights.get(mp + "obj_score_token.weight", {1, d}),
-                               weights.get(mp + "iou_token.weight", {1, d}),
-                               weights.get(mp + "mask_tokens.weight", {n_masks, d})},
-                              0);
+  obj_score_token_ = weights.get(mp + "obj_score_token.weight", {1, d});
+  iou_token_ = weights.get(mp + "iou_token.weight", {1, d});
+  mask_tokens_ = weights.get(mp + "mask_tokens.weight", {n_masks, d});
 
   auto attention = [&](const std::string& p, int64_t downsample) {
     Attention a;
@@ -189,15 +191,17 @@ Sam2DecoderOutput Sam2MaskDecoder::decode(const Sam2ImageFeatures& features, con
   if (emb.size(0) != 1 && emb.size(0) != n)
     throw InferenceError("SAM2 mask decoder: " + std::to_string(emb.size(0)) + " images for " + std::to_string(n) +
                          " prompts (give one image for all, or one per prompt)");
-  torch::NoGradGuard no_grad;
-  const auto dtype = output_tokens_.scalar_type();
-  const auto device = output_tokens_.device();
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!mask_tokens_.requires_grad()) no_grad.emplace();
+  const auto dtype = mask_tokens_.scalar_type();
+  const auto device = mask_tokens_.device();
   auto lang = language.to(device, dtype);
+  const auto output_tokens = torch::cat({obj_score_token_, iou_token_, mask_tokens_}, 0);  // [6, D]
 
   // Sparse prompt: no clicks -> one (0,0) point with label -1 plus the pad point, both of
   // which become not_a_point_embed; then the language token (UniBiomed's extension).
   auto sparse = torch::cat({not_a_point_.expand({n, 2, d}), lang.unsqueeze(1)}, 1);
-  auto tokens = torch::cat({output_tokens_.unsqueeze(0).expand({n, -1, -1}), sparse}, 1);  // [N, 9, D]
+  auto tokens = torch::cat({output_tokens.unsqueeze(0).expand({n, -1, -1}), sparse}, 1);  // [N, 9, D]
 
   auto expand_images = [&](const torch::Tensor& t) { return t.size(0) == n ? t : t.expand({n, -1, -1, -1}); };
   auto src = expand_images(emb) + no_mask_.view({1, d, 1, 1});  // dense prompt = no_mask_embed

@@ -92,7 +92,7 @@ class Sam2MaskDecoder {
   GroundingConfig config_;
   int64_t dim_ = 0, grid_ = 0;
   torch::Tensor not_a_point_, no_mask_, image_pe_;
-  torch::Tensor output_tokens_;  // [6, D]: obj_score_token, iou_token, mask_tokens x 4
+  torch::Tensor obj_score_token_, iou_token_, mask_tokens_;  // [1, D], [1, D], [4, D]
   std::vector<TwoWayLayer> layers_;
   Attention final_attn_;
   torch::Tensor final_norm_w_, final_norm_b_;

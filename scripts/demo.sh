@@ -42,8 +42,9 @@ if [ -f "$MODEL_DIR/config.json" ]; then
   if [ -n "${UNIBIOMED_MODEL:-}" ]; then
     MODEL_NOTE="model: $MODEL_DIR (from UNIBIOMED_MODEL)."
   else
-    MODEL_NOTE="model: the project's demo checkpoint ($MODEL_DIR): small, trained by 'unibiomed'
-      on synthetic phantoms for demonstration only: its findings are not clinical results."
+    MODEL_NOTE="model: the project's demo checkpoint ($MODEL_DIR): small, trained by 'unibiomed model
+      train' on synthetic phantoms (see its CARD.md), for demonstration only: its findings are
+      not clinical results. Real weights: UNIBIOMED_MODEL=DIR make demo."
   fi
   echo "demo: $MODEL_NOTE"
 else

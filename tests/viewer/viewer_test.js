@@ -125,14 +125,14 @@ async function main() {
     `SEG ${segHeader.sopInstanceUID}`,
   );
 
-  // A second copy of the CT (other UIDs) analysed by `unibiomed analyze` with the test
-  // checkpoint of the real architecture that answers "Sure, [SEG]." to every question
-  // (`model make-random --answer`): the node's own SEG + SR, as a radiologist would open them.
+  // A second copy of the CT (other UIDs) analysed by `unibiomed analyze` with the project's
+  // demo checkpoint (samples/demo-checkpoint, trained on synthetic studies), asked for the liver:
+  // the node's own SEG + SR, as a radiologist would open them.
   unibiomed(options, ['samples', 'write', '--only', 'ct', '--ct-slices', '8', '--uid-root', 'unibiomed-viewer-analyze', path.join(work, 'analyze-samples')], log);
   const analyzed = findImageSeries(path.join(work, 'analyze-samples'), 'CT');
-  unibiomed(options, ['model', 'make-random', '--config', 'tiny', '--answer', 'Sure, [SEG].', path.join(work, 'model')], log);
+  const demoModel = path.join(__dirname, '..', '..', 'samples', 'demo-checkpoint');
   const analyzeOut = path.join(work, 'analyze');
-  unibiomed(options, ['analyze', path.join(work, 'analyze-samples'), '-o', analyzeOut, '--model', path.join(work, 'model'), '--max-new-tokens', '16', '--task', 'abnormality', '--seed', 'viewer', '--no-previews'], log);
+  unibiomed(options, ['analyze', path.join(work, 'analyze-samples'), '-o', analyzeOut, '--model', demoModel, '--no-rules', '--ask', 'Please segment liver in CT.', '--seed', 'viewer', '--no-previews'], log);
   const analyzeFiles = fs.readdirSync(analyzeOut).filter((f) => f.endsWith('.dcm')).map((f) => path.join(analyzeOut, f));
   const analyzeSeg = analyzeFiles.find((f) => path.basename(f).startsWith('seg'));
   const analyzeSr = analyzeFiles.find((f) => path.basename(f) === 'sr.dcm');

@@ -1,0 +1,50 @@
+// The shipped demo checkpoint (samples/demo-checkpoint, made by `unibiomed model train`) keeps
+// the held-out scores its card reports: mean Dice >= 0.85 on segmentation prompts (the issue's
+// target; measured 0.932), and disease-recognition accuracy not below the card's 0.814 (57 of
+// 70) less one answer. The issue's 0.9 for disease recognition is NOT reached by this
+// checkpoint (issue 10 stays open for it); this test guards what is shipped and claimed. The evaluation runs the
+// checkpoint through the node's inference path on phantoms and examples training never saw.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "inference/model_config.h"
+#include "tests/support/test_support.h"
+#include "training/trainer.h"
+
+namespace unibiomed::training {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path demo_dir() { return test::source_dir() / "samples" / "demo-checkpoint"; }
+
+TEST(DemoCheckpoint, HasTheReleasedLayoutAndACard) {
+  ASSERT_TRUE(fs::exists(demo_dir() / "config.json")) << demo_dir() << " is missing: run `unibiomed model train`";
+  EXPECT_TRUE(fs::exists(demo_dir() / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(demo_dir() / "tokenizer_config.json"));
+  const std::string card = test::read_file(demo_dir() / "CARD.md");
+  EXPECT_NE(card.find("not for clinical use"), std::string::npos);
+  EXPECT_NE(card.find("unibiomed model train"), std::string::npos);
+  EXPECT_NE(card.find("unibiomed model evaluate"), std::string::npos);
+  // The checkpoint is what the training command writes today.
+  EXPECT_EQ(inference::ModelConfig::load(demo_dir() / "config.json").llm.hidden_size,
+            inference::ModelConfig::parse(demo_config_json(), "demo config").llm.hidden_size);
+  EXPECT_LT(fs::file_size(demo_dir() / "model.safetensors"), 8u << 20) << "a few MB at most";
+}
+
+TEST(DemoCheckpoint, KeepsItsHeldOutScores) {
+  if (!fs::exists(demo_dir() / "model.safetensors")) GTEST_SKIP() << demo_dir() << " has no checkpoint";
+  EvaluateOptions o;  // the defaults of `unibiomed model evaluate`, which the card quotes
+  const EvaluationReport r = evaluate_checkpoint(demo_dir(), o);
+  std::cout << r.table();
+  EXPECT_GE(r.segmentation_count, 40);
+  EXPECT_GE(r.disease_count, 40);
+  EXPECT_GE(r.segmentation_dice, 0.85);
+  EXPECT_GE(r.disease_accuracy, 0.80);
+}
+
+}  // namespace
+}  // namespace unibiomed::training

@@ -1,0 +1,175 @@
+// The training path computes what the inference path computes: the same checkpoint and input
+// through TrainableModel (autograd, plain forwards) and through the inference modules (tuned,
+// no gradients) give the same numbers, so trained weights mean the same thing when the node
+// loads them. Also: gradients reach every part, and the synthetic examples are reproducible
+// and well formed. Tolerance: float32 on both sides, |a - b| <= 1e-4 + 1e-4 |b|.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "inference/grounded_model.h"
+#include "inference/image_preprocess.h"
+#include "inference/qwen2.h"
+#include "inference/random_checkpoint.h"
+#include "inference/safetensors_file.h"
+#include "inference/sam2_image_encoder.h"
+#include "inference/sam2_mask_decoder.h"
+#include "inference/vision_encoder.h"
+#include "inference/weights.h"
+#include "tests/support/test_support.h"
+#include "training/synthetic.h"
+#include "training/trainable_model.h"
+
+namespace unibiomed::training {
+namespace {
+
+namespace fs = std::filesystem;
+
+void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, const std::string& what) {
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+  const auto a = actual.detach().to(torch::kFloat32), e = expected.detach().to(torch::kFloat32);
+  const double worst = ((a - e).abs() - 1e-4 * e.abs()).max().item<double>();
+  EXPECT_LE(worst, 1e-4) << what << ": largest difference beyond the relative part " << worst;
+  EXPECT_GT(e.abs().max().item<double>(), 0) << what << " is all zero (the comparison would prove nothing)";
+}
+
+class TrainingForward : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("unibiomed-training-test-" + std::to_string(::getpid()));
+    inference::RandomCheckpointOptions o;
+    o.kind = "tiny";
+    o.seed = 11;
+    inference::write_random_checkpoint(dir_, o);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static fs::path dir_;
+};
+fs::path TrainingForward::dir_;
+
+inference::RgbImage test_image(int w, int h) {
+  inference::RgbImage im(w, h);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c) im.rgb[(size_t(y) * w + x) * 3 + c] = static_cast<uint8_t>((x * 7 + y * 3 + c * 50) % 256);
+  return im;
+}
+
+TEST_F(TrainingForward, VisionTokensEqualTheInferenceEncoder) {
+  TrainableModel model(dir_, inference::memory_config_for("tiny"));
+  inference::Weights weights(inference::Checkpoint::open(dir_), inference::ComputeOptions{});
+  inference::VisionEncoder encoder(weights, model.config());
+  const auto input = inference::preprocess_internvl({test_image(120, 90)},
+                                                    inference::TilingOptions::from_config(model.config()));
+  ASSERT_GT(input.pixel_values.size(0), 1);  // several tiles and the thumbnail
+  expect_close(model.vision_tokens(input.pixel_values), encoder.encode(input.pixel_values), "image tokens");
+}
+
+TEST_F(TrainingForward, LanguageModelEqualsTheInferenceModel) {
+  TrainableModel model(dir_, inference::memory_config_for("tiny"));
+  inference::Weights weights(inference::Checkpoint::open(dir_), inference::ComputeOptions{});
+  inference::Qwen2Model llm(weights, model.config().llm);
+  torch::manual_seed(5);
+  const auto ids = torch::randint(0, model.config().llm.vocab_size, {2, 37}, torch::kLong);
+  const auto embeds = model.embed(ids);
+  expect_close(embeds, llm.embed(ids), "token embeddings");
+  auto cache = llm.make_cache(2, 64);
+  const auto expected = llm.forward(embeds.detach(), cache);
+  const auto hidden = model.llm_hidden(embeds);
+  expect_close(hidden, expected, "final hidden states");
+  expect_close(model.logits(hidden), llm.logits(expected), "logits");
+}
+
+TEST_F(TrainingForward, GroundingWithGradientsEqualsInference) {
+  TrainableModel model(dir_, inference::memory_config_for("tiny"));
+  inference::Weights weights(inference::Checkpoint::open(dir_), inference::ComputeOptions{});
+  const auto& g = model.config().grounding;
+  inference::LanguagePromptProjector head(weights, model.config().llm.hidden_size, g.neck.d_model);
+  inference::Sam2ImageEncoder encoder(weights, g);
+  inference::Sam2MaskDecoder decoder(weights, g);
+  const auto pixels = torch::stack({inference::sam2_pixel_values(test_image(100, 80), g.image_size),
+                                    inference::sam2_pixel_values(test_image(64, 64), g.image_size)});
+  torch::manual_seed(6);
+  const auto hidden = torch::randn({2, model.config().llm.hidden_size});
+
+  const auto f_train = model.sam_encoder().encode(pixels);
+  ASSERT_TRUE(f_train.image_embedding.requires_grad());  // the training path keeps the graph
+  const auto language = model.seg_head()(hidden);
+  const auto d_train = model.sam_decoder().decode(f_train, language);
+  const auto f_ref = encoder.encode(pixels);
+  ASSERT_FALSE(f_ref.image_embedding.requires_grad());
+  const auto d_ref = decoder.decode(f_ref, head(hidden));
+  expect_close(f_train.image_embedding, f_ref.image_embedding, "SAM2 image embedding");
+  expect_close(f_train.high_res_s0, f_ref.high_res_s0, "SAM2 high-res features s0");
+  expect_close(f_train.high_res_s1, f_ref.high_res_s1, "SAM2 high-res features s1");
+  expect_close(d_train.all_mask_logits, d_ref.all_mask_logits, "mask logits");
+  expect_close(d_train.all_iou, d_ref.all_iou, "predicted IoU");
+}
+
+TEST_F(TrainingForward, GradientsReachEveryPart) {
+  TrainableModel model(dir_, inference::memory_config_for("tiny"));
+  const auto& c = model.config();
+  const auto input =
+      inference::preprocess_internvl({test_image(56, 56)}, inference::TilingOptions::from_config(c));
+  const auto tokens = model.vision_tokens(input.pixel_values).reshape({1, -1, c.llm.hidden_size});
+  const auto ids = torch::arange(260, 270, torch::kLong).view({1, -1});
+  const auto hidden = model.llm_hidden(torch::cat({tokens, model.embed(ids)}, 1));
+  const auto features =
+      model.sam_encoder().encode(inference::sam2_pixel_values(test_image(56, 56), c.grounding.image_size).unsqueeze(0));
+  const auto decoded = model.sam_decoder().decode(features, model.seg_head()(hidden.select(1, -1)));
+  (model.logits(hidden).logsumexp(-1).mean() + decoded.all_mask_logits.pow(2).mean()).backward();
+  int with_gradient = 0, total = 0;
+  for (const auto& t : model.trainable()) {
+    ++total;
+    if (t.grad().defined() && t.grad().abs().sum().item<double>() > 0) ++with_gradient;
+  }
+  // Everything trainable takes part except the IoU and object-score heads (not in this loss).
+  EXPECT_GE(with_gradient, total * 8 / 10) << with_gradient << " of " << total << " tensors got a gradient";
+}
+
+TEST(SyntheticData, SameSeedsGiveTheSameExamples) {
+  SyntheticData a(3, 4, 1), b(3, 4, 1), c(3, 5, 1);
+  bool any_difference = false;
+  for (int i = 0; i < 12; ++i) {
+    const Example x = a.next(), y = b.next(), z = c.next();
+    EXPECT_EQ(x.question, y.question);
+    EXPECT_EQ(x.answer, y.answer);
+    EXPECT_EQ(x.image.rgb, y.image.rgb);
+    EXPECT_EQ(x.mask, y.mask);
+    any_difference = any_difference || x.image.rgb != z.image.rgb;
+  }
+  EXPECT_TRUE(any_difference) << "another example seed should give other examples";
+}
+
+TEST(SyntheticData, ExamplesAreWellFormed) {
+  SyntheticData data(7, 8, 1);
+  std::map<std::string, int> families;
+  int negatives = 0;
+  for (int i = 0; i < 120; ++i) {
+    const Example e = data.next();
+    ++families[e.family];
+    ASSERT_GT(e.image.width, 0);
+    ASSERT_EQ(e.image.rgb.size(), size_t(e.image.width) * e.image.height * 3);
+    const bool has_seg = e.answer.find("[SEG]") != std::string::npos;
+    if (has_seg) {
+      ASSERT_EQ(e.mask.size(), size_t(e.image.width) * e.image.height) << e.question;
+    } else {
+      EXPECT_TRUE(e.mask.empty());
+    }
+    if (e.family == "segmentation") {
+      EXPECT_EQ(e.question, "Please segment " + e.target + " in " + e.modality + ".");
+      EXPECT_GT(std::count(e.mask.begin(), e.mask.end(), 1), 0) << e.question;
+    }
+    if (e.family == "disease" && !e.positive) {
+      ++negatives;
+      EXPECT_FALSE(has_seg);
+    }
+  }
+  for (const char* f : {"segmentation", "disease", "vqa", "report", "region"}) EXPECT_GT(families[f], 0) << f;
+  EXPECT_GT(negatives, 5);
+}
+
+}  // namespace
+}  // namespace unibiomed::training

@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "training/synthetic.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+
+#include "dicom/raster_file.h"
+#include "dicom/window.h"
+#include "samples/phantom.h"
+
+namespace unibiomed::training {
+
+namespace {
+
+using samples::Phantom;
+using samples::Random;
+
+constexpr double kPi = 3.14159265358979323846;
+
+const char* const kDiseasePrompt =
+    "Can we observe any signs of abnormality? Please respond with interleaved segmentation masks for the corresponding "
+    "parts.";
+const char* const kReportPrompt =
+    "Could you describe the abnormality in this image? Please highlight the region with interleaved segmentation masks.";
+const char* const kNegativeAnswer = "No, there is no sign of abnormality.";
+
+enum class Render { kCt, kMr, kXray, kDirect };
+
+// A structure the model is asked to segment or to name inside a box.
+struct Structure {
+  std::string phrase;                 // as in the question ("kidney")
+  std::vector<std::string> labels;    // phantom label names that make it up
+  std::string region_answer;          // answer to "What is the <region> ..." around it
+};
+
+// What one modality's examples are made of.
+struct ModalitySpec {
+  std::string modality;  // rules' modality phrase
+  Render render = Render::kDirect;
+  std::vector<Structure> structures;        // segmentation targets
+  std::vector<std::string> finding_labels;  // labels of the abnormality
+  std::string disease, anatomy, report, finding_region_answer;
+  bool negatives = true;           // images without the finding exist
+  bool negatives_by_slice = false;  // volumes: slices without it (else the finding is painted out)
+  std::function<Phantom(uint64_t seed)> make;
+};
+
+const std::vector<ModalitySpec>& specs() {
+  static const std::vector<ModalitySpec> all = [] {
+    std::vector<ModalitySpec> v;
+    v.push_back({"CT", Render::kCt,
+                 {{"liver", {"liver"}, "liver in abdomen CT"},
+                  {"kidney", {"left kidney", "right kidney"}, "kidney in abdomen CT"},
+                  {"spleen", {"spleen"}, "spleen in abdomen CT"}},
+                 {"liver lesion"}, "Liver lesion", "liver", "A hypodense lesion in the right lobe of the liver.",
+                 "lesion in liver CT", true, true,
+                 [](uint64_t seed) {
+                   samples::CtAbdomenOptions o;
+                   o.size = 192;
+                   o.slices = 24;
+                   o.pixel_spacing = 0.7 * 512 / 192;
+                   o.slice_spacing = 6.5;
+                   o.seed = seed;
+                   return samples::make_ct_abdomen(o);
+                 }});
+    v.push_back({"MRI", Render::kMr, {{"brain tumor", {"lesion"}, "brain tumor in brain MRI"}}, {"lesion"},
+                 "Brain tumor", "brain", "A hyperintense lesion in the white matter.", "brain tumor in brain MRI", true,
+                 true, [](uint64_t seed) {
+                   samples::MrBrainOptions o;
+                   o.size = 160;
+                   o.pixel_spacing = 0.9375 * 256 / 160;
+                   o.slices = 24;
+                   o.slice_spacing = 2.5;
+                   o.seed = seed;
+                   return samples::make_mr_brain(o);
+                 }});
+    v.push_back({"X-Ray", Render::kXray,
+                 {{"lung", {"left lung", "right lung"}, "lung in chest X-Ray"}, {"heart", {"heart"}, "heart in chest X-Ray"}},
+                 {"nodule"}, "Lung nodule", "lung", "A solitary nodule in the right upper lung.", "nodule in lung X-Ray",
+                 true, false, [](uint64_t seed) { return samples::make_chest_xray(192, seed); }});
+    v.push_back({"ultrasound", Render::kDirect, {}, {"cyst"}, "Cyst", "liver",
+                 "An anechoic cyst with posterior acoustic enhancement.", "cyst in liver ultrasound", true, false,
+                 [](uint64_t seed) { return samples::make_ultrasound_cine(192, 144, 4, seed); }});
+    v.push_back({"fundus", Render::kDirect, {{"optic disc", {"optic disc"}, "optic disc in retina fundus"}},
+                 {"exudate", "haemorrhage"}, "Diabetic retinopathy", "retina", "Exudates and haemorrhages in the retina.",
+                 "lesion in retina fundus", true, false,
+                 [](uint64_t seed) { return samples::make_fundus_photo(192, seed); }});
+    v.push_back({"dermoscopy", Render::kDirect, {{"skin lesion", {"lesion"}, "skin lesion in skin dermoscopy"}},
+                 {"lesion"}, "Skin lesion", "skin", "An irregular pigmented lesion.", "skin lesion in skin dermoscopy",
+                 false, false, [](uint64_t seed) { return samples::make_dermoscopy_photo(192, 144, seed); }});
+    v.push_back({"endoscope", Render::kDirect, {{"polyp", {"polyp"}, "polyp in colon endoscope"}}, {"polyp"}, "Polyp",
+                 "colon", "A polyp on the colon wall.", "polyp in colon endoscope", true, false,
+                 [](uint64_t seed) { return samples::make_endoscopy_frame(180, 144, seed); }});
+    return v;
+  }();
+  return all;
+}
+
+// One 2D image of a phantom: values in modality units (channels interleaved) and labels.
+struct Slice {
+  int width = 0, height = 0, channels = 1;
+  std::vector<float> values;
+  std::vector<uint8_t> labels;
+  std::vector<std::string> label_names;
+  std::shared_ptr<const std::vector<float>> volume_values;  // MR: the whole volume, for the percentile window
+  uint8_t label(const std::string& name) const {
+    for (size_t i = 0; i < label_names.size(); ++i)
+      if (label_names[i] == name) return static_cast<uint8_t>(i);
+    throw std::logic_error("synthetic data: phantom has no label '" + name + "'");
+  }
+  std::vector<uint8_t> mask_of(const std::vector<std::string>& names) const {
+    std::vector<uint8_t> ids;
+    for (const auto& n : names) ids.push_back(label(n));
+    std::vector<uint8_t> m(labels.size());
+    for (size_t i = 0; i < labels.size(); ++i) m[i] = std::count(ids.begin(), ids.end(), labels[i]) ? 1 : 0;
+    return m;
+  }
+};
+
+size_t count(const std::vector<uint8_t>& m) { return static_cast<size_t>(std::count(m.begin(), m.end(), uint8_t{1})); }
+
+std::vector<uint8_t> dilate(const std::vector<uint8_t>& m, int w, int h, int r) {
+  std::vector<uint8_t> out(m.size());
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      if (!m[size_t(y) * w + x]) continue;
+      for (int dy = -r; dy <= r; ++dy)
+        for (int dx = -r; dx <= r; ++dx) {
+          const int xx = x + dx, yy = y + dy;
+          if (xx >= 0 && yy >= 0 && xx < w && yy < h && dx * dx + dy * dy <= r * r) out[size_t(yy) * w + xx] = 1;
+        }
+    }
+  return out;
+}
+
+// Paints a finding out: each connected part of it (grown by a few pixels, to take its rim) is
+// replaced by a copy of the texture beside it (the first of right, left, below, above that lies
+// inside the image and off the finding), so that speckle, noise and anatomy continue.
+void paint_out(Slice& s, const std::vector<uint8_t>& finding) {
+  const int w = s.width, h = s.height, ch = s.channels;
+  const std::vector<uint8_t> hole = dilate(finding, w, h, 4);
+  std::vector<int> part(hole.size(), -1);
+  int parts = 0;
+  for (size_t seed = 0; seed < hole.size(); ++seed) {
+    if (!hole[seed] || part[seed] >= 0) continue;
+    std::vector<size_t> stack{seed}, members;
+    part[seed] = parts;
+    int x0 = w, y0 = h, x1 = -1, y1 = -1;
+    while (!stack.empty()) {
+      const size_t i = stack.back();
+      stack.pop_back();
+      members.push_back(i);
+      const int x = static_cast<int>(i % w), y = static_cast<int>(i / w);
+      x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
+      const int nx[4] = {x - 1, x + 1, x, x}, ny[4] = {y, y, y - 1, y + 1};
+      for (int q = 0; q < 4; ++q) {
+        if (nx[q] < 0 || ny[q] < 0 || nx[q] >= w || ny[q] >= h) continue;
+        const size_t j = size_t(ny[q]) * w + nx[q];
+        if (hole[j] && part[j] < 0) part[j] = parts, stack.push_back(j);
+      }
+    }
+    ++parts;
+    const int bw = x1 - x0 + 3, bh = y1 - y0 + 3;
+    const std::array<std::array<int, 2>, 4> offsets{{{bw, 0}, {-bw, 0}, {0, bh}, {0, -bh}}};
+    for (const auto& off : offsets) {
+      bool fits = true;
+      for (size_t i : members) {
+        const int sx = static_cast<int>(i % w) + off[0], sy = static_cast<int>(i / w) + off[1];
+        if (sx < 0 || sy < 0 || sx >= w || sy >= h || hole[size_t(sy) * w + sx]) {
+          fits = false;
+          break;
+        }
+      }
+      if (!fits) continue;
+      for (size_t i : members) {
+        const size_t j = size_t(static_cast<int>(i / w) + off[1]) * w + static_cast<size_t>(static_cast<int>(i % w) + off[0]);
+        for (int c = 0; c < ch; ++c) s.values[i * ch + c] = s.values[j * ch + c];
+      }
+      break;
+    }
+  }
+  for (size_t i = 0; i < finding.size(); ++i)
+    if (finding[i]) s.labels[i] = 0;
+}
+
+inference::RgbImage render(const Slice& s, Render how, const std::string& ct_window) {
+  dicom::GreyImage g;
+  switch (how) {
+    case Render::kCt:
+      g = dicom::apply_ct_window(s.values, s.width, s.height, dicom::ct_window_preset(ct_window));
+      break;
+    case Render::kMr:
+      g = dicom::apply_percentile_window(s.values, s.width, s.height, s.volume_values ? *s.volume_values : std::vector<float>{});
+      break;
+    case Render::kXray: {
+      // The sample radiograph: stored 4095 - 3500 b, MONOCHROME1, window 2400/3000.
+      std::vector<float> stored(s.values.size());
+      for (size_t i = 0; i < stored.size(); ++i) stored[i] = 4095.f - 3500.f * s.values[i];
+      g.width = s.width;
+      g.height = s.height;
+      g.grey.resize(stored.size());
+      for (size_t i = 0; i < stored.size(); ++i) g.grey[i] = static_cast<uint8_t>(255 - dicom::window_linear(stored[i], 2400, 3000));
+      break;
+    }
+    case Render::kDirect: {
+      inference::RgbImage out(s.width, s.height);
+      for (size_t i = 0; i < size_t(s.width) * s.height; ++i)
+        for (int c = 0; c < 3; ++c) {
+          const float v = s.values[i * s.channels + (s.channels == 3 ? c : 0)];
+          out.rgb[i * 3 + c] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+        }
+      return out;
+    }
+  }
+  dicom::RgbImage rgb = dicom::grey_to_rgb(g);
+  inference::RgbImage out;
+  out.width = rgb.width;
+  out.height = rgb.height;
+  out.rgb = std::move(rgb.rgb);
+  return out;
+}
+
+// A random similarity transform about the centre (scale, rotation, shift) applied to the image
+// (bilinear) and the labels (nearest); outside the source the corner colour continues.
+void warp(inference::RgbImage& image, std::vector<uint8_t>& labels, Random& random) {
+  const int w = image.width, h = image.height;
+  const double scale = 0.85 + 0.3 * random.uniform(), angle = (random.uniform() - 0.5) * 20 * kPi / 180;
+  const double tx = (random.uniform() - 0.5) * 0.16 * w, ty = (random.uniform() - 0.5) * 0.16 * h;
+  const double ca = std::cos(angle) / scale, sa = std::sin(angle) / scale, cx = w / 2.0, cy = h / 2.0;
+  inference::RgbImage out(w, h);
+  std::vector<uint8_t> out_labels(labels.size());
+  const uint8_t* corner = image.rgb.data();
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const double dx = x + 0.5 - cx - tx, dy = y + 0.5 - cy - ty;
+      const double sx = ca * dx + sa * dy + cx - 0.5, sy = -sa * dx + ca * dy + cy - 0.5;
+      uint8_t* o = out.rgb.data() + (size_t(y) * w + x) * 3;
+      const int nx = static_cast<int>(std::lround(sx)), ny = static_cast<int>(std::lround(sy));
+      if (nx >= 0 && ny >= 0 && nx < w && ny < h) out_labels[size_t(y) * w + x] = labels[size_t(ny) * w + nx];
+      if (sx < 0 || sy < 0 || sx > w - 1 || sy > h - 1) {
+        std::copy(corner, corner + 3, o);
+        continue;
+      }
+      const int x0 = std::min(static_cast<int>(sx), w - 2 < 0 ? 0 : w - 2), y0 = std::min(static_cast<int>(sy), h - 2 < 0 ? 0 : h - 2);
+      const double fx = sx - x0, fy = sy - y0;
+      for (int c = 0; c < 3; ++c) {
+        auto at = [&](int xx, int yy) { return double(image.rgb[(size_t(yy) * w + xx) * 3 + c]); };
+        const double v = (1 - fy) * ((1 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
+        o[c] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+      }
+    }
+  image = std::move(out);
+  labels = std::move(out_labels);
+}
+
+void jitter_intensity(inference::RgbImage& image, bool grey, Random& random) {
+  const double gain = 0.9 + 0.2 * random.uniform(), offset = (random.uniform() - 0.5) * 20;
+  std::array<double, 3> channel_gain{1, 1, 1};
+  if (!grey)
+    for (auto& g : channel_gain) g = 0.94 + 0.12 * random.uniform();
+  for (size_t i = 0; i < image.rgb.size(); ++i) {
+    const double v = image.rgb[i] * gain * channel_gain[i % 3] + offset;
+    image.rgb[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+  }
+}
+
+// The box the node draws for a region question (pipeline draw_box: green, 2 pixels).
+void draw_region_box(inference::RgbImage& image, const std::vector<uint8_t>& mask) {
+  int x0 = image.width, y0 = image.height, x1 = -1, y1 = -1;
+  for (int y = 0; y < image.height; ++y)
+    for (int x = 0; x < image.width; ++x)
+      if (mask[size_t(y) * image.width + x]) {
+        x0 = std::min(x0, x);
+        x1 = std::max(x1, x);
+        y0 = std::min(y0, y);
+        y1 = std::max(y1, y);
+      }
+  if (x1 < 0) return;
+  x0 = std::max(0, x0 - 3), y0 = std::max(0, y0 - 3);
+  x1 = std::min(image.width - 1, x1 + 3), y1 = std::min(image.height - 1, y1 + 3);
+  auto put = [&](int x, int y) {
+    uint8_t* p = image.rgb.data() + 3 * (size_t(y) * image.width + x);
+    p[0] = 0, p[1] = 255, p[2] = 0;
+  };
+  for (int t = 0; t < 2; ++t) {
+    for (int x = x0; x <= x1; ++x) put(x, std::min(y0 + t, y1)), put(x, std::max(y1 - t, y0));
+    for (int y = y0; y <= y1; ++y) put(std::min(x0 + t, x1), y), put(std::max(x1 - t, x0), y);
+  }
+}
+
+}  // namespace
+
+std::vector<Example> Example::companions() const {
+  std::vector<Example> out;
+  for (const auto& [phrase, mask] : other_targets) {
+    Example c;
+    c.modality = modality;
+    c.family = family;
+    c.target = phrase;
+    c.question = "Please segment " + phrase + " in " + modality + ".";
+    c.answer = answer;
+    c.image = image;
+    c.mask = mask;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+struct SyntheticData::Pool {
+  explicit Pool(uint64_t example_seed) : random(example_seed) {}
+  std::vector<std::vector<Slice>> slices;  // per modality (index of specs())
+  Random random;
+};
+
+const std::vector<std::string>& SyntheticData::modalities() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& s : specs()) n.push_back(s.modality);
+    return n;
+  }();
+  return names;
+}
+
+SyntheticData::SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality)
+    : pool_(std::make_unique<Pool>(example_seed)) {
+  for (size_t m = 0; m < specs().size(); ++m) {
+    const ModalitySpec& spec = specs()[m];
+    std::vector<Slice> slices;
+    for (int k = 0; k < phantoms_per_modality; ++k) {
+      const Phantom p = spec.make(phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k));
+      const size_t plane = size_t(p.columns) * p.rows;
+      const auto volume = spec.render == Render::kMr ? std::make_shared<const std::vector<float>>(p.values) : nullptr;
+      for (int z = 0; z < p.slices; ++z) {
+        Slice s;
+        s.width = p.columns;
+        s.height = p.rows;
+        s.channels = p.channels;
+        s.values.assign(p.values.begin() + static_cast<long>(z * plane * p.channels),
+                        p.values.begin() + static_cast<long>((z + 1) * plane * p.channels));
+        s.labels.assign(p.labels.begin() + static_cast<long>(z * plane), p.labels.begin() + static_cast<long>((z + 1) * plane));
+        s.label_names = p.label_names;
+        s.volume_values = volume;
+        // Volumes: keep the slices that show something to ask about.
+        bool useful = p.slices == 1;
+        for (const auto& st : spec.structures) useful = useful || count(s.mask_of(st.labels)) >= 40;
+        useful = useful || count(s.mask_of(spec.finding_labels)) >= 15;
+        if (useful) slices.push_back(std::move(s));
+      }
+    }
+    if (slices.empty()) throw std::logic_error("synthetic data: no usable image for " + spec.modality);
+    pool_->slices.push_back(std::move(slices));
+  }
+}
+
+SyntheticData::~SyntheticData() = default;
+
+Example SyntheticData::next() {
+  Random& r = pool_->random;
+  // Modalities with several structures to tell apart (CT, X-ray) come up more often.
+  size_t weight_total = 0;
+  for (const auto& sp : specs()) weight_total += std::max<size_t>(1, sp.structures.size());
+  int pick = r.integer(0, static_cast<int>(weight_total) - 1);
+  size_t m = 0;
+  while (pick >= static_cast<int>(std::max<size_t>(1, specs()[m].structures.size()))) {
+    pick -= static_cast<int>(std::max<size_t>(1, specs()[m].structures.size()));
+    ++m;
+  }
+  const ModalitySpec& spec = specs()[m];
+  const auto& slices = pool_->slices[m];
+
+  // Task family: segmentation and disease recognition most (the node's default questions).
+  std::string family;
+  const double u = r.uniform();
+  if (u < 0.42)
+    family = spec.structures.empty() ? "disease" : "segmentation";
+  else if (u < 0.78)
+    family = "disease";
+  else if (u < 0.86)
+    family = "vqa";
+  else if (u < 0.93)
+    family = "report";
+  else
+    family = "region";
+
+  Example e;
+  e.modality = spec.modality;
+  e.family = family;
+  const bool want_positive = family != "disease" || !spec.negatives || r.uniform() < 0.5;
+  e.positive = want_positive;
+
+  // Choose an image that fits the question (volumes: a slice with or without the finding).
+  const Structure* structure = nullptr;
+  bool region_on_finding = false;
+  if (family == "segmentation")
+    structure = &spec.structures[static_cast<size_t>(r.integer(0, static_cast<int>(spec.structures.size()) - 1))];
+  if (family == "region") {
+    const int n = static_cast<int>(spec.structures.size());
+    const int k = r.integer(0, n);  // n: the finding
+    if (k < n) structure = &spec.structures[static_cast<size_t>(k)];
+    region_on_finding = k == n;
+  }
+  const bool needs_finding = (family != "segmentation" && !structure) && want_positive;
+  const bool needs_no_finding = family == "disease" && !want_positive && spec.negatives_by_slice;
+  Slice s;
+  for (int attempt = 0;; ++attempt) {
+    const Slice& c = slices[static_cast<size_t>(r.integer(0, static_cast<int>(slices.size()) - 1))];
+    const size_t finding = count(c.mask_of(spec.finding_labels));
+    bool ok = true;
+    if (structure) ok = count(c.mask_of(structure->labels)) >= 40;
+    if (needs_finding) ok = ok && finding >= 15;
+    if (needs_no_finding) ok = ok && finding == 0;
+    if (ok || attempt > 200) {
+      s = c;
+      break;
+    }
+  }
+  if (family == "disease" && !want_positive && !spec.negatives_by_slice) paint_out(s, s.mask_of(spec.finding_labels));
+
+  const std::string window = spec.render == Render::kCt ? (family == "disease" ? "liver" : "abdomen") : "";
+  e.image = render(s, spec.render, window);
+  std::vector<uint8_t> labels = s.labels;
+  warp(e.image, labels, r);
+  jitter_intensity(e.image, spec.render != Render::kDirect, r);
+  Slice warped;
+  warped.labels = labels;
+  warped.label_names = s.label_names;
+
+  if (family == "segmentation") {
+    e.target = structure->phrase;
+    e.question = "Please segment " + structure->phrase + " in " + spec.modality + ".";
+    e.answer = "Sure, [SEG].";
+    e.mask = warped.mask_of(structure->labels);
+    for (const auto& other : spec.structures) {
+      if (&other == structure) continue;
+      auto mask = warped.mask_of(other.labels);
+      if (count(mask) >= 40) e.other_targets.emplace_back(other.phrase, std::move(mask));
+    }
+  } else if (family == "region") {
+    const auto mask = warped.mask_of(region_on_finding ? spec.finding_labels : structure->labels);
+    e.target = region_on_finding ? spec.disease : structure->phrase;
+    draw_region_box(e.image, mask);
+    e.question = "What is the <region> in the picture?";
+    e.answer = region_on_finding ? spec.finding_region_answer : structure->region_answer;
+  } else {
+    e.target = spec.disease;
+    const auto mask = warped.mask_of(spec.finding_labels);
+    if (family == "disease") {
+      e.question = kDiseasePrompt;
+      e.positive = count(mask) > 0;
+      e.answer = e.positive ? "It is [SEG]. " + spec.disease + "." : kNegativeAnswer;
+    } else if (family == "vqa") {
+      e.question = "Can we observe any signs of abnormality in " + spec.anatomy +
+                   "? Please respond with interleaved segmentation masks for the corresponding parts.";
+      e.answer = "<p> " + spec.disease + ". </p> [SEG]";
+    } else {
+      e.question = kReportPrompt;
+      e.answer = "<p> " + spec.disease + ". " + spec.report + " </p> [SEG]";
+    }
+    if (e.answer.find("[SEG]") != std::string::npos) e.mask = mask;
+  }
+  return e;
+}
+
+}  // namespace unibiomed::training

@@ -1,0 +1,52 @@
+// Synthetic training and evaluation examples for the demo checkpoint: images of the sample
+// phantoms (samples/phantom.h: CT abdomen, MR brain, chest X-ray, ultrasound, fundus,
+// dermoscopy, endoscopy) drawn with other seeds, varied by a random affine transform and an
+// intensity change, with and without their finding, rendered to 8-bit RGB the way the node
+// renders DICOM (dicom/window.h: CT window presets, MR percentiles, the radiograph's VOI), and
+// paired with a question and answer in the five task formats of MODEL.md and the prompts of
+// config/task-rules.json. Deterministic: the same seed gives the same examples. Torch-free.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "inference/image.h"
+
+namespace unibiomed::training {
+
+struct Example {
+  std::string modality;  // the rules' modality phrase: "CT", "MRI", "X-Ray", "ultrasound", ...
+  std::string family;    // "segmentation", "disease", "vqa", "report", "region"
+  std::string target;    // segmentation/region: the structure ("liver"); otherwise the finding
+  bool positive = true;  // disease: the image shows the finding
+  std::string question;  // user text without "<image>"
+  std::string answer;    // the expected answer text (without the end token)
+  inference::RgbImage image;
+  std::vector<uint8_t> mask;  // image-sized ground truth of the answer's [SEG] (empty: none)
+
+  // Segmentation: the same question for the image's other structures, so that training can ask
+  // for several targets on one image (what teaches the [SEG] to follow the question's target).
+  std::vector<Example> companions() const;
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> other_targets;  // phrase, mask
+};
+
+class SyntheticData {
+ public:
+  // `phantom_seed` selects the phantoms (training and held-out sets use different ones),
+  // `example_seed` the sequence of examples drawn from them.
+  SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality = 3);
+  ~SyntheticData();
+  Example next();
+  // Modality phrases covered, in a fixed order.
+  static const std::vector<std::string>& modalities();
+
+  struct Pool;
+
+ private:
+  std::unique_ptr<Pool> pool_;
+};
+
+}  // namespace unibiomed::training

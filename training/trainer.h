@@ -1,0 +1,71 @@
+// Training and evaluating the demo checkpoint (`unibiomed model train` / `model evaluate`):
+// a small model of the UniBiomed architecture (same code, same tensor names, small sizes)
+// trained end to end on synthetic examples (training/synthetic.h): next-token cross-entropy on
+// the answers, BCE + Dice on the masks of every [SEG], and the IoU head on the masks' real IoU.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace unibiomed::training {
+
+// config.json of the demo checkpoint: InternViT 3 x 96 on one 112-pixel tile (16 image
+// tokens), Qwen2 3 x 128 with the byte-level vocabulary of 512 ids, SAM2 Hiera (16 wide) at
+// 256 pixels with a 64-wide mask decoder.
+std::string demo_config_json();
+
+struct TrainOptions {
+  uint64_t seed = 1;
+  int steps = 3800;           // optimiser steps (the learning-rate schedule spans them)
+  double max_minutes = 29;    // stops early (and saves) when training takes longer
+  int batch = 8;              // examples per step
+  double learning_rate = 1e-3;
+  int threads = 0;            // 0: the machine's cores
+  int save_every = 500;
+  std::vector<std::string> families;  // only these task families (empty: all), for experiments       // steps between checkpoints written to the output folder
+  std::function<void(const std::string&)> log;
+};
+
+struct TrainSummary {
+  int steps = 0;
+  double seconds = 0;
+  double last_loss = 0;  // mean over the last logged window
+  int64_t parameters = 0;
+};
+
+// Writes config.json, the tokenizer files and model.safetensors into `out` (created).
+TrainSummary train_demo_checkpoint(const std::filesystem::path& out, const TrainOptions& options);
+
+struct EvaluateOptions {
+  uint64_t seed = 90001;   // held-out phantoms and examples (training uses seed .. seed+1 of its own)
+  int examples = 168;
+  int threads = 0;
+  // When set: each example's image with its ground truth (green) and predicted (red) outlines
+  // as NNN-family.png, and index.txt with the questions and answers.
+  std::filesystem::path dump_dir;
+  std::function<void(const std::string&)> log;
+};
+
+struct EvaluationReport {
+  int examples = 0;
+  double segmentation_dice = 0;        // mean Dice over segmentation prompts
+  int segmentation_count = 0;
+  std::map<std::string, std::pair<double, int>> dice_by_target;  // "CT liver" -> (mean, n)
+  double disease_accuracy = 0;         // disease recognition: answer text exactly as expected
+  int disease_count = 0;
+  double finding_dice = 0;             // Dice of the [SEG] of correct positive disease answers
+  int finding_count = 0;
+  std::map<std::string, std::pair<double, int>> exact_by_family;  // answer text exact, per family
+  double seconds = 0;
+  std::string table() const;           // a plain-text summary
+};
+
+// Runs the checkpoint in `dir` through the inference path (GroundedModel) on held-out examples.
+EvaluationReport evaluate_checkpoint(const std::filesystem::path& dir, const EvaluateOptions& options);
+
+}  // namespace unibiomed::training
