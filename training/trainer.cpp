@@ -39,13 +39,7 @@ namespace {
 
 // The added tokens of the byte-level vocabulary (ids 256...), as the small reference checkpoint.
 std::map<std::string, int64_t> special_ids() {
-  const std::vector<std::string> order = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>",
-                                          "<IMG_CONTEXT>", "<quad>",       "</quad>",    "<ref>", "</ref>",
-                                          "<box>",         "</box>",       "[SEG]",      "<p>",   "</p>",
-                                          "<vp>",          "</vp>"};
-  std::map<std::string, int64_t> ids;
-  for (size_t i = 0; i < order.size(); ++i) ids[order[i]] = 256 + static_cast<int64_t>(i);
-  return ids;
+  return inference::ModelConfig::parse(demo_config_json(), "demo config").special_token_ids;
 }
 
 inference::Sam2MemoryConfig demo_memory() {
@@ -255,59 +249,27 @@ void dump_example(const fs::path& dir, int index, const Example& e, const infere
 }  // namespace
 
 std::string demo_config_json() {
-  ojson special;
-  for (const auto& [token, id] : special_ids()) special[token] = id;
-  const ojson config = {
-      {"architectures", {"Sa2VAChatModel"}},
-      {"model_type", "sa2va_chat"},
-      {"torch_dtype", "bfloat16"},
-      {"downsample_ratio", 0.5},
-      {"dynamic_image_size", true},
-      {"force_image_size", 112},
-      {"max_dynamic_patch", 1},
-      {"min_dynamic_patch", 1},
-      {"pad2square", false},
-      {"ps_version", "v2"},
-      {"select_layer", -1},
-      {"template", "phi3_chat"},
-      {"use_thumbnail", true},
-      {"tie_word_embeddings", false},
-      {"hidden_size", 128},
-      {"vision_config",
-       {{"architectures", {"InternVisionModel"}}, {"model_type", "intern_vit_6b"}, {"hidden_act", "gelu"},
-        {"hidden_size", 96}, {"image_size", 112}, {"intermediate_size", 192}, {"layer_norm_eps", 1e-6},
-        {"norm_type", "layer_norm"}, {"num_attention_heads", 4}, {"num_channels", 3}, {"num_hidden_layers", 3},
-        {"patch_size", 14}, {"qk_normalization", false}, {"qkv_bias", true}}},
-      {"llm_config",
-       {{"architectures", {"Qwen2ForCausalLM"}}, {"model_type", "qwen2"}, {"bos_token_id", 256}, {"eos_token_id", 258},
-        {"hidden_act", "silu"}, {"hidden_size", 128}, {"intermediate_size", 384}, {"max_position_embeddings", 1024},
-        {"num_attention_heads", 4}, {"num_hidden_layers", 3}, {"num_key_value_heads", 2}, {"rms_norm_eps", 1e-6},
-        {"rope_theta", 1000000.0}, {"tie_word_embeddings", false}, {"use_sliding_window", false},
-        {"vocab_size", 512}}},
-      {"grounding_encoder_config",
-       {{"image_size", 256},
-        {"scalp", 1},
-        {"hiera",
-         {{"embed_dim", 16}, {"num_heads", 1}, {"stages", {1, 2, 3, 2}}, {"global_att_blocks", {5}},
-          {"window_pos_embed_bkg_spatial_size", {7, 7}}, {"window_spec", {8, 4, 4, 3}}, {"q_pool", 3},
-          {"q_stride", {2, 2}}, {"dim_mul", 2.0}, {"head_mul", 2.0}, {"patch_kernel_size", {7, 7}},
-          {"patch_stride", {4, 4}}, {"patch_padding", {3, 3}}, {"mlp_ratio", 4.0}, {"norm_eps", 1e-6}}},
-        {"neck",
-         {{"d_model", 64}, {"backbone_channel_list", {128, 64, 32, 16}}, {"fpn_top_down_levels", {2, 3}},
-          {"fpn_interp_model", "nearest"}, {"kernel_size", 1}}},
-        {"memory_attention", {{"d_model", 64}, {"kv_in_dim", 16}, {"dim_feedforward", 64}, {"num_layers", 2}}},
-        {"memory_encoder", {{"out_dim", 16}}}}},
-      {"tiny_test",
-       {{"comment", "unibiomed demo checkpoint: sizes used by predict_forward (see CARD.md)"},
-        {"internvl_tile_size", 112},
-        {"sam_target_length", 256},
-        {"max_dynamic_patch_used_by_predict_forward", 1},
-        {"min_dynamic_patch_used_by_predict_forward", 1},
-        {"use_thumbnail", true},
-        {"special_token_ids", special},
-        {"eos_token_id", 258},
-        {"pad_token_id", 256}}}};
-  return config.dump(2);
+  // The tiny reference layout (vocabulary, template, Hiera stages, special token ids) with the
+  // demo's sizes.
+  auto c = ojson::parse(inference::random_config_json("tiny"));
+  c["torch_dtype"] = "bfloat16";
+  c["force_image_size"] = 112;
+  c["max_dynamic_patch"] = 1;
+  c["hidden_size"] = 128;
+  auto& v = c["vision_config"];
+  v["hidden_size"] = 96, v["image_size"] = 112, v["intermediate_size"] = 192, v["num_hidden_layers"] = 3;
+  auto& l = c["llm_config"];
+  l["hidden_size"] = 128, l["intermediate_size"] = 384, l["num_hidden_layers"] = 3;
+  auto& g = c["grounding_encoder_config"];
+  g["image_size"] = 256;
+  g["neck"]["d_model"] = 64;
+  g["memory_attention"]["d_model"] = 64;
+  auto& t = c["tiny_test"];
+  t["comment"] = "unibiomed demo checkpoint: sizes used by predict_forward (see CARD.md)";
+  t["internvl_tile_size"] = 112;
+  t["sam_target_length"] = 256;
+  t["max_dynamic_patch_used_by_predict_forward"] = 1;
+  return c.dump(2);
 }
 
 TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
