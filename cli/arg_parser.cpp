@@ -121,6 +121,13 @@ long ArgParser::get_int(const std::string& name) const {
   }
 }
 
+uint64_t ArgParser::get_seed(const std::string& name) const {
+  const std::string v = get(name);
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 19)
+    throw UsageError(name + " must be an unsigned integer, not '" + v + "'");
+  return std::stoull(v);
+}
+
 std::string ArgParser::help() const {
   std::ostringstream out;
   out << "usage: " << usage_ << "\n\n" << description_ << "\n";

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -37,6 +38,7 @@ class ArgParser {
   std::vector<std::string> get_all(const std::string& name) const;
   bool is_set(const std::string& flag_name) const;
   long get_int(const std::string& name) const;
+  uint64_t get_seed(const std::string& name) const;  // an unsigned integer (random seeds)
   const std::vector<std::string>& positionals() const { return positionals_; }
 
   std::string help() const;

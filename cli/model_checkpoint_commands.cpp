@@ -111,10 +111,7 @@ int run_model_make_random(const Args& args) {
   if (auto a = p.get_optional("--answer")) o.fixed_answer = *a;
   o.kind = p.get("--config");
   if (o.kind != "tiny" && o.kind != "real") throw UsageError("--config must be tiny or real, not '" + o.kind + "'");
-  const std::string seed = p.get("--seed");
-  if (seed.empty() || seed.find_first_not_of("0123456789") != std::string::npos || seed.size() > 19)
-    throw UsageError("--seed must be an unsigned integer, not '" + seed + "'");
-  o.seed = std::stoull(seed);
+  o.seed = p.get_seed("--seed");
   if (auto d = p.get_optional("--dtype")) {
     if (*d == "float32" || *d == "f32") o.dtype = inference::DType::F32;
     else if (*d == "bfloat16" || *d == "bf16") o.dtype = inference::DType::BF16;

@@ -16,12 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-uint64_t parse_seed(const std::string& text, const std::string& option) {
-  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 19)
-    throw UsageError(option + " must be an unsigned integer, not '" + text + "'");
-  return std::stoull(text);
-}
-
 void log_line(const std::string& line) { std::cerr << line << std::endl; }
 
 }  // namespace
@@ -43,7 +37,7 @@ int run_model_train(const Args& args) {
       .positional("DIR", "the checkpoint folder to write (created when missing)", 1, 1);
   if (!p.parse(args)) return kExitOk;
   training::TrainOptions o;
-  o.seed = parse_seed(p.get("--seed"), "--seed");
+  o.seed = p.get_seed("--seed");
   o.steps = static_cast<int>(p.get_int("--steps"));
   o.batch = static_cast<int>(p.get_int("--batch"));
   o.threads = static_cast<int>(p.get_int("--threads"));
@@ -55,6 +49,9 @@ int run_model_train(const Args& args) {
   if (o.steps <= 0 || o.batch <= 0 || o.max_minutes <= 0 || o.threads < 0)
     throw UsageError("--steps, --batch and --minutes must be positive, --threads not negative");
   o.families = p.get_all("--family");
+  for (const auto& f : o.families)
+    if (f != "segmentation" && f != "disease" && f != "vqa" && f != "report" && f != "region")
+      throw UsageError("--family must be segmentation, disease, vqa, report or region, not '" + f + "'");
   o.log = log_line;
   const auto s = training::train_demo_checkpoint(p.positionals()[0], o);
   std::cout << "trained " << p.positionals()[0] << ": " << s.steps << " steps, " << s.seconds / 60 << " minutes, "
@@ -75,7 +72,7 @@ int run_model_evaluate(const Args& args) {
       .positional("DIR", "the checkpoint folder", 1, 1);
   if (!p.parse(args)) return kExitOk;
   training::EvaluateOptions o;
-  o.seed = parse_seed(p.get("--seed"), "--seed");
+  o.seed = p.get_seed("--seed");
   o.examples = static_cast<int>(p.get_int("--examples"));
   o.threads = static_cast<int>(p.get_int("--threads"));
   if (auto d = p.get_optional("--dump")) o.dump_dir = *d;

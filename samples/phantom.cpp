@@ -335,7 +335,7 @@ Phantom make_mr_brain(const MrBrainOptions& o) {
 
 // ---- Chest X-ray --------------------------------------------------------------------------
 
-Phantom make_chest_xray(int size, uint64_t seed) {
+Phantom make_chest_xray(int size, uint64_t seed, bool with_finding) {
   Phantom p(size, size, 1, 1, {409.6 / size, 409.6 / size, 1});
   p.label_names = {"background", "left lung", "right lung", "heart", "nodule"};
   Random random(seed);
@@ -374,7 +374,7 @@ Phantom make_chest_xray(int size, uint64_t seed) {
                   0.55f);
   }
   // The finding: a solitary nodule in the right upper lung.
-  fill(p, Ellipsoid{-95, -62, 0, 9, 8.5, big, 0, 2}, 0.47f, 4);
+  if (with_finding) fill(p, Ellipsoid{-95, -62, 0, 9, 8.5, big, 0, 2}, 0.47f, 4);
   add_noise(p, random, 0.01);
   clamp_values(p, 0, 1);
   return p;
@@ -382,7 +382,7 @@ Phantom make_chest_xray(int size, uint64_t seed) {
 
 // ---- Ultrasound ---------------------------------------------------------------------------
 
-Phantom make_ultrasound_cine(int columns, int rows, int frames, uint64_t seed) {
+Phantom make_ultrasound_cine(int columns, int rows, int frames, uint64_t seed, bool with_finding) {
   Phantom p(columns, rows, frames, 1, {0.3, 0.3, 1});
   p.label_names = {"background", "cyst"};
   Random random(seed);
@@ -407,13 +407,13 @@ Phantom make_ultrasound_cine(int columns, int rows, int frames, uint64_t seed) {
         double echo = 95 - 35 * (r / max_radius);        // depth attenuation after gain
         if (y < rows * 0.16) echo = 70;                  // subcutaneous layer
         if (std::fabs(y - rows * 0.17) < 3) echo = 170;  // capsule
-        const double d = std::hypot(x - cyst_x, y - cyst_y);
+        const double d = with_finding ? std::hypot(x - cyst_x, y - cyst_y) : 1e9;
         if (d < cyst_r) {
           echo = 6;
           p.labels[i] = 1;
         } else if (d < cyst_r + 3) {
           echo = 150;  // bright wall
-        } else if (y > cyst_y && std::fabs(x - cyst_x) < cyst_r * 0.9) {
+        } else if (with_finding && y > cyst_y && std::fabs(x - cyst_x) < cyst_r * 0.9) {
           echo *= 1.45;  // posterior acoustic enhancement
         }
         p.values[i] = clampf(echo * speckle, 0, 255);
@@ -424,7 +424,7 @@ Phantom make_ultrasound_cine(int columns, int rows, int frames, uint64_t seed) {
 
 // ---- Colour photographs -------------------------------------------------------------------
 
-Phantom make_fundus_photo(int size, uint64_t seed) {
+Phantom make_fundus_photo(int size, uint64_t seed, bool with_finding) {
   Phantom p(size, size, 1, 3, {1, 1, 1});
   p.label_names = {"background", "optic disc", "exudate", "haemorrhage"};
   Random random(seed);
@@ -464,13 +464,13 @@ Phantom make_fundus_photo(int size, uint64_t seed) {
   fill_rgb(p, Ellipsoid{disc_x, disc_y, 0, 72 * s, 82 * s, 10, 0, 2}, {245, 196, 120}, 1, 0.92f);
   fill_rgb(p, Ellipsoid{disc_x + 6 * s, disc_y, 0, 28 * s, 32 * s, 10, 0, 2}, {240, 228, 175}, 1, 0.9f);
   // Lesions: hard exudates near the macula, blot haemorrhages.
-  for (int k = 0; k < 9; ++k) {
+  for (int k = 0; k < (with_finding ? 9 : 0); ++k) {
     const double a = random.uniform() * 2 * kPi, d = (60 + 90 * random.uniform()) * s,
                  r = (4 + 5 * random.uniform()) * s;
     fill_rgb(p, Ellipsoid{-80 * s + d * std::cos(a), 15 * s + d * std::sin(a), 0, r, r * 0.8, 10, 0, 2}, {238, 212, 92},
              2, 0.95f);
   }
-  for (int k = 0; k < 5; ++k) {
+  for (int k = 0; k < (with_finding ? 5 : 0); ++k) {
     const double x = (-300 + 420 * random.uniform()) * s, y = (-280 + 560 * random.uniform()) * s;
     Blob blot{Ellipsoid{x, y, 0, (9 + 7 * random.uniform()) * s, (8 + 6 * random.uniform()) * s, 10, 0, 2},
               {0.15, 0.1, 0, 0},
@@ -536,7 +536,7 @@ Phantom make_dermoscopy_photo(int columns, int rows, uint64_t seed) {
   return p;
 }
 
-Phantom make_endoscopy_frame(int columns, int rows, uint64_t seed) {
+Phantom make_endoscopy_frame(int columns, int rows, uint64_t seed, bool with_finding) {
   Phantom p(columns, rows, 1, 3, {1, 1, 1});
   p.label_names = {"background", "polyp"};
   Random random(seed);
@@ -558,10 +558,12 @@ Phantom make_endoscopy_frame(int columns, int rows, uint64_t seed) {
       p.values[3 * i + 2] = float(96 * light * folds + n);
     }
   Blob polyp{Ellipsoid{-140 * s, 95 * s, 0, 58 * s, 46 * s, 10, -15, 2}, {0.05, 0.04, 0.02, 0}, {0.3, 1.7, 2.2, 0}};
-  fill_rgb(p, polyp, {222, 128, 108}, 1, 0.9f);
-  fill_rgb(p, Ellipsoid{-128 * s, 80 * s, 0, 30 * s, 22 * s, 10, -15, 2}, {236, 150, 130}, 0, 0.6f);
-  fill_rgb(p, Ellipsoid{-120 * s, 72 * s, 0, 9 * s, 5 * s, 10, -30, 2}, {255, 250, 245}, 0,
-           0.9f);  // specular highlight
+  if (with_finding) {
+    fill_rgb(p, polyp, {222, 128, 108}, 1, 0.9f);
+    fill_rgb(p, Ellipsoid{-128 * s, 80 * s, 0, 30 * s, 22 * s, 10, -15, 2}, {236, 150, 130}, 0, 0.6f);
+    fill_rgb(p, Ellipsoid{-120 * s, 72 * s, 0, 9 * s, 5 * s, 10, -30, 2}, {255, 250, 245}, 0,
+             0.9f);  // specular highlight
+  }
   clamp_values(p, 0, 255);
   return p;
 }

@@ -114,21 +114,25 @@ Phantom make_mr_brain(const MrBrainOptions& options = {});
 
 // Chest radiograph (PA), display brightness 0..1 (bone and heart bright, lungs dark), 0.2 mm
 // pixels. Labels: left lung, right lung, heart, nodule.
-Phantom make_chest_xray(int size = 2048, uint64_t seed = 20240603);
+// `with_finding` false (here and below) leaves the finding out and changes nothing else: the same
+// patient without it, what the demo checkpoint's training shows as "no abnormality".
+Phantom make_chest_xray(int size = 2048, uint64_t seed = 20240603, bool with_finding = true);
 
 // Ultrasound cine (B-mode, 8-bit), a sector image with speckle, a liver-like texture and an
 // anechoic cyst with posterior enhancement that moves with breathing. Labels: cyst.
-Phantom make_ultrasound_cine(int columns = 640, int rows = 480, int frames = 16, uint64_t seed = 20240604);
+Phantom make_ultrasound_cine(int columns = 640, int rows = 480, int frames = 16, uint64_t seed = 20240604,
+                             bool with_finding = true);
 
 // Colour photographs (RGB 0..255).
 // Fundus: circular field, optic disc, macula, vessels, exudates and haemorrhages.
 // Labels: optic disc, exudate, haemorrhage.
-Phantom make_fundus_photo(int size = 1024, uint64_t seed = 20240605);
+Phantom make_fundus_photo(int size = 1024, uint64_t seed = 20240605, bool with_finding = true);
 // Dermoscopy: skin under a round dermoscope field with an irregular pigmented lesion.
 // Labels: lesion.
 Phantom make_dermoscopy_photo(int columns = 1024, int rows = 768, uint64_t seed = 20240606);
 // Endoscopy: colon mucosa with folds, a dark lumen and a polyp. Labels: polyp.
-Phantom make_endoscopy_frame(int columns = 720, int rows = 576, uint64_t seed = 20240607);
+Phantom make_endoscopy_frame(int columns = 720, int rows = 576, uint64_t seed = 20240607,
+                             bool with_finding = true);
 // H&E-like tissue section on white glass, 0.25 um pixels: stroma, nuclei, a dense tumour
 // region. Labels: tissue, tumour.
 Phantom make_slide_tissue(int columns = 2048, int rows = 1536, uint64_t seed = 20240608);

@@ -46,9 +46,15 @@ struct ModalitySpec {
   std::vector<std::string> finding_labels;  // labels of the abnormality
   std::string disease, anatomy, report, finding_region_answer;
   bool negatives = true;           // images without the finding exist
-  bool negatives_by_slice = false;  // volumes: slices without it (else the finding is painted out)
-  std::function<Phantom(uint64_t seed)> make;
+  bool negatives_by_slice = false;  // volumes: slices without it (else the phantom made without it)
+  std::function<Phantom(uint64_t seed, bool with_finding)> make;
+  std::string negative_context;  // volumes: a label that makes a slice worth a "no abnormality" answer
 };
+
+// A finding counts as shown when it covers at least this many pixels of the phantom's image
+// (about 190 pixels across): some 7 pixels wide, 4 in the model's 112-pixel tile. Slices that
+// show less of it (a lesion's edge) are asked neither "is there" nor "is there not".
+constexpr size_t kVisibleFinding = 40;
 
 const std::vector<ModalitySpec>& specs() {
   static const std::vector<ModalitySpec> all = [] {
@@ -59,7 +65,7 @@ const std::vector<ModalitySpec>& specs() {
                   {"spleen", {"spleen"}, "spleen in abdomen CT"}},
                  {"liver lesion"}, "Liver lesion", "liver", "A hypodense lesion in the right lobe of the liver.",
                  "lesion in liver CT", true, true,
-                 [](uint64_t seed) {
+                 [](uint64_t seed, bool) {
                    samples::CtAbdomenOptions o;
                    o.size = 192;
                    o.slices = 24;
@@ -67,10 +73,11 @@ const std::vector<ModalitySpec>& specs() {
                    o.slice_spacing = 6.5;
                    o.seed = seed;
                    return samples::make_ct_abdomen(o);
-                 }});
+                 },
+                 ""});
     v.push_back({"MRI", Render::kMr, {{"brain tumor", {"lesion"}, "brain tumor in brain MRI"}}, {"lesion"},
                  "Brain tumor", "brain", "A hyperintense lesion in the white matter.", "brain tumor in brain MRI", true,
-                 true, [](uint64_t seed) {
+                 true, [](uint64_t seed, bool) {
                    samples::MrBrainOptions o;
                    o.size = 160;
                    o.pixel_spacing = 0.9375 * 256 / 160;
@@ -78,24 +85,25 @@ const std::vector<ModalitySpec>& specs() {
                    o.slice_spacing = 2.5;
                    o.seed = seed;
                    return samples::make_mr_brain(o);
-                 }});
+                 },
+                 "brain"});
     v.push_back({"X-Ray", Render::kXray,
                  {{"lung", {"left lung", "right lung"}, "lung in chest X-Ray"}, {"heart", {"heart"}, "heart in chest X-Ray"}},
                  {"nodule"}, "Lung nodule", "lung", "A solitary nodule in the right upper lung.", "nodule in lung X-Ray",
-                 true, false, [](uint64_t seed) { return samples::make_chest_xray(192, seed); }});
+                 true, false, [](uint64_t seed, bool finding) { return samples::make_chest_xray(192, seed, finding); }, ""});
     v.push_back({"ultrasound", Render::kDirect, {}, {"cyst"}, "Cyst", "liver",
                  "An anechoic cyst with posterior acoustic enhancement.", "cyst in liver ultrasound", true, false,
-                 [](uint64_t seed) { return samples::make_ultrasound_cine(192, 144, 4, seed); }});
+                 [](uint64_t seed, bool finding) { return samples::make_ultrasound_cine(192, 144, 4, seed, finding); }, ""});
     v.push_back({"fundus", Render::kDirect, {{"optic disc", {"optic disc"}, "optic disc in retina fundus"}},
                  {"exudate", "haemorrhage"}, "Diabetic retinopathy", "retina", "Exudates and haemorrhages in the retina.",
                  "lesion in retina fundus", true, false,
-                 [](uint64_t seed) { return samples::make_fundus_photo(192, seed); }});
+                 [](uint64_t seed, bool finding) { return samples::make_fundus_photo(192, seed, finding); }, ""});
     v.push_back({"dermoscopy", Render::kDirect, {{"skin lesion", {"lesion"}, "skin lesion in skin dermoscopy"}},
                  {"lesion"}, "Skin lesion", "skin", "An irregular pigmented lesion.", "skin lesion in skin dermoscopy",
-                 false, false, [](uint64_t seed) { return samples::make_dermoscopy_photo(192, 144, seed); }});
+                 false, false, [](uint64_t seed, bool) { return samples::make_dermoscopy_photo(192, 144, seed); }, ""});
     v.push_back({"endoscope", Render::kDirect, {{"polyp", {"polyp"}, "polyp in colon endoscope"}}, {"polyp"}, "Polyp",
                  "colon", "A polyp on the colon wall.", "polyp in colon endoscope", true, false,
-                 [](uint64_t seed) { return samples::make_endoscopy_frame(180, 144, seed); }});
+                 [](uint64_t seed, bool finding) { return samples::make_endoscopy_frame(180, 144, seed, finding); }, ""});
     return v;
   }();
   return all;
@@ -123,70 +131,6 @@ struct Slice {
 };
 
 size_t count(const std::vector<uint8_t>& m) { return static_cast<size_t>(std::count(m.begin(), m.end(), uint8_t{1})); }
-
-std::vector<uint8_t> dilate(const std::vector<uint8_t>& m, int w, int h, int r) {
-  std::vector<uint8_t> out(m.size());
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      if (!m[size_t(y) * w + x]) continue;
-      for (int dy = -r; dy <= r; ++dy)
-        for (int dx = -r; dx <= r; ++dx) {
-          const int xx = x + dx, yy = y + dy;
-          if (xx >= 0 && yy >= 0 && xx < w && yy < h && dx * dx + dy * dy <= r * r) out[size_t(yy) * w + xx] = 1;
-        }
-    }
-  return out;
-}
-
-// Paints a finding out: each connected part of it (grown by a few pixels, to take its rim) is
-// replaced by a copy of the texture beside it (the first of right, left, below, above that lies
-// inside the image and off the finding), so that speckle, noise and anatomy continue.
-void paint_out(Slice& s, const std::vector<uint8_t>& finding) {
-  const int w = s.width, h = s.height, ch = s.channels;
-  const std::vector<uint8_t> hole = dilate(finding, w, h, 4);
-  std::vector<int> part(hole.size(), -1);
-  int parts = 0;
-  for (size_t seed = 0; seed < hole.size(); ++seed) {
-    if (!hole[seed] || part[seed] >= 0) continue;
-    std::vector<size_t> stack{seed}, members;
-    part[seed] = parts;
-    int x0 = w, y0 = h, x1 = -1, y1 = -1;
-    while (!stack.empty()) {
-      const size_t i = stack.back();
-      stack.pop_back();
-      members.push_back(i);
-      const int x = static_cast<int>(i % w), y = static_cast<int>(i / w);
-      x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
-      const int nx[4] = {x - 1, x + 1, x, x}, ny[4] = {y, y, y - 1, y + 1};
-      for (int q = 0; q < 4; ++q) {
-        if (nx[q] < 0 || ny[q] < 0 || nx[q] >= w || ny[q] >= h) continue;
-        const size_t j = size_t(ny[q]) * w + nx[q];
-        if (hole[j] && part[j] < 0) part[j] = parts, stack.push_back(j);
-      }
-    }
-    ++parts;
-    const int bw = x1 - x0 + 3, bh = y1 - y0 + 3;
-    const std::array<std::array<int, 2>, 4> offsets{{{bw, 0}, {-bw, 0}, {0, bh}, {0, -bh}}};
-    for (const auto& off : offsets) {
-      bool fits = true;
-      for (size_t i : members) {
-        const int sx = static_cast<int>(i % w) + off[0], sy = static_cast<int>(i / w) + off[1];
-        if (sx < 0 || sy < 0 || sx >= w || sy >= h || hole[size_t(sy) * w + sx]) {
-          fits = false;
-          break;
-        }
-      }
-      if (!fits) continue;
-      for (size_t i : members) {
-        const size_t j = size_t(static_cast<int>(i / w) + off[1]) * w + static_cast<size_t>(static_cast<int>(i % w) + off[0]);
-        for (int c = 0; c < ch; ++c) s.values[i * ch + c] = s.values[j * ch + c];
-      }
-      break;
-    }
-  }
-  for (size_t i = 0; i < finding.size(); ++i)
-    if (finding[i]) s.labels[i] = 0;
-}
 
 inference::RgbImage render(const Slice& s, Render how, const std::string& ct_window) {
   dicom::GreyImage g;
@@ -314,6 +258,7 @@ std::vector<Example> Example::companions() const {
 struct SyntheticData::Pool {
   explicit Pool(uint64_t example_seed) : random(example_seed) {}
   std::vector<std::vector<Slice>> slices;  // per modality (index of specs())
+  std::vector<std::vector<Slice>> clean;   // per modality: made without the finding (2D modalities)
   Random random;
 };
 
@@ -326,34 +271,48 @@ const std::vector<std::string>& SyntheticData::modalities() {
   return names;
 }
 
+namespace {
+
+// The 2D images of a phantom worth asking about (CT and MR volumes: the slices that show a
+// structure or the finding; other phantoms: all their frames).
+void add_slices(const Phantom& p, const ModalitySpec& spec, std::vector<Slice>& out) {
+  const size_t plane = size_t(p.columns) * p.rows;
+  const auto volume = spec.render == Render::kMr ? std::make_shared<const std::vector<float>>(p.values) : nullptr;
+  for (int z = 0; z < p.slices; ++z) {
+    Slice s;
+    s.width = p.columns;
+    s.height = p.rows;
+    s.channels = p.channels;
+    s.values.assign(p.values.begin() + static_cast<long>(z * plane * p.channels),
+                    p.values.begin() + static_cast<long>((z + 1) * plane * p.channels));
+    s.labels.assign(p.labels.begin() + static_cast<long>(z * plane), p.labels.begin() + static_cast<long>((z + 1) * plane));
+    s.label_names = p.label_names;
+    s.volume_values = volume;
+    bool useful = spec.render != Render::kCt && spec.render != Render::kMr;
+    for (const auto& st : spec.structures) useful = useful || count(s.mask_of(st.labels)) >= 40;
+    useful = useful || count(s.mask_of(spec.finding_labels)) >= kVisibleFinding;
+    if (!spec.negative_context.empty()) useful = useful || count(s.mask_of({spec.negative_context})) >= 400;
+    if (useful) out.push_back(std::move(s));
+  }
+}
+
+}  // namespace
+
 SyntheticData::SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality)
     : pool_(std::make_unique<Pool>(example_seed)) {
   for (size_t m = 0; m < specs().size(); ++m) {
     const ModalitySpec& spec = specs()[m];
-    std::vector<Slice> slices;
+    std::vector<Slice> slices, clean;
     for (int k = 0; k < phantoms_per_modality; ++k) {
-      const Phantom p = spec.make(phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k));
-      const size_t plane = size_t(p.columns) * p.rows;
-      const auto volume = spec.render == Render::kMr ? std::make_shared<const std::vector<float>>(p.values) : nullptr;
-      for (int z = 0; z < p.slices; ++z) {
-        Slice s;
-        s.width = p.columns;
-        s.height = p.rows;
-        s.channels = p.channels;
-        s.values.assign(p.values.begin() + static_cast<long>(z * plane * p.channels),
-                        p.values.begin() + static_cast<long>((z + 1) * plane * p.channels));
-        s.labels.assign(p.labels.begin() + static_cast<long>(z * plane), p.labels.begin() + static_cast<long>((z + 1) * plane));
-        s.label_names = p.label_names;
-        s.volume_values = volume;
-        // Volumes: keep the slices that show something to ask about.
-        bool useful = p.slices == 1;
-        for (const auto& st : spec.structures) useful = useful || count(s.mask_of(st.labels)) >= 40;
-        useful = useful || count(s.mask_of(spec.finding_labels)) >= 15;
-        if (useful) slices.push_back(std::move(s));
-      }
+      const uint64_t seed = phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k);
+      add_slices(spec.make(seed, true), spec, slices);
+      // 2D modalities: the same patient without the finding, for the "no abnormality" answers.
+      if (spec.negatives && !spec.negatives_by_slice) add_slices(spec.make(seed, false), spec, clean);
     }
-    if (slices.empty()) throw std::logic_error("synthetic data: no usable image for " + spec.modality);
+    if (slices.empty() || (spec.negatives && !spec.negatives_by_slice && clean.empty()))
+      throw std::logic_error("synthetic data: no usable image for " + spec.modality);
     pool_->slices.push_back(std::move(slices));
+    pool_->clean.push_back(std::move(clean));
   }
 }
 
@@ -371,7 +330,6 @@ Example SyntheticData::next() {
     ++m;
   }
   const ModalitySpec& spec = specs()[m];
-  const auto& slices = pool_->slices[m];
 
   // Task family: segmentation and disease recognition most (the node's default questions).
   std::string family;
@@ -406,20 +364,21 @@ Example SyntheticData::next() {
   }
   const bool needs_finding = (family != "segmentation" && !structure) && want_positive;
   const bool needs_no_finding = family == "disease" && !want_positive && spec.negatives_by_slice;
+  const bool clean = family == "disease" && !want_positive && !spec.negatives_by_slice;
+  const auto& slices = clean ? pool_->clean[m] : pool_->slices[m];
   Slice s;
   for (int attempt = 0;; ++attempt) {
     const Slice& c = slices[static_cast<size_t>(r.integer(0, static_cast<int>(slices.size()) - 1))];
     const size_t finding = count(c.mask_of(spec.finding_labels));
     bool ok = true;
     if (structure) ok = count(c.mask_of(structure->labels)) >= 40;
-    if (needs_finding) ok = ok && finding >= 15;
+    if (needs_finding) ok = ok && finding >= kVisibleFinding;
     if (needs_no_finding) ok = ok && finding == 0;
     if (ok || attempt > 200) {
       s = c;
       break;
     }
   }
-  if (family == "disease" && !want_positive && !spec.negatives_by_slice) paint_out(s, s.mask_of(spec.finding_labels));
 
   const std::string window = spec.render == Render::kCt ? (family == "disease" ? "liver" : "abdomen") : "";
   e.image = render(s, spec.render, window);

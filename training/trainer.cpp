@@ -66,6 +66,7 @@ struct Prepared {
   torch::Tensor sam_pixels;  // [3, s, s] (only with a [SEG])
   torch::Tensor sam_mask;    // [s, s] float ground truth at the SAM2 input size
   std::vector<int64_t> seg_positions;
+  bool disease = false;  // a disease-recognition question: the answer's first token is its decision
 };
 
 Prepared prepare(const Example& e, const inference::ModelConfig& config, const inference::Tokenizer& tok,
@@ -80,6 +81,7 @@ Prepared prepare(const Example& e, const inference::ModelConfig& config, const i
   p.prompt_length = static_cast<int64_t>(p.ids.size());
   for (int64_t id : tok.encode(e.answer)) p.ids.push_back(id);
   p.ids.push_back(eos);
+  p.disease = e.family == "disease";
   p.image_at = std::find(p.ids.begin(), p.ids.end(), context_id) - p.ids.begin();
   for (int64_t t = p.prompt_length; t < static_cast<int64_t>(p.ids.size()); ++t)
     if (p.ids[static_cast<size_t>(t)] == seg_id) p.seg_positions.push_back(t);
@@ -100,7 +102,7 @@ constexpr float kDecisionWeight = 8;
 struct StepLosses {
   torch::Tensor total;
   double text = 0, bce = 0, dice = 0, iou = 0;
-  int decisions = 0, decisions_right = 0;  // answers' first tokens predicted right (argmax)
+  int decisions = 0, decisions_right = 0;  // disease answers' first tokens predicted right (argmax)
 };
 
 StepLosses step_loss(const TrainableModel& model, const std::vector<Prepared>& batch) {
@@ -128,6 +130,7 @@ StepLosses step_loss(const TrainableModel& model, const std::vector<Prepared>& b
   // Next-token loss on the answer and its end token.
   std::vector<int64_t> rows_at, targets;
   std::vector<float> weights;
+  std::vector<uint8_t> decision_rows;  // the first answer token of a disease question
   std::vector<int64_t> seg_rows;
   std::vector<int64_t> seg_image;
   std::vector<torch::Tensor> sam_pixels, sam_masks;
@@ -139,6 +142,7 @@ StepLosses step_loss(const TrainableModel& model, const std::vector<Prepared>& b
       // The answer's first token carries its decision ("It is [SEG]..." or "No, ..."): it
       // weighs as much as kDecisionWeight ordinary tokens.
       weights.push_back(t == p.prompt_length - 1 ? kDecisionWeight : 1.0f);
+      decision_rows.push_back(p.disease && t == p.prompt_length - 1 ? 1 : 0);
     }
     if (!p.seg_positions.empty()) {
       for (int64_t t : p.seg_positions) {
@@ -160,7 +164,7 @@ StepLosses step_loss(const TrainableModel& model, const std::vector<Prepared>& b
                    token_weights.sum();
   out.text = text_loss.item<double>();
   {
-    const auto first = token_weights > 1.0f;
+    const auto first = torch::tensor(decision_rows, torch::kUInt8).to(torch::kBool);
     const auto right = (logits.argmax(-1) == torch::tensor(targets, torch::kLong)) & first;
     out.decisions = static_cast<int>(first.sum().item<int64_t>());
     out.decisions_right = static_cast<int>(right.sum().item<int64_t>());
@@ -401,7 +405,7 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       summary.last_loss = window_loss / window;
       log("step " + std::to_string(step + 1) + "/" + std::to_string(o.steps) + "  loss " + fixed(window_loss / window, 4) +
           "  (text " + fixed(window_text / window, 4) + ", mask BCE " + fixed(window_bce / window, 4) + ", Dice loss " +
-           fixed(window_dice / window, 4) + ", first answer token right " +
+           fixed(window_dice / window, 4) + ", disease decisions right " +
           fixed(decisions ? 100.0 * decisions_right / decisions : 0, 1) + " %)  lr " + fixed(lr * 1e3, 3) + "e-3  " + fixed(minutes(), 1) + " min (examples " + fixed(data_minutes, 1) + ")");
       window_loss = window_text = window_bce = window_dice = 0;
       decisions = decisions_right = 0;

@@ -39,6 +39,19 @@ TEST(ArgParserTest, ErrorsNameTheOption) {
   EXPECT_TRUE(fails_with({"--n", "1", "f", "g"}, "unexpected argument 'g'"));
 }
 
+TEST(ArgParserTest, SeedsAreUnsignedIntegers) {
+  auto seed = [](const std::string& value) {
+    ArgParser p("x", "test");
+    p.option("--seed", "N", "a seed");
+    p.parse({"--seed", value});
+    return p.get_seed("--seed");
+  };
+  EXPECT_EQ(seed("0"), 0u);
+  EXPECT_EQ(seed("18446744073709551"), 18446744073709551u);
+  for (const std::string bad : {"-1", "1.5", "", "x", "12345678901234567890"})
+    EXPECT_THROW(seed(bad), UsageError) << bad;
+}
+
 TEST(CliProgram, OverviewAndUnknownCommand) {
   auto help = test::run_command({test::cli_path().string(), "--help"});
   EXPECT_EQ(help.exit_code, kExitOk);
@@ -48,6 +61,32 @@ TEST(CliProgram, OverviewAndUnknownCommand) {
   EXPECT_NE(unknown.output.find("unknown command 'frobnicate'"), std::string::npos);
   auto none = test::run_command({test::cli_path().string()});
   EXPECT_EQ(none.exit_code, kExitUsage);
+}
+
+TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
+  const test::TempDir dir("unibiomed-cli-train");
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {test::cli_path().string(), "model"});
+    return test::run_command(args);
+  };
+  const std::string out = (dir / "out").string();
+  auto r = run({"train", "--seed", "-3", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--seed must be an unsigned integer, not '-3'"), std::string::npos) << r.output;
+  r = run({"train", "--steps", "0", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--steps"), std::string::npos) << r.output;
+  r = run({"train", "--family", "diagnosis", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("not 'diagnosis'"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out)) << "nothing is written for a bad command line";
+  r = run({"evaluate", "--examples", "0", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--examples must be positive"), std::string::npos) << r.output;
+  // A folder without a checkpoint: the model error names the folder.
+  r = run({"evaluate", out});
+  EXPECT_EQ(r.exit_code, kExitModelError);
+  EXPECT_NE(r.output.find(out), std::string::npos) << r.output;
 }
 
 }  // namespace

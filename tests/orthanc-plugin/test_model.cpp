@@ -12,37 +12,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
-struct ModelFolder {
-  TempDir dir{"unibiomed-plugin-model"};
-  fs::path path;
-  std::string why_missing;
-  ModelFolder() {
-    // The real architecture and code with a language model rewired to answer "Sure, [SEG]." to
-    // every question (`make-random --answer`), so that every task yields masks through the random
-    // SAM2 weights: the node's SEG path is exercised without pretending the findings mean anything.
-    const CommandResult made = run_command({cli_path().string(), "model", "make-random", "--config", "tiny",
-                                            "--answer", "Sure, [SEG].", (dir / "tiny").string()});
-    if (made.exit_code == 0 && fs::exists(dir / "tiny" / "config.json")) {
-      path = dir / "tiny";
-      return;
-    }
-    path = golden_dir();
-    if (path.empty())
-      why_missing = "no test checkpoint: `unibiomed model make-random --config tiny` failed (" + made.output +
-                    ") and " + golden_missing_reason();
-  }
-};
-
-ModelFolder& model_folder() {
-  static ModelFolder folder;
-  return folder;
-}
+fs::path demo_checkpoint() { return source_dir() / "samples" / "demo-checkpoint"; }
 
 }  // namespace
 
-fs::path test_model_dir() { return model_folder().path; }
-std::string test_model_missing_reason() { return model_folder().why_missing; }
+fs::path test_model_dir() { return fs::exists(demo_checkpoint() / "config.json") ? demo_checkpoint() : fs::path(); }
+std::string test_model_missing_reason() {
+  return "the demo checkpoint is missing: " + (demo_checkpoint() / "config.json").string();
+}
 
 std::vector<fs::path> sample_ct_study(const fs::path& folder, StudySpec& spec) {
   // The project's sample generator (the demo sends the same study), kept small for the tests.

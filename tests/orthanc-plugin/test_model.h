@@ -1,7 +1,7 @@
 // What the plugin tests analyse with, and how they make an analysis last long enough to be
-// interrupted: a tiny checkpoint of the real architecture whose language model answers
-// "Sure, [SEG]." to everything (`unibiomed model make-random --config tiny --answer ...`), so
-// that every task goes through the real pipeline, SAM2 included, and yields SEG objects.
+// interrupted: the shipped demo checkpoint (samples/demo-checkpoint, the real architecture
+// trained on the sample phantoms), so that the CT rule's questions get grounded answers and SEG
+// objects through the whole pipeline, SAM2 included.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
@@ -18,8 +18,8 @@ namespace unibiomed::test {
 std::filesystem::path test_model_dir();
 std::string test_model_missing_reason();
 
-// The sample CT study the tests analyse (the sample generator's when `unibiomed samples write`
-// is available, else a small synthetic CT series); fills the UIDs into `spec`.
+// The sample generator's CT study (`unibiomed samples write --only ct`, small); fills the UIDs
+// into `spec`.
 std::vector<std::filesystem::path> sample_ct_study(const std::filesystem::path& folder, StudySpec& spec);
 
 // Environment for Orthanc and a slice count such that the analysis of one study lasts a few

@@ -6,8 +6,11 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
+
+#include "samples/phantom.h"
 
 namespace unibiomed::test {
 
@@ -50,8 +53,22 @@ void save(DcmFileFormat& file, const fs::path& path) {
   if (status.bad()) throw std::runtime_error("cannot write " + path.string() + ": " + status.text());
 }
 
-void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& frame_of_reference, int slice,
-                  size_t pixel_bytes) {
+// The sample generator's abdomen phantom at the spec's size: 36 cm field, 5 mm slices about
+// the liver, spleen and kidneys (what the demo checkpoint was trained on).
+constexpr double kFieldMm = 360, kSliceMm = 5;
+
+samples::Phantom ct_phantom(const StudySpec& spec) {
+  if (spec.rows != spec.columns) throw std::invalid_argument("test CT series: rows and columns must be equal");
+  samples::CtAbdomenOptions o;
+  o.size = spec.rows;
+  o.slices = std::max(1, spec.slices);
+  o.pixel_spacing = kFieldMm / spec.rows;
+  o.slice_spacing = kSliceMm;
+  return samples::make_ct_abdomen(o);
+}
+
+void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& frame_of_reference,
+                  const samples::Phantom& phantom, int slice, size_t pixel_bytes) {
   put_common(ds, spec, UID_CTImageStorage, new_uid());
   ds.putAndInsertString(DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL");
   ds.putAndInsertString(DCM_SeriesDescription, "Abdomen test");
@@ -59,10 +76,12 @@ void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& fram
   ds.putAndInsertString(DCM_FrameOfReferenceUID, frame_of_reference.c_str());
   ds.putAndInsertString(DCM_PositionReferenceIndicator, "");
   ds.putAndInsertString(DCM_InstanceNumber, std::to_string(slice + 1).c_str());
-  ds.putAndInsertString(DCM_ImagePositionPatient, ("-100\\-100\\" + std::to_string(slice * 5.0)).c_str());
+  const std::string corner = std::to_string(-kFieldMm / 2) + "\\" + std::to_string(-kFieldMm / 2) + "\\";
+  ds.putAndInsertString(DCM_ImagePositionPatient, (corner + std::to_string(slice * kSliceMm)).c_str());
   ds.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
-  ds.putAndInsertString(DCM_PixelSpacing, "3.125\\3.125");
-  ds.putAndInsertString(DCM_SliceThickness, "5");
+  const std::string spacing = std::to_string(kFieldMm / spec.rows);
+  ds.putAndInsertString(DCM_PixelSpacing, (spacing + "\\" + spacing).c_str());
+  ds.putAndInsertString(DCM_SliceThickness, std::to_string(kSliceMm).c_str());
   ds.putAndInsertString(DCM_KVP, "120");
   ds.putAndInsertUint16(DCM_SamplesPerPixel, 1);
   ds.putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
@@ -77,17 +96,10 @@ void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& fram
   ds.putAndInsertString(DCM_RescaleType, "HU");
   ds.putAndInsertString(DCM_WindowCenter, "40");
   ds.putAndInsertString(DCM_WindowWidth, "400");
-  // Air outside an elliptic body (water, 0 HU), a 60 HU organ-like disk moving with the slice.
-  std::vector<Sint16> pixels(static_cast<size_t>(spec.rows) * static_cast<size_t>(spec.columns));
-  const double cx = spec.columns / 2.0, cy = spec.rows / 2.0;
-  for (int y = 0; y < spec.rows; ++y)
-    for (int x = 0; x < spec.columns; ++x) {
-      const double ex = (x - cx) / (0.45 * spec.columns), ey = (y - cy) / (0.35 * spec.rows);
-      Sint16 hu = ex * ex + ey * ey <= 1.0 ? 0 : -1000;
-      const double dx = x - (cx - spec.columns * 0.15 + slice), dy = y - cy;
-      if (hu == 0 && std::sqrt(dx * dx + dy * dy) < spec.rows * 0.15) hu = 60;
-      pixels[static_cast<size_t>(y) * static_cast<size_t>(spec.columns) + static_cast<size_t>(x)] = hu;
-    }
+  const size_t plane = static_cast<size_t>(spec.rows) * static_cast<size_t>(spec.columns);
+  std::vector<Sint16> pixels(plane);
+  for (size_t i = 0; i < plane; ++i)
+    pixels[i] = static_cast<Sint16>(std::lround(phantom.values[static_cast<size_t>(slice) * plane + i]));
   const size_t bytes = std::min(pixel_bytes, pixels.size() * 2);
   ds.putAndInsertUint8Array(DCM_PixelData, reinterpret_cast<const Uint8*>(pixels.data()),
                             static_cast<unsigned long>(bytes));
@@ -99,10 +111,11 @@ std::vector<fs::path> write_ct_series(const fs::path& folder, StudySpec& spec) {
   fill(spec);
   fs::create_directories(folder);
   const std::string frame_of_reference = new_uid();
+  const samples::Phantom phantom = ct_phantom(spec);
   std::vector<fs::path> files;
   for (int i = 0; i < spec.slices; ++i) {
     DcmFileFormat file;
-    put_ct_image(*file.getDataset(), spec, frame_of_reference, i, SIZE_MAX);
+    put_ct_image(*file.getDataset(), spec, frame_of_reference, phantom, i, SIZE_MAX);
     files.push_back(folder / (spec.series_uid + "-" + std::to_string(i) + ".dcm"));
     save(file, files.back());
   }
@@ -113,7 +126,9 @@ fs::path write_truncated_ct(const fs::path& folder, StudySpec& spec) {
   fill(spec);
   fs::create_directories(folder);
   DcmFileFormat file;
-  put_ct_image(*file.getDataset(), spec, new_uid(), 0, 100);
+  StudySpec one = spec;
+  one.slices = 1;
+  put_ct_image(*file.getDataset(), spec, new_uid(), ct_phantom(one), 0, 100);
   const fs::path path = folder / (spec.series_uid + "-truncated.dcm");
   save(file, path);
   return path;

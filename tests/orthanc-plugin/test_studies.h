@@ -20,8 +20,9 @@ struct StudySpec {
   int rows = 64, columns = 64;
 };
 
-// Writes one CT series (a water-filled body with a brighter disk that moves through the slices)
-// into `folder`; returns the files. Fills the generated UIDs into `spec`.
+// Writes one CT series (the sample generator's abdomen phantom, samples/phantom.h, at the spec's
+// size: liver, spleen, kidneys, the liver lesion) into `folder`; returns the files. Fills the
+// generated UIDs into `spec`.
 std::vector<std::filesystem::path> write_ct_series(const std::filesystem::path& folder, StudySpec& spec);
 
 // A CT image whose PixelData holds fewer bytes than Rows x Columns x 2 (Orthanc stores it;
