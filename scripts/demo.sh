@@ -124,8 +124,10 @@ while :; do
   for s in $STUDIES; do
     # Top-level keys of the pretty-printed answer are indented by exactly 3 spaces.
     answer=$(curl -sf "$API/unibiomed/studies/$s" || true)
-    state=$(echo "$answer" | grep -m1 '^   "State"' | sed 's/.*: "\(.*\)".*/\1/')
-    queued=$(echo "$answer" | grep -m1 '^   "Queued"' | grep -c true || true)
+    # grep reads the whole record (a study with many findings is larger than a pipe's buffer:
+    # `echo | grep -m1` would end echo with SIGPIPE, fatal under pipefail).
+    state=$(grep '^   "State"' <<< "$answer" | sed -n '1s/.*: "\(.*\)".*/\1/p' || true)
+    queued=$(grep '^   "Queued"' <<< "$answer" | grep -c true || true)
     if { [ "$state" = done ] || [ "$state" = failed ]; } && [ "$queued" = 0 ]; then finished=$((finished + 1)); fi
   done
   printf '\rdemo: %d/%d studies finished' "$finished" "$COUNT"
