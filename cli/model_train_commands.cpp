@@ -1,6 +1,7 @@
 // `unibiomed model train` (the demo checkpoint: a small model of the UniBiomed architecture
 // trained on synthetic studies) and `unibiomed model evaluate` (its held-out scores).
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -8,6 +9,7 @@
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
 #include "inference/error.h"
+#include "training/synthetic.h"
 #include "training/trainer.h"
 
 namespace unibiomed::cli {
@@ -49,8 +51,9 @@ int run_model_train(const Args& args) {
   if (o.steps <= 0 || o.batch <= 0 || o.max_minutes <= 0 || o.threads < 0)
     throw UsageError("--steps, --batch and --minutes must be positive, --threads not negative");
   o.families = p.get_all("--family");
+  const auto& known = training::SyntheticData::families();
   for (const auto& f : o.families)
-    if (f != "segmentation" && f != "disease" && f != "vqa" && f != "report" && f != "region")
+    if (std::find(known.begin(), known.end(), f) == known.end())
       throw UsageError("--family must be segmentation, disease, vqa, report or region, not '" + f + "'");
   o.log = log_line;
   const auto s = training::train_demo_checkpoint(p.positionals()[0], o);

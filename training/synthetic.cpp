@@ -45,10 +45,14 @@ struct ModalitySpec {
   std::vector<Structure> structures;        // segmentation targets
   std::vector<std::string> finding_labels;  // labels of the abnormality
   std::string disease, anatomy, report, finding_region_answer;
-  bool negatives = true;           // images without the finding exist
-  bool negatives_by_slice = false;  // volumes: slices without it (else the phantom made without it)
+  bool negatives = true;  // images without the finding exist
   std::function<Phantom(uint64_t seed, bool with_finding)> make;
   std::string negative_context;  // volumes: a label that makes a slice worth a "no abnormality" answer
+
+  // CT and MR: volumes, whose "no abnormality" images are slices without the finding; the other
+  // modalities' are the same phantom made without it.
+  bool volume() const { return render == Render::kCt || render == Render::kMr; }
+  bool clean_negatives() const { return negatives && !volume(); }
 };
 
 // A finding counts as shown when it covers at least this many pixels of the phantom's image
@@ -64,7 +68,7 @@ const std::vector<ModalitySpec>& specs() {
                   {"kidney", {"left kidney", "right kidney"}, "kidney in abdomen CT"},
                   {"spleen", {"spleen"}, "spleen in abdomen CT"}},
                  {"liver lesion"}, "Liver lesion", "liver", "A hypodense lesion in the right lobe of the liver.",
-                 "lesion in liver CT", true, true,
+                 "lesion in liver CT", true,
                  [](uint64_t seed, bool) {
                    samples::CtAbdomenOptions o;
                    o.size = 192;
@@ -77,7 +81,7 @@ const std::vector<ModalitySpec>& specs() {
                  ""});
     v.push_back({"MRI", Render::kMr, {{"brain tumor", {"lesion"}, "brain tumor in brain MRI"}}, {"lesion"},
                  "Brain tumor", "brain", "A hyperintense lesion in the white matter.", "brain tumor in brain MRI", true,
-                 true, [](uint64_t seed, bool) {
+                 [](uint64_t seed, bool) {
                    samples::MrBrainOptions o;
                    o.size = 160;
                    o.pixel_spacing = 0.9375 * 256 / 160;
@@ -90,19 +94,19 @@ const std::vector<ModalitySpec>& specs() {
     v.push_back({"X-Ray", Render::kXray,
                  {{"lung", {"left lung", "right lung"}, "lung in chest X-Ray"}, {"heart", {"heart"}, "heart in chest X-Ray"}},
                  {"nodule"}, "Lung nodule", "lung", "A solitary nodule in the right upper lung.", "nodule in lung X-Ray",
-                 true, false, [](uint64_t seed, bool finding) { return samples::make_chest_xray(192, seed, finding); }, ""});
+                 true, [](uint64_t seed, bool finding) { return samples::make_chest_xray(192, seed, finding); }, ""});
     v.push_back({"ultrasound", Render::kDirect, {}, {"cyst"}, "Cyst", "liver",
-                 "An anechoic cyst with posterior acoustic enhancement.", "cyst in liver ultrasound", true, false,
+                 "An anechoic cyst with posterior acoustic enhancement.", "cyst in liver ultrasound", true,
                  [](uint64_t seed, bool finding) { return samples::make_ultrasound_cine(192, 144, 4, seed, finding); }, ""});
     v.push_back({"fundus", Render::kDirect, {{"optic disc", {"optic disc"}, "optic disc in retina fundus"}},
                  {"exudate", "haemorrhage"}, "Diabetic retinopathy", "retina", "Exudates and haemorrhages in the retina.",
-                 "lesion in retina fundus", true, false,
+                 "lesion in retina fundus", true,
                  [](uint64_t seed, bool finding) { return samples::make_fundus_photo(192, seed, finding); }, ""});
     v.push_back({"dermoscopy", Render::kDirect, {{"skin lesion", {"lesion"}, "skin lesion in skin dermoscopy"}},
                  {"lesion"}, "Skin lesion", "skin", "An irregular pigmented lesion.", "skin lesion in skin dermoscopy",
-                 false, false, [](uint64_t seed, bool) { return samples::make_dermoscopy_photo(192, 144, seed); }, ""});
+                 false, [](uint64_t seed, bool) { return samples::make_dermoscopy_photo(192, 144, seed); }, ""});
     v.push_back({"endoscope", Render::kDirect, {{"polyp", {"polyp"}, "polyp in colon endoscope"}}, {"polyp"}, "Polyp",
-                 "colon", "A polyp on the colon wall.", "polyp in colon endoscope", true, false,
+                 "colon", "A polyp on the colon wall.", "polyp in colon endoscope", true,
                  [](uint64_t seed, bool finding) { return samples::make_endoscopy_frame(180, 144, seed, finding); }, ""});
     return v;
   }();
@@ -288,7 +292,7 @@ void add_slices(const Phantom& p, const ModalitySpec& spec, std::vector<Slice>& 
     s.labels.assign(p.labels.begin() + static_cast<long>(z * plane), p.labels.begin() + static_cast<long>((z + 1) * plane));
     s.label_names = p.label_names;
     s.volume_values = volume;
-    bool useful = spec.render != Render::kCt && spec.render != Render::kMr;
+    bool useful = !spec.volume();
     for (const auto& st : spec.structures) useful = useful || count(s.mask_of(st.labels)) >= 40;
     useful = useful || count(s.mask_of(spec.finding_labels)) >= kVisibleFinding;
     if (!spec.negative_context.empty()) useful = useful || count(s.mask_of({spec.negative_context})) >= 400;
@@ -297,6 +301,11 @@ void add_slices(const Phantom& p, const ModalitySpec& spec, std::vector<Slice>& 
 }
 
 }  // namespace
+
+const std::vector<std::string>& SyntheticData::families() {
+  static const std::vector<std::string> names{"segmentation", "disease", "vqa", "report", "region"};
+  return names;
+}
 
 SyntheticData::SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality)
     : pool_(std::make_unique<Pool>(example_seed)) {
@@ -307,9 +316,9 @@ SyntheticData::SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int p
       const uint64_t seed = phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k);
       add_slices(spec.make(seed, true), spec, slices);
       // 2D modalities: the same patient without the finding, for the "no abnormality" answers.
-      if (spec.negatives && !spec.negatives_by_slice) add_slices(spec.make(seed, false), spec, clean);
+      if (spec.clean_negatives()) add_slices(spec.make(seed, false), spec, clean);
     }
-    if (slices.empty() || (spec.negatives && !spec.negatives_by_slice && clean.empty()))
+    if (slices.empty() || (spec.clean_negatives() && clean.empty()))
       throw std::logic_error("synthetic data: no usable image for " + spec.modality);
     pool_->slices.push_back(std::move(slices));
     pool_->clean.push_back(std::move(clean));
@@ -363,8 +372,9 @@ Example SyntheticData::next() {
     region_on_finding = k == n;
   }
   const bool needs_finding = (family != "segmentation" && !structure) && want_positive;
-  const bool needs_no_finding = family == "disease" && !want_positive && spec.negatives_by_slice;
-  const bool clean = family == "disease" && !want_positive && !spec.negatives_by_slice;
+  const bool no_finding = family == "disease" && !want_positive;
+  const bool needs_no_finding = no_finding && spec.volume();
+  const bool clean = no_finding && spec.clean_negatives();
   const auto& slices = clean ? pool_->clean[m] : pool_->slices[m];
   Slice s;
   for (int attempt = 0;; ++attempt) {

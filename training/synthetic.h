@@ -42,6 +42,8 @@ class SyntheticData {
   Example next();
   // Modality phrases covered, in a fixed order.
   static const std::vector<std::string>& modalities();
+  // Task families of Example::family, in a fixed order.
+  static const std::vector<std::string>& families();
 
   struct Pool;
 
