@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -202,6 +203,34 @@ TEST(Samples, PhantomGroundTruthIsUsable) {
   }
   EXPECT_NEAR(sum / 20000, 0, 0.03);
   EXPECT_NEAR(std::sqrt(sum2 / 20000), 1, 0.03);
+}
+
+TEST(Samples, PhantomsWithoutTheirFindingDifferOnlyThere) {
+  // with_finding = false: no finding label, and every pixel away from the finding (its rim and,
+  // for the cyst, the posterior enhancement below it) as with the finding.
+  struct Case {
+    const char* name;
+    Phantom with, without;
+    std::vector<std::string> finding;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"chest X-ray", make_chest_xray(256, 5), make_chest_xray(256, 5, false), {"nodule"}});
+  cases.push_back({"ultrasound", make_ultrasound_cine(160, 120, 2, 5), make_ultrasound_cine(160, 120, 2, 5, false), {"cyst"}});
+  cases.push_back({"fundus", make_fundus_photo(256, 5), make_fundus_photo(256, 5, false), {"exudate", "haemorrhage"}});
+  cases.push_back({"endoscopy", make_endoscopy_frame(180, 144, 5), make_endoscopy_frame(180, 144, 5, false), {"polyp"}});
+  for (const auto& c : cases) {
+    size_t finding = 0, differing = 0;
+    for (const auto& name : c.finding) {
+      finding += c.with.label_voxels(c.with.label_of(name));
+      EXPECT_EQ(c.without.label_voxels(c.without.label_of(name)), 0u) << c.name << " " << name;
+    }
+    EXPECT_GT(finding, 0u) << c.name;
+    for (size_t i = 0; i < c.with.values.size(); ++i) differing += c.with.values[i] != c.without.values[i];
+    std::cout << c.name << ": finding " << finding << " px, " << differing << " values differ\n";
+    EXPECT_GT(differing, 0u) << c.name;
+    // At most three times the finding's area (the rim; the cyst's enhancement), per channel.
+    EXPECT_LE(differing, 3 * finding * static_cast<size_t>(c.with.channels)) << c.name;
+  }
 }
 
 TEST(Samples, CommandLineWritesTheSameStudies) {
