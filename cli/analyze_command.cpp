@@ -118,9 +118,9 @@ int run_analyze(const Args& args) {
       .option("--device", "DEVICE", "cpu, cuda or cuda:N", std::string("cpu"))
       .option("--dtype", "TYPE", "auto, float32, bfloat16 or float16", std::string("auto"))
       .option("--threads", "N", "CPU threads for the model (0 = all cores)", std::string("0"))
-      .option("--task", "NAME", "run only the rule tasks of this name (repeatable), e.g. organs, abnormality, report",
+      .option("--task", "NAME", "run only the rule tasks of this name, e.g. organs, abnormality, report",
               std::nullopt, true)
-      .option("--ask", "TEXT", "an explicit question asked on every analysed view (repeatable)", std::nullopt, true)
+      .option("--ask", "TEXT", "an explicit question asked on every analysed view", std::nullopt, true)
       .option("--box", "X0,Y0,X1,Y1", "region-aware diagnosis: draw this green box on the views for the --ask questions")
       .flag("--no-rules", "ask only the --ask questions, not the task rules")
       .option("--task-rules", "FILE", "task rules file replacing (or, with \"extends\", extending) the defaults")

@@ -187,7 +187,7 @@ int run_dicom_render(const Args& args) {
   parser.positional("PATH", "DICOM files or folders", 1, 100000)
       .option("-o", "DIR", "output folder")
       .option("--preset", "NAME", "CT window preset (" + presets + ")", "abdomen")
-      .option("--series", "UID", "render only this SeriesInstanceUID (repeatable)", std::nullopt, true)
+      .option("--series", "UID", "render only this SeriesInstanceUID", std::nullopt, true)
       .option("--stride", "N", "every N-th frame of multi-frame (cine) instances", "1")
       .option("--mr-scope", "slice|volume", "MR percentiles per slice (as the training data) or per stack", "slice")
       .option("--slide-level", "N", "whole slides: pyramid level (0 = finest); default: nearest --slide-um", "-1")

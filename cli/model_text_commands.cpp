@@ -93,7 +93,7 @@ int run_model_generate(const Args& args) {
   p.option("--prompt-ids", "JSON", "prompt token ids, e.g. [1,2,3]")
       .option("--text", "TEXT", "prompt text, tokenized as it is")
       .option("--max-new-tokens", "N", "generation limit", std::string("2048"))
-      .option("--stop-word", "S", "stop when the text (newlines removed) ends with S; repeatable; replaces the "
+      .option("--stop-word", "S", "stop when the text (newlines removed) ends with S; replaces the "
               "template's stop words", std::nullopt, true)
       .flag("--no-stop-words", "stop only at eos or the limit")
       .option("--tokenizer", "DIR", "tokenizer files from another folder (default: DIR)")

@@ -23,19 +23,21 @@ void log_line(const std::string& line) { std::cerr << line << std::endl; }
 }  // namespace
 
 int run_model_train(const Args& args) {
-  ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--minutes M] [--threads N] DIR",
+  ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--minutes M] [--threads N] [--family NAME] DIR",
               "Trains the demo checkpoint: a small model of the UniBiomed architecture (same code and tensor names "
               "as the release, small sizes) on synthetic examples made from the sample phantoms (CT, MRI, X-ray, "
               "ultrasound, fundus, dermoscopy, endoscopy) in the five task formats. Next-token loss on the answers, "
-              "BCE + Dice on the [SEG] masks. Deterministic for a seed and thread count. Writes config.json, the "
+              "BCE + Dice on the [SEG] masks, and a training-only read-out of where each image token shows the "
+              "finding (not written). Deterministic for a seed and thread count. Writes config.json, the "
               "tokenizer files and model.safetensors into DIR (saved every 500 steps and at the end). For "
               "demonstration only, not for clinical use.");
-  p.option("--seed", "N", "random seed (initial weights and examples)", std::string("1"))
-      .option("--steps", "N", "optimiser steps", std::string("3800"))
-      .option("--batch", "N", "examples per step", std::string("8"))
+  const training::TrainOptions defaults;
+  p.option("--seed", "N", "random seed (initial weights and examples)", std::to_string(defaults.seed))
+      .option("--steps", "N", "optimiser steps", std::to_string(defaults.steps))
+      .option("--batch", "N", "examples per step", std::to_string(defaults.batch))
       .option("--minutes", "M", "stop (and save) after this many minutes", std::string("29"))
-      .option("--threads", "N", "worker threads (default: the machine's cores)", std::string("0"))
-      .option("--family", "NAME", "train on this task family only (repeatable; for experiments)", std::nullopt, true)
+      .option("--threads", "N", "worker threads; 0: the machine's cores", std::string("0"))
+      .option("--family", "NAME", "train on this task family only (for experiments)", std::nullopt, true)
       .positional("DIR", "the checkpoint folder to write (created when missing)", 1, 1);
   if (!p.parse(args)) return kExitOk;
   training::TrainOptions o;
@@ -70,7 +72,7 @@ int run_model_evaluate(const Args& args) {
               "finding's name with its [SEG], or that there is no abnormality), plus the other task families.");
   p.option("--seed", "N", "held-out set seed", std::string("90001"))
       .option("--examples", "N", "number of held-out examples", std::string("168"))
-      .option("--threads", "N", "torch threads (default: the machine's cores)", std::string("0"))
+      .option("--threads", "N", "torch threads; 0: the machine's cores", std::string("0"))
       .option("--dump", "DIR", "write each example's image with the true (green) and predicted (red) outline")
       .positional("DIR", "the checkpoint folder", 1, 1);
   if (!p.parse(args)) return kExitOk;

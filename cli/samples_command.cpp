@@ -17,7 +17,7 @@ int run_samples_write(const Args& args) {
                        ". OUT/<name>/IMxxxx.dcm plus OUT/manifest.json (what each series is, its UIDs and the "
                        "ground-truth labels of its phantom).");
   parser.positional("OUT", "output folder (created if needed)", 1, 1)
-      .option("--only", "NAME", "write only this sample (repeatable)", std::nullopt, true)
+      .option("--only", "NAME", "write only this sample", std::nullopt, true)
       .option("--ct-slices", "N", "number of CT slices", "64")
       .option("--ct-size", "N", "CT rows = columns", "512")
       .option("--uid-root", "TEXT", "text the UIDs are derived from (change it for a second, distinct copy)",

@@ -373,8 +373,16 @@ Phantom make_chest_xray(int size, uint64_t seed, bool with_finding) {
     draw_polyline(p, 0, {{side * 15.0, -150.0}, {side * 80.0, -165.0}, {side * 145.0, -178.0}}, 12, {0.9f, 0, 0},
                   0.55f);
   }
-  // The finding: a solitary nodule in the right upper lung.
-  if (with_finding) fill(p, Ellipsoid{-95, -62, 0, 9, 8.5, big, 0, 2}, 0.47f, 4);
+  // The finding: a solitary nodule in the right upper lung, 26 mm across (large enough for the
+  // demo model's 112-pixel input). Its density adds to what lies over it, as on a radiograph: it
+  // shows over a rib as well as between two.
+  if (with_finding) {
+    const Ellipsoid nodule{-95, -62, 0, 13, 12, big, 0, 2};
+    for_each_inside(p, nodule, nodule.cx, nodule.cy, nodule.cz, reach(nodule), nodule.rz, [&](size_t i) {
+      p.values[i] += 0.45f;
+      p.labels[i] = 4;
+    });
+  }
   add_noise(p, random, 0.01);
   clamp_values(p, 0, 1);
   return p;
@@ -463,16 +471,17 @@ Phantom make_fundus_photo(int size, uint64_t seed, bool with_finding) {
   // Optic disc with its cup.
   fill_rgb(p, Ellipsoid{disc_x, disc_y, 0, 72 * s, 82 * s, 10, 0, 2}, {245, 196, 120}, 1, 0.92f);
   fill_rgb(p, Ellipsoid{disc_x + 6 * s, disc_y, 0, 28 * s, 32 * s, 10, 0, 2}, {240, 228, 175}, 1, 0.9f);
-  // Lesions: hard exudates near the macula, blot haemorrhages.
+  // Lesions: hard exudates near the macula, blot haemorrhages (larger than most real ones, so
+  // that the demo model's 112-pixel input shows them).
   for (int k = 0; k < (with_finding ? 9 : 0); ++k) {
     const double a = random.uniform() * 2 * kPi, d = (60 + 90 * random.uniform()) * s,
-                 r = (4 + 5 * random.uniform()) * s;
+                 r = (8 + 8 * random.uniform()) * s;
     fill_rgb(p, Ellipsoid{-80 * s + d * std::cos(a), 15 * s + d * std::sin(a), 0, r, r * 0.8, 10, 0, 2}, {238, 212, 92},
              2, 0.95f);
   }
   for (int k = 0; k < (with_finding ? 5 : 0); ++k) {
     const double x = (-300 + 420 * random.uniform()) * s, y = (-280 + 560 * random.uniform()) * s;
-    Blob blot{Ellipsoid{x, y, 0, (9 + 7 * random.uniform()) * s, (8 + 6 * random.uniform()) * s, 10, 0, 2},
+    Blob blot{Ellipsoid{x, y, 0, (20 + 12 * random.uniform()) * s, (18 + 10 * random.uniform()) * s, 10, 0, 2},
               {0.15, 0.1, 0, 0},
               {random.uniform() * 6, random.uniform() * 6, 0, 0}};
     if (std::hypot(x, y) < field * 0.9) fill_rgb(p, blot, {105, 18, 14}, 3, 0.9f);

@@ -55,11 +55,6 @@ struct ModalitySpec {
   bool clean_negatives() const { return negatives && !volume(); }
 };
 
-// A finding counts as shown when it covers at least this many pixels of the phantom's image
-// (about 190 pixels across): some 7 pixels wide, 4 in the model's 112-pixel tile. Slices that
-// show less of it (a lesion's edge) are asked neither "is there" nor "is there not".
-constexpr size_t kVisibleFinding = 40;
-
 const std::vector<ModalitySpec>& specs() {
   static const std::vector<ModalitySpec> all = [] {
     std::vector<ModalitySpec> v;
@@ -254,6 +249,7 @@ std::vector<Example> Example::companions() const {
     c.answer = answer;
     c.image = image;
     c.mask = mask;
+    c.finding = finding;
     out.push_back(std::move(c));
   }
   return out;
@@ -398,6 +394,7 @@ Example SyntheticData::next() {
   Slice warped;
   warped.labels = labels;
   warped.label_names = s.label_names;
+  e.finding = warped.mask_of(spec.finding_labels);
 
   if (family == "segmentation") {
     e.target = structure->phrase;
@@ -417,7 +414,7 @@ Example SyntheticData::next() {
     e.answer = region_on_finding ? spec.finding_region_answer : structure->region_answer;
   } else {
     e.target = spec.disease;
-    const auto mask = warped.mask_of(spec.finding_labels);
+    const auto& mask = e.finding;
     if (family == "disease") {
       e.question = kDiseasePrompt;
       e.positive = count(mask) > 0;

@@ -8,6 +8,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,6 +17,11 @@
 #include "inference/image.h"
 
 namespace unibiomed::training {
+
+// A finding counts as shown when it covers at least this many pixels of the phantom's image
+// (about 190 pixels across): some 7 pixels wide, 4 in the model's 112-pixel tile. Slices that
+// show less of it (a lesion's edge) are asked neither "is there" nor "is there not".
+inline constexpr size_t kVisibleFinding = 40;
 
 struct Example {
   std::string modality;  // the rules' modality phrase: "CT", "MRI", "X-Ray", "ultrasound", ...
@@ -26,6 +32,9 @@ struct Example {
   std::string answer;    // the expected answer text (without the end token)
   inference::RgbImage image;
   std::vector<uint8_t> mask;  // image-sized ground truth of the answer's [SEG] (empty: none)
+  // Image-sized: where the modality's finding is (all zero when the image shows none), whatever
+  // the question; training teaches the image tokens to carry it (trainer.cpp).
+  std::vector<uint8_t> finding;
 
   // Segmentation: the same question for the image's other structures, so that training can ask
   // for several targets on one image (what teaches the [SEG] to follow the question's target).

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #if defined(__GLIBC__)
@@ -25,6 +26,7 @@
 #include "inference/random_checkpoint.h"
 #include "inference/runtime.h"
 #include "inference/tokenizer.h"
+#include "inference/vision_encoder.h"
 #include "training/synthetic.h"
 #include "training/trainable_model.h"
 
@@ -66,6 +68,7 @@ struct Prepared {
   torch::Tensor sam_pixels;  // [3, s, s] (only with a [SEG])
   torch::Tensor sam_mask;    // [s, s] float ground truth at the SAM2 input size
   std::vector<int64_t> seg_positions;
+  torch::Tensor finding_cells;  // [tokens_per_tile]: how much of the finding each image token shows (0..1)
   bool disease = false;  // a disease-recognition question: the answer's first token is its decision
 };
 
@@ -82,6 +85,10 @@ Prepared prepare(const Example& e, const inference::ModelConfig& config, const i
   for (int64_t id : tok.encode(e.answer)) p.ids.push_back(id);
   p.ids.push_back(eos);
   p.disease = e.family == "disease";
+  if (tiles == 1) {
+    const int grid = config.vision.image_size / config.vision.patch_size;
+    p.finding_cells = torch::tensor(finding_token_targets(e, grid, config.downsample_ratio));
+  }
   p.image_at = std::find(p.ids.begin(), p.ids.end(), context_id) - p.ids.begin();
   for (int64_t t = p.prompt_length; t < static_cast<int64_t>(p.ids.size()); ++t)
     if (p.ids[static_cast<size_t>(t)] == seg_id) p.seg_positions.push_back(t);
@@ -99,17 +106,53 @@ Prepared prepare(const Example& e, const inference::ModelConfig& config, const i
 
 constexpr float kDecisionWeight = 8;
 
+// Training only (not part of the checkpoint): a linear read-out of each image token, taught
+// where the finding is (finding_cells). The answer's decision needs the image tokens to carry
+// small findings; this gives the vision encoder that signal directly, on every example, instead
+// of only through the one decision token of disease questions.
+struct FindingHead {
+  torch::Tensor weight, bias;  // [1, H], [1]
+  explicit FindingHead(int64_t hidden)
+      : weight((torch::randn({1, hidden}) * 0.02).requires_grad_()), bias(torch::zeros({1}).requires_grad_()) {}
+};
+constexpr float kFindingWeight = 2;
+constexpr float kFindingPositiveWeight = 4;  // finding cells are rare
+
 struct StepLosses {
   torch::Tensor total;
-  double text = 0, bce = 0, dice = 0, iou = 0;
+  double text = 0, bce = 0, dice = 0, iou = 0, finding = 0;
   int decisions = 0, decisions_right = 0;  // disease answers' first tokens predicted right (argmax)
+  int images = 0, images_right = 0;        // finding head: "some token shows the finding" right
 };
 
-StepLosses step_loss(const TrainableModel& model, const std::vector<Prepared>& batch) {
+StepLosses step_loss(const TrainableModel& model, const FindingHead& head, const std::vector<Prepared>& batch) {
   const int64_t H = model.config().llm.hidden_size;
   std::vector<torch::Tensor> tiles;
   for (const auto& p : batch) tiles.push_back(p.tiles);
   const auto vision = model.vision_tokens(torch::cat(tiles, 0));  // [sum t, tokens, H]
+  StepLosses out;
+  torch::Tensor finding_loss;
+  {
+    std::vector<int64_t> at;
+    std::vector<torch::Tensor> targets;
+    int64_t tile_at = 0;
+    for (const auto& p : batch) {
+      if (p.finding_cells.defined()) at.push_back(tile_at), targets.push_back(p.finding_cells);
+      tile_at += p.tiles.size(0);
+    }
+    if (!at.empty()) {
+      const auto logits = torch::linear(vision.index_select(0, torch::tensor(at, torch::kLong)), head.weight, head.bias).squeeze(-1);
+      const auto target = torch::stack(targets);
+      finding_loss = F::binary_cross_entropy_with_logits(
+          logits, target, F::BinaryCrossEntropyWithLogitsFuncOptions().pos_weight(torch::tensor({kFindingPositiveWeight})));
+      out.finding = finding_loss.item<double>();
+      // With positive cells weighted w, a logit of log(w) is an even chance.
+      const auto shown = std::get<0>(target.max(1)) >= 0.5;
+      const auto said = std::get<0>(logits.max(1)) > std::log(kFindingPositiveWeight);
+      out.images = static_cast<int>(at.size());
+      out.images_right = static_cast<int>((shown == said).sum().item<int64_t>());
+    }
+  }
   int64_t longest = 0;
   for (const auto& p : batch) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.ids.size()));
   std::vector<torch::Tensor> rows;
@@ -155,7 +198,6 @@ StepLosses step_loss(const TrainableModel& model, const std::vector<Prepared>& b
   }
   const auto flat = hidden.reshape({-1, H});
   const auto logits = model.logits(flat.index_select(0, torch::tensor(rows_at, torch::kLong)));
-  StepLosses out;
   const auto token_weights = torch::tensor(weights);
   auto text_loss = (F::cross_entropy(logits, torch::tensor(targets, torch::kLong),
                                      F::CrossEntropyFuncOptions().reduction(torch::kNone)) *
@@ -169,7 +211,7 @@ StepLosses step_loss(const TrainableModel& model, const std::vector<Prepared>& b
     out.decisions = static_cast<int>(first.sum().item<int64_t>());
     out.decisions_right = static_cast<int>(right.sum().item<int64_t>());
   }
-  out.total = text_loss;
+  out.total = finding_loss.defined() ? text_loss + kFindingWeight * finding_loss : text_loss;
   if (seg_rows.empty()) return out;
 
   // Masks of every [SEG]: all four decoder outputs learn the mask (inference keeps the best of
@@ -252,6 +294,22 @@ void dump_example(const fs::path& dir, int index, const Example& e, const infere
 
 }  // namespace
 
+std::vector<float> finding_token_targets(const Example& e, int grid, double downsample_ratio) {
+  // The per-patch pixel counts go through pixel_shuffle itself as a one-channel map: each
+  // token's channels are then its patches, in the model's own order.
+  const int64_t g = grid;
+  std::vector<float> per_patch(static_cast<size_t>(g * g), 0.f);
+  const int w = e.image.width, h = e.image.height;
+  if (e.finding.size() != size_t(w) * h) throw std::invalid_argument("finding_token_targets: the finding map is not image-sized");
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      if (e.finding[size_t(y) * w + x]) per_patch[static_cast<size_t>((y * g / h) * g + x * g / w)] += 1;
+  const auto map = torch::tensor(per_patch).view({1, g, g, 1});
+  const auto shuffled = inference::VisionEncoder::pixel_shuffle(map, downsample_ratio);
+  const auto tokens = (shuffled.reshape({-1, shuffled.size(-1)}).sum(-1) / static_cast<float>(kVisibleFinding)).clamp_max(1);
+  return std::vector<float>(tokens.data_ptr<float>(), tokens.data_ptr<float>() + tokens.numel());
+}
+
 std::string demo_config_json() {
   // The tiny reference layout (vocabulary, template, Hiera stages, special token ids) with the
   // demo's sizes.
@@ -313,7 +371,10 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       std::to_string(o.batch) + " examples, at most " + fixed(o.max_minutes, 1) + " minutes, " +
       std::to_string(std::min(thread_count(o.threads), o.batch)) + " worker threads");
   SyntheticData data(o.seed, o.seed + 1);
-  const std::vector<torch::Tensor> params = model.trainable();
+  const FindingHead head(config.llm.hidden_size);
+  std::vector<torch::Tensor> params = model.trainable();
+  params.push_back(head.weight);
+  params.push_back(head.bias);
   const int workers = std::min(thread_count(o.threads), o.batch);
   torch::optim::AdamW optimizer(params,
                                 torch::optim::AdamWOptions(o.learning_rate).betas({0.9, 0.99}).weight_decay(0.01));
@@ -329,10 +390,10 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   };
   TrainSummary summary;
   summary.parameters = model.parameter_count();
-  double window_loss = 0, window_text = 0, window_bce = 0, window_dice = 0;
+  double window_loss = 0, window_text = 0, window_bce = 0, window_dice = 0, window_finding = 0;
   int window = 0;
   double data_minutes = 0;
-  int decisions = 0, decisions_right = 0;
+  int decisions = 0, decisions_right = 0, images = 0, images_right = 0;
   const int warmup = std::min(200, o.steps / 10 + 1);
   int step = 0;
   for (; step < o.steps; ++step) {
@@ -368,7 +429,7 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       try {
         torch::set_num_threads(1);
         if (shares[w].empty()) return;
-        losses[w] = step_loss(model, shares[w]);
+        losses[w] = step_loss(model, head, shares[w]);
         const double weight = static_cast<double>(shares[w].size()) / o.batch;
         grads[w] = torch::autograd::grad({losses[w].total * weight}, params, {}, false, false, true);
       } catch (const std::exception& e) {
@@ -397,6 +458,9 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       window_text += losses[w].text * weight;
       window_bce += losses[w].bce * weight;
       window_dice += losses[w].dice * weight;
+      window_finding += losses[w].finding * weight;
+      images += losses[w].images;
+      images_right += losses[w].images_right;
       decisions += losses[w].decisions;
       decisions_right += losses[w].decisions_right;
     }
@@ -405,10 +469,11 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       summary.last_loss = window_loss / window;
       log("step " + std::to_string(step + 1) + "/" + std::to_string(o.steps) + "  loss " + fixed(window_loss / window, 4) +
           "  (text " + fixed(window_text / window, 4) + ", mask BCE " + fixed(window_bce / window, 4) + ", Dice loss " +
-           fixed(window_dice / window, 4) + ", disease decisions right " +
-          fixed(decisions ? 100.0 * decisions_right / decisions : 0, 1) + " %)  lr " + fixed(lr * 1e3, 3) + "e-3  " + fixed(minutes(), 1) + " min (examples " + fixed(data_minutes, 1) + ")");
-      window_loss = window_text = window_bce = window_dice = 0;
-      decisions = decisions_right = 0;
+           fixed(window_dice / window, 4) + ", finding map " + fixed(window_finding / window, 4) +
+          "; disease decisions right " + fixed(decisions ? 100.0 * decisions_right / decisions : 0, 1) +
+          " %, finding map's image decisions " + fixed(images ? 100.0 * images_right / images : 0, 1) + " %)  lr " + fixed(lr * 1e3, 3) + "e-3  " + fixed(minutes(), 1) + " min (examples " + fixed(data_minutes, 1) + ")");
+      window_loss = window_text = window_bce = window_dice = window_finding = 0;
+      decisions = decisions_right = images = images_right = 0;
       window = 0;
     }
     if (o.save_every > 0 && (step + 1) % o.save_every == 0) save(step + 1);

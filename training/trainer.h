@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "training/synthetic.h"
+
 namespace unibiomed::training {
 
 // config.json of the demo checkpoint: InternViT 3 x 96 on one 112-pixel tile (16 image
@@ -19,15 +21,21 @@ namespace unibiomed::training {
 // 256 pixels with a 64-wide mask decoder.
 std::string demo_config_json();
 
+// The target of the training-only finding head (not part of the checkpoint) for a one-tile
+// input of e.image: per image token, in the order the model lays them out, the pixels of
+// e.finding under it divided by kVisibleFinding, at most 1. `grid`: patches per tile side
+// (image_size / patch_size); `downsample_ratio`: the config's pixel-shuffle ratio.
+std::vector<float> finding_token_targets(const Example& e, int grid, double downsample_ratio);
+
 struct TrainOptions {
   uint64_t seed = 1;
-  int steps = 3800;           // optimiser steps (the learning-rate schedule spans them)
+  int steps = 4200;           // optimiser steps (the learning-rate schedule spans them)
   double max_minutes = 29;    // stops early (and saves) when training takes longer
   int batch = 8;              // examples per step
   double learning_rate = 1e-3;
   int threads = 0;            // 0: the machine's cores
-  int save_every = 500;
-  std::vector<std::string> families;  // only these task families (empty: all), for experiments       // steps between checkpoints written to the output folder
+  int save_every = 500;       // steps between checkpoints written to the output folder
+  std::vector<std::string> families;  // only these task families (empty: all), for experiments
   std::function<void(const std::string&)> log;
 };
 

@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <stdexcept>
 
 #include "inference/grounded_model.h"
 #include "inference/image_preprocess.h"
@@ -21,6 +23,7 @@
 #include "tests/support/test_support.h"
 #include "training/synthetic.h"
 #include "training/trainable_model.h"
+#include "training/trainer.h"
 
 namespace unibiomed::training {
 namespace {
@@ -129,6 +132,35 @@ TEST_F(TrainingForward, GradientsReachEveryPart) {
   EXPECT_GE(with_gradient, total * 8 / 10) << with_gradient << " of " << total << " tensors got a gradient";
 }
 
+TEST(FindingHead, TargetsFollowTheImageTokensLayout) {
+  // A 192-pixel image on the demo's 8 x 8 patches, 4 x 4 tokens after the pixel shuffle: a
+  // token covers 48 x 48 pixels, in rows (InternVL's layout: token i * 4 + j is patches
+  // 2i..2i+1 down and 2j..2j+1 across).
+  Example e;
+  e.image = inference::RgbImage(192, 192);
+  auto square = [&](int x0, int y0, int side) {
+    e.finding.assign(192 * 192, 0);
+    for (int y = y0; y < y0 + side; ++y)
+      for (int x = x0; x < x0 + side; ++x) e.finding[size_t(y) * 192 + x] = 1;
+  };
+  auto expect_only = [&](int token, float value) {
+    const auto t = finding_token_targets(e, 8, 0.5);
+    ASSERT_EQ(t.size(), 16u);
+    for (int k = 0; k < 16; ++k) EXPECT_FLOAT_EQ(t[size_t(k)], k == token ? value : 0.f) << "token " << k;
+  };
+  square(100, 4, 20);  // row 0, column 2
+  expect_only(2, 1.f);
+  square(4, 100, 20);  // row 2, column 0
+  expect_only(8, 1.f);
+  square(150, 150, 4);  // 16 pixels in the last token: 16 / kVisibleFinding
+  expect_only(15, 16.f / kVisibleFinding);
+  e.finding.assign(192 * 192, 0);
+  const auto none = finding_token_targets(e, 8, 0.5);
+  EXPECT_EQ(std::count(none.begin(), none.end(), 0.f), 16);
+  e.finding.resize(10);
+  EXPECT_THROW(finding_token_targets(e, 8, 0.5), std::invalid_argument);
+}
+
 TEST(SyntheticData, SameSeedsGiveTheSameExamples) {
   SyntheticData a(3, 4, 1), b(3, 4, 1), c(3, 5, 1);
   bool any_difference = false;
@@ -162,9 +194,19 @@ TEST(SyntheticData, ExamplesAreWellFormed) {
       EXPECT_EQ(e.question, "Please segment " + e.target + " in " + e.modality + ".");
       EXPECT_GT(std::count(e.mask.begin(), e.mask.end(), 1), 0) << e.question;
     }
+    // The finding map (what the training-only finding head learns) is the image's finding, and
+    // it is what a disease answer's [SEG] outlines.
+    ASSERT_EQ(e.finding.size(), size_t(e.image.width) * e.image.height) << e.question;
+    const auto finding_pixels = static_cast<size_t>(std::count(e.finding.begin(), e.finding.end(), 1));
     if (e.family == "disease" && !e.positive) {
       ++negatives;
       EXPECT_FALSE(has_seg);
+      EXPECT_EQ(finding_pixels, 0u) << e.modality << ": a 'no abnormality' image shows its finding";
+    }
+    if (e.family == "disease" && e.positive) {
+      EXPECT_EQ(e.mask, e.finding) << e.modality;
+      // The warp may trim a few pixels off the kVisibleFinding that the source showed.
+      EXPECT_GE(finding_pixels, kVisibleFinding / 2) << e.modality << ": the finding is hardly shown";
     }
   }
   for (const char* f : {"segmentation", "disease", "vqa", "report", "region"}) EXPECT_GT(families[f], 0) << f;
