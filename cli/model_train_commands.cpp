@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include "cli/arg_parser.h"
@@ -20,6 +21,14 @@ namespace {
 
 void log_line(const std::string& line) { std::cerr << line << std::endl; }
 
+// A default as the help shows it: 29, not 29.000000.
+template <typename T>
+std::string shown(T value) {
+  std::ostringstream s;
+  s << value;
+  return s.str();
+}
+
 }  // namespace
 
 int run_model_train(const Args& args) {
@@ -35,8 +44,8 @@ int run_model_train(const Args& args) {
   p.option("--seed", "N", "random seed (initial weights and examples)", std::to_string(defaults.seed))
       .option("--steps", "N", "optimiser steps", std::to_string(defaults.steps))
       .option("--batch", "N", "examples per step", std::to_string(defaults.batch))
-      .option("--minutes", "M", "stop (and save) after this many minutes", std::string("29"))
-      .option("--threads", "N", "worker threads; 0: the machine's cores", std::string("0"))
+      .option("--minutes", "M", "stop (and save) after this many minutes", shown(defaults.max_minutes))
+      .option("--threads", "N", "worker threads; 0: the machine's cores", std::to_string(defaults.threads))
       .option("--family", "NAME", "train on this task family only (for experiments)", std::nullopt, true)
       .positional("DIR", "the checkpoint folder to write (created when missing)", 1, 1);
   if (!p.parse(args)) return kExitOk;
@@ -70,9 +79,10 @@ int run_model_evaluate(const Args& args) {
               "never saw) through the normal inference path: mean Dice of the mask on segmentation prompts (per "
               "target too) and answer accuracy on disease recognition (the answer text exactly as expected: the "
               "finding's name with its [SEG], or that there is no abnormality), plus the other task families.");
-  p.option("--seed", "N", "held-out set seed", std::string("90001"))
-      .option("--examples", "N", "number of held-out examples", std::string("168"))
-      .option("--threads", "N", "torch threads; 0: the machine's cores", std::string("0"))
+  const training::EvaluateOptions defaults;
+  p.option("--seed", "N", "held-out set seed", std::to_string(defaults.seed))
+      .option("--examples", "N", "number of held-out examples", std::to_string(defaults.examples))
+      .option("--threads", "N", "torch threads; 0: the machine's cores", std::to_string(defaults.threads))
       .option("--dump", "DIR", "write each example's image with the true (green) and predicted (red) outline")
       .positional("DIR", "the checkpoint folder", 1, 1);
   if (!p.parse(args)) return kExitOk;
