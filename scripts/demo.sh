@@ -119,6 +119,10 @@ STUDIES=$(curl -sf "$API/studies" | tr -d '[]", ' | grep -v '^$' || true)
 COUNT=$(echo "$STUDIES" | grep -c . || true)
 echo "demo: $COUNT studies received; waiting for the UniBiomedAnalysis jobs (Orthanc Explorer: $API/app/explorer.html#jobs)"
 START=$(date +%s)
+# Progress: one line rewritten in place on a terminal; in a log, a line each time the count changes.
+PROGRESS_TTY=0
+if [ -t 1 ]; then PROGRESS_TTY=1; fi
+reported=-1
 while :; do
   finished=0
   for s in $STUDIES; do
@@ -130,15 +134,21 @@ while :; do
     queued=$(grep '^   "Queued"' <<< "$answer" | grep -c true || true)
     if { [ "$state" = done ] || [ "$state" = failed ]; } && [ "$queued" = 0 ]; then finished=$((finished + 1)); fi
   done
-  printf '\rdemo: %d/%d studies finished' "$finished" "$COUNT"
+  if [ "$PROGRESS_TTY" = 1 ]; then
+    printf '\rdemo: %d/%d studies finished' "$finished" "$COUNT"
+  elif [ "$finished" != "$reported" ]; then
+    echo "demo: $finished/$COUNT studies finished"
+  fi
+  reported=$finished
   [ "$finished" -ge "$COUNT" ] && break
   if [ $(( $(date +%s) - START )) -gt "$TIMEOUT_S" ]; then
-    echo; echo "demo: gave up after ${TIMEOUT_S}s; the node's status:" >&2
+    if [ "$PROGRESS_TTY" = 1 ]; then echo; fi
+    echo "demo: gave up after ${TIMEOUT_S}s; the node's status:" >&2
     curl -s "$API/unibiomed/status" >&2; exit 1
   fi
   sleep 2
 done
-echo
+if [ "$PROGRESS_TTY" = 1 ]; then echo; fi
 
 # --- the findings ------------------------------------------------------------
 for s in $STUDIES; do

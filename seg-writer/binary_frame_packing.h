@@ -1,7 +1,7 @@
 // Bit packing of BINARY Segmentation pixel data (PS3.5 Section 8.1.1, PS3.3 C.8.20.2): one bit
 // per pixel, the first pixel in the least significant bit, and frames concatenated without
 // padding, so that a frame whose Rows x Columns is not a multiple of 8 starts inside a byte.
-// DCMTK 3.6.7 gets the frames after the first wrong in that case (DICOM-OUTPUT.md: DCMTK issue
+// DCMTK 3.6.7 gets the frames after the first wrong in that case (docs/DICOM-OUTPUT.md: DCMTK issue
 // #1132, fixed in 3.6.9), so the writer packs the pixel data itself with this.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once

@@ -23,7 +23,7 @@ struct CodedConcept {
   }
 };
 
-// Codes used by default (SNOMED CT, CID 7150 / 7151, as in DICOM-OUTPUT.md).
+// Codes used by default (SNOMED CT, CID 7150 / 7151, as in docs/DICOM-OUTPUT.md).
 namespace codes {
 inline CodedConcept morphologically_abnormal_structure() {
   return {"49755003", "SCT", "Morphologically Abnormal Structure"};

@@ -6,12 +6,13 @@
 // dimension organisation, each checked against its IOD rules. Two parts are written here instead,
 // both replacing what DCMTK wrote:
 // - Pixel Data: DCMTK 3.6.7 mis-packs binary frames after the first when Rows x Columns is not a
-//   multiple of 8 (DICOM-OUTPUT.md); frames are packed here continuously, least significant bit
+//   multiple of 8 (docs/DICOM-OUTPUT.md); frames are packed here continuously, least significant bit
 //   first (binary_frame_packing.h), straight into the element's buffer.
 // - Per-Frame Functional Groups: dcmfg copies, packs and checks every frame through generic
 //   functional-group objects (about 0.5 ms per frame, 1.6 s for 3000 frames of 512x512 here),
 //   so the per-frame items are built directly as DcmItems: derivation image with the source
-//   reference, frame content (dimension index values), plane position, segment identification.
+//   reference (Spatial Locations Preserved YES: masks are always on the source's pixel grid),
+//   frame content (dimension index values), plane position, segment identification.
 // DCMTK is therefore given one frame per segment (its first), and its per-frame sequence, frame
 // count and pixel data are then replaced by the complete ones.
 #include "seg-writer/segmentation_writer.h"
@@ -713,6 +714,10 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     source_item->putAndInsertString(DCM_ReferencedSOPInstanceUID, source.sop_instance_uid.c_str());
     if (source.frame_number > 0)
       source_item->putAndInsertString(DCM_ReferencedFrameNumber, std::to_string(source.frame_number).c_str());
+    // Every mask has the source's Rows x Columns and is written onto the frame it was made
+    // for, never resampled: each SEG pixel lies on its source pixel (highdicom and others
+    // rely on this flag to look frames up by source image).
+    source_item->putAndInsertString(DCM_SpatialLocationsPreserved, "YES");
     insert_sequence_item(*source_item, DCM_PurposeOfReferenceCodeSequence, code_item(kPurposeSourceImage));
     insert_sequence_item(*derivation_item, DCM_SourceImageSequence, source_item.release());
     insert_sequence_item(*item, DCM_DerivationImageSequence, derivation_item.release());

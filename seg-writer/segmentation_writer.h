@@ -1,6 +1,6 @@
 // Writes a DICOM Segmentation (PS3.3 A.51) for findings with masks on the frames of one source
 // series: a new series in the source study, one segment per finding, frames aligned with the
-// source frames (DICOM-OUTPUT.md lists what OHIF, Slicer and the validators need).
+// source frames (docs/DICOM-OUTPUT.md lists what OHIF, Slicer and the validators need).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 

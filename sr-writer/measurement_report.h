@@ -1,7 +1,7 @@
 // Writes a TID 1500 Measurement Report in a Comprehensive 3D SR (PS3.16 TID 1500, PS3.3 A.35.13)
 // for the findings of a study: one SR per study, referencing the SEG of each analysed series.
 //
-// Layout, designed for OHIF 3.13.2 (DICOM-OUTPUT.md): OHIF merges measurement groups by Tracking
+// Layout, designed for OHIF 3.13.2 (docs/DICOM-OUTPUT.md): OHIF merges measurement groups by Tracking
 // Unique Identifier and crashes on a merged group without SCOORD, so every finding gets
 //   - a TID 1411 volumetric group (when it has a segment): tracking identifier and UID (the SEG
 //     segment's), finding, referenced segment, the segment's SEG frame and source image on the

@@ -221,6 +221,69 @@ TEST(SegmentationWriter, ImagesWithoutSliceGeometry) {
   EXPECT_EQ(get(ds, DCM_PatientOrientation), "A\\F");
 }
 
+// Reads a written SEG back from disk and returns, for every source image reference of every
+// frame (Per-frame Functional Groups > Derivation Image > Source Image), its Spatial Locations
+// Preserved value ("" when absent).
+std::vector<std::string> spatial_locations_preserved(const std::filesystem::path& path) {
+  DcmFileFormat file;
+  EXPECT_TRUE(file.loadFile(path.c_str()).good()) << "cannot read " << path;
+  std::vector<std::string> values;
+  DcmSequenceOfItems* frames = nullptr;
+  if (file.getDataset()->findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, frames).bad() || !frames)
+    return values;
+  for (unsigned long f = 0; f < frames->card(); ++f) {
+    DcmSequenceOfItems* derivations = nullptr;
+    if (frames->getItem(f)->findAndGetSequence(DCM_DerivationImageSequence, derivations).bad() || !derivations)
+      continue;
+    for (unsigned long d = 0; d < derivations->card(); ++d) {
+      DcmSequenceOfItems* sources = nullptr;
+      if (derivations->getItem(d)->findAndGetSequence(DCM_SourceImageSequence, sources).bad() || !sources) continue;
+      for (unsigned long i = 0; i < sources->card(); ++i)
+        values.push_back(get(*sources->getItem(i), DCM_SpatialLocationsPreserved));
+    }
+  }
+  return values;
+}
+
+TEST(SegmentationWriter, SourceReferencesSayTheSpatialLocationsArePreserved) {
+  // Masks are written on the source frames' own pixel grid, so every source reference says so
+  // (highdicom looks frames up by source image only then); dciodvfy stays clean with it.
+  TempDir dir("seg-spatial");
+  struct Case {
+    std::string name;
+    bool enhanced, geometry;
+    SegmentationOptions::Type type;
+  };
+  for (const Case& c : {Case{"slices", false, true, SegmentationOptions::Type::Binary},
+                        Case{"enhanced", true, true, SegmentationOptions::Type::Binary},
+                        Case{"projection", false, false, SegmentationOptions::Type::Binary},
+                        Case{"fractional", false, true, SegmentationOptions::Type::Fractional}}) {
+    test::SeriesSpec spec;
+    spec.rows = 12;
+    spec.columns = 7;
+    spec.frames = 3;
+    spec.enhanced_multiframe = c.enhanced;
+    spec.name = "spatial-" + c.name;
+    auto series = test::make_series(spec);
+    if (!c.geometry)
+      for (auto* ds : series.datasets()) {
+        delete ds->remove(DCM_ImagePositionPatient);
+        delete ds->remove(DCM_ImageOrientationPatient);
+        ds->putAndInsertString(DCM_PatientOrientation, "A\\F");
+      }
+    const auto files = series.save(dir.path(), spec.name);
+    SourceImages sources(series.datasets());
+    ASSERT_EQ(sources.has_geometry(), c.geometry) << c.name;
+    SegmentationOptions options;
+    options.type = c.type;
+    auto checked = write_and_check(dir, spec.name, sources, two_disjoint_segments(sources, 41), files, options);
+    const auto values = spatial_locations_preserved(checked.path);
+    EXPECT_EQ(values.size(), checked.written.number_of_frames) << c.name << ": one source reference per frame";
+    for (size_t k = 0; k < values.size(); ++k)
+      EXPECT_EQ(values[k], "YES") << c.name << ": source reference of frame " << k + 1;
+  }
+}
+
 TEST(SegmentationWriter, SourcesWithoutTypeTwoAttributesAndWithLatin1Text) {
   // Type 2 patient/study attributes missing in the source are written empty; names in ISO_IR 100
   // are converted to UTF-8 with the segment labels.
