@@ -167,9 +167,28 @@ Target parse_target(const Context& ctx, const std::string& where, const std::str
   t.type = parse_code(ctx, where + ".type", j.at("type"));
   if (const json* r = find(j, "anatomic_region")) t.anatomic_region = parse_code(ctx, where + ".anatomic_region", *r);
   if (const json* s = find(j, "finding_site")) t.finding_site = parse_code(ctx, where + ".finding_site", *s);
+  // A number, or per modality class: {"CT": 10, "Fundus": 0.01, "default": 0}.
   if (const json* m = find(j, "min_size")) {
-    if (!m->is_number() || m->get<double>() < 0) ctx.fail(where + ".min_size", "expected a number >= 0");
-    t.min_size = m->get<double>();
+    auto size_of = [&](const std::string& at, const json& v) {
+      if (!v.is_number() || v.get<double>() < 0) ctx.fail(at, "expected a number >= 0");
+      return v.get<double>();
+    };
+    if (m->is_object()) {
+      for (const auto& [name, value] : m->items()) {
+        const std::string at = where + ".min_size." + name;
+        if (name == "default") {
+          t.min_size = size_of(at, value);
+          continue;
+        }
+        const auto canonical = canonical_modality(name);
+        if (!canonical)
+          ctx.fail(at, "'" + name + "' is neither 'default' nor one of the model's modalities (" +
+                           join(modality_classes()) + ")");
+        t.min_size_by_modality[*canonical] = size_of(at, value);
+      }
+    } else {
+      t.min_size = size_of(where + ".min_size", *m);
+    }
   }
   return t;
 }
@@ -314,6 +333,11 @@ const std::vector<std::string>& modality_classes() {
 
 std::string family_name(TaskFamily family) {
   return kFamilyNames.at(static_cast<size_t>(family));
+}
+
+double Target::min_size_for(const std::string& modality) const {
+  const auto it = min_size_by_modality.find(modality);
+  return it == min_size_by_modality.end() ? min_size : it->second;
 }
 
 std::optional<CodedConcept> Target::effective_finding_site() const {

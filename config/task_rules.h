@@ -49,8 +49,12 @@ struct Target {
   std::optional<CodedConcept> finding_site;     // SR finding site; default: region, else type
   std::array<uint8_t, 3> colour{255, 0, 0};     // sRGB display colour
   // Connected components smaller than this are dropped as noise (mm3 in volumes, mm2 in 2D
-  // images; pixels when the geometry is unknown).
+  // images; pixels when the geometry is unknown): min_size_by_modality's value for the series'
+  // modality class when it has one, else min_size.
   double min_size = 0;
+  std::map<std::string, double> min_size_by_modality;  // modality class -> minimum
+
+  double min_size_for(const std::string& modality) const;
 
   // The finding site the SR states: finding_site, else anatomic_region, else (for a
   // structure) the type itself; empty for a lesion without a region.
