@@ -20,6 +20,7 @@
 #include "dicom/toolkit_logging.h"
 #include "config/task_rules.h"
 #include "pipeline/analyzer.h"
+#include "pipeline/report_text.h"
 #include "pipeline/study_plan.h"
 
 namespace unibiomed::cli {
@@ -156,8 +157,8 @@ int run_analyze(const Args& args) {
   request.rules = !p.is_set("--no-rules");
   std::optional<std::array<int, 4>> box;
   if (auto b = p.get_optional("--box")) box = parse_box(*b);
-  for (const auto& text : p.get_all("--ask")) request.questions.push_back({text, "", box});
-  if (box && request.questions.empty()) request.questions.push_back({"", "", box});
+  for (const auto& text : p.get_all("--ask")) request.questions.push_back({text, "", box, ""});
+  if (box && request.questions.empty()) request.questions.push_back({"", "", box, ""});
   if (!request.rules && request.questions.empty()) throw UsageError("--no-rules needs at least one --ask question");
   // The rules are checked before the model loads (seconds to minutes): a typo fails at once.
   try {
@@ -231,10 +232,13 @@ int run_analyze(const Args& args) {
       result = analyzer->analyze(
           inputs, request, [&](const pipeline::Progress& pr) { printer(pr); }, &g_cancel,
           seed.empty() ? std::string() : seed + "/" + study_uid);
+    } catch (const pipeline::Cancelled& e) {
+      printer.finish();
+      std::cerr << "unibiomed analyze: study " << study_uid << ": " << e.what() << "\n";
+      return kExitFailure;
     } catch (const pipeline::PipelineError& e) {
       printer.finish();
       std::cerr << "unibiomed analyze: study " << study_uid << ": " << e.what() << "\n";
-      if (std::string(e.what()) == "cancelled") return kExitFailure;
       any_error = true;
       ++failed;
       continue;
@@ -270,7 +274,11 @@ int run_analyze(const Args& args) {
     for (const auto& f : result.findings) {
       std::cout << "  finding: " << f.label;
       for (const auto& m : f.measurements) std::cout << ", " << m.name << " " << m.value << " " << m.unit;
-      std::cout << " (confidence " << f.confidence << ")\n";
+      std::cout << " (confidence " << f.confidence << ")";
+      // The sentence, unless it only repeats the label ("Liver." for Liver).
+      if (const std::string said = pipeline::reported_text(f.label, f.text); said != f.label)
+        std::cout << ": " << f.text;
+      std::cout << "\n";
     }
     for (const auto& a : result.answers) std::cout << "  answer: " << a << "\n";
     for (const auto& o : result.objects) std::cout << "  wrote " << (out / o.file_name).string() << "\n";

@@ -1,11 +1,12 @@
-// `unibiomed ask`: one question about one image, answered by the model, with the masks of its
-// [SEG] tokens written as PNG. The image is a PNG/JPEG taken as it is, or a DICOM file rendered
-// the way the pipeline renders it (dicom/view.h: window presets, padded to a square); for DICOM
-// the masks are mapped back onto the source frame.
+// `unibiomed ask`: one question about one image through the pipeline's ask (the same path as
+// the node's /ask route): the answer, the masks of its [SEG] tokens written as PNG, and for
+// DICOM a SEG whose segments are coded as the target the question names. The image is a
+// PNG/JPEG taken as it is, or a DICOM file rendered the way the analysis renders it (the
+// window of the matching task rule, padded to a square; masks mapped back onto the source
+// frame).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,10 +18,8 @@
 #include "dicom/error.h"
 #include "dicom/raster_file.h"
 #include "dicom/series.h"
-#include "dicom/view.h"
-#include "inference/error.h"
-#include "inference/grounded_model.h"
-#include "inference/runtime.h"
+#include "dicom/toolkit_logging.h"
+#include "pipeline/analyzer.h"
 
 namespace unibiomed::cli {
 
@@ -36,59 +35,55 @@ bool is_dicom_file(const fs::path& path) {
   return in.gcount() == 132 && std::string(buf + 128, 4) == "DICM";
 }
 
-struct Input {
-  inference::RgbImage image;
-  std::optional<dicom::ViewProvenance> provenance;  // DICOM only
-};
-
-Input read_input(const fs::path& path, int view_index, const std::string& ct_preset) {
-  Input in;
+// Checks the image before the model loads (seconds): it exists, and a DICOM file has the view.
+void check_input(const fs::path& path, long view) {
   if (!fs::is_regular_file(path)) throw dicom::DicomError("image " + path.string() + " does not exist");
+  long views = 1;
   if (is_dicom_file(path)) {
     const dicom::SeriesCollection c = dicom::read_series({path});
     if (c.series.empty()) {
       std::string why = c.problems.empty() ? "no image" : c.problems.front().message;
       throw dicom::DicomError("DICOM file " + path.string() + ": " + why);
     }
-    dicom::RenderOptions options;
-    options.ct_preset = ct_preset;
-    const dicom::Series& series = c.series.front();
-    const auto views = dicom::plan_views(series, options);
-    if (view_index < 0 || static_cast<size_t>(view_index) >= views.size())
-      throw dicom::DicomError("DICOM file " + path.string() + " has " + std::to_string(views.size()) +
-                              " views; --view " + std::to_string(view_index) + " is out of range");
-    dicom::View v = dicom::render_view(series, views[static_cast<size_t>(view_index)], options);
-    in.image.width = v.image.width;
-    in.image.height = v.image.height;
-    in.image.rgb = std::move(v.image.rgb);
-    in.provenance = v.provenance;
-  } else {
-    dicom::RgbImage im = dicom::read_raster_rgb(path);
-    in.image.width = im.width;
-    in.image.height = im.height;
-    in.image.rgb = std::move(im.rgb);
+    const auto& instance = c.series.front().instances.front();
+    if (const std::string problem = instance.image_problem(); !problem.empty()) throw dicom::DicomError(problem);
+    views = instance.pixels().number_of_frames;
   }
-  return in;
+  if (view < 0 || view >= views)
+    throw dicom::DicomError("image " + path.string() + " has " + std::to_string(views) + " view" +
+                            (views == 1 ? "" : "s") + "; --view " + std::to_string(view) + " is out of range");
+}
+
+void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
 }  // namespace
 
 int run_ask(const Args& args) {
   ArgParser p("unibiomed ask --model DIR [options] IMAGE QUESTION",
-              "Asks the model one question about one image and prints the answer. IMAGE is a PNG or JPEG file (used "
-              "as it is) or a DICOM file (rendered as the pipeline does: CT window preset, MR percentiles, padded to "
-              "a square; masks are mapped back to the source frame). QUESTION is the user text as the model takes "
-              "it; \"<image>\" is put in front when it has none. One mask per [SEG] in the answer.");
+              "Asks the model one question about one image and prints the answer, as the node's /ask does. IMAGE is "
+              "a PNG or JPEG file (used as it is) or a DICOM file (rendered as the analysis does: the CT window of "
+              "the task rule the question matches, MR percentiles, padded to a square; masks are mapped back to the "
+              "source frame). QUESTION is the user text as the model takes it; \"<image>\" is put in front when it "
+              "has none. One mask per [SEG] in the answer; a question naming a target of the task rules (\"Please "
+              "segment liver in CT.\") codes its segments as that target.");
   p.option("--model", "DIR", "model folder (config.json, model.safetensors, tokenizer files)")
       .option("--device", "D", "cpu, cuda or cuda:N", std::string("cpu"))
       .option("--dtype", "T", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", std::string("auto"))
       .option("--tokenizer", "DIR", "tokenizer files from another folder (default: the model folder)")
+      .option("--task-rules", "FILE", "task rules file replacing (or, with \"extends\", extending) the defaults")
       .option("--mask-out", "DIR", "write each [SEG]'s mask as 8-bit PNG (0/255) at the image's size: mask-000.png, ...")
+      .option("--seg-out", "FILE", "DICOM input: write the SEG of the answer's findings to FILE")
       .option("--max-new-tokens", "N", "generation limit", std::string("2048"))
       .option("--threads", "N", "CPU threads (0 = every core this process may use)", std::string("0"))
-      .option("--view", "N", "DICOM: which view of the file (0-based: frame or slice order)", std::string("0"))
-      .option("--ct-window", "NAME", "DICOM CT: window preset (abdomen, liver, colon, pancreas, lung)", std::string("abdomen"))
-      .flag("--json", "print {\"text\", \"ids\", \"segments\": [{\"phrase\", \"iou\", \"mask\"}]} as JSON")
+      .option("--view", "N", "DICOM: which frame of the file (0-based)", std::string("0"))
+      .option("--ct-window", "NAME",
+              "DICOM CT: window preset (abdomen, liver, colon, pancreas, lung); default: the matching task rule's")
+      .flag("--json",
+            "print {\"text\", \"answer\", \"ids\", \"segments\": [{\"phrase\", \"iou\", \"mask\"}], \"findings\"} as JSON")
       .positional("IMAGE QUESTION", "the image file and the question", 2, 2);
   if (!p.parse(args)) return kExitOk;
   if (!p.get_optional("--model")) throw UsageError("--model DIR is required");
@@ -98,41 +93,49 @@ int run_ask(const Args& args) {
   if (threads < 0 || threads > 4096) throw UsageError("--threads must be 0 or a positive count");
   const long view = p.get_int("--view");
   const fs::path image_path = p.positionals()[0];
-  const std::string question = p.positionals()[1];
+  pipeline::Question question;
+  question.text = p.positionals()[1];
+  question.window = p.get_optional("--ct-window").value_or("");
 
-  Input input;
+  dicom::silence_toolkit_logs();
   try {
-    input = read_input(image_path, static_cast<int>(view), p.get("--ct-window"));
+    check_input(image_path, view);
   } catch (const dicom::DicomError& e) {
     std::cerr << "unibiomed ask: " << e.what() << "\n";
     return kExitBadInput;
   }
 
-  inference::configure_cpu_threads(static_cast<int>(threads));
-  std::unique_ptr<inference::GroundedModel> model;
+  pipeline::AnalyzerSettings settings;
+  settings.model_dir = p.get("--model");
+  if (auto t = p.get_optional("--tokenizer")) settings.tokenizer_dir = *t;
+  if (auto rules = p.get_optional("--task-rules")) settings.task_rules = *rules;
+  settings.device = p.get("--device");
+  settings.dtype = p.get("--dtype");
+  settings.threads = static_cast<int>(threads);
+  settings.max_new_tokens = static_cast<int>(max_new);
+  settings.batch_size = 1;
+  settings.previews = false;
+  std::unique_ptr<pipeline::Analyzer> analyzer;
   try {
-    inference::LoadOptions lo;
-    lo.device = p.get("--device");
-    lo.dtype = p.get("--dtype");
-    if (auto t = p.get_optional("--tokenizer")) lo.tokenizer_dir = fs::path(*t);
-    model = inference::GroundedModel::load(p.get("--model"), lo);
-  } catch (const inference::InferenceError& e) {
-    std::cerr << "unibiomed ask: cannot load the model: " << e.what() << "\n";
-    return kExitModelError;
+    analyzer = pipeline::Analyzer::create(settings);
+  } catch (const pipeline::PipelineError& e) {
+    const std::string what = e.what();
+    std::cerr << "unibiomed ask: cannot load the model: " << what << "\n";
+    return what.rfind("task rules", 0) == 0 ? kExitBadInput : kExitModelError;
   }
 
-  inference::AnswerOptions ao;
-  ao.max_new_tokens = static_cast<int>(max_new);
-  ao.probability_maps = false;
-  inference::GroundedAnswer answer;
+  pipeline::Analyzer::AskResult answer;
   try {
-    answer = model->answer(input.image, question, ao);
-  } catch (const inference::InferenceError& e) {
+    pipeline::InstanceInput input;
+    input.id = image_path.string();
+    input.path = image_path;
+    answer = analyzer->ask(input, static_cast<int>(view) + 1, question, "");
+  } catch (const pipeline::PipelineError& e) {
     std::cerr << "unibiomed ask: " << e.what() << "\n";
     return kExitFailure;
   }
 
-  // Masks: at the image's size; for DICOM back on the source frame.
+  // Masks at the image's size (for DICOM on the source frame).
   std::vector<std::string> mask_files(answer.segments.size());
   if (auto out = p.get_optional("--mask-out")) {
     std::error_code ec;
@@ -146,7 +149,6 @@ int run_ask(const Args& args) {
         const auto& s = answer.segments[k];
         dicom::GreyImage mask{s.width, s.height, std::vector<uint8_t>(s.mask.size())};
         for (size_t i = 0; i < s.mask.size(); ++i) mask.grey[i] = s.mask[i] ? 255 : 0;
-        if (input.provenance) mask = dicom::map_mask_to_source(*input.provenance, mask);
         char name[32];
         std::snprintf(name, sizeof name, "mask-%03zu.png", k);  // sorted names = [SEG] order
         dicom::write_png(fs::path(*out) / name, mask);
@@ -157,10 +159,24 @@ int run_ask(const Args& args) {
       return kExitFailure;
     }
   }
+  if (auto seg_out = p.get_optional("--seg-out")) {
+    if (!answer.seg) {
+      std::cerr << "unibiomed ask: no SEG to write (" << (answer.findings.empty() ? "no finding" : "not a DICOM image")
+                << ")\n";
+    } else {
+      try {
+        write_bytes(*seg_out, answer.seg->bytes);
+      } catch (const std::exception& e) {
+        std::cerr << "unibiomed ask: " << e.what() << "\n";
+        return kExitFailure;
+      }
+    }
+  }
 
   if (p.is_set("--json")) {
     nlohmann::ordered_json j;
-    j["text"] = answer.text;
+    j["text"] = answer.model_answer;  // the model's words ([SEG] kept)
+    j["answer"] = answer.text;
     j["ids"] = answer.ids;
     j["stop_reason"] = answer.stop_reason;
     j["segments"] = nlohmann::ordered_json::array();
@@ -170,22 +186,37 @@ int run_ask(const Args& args) {
       seg["phrase"] = s.phrase;
       seg["iou"] = s.iou;
       seg["mask"] = mask_files[k].empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(mask_files[k]);
-      seg["area"] = s.area();
+      seg["area"] = s.area;
       seg["object_score"] = s.object_score;
       j["segments"].push_back(seg);
+    }
+    j["findings"] = nlohmann::ordered_json::array();
+    for (const auto& f : answer.findings) {
+      nlohmann::ordered_json m = nlohmann::ordered_json::array();
+      for (const auto& x : f.measurements) m.push_back({{"name", x.name}, {"value", x.value}, {"unit", x.unit}});
+      j["findings"].push_back({{"label", f.label},
+                               {"text", f.text},
+                               {"segment_number", f.segment_number},
+                               {"confidence", f.confidence},
+                               {"measurements", m}});
     }
     // Invalid UTF-8 in the text (a random model's bytes) must not abort the output.
     std::cout << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
   } else {
-    std::cout << answer.text << "\n";
+    std::cout << (answer.text.empty() ? answer.model_answer : answer.text) << "\n";
     for (size_t k = 0; k < answer.segments.size(); ++k) {
       const auto& s = answer.segments[k];
       std::cout << "[SEG] " << k << ": " << (s.phrase.empty() ? "(no phrase)" : "\"" + s.phrase + "\"") << ", IoU "
-                << s.iou << ", " << s.area() << " of " << s.mask.size() << " pixels"
-                << (mask_files[k].empty() ? "" : " -> " + mask_files[k]) << "\n";
+                << s.iou << ", " << s.area << " pixels";
+      if (s.finding >= 0) {
+        const auto& f = answer.findings[static_cast<size_t>(s.finding)];
+        std::cout << ", finding " << f.label;
+        for (const auto& m : f.measurements) std::cout << ", " << m.name << " " << m.value << " " << m.unit;
+      }
+      std::cout << (mask_files[k].empty() ? "" : " -> " + mask_files[k]) << "\n";
     }
   }
-  return answer.cancelled() ? kExitFailure : kExitOk;
+  return answer.stop_reason == "cancelled" ? kExitFailure : kExitOk;
 }
 
 }  // namespace unibiomed::cli

@@ -15,11 +15,11 @@
 #include "cli/commands.h"
 #include "dicom/series.h"
 #include "dicom/toolkit_logging.h"
+#include "pipeline/result_objects.h"
 #include "seg-writer/label_map_file.h"
 #include "seg-writer/part10_file.h"
 #include "seg-writer/segmentation_writer.h"
 #include "seg-writer/source_images.h"
-#include "sr-writer/finding_geometry.h"
 #include "sr-writer/findings_file.h"
 #include "sr-writer/measurement_report.h"
 
@@ -155,37 +155,26 @@ int run_results_write(const Args& args) {
     if (auto version = parser.get_optional("--algorithm-version")) algorithm.version = *version;
     if (auto hash = parser.get_optional("--weights-hash")) algorithm.parameters = "weights " + *hash;
 
-    // --- the SEG -----------------------------------------------------------------------------
-    std::vector<seg::Segment> segments;
+    // --- the SEG and one volumetric and one planar SR group per finding --------------------
+    std::vector<pipeline::FindingToWrite> to_write;
     for (const auto& f : findings.findings) {
-      seg::Segment segment;
-      segment.description = f.segment;
-      segment.description.algorithm = algorithm;
-      segment.masks = seg::masks_for_label(labels, f.label);
-      segments.push_back(std::move(segment));
+      pipeline::FindingToWrite w;
+      w.segment.description = f.segment;
+      w.segment.description.algorithm = algorithm;
+      w.segment.masks = seg::masks_for_label(labels, f.label);
+      w.finding_site = f.finding_site;
+      w.text = f.text;
+      to_write.push_back(std::move(w));
     }
     seg::SegmentationOptions seg_options;
     seg_options.algorithm = algorithm;
     seg_options.omit_empty_frames = !parser.is_set("--keep-empty-frames");
     seg_options.uid_seed = parser.get_optional("--uid-seed").value_or("");
-    auto seg = seg::write_segmentation(images, segments, seg_options);
-    if (!seg) throw BadInput("nothing to write: no finding has a mask");
-
-    // --- the SR: one volumetric and one planar group per finding -----------------------------
-    sr::SeriesFindings reported{&images, seg->file->getDataset(), {}};
-    for (size_t s = 0; s < segments.size(); ++s) {
-      const auto& f = findings.findings[s];
-      sr::ReportedFinding finding;
-      finding.tracking_uid = seg->tracking_uids[s];
-      finding.tracking_id = f.segment.tracking_id.empty() ? f.segment.label : f.segment.tracking_id;
-      finding.finding = f.segment.type;
-      finding.finding_site = f.finding_site;
-      finding.text = f.text;
-      finding.measurements = sr::segment_measurements(segments[s], images);
-      finding.segment_number = static_cast<std::uint16_t>(s + 1);
-      finding.region = sr::key_region(segments[s], images);
-      reported.findings.push_back(std::move(finding));
-    }
+    const size_t segment_count = to_write.size();
+    pipeline::WrittenFindings written = pipeline::write_findings(images, std::move(to_write), seg_options);
+    if (!written.seg) throw BadInput("nothing to write: no finding has a mask");
+    const auto& seg = written.seg;
+    sr::SeriesFindings reported{&images, seg->file->getDataset(), written.reported};
     std::vector<sr::ReportText> texts;
     for (const auto& t : findings.report) texts.push_back({{"121106", "DCM", "Comment"}, t});
     sr::ReportOptions sr_options;
@@ -209,7 +198,7 @@ int run_results_write(const Args& args) {
     } catch (const seg::SegmentationError& e) {
       throw std::runtime_error(e.what());  // an output problem, not bad input
     }
-    std::cerr << "unibiomed results write: " << segments.size() << " segment" << (segments.size() == 1 ? "" : "s")
+    std::cerr << "unibiomed results write: " << segment_count << " segment" << (segment_count == 1 ? "" : "s")
               << " in " << seg->number_of_frames << " frame" << (seg->number_of_frames == 1 ? "" : "s") << " over "
               << images.frame_count() << " source frame" << (images.frame_count() == 1 ? "" : "s") << "; "
               << (report ? std::to_string(report->measurement_groups) : std::string("0")) << " measurement groups\n";

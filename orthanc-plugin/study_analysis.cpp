@@ -221,6 +221,8 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
     result = services_->model.use([&](pipeline::Analyzer& analyzer) {
       return analyzer.analyze(inputs, request, on_progress, &cancel_, seed);
     });
+  } catch (const pipeline::Cancelled&) {
+    throw Cancelled{};
   } catch (const pipeline::PipelineError& e) {
     if (cancel_) throw Cancelled{};
     throw PluginError(std::string("the pipeline could not analyse study ") + inventory->study_instance_uid + ": " +

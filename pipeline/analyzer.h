@@ -25,8 +25,16 @@ class PipelineError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The analysis stopped because the host asked it to (the cancel flag): catch it by type.
+class Cancelled : public PipelineError {
+ public:
+  Cancelled() : PipelineError("cancelled") {}
+};
+
 struct AnalyzerSettings {
   std::filesystem::path model_dir;        // UniBiomed checkpoint folder
+  // The checkpoint's tokenizer files when they are not in model_dir (empty = model_dir).
+  std::filesystem::path tokenizer_dir;
   std::string device = "cpu";             // cpu | cuda | cuda:N
   std::string dtype = "auto";             // auto | float32 | bfloat16 | float16
   int threads = 0;                        // CPU threads for the model; 0 = all cores
@@ -50,6 +58,7 @@ struct Question {
   std::string text;                          // the user text; "<image>" is prepended when absent
   std::string series_instance_uid;           // empty = every analysed series
   std::optional<std::array<int, 4>> box;     // region-aware diagnosis: x0, y0, x1, y1 in view pixels
+  std::string window;                        // CT window preset for ask(); "" = the matched rule's
 };
 
 struct AnalysisRequest {
@@ -74,7 +83,8 @@ struct Measurement {
 
 struct Finding {
   std::string label;               // e.g. "Liver", "Lesion"
-  std::string text;                // the model's sentence for it
+  std::string text;                // the sentence a reader reads ("Liver lesion."), [SEG] and filler removed
+  std::string model_answer;        // the model's answer as it gave it ("It is [SEG]. Liver lesion.")
   std::string task;                // the rule task (or "question")
   std::string series_instance_uid;
   std::string tracking_uid;        // shared by the SEG segment and the SR group
@@ -140,7 +150,7 @@ class Analyzer {
 
   // Analyses one study's instances. Instances of other studies or unsupported series become
   // Skipped/Failed outcomes with reasons. `cancel` is polled between model calls; on
-  // cancellation a PipelineError("cancelled") is thrown and nothing is returned.
+  // cancellation Cancelled (a PipelineError) is thrown and nothing is returned.
   // `result_uid_seed` makes the result UIDs deterministic (same seed, same UIDs), so a host
   // that re-runs an interrupted analysis stores the same objects again instead of duplicates.
   virtual StudyResult analyze(const std::vector<InstanceInput>& instances, const AnalysisRequest& request,
@@ -149,9 +159,27 @@ class Analyzer {
 
   // One image (an instance, or one frame of a multi-frame instance; frame is 1-based) and one
   // question, answered synchronously: the text and, when the answer is grounded, the findings
-  // and a SEG referencing that image (not stored by the pipeline: the host decides).
+  // and a SEG referencing that image (not stored by the pipeline: the host decides). A DICOM
+  // image is rendered as analyze() renders it, with the window of the rule task the question
+  // matches (Question::window overrides); the masks of a question naming a rule target ("Please
+  // segment liver in CT.") are coded as that target, others as the rules' generic lesion. An
+  // input that is a PNG or JPEG file (InstanceInput::path) is asked as it is (not padded), without
+  // a SEG.
+  struct AskSegment {
+    std::string phrase;             // what the model's answer grounds with it, may be empty
+    double iou = 0;                 // the IoU head's prediction
+    double object_score = 0;        // the object-score logit (reported, not applied)
+    int width = 0, height = 0;      // the source frame's (DICOM) or the image's size
+    std::vector<uint8_t> mask;      // height x width, 1 inside
+    long area = 0;                  // pixels inside, at the model's output size
+    int finding = -1;               // index into findings, -1 when it became none (empty, too small)
+  };
   struct AskResult {
-    std::string text;
+    std::string text;               // the answer as a reader reads it, [SEG] and filler removed
+    std::string model_answer;       // the model's answer as it gave it
+    std::string stop_reason;        // "eos", "stop_word", "max_new_tokens"
+    std::vector<int64_t> ids;       // the generated token ids
+    std::vector<AskSegment> segments;  // one per [SEG], in answer order
     std::vector<Finding> findings;
     std::optional<ResultObject> seg;
   };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <stdexcept>
 #include <unordered_map>
@@ -62,6 +63,13 @@ std::string lower(std::string s) {
   return s;
 }
 
+// "10", "0.01": the minimum as the rules give it.
+std::string format_size(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
 struct ComponentStats {
   size_t pixels = 0;
   std::map<size_t, size_t> pixels_per_frame;
@@ -70,7 +78,7 @@ struct ComponentStats {
   double iou_weighted = 0;
   double iou_weight = 0;
   std::map<std::string, size_t> votes;                             // phrase key -> pixels
-  std::map<size_t, std::pair<size_t, std::string>> text_by_frame;  // frame -> (pixels, sentence)
+  std::map<size_t, std::pair<size_t, const FrameMask*>> text_by_frame;  // frame -> (pixels, its mask)
 };
 
 }  // namespace
@@ -225,7 +233,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
         s.iou_weight += double(count);
         if (!key.empty()) s.votes[key] += count;
         auto& best = s.text_by_frame[frame];
-        if (count > best.first) best = {count, m->text};
+        if (count > best.first || !best.second) best = {count, m};
       }
     }
   }
@@ -261,7 +269,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
   std::string drop_note;
   if (dropped)
     drop_note = std::to_string(dropped) + " component" + (dropped > 1 ? "s" : "") + " smaller than " +
-                std::to_string(static_cast<long long>(std::llround(options.min_size))) + " " + unit +
+                format_size(options.min_size) + " " + unit +
                 " dropped as noise";
 
   // The display form of each phrase key: its first normalised spelling.
@@ -277,7 +285,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     std::map<std::string, size_t> votes;
     double probability_sum = 0, iou_weighted = 0, iou_weight = 0;
     std::map<size_t, size_t> per_frame;
-    std::map<size_t, std::pair<size_t, std::string>> texts;
+    std::map<size_t, std::pair<size_t, const FrameMask*>> texts;
     bool have_probability = true;
     for (size_t c : group) {
       const ComponentStats& s = stats[c];
@@ -291,7 +299,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
         have_probability &= union_probability.count(f) > 0;
       }
       for (const auto& [f, t] : s.text_by_frame)
-        if (t.first > texts[f].first) texts[f] = t;
+        if (t.first > texts[f].first || !texts[f].second) texts[f] = t;
     }
     // Masks per frame, painted from the group's runs.
     std::vector<bool> in_group(stats.size(), false);
@@ -336,7 +344,10 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     } else {
       out.label = options.label;
     }
-    out.text = texts.count(out.key_frame) ? texts[out.key_frame].second : std::string();
+    if (texts.count(out.key_frame) && texts[out.key_frame].second) {
+      out.text = texts[out.key_frame].second->text;
+      out.answer = texts[out.key_frame].second->answer;
+    }
     out.mean_iou = iou_weight > 0 ? iou_weighted / iou_weight : 0;
     if (have_probability && out.pixel_count > 0) {
       out.mean_probability = probability_sum / double(out.pixel_count);

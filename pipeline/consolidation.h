@@ -35,7 +35,8 @@ struct FrameMask {
   std::vector<uint8_t> probability;  // sigmoid probability x 255 (rounded), same size; empty = unknown
   double iou = 0;                    // the IoU head's prediction for this mask
   std::string phrase;                // what the model called it (disease recognition, report)
-  std::string text;                  // the model's sentence
+  std::string text;                  // the sentence a reader reads (report_text.h finding_sentence)
+  std::string answer;                // the model's answer as it gave it
 };
 
 struct ConsolidationOptions {
@@ -56,7 +57,8 @@ struct ConsolidatedFinding {
   double label_agreement = 1;                    // share of the mask's pixels whose slice named it `label`
   std::map<size_t, std::vector<uint8_t>> masks;  // frame index -> mask (only non-empty frames)
   size_t key_frame = 0;                          // the frame where it is largest
-  std::string text;                              // the model's sentence on the key frame
+  std::string text;                              // the sentence on the key frame
+  std::string answer;                            // the model's answer on the key frame
   size_t pixel_count = 0;                        // over all frames
   size_t key_pixel_count = 0;
   std::optional<double> key_area_mm2;  // key frame, when the spacing is known

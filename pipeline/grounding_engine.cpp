@@ -78,6 +78,7 @@ std::unique_ptr<GroundingEngine> load_grounded_model(const EngineOptions& option
   inference::LoadOptions load;
   load.device = options.device;
   load.dtype = options.dtype;
+  if (!options.tokenizer_dir.empty()) load.tokenizer_dir = options.tokenizer_dir;
   inference::configure_cpu_threads(options.threads);
   return std::make_unique<GroundedModelEngine>(inference::GroundedModel::load(options.model_dir, load), options);
 }

@@ -51,6 +51,7 @@ class GroundingEngine {
 
 struct EngineOptions {
   std::filesystem::path model_dir;
+  std::filesystem::path tokenizer_dir;  // empty = model_dir
   std::string device = "cpu";
   std::string dtype = "auto";
   int threads = 0;           // torch threads; 0 = the machine's cores

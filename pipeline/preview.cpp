@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "pipeline/bitmap_font.h"
+#include "pipeline/model_pass.h"
 
 namespace unibiomed::pipeline {
 
@@ -54,6 +55,25 @@ dicom::RgbImage render_preview(const dicom::RgbImage& image, const std::vector<u
   const std::array<uint8_t, 3> background{0, 0, 0};
   draw_text(out, 2 * scale, 2 * scale, label, colour, scale, &background);
   return out;
+}
+
+Preview finding_preview(const PreviewOf& what, const std::string& file_name, const std::string& tracking_uid) {
+  dicom::RenderOptions options;
+  if (what.modality == "CT" && !what.window.empty()) options.ct_preset = what.window;
+  dicom::View view = dicom::render_view(*what.series, what.request, options);
+  if (what.box) {
+    inference::RgbImage boxed = to_model_image(std::move(view.image));
+    draw_box(boxed, *what.box);
+    view.image = {boxed.width, boxed.height, std::move(boxed.rgb)};
+  }
+  const dicom::RgbImage drawn = render_preview(view_on_source_grid(view), *what.mask, what.colour, what.label);
+  Preview p;
+  p.file_name = file_name;
+  p.tracking_uid = tracking_uid;
+  p.width = drawn.width;
+  p.height = drawn.height;
+  p.rgb = drawn.rgb;
+  return p;
 }
 
 }  // namespace unibiomed::pipeline

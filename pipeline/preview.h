@@ -5,11 +5,14 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dicom/raster_file.h"
+#include "dicom/series.h"
 #include "dicom/view.h"
+#include "pipeline/analyzer.h"
 
 namespace unibiomed::pipeline {
 
@@ -21,5 +24,20 @@ dicom::RgbImage view_on_source_grid(const dicom::View& view);
 // Throws std::invalid_argument when the sizes differ.
 dicom::RgbImage render_preview(const dicom::RgbImage& image, const std::vector<uint8_t>& mask,
                                std::array<uint8_t, 3> colour, const std::string& label);
+
+// The preview of one finding: its key view (`request`) rendered as the model saw it (the
+// question's CT window and box), on the source grid, with `mask` (source grid) outlined.
+struct PreviewOf {
+  const dicom::Series* series = nullptr;
+  dicom::ViewRequest request;
+  std::string modality;                   // the model's modality class ("CT" takes `window`)
+  std::string window;                     // CT window preset, "" = the modality's rendering
+  std::optional<std::array<int, 4>> box;  // region question: drawn as the model saw it
+  const std::vector<uint8_t>* mask = nullptr;
+  std::array<uint8_t, 3> colour{255, 0, 0};
+  std::string label;
+};
+// Throws dicom::DicomError or std::invalid_argument when the view cannot be drawn.
+Preview finding_preview(const PreviewOf& what, const std::string& file_name, const std::string& tracking_uid);
 
 }  // namespace unibiomed::pipeline

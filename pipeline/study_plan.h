@@ -41,6 +41,16 @@ SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts
 // windowed task of the rule, else "abdomen" for CT; "" for other modalities.
 std::string default_window(const config::Rule* rule, const std::string& modality);
 
+// What an explicit question asks for, when it is one the rules know: the prompt of one of the
+// rule's tasks word for word, or "Please segment {target}..." naming one of the rules'
+// targets (by key, phrase or label). `target` is null when it is neither.
+struct AskMatch {
+  const config::Target* target = nullptr;
+  std::string window;         // that task's CT window ("" = none)
+  bool segmentation = false;  // the target names the masks (not the model's phrase)
+};
+AskMatch match_question(const config::TaskRules& rules, const config::Rule* rule, const std::string& question);
+
 struct ViewSelection {
   std::vector<size_t> selected;  // indices into the planned views, in order
   std::string note;              // what was left out and why ("" = nothing)

@@ -54,6 +54,7 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
     for (const auto& x : f.measurements) m.push_back({{"name", x.name}, {"value", round_to(x.value, 1e-3)}, {"unit", x.unit}});
     json o = {{"label", f.label},
               {"text", f.text},
+              {"model_answer", f.model_answer},
               {"task", f.task},
               {"series_instance_uid", f.series_instance_uid},
               {"tracking_uid", f.tracking_uid},

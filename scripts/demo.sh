@@ -169,7 +169,8 @@ for sid in studies:
         print(f"  error: {s['Error']}")
     for f in s["Findings"]:
         m = ", ".join(f"{x['Name']} {x['Value']:.1f} {x['Unit']}" for x in f["Measurements"])
-        print(f"  - {f['Label']}: {f['Text'][:120]}" + (f"  [{m}]" if m else ""))
+        said = f['Text'] if f['Text'].rstrip('. ').lower() != f['Label'].lower() else ""  # "Liver." for Liver: once
+        print(f"  - {f['Label']}" + (f": {said[:120]}" if said else "") + (f"  [{m}]" if m else ""))
     for a in s["Answers"]:
         print(f"  > {a[:160]}")
     for r in s["ResultSeries"]:

@@ -2,6 +2,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
 #include "tests/support/test_support.h"
@@ -87,6 +91,51 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   r = run({"evaluate", out});
   EXPECT_EQ(r.exit_code, kExitModelError);
   EXPECT_NE(r.output.find(out), std::string::npos) << r.output;
+}
+
+// `unibiomed ask` checks the image before it loads the model (seconds), then goes through the
+// pipeline's ask: the answer as a reader reads it, the model's own words kept, and a SEG coding
+// the question's target as that target (here with the demo checkpoint on a sample CT slice).
+TEST(CliProgram, AskChecksTheImageFirstAndCodesTheAskedTarget) {
+  const test::TempDir dir("unibiomed-cli-ask");
+  const std::string cli = test::cli_path().string();
+  auto r = test::run_command({cli, "ask", "--model", (dir / "no-model").string(), (dir / "none.png").string(), "q"});
+  EXPECT_EQ(r.exit_code, kExitBadInput) << r.output;
+  EXPECT_NE(r.output.find("none.png does not exist"), std::string::npos) << r.output;
+  ASSERT_EQ(test::run_command({cli, "samples", "write", (dir / "samples").string(), "--only", "ct", "--ct-slices", "4",
+                               "--ct-size", "64"})
+                .exit_code,
+            kExitOk);
+  std::vector<std::filesystem::path> slices;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "samples"))
+    if (e.is_regular_file() && e.path().extension() == ".dcm") slices.push_back(e.path());
+  ASSERT_FALSE(slices.empty());
+  std::sort(slices.begin(), slices.end());
+  const std::string slice = slices[slices.size() / 2].string();
+  r = test::run_command({cli, "ask", "--model", (dir / "no-model").string(), "--view", "3", slice, "q"});
+  EXPECT_EQ(r.exit_code, kExitBadInput) << r.output;
+  EXPECT_NE(r.output.find("out of range"), std::string::npos) << r.output;
+
+  const std::filesystem::path model = test::source_dir() / "samples" / "demo-checkpoint";
+  ASSERT_TRUE(std::filesystem::exists(model / "model.safetensors")) << model;
+  r = test::run_command({cli, "ask", "--model", model.string(), "--json", "--seg-out", (dir / "seg.dcm").string(), slice,
+                         "Please segment liver in CT."});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.output;
+  const auto json_start = r.output.find('{');
+  ASSERT_NE(json_start, std::string::npos) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(json_start, r.output.rfind('}') + 1 - json_start));
+  EXPECT_NE(j["text"].get<std::string>().find("[SEG]"), std::string::npos) << j.dump(2);  // the model's words
+  EXPECT_EQ(j["answer"].get<std::string>().find("[SEG]"), std::string::npos) << j.dump(2);
+  ASSERT_FALSE(j["findings"].empty()) << j.dump(2);
+  EXPECT_EQ(j["findings"][0]["label"], "Liver");
+  ASSERT_TRUE(std::filesystem::exists(dir / "seg.dcm")) << r.output;
+  const auto codes = test::run_command(
+      {"/usr/bin/python3", "-c",
+       "import sys, pydicom\nd = pydicom.dcmread(sys.argv[1])\n"
+       "print(' '.join(s.SegmentedPropertyTypeCodeSequence[0].CodeValue for s in d.SegmentSequence))",
+       (dir / "seg.dcm").string()});
+  ASSERT_EQ(codes.exit_code, 0) << codes.output;
+  EXPECT_EQ(codes.output.substr(0, 8), "10200004") << codes.output;  // SNOMED CT Liver, not Lesion
 }
 
 }  // namespace

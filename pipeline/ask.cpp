@@ -1,0 +1,310 @@
+// One image, one question: Analyzer::ask. The image is rendered as the analysis renders it
+// (the window of the rule task the question matches), the answer's masks are mapped back to
+// the source frame, coded as the target the question names, and written as a SEG.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+
+#include "dicom/raster_file.h"
+#include "dicom/series.h"
+#include "dicom/view.h"
+#include "inference/answer_parser.h"
+#include "pipeline/consolidation.h"
+#include "pipeline/model_pass.h"
+#include "pipeline/report_text.h"
+#include "pipeline/result_objects.h"
+#include "pipeline/result_uids.h"
+#include "pipeline/study_analyzer_impl.h"
+#include "pipeline/study_plan.h"
+
+namespace unibiomed::pipeline {
+
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string normalise(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    else if (!out.empty() && out.back() != ' ')
+      out.push_back(' ');
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+// A PNG or JPEG file (by its first bytes), asked as it is.
+bool is_raster_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char head[8] = {};
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  if (in.gcount() < 3) return false;
+  const bool png = in.gcount() == 8 && head[0] == 0x89 && head[1] == 'P' && head[2] == 'N' && head[3] == 'G';
+  const bool jpeg = head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF;
+  return png || jpeg;
+}
+
+// The rules' target a name stands for: its key, phrase or label ("liver", "the Lung nodule").
+const config::Target* target_named(const config::TaskRules& rules, const std::string& name) {
+  std::string n = normalise(name);
+  if (n.rfind("the ", 0) == 0) n = n.substr(4);
+  if (n.empty()) return nullptr;
+  for (const auto& [key, t] : rules.targets())
+    if (normalise(key) == n || normalise(t.phrase) == n || normalise(t.label) == n) return &t;
+  return nullptr;
+}
+
+// The generic target of explicit questions: "lesion", else the first lesion-kind target.
+const config::Target* generic_target(const config::TaskRules& rules) {
+  if (auto it = rules.targets().find("lesion"); it != rules.targets().end()) return &it->second;
+  for (const auto& [k, t] : rules.targets())
+    if (t.kind == config::Target::Kind::Lesion) return &t;
+  return rules.targets().empty() ? nullptr : &rules.targets().begin()->second;
+}
+
+}  // namespace
+
+AskMatch match_question(const config::TaskRules& rules, const config::Rule* rule, const std::string& question) {
+  AskMatch match;
+  const std::string q = normalise(question);
+  // The prompt of one of the rule's tasks, word for word: that task's target and window.
+  if (rule)
+    for (const auto& task : rule->tasks)
+      for (const auto& key : task.targets) {
+        const config::Target& target = rules.target(key);
+        if (normalise(rules.prompt_for(*rule, task, &target)) != q) continue;
+        match.target = &target;
+        match.window = task.window;
+        match.segmentation = task.family == config::TaskFamily::Segmentation;
+        return match;
+      }
+  // "Please segment {target} [in {modality}]." naming a target of the rules.
+  if (auto named = inference::segmentation_target(question)) {
+    std::string name = *named;
+    const size_t in = lower(name).rfind(" in ");
+    for (const std::string& candidate : {name, in == std::string::npos ? name : name.substr(0, in)})
+      if (const config::Target* t = target_named(rules, candidate)) {
+        match.target = t;
+        match.segmentation = true;
+        break;
+      }
+    if (match.target && rule)
+      for (const auto& task : rule->tasks)
+        if (!task.window.empty() && std::find(task.targets.begin(), task.targets.end(), match.target->key) != task.targets.end()) {
+          match.window = task.window;
+          break;
+        }
+  }
+  return match;
+}
+
+namespace {
+
+// The image of an ask: a DICOM frame rendered as analyze() renders it (the window of the rule
+// task the question matches, unless the question names one), or a PNG/JPEG as it is.
+struct AskImage {
+  dicom::SeriesCollection collection;  // DICOM: its one series
+  std::string modality;                // DICOM: the model's modality class
+  AskMatch match;
+  dicom::View view;
+  const dicom::Series* series() const { return collection.series.empty() ? nullptr : &collection.series.front(); }
+};
+
+AskImage read_ask_image(const config::TaskRules& rules, const InstanceInput& input, int frame, const Question& question,
+                        const std::string& text, const std::string& name) {
+  AskImage out;
+  try {
+    if (input.bytes.empty() && !input.path.empty() && is_raster_file(input.path)) {
+      if (frame != 1) throw PipelineError("ask: " + name + " is one image; it has no frame " + std::to_string(frame));
+      // As it is (not padded): the model's own preprocessing takes any size.
+      out.view.image = dicom::read_raster_rgb(input.path);
+      out.view.provenance.source_columns = out.view.image.width;
+      out.view.provenance.source_rows = out.view.image.height;
+      out.view.provenance.intensity = "colour as stored (" + name + ")";
+      out.match = match_question(rules, nullptr, text);
+      return out;
+    }
+    std::vector<dicom::Instance> one;
+    one.push_back(input.bytes.empty() ? dicom::Instance::read_file(input.path)
+                                      : dicom::Instance::read_bytes(input.bytes, input.id.empty() ? "instance" : input.id));
+    out.collection = dicom::group_into_series(std::move(one));
+    if (out.collection.series.size() != 1) throw PipelineError("ask: " + name + " is not one image");
+    const dicom::Series& series = out.collection.series.front();
+    if (!series.modality.modality) throw PipelineError("ask: " + name + ": " + series.modality.reason);
+    out.modality = dicom::modality_name(*series.modality.modality);
+    const config::Rule* rule =
+        rules.select({out.modality, series.identity.body_part_examined, series.identity.series_description});
+    out.match = match_question(rules, rule, text);
+    dicom::RenderOptions options;
+    if (out.modality == "CT")
+      options.ct_preset = !question.window.empty()    ? question.window
+                          : !out.match.window.empty() ? out.match.window
+                                                      : default_window(rule, out.modality);
+    const std::vector<dicom::ViewRequest> requests = dicom::plan_views(series, options);
+    const dicom::ViewRequest* request = nullptr;
+    for (const auto& r : requests)
+      if (r.instance_index == 0 && r.frame_number == frame && !r.slide_region) request = &r;
+    if (!request)
+      throw PipelineError("ask: " + name + " has no frame " + std::to_string(frame) + " (it has " +
+                          std::to_string(series.instances.front().pixels().number_of_frames) + ")");
+    out.view = dicom::render_view(series, *request, options);
+  } catch (const dicom::DicomError& e) {
+    throw PipelineError(e.what());
+  }
+  return out;
+}
+
+// A finding of the answer and the target that codes it.
+struct AskFinding {
+  ConsolidatedFinding found;
+  const config::Target* target;
+};
+
+// The SEG of the findings on the frame of `series` (tracking UIDs from `seed`).
+WrittenFindings write_ask_seg(const dicom::Series& series, int frame, const std::vector<AskFinding>& found,
+                              const std::string& seed, const seg::AlgorithmIdentity& algorithm,
+                              std::unique_ptr<seg::SourceImages>& sources) {
+  const std::string uid = series.identity.series_instance_uid;
+  sources = std::make_unique<seg::SourceImages>(std::vector<DcmDataset*>{series.instances.front().dataset()});
+  size_t source_frame = 0;
+  for (size_t i = 0; i < sources->frame_count(); ++i)
+    if (std::max(1, sources->frame(i).frame_number) == frame) source_frame = i;
+  std::vector<FindingToWrite> to_write;
+  for (size_t n = 0; n < found.size(); ++n) {
+    const ConsolidatedFinding& c = found[n].found;
+    FindingToWrite w;
+    w.segment.description = segment_description(*found[n].target, c.label, c.text, c.label,
+                                                derive_uid(seed, uid, "ask tracking segment " + std::to_string(n + 1)),
+                                                algorithm);
+    seg::FrameMask m;
+    m.frame = source_frame;
+    m.binary = c.masks.at(0);
+    w.segment.masks.push_back(std::move(m));
+    if (auto site = found[n].target->effective_finding_site()) w.finding_site = to_seg(*site);
+    w.text = reported_text(c.label, c.text);
+    to_write.push_back(std::move(w));
+  }
+  seg::SegmentationOptions options;
+  options.algorithm = algorithm;
+  options.series_description = "UniBiomed segmentation";
+  options.sop_instance_uid = derive_uid(seed, uid, "ask SEG instance");
+  options.series_instance_uid = derive_uid(seed, uid, "ask SEG series");
+  return write_findings(*sources, std::move(to_write), options);
+}
+
+}  // namespace
+
+Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, const Question& question,
+                                       const std::string& result_uid_seed) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::string seed = result_uid_seed.empty() ? random_uid_seed() : result_uid_seed;
+  if (question.text.empty() && !question.box) throw PipelineError("ask: the question is empty");
+  const std::string text =
+      question.text.empty() ? rules_.prompt_template(config::TaskFamily::RegionDiagnosis) : question.text;
+  const std::string name = input.id.empty() ? input.path.string() : input.id;
+  AskImage in = read_ask_image(rules_, input, frame, question, text, name);
+  const dicom::Series* series = in.series();
+  const AskMatch& match = in.match;
+  const dicom::ViewProvenance provenance = in.view.provenance;
+  inference::RgbImage image = to_model_image(std::move(in.view.image));
+  if (question.box) draw_box(image, *question.box);
+
+  // --- the model -------------------------------------------------------------------------------
+  auto batch = engine_->encode({image}, nullptr);
+  const auto answers = engine_->answer(*batch, text, nullptr);
+  if (answers.empty()) throw PipelineError("ask: the model gave no answer");
+  const inference::GroundedAnswer& answer = answers.front();
+  AskResult out;
+  out.model_answer = model_answer(answer.text);
+  out.text = finding_sentence(answer.text, match.segmentation && match.target ? match.target->label : "");
+  out.stop_reason = answer.stop_reason;
+  out.ids = answer.ids;
+
+  // --- findings: one per [SEG], coded as the target the question names, else by its phrase ----
+  AnalysedFrame f;
+  f.instance_index = 0;
+  f.frame_number = frame;
+  if (series) f.sop_instance_uid = series->instances.front().sop_instance_uid();
+  f.columns = provenance.source_columns;
+  f.rows = provenance.source_rows;
+  if (provenance.geometry.pixel_spacing) {
+    f.row_spacing = (*provenance.geometry.pixel_spacing)[0];
+    f.column_spacing = (*provenance.geometry.pixel_spacing)[1];
+  }
+  const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
+  std::vector<AskFinding> found;
+  for (const auto& segment : answer.segments) {
+    AskSegment s;
+    s.phrase = segment.phrase;
+    s.iou = segment.iou;
+    s.object_score = segment.object_score;
+    s.area = static_cast<long>(segment.area());
+    const dicom::GreyImage mask = dicom::map_mask_to_source(provenance, {segment.width, segment.height, segment.mask});
+    s.width = mask.width;
+    s.height = mask.height;
+    s.mask = mask.grey;
+    if (segment.area() > 0) {
+      const config::Target* target = match.target;
+      if (!target) target = target_named(rules_, segment.phrase);
+      if (!target) target = fallback_target;
+      inference::GroundedAnswer one = answer;
+      one.segments = {segment};
+      const bool keep_phrase = !match.segmentation;
+      const std::string label = keep_phrase && !segment.phrase.empty() ? segment.phrase
+                                : target                              ? target->label
+                                                                      : "Finding";
+      ConsolidationOptions options;
+      options.label = label;
+      if (target) options.min_size = target->min_size_for(in.modality);
+      for (auto& c : consolidate({f}, answer_masks(one, provenance, 0, keep_phrase, label), options)) {
+        s.finding = static_cast<int>(found.size());
+        found.push_back({std::move(c), target});
+      }
+    }
+    out.segments.push_back(std::move(s));
+  }
+  if (found.empty()) return out;
+
+  // --- the SEG (DICOM input only) ----------------------------------------------------------------
+  std::optional<WrittenFindings> written;
+  std::unique_ptr<seg::SourceImages> sources;
+  if (series && std::all_of(found.begin(), found.end(), [](const AskFinding& x) { return x.target != nullptr; })) {
+    written = write_ask_seg(*series, frame, found, seed, algorithm(), sources);
+    if (written->seg)
+      out.seg = result_object("SEG", *written->seg->file, written->seg->sop_instance_uid,
+                              written->seg->series_instance_uid, "seg.dcm");
+  }
+  for (size_t n = 0; n < found.size(); ++n) {
+    const ConsolidatedFinding& c = found[n].found;
+    Finding fd;
+    fd.label = c.label;
+    fd.text = c.text;
+    fd.model_answer = c.answer;
+    fd.task = "question";
+    fd.series_instance_uid = series ? series->identity.series_instance_uid : std::string();
+    if (written && written->seg) {
+      fd.segment_number = static_cast<int>(n + 1);
+      fd.tracking_uid = written->seg->tracking_uids.at(n);
+    }
+    fd.confidence = c.confidence;
+    fd.mean_probability = c.mean_probability;
+    fd.mean_iou = c.mean_iou;
+    fd.key_instance_uid = f.sop_instance_uid;
+    fd.key_frame = frame;
+    if (c.key_area_mm2) fd.measurements.push_back({"Area", *c.key_area_mm2, "mm2"});
+    if (c.diameter_in_mm) fd.measurements.push_back({"Long axis", c.key_diameter.length, "mm"});
+    out.findings.push_back(std::move(fd));
+  }
+  return out;
+}
+
+}  // namespace unibiomed::pipeline

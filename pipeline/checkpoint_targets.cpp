@@ -1,0 +1,53 @@
+// Reading a checkpoint's targets.json.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "pipeline/checkpoint_targets.h"
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "pipeline/analyzer.h"
+
+namespace unibiomed::pipeline {
+
+bool CheckpointTargets::knows(const std::string& modality, const std::string& target) const {
+  const auto it = by_modality.find(modality);
+  return it != by_modality.end() && it->second.count(target) > 0;
+}
+
+std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::path& model_dir) {
+  if (model_dir.empty()) return std::nullopt;
+  const std::filesystem::path path = model_dir / "targets.json";
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) return std::nullopt;
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  CheckpointTargets out;
+  out.source = path.string();
+  auto fail = [&](const std::string& why) { throw PipelineError(out.source + ": " + why); };
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("not JSON: ") + e.what());
+  }
+  if (!j.is_object() || !j.contains("modalities") || !j["modalities"].is_object())
+    fail("expected {\"modalities\": {\"CT\": [\"liver\", ...], ...}}");
+  const auto& classes = config::modality_classes();
+  for (const auto& [modality, targets] : j["modalities"].items()) {
+    if (std::find(classes.begin(), classes.end(), modality) == classes.end())
+      fail("'" + modality + "' is not one of the model's modality classes");
+    if (!targets.is_array()) fail(modality + ": expected a list of target names");
+    auto& known = out.by_modality[modality];
+    for (const auto& t : targets) {
+      if (!t.is_string()) fail(modality + ": expected a list of target names");
+      const std::string name = t.get<std::string>();
+      known.insert(name);
+    }
+  }
+  return out;
+}
+
+}  // namespace unibiomed::pipeline

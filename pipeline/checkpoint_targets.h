@@ -1,0 +1,30 @@
+// What a checkpoint was trained to find: the optional targets.json of its folder, per modality
+// class the rule targets it knows (samples/demo-checkpoint/targets.json). The analysis asks a
+// checkpoint only about those and notes the others, so that an answer the model was never
+// taught (the demo checkpoint's pancreas) does not become a finding. Without the file (the
+// released weights) every target is asked.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "config/task_rules.h"
+
+namespace unibiomed::pipeline {
+
+struct CheckpointTargets {
+  std::string source;                                         // the file, for messages
+  std::map<std::string, std::set<std::string>> by_modality;  // modality class -> target keys
+  bool knows(const std::string& modality, const std::string& target) const;
+};
+
+// `model_dir`/targets.json when it exists: {"modalities": {"CT": ["liver", ...], ...}}.
+// Target names the rules do not have are kept (they are never asked). Throws PipelineError
+// naming the file when it is not of that shape or names an unknown modality class.
+std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::path& model_dir);
+
+}  // namespace unibiomed::pipeline

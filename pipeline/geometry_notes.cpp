@@ -1,0 +1,81 @@
+// Geometry attributes present but unreadable.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "pipeline/geometry_notes.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+
+#include <cstdlib>
+#include <functional>
+
+namespace unibiomed::pipeline {
+
+namespace {
+
+struct GeometryAttribute {
+  const char* name;
+  DcmTagKey tag;
+  size_t values;         // how many numbers it holds
+  const char* consequence;
+  std::function<bool(const dicom::FrameInfo&)> read;  // whether dicom/ read it
+};
+
+// How many backslash-separated values the text holds and whether they are all numbers.
+std::string what_is_wrong(const std::string& text, size_t values) {
+  size_t count = 0;
+  bool numbers = true;
+  size_t begin = 0;
+  while (true) {
+    const size_t end = text.find('\\', begin);
+    const std::string part = text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    ++count;
+    const size_t b = part.find_first_not_of(' ');
+    const std::string trimmed = b == std::string::npos ? "" : part.substr(b, part.find_last_not_of(' ') - b + 1);
+    char* stop = nullptr;
+    std::strtod(trimmed.c_str(), &stop);
+    if (trimmed.empty() || *stop != '\0') numbers = false;
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
+  if (!numbers) return "is not a number";
+  if (count != values) return "has " + std::to_string(count) + " values, not " + std::to_string(values);
+  return "could not be read";
+}
+
+}  // namespace
+
+std::vector<std::string> geometry_notes(const dicom::Series& series) {
+  const GeometryAttribute attributes[] = {
+      {"PixelSpacing", DCM_PixelSpacing, 2, "no measurements", [](const dicom::FrameInfo& f) { return f.pixel_spacing.has_value(); }},
+      {"ImagePositionPatient", DCM_ImagePositionPatient, 3, "no volume measurements",
+       [](const dicom::FrameInfo& f) { return f.image_position.has_value(); }},
+      {"ImageOrientationPatient", DCM_ImageOrientationPatient, 6, "no volume measurements",
+       [](const dicom::FrameInfo& f) { return f.image_orientation.has_value(); }},
+      {"SliceThickness", DCM_SliceThickness, 1, "no slice thickness",
+       [](const dicom::FrameInfo& f) { return f.slice_thickness.has_value(); }},
+  };
+  std::vector<std::string> notes;
+  for (const auto& a : attributes) {
+    size_t affected = 0;
+    std::string first;
+    for (const auto& instance : series.instances) {
+      DcmDataset* ds = instance.dataset();
+      if (!ds || instance.frames().empty() || a.read(instance.frames().front())) continue;
+      OFString value;
+      if (ds->findAndGetOFStringArray(a.tag, value).bad() || value.empty()) continue;
+      std::string text = value.c_str();
+      if (text.find_first_not_of(' ') == std::string::npos) continue;
+      if (affected++ == 0) first = text;
+    }
+    if (!affected) continue;
+    std::string note = "series " + series.identity.series_instance_uid + ": " + a.consequence + ": " + a.name + " " +
+                       what_is_wrong(first, a.values) + " ('" + (first.size() > 64 ? first.substr(0, 64) + "..." : first) + "')";
+    if (series.instances.size() > 1)
+      note += " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances";
+    notes.push_back(note);
+  }
+  return notes;
+}
+
+}  // namespace unibiomed::pipeline

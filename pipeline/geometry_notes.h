@@ -1,0 +1,18 @@
+// Why a series is analysed without measurements: its geometry attributes are there but are not
+// numbers (PixelSpacing "abc"), which dicom/ reads as absent. Said per series in its notes, so
+// that the summary and the study record explain the missing sizes.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dicom/series.h"
+
+namespace unibiomed::pipeline {
+
+// One line per attribute that some instance carries but that could not be read, e.g.
+// "series 1.2.3: no measurements: PixelSpacing is not a number ('abc')"; empty when none.
+std::vector<std::string> geometry_notes(const dicom::Series& series);
+
+}  // namespace unibiomed::pipeline

@@ -1,0 +1,88 @@
+// The model's pass over a series' views and the mapping of its masks back onto the source
+// frames; the pieces analyze() and ask() share: the image the model is given, the box of a
+// region question, and one answer's masks with their sentences.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dicom/series.h"
+#include "dicom/view.h"
+#include "inference/grounded_model.h"
+#include "pipeline/consolidation.h"
+#include "pipeline/grounding_engine.h"
+#include "pipeline/study_analyzer.h"
+#include "pipeline/study_plan.h"
+
+namespace unibiomed::pipeline {
+
+// Adds the seconds of its lifetime to `sink`.
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& sink) : sink_(sink), start_(std::chrono::steady_clock::now()) {}
+  ~Stopwatch() { sink_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  Stopwatch(const Stopwatch&) = delete;
+  Stopwatch& operator=(const Stopwatch&) = delete;
+
+ private:
+  double& sink_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Throws Cancelled when the host has set the flag.
+void check_cancel(const std::atomic<bool>* cancel);
+
+inference::RgbImage to_model_image(dicom::RgbImage&& image);
+
+// Region-aware diagnosis: a green (0,255,0) rectangle two pixels thick on the view, as the
+// reference's region captioning data draws it (MODEL.md). The box is x0, y0, x1, y1 (inclusive
+// view pixels); the line occupies the box's outer two pixels.
+void draw_box(inference::RgbImage& image, const std::array<int, 4>& box);
+
+// The masks of one answer on the source grid of `provenance`, one per non-empty [SEG], each
+// with its sentence (finding_sentence; `fallback` when the answer says nothing else) and the
+// raw answer. `keep_phrases`: the model's phrase names the finding (not for segmentation
+// prompts, whose target does).
+std::vector<FrameMask> answer_masks(const inference::GroundedAnswer& answer, const dicom::ViewProvenance& provenance,
+                                    size_t frame, bool keep_phrases, const std::string& fallback);
+
+// The sentence of one [SEG] of an answer (its own text in a multi-[SEG] answer).
+std::string segment_sentence(const inference::GroundedAnswer& answer, int seg_index, const std::string& fallback);
+
+// What the model said about a series: per planned question, the masks per unit and the
+// sentence on every analysed frame.
+struct QuestionResult {
+  std::map<size_t, std::vector<FrameMask>> masks;                       // unit -> masks
+  std::map<size_t, std::vector<std::pair<size_t, std::string>>> texts;  // unit -> (frame, sentence)
+};
+
+struct ModelPass {
+  GroundingEngine& engine;
+  const dicom::Series& series;
+  std::string modality;                              // the model's modality class
+  const std::vector<dicom::ViewRequest>& requests;   // the series' planned views
+  const std::vector<size_t>& selected;               // the analysed ones
+  const std::vector<std::pair<size_t, size_t>>& place;  // per selected view: (unit, frame)
+  const SeriesPlan& plan;
+  size_t batch_size = 8;
+  const std::atomic<bool>* cancel = nullptr;
+  StageTimings& timings;
+  // Progress: a stage, a message, and the question x view calls done so far (added to).
+  std::function<void(const std::string& stage, const std::string& message)> report;
+  double& calls_done;
+};
+
+// Renders every selected view once per window, encodes it once per batch and asks every
+// question of that window; `views` counts the views the model looked at. Throws Cancelled,
+// PipelineError or the engine's error.
+std::vector<QuestionResult> run_model_pass(const ModelPass& pass, int& views);
+
+}  // namespace unibiomed::pipeline

@@ -1,0 +1,79 @@
+// Segments, SEG and SR groups of findings.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "pipeline/result_objects.h"
+
+#include <cctype>
+
+#include "seg-writer/part10_file.h"
+#include "sr-writer/finding_geometry.h"
+
+namespace unibiomed::pipeline {
+
+seg::CodedConcept to_seg(const config::CodedConcept& c) { return {c.value, c.scheme, c.meaning}; }
+
+std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n); }
+
+std::string file_safe(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    else if (!out.empty() && out.back() != '-')
+      out.push_back('-');
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "finding" : out;
+}
+
+seg::SegmentDescription segment_description(const config::Target& target, const std::string& label,
+                                            const std::string& text, const std::string& tracking_id,
+                                            const std::string& tracking_uid, const seg::AlgorithmIdentity& algorithm) {
+  seg::SegmentDescription d;
+  d.label = truncate(label, 64);
+  d.description = truncate(text, 1024);
+  d.category = to_seg(target.category);
+  d.type = to_seg(target.type);
+  if (target.anatomic_region) d.anatomic_region = to_seg(*target.anatomic_region);
+  d.colour = {target.colour[0], target.colour[1], target.colour[2]};
+  d.tracking_id = truncate(tracking_id, 64);
+  d.tracking_uid = tracking_uid;
+  d.algorithm = algorithm;
+  return d;
+}
+
+WrittenFindings write_findings(const seg::SourceImages& sources, std::vector<FindingToWrite> findings,
+                               const seg::SegmentationOptions& options) {
+  WrittenFindings out;
+  for (auto& f : findings) out.segments.push_back(std::move(f.segment));
+  out.seg = seg::write_segmentation(sources, out.segments, options);
+  if (!out.seg) return out;
+  for (size_t n = 0; n < out.segments.size(); ++n) {
+    const seg::Segment& segment = out.segments[n];
+    const FindingToWrite& f = findings[n];
+    sr::ReportedFinding reported;
+    reported.tracking_uid = out.seg->tracking_uids.at(n);
+    reported.tracking_id =
+        segment.description.tracking_id.empty() ? segment.description.label : segment.description.tracking_id;
+    reported.finding = segment.description.type;
+    reported.finding_site = f.finding_site;
+    reported.text = f.text;
+    reported.measurements = f.measurements ? *f.measurements : sr::segment_measurements(segment, sources);
+    reported.segment_number = static_cast<std::uint16_t>(n + 1);
+    reported.region = sr::key_region(segment, sources);
+    out.reported.push_back(std::move(reported));
+  }
+  return out;
+}
+
+ResultObject result_object(const std::string& kind, DcmFileFormat& file, const std::string& sop_instance_uid,
+                           const std::string& series_instance_uid, const std::string& file_name) {
+  ResultObject object;
+  object.kind = kind;
+  object.sop_instance_uid = sop_instance_uid;
+  object.series_instance_uid = series_instance_uid;
+  object.bytes = seg::part10_bytes(file);
+  object.file_name = file_name;
+  return object;
+}
+
+}  // namespace unibiomed::pipeline

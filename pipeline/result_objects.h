@@ -1,0 +1,57 @@
+// From findings to result objects: the SEG segment of a finding (codes and colour of its rule
+// target), the SEG of a series with one SR group per segment, and the ResultObject a host
+// stores. Shared by the study analysis, ask() and `unibiomed results write`.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/task_rules.h"
+#include "pipeline/analyzer.h"
+#include "seg-writer/segmentation_writer.h"
+#include "seg-writer/source_images.h"
+#include "sr-writer/measurement_report.h"
+
+namespace unibiomed::pipeline {
+
+seg::CodedConcept to_seg(const config::CodedConcept& c);
+std::string truncate(const std::string& s, size_t n);
+// Lower case letters and digits, other characters as single dashes ("Liver lesion 2" ->
+// "liver-lesion-2"); "finding" when nothing is left.
+std::string file_safe(const std::string& s);
+
+// A finding of `target` as a SEG segment description: its codes and colour; label and text
+// cut to the attributes' lengths.
+seg::SegmentDescription segment_description(const config::Target& target, const std::string& label,
+                                            const std::string& text, const std::string& tracking_id,
+                                            const std::string& tracking_uid, const seg::AlgorithmIdentity& algorithm);
+
+// One finding to write: its segment (description and masks) and what its SR group says.
+struct FindingToWrite {
+  seg::Segment segment;
+  std::optional<seg::CodedConcept> finding_site;
+  std::string text;  // the SR's text for it
+  // The SR's measurements; without, sr::segment_measurements of the segment.
+  std::optional<std::vector<sr::Measurement>> measurements;
+};
+
+struct WrittenFindings {
+  std::vector<seg::Segment> segments;       // as written, segment number = index + 1
+  std::optional<seg::WrittenSegmentation> seg;  // none when there was no finding
+  std::vector<sr::ReportedFinding> reported;    // per segment: tracking UID as written, key region
+};
+
+// The SEG of `findings` on `sources` and their SR groups. Throws the writers' errors.
+WrittenFindings write_findings(const seg::SourceImages& sources, std::vector<FindingToWrite> findings,
+                               const seg::SegmentationOptions& options);
+
+// A written object as hosts get it (its Part 10 bytes).
+ResultObject result_object(const std::string& kind, DcmFileFormat& file, const std::string& sop_instance_uid,
+                           const std::string& series_instance_uid, const std::string& file_name);
+
+}  // namespace unibiomed::pipeline

@@ -1,0 +1,77 @@
+// Grouping the analysed views of a series into units, with each frame's geometry.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "pipeline/units.h"
+
+#include <map>
+
+#include "dicom/volume.h"
+
+namespace unibiomed::pipeline {
+
+namespace {
+
+std::string unit_key(const dicom::ViewRequest& r, const dicom::Instance& instance) {
+  if (r.slide_region) return "slide";
+  if (r.stack_index >= 0) return "stack " + std::to_string(r.stack_index);
+  if (instance.is_multiframe()) return "instance " + std::to_string(r.instance_index);
+  return "images " + std::to_string(instance.pixels().columns) + "x" + std::to_string(instance.pixels().rows);
+}
+
+// The frame as consolidation sees it: size, spacing and (in a stack) its position.
+AnalysedFrame analysed_frame(const dicom::ViewRequest& r, const dicom::Instance& instance,
+                             const dicom::StackPlan& stacks) {
+  AnalysedFrame f;
+  f.instance_index = r.instance_index;
+  f.frame_number = r.frame_number;
+  f.sop_instance_uid = instance.sop_instance_uid();
+  if (r.slide_region) {
+    f.columns = r.slide_region->width;
+    f.rows = r.slide_region->height;
+    f.column_spacing = f.row_spacing = r.slide_region->mm_per_pixel;
+  } else if (r.stack_index >= 0 && static_cast<size_t>(r.stack_index) < stacks.stacks.size()) {
+    const dicom::SliceStack& s = stacks.stacks[r.stack_index];
+    f.columns = s.columns;
+    f.rows = s.rows;
+    f.column_spacing = s.column_spacing;
+    f.row_spacing = s.row_spacing;
+    if (s.volume_problem.empty()) f.position = s.slices.at(r.slice_index).position;
+  } else {
+    f.columns = instance.pixels().columns;
+    f.rows = instance.pixels().rows;
+    const auto& spacing = instance.frame(r.frame_number).pixel_spacing;
+    if (spacing) {
+      f.row_spacing = (*spacing)[0];
+      f.column_spacing = (*spacing)[1];
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+UnitPlan group_into_units(const dicom::Series& series, const std::vector<dicom::ViewRequest>& requests,
+                          const std::vector<size_t>& selected) {
+  UnitPlan plan;
+  const dicom::StackPlan stacks = dicom::plan_stacks(series);
+  plan.notes = stacks.notes;
+  std::map<std::string, size_t> unit_of_key;
+  for (size_t index : selected) {
+    const dicom::ViewRequest& r = requests.at(index);
+    const dicom::Instance& instance = series.instances.at(r.instance_index);
+    auto [it, inserted] = unit_of_key.emplace(unit_key(r, instance), plan.units.size());
+    if (inserted) {
+      Unit u;
+      u.key = it->first;
+      u.slide = r.slide_region.has_value();
+      u.sequence = !u.slide && (r.stack_index >= 0 || instance.is_multiframe());
+      plan.units.push_back(std::move(u));
+    }
+    Unit& unit = plan.units[it->second];
+    plan.place.emplace_back(it->second, unit.frames.size());
+    unit.frames.push_back(analysed_frame(r, instance, stacks));
+    unit.requests.push_back(r);
+  }
+  return plan;
+}
+
+}  // namespace unibiomed::pipeline

@@ -1,0 +1,36 @@
+// Which analysed frames share one SEG: the slices of a stack, the frames of one multi-frame
+// instance, the single images of one size, or the regions of a slide. Each unit is one
+// consolidation (3D connected components for a stack, through time for cine) and one SEG.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dicom/series.h"
+#include "dicom/view.h"
+#include "pipeline/consolidation.h"
+
+namespace unibiomed::pipeline {
+
+struct Unit {
+  std::string key;        // "stack 0", "instance 3", "images 640x480", "slide"
+  bool sequence = false;  // frames are neighbours in order (a stack, a cine)
+  bool slide = false;     // whole-slide regions (no SEG)
+  std::vector<AnalysedFrame> frames;
+  std::vector<dicom::ViewRequest> requests;  // per frame: the view it was analysed on
+};
+
+struct UnitPlan {
+  std::vector<Unit> units;
+  // Per selected view, in selection order: (unit, frame within the unit).
+  std::vector<std::pair<size_t, size_t>> place;
+  std::vector<std::string> notes;  // how the stacks were split
+};
+
+// `requests` are the series' planned views, `selected` the indices of those analysed.
+UnitPlan group_into_units(const dicom::Series& series, const std::vector<dicom::ViewRequest>& requests,
+                          const std::vector<size_t>& selected);
+
+}  // namespace unibiomed::pipeline

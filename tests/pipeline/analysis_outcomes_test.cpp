@@ -1,0 +1,343 @@
+// The study result from series outcomes: a failing series leaves nothing behind whichever its
+// place (its SEG number and preview numbers go to the next), cancellation is its own type, the
+// findings read as sentences (the model's answer kept apart), specks below the target's minimum
+// size leave the findings and the SEG alike, unreadable geometry is said per series, targets a
+// checkpoint was not trained on are not asked, and ask() codes a named target as that target.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "config/task_rules.h"
+#include "inference/answer_parser.h"
+#include "pipeline/study_analyzer.h"
+#include "tests/pipeline/pipeline_test_support.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using test::fixture_data;
+
+// Copies of a sample's files with `change` applied to each dataset.
+std::vector<InstanceInput> changed_copies(const std::string& sample, const fs::path& dir,
+                                          const std::function<void(DcmDataset&)>& change) {
+  fs::create_directories(dir);
+  std::vector<InstanceInput> out;
+  for (const auto& in : fixture_data().inputs(sample)) {
+    DcmFileFormat file;
+    if (file.loadFile(in.path.c_str()).bad()) throw std::runtime_error("cannot read " + in.path.string());
+    change(*file.getDataset());
+    const fs::path copy = dir / in.path.filename();
+    if (file.saveFile(copy.c_str(), file.getDataset()->getOriginalXfer()).bad())
+      throw std::runtime_error("cannot write " + copy.string());
+    out.push_back({copy.string(), {}, copy});
+  }
+  return out;
+}
+
+std::string study_uid_of(const std::string& sample) {
+  DcmFileFormat file;
+  file.loadFile(fixture_data().inputs(sample).front().path.c_str());
+  OFString uid;
+  file.getDataset()->findAndGetOFString(DCM_StudyInstanceUID, uid);
+  return uid.c_str();
+}
+
+std::string series_uid_of(const std::vector<InstanceInput>& inputs) {
+  DcmFileFormat file;
+  file.loadFile(inputs.front().path.c_str());
+  OFString uid;
+  file.getDataset()->findAndGetOFString(DCM_SeriesInstanceUID, uid);
+  return uid.c_str();
+}
+
+StudyResult analyze(const std::vector<InstanceInput>& inputs, std::unique_ptr<GroundingEngine> engine,
+                    AnalyzerSettings settings = {}) {
+  return make_analyzer(settings, std::move(engine))->analyze(inputs, {}, {}, nullptr, "seed");
+}
+
+bool contains(const std::vector<uint8_t>& bytes, const std::string& text) {
+  return std::search(bytes.begin(), bytes.end(), text.begin(), text.end()) != bytes.end();
+}
+
+// The box engine, with a speck of 3 x 3 view pixels far from the abnormality's box.
+class SpeckEngine : public test::BoxEngine {
+ public:
+  std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
+                                                const std::atomic<bool>* cancel) override {
+    auto answers = test::BoxEngine::answer(batch, question, cancel);
+    if (question.rfind("Please segment", 0) == 0) return answers;
+    for (auto& a : answers) {
+      a.text = "It is [SEG]. Diabetic retinopathy.";
+      a.parsed = inference::parse_answer(a.text, question);
+      for (auto& s : a.segments) {
+        s.phrase = "Diabetic retinopathy";
+        for (int y = 10; y < 13; ++y)
+          for (int x = 10; x < 13; ++x) {
+            s.mask[size_t(y) * s.width + x] = 1;
+            s.probability[size_t(y) * s.width + x] = 0.9f;
+          }
+      }
+    }
+    return answers;
+  }
+};
+
+TEST(AnalysisOutcomes, AFailingSeriesLeavesNothingWhereverItIs) {
+  // Endoscopy (720 wide) moved into the fundus' study (1024 wide): one study, two series.
+  test::TempDir dir;
+  const std::string study = study_uid_of("fundus");
+  auto inputs = fixture_data().inputs("fundus");
+  const auto endoscopy = changed_copies("endoscopy", dir / "endoscopy",
+                                        [&](DcmDataset& ds) { ds.putAndInsertString(DCM_StudyInstanceUID, study.c_str()); });
+  inputs.insert(inputs.end(), endoscopy.begin(), endoscopy.end());
+  const std::string endoscopy_uid = series_uid_of(endoscopy);
+  const std::string fundus_uid = series_uid_of(fixture_data().inputs("fundus"));
+  for (int fail_width : {1024, 720}) {
+    SCOPED_TRACE("failing views " + std::to_string(fail_width) + " wide");
+    const std::string kept = fail_width == 1024 ? endoscopy_uid : fundus_uid;
+    const StudyResult r = analyze(inputs, std::make_unique<test::BoxEngine>(fail_width));
+    ASSERT_EQ(r.series.size(), 2u);
+    int failed = 0;
+    for (const auto& s : r.series) {
+      if (s.state == SeriesOutcome::State::Failed) {
+        ++failed;
+        EXPECT_NE(s.series_instance_uid, kept);
+        EXPECT_NE(s.reason.find("refusing views " + std::to_string(fail_width) + " wide"), std::string::npos) << s.reason;
+      } else {
+        EXPECT_EQ(s.state, SeriesOutcome::State::Analysed) << s.reason;
+        EXPECT_EQ(s.series_instance_uid, kept);
+      }
+    }
+    EXPECT_EQ(failed, 1);
+    ASSERT_FALSE(r.findings.empty());
+    for (const auto& f : r.findings) EXPECT_EQ(f.series_instance_uid, kept);
+    // One SEG (the first of the study: series number 9001) and the SR.
+    ASSERT_EQ(r.objects.size(), 2u);
+    EXPECT_EQ(r.objects[0].kind, "SEG");
+    EXPECT_EQ(r.objects[1].kind, "SR");
+    DcmFileFormat seg;
+    test::TempDir out;
+    test::write_object(out / "seg.dcm", r.objects[0]);
+    ASSERT_TRUE(seg.loadFile((out / "seg.dcm").c_str()).good());
+    OFString number;
+    seg.getDataset()->findAndGetOFString(DCM_SeriesNumber, number);
+    EXPECT_EQ(std::string(number.c_str()), "9001");
+    // Previews numbered from 01, one per finding.
+    ASSERT_EQ(r.previews.size(), r.findings.size());
+    EXPECT_NE(r.previews[0].file_name.find("-01-"), std::string::npos) << r.previews[0].file_name;
+    const auto summary = nlohmann::json::parse(r.summary_json);
+    EXPECT_EQ(summary["series"].size(), 2u);
+    EXPECT_EQ(summary["findings"].size(), r.findings.size());
+  }
+}
+
+TEST(AnalysisOutcomes, CancellationIsItsOwnType) {
+  auto analyzer = make_analyzer({}, std::make_unique<test::BoxEngine>());
+  std::atomic<bool> cancel{true};
+  EXPECT_THROW(analyzer->analyze(fixture_data().inputs("xray"), {}, {}, &cancel, ""), Cancelled);
+  cancel = false;
+  try {
+    analyzer->analyze(fixture_data().inputs("ct"), {},
+                      [&](const Progress& p) {
+                        if (p.stage == "model") cancel = true;
+                      },
+                      &cancel, "");
+    FAIL() << "not cancelled";
+  } catch (const Cancelled& e) {
+    EXPECT_STREQ(e.what(), "cancelled");
+  }
+  // An engine's error is a failed series, not a cancellation.
+  std::atomic<bool> no{false};
+  const auto r =
+      make_analyzer({}, std::make_unique<test::BoxEngine>(1024))->analyze(fixture_data().inputs("fundus"), {}, {}, &no, "");
+  EXPECT_EQ(r.series.at(0).state, SeriesOutcome::State::Failed);
+}
+
+TEST(AnalysisOutcomes, FindingsReadAsSentencesAndKeepTheModelsAnswer) {
+  const StudyResult r = analyze(fixture_data().inputs("us"), std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(r.findings.size(), 2u);
+  EXPECT_EQ(r.findings[0].label, "Liver");
+  EXPECT_EQ(r.findings[0].text, "Liver.");  // "It is [SEG]." says nothing more than the target
+  EXPECT_EQ(r.findings[0].model_answer, "It is [SEG].");
+  EXPECT_EQ(r.findings[1].label, "Cyst");
+  EXPECT_EQ(r.findings[1].text, "Cyst.");
+  EXPECT_EQ(r.findings[1].model_answer, "It is [SEG]. Cyst.");
+  ASSERT_EQ(r.answers.size(), 1u);
+  EXPECT_NE(r.answers[0].find("abnormality: Cyst."), std::string::npos) << r.answers[0];
+  const auto summary = nlohmann::json::parse(r.summary_json);
+  EXPECT_EQ(summary["findings"][1]["text"], "Cyst.");
+  EXPECT_EQ(summary["findings"][1]["model_answer"], "It is [SEG]. Cyst.");
+  const ResultObject* sr = nullptr;
+  for (const auto& o : r.objects)
+    if (o.kind == "SR") sr = &o;
+  ASSERT_NE(sr, nullptr);
+  EXPECT_FALSE(contains(sr->bytes, "It is")) << "the SR carries the model's filler";
+  EXPECT_FALSE(contains(sr->bytes, "[SEG]"));
+  EXPECT_TRUE(contains(sr->bytes, "Cyst"));
+}
+
+TEST(AnalysisOutcomes, SpecksBelowTheMinimumLeaveFindingsAndSegAlike) {
+  // Fundus, 0.0117 mm pixels: a 3 x 3 speck is 0.0012 mm2, under the fundus lesion's 0.01 mm2;
+  // the box [512, 768)^2 is 9 mm2.
+  const StudyResult r = analyze(fixture_data().inputs("fundus"), std::make_unique<SpeckEngine>());
+  ASSERT_EQ(r.series.size(), 1u);
+  ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+  std::vector<const Finding*> lesions;
+  for (const auto& f : r.findings)
+    if (f.task == "abnormality") lesions.push_back(&f);
+  ASSERT_EQ(lesions.size(), 1u) << "the speck became a finding";
+  EXPECT_EQ(lesions[0]->label, "Diabetic retinopathy");  // not numbered: one finding
+  EXPECT_EQ(lesions[0]->text, "Diabetic retinopathy.");
+  bool noted = false;
+  for (const auto& n : r.series[0].notes)
+    noted |= n.find("1 component smaller than 0.01 mm2 dropped as noise") != std::string::npos;
+  EXPECT_TRUE(noted) << testing::PrintToString(r.series[0].notes);
+  test::TempDir dir;
+  const ResultObject* seg = nullptr;
+  for (const auto& o : r.objects)
+    if (o.kind == "SEG") seg = &o;
+  ASSERT_NE(seg, nullptr);
+  test::write_object(dir / "seg.dcm", *seg);
+  const auto decoded = test::read_seg_with_pydicom(dir / "seg.dcm");
+  bool saw_lesion = false;
+  for (const auto& f : decoded["frames"])
+    if (f["segment"] == lesions[0]->segment_number) {
+      saw_lesion = true;
+      EXPECT_EQ(f["pixels"], 256 * 256) << "the speck is in the SEG";
+      EXPECT_EQ(f["bbox"], nlohmann::json({512, 512, 768, 768}));
+    }
+  EXPECT_TRUE(saw_lesion);
+
+  // With the minimum at 0 (a rules file redefining the target), the speck is a second lesion.
+  test::TempDir rules_dir;
+  test::write_file(rules_dir / "rules.json", R"({"version": 1, "extends": "defaults", "targets": {"lesion": {
+    "phrase": "lesion", "label": "Lesion", "kind": "lesion", "colour": [255, 60, 60], "min_size": 0,
+    "category": {"value": "49755003", "scheme": "SCT", "meaning": "Morphologically Abnormal Structure"},
+    "type": {"value": "52988006", "scheme": "SCT", "meaning": "Lesion"}}},
+    "rules": [{"name": "fundus", "match": {"modality": ["Fundus"]}, "modality_phrase": "fundus",
+               "tasks": [{"name": "abnormality", "family": "disease", "targets": ["lesion"]}]}]})");
+  AnalyzerSettings settings;
+  settings.task_rules = rules_dir / "rules.json";
+  const StudyResult all = analyze(fixture_data().inputs("fundus"), std::make_unique<SpeckEngine>(), settings);
+  EXPECT_EQ(all.findings.size(), 2u);
+}
+
+bool has_note(const SeriesOutcome& s, const std::string& text) {
+  for (const auto& n : s.notes)
+    if (n.find(text) != std::string::npos) return true;
+  return false;
+}
+
+TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
+  // PixelSpacing: no size in mm at all. Whatever becomes of the series (the SEG writer wants
+  // the spacing of a frame of reference), its record says why.
+  test::TempDir dir;
+  const auto inputs = changed_copies("ct", dir / "spacing", [](DcmDataset& ds) { ds.putAndInsertString(DCM_PixelSpacing, "abc"); });
+  const std::string uid = series_uid_of(inputs);
+  const StudyResult r = analyze(inputs, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(r.series.size(), 1u);
+  const std::string expected = "series " + uid + ": no measurements: PixelSpacing is not a number ('abc') in 5 of 5 instances";
+  EXPECT_TRUE(has_note(r.series[0], expected)) << testing::PrintToString(r.series[0].notes);
+  const auto summary = nlohmann::json::parse(r.summary_json);
+  EXPECT_NE(summary["series"][0]["notes"].dump().find("PixelSpacing is not a number ('abc')"), std::string::npos)
+      << summary["series"][0].dump(2);
+  for (const auto& f : r.findings)
+    for (const auto& m : f.measurements) EXPECT_NE(m.unit, "mm2") << f.label;
+
+  // ImagePositionPatient: the slices are no volume; analysed, areas but no volumes.
+  const auto position = changed_copies("ct", dir / "position",
+                                       [](DcmDataset& ds) { ds.putAndInsertString(DCM_ImagePositionPatient, "a\\b\\c"); });
+  const StudyResult p = analyze(position, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(p.series.at(0).state, SeriesOutcome::State::Analysed) << p.series[0].reason;
+  EXPECT_TRUE(has_note(p.series[0], "series " + uid + ": no volume measurements: ImagePositionPatient is not a number ('a\\b\\c')"))
+      << testing::PrintToString(p.series[0].notes);
+  ASSERT_FALSE(p.findings.empty());
+  for (const auto& f : p.findings)
+    for (const auto& m : f.measurements) EXPECT_NE(m.name, "Volume") << f.label;
+
+  // A wrong count of values, a single-valued attribute; the clean sample says nothing.
+  const auto orientation = changed_copies("ct", dir / "orientation", [](DcmDataset& ds) {
+    ds.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\1");
+    ds.putAndInsertString(DCM_SliceThickness, "thin");
+  });
+  const StudyResult o = analyze(orientation, std::make_unique<test::BoxEngine>());
+  EXPECT_TRUE(has_note(o.series.at(0), "ImageOrientationPatient has 5 values, not 6 ('1\\0\\0\\0\\1')"))
+      << testing::PrintToString(o.series[0].notes);
+  EXPECT_TRUE(has_note(o.series.at(0), "SliceThickness is not a number ('thin')")) << testing::PrintToString(o.series[0].notes);
+  const StudyResult clean = analyze(fixture_data().inputs("ct"), std::make_unique<test::BoxEngine>());
+  EXPECT_FALSE(has_note(clean.series.at(0), "not a number"));
+  EXPECT_FALSE(has_note(clean.series.at(0), "values, not"));
+}
+
+TEST(AnalysisOutcomes, TargetsTheCheckpointWasNotTrainedOnAreNotAsked) {
+  test::TempDir model;
+  test::write_file(model / "targets.json",
+                   R"({"modalities": {"CT": ["liver", "kidney", "spleen", "lesion"], "Ultrasound": ["lesion"]}})");
+  AnalyzerSettings settings;
+  settings.model_dir = model.path();
+  auto engine = std::make_unique<test::BoxEngine>();
+  const test::BoxEngine* box = engine.get();
+  const auto analyzer = make_analyzer(settings, std::move(engine));  // owns the engine
+  const StudyResult r = analyzer->analyze(fixture_data().inputs("ct"), {}, {}, nullptr, "seed");
+  ASSERT_EQ(r.series.at(0).state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+  for (const auto& q : box->questions) EXPECT_EQ(q.find("pancreas"), std::string::npos) << q;
+  EXPECT_EQ(box->questions.size(), 4u);
+  for (const auto& f : r.findings) EXPECT_NE(f.label, "Pancreas");
+  bool noted = false;
+  for (const auto& n : r.series[0].notes)
+    noted |= n.find("not asked: pancreas (organs): target not trained in this checkpoint") == 0;
+  EXPECT_TRUE(noted) << testing::PrintToString(r.series[0].notes);
+  // A modality the file does not list: nothing asked, the series is skipped saying why.
+  const StudyResult xray = analyze(fixture_data().inputs("xray"), std::make_unique<test::BoxEngine>(), settings);
+  ASSERT_EQ(xray.series.at(0).state, SeriesOutcome::State::Skipped);
+  EXPECT_NE(xray.series[0].reason.find("target not trained in this checkpoint"), std::string::npos)
+      << xray.series[0].reason;
+}
+
+TEST(AnalysisOutcomes, AskCodesANamedTargetAsThatTarget) {
+  auto analyzer = make_analyzer({}, std::make_unique<test::BoxEngine>());
+  const auto us = fixture_data().inputs("us");
+  auto answer = analyzer->ask(us.at(0), 5, {"Please segment liver in ultrasound.", "", {}, ""}, "ask-seed");
+  EXPECT_EQ(answer.text, "Liver.");
+  EXPECT_EQ(answer.model_answer, "It is [SEG].");
+  ASSERT_EQ(answer.findings.size(), 1u);
+  EXPECT_EQ(answer.findings[0].label, "Liver");
+  ASSERT_EQ(answer.segments.size(), 1u);
+  EXPECT_EQ(answer.segments[0].finding, 0);
+  EXPECT_EQ(answer.segments[0].width, 640);
+  EXPECT_EQ(answer.segments[0].height, 480);
+  ASSERT_TRUE(answer.seg);
+  test::TempDir dir;
+  test::write_object(dir / "liver.dcm", *answer.seg);
+  auto decoded = test::read_seg_with_pydicom(dir / "liver.dcm");
+  EXPECT_EQ(decoded["segments"][0]["type"], "10200004");      // Liver
+  EXPECT_EQ(decoded["segments"][0]["category"], "91723000");  // Anatomical Structure
+
+  // The rule's abnormality question: the model's word names it, the rule's target codes it.
+  const config::TaskRules rules = config::TaskRules::defaults();
+  answer = analyzer->ask(us.at(0), 5, {rules.prompt_template(config::TaskFamily::DiseaseRecognition), "", {}, ""}, "s");
+  ASSERT_EQ(answer.findings.size(), 1u);
+  EXPECT_EQ(answer.findings[0].label, "Cyst");
+  EXPECT_EQ(answer.findings[0].text, "Cyst.");
+  ASSERT_TRUE(answer.seg);
+  test::write_object(dir / "cyst.dcm", *answer.seg);
+  decoded = test::read_seg_with_pydicom(dir / "cyst.dcm");
+  EXPECT_EQ(decoded["segments"][0]["type"], "52988006");  // Lesion
+
+  // A target named by another rule's words ("Please segment kidney ..."): the kidney.
+  answer = analyzer->ask(us.at(0), 5, {"Please segment kidney in ultrasound.", "", {}, ""}, "s");
+  ASSERT_TRUE(answer.seg);
+  test::write_object(dir / "kidney.dcm", *answer.seg);
+  decoded = test::read_seg_with_pydicom(dir / "kidney.dcm");
+  EXPECT_EQ(decoded["segments"][0]["type"], "64033007");
+  EXPECT_EQ(decoded["segments"][0]["label"], "Kidney");
+}
+
+}  // namespace
+}  // namespace unibiomed::pipeline

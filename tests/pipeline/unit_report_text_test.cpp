@@ -1,0 +1,117 @@
+// The sentence a reader reads for a finding: [SEG] placeholders and the filler around them
+// removed from the model's answers of every shape, the target's name when nothing is left; the
+// SR's text; the choice of a series' report-level answer; which rule target an explicit
+// question names (how ask() codes its segments); a checkpoint's list of trained targets.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include "pipeline/checkpoint_targets.h"
+#include "pipeline/report_text.h"
+#include "pipeline/study_plan.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::pipeline {
+namespace {
+
+TEST(FindingSentence, FillerAroundSegIsRemoved) {
+  EXPECT_EQ(finding_sentence("It is [SEG]. Liver lesion."), "Liver lesion.");
+  EXPECT_EQ(finding_sentence("It is [SEG]. Liver lesion.<|im_end|>"), "Liver lesion.");
+  EXPECT_EQ(finding_sentence("Sure, [SEG].", "Liver"), "Liver.");
+  EXPECT_EQ(finding_sentence("Sure, it is [SEG].", "Liver"), "Liver.");
+  EXPECT_EQ(finding_sentence("Sure, the segmentation result is [SEG].", "Optic disc"), "Optic disc.");
+  EXPECT_EQ(finding_sentence("It is [SEG].", "Kidney."), "Kidney.");
+  EXPECT_EQ(finding_sentence("[SEG] Liver."), "Liver.");
+  EXPECT_EQ(finding_sentence("[SEG]Liver"), "Liver.");
+  EXPECT_EQ(finding_sentence("<p> Lung nodule. A round opacity of 3.5 cm. </p> [SEG]"),
+            "Lung nodule. A round opacity of 3.5 cm.");
+  EXPECT_EQ(finding_sentence("It is [SEG]. Liver lesion. It is [SEG]. Cyst."), "Liver lesion. Cyst.");
+  EXPECT_EQ(finding_sentence("Sure , it is [SEG] ."), "");
+}
+
+TEST(FindingSentence, AnswersWithoutSegStayAsTheyAre) {
+  EXPECT_EQ(finding_sentence("No, there is no sign of abnormality."), "No, there is no sign of abnormality.");
+  EXPECT_EQ(finding_sentence("Lesion in liver CT"), "Lesion in liver CT.");
+  EXPECT_EQ(finding_sentence("It is a cyst.", "Lesion"), "It is a cyst.");
+  EXPECT_EQ(finding_sentence(""), "");
+  EXPECT_EQ(finding_sentence("", "Lesion"), "Lesion.");
+}
+
+TEST(FindingSentence, TheModelsAnswerIsKeptWithoutEndTokens) {
+  EXPECT_EQ(model_answer("It is [SEG]. Liver lesion.<|im_end|>"), "It is [SEG]. Liver lesion.");
+  EXPECT_EQ(model_answer(" Sure, [SEG]. "), "Sure, [SEG].");
+  EXPECT_EQ(model_answer("<|endoftext|>"), "");
+}
+
+TEST(FindingSentence, TheSrSaysTheLabelOnceWhenTheSentenceOnlyRepeatsIt) {
+  EXPECT_EQ(reported_text("Liver", "Liver."), "Liver");
+  EXPECT_EQ(reported_text("Liver lesion", "liver lesion"), "Liver lesion");
+  EXPECT_EQ(reported_text("Cyst", ""), "Cyst");
+  EXPECT_EQ(reported_text("Lung nodule", "Lung nodule. A round opacity."), "Lung nodule: Lung nodule. A round opacity.");
+}
+
+TEST(ReportAnswer, KeyFrameOfTheLargestElseTheMostFrequent) {
+  const std::vector<std::pair<size_t, std::string>> texts{{0, "Cyst."}, {1, "Liver lesion."}, {2, "Liver lesion."}};
+  auto chosen = choose_answer(texts, size_t{0});
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(chosen->text, "Cyst.");
+  EXPECT_EQ(chosen->frame, 0u);
+  chosen = choose_answer(texts, std::nullopt);
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(chosen->text, "Liver lesion.");
+  EXPECT_EQ(chosen->frame, 0u);  // the answers differ: the series' first frame
+  EXPECT_FALSE(choose_answer({{0, ""}}, std::nullopt));
+}
+
+TEST(AskMatch, AQuestionNamingARuleTargetIsCodedAsIt) {
+  const config::TaskRules rules = config::TaskRules::defaults();
+  const config::Rule* ct = rules.select({"CT", "ABDOMEN", ""});
+  ASSERT_NE(ct, nullptr);
+  AskMatch m = match_question(rules, ct, "Please segment liver in CT.");
+  ASSERT_NE(m.target, nullptr);
+  EXPECT_EQ(m.target->key, "liver");
+  EXPECT_EQ(m.target->type.value, "10200004");
+  EXPECT_EQ(m.window, "abdomen");
+  EXPECT_TRUE(m.segmentation);
+  // The longest name wins: a lung nodule is not the lung; any modality, no rule needed.
+  m = match_question(rules, nullptr, "<image>Please segment lung nodule in CT.");
+  ASSERT_NE(m.target, nullptr);
+  EXPECT_EQ(m.target->key, "lung_nodule");
+  m = match_question(rules, nullptr, "please segment the Optic disc");
+  ASSERT_NE(m.target, nullptr);
+  EXPECT_EQ(m.target->key, "optic_disc");
+  // The rule's abnormality prompt: its target and window, the model's phrase names the finding.
+  m = match_question(rules, ct, rules.prompt_template(config::TaskFamily::DiseaseRecognition));
+  ASSERT_NE(m.target, nullptr);
+  EXPECT_EQ(m.target->key, "lesion");
+  EXPECT_EQ(m.window, "liver");
+  EXPECT_FALSE(m.segmentation);
+  // Anything else: no target (ask() codes it as the generic lesion).
+  EXPECT_EQ(match_question(rules, ct, "What is shown?").target, nullptr);
+  EXPECT_EQ(match_question(rules, ct, "Please segment unicorn in CT.").target, nullptr);
+}
+
+TEST(CheckpointTargetsFile, ReadWhenPresentRefusedWhenMalformed) {
+  test::TempDir dir;
+  EXPECT_FALSE(read_checkpoint_targets(dir.path()));
+  EXPECT_FALSE(read_checkpoint_targets({}));
+  test::write_file(dir / "targets.json", R"({"comment": "x", "modalities": {"CT": ["liver", "lesion"], "Fundus": []}})");
+  const auto t = read_checkpoint_targets(dir.path());
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->knows("CT", "liver"));
+  EXPECT_FALSE(t->knows("CT", "pancreas"));
+  EXPECT_FALSE(t->knows("Fundus", "lesion"));
+  EXPECT_FALSE(t->knows("MRI", "lesion"));
+  test::write_file(dir / "targets.json", R"({"modalities": {"Xray": ["lung"]}})");
+  try {
+    read_checkpoint_targets(dir.path());
+    FAIL();
+  } catch (const PipelineError& e) {
+    EXPECT_NE(std::string(e.what()).find("'Xray' is not one of the model's modality classes"), std::string::npos)
+        << e.what();
+  }
+  test::write_file(dir / "targets.json", "[1, 2]");
+  EXPECT_THROW(read_checkpoint_targets(dir.path()), PipelineError);
+}
+
+}  // namespace
+}  // namespace unibiomed::pipeline
