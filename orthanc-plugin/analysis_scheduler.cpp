@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "orthanc-plugin/plugin_error.h"
+#include "orthanc-plugin/request_checks.h"
 #include "orthanc-plugin/result_json.h"
 
 namespace unibiomed::orthanc {
@@ -239,11 +240,14 @@ QueueEntry AnalysisScheduler::request(const std::string& study_id, const nlohman
                         409);
     entry.run = record->run.run;
   } else {
-    request_from_json(request);  // validates (400 naming the field)
+    // Everything that can be checked is checked before anything is written: a rejected request
+    // leaves the study's state and records as they were.
+    const pipeline::AnalysisRequest parsed = request_from_json(request);  // 400 naming the field
     auto inventory = s.records.inventory(study_id);
     if (!inventory) throw PluginError("unknown study " + study_id, 404);
     if (inventory->source_instance_count() == 0)
       throw PluginError("study " + study_id + " holds no images to analyse", 400);
+    check_analysis_request(parsed, *inventory, s.config.task_names, s.client);  // 400 naming the field
     entry.request = request;
     // A run that has not started yet is replaced; otherwise a new run (new result UIDs).
     entry.run = record->state == StudyState::Pending ? std::max(1, record->run.run) : record->run.run + 1;

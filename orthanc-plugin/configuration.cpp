@@ -7,7 +7,9 @@
 #include <regex>
 #include <sstream>
 
+#include "config/task_rules.h"
 #include "orthanc-plugin/plugin_error.h"
+#include "orthanc-plugin/request_checks.h"
 
 namespace unibiomed::orthanc {
 
@@ -214,6 +216,14 @@ Configuration Configuration::parse(const json& orthanc_configuration) {
           problems.push_back("UniBiomed." + name + " " + problem);
       }
     }
+  }
+
+  // The rules file the analyzer will load, loaded now: a broken file is a configuration problem
+  // reported at start, and requests can be checked against its task names.
+  try {
+    c.task_names = orthanc::task_names(config::TaskRules::load_or_defaults(c.analyzer.task_rules));
+  } catch (const config::ConfigError& e) {
+    problems.push_back(std::string("UniBiomed.TaskRules: ") + e.what());
   }
 
   if (c.forward.kind == ForwardTarget::Kind::Modality && !modalities_in_database) {

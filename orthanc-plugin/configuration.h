@@ -35,9 +35,13 @@ struct Configuration {
   int orthanc_concurrent_jobs = 2;               // "ConcurrentJobs" (Orthanc's default 2)
   std::vector<std::string> declared_modalities;  // keys of "DicomModalities"
 
+  // The task names of the task rules in effect (TaskRules, else the built-in rules), for checking
+  // requests before they are accepted. The rules file is loaded and validated by parse().
+  std::vector<std::string> task_names;
+
   // Parses the whole Orthanc configuration (as OrthancPluginGetConfiguration returns it).
-  // Throws PluginError listing every problem (unknown keys, wrong types, bad values), each naming
-  // the key as "UniBiomed.Key".
+  // Throws PluginError listing every problem (unknown keys, wrong types, bad values, a task rules
+  // file that does not load), each naming the key as "UniBiomed.Key".
   static Configuration parse(const nlohmann::json& orthanc_configuration);
 
   // The configuration as JSON (for GET /unibiomed/status): every key with its effective value.

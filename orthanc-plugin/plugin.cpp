@@ -6,8 +6,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <orthanc/OrthancCPlugin.h>
 
+#include <iterator>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "orthanc-plugin/analysis_scheduler.h"
 #include "orthanc-plugin/configuration.h"
@@ -53,24 +56,31 @@ OrthancPluginErrorCode on_change(OrthancPluginChangeType type, OrthancPluginReso
   return OrthancPluginErrorCode_Success;
 }
 
-// One trampoline per route (the SDK passes no user data to REST callbacks).
+const char* method_name(OrthancPluginHttpMethod method) {
+  switch (method) {
+    case OrthancPluginHttpMethod_Get: return "GET";
+    case OrthancPluginHttpMethod_Post: return "POST";
+    case OrthancPluginHttpMethod_Put: return "PUT";
+    case OrthancPluginHttpMethod_Delete: return "DELETE";
+    default: return "OTHER";
+  }
+}
+
+// One trampoline per row of RestApi::kRoutes (the SDK passes no user data to REST callbacks).
+// Runs on one of Orthanc's HTTP threads; RestApi::handle never throws.
 template <size_t Route>
 OrthancPluginErrorCode on_rest(OrthancPluginRestOutput* output, const char* /*url*/,
                                const OrthancPluginHttpRequest* request) {
-  std::string method = "GET";
-  if (request->method == OrthancPluginHttpMethod_Post) method = "POST";
-  if (request->method == OrthancPluginHttpMethod_Put) method = "PUT";
-  if (request->method == OrthancPluginHttpMethod_Delete) method = "DELETE";
   std::vector<std::string> groups;
   for (uint32_t i = 0; i < request->groupsCount; ++i) groups.emplace_back(request->groups[i]);
   const std::string body(static_cast<const char*>(request->body), request->bodySize);
-  const RestAnswer answer = plugin->rest->handle(Route, method, groups, body);
+  const RestAnswer answer = plugin->rest->handle(Route, method_name(request->method), groups, body);
   const std::string text = answer.body.dump(3);
   if (answer.status == 200) {
     OrthancPluginAnswerBuffer(plugin->orthanc, output, text.c_str(), static_cast<uint32_t>(text.size()),
                               "application/json");
   } else if (answer.status == 405) {
-    OrthancPluginSendMethodNotAllowed(plugin->orthanc, output, Route == 0 || Route == 1 ? "GET" : "POST");
+    OrthancPluginSendMethodNotAllowed(plugin->orthanc, output, answer.allow.c_str());
   } else {
     OrthancPluginSetHttpHeader(plugin->orthanc, output, "Content-Type", "application/json");
     OrthancPluginSendHttpStatus(plugin->orthanc, output, static_cast<uint16_t>(answer.status), text.c_str(),
@@ -81,8 +91,7 @@ OrthancPluginErrorCode on_rest(OrthancPluginRestOutput* output, const char* /*ur
 
 template <size_t... Routes>
 void register_routes(OrthancPluginContext* context, std::index_sequence<Routes...>) {
-  const auto uris = RestApi::routes();
-  (OrthancPluginRegisterRestCallbackNoLock(context, uris.at(Routes).c_str(), &on_rest<Routes>), ...);
+  (OrthancPluginRegisterRestCallbackNoLock(context, RestApi::kRoutes[Routes].uri, &on_rest<Routes>), ...);
 }
 
 }  // namespace
@@ -120,7 +129,7 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     plugin->rest = std::make_unique<RestApi>(e.what(), UNIBIOMED_VERSION);
   }
   OrthancPluginRegisterOnChangeCallback(context, on_change);
-  register_routes(context, std::make_index_sequence<5>{});
+  register_routes(context, std::make_index_sequence<std::size(RestApi::kRoutes)>{});
   return 0;
 }
 

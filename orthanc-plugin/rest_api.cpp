@@ -4,13 +4,12 @@
 #include <future>
 
 #include "orthanc-plugin/plugin_error.h"
+#include "orthanc-plugin/request_checks.h"
 #include "orthanc-plugin/result_json.h"
 
 namespace unibiomed::orthanc {
 
 namespace {
-
-enum Route : size_t { kStatus, kStudy, kAnalyze, kForward, kAsk };
 
 nlohmann::json parse_body(const std::string& body) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) return nullptr;
@@ -19,6 +18,12 @@ nlohmann::json parse_body(const std::string& body) {
   } catch (const nlohmann::json::exception& e) {
     throw PluginError(std::string("the request body is not JSON: ") + e.what(), 400);
   }
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
 }
 
 // FNV-1a: a stable 64-bit hash (std::hash may differ between builds), for deterministic UIDs.
@@ -43,27 +48,41 @@ RestApi::RestApi(std::shared_ptr<NodeServices> services, std::shared_ptr<Analysi
 RestApi::RestApi(std::string reason, std::string version)
     : unavailable_(std::move(reason)), version_(std::move(version)) {}
 
-std::vector<std::string> RestApi::routes() {
-  return {"/unibiomed/status", "/unibiomed/studies/([^/]+)", "/unibiomed/studies/([^/]+)/analyze",
-          "/unibiomed/studies/([^/]+)/forward", "/unibiomed/ask"};
+std::string RestApi::method_names(unsigned methods) {
+  std::string names;
+  if (methods & kGet) names += "GET";
+  if (methods & kPost) names += std::string(names.empty() ? "" : ",") + "POST";
+  return names;
+}
+
+unsigned RestApi::method_bit(const std::string& name) {
+  if (name == "GET") return kGet;
+  if (name == "POST") return kPost;
+  return 0;
+}
+
+std::string RestApi::path_of(Handler handler, const std::string& id) {
+  for (const auto& route : kRoutes)
+    if (route.handler == handler) {
+      std::string path = route.path;
+      const size_t group = path.find("{id}");
+      return group == std::string::npos ? path : path.replace(group, 4, id);
+    }
+  return {};
 }
 
 RestAnswer RestApi::handle(size_t route, const std::string& method, const std::vector<std::string>& groups,
                            const std::string& body) const {
-  static const char* const expected[] = {"GET", "GET", "POST", "POST", "POST"};
-  if (route >= std::size(expected)) return {404, {{"Error", "unknown route"}}};
-  if (method != expected[route])
-    return {405, {{"Error", "this route accepts " + std::string(expected[route]) + " only"}}};
+  if (route >= std::size(kRoutes)) return {404, {{"Error", "unknown route"}}};
+  const Route& r = kRoutes[route];
+  if ((method_bit(method) & r.methods) == 0) {
+    const std::string allowed = method_names(r.methods);
+    return {405, {{"Error", r.path + std::string(" accepts ") + allowed + " only, not " + method}}, allowed};
+  }
   if (!unavailable_.empty())
     return {503, {{"Error", "the UniBiomed plugin is not running: " + unavailable_}, {"Version", version_}}};
   try {
-    switch (route) {
-      case kStatus: return status();
-      case kStudy: return study(groups.at(0));
-      case kAnalyze: return analyze(groups.at(0), body, "analyze");
-      case kForward: return analyze(groups.at(0), body, "forward");
-      default: return ask(body);
-    }
+    return (this->*r.handler)(groups, body);
   } catch (const PluginError& e) {
     return {e.http_status() >= 400 ? e.http_status() : 500, {{"Error", e.what()}}};
   } catch (const std::exception& e) {
@@ -71,7 +90,7 @@ RestAnswer RestApi::handle(size_t route, const std::string& method, const std::v
   }
 }
 
-RestAnswer RestApi::status() const {
+RestAnswer RestApi::status(const std::vector<std::string>& /*groups*/, const std::string& /*body*/) const {
   const auto& model = services_->model;
   nlohmann::json j = {
       {"Plugin", "UniBiomed"},
@@ -94,7 +113,8 @@ RestAnswer RestApi::status() const {
   return {200, j};
 }
 
-RestAnswer RestApi::study(const std::string& id) const {
+RestAnswer RestApi::study(const std::vector<std::string>& groups, const std::string& /*body*/) const {
+  const std::string& id = groups.at(0);
   const auto& records = services_->records;
   auto study_id = records.resolve_study(id);
   if (!study_id) throw PluginError("unknown study " + id, 404);
@@ -135,7 +155,15 @@ RestAnswer RestApi::study(const std::string& id) const {
   return {200, j};
 }
 
-RestAnswer RestApi::analyze(const std::string& id, const std::string& body, const std::string& mode) const {
+RestAnswer RestApi::analyze(const std::vector<std::string>& groups, const std::string& body) const {
+  return queue_request(groups.at(0), body, "analyze");
+}
+
+RestAnswer RestApi::forward(const std::vector<std::string>& groups, const std::string& body) const {
+  return queue_request(groups.at(0), body, "forward");
+}
+
+RestAnswer RestApi::queue_request(const std::string& id, const std::string& body, const std::string& mode) const {
   auto study_id = services_->records.resolve_study(id);
   if (!study_id) throw PluginError("unknown study " + id, 404);
   const nlohmann::json request = parse_body(body);
@@ -145,14 +173,15 @@ RestAnswer RestApi::analyze(const std::string& id, const std::string& body, cons
     throw PluginError("the model is not available: " + services_->model.error(), 503);
   const QueueEntry entry = scheduler_->request(*study_id, mode == "forward" ? nlohmann::json(nullptr) : request, mode);
   nlohmann::json j = {{"ID", *study_id}, {"Run", entry.run}, {"Mode", entry.mode}, {"State", "pending"},
-                      {"Path", "/unibiomed/studies/" + *study_id}};
+                      {"Path", path_of(&RestApi::study, *study_id)}};
   if (services_->model.state() != ModelHost::State::Ready) j["ModelError"] = services_->model.error();
   return {200, j};
 }
 
-RestAnswer RestApi::ask(const std::string& body) const {
+RestAnswer RestApi::ask(const std::vector<std::string>& /*groups*/, const std::string& body) const {
   const nlohmann::json request = parse_body(body);
-  if (!request.is_object()) throw PluginError("POST /unibiomed/ask needs a JSON object with Instance and Question", 400);
+  if (!request.is_object())
+    throw PluginError("the request body must be a JSON object with \"Instance\" and \"Question\"", 400);
   for (const auto& [key, value] : request.items())
     if (key != "Instance" && key != "Frame" && key != "Question" && key != "Box" && key != "Store")
       throw PluginError("unknown field \"" + key + "\" (known: Instance, Frame, Question, Box, Store)", 400);
@@ -169,9 +198,12 @@ RestAnswer RestApi::ask(const std::string& body) const {
     if (!request["Store"].is_boolean()) throw PluginError("\"Store\" must be true or false", 400);
     store = request["Store"].get<bool>();
   }
-  nlohmann::json question_json = {{"Text", request.value("Question", nlohmann::json(nullptr))}};
-  if (request.contains("Box")) question_json["Box"] = request["Box"];
-  pipeline::Question question = question_from_json(question_json, "the question");
+  if (!request.contains("Question") || !request["Question"].is_string() ||
+      request["Question"].get<std::string>().empty())
+    throw PluginError("\"Question\" (a non-empty string: what to ask about the image) is required", 400);
+  pipeline::Question question;
+  question.text = request["Question"].get<std::string>();
+  if (request.contains("Box") && !request["Box"].is_null()) question.box = box_from_json(request["Box"], "Box");
 
   // The instance: an Orthanc id, or a SOPInstanceUID looked up.
   const std::string wanted = request["Instance"].get<std::string>();
@@ -180,8 +212,14 @@ RestAnswer RestApi::ask(const std::string& body) const {
   if (is_orthanc_id(wanted)) {
     instance_id = wanted;
   } else if (is_dicom_uid(wanted)) {
+    std::vector<std::string> found;
     for (const auto& r : client.post_bytes("/tools/lookup", wanted))
-      if (r.value("Type", std::string()) == "Instance") instance_id = r.value("ID", std::string());
+      if (r.value("Type", std::string()) == "Instance") found.push_back(r.value("ID", std::string()));
+    if (found.size() > 1)
+      throw PluginError("SOPInstanceUID " + wanted + " names " + std::to_string(found.size()) +
+                            " Orthanc instances (" + join(found) + "); give \"Instance\" as one of these ids",
+                        409);
+    if (!found.empty()) instance_id = found.front();
   } else {
     throw PluginError("\"Instance\" is neither an Orthanc instance id nor a SOPInstanceUID: \"" + wanted + "\"", 400);
   }
@@ -197,6 +235,14 @@ RestAnswer RestApi::ask(const std::string& body) const {
                         400);
   } else if (frame != 1) {
     throw PluginError("instance " + instance_id + " has one frame; \"Frame\" must be 1", 400);
+  }
+
+  if (question.box) {
+    const auto size = image_size(client, instance_id);
+    if (!size)
+      throw PluginError("\"Box\" given, but instance " + instance_id + " has no Rows and Columns (not an image)",
+                        400);
+    check_box(*question.box, *size, "Box", "instance " + instance_id);
   }
 
   pipeline::InstanceInput input;

@@ -68,18 +68,20 @@ pipeline::Question question_from_json(const json& j, const std::string& where) {
     if (!j["SeriesInstanceUID"].is_string()) bad(where + ".SeriesInstanceUID", "must be a string");
     q.series_instance_uid = j["SeriesInstanceUID"].get<std::string>();
   }
-  if (j.contains("Box") && !j["Box"].is_null()) {
-    const auto& b = j["Box"];
-    if (!b.is_array() || b.size() != 4) bad(where + ".Box", "must be [x0, y0, x1, y1] in pixels");
-    std::array<int, 4> box{};
-    for (size_t i = 0; i < 4; ++i) {
-      if (!b[i].is_number_integer() || b[i].get<long>() < 0) bad(where + ".Box", "must hold 4 non-negative integers");
-      box[i] = b[i].get<int>();
-    }
-    if (box[2] <= box[0] || box[3] <= box[1]) bad(where + ".Box", "must have x1 > x0 and y1 > y0");
-    q.box = box;
-  }
+  if (j.contains("Box") && !j["Box"].is_null()) q.box = box_from_json(j["Box"], where + ".Box");
   return q;
+}
+
+std::array<int, 4> box_from_json(const json& b, const std::string& where) {
+  if (!b.is_array() || b.size() != 4) bad(where, "must be [x0, y0, x1, y1] in pixels");
+  std::array<int, 4> box{};
+  for (size_t i = 0; i < 4; ++i) {
+    if (!b[i].is_number_integer() || b[i].get<long>() < 0) bad(where, "must hold 4 non-negative integers");
+    if (b[i].get<long>() > 1000000) bad(where, "holds " + b[i].dump() + ", more pixels than any image has");
+    box[i] = b[i].get<int>();
+  }
+  if (box[2] <= box[0] || box[3] <= box[1]) bad(where, "must have x1 > x0 and y1 > y0");
+  return box;
 }
 
 pipeline::AnalysisRequest request_from_json(const json& j) {

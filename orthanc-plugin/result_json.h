@@ -4,7 +4,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <array>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "pipeline/analyzer.h"
 
@@ -17,6 +19,10 @@ std::string to_string(pipeline::SeriesOutcome::State state);
 // {"Text": "...", "SeriesInstanceUID": "...", "Box": [x0, y0, x1, y1]}. Throws PluginError (400)
 // naming the field.
 pipeline::Question question_from_json(const nlohmann::json& j, const std::string& where);
+
+// [x0, y0, x1, y1]: four non-negative integers with x1 > x0 and y1 > y0 (request_checks.h checks
+// it against the image). Throws PluginError (400) naming `where`.
+std::array<int, 4> box_from_json(const nlohmann::json& j, const std::string& where);
 
 // {"Tasks": [...], "Questions": [...], "Rules": bool}; null -> the rules alone. Throws PluginError
 // (400) naming the field.

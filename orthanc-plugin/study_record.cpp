@@ -173,10 +173,23 @@ std::optional<std::string> StudyRecords::resolve_study(const std::string& id_or_
     return std::nullopt;
   }
   if (is_dicom_uid(id_or_uid)) {
-    auto found = client_.post_bytes("/tools/lookup", id_or_uid);
-    for (const auto& r : found)
-      if (r.value("Type", std::string()) == "Study") return r.value("ID", std::string());
-    return std::nullopt;
+    // Orthanc's study id hashes PatientID and StudyInstanceUID: two patients' studies may share
+    // the UID, and then the UID alone does not say which one is meant.
+    std::vector<std::string> studies;
+    for (const auto& r : client_.post_bytes("/tools/lookup", id_or_uid))
+      if (r.value("Type", std::string()) == "Study") studies.push_back(r.value("ID", std::string()));
+    if (studies.empty()) return std::nullopt;
+    if (studies.size() == 1) return studies.front();
+    std::string list;
+    for (const auto& id : studies) {
+      const auto study = client_.find_json("/studies/" + id);
+      const std::string patient =
+          study ? string_field(study->value("PatientMainDicomTags", nlohmann::json::object()), "PatientID") : "";
+      list += (list.empty() ? "" : ", ") + id + " (PatientID \"" + patient + "\")";
+    }
+    throw PluginError("StudyInstanceUID " + id_or_uid + " names " + std::to_string(studies.size()) +
+                          " Orthanc studies: " + list + "; use the Orthanc study id",
+                      409);
   }
   throw PluginError("\"" + id_or_uid + "\" is neither an Orthanc study id nor a StudyInstanceUID", 400);
 }

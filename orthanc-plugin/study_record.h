@@ -98,6 +98,8 @@ class StudyRecords {
   std::optional<StudyInventory> inventory(const std::string& study_id) const;
 
   // Orthanc study id from either an Orthanc id or a StudyInstanceUID; nullopt when unknown.
+  // Throws PluginError 409 listing the Orthanc ids when the UID names several studies (the same
+  // StudyInstanceUID under different PatientIDs), 400 when the text is neither.
   std::optional<std::string> resolve_study(const std::string& id_or_uid) const;
 
  private:

@@ -46,7 +46,7 @@ TEST(PluginConfiguration, DefaultsWithoutSection) {
 
 TEST(PluginConfiguration, ReadsEveryKey) {
   test::TempDir dir;
-  test::write_file(dir / "rules.json", "{}");
+  test::write_file(dir / "rules.json", R"({"version": 1, "extends": "defaults"})");
   const json orthanc = {{"ConcurrentJobs", 4},
                         {"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", 104}}}},
                         {"UniBiomed",

@@ -165,8 +165,7 @@ OrthancServer::~OrthancServer() {
 
 void OrthancServer::start() {
   ++starts_;
-  process_ = ChildProcess({"/usr/sbin/Orthanc", (folder_ / "orthanc.json").string()}, folder_ / "orthanc.log",
-                          options_.env);
+  process_ = ChildProcess({"/usr/sbin/Orthanc", (folder_ / "orthanc.json").string()}, folder_ / "orthanc.log");
   const bool up = wait_until(
       [&] {
         if (!process_.running()) return true;

@@ -56,7 +56,6 @@ struct HttpResult {
 struct OrthancOptions {
   nlohmann::json unibiomed = nlohmann::json::object();  // the "UniBiomed" section (null: none)
   nlohmann::json extra = nlohmann::json::object();      // merged into the top level
-  std::map<std::string, std::string> env;               // environment of the Orthanc process
   bool dicomweb = true;                                 // load Debian's DICOMweb plugin
 };
 

@@ -10,7 +10,6 @@
 
 #include "tests/orthanc-plugin/orthanc_harness.h"
 #include "tests/orthanc-plugin/test_studies.h"
-#include "tests/orthanc-plugin/test_model.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::test {
@@ -23,15 +22,32 @@ using namespace std::chrono_literals;
 // Generous: the loops return as soon as the condition holds.
 constexpr auto kAnalysisTimeout = std::chrono::seconds(600);
 
+// The shipped demo checkpoint (the real architecture trained on the sample phantoms): the CT
+// rule's questions get grounded answers and SEG objects through the whole pipeline, SAM2 included.
+fs::path demo_checkpoint() { return source_dir() / "samples" / "demo-checkpoint"; }
+
+// Slices of a study whose analysis lasts long enough to be interrupted (crash and cancel tests).
+constexpr int kSlowStudySlices = 24;
+
+// What these tests need besides the plugin; empty when everything is there.
+std::string missing_tools() {
+  std::string missing;
+  for (const char* program : {"storescu", "storescp", "curl"})
+    if (!have_program(program)) missing += std::string(missing.empty() ? "" : ", ") + program + " (not on PATH)";
+  if (!fs::exists("/usr/sbin/Orthanc")) missing += std::string(missing.empty() ? "" : ", ") + "/usr/sbin/Orthanc";
+  if (!fs::exists(dicomweb_path())) missing += std::string(missing.empty() ? "" : ", ") + dicomweb_path().string();
+  return missing;
+}
+
 class OrthancPlugin : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_program("storescu") || !have_program("storescp") || !have_program("curl") ||
-        !fs::exists("/usr/sbin/Orthanc"))
-      GTEST_SKIP() << "Orthanc, DCMTK's storescu/storescp or curl is missing (scripts/install-deps.sh)";
-    if (!fs::exists(plugin_path())) GTEST_SKIP() << "the plugin is not built: " << plugin_path();
-    model_ = test_model_dir();
-    if (model_.empty()) GTEST_SKIP() << test_model_missing_reason();
+    const std::string missing = missing_tools();
+    ASSERT_TRUE(missing.empty()) << "missing: " << missing << " (scripts/install-deps.sh installs them)";
+    ASSERT_TRUE(fs::exists(plugin_path())) << "the plugin is not built: " << plugin_path();
+    ASSERT_TRUE(fs::exists(demo_checkpoint() / "config.json"))
+        << "the demo checkpoint is missing: " << (demo_checkpoint() / "config.json");
+    model_ = demo_checkpoint();
   }
 
   void TearDown() override {
@@ -54,11 +70,10 @@ class OrthancPlugin : public ::testing::Test {
     return *servers_.back();
   }
 
-  OrthancServer& start_server(json settings, json extra = json::object(), std::map<std::string, std::string> env = {}) {
+  OrthancServer& start_server(json settings, json extra = json::object()) {
     OrthancOptions o;
     o.unibiomed = std::move(settings);
     o.extra = std::move(extra);
-    o.env = std::move(env);
     auto& server = make_server(std::move(o), "orthanc" + std::to_string(servers_.size()));
     server.start();
     return server;
@@ -125,7 +140,7 @@ class OrthancPlugin : public ::testing::Test {
 };
 
 TEST(PluginLibrary, ExportsOnlyTheFourOrthancEntryPoints) {
-  if (!fs::exists(plugin_path())) GTEST_SKIP() << "the plugin is not built";
+  ASSERT_TRUE(fs::exists(plugin_path())) << "the plugin is not built: " << plugin_path();
   const CommandResult r = run_command({"nm", "-D", "--defined-only", plugin_path().string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::set<std::string> exported;
@@ -282,11 +297,10 @@ TEST_F(OrthancPlugin, KilledDuringAJobTheStudyCompletesExactlyOnceAfterRestart) 
   OrthancOptions o;
   o.unibiomed = base_settings();
   o.extra = {{"SaveJobs", true}};
-  o.env = slow_analysis_environment();
   auto& server = make_server(o);
   server.start();
   StudySpec spec;
-  spec.slices = slow_study_slices();
+  spec.slices = kSlowStudySlices;
   send(server, write_ct_series(dir_ / "ct", spec));
 
   // Kill Orthanc (SIGKILL: no clean shutdown) while the model is working on the study.
@@ -490,14 +504,107 @@ TEST_F(OrthancPlugin, ExplicitRequestStartsANewRunAndBadRequestsNameTheProblem) 
   const std::string traversal = error_of("/unibiomed/studies/..%2Fsystem/analyze", "").substr(0, 3);
   EXPECT_TRUE(traversal == "400" || traversal == "404") << traversal;
   EXPECT_EQ(server.get("/unibiomed/studies/1.2.840.999999").status, 404);
+}
+
+TEST_F(OrthancPlugin, RejectedAnalyzeRequestsNameTheFieldAndLeaveTheStudyAsItWas) {
+  auto& server = start_server(base_settings());
+  StudySpec spec;
+  spec.slices = 2;
+  spec.rows = spec.columns = 64;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  const json done = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(done["State"], "done") << done.dump(2);
+  const size_t jobs_before = our_jobs(server).size();
+  const std::string analyze = "/unibiomed/studies/" + spec.study_uid + "/analyze";
+  auto rejected = [&](const std::string& body) {
+    const HttpResult r = server.post(analyze, body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+    return r.status == 400 ? r.json().value("Error", std::string()) : std::string();
+  };
+
+  // A task name that no rule has (the node trial: this answered 200, then the run failed).
+  const std::string task = rejected(R"({"Tasks": ["organs", "foo"]})");
+  EXPECT_NE(task.find("Tasks[1]: unknown task \"foo\" (known: "), std::string::npos) << task;
+  EXPECT_NE(task.find("organs"), std::string::npos) << task;
+  // A question about a series the study does not have.
+  const std::string series = rejected(R"({"Questions": [{"Text": "Any lesion?", "SeriesInstanceUID": "1.2.3.4"}]})");
+  EXPECT_NE(series.find("Questions[0].SeriesInstanceUID \"1.2.3.4\" is not a series of study"), std::string::npos)
+      << series;
+  EXPECT_NE(series.find(spec.series_uid), std::string::npos) << series;
+  // A box outside the 64 x 64 images.
+  const std::string box = rejected(R"({"Questions": [{"Text": "What is here?", "Box": [0, 0, 5000, 5000]}]})");
+  EXPECT_NE(box.find("Questions[0].Box [0, 0, 5000, 5000] does not fit series " + spec.series_uid), std::string::npos)
+      << box;
+  EXPECT_NE(box.find("64 x 64 pixels"), std::string::npos) << box;
+
+  // Nothing changed: same state, run, request and time; no job, no queue entry, and it stays so.
+  std::this_thread::sleep_for(3s);
+  const json after = study(server, spec.study_uid);
+  for (const char* key : {"State", "Run", "Attempt", "Request", "Updated", "Error", "Queued", "Job"})
+    EXPECT_EQ(after[key], done[key]) << key;
+  EXPECT_EQ(our_jobs(server).size(), jobs_before);
+  EXPECT_EQ(server.get_json("/unibiomed/status")["Queue"]["Pending"], 0);
+
+  // The same box inside the images is accepted.
+  const HttpResult fits = server.post(analyze, R"({"Questions": [{"Text": "What is here?", "Box": [8, 8, 40, 40]}]})");
+  EXPECT_EQ(fits.status, 200) << fits.body;
+}
+
+TEST_F(OrthancPlugin, EveryRouteAnswersOtherMethodsWith405) {
+  json settings = base_settings();
+  settings["AutoAnalysis"] = false;
+  auto& server = start_server(settings);
   EXPECT_EQ(server.get("/unibiomed/ask").status, 405);
+  EXPECT_EQ(server.get("/unibiomed/studies/1.2.3/analyze").status, 405);
+  EXPECT_EQ(server.get("/unibiomed/studies/1.2.3/forward").status, 405);
+  EXPECT_EQ(server.post("/unibiomed/status", "{}").status, 405);
+  EXPECT_EQ(server.post("/unibiomed/studies/1.2.3", "{}").status, 405);
+  EXPECT_EQ(server.del("/unibiomed/status").status, 405);
+  EXPECT_EQ(server.del("/unibiomed/studies/1.2.3/analyze").status, 405);
+  // The right methods still reach the handlers.
+  EXPECT_EQ(server.get("/unibiomed/status").status, 200);
+  EXPECT_EQ(server.get("/unibiomed/studies/1.2.3").status, 404);
+}
+
+TEST_F(OrthancPlugin, AStudyInstanceUidOfTwoPatientsIsAConflictListingBothStudies) {
+  json settings = base_settings();
+  settings["AutoAnalysis"] = false;
+  auto& server = start_server(settings);
+  StudySpec first, second;
+  first.slices = second.slices = 1;
+  first.patient_id = "PATIENT-A";
+  second.patient_id = "PATIENT-B";
+  second.study_uid = first.study_uid = new_uid();
+  send(server, write_ct_series(dir_ / "a", first));
+  send(server, write_ct_series(dir_ / "b", second));
+  std::vector<std::string> ids;
+  for (const auto& r : server.get_json("/studies?expand"))
+    if (r["MainDicomTags"]["StudyInstanceUID"] == first.study_uid) ids.push_back(r["ID"]);
+  ASSERT_EQ(ids.size(), 2u) << "Orthanc should keep the two patients' studies apart";
+
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/unibiomed/studies/" + first.study_uid},
+           {"POST", "/unibiomed/studies/" + first.study_uid + "/analyze"}}) {
+    const HttpResult r = method == "GET" ? server.get(path) : server.post(path, "");
+    EXPECT_EQ(r.status, 409) << method << " " << path << ": " << r.body;
+    const std::string error = r.json().value("Error", std::string());
+    for (const auto& id : ids) EXPECT_NE(error.find(id), std::string::npos) << error;
+    EXPECT_NE(error.find("PATIENT-A"), std::string::npos) << error;
+    EXPECT_NE(error.find("PATIENT-B"), std::string::npos) << error;
+  }
+  // Each Orthanc id still names one study.
+  for (const auto& id : ids) {
+    const HttpResult r = server.get("/unibiomed/studies/" + id);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["ID"], id);
+    EXPECT_EQ(r.json()["State"], "none");
+  }
 }
 
 TEST_F(OrthancPlugin, AskAnswersAtOnceAndStoresTheGroundedSegmentation) {
   auto& server = start_server(base_settings());
   StudySpec spec;
   spec.slices = 1;
-  json settings = base_settings();
   const auto files = write_ct_series(dir_ / "ct", spec);
   send(server, files);
   ASSERT_EQ(wait_for_end(server, spec.study_uid)["State"], "done");
@@ -509,11 +616,12 @@ TEST_F(OrthancPlugin, AskAnswersAtOnceAndStoresTheGroundedSegmentation) {
   const HttpResult r = server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", question}}.dump());
   ASSERT_EQ(r.status, 200) << r.body;
   const json a = r.json();
-  // The demo checkpoint's answer "Sure, [SEG]." (the node shows it without the token) and its
-  // one grounded finding, labelled after the question's target.
-  EXPECT_EQ(a["Text"], "Sure,.") << a.dump(2);
+  // The demo checkpoint's answer "Sure, [SEG]." says nothing but the acknowledgement, so the
+  // node's sentence names the rules' target the question names (liver), as does its one
+  // grounded finding.
+  EXPECT_EQ(a["Text"], "Liver.") << a.dump(2);
   ASSERT_EQ(a["Findings"].size(), 1u) << a.dump(2);
-  EXPECT_EQ(a["Findings"][0]["Label"], "Liver in CT");
+  EXPECT_EQ(a["Findings"][0]["Label"], "Liver");
   // A grounded answer: its SEG is in Orthanc, in the same study, flagged as ours.
   ASSERT_FALSE(a["Segmentation"].is_null()) << a.dump(2);
   const std::string seg = a["Segmentation"]["ID"];
@@ -529,7 +637,26 @@ TEST_F(OrthancPlugin, AskAnswersAtOnceAndStoresTheGroundedSegmentation) {
   EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", "0000"}, {"Question", "x"}}.dump()).status, 400);
   EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", "1.2.3.4"}, {"Question", "x"}}.dump()).status, 404);
   EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", "x"}, {"Frame", 2}}.dump()).status, 400);
-  EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", instance}}.dump()).status, 400);
+  // Without a question: the message names the field /ask has.
+  const HttpResult no_question = server.post("/unibiomed/ask", json{{"Instance", instance}}.dump());
+  EXPECT_EQ(no_question.status, 400);
+  const std::string no_question_error = no_question.json()["Error"];
+  EXPECT_NE(no_question_error.find("\"Question\""), std::string::npos) << no_question_error;
+  EXPECT_EQ(no_question_error.find("Text"), std::string::npos) << no_question_error;
+  // A box outside the image: named, with the image's size.
+  const HttpResult outside = server.post(
+      "/unibiomed/ask", json{{"Instance", instance}, {"Question", "x"}, {"Box", {0, 0, 5000, 5000}}}.dump());
+  EXPECT_EQ(outside.status, 400) << outside.body;
+  const std::string outside_error = outside.json()["Error"];
+  EXPECT_NE(outside_error.find("Box [0, 0, 5000, 5000] does not fit instance " + instance), std::string::npos)
+      << outside_error;
+  EXPECT_NE(outside_error.find(std::to_string(spec.columns) + " x " + std::to_string(spec.rows) + " pixels"),
+            std::string::npos)
+      << outside_error;
+  EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", "x"}, {"Box", {0, 0, 5, 5}},
+                                                {"Store", false}}.dump())
+                .status,
+            200);
 }
 
 TEST_F(OrthancPlugin, TriggerRulesDecideWhatIsAnalysedAutomatically) {
@@ -549,9 +676,9 @@ TEST_F(OrthancPlugin, TriggerRulesDecideWhatIsAnalysedAutomatically) {
 }
 
 TEST_F(OrthancPlugin, CancelledJobIsRecordedAndCanBeResubmitted) {
-  auto& server = start_server(base_settings(), json::object(), slow_analysis_environment());
+  auto& server = start_server(base_settings());
   StudySpec spec;
-  spec.slices = slow_study_slices();
+  spec.slices = kSlowStudySlices;
   send(server, write_ct_series(dir_ / "ct", spec));
   std::string job;
   ASSERT_TRUE(wait_until(

@@ -10,7 +10,10 @@
 #include <cmath>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "samples/phantom.h"
+#include "tests/support/test_support.h"
 
 namespace unibiomed::test {
 
@@ -158,6 +161,21 @@ fs::path write_pdf_document(const fs::path& folder, StudySpec& spec) {
   const fs::path path = folder / (doc.series_uid + "-doc.dcm");
   save(file, path);
   return path;
+}
+
+std::vector<fs::path> sample_ct_study(const fs::path& folder, StudySpec& spec) {
+  const CommandResult r = run_command({cli_path().string(), "samples", "write", folder.string(), "--only", "ct",
+                                       "--ct-slices", "4", "--ct-size", "64"});
+  if (r.exit_code != 0) throw std::runtime_error("unibiomed samples write failed:\n" + r.output);
+  const auto manifest = nlohmann::json::parse(read_file(folder / "manifest.json"));
+  const auto& ct = manifest.at(0);
+  spec.study_uid = ct.at("study_instance_uid");
+  spec.series_uid = ct.at("series_instance_uid");
+  spec.patient_id = ct.at("patient_id");
+  spec.slices = static_cast<int>(ct.at("files").size());
+  std::vector<fs::path> files;
+  for (const auto& f : ct.at("files")) files.push_back(folder / f.get<std::string>());
+  return files;
 }
 
 }  // namespace unibiomed::test

@@ -1,6 +1,6 @@
 // Small DICOM studies written with DCMTK for the plugin tests: CT series with full geometry,
 // a CT instance whose pixel data is truncated (parses, cannot be decoded), and an Encapsulated
-// PDF (modality DOC: no image for the model).
+// PDF (modality DOC: no image for the model); and the sample generator's CT study.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
@@ -31,6 +31,10 @@ std::filesystem::path write_truncated_ct(const std::filesystem::path& folder, St
 
 // An Encapsulated PDF document (modality DOC) in the given study.
 std::filesystem::path write_pdf_document(const std::filesystem::path& folder, StudySpec& spec);
+
+// The sample generator's CT study (`unibiomed samples write --only ct`, 4 slices of 64 x 64: the
+// study the demo sends, small); fills its UIDs and patient into `spec`. Throws when the CLI fails.
+std::vector<std::filesystem::path> sample_ct_study(const std::filesystem::path& folder, StudySpec& spec);
 
 std::string new_uid();
 
