@@ -21,10 +21,12 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/cpu_matvec.h"
 #include "inference/model_config.h"
 #include "inference/qwen2.h"
@@ -97,31 +99,21 @@ double cpu_seconds() {
   return static_cast<double>(t.tv_sec) + t.tv_nsec * 1e-9;
 }
 
-// A checkpoint of the real layout and size, made in memory: weights ~ N(0, 0.02), norms 1.
+// The language model's tensors of the layout table, made in memory: weights ~ N(0, 0.02),
+// norms 1.
 std::map<std::string, torch::Tensor> random_llm(const LlmConfig& c, torch::ScalarType dtype) {
   torch::NoGradGuard g;
-  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, kv = c.head_dim() * c.num_key_value_heads;
-  std::map<std::string, torch::Tensor> t;
-  auto normal = [&](std::vector<int64_t> shape) { return torch::empty(shape, dtype).normal_(0, 0.02); };
-  const std::string m = "language_model.model.";
-  t[m + "embed_tokens.weight"] = normal({V, H});
+  ModelConfig model;
+  model.llm = c;
+  std::set<std::string> norms = {layout::language_model().norm_weight};
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = m + "layers." + std::to_string(i) + ".";
-    t[p + "input_layernorm.weight"] = torch::ones({H}, dtype);
-    t[p + "post_attention_layernorm.weight"] = torch::ones({H}, dtype);
-    t[p + "self_attn.q_proj.weight"] = normal({H, H});
-    t[p + "self_attn.q_proj.bias"] = normal({H});
-    t[p + "self_attn.k_proj.weight"] = normal({kv, H});
-    t[p + "self_attn.k_proj.bias"] = normal({kv});
-    t[p + "self_attn.v_proj.weight"] = normal({kv, H});
-    t[p + "self_attn.v_proj.bias"] = normal({kv});
-    t[p + "self_attn.o_proj.weight"] = normal({H, H});
-    t[p + "mlp.gate_proj.weight"] = normal({I, H});
-    t[p + "mlp.up_proj.weight"] = normal({I, H});
-    t[p + "mlp.down_proj.weight"] = normal({H, I});
+    const auto l = layout::language_layer(i);
+    norms.insert({l.input_layernorm_weight, l.post_attention_layernorm_weight});
   }
-  t[m + "norm.weight"] = torch::ones({H}, dtype);
-  t["language_model.lm_head.weight"] = normal({V, H});
+  std::map<std::string, torch::Tensor> t;
+  for (const auto& spec : checkpoint_layout(model, Sam2MemoryConfig{}))
+    if (spec.block == CheckpointBlock::kLanguage)
+      t[spec.name] = norms.count(spec.name) ? torch::ones(spec.shape, dtype) : torch::empty(spec.shape, dtype).normal_(0, 0.02);
   return t;
 }
 

@@ -15,11 +15,13 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/image_preprocess.h"
 #include "inference/model_config.h"
 #include "inference/runtime.h"
@@ -75,44 +77,25 @@ double matmul_gflops(const torch::TensorOptions& o) {
   return best;
 }
 
+// The vision encoder's and projector's tensors of the layout table, N(0, 0.02) in bfloat16;
+// norm weights around 1, layer scales around 0.1.
 void write_random_checkpoint(const std::filesystem::path& path, const ib::ModelConfig& c) {
-  const int64_t C = c.vision.hidden_size, I = c.vision.intermediate_size, P = c.vision.patch_size;
-  const int64_t G = c.vision.image_size / P, H = c.llm.hidden_size;
+  std::set<std::string> norms = {ib::layout::projector().norm.weight}, scales;
+  for (int i = 0; i < c.vision.num_hidden_layers; ++i) {
+    const auto l = ib::layout::vision_layer(i);
+    norms.insert({l.norm1.weight, l.norm2.weight});
+    scales.insert({l.ls1, l.ls2});
+  }
   std::vector<ib::TensorBlob> blobs;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, double mean, double std) {
-    torch::Tensor t = (torch::randn(shape) * std + mean).to(torch::kBFloat16).contiguous();
-    ib::TensorBlob b{name, ib::DType::BF16, shape, std::vector<std::byte>(t.nbytes())};
+  for (const auto& spec : ib::checkpoint_layout(c, ib::Sam2MemoryConfig{})) {
+    if (spec.block != ib::CheckpointBlock::kVision && spec.block != ib::CheckpointBlock::kProjector) continue;
+    const double mean = norms.count(spec.name) ? 1.0 : scales.count(spec.name) ? 0.1 : 0.0;
+    const double std = scales.count(spec.name) ? 0.01 : 0.02;
+    torch::Tensor t = (torch::randn(spec.shape) * std + mean).to(torch::kBFloat16).contiguous();
+    ib::TensorBlob b{spec.name, ib::DType::BF16, spec.shape, std::vector<std::byte>(t.nbytes())};
     std::memcpy(b.bytes.data(), t.data_ptr(), t.nbytes());
     blobs.push_back(std::move(b));
-  };
-  const std::string e = "vision_model.embeddings.";
-  add(e + "class_embedding", {1, 1, C}, 0, 0.02);
-  add(e + "patch_embedding.weight", {C, 3, P, P}, 0, 0.02);
-  add(e + "patch_embedding.bias", {C}, 0, 0.02);
-  add(e + "position_embedding", {1, 1 + G * G, C}, 0, 0.02);
-  for (int i = 0; i < c.vision.num_hidden_layers; ++i) {
-    const std::string p = "vision_model.encoder.layers." + std::to_string(i) + ".";
-    add(p + "attn.qkv.weight", {3 * C, C}, 0, 0.02);
-    add(p + "attn.qkv.bias", {3 * C}, 0, 0.02);
-    add(p + "attn.proj.weight", {C, C}, 0, 0.02);
-    add(p + "attn.proj.bias", {C}, 0, 0.02);
-    add(p + "mlp.fc1.weight", {I, C}, 0, 0.02);
-    add(p + "mlp.fc1.bias", {I}, 0, 0.02);
-    add(p + "mlp.fc2.weight", {C, I}, 0, 0.02);
-    add(p + "mlp.fc2.bias", {C}, 0, 0.02);
-    add(p + "norm1.weight", {C}, 1, 0.02);
-    add(p + "norm1.bias", {C}, 0, 0.02);
-    add(p + "norm2.weight", {C}, 1, 0.02);
-    add(p + "norm2.bias", {C}, 0, 0.02);
-    add(p + "ls1", {C}, 0.1, 0.01);
-    add(p + "ls2", {C}, 0.1, 0.01);
   }
-  add("mlp1.0.weight", {4 * C}, 1, 0.02);
-  add("mlp1.0.bias", {4 * C}, 0, 0.02);
-  add("mlp1.1.weight", {H, 4 * C}, 0, 0.02);
-  add("mlp1.1.bias", {H}, 0, 0.02);
-  add("mlp1.3.weight", {H, H}, 0, 0.02);
-  add("mlp1.3.bias", {H}, 0, 0.02);
   ib::write_safetensors(path, blobs);
 }
 

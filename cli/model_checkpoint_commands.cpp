@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "inference/error.h"
 #include "inference/model_config.h"
+#include "inference/checkpoint_layout.h"
 #include "inference/random_checkpoint.h"
 #include "inference/safetensors_file.h"
 #include "inference/weights_hash.h"
@@ -43,47 +44,30 @@ std::string list_str(const std::vector<int>& v) {
   return s + "]";
 }
 
-// The part of the model a tensor belongs to, by its name (MODEL.md "Checkpoint").
-std::string part_of(const std::string& name, const std::vector<std::string>& video_only) {
-  if (name.rfind("vision_model.", 0) == 0) return "vision encoder (InternViT)";
-  if (name.rfind("mlp1.", 0) == 0) return "projector (mlp1)";
-  if (name.rfind("language_model.", 0) == 0) return "language model (Qwen2)";
-  if (name.rfind("text_hidden_fcs.", 0) == 0) return "[SEG] head (text_hidden_fcs)";
-  if (name.rfind("grounding_encoder.", 0) == 0) {
-    for (const auto& p : video_only)
-      if (name.rfind(p, 0) == 0) return "SAM2 video/memory (not used by the 2D path)";
-    return "SAM2 image encoder + mask decoder";
-  }
-  return "other";
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) throw InferenceError("cannot read " + path.string());
+  return text.str();
 }
 
-const char* const kPartOrder[] = {"vision encoder (InternViT)",        "projector (mlp1)",
-                                  "language model (Qwen2)",            "[SEG] head (text_hidden_fcs)",
-                                  "SAM2 image encoder + mask decoder", "SAM2 video/memory (not used by the 2D path)",
-                                  "other"};
+// The parts `model info` reports, in this order, then "other" for names outside the layout.
+const char* part_of(const std::string& name) {
+  const auto block = inference::block_of(name);
+  return block ? inference::block_name(*block) : "other";
+}
 
-// Memory-part sizes from config.json's grounding_encoder_config when present (the small
-// reference checkpoints), else the released ones.
-inference::Sam2MemoryConfig memory_config_of(const fs::path& config_json) {
-  inference::Sam2MemoryConfig m;
-  std::ifstream in(config_json);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception&) {
-    return m;
-  }
-  if (!j.contains("grounding_encoder_config")) return m;
-  const auto& g = j["grounding_encoder_config"];
-  if (g.contains("memory_attention")) {
-    const auto& a = g["memory_attention"];
-    m.d_model = a.value("d_model", m.d_model);
-    m.kv_in_dim = a.value("kv_in_dim", m.kv_in_dim);
-    m.dim_feedforward = a.value("dim_feedforward", m.dim_feedforward);
-    m.num_layers = a.value("num_layers", m.num_layers);
-  }
-  if (g.contains("memory_encoder")) m.out_dim = g["memory_encoder"].value("out_dim", m.out_dim);
-  return m;
+const inference::CheckpointBlock kPartOrder[] = {
+    inference::CheckpointBlock::kVision,   inference::CheckpointBlock::kProjector,
+    inference::CheckpointBlock::kLanguage, inference::CheckpointBlock::kSegHead,
+    inference::CheckpointBlock::kSam2,     inference::CheckpointBlock::kSam2VideoOnly};
+
+std::vector<std::string> part_order() {
+  std::vector<std::string> order;
+  for (const auto block : kPartOrder) order.push_back(inference::block_name(block));
+  order.push_back("other");
+  return order;
 }
 
 }  // namespace
@@ -151,14 +135,13 @@ int run_model_info(const Args& args) {
     if (!fs::is_regular_file(dir / "config.json")) throw InferenceError("model folder " + dir.string() + " has no config.json");
     const auto config = inference::ModelConfig::load(dir / "config.json");
     const auto checkpoint = inference::Checkpoint::open(dir);
-    const auto video = inference::video_only_prefixes();
 
     std::map<std::string, std::pair<int64_t, int64_t>> parts;  // tensors, parameters
     std::map<std::string, std::pair<int64_t, int64_t>> dtypes;
     int64_t total = 0;
     for (const auto& name : checkpoint->names()) {
       const auto* v = checkpoint->find(name);
-      auto& pt = parts[part_of(name, video)];
+      auto& pt = parts[part_of(name)];
       ++pt.first;
       pt.second += v->numel();
       auto& dt = dtypes[inference::dtype_name(v->dtype)];
@@ -168,7 +151,9 @@ int run_model_info(const Args& args) {
     }
     // Layout check against the names and shapes the code expects for this config.
     std::vector<std::string> missing, wrong_shape, unexpected;
-    const auto layout = inference::checkpoint_layout(config, memory_config_of(dir / "config.json"));
+    const auto layout =
+        inference::checkpoint_layout(config, inference::memory_config_from_json(
+                                                 read_text(dir / "config.json"), (dir / "config.json").string()));
     std::map<std::string, std::vector<int64_t>> expected;
     for (const auto& t : layout) expected[t.name] = t.shape;
     for (const auto& [name, shape] : expected) {
@@ -202,7 +187,7 @@ int run_model_info(const Args& args) {
                    {"from_checkpoint_config", g.from_checkpoint_config}};
       j["parameters"] = total;
       j["tensors"] = checkpoint->size();
-      for (const char* part : kPartOrder)
+      for (const auto& part : part_order())
         if (parts.count(part)) j["parts"][part] = {{"tensors", parts[part].first}, {"parameters", parts[part].second}};
       for (const auto& [d, c] : dtypes) j["dtypes"][d] = {{"tensors", c.first}, {"parameters", c.second}};
       j["layout"] = {{"missing", missing}, {"wrong_shape", wrong_shape}, {"unexpected", unexpected}};
@@ -222,7 +207,7 @@ int run_model_info(const Args& args) {
                 << list_str(h.global_att_blocks) << "; FPN d_model " << g.neck.d_model
                 << (g.from_checkpoint_config ? " (grounding_encoder_config)" : " (Hiera-L constants)") << "\n"
                 << "parameters     " << human_count(total) << " (" << total << ") in " << checkpoint->size() << " tensors\n";
-      for (const char* part : kPartOrder)
+      for (const auto& part : part_order())
         if (parts.count(part))
           std::cout << "  " << part << ": " << human_count(parts[part].second) << " (" << parts[part].first
                     << " tensors)\n";

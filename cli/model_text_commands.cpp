@@ -11,6 +11,7 @@
 
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
+#include "inference/checkpoint_layout.h"
 #include "inference/error.h"
 #include "inference/generation.h"
 #include "inference/model_config.h"
@@ -26,9 +27,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// Prefix of the language model's tensors in UniBiomed checkpoints.
-constexpr const char* kLanguageModelPrefix = "language_model.";
 
 std::vector<int64_t> parse_ids(const std::string& text) {
   json j;
@@ -138,7 +136,7 @@ int run_model_generate(const Args& args) {
   }
   // Tensors of the language model that it did not use point at a checkpoint of another layout.
   for (const auto& name : weights->unused())
-    if (name.rfind(kLanguageModelPrefix, 0) == 0)
+    if (inference::block_of(name) == inference::CheckpointBlock::kLanguage)
       std::cerr << "unibiomed model generate: warning: checkpoint tensor '" << name << "' is not used\n";
 
   if (have_text) {

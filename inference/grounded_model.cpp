@@ -10,13 +10,13 @@
 #include <map>
 #include <mutex>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/error.h"
 #include "inference/generation.h"
 #include "inference/image_preprocess.h"
 #include "inference/image_tiling.h"
 #include "inference/prompt.h"
 #include "inference/qwen2.h"
-#include "inference/random_checkpoint.h"
 #include "inference/sam2_image_encoder.h"
 #include "inference/sam2_mask_decoder.h"
 #include "inference/splice.h"

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/cpu_matvec.h"
 #include "inference/error.h"
 
@@ -60,7 +61,7 @@ void KvCache::keep_rows(const std::vector<int64_t>& rows) {
   batch_ = static_cast<int64_t>(rows.size());
 }
 
-Qwen2Model::Qwen2Model(Weights& weights, const LlmConfig& config, const std::string& prefix) : config_(config) {
+Qwen2Model::Qwen2Model(Weights& weights, const LlmConfig& config) : config_(config) {
   const LlmConfig& c = config_;
   if (c.hidden_size <= 0 || c.num_attention_heads <= 0 || c.num_key_value_heads <= 0 || c.num_hidden_layers <= 0 ||
       c.intermediate_size <= 0 || c.vocab_size <= 0 || c.max_position_embeddings <= 0 ||
@@ -76,33 +77,33 @@ Qwen2Model::Qwen2Model(Weights& weights, const LlmConfig& config, const std::str
   head_dim_ = c.head_dim();
   kv_dim_ = head_dim_ * c.num_key_value_heads;
 
-  const std::string model = prefix + "model.";
+  const auto m = layout::language_model();
   const auto f = torch::TensorOptions().dtype(weights.options().dtype).device(weights.options().device);
-  embed_tokens_ = weights.get(model + "embed_tokens.weight", {V, H});
+  embed_tokens_ = weights.get(m.embed_tokens_weight, {V, H});
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = model + "layers." + std::to_string(i) + ".";
+    const auto n = layout::language_layer(i);
     Layer l;
-    l.input_norm = weights.get(p + "input_layernorm.weight", {H});
-    l.post_attention_norm = weights.get(p + "post_attention_layernorm.weight", {H});
+    l.input_norm = weights.get(n.input_layernorm_weight, {H});
+    l.post_attention_norm = weights.get(n.post_attention_layernorm_weight, {H});
     // q, k, v (and gate, up) are read straight into one stacked matrix: one product instead of
     // three, and no second copy of the weights while loading.
     l.qkv_weight = torch::empty({H + 2 * kv_dim_, H}, f);
-    weights.get_into(p + "self_attn.q_proj.weight", l.qkv_weight.narrow(0, 0, H));
-    weights.get_into(p + "self_attn.k_proj.weight", l.qkv_weight.narrow(0, H, kv_dim_));
-    weights.get_into(p + "self_attn.v_proj.weight", l.qkv_weight.narrow(0, H + kv_dim_, kv_dim_));
+    weights.get_into(n.q_proj.weight, l.qkv_weight.narrow(0, 0, H));
+    weights.get_into(n.k_proj.weight, l.qkv_weight.narrow(0, H, kv_dim_));
+    weights.get_into(n.v_proj.weight, l.qkv_weight.narrow(0, H + kv_dim_, kv_dim_));
     l.qkv_bias = torch::empty({H + 2 * kv_dim_}, f);
-    weights.get_into(p + "self_attn.q_proj.bias", l.qkv_bias.narrow(0, 0, H));
-    weights.get_into(p + "self_attn.k_proj.bias", l.qkv_bias.narrow(0, H, kv_dim_));
-    weights.get_into(p + "self_attn.v_proj.bias", l.qkv_bias.narrow(0, H + kv_dim_, kv_dim_));
-    l.o_weight = weights.get(p + "self_attn.o_proj.weight", {H, H});
+    weights.get_into(n.q_proj.bias, l.qkv_bias.narrow(0, 0, H));
+    weights.get_into(n.k_proj.bias, l.qkv_bias.narrow(0, H, kv_dim_));
+    weights.get_into(n.v_proj.bias, l.qkv_bias.narrow(0, H + kv_dim_, kv_dim_));
+    l.o_weight = weights.get(n.o_proj_weight, {H, H});
     l.gate_up_weight = torch::empty({2 * I, H}, f);
-    weights.get_into(p + "mlp.gate_proj.weight", l.gate_up_weight.narrow(0, 0, I));
-    weights.get_into(p + "mlp.up_proj.weight", l.gate_up_weight.narrow(0, I, I));
-    l.down_weight = weights.get(p + "mlp.down_proj.weight", {H, I});
+    weights.get_into(n.gate_proj_weight, l.gate_up_weight.narrow(0, 0, I));
+    weights.get_into(n.up_proj_weight, l.gate_up_weight.narrow(0, I, I));
+    l.down_weight = weights.get(n.down_proj_weight, {H, I});
     layers_.push_back(std::move(l));
   }
-  final_norm_ = weights.get(model + "norm.weight", {H});
-  lm_head_ = c.tie_word_embeddings ? embed_tokens_ : weights.get(prefix + "lm_head.weight", {V, H});
+  final_norm_ = weights.get(m.norm_weight, {H});
+  lm_head_ = c.tie_word_embeddings ? embed_tokens_ : weights.get(m.lm_head_weight, {V, H});
 
   // RoPE, as Qwen2RotaryEmbedding: inv_freq = 1 / theta^(2i/d) and cos/sin of position x
   // inv_freq, repeated for both halves (rotate_half convention), all in float32.

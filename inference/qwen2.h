@@ -40,11 +40,11 @@ class KvCache {
 
 class Qwen2Model {
  public:
-  // Reads prefix + "model.embed_tokens.weight", "model.layers.{i}.*", "model.norm.weight" and
-  // "lm_head.weight" (UniBiomed: prefix "language_model."). Throws InferenceError naming the
-  // tensor when one is missing or its shape disagrees with `config`, or when `config` itself is
-  // inconsistent (heads not dividing the hidden size...).
-  Qwen2Model(Weights& weights, const LlmConfig& config, const std::string& prefix = "language_model.");
+  // Reads the language model's tensors (checkpoint_layout.h: layout::language_model() and
+  // language_layer(i)). Throws InferenceError naming the tensor when one is missing or its shape
+  // disagrees with `config`, or when `config` itself is inconsistent (heads not dividing the
+  // hidden size...).
+  Qwen2Model(Weights& weights, const LlmConfig& config);
 
   const LlmConfig& config() const { return config_; }
   torch::TensorOptions options() const { return embed_tokens_.options(); }

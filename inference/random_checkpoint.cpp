@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// Tensor names and shapes follow the released checkpoint: InternVL's vision_model/mlp1
-// (modeling_intern_vit.py, modeling_sa2va_chat.py), Qwen2ForCausalLM under language_model,
-// text_hidden_fcs, and the SAM2 model under grounding_encoder.sam2_model (sam2.py: Hiera,
-// FpnNeck, PromptEncoder, MaskDecoder, MemoryAttention, MemoryEncoder, SAM2Base heads).
+// The tensors to write, their names and shapes, come from the layout table
+// (inference/checkpoint_layout.h); this file chooses their values.
 #include "inference/random_checkpoint.h"
 
 #include <nlohmann/json.hpp>
@@ -23,10 +21,8 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-const std::string kSam = "grounding_encoder.sam2_model.";
-
 // The added tokens of the released tokenizer (Qwen2.5 + InternVL2.5 + UniBiomed), with their
-// ids (shared/golden/qwen2-tokenizer/tokenizer_config.json).
+// ids (the released Qwen2.5 tokenizer's tokenizer_config.json).
 const std::pair<const char*, int64_t> kRealAddedTokens[] = {
     {"<|endoftext|>", 151643},      {"<|im_start|>", 151644},   {"<|im_end|>", 151645},
     {"<|object_ref_start|>", 151646}, {"<|object_ref_end|>", 151647}, {"<|box_start|>", 151648},
@@ -41,209 +37,11 @@ const std::pair<const char*, int64_t> kRealAddedTokens[] = {
     {"</box>", 151673},             {"[SEG]", 151674},          {"<p>", 151675},
     {"</p>", 151676},               {"<vp>", 151677},           {"</vp>", 151678}};
 
-// The tiny vocabulary of the reference checkpoint (shared/golden tiny_vocab.json): bytes 0..255,
+// The tiny vocabulary of the reference checkpoint (tests/reference/tiny_vocab.json): bytes 0..255,
 // then these.
 const char* const kTinySpecials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>",
                                      "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>",
                                      "</box>", "[SEG]", "<p>", "</p>", "<vp>", "</vp>"};
-
-class Layout {
- public:
-  void add(const std::string& name, std::vector<int64_t> shape) { specs_.push_back({name, std::move(shape)}); }
-  void linear(const std::string& p, int64_t out, int64_t in, bool bias = true) {
-    add(p + ".weight", {out, in});
-    if (bias) add(p + ".bias", {out});
-  }
-  void norm(const std::string& p, int64_t n) {
-    add(p + ".weight", {n});
-    add(p + ".bias", {n});
-  }
-  void conv(const std::string& p, int64_t out, int64_t in, int64_t k) {
-    add(p + ".weight", {out, in, k, k});
-    add(p + ".bias", {out});
-  }
-  void mlp(const std::string& p, const std::vector<int64_t>& sizes) {
-    for (size_t i = 0; i + 1 < sizes.size(); ++i) linear(p + ".layers." + std::to_string(i), sizes[i + 1], sizes[i]);
-  }
-  std::vector<TensorSpec> take() {
-    std::sort(specs_.begin(), specs_.end(), [](const TensorSpec& a, const TensorSpec& b) { return a.name < b.name; });
-    return std::move(specs_);
-  }
-
- private:
-  std::vector<TensorSpec> specs_;
-};
-
-void vision_layout(Layout& l, const ModelConfig& c) {
-  const VisionConfig& v = c.vision;
-  const int64_t C = v.hidden_size, I = v.intermediate_size, P = v.patch_size;
-  const int64_t grid = v.image_size / v.patch_size;
-  l.add("vision_model.embeddings.class_embedding", {1, 1, C});
-  l.conv("vision_model.embeddings.patch_embedding", C, v.num_channels, P);
-  l.add("vision_model.embeddings.position_embedding", {1, 1 + grid * grid, C});
-  for (int i = 0; i < v.num_hidden_layers; ++i) {
-    const std::string p = "vision_model.encoder.layers." + std::to_string(i) + ".";
-    l.linear(p + "attn.qkv", 3 * C, C, v.qkv_bias);
-    l.linear(p + "attn.proj", C, C);
-    l.linear(p + "mlp.fc1", I, C);
-    l.linear(p + "mlp.fc2", C, I);
-    l.norm(p + "norm1", C);
-    l.norm(p + "norm2", C);
-    l.add(p + "ls1", {C});
-    l.add(p + "ls2", {C});
-  }
-  const auto shuffle = static_cast<int64_t>(std::lround(1.0 / (c.downsample_ratio * c.downsample_ratio)));
-  const int64_t H = c.llm.hidden_size;
-  l.norm("mlp1.0", C * shuffle);
-  l.linear("mlp1.1", H, C * shuffle);
-  l.linear("mlp1.3", H, H);
-}
-
-void llm_layout(Layout& l, const LlmConfig& c) {
-  const int64_t H = c.hidden_size, I = c.intermediate_size, kv = c.num_key_value_heads * c.head_dim();
-  l.add("language_model.model.embed_tokens.weight", {c.vocab_size, H});
-  if (!c.tie_word_embeddings) l.add("language_model.lm_head.weight", {c.vocab_size, H});
-  l.add("language_model.model.norm.weight", {H});
-  for (int i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = "language_model.model.layers." + std::to_string(i) + ".";
-    l.linear(p + "self_attn.q_proj", H, H);
-    l.linear(p + "self_attn.k_proj", kv, H);
-    l.linear(p + "self_attn.v_proj", kv, H);
-    l.linear(p + "self_attn.o_proj", H, H, false);
-    l.linear(p + "mlp.gate_proj", I, H, false);
-    l.linear(p + "mlp.up_proj", I, H, false);
-    l.linear(p + "mlp.down_proj", H, I, false);
-    l.add(p + "input_layernorm.weight", {H});
-    l.add(p + "post_attention_layernorm.weight", {H});
-  }
-}
-
-void sam2_layout(Layout& l, const GroundingConfig& g, const Sam2MemoryConfig& m) {
-  const HieraConfig& h = g.hiera;
-  const std::string t = kSam + "image_encoder.trunk.";
-  int64_t dim = h.embed_dim, heads = h.num_heads;
-  l.conv(t + "patch_embed.proj", dim, 3, h.patch_kernel_size.at(0));
-  l.add(t + "pos_embed", {1, dim, h.window_pos_embed_bkg_spatial_size.at(0), h.window_pos_embed_bkg_spatial_size.at(1)});
-  l.add(t + "pos_embed_window", {1, dim, h.window_spec.at(0), h.window_spec.at(0)});
-  std::vector<int> ends;
-  int total = 0;
-  for (int s : h.stages) ends.push_back((total += s) - 1);
-  for (int i = 0; i < total; ++i) {
-    int64_t out = dim;
-    if (std::count(ends.begin(), ends.end(), i - 1)) {
-      out = static_cast<int64_t>(static_cast<double>(dim) * h.dim_mul);
-      heads = static_cast<int64_t>(static_cast<double>(heads) * h.head_mul);
-    }
-    const std::string p = t + "blocks." + std::to_string(i) + ".";
-    const auto hidden = static_cast<int64_t>(static_cast<double>(out) * h.mlp_ratio);
-    l.norm(p + "norm1", dim);
-    l.linear(p + "attn.qkv", 3 * out, dim);
-    l.linear(p + "attn.proj", out, out);
-    l.norm(p + "norm2", out);
-    l.linear(p + "mlp.layers.0", hidden, out);
-    l.linear(p + "mlp.layers.1", out, hidden);
-    if (out != dim) l.linear(p + "proj", out, dim);
-    dim = out;
-  }
-  const int64_t D = g.neck.d_model;
-  for (size_t k = 0; k < g.neck.backbone_channel_list.size(); ++k)
-    l.conv(kSam + "image_encoder.neck.convs." + std::to_string(k) + ".conv", D, g.neck.backbone_channel_list[k], 1);
-
-  const std::string pe = kSam + "sam_prompt_encoder.";
-  const int64_t mc = g.mask_in_chans;
-  l.conv(pe + "mask_downscaling.0", mc / 4, 1, 2);
-  l.norm(pe + "mask_downscaling.1", mc / 4);
-  l.conv(pe + "mask_downscaling.3", mc, mc / 4, 2);
-  l.norm(pe + "mask_downscaling.4", mc);
-  l.conv(pe + "mask_downscaling.6", D, mc, 1);
-  l.add(pe + "no_mask_embed.weight", {1, D});
-  l.add(pe + "not_a_point_embed.weight", {1, D});
-  l.add(pe + "pe_layer.positional_encoding_gaussian_matrix", {2, D / 2});
-  for (int i = 0; i < 4; ++i) l.add(pe + "point_embeddings." + std::to_string(i) + ".weight", {1, D});
-
-  const std::string md = kSam + "sam_mask_decoder.";
-  const int64_t n_masks = g.num_multimask_outputs + 1;
-  l.conv(md + "conv_s0", D / 8, D, 1);
-  l.conv(md + "conv_s1", D / 4, D, 1);
-  std::vector<int64_t> iou{D};
-  for (int i = 0; i + 1 < g.iou_head_depth; ++i) iou.push_back(g.iou_head_hidden_dim);
-  iou.push_back(n_masks);
-  l.mlp(md + "iou_prediction_head", iou);
-  l.add(md + "iou_token.weight", {1, D});
-  l.add(md + "mask_tokens.weight", {n_masks, D});
-  l.add(md + "obj_score_token.weight", {1, D});
-  for (int64_t i = 0; i < n_masks; ++i) l.mlp(md + "output_hypernetworks_mlps." + std::to_string(i), {D, D, D, D / 8});
-  l.add(md + "output_upscaling.0.weight", {D, D / 4, 2, 2});  // ConvTranspose2d: [in, out, k, k]
-  l.add(md + "output_upscaling.0.bias", {D / 4});
-  l.norm(md + "output_upscaling.1", D / 4);
-  l.add(md + "output_upscaling.3.weight", {D / 4, D / 8, 2, 2});
-  l.add(md + "output_upscaling.3.bias", {D / 8});
-  l.mlp(md + "pred_obj_score_head", {D, D, D, 1});
-  const int64_t inner = D / g.attention_downsample_rate;
-  auto attention = [&](const std::string& p, int64_t internal, int64_t kv_in) {
-    l.linear(p + ".q_proj", internal, D);
-    l.linear(p + ".k_proj", internal, kv_in);
-    l.linear(p + ".v_proj", internal, kv_in);
-    l.linear(p + ".out_proj", D, internal);
-  };
-  for (int i = 0; i < g.decoder_depth; ++i) {
-    const std::string p = md + "transformer.layers." + std::to_string(i) + ".";
-    attention(p + "self_attn", D, D);
-    attention(p + "cross_attn_token_to_image", inner, D);
-    attention(p + "cross_attn_image_to_token", inner, D);
-    l.mlp(p + "mlp", {D, g.decoder_mlp_dim, D});
-    for (int k = 1; k <= 4; ++k) l.norm(p + "norm" + std::to_string(k), D);
-  }
-  attention(md + "transformer.final_attn_token_to_image", inner, D);
-  l.norm(md + "transformer.norm_final_attn", D);
-
-  // Video-only parts.
-  const int64_t md_ = m.d_model, kv = m.kv_in_dim;
-  for (int i = 0; i < m.num_layers; ++i) {
-    const std::string p = kSam + "memory_attention.layers." + std::to_string(i) + ".";
-    l.linear(p + "self_attn.q_proj", md_, md_);
-    l.linear(p + "self_attn.k_proj", md_, md_);
-    l.linear(p + "self_attn.v_proj", md_, md_);
-    l.linear(p + "self_attn.out_proj", md_, md_);
-    l.linear(p + "cross_attn_image.q_proj", md_, md_);
-    l.linear(p + "cross_attn_image.k_proj", md_, kv);
-    l.linear(p + "cross_attn_image.v_proj", md_, kv);
-    l.linear(p + "cross_attn_image.out_proj", md_, md_);
-    l.linear(p + "linear1", m.dim_feedforward, md_);
-    l.linear(p + "linear2", md_, m.dim_feedforward);
-    for (int k = 1; k <= 3; ++k) l.norm(p + "norm" + std::to_string(k), md_);
-  }
-  l.norm(kSam + "memory_attention.norm", md_);
-  // MaskDownSampler: 4 x (conv 3x3 stride 2, LayerNorm2d, GELU) widening 1 -> 4 -> 16 -> 64 -> 256,
-  // then a 1x1 conv to the model width (sam2.py MaskDownSampler, total_stride 16).
-  const std::string me = kSam + "memory_encoder.";
-  int64_t in = 1;
-  int idx = 0;
-  for (int s = 0; s < 4; ++s, idx += 3) {
-    const int64_t out = in * 4;
-    l.conv(me + "mask_downsampler.encoder." + std::to_string(idx), out, in, 3);
-    l.norm(me + "mask_downsampler.encoder." + std::to_string(idx + 1), out);
-    in = out;
-  }
-  l.conv(me + "mask_downsampler.encoder." + std::to_string(idx), D, in, 1);
-  l.conv(me + "pix_feat_proj", D, D, 1);
-  for (int i = 0; i < 2; ++i) {
-    const std::string p = me + "fuser.layers." + std::to_string(i) + ".";
-    l.add(p + "dwconv.weight", {D, 1, 7, 7});
-    l.add(p + "dwconv.bias", {D});
-    l.norm(p + "norm", D);
-    l.linear(p + "pwconv1", 4 * D, D);
-    l.linear(p + "pwconv2", D, 4 * D);
-    l.add(p + "g_weight", {D});  // CXBlock gamma (exported as g_weight)
-  }
-  l.conv(me + "out_proj", m.out_dim, D, 1);
-  l.add(kSam + "maskmem_tpos_enc", {m.num_maskmem, 1, 1, m.out_dim});
-  l.add(kSam + "no_mem_embed", {1, 1, D});
-  l.add(kSam + "no_mem_pos_enc", {1, 1, D});
-  l.add(kSam + "no_obj_ptr", {1, D});
-  l.mlp(kSam + "obj_ptr_proj", {D, D, D, D});
-  l.conv(kSam + "mask_downsample", 1, 1, 4);
-}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -482,55 +280,33 @@ void make_answer_fixed(const fs::path& dir, const ModelConfig& config, const nlo
     file.seekp(static_cast<std::streamoff>(data_start + header.at(name).at("data_offsets").at(0).get<uint64_t>()));
     file.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   };
-  const std::string m = "language_model.model.";
   for (int i = 0; i < llm.num_hidden_layers; ++i) {
-    const std::string layer = m + "layers." + std::to_string(i) + ".";
-    fill(layer + "self_attn.o_proj.weight", 0.0f);
-    fill(layer + "mlp.down_proj.weight", 0.0f);
+    const auto layer = layout::language_layer(i);
+    fill(layer.o_proj_weight, 0.0f);
+    fill(layer.down_proj_weight, 0.0f);
   }
-  fill(m + "norm.weight", 1.0f);
-  fill("language_model.lm_head.weight", 0.0f);
+  const auto lm = layout::language_model();
+  fill(lm.norm_weight, 1.0f);
+  fill(lm.lm_head_weight, 0.0f);
   for (size_t k = 0; k < chain.size(); ++k)
     for (int64_t c = 0; c < H; ++c)
-      write_value(m + "embed_tokens.weight", chain[k] * H + c, c == static_cast<int64_t>(k) ? 0.05f : 0.0f);
+      write_value(lm.embed_tokens_weight, chain[k] * H + c, c == static_cast<int64_t>(k) ? 0.05f : 0.0f);
   for (size_t k = 0; k + 1 < chain.size(); ++k)
-    write_value("language_model.lm_head.weight", chain[k + 1] * H + static_cast<int64_t>(k), 1.0f);
+    write_value(lm.lm_head_weight, chain[k + 1] * H + static_cast<int64_t>(k), 1.0f);
   // Masks that are never empty: every mask token's hypernetwork output is all ones, so a mask
   // logit is the sum over channels of the upscaled image embedding (after GELU, mostly positive)
   // instead of a random projection of it that may be negative everywhere on plain images.
-  const std::string md = kSam + "sam_mask_decoder.output_hypernetworks_mlps.";
+  const auto decoder = layout::mask_decoder();
   for (int i = 0; i <= config.grounding.num_multimask_outputs; ++i) {
-    fill(md + std::to_string(i) + ".layers.2.weight", 0.0f);
-    fill(md + std::to_string(i) + ".layers.2.bias", 1.0f);
+    const auto last = decoder.output_hypernetwork(i).layer(2);
+    fill(last.weight, 0.0f);
+    fill(last.bias, 1.0f);
   }
   file.flush();
   if (!file) throw InferenceError("cannot write " + (dir / "model.safetensors").string() + " (disk full?)");
 }
 
 }  // namespace
-
-int64_t TensorSpec::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
-std::vector<std::string> video_only_prefixes() {
-  return {kSam + "memory_attention.",   kSam + "memory_encoder.",  kSam + "obj_ptr_proj.",
-          kSam + "mask_downsample.",    kSam + "maskmem_tpos_enc", kSam + "no_mem_pos_enc",
-          kSam + "no_obj_ptr",          kSam + "sam_prompt_encoder.mask_downscaling.",
-          kSam + "sam_prompt_encoder.point_embeddings."};
-}
-
-std::vector<TensorSpec> checkpoint_layout(const ModelConfig& config, const Sam2MemoryConfig& memory) {
-  Layout l;
-  vision_layout(l, config);
-  llm_layout(l, config.llm);
-  l.linear("text_hidden_fcs.0", config.llm.hidden_size, config.llm.hidden_size);
-  l.linear("text_hidden_fcs.2", config.grounding.neck.d_model, config.llm.hidden_size);
-  sam2_layout(l, config.grounding, memory);
-  return l.take();
-}
 
 std::string random_config_json(const std::string& kind) {
   if (kind == "tiny") return tiny_config().dump(2);
@@ -539,17 +315,7 @@ std::string random_config_json(const std::string& kind) {
 }
 
 Sam2MemoryConfig memory_config_for(const std::string& kind) {
-  Sam2MemoryConfig m;
-  if (kind == "tiny") {
-    m.d_model = 32;
-    m.kv_in_dim = 16;
-    m.dim_feedforward = 64;
-    m.num_layers = 2;
-    m.out_dim = 16;
-  } else if (kind != "real") {
-    throw InferenceError("model kind \"" + kind + "\" is not known (tiny or real)");
-  }
-  return m;
+  return memory_config_from_json(random_config_json(kind), "generated " + kind + " config.json");
 }
 
 RandomCheckpointSummary write_random_checkpoint(const fs::path& dir, const RandomCheckpointOptions& options) {

@@ -2,12 +2,13 @@
 // for tests and benchmarks where the released weights cannot be used: config.json with the real
 // field names, model.safetensors with every tensor name and shape of the UniBiomed checkpoint
 // (including SAM2's memory/video tensors, which the 2D path does not use), and tokenizer files.
-//   tiny: the sizes of the small reference checkpoint in shared/golden (config.json with
+//   tiny: the sizes of the small reference checkpoint in tests/reference (config.json with
 //         "grounding_encoder_config" and "tiny_test"; byte-level vocabulary of 512 ids)
 //   real: the released sizes (InternViT-300M, Qwen2.5-0.5B, SAM2 Hiera-L; about 1.16 B
 //         parameters, 2.3 GB in bfloat16); a byte-level vocabulary with the added tokens at
 //         their real ids unless a tokenizer folder is given.
-// Values depend only on the seed and the tensor name. Torch-free.
+// The tensors written are those of the layout table (inference/checkpoint_layout.h, included
+// here for its users); values depend only on the seed and the tensor name. Torch-free.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
@@ -17,37 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/model_config.h"
 #include "inference/safetensors_file.h"
 
 namespace unibiomed::inference {
 
-// SAM2 parts used only for video propagation (sam2.py build_memory_attention /
-// build_memory_encoder); their sizes are needed to write a complete checkpoint.
-struct Sam2MemoryConfig {
-  int d_model = 256;          // memory attention width (= neck d_model)
-  int kv_in_dim = 64;         // memory features width
-  int dim_feedforward = 2048;
-  int num_layers = 4;
-  int out_dim = 64;           // memory encoder output (mem_dim)
-  int num_maskmem = 7;
-};
-
-// Prefixes of the tensors the 2D (single image) path never reads: the memory attention and
-// encoder, object pointers and the mask/point prompt inputs that a language prompt replaces.
-std::vector<std::string> video_only_prefixes();
-
-struct TensorSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-  int64_t numel() const;
-};
-
-// Every tensor of a UniBiomed checkpoint with these sizes, sorted by name.
-std::vector<TensorSpec> checkpoint_layout(const ModelConfig& config, const Sam2MemoryConfig& memory);
-
 // config.json for "tiny" or "real" (InferenceError for another name), and the memory sizes that
-// go with it.
+// go with it (those of that config.json: memory_config_from_json).
 std::string random_config_json(const std::string& kind);
 Sam2MemoryConfig memory_config_for(const std::string& kind);
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Reference: UniBiomed projects/unibiomed/hf/models/sam2.py (Hiera, MultiScaleBlock,
 // MultiScaleAttention, window_partition/unpartition, FpnNeck, ImageEncoder, SAM2Base.forward_image)
-// and shared/golden/README.md points 10-11. Activations are kept NHWC throughout (as Hiera
+// and docs/MODEL.md (the Hiera and FPN neck details). Activations are kept NHWC throughout (as Hiera
 // does), so 1x1 convolutions are plain matrix products over the channel axis.
 #include "inference/sam2_image_encoder.h"
 
@@ -13,6 +13,7 @@
 #include <cmath>
 #include <optional>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/error.h"
 
 namespace unibiomed::inference {
@@ -198,8 +199,7 @@ Sam2ImageFeatures Sam2ImageFeatures::cat(const std::vector<Sam2ImageFeatures>& p
   return {torch::cat(e, 0), torch::cat(s0, 0), torch::cat(s1, 0)};
 }
 
-Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& config, const std::string& prefix)
-    : config_(config) {
+Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& config) : config_(config) {
   const HieraConfig& hc = config.hiera;
   const std::string where = "SAM2 image encoder (" + weights.describe() + ")";
   auto require = [&](bool ok, const std::string& what) {
@@ -220,12 +220,12 @@ Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& conf
           "neck.fpn_interp_model \"" + config.neck.fpn_interp_model + "\" is not supported (\"nearest\")");
   require(config.scalp == 1, "scalp " + std::to_string(config.scalp) + " is not supported (the released model uses 1)");
 
-  const std::string tp = prefix + "image_encoder.trunk.";
+  const auto trunk = layout::hiera_trunk();
   int64_t dim = hc.embed_dim;
   int64_t heads = hc.num_heads;
   const int64_t kh = hc.patch_kernel_size[0], kw = hc.patch_kernel_size[1];
-  patch_weight_ = weights.get(tp + "patch_embed.proj.weight", {dim, 3, kh, kw});
-  patch_bias_ = weights.get(tp + "patch_embed.proj.bias", {dim});
+  patch_weight_ = weights.get(trunk.patch_embed.weight, {dim, 3, kh, kw});
+  patch_bias_ = weights.get(trunk.patch_embed.bias, {dim});
 
   // Trunk token grid of the configured input size.
   const int64_t grid_h = (config.image_size + 2 * hc.patch_padding[0] - kh) / hc.patch_stride[0] + 1;
@@ -240,8 +240,8 @@ Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& conf
     // embedding (Bolya et al. 2023, "Window attention is bugged").
     torch::NoGradGuard no_grad;
     const auto& bkg = hc.window_pos_embed_bkg_spatial_size;
-    auto pos = weights.get(tp + "pos_embed", {1, dim, bkg[0], bkg[1]}).to(torch::kFloat32);
-    auto win = weights.get(tp + "pos_embed_window", {1, dim, w0, w0}).to(torch::kFloat32);
+    auto pos = weights.get(trunk.pos_embed, {1, dim, bkg[0], bkg[1]}).to(torch::kFloat32);
+    auto win = weights.get(trunk.pos_embed_window, {1, dim, w0, w0}).to(torch::kFloat32);
     pos = F::interpolate(pos, F::InterpolateFuncOptions()
                                   .size(std::vector<int64_t>{grid_h, grid_w})
                                   .mode(torch::kBicubic)
@@ -293,22 +293,22 @@ Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& conf
       gh /= b->q_stride;
       gw /= b->q_stride;
     }
-    const std::string bp = tp + "blocks." + std::to_string(i) + ".";
-    b->norm1_w = weights.get(bp + "norm1.weight", {dim});
-    b->norm1_b = weights.get(bp + "norm1.bias", {dim});
-    b->qkv_w = weights.get(bp + "attn.qkv.weight", {3 * dim_out, dim});
-    b->qkv_b = weights.get(bp + "attn.qkv.bias", {3 * dim_out});
-    b->attn_proj_w = weights.get(bp + "attn.proj.weight", {dim_out, dim_out});
-    b->attn_proj_b = weights.get(bp + "attn.proj.bias", {dim_out});
-    b->norm2_w = weights.get(bp + "norm2.weight", {dim_out});
-    b->norm2_b = weights.get(bp + "norm2.bias", {dim_out});
-    b->mlp0_w = weights.get(bp + "mlp.layers.0.weight", {b->hidden, dim_out});
-    b->mlp0_b = weights.get(bp + "mlp.layers.0.bias", {b->hidden});
-    b->mlp1_w = weights.get(bp + "mlp.layers.1.weight", {dim_out, b->hidden});
-    b->mlp1_b = weights.get(bp + "mlp.layers.1.bias", {dim_out});
+    const auto n = layout::hiera_block(i);
+    b->norm1_w = weights.get(n.norm1.weight, {dim});
+    b->norm1_b = weights.get(n.norm1.bias, {dim});
+    b->qkv_w = weights.get(n.attn_qkv.weight, {3 * dim_out, dim});
+    b->qkv_b = weights.get(n.attn_qkv.bias, {3 * dim_out});
+    b->attn_proj_w = weights.get(n.attn_proj.weight, {dim_out, dim_out});
+    b->attn_proj_b = weights.get(n.attn_proj.bias, {dim_out});
+    b->norm2_w = weights.get(n.norm2.weight, {dim_out});
+    b->norm2_b = weights.get(n.norm2.bias, {dim_out});
+    b->mlp0_w = weights.get(n.mlp_fc1.weight, {b->hidden, dim_out});
+    b->mlp0_b = weights.get(n.mlp_fc1.bias, {b->hidden});
+    b->mlp1_w = weights.get(n.mlp_fc2.weight, {dim_out, b->hidden});
+    b->mlp1_b = weights.get(n.mlp_fc2.bias, {dim_out});
     if (dim != dim_out) {
-      b->proj_w = weights.get(bp + "proj.weight", {dim_out, dim});
-      b->proj_b = weights.get(bp + "proj.bias", {dim_out});
+      b->proj_w = weights.get(n.proj.weight, {dim_out, dim});
+      b->proj_b = weights.get(n.proj.bias, {dim_out});
     }
     blocks_.push_back(b);
     dim = dim_out;
@@ -324,17 +324,17 @@ Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& conf
   require(channels.size() >= 3, "the trunk needs at least 3 stages for the stride-4/8/16 features");
   const int64_t d = config.neck.d_model;
   require(d % 8 == 0, "neck.d_model " + std::to_string(d) + " must be divisible by 8");
-  const std::string np = prefix + "image_encoder.neck.convs.";
   for (size_t k = 0; k < channels.size(); ++k) {
-    neck_weight_.push_back(weights.get(np + std::to_string(k) + ".conv.weight", {d, channels[k], 1, 1}).view({d, channels[k]}));
-    neck_bias_.push_back(weights.get(np + std::to_string(k) + ".conv.bias", {d}));
+    const auto conv = layout::neck_conv(static_cast<int>(k));
+    neck_weight_.push_back(weights.get(conv.weight, {d, channels[k], 1, 1}).view({d, channels[k]}));
+    neck_bias_.push_back(weights.get(conv.bias, {d}));
   }
-  const std::string dp = prefix + "sam_mask_decoder.";
-  conv_s0_weight_ = weights.get(dp + "conv_s0.weight", {d / 8, d, 1, 1}).view({d / 8, d});
-  conv_s0_bias_ = weights.get(dp + "conv_s0.bias", {d / 8});
-  conv_s1_weight_ = weights.get(dp + "conv_s1.weight", {d / 4, d, 1, 1}).view({d / 4, d});
-  conv_s1_bias_ = weights.get(dp + "conv_s1.bias", {d / 4});
-  no_mem_embed_ = weights.get(prefix + "no_mem_embed", {1, 1, d}).view({d});
+  const auto decoder = layout::mask_decoder();
+  conv_s0_weight_ = weights.get(decoder.conv_s0.weight, {d / 8, d, 1, 1}).view({d / 8, d});
+  conv_s0_bias_ = weights.get(decoder.conv_s0.bias, {d / 8});
+  conv_s1_weight_ = weights.get(decoder.conv_s1.weight, {d / 4, d, 1, 1}).view({d / 4, d});
+  conv_s1_bias_ = weights.get(decoder.conv_s1.bias, {d / 4});
+  no_mem_embed_ = weights.get(layout::no_mem_embed(), {1, 1, d}).view({d});
 }
 
 Sam2ImageFeatures Sam2ImageEncoder::encode(const torch::Tensor& pixels, const std::atomic<bool>* cancel,

@@ -31,7 +31,7 @@ struct Sam2ImageFeatures {
   static Sam2ImageFeatures cat(const std::vector<Sam2ImageFeatures>& parts);
 };
 
-// The internals the reference data (shared/golden sam2.safetensors) records, for tests.
+// The internals the reference data (tests/reference/sam2.safetensors) records, for tests.
 struct Sam2EncoderTrace {
   torch::Tensor patch_embed;                 // [B, H, W, C] NHWC
   torch::Tensor pos_embed;                   // [1, H, W, C]
@@ -42,11 +42,9 @@ struct Sam2EncoderTrace {
 
 class Sam2ImageEncoder {
  public:
-  // Reads the trunk, neck, conv_s0/conv_s1 and no_mem_embed tensors under `prefix`
-  // ("grounding_encoder.sam2_model." in UniBiomed checkpoints) with the sizes of `config`;
-  // InferenceError names the tensor or setting when something does not fit.
-  Sam2ImageEncoder(Weights& weights, const GroundingConfig& config,
-                   const std::string& prefix = "grounding_encoder.sam2_model.");
+  // Reads the trunk, neck, conv_s0/conv_s1 and no_mem_embed tensors (checkpoint_layout.h) with
+  // the sizes of `config`; InferenceError names the tensor or setting when something does not fit.
+  Sam2ImageEncoder(Weights& weights, const GroundingConfig& config);
 
   // pixels: [B, 3, S, S] normalised SAM2 input (S = config.image_size), any float dtype; it is
   // converted to the weights' dtype and device. `cancel` is checked between blocks

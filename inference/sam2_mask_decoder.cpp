@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Reference: UniBiomed projects/unibiomed/hf/models/sam2.py (PromptEncoder,
 // PositionEmbeddingRandom, MaskDecoder.predict_masks, TwoWayTransformer, TwoWayAttentionBlock,
-// Attention, MLP, LayerNorm2d, SAM2Base._forward_sam_heads) and shared/golden/README.md points
-// 12-14.
+// Attention, MLP, LayerNorm2d, SAM2Base._forward_sam_heads) and docs/MODEL.md (the prompt
+// encoder, mask decoder and output mask details).
 #include "inference/sam2_mask_decoder.h"
 
 #include <torch/nn/functional.h>
@@ -12,6 +12,7 @@
 #include <cmath>
 #include <optional>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/error.h"
 
 namespace unibiomed::inference {
@@ -41,13 +42,13 @@ torch::Tensor layer_norm_2d(const torch::Tensor& x, const torch::Tensor& w, cons
 
 }  // namespace
 
-LanguagePromptProjector::LanguagePromptProjector(Weights& weights, int64_t llm_hidden, int64_t prompt_dim,
-                                                 const std::string& prefix)
+LanguagePromptProjector::LanguagePromptProjector(Weights& weights, int64_t llm_hidden, int64_t prompt_dim)
     : hidden_(llm_hidden) {
-  w0_ = weights.get(prefix + "0.weight", {llm_hidden, llm_hidden});
-  b0_ = weights.get(prefix + "0.bias", {llm_hidden});
-  w2_ = weights.get(prefix + "2.weight", {prompt_dim, llm_hidden});
-  b2_ = weights.get(prefix + "2.bias", {prompt_dim});
+  const auto n = layout::seg_head();
+  w0_ = weights.get(n.fc1.weight, {llm_hidden, llm_hidden});
+  b0_ = weights.get(n.fc1.bias, {llm_hidden});
+  w2_ = weights.get(n.fc2.weight, {prompt_dim, llm_hidden});
+  b2_ = weights.get(n.fc2.bias, {prompt_dim});
 }
 
 torch::Tensor LanguagePromptProjector::operator()(const torch::Tensor& hidden) const {
@@ -79,8 +80,7 @@ torch::Tensor Sam2MaskDecoder::Mlp::operator()(torch::Tensor x) const {
   return x;
 }
 
-Sam2MaskDecoder::Sam2MaskDecoder(Weights& weights, const GroundingConfig& config, const std::string& prefix)
-    : config_(config) {
+Sam2MaskDecoder::Sam2MaskDecoder(Weights& weights, const GroundingConfig& config) : config_(config) {
   dim_ = config.neck.d_model;
   const std::string where = "SAM2 mask decoder (" + weights.describe() + ")";
   if (config.image_size % config.backbone_stride != 0)
@@ -92,16 +92,16 @@ Sam2MaskDecoder::Sam2MaskDecoder(Weights& weights, const GroundingConfig& config
                          std::to_string(config.decoder_num_heads) + " heads");
   grid_ = config.image_size / config.backbone_stride;
   const int64_t d = dim_;
-  const std::string pp = prefix + "sam_prompt_encoder.";
-  const std::string mp = prefix + "sam_mask_decoder.";
+  const auto pe = layout::prompt_encoder();
+  const auto md = layout::mask_decoder();
 
-  not_a_point_ = weights.get(pp + "not_a_point_embed.weight", {1, d});
-  no_mask_ = weights.get(pp + "no_mask_embed.weight", {1, d});
+  not_a_point_ = weights.get(pe.not_a_point_embed_weight, {1, d});
+  no_mask_ = weights.get(pe.no_mask_embed_weight, {1, d});
   {
     // PositionEmbeddingRandom on the h x w grid: points at pixel centres ((x+0.5)/w, (y+0.5)/h),
     // mapped to [-1, 1], projected by the Gaussian matrix, times 2 pi, [sin | cos].
     torch::NoGradGuard no_grad;
-    auto g = weights.get(pp + "pe_layer.positional_encoding_gaussian_matrix", {2, d / 2}).to(torch::kFloat32);
+    auto g = weights.get(pe.positional_encoding_gaussian_matrix, {2, d / 2}).to(torch::kFloat32);
     auto c = (torch::arange(grid_, torch::kFloat32) + 0.5) / static_cast<double>(grid_);
     auto yy = c.view({grid_, 1}).expand({grid_, grid_});
     auto xx = c.view({1, grid_}).expand({grid_, grid_});
@@ -115,65 +115,65 @@ Sam2MaskDecoder::Sam2MaskDecoder(Weights& weights, const GroundingConfig& config
   }
 
   const int64_t n_masks = config.num_multimask_outputs + 1;
-  obj_score_token_ = weights.get(mp + "obj_score_token.weight", {1, d});
-  iou_token_ = weights.get(mp + "iou_token.weight", {1, d});
-  mask_tokens_ = weights.get(mp + "mask_tokens.weight", {n_masks, d});
+  obj_score_token_ = weights.get(md.obj_score_token_weight, {1, d});
+  iou_token_ = weights.get(md.iou_token_weight, {1, d});
+  mask_tokens_ = weights.get(md.mask_tokens_weight, {n_masks, d});
 
-  auto attention = [&](const std::string& p, int64_t downsample) {
+  auto attention = [&](const layout::Attention& n, int64_t downsample) {
     Attention a;
     a.heads = config.decoder_num_heads;
     a.internal = d / downsample;
-    a.q_w = weights.get(p + "q_proj.weight", {a.internal, d});
-    a.q_b = weights.get(p + "q_proj.bias", {a.internal});
-    a.k_w = weights.get(p + "k_proj.weight", {a.internal, d});
-    a.k_b = weights.get(p + "k_proj.bias", {a.internal});
-    a.v_w = weights.get(p + "v_proj.weight", {a.internal, d});
-    a.v_b = weights.get(p + "v_proj.bias", {a.internal});
-    a.out_w = weights.get(p + "out_proj.weight", {d, a.internal});
-    a.out_b = weights.get(p + "out_proj.bias", {d});
+    a.q_w = weights.get(n.q_proj.weight, {a.internal, d});
+    a.q_b = weights.get(n.q_proj.bias, {a.internal});
+    a.k_w = weights.get(n.k_proj.weight, {a.internal, d});
+    a.k_b = weights.get(n.k_proj.bias, {a.internal});
+    a.v_w = weights.get(n.v_proj.weight, {a.internal, d});
+    a.v_b = weights.get(n.v_proj.bias, {a.internal});
+    a.out_w = weights.get(n.out_proj.weight, {d, a.internal});
+    a.out_b = weights.get(n.out_proj.bias, {d});
     return a;
   };
-  auto mlp = [&](const std::string& p, std::vector<int64_t> sizes) {
+  auto mlp = [&](const layout::Mlp& n, std::vector<int64_t> sizes) {
     Mlp m;
     for (size_t i = 0; i + 1 < sizes.size(); ++i) {
-      const std::string lp = p + "layers." + std::to_string(i) + ".";
-      m.w.push_back(weights.get(lp + "weight", {sizes[i + 1], sizes[i]}));
-      m.b.push_back(weights.get(lp + "bias", {sizes[i + 1]}));
+      const auto layer = n.layer(static_cast<int>(i));
+      m.w.push_back(weights.get(layer.weight, {sizes[i + 1], sizes[i]}));
+      m.b.push_back(weights.get(layer.bias, {sizes[i + 1]}));
     }
     return m;
   };
 
   const int64_t rate = config.attention_downsample_rate;
   for (int i = 0; i < config.decoder_depth; ++i) {
-    const std::string lp = mp + "transformer.layers." + std::to_string(i) + ".";
+    const auto n = md.layer(i);
     TwoWayLayer l;
-    l.self_attn = attention(lp + "self_attn.", 1);
-    l.token_to_image = attention(lp + "cross_attn_token_to_image.", rate);
-    l.image_to_token = attention(lp + "cross_attn_image_to_token.", rate);
-    l.mlp = mlp(lp + "mlp.", {d, config.decoder_mlp_dim, d});
-    for (int k = 0; k < 4; ++k) {
-      l.norm_w[k] = weights.get(lp + "norm" + std::to_string(k + 1) + ".weight", {d});
-      l.norm_b[k] = weights.get(lp + "norm" + std::to_string(k + 1) + ".bias", {d});
+    l.self_attn = attention(n.self_attn, 1);
+    l.token_to_image = attention(n.cross_attn_token_to_image, rate);
+    l.image_to_token = attention(n.cross_attn_image_to_token, rate);
+    l.mlp = mlp(n.mlp, {d, config.decoder_mlp_dim, d});
+    for (size_t k = 0; k < n.norms.size(); ++k) {
+      l.norm_w[k] = weights.get(n.norms[k].weight, {d});
+      l.norm_b[k] = weights.get(n.norms[k].bias, {d});
     }
     layers_.push_back(std::move(l));
   }
-  final_attn_ = attention(mp + "transformer.final_attn_token_to_image.", rate);
-  final_norm_w_ = weights.get(mp + "transformer.norm_final_attn.weight", {d});
-  final_norm_b_ = weights.get(mp + "transformer.norm_final_attn.bias", {d});
+  final_attn_ = attention(md.final_attn_token_to_image, rate);
+  final_norm_w_ = weights.get(md.norm_final_attn.weight, {d});
+  final_norm_b_ = weights.get(md.norm_final_attn.bias, {d});
 
-  up0_w_ = weights.get(mp + "output_upscaling.0.weight", {d, d / 4, 2, 2});
-  up0_b_ = weights.get(mp + "output_upscaling.0.bias", {d / 4});
-  up_ln_w_ = weights.get(mp + "output_upscaling.1.weight", {d / 4});
-  up_ln_b_ = weights.get(mp + "output_upscaling.1.bias", {d / 4});
-  up3_w_ = weights.get(mp + "output_upscaling.3.weight", {d / 4, d / 8, 2, 2});
-  up3_b_ = weights.get(mp + "output_upscaling.3.bias", {d / 8});
+  up0_w_ = weights.get(md.upscaling_conv0.weight, {d, d / 4, 2, 2});
+  up0_b_ = weights.get(md.upscaling_conv0.bias, {d / 4});
+  up_ln_w_ = weights.get(md.upscaling_norm.weight, {d / 4});
+  up_ln_b_ = weights.get(md.upscaling_norm.bias, {d / 4});
+  up3_w_ = weights.get(md.upscaling_conv1.weight, {d / 4, d / 8, 2, 2});
+  up3_b_ = weights.get(md.upscaling_conv1.bias, {d / 8});
   for (int64_t i = 0; i < n_masks; ++i)
-    hypernetworks_.push_back(mlp(mp + "output_hypernetworks_mlps." + std::to_string(i) + ".", {d, d, d, d / 8}));
+    hypernetworks_.push_back(mlp(md.output_hypernetwork(static_cast<int>(i)), {d, d, d, d / 8}));
   std::vector<int64_t> iou_sizes{d};
   for (int i = 0; i + 1 < config.iou_head_depth; ++i) iou_sizes.push_back(config.iou_head_hidden_dim);
   iou_sizes.push_back(n_masks);
-  iou_head_ = mlp(mp + "iou_prediction_head.", iou_sizes);
-  obj_score_head_ = mlp(mp + "pred_obj_score_head.", {d, d, d, 1});
+  iou_head_ = mlp(md.iou_prediction_head, iou_sizes);
+  obj_score_head_ = mlp(md.pred_obj_score_head, {d, d, d, 1});
 }
 
 Sam2DecoderOutput Sam2MaskDecoder::decode(const Sam2ImageFeatures& features, const torch::Tensor& language,

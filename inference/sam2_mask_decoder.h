@@ -22,8 +22,7 @@ namespace unibiomed::inference {
 // text_hidden_fcs: Linear(H, H), ReLU, Linear(H, D) (modeling_sa2va_chat.py).
 class LanguagePromptProjector {
  public:
-  LanguagePromptProjector(Weights& weights, int64_t llm_hidden, int64_t prompt_dim,
-                          const std::string& prefix = "text_hidden_fcs.");
+  LanguagePromptProjector(Weights& weights, int64_t llm_hidden, int64_t prompt_dim);
   // hidden: [N, H] in any float dtype -> [N, D] in the weights' dtype.
   torch::Tensor operator()(const torch::Tensor& hidden) const;
 
@@ -54,9 +53,8 @@ struct Sam2DecoderTrace {
 
 class Sam2MaskDecoder {
  public:
-  // Prompt encoder and mask decoder tensors under `prefix` ("grounding_encoder.sam2_model.").
-  Sam2MaskDecoder(Weights& weights, const GroundingConfig& config,
-                  const std::string& prefix = "grounding_encoder.sam2_model.");
+  // The prompt encoder and mask decoder tensors (checkpoint_layout.h).
+  Sam2MaskDecoder(Weights& weights, const GroundingConfig& config);
 
   // language: [N, D], one prompt per row. `features` holds either one image (shared by every
   // prompt) or N images (prompt i on image i).

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <string>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/error.h"
 
 namespace unibiomed::inference {
@@ -94,13 +95,13 @@ VisionEncoder::VisionEncoder(Weights& weights, const ModelConfig& config) : opti
                          std::to_string(layers) + " InternViT layers");
 
   const int64_t C = hidden_;
-  const std::string e = "vision_model.embeddings.";
-  patch_bias_ = weights.get(e + "patch_embedding.bias", {C});
+  const auto e = layout::vision_embeddings();
+  patch_bias_ = weights.get(e.patch_embedding.bias, {C});
   // Conv2d(3, C, P, stride P) as one matmul over flattened (channel, ky, kx) patches.
-  patch_weight_t_ = weights.get(e + "patch_embedding.weight", {C, 3, patch_, patch_}).reshape({C, 3 * patch_ * patch_}).t();
-  class_embedding_ = weights.get(e + "class_embedding", {1, 1, C}).reshape({C});
+  patch_weight_t_ = weights.get(e.patch_embedding.weight, {C, 3, patch_, patch_}).reshape({C, 3 * patch_ * patch_}).t();
+  class_embedding_ = weights.get(e.class_embedding, {1, 1, C}).reshape({C});
   // Kept in float32: the reference interpolates it in float32 (_get_pos_embed's .float()).
-  position_embedding_ = weights.get_raw(e + "position_embedding", {1, 1 + trained_grid_ * trained_grid_, C})
+  position_embedding_ = weights.get_raw(e.position_embedding, {1, 1 + trained_grid_ * trained_grid_, C})
                             .to(torch::kFloat32)
                             .reshape({1 + trained_grid_ * trained_grid_, C});
   {
@@ -116,32 +117,33 @@ VisionEncoder::VisionEncoder(Weights& weights, const ModelConfig& config) : opti
     return w.to(options_);
   };
   for (int i = 0; i < layers_to_run_; ++i) {
-    const std::string p = "vision_model.encoder.layers." + std::to_string(i) + ".";
+    const auto n = layout::vision_layer(i);
     Layer l;
-    l.norm1_weight = weights.get(p + "norm1.weight", {C});
-    l.norm1_bias = weights.get(p + "norm1.bias", {C});
-    l.norm2_weight = weights.get(p + "norm2.weight", {C});
-    l.norm2_bias = weights.get(p + "norm2.bias", {C});
-    l.qkv_weight_t = weights.get(p + "attn.qkv.weight", {3 * C, C}).t();
-    l.qkv_bias = v.qkv_bias ? weights.get(p + "attn.qkv.bias", {3 * C}) : torch::zeros({3 * C}, options_);
-    const torch::Tensor ls1 = weights.get_raw(p + "ls1", {C}).to(torch::kFloat32);
-    const torch::Tensor ls2 = weights.get_raw(p + "ls2", {C}).to(torch::kFloat32);
-    l.proj_weight_t = scaled(p + "attn.proj.weight", {C, C}, ls1).t();
-    l.proj_bias = scaled(p + "attn.proj.bias", {C}, ls1);
-    l.fc1_weight_t = weights.get(p + "mlp.fc1.weight", {intermediate_, C}).t();
-    l.fc1_bias = weights.get(p + "mlp.fc1.bias", {intermediate_});
-    l.fc2_weight_t = scaled(p + "mlp.fc2.weight", {C, intermediate_}, ls2).t();
-    l.fc2_bias = scaled(p + "mlp.fc2.bias", {C}, ls2);
+    l.norm1_weight = weights.get(n.norm1.weight, {C});
+    l.norm1_bias = weights.get(n.norm1.bias, {C});
+    l.norm2_weight = weights.get(n.norm2.weight, {C});
+    l.norm2_bias = weights.get(n.norm2.bias, {C});
+    l.qkv_weight_t = weights.get(n.attn_qkv.weight, {3 * C, C}).t();
+    l.qkv_bias = v.qkv_bias ? weights.get(n.attn_qkv.bias, {3 * C}) : torch::zeros({3 * C}, options_);
+    const torch::Tensor ls1 = weights.get_raw(n.ls1, {C}).to(torch::kFloat32);
+    const torch::Tensor ls2 = weights.get_raw(n.ls2, {C}).to(torch::kFloat32);
+    l.proj_weight_t = scaled(n.attn_proj.weight, {C, C}, ls1).t();
+    l.proj_bias = scaled(n.attn_proj.bias, {C}, ls1);
+    l.fc1_weight_t = weights.get(n.mlp_fc1.weight, {intermediate_, C}).t();
+    l.fc1_bias = weights.get(n.mlp_fc1.bias, {intermediate_});
+    l.fc2_weight_t = scaled(n.mlp_fc2.weight, {C, intermediate_}, ls2).t();
+    l.fc2_bias = scaled(n.mlp_fc2.bias, {C}, ls2);
     layers_.push_back(std::move(l));
   }
 
   const int64_t shuffled = C * 4;  // C / downsample_ratio^2
-  mlp1_norm_weight_ = weights.get("mlp1.0.weight", {shuffled});
-  mlp1_norm_bias_ = weights.get("mlp1.0.bias", {shuffled});
-  mlp1_fc1_weight_t_ = weights.get("mlp1.1.weight", {llm_hidden_, shuffled}).t();
-  mlp1_fc1_bias_ = weights.get("mlp1.1.bias", {llm_hidden_});
-  mlp1_fc2_weight_t_ = weights.get("mlp1.3.weight", {llm_hidden_, llm_hidden_}).t();
-  mlp1_fc2_bias_ = weights.get("mlp1.3.bias", {llm_hidden_});
+  const auto m = layout::projector();
+  mlp1_norm_weight_ = weights.get(m.norm.weight, {shuffled});
+  mlp1_norm_bias_ = weights.get(m.norm.bias, {shuffled});
+  mlp1_fc1_weight_t_ = weights.get(m.fc1.weight, {llm_hidden_, shuffled}).t();
+  mlp1_fc1_bias_ = weights.get(m.fc1.bias, {llm_hidden_});
+  mlp1_fc2_weight_t_ = weights.get(m.fc2.weight, {llm_hidden_, llm_hidden_}).t();
+  mlp1_fc2_bias_ = weights.get(m.fc2.bias, {llm_hidden_});
 }
 
 void VisionEncoder::set_max_batch_tiles(int tiles) {

@@ -70,12 +70,12 @@ const torch::Tensor& TrainableModel::p(const std::string& name) const {
 }
 
 void TrainableModel::build() {
-  const auto video = inference::video_only_prefixes();
+  const auto trunk = inference::layout::hiera_trunk();
+  const std::string fourier = inference::layout::prompt_encoder().positional_encoding_gaussian_matrix;
   for (auto& [name, t] : params_) {
-    bool fixed = ends_with(name, "positional_encoding_gaussian_matrix") ||  // a buffer in SAM2
-                 ends_with(name, "trunk.pos_embed") ||                       // precomputed by the encoder
-                 ends_with(name, "trunk.pos_embed_window");
-    for (const auto& prefix : video) fixed = fixed || name.rfind(prefix, 0) == 0;
+    const bool fixed = name == fourier ||                                                  // a buffer in SAM2
+                       name == trunk.pos_embed || name == trunk.pos_embed_window ||        // precomputed by the encoder
+                       inference::block_of(name) == inference::CheckpointBlock::kSam2VideoOnly;
     if (fixed)
       frozen_.push_back(name);
     else
@@ -123,36 +123,37 @@ torch::Tensor TrainableModel::vision_tokens(const torch::Tensor& tiles) const {
   if (g != G)
     throw InferenceError("trainable model: the tile size must equal vision_config.image_size (no position "
                          "embedding interpolation in training)");
-  const std::string e = "vision_model.embeddings.";
-  auto x = torch::conv2d(tiles, p(e + "patch_embedding.weight"), p(e + "patch_embedding.bias"), {P, P})
+  const auto e = inference::layout::vision_embeddings();
+  auto x = torch::conv2d(tiles, p(e.patch_embedding.weight), p(e.patch_embedding.bias), {P, P})
                .flatten(2)
                .transpose(1, 2);  // [N, g*g, C]
-  x = torch::cat({p(e + "class_embedding").expand({N, 1, C}), x}, 1) + p(e + "position_embedding");
+  x = torch::cat({p(e.class_embedding).expand({N, 1, C}), x}, 1) + p(e.position_embedding);
   const int64_t L = x.size(1), hd = C / heads;
   const int layers = config_.select_layer < 0 ? v.num_hidden_layers + 1 + config_.select_layer : config_.select_layer;
   for (int i = 0; i < layers; ++i) {
-    const std::string l = "vision_model.encoder.layers." + std::to_string(i) + ".";
-    auto h = torch::layer_norm(x, {C}, p(l + "norm1.weight"), p(l + "norm1.bias"), v.layer_norm_eps);
-    auto qkv = torch::linear(h, p(l + "attn.qkv.weight"), v.qkv_bias ? p(l + "attn.qkv.bias") : torch::Tensor())
+    const auto l = inference::layout::vision_layer(i);
+    auto h = torch::layer_norm(x, {C}, p(l.norm1.weight), p(l.norm1.bias), v.layer_norm_eps);
+    auto qkv = torch::linear(h, p(l.attn_qkv.weight), v.qkv_bias ? p(l.attn_qkv.bias) : torch::Tensor())
                    .view({N, L, 3, heads, hd})
                    .permute({2, 0, 3, 1, 4});
     auto scores = torch::matmul(qkv[0], qkv[1].transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));
     auto a = torch::matmul(torch::softmax(scores, -1), qkv[2]).transpose(1, 2).reshape({N, L, C});
-    x = x + p(l + "ls1") * torch::linear(a, p(l + "attn.proj.weight"), p(l + "attn.proj.bias"));
-    h = torch::layer_norm(x, {C}, p(l + "norm2.weight"), p(l + "norm2.bias"), v.layer_norm_eps);
-    h = torch::linear(torch::gelu(torch::linear(h, p(l + "mlp.fc1.weight"), p(l + "mlp.fc1.bias"))),
-                      p(l + "mlp.fc2.weight"), p(l + "mlp.fc2.bias"));
-    x = x + p(l + "ls2") * h;
+    x = x + p(l.ls1) * torch::linear(a, p(l.attn_proj.weight), p(l.attn_proj.bias));
+    h = torch::layer_norm(x, {C}, p(l.norm2.weight), p(l.norm2.bias), v.layer_norm_eps);
+    h = torch::linear(torch::gelu(torch::linear(h, p(l.mlp_fc1.weight), p(l.mlp_fc1.bias))), p(l.mlp_fc2.weight),
+                      p(l.mlp_fc2.bias));
+    x = x + p(l.ls2) * h;
   }
   auto tokens = x.narrow(1, 1, g * g).reshape({N, g, g, C});
   auto shuffled = inference::VisionEncoder::pixel_shuffle(tokens, config_.downsample_ratio).reshape({N, -1, 4 * C});
-  auto h = torch::layer_norm(shuffled, {4 * C}, p("mlp1.0.weight"), p("mlp1.0.bias"), 1e-5);
-  h = torch::gelu(torch::linear(h, p("mlp1.1.weight"), p("mlp1.1.bias")));
-  return torch::linear(h, p("mlp1.3.weight"), p("mlp1.3.bias"));
+  const auto m = inference::layout::projector();
+  auto h = torch::layer_norm(shuffled, {4 * C}, p(m.norm.weight), p(m.norm.bias), 1e-5);
+  h = torch::gelu(torch::linear(h, p(m.fc1.weight), p(m.fc1.bias)));
+  return torch::linear(h, p(m.fc2.weight), p(m.fc2.bias));
 }
 
 torch::Tensor TrainableModel::embed(const torch::Tensor& ids) const {
-  const auto& table = p("language_model.model.embed_tokens.weight");
+  const auto& table = p(inference::layout::language_model().embed_tokens_weight);
   return table.index_select(0, ids.reshape({-1})).view({ids.size(0), ids.size(1), table.size(1)});
 }
 
@@ -168,31 +169,30 @@ torch::Tensor TrainableModel::llm_hidden(const torch::Tensor& embeds) const {
     return x * cos + torch::cat({-x.narrow(-1, d / 2, d / 2), x.narrow(-1, 0, d / 2)}, -1) * sin;
   };
   const auto future = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool)).triu(1);
-  const std::string m = "language_model.model.";
   auto x = embeds;
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string l = m + "layers." + std::to_string(i) + ".";
-    auto h = rms_norm(x, p(l + "input_layernorm.weight"), c.rms_norm_eps);
-    auto q = torch::linear(h, p(l + "self_attn.q_proj.weight"), p(l + "self_attn.q_proj.bias")).view({B, T, nh, d});
-    auto k = torch::linear(h, p(l + "self_attn.k_proj.weight"), p(l + "self_attn.k_proj.bias")).view({B, T, nkv, d});
-    auto v = torch::linear(h, p(l + "self_attn.v_proj.weight"), p(l + "self_attn.v_proj.bias")).view({B, T, nkv, d});
+    const auto l = inference::layout::language_layer(i);
+    auto h = rms_norm(x, p(l.input_layernorm_weight), c.rms_norm_eps);
+    auto q = torch::linear(h, p(l.q_proj.weight), p(l.q_proj.bias)).view({B, T, nh, d});
+    auto k = torch::linear(h, p(l.k_proj.weight), p(l.k_proj.bias)).view({B, T, nkv, d});
+    auto v = torch::linear(h, p(l.v_proj.weight), p(l.v_proj.bias)).view({B, T, nkv, d});
     q = rotate(q.transpose(1, 2));
     k = rotate(k.transpose(1, 2)).repeat_interleave(group, 1);
     v = v.transpose(1, 2).repeat_interleave(group, 1);
     auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
     scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
     auto a = torch::matmul(torch::softmax(scores, -1), v).transpose(1, 2).reshape({B, T, H});
-    x = x + torch::linear(a, p(l + "self_attn.o_proj.weight"));
-    h = rms_norm(x, p(l + "post_attention_layernorm.weight"), c.rms_norm_eps);
-    auto gated = torch::silu(torch::linear(h, p(l + "mlp.gate_proj.weight"))) * torch::linear(h, p(l + "mlp.up_proj.weight"));
-    x = x + torch::linear(gated, p(l + "mlp.down_proj.weight"));
+    x = x + torch::linear(a, p(l.o_proj_weight));
+    h = rms_norm(x, p(l.post_attention_layernorm_weight), c.rms_norm_eps);
+    auto gated = torch::silu(torch::linear(h, p(l.gate_proj_weight))) * torch::linear(h, p(l.up_proj_weight));
+    x = x + torch::linear(gated, p(l.down_proj_weight));
   }
-  return rms_norm(x, p(m + "norm.weight"), c.rms_norm_eps);
+  return rms_norm(x, p(inference::layout::language_model().norm_weight), c.rms_norm_eps);
 }
 
 torch::Tensor TrainableModel::logits(const torch::Tensor& hidden) const {
-  return torch::linear(hidden, config_.llm.tie_word_embeddings ? p("language_model.model.embed_tokens.weight")
-                                                               : p("language_model.lm_head.weight"));
+  const auto m = inference::layout::language_model();
+  return torch::linear(hidden, p(config_.llm.tie_word_embeddings ? m.embed_tokens_weight : m.lm_head_weight));
 }
 
 void TrainableModel::save_weights(const fs::path& dir, const std::map<std::string, std::string>& metadata,

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "inference/checkpoint_layout.h"
 #include "inference/model_config.h"
-#include "inference/random_checkpoint.h"
 #include "inference/safetensors_file.h"
 #include "inference/sam2_image_encoder.h"
 #include "inference/sam2_mask_decoder.h"

@@ -44,16 +44,6 @@ std::map<std::string, int64_t> special_ids() {
   return inference::ModelConfig::parse(demo_config_json(), "demo config").special_token_ids;
 }
 
-inference::Sam2MemoryConfig demo_memory() {
-  inference::Sam2MemoryConfig m;
-  m.d_model = 64;
-  m.kv_in_dim = 16;
-  m.dim_feedforward = 64;
-  m.num_layers = 2;
-  m.out_dim = 16;
-  return m;
-}
-
 int thread_count(int requested) {
   if (requested > 0) return requested;
   return std::max(1u, std::thread::hardware_concurrency());
@@ -363,7 +353,7 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   const int64_t eos = config.llm.eos_token_id, context = tok.token_id(inference::kImageContextToken);
   const int64_t seg = tok.token_id(inference::kSegToken);
 
-  TrainableModel model(config, demo_memory(), o.seed);
+  TrainableModel model(config, inference::memory_config_from_json(config_text, "demo config"), o.seed);
   // One BLAS and intra-op thread per worker: the operators of this small model are too short
   // to split (a second OpenBLAS or OpenMP thread made a step twice slower here).
   inference::configure_cpu_threads(1);
