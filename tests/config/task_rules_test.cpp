@@ -92,10 +92,10 @@ TEST(TaskRulesDefaults, BriefExamplesAreTheDefaultTasks) {
   EXPECT_TRUE(families.count(TaskFamily::GroundedReport));
 }
 
-// The prompt table of MODEL.md ("Task families and prompts") is the independent source.
+// The prompt table of docs/MODEL.md (task families and their prompts) is the independent source.
 TEST(TaskRulesDefaults, PromptsAreThoseOfTheModelDocumentation) {
-  const fs::path model_md = test::source_dir().parent_path() / "shared" / "docs" / "MODEL.md";
-  if (!fs::exists(model_md)) GTEST_SKIP() << "shared/docs/MODEL.md not found next to the checkout";
+  const fs::path model_md = test::source_dir() / "docs" / "MODEL.md";
+  ASSERT_TRUE(fs::exists(model_md)) << model_md << " is missing: the repository documents the model's prompts there";
   const std::string doc = test::read_file(model_md);
   std::map<std::string, std::string> table;  // row name -> first backquoted cell
   const std::regex row(R"(\n\| (segmentation|grounded disease recognition|grounded VQA|grounded report) \| `([^`]*)`)");
@@ -182,7 +182,8 @@ TEST(TaskRulesDefaults, CodesAreThoseOfPs316) {
 // value found there must carry the same SNOMED CT identity (an independent check of typos).
 TEST(TaskRulesDefaults, CodesAgreeWithPixelmedsContextGroups) {
   const std::string jar = "/usr/share/java/pixelmed.jar";
-  if (!fs::exists(jar) || !test::have_program("unzip")) GTEST_SKIP() << "pixelmed.jar or unzip not installed";
+  ASSERT_TRUE(fs::exists(jar)) << test::install_hint(jar, "Debian's pixelmed-apps");
+  ASSERT_TRUE(test::have_program("unzip")) << test::install_hint("unzip", "Debian's unzip");
   const auto xml = test::run_command({"unzip", "-p", jar, "com/pixelmed/validate/DicomContextGroupsSource.xml"});
   ASSERT_EQ(xml.exit_code, 0) << xml.output.substr(0, 200);
   std::map<std::string, std::set<std::string>> meanings;  // SCT value -> meanings in pixelmed

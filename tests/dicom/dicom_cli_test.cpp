@@ -12,7 +12,7 @@ namespace unibiomed::dicom {
 namespace {
 
 TEST(DicomCli, RenderWritesViewsWithProvenance) {
-  if (!std::filesystem::exists(test::cli_path())) GTEST_SKIP() << "unibiomed not built";
+  ASSERT_TRUE(std::filesystem::exists(test::cli_path())) << test::cli_missing_reason();
   test::TempDir dir("render");
   auto r = test::run_command({test::cli_path().string(), "dicom", "render", test::sample_folder("us").string(),
                               test::sample_folder("mr").string(), "-o", (dir / "out").string(), "--stride", "8",

@@ -21,8 +21,8 @@ inline bool have_reference_python() {
 }
 
 inline std::string reference_python_missing() {
-  return std::string(kReferencePython) +
-         " with pydicom and numpy is needed (apt install python3-pydicom python3-numpy)";
+  return install_hint(std::string(kReferencePython) + " with pydicom and numpy",
+                      "Debian's python3-pydicom and python3-numpy");
 }
 
 inline std::filesystem::path pydicom_test_files_dir() {
@@ -33,6 +33,10 @@ inline std::filesystem::path pydicom_test_files_dir() {
 inline std::filesystem::path pydicom_test_file(const std::string& name) {
   auto p = pydicom_test_files_dir() / name;
   return std::filesystem::exists(p) ? p : std::filesystem::path();
+}
+
+inline std::string pydicom_files_missing() {
+  return install_hint("pydicom's test files (" + pydicom_test_files_dir().string() + ")", "Debian's python3-pydicom");
 }
 
 inline std::string dicom_test_script(const std::string& name) {

@@ -71,7 +71,7 @@ TEST(Modality, NonImageObjectsAreRefusedWithTheirKind) {
   for (const auto& [file, kind] : expected) {
     SCOPED_TRACE(file);
     const fs::path path = test::pydicom_test_file(file);
-    if (path.empty()) GTEST_SKIP() << "pydicom test files not installed";
+    ASSERT_FALSE(path.empty()) << test::pydicom_files_missing();
     ModalityClass c = classify_modality(Instance::read_file(path));
     EXPECT_FALSE(c.modality);
     EXPECT_CONTAINS(c.reason, kind);
@@ -207,7 +207,7 @@ TEST_F(EditedInput, UndecodableTransferSyntaxAndDamagedCompressedData) {
 
   // JPEG data damaged in the middle of the entropy-coded segment.
   const fs::path jpeg = test::pydicom_test_file("SC_rgb_jpeg_dcmtk.dcm");
-  if (jpeg.empty()) GTEST_SKIP() << "pydicom test files not installed";
+  ASSERT_FALSE(jpeg.empty()) << test::pydicom_files_missing();
   std::string bytes = test::read_file(jpeg);
   const size_t soi = bytes.find("\xff\xd8\xff");
   ASSERT_NE(soi, std::string::npos);
@@ -261,7 +261,7 @@ TEST(InstanceBytes, BytesInMemoryReadLikeTheFile) {
 }
 
 TEST(InstanceBytes, CommandLineInspectListsEveryProblemPerFile) {
-  if (!fs::exists(test::cli_path())) GTEST_SKIP() << "unibiomed not built";
+  ASSERT_TRUE(fs::exists(test::cli_path())) << test::cli_missing_reason();
   test::TempDir dir("inspect");
   fs::copy(test::sample_folder("xray"), dir / "xray");
   test::write_file(dir / "junk.dcm", "not dicom at all");

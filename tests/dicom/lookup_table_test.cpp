@@ -32,7 +32,7 @@ void put_lut(DcmItem& item, const DcmTagKey& descriptor, const DcmTagKey& data, 
 }
 
 TEST(LookupTables, PaletteColourLikePydicom) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   test::TempDir dir("palette");
   const fs::path file = dir / "palette.dcm";
   test::edit_dicom(test::sample_file("us"), file, [](DcmDataset& ds) {
@@ -76,7 +76,7 @@ TEST(LookupTables, PaletteColourLikePydicom) {
 }
 
 TEST(LookupTables, ModalityLutSequenceLikePydicom) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   test::TempDir dir("modality-lut");
   const fs::path file = dir / "mlut.dcm";
   test::edit_dicom(test::sample_file("ct", 30), file, [](DcmDataset& ds) {
@@ -105,7 +105,7 @@ TEST(LookupTables, ModalityLutSequenceLikePydicom) {
 }
 
 TEST(LookupTables, VoiLutSequenceLikePydicom) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   test::TempDir dir("voi-lut");
   const fs::path file = dir / "voi.dcm";
   test::edit_dicom(test::sample_file("xray"), file, [](DcmDataset& ds) {

@@ -70,8 +70,8 @@ std::string reference_name(const Case&, size_t index) {
 }
 
 TEST(PixelData, DecodesPydicomTestFilesLikePydicom) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
-  if (test::pydicom_test_file("MR_small.dcm").empty()) GTEST_SKIP() << "pydicom test files not installed";
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
+  ASSERT_FALSE(test::pydicom_test_file("MR_small.dcm").empty()) << test::pydicom_files_missing();
   test::TempDir dir("pixels");
   std::vector<std::string> argv = {test::kReferencePython, test::dicom_test_script("pydicom_reference.py"),
                                    dir.path().string()};

@@ -23,7 +23,7 @@ std::vector<uint8_t> bytes_of(const std::string& s) {
 }
 
 TEST(RasterFile, ReadsEveryPngColourTypeLikeAnIndependentCoder) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   TempDir dir("raster");
   auto r = test::run_command(
       {test::kReferencePython, test::dicom_test_script("png_reference.py"), "write", dir.path().string()});
@@ -49,7 +49,7 @@ TEST(RasterFile, ReadsEveryPngColourTypeLikeAnIndependentCoder) {
 }
 
 TEST(RasterFile, WrittenPngsDecodeIdenticallyWithAnIndependentDecoder) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   TempDir dir("raster");
   RgbImage rgb{29, 17, {}};
   GreyImage grey{31, 13, {}};
@@ -80,10 +80,10 @@ TEST(RasterFile, WrittenPngsDecodeIdenticallyWithAnIndependentDecoder) {
 }
 
 TEST(RasterFile, DecodesBaselineJpegCloseToTheUncompressedOriginal) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   const auto jpeg_dicom = test::pydicom_test_file("SC_rgb_small_odd_jpeg.dcm");
   const auto twin = test::pydicom_test_file("SC_rgb_small_odd.dcm");
-  if (jpeg_dicom.empty() || twin.empty()) GTEST_SKIP() << "pydicom test files not installed";
+  ASSERT_FALSE(jpeg_dicom.empty() || twin.empty()) << test::pydicom_files_missing();
   TempDir dir("raster");
   // pydicom extracts the JPEG bitstream of frame 1 and the original RGB pixels.
   const std::string script =
@@ -158,9 +158,9 @@ TEST(RasterFile, ErrorsNameTheFileAndTheProblem) {
 }
 
 TEST(RasterFile, TwelveBitJpegIsRefusedWithTheReason) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   const auto dicom_file = test::pydicom_test_file("JPEG-lossy.dcm");  // 12-bit extended process
-  if (dicom_file.empty()) GTEST_SKIP() << "pydicom test files not installed";
+  ASSERT_FALSE(dicom_file.empty()) << test::pydicom_files_missing();
   TempDir dir("raster");
   auto r = test::run_command({test::kReferencePython, "-c",
                               "import sys, pydicom\nfrom pydicom.encaps import generate_pixel_data_frame\n"

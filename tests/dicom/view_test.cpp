@@ -49,7 +49,7 @@ View view_of_instance(const Series& series, size_t instance_index, int frame, co
 }
 
 TEST(View, CtPresetsMatchTheTrainingPreprocessingInNumpy) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   const Series series = only_series(test::sample_folder("ct"));
   for (const auto& [preset, lo, hi] :
        {std::tuple{"abdomen", -150, 250}, std::tuple{"lung", -1000, 1000}, std::tuple{"liver", -25, 230}}) {
@@ -77,7 +77,7 @@ TEST(View, CtPresetsMatchTheTrainingPreprocessingInNumpy) {
 }
 
 TEST(View, MrPercentileClippingMatchesNumpy) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   const Series series = only_series(test::sample_folder("mr"));
   const size_t index = 12;
   View view = view_of_instance(series, index, 1, RenderOptions{});
@@ -100,7 +100,7 @@ TEST(View, MrPercentileClippingMatchesNumpy) {
 }
 
 TEST(View, Monochrome1RadiographUsesItsVoiAndIsInverted) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   const Series series = only_series(test::sample_folder("xray"));
   View view = view_of_instance(series, 0, 1, RenderOptions{});
   // pydicom's own VOI implementation (output in the stored range), scaled to 8 bits, inverted.
@@ -127,7 +127,7 @@ TEST(View, Monochrome1RadiographUsesItsVoiAndIsInverted) {
 }
 
 TEST(View, ColourImagesAreShownAsStoredAndPaddedToASquare) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   const Series series = only_series(test::sample_folder("dermoscopy"));
   View view = view_of_instance(series, 0, 1, RenderOptions{});
   ASSERT_EQ(view.image.width, 1024);
@@ -249,7 +249,7 @@ TEST(View, SlideRegionsAtAChosenLevel) {
 
 TEST(View, UnsupportedSeriesSayWhy) {
   const fs::path rtplan = test::pydicom_test_file("rtplan.dcm");
-  if (rtplan.empty()) GTEST_SKIP() << "pydicom test files not installed";
+  ASSERT_FALSE(rtplan.empty()) << test::pydicom_files_missing();
   SeriesCollection c = read_series({rtplan});
   ASSERT_EQ(c.series.size(), 1u);
   try {

@@ -73,7 +73,7 @@ TEST(AnswerParser, OddAnswersDoNotBreakIt) {
   ASSERT_EQ(q.findings.size(), 2u);
   EXPECT_EQ(q.findings[0].phrase, "");  // no paragraph closes before either [SEG]
   EXPECT_EQ(q.findings[1].phrase, "");
-  // The reference's tiny-model answer (shared/golden e2e.json prediction_text): bytes around [SEG].
+  // The reference's tiny-model answer (tests/reference e2e.json prediction_text): bytes around [SEG].
   auto r = parse_answer("\x03\xEF\xBF\xBD[SEG]\xEF\xBF\xBD,<unused_442>\x0c" "d<|im_end|>");
   EXPECT_EQ(r.seg_count, 1);
   ASSERT_EQ(r.findings.size(), 1u);

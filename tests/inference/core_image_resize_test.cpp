@@ -1,5 +1,5 @@
 // PIL-exact bicubic resize: bit-exact against the reference's Pillow outputs in
-// shared/golden/preprocess.safetensors, and against Pillow itself on sizes the goldens lack.
+// tests/reference/preprocess.safetensors, and against Pillow itself on sizes the goldens lack.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
@@ -24,12 +24,12 @@ std::string sha256_of(const RgbImage& image, const test::TempDir& dir) {
   return r.output.substr(0, 64);
 }
 
-nlohmann::json preprocess_json() { return nlohmann::json::parse(test::read_file(test::golden_dir() / "preprocess.json")); }
+nlohmann::json preprocess_json() { return nlohmann::json::parse(test::read_file(test::reference_dir() / "preprocess.json")); }
 
 class ResizeGolden : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   }
 };
 
@@ -141,7 +141,7 @@ TEST(Resize, ConstantImageStaysConstant) {
 }
 
 TEST(Resize, MatchesPillowOnOddSizes) {
-  if (!test::have_pillow()) GTEST_SKIP() << "Pillow (python3-pil) is not installed for /usr/bin/python3";
+  ASSERT_TRUE(test::have_pillow()) << test::install_hint("Pillow for /usr/bin/python3", "Debian's python3-pil");
   test::TempDir dir;
   struct Case { int w, h, W, H; };
   // Extreme ratios, 1-pixel sides, large downscales (wide kernels), upscales, one axis only.

@@ -1,5 +1,5 @@
 // InternVL dynamic tiling: candidate order, grid choice for every size listed in
-// shared/golden/preprocess.json, tiles and thumbnail, the pixel limit.
+// tests/reference/preprocess.json, tiles and thumbnail, the pixel limit.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@
 namespace unibiomed::inference {
 namespace {
 
-nlohmann::json preprocess_json() { return nlohmann::json::parse(test::read_file(test::golden_dir() / "preprocess.json")); }
+nlohmann::json preprocess_json() { return nlohmann::json::parse(test::read_file(test::reference_dir() / "preprocess.json")); }
 
 std::string grids_string(const std::vector<TileGrid>& grids) {
   std::string s;
@@ -25,7 +25,7 @@ std::string grids_string(const std::vector<TileGrid>& grids) {
 }
 
 TEST(Tiling, CandidateOrderIsTheReferenceIterationOrder) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   const nlohmann::json expected = preprocess_json()["target_ratios_min1_max12_in_iteration_order"];
   std::vector<TileGrid> want;
   for (const auto& p : expected) want.push_back(TileGrid{p[0], p[1]});
@@ -41,7 +41,7 @@ TEST(Tiling, CandidateOrderMatchesCPythonForOtherLimits) {
                               "    s = set((i, j) for n in range(lo, hi + 1) for i in range(1, n + 1)\n"
                               "            for j in range(1, n + 1) if i * j <= hi and i * j >= lo)\n"
                               "    print(''.join('(%d,%d)' % p for p in sorted(s, key=lambda x: x[0] * x[1])))\n"});
-  if (r.exit_code != 0) GTEST_SKIP() << "/usr/bin/python3 not usable: " << r.output;
+  ASSERT_EQ(r.exit_code, 0) << test::install_hint("a working /usr/bin/python3", "Debian's python3") << "\n" << r.output;
   std::istringstream lines(r.output);
   const std::pair<int, int> limits[] = {{1, 6}, {2, 24}, {1, 40}, {3, 3}, {5, 64}};
   for (auto [lo, hi] : limits) {
@@ -52,7 +52,7 @@ TEST(Tiling, CandidateOrderMatchesCPythonForOtherLimits) {
 }
 
 TEST(Tiling, GridChoiceForEveryListedSize) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   const nlohmann::json json = preprocess_json();
   int checked = 0;
   for (auto [key, tile] : {std::pair{"dynamic_preprocess_448_min1_max12_thumb", 448}, {"dynamic_preprocess_56_min1_max12_thumb", 56}}) {
@@ -107,8 +107,8 @@ TEST(Tiling, OneTileHasNoThumbnailAndThumbnailCanBeOff) {
 }
 
 TEST(Tiling, OptionsFromTheTinyConfig) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-  ModelConfig config = ModelConfig::load(test::golden_dir() / "config.json");
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  ModelConfig config = ModelConfig::load(test::reference_dir() / "config.json");
   TilingOptions o = TilingOptions::from_config(config);
   EXPECT_EQ(o.tile_size, 56);
   EXPECT_EQ(o.min_tiles, 1);

@@ -1,4 +1,4 @@
-// Prompt building against the reference's full input text (shared/golden e2e.json and the
+// Prompt building against the reference's full input text (tests/reference e2e.json and the
 // 7-tile prompt of tokenizer_goldens.json, both produced by predict_forward's own code).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
@@ -21,13 +21,13 @@ size_t count(const std::string& text, const std::string& what) {
 }
 
 TEST(Prompt, MatchesTheReferenceFullInputText) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-  const json e2e = json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  const json e2e = json::parse(test::read_file(test::reference_dir() / "e2e.json"));
   EXPECT_EQ(build_prompt(e2e["prompt_text"], e2e["n_tiles_incl_thumbnail"].get<int>(),
                          e2e["image_tokens_per_tile"].get<int>()),
             e2e["full_input_text"].get<std::string>());
   // The real size: 7 tiles of 256 tokens, as in the reference tokenizer strings.
-  const json tok = json::parse(test::read_file(test::golden_dir() / "tokenizer_goldens.json"));
+  const json tok = json::parse(test::read_file(test::reference_dir() / "tokenizer_goldens.json"));
   const std::string expected = tok["cases"][35]["text"];
   ASSERT_EQ(count(expected, "<IMG_CONTEXT>"), 1792u);
   EXPECT_EQ(build_prompt("<image>Please segment the liver.", 7, 256), expected);

@@ -62,8 +62,8 @@ TEST(Safetensors, RoundTripKeepsNamesShapesAndBytes) {
 }
 
 TEST(Safetensors, ReadsTheReferenceCheckpoint) {
-  fs::path golden = test::golden_dir();
-  if (golden.empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  const fs::path golden = test::reference_dir();
   auto ck = Checkpoint::open(golden);
   EXPECT_EQ(ck->size(), 437u);  // manifest.json lists 437 tensors in model.safetensors
   const TensorView* emb = ck->find("language_model.model.embed_tokens.weight");
@@ -163,8 +163,8 @@ TEST(Safetensors, EmptyFolderSaysWhatIsMissing) {
 }
 
 TEST(ModelConfigTest, ReadsTheReferenceConfig) {
-  fs::path golden = test::golden_dir();
-  if (golden.empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  const fs::path golden = test::reference_dir();
   ModelConfig c = ModelConfig::load(golden / "config.json");
   EXPECT_EQ(c.llm.hidden_size, 64);
   EXPECT_EQ(c.llm.num_key_value_heads, 2);

@@ -1,6 +1,6 @@
 // Random checkpoints of the real layout, the weights hash, and the commands around them
 // (`model make-random`, `model info`, `ask`) run as real programs.
-// Independent references: the reference checkpoint's own header (shared/golden model.safetensors,
+// Independent references: the reference checkpoint's own header (tests/reference model.safetensors,
 // written by the original code), the FIPS 180-2 SHA-256 examples, the sha256sum program,
 // Pillow for reading masks. The layout table itself: core_checkpoint_layout_test.cpp.
 // SPDX-License-Identifier: GPL-3.0-or-later
@@ -52,14 +52,14 @@ std::string sha256sum_of(const fs::path& file) {
 }
 
 TEST(WeightsHash, EqualsSha256sumAndTheManifestAndIsCached) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-  const auto manifest = json::parse(test::read_file(test::golden_dir() / "manifest.json"));
-  const auto golden = weights_hash(test::golden_dir(), /*use_cache=*/false);
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  const auto manifest = json::parse(test::read_file(test::reference_dir() / "manifest.json"));
+  const auto golden = weights_hash(test::reference_dir(), /*use_cache=*/false);
   EXPECT_EQ(golden.sha256, manifest["files"]["model.safetensors"]["sha256"].get<std::string>());
-  EXPECT_FALSE(fs::exists(test::golden_dir() / "unibiomed-weights-hash.json"));
+  EXPECT_FALSE(fs::exists(test::reference_dir() / "unibiomed-weights-hash.json"));
 
   test::TempDir dir;
-  fs::copy_file(test::golden_dir() / "model.safetensors", dir / "model.safetensors");
+  fs::copy_file(test::reference_dir() / "model.safetensors", dir / "model.safetensors");
   auto first = weights_hash(dir.path());
   EXPECT_FALSE(first.from_cache);
   EXPECT_EQ(first.sha256, sha256sum_of(dir / "model.safetensors"));
@@ -164,7 +164,7 @@ TEST(RandomCheckpoint, BadOptions) {
 class CommandLine : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(test::cli_path())) GTEST_SKIP() << "unibiomed program not built: " << test::cli_path();
+    ASSERT_TRUE(fs::exists(test::cli_path())) << test::cli_missing_reason();
   }
   test::CommandResult cli(std::vector<std::string> args) {
     args.insert(args.begin(), test::cli_path().string());
@@ -215,14 +215,14 @@ TEST_F(CommandLine, MakeRandomThenInfo) {
 }
 
 TEST_F(CommandLine, InfoOnTheReferenceLeavesItsFolderAlone) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-  auto info = cli({"model", "info", "--json", "--no-cache", test::golden_dir().string()});
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  auto info = cli({"model", "info", "--json", "--no-cache", test::reference_dir().string()});
   ASSERT_EQ(info.exit_code, 0) << info.output;
-  const auto manifest = json::parse(test::read_file(test::golden_dir() / "manifest.json"));
+  const auto manifest = json::parse(test::read_file(test::reference_dir() / "manifest.json"));
   const json j = json::parse(info.output);
   EXPECT_EQ(j["weights_hash"]["sha256"], manifest["files"]["model.safetensors"]["sha256"]);
   EXPECT_EQ(j["sam2"]["image_size"].get<int>(), 128);
-  EXPECT_FALSE(fs::exists(test::golden_dir() / "unibiomed-weights-hash.json"));
+  EXPECT_FALSE(fs::exists(test::reference_dir() / "unibiomed-weights-hash.json"));
 }
 
 TEST_F(CommandLine, UsageAndInputErrors) {
@@ -254,7 +254,7 @@ TEST_F(CommandLine, AskOnDicomAndPngWithARandomModel) {
   test::TempDir dir;
   ASSERT_EQ(cli({"model", "make-random", "--config", "tiny", (dir / "m").string()}).exit_code, 0);
   const fs::path ct = "/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm";
-  if (!fs::exists(ct)) GTEST_SKIP() << "pydicom test files not installed";
+  ASSERT_TRUE(fs::exists(ct)) << test::install_hint(ct.string() + " (pydicom's test files)", "Debian's python3-pydicom");
   auto r = cli({"ask", "--model", (dir / "m").string(), "--max-new-tokens", "3", "--json", "--mask-out",
                 (dir / "masks").string(), ct.string(), "Please segment liver in CT."});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -270,11 +270,11 @@ TEST_F(CommandLine, AskOnDicomAndPngWithARandomModel) {
 // The reference answer through the program: same ids, and the mask PNG equal to the reference's
 // boolean mask except where the reference logit is within 1e-3 of 0 (checked by Pillow/numpy).
 TEST_F(CommandLine, AskReproducesTheReferenceAnswerAndMask) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   test::TempDir dir;
-  const auto tiny = json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"));
+  const auto tiny = json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
   write_byte_level_tokenizer(dir / "tok", tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
-  const auto record = json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  const auto record = json::parse(test::read_file(test::reference_dir() / "e2e.json"));
   // The e2e image from its formula (e2e.json "image"), written by Pillow.
   const std::string make_png =
       "import sys, numpy as np\nfrom PIL import Image\n"
@@ -282,7 +282,7 @@ TEST_F(CommandLine, AskReproducesTheReferenceAnswerAndMask) {
       "a = np.stack([(7*x+13*y)%256, (x*x+3*y*y+17*x*y)%256, ((x//5)*40+(y//3)*25+60)%256], -1).astype(np.uint8)\n"
       "Image.fromarray(a).save(sys.argv[1])\n";
   ASSERT_EQ(test::run_command({"/usr/bin/python3", "-c", make_png, (dir / "e2e.png").string()}).exit_code, 0);
-  auto r = cli({"ask", "--model", test::golden_dir().string(), "--tokenizer", (dir / "tok").string(), "--json",
+  auto r = cli({"ask", "--model", test::reference_dir().string(), "--tokenizer", (dir / "tok").string(), "--json",
                 "--mask-out", (dir / "masks").string(), (dir / "e2e.png").string(),
                 record["prompt_text"].get<std::string>()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -303,7 +303,7 @@ TEST_F(CommandLine, AskReproducesTheReferenceAnswerAndMask) {
       "print('differing', int(((m == 255) != ref).sum()), 'away from the boundary', int(bad.sum()))\n"
       "sys.exit(1 if bad.any() else 0)\n";
   auto c = test::run_command({"/usr/bin/python3", "-c", check, (dir / "masks" / "mask-000.png").string(),
-                              (test::golden_dir() / "e2e.safetensors").string()});
+                              (test::reference_dir() / "e2e.safetensors").string()});
   EXPECT_EQ(c.exit_code, 0) << c.output;
   std::cout << "[ compare  ] ask mask PNG vs reference: " << c.output;
 }

@@ -1,4 +1,4 @@
-// GroundedModel end to end on the tiny reference checkpoint (shared/golden): the generated ids,
+// GroundedModel end to end on the tiny reference checkpoint (tests/reference): the generated ids,
 // the answer text and the [SEG] mask of predict_forward (e2e.safetensors / e2e.json), SAM2
 // features reused across questions, batches equal to single runs, cancellation and load errors.
 // SPDX-License-Identifier: GPL-3.0-or-later
@@ -24,7 +24,7 @@ using test::GoldenTensors;
 
 // The toy vocabulary of the tiny checkpoint (golden tiny_vocab.json) as tokenizer files.
 void write_tiny_tokenizer(const fs::path& dir) {
-  const auto tiny = nlohmann::json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"));
+  const auto tiny = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
   write_byte_level_tokenizer(dir, tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
 }
 
@@ -41,12 +41,12 @@ torch::Tensor mask_tensor(const GroundedSegment& s) {
 class GroundedModelGolden : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (test::golden_dir().empty()) return;
+    if (!test::have_reference()) return;  // SetUp fails each test, naming what is missing
     tokenizer_dir_ = std::make_unique<test::TempDir>("unibiomed-grounding-tok");
     write_tiny_tokenizer(tokenizer_dir_->path());
     LoadOptions o;
     o.tokenizer_dir = tokenizer_dir_->path();
-    model_ = GroundedModel::load(test::golden_dir(), o).release();
+    model_ = GroundedModel::load(test::reference_dir(), o).release();
   }
   static void TearDownTestSuite() {
     delete model_;
@@ -54,7 +54,7 @@ class GroundedModelGolden : public ::testing::Test {
     tokenizer_dir_.reset();
   }
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   }
   static GroundedModel* model_;
   static std::unique_ptr<test::TempDir> tokenizer_dir_;
@@ -64,7 +64,7 @@ std::unique_ptr<test::TempDir> GroundedModelGolden::tokenizer_dir_;
 
 TEST_F(GroundedModelGolden, PredictForwardIdsTextAndMask) {
   GoldenTensors g("e2e.safetensors");
-  const auto record = nlohmann::json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  const auto record = nlohmann::json::parse(test::read_file(test::reference_dir() / "e2e.json"));
   const RgbImage image = image_of(g["image_rgb_u8"]);
   const GroundedAnswer a = model_->answer(image, record.at("prompt_text").get<std::string>());
 
@@ -156,7 +156,7 @@ TEST_F(GroundedModelGolden, EveryTensorOutsideTheVideoPartsIsUsed) {
   EXPECT_EQ(id.dtype, "Float");
   // 437 tensors of the golden checkpoint; parameters = sum of their sizes (from the header).
   int64_t total = 0;
-  auto ckpt = Checkpoint::open(test::golden_dir());
+  auto ckpt = Checkpoint::open(test::reference_dir());
   for (const auto& n : ckpt->names()) total += ckpt->find(n)->numel();
   EXPECT_EQ(id.parameters, total);
 }
@@ -172,7 +172,7 @@ TEST_F(GroundedModelGolden, BadImagesAreNamed) {
 }
 
 TEST(GroundedModelLoad, MissingPiecesAreNamed) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   auto expect_error = [](const fs::path& dir, const LoadOptions& o, const std::string& needle) {
     try {
       GroundedModel::load(dir, o);
@@ -184,24 +184,24 @@ TEST(GroundedModelLoad, MissingPiecesAreNamed) {
   test::TempDir dir;
   expect_error(dir / "nothing", {}, "does not exist");
   expect_error(dir.path(), {}, "has no config.json");
-  fs::copy_file(test::golden_dir() / "config.json", dir / "config.json");
+  fs::copy_file(test::reference_dir() / "config.json", dir / "config.json");
   write_tiny_tokenizer(dir.path());
   expect_error(dir.path(), {}, "model.safetensors");
   // The golden folder has no tokenizer files of its own.
-  expect_error(test::golden_dir(), {}, "vocab.json");
+  expect_error(test::reference_dir(), {}, "vocab.json");
   // A tokenizer whose [SEG] id disagrees with config.json's tiny_test.special_token_ids.
   test::TempDir wrong;
-  auto specials = nlohmann::json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"))
+  auto specials = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"))
                       .at("special_tokens")
                       .get<std::map<std::string, int64_t>>();
   specials["[SEG]"] = 300;
   write_byte_level_tokenizer(wrong.path(), specials);
   LoadOptions o;
   o.tokenizer_dir = wrong.path();
-  expect_error(test::golden_dir(), o, "\"[SEG]\"");
+  expect_error(test::reference_dir(), o, "\"[SEG]\"");
   LoadOptions dev;
   dev.device = "tpu";
-  expect_error(test::golden_dir(), dev, "tpu");
+  expect_error(test::reference_dir(), dev, "tpu");
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// SAM2 grounding blocks against the reference run (shared/golden sam2.safetensors: a standalone
+// SAM2 grounding blocks against the reference run (tests/reference sam2.safetensors: a standalone
 // SAM2 pass on a 110x90 image; e2e.safetensors seg0.*: the SAM2 part of predict_forward driven
 // by the language model's [SEG] state; seg_head.safetensors: text_hidden_fcs). Tolerances are
 // the manifest's (fp32 CPU): features and logits abs 1e-4 + rel 1e-4, IoU abs 1e-5.
@@ -26,9 +26,9 @@ using test::masks_agree;
 class Sam2Golden : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-    config_ = ModelConfig::load(test::golden_dir() / "config.json");
-    weights_ = std::make_unique<Weights>(Checkpoint::open(test::golden_dir()), ComputeOptions{});
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    config_ = ModelConfig::load(test::reference_dir() / "config.json");
+    weights_ = std::make_unique<Weights>(Checkpoint::open(test::reference_dir()), ComputeOptions{});
   }
   ModelConfig config_;
   std::unique_ptr<Weights> weights_;
@@ -200,9 +200,9 @@ TEST_F(Sam2Golden, BadInputsNameTheCulprit) {
 }
 
 TEST(Sam2Checkpoint, MissingTensorIsNamed) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   // A copy of the golden checkpoint without one decoder tensor.
-  auto ckpt = Checkpoint::open(test::golden_dir());
+  auto ckpt = Checkpoint::open(test::reference_dir());
   std::vector<TensorBlob> blobs;
   for (const auto& name : ckpt->names()) {
     if (name == "grounding_encoder.sam2_model.sam_mask_decoder.iou_token.weight") continue;
@@ -213,7 +213,7 @@ TEST(Sam2Checkpoint, MissingTensorIsNamed) {
   test::TempDir dir;
   write_safetensors(dir / "model.safetensors", blobs);
   Weights w(Checkpoint::open(dir.path()), ComputeOptions{});
-  auto config = ModelConfig::load(test::golden_dir() / "config.json");
+  auto config = ModelConfig::load(test::reference_dir() / "config.json");
   try {
     Sam2MaskDecoder decoder(w, config.grounding);
     FAIL() << "missing tensor not reported";

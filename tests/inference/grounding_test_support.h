@@ -20,7 +20,7 @@ namespace unibiomed::test {
 class GoldenTensors {
  public:
   explicit GoldenTensors(const std::string& file)
-      : weights_(inference::Checkpoint::open(golden_dir() / file), inference::ComputeOptions{}) {}
+      : weights_(inference::Checkpoint::open(reference_dir() / file), inference::ComputeOptions{}) {}
   torch::Tensor operator[](const std::string& name) {
     return weights_.get_raw(name, weights_.shape_of(name));
   }
@@ -50,7 +50,7 @@ inline ::testing::AssertionResult close(const std::string& what, const torch::Te
 }
 
 // Boolean masks: a pixel may differ only where the golden logit is within `margin` of 0
-// (shared/golden/README.md: final bool masks).
+// (tests/reference/README.md: final bool masks).
 inline ::testing::AssertionResult masks_agree(const std::string& what, const torch::Tensor& actual,
                                               const torch::Tensor& expected, const torch::Tensor& golden_logits,
                                               double margin = 1e-3) {

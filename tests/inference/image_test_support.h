@@ -1,5 +1,5 @@
 // Test inputs for the image preprocessing and vision tests: the procedural images the
-// reference goldens were made from (shared/golden/preprocess.json, "procedural_image_formulas"),
+// reference goldens were made from (tests/reference/preprocess.json, "procedural_image_formulas"),
 // golden uint8 tensors as images, and Pillow run as an independent reference resampler.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
@@ -50,7 +50,7 @@ inline inference::RgbImage random_image(int width, int height, uint32_t seed) {
 // A golden .safetensors file; tensors are looked up with a clear failure when absent.
 class GoldenFile {
  public:
-  explicit GoldenFile(const std::string& name) : file_(golden_dir() / name) {}
+  explicit GoldenFile(const std::string& name) : file_(reference_dir() / name) {}
   const inference::TensorView& tensor(const std::string& name) const {
     auto it = file_.tensors().find(name);
     if (it == file_.tensors().end()) throw std::runtime_error("golden tensor '" + name + "' missing in " + file_.path().string());

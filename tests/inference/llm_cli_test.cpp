@@ -1,5 +1,5 @@
 // `unibiomed model tokenize` and `unibiomed model generate` run as real programs on the tiny
-// reference model (shared/golden: llm.safetensors text_input_ids -> text_greedy_ids, e2e prompt ids),
+// reference model (tests/reference: llm.safetensors text_input_ids -> text_greedy_ids, e2e prompt ids),
 // and the exit codes and messages of the mistakes a user makes.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
@@ -20,12 +20,12 @@ using test::to_ids;
 class ModelTextCommands : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-    if (!fs::exists(test::cli_path())) GTEST_SKIP() << "the unibiomed program is not built (" << test::cli_path() << ")";
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(fs::exists(test::cli_path())) << test::cli_missing_reason();
     // A model folder: the reference config and weights plus the byte-level tokenizer.
-    fs::create_symlink(test::golden_dir() / "config.json", model_ / "config.json");
-    fs::create_symlink(test::golden_dir() / "model.safetensors", model_ / "model.safetensors");
-    const json tiny = json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"));
+    fs::create_symlink(test::reference_dir() / "config.json", model_ / "config.json");
+    fs::create_symlink(test::reference_dir() / "model.safetensors", model_ / "model.safetensors");
+    const json tiny = json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
     write_byte_level_tokenizer(model_.path(), tiny["special_tokens"].get<std::map<std::string, int64_t>>());
   }
   test::CommandResult unibiomed(std::vector<std::string> args) {
@@ -42,7 +42,7 @@ class ModelTextCommands : public ::testing::Test {
 };
 
 TEST_F(ModelTextCommands, TokenizeGivesTheReferencePromptIds) {
-  const json e2e = json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  const json e2e = json::parse(test::read_file(test::reference_dir() / "e2e.json"));
   const auto r = unibiomed({"model", "tokenize", model_.path().string(), e2e["full_input_text"]});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(last_json(r.output).get<std::vector<int64_t>>(), to_ids(golden_tensor("e2e.safetensors", "prompt_input_ids")));
@@ -104,17 +104,17 @@ TEST_F(ModelTextCommands, MistakesGiveTheirExitCodeAndSayWhat) {
   // A folder without tokenizer files, one whose tokenizer disagrees with config.json, a truncated
   // checkpoint: the model cannot be loaded (exit 4), and the message names the culprit.
   test::TempDir bare;
-  fs::create_symlink(test::golden_dir() / "config.json", bare / "config.json");
-  fs::create_symlink(test::golden_dir() / "model.safetensors", bare / "model.safetensors");
+  fs::create_symlink(test::reference_dir() / "config.json", bare / "config.json");
+  fs::create_symlink(test::reference_dir() / "model.safetensors", bare / "model.safetensors");
   expect({"model", "generate", bare.path().string(), "--prompt-ids", "[1]"}, 4, "no vocab.json + merges.txt");
-  auto specials = json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"))["special_tokens"]
+  auto specials = json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"))["special_tokens"]
                       .get<std::map<std::string, int64_t>>();
   specials["[SEG]"] = 300;
   write_byte_level_tokenizer(bare.path(), specials);
   expect({"model", "generate", bare.path().string(), "--prompt-ids", "[1]"}, 4, "token \"[SEG]\" id 268");
   test::TempDir truncated;
-  fs::create_symlink(test::golden_dir() / "config.json", truncated / "config.json");
-  const std::string bytes = test::read_file(test::golden_dir() / "model.safetensors");
+  fs::create_symlink(test::reference_dir() / "config.json", truncated / "config.json");
+  const std::string bytes = test::read_file(test::reference_dir() / "model.safetensors");
   test::write_file(truncated / "model.safetensors", bytes.substr(0, bytes.size() / 2));
   specials["[SEG]"] = 268;
   write_byte_level_tokenizer(truncated.path(), specials);

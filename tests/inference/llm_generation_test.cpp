@@ -20,7 +20,7 @@ using test::to_ids;
 class Generation : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
     tiny_ = std::make_unique<test::TinyLlm>();
   }
   std::vector<GenerationResult> run(const torch::Tensor& embeds, GenerationOptions o) {
@@ -46,7 +46,7 @@ TEST_F(Generation, TextGreedyDecodingIsTheReference) {
 }
 
 TEST_F(Generation, EndToEndDecodingWithSegIsTheReference) {
-  const nlohmann::json e2e = nlohmann::json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  const nlohmann::json e2e = nlohmann::json::parse(test::read_file(test::reference_dir() / "e2e.json"));
   const torch::Tensor embeds = golden_tensor("e2e.safetensors", "prefill_inputs_embeds").unsqueeze(0);
   GenerationOptions o;
   o.max_new_tokens = e2e["max_new_tokens"];

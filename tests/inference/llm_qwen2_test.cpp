@@ -1,4 +1,4 @@
-// The Qwen2 decoder against the reference (shared/golden llm.safetensors: text-only forward and
+// The Qwen2 decoder against the reference (tests/reference llm.safetensors: text-only forward and
 // greedy decoding; e2e.safetensors: the prefill with image tokens), block by block, with the max
 // error printed next to the tolerance; and the checkpoint/config mismatches a user can make.
 // SPDX-License-Identifier: GPL-3.0-or-later
@@ -17,7 +17,7 @@ using test::golden_tensor;
 class Qwen2Reference : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
     tiny_ = std::make_unique<test::TinyLlm>();
   }
   std::unique_ptr<test::TinyLlm> tiny_;
@@ -149,8 +149,8 @@ std::string load_error(const std::filesystem::path& checkpoint, const LlmConfig&
 class BrokenCheckpoint : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-    config_ = ModelConfig::load(test::golden_dir() / "config.json").llm;
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    config_ = ModelConfig::load(test::reference_dir() / "config.json").llm;
   }
   test::TempDir dir_;
   LlmConfig config_;
@@ -195,29 +195,29 @@ TEST_F(BrokenCheckpoint, MissingLmHeadUnlessTied) {
 TEST_F(BrokenCheckpoint, ConfigDisagreesWithTheTensors) {
   LlmConfig more_layers = config_;
   more_layers.num_hidden_layers = 3;
-  EXPECT_NE(load_error(test::golden_dir(), more_layers).find("missing tensor 'language_model.model.layers.2."),
+  EXPECT_NE(load_error(test::reference_dir(), more_layers).find("missing tensor 'language_model.model.layers.2."),
             std::string::npos);
   LlmConfig wider_mlp = config_;
   wider_mlp.intermediate_size = 256;
-  EXPECT_NE(load_error(test::golden_dir(), wider_mlp)
+  EXPECT_NE(load_error(test::reference_dir(), wider_mlp)
                 .find("'language_model.model.layers.0.mlp.gate_proj.weight' has shape [128, 64], expected [256, 64]"),
             std::string::npos);
   LlmConfig more_kv_heads = config_;
   more_kv_heads.num_key_value_heads = 4;
-  EXPECT_NE(load_error(test::golden_dir(), more_kv_heads)
+  EXPECT_NE(load_error(test::reference_dir(), more_kv_heads)
                 .find("'language_model.model.layers.0.self_attn.k_proj.weight' has shape [32, 64], expected [64, 64]"),
             std::string::npos);
   LlmConfig bigger_vocab = config_;
   bigger_vocab.vocab_size = 151679;
-  EXPECT_NE(load_error(test::golden_dir(), bigger_vocab)
+  EXPECT_NE(load_error(test::reference_dir(), bigger_vocab)
                 .find("'language_model.model.embed_tokens.weight' has shape [512, 64], expected [151679, 64]"),
             std::string::npos);
   LlmConfig odd_heads = config_;
   odd_heads.num_attention_heads = 5;
-  EXPECT_NE(load_error(test::golden_dir(), odd_heads).find("heads must divide the hidden size"), std::string::npos);
+  EXPECT_NE(load_error(test::reference_dir(), odd_heads).find("heads must divide the hidden size"), std::string::npos);
   LlmConfig gelu = config_;
   gelu.hidden_act = "gelu";
-  EXPECT_NE(load_error(test::golden_dir(), gelu).find("hidden_act \"gelu\" is not silu"), std::string::npos);
+  EXPECT_NE(load_error(test::reference_dir(), gelu).find("hidden_act \"gelu\" is not silu"), std::string::npos);
 }
 
 TEST_F(BrokenCheckpoint, IntegerWeights) {

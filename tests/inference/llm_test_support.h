@@ -28,7 +28,7 @@ namespace unibiomed::test {
 inline constexpr double kLlmTolerance = 1e-4;
 
 inline torch::Tensor golden_tensor(const std::string& file, const std::string& name) {
-  const inference::SafetensorsFile f(golden_dir() / file);
+  const inference::SafetensorsFile f(reference_dir() / file);
   auto it = f.tensors().find(name);
   if (it == f.tensors().end()) throw std::runtime_error(file + " has no tensor " + name);
   const inference::TensorView& v = it->second;
@@ -54,7 +54,7 @@ inline ::testing::AssertionResult close_to(const std::string& what, const torch:
   return ::testing::AssertionSuccess();
 }
 
-// The tiny reference checkpoint (shared/golden) with its language model and the byte-level
+// The tiny reference checkpoint (tests/reference) with its language model and the byte-level
 // tokenizer of tiny_vocab.json written as a standard tokenizer folder.
 struct TinyLlm {
   inference::ModelConfig config;
@@ -64,20 +64,20 @@ struct TinyLlm {
   std::unique_ptr<inference::Tokenizer> tokenizer;
 
   explicit TinyLlm(inference::ComputeOptions options = {})
-      : config(inference::ModelConfig::load(golden_dir() / "config.json")),
-        weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(golden_dir()), options)),
+      : config(inference::ModelConfig::load(reference_dir() / "config.json")),
+        weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(reference_dir()), options)),
         model(std::make_unique<inference::Qwen2Model>(*weights, config.llm)) {
-    const auto tiny = nlohmann::json::parse(read_file(golden_dir() / "tiny_vocab.json"));
+    const auto tiny = nlohmann::json::parse(read_file(reference_dir() / "tiny_vocab.json"));
     inference::write_byte_level_tokenizer(tokenizer_dir.path(),
                                           tiny["special_tokens"].get<std::map<std::string, int64_t>>());
     tokenizer = std::make_unique<inference::Tokenizer>(inference::Tokenizer::load(tokenizer_dir.path()));
   }
 };
 
-// Copies shared/golden's model.safetensors into `out` with `edit` applied to the list of tensors.
+// Copies tests/reference's model.safetensors into `out` with `edit` applied to the list of tensors.
 inline void rewrite_reference_checkpoint(const std::filesystem::path& out,
                                          const std::function<void(std::vector<inference::TensorBlob>&)>& edit) {
-  const inference::SafetensorsFile f(golden_dir() / "model.safetensors");
+  const inference::SafetensorsFile f(reference_dir() / "model.safetensors");
   std::vector<inference::TensorBlob> blobs;
   for (const auto& [name, v] : f.tensors()) {
     inference::TensorBlob b{name, v.dtype, v.shape, std::vector<std::byte>(v.data, v.data + v.nbytes)};

@@ -11,8 +11,8 @@ namespace unibiomed::inference {
 namespace {
 
 TEST(Weights, ReferenceTensorInComputeDtypeAndShapeErrors) {
-  auto golden = test::golden_dir();
-  if (golden.empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  const auto golden = test::reference_dir();
   Weights w(Checkpoint::open(golden), ComputeOptions{});
   torch::Tensor norm = w.get("language_model.model.norm.weight", {64});
   EXPECT_EQ(norm.scalar_type(), torch::kFloat32);

@@ -1,7 +1,7 @@
 // From an RGB image to the answer's token ids with the tiny reference checkpoint: tiling and
 // normalisation, InternViT + pixel shuffle + mlp1, the phi3 prompt with its <IMG_CONTEXT> block,
 // the splice into the prompt embeddings and greedy decoding must reproduce the reference's
-// predict_forward (shared/golden e2e.safetensors, e2e.json): the same generated ids, exactly.
+// predict_forward (tests/reference e2e.safetensors, e2e.json): the same generated ids, exactly.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -27,15 +27,15 @@ std::vector<int64_t> ids_of(const torch::Tensor& t) {
 }
 
 TEST(VisionEndToEnd, ImageToGreedyAnswerIdsAsTheReference) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
-  const nlohmann::json record = nlohmann::json::parse(test::read_file(test::golden_dir() / "e2e.json"));
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  const nlohmann::json record = nlohmann::json::parse(test::read_file(test::reference_dir() / "e2e.json"));
   test::TinyModel model;
   test::GoldenTorch e2e("e2e.safetensors");
   test::GoldenFile raw("e2e.safetensors");
 
   // The byte-level vocabulary of the tiny checkpoint (tiny_vocab.json) as a tokenizer folder.
   test::TempDir tokenizer_dir("unibiomed-vision-e2e");
-  const auto vocab = nlohmann::json::parse(test::read_file(test::golden_dir() / "tiny_vocab.json"));
+  const auto vocab = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
   write_byte_level_tokenizer(tokenizer_dir.path(), vocab["special_tokens"].get<std::map<std::string, int64_t>>());
   const Tokenizer tokenizer = Tokenizer::load(tokenizer_dir.path());
 

@@ -1,6 +1,6 @@
 // InternViT, pixel shuffle and mlp1 of the tiny reference checkpoint against the reference's
-// outputs (shared/golden vision.safetensors, e2e.safetensors). Tolerance abs 1e-4 for float32
-// (shared/golden/README.md; an independent re-implementation matched within 5.3e-6).
+// outputs (tests/reference vision.safetensors, e2e.safetensors). Tolerance abs 1e-4 for float32
+// (tests/reference/README.md; an independent re-implementation matched within 5.3e-6).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -18,7 +18,7 @@ constexpr double kTolerance = 1e-4;
 class VisionGolden : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
     configure_cpu_threads();
   }
 };
@@ -98,9 +98,9 @@ TEST_F(VisionGolden, BatchSizeDoesNotChangeTheResult) {
 
 TEST_F(VisionGolden, Bfloat16ComputeStaysCloseToTheReference) {
   // The released model runs in bfloat16; 8 mantissa bits give about 1e-2 relative error
-  // (shared/golden/README.md), measured here against the largest golden magnitude.
+  // (tests/reference/README.md), measured here against the largest golden magnitude.
   test::TinyModel model;
-  Weights bf16(Checkpoint::open(test::golden_dir()), ComputeOptions::from_strings("cpu", "bfloat16"));
+  Weights bf16(Checkpoint::open(test::reference_dir()), ComputeOptions::from_strings("cpu", "bfloat16"));
   VisionEncoder encoder(bf16, model.config);
   test::GoldenTorch e2e("e2e.safetensors");
   torch::Tensor expected = e2e["image_token_embeds"];
@@ -125,7 +125,7 @@ TEST_F(VisionGolden, WrongInputsAndCheckpointsAreNamed) {
 
   // A checkpoint without one layer tensor, and a configuration that does not fit the tensors.
   test::TempDir dir;
-  auto checkpoint = Checkpoint::open(test::golden_dir());
+  auto checkpoint = Checkpoint::open(test::reference_dir());
   std::vector<TensorBlob> blobs;
   for (const auto& name : checkpoint->names()) {
     if (name == "vision_model.encoder.layers.1.mlp.fc2.weight") continue;

@@ -1,5 +1,5 @@
 // Normalised model inputs: InternVL tiles and the SAM2 input against the reference's tensors
-// (shared/golden e2e.safetensors, preprocess.safetensors). The float32 operations are the
+// (tests/reference e2e.safetensors, preprocess.safetensors). The float32 operations are the
 // reference's own, so the tensors are compared exactly (tolerance 0; the goldens allow 1e-6).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@ namespace {
 class PreprocessGolden : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   }
 };
 

@@ -1,5 +1,5 @@
 // Image embeddings spliced into the prompt embeddings at the <IMG_CONTEXT> positions, against
-// the reference's prefill input (shared/golden e2e.safetensors: prefill_inputs_embeds).
+// the reference's prefill input (tests/reference e2e.safetensors: prefill_inputs_embeds).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -17,7 +17,7 @@ std::vector<int64_t> to_ids(const torch::Tensor& t) {
 }
 
 TEST(Splice, E2ePrefillEmbeddingsAreTheReference) {
-  if (test::golden_dir().empty()) GTEST_SKIP() << test::golden_missing_reason();
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   test::TinyModel model;
   test::GoldenTorch e2e("e2e.safetensors");
   const std::vector<int64_t> ids = to_ids(e2e["prompt_input_ids"]);

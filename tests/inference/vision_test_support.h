@@ -22,7 +22,7 @@ namespace unibiomed::test {
 class GoldenTorch {
  public:
   explicit GoldenTorch(const std::string& file)
-      : weights_(inference::Checkpoint::open(golden_dir() / file), inference::ComputeOptions{}) {}
+      : weights_(inference::Checkpoint::open(reference_dir() / file), inference::ComputeOptions{}) {}
   torch::Tensor operator[](const std::string& name) { return weights_.get_raw(name, weights_.shape_of(name)); }
 
  private:
@@ -43,13 +43,13 @@ inline ::testing::AssertionResult within_tolerance(const std::string& what, cons
   return ::testing::AssertionSuccess();
 }
 
-// The tiny reference checkpoint in shared/golden, loaded in float32 on the CPU.
+// The tiny reference checkpoint in tests/reference, loaded in float32 on the CPU.
 struct TinyModel {
   inference::ModelConfig config;
   std::unique_ptr<inference::Weights> weights;
   TinyModel()
-      : config(inference::ModelConfig::load(golden_dir() / "config.json")),
-        weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(golden_dir()),
+      : config(inference::ModelConfig::load(reference_dir() / "config.json")),
+        weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(reference_dir()),
                                                      inference::ComputeOptions{})) {}
 };
 

@@ -72,33 +72,6 @@ std::vector<pipeline::InstanceInput> file_inputs(const std::vector<fs::path>& fi
   return out;
 }
 
-std::vector<std::string> dciodvfy_errors(const fs::path& file, std::string* output) {
-  const auto result = run_command({"dciodvfy", file.string()});
-  if (output) *output = result.output;
-  std::vector<std::string> errors;
-  std::istringstream lines(result.output);
-  std::string line;
-  while (std::getline(lines, line))
-    if (line.rfind("Error", 0) == 0) errors.push_back(line);
-  return errors;
-}
-
-std::vector<std::string> pixelmed_sr_errors(const fs::path& file, std::string* output) {
-  // The XPath limits must be lifted for pixelmed's templates on current JDKs (DICOM-OUTPUT.md).
-  const auto result = run_command({"java", "-Xmx2g", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-                                   "-Djdk.xml.xpathExprOpLimit=0", "-Djdk.xml.xpathExprGrpLimit=0",
-                                   "-Djdk.xml.xpathTotalOpLimit=0", "-cp", "/usr/share/java/pixelmed.jar",
-                                   "com.pixelmed.validate.DicomSRValidator", file.string()});
-  if (output) *output = result.output;
-  std::vector<std::string> errors;
-  std::istringstream lines(result.output);
-  std::string line;
-  while (std::getline(lines, line))
-    if (line.find("Error") != std::string::npos || line.find("Exception") != std::string::npos) errors.push_back(line);
-  if (result.exit_code != 0) errors.push_back("exit code " + std::to_string(result.exit_code));
-  return errors;
-}
-
 nlohmann::json read_seg_with_pydicom(const fs::path& file) {
   const auto result =
       run_command({"/usr/bin/python3", (source_dir() / "tests" / "pipeline" / "read_seg.py").string(), file.string()});

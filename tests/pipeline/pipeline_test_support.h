@@ -15,6 +15,7 @@
 #include "pipeline/analyzer.h"
 #include "pipeline/grounding_engine.h"
 #include "samples/sample_studies.h"
+#include "tests/support/validators.h"  // dciodvfy_errors, pixelmed_sr_errors
 
 namespace unibiomed::test {
 
@@ -30,10 +31,6 @@ struct PipelineFixtureData {
 const PipelineFixtureData& fixture_data();
 
 std::vector<pipeline::InstanceInput> file_inputs(const std::vector<std::filesystem::path>& files);
-
-// Validators' error lines (empty = clean).
-std::vector<std::string> dciodvfy_errors(const std::filesystem::path& file, std::string* output = nullptr);
-std::vector<std::string> pixelmed_sr_errors(const std::filesystem::path& file, std::string* output = nullptr);
 
 // tests/pipeline/read_seg.py on a SEG file (pydicom).
 nlohmann::json read_seg_with_pydicom(const std::filesystem::path& file);

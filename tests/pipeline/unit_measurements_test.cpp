@@ -52,7 +52,7 @@ TEST(LongestDiameter, DiscIsItsDiameterWithinAPixel) {
 }
 
 TEST(LongestDiameter, AgreesWithBruteForceOverAllCornersInNumpy) {
-  if (!test::have_program("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 not installed";
+  ASSERT_TRUE(test::have_program("/usr/bin/python3")) << test::install_hint("/usr/bin/python3", "Debian's python3");
   std::mt19937 rng(7);
   const int columns = 23, rows = 17;
   std::ostringstream input;

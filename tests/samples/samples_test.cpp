@@ -14,6 +14,7 @@
 #include "samples/phantom.h"
 #include "samples/sample_studies.h"
 #include "tests/dicom/dicom_test_support.h"
+#include "tests/support/validators.h"
 
 namespace unibiomed::samples {
 namespace {
@@ -56,23 +57,19 @@ TEST(Samples, EveryStudyIsWrittenWithItsManifest) {
 }
 
 TEST(Samples, DciodvfyFindsNoErrors) {
-  if (!test::have_program("dciodvfy")) GTEST_SKIP() << "dciodvfy (dicom3tools) not installed";
   for (const auto& s : all_samples()) {
     std::vector<fs::path> files = {s.files.front(), s.files.back()};
     for (const auto& f : files) {
       SCOPED_TRACE(f.string());
-      auto r = test::run_command({"dciodvfy", f.string()});
-      std::istringstream lines(r.output);
-      std::string line, errors;
-      while (std::getline(lines, line))
-        if (line.rfind("Error", 0) == 0) errors += line + "\n";
-      EXPECT_TRUE(errors.empty()) << errors;
+      std::string output;
+      const auto errors = test::dciodvfy_errors(f, &output);
+      EXPECT_TRUE(errors.empty()) << errors.front() << "\n" << output;
     }
   }
 }
 
 TEST(Samples, PydicomReadsThePhantomValuesAndTheGeometry) {
-  if (!test::have_reference_python()) GTEST_SKIP() << test::reference_python_missing();
+  ASSERT_TRUE(test::have_reference_python()) << test::reference_python_missing();
   test::TempDir dir("samples-py");
   // Every CT slice: position, spacing, HU of slice 30 as int16; plus identity of each series.
   std::string script =
@@ -234,7 +231,7 @@ TEST(Samples, PhantomsWithoutTheirFindingDifferOnlyThere) {
 }
 
 TEST(Samples, CommandLineWritesTheSameStudies) {
-  if (!fs::exists(test::cli_path())) GTEST_SKIP() << "unibiomed not built";
+  ASSERT_TRUE(fs::exists(test::cli_path())) << test::cli_missing_reason();
   test::TempDir dir("samples-cli");
   auto r = test::run_command(
       {test::cli_path().string(), "samples", "write", (dir / "out").string(), "--only", "endoscopy", "--only", "xray"});

@@ -19,18 +19,46 @@ fs::path source_dir() { return fs::path(UNIBIOMED_SOURCE_DIR); }
 fs::path binary_dir() { return fs::path(UNIBIOMED_BINARY_DIR); }
 fs::path cli_path() { return binary_dir() / "cli" / "unibiomed"; }
 
-fs::path golden_dir() {
-  fs::path dir;
-  if (const char* env = std::getenv("UNIBIOMED_GOLDEN_DIR"); env && *env)
-    dir = env;
-  else
-    dir = source_dir().parent_path() / "shared" / "golden";
-  return fs::exists(dir / "manifest.json") ? dir : fs::path();
+std::string cli_missing_reason() {
+  if (fs::exists(cli_path())) return {};
+  return "the unibiomed program is not built (" + cli_path().string() + "): build it with cmake --build " +
+         binary_dir().string() + " --target unibiomed";
 }
 
-std::string golden_missing_reason() {
-  return "reference data not found: set UNIBIOMED_GOLDEN_DIR or place it at " +
-         (source_dir().parent_path() / "shared" / "golden").string();
+fs::path reference_dir() {
+  if (const char* env = std::getenv("UNIBIOMED_REFERENCE_DIR"); env && *env) return fs::path(env);
+  return source_dir() / "tests" / "reference";
+}
+
+std::string reference_missing_reason() {
+  const fs::path dir = reference_dir();
+  if (fs::exists(dir / "manifest.json")) return {};
+  const char* env = std::getenv("UNIBIOMED_REFERENCE_DIR");
+  return "the reference data is missing: " + (dir / "manifest.json").string() + " does not exist" +
+         (env && *env ? " (UNIBIOMED_REFERENCE_DIR is set; unset it to use the copy in tests/reference)"
+                      : " (the repository ships it in tests/reference; see tests/reference/README.md)");
+}
+
+fs::path tokenizer_dir() {
+  fs::path dir;
+  if (const char* env = std::getenv("UNIBIOMED_QWEN2_TOKENIZER"); env && *env)
+    dir = env;
+  else
+    dir = source_dir().parent_path() / "shared" / "golden" / "qwen2-tokenizer";
+  return fs::exists(dir / "vocab.json") ? dir : fs::path();
+}
+
+std::string tokenizer_missing_reason() {
+  const char* env = std::getenv("UNIBIOMED_QWEN2_TOKENIZER");
+  const std::string where = env && *env ? std::string(env) + " (UNIBIOMED_QWEN2_TOKENIZER)"
+                                        : (source_dir().parent_path() / "shared" / "golden" / "qwen2-tokenizer").string();
+  return "the Qwen2.5 tokenizer files (vocab.json, merges.txt, tokenizer_config.json) are not in " + where +
+         ": the project does not ship them; set UNIBIOMED_QWEN2_TOKENIZER to a folder holding them "
+         "(tests/reference/README.md)";
+}
+
+std::string install_hint(const std::string& what, const std::string& how) {
+  return what + " is missing; " + how + " installs it (scripts/install-deps.sh installs every test dependency)";
 }
 
 TempDir::TempDir(const std::string& prefix) {

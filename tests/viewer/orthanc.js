@@ -1,5 +1,5 @@
 // A throw-away Debian Orthanc with its DICOMweb plugin on loopback ports, for the viewer test
-// (../../shared/docs/ORTHANC.md, "Testing against a real Orthanc").
+// (docs/ORTHANC.md, "Testing against a real Orthanc").
 // SPDX-License-Identifier: GPL-3.0-or-later
 'use strict';
 

@@ -9,7 +9,7 @@ const path = require('path');
 const ohif = require('./ohif_page.js');
 
 const CHROMIUM = '/usr/bin/chromium';
-// Flags of ../../shared/docs/DICOM-OUTPUT.md, "OHIF in a test": no GPU (WebGL falls back to
+// Flags of docs/DICOM-OUTPUT.md, "OHIF in a test": no GPU (WebGL falls back to
 // SwiftShader), nothing that reaches the network by itself.
 const CHROMIUM_FLAGS = [
   '--no-sandbox',

@@ -32,7 +32,7 @@ const CONTENT_TYPES = {
 };
 
 // OHIF 3.13 configuration with one DICOMweb data source, the settings of
-// ../../shared/docs/DICOM-OUTPUT.md ("OHIF in a test"): WADO-RS rendering, bulk data through
+// docs/DICOM-OUTPUT.md ("OHIF in a test"): WADO-RS rendering, bulk data through
 // the BulkDataURIs Orthanc returns, and no quotes around the multipart type parameter (Orthanc
 // 1.10 rejects quoted ones).
 function appConfig() {

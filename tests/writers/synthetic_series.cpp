@@ -232,32 +232,4 @@ std::string dcmjs_missing_reason() {
   return {};
 }
 
-std::vector<std::string> dciodvfy_errors(const std::filesystem::path& file, std::string* full_output) {
-  const auto result = run_command({"dciodvfy", file.string()});
-  if (full_output) *full_output = result.output;
-  std::vector<std::string> errors;
-  std::istringstream lines(result.output);
-  std::string line;
-  while (std::getline(lines, line))
-    if (line.rfind("Error", 0) == 0) errors.push_back(line);
-  return errors;
-}
-
-std::vector<std::string> pixelmed_sr_errors(const std::filesystem::path& file, std::string* full_output) {
-  // Without the XPath limits lifted, modern JDKs stop with JAXP0801003 on pixelmed's templates.
-  // C1-only JIT and the serial collector halve the CPU time of this short-lived JVM.
-  const auto result =
-      run_command({"java", "-Xmx6g", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Djdk.xml.xpathExprOpLimit=0",
-                   "-Djdk.xml.xpathExprGrpLimit=0", "-Djdk.xml.xpathTotalOpLimit=0", "-cp",
-                   "/usr/share/java/pixelmed.jar", "com.pixelmed.validate.DicomSRValidator", file.string()});
-  if (full_output) *full_output = result.output;
-  std::vector<std::string> errors;
-  std::istringstream lines(result.output);
-  std::string line;
-  while (std::getline(lines, line))
-    if (line.find("Error") != std::string::npos || line.find("Exception") != std::string::npos) errors.push_back(line);
-  if (result.exit_code != 0) errors.push_back("exit code " + std::to_string(result.exit_code));
-  return errors;
-}
-
 }  // namespace unibiomed::test

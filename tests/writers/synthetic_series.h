@@ -16,6 +16,7 @@
 
 #include "seg-writer/segmentation_writer.h"
 #include "seg-writer/source_images.h"
+#include "tests/support/validators.h"  // dciodvfy_errors, pixelmed_sr_errors
 
 namespace unibiomed::test {
 
@@ -64,11 +65,5 @@ std::string node_program();
 std::filesystem::path js_dir();
 // Empty when dcmjs is installed, else the reason (run scripts/install-js.sh).
 std::string dcmjs_missing_reason();
-
-// dciodvfy's error lines for a file ("Error - ..."), empty when it reports none.
-std::vector<std::string> dciodvfy_errors(const std::filesystem::path& file, std::string* full_output = nullptr);
-
-// pixelmed's SR template validator (DICOM-OUTPUT.md): its error lines, empty when none.
-std::vector<std::string> pixelmed_sr_errors(const std::filesystem::path& file, std::string* full_output = nullptr);
 
 }  // namespace unibiomed::test
