@@ -291,6 +291,14 @@ void parallel_for(size_t count, const std::function<void(size_t)>& body) {
   if (failure) std::rethrow_exception(failure);
 }
 
+// True when the SEG can state where its frames lie: planes in patient space (positions, one
+// orientation, a frame of reference) with a pixel spacing. Anything less is written like images
+// without geometry: no frame of reference, no plane or pixel measures groups, no position
+// dimension, Patient Orientation instead.
+bool states_geometry(const SourceImages& sources) {
+  return sources.has_geometry() && sources.pixel_spacing().has_value();
+}
+
 // One frame of the SEG: which segment, which source frame.
 struct SegFrame {
   Uint16 segment_number;
@@ -321,10 +329,15 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     masks_by_segment.push_back(index_masks(s, segments[s], sources));
   }
   const std::vector<size_t> slice_order = sources.frames_in_slice_order();
+  // Whether the SEG states the frames' geometry: a frame of reference with plane orientation,
+  // plane positions and pixel measures, all or none (PS3.3 A.51.5: the plane and pixel measures
+  // groups are required when Frame of Reference UID is present). A source whose pixel spacing is
+  // missing or unreadable gets a SEG like images without geometry.
+  const bool geometry = states_geometry(sources);
 
   // Position index of every source frame: rank of its distinct position along the normal.
   std::vector<Uint32> position_index(sources.frame_count(), 1);
-  if (sources.has_geometry()) {
+  if (geometry) {
     const auto n = *sources.normal();
     double previous = 0;
     Uint32 rank = 0;
@@ -532,15 +545,15 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
         "creating the segmentation");
   std::unique_ptr<DcmSegmentation> seg(created);
   // Patient, study and frame of reference from the source, in UTF-8 like the segment labels.
-  // Frames that are not planes in patient space get no frame of reference: it would require
-  // plane positions, orientation and pixel measures (PS3.3 A.51.5).
+  // Frames whose geometry is not stated get no frame of reference: it would require plane
+  // positions, orientation and pixel measures (PS3.3 A.51.5).
   const std::unique_ptr<DcmDataset> header = sources.header_in_utf8();
-  if (!sources.has_geometry()) {
+  if (!geometry) {
     delete header->remove(DCM_FrameOfReferenceUID);
     delete header->remove(DCM_PositionReferenceIndicator);
   }
   check(seg->importFromSourceImage(*header, OFTrue), "taking over patient, study and frame of reference");
-  if (!sources.has_geometry()) {
+  if (!geometry) {
     // The Frame of Reference module is conditional in the SEG IOD; DCMTK's rules make it mandatory.
     for (const DcmTagKey& tag : {DCM_FrameOfReferenceUID, DCM_PositionReferenceIndicator})
       if (IODRule* rule = seg->getRules()->getByTag(tag)) rule->setType("3");
@@ -633,7 +646,6 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   }
 
   // Shared functional groups: one orientation and pixel measures for every frame.
-  const bool geometry = sources.has_geometry();
   if (geometry) {
     const auto& o = *sources.orientation();
     std::unique_ptr<FGPlaneOrientationPatient> orientation(FGPlaneOrientationPatient::createMinimal(
@@ -642,7 +654,7 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     if (!orientation) throw SegmentationError("cannot create the plane orientation functional group");
     check(seg->addForAllFrames(*orientation), "adding the plane orientation");
   }
-  if (geometry && sources.pixel_spacing()) {
+  if (geometry) {
     FGPixelMeasures measures;
     check(measures.setPixelSpacing(format_ds_list(sources.pixel_spacing()->data(), 2).c_str()), "pixel spacing");
     if (sources.slice_thickness() && *sources.slice_thickness() > 0)

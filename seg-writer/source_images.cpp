@@ -91,8 +91,9 @@ SourceImages::SourceImages(std::vector<DcmDataset*> datasets) : datasets_(std::m
       throw SegmentationError("source instance " + std::to_string(f.instance + 1) + " (SOP Instance UID " +
                               f.sop_instance_uid + ") was given twice");
   }
+  // An orientation whose row and column directions are parallel (or zero) gives no plane.
   has_geometry_ =
-      orientation_.has_value() && !frame_of_reference_uid_.empty() &&
+      normal().has_value() && !frame_of_reference_uid_.empty() &&
       std::all_of(frames_.begin(), frames_.end(), [](const SourceFrame& f) { return f.position.has_value(); });
 }
 

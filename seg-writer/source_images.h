@@ -55,9 +55,11 @@ class SourceImages {
   const std::string& frame_of_reference_uid() const { return frame_of_reference_uid_; }
   const std::string& modality() const { return modality_; }
 
-  // True when every frame has a position, the series has one orientation and a frame of
-  // reference: frames are then planes in patient space (CT, MR, PET...). False for projection
-  // images, photographs and multi-frame images without per-frame positions.
+  // True when every frame has a position, the series has one usable orientation (row and
+  // column directions not parallel) and a frame of reference: frames are then planes in patient
+  // space (CT, MR, PET...). False for projection images, photographs, multi-frame images without
+  // per-frame positions, and when a position or the orientation is missing or not numeric.
+  // Pixel spacing is not part of it: a SEG states its geometry only with one as well.
   bool has_geometry() const { return has_geometry_; }
   // Image Orientation (Patient): row direction cosines then column direction cosines.
   const std::optional<std::array<double, 6>>& orientation() const { return orientation_; }

@@ -249,6 +249,20 @@ TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
       << summary["series"][0].dump(2);
   for (const auto& f : r.findings)
     for (const auto& m : f.measurements) EXPECT_NE(m.unit, "mm2") << f.label;
+  // The series is analysed and its SEG written as for images without geometry: no frame of
+  // reference (it would need pixel measures), still valid for dciodvfy.
+  ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+  ASSERT_FALSE(r.findings.empty());
+  const ResultObject* spacing_seg = nullptr;
+  for (const auto& o : r.objects)
+    if (o.kind == "SEG") spacing_seg = &o;
+  ASSERT_NE(spacing_seg, nullptr);
+  test::write_object(dir / "spacing-seg.dcm", *spacing_seg);
+  std::string dciodvfy_output;
+  EXPECT_TRUE(test::dciodvfy_errors(dir / "spacing-seg.dcm", &dciodvfy_output).empty()) << dciodvfy_output;
+  DcmFileFormat spacing_file;
+  ASSERT_TRUE(spacing_file.loadFile((dir / "spacing-seg.dcm").c_str()).good());
+  EXPECT_FALSE(spacing_file.getDataset()->tagExists(DCM_FrameOfReferenceUID));
 
   // ImagePositionPatient: the slices are no volume; analysed, areas but no volumes.
   const auto position = changed_copies("ct", dir / "position",

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "seg-writer/binary_frame_packing.h"
 #include "seg-writer/part10_file.h"
@@ -219,6 +220,92 @@ TEST(SegmentationWriter, ImagesWithoutSliceGeometry) {
   DcmDataset& ds = *checked.written.file->getDataset();
   EXPECT_FALSE(ds.tagExists(DCM_FrameOfReferenceUID));
   EXPECT_EQ(get(ds, DCM_PatientOrientation), "A\\F");
+}
+
+// How many items the sequence `tag` of `item` has (0 when absent).
+unsigned long items_of(DcmItem& item, const DcmTagKey& tag) {
+  DcmSequenceOfItems* sequence = nullptr;
+  if (item.findAndGetSequence(tag, sequence).bad() || !sequence) return 0;
+  return sequence->card();
+}
+
+TEST(SegmentationWriter, SourcesWhoseGeometryCannotBeReadAreWrittenWithoutGeometry) {
+  // A CT whose Pixel Spacing is missing or not a number, or whose positions or orientation are
+  // unusable, still has a Frame of Reference UID. Its SEG takes the path of images without
+  // geometry: no frame of reference, no plane position, plane orientation or pixel measures
+  // groups, no position dimension (a frame of reference would require all three groups).
+  TempDir dir("seg-bad-geometry");
+  struct Case {
+    std::string name;
+    bool enhanced;
+    std::function<void(DcmDataset&)> spoil;
+  };
+  const auto shared_measures = [](DcmDataset& ds) -> DcmItem* {
+    DcmItem* shared = nullptr;
+    DcmItem* measures = nullptr;
+    if (ds.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared).bad() || !shared) return nullptr;
+    if (shared->findAndGetSequenceItem(DCM_PixelMeasuresSequence, measures).bad()) return nullptr;
+    return measures;
+  };
+  const std::vector<Case> cases{
+      {"spacing-abc", false, [](DcmDataset& ds) { ds.putAndInsertString(DCM_PixelSpacing, "abc"); }},
+      {"spacing-absent", false, [](DcmDataset& ds) { delete ds.remove(DCM_PixelSpacing); }},
+      {"spacing-one-value", false, [](DcmDataset& ds) { ds.putAndInsertString(DCM_PixelSpacing, "0.7"); }},
+      {"enhanced-spacing-abc", true,
+       [&](DcmDataset& ds) {
+         DcmItem* measures = shared_measures(ds);
+         ASSERT_NE(measures, nullptr);
+         measures->putAndInsertString(DCM_PixelSpacing, "abc\\def");
+       }},
+      {"position-abc", false, [](DcmDataset& ds) { ds.putAndInsertString(DCM_ImagePositionPatient, "a\\b\\c"); }},
+      {"orientation-abc", false,
+       [](DcmDataset& ds) { ds.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\x\\0"); }},
+      {"orientation-parallel", false,
+       [](DcmDataset& ds) { ds.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\1\\0\\0"); }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    test::SeriesSpec spec;
+    spec.rows = 11;
+    spec.columns = 9;
+    spec.frames = 3;
+    spec.enhanced_multiframe = c.enhanced;
+    spec.reverse_order = true;
+    spec.name = "bad-geometry-" + c.name;
+    auto series = test::make_series(spec);
+    for (auto* ds : series.datasets()) {
+      c.spoil(*ds);
+      ASSERT_TRUE(ds->tagExistsWithValue(DCM_FrameOfReferenceUID));
+    }
+    const auto files = series.save(dir.path(), spec.name);
+    SourceImages sources(series.datasets());
+    auto segments = two_disjoint_segments(sources, 53);
+    auto checked = write_and_check(dir, spec.name, sources, segments, files);
+    EXPECT_EQ(checked.written.number_of_frames, 6u);
+    // What is written to disk is what the readers above checked.
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(checked.path.c_str()).good());
+    DcmDataset& ds = *file.getDataset();
+    EXPECT_FALSE(ds.tagExists(DCM_FrameOfReferenceUID));
+    EXPECT_FALSE(ds.tagExists(DCM_PositionReferenceIndicator));
+    EXPECT_TRUE(ds.tagExists(DCM_PatientOrientation));
+    DcmItem* shared = nullptr;
+    ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared).good());
+    EXPECT_EQ(items_of(*shared, DCM_PixelMeasuresSequence), 0u);
+    EXPECT_EQ(items_of(*shared, DCM_PlaneOrientationSequence), 0u);
+    EXPECT_EQ(items_of(*shared, DCM_PlanePositionSequence), 0u);
+    EXPECT_EQ(items_of(ds, DCM_DimensionIndexSequence), 1u) << "the segment number only";
+    DcmSequenceOfItems* frames = nullptr;
+    ASSERT_TRUE(ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, frames).good());
+    ASSERT_EQ(frames->card(), 6u);
+    for (unsigned long f = 0; f < frames->card(); ++f) {
+      DcmItem& frame = *frames->getItem(f);
+      EXPECT_EQ(items_of(frame, DCM_PlanePositionSequence), 0u) << "frame " << f + 1;
+      EXPECT_EQ(items_of(frame, DCM_PlaneOrientationSequence), 0u) << "frame " << f + 1;
+      EXPECT_EQ(items_of(frame, DCM_PixelMeasuresSequence), 0u) << "frame " << f + 1;
+      EXPECT_EQ(items_of(frame, DCM_DerivationImageSequence), 1u) << "frame " << f + 1;
+    }
+  }
 }
 
 // Reads a written SEG back from disk and returns, for every source image reference of every
