@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +81,63 @@ class EncodedImage {
   std::unique_ptr<State> state_;
 };
 
+// ---- Video / volume mode (SAM2 memory propagation) ------------------------------------------
+// The frames of one series (slices of a volume, frames of a cine or clip), all the same size.
+// The language model sees a few key frames, each [SEG] prompts SAM2 on those, and SAM2's memory
+// (memory encoder, memory attention, object pointers) tracks the object through every other
+// frame. docs/MODEL.md ("Video and volume mode") describes the reference behaviour.
+struct VideoOptions {
+  // Frames shown to the language model, ascending, each resized whole to one 448 tile. Empty =
+  // the reference: the first min(5, N) frames.
+  std::vector<int> key_frames;
+  // false = the reference: propagate forward only, from the first key frame to the last frame
+  // (frames before the first key frame get empty masks). true = forward from the key frames to
+  // the last frame AND backward from them to frame 0, so every frame is tracked.
+  bool both_directions = false;
+  int max_new_tokens = 2048;
+  bool probability_maps = false;              // fill VideoSegment::probability
+  const std::atomic<bool>* cancel = nullptr;  // checked between decode steps and between frames
+  // Called after each propagated frame (frames done, frames in all) for progress; may be empty.
+  std::function<void(int, int)> on_frame;
+};
+
+// One [SEG] of a video answer: a mask per frame at the frames' size.
+struct VideoSegment {
+  int seg_index = 0;   // 0-based order of the [SEG] token in the answer
+  std::string phrase;  // what it grounds (parse_answer), may be empty
+  int width = 0, height = 0;
+  std::vector<std::vector<uint8_t>> masks;       // [frame] height x width, 1 where sigmoid > 0.5
+  std::vector<std::vector<float>> probability;   // [frame] sigmoid; empty unless asked for
+  std::vector<float> iou;                        // [frame] predicted IoU of the chosen mask
+  std::vector<float> object_score;               // [frame] object-score logit
+};
+
+struct VideoAnswer {
+  std::string text;
+  std::vector<int64_t> ids;
+  std::string stop_reason;  // as GroundedAnswer
+  std::vector<int> key_frames;  // the frames the language model saw
+  std::vector<VideoSegment> segments;
+  ParsedAnswer parsed;
+  bool cancelled() const { return stop_reason == "cancelled"; }
+};
+
+// The frames of a video prepared for questions: the SAM2 image features of every frame,
+// computed once and shared by every [SEG] of every question on it. Thread-safe.
+class EncodedVideo {
+ public:
+  struct State;  // libtorch tensors, defined in the video implementation
+  explicit EncodedVideo(std::unique_ptr<State> state);
+  ~EncodedVideo();
+  int frames() const;
+  int width() const;
+  int height() const;
+  State& state() const { return *state_; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
 // Where the weights come from and what they are, for logs, `model info` and the SR.
 struct ModelIdentity {
   std::filesystem::path dir;
@@ -113,6 +171,14 @@ class GroundedModel {
                                            const std::string& question, const AnswerOptions& options = {}) const;
   std::vector<GroundedAnswer> answer_batch(const std::vector<RgbImage>& images, const std::string& question,
                                            const AnswerOptions& options = {}) const;
+
+  // Video mode. encode_video keeps the frames (for the key frames' 448 tiles) and computes the
+  // SAM2 features of every frame; answer_video asks one question about the whole video.
+  // InferenceError on frames of different sizes or an empty list; a bad key frame index too.
+  std::shared_ptr<const EncodedVideo> encode_video(const std::vector<RgbImage>& frames,
+                                                   const std::atomic<bool>* cancel = nullptr) const;
+  VideoAnswer answer_video(const EncodedVideo& video, const std::string& question,
+                           const VideoOptions& options = {}) const;
 
   // Computes the SAM2 features of images that lack them (batched); answer() does it on demand.
   void encode_grounding(const std::vector<std::shared_ptr<const EncodedImage>>& images,
