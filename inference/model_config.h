@@ -2,7 +2,7 @@
 // the released UniBiomed config (configuration_sa2va_chat.py, configuration_intern_vit.py,
 // Qwen2Config). Where the release hard-codes a size in code (SAM2 Hiera-L, the 448 tile, the
 // 1024 SAM2 input) the default here is that constant; the small reference checkpoints in
-// shared/golden override them with "grounding_encoder_config" and "tiny_test".
+// tests/reference override them with "grounding_encoder_config" and "tiny_test".
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 

@@ -66,7 +66,7 @@ std::string byte_to_unicode(uint8_t byte);
 // Writes a byte-level tokenizer folder in the standard file format: vocab.json with the 256
 // single-byte tokens (byte_to_unicode(b) -> b), an empty merges.txt, and tokenizer_config.json
 // listing `added_tokens` (content -> id, ids >= 256) in "added_tokens_decoder" with eos_token.
-// This is the vocabulary of the small reference checkpoints (shared/golden tiny_vocab.json).
+// This is the vocabulary of the small reference checkpoints (tests/reference/tiny_vocab.json).
 void write_byte_level_tokenizer(const std::filesystem::path& dir, const std::map<std::string, int64_t>& added_tokens,
                                 const std::string& eos_token = "<|im_end|>",
                                 const std::string& pad_token = "<|endoftext|>");

@@ -32,8 +32,12 @@ AnalysedFrame analysed_frame(const dicom::ViewRequest& r, const dicom::Instance&
     const dicom::SliceStack& s = stacks.stacks[r.stack_index];
     f.columns = s.columns;
     f.rows = s.rows;
-    f.column_spacing = s.column_spacing;
-    f.row_spacing = s.row_spacing;
+    // A stack without PixelSpacing carries a placeholder spacing of 1: leave it unknown (0),
+    // so that areas are reported in pixels, never as made-up square millimetres.
+    if (instance.frame(r.frame_number).pixel_spacing) {
+      f.column_spacing = s.column_spacing;
+      f.row_spacing = s.row_spacing;
+    }
     if (s.volume_problem.empty()) f.position = s.slices.at(r.slice_index).position;
   } else {
     f.columns = instance.pixels().columns;
