@@ -114,6 +114,40 @@ MaskDecoder mask_decoder() {
   return d;
 }
 
+MemoryAttentionLayer memory_attention_layer(int i) {
+  const std::string p = kSam + "memory_attention.layers." + idx(i) + ".";
+  return {attention(p + "self_attn"), attention(p + "cross_attn_image"), module(p + "linear1"),
+          module(p + "linear2"),      module(p + "norm1"),                module(p + "norm2"),
+          module(p + "norm3")};
+}
+
+Module memory_attention_norm() { return module(kSam + "memory_attention.norm"); }
+
+MemoryEncoder memory_encoder() {
+  MemoryEncoder e;
+  e.prefix = kSam + "memory_encoder.";
+  e.pix_feat_proj = module(e.prefix + "pix_feat_proj");
+  e.out_proj = module(e.prefix + "out_proj");
+  return e;
+}
+
+// MaskDownSampler's nn.Sequential: conv, norm, activation per stage, then the 1x1 conv.
+Module MemoryEncoder::downsampler_conv(int stage) const {
+  return module(prefix + "mask_downsampler.encoder." + idx(3 * stage));
+}
+Module MemoryEncoder::downsampler_norm(int stage) const {
+  return module(prefix + "mask_downsampler.encoder." + idx(3 * stage + 1));
+}
+
+MemoryFuserLayer MemoryEncoder::fuser_layer(int i) const {
+  const std::string p = prefix + "fuser.layers." + idx(i) + ".";
+  return {module(p + "dwconv"), module(p + "norm"), module(p + "pwconv1"), module(p + "pwconv2"), p + "g_weight"};
+}
+
+std::string maskmem_tpos_enc() { return kSam + "maskmem_tpos_enc"; }
+std::string no_obj_ptr() { return kSam + "no_obj_ptr"; }
+Mlp obj_ptr_proj() { return {kSam + "obj_ptr_proj"}; }
+
 TwoWayLayer MaskDecoder::layer(int i) const {
   const std::string p = prefix + ".transformer.layers." + idx(i) + ".";
   TwoWayLayer l{attention(p + "self_attn"), attention(p + "cross_attn_token_to_image"),
@@ -289,8 +323,8 @@ void sam2_tensors(Table& t, const GroundingConfig& g) {
   t.norm(md.norm_final_attn, D);
 }
 
-// The parts only video propagation reads; no code of this project reads them, so their names
-// are spelled here alone.
+// The parts only video propagation reads (inference/sam2_memory.cpp), and the mask/point prompt
+// inputs no code of this project reads.
 void sam2_video_tensors(Table& t, const GroundingConfig& g, const Sam2MemoryConfig& m) {
   t.block = CheckpointBlock::kSam2VideoOnly;
   const int64_t D = g.neck.d_model;
@@ -305,41 +339,40 @@ void sam2_video_tensors(Table& t, const GroundingConfig& g, const Sam2MemoryConf
 
   const int64_t md = m.d_model, kv = m.kv_in_dim;
   for (int i = 0; i < m.num_layers; ++i) {
-    const std::string p = kSam + "memory_attention.layers." + idx(i) + ".";
-    t.attention(layout::attention(p + "self_attn"), md, md, md);
-    t.attention(layout::attention(p + "cross_attn_image"), md, md, kv);
-    t.linear(layout::module(p + "linear1"), m.dim_feedforward, md);
-    t.linear(layout::module(p + "linear2"), md, m.dim_feedforward);
-    for (int k = 1; k <= 3; ++k) t.norm(layout::module(p + "norm" + idx(k)), md);
+    const auto l = layout::memory_attention_layer(i);
+    t.attention(l.self_attn, md, md, md);
+    t.attention(l.cross_attn_image, md, md, kv);
+    t.linear(l.linear1, m.dim_feedforward, md);
+    t.linear(l.linear2, md, m.dim_feedforward);
+    for (const auto* n : {&l.norm1, &l.norm2, &l.norm3}) t.norm(*n, md);
   }
-  t.norm(layout::module(kSam + "memory_attention.norm"), md);
+  t.norm(layout::memory_attention_norm(), md);
   // MaskDownSampler: 4 x (conv 3x3 stride 2, LayerNorm2d, GELU) widening 1 -> 4 -> 16 -> 64 -> 256,
   // then a 1x1 conv to the model width (sam2.py MaskDownSampler, total_stride 16).
-  const std::string me = kSam + "memory_encoder.";
+  const auto me = layout::memory_encoder();
   int64_t in = 1;
-  int at = 0;
-  for (int s = 0; s < 4; ++s, at += 3) {
+  for (int s = 0; s < layout::MemoryEncoder::kDownsamplerStages; ++s) {
     const int64_t out = in * 4;
-    t.conv(layout::module(me + "mask_downsampler.encoder." + idx(at)), out, in, 3);
-    t.norm(layout::module(me + "mask_downsampler.encoder." + idx(at + 1)), out);
+    t.conv(me.downsampler_conv(s), out, in, 3);
+    t.norm(me.downsampler_norm(s), out);
     in = out;
   }
-  t.conv(layout::module(me + "mask_downsampler.encoder." + idx(at)), D, in, 1);
-  t.conv(layout::module(me + "pix_feat_proj"), D, D, 1);
+  t.conv(me.downsampler_conv(layout::MemoryEncoder::kDownsamplerStages), D, in, 1);
+  t.conv(me.pix_feat_proj, D, D, 1);
   for (int i = 0; i < 2; ++i) {
-    const std::string p = me + "fuser.layers." + idx(i) + ".";
-    t.add(p + "dwconv.weight", {D, 1, 7, 7});
-    t.add(p + "dwconv.bias", {D});
-    t.norm(layout::module(p + "norm"), D);
-    t.linear(layout::module(p + "pwconv1"), 4 * D, D);
-    t.linear(layout::module(p + "pwconv2"), D, 4 * D);
-    t.add(p + "g_weight", {D});  // CXBlock gamma (exported as g_weight)
+    const auto l = me.fuser_layer(i);
+    t.add(l.dwconv.weight, {D, 1, 7, 7});
+    t.add(l.dwconv.bias, {D});
+    t.norm(l.norm, D);
+    t.linear(l.pwconv1, 4 * D, D);
+    t.linear(l.pwconv2, D, 4 * D);
+    t.add(l.g_weight, {D});  // CXBlock gamma (exported as g_weight)
   }
-  t.conv(layout::module(me + "out_proj"), m.out_dim, D, 1);
-  t.add(kSam + "maskmem_tpos_enc", {m.num_maskmem, 1, 1, m.out_dim});
+  t.conv(me.out_proj, m.out_dim, D, 1);
+  t.add(layout::maskmem_tpos_enc(), {m.num_maskmem, 1, 1, m.out_dim});
   t.add(kSam + "no_mem_pos_enc", {1, 1, D});
-  t.add(kSam + "no_obj_ptr", {1, D});
-  t.mlp({kSam + "obj_ptr_proj"}, {D, D, D, D});
+  t.add(layout::no_obj_ptr(), {1, D});
+  t.mlp(layout::obj_ptr_proj(), {D, D, D, D});
   t.conv(layout::module(kSam + "mask_downsample"), 1, 1, 4);
 }
 

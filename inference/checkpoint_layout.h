@@ -163,6 +163,35 @@ struct MaskDecoder {
 };
 MaskDecoder mask_decoder();
 
+// SAM2 memory attention (sam2.py MemoryAttention, MemoryAttentionLayer with RoPEAttention):
+// video propagation only.
+struct MemoryAttentionLayer {
+  Attention self_attn, cross_attn_image;  // cross_attn_image k/v read memory features (kv_in_dim)
+  Module linear1, linear2;                // the feed-forward block
+  Module norm1, norm2, norm3;
+};
+MemoryAttentionLayer memory_attention_layer(int i);  // memory_attention.layers.<i>
+Module memory_attention_norm();                      // memory_attention.norm
+
+// SAM2 memory encoder (sam2.py MemoryEncoder: MaskDownSampler, Fuser of CXBlocks).
+struct MemoryFuserLayer {
+  Module dwconv, norm, pwconv1, pwconv2;
+  std::string g_weight;  // the CXBlock layer scale (gamma)
+};
+struct MemoryEncoder {
+  std::string prefix;
+  static constexpr int kDownsamplerStages = 4;  // 4 x (conv 3x3 stride 2, LayerNorm2d, GELU): stride 16
+  Module downsampler_conv(int stage) const;     // stage 0..3; stage 4 = the final 1x1 conv
+  Module downsampler_norm(int stage) const;     // stage 0..3
+  Module pix_feat_proj, out_proj;
+  MemoryFuserLayer fuser_layer(int i) const;    // fuser.layers.<i>
+};
+MemoryEncoder memory_encoder();
+
+std::string maskmem_tpos_enc();  // [num_maskmem, 1, 1, mem_dim] temporal encodings of memory frames
+std::string no_obj_ptr();        // [1, D] pointer of a frame where the object is absent
+Mlp obj_ptr_proj();              // D -> D -> D -> D, the object pointer from a mask token
+
 }  // namespace layout
 
 }  // namespace unibiomed::inference

@@ -7,12 +7,15 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 
 #include "inference/checkpoint_layout.h"
 #include "inference/error.h"
 #include "inference/generation.h"
+#include "inference/grounded_model_impl.h"
 #include "inference/image_preprocess.h"
 #include "inference/image_tiling.h"
 #include "inference/prompt.h"
@@ -59,49 +62,54 @@ std::string question_with_image(const std::string& question) {
   return question.find(kImagePlaceholder) == std::string::npos ? std::string(kImagePlaceholder) + question : question;
 }
 
-struct GroundedModel::Impl {
-  fs::path dir;
-  ModelConfig config;
-  ComputeOptions compute;
-  std::optional<Tokenizer> tokenizer;
-  std::unique_ptr<VisionEncoder> vision;
-  std::unique_ptr<Qwen2Model> llm;
-  std::unique_ptr<LanguagePromptProjector> seg_head;
-  std::unique_ptr<Sam2ImageEncoder> sam_encoder;
-  std::unique_ptr<Sam2MaskDecoder> sam_decoder;
-  TilingOptions tiling;
-  std::vector<std::string> stop_words;
-  int64_t image_context_id = -1;
-  ModelIdentity identity;
-  mutable std::mutex hash_mutex;
-  mutable std::string hash;
+std::shared_ptr<const EncodedImage> GroundedModel::Impl::make_encoded(const RgbImage& image, torch::Tensor tokens) const {
+  auto s = std::make_unique<EncodedImage::State>();
+  s->owner = this;
+  s->width = image.width;
+  s->height = image.height;
+  s->tiles = static_cast<int>(tokens.size(0));
+  s->image_tokens = std::move(tokens);
+  s->image = image;
+  return std::make_shared<const EncodedImage>(std::move(s));
+}
 
-  void check_owner(const EncodedImage& image) const {
-    if (image.state().owner != this)
-      throw InferenceError("an EncodedImage was made by another GroundedModel (encode it with this one)");
-  }
-  std::shared_ptr<const EncodedImage> make_encoded(const RgbImage& image, torch::Tensor tokens) const {
-    auto s = std::make_unique<EncodedImage::State>();
-    s->owner = this;
-    s->width = image.width;
-    s->height = image.height;
-    s->tiles = static_cast<int>(tokens.size(0));
-    s->image_tokens = std::move(tokens);
-    s->image = image;
-    return std::make_shared<const EncodedImage>(std::move(s));
-  }
-  std::vector<int64_t> prompt_ids(const std::string& question, int tiles) const {
-    const std::string text =
-        build_prompt(question_with_image(question), tiles, static_cast<int>(vision->tokens_per_tile()), config.template_name);
-    return tokenizer->encode(text);
-  }
-  GroundedAnswer finish(const GenerationResult& r, const EncodedImage& image, const std::string& question,
-                        const AnswerOptions& options) const;
-};
+void GroundedModel::Impl::check_owner(const EncodedImage& image) const {
+  if (image.state().owner != this)
+    throw InferenceError("an EncodedImage was made by another GroundedModel (encode it with this one)");
+}
+
+GenerationOptions GroundedModel::Impl::generation_options(int max_new_tokens, const std::atomic<bool>* cancel,
+                                                          size_t prompt_length) const {
+  GenerationOptions g;
+  g.stop_words = stop_words;
+  g.cancel = cancel;
+  // The KV cache holds prompt + new tokens within max_position_embeddings (the RoPE tables'
+  // length); the tiny checkpoint's 1024 would otherwise refuse the default 2048 new tokens.
+  const int64_t room = config.llm.max_position_embeddings - static_cast<int64_t>(prompt_length) + 1;
+  if (room < 1)
+    throw InferenceError("the prompt has " + std::to_string(prompt_length) + " tokens, more than max_position_embeddings " +
+                         std::to_string(config.llm.max_position_embeddings));
+  g.max_new_tokens = static_cast<int>(std::min<int64_t>(max_new_tokens, room));
+  return g;
+}
+
+std::vector<int64_t> GroundedModel::Impl::prompt_ids(const std::string& question, int tiles) const {
+  const std::string text =
+      build_prompt(question_with_image(question), tiles, static_cast<int>(vision->tokens_per_tile()), config.template_name);
+  return tokenizer->encode(text);
+}
 
 namespace {
 
 bool is_cancelled(const std::atomic<bool>* cancel) { return cancel && cancel->load(); }
+
+std::string read_text_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InferenceError("cannot read " + path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 }  // namespace
 
@@ -147,6 +155,13 @@ std::unique_ptr<GroundedModel> GroundedModel::load(const fs::path& dir, const Lo
     for (const auto& name : weights.unused())
       if (std::find(id.unused.begin(), id.unused.end(), name) == id.unused.end()) id.video_only.push_back(name);
     for (const auto& name : checkpoint->names()) id.parameters += checkpoint->find(name)->numel();
+    // The memory parts are read after the 2D parts' bookkeeping, so `video_only` keeps listing
+    // what the image path does not read.
+    if (Sam2Memory::available(weights)) {
+      const Sam2MemoryConfig memory = memory_config_from_json(read_text_file(dir / "config.json"),
+                                                              (dir / "config.json").string());
+      impl->sam_memory = std::make_unique<Sam2Memory>(weights, impl->config.grounding, memory);
+    }
   }
   return std::unique_ptr<GroundedModel>(new GroundedModel(std::move(impl)));
 }
@@ -318,10 +333,6 @@ std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<std::s
   // Same tile count -> same prompt length -> one batched generation.
   std::map<int, std::vector<size_t>> by_tiles;
   for (size_t i = 0; i < images.size(); ++i) by_tiles[images[i]->tiles()].push_back(i);
-  GenerationOptions gen;
-  gen.max_new_tokens = options.max_new_tokens;
-  gen.stop_words = impl_->stop_words;
-  gen.cancel = options.cancel;
   const size_t step = static_cast<size_t>(std::max(options.batch_size, 1));
   for (const auto& [tiles, members] : by_tiles) {
     const std::vector<int64_t> ids = impl_->prompt_ids(question, tiles);
@@ -335,14 +346,7 @@ std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<std::s
                                                  images[members[j]]->state().image_tokens)
                              .unsqueeze(0));
       }
-      // The KV cache holds prompt + new tokens within max_position_embeddings (the RoPE tables'
-      // length); the tiny checkpoint's 1024 would otherwise refuse the default 2048 new tokens.
-      GenerationOptions g = gen;
-      const int64_t room = impl_->config.llm.max_position_embeddings - static_cast<int64_t>(ids.size()) + 1;
-      if (room < 1)
-        throw InferenceError("the prompt has " + std::to_string(ids.size()) + " tokens, more than max_position_embeddings " +
-                             std::to_string(impl_->config.llm.max_position_embeddings));
-      g.max_new_tokens = static_cast<int>(std::min<int64_t>(g.max_new_tokens, room));
+      const GenerationOptions g = impl_->generation_options(options.max_new_tokens, options.cancel, ids.size());
       const auto results = generate_greedy(*impl_->llm, *impl_->tokenizer, torch::cat(embeds, 0), g);
       // SAM2 features for the images whose answers have a [SEG], computed together.
       std::vector<std::shared_ptr<const EncodedImage>> need;

@@ -110,6 +110,9 @@ struct VideoSegment {
   std::vector<std::vector<float>> probability;   // [frame] sigmoid; empty unless asked for
   std::vector<float> iou;                        // [frame] predicted IoU of the chosen mask
   std::vector<float> object_score;               // [frame] object-score logit
+  // [frame] 1 where SAM2 segmented the frame; 0 for frames it never reached (before the first
+  // key frame without both_directions): their mask is empty and iou/object_score are 0.
+  std::vector<uint8_t> tracked;
 };
 
 struct VideoAnswer {

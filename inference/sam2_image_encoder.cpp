@@ -338,7 +338,7 @@ Sam2ImageEncoder::Sam2ImageEncoder(Weights& weights, const GroundingConfig& conf
 }
 
 Sam2ImageFeatures Sam2ImageEncoder::encode(const torch::Tensor& pixels, const std::atomic<bool>* cancel,
-                                           Sam2EncoderTrace* trace) const {
+                                           Sam2EncoderTrace* trace, bool add_no_mem_embed) const {
   const int64_t s = config_.image_size;
   if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) != s || pixels.size(3) != s)
     throw InferenceError("SAM2 image encoder: input has shape " + c10::str(pixels.sizes()) + ", expected [B, 3, " + std::to_string(s) + ", " +
@@ -390,7 +390,7 @@ Sam2ImageFeatures Sam2ImageEncoder::encode(const torch::Tensor& pixels, const st
   Sam2ImageFeatures f;
   f.high_res_s0 = torch::linear(levels[0], conv_s0_weight_, conv_s0_bias_).permute({0, 3, 1, 2}).contiguous();
   f.high_res_s1 = torch::linear(levels[1], conv_s1_weight_, conv_s1_bias_).permute({0, 3, 1, 2}).contiguous();
-  f.image_embedding = (levels[2] + no_mem_embed_).permute({0, 3, 1, 2}).contiguous();
+  f.image_embedding = (add_no_mem_embed ? levels[2] + no_mem_embed_ : levels[2]).permute({0, 3, 1, 2}).contiguous();
   return f;
 }
 

@@ -49,8 +49,12 @@ class Sam2ImageEncoder {
   // pixels: [B, 3, S, S] normalised SAM2 input (S = config.image_size), any float dtype; it is
   // converted to the weights' dtype and device. `cancel` is checked between blocks
   // (InferenceError "cancelled" when set). `trace` receives the internals when not null.
+  // add_no_mem_embed false: image_embedding is the raw stride-16 FPN level, what video
+  // propagation needs (the memory encoder and memory attention read it raw; a conditioning
+  // frame adds no_mem_embed() itself).
   Sam2ImageFeatures encode(const torch::Tensor& pixels, const std::atomic<bool>* cancel = nullptr,
-                           Sam2EncoderTrace* trace = nullptr) const;
+                           Sam2EncoderTrace* trace = nullptr, bool add_no_mem_embed = true) const;
+  const torch::Tensor& no_mem_embed() const { return no_mem_embed_; }  // [D]
 
   const GroundingConfig& config() const { return config_; }
   int image_size() const { return config_.image_size; }

@@ -182,7 +182,17 @@ Sam2DecoderOutput Sam2MaskDecoder::decode(const Sam2ImageFeatures& features, con
   if (language.dim() != 2 || language.size(1) != d || language.size(0) == 0)
     throw InferenceError("SAM2 mask decoder: language embeddings have shape " + c10::str(language.sizes()) +
                          ", expected [N, " + std::to_string(d) + "] with N >= 1");
-  const int64_t n = language.size(0);
+  return run(features, language, language.size(0), trace);
+}
+
+Sam2DecoderOutput Sam2MaskDecoder::decode_tracking(const Sam2ImageFeatures& features, Sam2DecoderTrace* trace) const {
+  if (!features.image_embedding.defined()) throw InferenceError("SAM2 mask decoder: no image embedding");
+  return run(features, torch::Tensor(), features.image_embedding.size(0), trace);
+}
+
+Sam2DecoderOutput Sam2MaskDecoder::run(const Sam2ImageFeatures& features, const torch::Tensor& language, int64_t n,
+                                       Sam2DecoderTrace* trace) const {
+  const int64_t d = dim_;
   const auto& emb = features.image_embedding;
   if (!emb.defined() || emb.dim() != 4 || emb.size(1) != d || emb.size(2) != grid_ || emb.size(3) != grid_)
     throw InferenceError("SAM2 mask decoder: image embedding has shape " +
@@ -195,12 +205,14 @@ Sam2DecoderOutput Sam2MaskDecoder::decode(const Sam2ImageFeatures& features, con
   if (!mask_tokens_.requires_grad()) no_grad.emplace();
   const auto dtype = mask_tokens_.scalar_type();
   const auto device = mask_tokens_.device();
-  auto lang = language.to(device, dtype);
   const auto output_tokens = torch::cat({obj_score_token_, iou_token_, mask_tokens_}, 0);  // [6, D]
 
   // Sparse prompt: no clicks -> one (0,0) point with label -1 plus the pad point, both of
-  // which become not_a_point_embed; then the language token (UniBiomed's extension).
-  auto sparse = torch::cat({not_a_point_.expand({n, 2, d}), lang.unsqueeze(1)}, 1);
+  // which become not_a_point_embed; then the language token (UniBiomed's extension) unless
+  // this is a tracked video frame, which has no prompt at all.
+  auto sparse = language.defined()
+                    ? torch::cat({not_a_point_.expand({n, 2, d}), language.to(device, dtype).unsqueeze(1)}, 1)
+                    : not_a_point_.expand({n, 2, d});
   auto tokens = torch::cat({output_tokens.unsqueeze(0).expand({n, -1, -1}), sparse}, 1);  // [N, 9, D]
 
   auto expand_images = [&](const torch::Tensor& t) { return t.size(0) == n ? t : t.expand({n, -1, -1, -1}); };

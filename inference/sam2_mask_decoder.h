@@ -60,6 +60,10 @@ class Sam2MaskDecoder {
   // prompt) or N images (prompt i on image i).
   Sam2DecoderOutput decode(const Sam2ImageFeatures& features, const torch::Tensor& language,
                            Sam2DecoderTrace* trace = nullptr) const;
+  // A tracked video frame (sam2.py track_step on a non-conditioning frame): no prompt but the
+  // two "not a point" tokens, one row per image of `features`, whose image_embedding is the
+  // memory-conditioned feature (no no_mem_embed). Multimask output as above.
+  Sam2DecoderOutput decode_tracking(const Sam2ImageFeatures& features, Sam2DecoderTrace* trace = nullptr) const;
 
   // The reference's two successive bilinear interpolations (align_corners=False) of low-res
   // logits [N, 1, 4h, 4w]: first to image_size x image_size (`at_input_size`, when asked), then
@@ -87,6 +91,9 @@ class Sam2MaskDecoder {
   };
 
  private:
+  // language undefined = no language token; n = prompts (rows).
+  Sam2DecoderOutput run(const Sam2ImageFeatures& features, const torch::Tensor& language, int64_t n,
+                        Sam2DecoderTrace* trace) const;
   GroundingConfig config_;
   int64_t dim_ = 0, grid_ = 0;
   torch::Tensor not_a_point_, no_mask_, image_pe_;

@@ -1,0 +1,426 @@
+// Video / volume mode against tests/reference/video.* (the original video branch on the tiny
+// checkpoint over nine frames): the memory encoder, memory attention, object pointer and position
+// encodings block by block from the recorded inputs; the whole propagation from the frames'
+// pixels (memory bank contents, per-frame masks, IoUs, object scores, pointers, stored bfloat16
+// memories); answer_video end to end (ids, text, masks); then the behaviour the reference does
+// not cover: a bounded memory bank, backward tracking, errors, progress and cancellation.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "inference/checkpoint_layout.h"
+#include "inference/error.h"
+#include "inference/grounded_model.h"
+#include "inference/image_preprocess.h"
+#include "inference/model_config.h"
+#include "inference/random_checkpoint.h"
+#include "inference/sam2_image_encoder.h"
+#include "inference/sam2_mask_decoder.h"
+#include "inference/sam2_memory.h"
+#include "inference/tokenizer.h"
+#include "tests/inference/grounding_test_support.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::inference {
+namespace {
+
+namespace fs = std::filesystem;
+using test::close;
+using test::GoldenTensors;
+
+// Tolerances of tests/reference/README.md (video): block tests from recorded inputs, conditioning
+// frames, propagated frames (the bf16 memory re-rounding lets 1e-6 noise grow along the video).
+constexpr double kBlock = 1e-5;
+constexpr double kConditioning = 1e-4;
+constexpr double kPropagated = 1e-3;
+
+RgbImage frame_of(const torch::Tensor& frames_u8, int64_t t) {
+  const auto f = frames_u8[t].contiguous();
+  RgbImage im(static_cast<int>(f.size(1)), static_cast<int>(f.size(0)));
+  std::memcpy(im.rgb.data(), f.data_ptr<uint8_t>(), im.rgb.size());
+  return im;
+}
+
+// |a - e| <= one bfloat16 ulp of e, everywhere; prints how many elements differ at all.
+::testing::AssertionResult within_bf16_ulp(const std::string& what, const torch::Tensor& actual,
+                                           const torch::Tensor& expected) {
+  auto a = actual.to(torch::kCPU, torch::kFloat64).contiguous();
+  auto e = expected.to(torch::kCPU, torch::kFloat64).contiguous();
+  if (a.sizes() != e.sizes()) return ::testing::AssertionFailure() << what << ": shape " << a.sizes() << " vs " << e.sizes();
+  auto mag = e.abs().clamp_min(1e-30);
+  auto ulp = torch::pow(2.0, torch::floor(torch::log2(mag)) - 7);
+  auto diff = (a - e).abs();
+  const int64_t differ = (diff > 0).sum().item<int64_t>();
+  const int64_t bad = (diff > ulp * 1.0000001).sum().item<int64_t>();
+  std::cout << "[ compare  ] " << what << ": " << differ << " of " << a.numel()
+            << " bf16 values differ (each by one ulp at most: " << (bad == 0 ? "yes" : "no") << "), max abs "
+            << diff.max().item<double>() << "\n";
+  if (bad) return ::testing::AssertionFailure() << what << ": " << bad << " values more than one bf16 ulp away";
+  return ::testing::AssertionSuccess();
+}
+
+// The SAM2 parts of the reference checkpoint, and the SAM2 features of the nine frames.
+class VideoBlocks : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!test::have_reference()) return;
+    const fs::path dir = test::reference_dir();
+    config_ = new ModelConfig(ModelConfig::load(dir / "config.json"));
+    Weights w(Checkpoint::open(dir / "model.safetensors"), ComputeOptions{});
+    encoder_ = new Sam2ImageEncoder(w, config_->grounding);
+    decoder_ = new Sam2MaskDecoder(w, config_->grounding);
+    memory_ = new Sam2Memory(w, config_->grounding,
+                             memory_config_from_json(test::read_file(dir / "config.json"), "config.json"));
+    golden_ = new GoldenTensors("video.safetensors");
+    record_ = new nlohmann::json(nlohmann::json::parse(test::read_file(dir / "video.json")));
+    const auto frames = (*golden_)["frames_rgb_u8"];
+    std::vector<torch::Tensor> pixels;
+    for (int64_t t = 0; t < frames.size(0); ++t)
+      pixels.push_back(sam2_pixel_values(frame_of(frames, t), encoder_->image_size()));
+    pixels0_ = new torch::Tensor(pixels[0]);
+    features_ = new Sam2ImageFeatures(encoder_->encode(torch::stack(pixels), nullptr, nullptr, false));
+  }
+  static void TearDownTestSuite() {
+    delete features_;
+    delete pixels0_;
+    delete record_;
+    delete golden_;
+    delete memory_;
+    delete decoder_;
+    delete encoder_;
+    delete config_;
+  }
+  void SetUp() override { ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason(); }
+
+  static TrackResult track(int frames, const std::vector<int>& keys, bool both, bool internals = true) {
+    TrackOptions o;
+    o.conditioning_frames = keys;
+    o.both_directions = both;
+    o.keep_internals = internals;
+    return track_object(*decoder_, *memory_, encoder_->no_mem_embed(), frames,
+                        [](int t) { return features_->select(t % features_->batch()); }, (*golden_)["seg0.language_embd"],
+                        o);
+  }
+
+  static ModelConfig* config_;
+  static Sam2ImageEncoder* encoder_;
+  static Sam2MaskDecoder* decoder_;
+  static Sam2Memory* memory_;
+  static GoldenTensors* golden_;
+  static nlohmann::json* record_;
+  static torch::Tensor* pixels0_;
+  static Sam2ImageFeatures* features_;
+};
+ModelConfig* VideoBlocks::config_ = nullptr;
+Sam2ImageEncoder* VideoBlocks::encoder_ = nullptr;
+Sam2MaskDecoder* VideoBlocks::decoder_ = nullptr;
+Sam2Memory* VideoBlocks::memory_ = nullptr;
+GoldenTensors* VideoBlocks::golden_ = nullptr;
+nlohmann::json* VideoBlocks::record_ = nullptr;
+torch::Tensor* VideoBlocks::pixels0_ = nullptr;
+Sam2ImageFeatures* VideoBlocks::features_ = nullptr;
+
+TEST_F(VideoBlocks, FramePixelsAndFeatures) {
+  auto& g = *golden_;
+  EXPECT_TRUE(close("SAM2 input frame 0", *pixels0_, g["sam_input_normalized.frame0"], 0.0));
+  for (int t : {0, 5, 8}) {
+    const std::string p = "seg0.frame" + std::to_string(t) + ".";
+    EXPECT_TRUE(close(p + "vision_feat_s16 (raw)", features_->image_embedding[t].unsqueeze(0), g[p + "vision_feat_s16"],
+                      1e-4, 1e-4));
+  }
+}
+
+TEST_F(VideoBlocks, PositionEncodings) {
+  auto& g = *golden_;
+  const int64_t d = memory_->dim(), grid = memory_->grid();
+  EXPECT_TRUE(close("neck sine PE (curr_pos)", sine_position_encoding(d, grid, grid), g["seg0.frame0.vision_pos_s16"], kBlock));
+  EXPECT_TRUE(close("image_pos", memory_->image_pos(), g["seg0.frame8.vision_pos_s16"], kBlock));
+  EXPECT_TRUE(close("maskmem_pos_enc", memory_->memory_pos(), g["seg0.maskmem_pos_enc"], kBlock));
+  EXPECT_TRUE(close("maskmem_pos_enc frame 5", memory_->memory_pos(), g["seg0.frame5.maskmem_pos_enc"], kBlock));
+}
+
+TEST_F(VideoBlocks, MemoryEncoderFromRecordedInputs) {
+  auto& g = *golden_;
+  for (int t : {0, 5}) {
+    const std::string p = "seg0.frame" + std::to_string(t) + ".";
+    const auto mem = memory_->encode(g[p + "vision_feat_s16"], g[p + "memenc_mask_logits_high_res"]);
+    EXPECT_TRUE(close(p + "maskmem_features_fp32", mem, g[p + "maskmem_features_fp32"], kBlock));
+    EXPECT_TRUE(within_bf16_ulp(p + "maskmem_features (bf16)", mem.to(torch::kBFloat16), g[p + "maskmem_features_bf16_as_f32"]));
+  }
+}
+
+TEST_F(VideoBlocks, MemoryAttentionFromRecordedInputs) {
+  auto& g = *golden_;
+  for (int t : {5, 8}) {
+    const std::string p = "seg0.frame" + std::to_string(t) + ".";
+    const int64_t ptr = g[p + "memattn_num_obj_ptr_tokens"].item<int64_t>();
+    const auto out = memory_->attend(g[p + "vision_feat_s16"], g[p + "memattn_memory"].unsqueeze(0),
+                                     g[p + "memattn_memory_pos"].unsqueeze(0), ptr);
+    EXPECT_TRUE(close(p + "pix_feat_with_mem", out, g[p + "pix_feat_with_mem"], kBlock));
+  }
+}
+
+TEST_F(VideoBlocks, ObjectPointerOnConditioningFrames) {
+  auto& g = *golden_;
+  const auto lang = g["seg0.language_embd"];
+  const auto proj_ref = g["seg0.obj_ptr_proj_out"];
+  const auto ptr_ref = g["seg0.obj_ptr"];
+  for (int t = 0; t < 5; ++t) {
+    Sam2ImageFeatures f = features_->select(t);
+    f.image_embedding = f.image_embedding + encoder_->no_mem_embed().view({1, -1, 1, 1});
+    const auto out = decoder_->decode(f, lang);
+    const auto token = out.mask_tokens.select(1, 1 + out.best[0].item<int64_t>());
+    EXPECT_TRUE(close("obj_ptr_proj frame " + std::to_string(t), memory_->project_pointer(token), proj_ref[t].unsqueeze(0),
+                      kConditioning));
+    // Every object score of the reference is negative: the pointer is no_obj_ptr.
+    ASSERT_LE(out.object_score_logits[0][0].item<float>(), 0.0f);
+    EXPECT_TRUE(close("obj_ptr frame " + std::to_string(t), memory_->object_pointer(token, out.object_score_logits),
+                      ptr_ref[t].unsqueeze(0), 0.0));
+  }
+  // A positive score keeps the projected token.
+  const auto token = torch::randn({2, memory_->dim()});
+  const auto score = torch::tensor({{0.5f}, {-0.5f}});
+  const auto p = memory_->object_pointer(token, score);
+  EXPECT_TRUE(torch::equal(p[0], memory_->project_pointer(token)[0]));
+  EXPECT_TRUE(torch::equal(p[1], ptr_ref[0]));
+}
+
+TEST_F(VideoBlocks, PropagationAgainstReference) {
+  auto& g = *golden_;
+  const auto& rec = *record_;
+  const TrackResult r = track(9, {0, 1, 2, 3, 4}, false);
+  ASSERT_FALSE(r.cancelled);
+  const auto low = g["seg0.pred_masks_lowres"], ious = g["seg0.ious"], scores = g["seg0.object_score_logits"];
+  const auto ptrs = g["seg0.obj_ptr"], mems = g["seg0.maskmem_features_bf16_as_f32"], best = g["seg0.best_iou_index"];
+  for (int t = 0; t < 9; ++t) {
+    const TrackedFrame& f = r.frames[static_cast<size_t>(t)];
+    const std::string w = "frame " + std::to_string(t) + " ";
+    ASSERT_TRUE(f.tracked);
+    EXPECT_EQ(f.conditioning, t < 5);
+    const double tol = t < 5 ? kConditioning : kPropagated;
+    EXPECT_EQ(f.best, best[t].item<int64_t>()) << w;
+    EXPECT_TRUE(close(w + "low-res mask", f.low_res, low[t].unsqueeze(0), tol));
+    EXPECT_TRUE(close(w + "IoU", f.all_iou, ious[t].unsqueeze(0), tol));
+    EXPECT_TRUE(close(w + "object score", torch::tensor({f.object_score}), scores[t], tol));
+    EXPECT_TRUE(close(w + "obj_ptr", f.obj_ptr, ptrs[t].unsqueeze(0), tol));
+    EXPECT_TRUE(within_bf16_ulp(w + "stored memory", f.memory, mems[t].unsqueeze(0)));
+    const auto& pf = rec.at("per_seg_per_frame")[0][static_cast<size_t>(t)];
+    EXPECT_EQ(f.best, pf.at("best_iou_index").get<int>()) << w;
+    if (t >= 5) {
+      std::vector<std::pair<int, int>> frames;
+      for (const auto& e : pf.at("memory_frames_(frame,maskmem_tpos_enc_index)")) frames.emplace_back(e[0], e[1]);
+      EXPECT_EQ(f.memory_frames, frames) << w;
+      std::vector<int> pointer_frames;
+      for (const auto& e : pf.at("obj_ptr_frames_(frame,t_diff)")) pointer_frames.push_back(e[0]);
+      EXPECT_EQ(f.pointer_frames, pointer_frames) << w;
+      EXPECT_EQ(f.memory_tokens.size(0), pf.at("num_memory_tokens").get<int64_t>()) << w;
+      EXPECT_EQ(f.pointer_tokens, pf.at("num_obj_ptr_tokens").get<int64_t>()) << w;
+    }
+  }
+  for (int t : {5, 8}) {
+    const std::string p = "seg0.frame" + std::to_string(t) + ".";
+    const TrackedFrame& f = r.frames[static_cast<size_t>(t)];
+    // The spatial tokens are the stored bf16 memories (within one ulp), then the pointers.
+    const auto ref = g[p + "memattn_memory"];
+    const int64_t spatial = ref.size(0) - f.pointer_tokens;
+    EXPECT_TRUE(within_bf16_ulp(p + "memattn_memory (spatial)", f.memory_tokens.narrow(0, 0, spatial), ref.narrow(0, 0, spatial)));
+    EXPECT_TRUE(close(p + "memattn_memory (pointers)", f.memory_tokens.narrow(0, spatial, f.pointer_tokens),
+                      ref.narrow(0, spatial, f.pointer_tokens), kPropagated));
+    EXPECT_TRUE(close(p + "memattn_memory_pos", f.memory_tokens_pos, g[p + "memattn_memory_pos"], kBlock));
+    EXPECT_TRUE(close(p + "pix_feat_with_mem", f.pix_feat_with_mem, g[p + "pix_feat_with_mem"], kPropagated));
+    EXPECT_TRUE(close(p + "low_res_multimasks best", f.low_res,
+                      g[p + "low_res_multimasks"].narrow(1, f.best, 1), kPropagated));
+  }
+  EXPECT_TRUE(close("seg0.frame0.pix_feat_with_mem", r.frames[0].pix_feat_with_mem, g["seg0.frame0.pix_feat_with_mem"],
+                    kConditioning, kConditioning));
+  for (int t : {0, 5, 8}) {
+    const std::string p = "seg0.frame" + std::to_string(t) + ".";
+    torch::Tensor at_s;
+    decoder_->upsample(r.frames[static_cast<size_t>(t)].low_res, 90, 120, &at_s);
+    EXPECT_TRUE(close(p + "video_res_mask_logits", at_s, g[p + "video_res_mask_logits"], t < 5 ? kConditioning : kPropagated));
+  }
+  EXPECT_LE(r.max_memory_frames, 5 + 6);
+}
+
+TEST_F(VideoBlocks, MemoryBankStaysBounded) {
+  // 20 frames (the nine frames' features cycled): every frame after the 11th attends to the 5
+  // key frames plus the last 6 frames, and the bank never holds more.
+  const TrackResult r = track(20, {0, 1, 2, 3, 4}, false);
+  EXPECT_EQ(r.max_memory_frames, 5 + 6);
+  EXPECT_LE(r.max_bank_frames, 5 + 6);
+  const TrackedFrame& last = r.frames[19];
+  ASSERT_EQ(last.memory_frames.size(), 11u);
+  EXPECT_EQ(last.memory_frames.back(), std::make_pair(18, 0));
+  EXPECT_EQ(last.memory_frames[5], std::make_pair(13, 5));
+  // Pointers: the 5 key frames, then frames 18 down to 5 (t_diff < 16; key frame 4 not repeated).
+  ASSERT_EQ(last.pointer_frames.size(), 5u + 14u);
+  EXPECT_EQ(last.pointer_frames[5], 18);
+  EXPECT_EQ(last.pointer_frames.back(), 5);
+}
+
+TEST_F(VideoBlocks, BothDirectionsTracksFramesBeforeTheFirstKeyFrame) {
+  const TrackResult fwd = track(9, {3, 5, 7}, false);
+  const TrackResult both = track(9, {3, 5, 7}, true);
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_FALSE(fwd.frames[static_cast<size_t>(t)].tracked) << t;
+    EXPECT_TRUE(both.frames[static_cast<size_t>(t)].tracked) << t;
+  }
+  for (int t = 3; t < 9; ++t)
+    EXPECT_TRUE(torch::equal(fwd.frames[static_cast<size_t>(t)].low_res, both.frames[static_cast<size_t>(t)].low_res)) << t;
+  // Backward: frame 2 sees the key frames only; frame 0 also frames 2 (t+2) and 1 (t+1).
+  const TrackedFrame& f2 = both.frames[2];
+  EXPECT_EQ(f2.memory_frames, (std::vector<std::pair<int, int>>{{3, 6}, {5, 6}, {7, 6}}));
+  EXPECT_EQ(f2.pointer_frames, (std::vector<int>{3, 5, 7}));
+  const TrackedFrame& f0 = both.frames[0];
+  EXPECT_EQ(f0.memory_frames, (std::vector<std::pair<int, int>>{{3, 6}, {5, 6}, {7, 6}, {2, 1}, {1, 0}}));
+  EXPECT_EQ(f0.pointer_frames, (std::vector<int>{3, 5, 7, 1, 2}));
+  // Forward, a frame between key frames attends to every key frame but points only to past ones.
+  const TrackedFrame& f4 = fwd.frames[4];
+  EXPECT_EQ(f4.memory_frames, (std::vector<std::pair<int, int>>{{3, 6}, {5, 6}, {7, 6}}));
+  EXPECT_EQ(f4.pointer_frames, (std::vector<int>{3}));
+}
+
+// The toy vocabulary of the tiny checkpoint (golden tiny_vocab.json) as tokenizer files.
+void write_tiny_tokenizer(const fs::path& dir) {
+  const auto tiny = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
+  write_byte_level_tokenizer(dir, tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
+}
+
+class VideoModel : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!test::have_reference()) return;
+    tokenizer_dir_ = std::make_unique<test::TempDir>("unibiomed-video-tok");
+    write_tiny_tokenizer(tokenizer_dir_->path());
+    LoadOptions o;
+    o.tokenizer_dir = tokenizer_dir_->path();
+    model_ = GroundedModel::load(test::reference_dir(), o).release();
+    GoldenTensors g("video.safetensors");
+    const auto frames = g["frames_rgb_u8"];
+    frames_ = new std::vector<RgbImage>();
+    for (int64_t t = 0; t < frames.size(0); ++t) frames_->push_back(frame_of(frames, t));
+    video_ = new std::shared_ptr<const EncodedVideo>(model_->encode_video(*frames_));
+  }
+  static void TearDownTestSuite() {
+    delete video_;
+    delete frames_;
+    delete model_;
+    model_ = nullptr;
+    tokenizer_dir_.reset();
+  }
+  void SetUp() override { ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason(); }
+  static std::string prompt() {
+    const auto rec = nlohmann::json::parse(test::read_file(test::reference_dir() / "video.json"));
+    return rec.at("prompt_text").get<std::string>();
+  }
+  static GroundedModel* model_;
+  static std::unique_ptr<test::TempDir> tokenizer_dir_;
+  static std::vector<RgbImage>* frames_;
+  static std::shared_ptr<const EncodedVideo>* video_;
+};
+GroundedModel* VideoModel::model_ = nullptr;
+std::unique_ptr<test::TempDir> VideoModel::tokenizer_dir_;
+std::vector<RgbImage>* VideoModel::frames_ = nullptr;
+std::shared_ptr<const EncodedVideo>* VideoModel::video_ = nullptr;
+
+TEST_F(VideoModel, PredictForwardVideoIdsTextAndMasks) {
+  GoldenTensors g("video.safetensors");
+  const auto rec = nlohmann::json::parse(test::read_file(test::reference_dir() / "video.json"));
+  const EncodedVideo& v = **video_;
+  EXPECT_EQ(v.frames(), 9);
+  EXPECT_EQ(v.width(), 120);
+  EXPECT_EQ(v.height(), 90);
+  VideoOptions o;
+  o.max_new_tokens = rec.at("max_new_tokens").get<int>();
+  o.probability_maps = true;
+  std::vector<std::pair<int, int>> progress;
+  o.on_frame = [&](int done, int total) { progress.emplace_back(done, total); };
+  const VideoAnswer a = model_->answer_video(v, prompt(), o);
+  const auto expected = g["generated_ids"];
+  ASSERT_EQ(a.ids.size(), static_cast<size_t>(expected.numel()));
+  for (size_t i = 0; i < a.ids.size(); ++i) EXPECT_EQ(a.ids[i], expected[static_cast<int64_t>(i)].item<int64_t>()) << i;
+  EXPECT_EQ(a.text, rec.at("prediction_text").get<std::string>());
+  EXPECT_EQ(a.stop_reason, "max_new_tokens");
+  EXPECT_EQ(a.key_frames, (std::vector<int>{0, 1, 2, 3, 4}));
+  ASSERT_EQ(a.segments.size(), 1u);
+  const VideoSegment& s = a.segments[0];
+  EXPECT_EQ(s.width, 120);
+  EXPECT_EQ(s.height, 90);
+  ASSERT_EQ(s.masks.size(), 9u);
+  ASSERT_EQ(s.probability.size(), 9u);
+  const auto bools = g["seg0.final_mask_bool"], logits = g["seg0.final_mask_logits_orig_res"];
+  const auto ious = g["seg0.ious"], best = g["seg0.best_iou_index"], scores = g["seg0.object_score_logits"];
+  for (int t = 0; t < 9; ++t) {
+    const std::string w = "frame " + std::to_string(t);
+    EXPECT_EQ(s.tracked[static_cast<size_t>(t)], 1);
+    const auto mask = torch::from_blob(const_cast<uint8_t*>(s.masks[static_cast<size_t>(t)].data()), {90, 120}, torch::kUInt8);
+    EXPECT_TRUE(test::masks_agree(w + " mask", mask, bools[t], logits[t], t < 5 ? kConditioning : kPropagated));
+    const auto prob = torch::from_blob(const_cast<float*>(s.probability[static_cast<size_t>(t)].data()), {90, 120});
+    EXPECT_TRUE(close(w + " probability", prob, torch::sigmoid(logits[t]), t < 5 ? kConditioning : kPropagated));
+    EXPECT_NEAR(s.iou[static_cast<size_t>(t)], ious[t][best[t].item<int64_t>()].item<float>(), kPropagated) << w;
+    EXPECT_NEAR(s.object_score[static_cast<size_t>(t)], scores[t][0].item<float>(), kPropagated) << w;
+  }
+  ASSERT_EQ(progress.size(), 9u);
+  EXPECT_EQ(progress.back(), std::make_pair(9, 9));
+
+  // The same question again reuses the features and the key frames' tokens: identical answer.
+  const VideoAnswer b = model_->answer_video(v, prompt(), o);
+  EXPECT_EQ(b.ids, a.ids);
+  ASSERT_EQ(b.segments.size(), 1u);
+  EXPECT_EQ(b.segments[0].masks, s.masks);
+}
+
+TEST_F(VideoModel, CancelledBetweenFrames) {
+  std::atomic<bool> cancel{false};
+  VideoOptions o;
+  o.max_new_tokens = 12;
+  o.cancel = &cancel;
+  int calls = 0;
+  o.on_frame = [&](int done, int) {
+    ++calls;
+    if (done == 6) cancel = true;
+  };
+  const VideoAnswer a = model_->answer_video(**video_, prompt(), o);
+  EXPECT_EQ(a.stop_reason, "cancelled");
+  EXPECT_TRUE(a.cancelled());
+  EXPECT_TRUE(a.segments.empty());
+  EXPECT_EQ(calls, 6);
+}
+
+TEST_F(VideoModel, RejectsBadInput) {
+  EXPECT_THROW(model_->encode_video({}), InferenceError);
+  std::vector<RgbImage> mixed = {(*frames_)[0], RgbImage(60, 45)};
+  try {
+    model_->encode_video(mixed);
+    ADD_FAILURE() << "frames of different sizes accepted";
+  } catch (const InferenceError& e) {
+    EXPECT_NE(std::string(e.what()).find("same size"), std::string::npos) << e.what();
+  }
+  VideoOptions o;
+  o.max_new_tokens = 2;
+  o.key_frames = {2, 1};
+  EXPECT_THROW(model_->answer_video(**video_, prompt(), o), InferenceError);
+  o.key_frames = {0, 9};
+  EXPECT_THROW(model_->answer_video(**video_, prompt(), o), InferenceError);
+}
+
+TEST_F(VideoModel, ShortVideoIsAllKeyFrames) {
+  // Fewer than five frames: the language model sees them all, nothing is tracked.
+  const std::vector<RgbImage> three(frames_->begin(), frames_->begin() + 3);
+  const auto v = model_->encode_video(three);
+  VideoOptions o;
+  o.max_new_tokens = 12;
+  const VideoAnswer a = model_->answer_video(*v, prompt(), o);
+  EXPECT_EQ(a.key_frames, (std::vector<int>{0, 1, 2}));
+  for (const auto& s : a.segments) {
+    ASSERT_EQ(s.masks.size(), 3u);
+    for (uint8_t t : s.tracked) EXPECT_EQ(t, 1);
+  }
+}
+
+}  // namespace
+}  // namespace unibiomed::inference
