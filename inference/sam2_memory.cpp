@@ -63,7 +63,7 @@ torch::Tensor sine_position_encoding(int64_t channels, int64_t h, int64_t w) {
   y = y / (y.narrow(1, h - 1, 1) + eps) * scale;
   x = x / (x.narrow(2, w - 1, 1) + eps) * scale;
   auto dim_t = torch::arange(npf, f32);
-  dim_t = torch::pow(10000.0, 2 * torch::floor_divide(dim_t, 2) / static_cast<double>(npf));
+  dim_t = torch::pow(10000.0, 2 * torch::floor(dim_t / 2.0) / static_cast<double>(npf));
   auto px = x.unsqueeze(3) / dim_t;
   auto py = y.unsqueeze(3) / dim_t;
   using torch::indexing::Slice;
@@ -189,7 +189,7 @@ Sam2Memory::Sam2Memory(Weights& weights, const GroundingConfig& config, const Sa
     auto freqs = 1.0 / torch::pow(10000.0, torch::arange(0, d, 4, f32).narrow(0, 0, d / 4) / static_cast<double>(d));
     auto t = torch::arange(grid_ * grid_, f32);
     auto tx = torch::remainder(t, static_cast<double>(grid_));
-    auto ty = torch::floor_divide(t, static_cast<double>(grid_));
+    auto ty = torch::floor(t / static_cast<double>(grid_));
     auto angles = torch::cat({torch::outer(tx, freqs), torch::outer(ty, freqs)}, 1);  // [hw, D/2]
     rope_cos_ = torch::cos(angles).to(device_);
     rope_sin_ = torch::sin(angles).to(device_);
