@@ -263,7 +263,8 @@ int run_analyze(const Args& args) {
                 << s.series_instance_uid;
       if (!s.description.empty()) std::cout << " (" << s.description << ")";
       if (s.state == pipeline::SeriesOutcome::State::Analysed)
-        std::cout << ": rule " << (s.rule.empty() ? "-" : s.rule) << ", " << s.views << " views";
+        std::cout << ": rule " << (s.rule.empty() ? "-" : s.rule) << ", " << s.views << " views"
+                  << (s.mode.empty() ? "" : ", " + s.mode + " mode");
       else
         std::cout << ": " << s.reason;
       std::cout << "\n";

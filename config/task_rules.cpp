@@ -259,6 +259,14 @@ Task parse_task(const Context& ctx, const std::string& where, const json& j,
   return t;
 }
 
+SeriesMode parse_mode(const Context& ctx, const std::string& where, const json& j) {
+  if (j.is_string() && j.get<std::string>() == "video") return SeriesMode::Video;
+  if (j.is_string() && j.get<std::string>() == "slices") return SeriesMode::Slices;
+  ctx.fail(where, "expected \"video\" (SAM2 memory propagation through the frames) or \"slices\" (every frame "
+                  "on its own); got " + j.dump());
+  return SeriesMode::Video;
+}
+
 SliceSelection parse_slices(const Context& ctx, const std::string& where, const json& j) {
   check_keys(ctx, where, j, {"from", "to", "stride", "comment"});
   SliceSelection s;
@@ -331,6 +339,8 @@ const std::vector<std::string>& modality_classes() {
   return kClasses;
 }
 
+std::string mode_name(SeriesMode mode) { return mode == SeriesMode::Video ? "video" : "slices"; }
+
 std::string family_name(TaskFamily family) {
   return kFamilyNames.at(static_cast<size_t>(family));
 }
@@ -352,6 +362,8 @@ namespace {
 // The document's parts, validated, before merging with the defaults.
 struct Document {
   bool extends_defaults = false;
+  std::optional<SeriesMode> mode;  // the top-level "mode"
+  std::vector<bool> rule_mode_given;  // per rule: it said "mode" itself
   std::map<std::string, std::string> prompts;
   std::map<std::string, Target> targets;
   std::vector<Rule> rules;
@@ -359,7 +371,7 @@ struct Document {
 
 Document parse_document(std::string_view text, const Context& ctx, const std::map<std::string, Target>* base_targets) {
   const json root = parse_json(text, ctx);
-  check_keys(ctx, "", root, {"version", "comment", "extends", "prompts", "targets", "rules"});
+  check_keys(ctx, "", root, {"version", "comment", "extends", "mode", "prompts", "targets", "rules"});
   Document doc;
   const json* version = find(root, "version");
   if (!version) ctx.fail("", "missing required key 'version' (this node reads version 1)");
@@ -370,6 +382,7 @@ Document parse_document(std::string_view text, const Context& ctx, const std::ma
       ctx.fail("extends", "the only value is \"defaults\" (leave the key out to replace the defaults)");
     doc.extends_defaults = true;
   }
+  if (const json* mode = find(root, "mode")) doc.mode = parse_mode(ctx, "mode", *mode);
   if (const json* prompts = find(root, "prompts")) {
     check_keys(ctx, "prompts", *prompts, kFamilyNames);
     for (auto it = prompts->begin(); it != prompts->end(); ++it) {
@@ -397,7 +410,7 @@ Document parse_document(std::string_view text, const Context& ctx, const std::ma
     for (size_t i = 0; i < rules->size(); ++i) {
       const std::string where = "rules[" + std::to_string(i) + "]";
       const json& r = (*rules)[i];
-      check_keys(ctx, where, r, {"name", "comment", "match", "modality_phrase", "tasks", "slices"});
+      check_keys(ctx, where, r, {"name", "comment", "match", "modality_phrase", "tasks", "slices", "mode"});
       Rule rule;
       rule.name = get_string(ctx, where, r, "name", true);
       if (!names.insert(rule.name).second) ctx.fail(where + ".name", "rule name '" + rule.name + "' is used twice");
@@ -425,6 +438,9 @@ Document parse_document(std::string_view text, const Context& ctx, const std::ma
         rule.tasks.push_back(std::move(task));
       }
       if (const json* s = find(r, "slices")) rule.slices = parse_slices(ctx, named + ".slices", *s);
+      const json* mode = find(r, "mode");
+      if (mode) rule.mode = parse_mode(ctx, named + ".mode", *mode);
+      doc.rule_mode_given.push_back(mode != nullptr);
       doc.rules.push_back(std::move(rule));
     }
   }
@@ -446,6 +462,12 @@ TaskRules TaskRules::build(std::string_view json_text, const std::string& source
 
   TaskRules rules;
   rules.source_ = source;
+  // The file's "mode" is the default of its own rules that say none; an extending file's
+  // also of the defaults' rules it inherits (the whole node switches with one line).
+  if (doc.extends_defaults && base) rules.default_mode_ = base->default_mode_;
+  if (doc.mode) rules.default_mode_ = *doc.mode;
+  for (size_t i = 0; i < doc.rules.size(); ++i)
+    if (!doc.rule_mode_given[i]) doc.rules[i].mode = rules.default_mode_;
   if (base) rules.prompts_ = base->prompts_;
   for (const auto& [k, v] : doc.prompts) rules.prompts_[k] = v;
   for (const auto& family : kFamilyNames)
@@ -453,13 +475,20 @@ TaskRules TaskRules::build(std::string_view json_text, const std::string& source
   if (doc.extends_defaults && base) {
     rules.targets_ = base->targets_;
     rules.rules_ = doc.rules;
-    for (const auto& r : base->rules_) {
+    rules.rule_mode_given_ = doc.rule_mode_given;
+    for (size_t i = 0; i < base->rules_.size(); ++i) {
+      const Rule& r = base->rules_[i];
       bool overridden =
           std::any_of(doc.rules.begin(), doc.rules.end(), [&](const Rule& mine) { return mine.name == r.name; });
-      if (!overridden) rules.rules_.push_back(r);
+      if (overridden) continue;
+      rules.rules_.push_back(r);
+      const bool given = base->rule_mode_given_.at(i);
+      if (!given) rules.rules_.back().mode = rules.default_mode_;
+      rules.rule_mode_given_.push_back(given);
     }
   } else {
     rules.rules_ = std::move(doc.rules);
+    rules.rule_mode_given_ = doc.rule_mode_given;
   }
   for (auto& [k, v] : doc.targets) rules.targets_[k] = v;
   if (rules.rules_.empty()) ctx.fail("rules", "no rules: nothing would ever be analysed");

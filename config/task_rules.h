@@ -98,12 +98,22 @@ struct SliceSelection {
   int stride = 1;
 };
 
+// How a multi-frame series (the slices of a volume, the frames of a cine or endoscopy clip) is
+// put to the model. video: the language model sees a few key frames and SAM2's memory tracks
+// each [SEG] through every frame (one finding per tracked object); slices: every frame is a
+// question of its own and the masks are joined afterwards by connected components. A series
+// of one frame is always asked as slices.
+enum class SeriesMode { Video, Slices };
+std::string mode_name(SeriesMode mode);  // "video", "slices"
+
 struct Rule {
   std::string name;
   std::vector<SeriesMatch> match;  // any alternative
   std::string modality_phrase;     // the {modality} of prompts, e.g. "CT", "X-Ray"
   std::vector<Task> tasks;
   std::optional<SliceSelection> slices;
+  // The rule's "mode", else the file's top-level "mode", else video.
+  SeriesMode mode = SeriesMode::Video;
 };
 
 // What a rule is matched against.
@@ -130,6 +140,8 @@ class TaskRules {
   const std::map<std::string, std::string>& prompts() const { return prompts_; }
   const std::map<std::string, Target>& targets() const { return targets_; }
   const std::vector<Rule>& rules() const { return rules_; }
+  // The file's top-level "mode" (video when absent): for series no rule matches.
+  SeriesMode default_mode() const { return default_mode_; }
 
   const Target& target(const std::string& key) const;  // throws ConfigError when unknown
   // The prompt template of a family ("Please segment {target} in {modality}.").
@@ -149,6 +161,8 @@ class TaskRules {
   std::map<std::string, std::string> prompts_;
   std::map<std::string, Target> targets_;
   std::vector<Rule> rules_;
+  SeriesMode default_mode_ = SeriesMode::Video;
+  std::vector<bool> rule_mode_given_;  // per rule: it says "mode" itself
   // Regexes compiled once per rule alternative (rules_[i].match[j] -> patterns_[i][j]).
   std::shared_ptr<const CompiledPatterns> patterns_;
 };

@@ -42,6 +42,7 @@ struct SeriesRun {
   const ProgressCallback* progress = nullptr;
   const std::atomic<bool>* cancel = nullptr;
   std::string seed;
+  bool video = false;  // the model reads it in video mode (set by analyze_series)
   // Progress over the study: question x view calls done before and during this series.
   double* calls_done = nullptr;
   double calls_total = 1;
@@ -87,12 +88,38 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 // Components of each question's masks per unit, specks under the target's minimum size for
-// the modality dropped (their count noted).
+// the modality dropped (their count noted). Video mode: one finding per tracked object (all of
+// its components, specks dropped), numbered by size when several share a label.
 std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::string& modality, const UnitPlan& units,
                                             const std::vector<QuestionResult>& results, std::vector<std::string>& notes) {
   std::vector<FindingWork> findings;
   for (size_t q = 0; q < plan.questions.size(); ++q) {
     const PlannedQuestion& question = plan.questions[q];
+    for (const auto& [unit, tracks] : results[q].tracks) {
+      ConsolidationOptions options;
+      options.frames_are_sequence = true;
+      options.one_finding_per_component = false;
+      options.min_size = question.target->min_size_for(modality);
+      options.label = question.target->label;
+      std::vector<FindingWork> tracked;
+      for (const auto& masks : tracks)
+        for (auto& found : consolidate(units.units[unit].frames, masks, options)) {
+          for (const auto& note : found.notes)
+            if (note.find("dropped") != std::string::npos)
+              add_note(notes, question.task + " (" + question.target->label + "): " + note);
+          found.notes.push_back("one object tracked through the frames");
+          tracked.push_back({q, unit, std::move(found)});
+        }
+      std::stable_sort(tracked.begin(), tracked.end(), [](const FindingWork& a, const FindingWork& b) {
+        return a.found.pixel_count > b.found.pixel_count;
+      });
+      std::map<std::string, int> count, seen;
+      for (const auto& f : tracked) ++count[f.found.label];
+      for (auto& f : tracked) {
+        if (count[f.found.label] > 1) f.found.label += " " + std::to_string(++seen[f.found.label]);
+        findings.push_back(std::move(f));
+      }
+    }
     for (const auto& [unit, masks] : results[q].masks) {
       ConsolidationOptions options;
       options.frames_are_sequence = units.units[unit].sequence;
@@ -197,6 +224,16 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
       f.measurements.push_back({"Long axis", found.key_diameter.length, "mm"});
       w.measurements->push_back(sr::long_axis_mm(found.key_diameter.length));
     }
+    if (run.video) {
+      // The tracked object's area on every frame it is on (mm2 when the spacing is known).
+      const bool mm = found.key_area_mm2.has_value();
+      f.frame_area_unit = mm ? "mm2" : "pixels";
+      for (const auto& [frame, mask] : found.masks) {
+        const AnalysedFrame& af = unit.frames[frame];
+        const double pixel = mm ? af.column_spacing * af.row_spacing : 1.0;
+        f.frame_areas.emplace_back(static_cast<int>(frame), double(count_pixels(mask)) * pixel);
+      }
+    }
     to_write.push_back(std::move(w));
     unit_out.push_back(std::move(f));
   }
@@ -240,7 +277,9 @@ std::vector<std::string> report_answers(const SeriesRun& run, const UnitPlan& un
       const Unit& u = units.units[unit];
       std::string where = run.modality + " series " + std::to_string(identity.series_number);
       if (!identity.series_description.empty()) where += " (" + identity.series_description + ")";
-      if (u.frames.size() > 1)
+      if (u.frames.size() > 1 && run.video)
+        where += ", " + std::to_string(u.frames.size()) + (u.sequence ? " slices" : " frames") + " as one video";
+      else if (u.frames.size() > 1)
         where += ", " + std::string(u.sequence ? "slice " : "image ") + std::to_string(chosen->frame + 1) + "/" +
                  std::to_string(u.frames.size());
       answers.push_back(where + ", " + question.task + ": " + chosen->text);
@@ -340,12 +379,42 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   }
   outcome.frames_total = static_cast<int>(requests.size());
   const config::Rule* rule = run.plan.rule;
-  const ViewSelection selection =
-      select_views(requests, rule ? rule->slices : std::nullopt, std::max(1, settings_.max_slices_per_series));
+  const int max_views = std::max(1, settings_.max_slices_per_series);
+  // Video mode: every frame (within max_slices_per_series) goes into the video; the rule's
+  // slice range only says where the key frames are. It needs sequences of two frames or more
+  // (a stack, a cine, a clip) and questions without a drawn box.
+  ViewSelection selection;
+  UnitPlan units;
+  const config::SeriesMode wanted = rule ? rule->mode : rules_.default_mode();
+  std::string video_refused;
+  if (wanted == config::SeriesMode::Video && requests.size() > 1) {
+    selection = select_views(requests, std::nullopt, max_views);
+    units = group_into_units(series, requests, selection.selected);
+    const bool sequences = std::all_of(units.units.begin(), units.units.end(),
+                                       [](const Unit& u) { return u.sequence && !u.slide && u.frames.size() > 1; });
+    const bool boxed = std::any_of(run.plan.questions.begin(), run.plan.questions.end(),
+                                   [](const PlannedQuestion& q) { return q.box.has_value(); });
+    if (!sequences)
+      video_refused = "video mode needs frames that follow each other (a stack, a cine); asked slice by slice";
+    else if (boxed)
+      video_refused = "a question with a drawn box is asked slice by slice, not in video mode";
+    run.video = video_refused.empty();
+  }
+  if (!run.video) {
+    selection = select_views(requests, rule ? rule->slices : std::nullopt, max_views);
+    units = group_into_units(series, requests, selection.selected);
+    if (!video_refused.empty()) outcome.notes.push_back(video_refused);
+  }
+  outcome.mode = config::mode_name(run.video ? config::SeriesMode::Video : config::SeriesMode::Slices);
   if (!selection.note.empty()) outcome.notes.push_back(selection.note);
   outcome.frames_analysed = static_cast<int>(selection.selected.size());
-  const UnitPlan units = group_into_units(series, requests, selection.selected);
   for (const auto& note : units.notes) outcome.notes.push_back(note);
+  std::vector<std::vector<int>> key_frames;
+  if (run.video)
+    for (const auto& u : units.units) {
+      key_frames.push_back(video_key_frames(u.frames.size(), rule ? rule->slices : std::nullopt));
+      for (int k : key_frames.back()) outcome.key_frames.push_back(k);
+    }
 
   // --- the model ---------------------------------------------------------------------------------
   const ModelPass pass{*engine_,
@@ -360,7 +429,20 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
                        timings_,
                        report,
                        *run.calls_done};
-  const std::vector<QuestionResult> results = run_model_pass(pass, outcome.views);
+  std::vector<QuestionResult> results;
+  if (run.video) {
+    try {
+      results = run_video_pass(pass, units.units.size(), key_frames, outcome.views);
+    } catch (const inference::InferenceError& e) {
+      // Not silently asked again slice by slice: whoever reads the results must know.
+      if (run.cancel && run.cancel->load()) throw Cancelled();
+      throw PipelineError("video mode failed on " + run.modality + " series " +
+                          std::to_string(series.identity.series_number) + " (" + series_uid + "): " + e.what() +
+                          " (not analysed; a task rule with \"mode\": \"slices\" asks its frames one by one)");
+    }
+  } else {
+    results = run_model_pass(pass, outcome.views);
+  }
 
   // --- findings, their SEGs and SR groups, report text, previews ------------------------------------
   std::vector<FindingWork> findings;
@@ -372,7 +454,8 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   {
     Stopwatch t(timings_.writing);
     report("writing", "writing results");
-    const seg::AlgorithmIdentity identity = algorithm();
+    seg::AlgorithmIdentity identity = algorithm();
+    identity.parameters += "; mode " + outcome.mode;
     for (size_t u = 0; u < units.units.size(); ++u) write_unit(run, units, u, findings, identity, out, finding_work);
     out.answers = report_answers(run, units, results, findings);
   }
@@ -531,6 +614,14 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       say(1, "writing", "writing the report");
       sr::ReportOptions options;
       options.algorithm = algorithm();
+      // Which mode read each series that has findings in it.
+      std::string modes;
+      for (const auto& s : result.series)
+        if (s.state == SeriesOutcome::State::Analysed && !s.mode.empty() &&
+            std::any_of(result.findings.begin(), result.findings.end(),
+                        [&](const Finding& f) { return f.series_instance_uid == s.series_instance_uid; }))
+          modes += (modes.empty() ? "" : ", ") + s.series_instance_uid + " " + s.mode;
+      if (!modes.empty()) options.algorithm.parameters += "; mode per series: " + modes;
       options.device_name = settings_.node_name;
       options.sop_instance_uid = derive_uid(seed, result.study_instance_uid, "SR instance");
       options.series_instance_uid = derive_uid(seed, result.study_instance_uid, "SR series");

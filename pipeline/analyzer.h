@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace unibiomed::pipeline {
@@ -97,6 +98,10 @@ struct Finding {
   double mean_probability = 0;     // mean sigmoid probability inside the mask
   double mean_iou = 0;             // the IoU head's predictions, pixel-weighted
   std::string preview_file;        // its StudyResult::previews entry, when rendered
+  // Video mode: the tracked object's area per frame it is on, (analysed frame 0-based, area),
+  // in frame_area_unit ("mm2", or "pixels" without a pixel spacing); empty in slices mode.
+  std::vector<std::pair<int, double>> frame_areas;
+  std::string frame_area_unit;
 };
 
 struct SeriesOutcome {
@@ -110,6 +115,11 @@ struct SeriesOutcome {
   std::vector<std::string> tasks;  // the tasks run (rule task names, "question")
   int frames_total = 0;            // frames (slices) in the series
   int frames_analysed = 0;         // after the rules' slice selection and max_slices_per_series
+  // How the model read it (analysed series): "video" (key frames to the language model, SAM2
+  // memory propagation through every frame, one finding per tracked object) or "slices"
+  // (every frame on its own, masks joined by connected components).
+  std::string mode;
+  std::vector<int> key_frames;     // video: the frames the language model saw (0-based, analysed order)
   std::vector<std::string> notes;  // what was skipped and why, how stacks were split...
 };
 
@@ -185,6 +195,36 @@ class Analyzer {
   };
   virtual AskResult ask(const InstanceInput& instance, int frame, const Question& question,
                         const std::string& result_uid_seed) = 0;
+
+  // Video mode (SAM2 memory propagation): `frames` are the frames of one video in order (PNG or
+  // JPEG files as they are, or single-frame DICOM images rendered as ask() renders them), all
+  // of one size; one question about the whole video, as the reference asks it: the first
+  // min(5, N) frames to the language model, each [SEG] tracked forward from frame 0 through
+  // every frame. One finding per tracked object; no SEG. PipelineError naming the file for
+  // frames of different sizes; `on_frame` (frames done, frames in all) may be empty.
+  struct AskVideoFrame {
+    std::vector<uint8_t> mask;  // height x width, 1 inside (DICOM: on the source frame)
+    long area = 0;              // pixels inside
+    double iou = 0;             // the IoU head's prediction on this frame
+    double object_score = 0;    // the object-score logit on this frame
+  };
+  struct AskVideoSegment {
+    std::string phrase;
+    int width = 0, height = 0;
+    std::vector<AskVideoFrame> frames;  // one per frame, in frame order
+    int finding = -1;                   // index into findings, -1 when it became none
+  };
+  struct AskVideoResult {
+    std::string text;
+    std::string model_answer;
+    std::string stop_reason;
+    std::vector<int64_t> ids;
+    std::vector<int> key_frames;           // the frames the language model saw (0-based)
+    std::vector<AskVideoSegment> segments;  // one per [SEG], in answer order
+    std::vector<Finding> findings;         // key_frame: 1-based frame of the video
+  };
+  virtual AskVideoResult ask_video(const std::vector<InstanceInput>& frames, const Question& question,
+                                   const std::function<void(int, int)>& on_frame) = 0;
 
   // Model identity for status pages and the SR.
   virtual std::string model_description() const = 0;

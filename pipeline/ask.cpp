@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <map>
 
 #include "dicom/raster_file.h"
 #include "dicom/series.h"
@@ -304,6 +305,126 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
     if (c.diameter_in_mm) fd.measurements.push_back({"Long axis", c.key_diameter.length, "mm"});
     out.findings.push_back(std::move(fd));
   }
+  return out;
+}
+
+Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInput>& inputs, const Question& question,
+                                                   const std::function<void(int, int)>& on_frame) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (inputs.empty()) throw PipelineError("ask: no frames");
+  if (question.text.empty()) throw PipelineError("ask: the question is empty");
+  if (question.box) throw PipelineError("ask: a region question (a box) is asked of one image, not of a video");
+  const std::string& text = question.text;
+
+  // --- the frames: read and rendered as ask() does, all of one size --------------------------
+  std::vector<AskImage> images;
+  std::vector<dicom::ViewProvenance> provenance;
+  std::vector<inference::RgbImage> frames;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string name = inputs[i].id.empty() ? inputs[i].path.string() : inputs[i].id;
+    AskImage in = read_ask_image(rules_, inputs[i], 1, question, text, name);
+    const auto& p = in.view.provenance;
+    if (i > 0) {
+      const auto& first = provenance.front();
+      const std::string first_name = inputs[0].id.empty() ? inputs[0].path.string() : inputs[0].id;
+      if (p.source_columns != first.source_columns || p.source_rows != first.source_rows ||
+          in.view.image.width != frames.front().width || in.view.image.height != frames.front().height)
+        throw PipelineError("ask: frame " + std::to_string(i + 1) + " (" + name + ") is " +
+                            std::to_string(p.source_columns) + "x" + std::to_string(p.source_rows) + ", frame 1 (" +
+                            first_name + ") " + std::to_string(first.source_columns) + "x" +
+                            std::to_string(first.source_rows) + ": the frames of a video must have one size");
+    }
+    provenance.push_back(p);
+    frames.push_back(to_model_image(std::move(in.view.image)));
+    images.push_back(std::move(in));
+  }
+  const AskMatch& match = images.front().match;
+  const std::string modality = images.front().modality;
+
+  // --- the model: the reference's video options -------------------------------------------------
+  auto video = engine_->encode_video(frames, nullptr);
+  frames.clear();
+  inference::VideoOptions options;
+  options.probability_maps = true;
+  options.on_frame = on_frame;
+  const inference::VideoAnswer answer = engine_->answer_video(*video, text, options);
+  AskVideoResult out;
+  out.model_answer = model_answer(answer.text);
+  out.text = finding_sentence(answer.text, match.segmentation && match.target ? match.target->label : "");
+  out.stop_reason = answer.stop_reason;
+  out.ids = answer.ids;
+  out.key_frames = answer.key_frames;
+
+  // --- one finding per tracked object ----------------------------------------------------------
+  std::vector<AnalysedFrame> analysed;
+  for (size_t i = 0; i < images.size(); ++i) {
+    AnalysedFrame f;
+    f.instance_index = i;
+    f.frame_number = 1;
+    if (const dicom::Series* series = images[i].series()) f.sop_instance_uid = series->instances.front().sop_instance_uid();
+    f.columns = provenance[i].source_columns;
+    f.rows = provenance[i].source_rows;
+    if (provenance[i].geometry.pixel_spacing) {
+      f.row_spacing = (*provenance[i].geometry.pixel_spacing)[0];
+      f.column_spacing = (*provenance[i].geometry.pixel_spacing)[1];
+    }
+    analysed.push_back(f);
+  }
+  const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
+  for (const auto& segment : answer.segments) {
+    AskVideoSegment s;
+    s.phrase = segment.phrase;
+    for (size_t t = 0; t < segment.masks.size() && t < provenance.size(); ++t) {
+      dicom::GreyImage mask = dicom::map_mask_to_source(provenance[t], {segment.width, segment.height, segment.masks[t]});
+      AskVideoFrame frame;
+      s.width = mask.width;
+      s.height = mask.height;
+      frame.mask = std::move(mask.grey);
+      frame.area = static_cast<long>(count_pixels(segment.masks[t]));
+      frame.iou = t < segment.iou.size() ? segment.iou[t] : 0.0;
+      frame.object_score = t < segment.object_score.size() ? segment.object_score[t] : 0.0;
+      s.frames.push_back(std::move(frame));
+    }
+    const config::Target* target = match.target;
+    if (!target) target = target_named(rules_, segment.phrase);
+    if (!target) target = fallback_target;
+    const bool keep_phrase = !match.segmentation;
+    const std::string label = keep_phrase && !segment.phrase.empty() ? segment.phrase
+                              : target                              ? target->label
+                                                                    : "Finding";
+    ConsolidationOptions c;
+    c.frames_are_sequence = true;
+    c.label = label;
+    if (target) c.min_size = target->min_size_for(modality);
+    for (auto& found : consolidate(analysed, track_masks(answer, segment, provenance, keep_phrase, label), c)) {
+      s.finding = static_cast<int>(out.findings.size());
+      Finding fd;
+      fd.label = found.label;
+      fd.text = found.text;
+      fd.model_answer = found.answer;
+      fd.task = "question";
+      fd.confidence = found.confidence;
+      fd.mean_probability = found.mean_probability;
+      fd.mean_iou = found.mean_iou;
+      fd.key_instance_uid = analysed[found.key_frame].sop_instance_uid;
+      fd.key_frame = static_cast<int>(found.key_frame) + 1;
+      if (found.volume_mm3) fd.measurements.push_back({"Volume", *found.volume_mm3, "mm3"});
+      if (found.key_area_mm2) fd.measurements.push_back({"Area", *found.key_area_mm2, "mm2"});
+      if (found.diameter_in_mm) fd.measurements.push_back({"Long axis", found.key_diameter.length, "mm"});
+      fd.frame_area_unit = found.key_area_mm2 ? "mm2" : "pixels";
+      for (const auto& [frame, mask] : found.masks) {
+        const double pixel = found.key_area_mm2 ? analysed[frame].column_spacing * analysed[frame].row_spacing : 1.0;
+        fd.frame_areas.emplace_back(static_cast<int>(frame), double(count_pixels(mask)) * pixel);
+      }
+      out.findings.push_back(std::move(fd));
+    }
+    out.segments.push_back(std::move(s));
+  }
+  // Several tracked objects of one label: numbered in [SEG] order.
+  std::map<std::string, int> count, seen;
+  for (const auto& f : out.findings) ++count[f.label];
+  for (auto& f : out.findings)
+    if (count[f.label] > 1) f.label += " " + std::to_string(++seen[f.label]);
   return out;
 }
 

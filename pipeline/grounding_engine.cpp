@@ -3,6 +3,7 @@
 #include "pipeline/grounding_engine.h"
 
 #include <chrono>
+#include <optional>
 
 #include "inference/runtime.h"
 
@@ -23,6 +24,16 @@ class ModelBatch : public GroundingEngine::Batch {
 
  private:
   std::vector<std::shared_ptr<const inference::EncodedImage>> images_;
+};
+
+class ModelVideo : public GroundingEngine::VideoBatch {
+ public:
+  explicit ModelVideo(std::shared_ptr<const inference::EncodedVideo> video) : video_(std::move(video)) {}
+  int frames() const override { return video_->frames(); }
+  const inference::EncodedVideo& video() const { return *video_; }
+
+ private:
+  std::shared_ptr<const inference::EncodedVideo> video_;
 };
 
 class GroundedModelEngine : public GroundingEngine {
@@ -56,6 +67,38 @@ class GroundedModelEngine : public GroundingEngine {
     timings_.language_seconds += seconds_since(start);
     timings_.questions += static_cast<long>(b.size());
     return answers;
+  }
+
+  std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>& frames,
+                                           const std::atomic<bool>* cancel) override {
+    const auto start = Clock::now();
+    auto video = model_->encode_video(frames, cancel);
+    timings_.video_encoding_seconds += seconds_since(start);
+    timings_.videos += 1;
+    timings_.video_frames += static_cast<long>(frames.size());
+    return std::make_unique<ModelVideo>(std::move(video));
+  }
+
+  inference::VideoAnswer answer_video(VideoBatch& video, const std::string& question,
+                                      const inference::VideoOptions& options) override {
+    auto& v = static_cast<ModelVideo&>(video);
+    inference::VideoOptions o = options;
+    if (options_.max_new_tokens > 0) o.max_new_tokens = options_.max_new_tokens;
+    // The language model's share ends with the first propagated frame; the rest is SAM2's
+    // memory propagation.
+    const auto start = Clock::now();
+    std::optional<Clock::time_point> first_frame;
+    o.on_frame = [&, outer = options.on_frame](int done, int total) {
+      if (!first_frame) first_frame = Clock::now();
+      if (outer) outer(done, total);
+    };
+    auto answer = model_->answer_video(v.video(), question, o);
+    const auto end = Clock::now();
+    const auto split = first_frame.value_or(end);
+    timings_.video_language_seconds += std::chrono::duration<double>(split - start).count();
+    timings_.video_propagation_seconds += std::chrono::duration<double>(end - split).count();
+    timings_.video_questions += 1;
+    return answer;
   }
 
   std::string description() const override {

@@ -24,6 +24,12 @@ struct EngineTimings {
   double language_seconds = 0;   // prompt prefill, decoding, [SEG] -> mask decoding
   long images = 0;
   long questions = 0;            // question x image pairs
+  double video_encoding_seconds = 0;    // video mode: SAM2 features of every frame
+  double video_language_seconds = 0;    // video mode: key frames' tokens, prefill, decoding
+  double video_propagation_seconds = 0; // video mode: [SEG] -> masks through every frame
+  long videos = 0;                      // videos encoded
+  long video_frames = 0;                // their frames
+  long video_questions = 0;             // questions asked of a video
 };
 
 class GroundingEngine {
@@ -35,6 +41,14 @@ class GroundingEngine {
     virtual size_t size() const = 0;
   };
 
+  // The frames of one video (the slices of a volume, the frames of a cine), encoded once for
+  // every question asked of it; valid until destroyed.
+  class VideoBatch {
+   public:
+    virtual ~VideoBatch() = default;
+    virtual int frames() const = 0;
+  };
+
   virtual ~GroundingEngine() = default;
   // Throws inference::InferenceError (or the engine's error) on failure; a cancellation while
   // encoding throws too.
@@ -44,6 +58,15 @@ class GroundingEngine {
   // in front when absent). A cancelled answer has stop_reason "cancelled".
   virtual std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
                                                         const std::atomic<bool>* cancel) = 0;
+  // Video mode (SAM2 memory propagation, inference/grounded_model.h): the frames, all of one
+  // size, in order. Throws inference::InferenceError (or the engine's error) on failure.
+  virtual std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>& frames,
+                                                   const std::atomic<bool>* cancel) = 0;
+  // One question of the whole video: the language model sees options.key_frames, each [SEG]
+  // is tracked through every frame. options.cancel is checked between frames; a cancelled
+  // answer has stop_reason "cancelled". options.on_frame reports progress.
+  virtual inference::VideoAnswer answer_video(VideoBatch& video, const std::string& question,
+                                              const inference::VideoOptions& options) = 0;
   virtual std::string description() const = 0;
   virtual std::string weights_hash() const = 0;
   virtual EngineTimings timings() const = 0;

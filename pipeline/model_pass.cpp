@@ -151,4 +151,149 @@ std::vector<QuestionResult> run_model_pass(const ModelPass& pass, int& views) {
   return results;
 }
 
+std::vector<int> video_key_frames(size_t frames, const std::optional<config::SliceSelection>& slices, int count) {
+  if (frames == 0 || count < 1) return {};
+  const int n = static_cast<int>(frames);
+  int lo = 0, hi = n;  // [lo, hi): the part of the sequence where the target is in view
+  if (slices) {
+    lo = std::clamp(static_cast<int>(std::floor(slices->from * n)), 0, n - 1);
+    hi = std::clamp(static_cast<int>(std::ceil(slices->to * n)), lo + 1, n);
+  }
+  const int k = std::min(count, hi - lo);
+  std::vector<int> out;
+  for (int i = 0; i < k; ++i) {
+    const int f = k == 1 ? (lo + hi - 1) / 2
+                         : lo + static_cast<int>(std::lround(double(i) * double(hi - 1 - lo) / double(k - 1)));
+    if (out.empty() || out.back() != f) out.push_back(f);
+  }
+  return out;
+}
+
+std::vector<FrameMask> track_masks(const inference::VideoAnswer& answer, const inference::VideoSegment& segment,
+                                   const std::vector<dicom::ViewProvenance>& provenance, bool keep_phrase,
+                                   const std::string& fallback) {
+  if (segment.masks.size() != provenance.size())
+    throw PipelineError("the model tracked [SEG] " + std::to_string(segment.seg_index) + " through " +
+                        std::to_string(segment.masks.size()) + " frames of " + std::to_string(provenance.size()));
+  // The sentence of the [SEG], as for one image (segment_sentence reads the parsed answer).
+  inference::GroundedAnswer as_image;
+  as_image.text = answer.text;
+  as_image.parsed = answer.parsed;
+  const std::string name = keep_phrase && !segment.phrase.empty() ? segment.phrase : fallback;
+  const std::string sentence = segment_sentence(as_image, segment.seg_index, name);
+  const std::string said = model_answer(answer.text);
+  const size_t pixels = static_cast<size_t>(segment.width) * static_cast<size_t>(segment.height);
+  std::vector<FrameMask> out;
+  for (size_t frame = 0; frame < segment.masks.size(); ++frame) {
+    const auto& mask = segment.masks[frame];
+    if (mask.size() != pixels)
+      throw PipelineError("the model's mask of [SEG] " + std::to_string(segment.seg_index) + " on frame " +
+                          std::to_string(frame) + " has " + std::to_string(mask.size()) + " pixels, not " +
+                          std::to_string(segment.width) + "x" + std::to_string(segment.height));
+    if (std::none_of(mask.begin(), mask.end(), [](uint8_t v) { return v != 0; })) continue;
+    FrameMask m;
+    m.frame = frame;
+    m.mask = dicom::map_mask_to_source(provenance[frame], {segment.width, segment.height, mask}).grey;
+    if (frame < segment.probability.size() && segment.probability[frame].size() == pixels) {
+      dicom::GreyImage p{segment.width, segment.height, std::vector<uint8_t>(pixels)};
+      for (size_t k = 0; k < pixels; ++k)
+        p.grey[k] = static_cast<uint8_t>(std::lround(std::clamp(segment.probability[frame][k], 0.0f, 1.0f) * 255.0f));
+      m.probability = dicom::map_mask_to_source(provenance[frame], p).grey;
+    }
+    m.iou = frame < segment.iou.size() ? segment.iou[frame] : 0.0;
+    m.phrase = keep_phrase ? segment.phrase : std::string();
+    m.text = sentence;
+    m.answer = said;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+std::vector<QuestionResult> run_video_pass(const ModelPass& pass, size_t units,
+                                           const std::vector<std::vector<int>>& key_frames, int& views) {
+  const SeriesPlan& plan = pass.plan;
+  std::set<std::string> windows;
+  for (const auto& q : plan.questions) windows.insert(q.window);
+  dicom::RenderOptions base_options;
+  if (pass.modality == "CT") base_options.ct_preset = *windows.begin() == "" ? "abdomen" : *windows.begin();
+
+  // The analysed views of each unit, in frame order.
+  std::vector<std::vector<size_t>> unit_views(units);
+  for (size_t i = 0; i < pass.selected.size(); ++i) {
+    const auto [unit, frame] = pass.place.at(i);
+    auto& v = unit_views.at(unit);
+    if (v.size() <= frame) v.resize(frame + 1);
+    v[frame] = pass.selected[i];
+  }
+
+  std::vector<QuestionResult> results(plan.questions.size());
+  for (const std::string& window : windows) {
+    dicom::RenderOptions options = base_options;
+    if (pass.modality == "CT" && !window.empty()) options.ct_preset = window;
+    std::vector<size_t> questions;
+    for (size_t q = 0; q < plan.questions.size(); ++q)
+      if (plan.questions[q].window == window) questions.push_back(q);
+    for (size_t u = 0; u < units; ++u) {
+      check_cancel(pass.cancel);
+      const size_t n = unit_views[u].size();
+      const bool stack = n > 0 && pass.requests[unit_views[u].front()].stack_index >= 0;
+      const std::string frames_text = std::to_string(n) + (stack ? " slices" : " frames");
+      std::vector<dicom::ViewProvenance> provenance;
+      std::vector<inference::RgbImage> images;
+      pass.report("rendering", "rendering " + frames_text + (units > 1 ? " (part " + std::to_string(u + 1) + ")" : ""));
+      {
+        Stopwatch t(pass.timings.rendering);
+        for (size_t view : unit_views[u]) {
+          dicom::View rendered = dicom::render_view(pass.series, pass.requests[view], options);
+          provenance.push_back(rendered.provenance);
+          images.push_back(to_model_image(std::move(rendered.image)));
+        }
+      }
+      views += static_cast<int>(images.size());
+      const EngineTimings before = pass.engine.timings();
+      pass.report("model", "encoding " + frames_text + " as one video");
+      auto video = pass.engine.encode_video(images, pass.cancel);
+      images.clear();
+      images.shrink_to_fit();
+      for (size_t q : questions) {
+        check_cancel(pass.cancel);
+        const PlannedQuestion& question = plan.questions[q];
+        const bool segmentation = question.family == config::TaskFamily::Segmentation;
+        const std::string what = question.task + (segmentation ? ": " + question.target->label : "");
+        inference::VideoOptions o;
+        o.key_frames = key_frames.at(u);
+        o.both_directions = true;
+        o.probability_maps = true;
+        o.cancel = pass.cancel;
+        int reported = 0;
+        o.on_frame = [&](int done, int total) {
+          if (done > reported) pass.calls_done += double(done - reported);
+          reported = std::max(reported, done);
+          pass.report("model", (stack ? "slice " : "frame ") + std::to_string(done) + "/" + std::to_string(total) +
+                                   " (" + what + ")");
+        };
+        pass.report("model", "key frames to the language model (" + what + ")");
+        const inference::VideoAnswer answer = pass.engine.answer_video(*video, question.prompt, o);
+        if (reported < static_cast<int>(n)) pass.calls_done += double(static_cast<int>(n) - reported);
+        if (answer.cancelled()) throw Cancelled();
+        check_cancel(pass.cancel);
+        Stopwatch t(pass.timings.mapping);
+        const std::string fallback = question.target ? question.target->label : std::string();
+        const std::string sentence = finding_sentence(answer.text);
+        for (size_t f = 0; f < n; ++f) results[q].texts[u].emplace_back(f, sentence);
+        auto& tracks = results[q].tracks[u];
+        for (const auto& segment : answer.segments) {
+          auto masks = track_masks(answer, segment, provenance, !segmentation, fallback);
+          if (!masks.empty()) tracks.push_back(std::move(masks));
+        }
+      }
+      const EngineTimings after = pass.engine.timings();
+      pass.timings.grounding += after.video_encoding_seconds - before.video_encoding_seconds;
+      pass.timings.language += after.video_language_seconds - before.video_language_seconds;
+      pass.timings.propagation += after.video_propagation_seconds - before.video_propagation_seconds;
+    }
+  }
+  return results;
+}
+
 }  // namespace unibiomed::pipeline

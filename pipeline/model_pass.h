@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -62,6 +63,8 @@ std::string segment_sentence(const inference::GroundedAnswer& answer, int seg_in
 struct QuestionResult {
   std::map<size_t, std::vector<FrameMask>> masks;                       // unit -> masks
   std::map<size_t, std::vector<std::pair<size_t, std::string>>> texts;  // unit -> (frame, sentence)
+  // Video mode: unit -> per tracked object ([SEG] of the answer), its masks through the frames.
+  std::map<size_t, std::vector<std::vector<FrameMask>>> tracks;
 };
 
 struct ModelPass {
@@ -84,5 +87,25 @@ struct ModelPass {
 // question of that window; `views` counts the views the model looked at. Throws Cancelled,
 // PipelineError or the engine's error.
 std::vector<QuestionResult> run_model_pass(const ModelPass& pass, int& views);
+
+// Video mode: the key frames the language model sees in a sequence of `frames` frames: `count`
+// evenly spaced frames (first and last included) within the part [from, to) of the sequence
+// that `slices` names (the whole sequence without it), so that the target is in view.
+std::vector<int> video_key_frames(size_t frames, const std::optional<config::SliceSelection>& slices, int count = 5);
+
+// The masks of one tracked object of a video answer on the source grids (`provenance` per
+// frame), frames where it is empty left out, each with its sentence as answer_masks gives it.
+std::vector<FrameMask> track_masks(const inference::VideoAnswer& answer, const inference::VideoSegment& segment,
+                                   const std::vector<dicom::ViewProvenance>& provenance, bool keep_phrase,
+                                   const std::string& fallback);
+
+// Video mode over the units of `pass` (all sequences of two frames or more): per window, each
+// unit's frames rendered and encoded once as a video; every question of that window asked of
+// it, with `key_frames[unit]` to the language model and propagation both ways from them.
+// Progress per propagated frame; cancellation between frames. Results in `tracks` (and the
+// answer's sentence on every frame in `texts`). Throws Cancelled, PipelineError or the
+// engine's error.
+std::vector<QuestionResult> run_video_pass(const ModelPass& pass, size_t units,
+                                           const std::vector<std::vector<int>>& key_frames, int& views);
 
 }  // namespace unibiomed::pipeline

@@ -20,8 +20,9 @@ std::unique_ptr<Analyzer> make_analyzer(const AnalyzerSettings& settings, std::u
 struct StageTimings {
   double reading = 0, rendering = 0, vision = 0, grounding = 0, language = 0, mapping = 0, consolidation = 0,
          writing = 0, previews = 0, total = 0;
+  double propagation = 0;  // video mode: SAM2 memory propagation through the frames
   long views = 0;
-  double model() const { return vision + grounding + language; }
+  double model() const { return vision + grounding + language + propagation; }
 };
 // The timings of the analyzer's last analyze(); throws PipelineError if `analyzer` was not made
 // by make_analyzer/Analyzer::create.

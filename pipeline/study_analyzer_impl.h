@@ -36,6 +36,8 @@ class StudyAnalyzer : public Analyzer {
                       const std::string& result_uid_seed) override;
   AskResult ask(const InstanceInput& instance, int frame, const Question& question,
                 const std::string& result_uid_seed) override;
+  AskVideoResult ask_video(const std::vector<InstanceInput>& frames, const Question& question,
+                           const std::function<void(int, int)>& on_frame) override;
   std::string model_description() const override { return engine_->description(); }
   std::string weights_hash() const override {
     std::lock_guard<std::mutex> lock(hash_mutex_);

@@ -41,6 +41,8 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
               {"views", s.views},
               {"frames_total", s.frames_total},
               {"frames_analysed", s.frames_analysed}};
+    if (!s.mode.empty()) o["mode"] = s.mode;
+    if (!s.key_frames.empty()) o["key_frames"] = s.key_frames;
     if (!s.reason.empty()) o["reason"] = s.reason;
     if (!s.rule.empty()) o["rule"] = s.rule;
     if (!s.tasks.empty()) o["tasks"] = s.tasks;
@@ -67,6 +69,11 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
               {"key_instance_uid", f.key_instance_uid},
               {"key_frame", f.key_frame}};
     if (!f.preview_file.empty()) o["preview"] = f.preview_file;
+    if (!f.frame_areas.empty()) {
+      json areas = json::array();
+      for (const auto& [frame, area] : f.frame_areas) areas.push_back({frame, round_to(area, 1e-3)});
+      o["frame_areas"] = {{"unit", f.frame_area_unit}, {"frames", areas}};
+    }
     findings.push_back(o);
   }
   j["findings"] = findings;
@@ -88,6 +95,7 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
                           {"model_vision", round_to(timings.vision, 1e-4)},
                           {"model_grounding", round_to(timings.grounding, 1e-4)},
                           {"model_language", round_to(timings.language, 1e-4)},
+                          {"model_propagation", round_to(timings.propagation, 1e-4)},
                           {"mapping", round_to(timings.mapping, 1e-4)},
                           {"consolidation", round_to(timings.consolidation, 1e-4)},
                           {"writing", round_to(timings.writing, 1e-4)},

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -136,6 +137,76 @@ TEST(CliProgram, AskChecksTheImageFirstAndCodesTheAskedTarget) {
        (dir / "seg.dcm").string()});
   ASSERT_EQ(codes.exit_code, 0) << codes.output;
   EXPECT_EQ(codes.output.substr(0, 8), "10200004") << codes.output;  // SNOMED CT Liver, not Lesion
+}
+
+// Several IMAGEs are the frames of one video: checked before the model loads (a frame of
+// another size is named), then asked in video mode; --mask-out writes one PNG per [SEG] and
+// frame, --json lists them per segment in frame order with area, IoU and object score.
+TEST(CliProgram, AskWithSeveralImagesIsOneVideo) {
+  const test::TempDir dir("unibiomed-cli-ask-video");
+  const std::string cli = test::cli_path().string();
+  auto dicom_files = [&](const std::string& folder, const std::string& size) {
+    EXPECT_EQ(test::run_command({cli, "samples", "write", (dir / folder).string(), "--only", "ct", "--ct-slices", "4",
+                                 "--ct-size", size})
+                  .exit_code,
+              kExitOk);
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir / folder))
+      if (e.is_regular_file() && e.path().extension() == ".dcm") files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    return files;
+  };
+  const auto frames = dicom_files("a", "64");
+  const auto other = dicom_files("b", "48");
+  ASSERT_EQ(frames.size(), 4u);
+  ASSERT_FALSE(other.empty());
+  const std::string no_model = (dir / "no-model").string();
+  auto r = test::run_command({cli, "ask", "--model", no_model, frames[0], frames[1], other[0], "q"});
+  EXPECT_EQ(r.exit_code, kExitBadInput) << r.output;
+  EXPECT_NE(r.output.find("frame 3 (" + other[0] + ") is 48x48"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("frame 1 (" + frames[0] + ") is 64x64"), std::string::npos) << r.output;
+  r = test::run_command({cli, "ask", "--model", no_model, frames[0], (dir / "absent.png").string(), "q"});
+  EXPECT_EQ(r.exit_code, kExitBadInput) << r.output;
+  EXPECT_NE(r.output.find("absent.png does not exist"), std::string::npos) << r.output;
+  r = test::run_command({cli, "ask", "--model", no_model, "--seg-out", (dir / "x.dcm").string(), frames[0], frames[1], "q"});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
+  r = test::run_command({cli, "ask", "--model", no_model, "--view", "1", frames[0], frames[1], "q"});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
+  r = test::run_command({cli, "ask", "--model", no_model, frames[0]});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
+
+  // The demo checkpoint, the 4 slices as one video.
+  const std::filesystem::path model = test::source_dir() / "samples" / "demo-checkpoint";
+  ASSERT_TRUE(std::filesystem::exists(model / "model.safetensors")) << model;
+  const auto masks = dir / "masks";
+  std::vector<std::string> command = {cli, "ask", "--model", model.string(), "--json", "--mask-out", masks.string()};
+  command.insert(command.end(), frames.begin(), frames.end());
+  command.push_back("Please segment liver in CT.");
+  r = test::run_command(command);
+  ASSERT_EQ(r.exit_code, kExitOk) << r.output;
+  const auto json_start = r.output.find('{');
+  ASSERT_NE(json_start, std::string::npos) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(json_start, r.output.rfind('}') + 1 - json_start));
+  EXPECT_EQ(j["mode"], "video");
+  EXPECT_EQ(j["key_frames"], nlohmann::json::parse("[0, 1, 2, 3]"));  // the reference: first min(5, N)
+  ASSERT_FALSE(j["segments"].empty()) << j.dump(2);
+  for (size_t k = 0; k < j["segments"].size(); ++k) {
+    const auto& list = j["segments"][k]["masks"];
+    ASSERT_EQ(list.size(), 4u) << j.dump(2);
+    for (size_t t = 0; t < 4; ++t) {
+      char name[64];
+      std::snprintf(name, sizeof name, "mask-%03zu-frame-%03zu.png", k, t);
+      EXPECT_EQ(list[t]["frame"], t);
+      EXPECT_EQ(list[t]["mask"], name);
+      EXPECT_TRUE(list[t].contains("area") && list[t].contains("iou") && list[t].contains("object_score"));
+      EXPECT_TRUE(std::filesystem::exists(masks / name)) << name;
+    }
+  }
+  // One IMAGE keeps its file names.
+  r = test::run_command({cli, "ask", "--model", model.string(), "--mask-out", (dir / "one").string(), frames[1],
+                         "Please segment liver in CT."});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir / "one" / "mask-000.png")) << r.output;
 }
 
 }  // namespace

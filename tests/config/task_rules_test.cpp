@@ -398,5 +398,47 @@ TEST(TaskRulesFiles, PromptFillsTargetModalityAndAnatomy) {
   EXPECT_THROW(rules.prompt_for(r, r.tasks[0], nullptr), ConfigError);
 }
 
+// "mode": how multi-frame series are put to the model. Video unless a rule or the file says
+// otherwise; an extending file's top-level mode also switches the defaults' rules.
+TEST(TaskRulesFiles, ModeIsVideoUnlessTheRuleOrTheFileSaysSlices) {
+  const TaskRules defaults = TaskRules::defaults();
+  for (const auto& r : defaults.rules()) EXPECT_EQ(mode_name(r.mode), mode_name(defaults.default_mode())) << r.name;
+  EXPECT_EQ(mode_name(TaskRules::parse(minimal_file().dump(), "mine.json").rules()[0].mode), "video");
+  EXPECT_EQ(mode_name(SeriesMode::Slices), "slices");
+
+  json f = minimal_file();
+  f["rules"][0]["mode"] = "slices";
+  EXPECT_EQ(TaskRules::parse(f.dump(), "mine.json").rules()[0].mode, SeriesMode::Slices);
+
+  json all = minimal_file();
+  all["mode"] = "slices";
+  all["rules"].push_back(json::parse(R"({"name": "mr", "match": {"modality": ["MRI"]}, "modality_phrase": "MRI",
+      "mode": "video", "tasks": [{"name": "liver", "family": "segmentation", "targets": ["liver"]}]})"));
+  const TaskRules mixed = TaskRules::parse(all.dump(), "mine.json");
+  EXPECT_EQ(mixed.default_mode(), SeriesMode::Slices);
+  EXPECT_EQ(mixed.select({"CT", "", ""})->mode, SeriesMode::Slices);  // the file's
+  EXPECT_EQ(mixed.select({"MRI", "", ""})->mode, SeriesMode::Video);  // its own
+
+  const TaskRules extending = TaskRules::parse(R"({"version": 1, "extends": "defaults", "mode": "slices"})", "site.json");
+  EXPECT_EQ(extending.default_mode(), SeriesMode::Slices);
+  for (const auto& r : extending.rules()) EXPECT_EQ(r.mode, SeriesMode::Slices) << r.name;
+
+  for (const json& bad : {json("video mode"), json(1), json(nullptr)}) {
+    json b = minimal_file();
+    b["rules"][0]["mode"] = bad;
+    try {
+      TaskRules::parse(b.dump(), "broken.json");
+      ADD_FAILURE() << bad.dump() << " accepted";
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("rules[0] (ct-liver).mode: expected \"video\""), std::string::npos) << what;
+      EXPECT_NE(what.find("broken.json"), std::string::npos) << what;
+    }
+  }
+  json top = minimal_file();
+  top["mode"] = "frames";
+  EXPECT_THROW(TaskRules::parse(top.dump(), "broken.json"), ConfigError);
+}
+
 }  // namespace
 }  // namespace unibiomed::config

@@ -147,4 +147,98 @@ std::vector<inference::GroundedAnswer> BoxEngine::answer(Batch& batch, const std
   return out;
 }
 
+namespace {
+
+struct FrameVideo : pipeline::GroundingEngine::VideoBatch {
+  int count = 0, width = 0, height = 0;
+  int frames() const override { return count; }
+};
+
+}  // namespace
+
+std::unique_ptr<pipeline::GroundingEngine::VideoBatch> BoxEngine::encode_video(
+    const std::vector<inference::RgbImage>& frames, const std::atomic<bool>*) {
+  if (video_fails) throw inference::InferenceError("video mode is not implemented yet");
+  if (frames.empty()) throw inference::InferenceError("box engine: a video without frames");
+  auto v = std::make_unique<FrameVideo>();
+  v->count = static_cast<int>(frames.size());
+  v->width = frames.front().width;
+  v->height = frames.front().height;
+  for (size_t i = 0; i < frames.size(); ++i)
+    if (frames[i].width != v->width || frames[i].height != v->height)
+      throw inference::InferenceError("box engine: frame " + std::to_string(i) + " is " + std::to_string(frames[i].width) +
+                                      "x" + std::to_string(frames[i].height) + ", frame 0 " + std::to_string(v->width) +
+                                      "x" + std::to_string(v->height));
+  if (v->width == fail_width_)
+    throw inference::InferenceError("box engine: refusing views " + std::to_string(v->width) + " wide");
+  video_frame_counts.push_back(v->count);
+  timings_.videos += 1;
+  timings_.video_frames += v->count;
+  return v;
+}
+
+inference::VideoAnswer BoxEngine::answer_video(VideoBatch& video, const std::string& question,
+                                               const inference::VideoOptions& options) {
+  const auto& v = static_cast<FrameVideo&>(video);
+  questions.push_back(question);
+  std::vector<int> keys = options.key_frames;
+  if (keys.empty())
+    for (int i = 0; i < std::min(5, v.count); ++i) keys.push_back(i);
+  for (int k : keys)
+    if (k < 0 || k >= v.count) throw inference::InferenceError("box engine: key frame " + std::to_string(k) + " out of range");
+  video_key_frames.push_back(keys);
+  video_both_directions.push_back(options.both_directions);
+  inference::VideoAnswer a;
+  a.key_frames = keys;
+  const bool segmentation = question.rfind("Please segment", 0) == 0;
+  if (segmentation) {
+    a.text = "It is [SEG].";
+  } else {
+    a.text = "It is [SEG]. Cyst.";
+    for (int k = 1; k < video_segments; ++k) a.text += " [SEG]. Cyst.";
+  }
+  a.parsed = inference::parse_answer(a.text, question);
+  const int w = v.width, h = v.height;
+  const int segments = segmentation ? 1 : std::max(1, video_segments);
+  for (int k = 0; k < segments; ++k) {
+    inference::VideoSegment s;
+    s.seg_index = k;
+    s.phrase = segmentation ? (a.parsed.findings.empty() ? "" : a.parsed.findings[0].phrase) : "Cyst";
+    s.width = w;
+    s.height = h;
+    s.masks.assign(static_cast<size_t>(v.count), std::vector<uint8_t>(size_t(w) * h, 0));
+    if (options.probability_maps) s.probability.assign(static_cast<size_t>(v.count), std::vector<float>(size_t(w) * h, 0.1f));
+    s.iou.assign(static_cast<size_t>(v.count), 0.8f);
+    s.object_score.assign(static_cast<size_t>(v.count), 5.0f);
+    s.tracked.assign(static_cast<size_t>(v.count), 0);
+    a.segments.push_back(std::move(s));
+  }
+  const int first = options.both_directions ? 0 : keys.front();
+  for (int t = 0; t < v.count; ++t) {
+    if (options.cancel && options.cancel->load()) {
+      a.stop_reason = "cancelled";
+      return a;
+    }
+    if (t >= first)
+      for (int k = 0; k < segments; ++k) {
+        auto& s = a.segments[static_cast<size_t>(k)];
+        s.tracked[size_t(t)] = 1;
+        int x0 = segmentation ? w / 4 : w / 2, y0 = segmentation ? h / 4 : h / 2;
+        const int bw = w / 4, bh = std::max(1, h / 4 / segments);
+        y0 += k * bh;
+        if (video_moving) x0 = (t * 2 * bw) % std::max(1, w - bw);
+        for (int y = y0; y < std::min(h, y0 + bh); ++y)
+          for (int x = x0; x < std::min(w, x0 + bw); ++x) {
+            s.masks[size_t(t)][size_t(y) * w + x] = 1;
+            if (!s.probability.empty()) s.probability[size_t(t)][size_t(y) * w + x] = 0.9f;
+          }
+      }
+    ++frames_propagated;
+    if (options.on_frame) options.on_frame(t + 1, v.count);
+  }
+  a.stop_reason = "eos";
+  timings_.video_questions += 1;
+  return a;
+}
+
 }  // namespace unibiomed::test

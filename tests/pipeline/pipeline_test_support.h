@@ -48,10 +48,27 @@ class BoxEngine : public pipeline::GroundingEngine {
   std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>* cancel) override;
   std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
                                                 const std::atomic<bool>* cancel) override;
-  std::string description() const override { return "box engine (tests)"; }
+  // Video mode: the same boxes on every frame, one tracked object per [SEG]; with
+  // `video_moving`, the box of frame t moves right by its own width every frame (frames where
+  // it would leave the view get none), so that no two frames' masks touch: connected
+  // components would make one finding per frame, tracking makes one. `video_segments` [SEG]s
+  // per answer (the k-th box shifted down by k times its height). Checks the cancel flag
+  // before every frame and reports each frame through on_frame.
+  std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>& frames,
+                                           const std::atomic<bool>* cancel) override;
+  inference::VideoAnswer answer_video(VideoBatch& video, const std::string& question,
+                                      const inference::VideoOptions& options) override;
+    std::string description() const override { return "box engine (tests)"; }
   std::string weights_hash() const override { return std::string(64, '0'); }
   pipeline::EngineTimings timings() const override { return timings_; }
   std::vector<std::string> questions;  // every question asked, in order
+  bool video_moving = false;
+  int video_segments = 1;
+  bool video_fails = false;            // encode_video throws InferenceError ("not implemented")
+  std::vector<int> video_frame_counts;  // per encode_video, its frames
+  std::vector<std::vector<int>> video_key_frames;  // per answer_video, the key frames asked for
+  std::vector<bool> video_both_directions;         // per answer_video
+  int frames_propagated = 0;            // on_frame calls
 
  private:
   int fail_width_;
