@@ -278,7 +278,8 @@ std::vector<std::string> report_answers(const SeriesRun& run, const UnitPlan& un
       std::string where = run.modality + " series " + std::to_string(identity.series_number);
       if (!identity.series_description.empty()) where += " (" + identity.series_description + ")";
       if (u.frames.size() > 1 && run.video)
-        where += ", " + std::to_string(u.frames.size()) + (u.sequence ? " slices" : " frames") + " as one video";
+        where += ", " + std::to_string(u.frames.size()) + (u.key.rfind("stack", 0) == 0 ? " slices" : " frames") +
+                 " as one video";
       else if (u.frames.size() > 1)
         where += ", " + std::string(u.sequence ? "slice " : "image ") + std::to_string(chosen->frame + 1) + "/" +
                  std::to_string(u.frames.size());
