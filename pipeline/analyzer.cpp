@@ -388,7 +388,10 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   UnitPlan units;
   const config::SeriesMode wanted = rule ? rule->mode : rules_.default_mode();
   std::string video_refused;
-  if (wanted == config::SeriesMode::Video && requests.size() > 1) {
+  if (wanted == config::SeriesMode::Video && requests.size() > 1 && trained_ && !trained_->video) {
+    video_refused = "asked slice by slice: this checkpoint's video mode (SAM2 memory path) is not trained (" +
+                    trained_->source + ")";
+  } else if (wanted == config::SeriesMode::Video && requests.size() > 1) {
     selection = select_views(requests, std::nullopt, max_views);
     units = group_into_units(series, requests, selection.selected);
     const bool sequences = std::all_of(units.units.begin(), units.units.end(),

@@ -35,6 +35,10 @@ std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::
   }
   if (!j.is_object() || !j.contains("modalities") || !j["modalities"].is_object())
     fail("expected {\"modalities\": {\"CT\": [\"liver\", ...], ...}}");
+  if (j.contains("video")) {
+    if (!j["video"].is_boolean()) fail("\"video\" must be true or false");
+    out.video = j["video"].get<bool>();
+  }
   const auto& classes = config::modality_classes();
   for (const auto& [modality, targets] : j["modalities"].items()) {
     if (std::find(classes.begin(), classes.end(), modality) == classes.end())

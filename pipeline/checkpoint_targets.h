@@ -19,10 +19,14 @@ namespace unibiomed::pipeline {
 struct CheckpointTargets {
   std::string source;                                         // the file, for messages
   std::map<std::string, std::set<std::string>> by_modality;  // modality class -> target keys
+  // false: the checkpoint's SAM2 memory path (video mode) was never trained, so series that
+  // would be read as a video are read slice by slice instead, and the series says why.
+  bool video = true;
   bool knows(const std::string& modality, const std::string& target) const;
 };
 
-// `model_dir`/targets.json when it exists: {"modalities": {"CT": ["liver", ...], ...}}.
+// `model_dir`/targets.json when it exists: {"modalities": {"CT": ["liver", ...], ...}} and an
+// optional "video": false.
 // Target names the rules do not have are kept (they are never asked). Throws PipelineError
 // naming the file when it is not of that shape or names an unknown modality class.
 std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::path& model_dir);

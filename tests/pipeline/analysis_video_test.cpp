@@ -176,6 +176,28 @@ TEST(AnalysisInVideoMode, TheRuleChoosesTheModeAndTheSliceRangePlacesTheKeyFrame
   EXPECT_EQ(nlohmann::json::parse(a.result.summary_json)["series"][0]["mode"], "slices");
 }
 
+// A checkpoint whose memory path was never trained says so in its targets.json ("video":
+// false): its multi-frame series are read slice by slice, and the series says why.
+TEST(AnalysisInVideoMode, ACheckpointWithoutTrainedTrackingIsAskedSliceBySlice) {
+  const test::TempDir model;
+  test::write_file(model / "targets.json", R"({"video": false, "modalities": {"Ultrasound": ["lesion"]}})");
+  AnalyzerSettings settings;
+  settings.model_dir = model.path();
+  const VideoRun r = run_boxes(fixture_data().inputs("us"), settings);
+  ASSERT_EQ(r.result.series.at(0).state, SeriesOutcome::State::Analysed) << r.result.series[0].reason;
+  EXPECT_EQ(r.result.series[0].mode, "slices");
+  EXPECT_TRUE(r.engine->video_frame_counts.empty());
+  bool said = false;
+  for (const auto& n : r.result.series[0].notes) said |= n.find("video mode (SAM2 memory path) is not trained") != std::string::npos;
+  EXPECT_TRUE(said) << testing::PrintToString(r.result.series[0].notes);
+  // The same checkpoint without the flag tracks.
+  test::write_file(model / "targets.json", R"({"modalities": {"Ultrasound": ["lesion"]}})");
+  const VideoRun v = run_boxes(fixture_data().inputs("us"), settings);
+  EXPECT_EQ(v.result.series.at(0).mode, "video");
+  test::write_file(model / "targets.json", R"({"video": "no", "modalities": {}})");
+  EXPECT_THROW(run_boxes(fixture_data().inputs("us"), settings), PipelineError);
+}
+
 // Same masks on every frame: tracking and connected components agree, so video mode and
 // slices mode give the same findings, measurements and segments; slices mode asks every frame
 // on its own as it always did.
