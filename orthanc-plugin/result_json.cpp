@@ -36,7 +36,10 @@ json to_json(const pipeline::SeriesOutcome& o) {
           {"Description", o.description},
           {"State", to_string(o.state)},
           {"Reason", o.reason},
-          {"Views", o.views}};
+          {"Views", o.views},
+          {"Mode", o.mode},
+          {"KeyFrames", o.key_frames},
+          {"Notes", o.notes}};
 }
 
 namespace {
