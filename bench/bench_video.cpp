@@ -1,0 +1,357 @@
+// Video mode against slices mode (issue 18) on CPU: the sample CT (N slices of SIZE x SIZE)
+// through pipeline::Analyzer with one model loaded once and two sets of task rules, one with
+// "mode": "video" and one with "mode": "slices" (config/TASK-RULES.md, "Video mode and slices
+// mode"), same checkpoint, same tasks, same study. Measured in one run and printed:
+//   - the time per study in each mode and the ratio video / slices;
+//   - the SAM2 image encoder time per frame next to the propagation time per tracked frame
+//     (memory attention + mask decoder + memory encoder: summary.json's model_propagation over
+//     frames x tracked objects);
+//   - the peak resident memory (VmHWM, reset through /proc/self/clear_refs before each run) of
+//     video mode for N/4, N/2 and N frames, with what the frames' SAM2 feature cache is expected
+//     to take (it grows linearly with the frames: every frame is encoded once and kept for every
+//     question) and the rest, which holds the memory bank (bounded by the memory window) and
+//     should grow only by the per-frame outputs (masks, probability maps, rendered views).
+//
+//   bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality]
+//               [--max-new-tokens 8] [--model DIR] [--keep]
+//
+// e.g. bench_video --config tiny --frames 12 (a quick check of the plumbing with the small
+// reference-size config) or bench_video --frames 6 (real size, a few minutes on 2 cores; the
+// default 64 frames take about an hour there).
+//
+// As in bench_pipeline, a new checkpoint is the `make-random --answer "Sure, [SEG]."` fixture
+// of the chosen config (random weights, its language model answers that to any question), so
+// every answer reaches SAM2 and each question tracks exactly one object through the frames. It
+// has no targets.json, so nothing forces slices mode; a --model folder whose targets.json says
+// "video": false reads both runs as slices (the benchmark says so). --tasks as bench_pipeline
+// (default: the abnormality question only, one question per series or per slice).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include "inference/model_config.h"
+#include "inference/random_checkpoint.h"
+#include "pipeline/analyzer.h"
+#include "pipeline/grounding_engine.h"
+#include "pipeline/study_analyzer.h"
+#include "samples/sample_studies.h"
+
+namespace {
+
+using namespace unibiomed;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+int usage() {
+  std::cerr << "usage: bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality|all|NAME,...] "
+               "[--max-new-tokens 8] [--model DIR] [--keep]\n";
+  return 2;
+}
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// One loaded model behind several analyzers (one per task-rules file); counts the frames that
+// SAM2 tracked (frames x [SEG]s of every video answer).
+class SharedEngine : public pipeline::GroundingEngine {
+ public:
+  explicit SharedEngine(std::shared_ptr<pipeline::GroundingEngine> engine) : engine_(std::move(engine)) {}
+  std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>* cancel) override {
+    return engine_->encode(images, cancel);
+  }
+  std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
+                                                const std::atomic<bool>* cancel) override {
+    return engine_->answer(batch, question, cancel);
+  }
+  std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>& frames,
+                                           const std::atomic<bool>* cancel) override {
+    return engine_->encode_video(frames, cancel);
+  }
+  inference::VideoAnswer answer_video(VideoBatch& video, const std::string& question,
+                                      const inference::VideoOptions& options) override {
+    auto answer = engine_->answer_video(video, question, options);
+    for (const auto& s : answer.segments)
+      tracked_frames_ += static_cast<long>(std::count(s.tracked.begin(), s.tracked.end(), uint8_t{1}));
+    return answer;
+  }
+  std::string description() const override { return engine_->description(); }
+  std::string weights_hash() const override { return engine_->weights_hash(); }
+  pipeline::EngineTimings timings() const override { return engine_->timings(); }
+  long tracked_frames() const { return tracked_frames_; }
+
+ private:
+  std::shared_ptr<pipeline::GroundingEngine> engine_;
+  long tracked_frames_ = 0;
+};
+
+// VmRSS and VmHWM of this process in bytes (0 when /proc cannot be read).
+struct Rss {
+  double current = 0, peak = 0;
+};
+Rss read_rss() {
+  Rss r;
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream s(line);
+    std::string key;
+    double kb = 0;
+    s >> key >> kb;
+    if (key == "VmRSS:") r.current = kb * 1024;
+    if (key == "VmHWM:") r.peak = kb * 1024;
+  }
+  return r;
+}
+// Gives freed heap back to the system and resets VmHWM to the current RSS; false when the kernel
+// does not allow it (then the peaks are those of the whole process so far).
+bool reset_peak_rss() {
+  ::malloc_trim(0);
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5\n";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+struct RunResult {
+  double wall = 0;
+  nlohmann::json timings;
+  std::string mode;
+  int frames = 0;
+  long tracked_frames = 0;
+  double rss_before = 0, rss_peak = 0;
+  size_t findings = 0;
+};
+
+RunResult run_study(pipeline::Analyzer& analyzer, const SharedEngine& engine, const samples::SampleSeries& series,
+                    const pipeline::AnalysisRequest& request, const std::string& label) {
+  std::vector<pipeline::InstanceInput> inputs;
+  for (const auto& f : series.files) inputs.push_back({f.string(), {}, f});
+  RunResult out;
+  const bool peak_reset = reset_peak_rss();
+  const Rss before = read_rss();
+  out.rss_before = before.current;
+  const long tracked_before = engine.tracked_frames();
+  int last_percent = -1;
+  const auto progress = [&](const pipeline::Progress& p) {
+    const int percent = static_cast<int>(p.fraction * 100);
+    if (percent / 25 != last_percent / 25) std::fprintf(stderr, "  [%s] %3d%% %s\n", label.c_str(), percent, p.message.c_str());
+    last_percent = percent;
+  };
+  const auto t0 = Clock::now();
+  const pipeline::StudyResult r = analyzer.analyze(inputs, request, progress, nullptr, "bench-video");
+  out.wall = seconds_since(t0);
+  out.rss_peak = peak_reset ? read_rss().peak : 0;
+  out.tracked_frames = engine.tracked_frames() - tracked_before;
+  out.findings = r.findings.size();
+  const auto summary = nlohmann::json::parse(r.summary_json);
+  out.timings = summary.at("timings_seconds");
+  for (const auto& s : summary.at("series")) {
+    out.mode = s.value("mode", std::string("?"));
+    out.frames = s.value("frames_analysed", 0);
+    if (s.value("state", std::string()) == "failed" || s.contains("reason"))
+      std::fprintf(stderr, "  [%s] series: %s\n", label.c_str(), s.dump().c_str());
+  }
+  return out;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int frames = 64, size = 512, max_new_tokens = 8;
+  std::string kind = "real", tasks = "abnormality";
+  fs::path model;
+  bool keep = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (a == "--frames" && has_value) frames = std::stoi(argv[++i]);
+    else if (a == "--size" && has_value) size = std::stoi(argv[++i]);
+    else if (a == "--config" && has_value) kind = argv[++i];
+    else if (a == "--tasks" && has_value) tasks = argv[++i];
+    else if (a == "--max-new-tokens" && has_value) max_new_tokens = std::stoi(argv[++i]);
+    else if (a == "--model" && has_value) model = argv[++i];
+    else if (a == "--keep") keep = true;
+    else return usage();
+  }
+  if (frames < 2 || size < 16 || (kind != "real" && kind != "tiny")) return usage();
+
+  const fs::path work = fs::temp_directory_path() / ("unibiomed-bench-video-" + std::to_string(::getpid()));
+  fs::create_directories(work);
+  try {
+    if (model.empty()) {
+      model = work / "model";
+      inference::RandomCheckpointOptions o;
+      o.kind = kind;
+      o.fixed_answer = "Sure, [SEG].";
+      const auto t0 = Clock::now();
+      const auto s = inference::write_random_checkpoint(model, o);
+      std::printf("checkpoint: %s config, %.3f B parameters, answers \"Sure, [SEG].\" (make-random --answer), "
+                  "written in %.1f s\n",
+                  kind.c_str(), static_cast<double>(s.parameters) / 1e9, seconds_since(t0));
+    } else {
+      std::printf("checkpoint: %s\n", model.string().c_str());
+    }
+
+    // The study sizes: N/4, N/2 and N frames (distinct, at least 2), largest last.
+    std::vector<int> counts;
+    for (int c : {frames / 4, frames / 2, frames})
+      if (c >= 2 && std::find(counts.begin(), counts.end(), c) == counts.end()) counts.push_back(c);
+    std::vector<samples::SampleSeries> studies;
+    for (int c : counts) {
+      samples::SampleOptions so;
+      so.only = {"ct"};
+      so.ct_slices = c;
+      so.ct_size = size;
+      studies.push_back(samples::write_samples(work / ("study-" + std::to_string(c)), so).at(0));
+    }
+    std::printf("studies: sample CT of %s slices of %dx%d\n",
+                [&] {
+                  std::string s;
+                  for (int c : counts) s += (s.empty() ? "" : ", ") + std::to_string(c);
+                  return s;
+                }()
+                    .c_str(),
+                size, size);
+
+    pipeline::AnalyzerSettings settings;
+    settings.model_dir = model;
+    settings.max_new_tokens = max_new_tokens;
+    settings.previews = false;
+    pipeline::EngineOptions eo;
+    eo.model_dir = model;
+    eo.max_new_tokens = max_new_tokens;
+    eo.batch_size = settings.batch_size;
+    const auto t_load = Clock::now();
+    std::shared_ptr<pipeline::GroundingEngine> loaded = pipeline::load_grounded_model(eo);
+    auto video_engine = std::make_unique<SharedEngine>(loaded);
+    auto slices_engine = std::make_unique<SharedEngine>(loaded);
+    const SharedEngine& video_counter = *video_engine;
+    const SharedEngine& slices_counter = *slices_engine;
+    write_text(work / "rules-video.json", R"({"version": 1, "extends": "defaults", "mode": "video"})" "\n");
+    write_text(work / "rules-slices.json", R"({"version": 1, "extends": "defaults", "mode": "slices"})" "\n");
+    settings.task_rules = work / "rules-video.json";
+    auto video = pipeline::make_analyzer(settings, std::move(video_engine));
+    settings.task_rules = work / "rules-slices.json";
+    auto slices = pipeline::make_analyzer(settings, std::move(slices_engine));
+    std::printf("model loaded in %.1f s: %s\n", seconds_since(t_load), video->model_description().c_str());
+    const auto t_hash = Clock::now();
+    const std::string hash = video->weights_hash();
+    std::printf("weights hash %s... in %.1f s (once per model folder, then cached)\n", hash.substr(0, 12).c_str(),
+                seconds_since(t_hash));
+
+    pipeline::AnalysisRequest request;
+    if (tasks != "all") {
+      size_t at = 0;
+      while (at <= tasks.size()) {
+        const size_t comma = std::min(tasks.find(',', at), tasks.size());
+        request.tasks.push_back(tasks.substr(at, comma - at));
+        at = comma + 1;
+      }
+    }
+
+    // Video mode from the smallest study to the largest (memory), then slices mode on the largest.
+    std::vector<RunResult> video_runs;
+    for (size_t i = 0; i < studies.size(); ++i)
+      video_runs.push_back(run_study(*video, video_counter, studies[i], request, "video " + std::to_string(counts[i])));
+    const RunResult slice_run = run_study(*slices, slices_counter, studies.back(), request, "slices " + std::to_string(frames));
+    const RunResult& v = video_runs.back();
+
+    std::printf("\ntime per study, %d frames of %dx%d, tasks %s:\n", frames, size, size, tasks.c_str());
+    std::printf("%-8s %-8s %10s %10s %10s %10s %12s %10s %9s\n", "mode", "read as", "total s", "rendering",
+                "sam2 enc", "language", "propagation", "mapping", "findings");
+    for (const RunResult* r : {&v, &slice_run}) {
+      const auto& t = r->timings;
+      std::printf("%-8s %-8s %10.2f %10.2f %10.2f %10.2f %12.2f %10.2f %9zu\n", r == &v ? "video" : "slices",
+                  r->mode.c_str(), t.value("total", r->wall), t.value("rendering", 0.0), t.value("model_grounding", 0.0),
+                  t.value("model_language", 0.0) + t.value("model_vision", 0.0), t.value("model_propagation", 0.0),
+                  t.value("mapping", 0.0) + t.value("consolidation", 0.0), r->findings);
+    }
+    const double tv = v.timings.value("total", v.wall), ts = slice_run.timings.value("total", slice_run.wall);
+    std::printf("ratio video / slices: %.3f (%.2f s vs %.2f s per study; %.3f vs %.3f s per frame)\n", tv / ts, tv, ts,
+                tv / frames, ts / frames);
+    if (v.mode != "video")
+      std::printf("NOTE: the \"video\" run was read as %s (targets.json \"video\": false?); the ratio means nothing\n",
+                  v.mode.c_str());
+
+    std::printf("\nper frame, video mode (%d frames, %ld tracked frames = frames x [SEG]s):\n", v.frames, v.tracked_frames);
+    const double enc = v.timings.value("model_grounding", 0.0) / std::max(1, v.frames);
+    const double prop = v.timings.value("model_propagation", 0.0) / std::max(1L, v.tracked_frames);
+    std::printf("  SAM2 image encoder    %8.4f s per frame (once per frame, shared by every question)\n", enc);
+    std::printf("  propagation           %8.4f s per tracked frame (memory attention + decoder + memory encoder)\n", prop);
+    std::printf("  propagation / encoder %8.3f\n", enc > 0 ? prop / enc : 0.0);
+    std::printf("  slices mode: SAM2 encoder %.4f s per slice, language+decoder %.4f s per slice\n",
+                slice_run.timings.value("model_grounding", 0.0) / std::max(1, slice_run.frames),
+                (slice_run.timings.value("model_language", 0.0) + slice_run.timings.value("model_vision", 0.0)) /
+                    std::max(1, slice_run.frames));
+
+    // The feature cache of a video: per frame the SAM2 image embedding [D, S/16, S/16] and the
+    // two high-resolution levels [D/8, S/4, S/4], [D/4, S/8, S/8] in float32 (CPU), plus the
+    // RGB frame kept for the key frames' tiles.
+    const auto config = inference::ModelConfig::load(model / "config.json");
+    const double side = config.grounding.image_size, d = config.grounding.neck.d_model;
+    const double cache_per_frame = 4.0 * (d * (side / 16) * (side / 16) + d / 8 * (side / 4) * (side / 4) +
+                                          d / 4 * (side / 8) * (side / 8)) +
+                                   3.0 * size * size;
+    const auto memory = inference::memory_config_from_json(
+        [&] {
+          std::ifstream in(model / "config.json");
+          std::stringstream s;
+          s << in.rdbuf();
+          return s.str();
+        }(),
+        (model / "config.json").string());
+    std::printf("\npeak resident memory, video mode (VmHWM reset before each run; memory bank: %d frames window):\n",
+                memory.num_maskmem);
+    std::printf("expected feature cache: %.2f MiB per frame (SAM2 features at %dx%d in float32 + the RGB frame)\n",
+                mib(cache_per_frame), static_cast<int>(side), static_cast<int>(side));
+    std::printf("%8s %12s %12s %12s %14s %14s\n", "frames", "before MiB", "peak MiB", "growth MiB", "feature cache",
+                "rest MiB");
+    for (const auto& r : video_runs) {
+      if (r.rss_peak <= 0) {
+        std::printf("%8d  (VmHWM could not be reset: /proc/self/clear_refs not writable)\n", r.frames);
+        continue;
+      }
+      const double growth = r.rss_peak - r.rss_before, cache = cache_per_frame * r.frames;
+      std::printf("%8d %12.0f %12.0f %12.0f %14.0f %14.0f\n", r.frames, mib(r.rss_before), mib(r.rss_peak), mib(growth),
+                  mib(cache), mib(growth - cache));
+    }
+    if (video_runs.size() >= 2 && video_runs.front().rss_peak > 0) {
+      const auto& a = video_runs.front();
+      const auto& b = video_runs.back();
+      const double slope = ((b.rss_peak - b.rss_before) - (a.rss_peak - a.rss_before)) / std::max(1, b.frames - a.frames);
+      std::printf("growth per added frame: %.2f MiB (feature cache %.2f MiB; the rest: per-frame outputs such as masks, "
+                  "probability maps and rendered views; the memory bank itself is bounded by its window)\n",
+                  mib(slope), mib(cache_per_frame));
+    }
+    if (slice_run.rss_peak > 0)
+      std::printf("slices mode, %d frames: peak %.0f MiB (growth %.0f MiB)\n", slice_run.frames, mib(slice_run.rss_peak),
+                  mib(slice_run.rss_peak - slice_run.rss_before));
+  } catch (const std::exception& e) {
+    std::cerr << "bench_video: " << e.what() << "\n";
+    if (!keep) fs::remove_all(work);
+    return 1;
+  }
+  if (keep) std::printf("kept %s\n", work.string().c_str());
+  else fs::remove_all(work);
+  return 0;
+}
