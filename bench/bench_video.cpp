@@ -63,39 +63,6 @@ int usage() {
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// One loaded model behind several analyzers (one per task-rules file); counts the frames that
-// SAM2 tracked (frames x [SEG]s of every video answer).
-class SharedEngine : public pipeline::GroundingEngine {
- public:
-  explicit SharedEngine(std::shared_ptr<pipeline::GroundingEngine> engine) : engine_(std::move(engine)) {}
-  std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>* cancel) override {
-    return engine_->encode(images, cancel);
-  }
-  std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
-                                                const std::atomic<bool>* cancel) override {
-    return engine_->answer(batch, question, cancel);
-  }
-  std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>& frames,
-                                           const std::atomic<bool>* cancel) override {
-    return engine_->encode_video(frames, cancel);
-  }
-  inference::VideoAnswer answer_video(VideoBatch& video, const std::string& question,
-                                      const inference::VideoOptions& options) override {
-    auto answer = engine_->answer_video(video, question, options);
-    for (const auto& s : answer.segments)
-      tracked_frames_ += static_cast<long>(std::count(s.tracked.begin(), s.tracked.end(), uint8_t{1}));
-    return answer;
-  }
-  std::string description() const override { return engine_->description(); }
-  std::string weights_hash() const override { return engine_->weights_hash(); }
-  pipeline::EngineTimings timings() const override { return engine_->timings(); }
-  long tracked_frames() const { return tracked_frames_; }
-
- private:
-  std::shared_ptr<pipeline::GroundingEngine> engine_;
-  long tracked_frames_ = 0;
-};
-
 // VmRSS and VmHWM of this process in bytes (0 when /proc cannot be read).
 struct Rss {
   double current = 0, peak = 0;
@@ -124,6 +91,74 @@ bool reset_peak_rss() {
   return static_cast<bool>(out);
 }
 
+// The peak resident memory by phase: mark() folds VmHWM since the last mark into the run's peak
+// and starts a new phase (VmHWM reset to the current RSS).
+struct PeakTracker {
+  bool enabled = false;
+  double run_peak = 0;
+  double mark() {
+    if (!enabled) return 0;
+    const double peak = read_rss().peak;
+    run_peak = std::max(run_peak, peak);
+    reset_peak_rss();
+    return peak;
+  }
+};
+
+// One loaded model behind several analyzers (one per task-rules file); counts the frames that
+// SAM2 tracked (frames x [SEG]s of every video answer).
+class SharedEngine : public pipeline::GroundingEngine {
+ public:
+  explicit SharedEngine(std::shared_ptr<pipeline::GroundingEngine> engine) : engine_(std::move(engine)) {}
+  std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>* cancel) override {
+    return engine_->encode(images, cancel);
+  }
+  std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
+                                                const std::atomic<bool>* cancel) override {
+    return engine_->answer(batch, question, cancel);
+  }
+  std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>& frames,
+                                           const std::atomic<bool>* cancel) override {
+    peaks_.mark();
+    encode_before_ = read_rss().current;
+    auto video = engine_->encode_video(frames, cancel);
+    encode_peak_ = std::max(encode_peak_, peaks_.mark() - encode_before_);
+    return video;
+  }
+  inference::VideoAnswer answer_video(VideoBatch& video, const std::string& question,
+                                      const inference::VideoOptions& options) override {
+    peaks_.mark();
+    const double before = read_rss().current;
+    auto answer = engine_->answer_video(video, question, options);
+    answer_peak_ = std::max(answer_peak_, peaks_.mark() - before);
+    for (const auto& s : answer.segments)
+      tracked_frames_ += static_cast<long>(std::count(s.tracked.begin(), s.tracked.end(), uint8_t{1}));
+    return answer;
+  }
+  std::string description() const override { return engine_->description(); }
+  std::string weights_hash() const override { return engine_->weights_hash(); }
+  pipeline::EngineTimings timings() const override { return engine_->timings(); }
+  long tracked_frames() const { return tracked_frames_; }
+  // A study: reset() before (VmHWM reset), finish() after: the peak RSS of the whole study, and
+  // the largest RSS rise above the start of each phase (encoding a video; one question of it).
+  void reset(bool enabled) {
+    peaks_ = PeakTracker{enabled, 0};
+    encode_peak_ = answer_peak_ = 0;
+  }
+  double finish() {
+    peaks_.mark();
+    return peaks_.run_peak;
+  }
+  double encode_rise() const { return encode_peak_; }
+  double answer_rise() const { return answer_peak_; }
+
+ private:
+  std::shared_ptr<pipeline::GroundingEngine> engine_;
+  long tracked_frames_ = 0;
+  PeakTracker peaks_;
+  double encode_before_ = 0, encode_peak_ = 0, answer_peak_ = 0;
+};
+
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 struct RunResult {
@@ -133,10 +168,11 @@ struct RunResult {
   int frames = 0;
   long tracked_frames = 0;
   double rss_before = 0, rss_peak = 0;
+  double encode_rise = 0, answer_rise = 0;  // video mode: RSS rise while encoding, while answering
   size_t findings = 0;
 };
 
-RunResult run_study(pipeline::Analyzer& analyzer, const SharedEngine& engine, const samples::SampleSeries& series,
+RunResult run_study(pipeline::Analyzer& analyzer, SharedEngine& engine, const samples::SampleSeries& series,
                     const pipeline::AnalysisRequest& request, const std::string& label) {
   std::vector<pipeline::InstanceInput> inputs;
   for (const auto& f : series.files) inputs.push_back({f.string(), {}, f});
@@ -144,6 +180,7 @@ RunResult run_study(pipeline::Analyzer& analyzer, const SharedEngine& engine, co
   const bool peak_reset = reset_peak_rss();
   const Rss before = read_rss();
   out.rss_before = before.current;
+  engine.reset(peak_reset);
   const long tracked_before = engine.tracked_frames();
   int last_percent = -1;
   const auto progress = [&](const pipeline::Progress& p) {
@@ -154,7 +191,9 @@ RunResult run_study(pipeline::Analyzer& analyzer, const SharedEngine& engine, co
   const auto t0 = Clock::now();
   const pipeline::StudyResult r = analyzer.analyze(inputs, request, progress, nullptr, "bench-video");
   out.wall = seconds_since(t0);
-  out.rss_peak = peak_reset ? read_rss().peak : 0;
+  out.rss_peak = peak_reset ? engine.finish() : 0;
+  out.encode_rise = engine.encode_rise();
+  out.answer_rise = engine.answer_rise();
   out.tracked_frames = engine.tracked_frames() - tracked_before;
   out.findings = r.findings.size();
   const auto summary = nlohmann::json::parse(r.summary_json);
@@ -245,8 +284,8 @@ int main(int argc, char** argv) {
     std::shared_ptr<pipeline::GroundingEngine> loaded = pipeline::load_grounded_model(eo);
     auto video_engine = std::make_unique<SharedEngine>(loaded);
     auto slices_engine = std::make_unique<SharedEngine>(loaded);
-    const SharedEngine& video_counter = *video_engine;
-    const SharedEngine& slices_counter = *slices_engine;
+    SharedEngine& video_counter = *video_engine;
+    SharedEngine& slices_counter = *slices_engine;
     write_text(work / "rules-video.json", R"({"version": 1, "extends": "defaults", "mode": "video"})" "\n");
     write_text(work / "rules-slices.json", R"({"version": 1, "extends": "defaults", "mode": "slices"})" "\n");
     settings.task_rules = work / "rules-video.json";
@@ -324,24 +363,31 @@ int main(int argc, char** argv) {
                 memory.num_maskmem);
     std::printf("expected feature cache: %.2f MiB per frame (SAM2 features at %dx%d in float32 + the RGB frame)\n",
                 mib(cache_per_frame), static_cast<int>(side), static_cast<int>(side));
-    std::printf("%8s %12s %12s %12s %14s %14s\n", "frames", "before MiB", "peak MiB", "growth MiB", "feature cache",
-                "rest MiB");
+    std::printf("%8s %11s %10s %11s %14s %14s %16s\n", "frames", "before MiB", "peak MiB", "growth MiB",
+                "feature cache", "encoding rise", "propagation rise");
     for (const auto& r : video_runs) {
       if (r.rss_peak <= 0) {
         std::printf("%8d  (VmHWM could not be reset: /proc/self/clear_refs not writable)\n", r.frames);
         continue;
       }
       const double growth = r.rss_peak - r.rss_before, cache = cache_per_frame * r.frames;
-      std::printf("%8d %12.0f %12.0f %12.0f %14.0f %14.0f\n", r.frames, mib(r.rss_before), mib(r.rss_peak), mib(growth),
-                  mib(cache), mib(growth - cache));
+      std::printf("%8d %11.0f %10.0f %11.0f %14.0f %14.0f %16.0f\n", r.frames, mib(r.rss_before), mib(r.rss_peak),
+                  mib(growth), mib(cache), mib(r.encode_rise), mib(r.answer_rise));
     }
     if (video_runs.size() >= 2 && video_runs.front().rss_peak > 0) {
       const auto& a = video_runs.front();
       const auto& b = video_runs.back();
-      const double slope = ((b.rss_peak - b.rss_before) - (a.rss_peak - a.rss_before)) / std::max(1, b.frames - a.frames);
-      std::printf("growth per added frame: %.2f MiB (feature cache %.2f MiB; the rest: per-frame outputs such as masks, "
-                  "probability maps and rendered views; the memory bank itself is bounded by its window)\n",
-                  mib(slope), mib(cache_per_frame));
+      const double frames_added = std::max(1, b.frames - a.frames);
+      const double slope = ((b.rss_peak - b.rss_before) - (a.rss_peak - a.rss_before)) / frames_added;
+      const double answer_slope = (b.answer_rise - a.answer_rise) / frames_added;
+      std::printf("per added frame: peak %+.2f MiB, propagation rise %+.2f MiB (feature cache %.2f MiB per frame, "
+                  "linear by design)\n",
+                  mib(slope), mib(answer_slope), mib(cache_per_frame));
+      std::printf("encoding rise: SAM2 encoder activations (batches of up to 4 frames) + the feature cache; "
+                  "propagation rise: key frames through the language model + memory propagation, above the encoded "
+                  "video: the memory bank is bounded by its %d-frame window, so past it only the per-frame outputs "
+                  "(mask + probability map, %.2f MiB per frame at %dx%d) should add\n",
+                  memory.num_maskmem, mib(5.0 * size * size), size, size);
     }
     if (slice_run.rss_peak > 0)
       std::printf("slices mode, %d frames: peak %.0f MiB (growth %.0f MiB)\n", slice_run.frames, mib(slice_run.rss_peak),
