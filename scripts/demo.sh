@@ -168,7 +168,9 @@ for sid in studies:
     if s.get("Error"):
         print(f"  error: {s['Error']}")
     for f in s["Findings"]:
-        m = ", ".join(f"{x['Name']} {x['Value']:.1f} {x['Unit']}" for x in f["Measurements"])
+        # One decimal, but two significant digits below 1 (a 0.04 mm2 exudate is not "0.0 mm2").
+        m = ", ".join(f"{x['Name']} " + (f"{x['Value']:.1f}" if abs(x['Value']) >= 1 else f"{x['Value']:.2g}")
+                      + f" {x['Unit']}" for x in f["Measurements"])
         said = f['Text'] if f['Text'].rstrip('. ').lower() != f['Label'].lower() else ""  # "Liver." for Liver: once
         print(f"  - {f['Label']}" + (f": {said[:120]}" if said else "") + (f"  [{m}]" if m else ""))
     for a in s["Answers"]:
