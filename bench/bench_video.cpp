@@ -6,18 +6,21 @@
 //   - the SAM2 image encoder time per frame next to the propagation time per tracked frame
 //     (memory attention + mask decoder + memory encoder: summary.json's model_propagation over
 //     frames x tracked objects);
-//   - the peak resident memory (VmHWM, reset through /proc/self/clear_refs before each run) of
-//     video mode for N/4, N/2 and N frames, with what the frames' SAM2 feature cache is expected
-//     to take (it grows linearly with the frames: every frame is encoded once and kept for every
-//     question) and the rest, which holds the memory bank (bounded by the memory window) and
-//     should grow only by the per-frame outputs (masks, probability maps, rendered views).
+//   - the peak resident memory (VmHWM, reset through /proc/self/clear_refs before each run and
+//     each phase) of video mode for N/4, N/2 and N frames: the whole study, the rise while the
+//     video is encoded (SAM2 activations, batches of up to 4 frames, plus the feature cache) and
+//     the rise while a question is answered (key frames through the language model + memory
+//     propagation). The frames' SAM2 feature cache grows linearly with the frames by design
+//     (every frame is encoded once and kept for every question; its expected bytes per frame
+//     are printed); the memory bank is bounded by its window (num_maskmem frames), so past it
+//     the propagation rise should grow only by the per-frame outputs (mask, probability map).
 //
 //   bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality]
 //               [--max-new-tokens 8] [--model DIR] [--keep]
 //
 // e.g. bench_video --config tiny --frames 12 (a quick check of the plumbing with the small
-// reference-size config) or bench_video --frames 6 (real size, a few minutes on 2 cores; the
-// default 64 frames take about an hour there).
+// reference-size config) or bench_video --frames 8 (real size, about 12 minutes on 2 cores; the
+// default 64 frames take well over an hour there).
 //
 // As in bench_pipeline, a new checkpoint is the `make-random --answer "Sure, [SEG]."` fixture
 // of the chosen config (random weights, its language model answers that to any question), so
