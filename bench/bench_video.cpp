@@ -9,8 +9,8 @@
 //   - the peak resident memory (VmHWM, reset through /proc/self/clear_refs before each run and
 //     each phase) of video mode for N/4, N/2 and N frames: the whole study, the rise while the
 //     video is encoded (SAM2 activations, batches of up to 4 frames, plus the feature cache) and
-//     the rise while a question is answered (key frames through the language model + memory
-//     propagation). The frames' SAM2 feature cache grows linearly with the frames by design
+//     the rise while a question is answered, split at the first propagated frame into the
+//     language model's part (the key frames) and the memory propagation's. The frames' SAM2 feature cache grows linearly with the frames by design
 //     (every frame is encoded once and kept for every question; its expected bytes per frame
 //     are printed); the memory bank is bounded by its window (num_maskmem frames), so past it
 //     the propagation rise should grow only by the per-frame outputs (mask, probability map).
@@ -130,10 +130,24 @@ class SharedEngine : public pipeline::GroundingEngine {
   }
   inference::VideoAnswer answer_video(VideoBatch& video, const std::string& question,
                                       const inference::VideoOptions& options) override {
+    // The language model's phase ends with the first propagated frame (as the engine times it).
     peaks_.mark();
     const double before = read_rss().current;
-    auto answer = engine_->answer_video(video, question, options);
-    answer_peak_ = std::max(answer_peak_, peaks_.mark() - before);
+    double propagation_before = 0;
+    bool first = true;
+    inference::VideoOptions o = options;
+    o.on_frame = [&, outer = options.on_frame](int done, int total) {
+      if (first) {
+        first = false;
+        language_peak_ = std::max(language_peak_, peaks_.mark() - before);
+        propagation_before = read_rss().current;
+      }
+      if (outer) outer(done, total);
+    };
+    auto answer = engine_->answer_video(video, question, o);
+    const double end_peak = peaks_.mark();
+    if (first) language_peak_ = std::max(language_peak_, end_peak - before);
+    else answer_peak_ = std::max(answer_peak_, end_peak - propagation_before);
     for (const auto& s : answer.segments)
       tracked_frames_ += static_cast<long>(std::count(s.tracked.begin(), s.tracked.end(), uint8_t{1}));
     return answer;
@@ -146,7 +160,7 @@ class SharedEngine : public pipeline::GroundingEngine {
   // the largest RSS rise above the start of each phase (encoding a video; one question of it).
   void reset(bool enabled) {
     peaks_ = PeakTracker{enabled, 0};
-    encode_peak_ = answer_peak_ = 0;
+    encode_peak_ = answer_peak_ = language_peak_ = 0;
   }
   double finish() {
     peaks_.mark();
@@ -154,12 +168,13 @@ class SharedEngine : public pipeline::GroundingEngine {
   }
   double encode_rise() const { return encode_peak_; }
   double answer_rise() const { return answer_peak_; }
+  double language_rise() const { return language_peak_; }
 
  private:
   std::shared_ptr<pipeline::GroundingEngine> engine_;
   long tracked_frames_ = 0;
   PeakTracker peaks_;
-  double encode_before_ = 0, encode_peak_ = 0, answer_peak_ = 0;
+  double encode_before_ = 0, encode_peak_ = 0, answer_peak_ = 0, language_peak_ = 0;
 };
 
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
@@ -171,7 +186,8 @@ struct RunResult {
   int frames = 0;
   long tracked_frames = 0;
   double rss_before = 0, rss_peak = 0;
-  double encode_rise = 0, answer_rise = 0;  // video mode: RSS rise while encoding, while answering
+  // Video mode: RSS rise while encoding, while the language model answers, while propagating.
+  double encode_rise = 0, language_rise = 0, answer_rise = 0;
   size_t findings = 0;
 };
 
@@ -197,6 +213,7 @@ RunResult run_study(pipeline::Analyzer& analyzer, SharedEngine& engine, const sa
   out.rss_peak = peak_reset ? engine.finish() : 0;
   out.encode_rise = engine.encode_rise();
   out.answer_rise = engine.answer_rise();
+  out.language_rise = engine.language_rise();
   out.tracked_frames = engine.tracked_frames() - tracked_before;
   out.findings = r.findings.size();
   const auto summary = nlohmann::json::parse(r.summary_json);
@@ -366,16 +383,16 @@ int main(int argc, char** argv) {
                 memory.num_maskmem);
     std::printf("expected feature cache: %.2f MiB per frame (SAM2 features at %dx%d in float32 + the RGB frame)\n",
                 mib(cache_per_frame), static_cast<int>(side), static_cast<int>(side));
-    std::printf("%8s %11s %10s %11s %14s %14s %16s\n", "frames", "before MiB", "peak MiB", "growth MiB",
-                "feature cache", "encoding rise", "propagation rise");
+    std::printf("%8s %11s %10s %11s %14s %14s %14s %16s\n", "frames", "before MiB", "peak MiB", "growth MiB",
+                "feature cache", "encoding rise", "language rise", "propagation rise");
     for (const auto& r : video_runs) {
       if (r.rss_peak <= 0) {
         std::printf("%8d  (VmHWM could not be reset: /proc/self/clear_refs not writable)\n", r.frames);
         continue;
       }
       const double growth = r.rss_peak - r.rss_before, cache = cache_per_frame * r.frames;
-      std::printf("%8d %11.0f %10.0f %11.0f %14.0f %14.0f %16.0f\n", r.frames, mib(r.rss_before), mib(r.rss_peak),
-                  mib(growth), mib(cache), mib(r.encode_rise), mib(r.answer_rise));
+      std::printf("%8d %11.0f %10.0f %11.0f %14.0f %14.0f %14.0f %16.0f\n", r.frames, mib(r.rss_before),
+                  mib(r.rss_peak), mib(growth), mib(cache), mib(r.encode_rise), mib(r.language_rise), mib(r.answer_rise));
     }
     if (video_runs.size() >= 2 && video_runs.front().rss_peak > 0) {
       const auto& a = video_runs.front();
@@ -387,8 +404,8 @@ int main(int argc, char** argv) {
                   "linear by design)\n",
                   mib(slope), mib(answer_slope), mib(cache_per_frame));
       std::printf("encoding rise: SAM2 encoder activations (batches of up to 4 frames) + the feature cache; "
-                  "propagation rise: key frames through the language model + memory propagation, above the encoded "
-                  "video: the memory bank is bounded by its %d-frame window, so past it only the per-frame outputs "
+                  "language rise: the key frames through InternViT and the language model (up to 5 frames); "
+                  "propagation rise: memory propagation, above the RSS at its first frame: the memory bank is bounded by its %d-frame window, so past it only the per-frame outputs "
                   "(mask + probability map, %.2f MiB per frame at %dx%d) should add\n",
                   memory.num_maskmem, mib(5.0 * size * size), size, size);
     }
