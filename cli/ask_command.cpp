@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -95,6 +96,28 @@ void write_mask_png(const fs::path& path, int width, int height, const std::vect
   dicom::write_png(path, grey);
 }
 
+// --mask-out: creates the folder and calls write_segment(folder, k) for each of `count` [SEG]s.
+// False after saying why on stderr (folder not creatable, a PNG not writable); true when the
+// option is absent.
+bool write_mask_files(const ArgParser& p, size_t count,
+                      const std::function<void(const fs::path&, size_t)>& write_segment) {
+  const auto out = p.get_optional("--mask-out");
+  if (!out) return true;
+  std::error_code ec;
+  fs::create_directories(*out, ec);
+  if (!fs::is_directory(*out)) {
+    std::cerr << "unibiomed ask: cannot create the folder " << *out << "\n";
+    return false;
+  }
+  try {
+    for (size_t k = 0; k < count; ++k) write_segment(fs::path(*out), k);
+  } catch (const dicom::DicomError& e) {
+    std::cerr << "unibiomed ask: " << e.what() << "\n";
+    return false;
+  }
+  return true;
+}
+
 void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
@@ -122,28 +145,16 @@ int run_ask_video(const ArgParser& p, pipeline::Analyzer& analyzer, const std::v
   }
   // mask-KKK-frame-TTT.png: [SEG] index, then frame, both from 0 (sorted names = answer order).
   std::vector<std::vector<std::string>> mask_files(answer.segments.size());
-  if (auto out = p.get_optional("--mask-out")) {
-    std::error_code ec;
-    fs::create_directories(*out, ec);
-    if (!fs::is_directory(*out)) {
-      std::cerr << "unibiomed ask: cannot create the folder " << *out << "\n";
-      return kExitFailure;
+  const bool masks_written = write_mask_files(p, answer.segments.size(), [&](const fs::path& dir, size_t k) {
+    const auto& s = answer.segments[k];
+    for (size_t t = 0; t < s.frames.size(); ++t) {
+      char name[64];
+      std::snprintf(name, sizeof name, "mask-%03zu-frame-%03zu.png", k, t);
+      write_mask_png(dir / name, s.width, s.height, s.frames[t].mask);
+      mask_files[k].push_back(name);
     }
-    try {
-      for (size_t k = 0; k < answer.segments.size(); ++k) {
-        const auto& s = answer.segments[k];
-        for (size_t t = 0; t < s.frames.size(); ++t) {
-          char name[64];
-          std::snprintf(name, sizeof name, "mask-%03zu-frame-%03zu.png", k, t);
-          write_mask_png(fs::path(*out) / name, s.width, s.height, s.frames[t].mask);
-          mask_files[k].push_back(name);
-        }
-      }
-    } catch (const dicom::DicomError& e) {
-      std::cerr << "unibiomed ask: " << e.what() << "\n";
-      return kExitFailure;
-    }
-  }
+  });
+  if (!masks_written) return kExitFailure;
   if (p.is_set("--json")) {
     nlohmann::ordered_json j;
     j["text"] = answer.model_answer;
@@ -297,28 +308,14 @@ int run_ask(const Args& args) {
 
   // Masks at the image's size (for DICOM on the source frame).
   std::vector<std::string> mask_files(answer.segments.size());
-  if (auto out = p.get_optional("--mask-out")) {
-    std::error_code ec;
-    fs::create_directories(*out, ec);
-    if (!fs::is_directory(*out)) {
-      std::cerr << "unibiomed ask: cannot create the folder " << *out << "\n";
-      return kExitFailure;
-    }
-    try {
-      for (size_t k = 0; k < answer.segments.size(); ++k) {
-        const auto& s = answer.segments[k];
-        dicom::GreyImage mask{s.width, s.height, std::vector<uint8_t>(s.mask.size())};
-        for (size_t i = 0; i < s.mask.size(); ++i) mask.grey[i] = s.mask[i] ? 255 : 0;
-        char name[32];
-        std::snprintf(name, sizeof name, "mask-%03zu.png", k);  // sorted names = [SEG] order
-        dicom::write_png(fs::path(*out) / name, mask);
-        mask_files[k] = name;
-      }
-    } catch (const dicom::DicomError& e) {
-      std::cerr << "unibiomed ask: " << e.what() << "\n";
-      return kExitFailure;
-    }
-  }
+  const bool masks_written = write_mask_files(p, answer.segments.size(), [&](const fs::path& dir, size_t k) {
+    const auto& s = answer.segments[k];
+    char name[32];
+    std::snprintf(name, sizeof name, "mask-%03zu.png", k);  // sorted names = [SEG] order
+    write_mask_png(dir / name, s.width, s.height, s.mask);
+    mask_files[k] = name;
+  });
+  if (!masks_written) return kExitFailure;
   if (auto seg_out = p.get_optional("--seg-out")) {
     if (!answer.seg) {
       std::cerr << "unibiomed ask: no SEG to write (" << (answer.findings.empty() ? "no finding" : "not a DICOM image")
