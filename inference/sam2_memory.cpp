@@ -225,7 +225,7 @@ torch::Tensor Sam2Memory::encode(const torch::Tensor& pix_feat, const torch::Ten
 }
 
 torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor& memory, const torch::Tensor& memory_pos,
-                                 int64_t pointer_tokens) const {
+                                 int64_t pointer_tokens, Scratch* scratch) const {
   torch::NoGradGuard no_grad;
   const int64_t d = dim_;
   if (curr.dim() != 4 || curr.size(1) != d || curr.size(2) != grid_ || curr.size(3) != grid_)
@@ -235,10 +235,17 @@ torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor&
     throw InferenceError("SAM2 memory attention: memory has shape " + c10::str(memory.sizes()) + " (positions " +
                          c10::str(memory_pos.sizes()) + ", " + std::to_string(pointer_tokens) + " pointer tokens)");
   const int64_t b = curr.size(0);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  Scratch local;
+  Scratch& buffers = scratch ? *scratch : local;
+  // One head of width D: softmax(q k^T / sqrt(D)) v with q and k rotated (RoPE), k's last
+  // `k_exclude` tokens (object pointers) left as they are. When the values are narrower than D
+  // (the cross attention reads mem_dim-wide memories), the value projection is applied after the
+  // weighted sum: softmax rows sum to one, so w (m V^T + b) = (w m) V^T + b, and the sum over
+  // the memory tokens runs on mem_dim columns instead of D.
   auto attention = [&](const AttentionLayer::Proj& p, const torch::Tensor& q_in, const torch::Tensor& k_in,
                        const torch::Tensor& v_in, int64_t k_exclude) {
-    auto q = rotate(torch::linear(q_in, p.q_w, p.q_b), rope_cos_, rope_sin_);
+    // 1/sqrt(D) folded into q (a power of two for the released D = 256, so exact there).
+    auto q = rotate(torch::linear(q_in, p.q_w, p.q_b), rope_cos_, rope_sin_).mul_(1.0 / std::sqrt(static_cast<double>(d)));
     auto k = torch::linear(k_in, p.k_w, p.k_b);
     const int64_t k_rope = k.size(1) - k_exclude;
     if (k_exclude == 0) {
@@ -246,9 +253,30 @@ torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor&
     } else {
       k = torch::cat({rotate(k.narrow(1, 0, k_rope), rope_cos_, rope_sin_), k.narrow(1, k_rope, k_exclude)}, 1);
     }
-    auto v = torch::linear(v_in, p.v_w, p.v_b);
-    auto w = torch::softmax(torch::matmul(q, k.transpose(1, 2)) * scale, -1);
-    return torch::linear(torch::matmul(w, v), p.o_w, p.o_b);
+    const bool late_values = v_in.size(2) < d;
+    auto v = late_values ? v_in.contiguous() : torch::linear(v_in, p.v_w, p.v_b);
+    const int64_t lq = q.size(1), lk = k.size(1);
+    // The query axis in chunks of at most max_scores scores, in one buffer reused by every
+    // chunk, layer and (with a caller's scratch) frame: with 5 key frames and 6 recent frames
+    // the memory holds about 45k tokens, a full score matrix would be 0.7 GB per attention.
+    const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(lq, buffers.max_scores / std::max<int64_t>(1, lk)));
+    torch::Tensor& buf = buffers.scores;
+    if (!buf.defined() || buf.numel() < rows * lk || buf.scalar_type() != q.scalar_type() || buf.device() != q.device())
+      buf = torch::empty({rows * lk}, q.options());
+    auto out = torch::empty({b, lq, v.size(2)}, q.options());
+    for (int64_t i = 0; i < b; ++i) {
+      const auto kt = k[i].t(), vi = v[i];
+      for (int64_t r = 0; r < lq; r += rows) {
+        const int64_t n = std::min(rows, lq - r);
+        auto scores = buf.narrow(0, 0, n * lk).view({n, lk});
+        torch::mm_out(scores, q[i].narrow(0, r, n), kt);
+        torch::softmax_out(scores, scores, -1);  // per row, in place
+        auto o = out[i].narrow(0, r, n);
+        torch::mm_out(o, scores, vi);
+      }
+    }
+    if (late_values) out = torch::linear(out, p.v_w, p.v_b);
+    return torch::linear(out, p.o_w, p.o_b);
   };
   auto mem = memory.to(device_, dtype_);
   auto mem_k = mem + memory_pos.to(device_, dtype_);
@@ -419,6 +447,7 @@ TrackResult track_object(const Sam2MaskDecoder& decoder, const Sam2Memory& memor
   }
   result.max_bank_frames = static_cast<int>(cond.size());
 
+  Sam2Memory::Scratch scratch;  // the attention-score buffer, shared by every propagated frame
   auto run = [&](bool reverse) {
     std::map<int, BankEntry> non_cond;
     const int start = reverse ? cond_frames.front() - 1 : cond_frames.front();
@@ -433,7 +462,7 @@ TrackResult track_object(const Sam2MaskDecoder& decoder, const Sam2Memory& memor
       result.max_memory_frames = std::max(result.max_memory_frames, static_cast<int>(m.frames.size()));
       Sam2ImageFeatures f = features(t);
       Sam2ImageFeatures g = f;
-      g.image_embedding = memory.attend(f.image_embedding, m.tokens, m.pos, m.pointer_tokens);
+      g.image_embedding = memory.attend(f.image_embedding, m.tokens, m.pos, m.pointer_tokens, &scratch);
       const auto out = decoder.decode_tracking(g);
       TrackedFrame& r = result.frames[static_cast<size_t>(t)];
       if (options.keep_internals) {

@@ -44,8 +44,15 @@ class Sam2Memory {
   // MemoryAttention: curr [B, D, h, w] (raw stride-16 feature), memory and memory_pos
   // [B, M, mem_dim] (spatial memory tokens first, then `pointer_tokens` object-pointer tokens,
   // which get no rotary encoding) -> pix_feat_with_mem [B, D, h, w].
+  // `scratch` (optional) keeps the attention-score buffer between calls: a tracking run passes
+  // one so that every frame reuses the same pages instead of mapping fresh ones.
+  // max_scores bounds the scores held at once (the query axis is processed in chunks).
+  struct Scratch {
+    torch::Tensor scores;
+    int64_t max_scores = int64_t{8} << 20;  // 32 MiB in float32
+  };
   torch::Tensor attend(const torch::Tensor& curr, const torch::Tensor& memory, const torch::Tensor& memory_pos,
-                       int64_t pointer_tokens) const;
+                       int64_t pointer_tokens, Scratch* scratch = nullptr) const;
 
   // obj_ptr_proj of the chosen mask token [B, D]; no_obj_ptr in the rows whose object-score
   // logit [B, 1] is <= 0 (fixed_no_obj_ptr, hard choice).

@@ -161,6 +161,20 @@ TEST_F(VideoBlocks, MemoryAttentionFromRecordedInputs) {
     const auto out = memory_->attend(g[p + "vision_feat_s16"], g[p + "memattn_memory"].unsqueeze(0),
                                      g[p + "memattn_memory_pos"].unsqueeze(0), ptr);
     EXPECT_TRUE(close(p + "pix_feat_with_mem", out, g[p + "pix_feat_with_mem"], kBlock));
+    // The same with the query axis cut into chunks of 7 rows (a budget below one row of scores
+    // gives one row per chunk), one scratch buffer reused by every chunk and call.
+    for (int64_t budget : {int64_t{7} * g[p + "memattn_memory"].size(0), int64_t{1}}) {
+      Sam2Memory::Scratch scratch;
+      scratch.max_scores = budget;
+      for (int call = 0; call < 2; ++call) {
+        const auto chunked = memory_->attend(g[p + "vision_feat_s16"], g[p + "memattn_memory"].unsqueeze(0),
+                                             g[p + "memattn_memory_pos"].unsqueeze(0), ptr, &scratch);
+        EXPECT_TRUE(close(p + "pix_feat_with_mem, chunks of " + std::to_string(budget) + " scores, call " +
+                              std::to_string(call + 1),
+                          chunked, g[p + "pix_feat_with_mem"], kBlock));
+      }
+      EXPECT_LE(scratch.scores.numel(), std::max(budget, g[p + "memattn_memory"].size(0)));
+    }
   }
 }
 
