@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "inference/runtime.h"
 
+#include <c10/core/CPUAllocator.h>
 #include <dlfcn.h>
 #include <sched.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <map>
+#include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 namespace unibiomed::inference {
 
@@ -18,7 +24,178 @@ F openblas_function(const char* name) {
   return reinterpret_cast<F>(::dlsym(RTLD_DEFAULT, name));
 }
 
+// The tensor memory cache (runtime.h). Blocks under kMinCached bytes go to libtorch's default
+// allocator; larger ones are rounded up to a size class and kept on free.
+class CachingCpuAllocator final : public c10::Allocator {
+ public:
+  static constexpr size_t kMinCached = size_t{1} << 20;
+  static constexpr size_t kAlignment = 64;  // libtorch's CPU alignment
+
+  explicit CachingCpuAllocator(c10::Allocator* fallback) : fallback_(fallback) {}
+
+  // The data pointer is also the deleter's context, as Allocator::raw_allocate requires.
+  c10::DataPtr allocate(size_t n) const override {
+    if (n < kMinCached) return fallback_->allocate(n);
+    const size_t bytes = size_class(n);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        p = it->second.back();
+        it->second.pop_back();
+        cached_ -= bytes;
+        ++hits_;
+      } else {
+        ++misses_;
+      }
+    }
+    if (!p) {
+      if (::posix_memalign(&p, kAlignment, bytes) != 0 || !p) {
+        // Give the cached blocks back and try once more before reporting the shortage.
+        release();
+        p = nullptr;
+        if (::posix_memalign(&p, kAlignment, bytes) != 0 || !p) throw std::bad_alloc();
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      live_[p] = bytes;
+    }
+    return {p, p, &CachingCpuAllocator::deleter, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &CachingCpuAllocator::deleter; }
+
+  void set_limit(size_t max_cached) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    limit_ = max_cached;
+    evict_to(limit_, 0);
+  }
+  void release() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    evict_to(0, 0);
+  }
+  CpuTensorCacheStats stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    CpuTensorCacheStats s;
+    s.installed = true;
+    s.max_cached_bytes = limit_;
+    s.cached_bytes = cached_;
+    s.hits = hits_;
+    s.misses = misses_;
+    return s;
+  }
+
+  static const CachingCpuAllocator* instance;
+
+ private:
+  // n rounded up to a multiple of 1/8 of its power of two: at most 12.5% more.
+  static size_t size_class(size_t n) {
+    size_t p = kMinCached;
+    while (p * 2 <= n) p *= 2;
+    const size_t step = p / 8;
+    return (n + step - 1) / step * step;
+  }
+
+  static void deleter(void* p) { instance->give_back(p); }
+
+  void give_back(void* p) const {
+    size_t bytes = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = live_.find(p);
+      if (it != live_.end()) {
+        bytes = it->second;
+        live_.erase(it);
+        if (bytes <= limit_) {
+          evict_to(limit_ - bytes, bytes);
+          if (cached_ + bytes <= limit_) {
+            free_[bytes].push_back(p);
+            cached_ += bytes;
+            return;
+          }
+        }
+      }
+    }
+    if (bytes > 0) std::free(p);
+    else if (p) fallback_->raw_deleter()(p);  // a small block of raw_allocate: the fallback's
+  }
+
+  // Frees cached blocks, largest classes first (other than `keep`, the class about to be cached),
+  // until at most `target` bytes are cached. Called with the mutex held.
+  void evict_to(size_t target, size_t keep) const {
+    auto drop = [&](size_t bytes, std::vector<void*>& blocks) {
+      while (!blocks.empty() && cached_ > target) {
+        std::free(blocks.back());
+        blocks.pop_back();
+        cached_ -= bytes;
+      }
+    };
+    for (auto it = free_.rbegin(); it != free_.rend() && cached_ > target; ++it)
+      if (it->first != keep) drop(it->first, it->second);
+    if (cached_ > target) {
+      auto it = free_.find(keep);
+      if (it != free_.end()) drop(keep, it->second);
+    }
+  }
+
+  c10::Allocator* fallback_;
+  mutable std::mutex mutex_;
+  mutable std::map<size_t, std::vector<void*>> free_;
+  mutable std::unordered_map<void*, size_t> live_;
+  mutable size_t cached_ = 0, hits_ = 0, misses_ = 0;
+  size_t limit_ = 0;
+};
+
+const CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
+
+// Never destroyed: tensors may be freed during static destruction.
+CachingCpuAllocator* g_cache = nullptr;
+std::mutex g_cache_mutex;
+std::string g_cache_note;  // a problem with UNIBIOMED_CPU_TENSOR_CACHE_MB, for describe_cpu_runtime
+
+constexpr size_t kDefaultCacheMiB = 2048;
+
+size_t cache_limit_from_environment() {
+  const char* v = std::getenv("UNIBIOMED_CPU_TENSOR_CACHE_MB");
+  if (!v || !*v) return kDefaultCacheMiB << 20;
+  char* end = nullptr;
+  const unsigned long long mib = std::strtoull(v, &end, 10);
+  if (*end != '\0' || v[0] == '-') {
+    g_cache_note = "UNIBIOMED_CPU_TENSOR_CACHE_MB='" + std::string(v) + "' is not a whole number of MiB: " +
+                   std::to_string(kDefaultCacheMiB) + " used";
+    return kDefaultCacheMiB << 20;
+  }
+  return static_cast<size_t>(mib) << 20;
+}
+
 }  // namespace
+
+bool install_cpu_tensor_cache(size_t max_cached_bytes) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  if (!g_cache) {
+    if (max_cached_bytes == 0) return true;  // off: libtorch's allocator stays
+    auto* cache = new CachingCpuAllocator(c10::GetDefaultCPUAllocator());
+    cache->set_limit(max_cached_bytes);
+    CachingCpuAllocator::instance = cache;
+    c10::SetCPUAllocator(cache, /*priority=*/1);
+    if (c10::GetCPUAllocator() != cache) return false;  // leaked on purpose: never used
+    g_cache = cache;
+    return true;
+  }
+  g_cache->set_limit(max_cached_bytes);
+  return true;
+}
+
+void release_cpu_tensor_cache() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  if (g_cache) g_cache->release();
+}
+
+CpuTensorCacheStats cpu_tensor_cache_stats() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  return g_cache ? g_cache->stats() : CpuTensorCacheStats{};
+}
 
 int available_cores() {
   cpu_set_t set;
@@ -42,6 +219,7 @@ int configure_cpu_threads(int threads) {
   // where the time goes, gets them all.
   const bool separate_blas_pool = set_blas && blas_parallel && blas_parallel() == 1;
   torch::set_num_threads(separate_blas_pool && n > 1 ? 1 : n);
+  install_cpu_tensor_cache(cache_limit_from_environment());
   return n;
 }
 
@@ -53,6 +231,15 @@ std::string describe_cpu_runtime() {
     out += ", " + std::string(config()) + ", OpenBLAS threads " + std::to_string(get_threads());
   else
     out += ", BLAS: not OpenBLAS (libtorch's own, e.g. MKL)";
+  const CpuTensorCacheStats c = cpu_tensor_cache_stats();
+  if (c.installed)
+    out += ", tensor memory cache up to " + std::to_string(c.max_cached_bytes >> 20) + " MiB";
+  else
+    out += ", tensor memory cache off";
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    if (!g_cache_note.empty()) out += " (" + g_cache_note + ")";
+  }
   return out;
 }
 

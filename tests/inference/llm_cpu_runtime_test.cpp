@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The CPU tensor memory cache of inference/runtime.h: freed blocks of 1 MiB and more come back
+// to the next tensor of their size class, within the limit; small blocks and raw allocations
+// keep working; the contents are those the program writes.
+#include <c10/core/CPUAllocator.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "inference/runtime.h"
+
+namespace unibiomed::inference {
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+class CpuTensorCache : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(install_cpu_tensor_cache(64 * kMiB));
+    release_cpu_tensor_cache();
+  }
+  void TearDown() override { install_cpu_tensor_cache(2048 * kMiB); }
+};
+
+TEST_F(CpuTensorCache, FreedBlockServesTheNextTensorOfItsSize) {
+  const auto before = cpu_tensor_cache_stats();
+  ASSERT_TRUE(before.installed);
+  EXPECT_EQ(before.max_cached_bytes, 64 * kMiB);
+  EXPECT_EQ(before.cached_bytes, 0u);
+  const void* first = nullptr;
+  {
+    auto t = torch::empty({3 * 1024 * 1024}, torch::kFloat32);  // 12 MiB
+    first = t.data_ptr();
+  }
+  auto s = cpu_tensor_cache_stats();
+  EXPECT_EQ(s.misses, before.misses + 1);
+  EXPECT_EQ(s.cached_bytes, 12 * kMiB);
+  // 11.5 MiB rounds up to the same class (multiples of 1 MiB between 8 and 16 MiB).
+  auto u = torch::empty({static_cast<int64_t>(23 * kMiB / 8)}, torch::kFloat32);
+  EXPECT_EQ(u.data_ptr(), first);
+  s = cpu_tensor_cache_stats();
+  EXPECT_EQ(s.hits, before.hits + 1);
+  EXPECT_EQ(s.cached_bytes, 0u);
+  // A small tensor does not go through the cache.
+  { auto small = torch::empty({256}, torch::kFloat32); }
+  EXPECT_EQ(cpu_tensor_cache_stats().misses, s.misses);
+  EXPECT_EQ(cpu_tensor_cache_stats().hits, s.hits);
+}
+
+TEST_F(CpuTensorCache, ResultsAreThoseOfFreshMemory) {
+  torch::manual_seed(3);
+  const auto a = torch::randn({512, 1024}), b = torch::randn({1024, 768});
+  const auto reference = torch::mm(a, b).clone();
+  for (int i = 0; i < 3; ++i) {
+    // The product (1.5 MiB) lands in blocks that earlier products and fills have written.
+    { auto junk = torch::full({512, 768}, 12345.0f); }
+    EXPECT_TRUE(torch::equal(torch::mm(a, b), reference)) << "round " << i;
+  }
+}
+
+TEST_F(CpuTensorCache, HoldsNoMoreThanItsLimit) {
+  install_cpu_tensor_cache(16 * kMiB);
+  {
+    auto x = torch::empty({static_cast<int64_t>(3 * kMiB)}, torch::kFloat32);  // 12 MiB
+    auto y = torch::empty({static_cast<int64_t>(3 * kMiB)}, torch::kFloat32);
+    auto z = torch::empty({static_cast<int64_t>(kMiB)}, torch::kFloat32);  // 4 MiB
+  }
+  EXPECT_LE(cpu_tensor_cache_stats().cached_bytes, 16 * kMiB);
+  EXPECT_GT(cpu_tensor_cache_stats().cached_bytes, 0u);
+  // A block larger than the limit is never kept.
+  { auto big = torch::empty({static_cast<int64_t>(5 * kMiB)}, torch::kFloat32); }  // 20 MiB
+  EXPECT_LE(cpu_tensor_cache_stats().cached_bytes, 16 * kMiB);
+  // Lowering the limit frees what is above it; release frees everything.
+  install_cpu_tensor_cache(4 * kMiB);
+  EXPECT_LE(cpu_tensor_cache_stats().cached_bytes, 4 * kMiB);
+  release_cpu_tensor_cache();
+  EXPECT_EQ(cpu_tensor_cache_stats().cached_bytes, 0u);
+}
+
+TEST_F(CpuTensorCache, RawAllocationsOfEverySize) {
+  c10::Allocator* a = c10::GetCPUAllocator();
+  for (size_t bytes : {size_t{64}, size_t{4096}, 2 * kMiB, 9 * kMiB + 3}) {
+    void* p = a->raw_allocate(bytes);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x5a, bytes);
+    a->raw_deallocate(p);
+  }
+  EXPECT_LE(cpu_tensor_cache_stats().cached_bytes, 64 * kMiB);
+}
+
+TEST_F(CpuTensorCache, ThreadsAllocateAndFreeTogether) {
+  auto work = [](int seed) {
+    for (int i = 0; i < 50; ++i) {
+      const int64_t n = static_cast<int64_t>((1 + (seed * 7 + i) % 5) * kMiB / 4);
+      auto t = torch::full({n}, static_cast<float>(i));
+      if (t[n - 1].item<float>() != static_cast<float>(i)) throw std::runtime_error("wrong contents");
+    }
+  };
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(3);
+  for (int k = 0; k < 3; ++k)
+    threads.emplace_back([&, k] {
+      try {
+        work(k);
+      } catch (...) {
+        errors[static_cast<size_t>(k)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) EXPECT_FALSE(e);
+  EXPECT_LE(cpu_tensor_cache_stats().cached_bytes, 64 * kMiB);
+}
+
+TEST(CpuRuntimeDescription, SaysWhetherTheCacheIsOn) {
+  install_cpu_tensor_cache(2048 * kMiB);
+  EXPECT_NE(describe_cpu_runtime().find("tensor memory cache up to 2048 MiB"), std::string::npos)
+      << describe_cpu_runtime();
+}
+
+}  // namespace
+}  // namespace unibiomed::inference
