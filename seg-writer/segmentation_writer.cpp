@@ -307,12 +307,25 @@ struct SegFrame {
 
 }  // namespace
 
+SegmentationOptions::Type automatic_type(std::size_t rows, std::size_t columns) {
+  // Frame k starts at bit k x rows x columns: on a byte boundary for every k exactly when
+  // rows x columns is a multiple of 8. Then the packed length is a whole number of bytes per
+  // frame and OHIF reads it right; otherwise one byte per pixel.
+  return (rows * columns) % 8 == 0 ? SegmentationOptions::Type::Binary : SegmentationOptions::Type::Fractional;
+}
+
 std::optional<WrittenSegmentation> write_segmentation(const SourceImages& sources, const std::vector<Segment>& segments,
                                                       const SegmentationOptions& options) {
   if (segments.empty()) return std::nullopt;  // nothing to write: no file, not an empty SEG
   if (segments.size() > 65535) throw SegmentationError("a segmentation holds at most 65535 segments");
-  const bool binary = options.type == SegmentationOptions::Type::Binary;
-  if (binary && !(options.threshold > 0.0f && options.threshold <= 1.0f))
+  const SegmentationOptions::Type type = options.type == SegmentationOptions::Type::Automatic
+                                             ? automatic_type(sources.rows(), sources.columns())
+                                             : options.type;
+  const bool binary = type == SegmentationOptions::Type::Binary;
+  // A fractional SEG chosen automatically holds the thresholded mask as 0/255 (OCCUPANCY): OHIF
+  // draws only fractional SEGs whose values are all 0 or the maximum.
+  const bool thresholded_fractional = !binary && options.type == SegmentationOptions::Type::Automatic;
+  if ((binary || thresholded_fractional) && !(options.threshold > 0.0f && options.threshold <= 1.0f))
     throw SegmentationError("the probability threshold must be in (0, 1], got " + std::to_string(options.threshold));
 
   // ---- validate the segments and decide the frame order ----------------------------------
@@ -405,7 +418,9 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     }
     if (!mask->binary.empty())
       for (size_t k = 0; k < pixels; ++k) out[k] = mask->binary[k] ? 255 : 0;
-    if (!mask->probability.empty())
+    if (!mask->probability.empty() && thresholded_fractional)
+      for (size_t k = 0; k < pixels; ++k) out[k] = mask->probability[k] >= options.threshold ? 255 : 0;
+    else if (!mask->probability.empty())
       for (size_t k = 0; k < pixels; ++k)
         out[k] = static_cast<std::uint8_t>(std::lround(mask->probability[k] * 255.0f));
     return any_nonzero(out, pixels);
@@ -434,6 +449,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   }
 
   WrittenSegmentation result;
+  result.segmentation_type = binary ? "BINARY" : "FRACTIONAL";
+  if (!binary) result.fractional_type = thresholded_fractional ? "OCCUPANCY" : "PROBABILITY";
   result.frames_per_segment.resize(segments.size());
   std::vector<SegFrame> seg_frames;
   std::vector<char> segment_has_pixels(segments.size(), 0);
@@ -447,19 +464,38 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     seg_frames.push_back({static_cast<Uint16>(candidates[i].segment + 1), candidates[i].source_frame});
     result.frames_per_segment[candidates[i].segment].push_back(candidates[i].source_frame);
   }
+  const size_t data_frames = seg_frames.size();  // frames packed above
+  // OHIF 3.13.2 (dcmjs' AsyncDicomReader) cuts byte-aligned multi-frame pixel data into frames
+  // only when its length is a multiple of the frame count. The padding byte of an odd length
+  // breaks that: OHIF then fetches frame by frame, which Orthanc 1.10.1 refuses for 1-bit frames.
+  // One more frame, empty, of the last segment on a source frame it has no frame on, makes the
+  // length even without padding (a SEG may hold empty frames, as omit_empty_frames = false does).
+  const size_t frame_bytes_aligned = binary ? pixels / 8 : pixels;
+  if (whole_bytes && data_frames > 1 && (data_frames * frame_bytes_aligned) % 2 == 1) {
+    const size_t last = segments.size() - 1;
+    std::vector<size_t>& has = result.frames_per_segment[last];
+    for (size_t source_frame : slice_order)
+      if (std::find(has.begin(), has.end(), source_frame) == has.end()) {
+        seg_frames.push_back({static_cast<Uint16>(last + 1), source_frame});
+        has.push_back(source_frame);
+        result.padding_frame = seg_frames.size();
+        break;
+      }
+  }
   const size_t frame_count = seg_frames.size();
   const size_t used =
       binary ? packed_binary_size(pixels, frame_count) : frame_count * pixels + (frame_count * pixels) % 2;
-  if (used != capacity) {
-    // Empty frames were dropped: give the element exactly the bytes in use.
+  if (used != capacity || frame_count != data_frames) {
+    // Empty frames were dropped, or the padding frame added: give the element exactly the bytes
+    // in use, zero after the packed frames.
     auto exact = std::make_unique<DcmPixelData>(DCM_PixelData);
     Uint8* bytes = nullptr;
     check(exact->createUint8Array(static_cast<Uint32>(used), bytes), "allocating pixel data");
-    std::memcpy(bytes, packed, used);
-    const size_t meaningful = binary ? (frame_count * pixels + 7) / 8 : frame_count * pixels;
+    const size_t meaningful = binary ? (data_frames * pixels + 7) / 8 : data_frames * pixels;
+    std::memcpy(bytes, packed, std::min(meaningful, used));
     if (used > meaningful) std::memset(bytes + meaningful, 0, used - meaningful);
-    if (binary && (frame_count * pixels) % 8)  // bits past the last frame in its last byte
-      bytes[meaningful - 1] &= static_cast<std::uint8_t>((1u << ((frame_count * pixels) % 8)) - 1);
+    if (binary && (data_frames * pixels) % 8)  // bits past the last frame in its last byte
+      bytes[meaningful - 1] &= static_cast<std::uint8_t>((1u << ((data_frames * pixels) % 8)) - 1);
     pixel_data = std::move(exact);
     packed = bytes;
   }
@@ -468,7 +504,7 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   // source frame and compared in parallel.
   {
     std::vector<std::vector<size_t>> by_source(sources.frame_count());
-    for (size_t k = 0; k < frame_count; ++k)
+    for (size_t k = 0; k < kept.size(); ++k)  // the padding frame is empty
       if (nonempty[kept[k]]) by_source[seg_frames[k].source_frame].push_back(k);
     std::vector<char> overlaps(sources.frame_count(), 0);
     parallel_for(by_source.size(), [&](size_t f) {
@@ -540,8 +576,9 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
           "creating the segmentation");
   else
     check(
-        DcmSegmentation::createFractionalSegmentation(created, static_cast<Uint16>(rows), static_cast<Uint16>(columns),
-                                                      DcmSegTypes::SFT_PROBABILITY, 255, equipment, content),
+        DcmSegmentation::createFractionalSegmentation(
+            created, static_cast<Uint16>(rows), static_cast<Uint16>(columns),
+            thresholded_fractional ? DcmSegTypes::SFT_OCCUPANCY : DcmSegTypes::SFT_PROBABILITY, 255, equipment, content),
         "creating the segmentation");
   std::unique_ptr<DcmSegmentation> seg(created);
   // Patient, study and frame of reference from the source, in UTF-8 like the segment labels.

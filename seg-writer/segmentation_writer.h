@@ -33,10 +33,16 @@ struct Segment {
 
 struct SegmentationOptions {
   enum class Type {
+    // BINARY when Rows x Columns is a multiple of 8 (every frame starts on a byte boundary),
+    // otherwise FRACTIONAL / OCCUPANCY holding only 0 and 255 (the thresholded mask, one byte per
+    // pixel). OHIF 3.13.2 misdraws binary frames that begin in the middle of a byte and rejects
+    // padded odd-length binary pixel data; it draws this fractional form exactly
+    // (docs/DICOM-OUTPUT.md).
+    Automatic,
     Binary,      // one bit per pixel; probabilities are thresholded
     Fractional,  // FRACTIONAL / PROBABILITY, 8 bits per pixel, 255 = certainty (PS3.3 C.8.20.2.3)
   };
-  Type type = Type::Binary;
+  Type type = Type::Automatic;
   float threshold = 0.5f;         // probability >= threshold is inside, for a binary SEG
   bool omit_empty_frames = true;  // false: every source frame is written for every segment
 
@@ -64,6 +70,13 @@ struct WrittenSegmentation {
   std::string series_instance_uid;
   std::size_t number_of_frames = 0;
   bool segments_overlap = false;
+  // The form written: "BINARY", or "FRACTIONAL" with its type ("OCCUPANCY" for a thresholded
+  // mask stored as 0/255, "PROBABILITY" for probabilities).
+  std::string segmentation_type;
+  std::string fractional_type;
+  // 1-based number of the empty frame added so that the pixel data has an even length without a
+  // padding byte (OHIF 3.13.2 cannot split padded byte-aligned frames); 0 when none was needed.
+  std::size_t padding_frame = 0;
   // Per segment (number = index + 1): its tracking UID as written and the source frames that
   // have a frame in the SEG, in frame order.
   std::vector<std::string> tracking_uids;
@@ -74,6 +87,9 @@ struct WrittenSegmentation {
   WrittenSegmentation& operator=(WrittenSegmentation&&) noexcept;
   ~WrittenSegmentation();
 };
+
+// The form Type::Automatic chooses for frames of `rows` x `columns`: Binary or Fractional.
+SegmentationOptions::Type automatic_type(std::size_t rows, std::size_t columns);
 
 // Builds the SEG. Returns std::nullopt when there is nothing to write (no segments). Throws
 // SegmentationError naming the segment and frame for bad input: a mask of the wrong size, both

@@ -92,6 +92,22 @@ const binary = seg.SegmentationType === "BINARY";
 const expectedBytes = binary ? Math.ceil((numberOfFrames * pixelsPerFrame) / 8) : numberOfFrames * pixelsPerFrame;
 if (pixelBytes.length !== expectedBytes + (expectedBytes % 2))
   fail(`PixelData has ${pixelBytes.length} bytes, ${numberOfFrames} frames need ${expectedBytes} (+ even padding)`);
+// A fractional SEG holding a thresholded mask (OCCUPANCY, as the writer chooses for frames whose
+// size is not a multiple of 8 bits) must hold only 0 and MaximumFractionalValue: OHIF's decoder
+// (dcmjs unpackPixelData) draws nothing of a fractional SEG with any other value.
+let fractionalSummary = "";
+if (!binary) {
+  const max = Number(seg.MaximumFractionalValue);
+  if (seg.SegmentationFractionalType !== "OCCUPANCY" && seg.SegmentationFractionalType !== "PROBABILITY")
+    fail(`SegmentationFractionalType '${seg.SegmentationFractionalType}'`);
+  if (max !== 255) fail(`MaximumFractionalValue ${seg.MaximumFractionalValue}, expected 255`);
+  if (seg.SegmentationFractionalType === "OCCUPANCY") {
+    let other = 0;
+    for (let i = 0; i < numberOfFrames * pixelsPerFrame; i++) if (pixelBytes[i] !== 0 && pixelBytes[i] !== max) other++;
+    if (other) fail(`FRACTIONAL OCCUPANCY with ${other} values other than 0 and ${max}: OHIF would draw nothing`);
+  }
+  fractionalSummary = ` (FRACTIONAL ${seg.SegmentationFractionalType})`;
+}
 const pixelValue = (frame, i) => {
   if (binary) {
     const bit = frame * pixelsPerFrame + i;
@@ -228,4 +244,4 @@ if (problems.length) {
   console.log(problems.join("\n"));
   process.exit(1);
 }
-console.log(`OK ${numberOfFrames} frames, ${segments.length} segments${adapterSummary}`);
+console.log(`OK ${numberOfFrames} frames${fractionalSummary}, ${segments.length} segments${adapterSummary}`);

@@ -24,6 +24,12 @@ def main():
         raw = bits[: frames * rows * columns].reshape(frames, rows * columns)
         if not np.array_equal(raw, pixels):
             problems.append("pydicom's pixel_array differs from the raw bit unpacking")
+    elif seg.SegmentationFractionalType == "OCCUPANCY":
+        # A thresholded mask stored as bytes: only 0 and the maximum (what OHIF can draw).
+        maximum = int(seg.MaximumFractionalValue)
+        others = np.count_nonzero((pixels != 0) & (pixels != maximum))
+        if maximum != 255 or others:
+            problems.append("FRACTIONAL OCCUPANCY: maximum %d, %d values other than 0 and it" % (maximum, others))
     want = {}
     for s in expected["segments"]:
         for f in s["frames"]:

@@ -114,9 +114,88 @@ TEST(SegmentationWriter, FramesThatAreNotMultiplesOf8BitsRoundTripExactly) {
     auto files = series.save(dir.path(), spec.name);
     SourceImages sources(series.datasets());
     auto segments = two_disjoint_segments(sources, rows * 31 + columns);
-    auto checked = write_and_check(dir, spec.name, sources, segments, files);
+    // BINARY asked for explicitly: the writer's own bit packing, whatever the frame size.
+    SegmentationOptions binary;
+    binary.type = SegmentationOptions::Type::Binary;
+    auto checked = write_and_check(dir, spec.name, sources, segments, files, binary);
     EXPECT_EQ(checked.written.number_of_frames, 2u * frames) << spec.name;
+    EXPECT_EQ(checked.written.segmentation_type, "BINARY") << spec.name;
+    EXPECT_EQ(get(*checked.written.file->getDataset(), DCM_SegmentationType), "BINARY") << spec.name;
     EXPECT_FALSE(checked.written.segments_overlap);
+  }
+}
+
+TEST(SegmentationWriter, AutomaticFormIsBinaryOnlyWhenEveryFrameStartsOnAByte) {
+  // The default form: BINARY when Rows x Columns is a multiple of 8; otherwise FRACTIONAL
+  // OCCUPANCY with only 0 and 255, which OHIF 3.13.2 draws exactly (it misreads binary frames
+  // that begin mid-byte). Every reader must get the same masks either way, including an odd
+  // number of frames (odd packed lengths are what OHIF rejects in binary form).
+  TempDir dir("seg-automatic");
+  // 2 x frames - 1 SEG frames (odd), plus the padding frame when their bytes are odd: 75x75, 5x5
+  // and 13x11 fractional, 3x8 and 9x8 binary (3 and 9 bytes a frame); not 16x16 (32 bytes) nor
+  // 9x7 with one source frame (two SEG frames).
+  const std::vector<std::array<unsigned, 3>> sizes{{75, 75, 4}, {5, 5, 3}, {9, 7, 1}, {13, 11, 4}, {16, 16, 3},
+                                                   {3, 8, 2},   {9, 8, 3}};
+  for (const auto& [rows, columns, frames] : sizes) {
+    test::SeriesSpec spec;
+    spec.rows = rows;
+    spec.columns = columns;
+    spec.frames = frames;
+    spec.name = "auto-" + std::to_string(rows) + "x" + std::to_string(columns) + "x" + std::to_string(frames);
+    auto series = test::make_series(spec);
+    auto files = series.save(dir.path(), spec.name);
+    SourceImages sources(series.datasets());
+    auto segments = two_disjoint_segments(sources, rows * 17 + columns + frames);
+    // An odd number of SEG frames: the second segment leaves out the first source frame.
+    if (frames > 1) segments[1].masks.erase(segments[1].masks.begin());
+    const size_t written_frames = 2u * frames - (frames > 1 ? 1 : 0);
+    const bool aligned = (rows * columns) % 8 == 0;
+    EXPECT_EQ(automatic_type(rows, columns),
+              aligned ? SegmentationOptions::Type::Binary : SegmentationOptions::Type::Fractional)
+        << spec.name;
+    auto checked = write_and_check(dir, spec.name, sources, segments, files);
+    DcmDataset& ds = *checked.written.file->getDataset();
+    // An odd byte length would need a padding byte, which OHIF cannot split into frames: one
+    // empty frame of the last segment is added instead, and the length is a whole number of frames.
+    const size_t frame_bytes = aligned ? rows * columns / 8 : rows * columns;
+    const bool padded = written_frames > 1 && (written_frames * frame_bytes) % 2 == 1;
+    EXPECT_EQ(checked.written.padding_frame, padded ? written_frames + 1 : 0u) << spec.name;
+    const size_t seg_frames = written_frames + (padded ? 1 : 0);
+    if (padded) {
+      // The empty frame belongs to the second segment, on the source frame it has none on.
+      EXPECT_EQ(checked.written.frames_per_segment[1].back(), 0u) << spec.name;
+      const Uint8* all = nullptr;
+      unsigned long length = 0;
+      ASSERT_TRUE(ds.findAndGetUint8Array(DCM_PixelData, all, &length).good());
+      for (size_t b = (seg_frames - 1) * frame_bytes; b < length; ++b) ASSERT_EQ(all[b], 0) << spec.name << " byte " << b;
+    }
+    EXPECT_EQ(checked.written.number_of_frames, seg_frames) << spec.name;
+    EXPECT_EQ(checked.written.segmentation_type, aligned ? "BINARY" : "FRACTIONAL") << spec.name;
+    EXPECT_EQ(get(ds, DCM_SegmentationType), aligned ? "BINARY" : "FRACTIONAL") << spec.name;
+    const Uint8* values = nullptr;
+    unsigned long count = 0;
+    ASSERT_TRUE(ds.findAndGetUint8Array(DCM_PixelData, values, &count).good()) << spec.name;
+    if (aligned) {
+      EXPECT_EQ(get(ds, DCM_BitsAllocated), "1") << spec.name;
+      EXPECT_FALSE(ds.tagExists(DCM_SegmentationFractionalType)) << spec.name;
+      EXPECT_EQ(count, seg_frames * frame_bytes) << spec.name;
+      EXPECT_EQ(count % 2, 0u) << spec.name;
+      continue;
+    }
+    EXPECT_EQ(checked.written.fractional_type, "OCCUPANCY") << spec.name;
+    EXPECT_EQ(get(ds, DCM_SegmentationFractionalType), "OCCUPANCY") << spec.name;
+    EXPECT_EQ(get(ds, DCM_MaximumFractionalValue), "255") << spec.name;
+    EXPECT_EQ(get(ds, DCM_BitsAllocated), "8") << spec.name;
+    const size_t pixels = seg_frames * rows * columns;
+    ASSERT_EQ(count, pixels) << spec.name;
+    EXPECT_EQ(count % 2, 0u) << spec.name;
+    // Only 0 and the maximum: OHIF ignores a fractional SEG with any other value.
+    size_t inside = 0;
+    for (size_t i = 0; i < pixels; ++i) {
+      ASSERT_TRUE(values[i] == 0 || values[i] == 255) << spec.name << ": value " << int(values[i]) << " at " << i;
+      inside += values[i] == 255;
+    }
+    EXPECT_GT(inside, 0u) << spec.name;
   }
 }
 
@@ -413,6 +492,7 @@ TEST(SegmentationWriter, ModulesNameTheAlgorithmAndDescribeEachSegment) {
   segments[1].description.tracking_uid = "1.2.826.0.1.3680043.8.498.1";
   SegmentationOptions options;
   options.algorithm.version = "0.1.0";
+  options.type = SegmentationOptions::Type::Binary;  // 9x7 frames would be fractional by default
   auto written = write_segmentation(sources, segments, options);
   ASSERT_TRUE(written);
   DcmDataset& ds = *written->file->getDataset();
@@ -513,7 +593,9 @@ TEST(SegmentationWriter, ProbabilitiesMakeBinaryOrFractionalSegmentations) {
   for (size_t i = 0; i < 63; ++i) mask.probability[i] = static_cast<float>(i) / 62.0f;
   std::vector<Segment> segments{segment("Probable", {mask})};
 
-  auto binary = write_segmentation(sources, segments);
+  SegmentationOptions binary_options;
+  binary_options.type = SegmentationOptions::Type::Binary;
+  auto binary = write_segmentation(sources, segments, binary_options);
   ASSERT_TRUE(binary);
   const Uint8* bits = nullptr;
   ASSERT_TRUE(binary->file->getDataset()->findAndGetUint8Array(DCM_PixelData, bits).good());
@@ -537,6 +619,25 @@ TEST(SegmentationWriter, ProbabilitiesMakeBinaryOrFractionalSegmentations) {
   ASSERT_TRUE(ds.findAndGetUint8Array(DCM_PixelData, values, &count).good());
   ASSERT_GE(count, 63u);
   for (size_t i = 0; i < 63; ++i) EXPECT_EQ(values[i], std::lround(mask.probability[i] * 255.0f)) << i;
+
+  // The default (automatic) form of these 9x7 frames: FRACTIONAL OCCUPANCY holding the
+  // thresholded mask as 0/255, since OHIF draws no other fractional values.
+  SegmentationOptions automatic;
+  automatic.threshold = 0.4f;
+  auto occupancy = write_segmentation(sources, segments, automatic);
+  ASSERT_TRUE(occupancy);
+  const auto occupancy_path = dir / "occupancy.dcm";
+  save_part10(*occupancy->file, occupancy_path);
+  EXPECT_TRUE(test::dciodvfy_errors(occupancy_path, &output).empty()) << output;
+  auto read = test::load_file(occupancy_path);
+  DcmDataset& od = *read->getDataset();
+  EXPECT_EQ(get(od, DCM_SegmentationType), "FRACTIONAL");
+  EXPECT_EQ(get(od, DCM_SegmentationFractionalType), "OCCUPANCY");
+  EXPECT_EQ(occupancy->fractional_type, "OCCUPANCY");
+  ASSERT_TRUE(od.findAndGetUint8Array(DCM_PixelData, values, &count).good());
+  ASSERT_EQ(count, 64u);
+  for (size_t i = 0; i < 63; ++i) EXPECT_EQ(values[i], mask.probability[i] >= 0.4f ? 255 : 0) << i;
+  EXPECT_EQ(values[63], 0) << "padding";
 }
 
 TEST(SegmentationWriter, NoSegmentsIsNothingToWrite) {
