@@ -74,7 +74,7 @@ int run_model_train(const Args& args) {
 }
 
 int run_model_evaluate(const Args& args) {
-  ArgParser p("unibiomed model evaluate [--seed N] [--examples N] [--threads N] [--dump DIR] DIR",
+  ArgParser p("unibiomed model evaluate [--seed N] [--examples N] [--threads N] [--dtype T] [--dump DIR] DIR",
               "Scores a checkpoint folder on held-out synthetic examples (phantoms and examples that training "
               "never saw) through the normal inference path: mean Dice of the mask on segmentation prompts (per "
               "target too) and answer accuracy on disease recognition (the answer text exactly as expected: the "
@@ -83,6 +83,7 @@ int run_model_evaluate(const Args& args) {
   p.option("--seed", "N", "held-out set seed", std::to_string(defaults.seed))
       .option("--examples", "N", "number of held-out examples", std::to_string(defaults.examples))
       .option("--threads", "N", "torch threads; 0: the machine's cores", std::to_string(defaults.threads))
+      .option("--dtype", "T", "compute dtype: float32, bfloat16 or auto", defaults.dtype)
       .option("--dump", "DIR", "write each example's image with the true (green) and predicted (red) outline")
       .positional("DIR", "the checkpoint folder", 1, 1);
   if (!p.parse(args)) return kExitOk;
@@ -90,6 +91,7 @@ int run_model_evaluate(const Args& args) {
   o.seed = p.get_seed("--seed");
   o.examples = static_cast<int>(p.get_int("--examples"));
   o.threads = static_cast<int>(p.get_int("--threads"));
+  o.dtype = p.get("--dtype");
   if (auto d = p.get_optional("--dump")) o.dump_dir = *d;
   if (o.examples <= 0 || o.threads < 0) throw UsageError("--examples must be positive, --threads not negative");
   o.log = log_line;

@@ -32,6 +32,13 @@ namespace unibiomed::inference {
 
 namespace fs = std::filesystem;
 
+InferenceError torch_error(const std::string& step, const c10::Error& error) {
+  std::string message = error.what_without_backtrace();
+  const size_t end = message.find('\n');
+  if (end != std::string::npos) message.resize(end);
+  return InferenceError(step + ": libtorch: " + message);
+}
+
 struct EncodedImage::State {
   const void* owner = nullptr;  // the GroundedModel::Impl that made it
   int width = 0, height = 0, tiles = 0;
@@ -116,7 +123,7 @@ std::string read_text_file(const fs::path& path) {
 GroundedModel::GroundedModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GroundedModel::~GroundedModel() = default;
 
-std::unique_ptr<GroundedModel> GroundedModel::load(const fs::path& dir, const LoadOptions& options) {
+std::unique_ptr<GroundedModel> GroundedModel::load(const fs::path& dir, const LoadOptions& options) try {
   if (!fs::is_directory(dir)) throw InferenceError("model folder " + dir.string() + " does not exist");
   if (!fs::is_regular_file(dir / "config.json"))
     throw InferenceError("model folder " + dir.string() + " has no config.json");
@@ -164,6 +171,8 @@ std::unique_ptr<GroundedModel> GroundedModel::load(const fs::path& dir, const Lo
     }
   }
   return std::unique_ptr<GroundedModel>(new GroundedModel(std::move(impl)));
+} catch (const c10::Error& e) {
+  throw torch_error("loading the model", e);
 }
 
 const ModelConfig& GroundedModel::config() const { return impl_->config; }
@@ -175,12 +184,14 @@ std::string GroundedModel::weights_hash() const {
   return impl_->hash;
 }
 
-std::shared_ptr<const EncodedImage> GroundedModel::encode(const RgbImage& image, const std::atomic<bool>* cancel) const {
+std::shared_ptr<const EncodedImage> GroundedModel::encode(const RgbImage& image, const std::atomic<bool>* cancel) const try {
   return encode_batch({image}, cancel).front();
+} catch (const c10::Error& e) {
+  throw torch_error("encoding an image", e);
 }
 
 std::vector<std::shared_ptr<const EncodedImage>> GroundedModel::encode_batch(const std::vector<RgbImage>& images,
-                                                                             const std::atomic<bool>* cancel) const {
+                                                                             const std::atomic<bool>* cancel) const try {
   std::vector<std::shared_ptr<const EncodedImage>> out;
   if (images.empty()) return out;
   c10::InferenceMode guard;
@@ -212,10 +223,12 @@ std::vector<std::shared_ptr<const EncodedImage>> GroundedModel::encode_batch(con
     begin += group.size();
   }
   return out;
+} catch (const c10::Error& e) {
+  throw torch_error("encoding images", e);
 }
 
 void GroundedModel::encode_grounding(const std::vector<std::shared_ptr<const EncodedImage>>& images,
-                                     const std::atomic<bool>* cancel) const {
+                                     const std::atomic<bool>* cancel) const try {
   c10::InferenceMode guard;
   std::vector<const EncodedImage*> todo;
   for (const auto& im : images) {
@@ -245,6 +258,8 @@ void GroundedModel::encode_grounding(const std::vector<std::shared_ptr<const Enc
       s.image = RgbImage();  // the pixels are no longer needed
     }
   }
+} catch (const c10::Error& e) {
+  throw torch_error("encoding images for SAM2", e);
 }
 
 GroundedAnswer GroundedModel::Impl::finish(const GenerationResult& r, const EncodedImage& image,
@@ -291,23 +306,27 @@ GroundedAnswer GroundedModel::Impl::finish(const GenerationResult& r, const Enco
 }
 
 GroundedAnswer GroundedModel::answer(const EncodedImage& image, const std::string& question,
-                                     const AnswerOptions& options) const {
+                                     const AnswerOptions& options) const try {
   // A non-owning shared_ptr, so that the batched path serves the single one.
   std::shared_ptr<const EncodedImage> ref(&image, [](const EncodedImage*) {});
   AnswerOptions one = options;
   one.batch_size = 1;
   return answer_batch(std::vector<std::shared_ptr<const EncodedImage>>{ref}, question, one).front();
+} catch (const c10::Error& e) {
+  throw torch_error("answering", e);
 }
 
 GroundedAnswer GroundedModel::answer(const RgbImage& image, const std::string& question,
-                                     const AnswerOptions& options) const {
+                                     const AnswerOptions& options) const try {
   const auto encoded = encode(image, options.cancel);
   return answer(*encoded, question, options);
+} catch (const c10::Error& e) {
+  throw torch_error("answering", e);
 }
 
 std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<RgbImage>& images,
                                                         const std::string& question,
-                                                        const AnswerOptions& options) const {
+                                                        const AnswerOptions& options) const try {
   std::vector<GroundedAnswer> out;
   const size_t step = static_cast<size_t>(std::max(options.batch_size, 1));
   // Encoded a batch at a time, so that a long series does not hold every image's tokens.
@@ -319,11 +338,13 @@ std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<RgbIma
     for (auto& a : answers) out.push_back(std::move(a));
   }
   return out;
+} catch (const c10::Error& e) {
+  throw torch_error("answering", e);
 }
 
 std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<std::shared_ptr<const EncodedImage>>& images,
                                                         const std::string& question,
-                                                        const AnswerOptions& options) const {
+                                                        const AnswerOptions& options) const try {
   c10::InferenceMode guard;
   for (const auto& im : images) {
     if (!im) throw InferenceError("answer_batch: null image");
@@ -368,6 +389,8 @@ std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<std::s
     }
   }
   return answers;
+} catch (const c10::Error& e) {
+  throw torch_error("answering", e);
 }
 
 }  // namespace unibiomed::inference

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <c10/util/Exception.h>
 #include <torch/types.h>
 
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "inference/checkpoint_layout.h"
+#include "inference/error.h"
 #include "inference/generation.h"
 #include "inference/grounded_model.h"
 #include "inference/image_tiling.h"
@@ -25,6 +27,10 @@
 #include "inference/weights.h"
 
 namespace unibiomed::inference {
+
+// A libtorch error met while `step` ran, as the one error type that leaves inference/: the
+// first line of libtorch's message, without the C++ backtrace libtorch appends.
+InferenceError torch_error(const std::string& step, const c10::Error& error);
 
 struct GroundedModel::Impl {
   std::filesystem::path dir;

@@ -40,6 +40,19 @@ torch::Tensor layer_norm_2d(const torch::Tensor& x, const torch::Tensor& w, cons
   return w.view({1, -1, 1, 1}) * y + b.view({1, -1, 1, 1});
 }
 
+// ConvTranspose2d with a 2x2 kernel and stride 2 (weight [Cin, Cout, 2, 2]): each input pixel
+// becomes a 2x2 block, y[o, 2h+i, 2w+j] = sum_c x[c, h, w] w[c, o, i, j] + b[o]. libtorch 1.13
+// has no bfloat16 (nor float16) transposed convolution on the CPU ("slow_conv_transpose2d_out_cpu
+// not implemented for 'BFloat16'"), so there the same sum is one matrix product and a reshuffle;
+// float32 and GPUs keep the convolution the reference runs.
+torch::Tensor upscale_2x2(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  if (!x.device().is_cpu() || x.scalar_type() == torch::kFloat32) return torch::conv_transpose2d(x, w, b, {2, 2});
+  const int64_t n = x.size(0), cin = x.size(1), h = x.size(2), wd = x.size(3), cout = w.size(1);
+  auto cols = torch::mm(x.permute({0, 2, 3, 1}).reshape({n * h * wd, cin}), w.reshape({cin, cout * 4}));
+  auto y = cols.view({n, h, wd, cout, 2, 2}).permute({0, 3, 1, 4, 2, 5}).reshape({n, cout, 2 * h, 2 * wd});
+  return y + b.view({1, -1, 1, 1});
+}
+
 }  // namespace
 
 LanguagePromptProjector::LanguagePromptProjector(Weights& weights, int64_t llm_hidden, int64_t prompt_dim)
@@ -260,9 +273,9 @@ Sam2DecoderOutput Sam2MaskDecoder::run(const Sam2ImageFeatures& features, const 
   // Upscaling with the high-resolution features (use_high_res_features_in_sam):
   // GELU(LN2d(ConvT(src) + s1)) -> GELU(ConvT(.) + s0).
   auto src_map = keys.transpose(1, 2).reshape({n, d, grid_, grid_});
-  auto up = torch::conv_transpose2d(src_map, up0_w_, up0_b_, {2, 2}) + expand_images(features.high_res_s1.to(device, dtype));
+  auto up = upscale_2x2(src_map, up0_w_, up0_b_) + expand_images(features.high_res_s1.to(device, dtype));
   up = torch::gelu(layer_norm_2d(up, up_ln_w_, up_ln_b_));
-  up = torch::gelu(torch::conv_transpose2d(up, up3_w_, up3_b_, {2, 2}) + expand_images(features.high_res_s0.to(device, dtype)));
+  up = torch::gelu(upscale_2x2(up, up3_w_, up3_b_) + expand_images(features.high_res_s0.to(device, dtype)));
 
   std::vector<torch::Tensor> hyper;
   for (int64_t i = 0; i < n_masks; ++i) hyper.push_back(hypernetworks_[static_cast<size_t>(i)](mask_tokens_out.select(1, i)));

@@ -51,7 +51,7 @@ constexpr int kDefaultKeyFrames = 5;
 }  // namespace
 
 std::shared_ptr<const EncodedVideo> GroundedModel::encode_video(const std::vector<RgbImage>& frames,
-                                                                const std::atomic<bool>* cancel) const {
+                                                                const std::atomic<bool>* cancel) const try {
   if (frames.empty()) throw InferenceError("video: no frames given");
   c10::InferenceMode guard;
   const int n = static_cast<int>(frames.size());
@@ -95,10 +95,12 @@ std::shared_ptr<const EncodedVideo> GroundedModel::encode_video(const std::vecto
     place(s->features.high_res_s1, f.high_res_s1);
   }
   return std::make_shared<const EncodedVideo>(std::move(s));
+} catch (const c10::Error& e) {
+  throw torch_error("encoding a video", e);
 }
 
 VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::string& question,
-                                        const VideoOptions& options) const {
+                                        const VideoOptions& options) const try {
   c10::InferenceMode guard;
   const Impl& m = *impl_;
   EncodedVideo::State& s = video.state();
@@ -218,6 +220,8 @@ VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::st
     a.segments.push_back(std::move(seg));
   }
   return a;
+} catch (const c10::Error& e) {
+  throw torch_error("answering about a video", e);
 }
 
 }  // namespace unibiomed::inference

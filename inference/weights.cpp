@@ -40,6 +40,17 @@ ComputeOptions ComputeOptions::from_strings(const std::string& device, const std
     o.dtype = torch::kFloat16;
   else
     throw InferenceError("dtype \"" + dtype + "\" is not supported (auto, float32, bfloat16, float16)");
+  if (o.device.is_cpu() && o.dtype != torch::kFloat32) {
+    // libtorch 1.13 has no float16 matrix product on the CPU; newer versions do. Asked rather
+    // than assumed, so that the answer is one clear line here and not an error deep in a layer.
+    try {
+      const auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(o.dtype));
+      (void)torch::addmm(a, a, a);
+    } catch (const c10::Error&) {
+      throw InferenceError("dtype \"" + dtype + "\" cannot run on the CPU with this libtorch (it has no " +
+                           std::string(c10::toString(o.dtype)) + " matrix product there): use float32 or bfloat16");
+    }
+  }
   return o;
 }
 

@@ -480,7 +480,9 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
 EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions& o) {
   torch::set_num_threads(thread_count(o.threads));
   const auto start = std::chrono::steady_clock::now();
-  const auto model = inference::GroundedModel::load(dir);
+  inference::LoadOptions load;
+  load.dtype = o.dtype;
+  const auto model = inference::GroundedModel::load(dir, load);
   SyntheticData data(o.seed, o.seed + 1, 2);
   inference::AnswerOptions answer_options;
   answer_options.max_new_tokens = 96;

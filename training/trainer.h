@@ -53,6 +53,7 @@ struct EvaluateOptions {
   uint64_t seed = 90001;   // held-out phantoms and examples (training uses seed .. seed+1 of its own)
   int examples = 168;
   int threads = 0;
+  std::string dtype = "float32";  // the compute dtype (LoadOptions::dtype): float32, bfloat16, auto
   // When set: each example's image with its ground truth (green) and predicted (red) outlines
   // as NNN-family.png, and index.txt with the questions and answers.
   std::filesystem::path dump_dir;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/arg_parser.h"
@@ -207,6 +208,51 @@ TEST(CliProgram, AskWithSeveralImagesIsOneVideo) {
                          "Please segment liver in CT."});
   ASSERT_EQ(r.exit_code, kExitOk) << r.output;
   EXPECT_TRUE(std::filesystem::exists(dir / "one" / "mask-000.png")) << r.output;
+}
+
+
+// Every --dtype the command offers, on the demo checkpoint: float32 and bfloat16 answer (on a CPU
+// without bfloat16 arithmetic slowly, but the same way), and a dtype this libtorch cannot run on
+// the CPU ends in one line saying what to use, not a libtorch stack trace.
+TEST(CliProgram, AskRunsInEveryDtypeOrSaysWhyNot) {
+  const test::TempDir dir("unibiomed-cli-ask-dtype");
+  const std::string cli = test::cli_path().string();
+  ASSERT_EQ(test::run_command({cli, "samples", "write", (dir / "s").string(), "--only", "ct", "--ct-slices", "2",
+                               "--ct-size", "64"})
+                .exit_code,
+            kExitOk);
+  std::string slice;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "s"))
+    if (e.is_regular_file() && e.path().extension() == ".dcm") slice = e.path().string();
+  ASSERT_FALSE(slice.empty());
+  const std::string model = (test::source_dir() / "samples" / "demo-checkpoint").string();
+  std::map<std::string, nlohmann::json> answers;
+  for (const std::string dtype : {"float32", "bfloat16", "float16"}) {
+    const auto r = test::run_command({cli, "ask", "--model", model, "--dtype", dtype, "--json", slice,
+                                      "Please segment liver in CT."});
+    EXPECT_EQ(r.output.find("frame #"), std::string::npos) << dtype << ": " << r.output;
+    EXPECT_EQ(r.output.find("Exception raised from"), std::string::npos) << dtype << ": " << r.output;
+    if (dtype == "float16" && r.exit_code != kExitOk) {
+      EXPECT_EQ(r.exit_code, kExitModelError) << r.output;
+      EXPECT_NE(r.output.find("\"float16\" cannot run on the CPU with this libtorch"), std::string::npos) << r.output;
+      EXPECT_NE(r.output.find("use float32 or bfloat16"), std::string::npos) << r.output;
+      continue;
+    }
+    ASSERT_EQ(r.exit_code, kExitOk) << dtype << ": " << r.output;
+    const auto start = r.output.find('{');
+    ASSERT_NE(start, std::string::npos) << r.output;
+    answers[dtype] = nlohmann::json::parse(r.output.substr(start, r.output.rfind('}') + 1 - start));
+  }
+  // The demo checkpoint's liver answer is the same text in bfloat16; its mask area within 2%.
+  ASSERT_TRUE(answers.count("float32") && answers.count("bfloat16"));
+  const auto& f = answers["float32"];
+  const auto& b = answers["bfloat16"];
+  EXPECT_EQ(f["text"], b["text"]) << f.dump() << "\n" << b.dump();
+  ASSERT_EQ(f["segments"].size(), 1u) << f.dump();
+  ASSERT_EQ(b["segments"].size(), 1u) << b.dump();
+  const double fa = f["segments"][0]["area"].get<double>(), ba = b["segments"][0]["area"].get<double>();
+  EXPECT_GT(fa, 0);
+  EXPECT_NEAR(ba, fa, 0.02 * fa) << f.dump() << "\n" << b.dump();
 }
 
 }  // namespace

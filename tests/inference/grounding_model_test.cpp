@@ -204,5 +204,74 @@ TEST(GroundedModelLoad, MissingPiecesAreNamed) {
   expect_error(test::reference_dir(), dev, "tpu");
 }
 
+// Every dtype the options offer, end to end on the CPU: bfloat16 (libtorch 1.13 has no bfloat16
+// transposed convolution on the CPU: the mask decoder's upscaling is a matrix product there)
+// follows float32; float16 either runs or is refused at load with one line saying what to use.
+TEST(GroundedModelDtypes, EveryDtypeAnswersOrIsRefusedClearly) {
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  test::TempDir tok;
+  write_tiny_tokenizer(tok.path());
+  GoldenTensors g("e2e.safetensors");
+  const auto record = nlohmann::json::parse(test::read_file(test::reference_dir() / "e2e.json"));
+  const RgbImage image = image_of(g["image_rgb_u8"]);
+  const auto logits = g["seg0.final_mask_logits_orig_res"][0];
+  const auto golden = g["seg0.final_mask_bool"][0].to(torch::kBool);
+  for (const std::string dtype : {"bfloat16", "float16"}) {
+    LoadOptions o;
+    o.tokenizer_dir = tok.path();
+    o.dtype = dtype;
+    bool runs = true;
+    try {
+      const auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat16));
+      (void)torch::addmm(a, a, a);
+    } catch (const c10::Error&) {
+      runs = false;
+    }
+    if (!runs) {
+      try {
+        GroundedModel::load(test::reference_dir(), o);
+        ADD_FAILURE() << dtype << " loaded although this libtorch has no " << dtype << " matrix product on the CPU";
+      } catch (const InferenceError& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("\"" + dtype + "\" cannot run on the CPU"), std::string::npos) << what;
+        EXPECT_NE(what.find("use float32 or bfloat16"), std::string::npos) << what;
+        EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+      }
+      continue;
+    }
+    const auto model = GroundedModel::load(test::reference_dir(), o);
+    EXPECT_EQ(model->identity().dtype, dtype == "bfloat16" ? "BFloat16" : "Half");
+    AnswerOptions ao;
+    ao.max_new_tokens = 16;
+    const GroundedAnswer a = model->answer(image, record.at("prompt_text").get<std::string>(), ao);
+    // The ids up to the first [SEG] (those its mask depends on) are the reference's. The random
+    // tiny model's later logits lie close together, so the text after it may differ.
+    const auto expected_ids = g["generated_ids"];
+    const int64_t seg_id = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"))
+                               .at("special_tokens")
+                               .at("[SEG]")
+                               .get<int64_t>();
+    size_t seg_at = 0;
+    while (seg_at < a.ids.size() && a.ids[seg_at] != seg_id) ++seg_at;
+    ASSERT_LT(seg_at, a.ids.size()) << dtype << ": no [SEG] in " << a.text;
+    ASSERT_LT(static_cast<int64_t>(seg_at), expected_ids.numel());
+    for (size_t i = 0; i <= seg_at; ++i)
+      EXPECT_EQ(a.ids[i], expected_ids[static_cast<int64_t>(i)].item<int64_t>()) << dtype << " id " << i;
+    ASSERT_GE(a.segments.size(), 1u) << dtype;
+    const auto mask = mask_tensor(a.segments[0]).to(torch::kBool);
+    const auto differ = mask.ne(golden);
+    // bfloat16 keeps 8 significant bits (relative rounding 2^-9 per value); through the few
+    // layers of the tiny model the logits move by a few hundredths, so only pixels whose float32
+    // logit lies within 0.25 of the threshold may change side.
+    const int64_t changed = differ.sum().item<int64_t>();
+    const int64_t far_changed = (differ & logits.abs().ge(0.25)).sum().item<int64_t>();
+    const double inter = (mask & golden).sum().item<double>(), uni = (mask | golden).sum().item<double>();
+    std::printf("[ compare  ] %s mask: %lld of %lld pixels differ from float32 (%lld where |logit| >= 0.25), IoU %.4f\n",
+                dtype.c_str(), static_cast<long long>(changed), static_cast<long long>(mask.numel()),
+                static_cast<long long>(far_changed), uni > 0 ? inter / uni : 1.0);
+    EXPECT_EQ(far_changed, 0) << dtype;
+  }
+}
+
 }  // namespace
 }  // namespace unibiomed::inference
