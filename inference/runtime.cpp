@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -197,6 +199,23 @@ CpuTensorCacheStats cpu_tensor_cache_stats() {
   return g_cache ? g_cache->stats() : CpuTensorCacheStats{};
 }
 
+bool cpu_has_native_bfloat16() {
+  static const bool has = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line.substr(line.find(':') + 1));
+      std::string flag;
+      while (words >> flag)
+        if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+      return false;  // the first processor's flags speak for all
+    }
+    return false;
+  }();
+  return has;
+}
+
 int available_cores() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -231,6 +250,7 @@ std::string describe_cpu_runtime() {
     out += ", " + std::string(config()) + ", OpenBLAS threads " + std::to_string(get_threads());
   else
     out += ", BLAS: not OpenBLAS (libtorch's own, e.g. MKL)";
+  out += cpu_has_native_bfloat16() ? ", bfloat16 dot products: yes" : ", bfloat16 dot products: no";
   const CpuTensorCacheStats c = cpu_tensor_cache_stats();
   if (c.installed)
     out += ", tensor memory cache up to " + std::to_string(c.max_cached_bytes >> 20) + " MiB";

@@ -27,6 +27,10 @@ int available_cores();
 // tensor memory cache below.
 std::string describe_cpu_runtime();
 
+// Whether this CPU has bfloat16 dot-product instructions (x86 AVX512-BF16 or AMX-BF16, from
+// /proc/cpuinfo): only there does bfloat16 compute pay on the CPU. false where unknown.
+bool cpu_has_native_bfloat16();
+
 // The CPU tensor memory cache. Writing a page of fresh memory costs the kernel a page fault:
 // 8-14 us per 4 KiB page on the 2-core VMs we measure on (0.3-0.5 GB/s, against 8-24 GB/s to
 // rewrite memory already mapped). glibc maps every block over 32 MiB afresh and unmaps it on

@@ -7,6 +7,9 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -118,6 +121,18 @@ TEST_F(CpuTensorCache, ThreadsAllocateAndFreeTogether) {
 TEST(CpuRuntimeDescription, SaysWhetherTheCacheIsOn) {
   install_cpu_tensor_cache(2048 * kMiB);
   EXPECT_NE(describe_cpu_runtime().find("tensor memory cache up to 2048 MiB"), std::string::npos)
+      << describe_cpu_runtime();
+}
+
+// The bfloat16 flag agrees with the kernel's list of CPU features, and the description says it.
+TEST(CpuRuntimeDescription, SaysWhetherTheCpuHasBfloat16DotProducts) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty()) << "/proc/cpuinfo is not readable";
+  const bool listed = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
+  EXPECT_EQ(cpu_has_native_bfloat16(), listed);
+  EXPECT_NE(describe_cpu_runtime().find(listed ? "bfloat16 dot products: yes" : "bfloat16 dot products: no"),
+            std::string::npos)
       << describe_cpu_runtime();
 }
 
