@@ -32,6 +32,18 @@ size_t count_inside(const seg::FrameMask& mask, float threshold) {
       std::count_if(mask.probability.begin(), mask.probability.end(), [&](float p) { return p >= threshold; }));
 }
 
+// The area a closed outline encloses (shoelace formula; the outline need not repeat its first
+// point): for an outline along pixel edges, the pixel count of its region, holes included.
+double enclosed_area(const std::vector<std::array<float, 2>>& points) {
+  double twice = 0;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const auto& a = points[i];
+    const auto& b = points[(i + 1) % points.size()];
+    twice += static_cast<double>(a[0]) * b[1] - static_cast<double>(b[0]) * a[1];
+  }
+  return std::abs(twice) / 2;
+}
+
 // Labels the 4-connected regions; returns the labels and the label of the largest region.
 std::vector<int> label_regions(const std::vector<std::uint8_t>& mask, unsigned rows, unsigned columns, int& largest) {
   std::vector<int> labels(mask.size(), 0);
@@ -209,7 +221,11 @@ ImageRegion key_region(const seg::Segment& segment, const seg::SourceImages& sou
   region.frame = best->frame;
   region.shape = ImageRegion::Shape::Outline;
   region.points = outline_of_largest_region(best_mask, sources.rows(), sources.columns());
-  if (const auto& spacing = sources.pixel_spacing()) region.area_mm2 = best_count * (*spacing)[0] * (*spacing)[1];
+  // The area the outline encloses (its largest region; other pieces on the frame are not drawn),
+  // so that the measurement agrees with its image region and with what a viewer computes from it.
+  region.area_pixels = enclosed_area(region.points);
+  if (const auto& spacing = sources.pixel_spacing())
+    region.area_mm2 = *region.area_pixels * (*spacing)[0] * (*spacing)[1];
   return region;
 }
 

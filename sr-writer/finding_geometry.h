@@ -21,7 +21,8 @@ std::vector<std::array<float, 2>> outline_of_largest_region(const std::vector<st
                                                             unsigned columns);
 
 // The frame where the segment has most pixels (first in slice order on ties), the outline of its
-// largest region there, and its area on that frame in mm2 when the pixel spacing is known.
+// largest region there, and the area that outline encloses (in pixels, and in mm2 when the pixel
+// spacing is known).
 // Probabilities count as inside from `threshold`. Throws ReportError for a segment without pixels.
 ImageRegion key_region(const seg::Segment& segment, const seg::SourceImages& sources, float threshold = 0.5f);
 

@@ -11,7 +11,6 @@
 #include <cmath>
 #include <map>
 #include <set>
-#include <tuple>
 
 #include "seg-writer/decimal_string.h"
 #include "seg-writer/dicom_uid.h"
@@ -26,11 +25,16 @@ WrittenReport::~WrittenReport() = default;
 Measurement area_mm2(double value) {
   return {{"42798000", "SCT", "Area"}, value, {"mm2", "UCUM", "square millimeter"}};
 }
+Measurement area_pixels(double value) {
+  return {{"42798000", "SCT", "Area"}, value, {"{pixels}", "UCUM", "pixels"}};
+}
 Measurement volume_mm3(double value) {
   return {{"118565006", "SCT", "Volume"}, value, {"mm3", "UCUM", "cubic millimeter"}};
 }
 Measurement long_axis_mm(double value) {
-  return {{"103339001", "SCT", "Long Axis"}, value, {"mm", "UCUM", "millimeter"}};
+  // SNOMED CT's own term. PS3.16 spells it "Long Axis", which OHIF 3.13.2 abbreviates to "L: "
+  // and then prints as "L: : 40.00 mm"; this spelling is shown as "Long axis: 40.00 mm".
+  return {{"103339001", "SCT", "Long axis"}, value, {"mm", "UCUM", "millimeter"}};
 }
 
 namespace {
@@ -59,7 +63,6 @@ namespace concept {
   const CodedConcept kFinding{"121071", "DCM", "Finding"};
   const CodedConcept kFindingSite{"363698007", "SCT", "Finding Site"};
   const CodedConcept kReferencedSegment{"121191", "DCM", "Referenced Segment"};
-  const CodedConcept kReferencedSegmentationFrame{"121214", "DCM", "Referenced Segmentation Frame"};
   const CodedConcept kSourceImageForSegmentation{"121233", "DCM", "Source image for segmentation"};
   const CodedConcept kImageRegion{"111030", "DCM", "Image Region"};
   const CodedConcept kComment{"121106", "DCM", "Comment"};
@@ -73,6 +76,14 @@ void check(const OFCondition& status, const std::string& what) {
 DSRCodedEntryValue coded(const CodedConcept& c) {
   return DSRCodedEntryValue(c.value.c_str(), c.scheme.c_str(), c.meaning.c_str());
 }
+
+// Tracking identifiers of the cornerstone tools OHIF 3.x maps a measurement group to when it
+// imports an SR as tracked measurements (@cornerstonejs/adapters MeasurementReport: the tool is
+// looked up by this text; a group whose identifier names no tool is matched by its top-level
+// geometry, and one without geometry fails the import). An outline is a freehand ROI, a point
+// a probe. The readable name of the finding is the group's first Comment.
+const char* const kFreehandTrackingIdentifier = "Cornerstone3DTools@^0.1.0:PlanarFreehandROI";
+const char* const kProbeTrackingIdentifier = "Cornerstone3DTools@^0.1.0:Probe";
 
 std::string get(DcmItem& item, const DcmTagKey& tag) {
   OFString value;
@@ -145,21 +156,10 @@ class ContentTree {
   DSRDocumentTree& tree_;
 };
 
-// What the report needs of a SEG: its identity, its segments' tracking UIDs, and which SEG frame
-// holds a segment on a source frame.
+// What the report needs of a SEG: its identity and its segments' tracking UIDs.
 struct SegmentationInfo {
   std::string study, series, sop_class, sop_instance;
   std::map<std::uint16_t, std::string> tracking_uid_of_segment;
-  std::map<std::tuple<std::uint16_t, std::string, int>, Sint32> frame_of;  // (segment, SOP, frame) -> SEG frame
-  std::map<std::uint16_t, Sint32> first_frame_of_segment;
-
-  // The SEG frame of `segment` on the source frame, or the segment's first frame.
-  Sint32 frame(std::uint16_t segment, const seg::SourceFrame& source) const {
-    const auto found = frame_of.find({segment, source.sop_instance_uid, source.frame_number});
-    if (found != frame_of.end()) return found->second;
-    const auto first = first_frame_of_segment.find(segment);
-    return first == first_frame_of_segment.end() ? 1 : first->second;
-  }
 };
 
 SegmentationInfo read_segmentation(DcmDataset& seg, size_t series_index) {
@@ -179,30 +179,6 @@ SegmentationInfo read_segmentation(DcmDataset& seg, size_t series_index) {
     Uint16 number = 0;
     segment->findAndGetUint16(DCM_SegmentNumber, number);
     info.tracking_uid_of_segment[number] = get(*segment, DCM_TrackingUID);
-  }
-  DcmSequenceOfItems* frames = nullptr;
-  seg.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, frames);
-  long i = -1;
-  // Visited in order: DCMTK's indexed item access walks the list from its start each time.
-  for (DcmObject* object = frames ? frames->nextInContainer(nullptr) : nullptr; object;
-       object = frames->nextInContainer(object)) {
-    ++i;
-    auto* frame = OFstatic_cast(DcmItem*, object);
-    DcmItem* identification = nullptr;
-    DcmItem* derivation = nullptr;
-    DcmItem* source = nullptr;
-    Uint16 number = 0;
-    if (frame->findAndGetSequenceItem(DCM_SegmentIdentificationSequence, identification).good())
-      identification->findAndGetUint16(DCM_ReferencedSegmentNumber, number);
-    if (frame->findAndGetSequenceItem(DCM_DerivationImageSequence, derivation).good())
-      derivation->findAndGetSequenceItem(DCM_SourceImageSequence, source);
-    Sint32 source_frame = 0;
-    if (source) source->findAndGetSint32(DCM_ReferencedFrameNumber, source_frame);
-    const Sint32 seg_frame = static_cast<Sint32>(i + 1);
-    if (source)
-      info.frame_of.emplace(std::make_tuple(number, get(*source, DCM_ReferencedSOPInstanceUID), source_frame),
-                            seg_frame);
-    info.first_frame_of_segment.emplace(number, seg_frame);
   }
   return info;
 }
@@ -298,6 +274,7 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
                             ") lies outside the " + std::to_string(entry.sources->columns()) + "x" +
                             std::to_string(entry.sources->rows()) + " image");
       if (r.area_mm2) validate_measurement(area_mm2(*r.area_mm2), owner);
+      if (r.area_pixels) validate_measurement(area_pixels(*r.area_pixels), owner);
       for (const auto& m : f.measurements) validate_measurement(m, owner);
       if (f.segment_number > 0) {
         if (!segmentations[s])
@@ -384,71 +361,74 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         ++number;
         const std::string owner = finding_name(s, i, f);
         const std::string tracking_id =
-            (f.tracking_id.empty() ? f.finding.meaning + " " + std::to_string(number) : f.tracking_id).substr(0, 64);
-        auto tracking = [&](size_t group) {
-          content.text(group, DSRTypes::RT_hasObsContext, concept ::kTrackingIdentifier, tracking_id,
-                       owner + " tracking identifier");
-          content.uid(group, DSRTypes::RT_hasObsContext, concept ::kTrackingUniqueIdentifier, f.tracking_uid,
-                      owner + " tracking UID");
-          content.code(group, DSRTypes::RT_contains, concept ::kFinding, f.finding, owner + " finding");
+            f.tracking_id.empty() ? f.finding.meaning + " " + std::to_string(number) : f.tracking_id;
+        const ImageRegion& r = *f.region;
+        const bool point = r.shape == ImageRegion::Shape::Point;
+        const seg::SourceFrame& key = entry.sources->frame(r.frame);
+        // One group per finding, in the shape OHIF 3.13.2 hydrates into a tracked measurement
+        // (docs/DICOM-OUTPUT.md, "An SR that viewers draw"): its tracking identifier names the
+        // cornerstone tool that draws it, and the first measurement is INFERRED FROM the region.
+        const size_t group = content.add(measurements, DSRTypes::RT_contains, DSRTypes::VT_Container,
+                                         concept ::kMeasurementGroup, owner + " measurement group");
+        content.text(group, DSRTypes::RT_hasObsContext, concept ::kTrackingIdentifier,
+                     point ? kProbeTrackingIdentifier : kFreehandTrackingIdentifier, owner + " tracking identifier");
+        content.uid(group, DSRTypes::RT_hasObsContext, concept ::kTrackingUniqueIdentifier, f.tracking_uid,
+                    owner + " tracking UID");
+        content.code(group, DSRTypes::RT_contains, concept ::kFinding, f.finding, owner + " finding");
+        // The region as a SCOORD selected from the key frame, below `parent`.
+        auto region_below = [&](size_t parent, DSRTypes::E_RelationshipType relationship) {
+          content.add(parent, relationship, DSRTypes::VT_SCoord, concept ::kImageRegion, owner + " image region");
+          DSRSpatialCoordinatesValue* coordinates = content.item().getSpatialCoordinatesPtr();
+          if (!coordinates) throw ReportError(owner + ": cannot set the image region");
+          check(coordinates->setGraphicType(point ? DSRTypes::GT_Point : DSRTypes::GT_Polyline),
+                owner + " graphic type");
+          for (const auto& p : r.points) coordinates->getGraphicDataList().addItem(p[0], p[1]);
+          if (!point) coordinates->getGraphicDataList().addItem(r.points.front()[0], r.points.front()[1]);  // closed
+          const size_t region = tree.getNodeID();
+          content.image(region, DSRTypes::RT_selectedFrom, {}, frame_reference(key),
+                        owner + " source image of the region");
         };
-        bool text_written = false;
         if (f.segment_number > 0) {
-          // TID 1411 Volumetric ROI Measurements: the whole segment.
+          // TID 1411 row 7: the whole segment, with the source frame of the key slice (row 11)
+          // and the segment's frame there; the SEG is in the evidence too.
           const SegmentationInfo& seg = *segmentations[s];
-          const size_t group = content.add(measurements, DSRTypes::RT_contains, DSRTypes::VT_Container,
-                                           concept ::kMeasurementGroup, owner + " volumetric group");
-          tracking(group);
           DSRImageReferenceValue segment(seg.sop_class.c_str(), seg.sop_instance.c_str());
           segment.getSegmentList().addItem(f.segment_number);
           content.image(group, DSRTypes::RT_contains, concept ::kReferencedSegment, segment,
                         owner + " referenced segment");
-          // The segment's frame and source image on the key slice. Besides TID 1411 row 11, these
-          // make the group valid as TID 1410 (rows 7-8) too: pixelmed checks every group against
-          // TID 1410 when a report has exactly one Image Region. Row 11 names the source, so the
-          // Source series for segmentation (row 12, exclusive with row 11) is not written.
-          const seg::SourceFrame& key = entry.sources->frame(f.region->frame);
-          DSRImageReferenceValue seg_frame(seg.sop_class.c_str(), seg.sop_instance.c_str());
-          seg_frame.getFrameList().addItem(seg.frame(f.segment_number, key));
-          content.image(group, DSRTypes::RT_contains, concept ::kReferencedSegmentationFrame, seg_frame,
-                        owner + " referenced segmentation frame");
           content.image(group, DSRTypes::RT_contains, concept ::kSourceImageForSegmentation, frame_reference(key),
                         owner + " source image");
-          if (f.finding_site)
-            content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
-                         owner + " finding site");
-          for (const auto& m : f.measurements) content.number(group, m, owner + " " + m.concept.meaning);
-          if (!f.text.empty()) {
-            content.text(group, DSRTypes::RT_contains, concept ::kComment, f.text, owner + " text");
-            text_written = true;
-          }
-          ++report.measurement_groups;
+        } else {
+          // TID 1410/1411 row 5: without a segment the region itself is the ROI.
+          region_below(group, DSRTypes::RT_contains);
         }
-        // TID 1410 Planar ROI Measurements: the region a viewer draws, same tracking UID.
-        const ImageRegion& r = *f.region;
-        const size_t group = content.add(measurements, DSRTypes::RT_contains, DSRTypes::VT_Container,
-                                         concept ::kMeasurementGroup, owner + " planar group");
-        tracking(group);
-        content.add(group, DSRTypes::RT_contains, DSRTypes::VT_SCoord, concept ::kImageRegion, owner + " image region");
-        DSRSpatialCoordinatesValue* coordinates = content.item().getSpatialCoordinatesPtr();
-        if (!coordinates) throw ReportError(owner + ": cannot set the image region");
-        check(coordinates->setGraphicType(r.shape == ImageRegion::Shape::Point ? DSRTypes::GT_Point
-                                                                               : DSRTypes::GT_Polyline),
-              owner + " graphic type");
-        for (const auto& p : r.points) coordinates->getGraphicDataList().addItem(p[0], p[1]);
-        if (r.shape == ImageRegion::Shape::Outline)
-          coordinates->getGraphicDataList().addItem(r.points.front()[0], r.points.front()[1]);  // closed
-        const size_t region = tree.getNodeID();
-        content.image(region, DSRTypes::RT_selectedFrom, {}, frame_reference(entry.sources->frame(r.frame)),
-                      owner + " source image of the region");
         if (f.finding_site)
           content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
                        owner + " finding site");
-        if (r.area_mm2) content.number(group, area_mm2(*r.area_mm2), owner + " area");
-        if (f.segment_number == 0)
-          for (const auto& m : f.measurements) content.number(group, m, owner + " " + m.concept.meaning);
-        if (!f.text.empty() && !text_written)
-          content.text(group, DSRTypes::RT_contains, concept ::kComment, f.text, owner + " text");
+        // A readable label first (OHIF shows the first Comment as the measurement's label),
+        // the measurements, then the model's sentence.
+        const std::string label =
+            (tracking_id + (f.finding_site ? " (" + f.finding_site->meaning + ")" : std::string())).substr(0, 1024);
+        content.text(group, DSRTypes::RT_contains, concept ::kComment, label, owner + " label");
+        std::vector<Measurement> numbers;
+        if (r.area_mm2)
+          numbers.push_back(area_mm2(*r.area_mm2));
+        else if (r.area_pixels && f.measurements.empty())
+          numbers.push_back(area_pixels(*r.area_pixels));
+        for (const auto& m : f.measurements) {
+          const bool repeated = r.area_mm2 && m.concept.value == numbers.front().concept.value &&
+                                m.concept.scheme == numbers.front().concept.scheme &&
+                                seg::format_ds(m.value) == seg::format_ds(*r.area_mm2);
+          if (!repeated) numbers.push_back(m);
+        }
+        for (size_t n = 0; n < numbers.size(); ++n) {
+          const size_t num = content.number(group, numbers[n], owner + " " + numbers[n].concept.meaning);
+          // TID 300 (via TID 320): where the first measurement was made, the region OHIF draws.
+          if (n == 0) region_below(num, DSRTypes::RT_inferredFrom);
+        }
+        if (numbers.empty() && f.segment_number > 0)
+          throw ReportError(owner + " has a segment but neither a measurement nor an area in pixels for its region");
+        if (!f.text.empty()) content.text(group, DSRTypes::RT_contains, concept ::kComment, f.text, owner + " text");
         ++report.measurement_groups;
       }
     }

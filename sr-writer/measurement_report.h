@@ -1,18 +1,21 @@
 // Writes a TID 1500 Measurement Report in a Comprehensive 3D SR (PS3.16 TID 1500, PS3.3 A.35.13)
 // for the findings of a study: one SR per study, referencing the SEG of each analysed series.
 //
-// Layout, designed for OHIF 3.13.2 (docs/DICOM-OUTPUT.md): OHIF merges measurement groups by Tracking
-// Unique Identifier and crashes on a merged group without SCOORD, so every finding gets
-//   - a TID 1411 volumetric group (when it has a segment): tracking identifier and UID (the SEG
-//     segment's), finding, referenced segment, the segment's SEG frame and source image on the
-//     key slice (which identify the source series and keep the group valid for pixelmed's TID 1410
-//     check too), finding site, measurements (volume and long axis in 3D, area in 2D) and the
-//     model's sentence;
-//   - a TID 1410 planar group with the same tracking identifier and UID: an Image Region SCOORD
-//     (outline or point) selected from the key source frame, and the area on that frame.
-// Both are template-valid (pixelmed) as separate groups, and OHIF draws the pair as one finding.
-// Answers without a mask (VQA, report generation) go into the report-level Qualitative
-// Evaluations as TEXT. The SEGs and every source image are in the evidence sequence.
+// Layout, designed for OHIF 3.13.2 (docs/DICOM-OUTPUT.md): one measurement group per finding,
+// which OHIF both draws as the SR's finding and, when the user continues tracking, imports as a
+// tracked measurement of the cornerstone tool named by its tracking identifier (a freehand ROI
+// for an outline, a probe for a point):
+//   - tracking identifier (the tool), tracking unique identifier (the SEG segment's), finding;
+//   - with a segment (TID 1411): the referenced segment and the source image of the key slice;
+//     without (TID 1410/1411 row 5): the image region itself;
+//   - finding site; a Comment with the finding's readable name (OHIF's label for it);
+//   - the measurements: first the area on the key slice, INFERRED FROM the image region (an
+//     outline or point selected from the key source frame; OHIF takes the drawing from the first
+//     measurement), then volume and long axis of the whole segment;
+//   - the model's sentence as a Comment.
+// pixelmed and dciodvfy accept it without errors. Answers without a mask (VQA, report
+// generation) go into the report-level Qualitative Evaluations as TEXT. The SEGs and every source
+// image are in the evidence sequence.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
@@ -48,7 +51,8 @@ struct Measurement {
 };
 Measurement area_mm2(double value);      // (42798000, SCT, "Area"), mm2
 Measurement volume_mm3(double value);    // (118565006, SCT, "Volume"), mm3
-Measurement long_axis_mm(double value);  // (103339001, SCT, "Long Axis"), mm
+Measurement long_axis_mm(double value);  // (103339001, SCT, "Long axis"), mm
+Measurement area_pixels(double value);   // (42798000, SCT, "Area"), {pixels}
 
 // Where a viewer draws the finding: image coordinates on one source frame, (column, row) with
 // (0, 0) the top left corner of the top left pixel (PS3.3 C.18.6.1.2).
@@ -60,11 +64,16 @@ struct ImageRegion {
   };
   Shape shape = Shape::Outline;
   std::vector<std::array<float, 2>> points;  // an outline without the repeated first point
-  std::optional<double> area_mm2;            // the finding's area on this frame
+  std::optional<double> area_mm2;            // the area the region encloses on this frame
+  // The same area in pixels: written (UCUM "{pixels}") when the pixel spacing is unknown, so that
+  // the region still has a measurement to be INFERRED FROM (OHIF reads the drawing from there).
+  std::optional<double> area_pixels;
 };
 
 struct ReportedFinding {
-  std::string tracking_id;   // human-readable; default "<finding meaning> <n>"
+  // The finding's readable name; default "<finding meaning> <n>". The group's label Comment is
+  // "<name> (<finding site>)"; its Tracking Identifier names the viewer tool instead.
+  std::string tracking_id;
   std::string tracking_uid;  // must equal the SEG segment's Tracking UID
   CodedConcept finding;      // e.g. the segment's property type
   std::optional<CodedConcept> finding_site;

@@ -5,7 +5,10 @@
 // written.
 //   node check_sr.js SR.dcm EXPECTED.json
 // EXPECTED.json: {study, sources: [sop...], segs: [sop...], texts: [text...],
-//   findings: [{tracking_uid, segment: {sop, number} | null, region: {sop, frame, graphic_type, points}}]}
+//   findings: [{tracking_uid, label?, segment: {sop, number} | null, region: {sop, frame, graphic_type, points}}]}
+// Also models OHIF's import of the SR as tracked measurements (hydrateStructuredReport, the Yes
+// answer to "continue tracking?"): every finding must be imported once, as the tool that draws
+// its region, with its label; a group the import would fail on is an error.
 // A merged group without geometry is reported as the crash it causes in OHIF.
 // Prints "OK ..." and exits 0, or prints every problem and exits 1.
 // SPDX-License-Identifier: GPL-3.0-or-later
@@ -71,11 +74,39 @@ for (const g of groups) {
   if (!merged.has(tracking.UID)) merged.set(tracking.UID, [...items]);
   else merged.get(tracking.UID).push(...items.filter((i) => code(i) !== "112040"));
 }
+// OHIF's text box lines: `${SHORT_HAND_MAP[label] ?? label}: ${value}` (DICOMSRDisplayTool).
+const SHORT_HAND = { "Short Axis": "W: ", "Long Axis": "L: ", AREA: "Area: ", Length: "", CORNERSTONEFREETEXT: "" };
+const line = (label, value) => `${SHORT_HAND[label] ?? label}: ${value}`;
+const numLabel = (i) => ({
+  label: first(i.ConceptNameCodeSequence).CodeMeaning,
+  value: `${Number(first(i.MeasuredValueSequence).NumericValue).toFixed(2)} ${first(first(i.MeasuredValueSequence).MeasurementUnitsCodeSequence).CodeValue}`,
+});
+const scoordOf = (items) => items.find((i) => i.ValueType === "SCOORD" || i.ValueType === "SCOORD3D");
+
+// 1. Opening the SR (the user answers No to tracking): _processMeasurement. With a SCOORD at the
+// top of the merged groups, _processTID1410Measurement (NUM labels and the SNOMED finding site,
+// printed as "363698007: <site>"); otherwise _processNonGeometricallyDefinedMeasurement (Comment
+// texts, NUM labels, and the drawing from each NUM's INFERRED FROM SCOORD).
 const drawn = new Map();
 for (const [uid, items] of merged) {
-  const graphic = items.find((i) => i.ValueType === "SCOORD" || i.ValueType === "SCOORD3D");
+  const topLevel = scoordOf(items);
+  const nums = items.filter((i) => i.ValueType === "NUM" && i.MeasuredValueSequence);
+  let graphic = topLevel;
+  let labels;
+  if (topLevel) {
+    labels = nums.map(numLabel);
+    const site = items.find((i) => code(i) === "363698007" && first(i.ConceptNameCodeSequence).CodingSchemeDesignator === "SCT");
+    if (site) labels.push({ label: "363698007", value: first(site.ConceptCodeSequence).CodeMeaning });
+  } else {
+    labels = items.filter((i) => code(i) === "121106" && i.TextValue).map((i) => ({ label: i.TextValue, value: "" }));
+    labels.push(...nums.map(numLabel));
+    for (const n of nums) {
+      const inner = scoordOf(asArray(n.ContentSequence));
+      if (inner && !graphic) graphic = inner;
+    }
+  }
   if (!graphic) {
-    fail(`tracking UID ${uid}: no SCOORD in its groups: OHIF 3.13.2 takes the non-geometric path and crashes on coords[0]`);
+    fail(`tracking UID ${uid}: no SCOORD in its groups or their measurements: OHIF 3.13.2 crashes on coords[0]`);
     continue;
   }
   if (!["CONTAINS", "INFERRED FROM"].includes(graphic.RelationshipType)) fail(`tracking UID ${uid}: SCOORD relationship ${graphic.RelationshipType}`);
@@ -85,11 +116,48 @@ for (const [uid, items] of merged) {
   if (firstUid?.UID !== uid) fail(`tracking UID ${uid}: OHIF takes the first UIDREF (${firstUid?.UID}) as the tracking UID`);
   const trackingId = items.find((i) => code(i) === "112039");
   if (!trackingId?.TextValue) fail(`tracking UID ${uid}: no Tracking Identifier text`);
-  const labels = items
-    .filter((i) => i.ValueType === "NUM" && i.MeasuredValueSequence)
-    .map((i) => `${first(i.ConceptNameCodeSequence).CodeMeaning}: ${Number(first(i.MeasuredValueSequence).NumericValue).toFixed(2)} ${first(first(i.MeasuredValueSequence).MeasurementUnitsCodeSequence).CodeValue}`);
+  const lines = labels.slice(0, 5).map((l) => line(l.label, l.value));
+  for (const l of lines)
+    if (/^L: :|^W: :|^[0-9]+: /.test(l)) fail(`tracking UID ${uid}: OHIF would show the unreadable label "${l}"`);
   const segment = items.find((i) => i.ValueType === "IMAGE" && code(i) === "121191");
-  drawn.set(uid, { graphic, referenced, labels, segment: segment && first(segment.ReferencedSOPSequence) });
+  drawn.set(uid, { graphic, referenced, labels: nums.map(numLabel).map((l) => line(l.label, l.value)), lines, segment: segment && first(segment.ReferencedSOPSequence) });
+}
+
+// 2. Continuing to track (the user answers Yes): hydrateStructuredReport ->
+// MeasurementReport.generateToolState (@cornerstonejs/adapters), group by group. The tool is the
+// one whose "Cornerstone3DTools@^0.1.0:<tool>" prefix starts the tracking identifier; failing
+// that, RectangleROI (a top-level POLYLINE of 4 or 5 points) or Probe (a POINT), tested on the
+// group's top-level SCOORD, and a group without one throws ("Unable to generate tool state").
+// The tool reads its drawing from the first NUM's content, or from the top-level SCOORDs when
+// the group has no NUM ("No spatial coordinates group found" otherwise); its label is the first
+// Comment.
+const TOOLS = ["ArrowAnnotate", "Bidirectional", "Angle", "CobbAngle", "CircleROI", "EllipticalROI", "RectangleROI", "Length", "PlanarFreehandROI", "Probe"];
+const hydrated = new Map();
+for (const g of groups) {
+  const items = asArray(g.ContentSequence);
+  const uid = items.find((i) => code(i) === "112040")?.UID;
+  const trackingId = items.find((i) => first(i.ConceptNameCodeSequence)?.CodeMeaning === "Tracking Identifier")?.TextValue || "";
+  let tool = TOOLS.find((t) => trackingId === `Cornerstone3DTools@^0.1.0:${t}` || (trackingId.includes(":") && trackingId.startsWith(`Cornerstone3DTools@^0.1.0:${t}`)));
+  if (!tool) {
+    const top = scoordOf(items);
+    if (!top) {
+      fail(`tracking UID ${uid}: a measurement group without a tool and without a top-level SCOORD: OHIF's import fails ("Unable to generate tool state")`);
+      continue;
+    }
+    const points = asArray(top.GraphicData).length / (top.ValueType === "SCOORD3D" ? 3 : 2);
+    if (top.GraphicType === "POLYLINE" && (points === 4 || points === 5)) tool = "RectangleROI";
+    else if (top.GraphicType === "POINT" && points <= 2) tool = "Probe";
+    else continue; // not imported, silently
+  }
+  const firstNum = items.find((i) => i.ValueType === "NUM");
+  const geometry = firstNum ? scoordOf(asArray(firstNum.ContentSequence)) : scoordOf(items);
+  if (!geometry) {
+    fail(`tracking UID ${uid}: imported as ${tool} but ${firstNum ? "its first NUM has no INFERRED FROM SCOORD" : "it has no SCOORD"}: "No spatial coordinates group found"`);
+    continue;
+  }
+  const label = items.find((i) => code(i) === "121106")?.TextValue;
+  if (hydrated.has(uid)) fail(`tracking UID ${uid}: imported twice`);
+  hydrated.set(uid, { tool, geometry, label, firstNum });
 }
 
 for (const f of expected.findings) {
@@ -111,8 +179,22 @@ for (const f of expected.findings) {
     if (Number(first(d.segment?.ReferencedSegmentNumber)) !== f.segment.number) fail(`finding ${f.tracking_uid}: segment number ${first(d.segment?.ReferencedSegmentNumber)}, expected ${f.segment.number}`);
   }
   if (!d.labels.length) fail(`finding ${f.tracking_uid}: no measurement label for the viewer`);
+  const h = hydrated.get(f.tracking_uid);
+  if (!h) {
+    fail(`finding ${f.tracking_uid}: not imported as a tracked measurement when the user continues tracking`);
+    continue;
+  }
+  const tool = f.region.graphic_type === "POINT" ? "Probe" : "PlanarFreehandROI";
+  if (h.tool !== tool) fail(`finding ${f.tracking_uid}: imported as ${h.tool}, expected ${tool}`);
+  if (h.geometry.GraphicType !== f.region.graphic_type || asArray(h.geometry.GraphicData).length !== 2 * f.region.points)
+    fail(`finding ${f.tracking_uid}: the imported drawing is a ${h.geometry.GraphicType} of ${asArray(h.geometry.GraphicData).length / 2} points`);
+  const hydratedSop = first(first(h.geometry.ContentSequence)?.ReferencedSOPSequence)?.ReferencedSOPInstanceUID;
+  if (hydratedSop !== f.region.sop) fail(`finding ${f.tracking_uid}: the imported drawing is on ${hydratedSop}, expected ${f.region.sop}`);
+  if (!h.label) fail(`finding ${f.tracking_uid}: no Comment, so the tracked measurement has no label`);
+  if (f.label && h.label !== f.label) fail(`finding ${f.tracking_uid}: tracked label "${h.label}", expected "${f.label}"`);
 }
 if (drawn.size !== expected.findings.length) fail(`${drawn.size} findings drawn, expected ${expected.findings.length}`);
+if (hydrated.size !== expected.findings.length) fail(`${hydrated.size} findings imported as tracked measurements, expected ${expected.findings.length}`);
 
 // Report-level text.
 const evaluations = content.find((i) => code(i) === "C0034375");
@@ -131,4 +213,4 @@ if (problems.length) {
   process.exit(1);
 }
 const example = [...drawn.values()][0];
-console.log(`OK ${groups.length} measurement groups, ${drawn.size} findings drawn${example ? ` (e.g. ${example.labels.join(", ")})` : ""}, ${texts.length} report texts`);
+console.log(`OK ${groups.length} measurement groups, ${drawn.size} findings drawn${example ? ` (e.g. ${example.lines.join(" | ")})` : ""}, ${hydrated.size} imported when tracking, ${texts.length} report texts`);

@@ -78,6 +78,9 @@ std::string expected_json(const seg::SourceImages& sources, const std::vector<Re
   for (const auto& f : findings) {
     nlohmann::json j;
     j["tracking_uid"] = f.tracking_uid;
+    // The readable label OHIF shows for the tracked measurement: the finding's name and site.
+    if (!f.tracking_id.empty())
+      j["label"] = f.tracking_id + (f.finding_site ? " (" + f.finding_site->meaning + ")" : std::string());
     j["segment"] = f.segment_number ? nlohmann::json{{"sop", seg_sop}, {"number", f.segment_number}} : nlohmann::json();
     const auto& frame = sources.frame(f.region->frame);
     const bool point = f.region->shape == ImageRegion::Shape::Point;
@@ -137,9 +140,31 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   const std::vector<ReportText> texts{{{"121106", "DCM", "Comment"}, "Findings: a lesion and a cyst."}};
   auto report = write_measurement_report({{&sources, seg->file->getDataset(), findings}}, texts, options);
   ASSERT_TRUE(report);
-  EXPECT_EQ(report->measurement_groups, 4u);  // a volumetric and a planar group per finding
+  EXPECT_EQ(report->measurement_groups, 2u);  // one group per finding
   check_report(dir, "sr-ct", *report, expected_json(sources, findings, seg->sop_instance_uid, {texts[0].text}));
   DcmDataset& ds = *report->file->getDataset();
+  // The content tree of the first finding's group, as dsrdump prints it: the tool OHIF imports it
+  // as, the whole segment, the site, the label, then the key-slice area INFERRED FROM the outline
+  // selected from the key frame, then volume and long axis, then the model's sentence.
+  const auto dump = test::run_command({"dsrdump", "+Pc", "+Pl", (dir / "sr-ct-sr.dcm").string()});
+  const std::vector<std::string> in_order{
+      "(112039,DCM,\"Tracking Identifier\")=\"Cornerstone3DTools@^0.1.0:PlanarFreehandROI\"",
+      "(121191,DCM,\"Referenced Segment\")",
+      "(363698007,SCT,\"Finding Site\")=(10200004,SCT,\"Liver\")",
+      "(121106,DCM,\"Comment\")=\"Lesion 1 (Liver)\"",
+      "(42798000,SCT,\"Area\")",
+      "<inferred from SCOORD:(111030,DCM,\"Image Region\")=(POLYLINE,",
+      "<selected from IMAGE:=(CT image,)>",
+      "(118565006,SCT,\"Volume\")",
+      "(103339001,SCT,\"Long axis\")",
+      "(121106,DCM,\"Comment\")=\"There is a Lesion in the liver.\""};
+  size_t at = 0;
+  for (const auto& text : in_order) {
+    const size_t found = dump.output.find(text, at);
+    EXPECT_NE(found, std::string::npos) << "'" << text << "' after offset " << at << " in:\n" << dump.output;
+    if (found != std::string::npos) at = found + text.size();
+  }
+  EXPECT_EQ(dump.output.find("Long Axis"), std::string::npos) << "OHIF shows \"Long Axis\" as \"L: :\"";
   EXPECT_EQ(get(ds, DCM_SeriesDescription), "UniBiomed findings");
   EXPECT_EQ(get(ds, DCM_Manufacturer), "UniBiomed");
   EXPECT_EQ(get(ds, DCM_StudyInstanceUID), sources.study_instance_uid());
@@ -174,6 +199,36 @@ TEST(MeasurementReport, MultiFrameSourceRegionsReferenceTheirFrame) {
   check_report(dir, "sr-mr", *report, expected_json(sources, findings, seg->sop_instance_uid, {}));
 }
 
+TEST(MeasurementReport, SourcesWithoutPixelSpacingKeepTheirRegionForOhif) {
+  // No pixel spacing: no measurement at all, so the region is the group's own SCOORD; OHIF still
+  // draws and imports the finding, and the validators accept the group with its segment.
+  TempDir dir("sr-no-spacing");
+  test::SeriesSpec spec;
+  spec.rows = 16;
+  spec.columns = 16;
+  spec.frames = 3;
+  spec.name = "sr-no-spacing";
+  auto series = test::make_series(spec);
+  for (auto* ds : series.datasets()) delete ds->remove(DCM_PixelSpacing);
+  seg::SourceImages sources(series.datasets());
+  ASSERT_FALSE(sources.pixel_spacing().has_value());
+  std::vector<seg::Segment> segments{segment("Lesion", {mask(1, test::ellipse_mask(16, 16, 8, 8, 4, 3))})};
+  auto seg = seg::write_segmentation(sources, segments);
+  ASSERT_TRUE(seg);
+  auto findings = findings_for(sources, segments, *seg);
+  ASSERT_TRUE(findings[0].measurements.empty());
+  ASSERT_FALSE(findings[0].region->area_mm2.has_value());
+  auto report = write_measurement_report({{&sources, seg->file->getDataset(), findings}}, {});
+  ASSERT_TRUE(report);
+  check_report(dir, "sr-no-spacing", *report, expected_json(sources, findings, seg->sop_instance_uid, {}));
+  // The key-slice area in pixels carries the region.
+  const auto pixels = std::count(segments[0].masks[0].binary.begin(), segments[0].masks[0].binary.end(), 1);
+  const auto dump = test::run_command({"dsrdump", "+Pc", "+Pl", (dir / "sr-no-spacing-sr.dcm").string()});
+  EXPECT_NE(dump.output.find("(42798000,SCT,\"Area\")=\"" + std::to_string(pixels) + "\" ({pixels},UCUM,\"pixels\")"),
+            std::string::npos)
+      << dump.output;
+}
+
 TEST(MeasurementReport, AnswersWithoutMasksAreReportText) {
   TempDir dir("sr-text");
   auto file = test::load_file(test::pydicom_test_file("CT_small.dcm"));
@@ -200,7 +255,7 @@ TEST(MeasurementReport, PointRegionAndFindingWithoutSegment) {
   f.tracking_uid = seg::make_uid("point-finding");
   f.finding = {"52988006", "SCT", "Lesion"};
   f.text = "A small nodule.";
-  f.region = ImageRegion{0, ImageRegion::Shape::Point, {{{20.5f, 31.5f}}}, std::nullopt};
+  f.region = ImageRegion{0, ImageRegion::Shape::Point, {{{20.5f, 31.5f}}}, std::nullopt, std::nullopt};
   f.measurements = {long_axis_mm(4.2)};
   auto report = write_measurement_report({{&sources, nullptr, {f}}}, {});
   ASSERT_TRUE(report);
@@ -373,7 +428,7 @@ TEST(FindingGeometry, MeasurementsFollowThePixelSpacing) {
   EXPECT_EQ(m[0].concept.meaning, "Volume");
   EXPECT_NEAR(m[0].value, 2 * 48 * 0.5 * 0.8 * 3.0, 1e-9);
   EXPECT_EQ(m[0].unit.value, "mm3");
-  EXPECT_EQ(m[1].concept.meaning, "Long Axis");
+  EXPECT_EQ(m[1].concept.meaning, "Long axis");
   EXPECT_NEAR(m[1].value, std::hypot(6 * 0.8, 8 * 0.5), 1e-9);  // the rectangle's diagonal
   // A single image: area only.
   auto ct = test::load_file(test::pydicom_test_file("CT_small.dcm"));
