@@ -200,8 +200,16 @@ int run_results_write(const Args& args) {
     }
     std::cerr << "unibiomed results write: " << segment_count << " segment" << (segment_count == 1 ? "" : "s")
               << " in " << seg->number_of_frames << " frame" << (seg->number_of_frames == 1 ? "" : "s") << " over "
-              << images.frame_count() << " source frame" << (images.frame_count() == 1 ? "" : "s") << "; "
-              << (report ? std::to_string(report->measurement_groups) : std::string("0")) << " measurement groups\n";
+              << images.frame_count() << " source frame" << (images.frame_count() == 1 ? "" : "s") << " ("
+              << seg->segmentation_type << (seg->fractional_type.empty() ? "" : " " + seg->fractional_type)
+              << (seg->segmentation_type == "FRACTIONAL" && seg->fractional_type == "OCCUPANCY"
+                      ? ": " + std::to_string(images.columns()) + "x" + std::to_string(images.rows()) +
+                            " frames are not a multiple of 8 pixels"
+                      : std::string())
+              << (seg->padding_frame ? ", frame " + std::to_string(seg->padding_frame) + " empty to keep the length even"
+                                     : std::string())
+              << "); " << (report ? std::to_string(report->measurement_groups) : std::string("0"))
+              << " measurement groups\n";
     return kExitOk;
   } catch (const BadInput& e) {
     std::cerr << "unibiomed results write: " << e.what() << "\n";

@@ -249,6 +249,8 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
   out.objects.push_back(result_object("SEG", *written.file, written.sop_instance_uid, written.series_instance_uid,
                                       "seg-series-" + std::to_string(series.identity.series_number) +
                                           (units.units.size() > 1 ? "-" + file_safe(unit.key) : "") + ".dcm"));
+  out.objects.back().segmentation_type =
+      written.segmentation_type + (written.fractional_type.empty() ? "" : " " + written.fractional_type);
   for (size_t n = 0; n < unit_out.size(); ++n) {
     unit_out[n].tracking_uid = written.tracking_uids.at(n);
     out.findings.push_back(std::move(unit_out[n]));

@@ -129,6 +129,9 @@ struct ResultObject {
   std::string series_instance_uid;
   std::vector<uint8_t> bytes;      // DICOM Part 10
   std::string file_name;           // suggested file name, e.g. "seg-series-3.dcm", "sr.dcm"
+  // A SEG's form: "BINARY", or "FRACTIONAL OCCUPANCY" for frames whose Rows x Columns is not a
+  // multiple of 8 (docs/DICOM-OUTPUT.md); empty for an SR.
+  std::string segmentation_type;
 };
 
 // The key slice of a finding with its mask outline and label, as 8-bit RGB (write it as PNG).

@@ -280,9 +280,12 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
   std::unique_ptr<seg::SourceImages> sources;
   if (series && std::all_of(found.begin(), found.end(), [](const AskFinding& x) { return x.target != nullptr; })) {
     written = write_ask_seg(*series, frame, found, seed, algorithm(), sources);
-    if (written->seg)
+    if (written->seg) {
       out.seg = result_object("SEG", *written->seg->file, written->seg->sop_instance_uid,
                               written->seg->series_instance_uid, "seg.dcm");
+      out.seg->segmentation_type = written->seg->segmentation_type +
+                                   (written->seg->fractional_type.empty() ? "" : " " + written->seg->fractional_type);
+    }
   }
   for (size_t n = 0; n < found.size(); ++n) {
     const ConsolidatedFinding& c = found[n].found;

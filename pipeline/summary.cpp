@@ -79,12 +79,15 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
   j["findings"] = findings;
   j["answers"] = result.answers;
   json objects = json::array();
-  for (const auto& o : result.objects)
-    objects.push_back({{"kind", o.kind},
-                       {"file", o.file_name},
-                       {"sop_instance_uid", o.sop_instance_uid},
-                       {"series_instance_uid", o.series_instance_uid},
-                       {"bytes", o.bytes.size()}});
+  for (const auto& o : result.objects) {
+    json object = {{"kind", o.kind},
+                   {"file", o.file_name},
+                   {"sop_instance_uid", o.sop_instance_uid},
+                   {"series_instance_uid", o.series_instance_uid},
+                   {"bytes", o.bytes.size()}};
+    if (!o.segmentation_type.empty()) object["segmentation_type"] = o.segmentation_type;
+    objects.push_back(object);
+  }
   j["objects"] = objects;
   if (!result.problems.empty()) j["problems"] = result.problems;
   const double model = timings.model();

@@ -164,6 +164,9 @@ TEST(AnalysisWithBoxes, CtVolumeIsMeasuredFromTheGeometryAndTheReportValidates) 
   const auto summary = nlohmann::json::parse(r.summary_json);
   EXPECT_EQ(summary["findings"].size(), 5u);
   EXPECT_EQ(summary["objects"].size(), 2u);
+  // 96 x 96 frames are whole bytes: the SEG is binary, and the summary says so (an SR has no form).
+  for (const auto& o : summary["objects"])
+    EXPECT_EQ(o.value("segmentation_type", ""), o["kind"] == "SEG" ? "BINARY" : "") << o.dump();
   EXPECT_EQ(summary["model"]["weights_sha256"], std::string(64, '0'));
   EXPECT_TRUE(summary["timings_seconds"].contains("non_model_share"));
 }
