@@ -20,6 +20,11 @@ const TAGS = {
   '0028,0030': 'pixelSpacing',
   '0028,0010': 'rows',
   '0028,0011': 'columns',
+  '0020,0013': 'instanceNumber',
+  '0028,0008': 'numberOfFrames',
+  '0062,0001': 'segmentationType',
+  '0062,0010': 'segmentationFractionalType',
+  '0028,0100': 'bitsAllocated',
 };
 const NUMERIC_LISTS = new Set(['imagePositionPatient', 'imageOrientationPatient', 'pixelSpacing']);
 
@@ -58,7 +63,11 @@ function readHeaders(files) {
     const key = TAGS[m[1].toLowerCase()];
     if (!key || key in current) continue; // first (top-level) occurrence only
     const value = m[2] !== undefined ? m[2] : m[3];
-    current[key] = NUMERIC_LISTS.has(key) ? value.split('\\').map(Number) : /^(rows|columns)$/.test(key) ? Number(value) : value;
+    current[key] = NUMERIC_LISTS.has(key)
+      ? value.split('\\').map(Number)
+      : /^(rows|columns|instanceNumber|numberOfFrames|bitsAllocated)$/.test(key)
+        ? Number(value)
+        : value;
   }
   return headers.filter((h) => h.sopInstanceUID);
 }
@@ -69,7 +78,8 @@ const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a
 /**
  * The single-frame image series below dir with the most slices among those of `modality`:
  * {studyInstanceUID, seriesInstanceUID, rows, columns, pixelSpacing, rowCosine, columnCosine,
- *  normal, slices: [{file, sopInstanceUID, sopClassUID, imagePositionPatient}] in slice order}.
+ *  normal, slices: [{file, sopInstanceUID, sopClassUID, instanceNumber, imagePositionPatient}] in slice
+ *  order}.
  */
 function findImageSeries(dir, modality) {
   const headers = readHeaders(filesBelow(dir)).filter((h) => h.modality === modality && h.imagePositionPatient);
@@ -91,6 +101,7 @@ function findImageSeries(dir, modality) {
       file: h.file,
       sopInstanceUID: h.sopInstanceUID,
       sopClassUID: h.sopClassUID,
+      instanceNumber: h.instanceNumber,
       imagePositionPatient: h.imagePositionPatient,
       along: dot(h.imagePositionPatient, normal),
     }))

@@ -10,9 +10,15 @@
  * exceptions, HTTP answers >= 400, failed requests.
  */
 function watchPage(page) {
-  const problems = { consoleErrors: [], errorBoundaries: [], pageErrors: [], httpErrors: [], failedRequests: [] };
+  const problems = { consoleErrors: [], errorBoundaries: [], pageErrors: [], httpErrors: [], failedRequests: [], warnings: [] };
   page.on('console', (m) => {
     if (m.type() === 'error') problems.consoleErrors.push(m.text());
+    // Warnings that mean a result object was not read as written: a measurement group the SR
+    // import gave up on ("Unable to generate tool state", "No spatial coordinates group found"),
+    // and SEG pixel data OHIF could not split into frames (it then fetches frame by frame,
+    // which Orthanc 1.10.1 refuses for 1-bit frames).
+    else if (m.type() === 'warning' && /Unable to generate tool state|No spatial coordinates|falling back to per-frame|Invalid frame length|calculated length/.test(m.text()))
+      problems.warnings.push(m.text().split('\n')[0]);
     // OHIF's route-level error boundary reports what it caught with console.debug ("Route
     // viewer Error Boundary TypeError: ...") and shows at most a toast; the viewport stays
     // black. Seen with an SR measurement group without SCOORD (DICOM-OUTPUT.md).
@@ -404,11 +410,11 @@ async function showSlice(page, sopInstanceUID, timeoutMs) {
  * Double-clicks the SR and waits until OHIF has parsed its measurements and made an annotation
  * of each. When OHIF finds the SR "rehydratable" (its shapes map onto editable cornerstone
  * tools) it asks "Do you want to continue tracking measurements for this study?"
- * (TrackedMeasurementsContext, PROMPT_HYDRATE_SR); the test answers No, keeping the SR as the
- * node wrote it rather than converting it into OHIF's own measurements.
+ * (TrackedMeasurementsContext, PROMPT_HYDRATE_SR); the test gives `answer`: No keeps the SR as
+ * the node wrote it, Yes imports its findings as OHIF's own tracked measurements.
  * @returns {Promise<{rehydratable: boolean, measurements: object[]}>} what OHIF parsed
  */
-async function loadStructuredReport(page, seriesDescription, timeoutMs, problems) {
+async function loadStructuredReport(page, seriesDescription, timeoutMs, problems, answer = 'No') {
   const entry = seriesEntry(page, 'SR', seriesDescription);
   await entry.first().dblclick({ timeout: timeoutMs });
   const crash = problems.nextErrorBoundary();
@@ -440,9 +446,54 @@ async function loadStructuredReport(page, seriesDescription, timeoutMs, problems
   const report = await handle.jsonValue();
   if (report.rehydratable) {
     await page.getByText('Do you want to continue tracking measurements for this study?').waitFor({ timeout: timeoutMs });
-    await page.getByRole('button', { name: 'No', exact: true }).click({ timeout: timeoutMs });
+    await page.getByRole('button', { name: answer, exact: true }).click({ timeout: timeoutMs });
   }
   return report;
+}
+
+/**
+ * The Measurements panel of tracked measurements (after answering Yes to "continue tracking"):
+ * opens it and waits until it lists `count` rows; returns each row's text lines (number, label,
+ * values, finding site, finding, "S: series I: instance").
+ */
+async function trackedMeasurementRows(page, count, timeoutMs) {
+  const button = page.locator('[data-cy="trackedMeasurements-btn"]');
+  if (await button.count()) {
+    const open = await page.locator('[data-cy^="measurement-table-row-"]').count();
+    if (!open) await button.first().click();
+  }
+  await page.waitForFunction((n) => document.querySelectorAll('[data-cy^="measurement-table-row-"]').length >= n, count, { timeout: timeoutMs });
+  return page.evaluate(() =>
+    [...document.querySelectorAll('[data-cy^="measurement-table-row-"]')].map((row) => ({
+      index: Number(row.getAttribute('data-cy').replace('measurement-table-row-', '')),
+      lines: row.innerText.split('\n').map((l) => l.trim()).filter(Boolean),
+    })),
+  );
+}
+
+/**
+ * Clicks tracked measurement row `index` (OHIF jumps to its slice) and waits until the row shows
+ * an area with its unit, which OHIF computes once the slice is drawn; returns the row's lines.
+ */
+async function showTrackedMeasurement(page, index, timeoutMs) {
+  await page.locator(`[data-cy="measurement-table-row-${index}"] [data-cy="data-row"]`).first().click({ timeout: timeoutMs });
+  await page.waitForFunction(
+    (i) => {
+      const row = document.querySelector(`[data-cy="measurement-table-row-${i}"]`);
+      return Boolean(row && / mm²/.test(row.innerText));
+    },
+    index,
+    { timeout: timeoutMs },
+  );
+  return page.evaluate((i) => {
+    const row = document.querySelector(`[data-cy="measurement-table-row-${i}"]`);
+    const cs = window.cornerstone;
+    const vp = cs.getEnabledElements()[0].viewport;
+    return {
+      lines: row.innerText.split('\n').map((l) => l.trim()).filter(Boolean),
+      sopInstanceUID: (cs.metaData.get('instance', vp.getCurrentImageId()) || {}).SOPInstanceUID,
+    };
+  }, index);
 }
 
 /**
@@ -532,6 +583,8 @@ module.exports = {
   compareOverlay,
   showSlice,
   loadStructuredReport,
+  trackedMeasurementRows,
+  showTrackedMeasurement,
   drawnFinding,
   sourcePixelToCanvas,
   showFinding,

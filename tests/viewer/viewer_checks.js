@@ -45,6 +45,68 @@ const countLabel = (labelMap, k, label) => {
   return n;
 };
 
+/**
+ * Pixels enclosed by the outline the SR draws for `label` on slice k: its largest 4-connected
+ * region with any holes (sr-writer/finding_geometry.h key_region), which is the area the SR
+ * states there and the area OHIF computes from the outline.
+ */
+const outlinedPixels = (labelMap, k, label) => {
+  const s = labelMap.slices[k];
+  if (!s) return 0;
+  const { rows, columns } = labelMap;
+  const region = new Int32Array(rows * columns).fill(-1);
+  let best = -1, bestSize = 0, next = 0;
+  for (let p = 0; p < s.length; p++) {
+    if (s[p] !== label || region[p] >= 0) continue;
+    const id = next++;
+    let size = 0;
+    const stack = [p];
+    region[p] = id;
+    while (stack.length) {
+      const q = stack.pop();
+      size++;
+      const r = Math.floor(q / columns), c = q % columns;
+      for (const [dr, dc] of [[0, 1], [0, -1], [1, 0], [-1, 0]]) {
+        const rr = r + dr, cc = c + dc;
+        if (rr < 0 || cc < 0 || rr >= rows || cc >= columns) continue;
+        const n = rr * columns + cc;
+        if (s[n] === label && region[n] < 0) {
+          region[n] = id;
+          stack.push(n);
+        }
+      }
+    }
+    if (size > bestSize) {
+      best = id;
+      bestSize = size;
+    }
+  }
+  // Holes: pixels outside the region that the image border cannot reach (8-connected).
+  const outside = new Uint8Array(rows * columns);
+  const stack = [];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < columns; c++) {
+    const p = r * columns + c;
+    if ((r === 0 || c === 0 || r === rows - 1 || c === columns - 1) && region[p] !== best) {
+      outside[p] = 1;
+      stack.push(p);
+    }
+  }
+  while (stack.length) {
+    const q = stack.pop();
+    const r = Math.floor(q / columns), c = q % columns;
+    for (let dr = -1; dr <= 1; dr++) for (let dc = -1; dc <= 1; dc++) {
+      const rr = r + dr, cc = c + dc;
+      if (rr < 0 || cc < 0 || rr >= rows || cc >= columns) continue;
+      const n = rr * columns + cc;
+      if (!outside[n] && region[n] !== best) {
+        outside[n] = 1;
+        stack.push(n);
+      }
+    }
+  }
+  return outside.reduce((n, v) => n + (v ? 0 : 1), 0);
+};
+
 /** Canvas bounding box of the source-pixel boxes that carry `label` on slice k. */
 async function maskCanvasBox(page, series, labelMap, k, label) {
   const s = labelMap.slices[k];
@@ -113,7 +175,9 @@ function geometryOf(series) {
  *   o.findings: [{label, name, site}] as given to the writer, o.segDescription, o.srDescription,
  *   o.segSegments: [{segmentNumber, label, trackingUid}] read from the SEG file,
  *   o.artifacts (folder for screenshots), o.tag (file name prefix), o.checks (Checks),
- *   o.timeoutMs, o.problems (watchPage result)
+ *   o.timeoutMs, o.problems (watchPage result); o.everySlice: compare every slice; o.exact: no
+ *   mismatch at mask edges either; o.srAnswer: 'No' (default, the SR as written) or 'Yes' (its
+ *   findings imported as tracked measurements, checkTrackedFindings)
  */
 async function checkSegAndSr(o) {
   const { page, checks, series, labelMap, findings, timeoutMs, problems } = o;
@@ -123,7 +187,8 @@ async function checkSegAndSr(o) {
     problems.errorBoundaries.length +
     problems.pageErrors.length +
     problems.httpErrors.length +
-    problems.failedRequests.length;
+    problems.failedRequests.length +
+    problems.warnings.length;
   const problemText = () =>
     [
       ...problems.consoleErrors.map((e) => `console error: ${e}`),
@@ -131,6 +196,7 @@ async function checkSegAndSr(o) {
       ...problems.pageErrors.map((e) => `uncaught: ${e}`),
       ...problems.httpErrors.map((e) => `HTTP ${e}`),
       ...problems.failedRequests.map((e) => `request failed: ${e}`),
+      ...problems.warnings.map((e) => `warning: ${e}`),
     ]
       .join('\n    ')
       .slice(0, 4000);
@@ -165,11 +231,13 @@ async function checkSegAndSr(o) {
     `panel rows: ${JSON.stringify(panel.rows)}`,
   );
 
-  // Slices to compare: every slice with a finding, plus one on either side of the findings.
+  // Slices to compare: every slice with a finding, plus one on either side of the findings; with
+  // o.everySlice, every slice of the series.
   const withFinding = labelMap.slices.map((s, k) => (s ? k : -1)).filter((k) => k >= 0);
   const toCheck = new Set(withFinding);
   toCheck.add(Math.max(0, withFinding[0] - 1));
   toCheck.add(Math.min(labelMap.slices.length - 1, withFinding[withFinding.length - 1] + 1));
+  if (o.everySlice) labelMap.slices.forEach((_, k) => toCheck.add(k));
   const slices = [...toCheck]
     .sort((a, b) => a - b)
     .map((k) => ({
@@ -209,10 +277,12 @@ async function checkSegAndSr(o) {
       `labelled ${r.maskPixels} px, drawn ${r.drawnPixels} px, mismatches: ${r.edgeMismatches} at edges, ` +
       `${r.missedInside} missed inside, ${r.drawnOutside} drawn outside, ${r.offCanvas} off canvas` +
       (perLabel.length ? `; ${perLabel.join('; ')}` : '');
+    // o.exact: voxel by voxel, edges included (each source pixel covers many canvas pixels).
     const ok =
       r.missedInside === 0 &&
       r.drawnOutside === 0 &&
       r.offCanvas === 0 &&
+      (!o.exact || r.edgeMismatches === 0) &&
       r.labels.every((l) => !l.error && l.wrongSegment === 0 && l.drawnPixels > 0 && l.shiftedCheckMismatches > 0);
     checks.check(name, ok, detail);
   }
@@ -235,6 +305,10 @@ async function checkSegAndSr(o) {
   checks.check(`${o.tag}: no console error, uncaught exception or HTTP error after the SEG`, problemCount() === 0, problemText());
 
   // --- SR --------------------------------------------------------------------
+  if (o.srAnswer === 'Yes') {
+    await checkTrackedFindings(o, shot, problemCount, problemText);
+    return;
+  }
   const t2 = Date.now();
   let report;
   try {
@@ -311,14 +385,18 @@ async function checkSegAndSr(o) {
       drawn.textLines.some((l) => l.includes(f.displayLabel)),
       text,
     );
+    // OHIF's own abbreviations turn some labels into noise ("Long Axis" -> "L: : 40.00 mm") and
+    // print a SNOMED finding site by its code ("363698007: Liver"): neither may appear.
+    const unreadable = drawn.textLines.filter((l) => /^[LW]: :|^[0-9]+: /.test(l));
+    checks.check(`${o.tag}: SR finding "${f.name}" text box reads without code values or broken abbreviations`, unreadable.length === 0 && drawn.textLines.length > 0, text);
     const areaLine = drawn.textLines.find((l) => /^Area: /.test(l));
     const [rowSpacing, columnSpacing] = series.pixelSpacing;
-    const expectedArea = countLabel(labelMap, k, f.label) * rowSpacing * columnSpacing;
+    const expectedArea = outlinedPixels(labelMap, k, f.label) * rowSpacing * columnSpacing;
     const shownArea = areaLine ? Number((/^Area: ([0-9.]+) mm2$/.exec(areaLine) || [])[1]) : NaN;
     checks.check(
       `${o.tag}: SR finding "${f.name}" text box shows its area on that slice`,
       Math.abs(shownArea - expectedArea) <= 0.005 + 0.01 * expectedArea,
-      `shown "${areaLine || '(no Area line)'}", label map ${expectedArea.toFixed(2)} mm2 (tolerance 1%)`,
+      `shown "${areaLine || '(no Area line)'}", label map ${expectedArea.toFixed(2)} mm2 for its outlined region (tolerance 1%)`,
     );
     const volumeLine = drawn.textLines.find((l) => /^Volume: /.test(l));
     const shownVolume = volumeLine ? Number((/^Volume: ([0-9.]+) mm3$/.exec(volumeLine) || [])[1]) : NaN;
@@ -338,6 +416,81 @@ async function checkSegAndSr(o) {
 }
 
 /**
+ * The SR opened and imported as tracked measurements (the user answers Yes to "Do you want to
+ * continue tracking measurements for this study?"): every finding is listed in the Measurements
+ * panel under its readable label, with its finding site, on a slice that has it, and with its
+ * area there; OHIF's import gives up on no measurement group.
+ */
+async function checkTrackedFindings(o, shot, problemCount, problemText) {
+  const { page, checks, series, labelMap, findings, timeoutMs, problems } = o;
+  const t = Date.now();
+  let report;
+  try {
+    report = await ohif.loadStructuredReport(page, o.srDescription, timeoutMs, problems, 'Yes');
+  } catch (err) {
+    await page.screenshot({ path: shot('sr-load-failed') });
+    checks.check(`${o.tag}: OHIF opens the SR "${o.srDescription}"`, false, `${err.message.split('\n')[0]}\n    ${problemText()}`);
+    return;
+  }
+  checks.check(
+    `${o.tag}: OHIF offers to track the SR's findings ("continue tracking measurements?")`,
+    report.rehydratable,
+    `${report.measurements.length} findings, ${Date.now() - t} ms`,
+  );
+  if (!report.rehydratable) return;
+  let rows;
+  try {
+    rows = await ohif.trackedMeasurementRows(page, findings.length, timeoutMs);
+  } catch (err) {
+    rows = [];
+  }
+  await page.screenshot({ path: shot('tracked') });
+  checks.check(
+    `${o.tag}: after Yes the Measurements panel lists ${findings.length} tracked measurements`,
+    rows.length === findings.length,
+    JSON.stringify(rows.map((r) => r.lines)),
+  );
+  const [rowSpacing, columnSpacing] = series.pixelSpacing;
+  for (const f of findings) {
+    const label = `${f.name} (${f.site.meaning})`;
+    const row = rows.find((r) => r.lines.includes(label));
+    if (!checks.check(`${o.tag}: tracked finding "${label}" is in the Measurements panel`, Boolean(row), JSON.stringify(rows.map((r) => r.lines)))) continue;
+    checks.check(
+      `${o.tag}: tracked finding "${label}" shows its finding site and finding`,
+      row.lines.includes(f.site.meaning) && row.lines.includes(f.type.meaning),
+      row.lines.join(' | '),
+    );
+    let shown;
+    try {
+      shown = await ohif.showTrackedMeasurement(page, row.index, timeoutMs);
+    } catch (err) {
+      checks.check(`${o.tag}: tracked finding "${label}" shows its area`, false, `${err.message.split('\n')[0]}; row ${row.lines.join(' | ')}`);
+      continue;
+    }
+    const k = series.slices.findIndex((sl) => sl.sopInstanceUID === shown.sopInstanceUID);
+    const instance = (shown.lines.find((l) => /^S: \S+ I: \S+$/.test(l)) || '').replace(/^S: \S+ I: /, '');
+    checks.check(
+      `${o.tag}: tracked finding "${label}" is on a slice that has it`,
+      k >= 0 && countLabel(labelMap, k, f.label) > 0 && String(series.slices[k].instanceNumber) === instance,
+      `slice ${k + 1} (instance ${k >= 0 ? series.slices[k].instanceNumber : '?'}), panel says instance ${instance}, ${k >= 0 ? countLabel(labelMap, k, f.label) : 0} px of the finding there`,
+    );
+    if (k < 0) continue;
+    const areaLine = shown.lines.find((l) => / mm²$/.test(l));
+    const shownArea = areaLine ? Number(areaLine.replace(/ mm²$/, '')) : NaN;
+    const expectedArea = outlinedPixels(labelMap, k, f.label) * rowSpacing * columnSpacing;
+    // OHIF prints whole mm² above 100 (and recomputes the area from the drawn outline).
+    checks.check(
+      `${o.tag}: tracked finding "${label}" shows its area on that slice`,
+      Math.abs(shownArea - expectedArea) <= 0.5 + 0.01 * expectedArea,
+      `shown "${areaLine || '(no area)'}", label map ${expectedArea.toFixed(2)} mm2 for its outlined region, ${(countLabel(labelMap, k, f.label) * rowSpacing * columnSpacing).toFixed(2)} mm2 in all (tolerance 1%)`,
+    );
+    await page.screenshot({ path: shot(`tracked-${f.label}`) });
+  }
+  checks.check(`${o.tag}: no error boundary after tracking the SR`, !(await ohif.errorBoundaryText(page, problems)), await ohif.errorBoundaryText(page, problems));
+  checks.check(`${o.tag}: no console error, import failure or HTTP error after tracking the SR`, problemCount() === 0, problemText());
+}
+
+/**
  * The SEG + SR that `unibiomed analyze` wrote for a study, opened in OHIF after another study:
  * the SEG loads with every segment of the file (labels as read by dcmdump) in OHIF's segmentation,
  * the SR opens with one measurement per finding of the analysis (summary.json), each linked to
@@ -354,7 +507,7 @@ async function checkAnalyzeOutput(o) {
   const { page, checks, timeoutMs, problems } = o;
   const tag = 'analyze';
   const shot = (name) => path.join(o.artifacts, `${tag}-${name}.png`);
-  const kinds = ['consoleErrors', 'errorBoundaries', 'pageErrors', 'httpErrors', 'failedRequests'];
+  const kinds = ['consoleErrors', 'errorBoundaries', 'pageErrors', 'httpErrors', 'failedRequests', 'warnings'];
   const before = Object.fromEntries(kinds.map((k) => [k, problems[k].length]));
   const newProblems = () => kinds.flatMap((k) => problems[k].slice(before[k]).map((e) => `${k}: ${e}`));
 
@@ -395,8 +548,10 @@ async function checkAnalyzeOutput(o) {
   // Each finding: linked to its SEG segment by tracking UID, and drawn with its text on the
   // slice it references.
   for (const m of report.measurements) {
+    // The finding's readable label (the SR's first Comment, OHIF's first label), for the names.
+    const name = (m.labels && m.labels[0] && m.labels[0].label) || m.trackingIdentifier;
     const segment = o.segSegments.find((x) => x.trackingUid === m.trackingUniqueIdentifier);
-    checks.check(`${tag}: SR finding "${m.trackingIdentifier}" shares its tracking UID with a SEG segment`, Boolean(segment),
+    checks.check(`${tag}: SR finding "${name}" shares its tracking UID with a SEG segment`, Boolean(segment),
       `SR ${m.trackingUniqueIdentifier}; SEG ${o.segSegments.map((x) => x.trackingUid).join(', ')}`);
     let shownError = '';
     try {
@@ -405,7 +560,7 @@ async function checkAnalyzeOutput(o) {
       shownError = err.message.split('\n')[0];
     }
     const drawn = await ohif.drawnFinding(page, m.trackingUniqueIdentifier);
-    checks.check(`${tag}: SR finding "${m.trackingIdentifier}" is drawn on the slice it references`,
+    checks.check(`${tag}: SR finding "${name}" is drawn on the slice it references`,
       !shownError && drawn.shown && drawn.sopInstanceUID === m.referencedSOPInstanceUID,
       `${shownError ? `${shownError}; ` : ''}shown ${drawn.shown} on ${drawn.sopInstanceUID}, referenced ${m.referencedSOPInstanceUID}`);
   }

@@ -9,6 +9,11 @@
 //   4. Checks (viewer_checks.js): the overlay matches the label map on every slice with a
 //      finding, the segment labels are in the panel, the SR opens without error and draws each
 //      finding's geometry with its label and measurement; screenshots are kept.
+//   5. A third study of 75x75 slices (Rows x Columns not a multiple of 8, so the SEG is the 8-bit
+//      fractional form) whose SEG has an odd number of segment frames: the overlay is compared
+//      voxel by voxel on every slice, and the SR is imported as tracked measurements (the user
+//      answers Yes to "continue tracking?"): each finding in the Measurements panel with its
+//      label, site and area.
 //
 // usage: node viewer_test.js --unibiomed PATH [--ohif DIR] [--out DIR] [--timeout-ms N]
 // Prints one line per check and "N passed, N failed"; exit 0 only when nothing failed.
@@ -70,9 +75,9 @@ function unibiomed(options, args, log) {
 
 /**
  * The findings of the known label map, as given to `unibiomed results write --findings`
- * (sr-writer/findings.schema.json). OHIF draws an SR finding's text box from its measurements
- * and its SNOMED Finding Site ("363698007: Liver"), so the site's meaning is the label a
- * radiologist sees next to the outline.
+ * (sr-writer/findings.schema.json). The SR labels each finding "<name> (<site>)" (its first
+ * Comment), which OHIF shows in the text box next to the outline and as the tracked
+ * measurement's label.
  */
 const FINDINGS = [
   {
@@ -140,6 +145,34 @@ async function main() {
   if (!analyzeSeg || !analyzeSr) throw new Error(`unibiomed analyze wrote no SEG or no SR: ${analyzeFiles.join(', ')}`);
   const [analyzeSegHeader, analyzeSrHeader] = readHeaders([analyzeSeg, analyzeSr]);
 
+  // A third study: 9 slices of 75x75 (5625 pixels a frame, not a multiple of 8) with the same
+  // kind of label map; its SEG holds 6 + 5 = 11 segment frames.
+  unibiomed(options, ['samples', 'write', '--only', 'ct', '--ct-slices', '9', '--ct-size', '75', '--uid-root', 'unibiomed-viewer-75', path.join(work, 'small-samples')], log);
+  const small = findImageSeries(path.join(work, 'small-samples'), 'CT');
+  const smallLabels = makeLabelMap(small);
+  const smallSegFrames = smallLabels.labels.reduce((n, l) => n + smallLabels.slices.filter((sl) => sl && sl.includes(l)).length, 0);
+  writeNrrd(path.join(work, 'small-labels.nrrd'), small, smallLabels);
+  const smallResults = path.join(work, 'small-results');
+  unibiomed(options, ['results', 'write', '--source', ...small.slices.map((s) => s.file), '--masks', path.join(work, 'small-labels.nrrd'), '--findings', findingsFile, '-o', smallResults], log);
+  const smallSeg = path.join(smallResults, 'seg.dcm');
+  const smallSr = path.join(smallResults, 'sr.dcm');
+  const [smallSegHeader, smallSrHeader] = readHeaders([smallSeg, smallSr]);
+  checks.check(
+    `small: the SEG of ${small.columns}x${small.rows} frames is FRACTIONAL OCCUPANCY with 8 bits (OHIF misdraws such frames in BINARY)`,
+    small.rows * small.columns % 8 !== 0 && smallSegHeader.segmentationType === 'FRACTIONAL' && smallSegHeader.segmentationFractionalType === 'OCCUPANCY' && smallSegHeader.bitsAllocated === 8,
+    `${smallSegHeader.segmentationType} ${smallSegHeader.segmentationFractionalType || ''}, ${smallSegHeader.bitsAllocated} bits`,
+  );
+  checks.check(
+    `small: ${smallSegFrames} segment frames (odd) are written with one empty frame more, so that no padding byte follows the pixels`,
+    smallSegFrames % 2 === 1 && smallSegHeader.numberOfFrames === smallSegFrames + 1,
+    `${smallSegHeader.numberOfFrames} frames in the SEG`,
+  );
+  checks.check(
+    `results-write: the SEG of ${series.columns}x${series.rows} frames stays BINARY`,
+    segHeader.segmentationType === 'BINARY' && segHeader.bitsAllocated === 1,
+    `${segHeader.segmentationType}, ${segHeader.bitsAllocated} bits`,
+  );
+
   // --- servers and browser --------------------------------------------------------
   const cleanup = [];
   let exitCode = 1;
@@ -148,6 +181,7 @@ async function main() {
     cleanup.push(() => orthanc.stop());
     for (const file of [...series.slices.map((s) => s.file), segFile, srFile]) await orthanc.upload(file);
     for (const file of [...analyzed.slices.map((s) => s.file), analyzeSeg, analyzeSr]) await orthanc.upload(file);
+    for (const file of [...small.slices.map((s) => s.file), smallSeg, smallSr]) await orthanc.upload(file);
     const server = await startViewerServer({ ohifDir: options.ohif, orthancPort: orthanc.httpPort, onProxyError: log });
     cleanup.push(() => server.close());
     log(`Orthanc on 127.0.0.1:${orthanc.httpPort}, OHIF ${OHIF_VERSION} at ${server.url}`);
@@ -166,7 +200,7 @@ async function main() {
       problems,
       series,
       labelMap,
-      findings: FINDINGS.map((f) => ({ ...f, displayLabel: f.site.meaning })),
+      findings: FINDINGS.map((f) => ({ ...f, displayLabel: `${f.name} (${f.site.meaning})` })),
       segDescription: segHeader.seriesDescription,
       srDescription: srHeader.seriesDescription,
       segSegments: readSegments(segFile),
@@ -186,6 +220,27 @@ async function main() {
       segSegments: readSegments(analyzeSeg),
       findingCount: analyzeSummary.findings.length,
       artifacts,
+      timeoutMs: options.timeoutMs,
+    });
+    await ohif.openStudy(page, server.url, small.studyInstanceUID, options.timeoutMs, { firstInProfile: false });
+    await ohif.waitForSeriesEntries(page, 3, options.timeoutMs);
+    log('OHIF shows the 75x75 study');
+    await checkSegAndSr({
+      page,
+      checks,
+      log,
+      problems,
+      series: small,
+      labelMap: smallLabels,
+      findings: FINDINGS,
+      segDescription: smallSegHeader.seriesDescription,
+      srDescription: smallSrHeader.seriesDescription,
+      segSegments: readSegments(smallSeg),
+      artifacts,
+      tag: 'small',
+      everySlice: true,
+      exact: true,
+      srAnswer: 'Yes',
       timeoutMs: options.timeoutMs,
     });
     exitCode = checks.failed.length === 0 ? 0 : 1;
