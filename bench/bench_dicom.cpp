@@ -3,8 +3,9 @@
 // same run, and rendering the model's 300 views. Each measurement runs in a fresh child
 // process (fork) so that its time and its peak memory (ru_maxrss) are its own; the files are
 // read once beforehand so that both readers find them in the page cache. Rounds alternate
-// between the readers; medians are reported with the ratio ours / ITK (target <= 1.0).
-//   bench_dicom [--slices N] [--rounds R] [--dir FOLDER]   (FOLDER: an existing series to use)
+// between the readers; medians after --warmup untimed rounds are reported with the ratio ours / ITK
+// (target <= 1.0).
+//   bench_dicom [--slices N] [--rounds R] [--warmup W] [--dir FOLDER] [--help]   (FOLDER: an existing series to use)
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <itkGDCMImageIO.h>
 #include <itkGDCMSeriesFileNames.h>
@@ -25,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "dicom/series.h"
 #include "dicom/toolkit_logging.h"
 #include "dicom/view.h"
@@ -66,10 +68,7 @@ Measurement in_child(const std::function<double()>& work) {
   return {in[0], double(usage.ru_maxrss) / 1024.0, in[1]};
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using unibiomed::bench::median;
 
 double read_ours(const fs::path& folder) {
   unibiomed::dicom::SeriesCollection c = unibiomed::dicom::read_series({folder});
@@ -111,16 +110,20 @@ double render_ours(const fs::path& folder) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int slices = 300, rounds = 3;
-  fs::path folder;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--slices"))
-      slices = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--rounds"))
-      rounds = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--dir"))
-      folder = argv[i + 1];
-  }
+  int slices = 300, rounds = 3, warmup = 1;
+  std::string folder_arg;
+  unibiomed::bench::CommandLine cl(
+      "bench_dicom",
+      "Reading a 512x512 CT series into a volume with dicom/ against ITK's GDCM series reader in the same run\n"
+      "(each reader in a fresh child process, medians of the rounds, ratio ours / ITK, target <= 1.0), and\n"
+      "rendering the model's views.");
+  cl.option("--slices", "N", "slices of the generated CT series", slices)
+      .option("--rounds", "N", "timed rounds, each reader once per round (median)", rounds)
+      .option("--warmup", "N", "untimed rounds before them", warmup)
+      .option("--dir", "FOLDER", "an existing series to read instead of a generated one", folder_arg);
+  cl.parse(argc, argv);
+  if (slices < 1 || rounds < 1 || warmup < 0) cl.fail("--slices and --rounds must be at least 1, --warmup at least 0");
+  fs::path folder = folder_arg;
   unibiomed::dicom::silence_toolkit_logs();
   fs::path generated;
   if (folder.empty()) {
@@ -145,6 +148,11 @@ int main(int argc, char** argv) {
 
   std::vector<double> ours_t, itk_t, ours_m, itk_m, render_t, render_m;
   double ours_sum = 0, itk_sum = 0;
+  for (int r = 0; r < warmup; ++r) {
+    in_child([&] { return read_itk(folder); });
+    in_child([&] { return read_ours(folder); });
+    in_child([&] { return render_ours(folder); });
+  }
   for (int r = 0; r < rounds; ++r) {
     Measurement itk = in_child([&] { return read_itk(folder); });
     Measurement ours = in_child([&] { return read_ours(folder); });
@@ -156,8 +164,8 @@ int main(int argc, char** argv) {
     render_t.push_back(render.seconds), render_m.push_back(render.peak_mb);
   }
   const double volume_mb = 512.0 * 512.0 * double(files) * 4 / 1048576.0;
-  std::printf("\nread %zu slices into a float volume (%.0f MB of voxels), median of %d rounds:\n", files, volume_mb,
-              rounds);
+  std::printf("\nread %zu slices into a float volume (%.0f MB of voxels), median of %d rounds after %d warm-up:\n",
+              files, volume_mb, rounds, warmup);
   std::printf("  ITK GDCM series reader: %.3f s, peak %.0f MB\n", median(itk_t), median(itk_m));
   std::printf("  dicom/ (read_series + plan_stacks + load_volume): %.3f s, peak %.0f MB\n", median(ours_t),
               median(ours_m));

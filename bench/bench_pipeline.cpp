@@ -5,7 +5,7 @@
 // consolidation, writing. Prints the time per slice of each stage and the non-model share of the
 // total (target < 5 %: DICOM decode, rendering and writing must be negligible beside the model).
 //
-//   bench_pipeline [--slices 60] [--tasks abnormality] [--max-new-tokens 8] [--model DIR] [--keep]
+//   bench_pipeline [--slices 60] [--tasks abnormality] [--max-new-tokens 8] [--model DIR] [--keep] [--help]
 //
 // Random weights never produce [SEG] on their own, so by default the checkpoint is the
 // `make-random --answer "Sure, [SEG]."` fixture: its language model answers that to every
@@ -26,6 +26,7 @@
 
 #include <unistd.h>
 
+#include "bench/bench_common.h"
 #include "inference/random_checkpoint.h"
 #include "pipeline/analyzer.h"
 #include "samples/sample_studies.h"
@@ -35,31 +36,28 @@ namespace {
 using namespace unibiomed;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-int usage() {
-  std::cerr << "usage: bench_pipeline [--slices 60] [--tasks abnormality|all|NAME,...] [--max-new-tokens 8] "
-               "[--model DIR] [--keep]\n";
-  return 2;
-}
+namespace bench = unibiomed::bench;
 
 }  // namespace
 
 int main(int argc, char** argv) {
   int slices = 60, max_new_tokens = 8;
-  std::string tasks = "abnormality";
-  fs::path model;
+  std::string tasks = "abnormality", model_arg;
   bool keep = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (a == "--slices" && has_value) slices = std::stoi(argv[++i]);
-    else if (a == "--tasks" && has_value) tasks = argv[++i];
-    else if (a == "--max-new-tokens" && has_value) max_new_tokens = std::stoi(argv[++i]);
-    else if (a == "--model" && has_value) model = argv[++i];
-    else if (a == "--keep") keep = true;
-    else return usage();
-  }
-  if (slices < 2) return usage();
+  bench::CommandLine cl("bench_pipeline",
+                        "The node's analysis end to end on CPU: the sample CT through pipeline::Analyzer with a\n"
+                        "real-size random checkpoint (the make-random --answer \"Sure, [SEG].\" fixture), timed by\n"
+                        "stage; prints the time per slice of each stage and the non-model share (target < 5 %).");
+  cl.option("--slices", "N", "CT slices of 512x512 (at least 2)", slices)
+      .option("--tasks", "abnormality|all|NAME,...", "rule tasks asked per slice", tasks)
+      .option("--max-new-tokens", "N", "most tokens per answer", max_new_tokens)
+      .option("--model", "DIR", "checkpoint folder (default: the real-size fixture, written to a temporary folder)",
+              model_arg)
+      .flag("--keep", "keep the temporary folder", keep);
+  cl.parse(argc, argv);
+  if (slices < 2) cl.fail("--slices must be at least 2");
+  if (max_new_tokens < 1) cl.fail("--max-new-tokens must be at least 1");
+  fs::path model = model_arg;
 
   const fs::path work = fs::temp_directory_path() / ("unibiomed-bench-pipeline-" + std::to_string(::getpid()));
   fs::create_directories(work);

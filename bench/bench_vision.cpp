@@ -1,10 +1,12 @@
 // Speed of the vision path at the release size (InternViT-300M-448px + mlp1) with random
 // weights: one 448-pixel tile, the 10 tiles of a 1024x1024 image, and 16 slices encoded as one
-// batch against 16 single calls. Efficiency is the achieved FLOP/s over the matmul throughput
-// of this machine measured in the same run, next to each phase (the machine's speed drifts by
-// 20-30% from minute to minute, MODEL.md).
+// batch against 16 single calls, for each dtype of --dtypes in the same run. Efficiency is the
+// achieved FLOP/s over the shared matmul probe of the same dtype (bench_common.h), measured just
+// before each phase (the machine's speed drifts by 20-30% from minute to minute, MODEL.md);
+// repeated phases report the median after a warm-up; the peak resident memory per dtype.
 //
-//   bench_vision [--threads N] [--slices 16] [--dtype float32|bfloat16] [--max-batch 8]
+//   bench_vision [--threads N] [--dtypes auto|float32,bfloat16] [--runs 3] [--image-runs 1]
+//                [--slices 16] [--max-batch 8] [--layers N] [--help]
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <torch/torch.h>
 
@@ -21,6 +23,7 @@
 
 #include <unistd.h>
 
+#include "bench/bench_common.h"
 #include "inference/checkpoint_layout.h"
 #include "inference/image_preprocess.h"
 #include "inference/model_config.h"
@@ -30,20 +33,9 @@
 #include "inference/weights.h"
 
 namespace ib = unibiomed::inference;
+namespace bench = unibiomed::bench;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// CPU seconds of the whole process: on a shared machine, wall time also counts the time other
-// programs held the cores; CPU time per thread shows what the work itself cost.
-double process_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
 
 // Multiply-adds x 2 of one tile through InternViT (all layers) and mlp1.
 double flops_per_tile(const ib::ModelConfig& c) {
@@ -56,25 +48,6 @@ double flops_per_tile(const ib::ModelConfig& c) {
                        + 4 * N * C * I;    // fc1 + fc2
   const double mlp1 = 2 * T * (4 * C * H + H * H);
   return patch + c.vision.num_hidden_layers * layer + mlp1;
-}
-
-// The best of several timed float32 matmuls of the encoder's own shapes (fc1 and fc2 of one
-// tile): what this machine's BLAS delivers right now.
-double matmul_gflops(const torch::TensorOptions& o) {
-  torch::NoGradGuard guard;
-  const int64_t n = 1025;
-  torch::Tensor a = torch::randn({n, 1024}, o), w1 = torch::randn({4096, 1024}, o), b = torch::randn({n, 4096}, o),
-                w2 = torch::randn({1024, 4096}, o);
-  torch::Tensor o1 = torch::empty({n, 4096}, o), o2 = torch::empty({n, 1024}, o);
-  double best = 0;
-  for (int rep = 0; rep < 4; ++rep) {
-    auto t0 = std::chrono::steady_clock::now();
-    at::mm_out(o1, a, w1.t());
-    at::mm_out(o2, b, w2.t());
-    const double t = seconds_since(t0);
-    best = std::max(best, 2.0 * 2 * n * 1024 * 4096 / t / 1e9);
-  }
-  return best;
 }
 
 // The vision encoder's and projector's tensors of the layout table, N(0, 0.02) in bfloat16;
@@ -111,119 +84,154 @@ ib::RgbImage synthetic_image(int width, int height, int seed) {
   return im;
 }
 
-// Wall and CPU time of one phase.
-struct Stopwatch {
-  std::chrono::steady_clock::time_point wall0 = std::chrono::steady_clock::now();
-  double cpu0 = process_cpu_seconds();
-  double wall() const { return seconds_since(wall0); }
-  double cpu() const { return process_cpu_seconds() - cpu0; }
+// One phase's figures for the side-by-side table at the end.
+struct Phase {
+  std::string name;
+  double seconds = 0, tiles = 0, matmul_gflops = 0, cpu_share = 0;
+  int runs = 0;
 };
-
-std::string load_average() {
-  char buf[128] = {0};
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (!std::fgets(buf, sizeof buf, f)) buf[0] = 0;
-    std::fclose(f);
-  }
-  std::string s(buf);
-  return s.substr(0, s.find(' ', s.find(' ', s.find(' ') + 1) + 1));
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = 0;  // 0: every core this process may use
-  int slices = 16, max_batch = 8;
-  std::string dtype = "float32";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--slices") slices = std::stoi(v);
-    else if (k == "--dtype") dtype = v;
-    else if (k == "--max-batch") max_batch = std::stoi(v);
-    else {
-      std::cerr << "unknown option " << k << "\n";
-      return 2;
-    }
-  }
+  int slices = 16, max_batch = 8, runs = 3, image_runs = 1, layers = 0;
+  bench::DtypeChoice dtypes;
+  bench::CommandLine cl("bench_vision",
+                        "Speed of the vision path (InternViT-300M-448px + mlp1, random weights): one 448 tile, a\n"
+                        "1024x1024 image (10 tiles), 512x512 slices batched vs single calls; each phase's FLOP/s over\n"
+                        "the same-dtype matmul probe measured just before it, and the peak resident memory per dtype.");
+  cl.option("--threads", "N", "BLAS threads (0: every core this process may use)", threads)
+      .option(
+          "--dtypes", "LIST", bench::kDtypesHelp, [&](const std::string& v) { dtypes = bench::choose_dtypes(v); },
+          "auto")
+      .option("--runs", "N", "timed runs of the 448 tile after one warm-up tile (median)", runs)
+      .option("--image-runs", "N", "timed runs of the 1024x1024 image after one warm-up image (median)", image_runs)
+      .option("--slices", "N", "512x512 slices, one pass single calls and one batched call (0: skip)", slices)
+      .option("--max-batch", "N", "most tiles per batched encoder call", max_batch)
+      .option("--layers", "N", "vision layers (0: the release's 24; e.g. 1 for a quick check)", layers);
+  cl.parse(argc, argv);
+  if (runs < 1 || image_runs < 1) cl.fail("--runs and --image-runs must be at least 1");
+  if (slices < 0 || max_batch < 1 || layers < 0 || threads < 0) cl.fail("negative count or --max-batch below 1");
+  if (dtypes.dtypes.empty()) dtypes = bench::choose_dtypes("auto");
+
   threads = ib::configure_cpu_threads(threads);
   torch::manual_seed(0);
   ib::ModelConfig config;  // release sizes: InternViT-300M-448px, Qwen2.5-0.5B hidden 896
+  if (layers > 0) config.vision.num_hidden_layers = layers;
   const double tile_gflop = flops_per_tile(config) / 1e9;
-  std::printf("bench_vision: InternViT-300M + mlp1, random weights, %s, %d threads, %.1f GFLOP per 448 tile, load %s\n",
-              dtype.c_str(), threads, tile_gflop, load_average().c_str());
+  std::string dtype_list;
+  for (const auto& d : dtypes.dtypes) dtype_list += (dtype_list.empty() ? "" : ",") + d;
+  std::printf("bench_vision: InternViT-300M + mlp1 (vision layers: %d), random weights, dtypes %s, %d threads, %.1f GFLOP per "
+              "448 tile, load %s\n",
+              config.vision.num_hidden_layers, dtype_list.c_str(), threads, tile_gflop, bench::load_average().c_str());
   std::printf("%s\n", ib::describe_cpu_runtime().c_str());
+  if (!dtypes.note.empty()) std::printf("%s\n", dtypes.note.c_str());
+  std::printf("efficiency = achieved FLOP/s / the same dtype's matmul probe (torch::mm %d^2, median of 5 after 1 "
+              "warm-up) measured just before the phase; cpu share = CPU seconds / (wall x %d threads)\n",
+              bench::kProbeMatmulSize, threads);
 
   const auto dir = std::filesystem::temp_directory_path() / ("bench_vision_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  Stopwatch load;
-  write_random_checkpoint(dir / "model.safetensors", config);
-  ib::Weights weights(ib::Checkpoint::open(dir / "model.safetensors"), ib::ComputeOptions::from_strings("cpu", dtype));
-  ib::VisionEncoder encoder(weights, config);
-  encoder.set_max_batch_tiles(max_batch);
-  std::filesystem::remove_all(dir);
-  std::printf("checkpoint written and loaded: %.1f s\n", load.wall());
-
-  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-  const ib::TilingOptions tiling = ib::TilingOptions::from_config(config);
-  // Efficiency: FLOP/s achieved over the matmul FLOP/s measured just before the phase. The CPU
-  // share says how much of `threads` cores the process got (other programs, waiting).
-  auto report = [&](const char* what, const Stopwatch& sw, double tiles, double gflops_machine) {
-    const double secs = sw.wall(), achieved = tiles * tile_gflop / secs;
-    std::printf("%-30s %8.2f s %6.2f s/tile %6.1f GFLOP/s | matmul %6.1f GFLOP/s | efficiency %.2f | cpu share %.2f\n",
-                what, secs, secs / tiles, achieved, gflops_machine, achieved / gflops_machine,
-                sw.cpu() / (secs * threads));
-  };
-
-  // Warm-up: thread pools, BLAS buffers.
   {
-    ib::InternVlInput in = ib::preprocess_internvl({synthetic_image(448, 448, 0)}, tiling);
-    encoder.encode(in.pixel_values);
+    bench::Stopwatch sw;
+    write_random_checkpoint(dir / "model.safetensors", config);
+    std::printf("random checkpoint (bfloat16) written: %.1f s\n", sw.wall());
   }
+  std::vector<std::vector<Phase>> results;
+  try {
+    for (const auto& dtype : dtypes.dtypes) {
+      std::printf("\n== %s ==\n", dtype.c_str());
+      const bool peak_resets = bench::reset_peak_memory();
+      bench::Stopwatch load;
+      ib::Weights weights(ib::Checkpoint::open(dir / "model.safetensors"),
+                          ib::ComputeOptions::from_strings("cpu", dtype));
+      ib::VisionEncoder encoder(weights, config);
+      encoder.set_max_batch_tiles(max_batch);
+      std::printf("loaded as %s: %.1f s, resident %.0f MiB\n", dtype.c_str(), load.wall(),
+                  bench::status_mib("VmRSS:"));
 
-  // One 448 tile.
-  {
-    const double mm = matmul_gflops(f32);
-    ib::InternVlInput in = ib::preprocess_internvl({synthetic_image(448, 448, 1)}, tiling);
-    for (int rep = 0; rep < 2; ++rep) {
-      Stopwatch sw;
-      encoder.encode(in.pixel_values);
-      report(rep == 0 ? "one 448 tile" : "one 448 tile (again)", sw, 1, mm);
+      const ib::TilingOptions tiling = ib::TilingOptions::from_config(config);
+      std::vector<Phase> phases;
+      auto report = [&](Phase p) {
+        const double achieved = p.tiles * tile_gflop / p.seconds;
+        std::printf("%-28s %8.2f s (%s) %6.2f s/tile %6.1f GFLOP/s | matmul %6.1f GFLOP/s | efficiency %.2f | cpu "
+                    "share %.2f\n",
+                    p.name.c_str(), p.seconds, p.runs > 1 ? ("median of " + std::to_string(p.runs)).c_str() : "1 run",
+                    p.seconds / p.tiles, achieved, p.matmul_gflops, achieved / p.matmul_gflops, p.cpu_share);
+        std::fflush(stdout);
+        phases.push_back(std::move(p));
+      };
+
+      // One 448 tile: one warm-up (thread pools, BLAS buffers, first touch of weights), then runs.
+      {
+        ib::InternVlInput in = ib::preprocess_internvl({synthetic_image(448, 448, 1)}, tiling);
+        encoder.encode(in.pixel_values);
+        const double mm = bench::matmul_probe(dtype).gflops;
+        bench::Stopwatch sw;
+        const double t = bench::median_seconds([&] { encoder.encode(in.pixel_values); }, 0, runs);
+        report({"one 448 tile", t, 1, mm, sw.cpu_share(threads), runs});
+      }
+
+      // A 1024x1024 image: 3x3 tiles + thumbnail, batched by up to --max-batch tiles.
+      {
+        ib::RgbImage image = synthetic_image(1024, 1024, 2);
+        bench::Stopwatch prep;
+        ib::InternVlInput in = ib::preprocess_internvl({image}, tiling);
+        const double prep_s = prep.wall();
+        torch::Tensor out = encoder.encode(in.pixel_values);  // warm-up of the batch shapes
+        const double mm = bench::matmul_probe(dtype).gflops;
+        bench::Stopwatch sw;
+        const double t = bench::median_seconds([&] { out = encoder.encode(in.pixel_values); }, 0, image_runs);
+        report({"1024x1024 image (" + std::to_string(in.tiles_per_image[0]) + " tiles)", t,
+                static_cast<double>(in.tiles_per_image[0]), mm, sw.cpu_share(threads), image_runs});
+        std::printf("  preprocessing %.3f s, output [%ld, %ld, %ld]\n", prep_s, static_cast<long>(out.size(0)),
+                    static_cast<long>(out.size(1)), static_cast<long>(out.size(2)));
+      }
+
+      // Slices of a volume (512x512: one tile each): one pass of single calls against one batched
+      // call, each including its preprocessing (the shapes were warmed up above).
+      if (slices > 0) {
+        std::vector<ib::RgbImage> images;
+        for (int i = 0; i < slices; ++i) images.push_back(synthetic_image(512, 512, 10 + i));
+        double mm = bench::matmul_probe(dtype).gflops;
+        bench::Stopwatch single_sw;
+        for (const auto& im : images) encoder.encode(ib::preprocess_internvl({im}, tiling).pixel_values);
+        const double single = single_sw.wall();
+        report({"slices, single calls", single, static_cast<double>(slices), mm, single_sw.cpu_share(threads), 1});
+        mm = bench::matmul_probe(dtype).gflops;
+        bench::Stopwatch batched_sw;
+        encoder.encode(ib::preprocess_internvl(images, tiling).pixel_values);
+        const double batched = batched_sw.wall();
+        report({"slices, one batched call", batched, static_cast<double>(slices), mm, batched_sw.cpu_share(threads), 1});
+        std::printf("batched vs single calls: %.3f s vs %.3f s per slice, speed-up %.2fx (max batch %d tiles)\n",
+                    batched / slices, single / slices, single / batched, max_batch);
+      }
+      std::printf("peak resident memory (%s): %.0f MiB %s\n", dtype.c_str(), bench::status_mib("VmHWM:"),
+                  peak_resets ? "since just before the load (VmHWM reset there)"
+                              : "of the whole process (the kernel refused the VmHWM reset)");
+      results.push_back(std::move(phases));
+    }
+  } catch (...) {
+    std::filesystem::remove_all(dir);
+    throw;
+  }
+  std::filesystem::remove_all(dir);
+
+  if (results.size() > 1) {
+    std::printf("\nside by side (s/tile, efficiency against the same dtype's matmul):\n%-28s", "phase");
+    for (const auto& d : dtypes.dtypes) std::printf(" | %-22s", d.c_str());
+    std::printf("\n");
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      std::printf("%-28s", results[0][i].name.c_str());
+      for (const auto& r : results) {
+        if (i >= r.size()) continue;
+        const Phase& p = r[i];
+        std::printf(" | %6.2f s/tile eff %.2f ", p.seconds / p.tiles, p.tiles * tile_gflop / p.seconds / p.matmul_gflops);
+      }
+      std::printf("\n");
     }
   }
-
-  // A 1024x1024 image: 3x3 tiles + thumbnail.
-  {
-    const double mm = matmul_gflops(f32);
-    ib::RgbImage image = synthetic_image(1024, 1024, 2);
-    Stopwatch prep;
-    ib::InternVlInput in = ib::preprocess_internvl({image}, tiling);
-    const double prep_s = prep.wall();
-    Stopwatch enc;
-    torch::Tensor out = encoder.encode(in.pixel_values);
-    report("1024x1024 image (10 tiles)", enc, in.tiles_per_image[0], mm);
-    std::printf("  preprocessing %.3f s, output [%ld, %ld, %ld]\n", prep_s, static_cast<long>(out.size(0)),
-                static_cast<long>(out.size(1)), static_cast<long>(out.size(2)));
-  }
-
-  // Slices of a volume (512x512 each: one tile each): one batched call against single calls,
-  // each including its preprocessing.
-  if (slices > 0) {
-    std::vector<ib::RgbImage> images;
-    for (int i = 0; i < slices; ++i) images.push_back(synthetic_image(512, 512, 10 + i));
-    double mm = matmul_gflops(f32);
-    Stopwatch single_sw;
-    for (const auto& im : images) encoder.encode(ib::preprocess_internvl({im}, tiling).pixel_values);
-    const double single = single_sw.wall();
-    report("slices, single calls", single_sw, slices, mm);
-    mm = matmul_gflops(f32);
-    Stopwatch batched_sw;
-    encoder.encode(ib::preprocess_internvl(images, tiling).pixel_values);
-    const double batched = batched_sw.wall();
-    report("slices, one batched call", batched_sw, slices, mm);
-    std::printf("batched vs single calls: %.3f s vs %.3f s per slice, speed-up %.2fx (max batch %d tiles)\n",
-                batched / slices, single / slices, single / batched, max_batch);
-  }
-  std::printf("load average at the end: %s\n", load_average().c_str());
+  std::printf("load average at the end: %s\n", bench::load_average().c_str());
   return 0;
 }

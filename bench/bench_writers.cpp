@@ -1,8 +1,9 @@
 // Writing results: a SEG of 10 segments over 300 frames of 512x512 (every frame non-empty: the
 // worst case, 3000 SEG frames, 98 MB of packed pixels from 786 MB of byte masks) and its SR,
 // against the time to write the same number of bytes with a plain buffered write, measured in
-// the same run. Prints times (best of 3), the ratio and the peak memory added while writing.
-//   build/bench/bench_writers [--frames N] [--segments N] [--size N] [--runs N]
+// the same run. Prints times (median of --runs after --warmup untimed runs), the ratio and the
+// peak memory added while writing.
+//   build/bench/bench_writers [--frames N] [--segments N] [--size N] [--runs N] [--warmup N] [--help]
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "seg-writer/dicom_uid.h"
 #include "seg-writer/part10_file.h"
 #include "seg-writer/segmentation_writer.h"
@@ -76,25 +78,25 @@ std::vector<std::unique_ptr<DcmFileFormat>> make_sources(unsigned frames, unsign
 }
 
 struct Args {
-  unsigned frames = 300, segments = 10, size = 512, runs = 3;
+  unsigned frames = 300, segments = 10, size = 512, runs = 3, warmup = 1;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    const unsigned value = static_cast<unsigned>(std::stoul(argv[i + 1]));
-    if (key == "--frames")
-      a.frames = value;
-    else if (key == "--segments")
-      a.segments = value;
-    else if (key == "--size")
-      a.size = value;
-    else if (key == "--runs")
-      a.runs = value;
-  }
+  unibiomed::bench::CommandLine cl(
+      "bench_writers",
+      "Writing a SEG (every frame non-empty: the worst case) and its SR against a plain buffered write of the\n"
+      "same bytes in the same run: medians, the ratio writers / plain write (target <= 3), the peak memory added.");
+  cl.option("--frames", "N", "source frames", a.frames)
+      .option("--segments", "N", "segments (each non-empty on every frame)", a.segments)
+      .option("--size", "N", "rows and columns of a frame", a.size)
+      .option("--runs", "N", "timed runs (median)", a.runs)
+      .option("--warmup", "N", "untimed runs before them", a.warmup);
+  cl.parse(argc, argv);
+  if (a.frames < 1 || a.segments < 1 || a.size < 8 || a.runs < 1)
+    cl.fail("--frames, --segments and --runs must be at least 1, --size at least 8");
   const fs::path dir = fs::temp_directory_path() / ("unibiomed-bench-writers-" + std::to_string(::getpid()));
   fs::create_directories(dir);
 
@@ -125,10 +127,10 @@ int main(int argc, char** argv) {
   std::printf("bench_writers: SEG of %u segments x %u frames of %ux%u (%.0f MB of byte masks in), and its SR\n",
               a.segments, a.frames, a.size, a.size, a.segments * a.frames * pixels / 1e6);
 
-  double best_build = 1e9, best_seg_save = 1e9, best_geometry = 1e9, best_sr = 1e9, best_total = 1e9, best_plain = 1e9;
+  std::vector<double> builds, seg_saves, geometries, srs, totals, plains;
   double peak_added = 0;
   size_t seg_bytes = 0, sr_bytes = 0, seg_frames = 0;
-  for (unsigned run = 0; run < a.runs; ++run) {
+  for (unsigned run = 0; run < a.warmup + a.runs; ++run) {
     const double rss_before = status_mib("VmRSS:");
     reset_peak();
     const auto start = Clock::now();
@@ -176,26 +178,32 @@ int main(int argc, char** argv) {
     }
     const double plain = seconds_since(plain_start);
 
-    best_build = std::min(best_build, build);
-    best_seg_save = std::min(best_seg_save, seg_save);
-    best_geometry = std::min(best_geometry, geometry);
-    best_sr = std::min(best_sr, sr);
-    best_total = std::min(best_total, build + seg_save + sr);
-    best_plain = std::min(best_plain, plain);
+    const bool timed = run >= a.warmup;
+    if (timed) {
+      builds.push_back(build);
+      seg_saves.push_back(seg_save);
+      geometries.push_back(geometry);
+      srs.push_back(sr);
+      totals.push_back(build + seg_save + sr);
+      plains.push_back(plain);
+    }
     std::printf(
-        "  run %u: SEG build %.3f s + save %.3f s, SR %.3f s (outlines/measurements %.3f s); plain write %.3f s\n",
-        run + 1, build, seg_save, sr, geometry, plain);
+        "  run %u%s: SEG build %.3f s + save %.3f s, SR %.3f s (outlines/measurements %.3f s); plain write %.3f s\n",
+        run + 1, timed ? "" : " (warm-up)", build, seg_save, sr, geometry, plain);
   }
+  using unibiomed::bench::median;
+  const double med_build = median(builds), med_seg_save = median(seg_saves), med_geometry = median(geometries),
+               med_sr = median(srs), med_total = median(totals), med_plain = median(plains);
   fs::remove_all(dir);
   std::printf("SEG: %zu frames, %.1f MB; SR: %.1f kB\n", seg_frames, seg_bytes / 1e6, sr_bytes / 1e3);
   std::printf(
-      "best of %u: SEG build %.3f s, SEG save %.3f s, SR build+save %.3f s => writers %.3f s "
+      "median of %u after %u warm-up: SEG build %.3f s, SEG save %.3f s, SR build+save %.3f s => writers %.3f s "
       "(%.0f MB/s)\n",
-      a.runs, best_build, best_seg_save, best_sr, best_total, (seg_bytes + sr_bytes) / 1e6 / best_total);
+      a.runs, a.warmup, med_build, med_seg_save, med_sr, med_total, (seg_bytes + sr_bytes) / 1e6 / med_total);
   std::printf("plain buffered write of the same %.1f MB: %.3f s (%.0f MB/s)\n", (seg_bytes + sr_bytes) / 1e6,
-              best_plain, (seg_bytes + sr_bytes) / 1e6 / best_plain);
-  std::printf("ratio writers / plain write: %.2f (target <= 3)\n", best_total / best_plain);
-  std::printf("outlines and measurements of the findings (not part of writing): %.3f s\n", best_geometry);
+              med_plain, (seg_bytes + sr_bytes) / 1e6 / med_plain);
+  std::printf("ratio writers / plain write: %.2f (target <= 3)\n", med_total / med_plain);
+  std::printf("outlines and measurements of the findings (not part of writing): %.3f s\n", med_geometry);
   std::printf("peak memory added while writing: %.0f MiB (input masks held by the caller: %.0f MiB)\n", peak_added,
               a.segments * a.frames * pixels / 1048576.0);
   return 0;
