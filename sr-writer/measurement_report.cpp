@@ -11,6 +11,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "seg-writer/decimal_string.h"
 #include "seg-writer/dicom_uid.h"
@@ -63,6 +64,7 @@ namespace concept {
   const CodedConcept kFinding{"121071", "DCM", "Finding"};
   const CodedConcept kFindingSite{"363698007", "SCT", "Finding Site"};
   const CodedConcept kReferencedSegment{"121191", "DCM", "Referenced Segment"};
+  const CodedConcept kReferencedSegmentationFrame{"121214", "DCM", "Referenced Segmentation Frame"};
   const CodedConcept kSourceImageForSegmentation{"121233", "DCM", "Source image for segmentation"};
   const CodedConcept kImageRegion{"111030", "DCM", "Image Region"};
   const CodedConcept kComment{"121106", "DCM", "Comment"};
@@ -156,10 +158,21 @@ class ContentTree {
   DSRDocumentTree& tree_;
 };
 
-// What the report needs of a SEG: its identity and its segments' tracking UIDs.
+// What the report needs of a SEG: its identity, its segments' tracking UIDs, and which SEG frame
+// holds a segment on a source frame.
 struct SegmentationInfo {
   std::string study, series, sop_class, sop_instance;
   std::map<std::uint16_t, std::string> tracking_uid_of_segment;
+  std::map<std::tuple<std::uint16_t, std::string, int>, Sint32> frame_of;  // (segment, SOP, frame) -> SEG frame
+  std::map<std::uint16_t, Sint32> first_frame_of_segment;
+
+  // The SEG frame of `segment` on the source frame, or the segment's first frame.
+  Sint32 frame(std::uint16_t segment, const seg::SourceFrame& source) const {
+    const auto found = frame_of.find({segment, source.sop_instance_uid, source.frame_number});
+    if (found != frame_of.end()) return found->second;
+    const auto first = first_frame_of_segment.find(segment);
+    return first == first_frame_of_segment.end() ? 1 : first->second;
+  }
 };
 
 SegmentationInfo read_segmentation(DcmDataset& seg, size_t series_index) {
@@ -179,6 +192,30 @@ SegmentationInfo read_segmentation(DcmDataset& seg, size_t series_index) {
     Uint16 number = 0;
     segment->findAndGetUint16(DCM_SegmentNumber, number);
     info.tracking_uid_of_segment[number] = get(*segment, DCM_TrackingUID);
+  }
+  DcmSequenceOfItems* frames = nullptr;
+  seg.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, frames);
+  long i = -1;
+  // Visited in order: DCMTK's indexed item access walks the list from its start each time.
+  for (DcmObject* object = frames ? frames->nextInContainer(nullptr) : nullptr; object;
+       object = frames->nextInContainer(object)) {
+    ++i;
+    auto* frame = OFstatic_cast(DcmItem*, object);
+    DcmItem* identification = nullptr;
+    DcmItem* derivation = nullptr;
+    DcmItem* source = nullptr;
+    Uint16 number = 0;
+    if (frame->findAndGetSequenceItem(DCM_SegmentIdentificationSequence, identification).good())
+      identification->findAndGetUint16(DCM_ReferencedSegmentNumber, number);
+    if (frame->findAndGetSequenceItem(DCM_DerivationImageSequence, derivation).good())
+      derivation->findAndGetSequenceItem(DCM_SourceImageSequence, source);
+    Sint32 source_frame = 0;
+    if (source) source->findAndGetSint32(DCM_ReferencedFrameNumber, source_frame);
+    const Sint32 seg_frame = static_cast<Sint32>(i + 1);
+    if (source)
+      info.frame_of.emplace(std::make_tuple(number, get(*source, DCM_ReferencedSOPInstanceUID), source_frame),
+                            seg_frame);
+    info.first_frame_of_segment.emplace(number, seg_frame);
   }
   return info;
 }
@@ -396,20 +433,23 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
           segment.getSegmentList().addItem(f.segment_number);
           content.image(group, DSRTypes::RT_contains, concept ::kReferencedSegment, segment,
                         owner + " referenced segment");
+          // The segment's frame on the key slice as well: pixelmed checks every group against
+          // TID 1410 too once any group has a top-level Image Region or such a frame (a finding
+          // without segment in the same report), and this keeps the group valid there (rows 7-8).
+          DSRImageReferenceValue seg_frame(seg.sop_class.c_str(), seg.sop_instance.c_str());
+          seg_frame.getFrameList().addItem(seg.frame(f.segment_number, key));
+          content.image(group, DSRTypes::RT_contains, concept ::kReferencedSegmentationFrame, seg_frame,
+                        owner + " referenced segmentation frame");
           content.image(group, DSRTypes::RT_contains, concept ::kSourceImageForSegmentation, frame_reference(key),
                         owner + " source image");
         } else {
           // TID 1410/1411 row 5: without a segment the region itself is the ROI.
           region_below(group, DSRTypes::RT_contains);
         }
-        if (f.finding_site)
-          content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
-                       owner + " finding site");
-        // A readable label first (OHIF shows the first Comment as the measurement's label),
-        // the measurements, then the model's sentence.
-        const std::string label =
-            (tracking_id + (f.finding_site ? " (" + f.finding_site->meaning + ")" : std::string())).substr(0, 1024);
-        content.text(group, DSRTypes::RT_contains, concept ::kComment, label, owner + " label");
+        // The finding site of the group (TID 1419 row 2). A group whose region stands at its top
+        // would have OHIF print the site by its code ("363698007: Liver"), so there the site
+        // qualifies each measurement instead (row 9), unless the group has none.
+        const bool region_on_top = f.segment_number == 0;
         std::vector<Measurement> numbers;
         if (r.area_mm2)
           numbers.push_back(area_mm2(*r.area_mm2));
@@ -421,8 +461,20 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
                                 seg::format_ds(m.value) == seg::format_ds(*r.area_mm2);
           if (!repeated) numbers.push_back(m);
         }
+        const bool site_per_measurement = region_on_top && !numbers.empty();
+        if (f.finding_site && !site_per_measurement)
+          content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
+                       owner + " finding site");
+        // A readable label first (OHIF shows the first Comment as the measurement's label),
+        // the measurements, then the model's sentence.
+        const std::string label =
+            (tracking_id + (f.finding_site ? " (" + f.finding_site->meaning + ")" : std::string())).substr(0, 1024);
+        content.text(group, DSRTypes::RT_contains, concept ::kComment, label, owner + " label");
         for (size_t n = 0; n < numbers.size(); ++n) {
           const size_t num = content.number(group, numbers[n], owner + " " + numbers[n].concept.meaning);
+          if (site_per_measurement && f.finding_site)
+            content.code(num, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
+                         owner + " finding site of " + numbers[n].concept.meaning);
           // TID 300 (via TID 320): where the first measurement was made, the region OHIF draws.
           if (n == 0) region_below(num, DSRTypes::RT_inferredFrom);
         }

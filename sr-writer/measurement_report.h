@@ -6,9 +6,11 @@
 // tracked measurement of the cornerstone tool named by its tracking identifier (a freehand ROI
 // for an outline, a probe for a point):
 //   - tracking identifier (the tool), tracking unique identifier (the SEG segment's), finding;
-//   - with a segment (TID 1411): the referenced segment and the source image of the key slice;
-//     without (TID 1410/1411 row 5): the image region itself;
-//   - finding site; a Comment with the finding's readable name (OHIF's label for it);
+//   - with a segment (TID 1411): the referenced segment, its frame on the key slice and that
+//     slice's source image; without (TID 1410/1411 row 5): the image region itself;
+//   - finding site (on each measurement when the region is at the top of the group, where OHIF
+//     would print the site by its code); a Comment with the finding's readable name (OHIF's
+//     label for it);
 //   - the measurements: first the area on the key slice, INFERRED FROM the image region (an
 //     outline or point selected from the key source frame; OHIF takes the drawing from the first
 //     measurement), then volume and long axis of the whole segment;

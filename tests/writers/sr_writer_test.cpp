@@ -150,6 +150,8 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   const std::vector<std::string> in_order{
       "(112039,DCM,\"Tracking Identifier\")=\"Cornerstone3DTools@^0.1.0:PlanarFreehandROI\"",
       "(121191,DCM,\"Referenced Segment\")",
+      "(121214,DCM,\"Referenced Segmentation Frame\")",
+      "(121233,DCM,\"Source image for segmentation\")",
       "(363698007,SCT,\"Finding Site\")=(10200004,SCT,\"Liver\")",
       "(121106,DCM,\"Comment\")=\"Lesion 1 (Liver)\"",
       "(42798000,SCT,\"Area\")",
@@ -261,6 +263,35 @@ TEST(MeasurementReport, PointRegionAndFindingWithoutSegment) {
   ASSERT_TRUE(report);
   EXPECT_EQ(report->measurement_groups, 1u);
   check_report(dir, "sr-point", *report, expected_json(sources, {f}, "", {}));
+}
+
+TEST(MeasurementReport, FindingsWithAndWithoutSegmentInOneReport) {
+  // A study with a segmented finding and a finding without segment (a slide region, say): both
+  // validate, and OHIF draws, imports and labels each.
+  TempDir dir("sr-mixed");
+  test::SeriesSpec spec;
+  spec.rows = 24;
+  spec.columns = 24;
+  spec.frames = 3;
+  spec.name = "sr-mixed";
+  auto series = test::make_series(spec);
+  seg::SourceImages sources(series.datasets());
+  std::vector<seg::Segment> segments{segment("Lesion", {mask(1, test::ellipse_mask(24, 24, 10, 10, 4, 5))})};
+  auto seg = seg::write_segmentation(sources, segments);
+  ASSERT_TRUE(seg);
+  auto findings = findings_for(sources, segments, *seg);
+  ReportedFinding region_only;
+  region_only.tracking_uid = seg::make_uid("mixed-region-only");
+  region_only.tracking_id = "Nodule";
+  region_only.finding = {"27925004", "SCT", "Nodule"};
+  region_only.finding_site = seg::CodedConcept{"10200004", "SCT", "Liver"};
+  region_only.text = "A small nodule.";
+  region_only.region = ImageRegion{2, ImageRegion::Shape::Outline, {{{3, 3}}, {{9, 3}}, {{9, 7}}, {{3, 7}}}, 24 * 0.42, 24.0};
+  findings.push_back(region_only);
+  auto report = write_measurement_report({{&sources, seg->file->getDataset(), findings}}, {});
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->measurement_groups, 2u);
+  check_report(dir, "sr-mixed", *report, expected_json(sources, findings, seg->sop_instance_uid, {}));
 }
 
 TEST(MeasurementReport, NothingToReport) {
