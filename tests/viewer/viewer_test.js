@@ -9,6 +9,7 @@
 //   4. Checks (viewer_checks.js): the overlay matches the label map on every slice with a
 //      finding, the segment labels are in the panel, the SR opens without error and draws each
 //      finding's geometry with its label and measurement; screenshots are kept.
+//      The SEG of the 512x512 series is binary with an odd number of frames (11).
 //   5. A third study of 75x75 slices (Rows x Columns not a multiple of 8, so the SEG is the 8-bit
 //      fractional form) whose SEG has an odd number of segment frames: the overlay is compared
 //      voxel by voxel on every slice, and the SR is imported as tracked measurements (the user
@@ -167,10 +168,13 @@ async function main() {
     smallSegFrames % 2 === 1 && smallSegHeader.numberOfFrames === smallSegFrames + 1,
     `${smallSegHeader.numberOfFrames} frames in the SEG`,
   );
+  // Its frames are whole bytes (32768 each), so an odd number of frames needs no padding and is
+  // written as such: OHIF must load it as it is.
+  const segFrames = labelMap.labels.reduce((n, l) => n + labelMap.slices.filter((sl) => sl && sl.includes(l)).length, 0);
   checks.check(
-    `results-write: the SEG of ${series.columns}x${series.rows} frames stays BINARY`,
-    segHeader.segmentationType === 'BINARY' && segHeader.bitsAllocated === 1,
-    `${segHeader.segmentationType}, ${segHeader.bitsAllocated} bits`,
+    `results-write: the SEG of ${series.columns}x${series.rows} frames stays BINARY, with an odd number of frames (${segFrames})`,
+    segHeader.segmentationType === 'BINARY' && segHeader.bitsAllocated === 1 && segFrames % 2 === 1 && segHeader.numberOfFrames === segFrames,
+    `${segHeader.segmentationType}, ${segHeader.bitsAllocated} bits, ${segHeader.numberOfFrames} frames`,
   );
 
   // --- servers and browser --------------------------------------------------------
