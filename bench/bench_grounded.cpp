@@ -136,6 +136,9 @@ int main(int argc, char** argv) {
     std::printf("SAM2 (Hiera image encoder, prompt encoder + mask decoder), image %dx%d, %s:\n", side, side,
                 dtype.c_str());
     {
+      // The tensor memory cache still holds the blocks of the previous dtype's models: freed so
+      // that this dtype's peak is its own.
+      ib::release_cpu_tensor_cache();
       const bool resets = bench::reset_peak_memory();
       ib::Weights weights(ib::Checkpoint::open(dir), ib::ComputeOptions::from_strings("cpu", dtype));
       ib::Sam2ImageEncoder encoder(weights, config.grounding);
@@ -180,6 +183,7 @@ int main(int argc, char** argv) {
     // ---- The whole model through the public API (each stage once) ----
     std::printf("GroundedModel (the API the pipeline uses), %s, same image, question \"%s\", each stage once:\n",
                 dtype.c_str(), question.c_str());
+    ib::release_cpu_tensor_cache();  // the SAM2 part's freed blocks
     bench::reset_peak_memory();
     ib::LoadOptions load_options;
     load_options.dtype = dtype;

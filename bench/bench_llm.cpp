@@ -199,6 +199,9 @@ int main(int argc, char** argv) {
     const double weight_bytes = decode_weight_bytes(config, options.dtype) +
                                 static_cast<double>(config.vocab_size) * config.hidden_size *
                                     torch::elementSize(options.dtype);
+    // The tensor memory cache still holds the blocks of the previous dtype's model: freed so
+    // that this dtype's peak is its own.
+    release_cpu_tensor_cache();
     const bool peak_resets = bench::reset_peak_memory();
     all_resets = all_resets && peak_resets;
     std::vector<Row> rows;

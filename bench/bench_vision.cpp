@@ -142,6 +142,9 @@ int main(int argc, char** argv) {
   try {
     for (const auto& dtype : dtypes.dtypes) {
       std::printf("\n== %s ==\n", dtype.c_str());
+      // The tensor memory cache still holds the blocks of the previous dtype's model: freed so
+      // that this dtype's peak is its own.
+      ib::release_cpu_tensor_cache();
       const bool peak_resets = bench::reset_peak_memory();
       bench::Stopwatch load;
       ib::Weights weights(ib::Checkpoint::open(dir / "model.safetensors"),
