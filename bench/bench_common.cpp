@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "bench/bench_common.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,8 +18,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-
-#include <sched.h>
 
 namespace unibiomed::bench {
 
@@ -88,8 +88,10 @@ std::string CommandLine::usage() const {
   out << "options:\n";
   for (const auto& o : options_) {
     std::string head = "  " + o.name + (o.set ? " " + o.metavar : "");
-    if (head.size() < 26) head.resize(26, ' ');
-    else head += "\n" + std::string(26, ' ');
+    if (head.size() < 26)
+      head.resize(26, ' ');
+    else
+      head += "\n" + std::string(26, ' ');
     out << head << o.help;
     if (o.set && !o.default_text.empty()) out << " (default " << o.default_text << ")";
     out << "\n";
@@ -180,8 +182,12 @@ double process_cpu_seconds() {
 }
 
 Stopwatch::Stopwatch() : wall0(steady_seconds()), cpu0(process_cpu_seconds()) {}
-double Stopwatch::wall() const { return steady_seconds() - wall0; }
-double Stopwatch::cpu() const { return process_cpu_seconds() - cpu0; }
+double Stopwatch::wall() const {
+  return steady_seconds() - wall0;
+}
+double Stopwatch::cpu() const {
+  return process_cpu_seconds() - cpu0;
+}
 double Stopwatch::cpu_share(int threads) const {
   const double w = wall();
   return w > 0 && threads > 0 ? cpu() / (w * threads) : 0;

@@ -40,8 +40,7 @@ class CommandLine {
   // time of the call as its default. A value that does not parse completely is a usage error.
   CommandLine& option(const std::string& name, const std::string& metavar, const std::string& help, int& target);
   CommandLine& option(const std::string& name, const std::string& metavar, const std::string& help, unsigned& target);
-  CommandLine& option(const std::string& name, const std::string& metavar, const std::string& help,
-                      int64_t& target);
+  CommandLine& option(const std::string& name, const std::string& metavar, const std::string& help, int64_t& target);
   CommandLine& option(const std::string& name, const std::string& metavar, const std::string& help,
                       std::string& target);
   // A value handed to `set`, which may throw std::exception to reject it (usage error, exit 2).
@@ -133,8 +132,7 @@ struct MatmulProbe {
   double gflops = 0;
   std::string describe() const;  // "float32 matmul 2048^2: 151.2 GFLOP/s (median of 5 after 1 warm-up)"
 };
-MatmulProbe matmul_probe(const std::string& dtype = "float32", int n = kProbeMatmulSize, int warmup = 1,
-                         int runs = 5);
+MatmulProbe matmul_probe(const std::string& dtype = "float32", int n = kProbeMatmulSize, int warmup = 1, int runs = 5);
 
 // The dtypes of --dtypes. "auto": float32, plus bfloat16 where the CPU has bfloat16 dot products
 // (inference::cpu_has_native_bfloat16); otherwise `note` says why bfloat16 is left out. A list:
