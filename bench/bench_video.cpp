@@ -6,21 +6,22 @@
 //   - the SAM2 image encoder time per frame next to the propagation time per tracked frame
 //     (memory attention + mask decoder + memory encoder: summary.json's model_propagation over
 //     frames x tracked objects);
-//   - the peak resident memory (VmHWM, reset through /proc/self/clear_refs before each run and
-//     each phase) of video mode for N/4, N/2 and N frames: the whole study, the rise while the
-//     video is encoded (SAM2 activations, batches of up to 4 frames, plus the feature cache) and
-//     the rise while a question is answered, split at the first propagated frame into the
-//     language model's part (the key frames) and the memory propagation's. The frames' SAM2 feature cache grows linearly with the frames by design
-//     (every frame is encoded once and kept for every question; its expected bytes per frame
-//     are printed); the memory bank is bounded by its window (num_maskmem frames), so past it
-//     the propagation rise should grow only by the per-frame outputs (mask, probability map).
+//   - the peak resident memory (VmHWM, reset through /proc/self/clear_refs before each run, each
+//     phase and each tracked frame) of video mode: the whole study, the rise while the video is
+//     encoded (SAM2 activations, batches of up to 4 frames, plus the feature cache), the rise
+//     while the language model answers (key frames), and the rise of every tracked frame above
+//     the RSS at the first one. The frames' SAM2 feature cache grows linearly with the frames by
+//     design (every frame is encoded once and kept for every question; its expected bytes per
+//     frame are printed); the memory bank is bounded by its window (the key frames + the last
+//     num_maskmem - 1 frames), so once it is full the per-frame rise must stay flat but for the
+//     per-frame result kept (the low-resolution logits, 0.25 MiB).
 //
 //   bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality]
 //               [--max-new-tokens 8] [--model DIR] [--keep]
 //
 // e.g. bench_video --config tiny --frames 12 (a quick check of the plumbing with the small
-// reference-size config) or bench_video --frames 8 (real size, about 12 minutes on 2 cores; the
-// default 64 frames take well over an hour there).
+// reference-size config) or bench_video --frames 16 (real size, about 20 minutes on 2 cores; the
+// default 64 frames take over an hour there).
 //
 // As in bench_pipeline, a new checkpoint is the `make-random --answer "Sure, [SEG]."` fixture
 // of the chosen config (random weights, its language model answers that to any question), so
@@ -58,9 +59,14 @@ using namespace unibiomed;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+const char* const kUsage =
+    "usage: bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality|all|NAME,...] "
+    "[--max-new-tokens 8] [--model DIR] [--keep]\n"
+    "  the sample CT of --frames slices through the Analyzer in video mode and in slices mode, one model, same run:\n"
+    "  time per study and its ratio, SAM2 encoder vs propagation per frame, peak memory per tracked frame\n";
+
 int usage() {
-  std::cerr << "usage: bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality|all|NAME,...] "
-               "[--max-new-tokens 8] [--model DIR] [--keep]\n";
+  std::cerr << kUsage;
   return 2;
 }
 
@@ -141,6 +147,8 @@ class SharedEngine : public pipeline::GroundingEngine {
         first = false;
         language_peak_ = std::max(language_peak_, peaks_.mark() - before);
         propagation_before = read_rss().current;
+      } else if (peaks_.enabled) {
+        frame_rise_.push_back(peaks_.mark() - propagation_before);  // the frame just computed
       }
       if (outer) outer(done, total);
     };
@@ -161,6 +169,7 @@ class SharedEngine : public pipeline::GroundingEngine {
   void reset(bool enabled) {
     peaks_ = PeakTracker{enabled, 0};
     encode_peak_ = answer_peak_ = language_peak_ = 0;
+    frame_rise_.clear();
   }
   double finish() {
     peaks_.mark();
@@ -169,12 +178,16 @@ class SharedEngine : public pipeline::GroundingEngine {
   double encode_rise() const { return encode_peak_; }
   double answer_rise() const { return answer_peak_; }
   double language_rise() const { return language_peak_; }
+  // The RSS peak of each tracked frame after the first, above the RSS at the first one, in the
+  // order computed (the key frames first, then propagation).
+  const std::vector<double>& frame_rise() const { return frame_rise_; }
 
  private:
   std::shared_ptr<pipeline::GroundingEngine> engine_;
   long tracked_frames_ = 0;
   PeakTracker peaks_;
   double encode_before_ = 0, encode_peak_ = 0, answer_peak_ = 0, language_peak_ = 0;
+  std::vector<double> frame_rise_;
 };
 
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
@@ -188,6 +201,7 @@ struct RunResult {
   double rss_before = 0, rss_peak = 0;
   // Video mode: RSS rise while encoding, while the language model answers, while propagating.
   double encode_rise = 0, language_rise = 0, answer_rise = 0;
+  std::vector<double> frame_rise;
   size_t findings = 0;
 };
 
@@ -214,6 +228,7 @@ RunResult run_study(pipeline::Analyzer& analyzer, SharedEngine& engine, const sa
   out.encode_rise = engine.encode_rise();
   out.answer_rise = engine.answer_rise();
   out.language_rise = engine.language_rise();
+  out.frame_rise = engine.frame_rise();
   out.tracked_frames = engine.tracked_frames() - tracked_before;
   out.findings = r.findings.size();
   const auto summary = nlohmann::json::parse(r.summary_json);
@@ -250,7 +265,10 @@ int main(int argc, char** argv) {
     else if (a == "--max-new-tokens" && has_value) max_new_tokens = std::stoi(argv[++i]);
     else if (a == "--model" && has_value) model = argv[++i];
     else if (a == "--keep") keep = true;
-    else return usage();
+    else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else return usage();
   }
   if (frames < 2 || size < 16 || (kind != "real" && kind != "tiny")) return usage();
 
@@ -271,26 +289,12 @@ int main(int argc, char** argv) {
       std::printf("checkpoint: %s\n", model.string().c_str());
     }
 
-    // The study sizes: N/4, N/2 and N frames (distinct, at least 2), largest last.
-    std::vector<int> counts;
-    for (int c : {frames / 4, frames / 2, frames})
-      if (c >= 2 && std::find(counts.begin(), counts.end(), c) == counts.end()) counts.push_back(c);
-    std::vector<samples::SampleSeries> studies;
-    for (int c : counts) {
-      samples::SampleOptions so;
-      so.only = {"ct"};
-      so.ct_slices = c;
-      so.ct_size = size;
-      studies.push_back(samples::write_samples(work / ("study-" + std::to_string(c)), so).at(0));
-    }
-    std::printf("studies: sample CT of %s slices of %dx%d\n",
-                [&] {
-                  std::string s;
-                  for (int c : counts) s += (s.empty() ? "" : ", ") + std::to_string(c);
-                  return s;
-                }()
-                    .c_str(),
-                size, size);
+    samples::SampleOptions so;
+    so.only = {"ct"};
+    so.ct_slices = frames;
+    so.ct_size = size;
+    const samples::SampleSeries study = samples::write_samples(work / "study", so).at(0);
+    std::printf("study: sample CT of %d slices of %dx%d\n", frames, size, size);
 
     pipeline::AnalyzerSettings settings;
     settings.model_dir = model;
@@ -328,12 +332,8 @@ int main(int argc, char** argv) {
       }
     }
 
-    // Video mode from the smallest study to the largest (memory), then slices mode on the largest.
-    std::vector<RunResult> video_runs;
-    for (size_t i = 0; i < studies.size(); ++i)
-      video_runs.push_back(run_study(*video, video_counter, studies[i], request, "video " + std::to_string(counts[i])));
-    const RunResult slice_run = run_study(*slices, slices_counter, studies.back(), request, "slices " + std::to_string(frames));
-    const RunResult& v = video_runs.back();
+    const RunResult v = run_study(*video, video_counter, study, request, "video " + std::to_string(frames));
+    const RunResult slice_run = run_study(*slices, slices_counter, study, request, "slices " + std::to_string(frames));
 
     std::printf("\ntime per study, %d frames of %dx%d, tasks %s:\n", frames, size, size, tasks.c_str());
     std::printf("%-8s %-8s %10s %10s %10s %10s %12s %10s %9s\n", "mode", "read as", "total s", "rendering",
@@ -379,35 +379,47 @@ int main(int argc, char** argv) {
           return s.str();
         }(),
         (model / "config.json").string());
-    std::printf("\npeak resident memory, video mode (VmHWM reset before each run; memory bank: %d frames window):\n",
-                memory.num_maskmem);
-    std::printf("expected feature cache: %.2f MiB per frame (SAM2 features at %dx%d in float32 + the RGB frame)\n",
-                mib(cache_per_frame), static_cast<int>(side), static_cast<int>(side));
-    std::printf("%8s %11s %10s %11s %14s %14s %14s %16s\n", "frames", "before MiB", "peak MiB", "growth MiB",
-                "feature cache", "encoding rise", "language rise", "propagation rise");
-    for (const auto& r : video_runs) {
-      if (r.rss_peak <= 0) {
-        std::printf("%8d  (VmHWM could not be reset: /proc/self/clear_refs not writable)\n", r.frames);
-        continue;
+    // The memory window: every key frame + the last num_maskmem - 1 tracked frames. Tracked
+    // frames are counted from the first (a key frame); the bank is full at the latest once the
+    // key frames and num_maskmem - 1 propagated frames are done.
+    const int keys = std::min(frames, 5);
+    const int window = keys + memory.num_maskmem - 1;
+    std::printf("\npeak resident memory, video mode, %d frames (VmHWM reset before the run, each phase and each "
+                "tracked frame; memory window: %d key frames + %d recent frames):\n",
+                v.frames, keys, memory.num_maskmem - 1);
+    if (v.rss_peak <= 0) {
+      std::printf("  (VmHWM could not be reset: /proc/self/clear_refs not writable)\n");
+    } else {
+      std::printf("  before %.0f MiB, peak %.0f MiB (growth %.0f MiB); feature cache %.0f MiB expected (%.2f MiB per "
+                  "frame: SAM2 features at %dx%d in float32 + the RGB frame)\n",
+                  mib(v.rss_before), mib(v.rss_peak), mib(v.rss_peak - v.rss_before), mib(cache_per_frame * v.frames),
+                  mib(cache_per_frame), static_cast<int>(side), static_cast<int>(side));
+      std::printf("  rise while encoding %.0f MiB, while the language model answers %.0f MiB, while propagating %.0f MiB\n",
+                  mib(v.encode_rise), mib(v.language_rise), mib(v.answer_rise));
+      const auto& rise = v.frame_rise;  // tracked frames 2, 3, ... of each question
+      std::printf("  peak rise above the first tracked frame, per tracked frame (MiB, in the order computed):");
+      for (size_t i = 0; i < rise.size(); ++i) std::printf("%s%.0f", i % 16 == 0 ? "\n    " : " ", mib(rise[i]));
+      std::printf("\n");
+      // Tracked frame i + 2 is rise[i]; frames past the window are those after the first `window`.
+      const size_t past = rise.size() > static_cast<size_t>(window) ? static_cast<size_t>(window - 1) : rise.size();
+      if (past < rise.size()) {
+        double before_max = 0, after_max = 0;
+        for (size_t i = 0; i < past; ++i) before_max = std::max(before_max, rise[i]);
+        for (size_t i = past; i < rise.size(); ++i) after_max = std::max(after_max, rise[i]);
+        // Least-squares slope of the rise over the frames past the window.
+        double sx = 0, sy = 0, sxx = 0, sxy = 0, n = 0;
+        for (size_t i = past; i < rise.size(); ++i) {
+          const double x = static_cast<double>(i), y = rise[i];
+          sx += x, sy += y, sxx += x * x, sxy += x * y, n += 1;
+        }
+        const double slope = n >= 2 && (n * sxx - sx * sx) > 0 ? (n * sxy - sx * sy) / (n * sxx - sx * sx) : 0;
+        std::printf("  frames 2-%zu (filling the window): max %.0f MiB; frames %zu-%zu (window full): max %.0f MiB, "
+                    "slope %+.2f MiB per frame (expected: the kept low-resolution logits, %.2f MiB per frame)\n",
+                    past + 1, mib(before_max), past + 2, rise.size() + 1, mib(after_max), mib(slope),
+                    mib(4.0 * (side / 4) * (side / 4)));
+      } else {
+        std::printf("  (no frame past the %d-frame window: use more --frames to see the plateau)\n", window);
       }
-      const double growth = r.rss_peak - r.rss_before, cache = cache_per_frame * r.frames;
-      std::printf("%8d %11.0f %10.0f %11.0f %14.0f %14.0f %14.0f %16.0f\n", r.frames, mib(r.rss_before),
-                  mib(r.rss_peak), mib(growth), mib(cache), mib(r.encode_rise), mib(r.language_rise), mib(r.answer_rise));
-    }
-    if (video_runs.size() >= 2 && video_runs.front().rss_peak > 0) {
-      const auto& a = video_runs.front();
-      const auto& b = video_runs.back();
-      const double frames_added = std::max(1, b.frames - a.frames);
-      const double slope = ((b.rss_peak - b.rss_before) - (a.rss_peak - a.rss_before)) / frames_added;
-      const double answer_slope = (b.answer_rise - a.answer_rise) / frames_added;
-      std::printf("per added frame: peak %+.2f MiB, propagation rise %+.2f MiB (feature cache %.2f MiB per frame, "
-                  "linear by design)\n",
-                  mib(slope), mib(answer_slope), mib(cache_per_frame));
-      std::printf("encoding rise: SAM2 encoder activations (batches of up to 4 frames) + the feature cache; "
-                  "language rise: the key frames through InternViT and the language model (up to 5 frames); "
-                  "propagation rise: memory propagation, above the RSS at its first frame: the memory bank is bounded by its %d-frame window, so past it only the per-frame outputs "
-                  "(mask + probability map, %.2f MiB per frame at %dx%d) should add\n",
-                  memory.num_maskmem, mib(5.0 * size * size), size, size);
     }
     if (slice_run.rss_peak > 0)
       std::printf("slices mode, %d frames: peak %.0f MiB (growth %.0f MiB)\n", slice_run.frames, mib(slice_run.rss_peak),
