@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -208,8 +209,12 @@ int main(int argc, char** argv) {
     double model_peak = 0;
     {
       const bench::Stopwatch made;
+      // Built as GroundedModel::load builds a model: without the tensor cache (each tensor is
+      // converted once, so its freed temporaries would only stay as cached blocks).
+      std::optional<CpuTensorCachePause> building(std::in_place);
       Weights weights(random_llm(config, options.dtype), options);
       Qwen2Model model(weights, config);
+      building.reset();
       std::printf("model: Qwen2 %d layers, hidden %d, vocab %lld, %s, %.2f GB of weights, made in %.1f s, RSS %.2f GB\n",
                   config.num_hidden_layers, config.hidden_size, static_cast<long long>(config.vocab_size),
                   dtype_name.c_str(), weight_bytes / 1e9, made.wall(), bench::status_mib("VmRSS:") * 1048576 / 1e9);

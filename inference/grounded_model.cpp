@@ -20,6 +20,7 @@
 #include "inference/image_tiling.h"
 #include "inference/prompt.h"
 #include "inference/qwen2.h"
+#include "inference/runtime.h"
 #include "inference/sam2_image_encoder.h"
 #include "inference/sam2_mask_decoder.h"
 #include "inference/splice.h"
@@ -124,6 +125,7 @@ GroundedModel::GroundedModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 GroundedModel::~GroundedModel() = default;
 
 std::unique_ptr<GroundedModel> GroundedModel::load(const fs::path& dir, const LoadOptions& options) try {
+  const CpuTensorCachePause no_cache_while_loading;  // every tensor is converted once: nothing to reuse
   if (!fs::is_directory(dir)) throw InferenceError("model folder " + dir.string() + " does not exist");
   if (!fs::is_regular_file(dir / "config.json"))
     throw InferenceError("model folder " + dir.string() + " has no config.json");

@@ -194,6 +194,17 @@ void release_cpu_tensor_cache() {
   if (g_cache) g_cache->release();
 }
 
+CpuTensorCachePause::CpuTensorCachePause() {
+  const CpuTensorCacheStats s = cpu_tensor_cache_stats();
+  installed_ = s.installed;
+  limit_ = s.max_cached_bytes;
+  if (installed_) install_cpu_tensor_cache(0);
+}
+
+CpuTensorCachePause::~CpuTensorCachePause() {
+  if (installed_) install_cpu_tensor_cache(limit_);
+}
+
 CpuTensorCacheStats cpu_tensor_cache_stats() {
   std::lock_guard<std::mutex> lock(g_cache_mutex);
   return g_cache ? g_cache->stats() : CpuTensorCacheStats{};

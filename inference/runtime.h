@@ -55,4 +55,19 @@ bool install_cpu_tensor_cache(size_t max_cached_bytes);
 void release_cpu_tensor_cache();
 CpuTensorCacheStats cpu_tensor_cache_stats();
 
+// Caches nothing while it lives (what was cached is freed), then restores the limit: for model
+// loading, which converts every tensor once, so that its freed temporaries, each of another size,
+// would only raise the peak.
+class CpuTensorCachePause {
+ public:
+  CpuTensorCachePause();
+  ~CpuTensorCachePause();
+  CpuTensorCachePause(const CpuTensorCachePause&) = delete;
+  CpuTensorCachePause& operator=(const CpuTensorCachePause&) = delete;
+
+ private:
+  size_t limit_ = 0;
+  bool installed_ = false;
+};
+
 }  // namespace unibiomed::inference

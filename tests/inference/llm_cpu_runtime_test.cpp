@@ -84,6 +84,21 @@ TEST_F(CpuTensorCache, HoldsNoMoreThanItsLimit) {
   EXPECT_EQ(cpu_tensor_cache_stats().cached_bytes, 0u);
 }
 
+TEST_F(CpuTensorCache, PausedWhileAModelLoads) {
+  { auto t = torch::empty({static_cast<int64_t>(3 * kMiB)}, torch::kFloat32); }
+  ASSERT_EQ(cpu_tensor_cache_stats().cached_bytes, 12 * kMiB);
+  {
+    const CpuTensorCachePause pause;
+    EXPECT_EQ(cpu_tensor_cache_stats().cached_bytes, 0u);  // what was cached is freed
+    EXPECT_EQ(cpu_tensor_cache_stats().max_cached_bytes, 0u);
+    { auto t = torch::empty({static_cast<int64_t>(3 * kMiB)}, torch::kFloat32); }
+    EXPECT_EQ(cpu_tensor_cache_stats().cached_bytes, 0u);  // and nothing new is kept
+  }
+  EXPECT_EQ(cpu_tensor_cache_stats().max_cached_bytes, 64 * kMiB);
+  { auto t = torch::empty({static_cast<int64_t>(3 * kMiB)}, torch::kFloat32); }
+  EXPECT_EQ(cpu_tensor_cache_stats().cached_bytes, 12 * kMiB);
+}
+
 TEST_F(CpuTensorCache, RawAllocationsOfEverySize) {
   c10::Allocator* a = c10::GetCPUAllocator();
   for (size_t bytes : {size_t{64}, size_t{4096}, 2 * kMiB, 9 * kMiB + 3}) {
