@@ -46,6 +46,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include "bench/bench_common.h"
 #include "inference/model_config.h"
 #include "inference/random_checkpoint.h"
 #include "pipeline/analyzer.h"
@@ -59,45 +60,18 @@ using namespace unibiomed;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-const char* const kUsage =
-    "usage: bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality|all|NAME,...] "
-    "[--max-new-tokens 8] [--model DIR] [--keep]\n"
-    "  the sample CT of --frames slices through the Analyzer in video mode and in slices mode, one model, same run:\n"
-    "  time per study and its ratio, SAM2 encoder vs propagation per frame, peak memory per tracked frame\n";
-
-int usage() {
-  std::cerr << kUsage;
-  return 2;
-}
-
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// VmRSS and VmHWM of this process in bytes (0 when /proc cannot be read).
+// VmRSS and VmHWM of this process in bytes (bench_common.h; negative where unreadable).
 struct Rss {
   double current = 0, peak = 0;
 };
-Rss read_rss() {
-  Rss r;
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream s(line);
-    std::string key;
-    double kb = 0;
-    s >> key >> kb;
-    if (key == "VmRSS:") r.current = kb * 1024;
-    if (key == "VmHWM:") r.peak = kb * 1024;
-  }
-  return r;
-}
+Rss read_rss() { return {bench::status_mib("VmRSS:") * 1048576.0, bench::status_mib("VmHWM:") * 1048576.0}; }
 // Gives freed heap back to the system and resets VmHWM to the current RSS; false when the kernel
 // does not allow it (then the peaks are those of the whole process so far).
 bool reset_peak_rss() {
   ::malloc_trim(0);
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5\n";
-  out.flush();
-  return static_cast<bool>(out);
+  return bench::reset_peak_memory();
 }
 
 // The peak resident memory by phase: mark() folds VmHWM since the last mark into the run's peak
@@ -252,25 +226,24 @@ void write_text(const fs::path& path, const std::string& text) {
 
 int main(int argc, char** argv) {
   int frames = 64, size = 512, max_new_tokens = 8;
-  std::string kind = "real", tasks = "abnormality";
-  fs::path model;
+  std::string kind = "real", tasks = "abnormality", model_arg;
   bool keep = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (a == "--frames" && has_value) frames = std::stoi(argv[++i]);
-    else if (a == "--size" && has_value) size = std::stoi(argv[++i]);
-    else if (a == "--config" && has_value) kind = argv[++i];
-    else if (a == "--tasks" && has_value) tasks = argv[++i];
-    else if (a == "--max-new-tokens" && has_value) max_new_tokens = std::stoi(argv[++i]);
-    else if (a == "--model" && has_value) model = argv[++i];
-    else if (a == "--keep") keep = true;
-    else if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return 0;
-    } else return usage();
-  }
-  if (frames < 2 || size < 16 || (kind != "real" && kind != "tiny")) return usage();
+  bench::CommandLine cl("bench_video",
+                        "The sample CT of --frames slices through pipeline::Analyzer in video mode and in slices\n"
+                        "mode, one model, same run: time per study and its ratio, the SAM2 encoder vs the\n"
+                        "propagation per frame, the peak memory of every tracked frame.");
+  cl.option("--frames", "N", "CT slices (at least 2)", frames)
+      .option("--size", "PX", "slice rows and columns (at least 16)", size)
+      .option("--config", "real|tiny", "size of the random checkpoint written when no --model is given", kind)
+      .option("--tasks", "abnormality|all|NAME,...", "rule tasks asked per series", tasks)
+      .option("--max-new-tokens", "N", "most tokens per answer", max_new_tokens)
+      .option("--model", "DIR", "checkpoint folder (default: the --answer fixture of --config, in a temporary folder)",
+              model_arg)
+      .flag("--keep", "keep the temporary folder", keep);
+  cl.parse(argc, argv);
+  if (frames < 2 || size < 16) cl.fail("--frames must be at least 2 and --size at least 16");
+  if (kind != "real" && kind != "tiny") cl.fail("--config must be real or tiny, not '" + kind + "'");
+  fs::path model = model_arg;
 
   const fs::path work = fs::temp_directory_path() / ("unibiomed-bench-video-" + std::to_string(::getpid()));
   fs::create_directories(work);
