@@ -410,7 +410,7 @@ Document parse_document(std::string_view text, const Context& ctx, const std::ma
     for (size_t i = 0; i < rules->size(); ++i) {
       const std::string where = "rules[" + std::to_string(i) + "]";
       const json& r = (*rules)[i];
-      check_keys(ctx, where, r, {"name", "comment", "match", "modality_phrase", "tasks", "slices", "mode"});
+      check_keys(ctx, where, r, {"name", "comment", "match", "modality_phrase", "tasks", "slices", "mode", "slide_um"});
       Rule rule;
       rule.name = get_string(ctx, where, r, "name", true);
       if (!names.insert(rule.name).second) ctx.fail(where + ".name", "rule name '" + rule.name + "' is used twice");
@@ -438,6 +438,12 @@ Document parse_document(std::string_view text, const Context& ctx, const std::ma
         rule.tasks.push_back(std::move(task));
       }
       if (const json* s = find(r, "slices")) rule.slices = parse_slices(ctx, named + ".slices", *s);
+      if (const json* um = find(r, "slide_um")) {
+        if (!um->is_number() || um->get<double>() < 0.05 || um->get<double>() > 100)
+          ctx.fail(named + ".slide_um",
+                   "expected the whole-slide resolution in micrometres per pixel, 0.05 to 100; got " + um->dump());
+        rule.slide_um = um->get<double>();
+      }
       const json* mode = find(r, "mode");
       if (mode) rule.mode = parse_mode(ctx, named + ".mode", *mode);
       doc.rule_mode_given.push_back(mode != nullptr);

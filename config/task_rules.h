@@ -112,6 +112,9 @@ struct Rule {
   std::string modality_phrase;     // the {modality} of prompts, e.g. "CT", "X-Ray"
   std::vector<Task> tasks;
   std::optional<SliceSelection> slices;
+  // Whole slides: the resolution the regions are cut at, in micrometres per pixel (the pyramid
+  // level nearest it); 0.5 um is about 20x.
+  double slide_um = 0.5;
   // The rule's "mode", else the file's top-level "mode", else video.
   SeriesMode mode = SeriesMode::Video;
 };

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dicom/pixel_data.h"
+#include "dicom/tissue.h"
 #include "dicom/volume.h"
 
 namespace unibiomed::dicom {
@@ -66,7 +67,7 @@ RgbImage pad_to_square(const RgbImage& image, std::array<int, 4>* padding) {
   return out;
 }
 
-std::vector<ViewRequest> plan_views(const Series& series, const RenderOptions& options) {
+std::vector<ViewRequest> plan_views(const Series& series, const RenderOptions& options, std::string* note) {
   if (!series.modality.modality) {
     throw DicomError(series_name(series) + ": not supported: " + series.modality.reason);
   }
@@ -81,29 +82,38 @@ std::vector<ViewRequest> plan_views(const Series& series, const RenderOptions& o
                        std::to_string(pyramid.levels().size()) + " levels)");
     }
     const SlideLevel& l = pyramid.levels()[size_t(level)];
-    const int step = std::max(16, options.slide_region_size);
-    for (int y = 0; y < l.total_rows; y += step) {
-      for (int x = 0; x < l.total_columns; x += step) {
-        SlideRegion region;
-        region.level = level;
-        region.x = x;
-        region.y = y;
-        region.width = std::min(step, l.total_columns - x);
-        region.height = std::min(step, l.total_rows - y);
-        region.mm_per_pixel = l.mm_per_pixel_x;
-        ViewRequest r;
-        r.slide_region = region;
-        // The instance/frame of the region's first tile, for provenance.
-        for (const auto& t : l.tiles) {
-          if (t.x <= x && t.y <= y && t.x + l.tile_columns > x && t.y + l.tile_rows > y) {
-            r.instance_index = t.instance_index;
-            r.frame_number = t.frame_number;
-            break;
-          }
+    const int size = std::max(16, options.slide_region_size);
+    const int overlap = options.slide_region_overlap >= 0 ? options.slide_region_overlap : size / 8;
+    const TissueMap tissue = detect_tissue(pyramid);
+    const RegionGrid grid = tissue_regions(pyramid, tissue, level, size, overlap);
+    const std::string summary = std::to_string(grid.regions.size()) + " of " +
+                                std::to_string(grid.grid_columns * grid.grid_rows) + " regions of " +
+                                std::to_string(size) + " px (overlap " + std::to_string(overlap) + ") on slide level " +
+                                std::to_string(level) + " lie over tissue (" + std::to_string(tissue.tissue_cells()) +
+                                " of " + std::to_string(tissue.tissue.size()) + " cells of the tissue map on level " +
+                                std::to_string(tissue.level) + ")";
+    if (note) *note = summary;
+    for (const auto& [x, y, width, height] : grid.regions) {
+      SlideRegion region;
+      region.level = level;
+      region.x = x;
+      region.y = y;
+      region.width = width;
+      region.height = height;
+      region.mm_per_pixel = l.mm_per_pixel_x;
+      ViewRequest r;
+      r.slide_region = region;
+      // The instance/frame of the region's first tile, for provenance.
+      for (const auto& t : l.tiles) {
+        if (t.x <= x && t.y <= y && t.x + l.tile_columns > x && t.y + l.tile_rows > y) {
+          r.instance_index = t.instance_index;
+          r.frame_number = t.frame_number;
+          break;
         }
-        requests.push_back(r);
       }
+      requests.push_back(r);
     }
+    if (requests.empty()) throw DicomError(series_name(series) + ": no tissue on the slide: " + summary);
     return requests;
   }
   if (is_volumetric(modality)) {

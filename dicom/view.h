@@ -63,10 +63,13 @@ struct RenderOptions {
   int frame_stride = 1;  // multi-frame instances (cine): every n-th frame
   bool pad_to_square = true;
   // Whole slides: the level nearest this resolution (mm per pixel; 0.0005 = 0.5 um, ~20x)
-  // unless slide_level >= 0, cut into square regions of slide_region_size pixels.
+  // unless slide_level >= 0, cut into square regions of slide_region_size pixels that share
+  // slide_region_overlap pixels with their neighbours (-1 = an eighth of the size); only the
+  // regions over tissue (dicom/tissue.h) are views.
   double slide_mm_per_pixel = 0.0005;
   int slide_level = -1;
   int slide_region_size = 1024;
+  int slide_region_overlap = -1;
 };
 
 // One view to render: cheap to list, rendered on demand.
@@ -79,9 +82,10 @@ struct ViewRequest {
 };
 
 // The views of a series in order (stack slices bottom to top, frames in instance order,
-// slide regions row-major). Throws DicomError with the reason when the series' modality is
-// not supported or it holds no decodable image.
-std::vector<ViewRequest> plan_views(const Series& series, const RenderOptions& options);
+// slide regions over tissue, row-major). Throws DicomError with the reason when the series'
+// modality is not supported, it holds no decodable image or a slide shows no tissue. `note`
+// (optional) receives, for a slide, how many regions lie over tissue.
+std::vector<ViewRequest> plan_views(const Series& series, const RenderOptions& options, std::string* note = nullptr);
 View render_view(const Series& series, const ViewRequest& request, const RenderOptions& options);
 // The 0.5/99.5 percentiles of the non-zero values of a whole stack (MR volume scope);
 // nullopt when all are zero.

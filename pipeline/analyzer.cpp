@@ -375,11 +375,14 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
     for (const auto& q : run.plan.questions) windows.insert(q.window);
     base_options.ct_preset = *windows.begin() == "" ? "abdomen" : *windows.begin();
   }
+  if (run.plan.rule) base_options.slide_mm_per_pixel = run.plan.rule->slide_um / 1000.0;
   std::vector<dicom::ViewRequest> requests;
+  std::string slide_note;
   {
     Stopwatch t(timings_.rendering);
-    requests = dicom::plan_views(series, base_options);
+    requests = dicom::plan_views(series, base_options, &slide_note);
   }
+  if (!slide_note.empty()) outcome.notes.push_back(slide_note);
   outcome.frames_total = static_cast<int>(requests.size());
   const config::Rule* rule = run.plan.rule;
   const int max_views = std::max(1, settings_.max_slices_per_series);

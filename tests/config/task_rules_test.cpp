@@ -237,6 +237,17 @@ TEST(TaskRulesFiles, AReplacementFileHasOnlyItsOwnRulesButKeepsThePromptTemplate
   EXPECT_EQ(rules.prompt_for(*ct, ct->tasks[0], &rules.target("liver")), "Please segment liver in CT.");
 }
 
+TEST(TaskRulesFiles, SlideResolutionIsTheRulesOrHalfAMicrometre) {
+  json f = minimal_file();
+  EXPECT_DOUBLE_EQ(TaskRules::parse(f.dump(), "mine.json").rules()[0].slide_um, 0.5);
+  f["rules"][0]["slide_um"] = 1.0;
+  EXPECT_DOUBLE_EQ(TaskRules::parse(f.dump(), "mine.json").rules()[0].slide_um, 1.0);
+  const TaskRules defaults = TaskRules::defaults();
+  const Rule* pathology = defaults.select({"Pathology", "", ""});
+  ASSERT_NE(pathology, nullptr);
+  EXPECT_DOUBLE_EQ(pathology->slide_um, 0.5);
+}
+
 TEST(TaskRulesFiles, AnExtendingFileIsTriedFirstAndOverridesByName) {
   json f = minimal_file();
   f["extends"] = "defaults";
@@ -353,6 +364,9 @@ TEST(TaskRulesFiles, EveryBrokenFileNamesTheFileAndThePlace) {
        "slices.stride: expected an integer >= 1"},
       {"string instead of bool", [](json& f) { f["rules"][0]["tasks"][0]["default"] = "no"; },
        "default: expected true or false"},
+      {"slide resolution", [](json& f) { f["rules"][0]["slide_um"] = 0; },
+       "rules[0] (ct-liver).slide_um: expected the whole-slide resolution in micrometres per pixel, 0.05 to 100; got 0"},
+      {"slide resolution text", [](json& f) { f["rules"][0]["slide_um"] = "0.5"; }, "slide_um: expected"},
       {"wrong type", [](json& f) { f["rules"][0]["modality_phrase"] = 3; },
        "modality_phrase: expected a string, found number"},
   };
