@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -22,6 +23,7 @@
 #include "pipeline/report_text.h"
 #include "pipeline/result_objects.h"
 #include "pipeline/result_uids.h"
+#include "pipeline/slide_stitch.h"
 #include "pipeline/study_analyzer_impl.h"
 #include "pipeline/study_plan.h"
 #include "pipeline/summary.h"
@@ -137,6 +139,86 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
   return findings;
 }
 
+// A slide's findings for one question from its stitched result: one per connected piece for a
+// lesion, else one for all pieces (an organ-like target), pieces under the target's minimum size
+// dropped (mm2 with the level's spacing). The key frame is the region that holds most of the
+// finding, with the finding's pixels on that region as its mask (previews); the area and long
+// axis are those of the whole finding on the level.
+std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const std::string& modality,
+                                        const UnitPlan& units, SlideStitcher& stitcher, double mm_x, double mm_y,
+                                        std::vector<std::string>& notes) {
+  const PlannedQuestion& question = plan.questions[q];
+  std::vector<FindingWork> out;
+  if (stitcher.regions_added() == 0) return out;
+  size_t unit = units.units.size();
+  for (size_t u = 0; u < units.units.size(); ++u)
+    if (units.units[u].slide) unit = u;
+  if (unit == units.units.size()) return out;
+  const Unit& slide = units.units[unit];
+  const bool mm = mm_x > 0 && mm_y > 0;
+  std::vector<SlideComponent> pieces = stitcher.components(mm_x, mm_y);
+  const double min_size = question.target ? question.target->min_size_for(modality) : 0;
+  size_t dropped = 0;
+  std::vector<SlideComponent> kept;
+  for (auto& c : pieces) {
+    if (c.area < min_size)
+      ++dropped;
+    else
+      kept.push_back(std::move(c));
+  }
+  if (dropped)
+    add_note(notes, question.task + " (" + question.target->label + "): " + std::to_string(dropped) + " pieces under " +
+                        std::to_string(min_size) + (mm ? " mm2" : " pixels") + " dropped");
+  const bool per_piece = !question.target || question.target->kind == config::Target::Kind::Lesion;
+  std::vector<std::vector<const SlideComponent*>> groups;
+  for (const auto& c : kept) {
+    if (per_piece || groups.empty()) groups.emplace_back();
+    groups.back().push_back(&c);
+  }
+  for (const auto& group : groups) {
+    const SlideComponent& key = *group.front();  // the largest
+    size_t frame = slide.frames.size();
+    for (size_t f = 0; f < slide.requests.size(); ++f)
+      if (slide.requests[f].slide_region && slide.requests[f].slide_region->x == key.key_region[0] &&
+          slide.requests[f].slide_region->y == key.key_region[1])
+        frame = f;
+    if (frame == slide.frames.size()) continue;  // cannot happen: the region gave the mask
+    const dicom::SlideRegion& region = *slide.requests[frame].slide_region;
+    FindingWork fw;
+    fw.question = q;
+    fw.unit = unit;
+    ConsolidatedFinding& found = fw.found;
+    found.label = key.phrase.empty() && question.target ? question.target->label : key.phrase;
+    found.text = key.text;
+    found.answer = key.answer;
+    found.key_frame = frame;
+    std::vector<uint8_t> mask(size_t(region.width) * size_t(region.height), 0);
+    double area = 0, probability = 0, iou = 0, agreement = 0;
+    for (const SlideComponent* c : group) {
+      const auto piece = stitcher.component_mask(c->label, region.x, region.y, region.width, region.height);
+      for (size_t i = 0; i < mask.size(); ++i) mask[i] |= piece[i];
+      found.pixel_count += c->pixels;
+      area += c->area;
+      probability += c->mean_probability * double(c->pixels);
+      iou += c->mean_iou * double(c->pixels);
+      agreement += c->label_agreement * double(c->pixels);
+      if (c->long_axis > found.key_diameter.length)
+        found.key_diameter = Diameter{c->long_axis, c->axis_from, c->axis_to};
+    }
+    found.key_pixel_count = count_pixels(mask);
+    found.masks.emplace(frame, std::move(mask));
+    if (mm) found.key_area_mm2 = area;
+    found.diameter_in_mm = mm;
+    const double n = double(found.pixel_count);
+    found.mean_probability = probability / n;
+    found.mean_iou = iou / n;
+    found.label_agreement = agreement / n;
+    found.confidence = found.mean_probability > 0 ? std::sqrt(found.mean_probability * found.mean_iou) : found.mean_iou;
+    out.push_back(std::move(fw));
+  }
+  return out;
+}
+
 // The public finding of a consolidated one (its SEG segment number and tracking UID come later).
 Finding finding_of(const FindingWork& fw, const Unit& unit, const std::string& task, const std::string& series_uid) {
   const ConsolidatedFinding& found = fw.found;
@@ -170,11 +252,12 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
   const Unit& unit = units.units[u];
   if (unit.slide) {
     add_note(run.outcome.notes,
-             "findings on whole-slide regions are reported without a SEG (tiled SEG output is not implemented)");
+             "findings on whole-slide regions are stitched across regions and measured on the slide level, and "
+             "reported without a SEG (a tiled SEG of the slide is not written yet)");
     for (const FindingWork* fw : unit_findings) {
       Finding f = finding_of(*fw, unit, run.plan.questions[fw->question].task, series_uid);
-      f.label_agreement = 1;  // as the slide findings always were: no mask statistics without a SEG
-      f.mean_probability = f.mean_iou = 0;
+      if (fw->found.diameter_in_mm && fw->found.key_diameter.length > 0)
+        f.measurements.push_back({"Long axis", fw->found.key_diameter.length, "mm"});
       out.findings.push_back(std::move(f));
       finding_work.push_back(fw);
     }
@@ -376,6 +459,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
     base_options.ct_preset = *windows.begin() == "" ? "abdomen" : *windows.begin();
   }
   if (run.plan.rule) base_options.slide_mm_per_pixel = run.plan.rule->slide_um / 1000.0;
+  base_options.slide_region_size = settings_.slide_region_size;
   std::vector<dicom::ViewRequest> requests;
   std::string slide_note;
   {
@@ -425,19 +509,49 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
       for (int k : key_frames.back()) outcome.key_frames.push_back(k);
     }
 
+  // --- whole slides: one stitched result per question, filled as the masks come -------------------
+  std::vector<std::unique_ptr<SlideStitcher>> stitchers;
+  double slide_mm_x = 0, slide_mm_y = 0;
+  if (!requests.empty() && requests.front().slide_region) {
+    const dicom::SlidePyramid pyramid(series);
+    const dicom::SlideLevel& level = pyramid.levels().at(size_t(requests.front().slide_region->level));
+    SlideGrid grid;
+    grid.total_columns = level.total_columns;
+    grid.total_rows = level.total_rows;
+    grid.size = std::max(16, base_options.slide_region_size);
+    grid.overlap = base_options.slide_region_overlap >= 0 ? base_options.slide_region_overlap : grid.size / 8;
+    // The level's own tiles when they are square and byte-aligned (the SEG's frames), else 256.
+    grid.tile_size = level.tile_columns == level.tile_rows && level.tile_columns >= 8 && level.tile_columns % 8 == 0
+                         ? level.tile_columns
+                         : 256;
+    slide_mm_x = level.mm_per_pixel_x;
+    slide_mm_y = level.mm_per_pixel_y;
+    for (size_t q = 0; q < run.plan.questions.size(); ++q) stitchers.push_back(std::make_unique<SlideStitcher>(grid));
+  }
+  auto slide_masks = [&](size_t q, const dicom::ViewProvenance& provenance, FrameMask& m) {
+    const dicom::SlideRegion& r = *provenance.slide_region;
+    try {
+      stitchers.at(q)->add(r.x, r.y, r.width, r.height, m.mask, m.probability, m.iou, m.phrase, m.text, m.answer);
+    } catch (const std::invalid_argument& e) {
+      throw PipelineError("series " + series_uid + ": " + e.what());
+    }
+  };
+
   // --- the model ---------------------------------------------------------------------------------
-  const ModelPass pass{*engine_,
-                       series,
-                       run.modality,
-                       requests,
-                       selection.selected,
-                       units.place,
-                       run.plan,
-                       static_cast<size_t>(std::max(1, settings_.batch_size)),
-                       run.cancel,
-                       timings_,
-                       report,
-                       *run.calls_done};
+  const ModelPass pass{
+      *engine_,
+      series,
+      run.modality,
+      requests,
+      selection.selected,
+      units.place,
+      run.plan,
+      static_cast<size_t>(std::max(1, settings_.batch_size)),
+      run.cancel,
+      timings_,
+      report,
+      *run.calls_done,
+      stitchers.empty() ? std::function<void(size_t, const dicom::ViewProvenance&, FrameMask&)>() : slide_masks};
   std::vector<QuestionResult> results;
   if (run.video) {
     try {
@@ -458,6 +572,10 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   {
     Stopwatch t(timings_.consolidation);
     findings = consolidate_series(run.plan, run.modality, units, results, outcome.notes);
+    for (size_t q = 0; q < stitchers.size(); ++q)
+      for (auto& f :
+           slide_findings(run.plan, q, run.modality, units, *stitchers[q], slide_mm_x, slide_mm_y, outcome.notes))
+        findings.push_back(std::move(f));
   }
   std::vector<const FindingWork*> finding_work;  // per out.findings entry, for the previews
   {
@@ -679,6 +797,9 @@ std::unique_ptr<Analyzer> make_analyzer(const AnalyzerSettings& settings, std::u
                             ": unknown window preset '" + task.window + "' (known: " + join(known) + ")");
   if (settings.max_slices_per_series < 1) throw PipelineError("max_slices_per_series must be at least 1");
   if (settings.batch_size < 1) throw PipelineError("batch_size must be at least 1");
+  if (settings.slide_region_size < 16 || settings.slide_region_size > 8192)
+    throw PipelineError("slide_region_size must be 16 to 8192 pixels, not " +
+                        std::to_string(settings.slide_region_size));
   auto trained = read_checkpoint_targets(settings.model_dir);
   return std::make_unique<StudyAnalyzer>(settings, std::move(rules), std::move(engine), std::move(trained));
 }

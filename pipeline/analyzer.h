@@ -45,6 +45,9 @@ struct AnalyzerSettings {
   int max_new_tokens = 0;                 // generation limit per answer; 0 = the model's default (2048)
   int batch_size = 8;                     // views encoded and decoded together
   bool previews = true;                   // render StudyResult::previews
+  // Whole slides: the square regions the analysed level is cut into (pixels; they overlap by an
+  // eighth), each one view; only those over tissue are asked (dicom/tissue.h).
+  int slide_region_size = 1024;
 };
 
 // One DICOM instance to analyse: its Part 10 bytes, or a file path.

@@ -131,8 +131,12 @@ std::vector<QuestionResult> run_model_pass(const ModelPass& pass, int& views) {
             const auto [unit, frame] = pass.place[begin + j];
             const std::string fallback = question.target ? question.target->label : std::string();
             results[q].texts[unit].emplace_back(frame, finding_sentence(answers[j].text));
-            for (auto& m : answer_masks(answers[j], provenance[j], frame, !segmentation, fallback))
-              results[q].masks[unit].push_back(std::move(m));
+            for (auto& m : answer_masks(answers[j], provenance[j], frame, !segmentation, fallback)) {
+              if (pass.slide_masks && provenance[j].slide_region)
+                pass.slide_masks(q, provenance[j], m);
+              else
+                results[q].masks[unit].push_back(std::move(m));
+            }
           }
         }
         const EngineTimings after = pass.engine.timings();

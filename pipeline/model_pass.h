@@ -81,6 +81,10 @@ struct ModelPass {
   // Progress: a stage, a message, and the question x view calls done so far (added to).
   std::function<void(const std::string& stage, const std::string& message)> report;
   double& calls_done;
+  // Whole slides: each mask of a region view is handed here (question, provenance, mask)
+  // instead of being kept in QuestionResult::masks, so that a slide's masks are folded into
+  // its stitched result as they come and never held all at once. Empty: masks are kept.
+  std::function<void(size_t question, const dicom::ViewProvenance& provenance, FrameMask& mask)> slide_masks = {};
 };
 
 // Renders every selected view once per window, encodes it once per batch and asks every

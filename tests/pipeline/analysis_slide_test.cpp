@@ -1,0 +1,179 @@
+// Whole slides through the pipeline with an engine that segments what it sees (the stained
+// tissue, by colour) in every region: the stitched findings must be exactly the connected
+// pieces of the same threshold applied to the whole level at once, measured in mm with the
+// level's spacing, whatever the regions cut; glass regions are never asked.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "dicom/series.h"
+#include "dicom/slide.h"
+#include "inference/answer_parser.h"
+#include "pipeline/measurements.h"
+#include "pipeline/study_analyzer.h"
+#include "tests/pipeline/pipeline_test_support.h"
+
+namespace unibiomed::pipeline {
+namespace {
+
+using test::fixture_data;
+
+// Stained: saturated and not the black padding of a view.
+bool stained(const uint8_t* p) {
+  const int hi = std::max({p[0], p[1], p[2]}), lo = std::min({p[0], p[1], p[2]});
+  return hi > 60 && hi - lo > 40;
+}
+
+struct SeenBatch : GroundingEngine::Batch {
+  std::vector<inference::RgbImage> images;
+  size_t size() const override { return images.size(); }
+};
+
+// Answers every question about a view with one mask: its stained pixels.
+class StainEngine : public GroundingEngine {
+ public:
+  std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>*) override {
+    auto b = std::make_unique<SeenBatch>();
+    b->images = images;
+    views += images.size();
+    for (const auto& im : images) largest_view = std::max(largest_view, std::max(im.width, im.height));
+    return b;
+  }
+  std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
+                                                const std::atomic<bool>*) override {
+    std::vector<inference::GroundedAnswer> out;
+    const bool segmentation = question.rfind("Please segment", 0) == 0;
+    for (const auto& im : static_cast<SeenBatch&>(batch).images) {
+      inference::GroundedAnswer a;
+      a.stop_reason = "eos";
+      a.text = segmentation ? "It is [SEG]." : "It is [SEG]. Tumour.";
+      a.parsed = inference::parse_answer(a.text, question);
+      inference::GroundedSegment s;
+      s.width = im.width;
+      s.height = im.height;
+      s.phrase = segmentation ? "" : "Tumour";
+      s.mask.assign(size_t(im.width) * size_t(im.height), 0);
+      s.probability.assign(s.mask.size(), 0.2f);
+      for (size_t i = 0; i < s.mask.size(); ++i)
+        if (stained(&im.rgb[3 * i])) s.mask[i] = 1, s.probability[i] = 0.9f;
+      s.iou = 0.7f;
+      a.segments.push_back(std::move(s));
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+  std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>&, const std::atomic<bool>*) override {
+    throw inference::InferenceError("stain engine: no video");
+  }
+  inference::VideoAnswer answer_video(VideoBatch&, const std::string&, const inference::VideoOptions&) override {
+    throw inference::InferenceError("stain engine: no video");
+  }
+  std::string description() const override { return "stain engine (tests)"; }
+  std::string weights_hash() const override { return std::string(64, '1'); }
+  EngineTimings timings() const override { return {}; }
+  size_t views = 0;
+  int largest_view = 0;
+};
+
+// 8-connected pieces of a mask: per piece, its pixels and its mask.
+std::vector<std::vector<uint8_t>> pieces(const std::vector<uint8_t>& mask, int w, int h) {
+  std::vector<int> label(mask.size(), -1);
+  std::vector<std::vector<uint8_t>> out;
+  for (size_t start = 0; start < mask.size(); ++start) {
+    if (!mask[start] || label[start] >= 0) continue;
+    out.emplace_back(mask.size(), 0);
+    std::vector<size_t> stack{start};
+    label[start] = int(out.size());
+    while (!stack.empty()) {
+      const size_t p = stack.back();
+      stack.pop_back();
+      out.back()[p] = 1;
+      const int x = int(p % size_t(w)), y = int(p / size_t(w));
+      for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx) {
+          const int nx = x + dx, ny = y + dy;
+          if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+          const size_t n = size_t(ny) * size_t(w) + size_t(nx);
+          if (mask[n] && label[n] < 0) label[n] = int(out.size()), stack.push_back(n);
+        }
+    }
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto& a, const auto& b) { return count_pixels(a) > count_pixels(b); });
+  return out;
+}
+
+TEST(AnalysisOfSlides, FindingsAreTheStitchedPiecesOfTheWholeLevelInMm) {
+  const auto& data = fixture_data();
+  AnalyzerSettings settings;
+  settings.slide_region_size = 128;  // level 1 (256 x 192 at 0.5 um): 3 x 2 regions, overlap 16
+  settings.previews = false;
+  auto engine = std::make_unique<StainEngine>();
+  StainEngine* seen = engine.get();
+  auto analyzer = make_analyzer(settings, std::move(engine));
+  const StudyResult r = analyzer->analyze(data.inputs("wsi"), {}, {}, nullptr, "seed");
+  ASSERT_EQ(r.series.size(), 1u);
+  const SeriesOutcome& s = r.series[0];
+  ASSERT_EQ(s.state, SeriesOutcome::State::Analysed) << s.reason;
+  EXPECT_EQ(s.rule, "pathology");
+  EXPECT_LE(seen->largest_view, 128);
+  EXPECT_EQ(size_t(s.views), seen->views);
+  bool tissue_note = false;
+  for (const auto& n : s.notes)
+    tissue_note |= n.find("of 6 regions of 128 px (overlap 16) on slide level 1") != std::string::npos;
+  EXPECT_TRUE(tissue_note) << (s.notes.empty() ? "" : s.notes.front());
+
+  // The same threshold on the whole level at once.
+  const dicom::SeriesCollection c = dicom::read_series({data.sample("wsi").folder});
+  ASSERT_EQ(c.series.size(), 1u);
+  const dicom::SlidePyramid pyramid(c.series.front());
+  const dicom::SlideLevel& level = pyramid.levels().at(1);
+  ASSERT_EQ(level.total_columns, 256);
+  const dicom::RgbImage whole = pyramid.read_region(1, 0, 0, 256, 192);
+  std::vector<uint8_t> mask(256 * 192);
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = stained(&whole.rgb[3 * i]);
+  const auto truth = pieces(mask, 256, 192);
+  ASSERT_GT(truth.size(), 0u);
+  ASSERT_GT(count_pixels(truth[0]), size_t(128 * 128)) << "the section crosses every region border";
+
+  const double spacing = level.mm_per_pixel_x;
+  EXPECT_NEAR(spacing, 0.0005, 1e-12);
+  for (const std::string task : {"neoplastic-cells", "abnormality"}) {
+    SCOPED_TRACE(task);
+    std::vector<const Finding*> found;
+    for (const auto& f : r.findings)
+      if (f.task == task) found.push_back(&f);
+    ASSERT_EQ(found.size(), truth.size());
+    for (size_t i = 0; i < found.size(); ++i) {
+      const Finding& f = *found[i];
+      EXPECT_EQ(f.label, task == "abnormality" ? "Tumour" : "Neoplastic cells");
+      ASSERT_GE(f.measurements.size(), 1u);
+      EXPECT_EQ(f.measurements[0].name, "Area");
+      EXPECT_EQ(f.measurements[0].unit, "mm2");
+      EXPECT_NEAR(f.measurements[0].value, double(count_pixels(truth[i])) * spacing * spacing, 1e-12) << i;
+    }
+    // The largest piece's long axis, from the whole level's mask.
+    ASSERT_EQ(found[0]->measurements.size(), 2u);
+    EXPECT_EQ(found[0]->measurements[1].name, "Long axis");
+    EXPECT_NEAR(found[0]->measurements[1].value, longest_diameter(truth[0], 256, 192, spacing, spacing).length, 1e-9);
+    EXPECT_NEAR(found[0]->mean_probability, 0.9, 0.01);
+    EXPECT_NEAR(found[0]->mean_iou, 0.7, 1e-6);
+  }
+}
+
+TEST(AnalysisOfSlides, ARegionSizeOutsideTheRangeIsRefused) {
+  AnalyzerSettings settings;
+  settings.slide_region_size = 8;
+  try {
+    make_analyzer(settings, std::make_unique<StainEngine>());
+    ADD_FAILURE() << "accepted";
+  } catch (const PipelineError& e) {
+    EXPECT_NE(std::string(e.what()).find("slide_region_size must be 16 to 8192 pixels, not 8"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace unibiomed::pipeline
