@@ -35,6 +35,7 @@ void AnalysisScheduler::start() {
     wake_.notify_all();
   });
   dispatcher_ = std::thread([this] { dispatch_loop(); });
+  if (services_->queue->renew_interval_seconds() > 0) lease_keeper_ = std::thread([this] { keep_leases(); });
 }
 
 void AnalysisScheduler::stop() {
@@ -47,6 +48,7 @@ void AnalysisScheduler::stop() {
   wake_.notify_all();
   if (dispatcher_.joinable()) dispatcher_.join();
   if (pool_) pool_->join();  // interrupted analyses record themselves as pending
+  if (lease_keeper_.joinable()) lease_keeper_.join();
   if (model_loader_.joinable()) model_loader_.join();
 }
 
@@ -120,7 +122,42 @@ void AnalysisScheduler::dispatch_loop() {
       }
       next_scan = std::chrono::steady_clock::now() + std::chrono::seconds(s.config.reconcile_interval_seconds);
     }
-    submit_ready_entries();
+    try {
+      submit_ready_entries();
+    } catch (const std::exception& e) {
+      // The shared queue's database may be unreachable for a while: nothing is lost (the
+      // entries stay in the table, the /changes scan finds studies again), so keep going.
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (last_error_ != e.what()) s.client.log_error(std::string("cannot take work from the queue: ") + e.what());
+      last_error_ = e.what();
+    }
+  }
+}
+
+void AnalysisScheduler::keep_leases() {
+  auto& s = *services_;
+  const auto interval = std::chrono::seconds(s.queue->renew_interval_seconds());
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (wake_.wait_for(lock, interval, [&] { return stopping_; })) return;
+    }
+    std::vector<QueueEntry> lost;
+    try {
+      lost = s.queue->renew();
+    } catch (const std::exception& e) {
+      s.client.log_error(std::string("cannot renew the leases of this node's studies: ") + e.what());
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& entry : lost) {
+      s.client.log_error("study " + entry.study_id + " run " + std::to_string(entry.run) +
+                         ": this node's claim expired (it did not renew it within UniBiomed.LeaseSeconds) and "
+                         "another node may have taken the study over; stopping this node's attempt");
+      for (auto& [raw, analysis] : active_)
+        if (analysis->entry().study_id == entry.study_id && analysis->entry().run == entry.run)
+          analysis->cancel(StudyAnalysis::CancelReason::LeaseLost);
+    }
   }
 }
 
@@ -134,6 +171,7 @@ void AnalysisScheduler::submit_ready_entries() {
     }
     auto entry = s.queue->claim();
     if (!entry) return;
+    if (entry->takeover && !take_over(*entry)) continue;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_flight_;
@@ -153,6 +191,24 @@ void AnalysisScheduler::submit_ready_entries() {
       return;  // try again on the next wake-up
     }
   }
+}
+
+bool AnalysisScheduler::take_over(const QueueEntry& entry) {
+  auto& s = *services_;
+  s.client.log_warning("study " + entry.study_id + " run " + std::to_string(entry.run) + ": node \"" +
+                       entry.previous_owner + "\" stopped renewing its claim (UniBiomed.LeaseSeconds passed); taking it over");
+  bool keep = true;
+  try {
+    keep = trigger_.check_recovered(entry);  // MaxAttempts, or finished but not recorded in the queue
+  } catch (const std::exception& e) {
+    s.client.log_error("cannot check the taken-over study " + entry.study_id + ": " + e.what());
+  }
+  if (!keep) {
+    auto record = s.records.read(entry.study_id);
+    s.queue->finish(entry.study_id, entry.run,
+                    record && record->state == StudyState::Failed ? QueueOutcome::Failed : QueueOutcome::Done);
+  }
+  return keep;
 }
 
 std::shared_ptr<StudyAnalysis> AnalysisScheduler::start_attempt(const QueueEntry& entry, const std::string& job_id,
@@ -217,7 +273,7 @@ void AnalysisScheduler::record_abandoned(const QueueEntry& entry, const std::str
                               "); resubmit the job or POST /unibiomed/studies/" + entry.study_id + "/analyze";
     s.records.write_error(entry.study_id, error);
     s.records.write_state(entry.study_id, StudyState::Failed);
-    s.queue->finish(entry.study_id, entry.run);
+    s.queue->finish(entry.study_id, entry.run, QueueOutcome::Failed);
   } catch (const std::exception& e) {
     s.client.log_error("cannot record the cancellation of study " + entry.study_id + ": " + e.what());
   }
@@ -253,7 +309,9 @@ QueueEntry AnalysisScheduler::request(const std::string& study_id, const nlohman
     entry.run = record->state == StudyState::Pending ? std::max(1, record->run.run) : record->run.run + 1;
   }
   s.queue->put(entry);
-  if (mode == "analyze" && record->state != StudyState::Running) {
+  // With a shared queue only the node that claims the entry writes the study's records; the
+  // waiting entry is what GET /unibiomed/studies/{id} reports as pending.
+  if (mode == "analyze" && record->state != StudyState::Running && !s.queue->shared()) {
     RunInfo run = record->run.run == entry.run ? record->run : RunInfo{};
     run.run = entry.run;
     run.mode = mode;
@@ -279,14 +337,17 @@ std::optional<std::string> AnalysisScheduler::job_of(const std::string& study_id
 }
 
 nlohmann::json AnalysisScheduler::status() const {
-  const auto counts = services_->queue->counts();
+  nlohmann::json j;
+  try {
+    j = services_->queue->describe();
+  } catch (const std::exception& e) {
+    j = {{"Error", e.what()}};
+  }
   std::lock_guard<std::mutex> lock(mutex_);
-  nlohmann::json j = {{"Pending", counts.pending},
-                      {"Running", counts.running},
-                      {"JobsInFlight", in_flight_},
-                      {"SucceededSinceStart", succeeded_},
-                      {"FailedSinceStart", failed_},
-                      {"Recovered", recovered_}};
+  j["JobsInFlight"] = in_flight_;
+  j["SucceededSinceStart"] = succeeded_;
+  j["FailedSinceStart"] = failed_;
+  j["Recovered"] = recovered_;
   if (!last_error_.empty()) j["LastError"] = last_error_;
   return j;
 }

@@ -55,11 +55,16 @@ class AnalysisScheduler final : public AnalysisRunner, public std::enable_shared
   void recover();
   void submit_ready_entries();
   void record_abandoned(const QueueEntry& entry, const std::string& job_id);
+  // Shared queue: renews this node's leases every LeaseSeconds/3; an analysis whose lease was
+  // lost is stopped without writing anything (the node that took it over does).
+  void keep_leases();
+  // A claimed entry whose previous holder's lease expired: checked like a recovered one.
+  bool take_over(const QueueEntry& entry);
 
   const std::shared_ptr<NodeServices> services_;
   StudyTrigger trigger_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
-  std::thread dispatcher_, model_loader_;
+  std::thread dispatcher_, model_loader_, lease_keeper_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

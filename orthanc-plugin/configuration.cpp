@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/configuration.h"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -174,8 +177,94 @@ const std::vector<Key>& keys() {
        [](const json& v, Configuration& c) { return read_int(v, c.reconcile_interval_seconds, 1, 86400); }},
       {"ForwardTimeout", "integer", "600", "seconds to wait for a forwarding store job before recording a failure",
        [](const json& v, Configuration& c) { return read_int(v, c.forward_timeout_seconds, 1, 86400); }},
+      {"Queue", "string", "\"local\"",
+       "\"local\" (one node: the queue in a global property of this Orthanc) or \"postgresql\" (several nodes on one "
+       "PostgreSQL index: a shared queue table in which each study is claimed by exactly one node)",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (s != "local" && s != "postgresql") return "must be \"local\" or \"postgresql\", not \"" + s + "\"";
+         c.queue = s;
+         return std::string();
+       }},
+      {"QueueConnection", "string", "\"\"",
+       "libpq connection string or URI of the shared queue's database (\"\" = the database of the PostgreSQL plugin's "
+       "section: Host, Port, Database, Username, Password or ConnectionUri)",
+       [](const json& v, Configuration& c) { return read_string(v, c.queue_connection); }},
+      {"LeaseSeconds", "integer", "60",
+       "with the shared queue: a node renews its claim on a study every LeaseSeconds/3; a node that stops renewing "
+       "(it died) loses the study to another node after this long",
+       [](const json& v, Configuration& c) { return read_int(v, c.lease_seconds, 3, 86400); }},
+      {"ClusterNodeId", "string", "\"\"",
+       "this node's name in the shared queue, unique per node (\"\" = Orthanc's DatabaseServerIdentifier, else "
+       "<host name>:<HttpPort>)",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (s.size() > 128) return std::string("must be at most 128 characters");
+         c.cluster_node = s;
+         return std::string();
+       }},
   };
   return table;
+}
+
+// libpq keyword=value with the value quoted (PostgreSQL docs, "Keyword/Value Connection Strings").
+std::string conninfo_value(const std::string& value) {
+  std::string out = "'";
+  for (char ch : value) {
+    if (ch == '\'' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "'";
+}
+
+// The shared queue's connection (from the PostgreSQL plugin's section unless given) and this
+// node's name. The queue holds Orthanc ids, which mean the same thing on every node only when
+// the index itself is shared: without the PostgreSQL index the setting is refused.
+void derive_cluster_settings(const json& orthanc, Configuration& c, std::vector<std::string>& problems) {
+  const auto pg = orthanc.find("PostgreSQL");
+  const bool has_section = pg != orthanc.end() && pg->is_object();
+  const bool shared_index = has_section && pg->value("EnableIndex", false) == true;
+  if (!shared_index)
+    problems.push_back(
+        "UniBiomed.Queue \"postgresql\" needs Orthanc's index in PostgreSQL (\"PostgreSQL\": {\"EnableIndex\": true, "
+        "...} with the orthanc-postgresql plugin), so that every node sees the same studies");
+  if (c.queue_connection.empty() && has_section) {
+    if (pg->contains("ConnectionUri") && (*pg)["ConnectionUri"].is_string()) {
+      c.queue_connection = (*pg)["ConnectionUri"].get<std::string>();
+    } else {
+      auto text = [&](const char* key, const std::string& fallback) {
+        auto it = pg->find(key);
+        if (it == pg->end()) return fallback;
+        return it->is_string() ? it->get<std::string>() : it->dump();
+      };
+      c.queue_connection = "host=" + conninfo_value(text("Host", "localhost")) +
+                           " port=" + conninfo_value(text("Port", "5432")) +
+                           " dbname=" + conninfo_value(text("Database", "orthanc"));
+      if (pg->contains("Username")) c.queue_connection += " user=" + conninfo_value(text("Username", ""));
+      if (pg->contains("Password")) c.queue_connection += " password=" + conninfo_value(text("Password", ""));
+    }
+  }
+  if (c.queue_connection.empty())
+    problems.push_back("UniBiomed.Queue \"postgresql\" needs UniBiomed.QueueConnection or a \"PostgreSQL\" section");
+  if (c.cluster_node.empty()) {
+    if (auto it = orthanc.find("DatabaseServerIdentifier"); it != orthanc.end() && it->is_string())
+      c.cluster_node = it->get<std::string>();
+  }
+  if (c.cluster_node.empty()) {
+    char host[256] = {0};
+    if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "%s", "localhost");
+    const auto port = orthanc.find("HttpPort");
+    c.cluster_node = std::string(host) + ":" +
+                     (port != orthanc.end() && port->is_number_integer() ? std::to_string(port->get<int>()) : "8042");
+  }
+}
+
+// The connection string for display: passwords replaced.
+std::string without_password(const std::string& connection) {
+  std::string out = std::regex_replace(connection, std::regex("(password\\s*=\\s*)('([^'\\\\]|\\\\.)*'|\\S+)"), "$1***");
+  return std::regex_replace(out, std::regex("(://[^:/@]*:)[^@]*@"), "$1***@");
 }
 
 }  // namespace
@@ -226,6 +315,8 @@ Configuration Configuration::parse(const json& orthanc_configuration) {
     problems.push_back(std::string("UniBiomed.TaskRules: ") + e.what());
   }
 
+  if (c.queue == "postgresql") derive_cluster_settings(orthanc_configuration, c, problems);
+
   if (c.forward.kind == ForwardTarget::Kind::Modality && !modalities_in_database) {
     bool found = false;
     for (const auto& m : c.declared_modalities) found = found || m == c.forward.modality;
@@ -270,7 +361,11 @@ nlohmann::json Configuration::to_json() const {
           {"MaxAttempts", max_attempts},
           {"JobPriority", job_priority},
           {"ReconcileInterval", reconcile_interval_seconds},
-          {"ForwardTimeout", forward_timeout_seconds}};
+          {"ForwardTimeout", forward_timeout_seconds},
+          {"Queue", queue},
+          {"QueueConnection", without_password(queue_connection)},
+          {"LeaseSeconds", lease_seconds},
+          {"ClusterNodeId", cluster_node}};
 }
 
 std::vector<std::string> Configuration::reference() {

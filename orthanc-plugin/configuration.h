@@ -31,6 +31,12 @@ struct Configuration {
   int reconcile_interval_seconds = 10;           // ReconcileInterval
   int forward_timeout_seconds = 600;             // ForwardTimeout
 
+  // Scale-out (docs/ORTHANC.md "Scale-out"): the study queue shared by every node of a cluster.
+  std::string queue = "local";                   // Queue: local | postgresql
+  std::string queue_connection;                  // QueueConnection, else from the "PostgreSQL" section
+  int lease_seconds = 60;                        // LeaseSeconds
+  std::string cluster_node;                      // ClusterNodeId, else DatabaseServerIdentifier, else host:HttpPort
+
   // Facts from the rest of the Orthanc configuration that the plugin depends on.
   int orthanc_concurrent_jobs = 2;               // "ConcurrentJobs" (Orthanc's default 2)
   std::vector<std::string> declared_modalities;  // keys of "DicomModalities"

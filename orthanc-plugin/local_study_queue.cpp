@@ -60,6 +60,17 @@ class LocalStudyQueue final : public StudyQueue {
     persist();
   }
 
+  bool offer(const QueueEntry& entry) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const bool known = std::any_of(entries_.begin(), entries_.end(), [&](const Slot& s) {
+      return s.entry.study_id == entry.study_id && (!s.held || s.entry.run == entry.run);
+    });
+    if (known) return false;
+    entries_.push_back({entry, false});
+    persist();
+    return true;
+  }
+
   std::optional<QueueEntry> claim() override {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& s : entries_) {
@@ -85,7 +96,7 @@ class LocalStudyQueue final : public StudyQueue {
     return true;
   }
 
-  void finish(const std::string& study_id, int run) override {
+  void finish(const std::string& study_id, int run, QueueOutcome /*outcome*/) override {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = std::find_if(entries_.begin(), entries_.end(), [&](const Slot& s) {
       return s.held && s.entry.study_id == study_id && s.entry.run == run;
@@ -153,5 +164,13 @@ class LocalStudyQueue final : public StudyQueue {
 std::unique_ptr<StudyQueue> make_local_study_queue(const OrthancClient& client) {
   return std::make_unique<LocalStudyQueue>(client);
 }
+
+#ifndef UNIBIOMED_WITH_POSTGRESQL
+std::unique_ptr<StudyQueue> make_postgres_study_queue(const SharedQueueSettings& /*settings*/) {
+  throw PluginError("this build of the UniBiomed plugin has no PostgreSQL support (libpq was not found when it was "
+                    "built): UniBiomed.Queue \"postgresql\" is unavailable",
+                    503);
+}
+#endif
 
 }  // namespace unibiomed::orthanc

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/orthanc_client.h"
 
+#include <strings.h>
+
+#include <vector>
+
 #include "orthanc-plugin/plugin_error.h"
 
 namespace unibiomed::orthanc {
@@ -64,14 +68,34 @@ nlohmann::json parse_json(const std::string& text, const std::string& what) {
 
 RestResponse OrthancClient::call(OrthancPluginHttpMethod method, const std::string& uri,
                                  const std::string& body) const {
-  MemoryBuffer answer(context_);
+  return call(method, uri, body, {}, nullptr);
+}
+
+RestResponse OrthancClient::call(OrthancPluginHttpMethod method, const std::string& uri, const std::string& body,
+                                 const std::map<std::string, std::string>& headers,
+                                 nlohmann::json* answer_headers) const {
+  MemoryBuffer answer(context_), answer_header_buffer(context_);
+  std::vector<const char*> keys, values;
+  for (const auto& [k, v] : headers) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
   uint16_t status = 0;
   const OrthancPluginErrorCode code = OrthancPluginCallRestApi(
-      context_, answer.get(), nullptr, &status, method, uri.c_str(), 0, nullptr, nullptr,
-      body.empty() ? nullptr : body.data(), static_cast<uint32_t>(body.size()), 0);
+      context_, answer.get(), answer_headers ? answer_header_buffer.get() : nullptr, &status, method, uri.c_str(),
+      static_cast<uint32_t>(keys.size()), keys.empty() ? nullptr : keys.data(),
+      values.empty() ? nullptr : values.data(), body.empty() ? nullptr : body.data(),
+      static_cast<uint32_t>(body.size()), 0);
   RestResponse response;
   response.status = status;
   response.body = answer.str();
+  if (answer_headers) {
+    try {
+      *answer_headers = nlohmann::json::parse(answer_header_buffer.str());
+    } catch (const nlohmann::json::exception&) {
+      *answer_headers = nlohmann::json::object();
+    }
+  }
   if (code != OrthancPluginErrorCode_Success && response.ok()) {
     // The core failed without an HTTP status (e.g. it is stopping).
     response.status = 500;
@@ -88,6 +112,10 @@ RestResponse OrthancClient::checked(OrthancPluginHttpMethod method, const std::s
                                     bool allow_404) const {
   RestResponse r = call(method, uri, body);
   if (r.ok() || (allow_404 && r.status == 404)) return r;
+  throw_for(method, uri, r);
+}
+
+void OrthancClient::throw_for(OrthancPluginHttpMethod method, const std::string& uri, const RestResponse& r) const {
   std::string detail = r.body;
   // Orthanc's error answers are JSON with "Message" and sometimes "Details".
   try {
@@ -137,6 +165,24 @@ void OrthancClient::put_text(const std::string& uri, const std::string& text) co
 }
 
 void OrthancClient::remove(const std::string& uri) const { checked(OrthancPluginHttpMethod_Delete, uri, {}, true); }
+
+void OrthancClient::write_metadata(const std::string& uri, const std::optional<std::string>& text) const {
+  const OrthancPluginHttpMethod method = text ? OrthancPluginHttpMethod_Put : OrthancPluginHttpMethod_Delete;
+  RestResponse r;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    nlohmann::json headers;
+    const RestResponse current = call(OrthancPluginHttpMethod_Get, uri, {}, {}, &headers);
+    if (current.status == 404 && !text) return;  // nothing to delete
+    std::map<std::string, std::string> if_match;
+    if (current.ok() && headers.is_object())
+      for (const auto& [key, value] : headers.items())
+        if (value.is_string() && strcasecmp(key.c_str(), "etag") == 0) if_match["If-Match"] = value;
+    r = call(method, uri, text.value_or(std::string()), if_match, nullptr);
+    if (r.ok() || (!text && r.status == 404)) return;
+    if (r.status != 409) break;  // 409: changed since it was read; read the new revision and retry
+  }
+  throw_for(method, uri, r);
+}
 
 std::optional<std::string> OrthancClient::global_property(int32_t id) const {
   // The core answers the given default ("") when the property was never set; the plugin never

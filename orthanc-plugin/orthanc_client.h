@@ -6,6 +6,7 @@
 #include <orthanc/OrthancCPlugin.h>
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -26,6 +27,9 @@ class OrthancClient {
 
   // One call into Orthanc's built-in REST API (full access, no credentials involved).
   RestResponse call(OrthancPluginHttpMethod method, const std::string& uri, const std::string& body = {}) const;
+  // The same with request headers, and the answer's headers (a JSON object) when asked for.
+  RestResponse call(OrthancPluginHttpMethod method, const std::string& uri, const std::string& body,
+                    const std::map<std::string, std::string>& headers, nlohmann::json* answer_headers) const;
 
   // Throwing conveniences: a PluginError names the method, the URI, the status and Orthanc's
   // message; a 404 becomes a PluginError with http_status 404.
@@ -38,6 +42,12 @@ class OrthancClient {
   void put_text(const std::string& uri, const std::string& text) const;
   void remove(const std::string& uri) const;  // DELETE; an absent resource is not an error
 
+  // Writes one metadata item (nullopt: deletes it) in a way that also works where Orthanc's
+  // "CheckRevisions" is on (clusters): the revision just read goes along as If-Match, and a
+  // concurrent change (409) is read again and retried. Last writer wins: in a cluster only the
+  // node holding the study's queue entry writes its records.
+  void write_metadata(const std::string& uri, const std::optional<std::string>& text) const;
+
   // Global properties of this server (the plugin's own ids are >= 1024).
   std::optional<std::string> global_property(int32_t id) const;
   void set_global_property(int32_t id, const std::string& value) const;
@@ -49,6 +59,7 @@ class OrthancClient {
  private:
   RestResponse checked(OrthancPluginHttpMethod method, const std::string& uri, const std::string& body,
                        bool allow_404) const;
+  [[noreturn]] void throw_for(OrthancPluginHttpMethod method, const std::string& uri, const RestResponse& r) const;
   OrthancPluginContext* context_;
 };
 

@@ -132,10 +132,15 @@ RestAnswer RestApi::study(const std::vector<std::string>& groups, const std::str
                                {"Instances", s.instances.size()}});
   std::string job = record->run.job;
   if (auto live = scheduler_->job_of(*study_id)) job = *live;
+  const bool queued = services_->queue->contains(*study_id);
+  std::string state = to_string(record->state);
+  // A shared queue's waiting entry is the pending state (the records are written by the node
+  // that claims it).
+  if (queued && services_->queue->shared() && record->state != StudyState::Running) state = "pending";
   nlohmann::json j = {{"ID", *study_id},
                       {"StudyInstanceUID", inventory->study_instance_uid},
-                      {"State", to_string(record->state)},
-                      {"Queued", services_->queue->contains(*study_id)},
+                      {"State", state},
+                      {"Queued", queued},
                       {"Run", record->run.run},
                       {"Attempt", record->run.attempt},
                       {"Mode", record->run.mode},

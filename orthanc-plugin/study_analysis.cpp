@@ -32,6 +32,15 @@ void StudyAnalysis::check_cancelled() const {
   if (cancel_) throw Cancelled{};
 }
 
+void StudyAnalysis::check_lease() {
+  // A node that paused longer than its lease (not one that died: that one writes nothing) must
+  // not commit over the node that took the study over. Both would store the same result UIDs.
+  if (services_->queue->shared() && !services_->queue->holds(entry_.study_id, entry_.run)) {
+    cancel(CancelReason::LeaseLost);
+    throw Cancelled{};
+  }
+}
+
 void StudyAnalysis::set_stage(const std::string& stage, const std::string& message, float progress) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -116,6 +125,9 @@ void StudyAnalysis::run() noexcept {
     if (cancel_reason_ == CancelReason::Shutdown) {
       outcome = Outcome::Interrupted;
       error = "interrupted by Orthanc's shutdown; it resumes at the next start";
+    } else if (cancel_reason_ == CancelReason::LeaseLost) {
+      outcome = Outcome::Interrupted;
+      error = "stopped: this node lost its claim on the study (UniBiomed.LeaseSeconds) and another node finishes it";
     } else {
       error = "cancelled by the user (job " + job_id_ + "); resubmit the job or POST /unibiomed/studies/" + study +
               "/analyze to retry";
@@ -130,7 +142,9 @@ void StudyAnalysis::run() noexcept {
 
   // Record the end on the study (the commit point is the state) and in the queue.
   try {
-    if (outcome == Outcome::Interrupted) {
+    if (cancel_reason_ == CancelReason::LeaseLost) {
+      // Nothing to record: the study belongs to the node that took it over.
+    } else if (outcome == Outcome::Interrupted) {
       records.write_state(study, StudyState::Pending);
       services_->queue->release(study, entry_.run);
     } else {
@@ -144,7 +158,8 @@ void StudyAnalysis::run() noexcept {
           records.write_error(study, error);
         }
       }
-      services_->queue->finish(study, entry_.run);
+      services_->queue->finish(study, entry_.run,
+                               outcome == Outcome::Succeeded ? QueueOutcome::Done : QueueOutcome::Failed);
     }
   } catch (const std::exception& e) {
     services_->client.log_error("cannot record the end of the analysis of study " + study + ": " + e.what());
@@ -282,6 +297,7 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
     throw RecordedFailure{message};
   }
 
+  check_lease();
   nlohmann::json stored = nlohmann::json::array();
   for (size_t i = 0; i < result.objects.size(); ++i) {
     set_stage("storing", result.objects[i].kind + " " + std::to_string(i + 1) + "/" + std::to_string(result.objects.size()),
@@ -292,6 +308,7 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   }
   summary["Results"] = stored;
   summary["Finished"] = now_iso();
+  check_lease();
   records.write_summary(study, summary);
   records.write_error(study, "");
   records.write_state(study, StudyState::Done);

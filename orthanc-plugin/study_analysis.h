@@ -22,7 +22,9 @@ namespace unibiomed::orthanc {
 class StudyAnalysis {
  public:
   enum class Outcome { Running, Succeeded, Failed, Interrupted };
-  enum class CancelReason { None, User, Shutdown };
+  // LeaseLost: another node may have taken the study over (shared queue); this attempt stops and
+  // writes nothing more.
+  enum class CancelReason { None, User, Shutdown, LeaseLost };
 
   struct Snapshot {
     Outcome outcome = Outcome::Running;
@@ -50,6 +52,7 @@ class StudyAnalysis {
   void forward(nlohmann::json& summary, const StudyRecord& record);
   void set_stage(const std::string& stage, const std::string& message, float progress);
   void check_cancelled() const;
+  void check_lease();
 
   const std::shared_ptr<NodeServices> services_;
   const QueueEntry entry_;

@@ -106,26 +106,24 @@ std::optional<StudyRecord> StudyRecords::read(const std::string& study_id) const
 }
 
 void StudyRecords::write_state(const std::string& study_id, StudyState state) const {
-  client_.put_text(meta_uri("studies", study_id, metadata::kState), to_string(state));
+  client_.write_metadata(meta_uri("studies", study_id, metadata::kState), to_string(state));
 }
 
 void StudyRecords::write_run(const std::string& study_id, const RunInfo& run) const {
-  client_.put_text(meta_uri("studies", study_id, metadata::kRun), run.to_json().dump());
+  client_.write_metadata(meta_uri("studies", study_id, metadata::kRun), run.to_json().dump());
 }
 
 void StudyRecords::write_summary(const std::string& study_id, const nlohmann::json& summary) const {
-  client_.put_text(meta_uri("studies", study_id, metadata::kSummary), summary.dump());
+  client_.write_metadata(meta_uri("studies", study_id, metadata::kSummary), summary.dump());
 }
 
 void StudyRecords::write_error(const std::string& study_id, const std::string& error) const {
-  if (error.empty())
-    client_.remove(meta_uri("studies", study_id, metadata::kError));
-  else
-    client_.put_text(meta_uri("studies", study_id, metadata::kError), error);
+  client_.write_metadata(meta_uri("studies", study_id, metadata::kError),
+                         error.empty() ? std::nullopt : std::optional<std::string>(error));
 }
 
 void StudyRecords::mark_result_instance(const std::string& instance_id, const std::string& study_uid, int run) const {
-  client_.put_text(meta_uri("instances", instance_id, metadata::kResult), study_uid + " run " + std::to_string(run));
+  client_.write_metadata(meta_uri("instances", instance_id, metadata::kResult), study_uid + " run " + std::to_string(run));
 }
 
 std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_id) const {

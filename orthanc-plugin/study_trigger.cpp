@@ -33,8 +33,8 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id) {
     case StudyState::Running: {
       // Recorded as waiting but in no queue: a request from before a crash whose queue write
       // was lost. Resume it.
-      QueueEntry entry{study_id, std::max(1, record->run.run), record->run.mode, record->run.request};
-      s.queue->put(entry);
+      QueueEntry entry{study_id, std::max(1, record->run.run), record->run.mode, record->run.request, false, {}};
+      if (!s.queue->offer(entry)) return Decision::AlreadyQueued;
       s.client.log_info("study " + study_id + " was " + to_string(record->state) + " without a queue entry: resumed");
       return Decision::Queued;
     }
@@ -44,8 +44,11 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id) {
       // Our own results were excluded from `sources`, so only new images change the count.
       if (analysed == sources || !s.config.auto_analysis) return Decision::Ignored;
       if (record->summary.is_null() || analysed == 0) return Decision::Ignored;  // failed before counting
-      QueueEntry entry{study_id, record->run.run + 1, "analyze", nullptr};
-      s.queue->put(entry);
+      QueueEntry entry{study_id, record->run.run + 1, "analyze", nullptr, false, {}};
+      if (!s.queue->offer(entry)) return Decision::AlreadyQueued;  // another node queued it
+      s.client.log_info("study " + study_id + " received new images (" + std::to_string(analysed) + " -> " +
+                        std::to_string(sources) + " instances): run " + std::to_string(entry.run) + " queued");
+      if (s.queue->shared()) return Decision::Queued;  // the claiming node writes the records
       RunInfo run = record->run;
       run.run = entry.run;
       run.attempt = 0;
@@ -54,8 +57,6 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id) {
       run.updated = now_iso();
       s.records.write_run(study_id, run);
       s.records.write_state(study_id, StudyState::Pending);
-      s.client.log_info("study " + study_id + " received new images (" + std::to_string(analysed) + " -> " +
-                        std::to_string(sources) + " instances): run " + std::to_string(entry.run) + " queued");
       return Decision::Queued;
     }
     case StudyState::None:
@@ -84,15 +85,20 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id) {
       return Decision::Ignored;
     }
   }
-  QueueEntry entry{study_id, 1, "analyze", nullptr};
+  QueueEntry entry{study_id, 1, "analyze", nullptr, false, {}};
   // Queue first, then the study record: a crash in between leaves a queue entry, which resumes.
-  s.queue->put(entry);
+  // Several nodes may get here for one study (each that received instances, each /changes scan):
+  // the enqueue is idempotent and only the node whose offer added the entry goes on.
+  if (!s.queue->offer(entry)) return Decision::AlreadyQueued;
+  s.client.log_info("study " + study_id + " (" + inventory->study_instance_uid + ") queued for analysis");
+  // With a shared queue the node that claims the entry writes the records (the queue is the
+  // only arbiter of who writes; docs/ORTHANC.md "Scale-out").
+  if (s.queue->shared()) return Decision::Queued;
   RunInfo run;
   run.run = 1;
   run.updated = now_iso();
   s.records.write_run(study_id, run);
   s.records.write_state(study_id, StudyState::Pending);
-  s.client.log_info("study " + study_id + " (" + inventory->study_instance_uid + ") queued for analysis");
   return Decision::Queued;
 }
 

@@ -13,6 +13,8 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   # the DICOM node
   orthanc orthanc-dev orthanc-dicomweb orthanc-doc libboost-dev libjsoncpp-dev
+  # scale-out: a shared study queue in PostgreSQL (libpq), tests with a real server and cluster
+  postgresql libpq-dev orthanc-postgresql
   # tests
   libgtest-dev nlohmann-json3-dev dicom3tools pixelmed-apps default-jre-headless
   python3-pydicom python3-numpy python3-jsonschema curl procps

@@ -44,6 +44,53 @@ TEST(PluginConfiguration, DefaultsWithoutSection) {
   EXPECT_EQ(c.orthanc_concurrent_jobs, 2);
 }
 
+TEST(PluginConfiguration, TheSharedQueueTakesItsDatabaseFromThePostgreSqlSection) {
+  const Configuration local = Configuration::parse(json::object());
+  EXPECT_EQ(local.queue, "local");
+  EXPECT_EQ(local.lease_seconds, 60);
+
+  const json pg = {{"EnableIndex", true}, {"Host", "db.example"}, {"Port", 5433}, {"Database", "pacs"},
+                   {"Username", "orthanc"}, {"Password", "it's secret"}, {"Lock", false}};
+  const Configuration c = Configuration::parse(
+      {{"PostgreSQL", pg}, {"DatabaseServerIdentifier", "gpu-1"}, {"UniBiomed", {{"Queue", "postgresql"}, {"LeaseSeconds", 30}}}});
+  EXPECT_EQ(c.queue, "postgresql");
+  EXPECT_EQ(c.lease_seconds, 30);
+  EXPECT_EQ(c.queue_connection,
+            "host='db.example' port='5433' dbname='pacs' user='orthanc' password='it\\'s secret'");
+  EXPECT_EQ(c.cluster_node, "gpu-1");
+  // The password never shows in GET /unibiomed/status.
+  const std::string shown = c.to_json()["QueueConnection"];
+  EXPECT_EQ(shown.find("secret"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("password=***"), std::string::npos) << shown;
+
+  // A URI, its own connection and node name, and the host:port fallback for the name.
+  json with_uri = pg;
+  with_uri["ConnectionUri"] = "postgresql://orthanc:pw@db.example:5433/pacs";
+  const Configuration u = Configuration::parse({{"PostgreSQL", with_uri}, {"HttpPort", 8043},
+                                                {"UniBiomed", {{"Queue", "postgresql"}}}});
+  EXPECT_EQ(u.queue_connection, "postgresql://orthanc:pw@db.example:5433/pacs");
+  EXPECT_EQ(u.to_json()["QueueConnection"], "postgresql://orthanc:***@db.example:5433/pacs");
+  EXPECT_NE(u.cluster_node.find(":8043"), std::string::npos) << u.cluster_node;
+  const Configuration own = Configuration::parse(
+      {{"PostgreSQL", pg},
+       {"UniBiomed", {{"Queue", "postgresql"}, {"QueueConnection", "host=queue-db dbname=q"}, {"ClusterNodeId", "n7"}}}});
+  EXPECT_EQ(own.queue_connection, "host=queue-db dbname=q");
+  EXPECT_EQ(own.cluster_node, "n7");
+}
+
+TEST(PluginConfiguration, TheSharedQueueNeedsTheSharedIndex) {
+  // Orthanc ids in the queue mean the same study on every node only with one shared index.
+  const std::string e = error_of({{"UniBiomed", {{"Queue", "postgresql"}, {"QueueConnection", "host=db"}}}});
+  EXPECT_NE(e.find("needs Orthanc's index in PostgreSQL"), std::string::npos) << e;
+  const std::string off = error_of(
+      {{"PostgreSQL", {{"EnableIndex", false}}}, {"UniBiomed", {{"Queue", "postgresql"}}}});
+  EXPECT_NE(off.find("needs Orthanc's index in PostgreSQL"), std::string::npos) << off;
+  EXPECT_NE(error_of({{"UniBiomed", {{"Queue", "redis"}}}}).find("UniBiomed.Queue must be \"local\" or \"postgresql\""),
+            std::string::npos);
+  EXPECT_NE(error_of({{"UniBiomed", {{"LeaseSeconds", 1}}}}).find("UniBiomed.LeaseSeconds must be between 3"),
+            std::string::npos);
+}
+
 TEST(PluginConfiguration, ReadsEveryKey) {
   test::TempDir dir;
   test::write_file(dir / "rules.json", R"({"version": 1, "extends": "defaults"})");

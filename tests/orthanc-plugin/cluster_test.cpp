@@ -1,0 +1,225 @@
+// Scale-out end to end: a PostgreSQL server started by the test, two Orthanc 1.10.1 processes
+// with Debian's PostgreSQL index plugin on one database and one storage folder, each with the
+// UniBiomed plugin configured for the shared queue ("Queue": "postgresql") and Orthanc's
+// CheckRevisions on. Studies are sent to different nodes (one is split across both, so that
+// StableStudy fires on each); every study must be analysed exactly once, a node killed while it
+// holds a study must lose it to the other after the lease, and a node started later takes over
+// the waiting work.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <map>
+#include <thread>
+
+#include "tests/orthanc-plugin/plugin_fixture.h"
+#include "tests/orthanc-plugin/postgres_server.h"
+
+namespace unibiomed::test {
+namespace {
+
+constexpr int kLeaseSeconds = 3;
+
+fs::path postgresql_index_plugin() { return "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so"; }
+
+class OrthancCluster : public OrthancPlugin {
+ protected:
+  void SetUp() override {
+    OrthancPlugin::SetUp();
+    const std::string missing = PostgresServer::missing();
+    ASSERT_TRUE(missing.empty()) << "missing: " << missing << " (scripts/install-deps.sh installs postgresql)";
+    ASSERT_TRUE(fs::exists(postgresql_index_plugin()))
+        << "missing: " << postgresql_index_plugin() << " (apt install orthanc-postgresql)";
+    pg_ = std::make_unique<PostgresServer>(dir_ / "pg");
+    pg_->create_database("orthanc");
+    fs::create_directories(dir_ / "storage");
+  }
+
+  void TearDown() override {
+    OrthancPlugin::TearDown();
+    for (auto& server : servers_)
+      if (server->running()) server->stop();
+  }
+
+  // One node of the cluster; not started.
+  OrthancServer& node(const std::string& name, json overrides = json::object()) {
+    json settings = base_settings();
+    settings["Queue"] = "postgresql";
+    settings["LeaseSeconds"] = kLeaseSeconds;
+    for (const auto& [k, v] : overrides.items()) settings[k] = v;
+    OrthancOptions o;
+    o.unibiomed = settings;
+    o.extra = {{"StorageDirectory", (dir_ / "storage").string()},
+               {"Plugins", {plugin_path().string(), dicomweb_path().string(), postgresql_index_plugin().string()}},
+               {"PostgreSQL",
+                {{"EnableIndex", true},
+                 {"EnableStorage", false},
+                 {"Host", "127.0.0.1"},
+                 {"Port", pg_->port()},
+                 {"Database", "orthanc"},
+                 {"Username", "postgres"},
+                 {"Password", "not-shown"},  // trust authentication: accepted, unused
+                 {"Lock", false}}},
+               {"DatabaseServerIdentifier", name},
+               {"CheckRevisions", true}};
+    return make_server(o, name);
+  }
+
+  // UniBiomedAnalysis jobs of every node: {node name -> successful jobs}.
+  std::map<std::string, size_t> successful_jobs() {
+    std::map<std::string, size_t> per_node;
+    for (auto& server : servers_) {
+      if (!server->running()) continue;
+      for (const auto& j : our_settled_jobs(*server))
+        if (j["State"] == "Success") per_node[server->folder().filename().string()]++;
+    }
+    return per_node;
+  }
+
+  static void expect_analysed_once(const OrthancServer& server, const StudySpec& spec, int attempt = 1) {
+    const json s = wait_for_end(server, spec.study_uid);
+    ASSERT_EQ(s["State"], "done") << spec.patient_id << ": " << s.dump(2);
+    EXPECT_EQ(s["Run"], 1) << spec.patient_id;
+    EXPECT_EQ(s["Attempt"], attempt) << spec.patient_id;
+    EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u) << spec.patient_id;
+    EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 1u) << spec.patient_id;
+    size_t result_instances = 0;
+    for (const auto& r : s["ResultSeries"]) result_instances += r["Instances"].get<size_t>();
+    EXPECT_EQ(result_instances, s["Results"].size()) << spec.patient_id << ": an instance stored twice";
+  }
+
+  std::unique_ptr<PostgresServer> pg_;
+};
+
+TEST_F(OrthancCluster, EveryStudySentToAnyNodeIsAnalysedExactlyOnce) {
+  auto& a = node("node-a");
+  auto& b = node("node-b");
+  a.start();
+  b.start();
+  std::vector<StudySpec> specs(5);
+  std::vector<std::vector<fs::path>> files(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].patient_id = "CLUSTER-" + std::to_string(i);
+    specs[i].slices = i == 4 ? 4 : 2;
+    files[i] = write_ct_series(dir_ / ("study" + std::to_string(i)), specs[i]);
+  }
+  send(a, files[0]);
+  send(a, files[1]);
+  send(b, files[2]);
+  send(b, files[3]);
+  // The last study arrives half at each node: StableStudy fires on both, and both nodes' /changes
+  // scans see it; the idempotent enqueue must still make one analysis.
+  send(a, {files[4][0], files[4][1]});
+  send(b, {files[4][2], files[4][3]});
+
+  for (const auto& spec : specs) {
+    expect_analysed_once(a, spec);
+    // Both nodes see the same records (one index); the results are in the shared storage.
+    EXPECT_EQ(study(b, spec.study_uid)["State"], "done") << spec.patient_id;
+    EXPECT_EQ(count_series(b, spec.study_uid, "SEG"), 1u) << spec.patient_id;
+  }
+  // Scans keep running on both nodes: nothing is analysed a second time.
+  std::this_thread::sleep_for(4s);
+  size_t jobs = 0;
+  for (const auto& [name, n] : successful_jobs()) jobs += n;
+  EXPECT_EQ(jobs, specs.size()) << "one successful analysis job per study over the whole cluster";
+  for (const auto& spec : specs) EXPECT_EQ(study(a, spec.study_uid)["Run"], 1) << spec.patient_id;
+
+  // An explicit request on the other node: a new run, analysed once, its request recorded by
+  // whichever node claims it.
+  const HttpResult r = b.post("/unibiomed/studies/" + specs[0].study_uid + "/analyze",
+                              R"({"Questions": [{"Text": "Is there a lesion?"}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["Run"], 2);
+  json s;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        s = study(a, specs[0].study_uid);
+        return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>();
+      },
+      kAnalysisTimeout))
+      << s.dump(2);
+  EXPECT_EQ(s["Request"]["Questions"][0]["Text"], "Is there a lesion?");
+  EXPECT_EQ(count_series(a, specs[0].study_uid, "SR"), 2u);
+  jobs = 0;
+  for (const auto& [name, n] : successful_jobs()) jobs += n;
+  EXPECT_EQ(jobs, specs.size() + 1);
+
+  const json status = a.get_json("/unibiomed/status");
+  EXPECT_EQ(status["Queue"]["Kind"], "postgresql") << status.dump(2);
+  EXPECT_EQ(status["Queue"]["Node"], "node-a");
+  EXPECT_EQ(status["Queue"]["Pending"], 0);
+  EXPECT_EQ(status["Queue"]["RunningPerNode"].size(), 0u) << status.dump(2);
+  EXPECT_EQ(status["Queue"]["Failed"], 0);
+  EXPECT_EQ(status["Configuration"]["Queue"], "postgresql");
+  EXPECT_EQ(status["Configuration"]["QueueConnection"].get<std::string>().find("not-shown"), std::string::npos)
+      << status["Configuration"].dump(2);
+}
+
+TEST_F(OrthancCluster, ANodeKilledWhileItHoldsAStudyLosesItToAnotherNodeAfterTheLease) {
+  auto& a = node("node-a");
+  auto& b = node("node-b");
+  a.start();
+  StudySpec spec;
+  spec.slices = kSlowStudySlices;
+  send(a, write_ct_series(dir_ / "ct", spec));
+  // Only node-a runs, so node-a holds the study; kill it (SIGKILL: no clean shutdown) while the
+  // model works on it, with node-b running.
+  json seen;
+  const bool in_model = wait_until(
+      [&] {
+        seen = study(a, spec.study_uid);
+        if (seen.is_null() || seen["State"] != "running") return false;
+        for (const auto& j : our_jobs(a))
+          if (j["Content"]["Stage"] == "model") return true;
+        return false;
+      },
+      kAnalysisTimeout, 20ms);
+  ASSERT_TRUE(in_model) << "the analysis never reached the model stage: " << seen.dump(2);
+  b.start();
+  const json before = b.get_json("/unibiomed/status")["Queue"];
+  EXPECT_EQ(before["RunningPerNode"]["node-a"], 1) << before.dump(2);
+  a.kill();
+
+  const auto killed = std::chrono::steady_clock::now();
+  expect_analysed_once(b, spec, /*attempt=*/2);
+  EXPECT_GE(std::chrono::steady_clock::now() - killed, std::chrono::seconds(kLeaseSeconds) - 500ms)
+      << "taken over before the lease expired";
+  EXPECT_NE(b.log().find("node \"node-a\" stopped renewing its claim"), std::string::npos) << b.log();
+  const auto jobs = successful_jobs();
+  EXPECT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs.count("node-b"), 1u);
+
+  // node-a comes back: nothing of this study is left for it to resume.
+  a.start();
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(our_jobs(a).size(), 0u);
+  expect_analysed_once(a, spec, 2);
+}
+
+TEST_F(OrthancCluster, ANodeStartedLaterTakesTheWaitingStudies) {
+  // node-a has no model: it receives and queues the studies but cannot analyse them.
+  auto& a = node("node-a", {{"ModelDirectory", (dir_ / "no-model").string()}});
+  a.start();
+  std::vector<StudySpec> specs(2);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].patient_id = "LATER-" + std::to_string(i);
+    specs[i].slices = 2;
+    send(a, write_ct_series(dir_ / ("study" + std::to_string(i)), specs[i]));
+  }
+  ASSERT_TRUE(wait_until([&] { return a.get_json("/unibiomed/status")["Queue"]["Pending"] == 2; }, 60s))
+      << a.get_json("/unibiomed/status").dump(2);
+  for (const auto& spec : specs) {
+    const json s = study(a, spec.study_uid);
+    EXPECT_EQ(s["State"], "pending") << s.dump(2);
+    EXPECT_TRUE(s["Queued"].get<bool>());
+  }
+
+  auto& b = node("node-b");
+  b.start();
+  for (const auto& spec : specs) expect_analysed_once(b, spec);
+  for (const auto& spec : specs) EXPECT_EQ(study(a, spec.study_uid)["State"], "done");
+  EXPECT_EQ(our_jobs(a).size(), 0u);
+}
+
+}  // namespace
+}  // namespace unibiomed::test

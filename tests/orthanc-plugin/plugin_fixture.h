@@ -1,0 +1,142 @@
+// The fixture of the node's end-to-end tests (plugin_test.cpp, cluster_test.cpp): real Orthanc
+// processes started by the test with the plugin and the shipped demo checkpoint, and the calls the
+// tests make to them (study records, series counts over QIDO-RS, our jobs).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <memory>
+
+#include "tests/orthanc-plugin/orthanc_harness.h"
+#include "tests/orthanc-plugin/test_studies.h"
+#include "tests/support/test_support.h"
+
+namespace unibiomed::test {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// Generous: the loops return as soon as the condition holds.
+constexpr auto kAnalysisTimeout = std::chrono::seconds(600);
+
+// The shipped demo checkpoint (the real architecture trained on the sample phantoms): the CT
+// rule's questions get grounded answers and SEG objects through the whole pipeline, SAM2 included.
+inline fs::path demo_checkpoint() { return source_dir() / "samples" / "demo-checkpoint"; }
+
+// Slices of a study whose analysis lasts long enough to be interrupted (crash and cancel tests).
+constexpr int kSlowStudySlices = 24;
+
+// What these tests need besides the plugin; empty when everything is there.
+inline std::string missing_tools() {
+  std::string missing;
+  for (const char* program : {"storescu", "storescp", "curl"})
+    if (!have_program(program)) missing += std::string(missing.empty() ? "" : ", ") + program + " (not on PATH)";
+  if (!fs::exists("/usr/sbin/Orthanc")) missing += std::string(missing.empty() ? "" : ", ") + "/usr/sbin/Orthanc";
+  if (!fs::exists(dicomweb_path())) missing += std::string(missing.empty() ? "" : ", ") + dicomweb_path().string();
+  return missing;
+}
+
+class OrthancPlugin : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string missing = missing_tools();
+    ASSERT_TRUE(missing.empty()) << "missing: " << missing << " (scripts/install-deps.sh installs them)";
+    ASSERT_TRUE(fs::exists(plugin_path())) << "the plugin is not built: " << plugin_path();
+    ASSERT_TRUE(fs::exists(demo_checkpoint() / "config.json"))
+        << "the demo checkpoint is missing: " << (demo_checkpoint() / "config.json");
+    model_ = demo_checkpoint();
+  }
+
+  void TearDown() override {
+    if (HasFailure())
+      for (auto& server : servers_)
+        std::cerr << "---- Orthanc log (" << server->folder() << ") ----\n" << tail(server->log(), 6000) << "\n";
+  }
+
+  static std::string tail(const std::string& s, size_t n) { return s.size() > n ? s.substr(s.size() - n) : s; }
+
+  json base_settings() const {
+    // The demo checkpoint ends its answers (the longest, a report, is about 100 byte tokens); the
+    // cap keeps a question it was not trained on from running to the default 2048 tokens.
+    return {{"ModelDirectory", model_.string()}, {"ReconcileInterval", 1}, {"ForwardTimeout", 60},
+            {"MaxNewTokens", 160}};
+  }
+
+  OrthancServer& make_server(OrthancOptions options, const std::string& name = "orthanc") {
+    servers_.push_back(std::make_unique<OrthancServer>(dir_ / name, std::move(options)));
+    return *servers_.back();
+  }
+
+  OrthancServer& start_server(json settings, json extra = json::object()) {
+    OrthancOptions o;
+    o.unibiomed = std::move(settings);
+    o.extra = std::move(extra);
+    auto& server = make_server(std::move(o), "orthanc" + std::to_string(servers_.size()));
+    server.start();
+    return server;
+  }
+
+  static void send(const OrthancServer& server, const std::vector<fs::path>& files, const std::string& aet = "SCU") {
+    const auto [code, output] = server.store(files, aet);
+    ASSERT_EQ(code, 0) << "storescu failed:\n" << output;
+  }
+
+  // GET /unibiomed/studies/{uid}; null when the study is not (yet) known.
+  static json study(const OrthancServer& server, const std::string& uid) {
+    const HttpResult r = server.get("/unibiomed/studies/" + uid);
+    if (r.status == 404) return nullptr;
+    if (r.status != 200) throw std::runtime_error("GET /unibiomed/studies/" + uid + ": HTTP " + std::to_string(r.status) + " " + r.body);
+    return r.json();
+  }
+
+  static json wait_for_end(const OrthancServer& server, const std::string& uid) {
+    json last;
+    wait_until(
+        [&] {
+          last = study(server, uid);
+          if (last.is_null()) return false;
+          const std::string state = last["State"];
+          return (state == "done" || state == "failed") && !last["Queued"].get<bool>();
+        },
+        kAnalysisTimeout, 200ms);
+    return last;
+  }
+
+  static size_t count_series(const OrthancServer& server, const std::string& uid, const std::string& modality) {
+    const HttpResult r = server.get("/dicom-web/studies/" + uid + "/series?Modality=" + modality);
+    if (r.status == 204 || r.body.empty()) return 0;
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.json().size();
+  }
+
+  static std::vector<json> our_jobs(const OrthancServer& server) {
+    std::vector<json> jobs;
+    for (const auto& j : server.get_json("/jobs?expand"))
+      if (j["Type"] == "UniBiomedAnalysis") jobs.push_back(j);
+    return jobs;
+  }
+
+  // Our jobs once none is pending or running: the study record is written by the job's work,
+  // a moment before its last Step() reports the outcome to Orthanc.
+  static std::vector<json> our_settled_jobs(const OrthancServer& server) {
+    std::vector<json> jobs;
+    wait_until(
+        [&] {
+          jobs = our_jobs(server);
+          for (const auto& j : jobs)
+            if (j["State"] == "Running" || j["State"] == "Pending") return false;
+          return true;
+        },
+        std::chrono::seconds(30));
+    return jobs;
+  }
+
+  TempDir dir_{"unibiomed-plugin-test"};
+  fs::path model_;
+  std::vector<std::unique_ptr<OrthancServer>> servers_;
+};
+
+}  // namespace unibiomed::test
