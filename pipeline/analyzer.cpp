@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <set>
 
 #include "dicom/series.h"
+#include "dicom/slide.h"
 #include "dicom/view.h"
 #include "dicom/window.h"
 #include "inference/error.h"
@@ -29,6 +31,7 @@
 #include "pipeline/summary.h"
 #include "pipeline/units.h"
 #include "seg-writer/source_images.h"
+#include "sr-writer/finding_geometry.h"
 #include "sr-writer/measurement_report.h"
 
 namespace unibiomed::pipeline {
@@ -77,6 +80,11 @@ struct FindingWork {
   size_t question = 0;
   size_t unit = 0;
   ConsolidatedFinding found;
+  // Whole slides: the stitched result it is part of, its pieces there and their bounding box
+  // (x0, y0, x1, y1 in level pixels).
+  const SlideStitcher* stitcher = nullptr;
+  std::vector<int> slide_labels;
+  std::array<int, 4> slide_box{};
 };
 
 void add_note(std::vector<std::string>& notes, const std::string& note) {
@@ -110,7 +118,7 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
             if (note.find("dropped") != std::string::npos)
               add_note(notes, question.task + " (" + question.target->label + "): " + note);
           found.notes.push_back("one object tracked through the frames");
-          tracked.push_back({q, unit, std::move(found)});
+          tracked.push_back({q, unit, std::move(found), nullptr, {}, {}});
         }
       std::stable_sort(tracked.begin(), tracked.end(), [](const FindingWork& a, const FindingWork& b) {
         return a.found.pixel_count > b.found.pixel_count;
@@ -132,7 +140,7 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
         for (const auto& note : found.notes)
           if (note.find("dropped") != std::string::npos)
             add_note(notes, question.task + " (" + question.target->label + "): " + note);
-        findings.push_back({q, unit, std::move(found)});
+        findings.push_back({q, unit, std::move(found), nullptr, {}, {}});
       }
     }
   }
@@ -194,7 +202,12 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
     found.key_frame = frame;
     std::vector<uint8_t> mask(size_t(region.width) * size_t(region.height), 0);
     double area = 0, probability = 0, iou = 0, agreement = 0;
+    fw.stitcher = &stitcher;
+    fw.slide_box = key.box;
     for (const SlideComponent* c : group) {
+      fw.slide_labels.push_back(c->label);
+      fw.slide_box = {std::min(fw.slide_box[0], c->box[0]), std::min(fw.slide_box[1], c->box[1]),
+                      std::max(fw.slide_box[2], c->box[2]), std::max(fw.slide_box[3], c->box[3])};
       const auto piece = stitcher.component_mask(c->label, region.x, region.y, region.width, region.height);
       for (size_t i = 0; i < mask.size(); ++i) mask[i] |= piece[i];
       found.pixel_count += c->pixels;
@@ -239,7 +252,132 @@ Finding finding_of(const FindingWork& fw, const Unit& unit, const std::string& t
   return f;
 }
 
-// One unit's findings: on a slide, findings without a SEG; else its SEG (series number 9001 +
+// A slide's findings as one tiled SEG of the analysed level (its tiles are the stitched result's
+// tiles) with one SR group each, the region on the level's total pixel matrix. Throws the
+// writers' errors (the caller then reports the findings without a SEG and says why).
+std::unique_ptr<UnitOutput> write_slide_unit(const SeriesRun& run, const Unit& unit,
+                                             const std::vector<const FindingWork*>& unit_findings,
+                                             const seg::AlgorithmIdentity& algorithm, int series_number,
+                                             std::vector<std::string>& notes) {
+  const dicom::Series& series = *run.series;
+  const std::string& series_uid = series.identity.series_instance_uid;
+  const dicom::SlidePyramid pyramid(series);
+  const int level_index = unit.requests.front().slide_region->level;
+  const dicom::SlideLevel& level = pyramid.levels().at(size_t(level_index));
+  const int t = unit_findings.front()->stitcher->grid().tile_size;
+  if (level.tile_columns != t || level.tile_rows != t)
+    throw seg::SegmentationError("slide level " + std::to_string(level_index) + " has tiles of " +
+                                 std::to_string(level.tile_columns) + "x" + std::to_string(level.tile_rows) +
+                                 ": a tiled SEG needs square tiles whose size is a multiple of 8");
+  auto output = std::make_unique<UnitOutput>();
+  std::map<size_t, size_t> dataset_of_instance;  // series instance -> dataset
+  for (const std::string& uid : level.sop_instance_uids)
+    for (size_t i = 0; i < series.instances.size(); ++i)
+      if (series.instances[i].sop_instance_uid() == uid &&
+          dataset_of_instance.emplace(i, output->datasets.size()).second)
+        output->datasets.push_back(series.instances[i].dataset());
+  output->sources = std::make_unique<seg::SourceImages>(output->datasets);
+  const seg::SourceImages& sources = *output->sources;
+  std::map<std::pair<size_t, int>, std::pair<int, int>> tile_of;  // (dataset, frame) -> (x, y)
+  for (const auto& ref : level.tiles)
+    if (auto d = dataset_of_instance.find(ref.instance_index); d != dataset_of_instance.end())
+      tile_of[{d->second, ref.frame_number}] = {ref.x, ref.y};
+  seg::SlideTiles tiles;
+  std::map<std::pair<int, int>, size_t> frame_of_tile;  // (tile column, tile row) -> source frame
+  for (size_t f = 0; f < sources.frame_count(); ++f) {
+    const seg::SourceFrame& sf = sources.frame(f);
+    auto found = tile_of.find({sf.instance, std::max(1, sf.frame_number)});
+    if (found == tile_of.end()) {
+      tiles.frame_positions.push_back({0, 0});  // another focal plane: never written on
+      continue;
+    }
+    tiles.frame_positions.push_back({found->second.first + 1, found->second.second + 1});
+    frame_of_tile[{found->second.first / t, found->second.second / t}] = f;
+  }
+  std::vector<FindingToWrite> to_write;
+  std::vector<sr::ImageRegion> regions;
+  size_t off_tiles = 0;
+  for (size_t n = 0; n < unit_findings.size(); ++n) {
+    const FindingWork& fw = *unit_findings[n];
+    const ConsolidatedFinding& found = fw.found;
+    const PlannedQuestion& q = run.plan.questions[fw.question];
+    const SlideStitcher& stitcher = *fw.stitcher;
+    FindingToWrite w;
+    w.segment.description = segment_description(
+        *q.target, found.label, found.text,
+        found.label + " (series " + std::to_string(series.identity.series_number) + ")",
+        derive_uid(run.seed, series_uid, "tracking slide segment " + std::to_string(n + 1)), algorithm);
+    // Its tiles: every stitched tile under its box with one of its pieces.
+    size_t key_pixels = 0, key_frame = 0;
+    for (int ty = fw.slide_box[1] / t; ty <= (fw.slide_box[3] - 1) / t; ++ty)
+      for (int tx = fw.slide_box[0] / t; tx <= (fw.slide_box[2] - 1) / t; ++tx) {
+        const std::vector<int32_t>& labels = stitcher.tile_labels(tx, ty);
+        if (labels.empty()) continue;
+        seg::FrameMask m;
+        m.binary.assign(labels.size(), 0);
+        size_t pixels = 0;
+        for (size_t i = 0; i < labels.size(); ++i)
+          if (labels[i] &&
+              std::find(fw.slide_labels.begin(), fw.slide_labels.end(), labels[i]) != fw.slide_labels.end()) {
+            m.binary[i] = 1;
+            ++pixels;
+          }
+        if (!pixels) continue;
+        auto frame = frame_of_tile.find({tx, ty});
+        if (frame == frame_of_tile.end()) {
+          off_tiles += pixels;  // a TILED_SPARSE level without a tile there: nothing to reference
+          continue;
+        }
+        m.frame = frame->second;
+        if (pixels > key_pixels) key_pixels = pixels, key_frame = m.frame;
+        w.segment.masks.push_back(std::move(m));
+      }
+    if (w.segment.masks.empty())
+      throw seg::SegmentationError(found.label + " lies only where the slide level has no tile");
+    if (auto site = q.target->effective_finding_site()) w.finding_site = to_seg(*site);
+    w.text = reported_text(found.label, found.text);
+    w.measurements.emplace();
+    if (found.key_area_mm2) w.measurements->push_back(sr::area_mm2(*found.key_area_mm2));
+    if (found.diameter_in_mm && found.key_diameter.length > 0)
+      w.measurements->push_back(sr::long_axis_mm(found.key_diameter.length));
+    // The outline on the total pixel matrix: of its largest piece within its box (within the key
+    // region when the box is very large), pixel corners shifted onto the level.
+    sr::ImageRegion region;
+    region.frame = key_frame;
+    region.total_pixel_matrix = std::array<unsigned, 2>{unsigned(level.total_columns), unsigned(level.total_rows)};
+    std::array<int, 4> box = fw.slide_box;
+    if (double(box[2] - box[0]) * double(box[3] - box[1]) > 4096.0 * 4096.0) {
+      const dicom::SlideRegion& r = *unit.requests[found.key_frame].slide_region;
+      box = {r.x, r.y, r.x + r.width, r.y + r.height};
+    }
+    std::vector<uint8_t> mask(size_t(box[2] - box[0]) * size_t(box[3] - box[1]), 0);
+    for (int label : fw.slide_labels) {
+      const auto piece = stitcher.component_mask(label, box[0], box[1], box[2] - box[0], box[3] - box[1]);
+      for (size_t i = 0; i < mask.size(); ++i) mask[i] |= piece[i];
+    }
+    region.points = sr::outline_of_largest_region(mask, unsigned(box[3] - box[1]), unsigned(box[2] - box[0]));
+    for (auto& p : region.points) p = {p[0] + float(box[0]), p[1] + float(box[1])};
+    if (found.key_area_mm2)
+      region.area_mm2 = found.key_area_mm2;
+    else
+      region.area_pixels = double(found.pixel_count);
+    regions.push_back(std::move(region));
+    to_write.push_back(std::move(w));
+  }
+  if (off_tiles)
+    add_note(notes,
+             std::to_string(off_tiles) + " mask pixels lie where the slide level has no tile and are not in the SEG");
+  seg::SegmentationOptions options;
+  options.algorithm = algorithm;
+  options.series_number = series_number;
+  options.series_description = "UniBiomed segmentation";
+  options.sop_instance_uid = derive_uid(run.seed, series_uid, "SEG instance slide");
+  options.series_instance_uid = derive_uid(run.seed, series_uid, "SEG series slide");
+  output->written = write_slide_findings(sources, tiles, std::move(to_write), regions, options);
+  return output;
+}
+
+// One unit's findings: its SEG (a tiled one on a slide) (series number 9001 +
 // the SEGs of the study before it) and one SR group per segment, kept for the study's SR.
 void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vector<FindingWork>& findings,
                 const seg::AlgorithmIdentity& algorithm, SeriesResult& out, std::vector<const FindingWork*>& finding_work) {
@@ -251,16 +389,37 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
   if (unit_findings.empty()) return;
   const Unit& unit = units.units[u];
   if (unit.slide) {
-    add_note(run.outcome.notes,
-             "findings on whole-slide regions are stitched across regions and measured on the slide level, and "
-             "reported without a SEG (a tiled SEG of the slide is not written yet)");
-    for (const FindingWork* fw : unit_findings) {
+    auto slide_finding = [&](const FindingWork* fw) {
       Finding f = finding_of(*fw, unit, run.plan.questions[fw->question].task, series_uid);
       if (fw->found.diameter_in_mm && fw->found.key_diameter.length > 0)
         f.measurements.push_back({"Long axis", fw->found.key_diameter.length, "mm"});
-      out.findings.push_back(std::move(f));
-      finding_work.push_back(fw);
+      return f;
+    };
+    std::unique_ptr<UnitOutput> output;
+    try {
+      output = write_slide_unit(run, unit, unit_findings, algorithm,
+                                9001 + run.segs_before + static_cast<int>(out.outputs.size()), run.outcome.notes);
+    } catch (const std::exception& e) {
+      add_note(run.outcome.notes, std::string("findings on the slide are reported without a SEG: ") + e.what());
+      for (const FindingWork* fw : unit_findings) {
+        out.findings.push_back(slide_finding(fw));
+        finding_work.push_back(fw);
+      }
+      return;
     }
+    if (!output->written.seg) return;
+    const seg::WrittenSegmentation& written = *output->written.seg;
+    out.objects.push_back(result_object("SEG", *written.file, written.sop_instance_uid, written.series_instance_uid,
+                                        "seg-series-" + std::to_string(series.identity.series_number) + ".dcm"));
+    out.objects.back().segmentation_type = written.segmentation_type;
+    for (size_t n = 0; n < unit_findings.size(); ++n) {
+      Finding f = slide_finding(unit_findings[n]);
+      f.segment_number = static_cast<int>(n + 1);
+      f.tracking_uid = written.tracking_uids.at(n);
+      out.findings.push_back(std::move(f));
+      finding_work.push_back(unit_findings[n]);
+    }
+    out.outputs.push_back(std::move(output));
     return;
   }
   auto output = std::make_unique<UnitOutput>();

@@ -41,12 +41,12 @@ seg::SegmentDescription segment_description(const config::Target& target, const 
   return d;
 }
 
-WrittenFindings write_findings(const seg::SourceImages& sources, std::vector<FindingToWrite> findings,
-                               const seg::SegmentationOptions& options) {
-  WrittenFindings out;
-  for (auto& f : findings) out.segments.push_back(std::move(f.segment));
-  out.seg = seg::write_segmentation(sources, out.segments, options);
-  if (!out.seg) return out;
+namespace {
+
+// The SR groups of written segments: `regions` (per finding) when given, else each segment's
+// key region on its source frames.
+void report_findings(WrittenFindings& out, const std::vector<FindingToWrite>& findings,
+                     const seg::SourceImages& sources, const std::vector<sr::ImageRegion>* regions) {
   for (size_t n = 0; n < out.segments.size(); ++n) {
     const seg::Segment& segment = out.segments[n];
     const FindingToWrite& f = findings[n];
@@ -59,9 +59,29 @@ WrittenFindings write_findings(const seg::SourceImages& sources, std::vector<Fin
     reported.text = f.text;
     reported.measurements = f.measurements ? *f.measurements : sr::segment_measurements(segment, sources);
     reported.segment_number = static_cast<std::uint16_t>(n + 1);
-    reported.region = sr::key_region(segment, sources);
+    reported.region = regions ? regions->at(n) : sr::key_region(segment, sources);
     out.reported.push_back(std::move(reported));
   }
+}
+
+}  // namespace
+
+WrittenFindings write_findings(const seg::SourceImages& sources, std::vector<FindingToWrite> findings,
+                               const seg::SegmentationOptions& options) {
+  WrittenFindings out;
+  for (auto& f : findings) out.segments.push_back(std::move(f.segment));
+  out.seg = seg::write_segmentation(sources, out.segments, options);
+  if (out.seg) report_findings(out, findings, sources, nullptr);
+  return out;
+}
+
+WrittenFindings write_slide_findings(const seg::SourceImages& sources, const seg::SlideTiles& tiles,
+                                     std::vector<FindingToWrite> findings, const std::vector<sr::ImageRegion>& regions,
+                                     const seg::SegmentationOptions& options) {
+  WrittenFindings out;
+  for (auto& f : findings) out.segments.push_back(std::move(f.segment));
+  out.seg = seg::write_slide_segmentation(sources, tiles, out.segments, options);
+  if (out.seg) report_findings(out, findings, sources, &regions);
   return out;
 }
 

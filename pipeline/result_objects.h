@@ -14,6 +14,7 @@
 #include "config/task_rules.h"
 #include "pipeline/analyzer.h"
 #include "seg-writer/segmentation_writer.h"
+#include "seg-writer/slide_segmentation.h"
 #include "seg-writer/source_images.h"
 #include "sr-writer/measurement_report.h"
 
@@ -49,6 +50,13 @@ struct WrittenFindings {
 // The SEG of `findings` on `sources` and their SR groups. Throws the writers' errors.
 WrittenFindings write_findings(const seg::SourceImages& sources, std::vector<FindingToWrite> findings,
                                const seg::SegmentationOptions& options);
+
+// The tiled SEG of findings on a whole-slide level (seg::write_slide_segmentation: masks per
+// tile of the level, `sources` its instances) and their SR groups, each with its region from
+// `regions` (on the level's total pixel matrix). Throws the writers' errors.
+WrittenFindings write_slide_findings(const seg::SourceImages& sources, const seg::SlideTiles& tiles,
+                                     std::vector<FindingToWrite> findings, const std::vector<sr::ImageRegion>& regions,
+                                     const seg::SegmentationOptions& options);
 
 // A written object as hosts get it (its Part 10 bytes).
 ResultObject result_object(const std::string& kind, DcmFileFormat& file, const std::string& sop_instance_uid,

@@ -305,11 +305,13 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
             owner + ": a " +
             (r.shape == ImageRegion::Shape::Point ? "point needs exactly 1" : "outline needs at least 3") +
             " points, got " + std::to_string(r.points.size()));
+      const unsigned columns = r.total_pixel_matrix ? (*r.total_pixel_matrix)[0] : entry.sources->columns();
+      const unsigned rows = r.total_pixel_matrix ? (*r.total_pixel_matrix)[1] : entry.sources->rows();
       for (const auto& p : r.points)
-        if (!(p[0] >= 0 && p[1] >= 0 && p[0] <= entry.sources->columns() && p[1] <= entry.sources->rows()))
+        if (!(p[0] >= 0 && p[1] >= 0 && p[0] <= columns && p[1] <= rows))
           throw ReportError(owner + ": region point (" + std::to_string(p[0]) + ", " + std::to_string(p[1]) +
-                            ") lies outside the " + std::to_string(entry.sources->columns()) + "x" +
-                            std::to_string(entry.sources->rows()) + " image");
+                            ") lies outside the " + std::to_string(columns) + "x" + std::to_string(rows) +
+                            (r.total_pixel_matrix ? " total pixel matrix" : " image"));
       if (r.area_mm2) validate_measurement(area_mm2(*r.area_mm2), owner);
       if (r.area_pixels) validate_measurement(area_pixels(*r.area_pixels), owner);
       for (const auto& m : f.measurements) validate_measurement(m, owner);
@@ -422,7 +424,10 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
           for (const auto& p : r.points) coordinates->getGraphicDataList().addItem(p[0], p[1]);
           if (!point) coordinates->getGraphicDataList().addItem(r.points.front()[0], r.points.front()[1]);  // closed
           const size_t region = tree.getNodeID();
-          content.image(region, DSRTypes::RT_selectedFrom, {}, frame_reference(key),
+          content.image(region, DSRTypes::RT_selectedFrom, {},
+                        r.total_pixel_matrix
+                            ? DSRImageReferenceValue(key.sop_class_uid.c_str(), key.sop_instance_uid.c_str())
+                            : frame_reference(key),
                         owner + " source image of the region");
         };
         if (f.segment_number > 0) {

@@ -70,6 +70,11 @@ struct ImageRegion {
   // The same area in pixels: written (UCUM "{pixels}") when the pixel spacing is unknown, so that
   // the region still has a measurement to be INFERRED FROM (OHIF reads the drawing from there).
   std::optional<double> area_pixels;
+  // Whole slides: the points lie on the total pixel matrix (columns, rows) of the frame's
+  // instance, a tiled level, rather than on the frame; the SCOORD then references the instance
+  // without a frame number (PS3.3 C.18.6.1.2: coordinates of a tiled image without a frame are on
+  // its total pixel matrix).
+  std::optional<std::array<unsigned, 2>> total_pixel_matrix;
 };
 
 struct ReportedFinding {

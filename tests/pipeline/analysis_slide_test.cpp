@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "dicom/series.h"
 #include "dicom/slide.h"
@@ -14,6 +15,7 @@
 #include "pipeline/measurements.h"
 #include "pipeline/study_analyzer.h"
 #include "tests/pipeline/pipeline_test_support.h"
+#include "tests/support/test_support.h"
 
 namespace unibiomed::pipeline {
 namespace {
@@ -161,6 +163,65 @@ TEST(AnalysisOfSlides, FindingsAreTheStitchedPiecesOfTheWholeLevelInMm) {
     EXPECT_NEAR(found[0]->mean_probability, 0.9, 0.01);
     EXPECT_NEAR(found[0]->mean_iou, 0.7, 1e-6);
   }
+
+  // One tiled SEG of level 1 with a segment per finding, and the SR: validators clean, every
+  // segment read back by pydicom onto the total pixel matrix is its piece.
+  test::TempDir dir("slide-analysis");
+  const ResultObject* seg = nullptr;
+  const ResultObject* sr = nullptr;
+  for (const auto& o : r.objects) (o.kind == "SEG" ? seg : sr) = &o;
+  ASSERT_TRUE(seg && sr);
+  EXPECT_EQ(seg->segmentation_type, "BINARY");
+  test::write_object(dir / "seg.dcm", *seg);
+  test::write_object(dir / "sr.dcm", *sr);
+  std::string report;
+  EXPECT_TRUE(test::dciodvfy_errors(dir / "seg.dcm", &report).empty()) << report;
+  EXPECT_TRUE(test::dciodvfy_errors(dir / "sr.dcm", &report).empty()) << report;
+  EXPECT_TRUE(test::pixelmed_sr_errors(dir / "sr.dcm", &report).empty()) << report;
+  ASSERT_EQ(truth.size(), 1u) << "the stain is one piece on this slide";
+  std::string expected;
+  for (const auto& f : r.findings) {
+    EXPECT_GT(f.segment_number, 0) << f.label;
+    expected.append(truth[0].begin(), truth[0].end());
+  }
+  test::write_file(dir / "expected.raw", expected);
+  const auto check = test::run_command(
+      {"/usr/bin/python3", (test::source_dir() / "tests/writers/check_slide_seg.py").string(),
+       (dir / "seg.dcm").string(), (dir / "expected.raw").string(), std::to_string(r.findings.size())});
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  // The SR's outline lies on the level's total pixel matrix: its SCOORD references the level's
+  // instance without a frame number, with points inside 256 x 192.
+  const auto scoord = test::run_command(
+      {"/usr/bin/python3", "-c",
+       "import sys, pydicom\n"
+       "sr = pydicom.dcmread(sys.argv[1]); out = []\n"
+       "def walk(items):\n"
+       "  for i in items:\n"
+       "    if i.ValueType == 'SCOORD':\n"
+       "      ref = i.ContentSequence[0].ReferencedSOPSequence[0]\n"
+       "      xs = i.GraphicData[0::2]; ys = i.GraphicData[1::2]\n"
+       "      out.append('%s %d %g %g %g %g' % (ref.ReferencedSOPInstanceUID, 'ReferencedFrameNumber' in ref, "
+       "min(xs), max(xs), min(ys), max(ys)))\n"
+       "    walk(getattr(i, 'ContentSequence', []))\n"
+       "walk(sr.ContentSequence); print('\\n'.join(out))\n",
+       (dir / "sr.dcm").string()});
+  ASSERT_EQ(scoord.exit_code, 0) << scoord.output;
+  const std::string level_uid = level.sop_instance_uids.front();
+  std::istringstream lines(scoord.output);
+  std::string uid;
+  int with_frame = 0, count = 0;
+  double x0, x1, y0, y1;
+  while (lines >> uid >> with_frame >> x0 >> x1 >> y0 >> y1) {
+    ++count;
+    EXPECT_EQ(uid, level_uid);
+    EXPECT_EQ(with_frame, 0);
+    EXPECT_GE(x0, 0);
+    EXPECT_LE(x1, 256);
+    EXPECT_GE(y0, 0);
+    EXPECT_LE(y1, 192);
+    EXPECT_GT(x1 - x0, 128) << "the outline of the whole piece, across the regions";
+  }
+  EXPECT_GE(count, 2) << scoord.output;
 }
 
 TEST(AnalysisOfSlides, ARegionSizeOutsideTheRangeIsRefused) {
