@@ -502,7 +502,190 @@ std::vector<uint8_t> srgb_icc_profile() {
   return out;
 }
 
+// The header of one pyramid level (VL Whole Slide Microscopy, PS3.3 A.32.8) with `frames` tiles
+// of `tile` pixels: level `l` (0 = the scan) of columns x rows at mm_per_pixel.
+void wsi_level_header(const Writer& w, DcmDataset& ds, const std::string& description, int l, int columns, int rows,
+                      double mm_per_pixel, int tile, size_t frames, bool sparse, const std::vector<uint8_t>& icc) {
+  w.common(ds, UID_VLWholeSlideMicroscopyImageStorage, "SM", 1, description, l + 1);
+  // Level 0 is the scan; the others are resampled from it (PS3.3 C.8.12.4.1.1).
+  Writer::put(ds, DCM_ImageType, l ? "DERIVED\\PRIMARY\\VOLUME\\RESAMPLED" : "ORIGINAL\\PRIMARY\\VOLUME\\NONE");
+  Writer::put(ds, DCM_FrameOfReferenceUID, w.uid("frame-of-reference"));
+  Writer::put(ds, DCM_PositionReferenceIndicator, "SLIDE_CORNER");
+  Writer::put(ds, DCM_DeviceSerialNumber, "SYN-0001");
+  Writer::put(ds, DCM_AcquisitionDateTime, std::string(kStudyDate) + kStudyTime);
+  Writer::empty_sequence(ds, DCM_AcquisitionContextSequence);
+  // Whole Slide Microscopy Image module (PS3.3 C.8.12.4).
+  Writer::pixel_module(ds, tile, tile, 3, 8, 8, "RGB");
+  Writer::put(ds, DCM_NumberOfFrames, std::to_string(frames));
+  Writer::put(ds, DCM_TotalPixelMatrixColumns, std::to_string(columns));
+  Writer::put(ds, DCM_TotalPixelMatrixRows, std::to_string(rows));
+  Writer::put(ds, DCM_TotalPixelMatrixFocalPlanes, "1");
+  Writer::put(ds, DCM_ImagedVolumeWidth, ds_values({columns * mm_per_pixel}));
+  Writer::put(ds, DCM_ImagedVolumeHeight, ds_values({rows * mm_per_pixel}));
+  Writer::put(ds, DCM_ImagedVolumeDepth, "0.004");
+  DcmItem* origin = nullptr;
+  ds.findOrCreateSequenceItem(DCM_TotalPixelMatrixOriginSequence, origin, -2);
+  Writer::put(*origin, DCM_XOffsetInSlideCoordinateSystem, "20");
+  Writer::put(*origin, DCM_YOffsetInSlideCoordinateSystem, "40");
+  Writer::put(ds, DCM_ImageOrientationSlide, "0\\-1\\0\\-1\\0\\0");
+  Writer::put(ds, DCM_DimensionOrganizationType, sparse ? "TILED_SPARSE" : "TILED_FULL");
+  Writer::put(ds, DCM_VolumetricProperties, "VOLUME");
+  Writer::put(ds, DCM_SpecimenLabelInImage, "NO");
+  Writer::put(ds, DCM_BurnedInAnnotation, "NO");
+  Writer::put(ds, DCM_FocusMethod, "AUTO");
+  Writer::put(ds, DCM_ExtendedDepthOfField, "NO");
+  Writer::put(ds, DCM_LossyImageCompression, "00");
+  // Multi-frame Dimension module: tiles indexed by their position in the total pixel matrix.
+  DcmItem* organisation = nullptr;
+  ds.findOrCreateSequenceItem(DCM_DimensionOrganizationSequence, organisation, -2);
+  Writer::put(*organisation, DCM_DimensionOrganizationUID, w.uid("dimension-organisation"));
+  for (const DcmTagKey& pointer : {DCM_ColumnPositionInTotalImagePixelMatrix, DCM_RowPositionInTotalImagePixelMatrix}) {
+    DcmItem* index = nullptr;
+    ds.findOrCreateSequenceItem(DCM_DimensionIndexSequence, index, -2);
+    index->putAndInsertTagKey(DCM_DimensionIndexPointer, pointer);
+    index->putAndInsertTagKey(DCM_FunctionalGroupPointer, DCM_PlanePositionSlideSequence);
+    Writer::put(*index, DCM_DimensionOrganizationUID, w.uid("dimension-organisation"));
+  }
+  // Shared functional groups: pixel measures, frame type, optical path.
+  DcmItem* shared = nullptr;
+  ds.findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, -2);
+  DcmItem* measures = nullptr;
+  shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, measures, -2);
+  Writer::put(*measures, DCM_PixelSpacing, ds_values({mm_per_pixel, mm_per_pixel}));
+  Writer::put(*measures, DCM_SliceThickness, "0.004");
+  DcmItem* frame_type = nullptr;
+  shared->findOrCreateSequenceItem(DCM_WholeSlideMicroscopyImageFrameTypeSequence, frame_type, -2);
+  Writer::put(*frame_type, DCM_FrameType,
+              l ? "DERIVED\\PRIMARY\\VOLUME\\RESAMPLED" : "ORIGINAL\\PRIMARY\\VOLUME\\NONE");
+  DcmItem* path_id = nullptr;
+  shared->findOrCreateSequenceItem(DCM_OpticalPathIdentificationSequence, path_id, -2);
+  Writer::put(*path_id, DCM_OpticalPathIdentifier, "1");
+  // Optical Path module (C.8.12.5): brightfield transmission with white light.
+  Writer::put(ds, DCM_NumberOfOpticalPaths, "1");
+  DcmItem* path = nullptr;
+  ds.findOrCreateSequenceItem(DCM_OpticalPathSequence, path, -2);
+  Writer::put(*path, DCM_OpticalPathIdentifier, "1");
+  Writer::put(*path, DCM_OpticalPathDescription, "Brightfield");
+  Writer::add_code(*path, DCM_IlluminationTypeCodeSequence, "111741", "DCM", "Transmission illumination");
+  Writer::add_code(*path, DCM_IlluminationColorCodeSequence, "414298005", "SCT", "Full Spectrum");
+  path->putAndInsertUint8Array(DCM_ICCProfile, icc.data(), static_cast<unsigned long>(icc.size()));
+  Writer::put(*path, DCM_ColorSpace, "SRGB");
+  // Specimen module (C.7.6.22).
+  Writer::put(ds, DCM_ContainerIdentifier, "SYN-SLIDE-1");
+  Writer::empty_sequence(ds, DCM_IssuerOfTheContainerIdentifierSequence);
+  Writer::add_code(ds, DCM_ContainerTypeCodeSequence, "433466003", "SCT", "Microscope slide");
+  DcmItem* specimen = nullptr;
+  ds.findOrCreateSequenceItem(DCM_SpecimenDescriptionSequence, specimen, -2);
+  Writer::put(*specimen, DCM_SpecimenIdentifier, "SYN-SPECIMEN-1");
+  Writer::put(*specimen, DCM_SpecimenUID, w.uid("specimen"));
+  Writer::empty_sequence(*specimen, DCM_IssuerOfTheSpecimenIdentifierSequence);
+  Writer::empty_sequence(*specimen, DCM_SpecimenPreparationSequence);
+}
+
+// The tile (x, y) of a level as a frame item with its Plane Position (Slide) (TILED_SPARSE).
+void sparse_tile_position(DcmDataset& ds, int x, int y, double mm_per_pixel) {
+  DcmItem* frame = nullptr;
+  ds.findOrCreateSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, -2);
+  DcmItem* position = nullptr;
+  frame->findOrCreateSequenceItem(DCM_PlanePositionSlideSequence, position, -2);
+  // ImageOrientationSlide 0\-1\0\-1\0\0 and origin (20, 40) mm, as in wsi_level_header.
+  Writer::put(*position, DCM_XOffsetInSlideCoordinateSystem, ds_values({20 - y * mm_per_pixel}));
+  Writer::put(*position, DCM_YOffsetInSlideCoordinateSystem, ds_values({40 - x * mm_per_pixel}));
+  Writer::put(*position, DCM_ZOffsetInSlideCoordinateSystem, "0");
+  Writer::put(*position, DCM_ColumnPositionInTotalImagePixelMatrix, std::to_string(x + 1));
+  Writer::put(*position, DCM_RowPositionInTotalImagePixelMatrix, std::to_string(y + 1));
+}
+
+// A large synthetic slide generated tile by tile (nothing holds a whole level): a tissue
+// section (an irregular ellipse over about 5 % of the slide) with stroma, nuclei and a denser
+// tumour region, on glass; every level is computed from the same function of level-0 coordinates.
+struct ProceduralSlide {
+  double size;
+  static double hash(long a, long b, long c) {
+    // splitmix64 steps over the three values: well mixed in every bit.
+    uint64_t h = 0x243f6a8885a308d3ull;
+    for (long v : {a, b, c}) {
+      h += uint64_t(v) + 0x9e3779b97f4a7c15ull;
+      h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+      h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+      h ^= h >> 31;
+    }
+    return double(h >> 11) / double(1ull << 53);
+  }
+  // Inside an ellipse of radii (rx, ry) at (cx, cy), with a wavy border; all in slide fractions.
+  bool inside(double x, double y, double cx, double cy, double rx, double ry) const {
+    const double u = x / size - cx, v = y / size - cy;
+    const double a = std::atan2(v / ry, u / rx);
+    const double wobble = 1 + 0.08 * std::sin(3 * a + 0.4) + 0.05 * std::sin(7 * a + 1.3);
+    return (u / rx) * (u / rx) + (v / ry) * (v / ry) <= wobble * wobble;
+  }
+  bool tissue(double x, double y) const { return inside(x, y, 0.5, 0.5, 0.16, 0.10); }
+  bool tumour(double x, double y) const { return inside(x, y, 0.54, 0.48, 0.05, 0.035); }
+  // Whether a level-0 box can hold tissue (the section's box with its wobble).
+  bool may_hold_tissue(double x0, double y0, double x1, double y1) const {
+    return x1 >= size * (0.5 - 0.16 * 1.14) && x0 <= size * (0.5 + 0.16 * 1.14) && y1 >= size * (0.5 - 0.10 * 1.14) &&
+           y0 <= size * (0.5 + 0.10 * 1.14);
+  }
+  void colour(double x, double y, uint8_t* rgb) const {
+    double c[3] = {243, 243, 246};
+    if (tissue(x, y)) {
+      const bool t = tumour(x, y);
+      c[0] = t ? 214 : 232, c[1] = t ? 140 : 165, c[2] = t ? 190 : 196;
+      // Nuclei: one candidate per 24 px cell (6 um), all present in the tumour, 30 % in stroma.
+      const long cx = long(std::floor(x / 24)), cy = long(std::floor(y / 24));
+      const double px = (cx + 0.2 + 0.6 * hash(cx, cy, 1)) * 24, py = (cy + 0.2 + 0.6 * hash(cx, cy, 2)) * 24;
+      const double r = (t ? 5.5 : 3.5) * (0.8 + 0.4 * hash(cx, cy, 3));
+      if ((t || hash(cx, cy, 4) < 0.3) && std::hypot(x - px, y - py) <= r) {
+        c[0] = t ? 75 : 98, c[1] = t ? 38 : 55, c[2] = t ? 125 : 148;
+      }
+    }
+    const double n = (hash(long(x), long(y), 5) - 0.5) * 6;
+    for (int k = 0; k < 3; ++k) rgb[k] = uint8_t(std::clamp(std::lround(c[k] + n), 0L, 255L));
+  }
+};
+
+SampleSeries write_wsi_large(const Writer& w, const PatientStudy& s, const fs::path& folder, int size) {
+  const std::string description = "H&E biopsy";
+  Phantom labels(1, 1, 1, 3, {1, 1, 1});
+  labels.label_names = {"background", "tissue", "tumour"};
+  SampleSeries series = describe(w, s, "Pathology", description, folder, labels);
+  const int tile = 256;
+  const double base_mm_per_pixel = 0.00025;
+  const std::vector<uint8_t> icc = srgb_icc_profile();
+  const ProceduralSlide slide{double(size)};
+  // Levels halve until the coarsest fits in 2048 pixels.
+  for (int l = 0;; ++l) {
+    const int columns = int((int64_t(size) + (int64_t(1) << l) - 1) >> l);
+    const double scale = double(int64_t(1) << l), mm_per_pixel = base_mm_per_pixel * scale;
+    const int across = (columns + tile - 1) / tile;
+    std::vector<std::pair<int, int>> tiles;  // (x, y) of the tiles that may hold tissue
+    for (int ty = 0; ty < across; ++ty)
+      for (int tx = 0; tx < across; ++tx)
+        if (slide.may_hold_tissue(tx * tile * scale, ty * tile * scale, (tx + 1) * tile * scale,
+                                  (ty + 1) * tile * scale))
+          tiles.emplace_back(tx * tile, ty * tile);
+    DcmFileFormat file;
+    DcmDataset& ds = *file.getDataset();
+    wsi_level_header(w, ds, description, l, columns, columns, mm_per_pixel, tile, tiles.size(), true, icc);
+    std::vector<uint8_t> pixels(tiles.size() * size_t(tile) * size_t(tile) * 3, 255);
+    for (size_t k = 0; k < tiles.size(); ++k) {
+      const auto [x0, y0] = tiles[k];
+      sparse_tile_position(ds, x0, y0, mm_per_pixel);
+      uint8_t* out = pixels.data() + k * size_t(tile) * size_t(tile) * 3;
+      for (int y = 0; y < tile; ++y)
+        for (int x = 0; x < tile; ++x, out += 3)
+          if (x0 + x < columns && y0 + y < columns) slide.colour((x0 + x + 0.5) * scale, (y0 + y + 0.5) * scale, out);
+    }
+    put_pixels8(ds, pixels);
+    pixels = {};
+    series.files.push_back(w.save(file, folder, l + 1));
+    if (columns <= 2048) break;
+  }
+  return series;
+}
+
 SampleSeries write_wsi(const Writer& w, const PatientStudy& s, const fs::path& folder) {
+  if (w.options().wsi_slide_size > 0) return write_wsi_large(w, s, folder, w.options().wsi_slide_size);
   Phantom level = make_slide_tissue(w.options().wsi_columns, w.options().wsi_rows);
   const std::string description = "H&E biopsy";
   SampleSeries series = describe(w, s, "Pathology", description, folder, level);
@@ -515,81 +698,8 @@ SampleSeries write_wsi(const Writer& w, const PatientStudy& s, const fs::path& f
     const int across = (level.columns + tile - 1) / tile, down = (level.rows + tile - 1) / tile;
     DcmFileFormat file;
     DcmDataset& ds = *file.getDataset();
-    w.common(ds, UID_VLWholeSlideMicroscopyImageStorage, "SM", 1, description, l + 1);
-    // Level 0 is the scan; the others are resampled from it (PS3.3 C.8.12.4.1.1).
-    Writer::put(ds, DCM_ImageType, l ? "DERIVED\\PRIMARY\\VOLUME\\RESAMPLED" : "ORIGINAL\\PRIMARY\\VOLUME\\NONE");
-    Writer::put(ds, DCM_FrameOfReferenceUID, w.uid("frame-of-reference"));
-    Writer::put(ds, DCM_PositionReferenceIndicator, "SLIDE_CORNER");
-    Writer::put(ds, DCM_DeviceSerialNumber, "SYN-0001");
-    Writer::put(ds, DCM_AcquisitionDateTime, std::string(kStudyDate) + kStudyTime);
-    Writer::empty_sequence(ds, DCM_AcquisitionContextSequence);
-    // Whole Slide Microscopy Image module (PS3.3 C.8.12.4).
-    Writer::pixel_module(ds, tile, tile, 3, 8, 8, "RGB");
-    Writer::put(ds, DCM_NumberOfFrames, std::to_string(across * down));
-    Writer::put(ds, DCM_TotalPixelMatrixColumns, std::to_string(level.columns));
-    Writer::put(ds, DCM_TotalPixelMatrixRows, std::to_string(level.rows));
-    Writer::put(ds, DCM_TotalPixelMatrixFocalPlanes, "1");
-    Writer::put(ds, DCM_ImagedVolumeWidth, ds_values({level.columns * mm_per_pixel}));
-    Writer::put(ds, DCM_ImagedVolumeHeight, ds_values({level.rows * mm_per_pixel}));
-    Writer::put(ds, DCM_ImagedVolumeDepth, "0.004");
-    DcmItem* origin = nullptr;
-    ds.findOrCreateSequenceItem(DCM_TotalPixelMatrixOriginSequence, origin, -2);
-    Writer::put(*origin, DCM_XOffsetInSlideCoordinateSystem, "20");
-    Writer::put(*origin, DCM_YOffsetInSlideCoordinateSystem, "40");
-    Writer::put(ds, DCM_ImageOrientationSlide, "0\\-1\\0\\-1\\0\\0");
-    Writer::put(ds, DCM_DimensionOrganizationType, "TILED_FULL");
-    Writer::put(ds, DCM_VolumetricProperties, "VOLUME");
-    Writer::put(ds, DCM_SpecimenLabelInImage, "NO");
-    Writer::put(ds, DCM_BurnedInAnnotation, "NO");
-    Writer::put(ds, DCM_FocusMethod, "AUTO");
-    Writer::put(ds, DCM_ExtendedDepthOfField, "NO");
-    Writer::put(ds, DCM_LossyImageCompression, "00");
-    // Multi-frame Dimension module: tiles indexed by their position in the total pixel matrix.
-    DcmItem* organisation = nullptr;
-    ds.findOrCreateSequenceItem(DCM_DimensionOrganizationSequence, organisation, -2);
-    Writer::put(*organisation, DCM_DimensionOrganizationUID, w.uid("dimension-organisation"));
-    for (const DcmTagKey& pointer :
-         {DCM_ColumnPositionInTotalImagePixelMatrix, DCM_RowPositionInTotalImagePixelMatrix}) {
-      DcmItem* index = nullptr;
-      ds.findOrCreateSequenceItem(DCM_DimensionIndexSequence, index, -2);
-      index->putAndInsertTagKey(DCM_DimensionIndexPointer, pointer);
-      index->putAndInsertTagKey(DCM_FunctionalGroupPointer, DCM_PlanePositionSlideSequence);
-      Writer::put(*index, DCM_DimensionOrganizationUID, w.uid("dimension-organisation"));
-    }
-    // Shared functional groups: pixel measures, frame type, optical path.
-    DcmItem* shared = nullptr;
-    ds.findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, -2);
-    DcmItem* measures = nullptr;
-    shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, measures, -2);
-    Writer::put(*measures, DCM_PixelSpacing, ds_values({mm_per_pixel, mm_per_pixel}));
-    Writer::put(*measures, DCM_SliceThickness, "0.004");
-    DcmItem* frame_type = nullptr;
-    shared->findOrCreateSequenceItem(DCM_WholeSlideMicroscopyImageFrameTypeSequence, frame_type, -2);
-    Writer::put(*frame_type, DCM_FrameType,
-                l ? "DERIVED\\PRIMARY\\VOLUME\\RESAMPLED" : "ORIGINAL\\PRIMARY\\VOLUME\\NONE");
-    DcmItem* path_id = nullptr;
-    shared->findOrCreateSequenceItem(DCM_OpticalPathIdentificationSequence, path_id, -2);
-    Writer::put(*path_id, DCM_OpticalPathIdentifier, "1");
-    // Optical Path module (C.8.12.5): brightfield transmission with white light.
-    Writer::put(ds, DCM_NumberOfOpticalPaths, "1");
-    DcmItem* path = nullptr;
-    ds.findOrCreateSequenceItem(DCM_OpticalPathSequence, path, -2);
-    Writer::put(*path, DCM_OpticalPathIdentifier, "1");
-    Writer::put(*path, DCM_OpticalPathDescription, "Brightfield");
-    Writer::add_code(*path, DCM_IlluminationTypeCodeSequence, "111741", "DCM", "Transmission illumination");
-    Writer::add_code(*path, DCM_IlluminationColorCodeSequence, "414298005", "SCT", "Full Spectrum");
-    path->putAndInsertUint8Array(DCM_ICCProfile, icc.data(), static_cast<unsigned long>(icc.size()));
-    Writer::put(*path, DCM_ColorSpace, "SRGB");
-    // Specimen module (C.7.6.22).
-    Writer::put(ds, DCM_ContainerIdentifier, "SYN-SLIDE-1");
-    Writer::empty_sequence(ds, DCM_IssuerOfTheContainerIdentifierSequence);
-    Writer::add_code(ds, DCM_ContainerTypeCodeSequence, "433466003", "SCT", "Microscope slide");
-    DcmItem* specimen = nullptr;
-    ds.findOrCreateSequenceItem(DCM_SpecimenDescriptionSequence, specimen, -2);
-    Writer::put(*specimen, DCM_SpecimenIdentifier, "SYN-SPECIMEN-1");
-    Writer::put(*specimen, DCM_SpecimenUID, w.uid("specimen"));
-    Writer::empty_sequence(*specimen, DCM_IssuerOfTheSpecimenIdentifierSequence);
-    Writer::empty_sequence(*specimen, DCM_SpecimenPreparationSequence);
+    wsi_level_header(w, ds, description, l, level.columns, level.rows, mm_per_pixel, tile,
+                     size_t(across) * size_t(down), false, icc);
     // Tiles in TILED_FULL order: row-major across the total pixel matrix, padded with white.
     std::vector<uint8_t> pixels(size_t(across) * size_t(down) * size_t(tile) * size_t(tile) * 3, 255);
     size_t o = 0;

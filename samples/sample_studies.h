@@ -36,6 +36,10 @@ struct SampleOptions {
   int ct_size = 512;
   int wsi_columns = 2048;  // level 0 of the slide (3 levels, 256 px tiles)
   int wsi_rows = 1536;
+  // > 0: instead, a square slide of this many pixels at 0.25 um generated tile by tile (tissue on
+  // about 5 % of it, TILED_SPARSE levels holding only the tiles near the section, halved down to
+  // 2048 pixels or less), for sizes that no phantom could hold in memory.
+  int wsi_slide_size = 0;
   std::string uid_root = "unibiomed-samples";  // what the UIDs are derived from
 };
 

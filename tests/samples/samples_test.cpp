@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "dicom/slide.h"
+#include "dicom/tissue.h"
 #include "samples/phantom.h"
 #include "samples/sample_studies.h"
 #include "tests/dicom/dicom_test_support.h"
@@ -243,6 +245,40 @@ TEST(Samples, CommandLineWritesTheSameStudies) {
   EXPECT_NE(bad.output.find("unknown sample 'pet'"), std::string::npos) << bad.output;
   auto usage = test::run_command({test::cli_path().string(), "samples", "write"});
   EXPECT_EQ(usage.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace unibiomed::samples
+
+namespace unibiomed::samples {
+namespace {
+
+// The large slide of `--slide-size`: generated tile by tile, TILED_SPARSE levels down to 2048
+// pixels or less, readable as a pyramid, tissue on about 5 % of it. (dciodvfy 2023 counts the
+// frames of a TILED_SPARSE level as if it were TILED_FULL and reports the missing ones.)
+TEST(Samples, LargeSlideIsSparseTiledAndMostlyGlass) {
+  test::TempDir dir("large-slide");
+  SampleOptions options;
+  options.only = {"wsi"};
+  options.wsi_slide_size = 4500;
+  const auto written = write_samples(dir.path(), options);
+  ASSERT_EQ(written.size(), 1u);
+  ASSERT_EQ(written[0].files.size(), 3u);  // 4500, 2250 and 1125 (the first at or under 2048)
+  const dicom::SeriesCollection c = dicom::read_series({written[0].folder});
+  ASSERT_EQ(c.series.size(), 1u);
+  const dicom::SlidePyramid pyramid(c.series.front());
+  ASSERT_EQ(pyramid.levels().size(), 3u);
+  EXPECT_EQ(pyramid.levels()[2].total_columns, 1125);
+  EXPECT_EQ(pyramid.levels()[0].total_columns, 4500);
+  EXPECT_EQ(pyramid.levels()[1].total_columns, 2250);
+  EXPECT_EQ(pyramid.levels()[0].dimension_organization, "TILED_SPARSE");
+  EXPECT_NEAR(pyramid.levels()[1].mm_per_pixel_x, 0.0005, 1e-12);
+  const size_t all_tiles = size_t((4500 + 255) / 256) * size_t((4500 + 255) / 256);
+  EXPECT_LT(pyramid.levels()[0].tiles.size(), all_tiles / 4) << "only the tiles near the section";
+  const dicom::TissueMap map = dicom::detect_tissue(pyramid);
+  const double fraction = double(map.tissue_cells()) / double(map.tissue.size());
+  EXPECT_GT(fraction, 0.03);
+  EXPECT_LT(fraction, 0.08);
 }
 
 }  // namespace
