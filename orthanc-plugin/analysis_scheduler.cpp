@@ -108,7 +108,8 @@ void AnalysisScheduler::dispatch_loop() {
     for (const auto& [entry, job] : abandoned) record_abandoned(entry, job);
     for (const auto& id : inbox) {
       try {
-        trigger_.consider(id);
+        // Unstable here (another node received a later instance): the /changes scan retries it.
+        trigger_.consider(id, StudyTrigger::Source::Event);
       } catch (const std::exception& e) {
         // The /changes scan will look at it again.
         s.client.log_error("cannot check study " + id + ": " + e.what());

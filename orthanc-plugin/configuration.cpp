@@ -279,6 +279,9 @@ Configuration Configuration::parse(const json& orthanc_configuration) {
     const auto& v = orthanc_configuration["ConcurrentJobs"];
     if (v.is_number_integer() && v.get<long>() >= 0) c.orthanc_concurrent_jobs = v.get<int>();
   }
+  if (auto it = orthanc_configuration.find("StableAge");
+      it != orthanc_configuration.end() && it->is_number_integer() && it->get<long>() >= 0)
+    c.orthanc_stable_age = it->get<int>();
   bool modalities_in_database = false;
   if (auto it = orthanc_configuration.find("DicomModalitiesInDatabase");
       it != orthanc_configuration.end() && it->is_boolean())

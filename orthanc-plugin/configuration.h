@@ -39,6 +39,7 @@ struct Configuration {
 
   // Facts from the rest of the Orthanc configuration that the plugin depends on.
   int orthanc_concurrent_jobs = 2;               // "ConcurrentJobs" (Orthanc's default 2)
+  int orthanc_stable_age = 60;                   // "StableAge" (Orthanc's default 60)
   std::vector<std::string> declared_modalities;  // keys of "DicomModalities"
 
   // The task names of the task rules in effect (TaskRules, else the built-in rules), for checking

@@ -133,6 +133,7 @@ std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_i
   inv.id = study_id;
   inv.study_instance_uid = string_field(study->value("MainDicomTags", nlohmann::json::object()), "StudyInstanceUID");
   inv.stable = study->value("IsStable", true);
+  inv.last_update = study->value("LastUpdate", std::string());
   auto series = client_.find_json("/studies/" + study_id + "/series");
   if (!series) return std::nullopt;  // deleted meanwhile
   for (const auto& s : *series) {

@@ -69,7 +69,8 @@ struct SeriesInfo {
 struct StudyInventory {
   std::string id;                  // Orthanc study id
   std::string study_instance_uid;
-  bool stable = true;
+  bool stable = true;           // this node's view (Orthanc's IsStable)
+  std::string last_update;      // Orthanc's LastUpdate of the study (UTC, shared by a cluster)
   std::vector<SeriesInfo> series;
   size_t source_instance_count() const;
   std::vector<std::string> source_instances() const;

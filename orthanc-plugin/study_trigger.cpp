@@ -2,6 +2,8 @@
 #include "orthanc-plugin/study_trigger.h"
 
 #include <algorithm>
+#include <ctime>
+#include <optional>
 #include <map>
 #include <vector>
 
@@ -15,14 +17,27 @@ bool contains(const std::vector<std::string>& list, const std::string& value) {
   return std::find(list.begin(), list.end(), value) != list.end();
 }
 
+// Seconds since an Orthanc LastUpdate ("20261205T043238", UTC); nullopt when unreadable.
+std::optional<double> seconds_since_utc(const std::string& text) {
+  std::tm tm{};
+  if (text.size() != 15 || text[8] != 'T' || !strptime(text.c_str(), "%Y%m%dT%H%M%S", &tm)) return std::nullopt;
+  const std::time_t then = timegm(&tm);
+  return std::difftime(std::time(nullptr), then);
+}
+
 }  // namespace
 
-StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id) {
+StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id, Source source) {
   auto& s = *services_;
   if (s.queue->contains(study_id)) return Decision::AlreadyQueued;
   auto inventory = s.records.inventory(study_id);
   if (!inventory) return Decision::Gone;
   if (!inventory->stable) return Decision::Unstable;
+  if (s.queue->shared()) {
+    const auto age = seconds_since_utc(inventory->last_update);
+    const int needed = s.config.orthanc_stable_age + (source == Source::Event ? -1 : 1);
+    if (age && *age < needed) return Decision::Unstable;
+  }
   auto record = s.records.read(study_id);
   if (!record) return Decision::Gone;
   const size_t sources = inventory->source_instance_count();
@@ -178,7 +193,7 @@ void StudyTrigger::scan_changes() {
     for (const auto& [id, seq] : studies) {
       Decision d = Decision::Ignored;
       try {
-        d = consider(id);
+        d = consider(id, Source::Scan);
       } catch (const std::exception& e) {
         s.client.log_error("cannot check study " + id + ": " + e.what());
         d = Decision::Unstable;  // try again on the next scan

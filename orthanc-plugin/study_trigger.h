@@ -16,12 +16,19 @@ namespace unibiomed::orthanc {
 class StudyTrigger {
  public:
   enum class Decision { Queued, AlreadyQueued, Ignored, Unstable, Gone };
+  // Where the study id came from: this node's StableStudy event, or a scan of /changes.
+  enum class Source { Event, Scan };
 
   explicit StudyTrigger(std::shared_ptr<NodeServices> services) : services_(std::move(services)) {}
 
   // Looks at one study and queues it when it needs an analysis (never analysed and matching the
   // trigger rules, or new images since the last run). Our own SEG/SR never count as new images.
-  Decision consider(const std::string& study_id);
+  // With a shared queue the study must also have settled cluster-wide: IsStable is this node's
+  // own view (a node that received none of the study's instances calls it stable at once), so
+  // the study's LastUpdate, written by whichever node received the latest instance, must be
+  // StableAge old (a second less for this node's own event, a second more for a scan: LastUpdate
+  // has whole seconds). Nodes' clocks must agree (NTP).
+  Decision consider(const std::string& study_id, Source source);
 
   // Checks the entries recovered from the queue: a study found "running" was interrupted by a
   // crash; after MaxAttempts such interruptions it is marked failed instead of resumed.

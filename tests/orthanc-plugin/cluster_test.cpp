@@ -41,7 +41,7 @@ class OrthancCluster : public OrthancPlugin {
   }
 
   // One node of the cluster; not started.
-  OrthancServer& node(const std::string& name, json overrides = json::object()) {
+  OrthancServer& node(const std::string& name, json overrides = json::object(), json orthanc = json::object()) {
     json settings = base_settings();
     settings["Queue"] = "postgresql";
     settings["LeaseSeconds"] = kLeaseSeconds;
@@ -61,6 +61,7 @@ class OrthancCluster : public OrthancPlugin {
                  {"Lock", false}}},
                {"DatabaseServerIdentifier", name},
                {"CheckRevisions", true}};
+    for (const auto& [k, v] : orthanc.items()) o.extra[k] = v;
     return make_server(o, name);
   }
 
@@ -153,6 +154,25 @@ TEST_F(OrthancCluster, EveryStudySentToAnyNodeIsAnalysedExactlyOnce) {
   EXPECT_EQ(status["Configuration"]["Queue"], "postgresql");
   EXPECT_EQ(status["Configuration"]["QueueConnection"].get<std::string>().find("not-shown"), std::string::npos)
       << status["Configuration"].dump(2);
+}
+
+TEST_F(OrthancCluster, AStudyStillArrivingAtOneNodeIsNotTakenByAnother) {
+  // node-b received none of the study, so its Orthanc calls the study stable at once; its /changes
+  // scan must still wait until the study's LastUpdate is StableAge old, or it would queue the
+  // first half and the second half would make a second run.
+  const json stable_age = {{"StableAge", 3}};
+  auto& a = node("node-a", json::object(), stable_age);
+  auto& b = node("node-b", json::object(), stable_age);
+  a.start();
+  b.start();
+  StudySpec spec;
+  spec.slices = 6;
+  const auto files = write_ct_series(dir_ / "ct", spec);
+  send(a, {files.begin(), files.begin() + 3});
+  std::this_thread::sleep_for(2s);  // several of node-b's scans (ReconcileInterval 1) see it meanwhile
+  send(a, {files.begin() + 3, files.end()});
+  expect_analysed_once(a, spec);
+  EXPECT_EQ(study(a, spec.study_uid)["Summary"]["SourceInstances"], 6);
 }
 
 TEST_F(OrthancCluster, ANodeKilledWhileItHoldsAStudyLosesItToAnotherNodeAfterTheLease) {
