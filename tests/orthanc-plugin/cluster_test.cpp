@@ -185,16 +185,8 @@ TEST_F(OrthancCluster, ANodeKilledWhileItHoldsAStudyLosesItToAnotherNodeAfterThe
   // Only node-a runs, so node-a holds the study; kill it (SIGKILL: no clean shutdown) while the
   // model works on it, with node-b running.
   json seen;
-  const bool in_model = wait_until(
-      [&] {
-        seen = study(a, spec.study_uid);
-        if (seen.is_null() || seen["State"] != "running") return false;
-        for (const auto& j : our_jobs(a))
-          if (j["Content"]["Stage"] == "model") return true;
-        return false;
-      },
-      kAnalysisTimeout, 20ms);
-  ASSERT_TRUE(in_model) << "the analysis never reached the model stage: " << seen.dump(2);
+  ASSERT_TRUE(wait_for_model_stage(a, spec.study_uid, seen))
+      << "the analysis never reached the model stage: " << seen.dump(2);
   b.start();
   const json before = b.get_json("/unibiomed/status")["Queue"];
   EXPECT_EQ(before["RunningPerNode"]["node-a"], 1) << before.dump(2);

@@ -112,6 +112,20 @@ class OrthancPlugin : public ::testing::Test {
     return r.json().size();
   }
 
+  // Waits until the study is running and its job on `server` is in the model stage (so that a
+  // kill or a cancel interrupts the model). `seen` gets the study's last record.
+  static bool wait_for_model_stage(const OrthancServer& server, const std::string& uid, json& seen) {
+    return wait_until(
+        [&] {
+          seen = study(server, uid);
+          if (seen.is_null() || seen["State"] != "running") return false;
+          for (const auto& j : our_jobs(server))
+            if (j["Content"]["Stage"] == "model" && j["Content"]["Study"] == seen["ID"]) return true;
+          return false;
+        },
+        kAnalysisTimeout, 20ms);
+  }
+
   static std::vector<json> our_jobs(const OrthancServer& server) {
     std::vector<json> jobs;
     for (const auto& j : server.get_json("/jobs?expand"))

@@ -184,16 +184,8 @@ TEST_F(OrthancPlugin, KilledDuringAJobTheStudyCompletesExactlyOnceAfterRestart) 
 
   // Kill Orthanc (SIGKILL: no clean shutdown) while the model is working on the study.
   json seen;
-  const bool in_model = wait_until(
-      [&] {
-        seen = study(server, spec.study_uid);
-        if (seen.is_null() || seen["State"] != "running") return false;
-        for (const auto& j : our_jobs(server))
-          if (j["Content"]["Stage"] == "model" && j["Content"]["Study"] == seen["ID"]) return true;
-        return false;
-      },
-      kAnalysisTimeout, 20ms);
-  ASSERT_TRUE(in_model) << "the analysis never reached the model stage: " << seen.dump(2);
+  ASSERT_TRUE(wait_for_model_stage(server, spec.study_uid, seen))
+      << "the analysis never reached the model stage: " << seen.dump(2);
   server.kill();
 
   server.start();
