@@ -208,6 +208,47 @@ TEST_F(OrthancCluster, ANodeKilledWhileItHoldsAStudyLosesItToAnotherNodeAfterThe
   expect_analysed_once(a, spec, 2);
 }
 
+TEST_F(OrthancCluster, ANodePausedPastItsLeaseStopsWithoutWritingWhenItResumes) {
+  auto& a = node("node-a");
+  auto& b = node("node-b");
+  a.start();
+  StudySpec spec;
+  spec.slices = kSlowStudySlices;
+  send(a, write_ct_series(dir_ / "ct", spec));
+  json seen;
+  ASSERT_TRUE(wait_for_model_stage(a, spec.study_uid, seen))
+      << "the analysis never reached the model stage: " << seen.dump(2);
+  b.start();
+  // node-a hangs (SIGSTOP) in the middle of the model; node-b takes the study over after the
+  // lease and finishes it.
+  a.pause();
+  expect_analysed_once(b, spec, /*attempt=*/2);
+  const json done = study(b, spec.study_uid);
+  // node-a wakes up: its next renewal or its check before storing finds the claim gone, and its
+  // attempt ends without writing anything over node-b's results.
+  a.resume();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& j : our_jobs(a))
+          if (j["State"] == "Running" || j["State"] == "Pending") return false;
+        return true;
+      },
+      60s));
+  std::this_thread::sleep_for(2s);
+  const json after = study(b, spec.study_uid);
+  EXPECT_EQ(after["Attempt"], 2) << after.dump(2);
+  EXPECT_EQ(after["Job"], done["Job"]) << "node-a overwrote node-b's record";
+  EXPECT_EQ(after["Updated"], done["Updated"]);
+  EXPECT_EQ(after["Results"], done["Results"]);
+  expect_analysed_once(b, spec, 2);
+  const std::string log = a.log();
+  EXPECT_TRUE(log.find("claim expired") != std::string::npos || log.find("lost its claim") != std::string::npos)
+      << log.substr(log.size() > 4000 ? log.size() - 4000 : 0);
+  const json status = b.get_json("/unibiomed/status")["Queue"];
+  EXPECT_EQ(status["RunningPerNode"].size(), 0u) << status.dump(2);
+  EXPECT_EQ(status["Failed"], 0) << status.dump(2);
+}
+
 TEST_F(OrthancCluster, ANodeStartedLaterTakesTheWaitingStudies) {
   // node-a has no model: it receives and queues the studies but cannot analyse them.
   auto& a = node("node-a", {{"ModelDirectory", (dir_ / "no-model").string()}});

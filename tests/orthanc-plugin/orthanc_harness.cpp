@@ -181,6 +181,10 @@ int OrthancServer::stop() { return process_.stop(SIGTERM, std::chrono::seconds(6
 
 void OrthancServer::kill() { process_.stop(SIGKILL); }
 
+void OrthancServer::pause() { ::kill(process_.pid(), SIGSTOP); }
+
+void OrthancServer::resume() { ::kill(process_.pid(), SIGCONT); }
+
 std::string OrthancServer::url(const std::string& path) const {
   return "http://127.0.0.1:" + std::to_string(http_port_) + path;
 }

@@ -68,6 +68,8 @@ class OrthancServer {
   void start();  // spawns Orthanc and waits until /system answers (throws with the log if not)
   int stop();    // SIGTERM, then waits for a clean exit; returns the exit status
   void kill();   // SIGKILL: a crash, for restart tests
+  void pause();  // SIGSTOP: a node that hangs (swapping, a long GC-like stall), for lease tests
+  void resume(); // SIGCONT
   bool running() { return process_.running(); }
 
   int http_port() const { return http_port_; }
