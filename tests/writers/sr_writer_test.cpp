@@ -257,7 +257,7 @@ TEST(MeasurementReport, PointRegionAndFindingWithoutSegment) {
   f.tracking_uid = seg::make_uid("point-finding");
   f.finding = {"52988006", "SCT", "Lesion"};
   f.text = "A small nodule.";
-  f.region = ImageRegion{0, ImageRegion::Shape::Point, {{{20.5f, 31.5f}}}, std::nullopt, std::nullopt};
+  f.region = ImageRegion{0, ImageRegion::Shape::Point, {{{20.5f, 31.5f}}}, std::nullopt, std::nullopt, std::nullopt};
   f.measurements = {long_axis_mm(4.2)};
   auto report = write_measurement_report({{&sources, nullptr, {f}}}, {});
   ASSERT_TRUE(report);
@@ -286,7 +286,8 @@ TEST(MeasurementReport, FindingsWithAndWithoutSegmentInOneReport) {
   region_only.finding = {"27925004", "SCT", "Nodule"};
   region_only.finding_site = seg::CodedConcept{"10200004", "SCT", "Liver"};
   region_only.text = "A small nodule.";
-  region_only.region = ImageRegion{2, ImageRegion::Shape::Outline, {{{3, 3}}, {{9, 3}}, {{9, 7}}, {{3, 7}}}, 24 * 0.42, 24.0};
+  region_only.region = ImageRegion{2, ImageRegion::Shape::Outline, {{{3, 3}}, {{9, 3}}, {{9, 7}}, {{3, 7}}}, 24 * 0.42, 24.0,
+                                   std::nullopt};
   findings.push_back(region_only);
   auto report = write_measurement_report({{&sources, seg->file->getDataset(), findings}}, {});
   ASSERT_TRUE(report);
