@@ -94,6 +94,11 @@ int run_one(int size, const fs::path& folder, const std::string& model, int thre
   j["views"] = s.views;
   j["notes"] = s.notes;
   j["findings"] = r.findings.size();
+  double area = 0;  // the findings' area on the slide: what the stitched result holds
+  for (const auto& f : r.findings)
+    for (const auto& m : f.measurements)
+      if (m.name == "Area") area += m.value;
+  j["finding_area_mm2"] = area;
   for (const auto& o : r.objects)
     if (o.kind == "SEG") j["seg_kib"] = double(o.bytes.size()) / 1024.0;
   std::ofstream(out) << j.dump() << "\n";
@@ -179,11 +184,11 @@ int main(int argc, char** argv) {
     const auto& j = results.back();
     std::printf(
         "size %6lld px: slide written in %.1f s (%.1f MiB of files); model loaded in %.1f s; analysis %.1f s "
-        "(cpu share %.2f), %d views, %zu findings%s\n"
+        "(cpu share %.2f), %d views, %zu findings (%.3f mm2)%s\n"
         "               peak RSS %.0f MiB, RSS after loading %.0f MiB, rise during the analysis %.0f MiB%s\n",
         static_cast<long long>(n), j["write_seconds"].get<double>(), j["slide_files_mib"].get<double>(),
         j["load_seconds"].get<double>(), j["analysis_seconds"].get<double>(), j["analysis_cpu_share"].get<double>(),
-        j["views"].get<int>(), j["findings"].get<size_t>(),
+        j["views"].get<int>(), j["findings"].get<size_t>(), j["finding_area_mm2"].get<double>(),
         j.contains("seg_kib") ? (", SEG " + std::to_string(int(j["seg_kib"].get<double>())) + " KiB").c_str() : "",
         j["peak_mib"].get<double>(), j["rss_after_load_mib"].get<double>(), j["analysis_rise_mib"].get<double>(),
         j["peak_reset"].get<bool>() ? "" : " (peak not reset: includes writing the slide)");

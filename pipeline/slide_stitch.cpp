@@ -107,6 +107,7 @@ std::array<int, 4> SlideStitcher::core(int x, int y, int width, int height) cons
 void SlideStitcher::add(int x, int y, int width, int height, const std::vector<uint8_t>& mask,
                         const std::vector<uint8_t>& probability, double iou, const std::string& phrase,
                         const std::string& text, const std::string& answer) {
+  if (labelled_) throw std::logic_error("slide stitching: a region added after components()");
   const std::string where = "slide region at (" + std::to_string(x) + ", " + std::to_string(y) + ")";
   if (x < 0 || y < 0 || x % step_ || y % step_ || x >= grid_.total_columns || y >= grid_.total_rows)
     throw std::invalid_argument(where + " is not on the grid of " + std::to_string(grid_.size) + " px regions every " +
@@ -173,6 +174,8 @@ std::vector<uint8_t> SlideStitcher::component_mask(int label, int x, int y, int 
 }
 
 std::vector<SlideComponent> SlideStitcher::components(double mm_per_pixel_x, double mm_per_pixel_y) {
+  if (labelled_) throw std::logic_error("slide stitching: components() called twice");
+  labelled_ = true;
   const int t = grid_.tile_size;
   UnionFind sets;
   // 1. Pieces within each tile (8-connected), provisional ids across the slide.
@@ -310,8 +313,12 @@ std::vector<SlideComponent> SlideStitcher::components(double mm_per_pixel_x, dou
     final_label[id] = c.label;
     out.push_back(std::move(c));
   }
-  for (auto& [key, tile] : tiles_)
+  // The labels are all that is read from here on: the masks and probabilities are let go.
+  for (auto& [key, tile] : tiles_) {
     for (int32_t& l : tile.labels) l = l < 0 ? 0 : final_label.at(l);
+    std::vector<uint8_t>().swap(tile.mask);
+    std::vector<uint8_t>().swap(tile.probability);
+  }
   return out;
 }
 

@@ -61,8 +61,8 @@ class SlideStitcher {
            const std::string& answer);
 
   // The connected pieces, largest first (ties: top-left first); the level's pixel spacing in
-  // mm (0 = unknown: areas and lengths in pixels). After this call, tile_labels() gives each
-  // kept tile's labels.
+  // mm (0 = unknown: areas and lengths in pixels). Called once, after the last add(): the tiles
+  // then keep only their labels (tile_labels()), the masks and probabilities are released.
   std::vector<SlideComponent> components(double mm_per_pixel_x, double mm_per_pixel_y);
 
   // The label of every pixel of a tile (tile_size x tile_size, 0 = none; pixels outside the
@@ -97,6 +97,7 @@ class SlideStitcher {
   std::map<std::pair<int, int>, Tile> tiles_;          // (tile row, tile column) -> tile
   std::map<std::pair<int, int>, RegionInfo> regions_;  // (y, x) of the region -> what it said
   std::vector<int32_t> empty_;
+  bool labelled_ = false;
 };
 
 }  // namespace unibiomed::pipeline
