@@ -634,7 +634,10 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   // (a stack, a cine, a clip) and questions without a drawn box.
   ViewSelection selection;
   UnitPlan units;
-  const config::SeriesMode wanted = rule ? rule->mode : rules_.default_mode();
+  // The regions of a slide are places side by side, never a sequence: always asked one by one.
+  const bool slide_regions = !requests.empty() && requests.front().slide_region.has_value();
+  const config::SeriesMode wanted =
+      slide_regions ? config::SeriesMode::Slices : (rule ? rule->mode : rules_.default_mode());
   std::string video_refused;
   if (wanted == config::SeriesMode::Video && requests.size() > 1 && trained_ && !trained_->video) {
     video_refused = "asked slice by slice: this checkpoint's video mode (SAM2 memory path) is not trained (" +

@@ -126,6 +126,9 @@ TEST(AnalysisOfSlides, FindingsAreTheStitchedPiecesOfTheWholeLevelInMm) {
   for (const auto& n : s.notes)
     tissue_note |= n.find("of 6 regions of 128 px (overlap 16) on slide level 1") != std::string::npos;
   EXPECT_TRUE(tissue_note) << (s.notes.empty() ? "" : s.notes.front());
+  // Regions side by side are never a video, whatever the rule's mode.
+  EXPECT_EQ(s.mode, "slices");
+  for (const auto& n : s.notes) EXPECT_EQ(n.find("video"), std::string::npos) << n;
 
   // The same threshold on the whole level at once.
   const dicom::SeriesCollection c = dicom::read_series({data.sample("wsi").folder});
