@@ -6,7 +6,9 @@
 #include <sched.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <sstream>
 #include <map>
@@ -236,6 +238,70 @@ int available_cores() {
   }
   const unsigned hw = std::thread::hardware_concurrency();
   return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+namespace {
+
+// Serial-BLAS sections may overlap (two analyses at once): the first one in saves and lowers the
+// BLAS threads, the last one out restores them.
+std::mutex serial_blas_mutex;
+int serial_blas_users = 0;
+int serial_blas_saved_threads = 0;
+
+}  // namespace
+
+int small_product_parts() {
+  auto get_threads = openblas_function<int (*)()>("openblas_get_num_threads");
+  auto blas_parallel = openblas_function<int (*)()>("openblas_get_parallel");
+  if (!get_threads || !blas_parallel || blas_parallel() != 1 || torch::get_num_threads() != 1) return 1;
+  std::lock_guard<std::mutex> lock(serial_blas_mutex);
+  const int blas_threads = serial_blas_users > 0 ? serial_blas_saved_threads : get_threads();
+  return std::max(1, std::min(blas_threads, available_cores()));
+}
+
+void run_parts_with_serial_blas(int parts, const std::function<void(int)>& work) {
+  if (parts <= 1) {
+    work(0);
+    return;
+  }
+  auto set_blas = openblas_function<void (*)(int)>("openblas_set_num_threads");
+  auto get_threads = openblas_function<int (*)()>("openblas_get_num_threads");
+  {
+    std::lock_guard<std::mutex> lock(serial_blas_mutex);
+    if (serial_blas_users++ == 0) {
+      serial_blas_saved_threads = get_threads ? get_threads() : 1;
+      if (set_blas) set_blas(1);
+    }
+  }
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));
+  // Inference and grad modes are per thread: the parts run in the caller's.
+  const bool inference_mode = c10::InferenceMode::is_enabled();
+  {
+    std::vector<std::thread> threads;
+    for (int p = 1; p < parts; ++p)
+      threads.emplace_back([&, p] {
+        try {
+          c10::InferenceMode inference(inference_mode);
+          torch::NoGradGuard no_grad;
+          work(p);
+        } catch (...) {
+          errors[static_cast<size_t>(p)] = std::current_exception();
+        }
+      });
+    try {
+      torch::NoGradGuard no_grad;
+      work(0);
+    } catch (...) {
+      errors[0] = std::current_exception();
+    }
+    for (auto& t : threads) t.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(serial_blas_mutex);
+    if (--serial_blas_users == 0 && set_blas) set_blas(serial_blas_saved_threads);
+  }
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 int configure_cpu_threads(int threads) {

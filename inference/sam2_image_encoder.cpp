@@ -15,6 +15,7 @@
 
 #include "inference/checkpoint_layout.h"
 #include "inference/error.h"
+#include "inference/runtime.h"
 
 namespace unibiomed::inference {
 
@@ -45,7 +46,7 @@ torch::Tensor pool_nhwc(const torch::Tensor& x, int s) {
 // softmax(q k^T / sqrt(d)) v over [N, heads, L, d]. The query axis is processed in chunks so
 // that a global-attention block at 1024 px (8 heads x 4096 x 4096 scores) does not allocate
 // half a gigabyte of scores at once.
-torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+torch::Tensor attention_on_one_thread_pool(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
 #if TORCH_VERSION_MAJOR >= 2
   return at::scaled_dot_product_attention(q, k, v);
 #else
@@ -62,6 +63,27 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   }
   return torch::cat(parts, 2);
 #endif
+}
+
+// Windowed blocks hand thousands of small windows at once ([windows, heads, L, d], L <= 196):
+// on the CPU they go one slice of windows per core with a serial BLAS (runtime.h,
+// small_product_parts). Every window is computed the same way whatever the slicing.
+constexpr int64_t kSmallWindowTokens = 256;
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t n = q.size(0);
+  const int parts = q.is_cpu() && n > 1 && q.size(2) <= kSmallWindowTokens && k.size(2) <= kSmallWindowTokens &&
+                            !(torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad()))
+                        ? static_cast<int>(std::min<int64_t>(small_product_parts(), n))
+                        : 1;
+  if (parts <= 1) return attention_on_one_thread_pool(q, k, v);
+  auto out = torch::empty({n, q.size(1), q.size(2), v.size(3)}, q.options());
+  run_parts_with_serial_blas(parts, [&](int p) {
+    const int64_t begin = n * p / parts, end = n * (p + 1) / parts;
+    out.narrow(0, begin, end - begin)
+        .copy_(attention_on_one_thread_pool(q.narrow(0, begin, end - begin), k.narrow(0, begin, end - begin),
+                                            v.narrow(0, begin, end - begin)));
+  });
+  return out;
 }
 
 // MultiScaleAttention.forward on x [N, h, w, dim] -> [N, h', w', dim_out].

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The CPU tensor memory cache of inference/runtime.h: freed blocks of 1 MiB and more come back
 // to the next tensor of their size class, within the limit; small blocks and raw allocations
-// keep working; the contents are those the program writes.
+// keep working; the contents are those the program writes. And run_parts_with_serial_blas.
 #include <c10/core/CPUAllocator.h>
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -149,6 +152,70 @@ TEST(CpuRuntimeDescription, SaysWhetherTheCpuHasBfloat16DotProducts) {
   EXPECT_NE(describe_cpu_runtime().find(listed ? "bfloat16 dot products: yes" : "bfloat16 dot products: no"),
             std::string::npos)
       << describe_cpu_runtime();
+}
+
+}  // namespace
+}  // namespace unibiomed::inference
+
+namespace unibiomed::inference {
+namespace {
+
+// OpenBLAS's thread count as the library sees it; -1 without OpenBLAS.
+int blas_threads() {
+  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get ? get() : -1;
+}
+
+TEST(SerialBlasParts, PartsRunTogetherWithASerialBlasInTheCallersMode) {
+  configure_cpu_threads(2);
+  const int before = blas_threads();
+  std::atomic<int> arrived{0};
+  std::vector<int> blas_inside(3, 0);
+  std::vector<char> inference_inside(3, 0);
+  std::vector<float> sums(3, 0);
+  std::vector<int> seen(3, 0);
+  {
+    c10::InferenceMode inference;
+    run_parts_with_serial_blas(3, [&](int p) {
+      // Every part waits for the others: they can only all arrive when they run at once.
+      ++arrived;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (arrived.load() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      seen[p] = arrived.load();
+      blas_inside[p] = blas_threads();
+      inference_inside[p] = c10::InferenceMode::is_enabled();
+      auto a = torch::full({64, 64}, float(p + 1));
+      sums[p] = torch::mm(a, a).sum().item<float>();
+    });
+  }
+  for (int p = 0; p < 3; ++p) {
+    EXPECT_EQ(seen[p], 3) << "part " << p << " ran alone";
+    if (before > 0) {
+      EXPECT_EQ(blas_inside[p], 1) << "part " << p;
+    }
+    EXPECT_TRUE(inference_inside[p]) << "part " << p;
+    EXPECT_FLOAT_EQ(sums[p], 64.0f * 64 * 64 * float(p + 1) * float(p + 1)) << "part " << p;
+  }
+  EXPECT_EQ(blas_threads(), before) << "the BLAS threads are restored";
+}
+
+TEST(SerialBlasParts, APartsErrorReachesTheCallerAfterEveryPartEnded) {
+  std::atomic<int> ended{0};
+  EXPECT_THROW(run_parts_with_serial_blas(2,
+                                          [&](int p) {
+                                            if (p == 1) {
+                                              ++ended;
+                                              throw std::runtime_error("part 1 failed");
+                                            }
+                                            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                                            ++ended;
+                                          }),
+               std::runtime_error);
+  EXPECT_EQ(ended.load(), 2);
+  // One part: in this thread, nothing else changed.
+  std::thread::id where;
+  run_parts_with_serial_blas(1, [&](int) { where = std::this_thread::get_id(); });
+  EXPECT_EQ(where, std::this_thread::get_id());
 }
 
 }  // namespace
