@@ -247,10 +247,20 @@ namespace {
 std::mutex serial_blas_mutex;
 int serial_blas_users = 0;
 int serial_blas_saved_threads = 0;
+// Set on the threads of a run_parts_with_serial_blas call while they run their part: work
+// inside a part is not split again.
+thread_local bool inside_part = false;
+
+struct InsidePart {
+  bool before = inside_part;
+  InsidePart() { inside_part = true; }
+  ~InsidePart() { inside_part = before; }
+};
 
 }  // namespace
 
 int small_product_parts() {
+  if (inside_part) return 1;
   auto get_threads = openblas_function<int (*)()>("openblas_get_num_threads");
   auto blas_parallel = openblas_function<int (*)()>("openblas_get_parallel");
   if (!get_threads || !blas_parallel || blas_parallel() != 1 || torch::get_num_threads() != 1) return 1;
@@ -281,6 +291,7 @@ void run_parts_with_serial_blas(int parts, const std::function<void(int)>& work)
     for (int p = 1; p < parts; ++p)
       threads.emplace_back([&, p] {
         try {
+          InsidePart part;
           c10::InferenceMode inference(inference_mode);
           torch::NoGradGuard no_grad;
           work(p);
@@ -289,6 +300,7 @@ void run_parts_with_serial_blas(int parts, const std::function<void(int)>& work)
         }
       });
     try {
+      InsidePart part;
       torch::NoGradGuard no_grad;
       work(0);
     } catch (...) {

@@ -185,8 +185,18 @@ torch::Tensor block_forward(const Sam2ImageEncoder::Block& b, const torch::Tenso
   const int64_t tokens_per_window_row = x.size(0) * b.window * x.size(2);
   const int64_t rows = std::max<int64_t>(1, kBandTokens / tokens_per_window_row) * b.window;
   if (rows >= h) return block_band(b, x);
-  std::vector<torch::Tensor> bands;
-  for (int64_t r = 0; r < h; r += rows) bands.push_back(block_band(b, x.narrow(1, r, std::min(rows, h - r))));
+  std::vector<int64_t> starts;
+  for (int64_t r = 0; r < h; r += rows) starts.push_back(r);
+  std::vector<torch::Tensor> bands(starts.size());
+  // On the CPU the bands go one per core at a time, each with a serial BLAS (runtime.h): their
+  // element-wise work (norms, GELU, softmax, copies) then runs on every core, not on one.
+  const bool training = torch::GradMode::is_enabled() && (x.requires_grad() || b.qkv_w.requires_grad());
+  const int parts = x.is_cpu() && !training ? static_cast<int>(std::min<int64_t>(small_product_parts(), int64_t(starts.size())))
+                                            : 1;
+  run_parts_with_serial_blas(parts, [&](int p) {
+    for (size_t i = size_t(p); i < starts.size(); i += size_t(parts))
+      bands[i] = block_band(b, x.narrow(1, starts[i], std::min(rows, h - starts[i])));
+  });
   return torch::cat(bands, 1);
 }
 

@@ -174,6 +174,7 @@ TEST(SerialBlasParts, PartsRunTogetherWithASerialBlasInTheCallersMode) {
   std::vector<char> inference_inside(3, 0);
   std::vector<float> sums(3, 0);
   std::vector<int> seen(3, 0);
+  std::vector<int> nested(3, 0);
   {
     c10::InferenceMode inference;
     run_parts_with_serial_blas(3, [&](int p) {
@@ -182,6 +183,7 @@ TEST(SerialBlasParts, PartsRunTogetherWithASerialBlasInTheCallersMode) {
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
       while (arrived.load() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
       seen[p] = arrived.load();
+      nested[p] = small_product_parts();  // work inside a part is not split again
       blas_inside[p] = blas_threads();
       inference_inside[p] = c10::InferenceMode::is_enabled();
       auto a = torch::full({64, 64}, float(p + 1));
@@ -190,6 +192,7 @@ TEST(SerialBlasParts, PartsRunTogetherWithASerialBlasInTheCallersMode) {
   }
   for (int p = 0; p < 3; ++p) {
     EXPECT_EQ(seen[p], 3) << "part " << p << " ran alone";
+    EXPECT_EQ(nested[p], 1) << "part " << p;
     if (before > 0) {
       EXPECT_EQ(blas_inside[p], 1) << "part " << p;
     }
