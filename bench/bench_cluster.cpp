@@ -116,20 +116,12 @@ Run measure(int nodes, int studies, int slices, int lease, const test::PostgresS
   run.ingest_seconds = ingest_seconds;
   if (!finished) throw std::runtime_error(std::to_string(done) + " of " + std::to_string(studies) + " studies finished");
   // A job reports its end a moment after the study's record is written.
-  for (size_t i = 0; i < servers.size(); ++i) {
-    test::wait_until(
-        [&] {
-          for (const auto& j : servers[i]->get_json("/jobs?expand"))
-            if (j["Type"] == "UniBiomedAnalysis" && (j["State"] == "Running" || j["State"] == "Pending")) return false;
-          return true;
-        },
-        std::chrono::seconds(30));
-    for (const auto& j : servers[i]->get_json("/jobs?expand"))
-      if (j["Type"] == "UniBiomedAnalysis" && j["State"] == "Success") {
+  for (size_t i = 0; i < servers.size(); ++i)
+    for (const auto& j : servers[i]->settled_jobs("UniBiomedAnalysis", std::chrono::seconds(30)))
+      if (j["State"] == "Success") {
         run.per_node["node-" + std::to_string(i)]++;
         run.job_seconds += j.value("EffectiveRuntime", 0.0);
       }
-  }
   size_t jobs = 0;
   for (const auto& [node, n] : run.per_node) jobs += n;
   if (jobs > 0) run.job_seconds /= static_cast<double>(jobs);

@@ -160,12 +160,6 @@ nlohmann::json OrthancClient::post_bytes(const std::string& uri, const std::stri
   return parse_json(checked(OrthancPluginHttpMethod_Post, uri, body, false).body, "POST " + uri);
 }
 
-void OrthancClient::put_text(const std::string& uri, const std::string& text) const {
-  checked(OrthancPluginHttpMethod_Put, uri, text, false);
-}
-
-void OrthancClient::remove(const std::string& uri) const { checked(OrthancPluginHttpMethod_Delete, uri, {}, true); }
-
 void OrthancClient::write_metadata(const std::string& uri, const std::optional<std::string>& text) const {
   const OrthancPluginHttpMethod method = text ? OrthancPluginHttpMethod_Put : OrthancPluginHttpMethod_Delete;
   RestResponse r;

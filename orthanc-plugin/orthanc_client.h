@@ -39,8 +39,6 @@ class OrthancClient {
   std::string get_bytes(const std::string& uri) const;
   nlohmann::json post_json(const std::string& uri, const nlohmann::json& body) const;
   nlohmann::json post_bytes(const std::string& uri, const std::string& body) const;
-  void put_text(const std::string& uri, const std::string& text) const;
-  void remove(const std::string& uri) const;  // DELETE; an absent resource is not an error
 
   // Writes one metadata item (nullopt: deletes it) in a way that also works where Orthanc's
   // "CheckRevisions" is on (clusters): the revision just read goes along as If-Match, and a

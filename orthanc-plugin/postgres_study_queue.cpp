@@ -345,16 +345,23 @@ class PostgresStudyQueue final : public StudyQueue {
                    state ? state : "");
   }
 
-  // One statement in its own transaction; reconnects once when the connection was lost.
-  Result exec(const std::string& sql, const std::vector<std::string>& params) const {
+  // Runs `f` on a connection; once more on a new one when the connection was lost meanwhile (a
+  // database restart, a failover), not when the statement itself failed.
+  template <class F>
+  Result reconnecting(F&& f) const {
     connect();
     try {
-      return raw_exec(sql, params);
+      return f();
     } catch (const SqlError&) {
       if (PQstatus(conn_) == CONNECTION_OK) throw;
     }
     connect();
-    return raw_exec(sql, params);
+    return f();
+  }
+
+  // One statement in its own transaction.
+  Result exec(const std::string& sql, const std::vector<std::string>& params) const {
+    return reconnecting([&] { return raw_exec(sql, params); });
   }
 
   // Several statements in one transaction; returns the last one's result.
@@ -372,14 +379,7 @@ class PostgresStudyQueue final : public StudyQueue {
   }
 
   Result transaction(const std::vector<Statement>& statements) const {
-    connect();
-    try {
-      return run_transaction(statements);
-    } catch (const SqlError&) {
-      if (PQstatus(conn_) == CONNECTION_OK) throw;
-    }
-    connect();
-    return run_transaction(statements);
+    return reconnecting([&] { return run_transaction(statements); });
   }
 
   // Two nodes replacing the waiting row of one study at once: the loser's insert hits the

@@ -78,6 +78,14 @@ class OrthancCluster : public OrthancPlugin {
     return per_node;
   }
 
+  // Starts `holder` alone, sends it a slow study and returns once its model works on it (so
+  // `holder` holds the study in the queue), then starts `other`.
+  void hold_slow_study(OrthancServer& holder, OrthancServer& other, StudySpec& spec) {
+    holder.start();
+    ASSERT_NO_FATAL_FAILURE(send_slow_study_until_model_stage(holder, spec));
+    other.start();
+  }
+
   static void expect_analysed_once(const OrthancServer& server, const StudySpec& spec, int attempt = 1) {
     const json s = wait_for_end(server, spec.study_uid);
     ASSERT_EQ(s["State"], "done") << spec.patient_id << ": " << s.dump(2);
@@ -180,16 +188,9 @@ TEST_F(OrthancCluster, AStudyStillArrivingAtOneNodeIsNotTakenByAnother) {
 TEST_F(OrthancCluster, ANodeKilledWhileItHoldsAStudyLosesItToAnotherNodeAfterTheLease) {
   auto& a = node("node-a");
   auto& b = node("node-b");
-  a.start();
+  // Kill node-a (SIGKILL: no clean shutdown) while its model works on the study, node-b running.
   StudySpec spec;
-  spec.slices = kSlowStudySlices;
-  send(a, write_ct_series(dir_ / "ct", spec));
-  // Only node-a runs, so node-a holds the study; kill it (SIGKILL: no clean shutdown) while the
-  // model works on it, with node-b running.
-  json seen;
-  ASSERT_TRUE(wait_for_model_stage(a, spec.study_uid, seen))
-      << "the analysis never reached the model stage: " << seen.dump(2);
-  b.start();
+  ASSERT_NO_FATAL_FAILURE(hold_slow_study(a, b, spec));
   const json before = b.get_json("/unibiomed/status")["Queue"];
   EXPECT_EQ(before["RunningPerNode"]["node-a"], 1) << before.dump(2);
   a.kill();
@@ -213,14 +214,8 @@ TEST_F(OrthancCluster, ANodeKilledWhileItHoldsAStudyLosesItToAnotherNodeAfterThe
 TEST_F(OrthancCluster, ANodePausedPastItsLeaseStopsWithoutWritingWhenItResumes) {
   auto& a = node("node-a");
   auto& b = node("node-b");
-  a.start();
   StudySpec spec;
-  spec.slices = kSlowStudySlices;
-  send(a, write_ct_series(dir_ / "ct", spec));
-  json seen;
-  ASSERT_TRUE(wait_for_model_stage(a, spec.study_uid, seen))
-      << "the analysis never reached the model stage: " << seen.dump(2);
-  b.start();
+  ASSERT_NO_FATAL_FAILURE(hold_slow_study(a, b, spec));
   // node-a hangs (SIGSTOP) in the middle of the model; node-b takes the study over after the
   // lease and finishes it.
   a.pause();
@@ -229,13 +224,8 @@ TEST_F(OrthancCluster, ANodePausedPastItsLeaseStopsWithoutWritingWhenItResumes) 
   // node-a wakes up: its next renewal or its check before storing finds the claim gone, and its
   // attempt ends without writing anything over node-b's results.
   a.resume();
-  ASSERT_TRUE(wait_until(
-      [&] {
-        for (const auto& j : our_jobs(a))
-          if (j["State"] == "Running" || j["State"] == "Pending") return false;
-        return true;
-      },
-      60s));
+  for (const auto& j : our_settled_jobs(a, 60s))
+    ASSERT_TRUE(j["State"] != "Running" && j["State"] != "Pending") << "node-a's attempt never ended: " << j.dump(2);
   std::this_thread::sleep_for(2s);
   const json after = study(b, spec.study_uid);
   EXPECT_EQ(after["Attempt"], 2) << after.dump(2);

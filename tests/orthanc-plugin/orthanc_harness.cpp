@@ -229,6 +229,27 @@ nlohmann::json OrthancServer::get_json(const std::string& path) const {
   return r.json();
 }
 
+std::vector<nlohmann::json> OrthancServer::jobs(const std::string& type) const {
+  std::vector<nlohmann::json> out;
+  for (const auto& j : get_json("/jobs?expand"))
+    if (j["Type"] == type) out.push_back(j);
+  return out;
+}
+
+std::vector<nlohmann::json> OrthancServer::settled_jobs(const std::string& type,
+                                                        std::chrono::milliseconds timeout) const {
+  std::vector<nlohmann::json> out;
+  wait_until(
+      [&] {
+        out = jobs(type);
+        for (const auto& j : out)
+          if (j["State"] == "Running" || j["State"] == "Pending") return false;
+        return true;
+      },
+      timeout);
+  return out;
+}
+
 std::pair<int, std::string> OrthancServer::store(const std::vector<fs::path>& files,
                                                  const std::string& calling_aet) const {
   std::vector<std::string> argv = {"storescu", "-R", "-aet", calling_aet, "-aec", "ORTHANC", "127.0.0.1",

@@ -84,6 +84,12 @@ class OrthancServer {
   HttpResult del(const std::string& path) const;
   nlohmann::json get_json(const std::string& path) const;  // throws unless HTTP 200
 
+  // This server's jobs of one type (e.g. "UniBiomedAnalysis"), expanded; and the same once none
+  // of them is Pending or Running, or `timeout` passed (a job reports its end a moment after its
+  // work wrote the study's record).
+  std::vector<nlohmann::json> jobs(const std::string& type) const;
+  std::vector<nlohmann::json> settled_jobs(const std::string& type, std::chrono::milliseconds timeout) const;
+
   // storescu -R -aet <calling> -aec ORTHANC to this server; returns storescu's exit code and output.
   std::pair<int, std::string> store(const std::vector<std::filesystem::path>& files,
                                     const std::string& calling_aet = "SCU") const;

@@ -126,26 +126,23 @@ class OrthancPlugin : public ::testing::Test {
         kAnalysisTimeout, 20ms);
   }
 
-  static std::vector<json> our_jobs(const OrthancServer& server) {
-    std::vector<json> jobs;
-    for (const auto& j : server.get_json("/jobs?expand"))
-      if (j["Type"] == "UniBiomedAnalysis") jobs.push_back(j);
-    return jobs;
+  // Sends `server` a slow study (kSlowStudySlices) and returns once its model works on it, so
+  // that a kill, a pause or a cancel interrupts the model.
+  void send_slow_study_until_model_stage(const OrthancServer& server, StudySpec& spec) {
+    spec.slices = kSlowStudySlices;
+    send(server, write_ct_series(dir_ / "ct", spec));
+    json seen;
+    ASSERT_TRUE(wait_for_model_stage(server, spec.study_uid, seen))
+        << "the analysis never reached the model stage: " << seen.dump(2);
   }
+
+  static std::vector<json> our_jobs(const OrthancServer& server) { return server.jobs("UniBiomedAnalysis"); }
 
   // Our jobs once none is pending or running: the study record is written by the job's work,
   // a moment before its last Step() reports the outcome to Orthanc.
-  static std::vector<json> our_settled_jobs(const OrthancServer& server) {
-    std::vector<json> jobs;
-    wait_until(
-        [&] {
-          jobs = our_jobs(server);
-          for (const auto& j : jobs)
-            if (j["State"] == "Running" || j["State"] == "Pending") return false;
-          return true;
-        },
-        std::chrono::seconds(30));
-    return jobs;
+  static std::vector<json> our_settled_jobs(const OrthancServer& server,
+                                            std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    return server.settled_jobs("UniBiomedAnalysis", timeout);
   }
 
   TempDir dir_{"unibiomed-plugin-test"};

@@ -179,13 +179,8 @@ TEST_F(OrthancPlugin, KilledDuringAJobTheStudyCompletesExactlyOnceAfterRestart) 
   auto& server = make_server(o);
   server.start();
   StudySpec spec;
-  spec.slices = kSlowStudySlices;
-  send(server, write_ct_series(dir_ / "ct", spec));
-
   // Kill Orthanc (SIGKILL: no clean shutdown) while the model is working on the study.
-  json seen;
-  ASSERT_TRUE(wait_for_model_stage(server, spec.study_uid, seen))
-      << "the analysis never reached the model stage: " << seen.dump(2);
+  ASSERT_NO_FATAL_FAILURE(send_slow_study_until_model_stage(server, spec));
   server.kill();
 
   server.start();
