@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "inference/device.h"
 
+#include <c10/util/Exception.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <cstdio>
+#include <sstream>
+
+#include "inference/error.h"
 
 #ifdef UNIBIOMED_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -91,6 +95,61 @@ std::string describe_device(const c10::Device& device) {
   }
 #endif
   return out + ", libtorch " + libtorch_version();
+}
+
+namespace {
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+// "2.00 GiB" out of "... Tried to allocate 2.00 GiB. GPU 0 has ...", or "".
+std::string requested_size(const std::string& message) {
+  const std::string key = "Tried to allocate ";
+  const size_t at = message.find(key);
+  if (at == std::string::npos) return "";
+  std::istringstream words(message.substr(at + key.size()));
+  std::string amount, unit;
+  words >> amount >> unit;
+  while (!unit.empty() && (unit.back() == '.' || unit.back() == ',' || unit.back() == ';' || unit.back() == ')'))
+    unit.pop_back();
+  return amount.empty() || unit.empty() ? std::string() : amount + " " + unit;
+}
+
+std::string first_line(const std::string& text) {
+  const size_t end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+}  // namespace
+
+std::string out_of_memory_message(const std::string& step, const c10::Device& device, const DeviceMemory& memory,
+                                  const std::string& libtorch_message, bool loading) {
+  std::string out = step + ": out of memory on " + device.str();
+  std::string facts;
+  const std::string asked = requested_size(libtorch_message);
+  if (!asked.empty()) facts = asked + " more asked for";
+  if (memory.known && memory.total > 0)
+    facts += (facts.empty() ? "" : ", ") + gib(memory.free) + " free of " + gib(memory.total);
+  if (!facts.empty()) out += " (" + facts + ")";
+  if (loading)
+    return out + ": the model does not fit there; use a device with more free memory, or the CPU "
+                 "(--device cpu, \"Device\": \"cpu\")";
+  return out + ": lower the batch size (\"BatchSize\" in the plugin's configuration, --batch-size of unibiomed "
+               "analyze), ask fewer tasks at once, or run on the CPU (--device cpu, \"Device\": \"cpu\")";
+}
+
+void throw_inference_error(const std::string& step, const c10::Error& error, const c10::Device& device, bool loading) {
+  const std::string message = first_line(error.what_without_backtrace());
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr) {
+    // What the caching allocator keeps for reuse goes back first, so that the free memory
+    // reported is what the next request will find.
+    release_device_cache(device);
+    throw DeviceOutOfMemory(out_of_memory_message(step, device, device_memory(device), message, loading), device.str());
+  }
+  throw InferenceError(step + ": libtorch: " + message);
 }
 
 }  // namespace unibiomed::inference

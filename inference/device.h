@@ -18,6 +18,10 @@
 #include <cstdint>
 #include <string>
 
+namespace c10 {
+class Error;
+}
+
 namespace unibiomed::inference {
 
 // Whether this build's libtorch has CUDA and sees at least one device.
@@ -44,5 +48,21 @@ std::string describe_device(const c10::Device& device);
 
 // The libtorch version this program was built against, e.g. "1.13.1".
 std::string libtorch_version();
+
+// ---- Errors of the device ------------------------------------------------------------------
+// One line for a step that ran out of memory on `device`: "<step>: out of memory on cuda:0
+// (2.00 GiB more asked for, 1.2 GiB free of 79.1 GiB): <what to do>". `libtorch_message` is
+// the allocator's message (its "Tried to allocate N" is kept); `memory` the device's figures
+// (left out when not known); `loading`: the step loads the model (then the advice is a larger
+// device or the CPU, not a smaller batch).
+std::string out_of_memory_message(const std::string& step, const c10::Device& device, const DeviceMemory& memory,
+                                  const std::string& libtorch_message, bool loading = false);
+
+// Throws the InferenceError for a libtorch error met while `step` ran on `device`: for an
+// out-of-memory error (c10::OutOfMemoryError) a DeviceOutOfMemory (error.h) with
+// out_of_memory_message, after giving the allocator's cached blocks back; for any other the
+// first line of libtorch's message, without its C++ backtrace.
+[[noreturn]] void throw_inference_error(const std::string& step, const c10::Error& error, const c10::Device& device,
+                                        bool loading = false);
 
 }  // namespace unibiomed::inference

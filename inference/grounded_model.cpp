@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "inference/checkpoint_layout.h"
+#include "inference/device.h"
 #include "inference/error.h"
 #include "inference/generation.h"
 #include "inference/grounded_model_impl.h"
@@ -33,11 +34,8 @@ namespace unibiomed::inference {
 
 namespace fs = std::filesystem;
 
-InferenceError torch_error(const std::string& step, const c10::Error& error) {
-  std::string message = error.what_without_backtrace();
-  const size_t end = message.find('\n');
-  if (end != std::string::npos) message.resize(end);
-  return InferenceError(step + ": libtorch: " + message);
+void GroundedModel::Impl::torch_error(const std::string& step, const c10::Error& error) const {
+  throw_inference_error(step, error, compute.device);
 }
 
 struct EncodedImage::State {
@@ -174,7 +172,12 @@ std::unique_ptr<GroundedModel> GroundedModel::load(const fs::path& dir, const Lo
   }
   return std::unique_ptr<GroundedModel>(new GroundedModel(std::move(impl)));
 } catch (const c10::Error& e) {
-  throw torch_error("loading the model", e);
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(options.device);
+  } catch (const c10::Error&) {
+  }
+  throw_inference_error("loading the model", e, device, /*loading=*/true);
 }
 
 const ModelConfig& GroundedModel::config() const { return impl_->config; }
@@ -189,7 +192,7 @@ std::string GroundedModel::weights_hash() const {
 std::shared_ptr<const EncodedImage> GroundedModel::encode(const RgbImage& image, const std::atomic<bool>* cancel) const try {
   return encode_batch({image}, cancel).front();
 } catch (const c10::Error& e) {
-  throw torch_error("encoding an image", e);
+  impl_->torch_error("encoding an image", e);
 }
 
 std::vector<std::shared_ptr<const EncodedImage>> GroundedModel::encode_batch(const std::vector<RgbImage>& images,
@@ -226,7 +229,7 @@ std::vector<std::shared_ptr<const EncodedImage>> GroundedModel::encode_batch(con
   }
   return out;
 } catch (const c10::Error& e) {
-  throw torch_error("encoding images", e);
+  impl_->torch_error("encoding images", e);
 }
 
 void GroundedModel::encode_grounding(const std::vector<std::shared_ptr<const EncodedImage>>& images,
@@ -261,7 +264,7 @@ void GroundedModel::encode_grounding(const std::vector<std::shared_ptr<const Enc
     }
   }
 } catch (const c10::Error& e) {
-  throw torch_error("encoding images for SAM2", e);
+  impl_->torch_error("encoding images for SAM2", e);
 }
 
 GroundedAnswer GroundedModel::Impl::finish(const GenerationResult& r, const EncodedImage& image,
@@ -315,7 +318,7 @@ GroundedAnswer GroundedModel::answer(const EncodedImage& image, const std::strin
   one.batch_size = 1;
   return answer_batch(std::vector<std::shared_ptr<const EncodedImage>>{ref}, question, one).front();
 } catch (const c10::Error& e) {
-  throw torch_error("answering", e);
+  impl_->torch_error("answering", e);
 }
 
 GroundedAnswer GroundedModel::answer(const RgbImage& image, const std::string& question,
@@ -323,7 +326,7 @@ GroundedAnswer GroundedModel::answer(const RgbImage& image, const std::string& q
   const auto encoded = encode(image, options.cancel);
   return answer(*encoded, question, options);
 } catch (const c10::Error& e) {
-  throw torch_error("answering", e);
+  impl_->torch_error("answering", e);
 }
 
 std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<RgbImage>& images,
@@ -341,7 +344,7 @@ std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<RgbIma
   }
   return out;
 } catch (const c10::Error& e) {
-  throw torch_error("answering", e);
+  impl_->torch_error("answering", e);
 }
 
 std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<std::shared_ptr<const EncodedImage>>& images,
@@ -392,7 +395,7 @@ std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<std::s
   }
   return answers;
 } catch (const c10::Error& e) {
-  throw torch_error("answering", e);
+  impl_->torch_error("answering", e);
 }
 
 }  // namespace unibiomed::inference

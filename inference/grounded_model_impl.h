@@ -28,10 +28,6 @@
 
 namespace unibiomed::inference {
 
-// A libtorch error met while `step` ran, as the one error type that leaves inference/: the
-// first line of libtorch's message, without the C++ backtrace libtorch appends.
-InferenceError torch_error(const std::string& step, const c10::Error& error);
-
 struct GroundedModel::Impl {
   std::filesystem::path dir;
   ModelConfig config;
@@ -50,6 +46,9 @@ struct GroundedModel::Impl {
   mutable std::mutex hash_mutex;
   mutable std::string hash;
 
+  // Throws a libtorch error met while `step` ran as the one error type that leaves inference/
+  // (device.h, throw_inference_error): DeviceOutOfMemory when the device ran out of memory.
+  [[noreturn]] void torch_error(const std::string& step, const c10::Error& error) const;
   void check_owner(const EncodedImage& image) const;
   std::shared_ptr<const EncodedImage> make_encoded(const RgbImage& image, torch::Tensor tokens) const;
   std::vector<int64_t> prompt_ids(const std::string& question, int tiles) const;

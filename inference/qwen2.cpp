@@ -169,8 +169,30 @@ torch::Tensor Qwen2Model::attention(const torch::Tensor& q, const KvCache& cache
   qh.copy_(q.view({B, C, kv_heads, g, head_dim_}).permute({0, 2, 1, 3, 4}));
   qh.mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)));
   qh = qh.view({B, kv_heads, C * g, head_dim_});
-  torch::Tensor out = torch::empty_like(qh);
   const auto minus_inf = -std::numeric_limits<double>::infinity();
+  if (!q.is_cpu()) {
+    // On a GPU every sequence and kv head at once (the blocks below keep a CPU's scores in its
+    // caches; on a GPU they would only multiply the kernel launches). Same arithmetic: scores
+    // over the keys seen so far, the causal mask among the chunk's own positions, softmax in
+    // float32.
+    const int64_t seen = first_position + C;
+    const torch::Tensor keys = cache.keys_[layer].narrow(2, 0, seen);
+    const torch::Tensor values = cache.values_[layer].narrow(2, 0, seen);
+    torch::Tensor scores = torch::matmul(qh, keys.transpose(-2, -1));  // [B, kv, C*g, seen]
+    if (C > 1) {
+      const auto on = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+      // Query t (position first_position + t) sees keys 0 .. first_position + t.
+      const torch::Tensor future =
+          torch::arange(seen, on).view({1, 1, seen}) > (torch::arange(C, on) + first_position).view({C, 1, 1});
+      scores.view({B, kv_heads, C, g, seen}).masked_fill_(future.view({1, 1, C, 1, seen}), minus_inf);
+    }
+    const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+    return torch::matmul(probs, values)
+        .view({B, kv_heads, C, g, head_dim_})
+        .permute({0, 2, 1, 3, 4})
+        .reshape({B, C, config_.hidden_size});
+  }
+  torch::Tensor out = torch::empty_like(qh);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < kv_heads; ++h) {
       const torch::Tensor keys = cache.keys_[layer][b][h], values = cache.values_[layer][b][h];

@@ -5,9 +5,11 @@
 #include <dlfcn.h>
 #include <sched.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <sstream>
@@ -28,6 +30,17 @@ F openblas_function(const char* name) {
   return reinterpret_cast<F>(::dlsym(RTLD_DEFAULT, name));
 }
 
+// c10::Allocator changed in libtorch 2.x: allocate() is no longer const (2.3) and copy_data()
+// (2.2) must be implemented. The cache is written once for both.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define UNIBIOMED_ALLOCATE_CONST
+#else
+#define UNIBIOMED_ALLOCATE_CONST const
+#endif
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+#define UNIBIOMED_ALLOCATOR_HAS_COPY_DATA 1
+#endif
+
 // The tensor memory cache (runtime.h). Blocks under kMinCached bytes go to libtorch's default
 // allocator; larger ones are rounded up to a size class and kept on free.
 class CachingCpuAllocator final : public c10::Allocator {
@@ -38,7 +51,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   explicit CachingCpuAllocator(c10::Allocator* fallback) : fallback_(fallback) {}
 
   // The data pointer is also the deleter's context, as Allocator::raw_allocate requires.
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) UNIBIOMED_ALLOCATE_CONST override {
     if (n < kMinCached) return fallback_->allocate(n);
     const size_t bytes = size_class(n);
     void* p = nullptr;
@@ -69,6 +82,12 @@ class CachingCpuAllocator final : public c10::Allocator {
     return {p, p, &CachingCpuAllocator::deleter, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &CachingCpuAllocator::deleter; }
+#ifdef UNIBIOMED_ALLOCATOR_HAS_COPY_DATA
+  // Plain host memory on both sides (Allocator::clone).
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    if (count) std::memcpy(dest, src, count);
+  }
+#endif
 
   void set_limit(size_t max_cached) {
     std::lock_guard<std::mutex> lock(mutex_);

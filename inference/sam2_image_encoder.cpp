@@ -139,8 +139,10 @@ void mlp_residual_(const Sam2ImageEncoder::Block& b, torch::Tensor& x) {
     return;
   }
   auto flat = x.view({-1, b.dim_out});
-  for (int64_t s = 0, n = flat.size(0); s < n; s += kMlpTokens) {
-    auto chunk = flat.narrow(0, s, std::min(kMlpTokens, n - s));
+  // The chunks are for the CPU's allocator (above); a GPU takes every token in one pass.
+  const int64_t step = x.is_cpu() ? kMlpTokens : std::max<int64_t>(flat.size(0), 1);
+  for (int64_t s = 0, n = flat.size(0); s < n; s += step) {
+    auto chunk = flat.narrow(0, s, std::min(step, n - s));
     auto m = torch::layer_norm(chunk, {b.dim_out}, b.norm2_w, b.norm2_b, b.eps);
     m = torch::gelu(torch::linear(m, b.mlp0_w, b.mlp0_b));
     chunk.add_(torch::linear(m, b.mlp1_w, b.mlp1_b));
@@ -177,11 +179,12 @@ torch::Tensor block_band(const Sam2ImageEncoder::Block& b, const torch::Tensor& 
   return out;
 }
 
-// A windowed block touches each window alone, so it runs band by band (rows of whole windows,
-// which are the reference's windows since both start at the top); a global block at once.
+// A windowed block touches each window alone, so on the CPU it runs band by band (rows of whole
+// windows, which are the reference's windows since both start at the top); a global block, and
+// every block on a GPU (where small bands only add kernel launches), at once.
 torch::Tensor block_forward(const Sam2ImageEncoder::Block& b, const torch::Tensor& x) {
   const int64_t h = x.size(1);
-  if (b.window == 0) return block_band(b, x);
+  if (b.window == 0 || !x.is_cpu()) return block_band(b, x);
   const int64_t tokens_per_window_row = x.size(0) * b.window * x.size(2);
   const int64_t rows = std::max<int64_t>(1, kBandTokens / tokens_per_window_row) * b.window;
   if (rows >= h) return block_band(b, x);

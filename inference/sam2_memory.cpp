@@ -7,6 +7,7 @@
 
 #include <torch/nn/functional.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
@@ -244,8 +245,7 @@ torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor&
   // the memory tokens runs on mem_dim columns instead of D.
   auto attention = [&](const AttentionLayer::Proj& p, const torch::Tensor& q_in, const torch::Tensor& k_in,
                        const torch::Tensor& v_in, int64_t k_exclude) {
-    // 1/sqrt(D) folded into q (a power of two for the released D = 256, so exact there).
-    auto q = rotate(torch::linear(q_in, p.q_w, p.q_b), rope_cos_, rope_sin_).mul_(1.0 / std::sqrt(static_cast<double>(d)));
+    auto q = rotate(torch::linear(q_in, p.q_w, p.q_b), rope_cos_, rope_sin_);
     auto k = torch::linear(k_in, p.k_w, p.k_b);
     const int64_t k_rope = k.size(1) - k_exclude;
     if (k_exclude == 0) {
@@ -255,6 +255,17 @@ torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor&
     }
     const bool late_values = v_in.size(2) < d;
     auto v = late_values ? v_in.contiguous() : torch::linear(v_in, p.v_w, p.v_b);
+#if TORCH_VERSION_MAJOR >= 2
+    if (!q.is_cpu()) {
+      // A GPU's fused attention (one head of width D, scaled by 1/sqrt(D)); the score chunks
+      // below are for the CPU's caches and allocator.
+      auto o = at::scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1);
+      if (late_values) o = torch::linear(o, p.v_w, p.v_b);
+      return torch::linear(o, p.o_w, p.o_b);
+    }
+#endif
+    // 1/sqrt(D) folded into q (a power of two for the released D = 256, so exact there).
+    q.mul_(1.0 / std::sqrt(static_cast<double>(d)));
     const int64_t lq = q.size(1), lk = k.size(1);
     // The query axis in chunks of at most max_scores scores, in one buffer reused by every
     // chunk, layer and (with a caller's scratch) frame: with 5 key frames and 6 recent frames

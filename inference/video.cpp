@@ -96,7 +96,7 @@ std::shared_ptr<const EncodedVideo> GroundedModel::encode_video(const std::vecto
   }
   return std::make_shared<const EncodedVideo>(std::move(s));
 } catch (const c10::Error& e) {
-  throw torch_error("encoding a video", e);
+  impl_->torch_error("encoding a video", e);
 }
 
 VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::string& question,
@@ -221,7 +221,7 @@ VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::st
   }
   return a;
 } catch (const c10::Error& e) {
-  throw torch_error("answering about a video", e);
+  impl_->torch_error("answering about a video", e);
 }
 
 }  // namespace unibiomed::inference

@@ -215,6 +215,23 @@ void VisionEncoder::attention(const torch::Tensor& qkv, torch::Tensor& out, int6
   }
 }
 
+namespace {
+
+// LayerNorm of x into `normed`. On the CPU through native_layer_norm_out, which writes into the
+// reused buffers; elsewhere through layer_norm, because a GPU's native_layer_norm keeps its
+// statistics in float32 for bfloat16 input (the buffers are in the compute dtype) and its
+// allocator already reuses memory.
+void layer_norm_into(torch::Tensor& normed, torch::Tensor& mean, torch::Tensor& rstd, const torch::Tensor& x,
+                     int64_t channels, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
+  if (x.is_cpu()) {
+    at::native_layer_norm_out(normed, mean, rstd, x, {channels}, weight, bias, eps);
+    return;
+  }
+  normed.copy_(torch::layer_norm(x, {channels}, weight, bias, eps));
+}
+
+}  // namespace
+
 // x += ls1 * attn(norm1(x)); x += ls2 * mlp(norm2(x)) (InternVisionEncoderLayer.forward).
 void VisionEncoder::run_layer(const Layer& l, torch::Tensor& x, int64_t batch, int64_t tokens, Scratch& s) const {
   const int64_t rows = batch * tokens, C = hidden_;
@@ -222,12 +239,12 @@ void VisionEncoder::run_layer(const Layer& l, torch::Tensor& x, int64_t batch, i
   torch::Tensor normed = s.normed.narrow(0, 0, rows), mean = s.mean.narrow(0, 0, rows), rstd = s.rstd.narrow(0, 0, rows);
   torch::Tensor qkv = s.qkv.narrow(0, 0, rows), attended = s.attended.narrow(0, 0, rows), mlp = s.mlp.narrow(0, 0, rows);
 
-  at::native_layer_norm_out(normed, mean, rstd, x2, {C}, l.norm1_weight, l.norm1_bias, layer_norm_eps_);
+  layer_norm_into(normed, mean, rstd, x2, C, l.norm1_weight, l.norm1_bias, layer_norm_eps_);
   at::addmm_out(qkv, l.qkv_bias, normed, l.qkv_weight_t);
   attention(qkv, attended, batch, tokens, s);
   x2.addmm_(attended, l.proj_weight_t).add_(l.proj_bias);
 
-  at::native_layer_norm_out(normed, mean, rstd, x2, {C}, l.norm2_weight, l.norm2_bias, layer_norm_eps_);
+  layer_norm_into(normed, mean, rstd, x2, C, l.norm2_weight, l.norm2_bias, layer_norm_eps_);
   at::addmm_out(mlp, l.fc1_bias, normed, l.fc1_weight_t);
   at::gelu_(mlp);  // exact (erf) GELU, the default approximate="none"
   x2.addmm_(mlp, l.fc2_weight_t).add_(l.fc2_bias);

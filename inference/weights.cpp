@@ -28,6 +28,10 @@ ComputeOptions ComputeOptions::from_strings(const std::string& device, const std
   }
   if (o.device.is_cuda() && !torch::cuda::is_available())
     throw InferenceError("device \"" + device + "\" was asked for but this libtorch sees no CUDA device");
+  if (o.device.is_cuda() && o.device.has_index() &&
+      static_cast<size_t>(o.device.index()) >= torch::cuda::device_count())
+    throw InferenceError("device \"" + device + "\" was asked for but this machine has " +
+                         std::to_string(torch::cuda::device_count()) + " CUDA device(s) (cuda:0 ...)");
   if (!o.device.is_cpu() && !o.device.is_cuda())
     throw InferenceError("device \"" + device + "\" is not supported (cpu or cuda)");
   if (dtype == "auto" || dtype.empty())
