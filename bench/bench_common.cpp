@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -215,6 +216,50 @@ std::string load_average() {
   std::string a, b, c;
   if (!(in >> a >> b >> c)) return "";
   return a + " " + b + " " + c;
+}
+
+// ---- machine-readable results ----
+
+namespace {
+
+std::string result_token(const std::string& text) {
+  std::string out = text.empty() ? std::string("-") : text;
+  for (char& c : out)
+    if (c == '=' || c == ' ' || c == '\t' || c == '\n' || c == '\r') c = '_';
+  return out;
+}
+
+}  // namespace
+
+std::string result_number(double value) {
+  if (!std::isfinite(value)) return "nan";
+  char buf[64];
+  if (value == std::floor(value) && std::fabs(value) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.0f", value);
+  else
+    std::snprintf(buf, sizeof buf, "%.6g", value);
+  return buf;
+}
+
+ResultLine::ResultLine(const std::string& name) : text_("RESULT name=" + result_token(name)) {}
+
+ResultLine& ResultLine::set(const std::string& key, const std::string& value) {
+  text_ += " " + result_token(key) + "=" + result_token(value);
+  return *this;
+}
+
+ResultLine& ResultLine::set(const std::string& key, double value) {
+  return set(key, result_number(value));
+}
+
+std::string ResultLine::str() const {
+  return text_;
+}
+
+void ResultLine::print() const {
+  std::fflush(stdout);
+  std::printf("%s\n", text_.c_str());
+  std::fflush(stdout);
 }
 
 // ---- memory ----

@@ -13,7 +13,11 @@
 //     its own pthread pool, see inference/runtime.h), so that the figure is what `threads` cores
 //     can stream;
 //   - resident memory (VmRSS / VmHWM) with a reset of the peak, CPU time, load average;
-//   - the dtypes a bench compares (--dtypes).
+//   - the dtypes a bench compares (--dtypes);
+//   - ResultLine: one machine-readable line per figure ("RESULT name=... key=value ..."), printed
+//     beside the human-readable output, for scripts that collect the figures into a table;
+//   - bench_device.h: the device a model bench runs on (--device cpu|cuda[:N]), timings that
+//     wait for the device, the probes on the device, the peak memory of a stage.
 //
 // bench_common.cpp has no libtorch in it; the probes and the dtype list that need libtorch or
 // inference/ are in bench_common_torch.cpp (library unibiomed_bench_torch).
@@ -96,6 +100,32 @@ double steady_seconds();
 // The first three fields of /proc/loadavg ("1.02 0.98 0.75"), empty where unreadable.
 std::string load_average();
 
+// ---- machine-readable results ----
+
+// One figure as one line of `key=value` fields, in the order set, starting with "RESULT
+// name=NAME": e.g. "RESULT name=vision_tiles_per_s batch=8 device=cuda:0 dtype=bfloat16
+// value=123.4 unit=tiles/s peak_gpu_mib=812". Every figure a bench prints for a table gets one,
+// so that a script can collect them without reading the prose (grep '^RESULT '). Keys and
+// values never contain blanks or '=' (replaced by '_'); numbers are printed with 6 significant
+// digits, whole numbers without a fraction; a number that is not finite prints as "nan".
+class ResultLine {
+ public:
+  explicit ResultLine(const std::string& name);
+  ResultLine& set(const std::string& key, const std::string& value);
+  ResultLine& set(const std::string& key, const char* value) { return set(key, std::string(value)); }
+  ResultLine& set(const std::string& key, double value);
+  ResultLine& set(const std::string& key, int value) { return set(key, static_cast<double>(value)); }
+  ResultLine& set(const std::string& key, int64_t value) { return set(key, static_cast<double>(value)); }
+  std::string str() const;
+  // The line on stdout, flushed.
+  void print() const;
+
+ private:
+  std::string text_;
+};
+// A number as ResultLine writes it ("8", "123.4", "0.000123", "nan").
+std::string result_number(double value);
+
 // ---- memory ----
 
 // A field of /proc/self/status in MiB ("VmRSS:", "VmHWM:"); -1 where missing.
@@ -127,10 +157,13 @@ BandwidthProbe memory_read_probe(int threads = 0, std::size_t bytes = kProbeBand
 inline constexpr int kProbeMatmulSize = 2048;
 struct MatmulProbe {
   std::string dtype;
+  std::string device = "cpu";  // where it ran (bench_device.h's matmul_probe: also "cuda:N")
   int n = 0, warmup = 0, runs = 0;
   double median_seconds = 0;
   double gflops = 0;
-  std::string describe() const;  // "float32 matmul 2048^2: 151.2 GFLOP/s (median of 5 after 1 warm-up)"
+  // "float32 matmul 2048^2: 151.2 GFLOP/s (median of 5 after 1 warm-up)"; " on cuda:0" after the
+  // size for a GPU.
+  std::string describe() const;
 };
 MatmulProbe matmul_probe(const std::string& dtype = "float32", int n = kProbeMatmulSize, int warmup = 1, int runs = 5);
 

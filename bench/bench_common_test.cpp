@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,27 @@ TEST(BenchCommonDeathTest, CommandLineExits) {
   EXPECT_EXIT(parse({"prog", "--n"}), testing::ExitedWithCode(2), "needs a value");
   EXPECT_EXIT(parse({"prog", "--n", "x"}), testing::ExitedWithCode(2), "bad value 'x' for --n");
   EXPECT_EXIT(parse({"prog", "--n=2", "stray"}), testing::ExitedWithCode(2), "unknown argument 'stray'");
+}
+
+TEST(BenchCommon, ResultLines) {
+  const std::string line = ResultLine("vision_tiles_per_s")
+                               .set("batch", 8)
+                               .set("device", "cuda:0")
+                               .set("dtype", std::string("bfloat16"))
+                               .set("value", 123.4)
+                               .set("unit", "tiles/s")
+                               .set("peak_gpu_mib", int64_t{812})
+                               .str();
+  EXPECT_EQ(line,
+            "RESULT name=vision_tiles_per_s batch=8 device=cuda:0 dtype=bfloat16 value=123.4 unit=tiles/s "
+            "peak_gpu_mib=812");
+  // Blanks and '=' never reach a field; an empty value stays a field.
+  EXPECT_EQ(ResultLine("a b").set("k=x", "two words").set("e", "").str(), "RESULT name=a_b k_x=two_words e=-");
+  EXPECT_EQ(result_number(0.000123456789), "0.000123457");
+  EXPECT_EQ(result_number(-3), "-3");
+  EXPECT_EQ(result_number(1234567.5), "1.23457e+06");
+  EXPECT_EQ(result_number(std::numeric_limits<double>::quiet_NaN()), "nan");
+  EXPECT_EQ(result_number(std::numeric_limits<double>::infinity()), "nan");
 }
 
 TEST(BenchCommon, BandwidthProbe) {

@@ -1,11 +1,17 @@
-// The parts of bench_common.h that need libtorch and inference/: the matmul probe and --dtypes.
+// The parts of bench_common.h that need libtorch and inference/ (the matmul probe and --dtypes),
+// and bench_device.h.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <torch/torch.h>
 
+#include <torch/cuda.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 
 #include "bench/bench_common.h"
+#include "bench/bench_device.h"
+#include "inference/device.h"
 #include "inference/runtime.h"
 
 namespace unibiomed::bench {
@@ -22,23 +28,134 @@ torch::ScalarType scalar_type(const std::string& dtype) {
 
 std::string MatmulProbe::describe() const {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%s matmul %d^2: %.1f GFLOP/s (median of %d after %d warm-up)", dtype.c_str(), n,
-                gflops, runs, warmup);
+  const std::string where = device == "cpu" || device.empty() ? "" : " on " + device;
+  std::snprintf(buf, sizeof buf, "%s matmul %d^2%s: %.1f GFLOP/s (median of %d after %d warm-up)", dtype.c_str(), n,
+                where.c_str(), gflops, runs, warmup);
   return buf;
 }
 
-MatmulProbe matmul_probe(const std::string& dtype, int n, int warmup, int runs) {
+namespace {
+
+MatmulProbe run_matmul_probe(const c10::Device& device, const std::string& dtype, int n, int warmup, int runs) {
   MatmulProbe r;
   r.dtype = dtype;
+  r.device = device_name(device);
   r.n = n;
   r.warmup = warmup;
   r.runs = std::max(1, runs);
   torch::NoGradGuard no_grad;
-  const auto options = torch::TensorOptions().dtype(scalar_type(dtype));
+  const auto options = torch::TensorOptions().dtype(scalar_type(dtype)).device(device);
   const torch::Tensor a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
-  r.median_seconds = median_seconds([&] { (void)torch::mm(a, b); }, warmup, r.runs);
+  r.median_seconds = median_device_seconds(device, [&] { (void)torch::mm(a, b); }, warmup, r.runs);
   r.gflops = 2.0 * n * n * static_cast<double>(n) / r.median_seconds / 1e9;
   return r;
+}
+
+}  // namespace
+
+MatmulProbe matmul_probe(const std::string& dtype, int n, int warmup, int runs) {
+  return run_matmul_probe(c10::Device(c10::kCPU), dtype, n, warmup, runs);
+}
+
+MatmulProbe matmul_probe(const c10::Device& device, const std::string& dtype, int warmup, int runs) {
+  return run_matmul_probe(device, dtype, probe_matmul_size(device), warmup, runs);
+}
+
+// ---- bench_device.h ----
+
+c10::Device parse_device(const std::string& text) {
+  if (text != "cpu" && text != "cuda" && text.rfind("cuda:", 0) != 0)
+    throw std::invalid_argument("cpu, cuda or cuda:N");
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(text);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("cpu, cuda or cuda:N");
+  }
+  if (device.is_cpu()) return device;
+  if (!inference::cuda_usable())
+    throw std::invalid_argument("this build's libtorch (" + inference::libtorch_version() +
+                                ") has no CUDA, or sees no GPU");
+  const int64_t index = device.has_index() ? device.index() : 0;
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (index < 0 || index >= count)
+    throw std::invalid_argument("no GPU " + std::to_string(index) + " (" + std::to_string(count) + " seen)");
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+std::string device_name(const c10::Device& device) {
+  if (device.is_cpu()) return "cpu";
+  return std::string(device.is_cuda() ? "cuda" : c10::DeviceTypeName(device.type(), /*lower_case=*/true)) + ":" +
+         std::to_string(device.has_index() ? static_cast<int>(device.index()) : 0);
+}
+
+DtypeChoice choose_dtypes(const std::string& list, const c10::Device& device) {
+  if (list == "auto" && !device.is_cpu()) return DtypeChoice{{"bfloat16"}, ""};
+  return choose_dtypes(list);
+}
+
+double median_device_seconds(const c10::Device& device, const std::function<void()>& fn, int warmup, int runs) {
+  for (int i = 0; i < warmup; ++i) fn();
+  inference::synchronize(device);
+  return median_seconds(
+      [&] {
+        fn();
+        inference::synchronize(device);
+      },
+      0, runs);
+}
+
+int probe_matmul_size(const c10::Device& device) {
+  return device.is_cpu() ? kProbeMatmulSize : 8192;
+}
+
+std::string DeviceBandwidth::describe() const {
+  char buf[160];
+  if (threads > 0)
+    std::snprintf(buf, sizeof buf, "%.1f GB/s on %d threads", gbps, threads);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f GB/s (%s)", gbps, where.c_str());
+  return buf;
+}
+
+DeviceBandwidth read_bandwidth(const c10::Device& device, int threads) {
+  DeviceBandwidth r;
+  if (device.is_cpu()) {
+    const BandwidthProbe p = memory_read_probe(threads);
+    r.gbps = p.gbps;
+    r.threads = p.threads;
+    r.where = "std::thread workers";
+    return r;
+  }
+  torch::NoGradGuard no_grad;
+  const int64_t elements = (int64_t{1} << 30) / 4;
+  const torch::Tensor x = torch::ones({elements}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  const double s = median_device_seconds(device, [&] { (void)x.sum(); }, 2, 7);
+  r.gbps = static_cast<double>(elements) * 4 / s / 1e9;
+  r.where = "torch::sum of 1 GiB on " + device_name(device);
+  return r;
+}
+
+StagePeak::StagePeak(const c10::Device& device) : device_(device), gpu_(!device.is_cpu()) {}
+
+void StagePeak::reset() {
+  if (gpu_) {
+    inference::synchronize(device_);
+    inference::reset_device_peak(device_);
+  } else {
+    resets_ = reset_peak_memory();
+  }
+}
+
+double StagePeak::peak_mib() const {
+  if (!gpu_) return status_mib("VmHWM:");
+  inference::synchronize(device_);
+  return static_cast<double>(inference::device_memory(device_).peak_allocated) / 1048576.0;
+}
+
+double StagePeak::current_mib() const {
+  if (!gpu_) return status_mib("VmRSS:");
+  return static_cast<double>(inference::device_memory(device_).allocated) / 1048576.0;
 }
 
 DtypeChoice choose_dtypes(const std::string& list) {
