@@ -44,8 +44,11 @@ class GroundedModelGolden : public ::testing::Test {
     if (!test::have_reference()) return;  // SetUp fails each test, naming what is missing
     tokenizer_dir_ = std::make_unique<test::TempDir>("unibiomed-grounding-tok");
     write_tiny_tokenizer(tokenizer_dir_->path());
+    if (!test::test_device_usable()) return;  // SetUp fails each test with the reason
     LoadOptions o;
     o.tokenizer_dir = tokenizer_dir_->path();
+    o.device = test::test_device_string();
+    o.dtype = "float32";  // "auto" would be bfloat16 on a GPU; the goldens are float32
     model_ = GroundedModel::load(test::reference_dir(), o).release();
   }
   static void TearDownTestSuite() {
@@ -55,6 +58,7 @@ class GroundedModelGolden : public ::testing::Test {
   }
   void SetUp() override {
     ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(test::test_device_usable());
   }
   static GroundedModel* model_;
   static std::unique_ptr<test::TempDir> tokenizer_dir_;
@@ -152,7 +156,7 @@ TEST_F(GroundedModelGolden, EveryTensorOutsideTheVideoPartsIsUsed) {
     for (const auto& p : video_only_prefixes()) listed |= name.rfind(p, 0) == 0;
     EXPECT_TRUE(listed) << name;
   }
-  EXPECT_EQ(id.device, "cpu");
+  EXPECT_EQ(id.device, test::test_device_string());
   EXPECT_EQ(id.dtype, "Float");
   // 437 tensors of the golden checkpoint; parameters = sum of their sizes (from the header).
   int64_t total = 0;
@@ -204,11 +208,13 @@ TEST(GroundedModelLoad, MissingPiecesAreNamed) {
   expect_error(test::reference_dir(), dev, "tpu");
 }
 
-// Every dtype the options offer, end to end on the CPU: bfloat16 (libtorch 1.13 has no bfloat16
+// Every dtype the options offer, end to end on the test device (the CPU unless
+// UNIBIOMED_TEST_DEVICE says otherwise): bfloat16 (libtorch 1.13 has no bfloat16
 // transposed convolution on the CPU: the mask decoder's upscaling is a matrix product there)
 // follows float32; float16 either runs or is refused at load with one line saying what to use.
 TEST(GroundedModelDtypes, EveryDtypeAnswersOrIsRefusedClearly) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  ASSERT_TRUE(test::test_device_usable());
   test::TempDir tok;
   write_tiny_tokenizer(tok.path());
   GoldenTensors g("e2e.safetensors");
@@ -220,9 +226,12 @@ TEST(GroundedModelDtypes, EveryDtypeAnswersOrIsRefusedClearly) {
     LoadOptions o;
     o.tokenizer_dir = tok.path();
     o.dtype = dtype;
+    o.device = test::test_device_string();
     bool runs = true;
     try {
-      const auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat16));
+      const auto a = torch::ones({2, 2}, torch::TensorOptions()
+                                             .dtype(dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat16)
+                                             .device(test::test_device()));
       (void)torch::addmm(a, a, a);
     } catch (const c10::Error&) {
       runs = false;

@@ -27,8 +27,9 @@ class Sam2Golden : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(test::test_device_usable());
     config_ = ModelConfig::load(test::reference_dir() / "config.json");
-    weights_ = std::make_unique<Weights>(Checkpoint::open(test::reference_dir()), ComputeOptions{});
+    weights_ = std::make_unique<Weights>(Checkpoint::open(test::reference_dir()), test::test_compute());
   }
   ModelConfig config_;
   std::unique_ptr<Weights> weights_;
@@ -39,6 +40,7 @@ TEST_F(Sam2Golden, ImageEncoderMatchesEveryHieraBlockAndNeckLevel) {
   Sam2ImageEncoder encoder(*weights_, config_.grounding);
   Sam2EncoderTrace trace;
   auto f = encoder.encode(g["sam_input_normalized"], nullptr, &trace);
+  EXPECT_EQ(f.image_embedding.device(), test::test_device());  // UNIBIOMED_TEST_DEVICE
 
   EXPECT_TRUE(close("patch_embed", trace.patch_embed, g["patch_embed_out_nhwc"], 1e-4, 1e-4));
   EXPECT_TRUE(close("pos_embed", trace.pos_embed, g["trunk_pos_embed_nhwc"], 1e-5));
@@ -63,8 +65,9 @@ TEST_F(Sam2Golden, MaskDecoderFromReferenceFeatures) {
   GoldenTensors g("sam2.safetensors");
   Sam2MaskDecoder decoder(*weights_, config_.grounding);
   // The reference's own features in, so that the decoder is checked on its own.
-  Sam2ImageFeatures f{g["pix_feat_with_no_mem_embed"], g["backbone_fpn_after_conv_s.0"],
-                      g["backbone_fpn_after_conv_s.1"]};
+  Sam2ImageFeatures f{test::on_test_device(g["pix_feat_with_no_mem_embed"]),
+                      test::on_test_device(g["backbone_fpn_after_conv_s.0"]),
+                      test::on_test_device(g["backbone_fpn_after_conv_s.1"])};
   Sam2DecoderTrace trace;
   auto out = decoder.decode(f, g["language_embd"], &trace);
 

@@ -12,6 +12,7 @@
 
 #include "inference/safetensors_file.h"
 #include "inference/weights.h"
+#include "tests/inference/device_test_support.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::test {

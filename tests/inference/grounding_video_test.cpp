@@ -67,10 +67,10 @@ RgbImage frame_of(const torch::Tensor& frames_u8, int64_t t) {
 class VideoBlocks : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!test::have_reference()) return;
+    if (!test::have_reference() || !test::test_device_usable()) return;  // SetUp fails each test
     const fs::path dir = test::reference_dir();
     config_ = new ModelConfig(ModelConfig::load(dir / "config.json"));
-    Weights w(Checkpoint::open(dir / "model.safetensors"), ComputeOptions{});
+    Weights w(Checkpoint::open(dir / "model.safetensors"), test::test_compute());
     encoder_ = new Sam2ImageEncoder(w, config_->grounding);
     decoder_ = new Sam2MaskDecoder(w, config_->grounding);
     memory_ = new Sam2Memory(w, config_->grounding,
@@ -94,7 +94,10 @@ class VideoBlocks : public ::testing::Test {
     delete encoder_;
     delete config_;
   }
-  void SetUp() override { ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason(); }
+  void SetUp() override {
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(test::test_device_usable());
+  }
 
   static TrackResult track(int frames, const std::vector<int>& keys, bool both, bool internals = true) {
     TrackOptions o;
@@ -200,7 +203,7 @@ TEST_F(VideoBlocks, ObjectPointerOnConditioningFrames) {
   const auto score = torch::tensor({{0.5f}, {-0.5f}});
   const auto p = memory_->object_pointer(token, score);
   EXPECT_TRUE(torch::equal(p[0], memory_->project_pointer(token)[0]));
-  EXPECT_TRUE(torch::equal(p[1], ptr_ref[0]));
+  EXPECT_TRUE(torch::equal(p[1].cpu(), ptr_ref[0]));
 }
 
 TEST_F(VideoBlocks, PropagationAgainstReference) {
@@ -299,20 +302,18 @@ TEST_F(VideoBlocks, BothDirectionsTracksFramesBeforeTheFirstKeyFrame) {
 }
 
 TEST_F(VideoBlocks, BFloat16MemoryBlocksFollowTheFloat32Reference) {
-  // The GPU default dtype, run on the CPU for the memory blocks (the CPU build of libtorch 1.13
-  // has no bfloat16 transposed convolution, so the mask decoder is left out): memory encoder and
+  // The GPU default dtype, on the test device, for the memory blocks (the mask decoder is in
+  // dtype_bfloat16_test.cpp): memory encoder and
   // memory attention from the recorded inputs stay within a few percent of the float32 numbers.
   const fs::path dir = test::reference_dir();
-  ComputeOptions bf16;
-  bf16.dtype = torch::kBFloat16;
-  Weights w(Checkpoint::open(dir / "model.safetensors"), bf16);
+  Weights w(Checkpoint::open(dir / "model.safetensors"), test::test_compute(torch::kBFloat16));
   const Sam2Memory memory(w, config_->grounding, memory_config_from_json(test::read_file(dir / "config.json"), "config.json"));
   auto& g = *golden_;
   // Measured: mean error 1.3% of the mean magnitude for the memory features, 2-4% for the
   // attention output (one head of width 32 in the tiny model, softmax logits in bfloat16).
   auto near = [](const std::string& what, const torch::Tensor& a, const torch::Tensor& e) {
     EXPECT_EQ(a.scalar_type(), torch::kBFloat16) << what;
-    const double mean_err = (a.to(torch::kFloat32) - e).abs().mean().item<double>();
+    const double mean_err = (a.to(torch::kCPU, torch::kFloat32) - e).abs().mean().item<double>();
     const double mean_mag = e.abs().mean().item<double>();
     std::cout << "[ compare  ] " << what << ": mean abs error " << mean_err << " (mean magnitude " << mean_mag << ")\n";
     EXPECT_LE(mean_err, 0.05 * mean_mag) << what;
@@ -343,11 +344,13 @@ void write_tiny_tokenizer(const fs::path& dir) {
 class VideoModel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!test::have_reference()) return;
+    if (!test::have_reference() || !test::test_device_usable()) return;  // SetUp fails each test
     tokenizer_dir_ = std::make_unique<test::TempDir>("unibiomed-video-tok");
     write_tiny_tokenizer(tokenizer_dir_->path());
     LoadOptions o;
     o.tokenizer_dir = tokenizer_dir_->path();
+    o.device = test::test_device_string();
+    o.dtype = "float32";  // "auto" would be bfloat16 on a GPU; the goldens are float32
     model_ = GroundedModel::load(test::reference_dir(), o).release();
     GoldenTensors g("video.safetensors");
     const auto frames = g["frames_rgb_u8"];
@@ -362,7 +365,10 @@ class VideoModel : public ::testing::Test {
     model_ = nullptr;
     tokenizer_dir_.reset();
   }
-  void SetUp() override { ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason(); }
+  void SetUp() override {
+    ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(test::test_device_usable());
+  }
   static std::string prompt() {
     const auto rec = nlohmann::json::parse(test::read_file(test::reference_dir() / "video.json"));
     return rec.at("prompt_text").get<std::string>();

@@ -21,6 +21,7 @@ class Generation : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(test::test_device_usable());
     tiny_ = std::make_unique<test::TinyLlm>();
   }
   std::vector<GenerationResult> run(const torch::Tensor& embeds, GenerationOptions o) {
@@ -97,7 +98,7 @@ TEST_F(Generation, StopsOnTheStopWordOrTheLimitAndSegAtTheEndHasNoHiddenState) {
 TEST_F(Generation, BatchedSequencesStopOnTheirOwnAndEqualSingleRuns) {
   // Three prompts of the same length: the e2e prompt (stops on eos after 9 tokens), the text
   // prompt repeated to the same length (no eos: runs to the limit), and the e2e prompt again.
-  const torch::Tensor e2e = golden_tensor("e2e.safetensors", "prefill_inputs_embeds");
+  const torch::Tensor e2e = test::on_test_device(golden_tensor("e2e.safetensors", "prefill_inputs_embeds"));
   const int64_t T = e2e.size(0);
   const torch::Tensor text_ids = golden_tensor("llm.safetensors", "text_input_ids");
   const torch::Tensor long_ids = text_ids.repeat({T / text_ids.size(0) + 1}).narrow(0, 0, T).view({1, -1});

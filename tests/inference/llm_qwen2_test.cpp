@@ -18,6 +18,7 @@ class Qwen2Reference : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(test::test_device_usable());
     tiny_ = std::make_unique<test::TinyLlm>();
   }
   std::unique_ptr<test::TinyLlm> tiny_;
@@ -45,6 +46,7 @@ TEST_F(Qwen2Reference, TextForwardEveryBlockMatches) {
     KvCache cache = m.make_cache(1, T);
     std::vector<torch::Tensor> layers;
     const torch::Tensor hidden = m.forward(embeds, cache, &layers);
+    EXPECT_EQ(hidden.device(), test::test_device());  // UNIBIOMED_TEST_DEVICE
     EXPECT_EQ(cache.length(), T);
     ASSERT_EQ(layers.size(), 2u);
     const std::string c = " (prefill chunk " + std::to_string(chunk) + ")";
@@ -97,7 +99,7 @@ TEST_F(Qwen2Reference, E2ePrefillWithImageTokensMatches) {
 TEST_F(Qwen2Reference, BfloatSixteenStaysNearTheReference) {
   // Real inference runs in bfloat16: same model, weights and activations rounded to 8 bits of
   // mantissa. manifest.json advises ~1e-2 relative; held to 2.5% of the largest logit.
-  test::TinyLlm bf16(ComputeOptions::from_strings("cpu", "bfloat16"));
+  test::TinyLlm bf16(test::test_compute(torch::kBFloat16));
   const torch::Tensor ids = golden_tensor("llm.safetensors", "text_input_ids").view({1, -1});
   KvCache cache = bf16.model->make_cache(1, ids.size(1));
   const torch::Tensor logits = bf16.model->logits(bf16.model->forward(bf16.model->embed(ids), cache));

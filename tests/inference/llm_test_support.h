@@ -19,6 +19,7 @@
 #include "inference/safetensors_file.h"
 #include "inference/tokenizer.h"
 #include "inference/weights.h"
+#include "tests/inference/device_test_support.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::test {
@@ -55,7 +56,8 @@ inline ::testing::AssertionResult close_to(const std::string& what, const torch:
 }
 
 // The tiny reference checkpoint (tests/reference) with its language model and the byte-level
-// tokenizer of tiny_vocab.json written as a standard tokenizer folder.
+// tokenizer of tiny_vocab.json written as a standard tokenizer folder; by default in float32 on
+// the test device (UNIBIOMED_TEST_DEVICE, device_test_support.h).
 struct TinyLlm {
   inference::ModelConfig config;
   std::unique_ptr<inference::Weights> weights;
@@ -63,7 +65,7 @@ struct TinyLlm {
   TempDir tokenizer_dir{"unibiomed-llm-tokenizer"};
   std::unique_ptr<inference::Tokenizer> tokenizer;
 
-  explicit TinyLlm(inference::ComputeOptions options = {})
+  explicit TinyLlm(inference::ComputeOptions options = test_compute())
       : config(inference::ModelConfig::load(reference_dir() / "config.json")),
         weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(reference_dir()), options)),
         model(std::make_unique<inference::Qwen2Model>(*weights, config.llm)) {

@@ -28,6 +28,7 @@ std::vector<int64_t> ids_of(const torch::Tensor& t) {
 
 TEST(VisionEndToEnd, ImageToGreedyAnswerIdsAsTheReference) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  ASSERT_TRUE(test::test_device_usable());
   const nlohmann::json record = nlohmann::json::parse(test::read_file(test::reference_dir() / "e2e.json"));
   test::TinyModel model;
   test::GoldenTorch e2e("e2e.safetensors");

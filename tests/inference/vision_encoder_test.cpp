@@ -19,6 +19,7 @@ class VisionGolden : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+    ASSERT_TRUE(test::test_device_usable());
     configure_cpu_threads();
   }
 };
@@ -57,6 +58,7 @@ TEST_F(VisionGolden, E2eHiddenStatesShuffleAndProjector) {
   const torch::Tensor pixels = e2e["pixel_values"];
   std::vector<torch::Tensor> hidden;
   torch::Tensor last = encoder.vit_forward(pixels, &hidden);
+  EXPECT_EQ(last.device(), test::test_device());  // UNIBIOMED_TEST_DEVICE
   ASSERT_EQ(hidden.size(), 3u);  // embeddings + 2 layers
   for (size_t i = 0; i < hidden.size(); ++i)
     EXPECT_TRUE(test::within_tolerance("e2e_hidden_states." + std::to_string(i), hidden[i],
@@ -100,7 +102,7 @@ TEST_F(VisionGolden, Bfloat16ComputeStaysCloseToTheReference) {
   // The released model runs in bfloat16; 8 mantissa bits give about 1e-2 relative error
   // (tests/reference/README.md), measured here against the largest golden magnitude.
   test::TinyModel model;
-  Weights bf16(Checkpoint::open(test::reference_dir()), ComputeOptions::from_strings("cpu", "bfloat16"));
+  Weights bf16(Checkpoint::open(test::reference_dir()), test::test_compute(torch::kBFloat16));
   VisionEncoder encoder(bf16, model.config);
   test::GoldenTorch e2e("e2e.safetensors");
   torch::Tensor expected = e2e["image_token_embeds"];

@@ -18,13 +18,14 @@ std::vector<int64_t> to_ids(const torch::Tensor& t) {
 
 TEST(Splice, E2ePrefillEmbeddingsAreTheReference) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  ASSERT_TRUE(test::test_device_usable());
   test::TinyModel model;
   test::GoldenTorch e2e("e2e.safetensors");
   const std::vector<int64_t> ids = to_ids(e2e["prompt_input_ids"]);
   const int64_t img_context = model.config.special_token_ids.at("<IMG_CONTEXT>");
   EXPECT_EQ(image_context_positions(ids, img_context).size(), 28u);  // 7 tiles x 4 tokens
   torch::Tensor table = model.weights->get("language_model.model.embed_tokens.weight", {512, 64});
-  torch::Tensor prompt = table.index_select(0, torch::tensor(ids, torch::kInt64));
+  torch::Tensor prompt = table.index_select(0, torch::tensor(ids, torch::kInt64).to(table.device()));
   torch::Tensor spliced = splice_image_embeddings(prompt, ids, img_context, e2e["image_token_embeds"]);
   EXPECT_TRUE(test::within_tolerance("prefill_inputs_embeds", spliced, e2e["prefill_inputs_embeds"], 0.0));
   // The text rows are untouched, the input is not modified.

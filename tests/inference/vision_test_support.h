@@ -14,6 +14,7 @@
 #include "inference/model_config.h"
 #include "inference/safetensors_file.h"
 #include "inference/weights.h"
+#include "tests/inference/device_test_support.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::test {
@@ -43,14 +44,14 @@ inline ::testing::AssertionResult within_tolerance(const std::string& what, cons
   return ::testing::AssertionSuccess();
 }
 
-// The tiny reference checkpoint in tests/reference, loaded in float32 on the CPU.
+// The tiny reference checkpoint in tests/reference, loaded in float32 on the test device
+// (UNIBIOMED_TEST_DEVICE, device_test_support.h).
 struct TinyModel {
   inference::ModelConfig config;
   std::unique_ptr<inference::Weights> weights;
   TinyModel()
       : config(inference::ModelConfig::load(reference_dir() / "config.json")),
-        weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(reference_dir()),
-                                                     inference::ComputeOptions{})) {}
+        weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(reference_dir()), test_compute())) {}
 };
 
 }  // namespace unibiomed::test
