@@ -31,7 +31,8 @@
 #  * whole .deb files: DCMTK (libdcmtk17, libdcmtk-dev), ITK 5.2 (libinsighttoolkit5.2 + -dev:
 #    ITKTargets.cmake checks that every ITK library exists, so the runtime package stays whole),
 #    GDCM, libpng, libjpeg, libtiff, libxml2, libexpat, libpq, GoogleTest (libgtest-dev),
-#    nlohmann-json, orthanc-dev (OrthancCPlugin.h), and the runtime libraries that the linked
+#    nlohmann-json, orthanc-dev (OrthancCPlugin.h), libnsl (DCMTK::config links -lnsl; a
+#    Debian libc6-dev brings libnsl-dev, an Ubuntu one may not), and the runtime libraries that the linked
 #    ones need (ELF NEEDED closure, checked by `make`): libssl3, krb5, ldap/sasl, gnutls & co.
 #  * pruned (tar.xz of a part of one package): Boost (only the headers the build includes, from
 #    `ninja -t deps` when a build folder is there, plus g++ -M of <boost/asio.hpp> and all of
@@ -74,6 +75,7 @@ DEBS=(
   libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2
   libldap-2.5-0 libsasl2-2
   libgnutls30 libhogweed6 libnettle8 libtasn1-6 libp11-kit0 libidn2-0 libunistring2
+  libnsl2 libnsl-dev libtirpc3 libtirpc-common
   nlohmann-json3-dev libgtest-dev orthanc-dev
 )
 # Pruned packages: name -> what is kept (see prune_* below).
@@ -96,7 +98,7 @@ ROOT_LIBS=(
   libitkvnl-5.2.so.1 libitkvnl_algo-5.2.so.1 libitkvcl-5.2.so.1 libitksys-5.2.so.1 libitkNetlibSlatec-5.2.so.1
   libgdcmMSFF.so.3.0 libgdcmDSED.so.3.0 libgdcmCommon.so.3.0 libgdcmIOD.so.3.0 libgdcmDICT.so.3.0
   libpng16.so.16 libjpeg.so.62 libtiff.so.6 libxml2.so.2 libexpat.so.1
-  libcrypto.so.3 libssl.so.3 libpq.so.5
+  libcrypto.so.3 libssl.so.3 libpq.so.5 libnsl.so.2
 )
 # Sonames the target is assumed to have (a bare Ubuntu 24.04 with g++ and Python).
 ASSUMED_ON_TARGET='^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|ld-linux-x86-64\.so\.2|libstdc\+\+\.so\.6|libgcc_s\.so\.1|libz\.so\.1|liblzma\.so\.5|libzstd\.so\.1|libbz2\.so\.1\.0|libgmp\.so\.10|libffi\.so\.8|libuuid\.so\.1)$'
@@ -289,13 +291,18 @@ cmd_unpack() {
   local dir=$1 prefix=$2; shift 2
   [ -f "$dir/MANIFEST" ] || die "$dir has no MANIFEST (run make first)"
   case $prefix in *' '*) die "PREFIX must not contain spaces" ;; esac
-  for tool in dpkg-deb tar xz sed find readlink; do command -v $tool >/dev/null || die "$tool missing"; done
+  for tool in dpkg-deb tar sed find readlink; do command -v $tool >/dev/null || die "$tool missing"; done
+  # tar.xz parts: tar -J where xz is installed, else Python's tarfile (lzma is in its standard library).
+  untar_xz() {
+    if command -v xz >/dev/null; then tar -C "$2" -xJf "$1"
+    else python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; fi
+  }
   mkdir -p "$prefix"; prefix=$(cd "$prefix" && pwd)
   [ "$prefix" != / ] || die "PREFIX must not be /"
 
   local f
   for f in "$dir"/*.deb; do dpkg-deb -x "$f" "$prefix"; done
-  for f in "$dir"/*.tar.xz; do tar -C "$prefix" -xJf "$f"; done
+  for f in "$dir"/*.tar.xz; do untar_xz "$f" "$prefix"; done
 
   # Bookworm still installs some libraries under /lib: fold them into usr/lib (one folder per kind).
   if [ -d "$prefix/lib" ] && [ ! -L "$prefix/lib" ]; then
