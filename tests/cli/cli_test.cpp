@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
@@ -253,6 +256,126 @@ TEST(CliProgram, AskRunsInEveryDtypeOrSaysWhyNot) {
   const double fa = f["segments"][0]["area"].get<double>(), ba = b["segments"][0]["area"].get<double>();
   EXPECT_GT(fa, 0);
   EXPECT_NEAR(ba, fa, 0.02 * fa) << f.dump() << "\n" << b.dump();
+}
+
+// Runs argv with its stderr in a file of its own (run_command mixes the two): exit code, stdout,
+// and the stderr lines.
+struct SplitResult {
+  int exit_code = -1;
+  std::string out;
+  std::vector<std::string> err_lines;
+};
+SplitResult run_split(const std::vector<std::string>& argv, const std::filesystem::path& err_file) {
+  std::vector<std::string> sh = {"/bin/sh", "-c", "f=$1; shift; exec \"$@\" 2>\"$f\"", "sh", err_file.string()};
+  sh.insert(sh.end(), argv.begin(), argv.end());
+  const auto r = test::run_command(sh);
+  SplitResult s{r.exit_code, r.output, {}};
+  const std::string err = test::read_file(err_file);
+  size_t start = 0;
+  while (start < err.size()) {
+    size_t end = err.find('\n', start);
+    if (end == std::string::npos) end = err.size();
+    if (end > start) s.err_lines.push_back(err.substr(start, end - start));
+    start = end + 1;
+  }
+  return s;
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const auto& l : lines) s += l + "\n";
+  return s;
+}
+
+// Every --dtype of `ask` and `analyze` end to end on the CPU, with the tiny random checkpoint
+// whose language model always answers "Sure, [SEG]." (make-random --answer), so that every run
+// goes through SAM2 and makes a mask: float32 and bfloat16 answer with a mask (bfloat16 through
+// the mask decoder's transposed convolutions, which libtorch 1.13 lacks in bfloat16 on the CPU),
+// and the summary says the dtype was used. float16, which libtorch 1.13 cannot multiply on the
+// CPU, and values that are no dtype end with a nonzero exit and one error line on stderr naming
+// the value and what to use, never a libtorch stack trace. (A libtorch with float16 CPU kernels
+// runs float16 instead; then it must answer like the others.)
+TEST(CliProgram, AskAndAnalyzeInEveryDtypeMakeAMaskOrSayWhyNot) {
+  const test::TempDir dir("unibiomed-cli-dtypes");
+  const std::string cli = test::cli_path().string();
+  const std::string model = (dir / "m").string();
+  auto r = test::run_command({cli, "model", "make-random", "--config", "tiny", "--answer", "Sure, [SEG].", model});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.output;
+  ASSERT_EQ(test::run_command({cli, "samples", "write", (dir / "s").string(), "--only", "ct", "--ct-slices", "2",
+                               "--ct-size", "64"})
+                .exit_code,
+            kExitOk);
+  std::vector<std::string> slices;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "s"))
+    if (e.is_regular_file() && e.path().extension() == ".dcm") slices.push_back(e.path().string());
+  ASSERT_EQ(slices.size(), 2u);
+  std::sort(slices.begin(), slices.end());
+  const std::string question = "Please segment liver in CT.";
+  const auto err_file = dir / "stderr.txt";
+  auto ask = [&](const std::string& dtype) {
+    return run_split({cli, "ask", "--model", model, "--dtype", dtype, "--json", "--mask-out",
+                      (dir / ("masks-" + dtype)).string(), slices[1], question},
+                     err_file);
+  };
+  auto analyze = [&](const std::string& dtype) {
+    return run_split({cli, "analyze", (dir / "s").string(), "-o", (dir / ("out-" + dtype)).string(), "--model", model,
+                      "--dtype", dtype, "--no-rules", "--ask", question, "--seed", "1", "--no-previews"},
+                     err_file);
+  };
+  // What a run that answers must show.
+  auto check_answers = [&](const std::string& dtype, const std::string& torch_name) {
+    const auto a = ask(dtype);
+    ASSERT_EQ(a.exit_code, kExitOk) << dtype << ": " << a.out << joined(a.err_lines);
+    const auto j = nlohmann::json::parse(a.out);
+    EXPECT_EQ(j["text"], "Sure, [SEG].") << dtype;
+    ASSERT_EQ(j["segments"].size(), 1u) << dtype << ": " << j.dump(2);
+    EXPECT_GT(j["segments"][0]["area"].get<int64_t>(), 0) << dtype << ": the random SAM2 weights gave an empty mask";
+    EXPECT_TRUE(std::filesystem::exists(dir / ("masks-" + dtype) / "mask-000.png")) << dtype;
+    std::cout << "[ dtype    ] ask " << dtype << ": mask area " << j["segments"][0]["area"] << " of 4096\n";
+
+    const auto b = analyze(dtype);
+    ASSERT_EQ(b.exit_code, kExitOk) << dtype << ": " << b.out << joined(b.err_lines);
+    const auto s = nlohmann::json::parse(test::read_file(dir / ("out-" + dtype) / "summary.json"));
+    ASSERT_FALSE(s["findings"].empty()) << dtype << ": " << s.dump(2);
+    EXPECT_EQ(s["findings"][0]["model_answer"], "Sure, [SEG].") << dtype;
+    EXPECT_NE(s["model"]["description"].get<std::string>().find("cpu " + torch_name + ")"), std::string::npos)
+        << dtype << ": " << s["model"].dump();
+  };
+  check_answers("float32", "Float");
+  check_answers("bfloat16", "BFloat16");
+
+  // Refused: one error line, "unibiomed <command>: ...", naming the value; the rest of stderr is
+  // the progress lines analyze prints before it loads the model.
+  auto check_refused = [&](const std::string& command, const SplitResult& x, const std::string& needle) {
+    const std::string all = x.out + joined(x.err_lines);
+    EXPECT_NE(x.exit_code, kExitOk) << command << ": " << all;
+    EXPECT_EQ(x.exit_code, kExitModelError) << command << ": " << all;
+    for (const char* trace : {"frame #", "Exception raised from", "terminate called", "what():"})
+      EXPECT_EQ(all.find(trace), std::string::npos) << command << ": " << all;
+    std::vector<std::string> errors;
+    for (const auto& l : x.err_lines)
+      if (l.rfind("unibiomed " + command + ":", 0) == 0) errors.push_back(l);
+    ASSERT_EQ(errors.size(), 1u) << command << ": " << all;
+    EXPECT_NE(errors[0].find(needle), std::string::npos) << errors[0];
+    for (const auto& l : x.err_lines)
+      EXPECT_TRUE(l == errors[0] || l.rfind("loading the model", 0) == 0) << command << ": unexpected stderr line: " << l;
+  };
+  for (const std::string command : {"ask", "analyze"}) {
+    const auto half = command == "ask" ? ask("float16") : analyze("float16");
+    if (half.exit_code == kExitOk) {
+      std::cout << "[ dtype    ] " << command << " float16 runs on this libtorch's CPU\n";
+      if (command == "ask") {
+        const auto j = nlohmann::json::parse(half.out);
+        ASSERT_EQ(j["segments"].size(), 1u) << j.dump(2);
+        EXPECT_GT(j["segments"][0]["area"].get<int64_t>(), 0);
+      }
+    } else {
+      check_refused(command, half, "\"float16\" cannot run on the CPU");
+      EXPECT_NE(joined(half.err_lines).find("use float32 or bfloat16"), std::string::npos) << joined(half.err_lines);
+    }
+    for (const std::string bad : {"float64", "int8"})
+      check_refused(command, command == "ask" ? ask(bad) : analyze(bad), "\"" + bad + "\" is not supported");
+  }
 }
 
 }  // namespace
