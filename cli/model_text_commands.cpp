@@ -12,6 +12,7 @@
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
 #include "inference/checkpoint_layout.h"
+#include "inference/device.h"
 #include "inference/error.h"
 #include "inference/generation.h"
 #include "inference/model_config.h"
@@ -27,6 +28,22 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// A libtorch error of `step` as one line (device.h throw_inference_error): out of memory on the
+// device says so and what to change; any other error loses libtorch's C++ backtrace.
+std::string torch_failure(const std::string& step, const c10::Error& error, const std::string& device) {
+  c10::Device where(c10::kCPU);
+  try {
+    where = c10::Device(device);
+  } catch (const c10::Error&) {
+  }
+  try {
+    inference::throw_inference_error(step, error, where);
+  } catch (const inference::InferenceError& e) {
+    return e.what();
+  }
+  return step;  // not reached: throw_inference_error always throws
+}
 
 std::vector<int64_t> parse_ids(const std::string& text) {
   json j;
@@ -133,6 +150,10 @@ int run_model_generate(const Args& args) {
   } catch (const inference::InferenceError& e) {
     std::cerr << "unibiomed model generate: cannot load the language model: " << e.what() << "\n";
     return kExitModelError;
+  } catch (const c10::Error& e) {
+    std::cerr << "unibiomed model generate: " << torch_failure("loading the language model", e, p.get("--device"))
+              << "\n";
+    return kExitModelError;
   }
   // Tensors of the language model that it did not use point at a checkpoint of another layout.
   for (const auto& name : weights->unused())
@@ -174,6 +195,9 @@ int run_model_generate(const Args& args) {
               << "\n";
   } catch (const inference::InferenceError& e) {
     std::cerr << "unibiomed model generate: " << e.what() << "\n";
+    return kExitFailure;
+  } catch (const c10::Error& e) {
+    std::cerr << "unibiomed model generate: " << torch_failure("generating", e, p.get("--device")) << "\n";
     return kExitFailure;
   }
   return kExitOk;

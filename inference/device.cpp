@@ -11,7 +11,8 @@
 #include "inference/error.h"
 
 #ifdef UNIBIOMED_TORCH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+// Only c10_cuda and the CUDA runtime: ATen/cuda/CUDAContext.h would also want the headers of
+// cuBLAS, cuSPARSE and cuSOLVER, which a machine with only the runtime may lack.
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
@@ -87,11 +88,13 @@ std::string describe_device(const c10::Device& device) {
   std::string out = device.str();
 #ifdef UNIBIOMED_TORCH_CUDA
   if (device.is_cuda() && cuda_usable()) {
-    const cudaDeviceProp* p = at::cuda::getDeviceProperties(index_of(device));
-    char buf[160];
-    std::snprintf(buf, sizeof buf, " %s (%.1f GiB, compute %d.%d)", p->name,
-                  static_cast<double>(p->totalGlobalMem) / (1024.0 * 1024.0 * 1024.0), p->major, p->minor);
-    out += buf;
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, index_of(device)) == cudaSuccess) {
+      char buf[320];
+      std::snprintf(buf, sizeof buf, " %s (%.1f GiB, compute %d.%d)", p.name,
+                    static_cast<double>(p.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0), p.major, p.minor);
+      out += buf;
+    }
   }
 #endif
   return out + ", libtorch " + libtorch_version();

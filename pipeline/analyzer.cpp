@@ -718,6 +718,11 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   if (run.video) {
     try {
       results = run_video_pass(pass, units.units.size(), key_frames, outcome.views);
+    } catch (const inference::DeviceOutOfMemory& e) {
+      // Its own line already says what to change; asking slice by slice is not the remedy.
+      if (run.cancel && run.cancel->load()) throw Cancelled();
+      throw PipelineError("video mode on " + run.modality + " series " + std::to_string(series.identity.series_number) +
+                          " (" + series_uid + "): " + e.what());
     } catch (const inference::InferenceError& e) {
       // Not silently asked again slice by slice: whoever reads the results must know.
       if (run.cancel && run.cancel->load()) throw Cancelled();

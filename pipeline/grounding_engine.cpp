@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 
+#include "inference/device.h"
 #include "inference/runtime.h"
 
 namespace unibiomed::pipeline {
@@ -39,16 +40,20 @@ class ModelVideo : public GroundingEngine::VideoBatch {
 class GroundedModelEngine : public GroundingEngine {
  public:
   GroundedModelEngine(std::unique_ptr<inference::GroundedModel> model, const EngineOptions& options)
-      : model_(std::move(model)), options_(options) {}
+      : model_(std::move(model)), options_(options), device_(model_->identity().device) {}
 
   std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>* cancel) override {
     auto start = Clock::now();
     auto encoded = model_->encode_batch(images, cancel);
+    // A GPU queues its kernels: each stage's clock stops once its work has run, not when it was
+    // queued (a no-op on the CPU).
+    inference::synchronize(device_);
     timings_.vision_seconds += seconds_since(start);
     // Every task family of the rules asks for masks: compute the SAM2 features now (once per
     // view, batched), so that their time is not folded into the language model's.
     start = Clock::now();
     model_->encode_grounding(encoded, cancel);
+    inference::synchronize(device_);
     timings_.grounding_seconds += seconds_since(start);
     timings_.images += static_cast<long>(images.size());
     return std::make_unique<ModelBatch>(std::move(encoded));
@@ -73,6 +78,7 @@ class GroundedModelEngine : public GroundingEngine {
                                            const std::atomic<bool>* cancel) override {
     const auto start = Clock::now();
     auto video = model_->encode_video(frames, cancel);
+    inference::synchronize(device_);
     timings_.video_encoding_seconds += seconds_since(start);
     timings_.videos += 1;
     timings_.video_frames += static_cast<long>(frames.size());
@@ -112,6 +118,7 @@ class GroundedModelEngine : public GroundingEngine {
  private:
   std::unique_ptr<inference::GroundedModel> model_;
   EngineOptions options_;
+  c10::Device device_;
   EngineTimings timings_;
 };
 
