@@ -19,29 +19,40 @@
 # Use there (PREFIX without spaces):
 #   scripts/gpu-bundle.sh unpack .gpu/deps "$PREFIX" "$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 #   cmake -S . -B build -G Ninja $(cat "$PREFIX/cmake-args") -DUNIBIOMED_WERROR=OFF ...
-#   . "$PREFIX/env.sh"   # only to run the programs; the build itself needs no environment
+#   . "$PREFIX/env.sh"   # to run the programs and tests; the build itself needs no environment
 # cmake-args holds CMAKE_PREFIX_PATH (PREFIX/usr, then the EXTRA_PREFIX paths: give the torch
 # wheel's cmake prefix there instead of a second -DCMAKE_PREFIX_PATH, which would replace ours),
-# the packages' _DIR variables, and linker flags that put PREFIX's library folders into the
-# programs' DT_RPATH (--disable-new-dtags: unlike RUNPATH it also serves the libraries' own
-# dependencies, e.g. libdcmdata -> libxml2 -> libicuuc), so that the built programs, and the
-# test discovery that runs them during the build, load without LD_LIBRARY_PATH.
+# the packages' _DIR variables, and CMAKE_{EXE,SHARED,MODULE}_LINKER_FLAGS that put PREFIX's
+# library folders into the programs' DT_RPATH (--disable-new-dtags: unlike RUNPATH it also
+# serves the libraries' own dependencies, e.g. libdcmdata -> libxml2 -> libicuuc), so that the
+# built programs, and the test discovery that runs them during the build, load without
+# LD_LIBRARY_PATH (add further linker flags to those same variables, not beside them).
+# env.sh sets LD_LIBRARY_PATH, and DCMDICTPATH: Debian's DCMTK reads its data dictionary from
+# /usr/share/libdcmtk17 unless told, so the programs need it to read or write DICOM.
 #
-# What is in the bundle, and what is not:
-#  * whole .deb files: DCMTK (libdcmtk17, libdcmtk-dev), ITK 5.2 (libinsighttoolkit5.2 + -dev:
-#    ITKTargets.cmake checks that every ITK library exists, so the runtime package stays whole),
-#    GDCM, libpng, libjpeg, libtiff, libxml2, libexpat, libpq, GoogleTest (libgtest-dev),
-#    nlohmann-json, orthanc-dev (OrthancCPlugin.h), libnsl (DCMTK::config links -lnsl; a
-#    Debian libc6-dev brings libnsl-dev, an Ubuntu one may not), and the runtime libraries that the linked
-#    ones need (ELF NEEDED closure, checked by `make`): libssl3, krb5, ldap/sasl, gnutls & co.
-#  * pruned (tar.xz of a part of one package): Boost (only the headers the build includes, from
-#    `ninja -t deps` when a build folder is there, plus g++ -M of <boost/asio.hpp> and all of
-#    boost/config and boost/asio, and the Boost CMake package files), libicu72 (libicuuc and
-#    libicudata only, for libxml2), libssl-dev (headers, .so links, .pc; no static libraries),
-#    zlib1g-dev (zlib.h, zconf.h; the libz.so link is made at unpack to the system's libz.so.1).
-#  * not carried (the target has them or they would shadow its own): glibc, libstdc++, libgcc,
-#    zlib, liblzma, libzstd, libbz2, libgmp, libffi, libuuid; OpenBLAS (the wheel's torch has its
-#    own BLAS); libtorch (the wheel).
+# What is in the bundle (MANIFEST lists each package, version and what was pruned):
+#  * whole .deb files: libdcmtk-dev, libinsighttoolkit5-dev, GDCM (libgdcm3.0, -dev), libpng,
+#    libjpeg, libtiff, libxml2, libexpat, libpq, GoogleTest (libgtest-dev), nlohmann-json,
+#    orthanc-dev (OrthancCPlugin.h), libnsl (DCMTK::config links -lnsl; Debian's libc6-dev brings
+#    libnsl-dev, Ubuntu's may not), and the runtime libraries that the linked ones need (ELF
+#    NEEDED closure from ROOT_LIBS, checked by `make`): krb5, ldap/sasl, gnutls & co.
+#  * slimmed (tar.xz): libdcmtk17, libinsighttoolkit5.2: the libraries outside that closure are
+#    empty files (the *Targets.cmake files insist that they exist; linking one fails loudly);
+#    libssl3 without engines and providers.
+#  * pruned (tar.xz of a part of one package): Boost (the headers the build includes, from
+#    `ninja -t deps` of build/ and g++ -M of <boost/asio.hpp>, all of boost/config and
+#    boost/asio, and Boost's CMake package files), libicu72 (libicuuc, and libicudata rebuilt
+#    with icupkg/genccode holding only the converters, aliases, normalization and property data:
+#    libxml2's use; 6.8 of 31 MB), libssl-dev (headers, .so links, .pc), zlib1g-dev (zlib.h,
+#    zconf.h; the libz.so link is made at unpack to the system's libz.so.1).
+#  * not carried (the target has them, and carrying them would shadow its own): glibc,
+#    libstdc++, libgcc, zlib, liblzma, libzstd, libbz2, libgmp, libffi, libuuid; OpenBLAS (the
+#    wheel's torch has its own BLAS); libtorch (the wheel).
+# make needs apt-get, dpkg-deb, xz, gcc, g++, readelf/nm and icu-devtools (icupkg, genccode);
+# unpack needs dpkg-deb, tar, sed, find and xz or python3 (all on a stock Ubuntu 24.04).
+# unpack also patches ITKConfig.cmake: with COMPONENTS it loads only the requested modules
+# (it first loaded every module ITK was built with, and two of those find_package() HDF5 and
+# MINC, whose -dev packages the project does not use).
 #
 # Proof on a bare system (done 2026-12-05 on the Debian 12 development machine):
 #   apt-get install debootstrap
@@ -308,6 +319,13 @@ cmd_unpack() {
   if [ -d "$prefix/lib" ] && [ ! -L "$prefix/lib" ]; then
     cp -a "$prefix/lib/." "$prefix/usr/lib/"
     rm -rf "$prefix/lib"
+  fi
+
+  # Multiarch headers (jconfig.h, tiffconf.h, openssl/configuration.h, expat_config.h): the
+  # compiler looks in /usr/include/$ARCH by itself but not in PREFIX's, and the packages' CMake
+  # files name PREFIX/usr/include only. Copy them beside the headers that include them.
+  if [ -d "$prefix/usr/include/$ARCH" ]; then
+    cp -a -n "$prefix/usr/include/$ARCH/." "$prefix/usr/include/"
   fi
 
   # Absolute symlinks (/usr/... or /lib/...) point into PREFIX.
