@@ -57,7 +57,7 @@ MatmulProbe matmul_probe(const c10::Device& device, const std::string& dtype, in
 // median time of torch::sum over a 1 GiB float32 tensor made on it (after a warm-up).
 struct DeviceBandwidth {
   double gbps = 0;
-  int threads = 0;  // CPU workers; 0 on a GPU
+  int threads = 0;               // CPU workers; 0 on a GPU
   std::string describe() const;  // "54.5 GB/s on 2 threads" or "3010.2 GB/s (torch::sum of 1 GiB on cuda:0)"
   std::string where;
 };

@@ -48,7 +48,8 @@ TEST(BenchDevice, DtypesFollowTheDevice) {
 
 void check_device(const c10::Device& device) {
   int calls = 0;
-  const double s = median_device_seconds(device, [&] { ++calls; }, 1, 3);
+  const double s = median_device_seconds(
+      device, [&] { ++calls; }, 1, 3);
   EXPECT_EQ(calls, 4);
   EXPECT_GE(s, 0);
 
