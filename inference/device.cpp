@@ -146,7 +146,12 @@ std::string out_of_memory_message(const std::string& step, const c10::Device& de
 
 void throw_inference_error(const std::string& step, const c10::Error& error, const c10::Device& device, bool loading) {
   const std::string message = first_line(error.what_without_backtrace());
-  if (dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr) {
+  // The caching allocator throws c10::OutOfMemoryError; a CUDA call that failed to allocate
+  // (cuBLAS or cuDNN workspaces, a kernel's launch) reports it in a plain c10::Error.
+  const bool out_of_memory = dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr ||
+                             message.find("CUDA error: out of memory") != std::string::npos ||
+                             message.find("STATUS_ALLOC_FAILED") != std::string::npos;
+  if (out_of_memory) {
     // What the caching allocator keeps for reuse goes back first, so that the free memory
     // reported is what the next request will find.
     release_device_cache(device);

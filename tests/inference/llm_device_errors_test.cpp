@@ -64,6 +64,24 @@ TEST(DeviceErrors, LibtorchOutOfMemoryBecomesDeviceOutOfMemory) {
   }
 }
 
+TEST(DeviceErrors, CudaCallsThatCouldNotAllocateAreOutOfMemoryToo) {
+  for (const char* said : {"CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
+                           "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"}) {
+    try {
+      TORCH_CHECK(false, said);
+      FAIL() << "TORCH_CHECK did not throw";
+    } catch (const c10::Error& e) {
+      try {
+        throw_inference_error("answering", e, c10::Device("cpu"));
+      } catch (const DeviceOutOfMemory& oom) {
+        EXPECT_EQ(std::string(oom.what()).rfind("answering: out of memory on cpu: ", 0), 0u) << oom.what();
+      } catch (const std::exception& other) {
+        FAIL() << "not a DeviceOutOfMemory: " << other.what();
+      }
+    }
+  }
+}
+
 TEST(DeviceErrors, OtherLibtorchErrorsKeepTheirFirstLine) {
   try {
     (void)torch::ones({2, 3}).matmul(torch::ones({4, 5}));
