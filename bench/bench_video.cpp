@@ -1,4 +1,5 @@
-// Video mode against slices mode (issue 18) on CPU: the sample CT (N slices of SIZE x SIZE)
+// Video mode against slices mode (issue 18) on the CPU or a GPU (--device; issue 23's video
+// propagation frames/s): the sample CT (N slices of SIZE x SIZE)
 // through pipeline::Analyzer with one model loaded once and two sets of task rules, one with
 // "mode": "video" and one with "mode": "slices" (config/TASK-RULES.md, "Video mode and slices
 // mode"), same checkpoint, same tasks, same study. Measured in one run and printed:
@@ -16,8 +17,14 @@
 //     num_maskmem - 1 frames), so once it is full the per-frame rise must stay flat but for the
 //     per-frame result kept (the low-resolution logits, 0.25 MiB).
 //
-//   bench_video [--frames 64] [--size 512] [--config real|tiny] [--tasks abnormality]
-//               [--max-new-tokens 8] [--model DIR] [--keep]
+//   - on a GPU, the peak GPU memory (tensor bytes, reset before each phase) of encoding the
+//     video, of the language model's part of a question and of its propagation, per mode;
+//   - one RESULT line per figure (bench_common.h), e.g. video_propagation_frames_per_s.
+//
+//   bench_video [--device cpu|cuda[:N]] [--dtype auto] [--frames 64] [--size 512] [--config real|tiny]
+//               [--tasks abnormality] [--max-new-tokens 8] [--batch 8] [--model DIR] [--keep]
+//
+// e.g. on a GPU: bench_video --device cuda --frames 64
 //
 // e.g. bench_video --config tiny --frames 12 (a quick check of the plumbing with the small
 // reference-size config) or bench_video --frames 16 (real size, about 20 minutes on 2 cores; the
@@ -47,6 +54,8 @@
 #include <unistd.h>
 
 #include "bench/bench_common.h"
+#include "bench/bench_device.h"
+#include "inference/device.h"
 #include "inference/model_config.h"
 #include "inference/random_checkpoint.h"
 #include "pipeline/analyzer.h"
@@ -90,21 +99,38 @@ struct PeakTracker {
 
 // One loaded model behind several analyzers (one per task-rules file); counts the frames that
 // SAM2 tracked (frames x [SEG]s of every video answer).
+// On a GPU also the peak GPU memory (tensor bytes) of each phase: the counter is reset when a
+// phase starts and read when it ends (encode: a batch of slices or a whole video; language: a
+// question up to its first tracked frame, or a slices-mode answer; propagation: the rest of a
+// video question).
+struct GpuPeaks {
+  double encode = 0, language = 0, propagation = 0;
+};
+
 class SharedEngine : public pipeline::GroundingEngine {
  public:
-  explicit SharedEngine(std::shared_ptr<pipeline::GroundingEngine> engine) : engine_(std::move(engine)) {}
+  SharedEngine(std::shared_ptr<pipeline::GroundingEngine> engine, const c10::Device& device)
+      : engine_(std::move(engine)), gpu_(device), gpu_on_(!device.is_cpu()) {}
   std::unique_ptr<Batch> encode(const std::vector<inference::RgbImage>& images, const std::atomic<bool>* cancel) override {
-    return engine_->encode(images, cancel);
+    gpu_reset();
+    auto batch = engine_->encode(images, cancel);
+    gpu_peaks_.encode = std::max(gpu_peaks_.encode, gpu_read());
+    return batch;
   }
   std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
                                                 const std::atomic<bool>* cancel) override {
-    return engine_->answer(batch, question, cancel);
+    gpu_reset();
+    auto answers = engine_->answer(batch, question, cancel);
+    gpu_peaks_.language = std::max(gpu_peaks_.language, gpu_read());
+    return answers;
   }
   std::unique_ptr<VideoBatch> encode_video(const std::vector<inference::RgbImage>& frames,
                                            const std::atomic<bool>* cancel) override {
     peaks_.mark();
     encode_before_ = read_rss().current;
+    gpu_reset();
     auto video = engine_->encode_video(frames, cancel);
+    gpu_peaks_.encode = std::max(gpu_peaks_.encode, gpu_read());
     encode_peak_ = std::max(encode_peak_, peaks_.mark() - encode_before_);
     return video;
   }
@@ -115,10 +141,13 @@ class SharedEngine : public pipeline::GroundingEngine {
     const double before = read_rss().current;
     double propagation_before = 0;
     bool first = true;
+    gpu_reset();
     inference::VideoOptions o = options;
     o.on_frame = [&, outer = options.on_frame](int done, int total) {
       if (first) {
         first = false;
+        gpu_peaks_.language = std::max(gpu_peaks_.language, gpu_read());
+        gpu_reset();
         language_peak_ = std::max(language_peak_, peaks_.mark() - before);
         propagation_before = read_rss().current;
       } else if (peaks_.enabled) {
@@ -127,6 +156,10 @@ class SharedEngine : public pipeline::GroundingEngine {
       if (outer) outer(done, total);
     };
     auto answer = engine_->answer_video(video, question, o);
+    if (first)
+      gpu_peaks_.language = std::max(gpu_peaks_.language, gpu_read());
+    else
+      gpu_peaks_.propagation = std::max(gpu_peaks_.propagation, gpu_read());
     const double end_peak = peaks_.mark();
     if (first) language_peak_ = std::max(language_peak_, end_peak - before);
     else answer_peak_ = std::max(answer_peak_, end_peak - propagation_before);
@@ -144,7 +177,10 @@ class SharedEngine : public pipeline::GroundingEngine {
     peaks_ = PeakTracker{enabled, 0};
     encode_peak_ = answer_peak_ = language_peak_ = 0;
     frame_rise_.clear();
+    gpu_peaks_ = GpuPeaks{};
   }
+  // The GPU peaks (MiB of tensors) of the run since reset(); zeros on the CPU.
+  GpuPeaks gpu_peaks() const { return gpu_peaks_; }
   double finish() {
     peaks_.mark();
     return peaks_.run_peak;
@@ -157,7 +193,15 @@ class SharedEngine : public pipeline::GroundingEngine {
   const std::vector<double>& frame_rise() const { return frame_rise_; }
 
  private:
+  void gpu_reset() {
+    if (gpu_on_) gpu_.reset();
+  }
+  double gpu_read() const { return gpu_on_ ? gpu_.peak_mib() : 0.0; }
+
   std::shared_ptr<pipeline::GroundingEngine> engine_;
+  bench::StagePeak gpu_;
+  bool gpu_on_ = false;
+  GpuPeaks gpu_peaks_;
   long tracked_frames_ = 0;
   PeakTracker peaks_;
   double encode_before_ = 0, encode_peak_ = 0, answer_peak_ = 0, language_peak_ = 0;
@@ -177,6 +221,7 @@ struct RunResult {
   double encode_rise = 0, language_rise = 0, answer_rise = 0;
   std::vector<double> frame_rise;
   size_t findings = 0;
+  GpuPeaks gpu;  // zeros on the CPU
 };
 
 RunResult run_study(pipeline::Analyzer& analyzer, SharedEngine& engine, const samples::SampleSeries& series,
@@ -197,13 +242,14 @@ RunResult run_study(pipeline::Analyzer& analyzer, SharedEngine& engine, const sa
   };
   const auto t0 = Clock::now();
   const pipeline::StudyResult r = analyzer.analyze(inputs, request, progress, nullptr, "bench-video");
-  out.wall = seconds_since(t0);
+  out.wall = seconds_since(t0);  // the answers' masks are on the host: the device's work is done
   out.rss_peak = peak_reset ? engine.finish() : 0;
   out.encode_rise = engine.encode_rise();
   out.answer_rise = engine.answer_rise();
   out.language_rise = engine.language_rise();
   out.frame_rise = engine.frame_rise();
   out.tracked_frames = engine.tracked_frames() - tracked_before;
+  out.gpu = engine.gpu_peaks();
   out.findings = r.findings.size();
   const auto summary = nlohmann::json::parse(r.summary_json);
   out.timings = summary.at("timings_seconds");
@@ -225,24 +271,39 @@ void write_text(const fs::path& path, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int frames = 64, size = 512, max_new_tokens = 8;
-  std::string kind = "real", tasks = "abnormality", model_arg;
+  int frames = 64, size = 512, max_new_tokens = 8, batch = 8;
+  std::string kind = "real", tasks = "abnormality", model_arg, dtype = "auto";
   bool keep = false;
+  c10::Device device(c10::kCPU);
   bench::CommandLine cl("bench_video",
                         "The sample CT of --frames slices through pipeline::Analyzer in video mode and in slices\n"
                         "mode, one model, same run: time per study and its ratio, the SAM2 encoder vs the\n"
                         "propagation per frame, the peak memory of every tracked frame.");
-  cl.option("--frames", "N", "CT slices (at least 2)", frames)
+  cl.option(
+        "--device", "cpu|cuda[:N]", bench::kDeviceHelp, [&](const std::string& v) { device = bench::parse_device(v); },
+        "cpu")
+      .option(
+          "--dtype", "auto|float32|bfloat16", "compute dtype (auto: float32 on cpu, bfloat16 on cuda)",
+          [&](const std::string& v) {
+            if (v != "auto" && v != "float32" && v != "bfloat16") throw std::invalid_argument("auto, float32 or bfloat16");
+            dtype = v;
+          },
+          dtype)
+      .option("--frames", "N", "CT slices (at least 2)", frames)
       .option("--size", "PX", "slice rows and columns (at least 16)", size)
       .option("--config", "real|tiny", "size of the random checkpoint written when no --model is given", kind)
       .option("--tasks", "abnormality|all|NAME,...", "rule tasks asked per series", tasks)
       .option("--max-new-tokens", "N", "most tokens per answer", max_new_tokens)
+      .option("--batch", "N", "views encoded and decoded together in slices mode (the node's BatchSize)", batch)
       .option("--model", "DIR", "checkpoint folder (default: the --answer fixture of --config, in a temporary folder)",
               model_arg)
       .flag("--keep", "keep the temporary folder", keep);
   cl.parse(argc, argv);
   if (frames < 2 || size < 16) cl.fail("--frames must be at least 2 and --size at least 16");
   if (kind != "real" && kind != "tiny") cl.fail("--config must be real or tiny, not '" + kind + "'");
+  if (max_new_tokens < 1 || batch < 1) cl.fail("--max-new-tokens and --batch must be at least 1");
+  const std::string device_text = bench::device_name(device);
+  const std::string dtype_used = dtype != "auto" ? dtype : device.is_cpu() ? "float32" : "bfloat16";
   fs::path model = model_arg;
 
   const fs::path work = fs::temp_directory_path() / ("unibiomed-bench-video-" + std::to_string(::getpid()));
@@ -273,14 +334,20 @@ int main(int argc, char** argv) {
     settings.model_dir = model;
     settings.max_new_tokens = max_new_tokens;
     settings.previews = false;
+    settings.device = device_text;
+    settings.dtype = dtype;
+    settings.batch_size = batch;
     pipeline::EngineOptions eo;
     eo.model_dir = model;
     eo.max_new_tokens = max_new_tokens;
     eo.batch_size = settings.batch_size;
+    eo.device = settings.device;
+    eo.dtype = settings.dtype;
+    std::printf("device: %s, dtype %s\n", inference::describe_device(device).c_str(), dtype_used.c_str());
     const auto t_load = Clock::now();
     std::shared_ptr<pipeline::GroundingEngine> loaded = pipeline::load_grounded_model(eo);
-    auto video_engine = std::make_unique<SharedEngine>(loaded);
-    auto slices_engine = std::make_unique<SharedEngine>(loaded);
+    auto video_engine = std::make_unique<SharedEngine>(loaded, device);
+    auto slices_engine = std::make_unique<SharedEngine>(loaded, device);
     SharedEngine& video_counter = *video_engine;
     SharedEngine& slices_counter = *slices_engine;
     write_text(work / "rules-video.json", R"({"version": 1, "extends": "defaults", "mode": "video"})" "\n");
@@ -335,6 +402,39 @@ int main(int argc, char** argv) {
                 slice_run.timings.value("model_grounding", 0.0) / std::max(1, slice_run.frames),
                 (slice_run.timings.value("model_language", 0.0) + slice_run.timings.value("model_vision", 0.0)) /
                     std::max(1, slice_run.frames));
+
+    const auto result = [&](const std::string& name) {
+      bench::ResultLine line(name);
+      line.set("device", device_text).set("dtype", dtype_used).set("config", model_arg.empty() ? kind : std::string("model"));
+      line.set("frames", frames).set("size", size);
+      return line;
+    };
+    const double propagation_s = v.timings.value("model_propagation", 0.0);
+    result("video_study_seconds").set("mode", "video").set("read_as", v.mode).set("value", tv).set("unit", "s").print();
+    result("video_study_seconds").set("mode", "slices").set("read_as", slice_run.mode).set("value", ts).set("unit", "s").print();
+    result("video_over_slices").set("value", ts > 0 ? tv / ts : 0.0).set("unit", "ratio").print();
+    bench::ResultLine propagation_line = result("video_propagation_frames_per_s");
+    propagation_line.set("tracked_frames", static_cast<int64_t>(v.tracked_frames))
+        .set("value", propagation_s > 0 ? static_cast<double>(v.tracked_frames) / propagation_s : 0.0)
+        .set("unit", "frames/s");
+    if (!device.is_cpu()) propagation_line.set("peak_gpu_mib", v.gpu.propagation);
+    propagation_line.print();
+    bench::ResultLine encoder_line = result("video_sam2_encoder_frames_per_s");
+    encoder_line.set("value", enc > 0 ? 1.0 / enc : 0.0).set("unit", "frames/s");
+    if (!device.is_cpu()) encoder_line.set("peak_gpu_mib", v.gpu.encode);
+    encoder_line.print();
+    if (!device.is_cpu()) {
+      std::printf("\npeak GPU memory (tensors, reset at the start of each phase):\n");
+      for (const RunResult* r : {&v, &slice_run}) {
+        const char* mode = r == &v ? "video" : "slices";
+        std::printf("  %-6s encoding %.0f MiB, language model %.0f MiB, propagation %.0f MiB\n", mode, r->gpu.encode,
+                    r->gpu.language, r->gpu.propagation);
+        for (const auto& [stage, value] : {std::pair<const char*, double>{"encode", r->gpu.encode},
+                                           {"language", r->gpu.language},
+                                           {"propagation", r->gpu.propagation}})
+          result("video_peak_memory_mib").set("mode", mode).set("stage", stage).set("value", value).set("unit", "MiB").set("kind", "peak_gpu_mib").print();
+      }
+    }
 
     // The feature cache of a video: per frame the SAM2 image embedding [D, S/16, S/16] and the
     // two high-resolution levels [D/8, S/4, S/4], [D/4, S/8, S/8] in float32 (CPU), plus the
@@ -397,6 +497,15 @@ int main(int argc, char** argv) {
     if (slice_run.rss_peak > 0)
       std::printf("slices mode, %d frames: peak %.0f MiB (growth %.0f MiB)\n", slice_run.frames, mib(slice_run.rss_peak),
                   mib(slice_run.rss_peak - slice_run.rss_before));
+    for (const RunResult* r : {&v, &slice_run})
+      if (r->rss_peak > 0)
+        result("video_peak_memory_mib")
+            .set("mode", r == &v ? "video" : "slices")
+            .set("stage", "study")
+            .set("value", mib(r->rss_peak))
+            .set("unit", "MiB")
+            .set("kind", "peak_rss_mib")
+            .print();
   } catch (const std::exception& e) {
     std::cerr << "bench_video: " << e.what() << "\n";
     if (!keep) fs::remove_all(work);
