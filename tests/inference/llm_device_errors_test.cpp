@@ -19,7 +19,9 @@ const char* const kCudaMessage =
     "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.20 GiB "
     "is free. Of the allocated memory 70.50 GiB is allocated by PyTorch.";
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 TEST(DeviceErrors, OutOfMemoryMessageNamesStepDeviceMemoryAndRemedy) {
   DeviceMemory m;
@@ -28,7 +30,8 @@ TEST(DeviceErrors, OutOfMemoryMessageNamesStepDeviceMemoryAndRemedy) {
   m.total = int64_t{80} << 30;  // 80 GiB
   const std::string line = out_of_memory_message("answering", c10::Device("cuda:1"), m, kCudaMessage);
   EXPECT_EQ(line.find('\n'), std::string::npos) << line;
-  EXPECT_EQ(line.rfind("answering: out of memory on cuda:1 (2.00 GiB more asked for, 1.5 GiB free of 80.0 GiB): ", 0), 0u)
+  EXPECT_EQ(line.rfind("answering: out of memory on cuda:1 (2.00 GiB more asked for, 1.5 GiB free of 80.0 GiB): ", 0),
+            0u)
       << line;
   EXPECT_TRUE(contains(line, "\"BatchSize\"")) << line;
   EXPECT_TRUE(contains(line, "--batch-size")) << line;
@@ -56,7 +59,8 @@ TEST(DeviceErrors, LibtorchOutOfMemoryBecomesDeviceOutOfMemory) {
     } catch (const DeviceOutOfMemory& oom) {
       const std::string line = oom.what();
       EXPECT_EQ(oom.device(), "cpu");
-      EXPECT_EQ(line.rfind("encoding images for SAM2: out of memory on cpu (2.00 GiB more asked for): ", 0), 0u) << line;
+      EXPECT_EQ(line.rfind("encoding images for SAM2: out of memory on cpu (2.00 GiB more asked for): ", 0), 0u)
+          << line;
       EXPECT_EQ(line.find('\n'), std::string::npos) << line;
     } catch (const std::exception& other) {
       FAIL() << "not a DeviceOutOfMemory: " << other.what();
