@@ -7,8 +7,11 @@
 // the SEG. The claim it checks: memory bounded (nearly the same for a 50,000-pixel slide as for a
 // 5,000-pixel one) and time growing with the tissue, not with the slide.
 //
-//   bench_slide [--sizes 5000,50000] [--model samples/demo-checkpoint] [--threads 0] [--question TEXT] [--batch 8]
-//               [--keep]
+//   bench_slide [--sizes 5000,50000] [--model samples/demo-checkpoint] [--device cpu|cuda[:N]] [--dtype auto]
+//               [--threads 0] [--question TEXT] [--batch 8] [--keep]
+//
+// On a GPU (--device cuda) the peak GPU memory (tensor bytes) of the analysis is printed beside the
+// resident memory. Each size's figures are also RESULT lines (bench_common.h).
 //
 // Every region is asked one explicit question (default "Please segment neoplastic cells in
 // pathology."): the rules' pathology tasks are skipped for a checkpoint not trained on them, as
@@ -29,6 +32,8 @@
 #include <vector>
 
 #include "bench/bench_common.h"
+#include "bench/bench_device.h"
+#include "inference/device.h"
 #include "pipeline/analyzer.h"
 #include "samples/sample_studies.h"
 
@@ -44,8 +49,8 @@ double mib(const char* field) {
 
 // One size, in this (child) process: writes the slide, loads the model, analyses; the figures
 // as one JSON object in `out`.
-int run_one(int size, const fs::path& folder, const std::string& model, int threads, int batch,
-            const std::string& question, const fs::path& out) {
+int run_one(int size, const fs::path& folder, const std::string& model, const c10::Device& device,
+            const std::string& dtype, int threads, int batch, const std::string& question, const fs::path& out) {
   nlohmann::json j;
   j["size"] = size;
   bench::Stopwatch writing;
@@ -71,9 +76,17 @@ int run_one(int size, const fs::path& folder, const std::string& model, int thre
   settings.threads = threads;
   settings.batch_size = batch;
   settings.previews = false;
+  settings.device = bench::device_name(device);
+  settings.dtype = dtype;
   bench::Stopwatch loading;
   auto analyzer = pipeline::Analyzer::create(settings);
+  inference::synchronize(device);
   j["load_seconds"] = loading.wall();
+  bench::StagePeak gpu(device);
+  if (gpu.gpu()) {
+    j["gpu_after_load_mib"] = gpu.current_mib();
+    gpu.reset();
+  }
   const double loaded = mib("VmRSS:");
   j["rss_after_load_mib"] = loaded;
   bench::Stopwatch analysing;
@@ -83,7 +96,9 @@ int run_one(int size, const fs::path& folder, const std::string& model, int thre
   request.rules = false;
   request.questions.push_back({question, "", std::nullopt, ""});
   const pipeline::StudyResult r = analyzer->analyze(inputs, request, {}, nullptr, "bench");
+  inference::synchronize(device);
   j["analysis_seconds"] = analysing.wall();
+  if (gpu.gpu()) j["gpu_peak_mib"] = gpu.peak_mib();
   j["analysis_cpu_share"] =
       analysing.cpu_share(threads > 0 ? threads : int(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))));
   j["peak_mib"] = mib("VmHWM:");
@@ -109,7 +124,8 @@ int run_one(int size, const fs::path& folder, const std::string& model, int thre
 
 int main(int argc, char** argv) {
   std::string sizes_text = "5000,50000", model = "samples/demo-checkpoint", one_out,
-              question = "Please segment neoplastic cells in pathology.";
+              question = "Please segment neoplastic cells in pathology.", device_text = "cpu", dtype = "auto";
+  c10::Device device(c10::kCPU);
   int threads = 0, one = 0, batch = 8;
   bool keep = false;
   bench::CommandLine cl(
@@ -120,6 +136,20 @@ int main(int argc, char** argv) {
       "loaded model, findings and SEG size, and the ratios between the sizes.");
   cl.option("--sizes", "N,N,...", "slide sizes in pixels (512..200000)", sizes_text)
       .option("--model", "DIR", "checkpoint folder", model)
+      .option(
+          "--device", "cpu|cuda[:N]", bench::kDeviceHelp,
+          [&](const std::string& v) {
+            device = bench::parse_device(v);
+            device_text = bench::device_name(device);
+          },
+          "cpu")
+      .option(
+          "--dtype", "auto|float32|bfloat16", "compute dtype (auto: float32 on cpu, bfloat16 on cuda)",
+          [&](const std::string& v) {
+            if (v != "auto" && v != "float32" && v != "bfloat16") throw std::invalid_argument("auto, float32 or bfloat16");
+            dtype = v;
+          },
+          dtype)
       .option("--threads", "N", "CPU threads for the model (0 = all cores)", threads)
       .option("--question", "TEXT", "the question asked of every region", question)
       .option("--batch", "N", "views encoded together (the node's batch_size; the memory of a batch is the model's)",
@@ -143,8 +173,8 @@ int main(int argc, char** argv) {
 
   if (one > 0) {
     try {
-      return run_one(one, fs::path(one_out).parent_path() / ("slide-" + std::to_string(one)), model, threads, batch,
-                     question, one_out);
+      return run_one(one, fs::path(one_out).parent_path() / ("slide-" + std::to_string(one)), model, device, dtype,
+                     threads, batch, question, one_out);
     } catch (const std::exception& e) {
       std::cerr << "bench_slide: size " << one << ": " << e.what() << "\n";
       return 1;
@@ -158,7 +188,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const fs::path dir = made;
-  std::cout << "bench_slide: model " << model << ", threads " << threads << ", batch " << batch << ", load "
+  std::cout << "bench_slide: model " << model << ", device " << device_text << ", dtype " << dtype << ", threads "
+            << threads << ", batch " << batch << ", load "
             << bench::load_average() << ", folder " << dir.string() << "\n";
   std::vector<nlohmann::json> results;
   for (int64_t n : sizes) {
@@ -169,7 +200,8 @@ int main(int argc, char** argv) {
       const std::string n_text = std::to_string(n), threads_text = std::to_string(threads);
       ::execl(self.c_str(), self.c_str(), "--one", n_text.c_str(), "--one-out", out.c_str(), "--model", model.c_str(),
               "--threads", threads_text.c_str(), "--question", question.c_str(), "--batch",
-              std::to_string(batch).c_str(), static_cast<char*>(nullptr));
+              std::to_string(batch).c_str(), "--device", device_text.c_str(), "--dtype", dtype.c_str(),
+              static_cast<char*>(nullptr));
       std::perror("bench_slide: exec");
       ::_exit(127);
     }
@@ -192,7 +224,21 @@ int main(int argc, char** argv) {
         j.contains("seg_kib") ? (", SEG " + std::to_string(int(j["seg_kib"].get<double>())) + " KiB").c_str() : "",
         j["peak_mib"].get<double>(), j["rss_after_load_mib"].get<double>(), j["analysis_rise_mib"].get<double>(),
         j["peak_reset"].get<bool>() ? "" : " (peak not reset: includes writing the slide)");
+    if (j.contains("gpu_peak_mib"))
+      std::printf("               peak GPU memory (tensors) during the analysis %.0f MiB, after loading %.0f MiB\n",
+                  j["gpu_peak_mib"].get<double>(), j["gpu_after_load_mib"].get<double>());
     for (const auto& note : j["notes"]) std::printf("               note: %s\n", note.get<std::string>().c_str());
+    bench::ResultLine line("slide_analysis_seconds");
+    line.set("device", device_text)
+        .set("dtype", dtype != "auto" ? dtype : device.is_cpu() ? "float32" : "bfloat16")
+        .set("size", static_cast<int64_t>(n))
+        .set("batch", batch)
+        .set("views", j["views"].get<int>())
+        .set("value", j["analysis_seconds"].get<double>())
+        .set("unit", "s")
+        .set("peak_rss_mib", j["peak_mib"].get<double>());
+    if (j.contains("gpu_peak_mib")) line.set("peak_gpu_mib", j["gpu_peak_mib"].get<double>());
+    line.print();
     std::fflush(stdout);
   }
   if (results.size() >= 2) {
