@@ -3,6 +3,7 @@
 
 #include <future>
 
+#include "inference/error.h"
 #include "orthanc-plugin/plugin_error.h"
 #include "orthanc-plugin/request_checks.h"
 #include "orthanc-plugin/result_json.h"
@@ -85,6 +86,10 @@ RestAnswer RestApi::handle(size_t route, const std::string& method, const std::v
     return (this->*r.handler)(groups, body);
   } catch (const PluginError& e) {
     return {e.http_status() >= 400 ? e.http_status() : 500, {{"Error", e.what()}}};
+  } catch (const inference::DeviceOutOfMemory& e) {
+    // The GPU was full for this request (another analysis holds it, or the image is too large
+    // for it now): the request itself is fine, so "try again later", not a server fault.
+    return {503, {{"Error", e.what()}, {"Device", e.device()}}};
   } catch (const std::exception& e) {
     return {500, {{"Error", e.what()}}};
   }
