@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
     };
 
     const auto summary = nlohmann::json::parse(r.summary_json);
-    const auto& t = summary.at("timings_seconds");
+    const nlohmann::json t = summary.at("timings_seconds");  // a copy: no reference into a lookup (g++ 13)
     const double views = t.value("views", 0.0);
     std::printf("\nanalysis: %.1f s wall, %d views, %zu findings, %zu result objects\n", wall,
                 static_cast<int>(views), r.findings.size(), r.objects.size());

@@ -253,7 +253,8 @@ RunResult run_study(pipeline::Analyzer& analyzer, SharedEngine& engine, const sa
   out.findings = r.findings.size();
   const auto summary = nlohmann::json::parse(r.summary_json);
   out.timings = summary.at("timings_seconds");
-  for (const auto& s : summary.at("series")) {
+  const nlohmann::json series_list = summary.at("series");  // a copy: no reference into a lookup (g++ 13)
+  for (const auto& s : series_list) {
     out.mode = s.value("mode", std::string("?"));
     out.frames = s.value("frames_analysed", 0);
     if (s.value("state", std::string()) == "failed" || s.contains("reason"))
