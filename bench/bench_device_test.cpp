@@ -68,12 +68,17 @@ void check_device(const c10::Device& device) {
   {
     // 64 MiB made and written on the device: the stage's peak rises by about that much.
     torch::Tensor big = torch::ones({16 << 20}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-    EXPECT_EQ(big.sum().item<double>(), double(16 << 20));
+    EXPECT_NEAR(big.sum().item<double>(), double(16 << 20), 16.0);
   }
   if (peak.resets()) {
     EXPECT_GE(peak.peak_mib(), before + 60) << "peak " << peak.peak_mib() << " before " << before;
   }
-  EXPECT_GT(peak.current_mib(), 0);
+  // Resident memory is never 0; a GPU may hold no tensor at all now.
+  if (device.is_cpu()) {
+    EXPECT_GT(peak.current_mib(), 0);
+  } else {
+    EXPECT_GE(peak.current_mib(), 0);
+  }
 }
 
 TEST(BenchDevice, CpuTimingProbeAndPeak) {
