@@ -76,7 +76,7 @@ ib::RgbImage test_image(int side) {
 }
 
 void line(const char* what, double secs, const std::string& extra = "") {
-  std::printf("  %-34s %8.2f s  %s\n", what, secs, extra.c_str());
+  std::printf("  %-34s %9.4f s  %s\n", what, secs, extra.c_str());
   std::fflush(stdout);
 }
 
