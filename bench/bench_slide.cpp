@@ -133,7 +133,8 @@ int main(int argc, char** argv) {
       "Whole slides at scale: the synthetic slide of `samples write --slide-size N` (0.25 um, tissue\n"
       "on about 5 %) at each size, analysed with a checkpoint in a process of its own; prints the\n"
       "regions over tissue, the analysis time, the peak resident memory and its rise over the\n"
-      "loaded model, findings and SEG size, and the ratios between the sizes.");
+      "loaded model, findings and SEG size, and the ratios between the sizes. One RESULT line per size.\n"
+      "Quick check: --sizes 2048 (run from the source root for the default --model).");
   cl.option("--sizes", "N,N,...", "slide sizes in pixels (512..200000)", sizes_text)
       .option("--model", "DIR", "checkpoint folder", model)
       .option(

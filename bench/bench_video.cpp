@@ -282,7 +282,9 @@ int main(int argc, char** argv) {
   bench::CommandLine cl("bench_video",
                         "The sample CT of --frames slices through pipeline::Analyzer in video mode and in slices\n"
                         "mode, one model, same run: time per study and its ratio, the SAM2 encoder vs the\n"
-                        "propagation per frame, the peak memory of every tracked frame.");
+                        "propagation per frame (video_propagation_frames_per_s), the peak memory of every tracked\n"
+                        "frame (CPU) or of each phase (GPU). One RESULT line per figure. Quick check: --config tiny\n"
+                        "--frames 6.");
   cl.option(
         "--device", "cpu|cuda[:N]", bench::kDeviceHelp, [&](const std::string& v) { device = bench::parse_device(v); },
         "cpu")
