@@ -79,9 +79,9 @@ class Clock:
         return None
 
 
-def result(name, batch, args, value, unit, peak_mib=None):
-    line = "RESULT name=ref_%s batch=%d device=%s dtype=%s value=%.6g unit=%s" % (
-        name, batch, args.device, args.dtype, value, unit)
+def result(name, batch, args, value, unit, peak_mib=None, extra=""):
+    line = "RESULT name=ref_%s batch=%d device=%s dtype=%s%s value=%.6g unit=%s" % (
+        name, batch, args.device, args.dtype, extra, value, unit)
     if peak_mib is not None:
         line += " peak_gpu_mib=%.0f" % peak_mib
     print(line)
@@ -155,7 +155,7 @@ def stage_llm(torch, args, clock, dev, dt):
             clock.reset_peak()
             s = clock.median(prefill, args.warmup, args.reps)
             print("llm: batch %d: prefill %d tokens %.4f s = %.1f tok/s" % (b, T, s, b * T / s))
-            result("llm_prefill_tok_per_s", b, args, b * T / s, "tok/s", clock.peak_mib())
+            result("llm_prefill_tok_per_s", b, args, b * T / s, "tok/s", clock.peak_mib(), " tokens=%d" % T)
             # Greedy decode after the prefill, one new token per sequence per step.
             nxt, cache = prefill()
             clock.sync()
@@ -172,7 +172,7 @@ def stage_llm(torch, args, clock, dev, dt):
                 position += 1
             step = statistics.median(steps[1:] if len(steps) > 2 else steps)
             print("llm: batch %d: decode median %.2f ms/step = %.1f tok/s" % (b, 1e3 * step, b / step))
-            result("llm_decode_tok_per_s", b, args, b / step, "tok/s", clock.peak_mib())
+            result("llm_decode_tok_per_s", b, args, b / step, "tok/s", clock.peak_mib(), " context=%d" % T)
 
 
 def stage_sam2(torch, args, clock, dev, dt):
@@ -202,7 +202,7 @@ def stage_sam2(torch, args, clock, dev, dt):
             s = clock.median(encode, args.warmup, args.reps)
             last[0] = None
             print("sam2: batch %d: image encoder %.4f s = %.2f frames/s" % (b, s, b / s))
-            result("sam2_encoder_frames_per_s", b, args, b / s, "frames/s", clock.peak_mib())
+            result("sam2_frames_per_s", b, args, b / s, "frames/s", clock.peak_mib())
             if b == 1:
                 backbone = m.forward_image(pixels)
         if backbone is None:
