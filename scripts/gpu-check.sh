@@ -196,7 +196,7 @@ if has_phase test; then
     -R '^test_inference_(llm|vision|grounding|dtype)$'
   unset UNIBIOMED_TEST_DEVICE
   step unit 180 "$out/test.log" ctest --test-dir "$build" --output-on-failure -j "$jobs" \
-    -R 'Safetensors|Tokenizer|Tiling|Resize|Prompt|AnswerParser|CheckpointLayout|CliProgram' -E 'RealTokenizer'
+    -R 'Safetensors|Tokenizer|Tiling|Resize|Prompt|AnswerParser|CheckpointLayout|CliProgram|bench_device_test' -E 'RealTokenizer'
   # End to end through the CLI on the device: a grounded answer with a mask (tiny random
   # checkpoint rewired to answer "Sure, [SEG].") and a CT series through the Analyzer with the
   # demo checkpoint.
