@@ -26,7 +26,8 @@
 # library folders into the programs' DT_RPATH (--disable-new-dtags: unlike RUNPATH it also
 # serves the libraries' own dependencies, e.g. libdcmdata -> libxml2 -> libicuuc), so that the
 # built programs, and the test discovery that runs them during the build, load without
-# LD_LIBRARY_PATH (add further linker flags to those same variables, not beside them).
+# LD_LIBRARY_PATH, and PREFIX's library folder into the linker's -L search (for -lnsl); add
+# further linker flags to those same variables, not beside them.
 # env.sh sets LD_LIBRARY_PATH, and DCMDICTPATH: Debian's DCMTK reads its data dictionary from
 # /usr/share/libdcmtk17 unless told, so the programs need it to read or write DICOM.
 #
@@ -44,7 +45,10 @@
 #    boost/asio, and Boost's CMake package files), libicu72 (libicuuc, and libicudata rebuilt
 #    with icupkg/genccode holding only the converters, aliases, normalization and property data:
 #    libxml2's use; 6.8 of 31 MB), libssl-dev (headers, .so links, .pc), zlib1g-dev (zlib.h,
-#    zconf.h; the libz.so link is made at unpack to the system's libz.so.1).
+#    zconf.h; the libz.so link is made at unpack to the system's libz.so.1), dcmtk and
+#    libgdcm-tools (dsrdump, which tests/writers runs, dcmdump, gdcmconv; env.sh appends
+#    PREFIX/usr/bin to PATH). Not carried for the tests: dicom3tools (dciodvfy, 8 MB), PixelMed
+#    (Java), pydicom/numpy/Pillow, Node.js/dcmjs, Orthanc: their test cases fail without them.
 #  * not carried (the target has them, and carrying them would shadow its own): glibc,
 #    libstdc++, libgcc, zlib, liblzma, libzstd, libbz2, libgmp, libffi, libuuid; OpenBLAS (the
 #    wheel's torch has its own BLAS); libtorch (the wheel).
@@ -54,21 +58,27 @@
 # (it first loaded every module ITK was built with, and two of those find_package() HDF5 and
 # MINC, whose -dev packages the project does not use).
 #
-# Proof on a bare system (done 2026-12-05 on the Debian 12 development machine):
+# Proof on a bare system (2026-12-05, on the Debian 12 development machine):
 #   apt-get install debootstrap
 #   debootstrap --variant=minbase bookworm /tmp/gpu-chroot http://deb.debian.org/debian
-#   chroot: apt-get install --no-install-recommends build-essential cmake ninja-build python3 \
-#           libtorch-dev libopenblas0-pthread      (Debian's libtorch stands in for the wheel's)
-#   copy of the repository (git archive HEAD + this change) and .gpu/deps into the chroot, then in it:
+#   in it: apt-get install --no-install-recommends build-essential cmake ninja-build python3 \
+#          libtorch-dev libopenblas0-pthread      (Debian's libtorch stands in for the wheel's)
+#   git archive HEAD + this change into /src, .gpu/deps beside it, then in the chroot:
 #   scripts/gpu-bundle.sh unpack .gpu/deps /opt/deps
 #   cmake -S . -B build -G Ninja $(cat /opt/deps/cmake-args) -DUNIBIOMED_WITH_DICOM=ON \
 #         -DUNIBIOMED_BUILD_TESTS=ON -DUNIBIOMED_BUILD_BENCH=ON -DUNIBIOMED_WERROR=OFF
-#   nice -n 10 ninja -C build -j2;  ldd build/cli/unibiomed build/orthanc-plugin/libUniBiomedOrthanc.so
-#   (nothing "not found", every bundled library resolved inside /opt/deps), unibiomed samples
-#   write + analyze with samples/demo-checkpoint, and the torch-free test binaries.
-#   Libraries of the bundle that libtorch-dev's closure also puts into the chroot (so a missing
-#   one would not have shown there) are listed by `make` under "also in a libtorch-dev system";
-#   they are carried all the same.
+#   nice -n 10 ninja -C build -j2: all 218 steps (CLI, plugin, every test and bench), 27 min.
+#   ldd build/cli/unibiomed, build/orthanc-plugin/libUniBiomedOrthanc.so without LD_LIBRARY_PATH:
+#   nothing "not found", each of the bundle's libraries resolved inside /opt/deps (DT_RPATH).
+#   unibiomed samples write (ct, xray) + analyze --model samples/demo-checkpoint: 2 studies,
+#   6 findings, SEG + SR + summary.json each; without env.sh DCMTK has no dictionary and fails.
+#   Torch-free test binaries: every case passes except those needing what the chroot lacks
+#   (pydicom, numpy, Pillow, python3-regex, unicode-data, dciodvfy, PixelMed, Node.js/dcmjs).
+#   A second, fresh unpack with the chroot's libnsl.so/libnsl.a moved away: configure, and
+#   fuzz_dicom_replay (DCMTK, ITK, GDCM, PNG, JPEG, -lnsl) builds and links from the prefix.
+#   Libraries of the bundle that libtorch-dev's closure also puts into such a chroot (so a missing
+#   one would not show there; the ldd check above shows ours are the ones loaded) are listed by
+#   `make` in MANIFEST under "also in a libtorch-dev system"; they are carried all the same.
 set -euo pipefail
 
 ARCH=x86_64-linux-gnu
@@ -90,7 +100,9 @@ DEBS=(
   nlohmann-json3-dev libgtest-dev orthanc-dev
 )
 # Pruned packages: name -> what is kept (see prune_* below).
-PRUNED=(libboost1.74-dev libicu72 libssl-dev zlib1g-dev)
+PRUNED=(libboost1.74-dev libicu72 libssl-dev zlib1g-dev dcmtk libgdcm-tools)
+# Command-line tools that the tests run (tests/writers: dsrdump; dcmdump to look at files; gdcmconv).
+TOOLS=(usr/bin/dsrdump usr/bin/dcmdump usr/bin/gdcmconv)
 # Slimmed runtime packages: every library outside the runtime closure of ROOT_LIBS becomes an
 # empty file of the same name (the packages' *Targets.cmake check that each library they
 # declare exists; nothing links the unused ones: if something did, the link would fail on the
@@ -177,6 +189,14 @@ prune_icu() {
   rm -rf "$work"
 }
 
+prune_tools() {   # only the TOOLS this package has; their libraries are checked with the closure
+  local root=$1 out=$2 have=() t
+  for t in "${TOOLS[@]}"; do [ -e "$root/$t" ] && have+=("$t"); done
+  [ ${#have[@]} -gt 0 ] || die "none of ${TOOLS[*]} in $root"
+  (cd "$root" && tar -cf - "${have[@]}") | xz -9e -T1 > "$out"
+  echo "${have[*]} only"
+}
+
 prune_ssl_dev() {   # headers, .so links and pkg-config files; no static libraries
   local root=$1 out=$2
   (cd "$root" && tar -cf - usr/include usr/lib/$ARCH/libssl.so usr/lib/$ARCH/libcrypto.so usr/lib/$ARCH/pkgconfig) |
@@ -224,6 +244,7 @@ cmd_make() {
       libicu72)         note=$(prune_icu "$root" "$dir/$name.tar.xz") ;;
       libssl-dev)       note=$(prune_ssl_dev "$root" "$dir/$name.tar.xz") ;;
       zlib1g-dev)       note=$(prune_zlib_dev "$root" "$dir/$name.tar.xz") ;;
+      dcmtk|libgdcm-tools) note=$(prune_tools "$root" "$dir/$name.tar.xz") ;;
       *) die "no pruning rule for $name" ;;
     esac
     echo "$name $ver pruned: $note" >> "$dir/MANIFEST"
@@ -236,7 +257,10 @@ cmd_make() {
   for t in "$dir"/*.tar.xz; do tar -C "$tree" -xJf "$t"; done
   local libdirs=("$tree/usr/lib/$ARCH" "$tree/lib/$ARCH" "$tree/usr/lib")
   find_lib() { local d; for d in "${libdirs[@]}"; do [ -e "$d/$1" ] && { echo "$d/$1"; return 0; }; done; return 1; }
-  local -A seen=(); local queue=("${ROOT_LIBS[@]}") missing=() so path n
+  local -A seen=(); local queue=("${ROOT_LIBS[@]}") missing=() so path n t
+  for t in "${TOOLS[@]}"; do
+    queue+=($(readelf -d "$tree/$t" | awk '/NEEDED/{gsub(/[][]/,"",$5); print $5}'))
+  done
   while [ ${#queue[@]} -gt 0 ]; do
     so=${queue[0]}; queue=("${queue[@]:1}")
     [ -n "${seen[$so]:-}" ] && continue
@@ -375,7 +399,9 @@ cmd_unpack() {
   local libs="$prefix/usr/lib/$ARCH:$prefix/usr/lib"
   local ppath="$prefix/usr" extra
   for extra in "$@"; do [ -n "$extra" ] && ppath="$ppath;$extra"; done
-  local ldflags="-Wl,--disable-new-dtags,-rpath,$libs,-rpath-link,$libs"
+  # -L for the -l names the packages' targets use (DCMTK::config: -lnsl), which the linker
+  # otherwise looks for in the system folders only.
+  local ldflags="-Wl,--disable-new-dtags,-rpath,$libs,-rpath-link,$libs,--library-path=$prefix/usr/lib/$ARCH"
   cat > "$prefix/cmake-args" <<EOF
 -DCMAKE_PREFIX_PATH=$ppath
 -DDCMTK_DIR=$prefix/usr/lib/$ARCH/cmake/dcmtk
@@ -394,6 +420,8 @@ EOF
   cat > "$prefix/env.sh" <<EOF
 # Source to run programs built against $prefix (their DT_RPATH already names these folders).
 export LD_LIBRARY_PATH="$libs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+# The tools (dsrdump, dcmdump, gdcmconv) after the system's own commands.
+export PATH="\$PATH:$prefix/usr/bin"
 # Debian's DCMTK looks for its data dictionary under /usr/share/libdcmtk17 unless told.
 export DCMDICTPATH="$prefix/usr/share/libdcmtk17/dicom.dic:$prefix/usr/share/libdcmtk17/private.dic"
 export GDCM_RESOURCES_PATH="$prefix/usr/share/gdcm-3.0/XML"
