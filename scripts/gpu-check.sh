@@ -20,6 +20,10 @@
 #   --build-dir D   the build folder (default build-gpu, with --cpu build-gpucheck-cpu); with
 #                   --cpu and an already built folder, `--phase test,bench,ref --build-dir build`
 #                   checks the later phases without building again
+#   --targets LIST  what the build phase builds (comma list of CMake targets, or "all"); default:
+#                   the product (the CLI and the Orthanc plugin) and what this script runs (the
+#                   model test binaries, the CLI tests, the benchmarks): the test binaries that
+#                   need Orthanc, PostgreSQL, validators or Node stay for CI, which runs them
 #   --budget S      stop starting new steps once S seconds have passed (default 570: a command
 #                   on the device machine may run 600 s); every step also has its own timeout
 #
@@ -47,6 +51,9 @@ out=${OUT:-$root/gpu-check-out}
 jobs=$(nproc)
 budget=570
 build_dir=""
+targets="unibiomed,UniBiomedOrthanc,test_inference_core,test_inference_llm,test_inference_vision"
+targets+=",test_inference_grounding,test_inference_dtype,test_cli,bench_device_test,bench_grounded"
+targets+=",bench_pipeline,bench_vision,bench_llm,bench_video,bench_agreement"
 
 usage() { sed -n '2,/^# SPDX/p' "$0" | sed 's/^# \{0,1\}//' | sed '$d'; }
 while [ $# -gt 0 ]; do
@@ -58,6 +65,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=${2:?--jobs needs a number}; shift ;;
     --build-dir) build_dir=${2:?--build-dir needs a folder}; shift ;;
     --budget) budget=${2:?--budget needs seconds}; shift ;;
+    --targets) targets=${2:?--targets needs a list}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "gpu-check.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -173,7 +181,9 @@ if has_phase build; then
   step configure 180 "$out/build.log" cmake "${cmake_args[@]}" || {
     grep -n -m 20 -A3 "CMake Error" "$out/build.log" | tee -a "$summary"; exit 1; }
   # -k 0: every error of the first try is in the log, so one run shows all there is to fix.
-  step build 480 "$out/build.log" cmake --build "$build" -j "$jobs" -- -k 0
+  target_args=()
+  [ "$targets" != all ] && target_args=(--target ${targets//,/ })
+  step build "${GPU_CHECK_BUILD_LIMIT:-480}" "$out/build.log" cmake --build "$build" -j "$jobs" "${target_args[@]}" -- -k 0
   rc=$?
   if [ $rc -ne 0 ]; then
     note "- first compiler errors:"
