@@ -203,13 +203,7 @@ int main(int argc, char** argv) {
       "the masks (IoU, pixels that differ).");
   cl.option("--model", "DIR", "checkpoint folder (default: a random one with the answer fixture \"Sure, [SEG].\")",
             model_arg)
-      .option(
-          "--config", "real|tiny", "size of the random checkpoint written without --model (tiny: a quick check)",
-          [&](const std::string& v) {
-            if (v != "real" && v != "tiny") throw std::invalid_argument("real or tiny");
-            kind = v;
-          },
-          kind)
+      .config_option(kind)
       .option("--device", "D", "where the bfloat16 run goes: cpu, cuda or cuda:N", device)
       .option("--images", "N", "images (1-4: ct, mr, photo, tissue)", images)
       .option("--question", "TEXT", "the question asked on every image", question)

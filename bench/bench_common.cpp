@@ -69,6 +69,26 @@ CommandLine& CommandLine::option(const std::string& name, const std::string& met
       name, metavar, help, [&target](const std::string& v) { target = v; }, target);
 }
 
+CommandLine& CommandLine::dtype_option(std::string& target) {
+  return option(
+      "--dtype", "auto|float32|bfloat16", "compute dtype (auto: float32 on cpu, bfloat16 on cuda)",
+      [&target](const std::string& v) {
+        if (v != "auto" && v != "float32" && v != "bfloat16") throw std::invalid_argument("auto, float32 or bfloat16");
+        target = v;
+      },
+      target);
+}
+
+CommandLine& CommandLine::config_option(std::string& target) {
+  return option(
+      "--config", "real|tiny", "size of the random checkpoint written without --model (tiny: a quick check)",
+      [&target](const std::string& v) {
+        if (v != "real" && v != "tiny") throw std::invalid_argument("real or tiny");
+        target = v;
+      },
+      target);
+}
+
 CommandLine& CommandLine::flag(const std::string& name, const std::string& help, bool& target) {
   options_.push_back({name, "", help, "", {}, &target});
   return *this;

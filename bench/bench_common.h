@@ -52,6 +52,11 @@ class CommandLine {
                       std::function<void(const std::string&)> set, const std::string& default_text = "");
   // --NAME alone: sets `target` to true.
   CommandLine& flag(const std::string& name, const std::string& help, bool& target);
+  // The options the model benches share: --dtype auto|float32|bfloat16 (auto: float32 on the
+  // CPU, bfloat16 on a GPU) and --config real|tiny (the size of the random checkpoint a bench
+  // writes when it is given no --model; tiny for a quick check).
+  CommandLine& dtype_option(std::string& target);
+  CommandLine& config_option(std::string& target);
 
   // Reads argv. --help or -h: usage on stdout, exit(0). An unknown argument, a missing or bad
   // value: "PROGRAM: what is wrong" and the usage on stderr, exit(2).

@@ -112,13 +112,7 @@ int main(int argc, char** argv) {
         "cpu")
       .option("--model", "DIR", "checkpoint folder (default: the --answer fixture of --config, written to a temporary folder)",
               model_arg)
-      .option(
-          "--config", "real|tiny", "size of the random checkpoint written without --model (tiny: a quick check)",
-          [&](const std::string& v) {
-            if (v != "real" && v != "tiny") throw std::invalid_argument("real or tiny");
-            kind = v;
-          },
-          kind)
+      .config_option(kind)
       .flag("--keep", "keep the random checkpoint", keep)
       .option("--threads", "N", "BLAS threads (0: every core this process may use)", threads)
       .option("--dtypes", "LIST", std::string(bench::kDtypesHelp) + "; on cuda auto is bfloat16", dtype_list_arg)

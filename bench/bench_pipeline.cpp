@@ -111,21 +111,9 @@ int main(int argc, char** argv) {
   cl.option(
         "--device", "cpu|cuda[:N]", bench::kDeviceHelp, [&](const std::string& v) { device = bench::parse_device(v); },
         "cpu")
-      .option(
-          "--dtype", "auto|float32|bfloat16", "compute dtype (auto: float32 on cpu, bfloat16 on cuda)",
-          [&](const std::string& v) {
-            if (v != "auto" && v != "float32" && v != "bfloat16") throw std::invalid_argument("auto, float32 or bfloat16");
-            dtype = v;
-          },
-          dtype)
+      .dtype_option(dtype)
       .option("--slices", "N", "CT slices of 512x512 (at least 2)", slices)
-      .option(
-          "--config", "real|tiny", "size of the random checkpoint written when no --model is given",
-          [&](const std::string& v) {
-            if (v != "real" && v != "tiny") throw std::invalid_argument("real or tiny");
-            kind = v;
-          },
-          kind)
+      .config_option(kind)
       .option("--batch", "N", "views encoded and decoded together (the node's BatchSize)", batch)
       .option("--tasks", "abnormality|all|NAME,...", "rule tasks asked per slice", tasks)
       .option("--max-new-tokens", "N", "most tokens per answer", max_new_tokens)

@@ -144,13 +144,7 @@ int main(int argc, char** argv) {
             device_text = bench::device_name(device);
           },
           "cpu")
-      .option(
-          "--dtype", "auto|float32|bfloat16", "compute dtype (auto: float32 on cpu, bfloat16 on cuda)",
-          [&](const std::string& v) {
-            if (v != "auto" && v != "float32" && v != "bfloat16") throw std::invalid_argument("auto, float32 or bfloat16");
-            dtype = v;
-          },
-          dtype)
+      .dtype_option(dtype)
       .option("--threads", "N", "CPU threads for the model (0 = all cores)", threads)
       .option("--question", "TEXT", "the question asked of every region", question)
       .option("--batch", "N", "views encoded together (the node's batch_size; the memory of a batch is the model's)",

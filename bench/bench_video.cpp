@@ -288,16 +288,10 @@ int main(int argc, char** argv) {
   cl.option(
         "--device", "cpu|cuda[:N]", bench::kDeviceHelp, [&](const std::string& v) { device = bench::parse_device(v); },
         "cpu")
-      .option(
-          "--dtype", "auto|float32|bfloat16", "compute dtype (auto: float32 on cpu, bfloat16 on cuda)",
-          [&](const std::string& v) {
-            if (v != "auto" && v != "float32" && v != "bfloat16") throw std::invalid_argument("auto, float32 or bfloat16");
-            dtype = v;
-          },
-          dtype)
+      .dtype_option(dtype)
       .option("--frames", "N", "CT slices (at least 2)", frames)
       .option("--size", "PX", "slice rows and columns (at least 16)", size)
-      .option("--config", "real|tiny", "size of the random checkpoint written when no --model is given", kind)
+      .config_option(kind)
       .option("--tasks", "abnormality|all|NAME,...", "rule tasks asked per series", tasks)
       .option("--max-new-tokens", "N", "most tokens per answer", max_new_tokens)
       .option("--batch", "N", "views encoded and decoded together in slices mode (the node's BatchSize)", batch)
