@@ -129,6 +129,9 @@ echo "# gpu-check $(date -Is) on $(hostname), device $device, phases $phases" >>
 
 # ---------------------------------------------------------------- toolchain and libtorch
 torch_prefix=""
+# Python (the original code, the figures) runs with the library path it came with: env.sh's
+# Debian libraries (OpenSSL, GnuTLS...) are for our programs, not for the machine's Python.
+python_ld=${LD_LIBRARY_PATH:-}
 if [ $cpu -eq 0 ]; then
   py=${PYTHON:-python3}
   torch_prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null) || {
@@ -151,7 +154,7 @@ if has_phase env; then
     echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null) $(git -C "$root" status --short 2>/dev/null | wc -l) files changed"
     if [ $cpu -eq 0 ]; then
       nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
-      "${PYTHON:-python3}" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0))' 2>&1
+      LD_LIBRARY_PATH="$python_ld" "${PYTHON:-python3}" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0))' 2>&1
       echo "libtorch cmake: $torch_prefix"
       nvcc --version 2>&1 | tail -1
     else
@@ -280,7 +283,7 @@ if has_phase ref; then
     fi
     for stage in vit llm sam2; do
       case $stage in vit) extra=("${vit[@]}") ;; llm) extra=("${llm[@]}") ;; sam2) extra=("${sam[@]}") ;; esac
-      step "ref-$stage" 200 "$out/ref.log" env PYTHONPATH="$refpy" PYTHONUNBUFFERED=1 \
+      step "ref-$stage" 200 "$out/ref.log" env LD_LIBRARY_PATH="$python_ld" PYTHONPATH="$refpy" PYTHONUNBUFFERED=1 \
         "$refpython" "$root/bench/ref/ref_gpu.py" "$stage" "${common[@]}" "${extra[@]}"
     done
   fi
@@ -291,7 +294,7 @@ if [ -s "$figures" ]; then
     echo
     echo "## Figures ($device)"
     echo
-    "${PYTHON:-python3}" "$root/scripts/gpu-figures.py" "$figures"
+    LD_LIBRARY_PATH="$python_ld" "${PYTHON:-python3}" "$root/scripts/gpu-figures.py" "$figures"
   } >> "$summary"
 fi
 note "- total $(elapsed)s"
