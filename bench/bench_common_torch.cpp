@@ -12,7 +12,9 @@
 #include "bench/bench_common.h"
 #include "bench/bench_device.h"
 #include "inference/device.h"
+#include "inference/error.h"
 #include "inference/runtime.h"
+#include "inference/weights.h"
 
 namespace unibiomed::bench {
 
@@ -64,23 +66,16 @@ MatmulProbe matmul_probe(const c10::Device& device, const std::string& dtype, in
 // ---- bench_device.h ----
 
 c10::Device parse_device(const std::string& text) {
-  if (text != "cpu" && text != "cuda" && text.rfind("cuda:", 0) != 0)
-    throw std::invalid_argument("cpu, cuda or cuda:N");
+  // The model's own reading of a device (the CLI's and the plugin's): a name it refuses, or a
+  // GPU this libtorch cannot see, is a usage error of the bench before any work starts.
   c10::Device device(c10::kCPU);
   try {
-    device = c10::Device(text);
-  } catch (const std::exception&) {
-    throw std::invalid_argument("cpu, cuda or cuda:N");
+    device = inference::ComputeOptions::from_strings(text, "float32").device;
+  } catch (const inference::InferenceError& e) {
+    throw std::invalid_argument(e.what());
   }
   if (device.is_cpu()) return device;
-  if (!inference::cuda_usable())
-    throw std::invalid_argument("this build's libtorch (" + inference::libtorch_version() +
-                                ") has no CUDA, or sees no GPU");
-  const int64_t index = device.has_index() ? device.index() : 0;
-  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-  if (index < 0 || index >= count)
-    throw std::invalid_argument("no GPU " + std::to_string(index) + " (" + std::to_string(count) + " seen)");
-  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  return c10::Device(c10::kCUDA, device.has_index() ? device.index() : static_cast<c10::DeviceIndex>(0));
 }
 
 std::string device_name(const c10::Device& device) {

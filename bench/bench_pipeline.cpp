@@ -157,17 +157,10 @@ int main(int argc, char** argv) {
     settings.dtype = dtype;
     settings.batch_size = batch;
     // The engine Analyzer::create would load, wrapped to read the peak memory of its calls.
-    pipeline::EngineOptions eo;
-    eo.model_dir = model;
-    eo.device = settings.device;
-    eo.dtype = settings.dtype;
-    eo.threads = settings.threads;
-    eo.max_new_tokens = settings.max_new_tokens;
-    eo.batch_size = settings.batch_size;
     bench::StagePeak study_peak(device);
     study_peak.reset();
     const auto t_load = Clock::now();
-    auto engine = std::make_unique<PeakEngine>(pipeline::load_grounded_model(eo), device);
+    auto engine = std::make_unique<PeakEngine>(pipeline::load_grounded_model(pipeline::engine_options(settings)), device);
     const PeakEngine& peaks = *engine;
     auto analyzer = pipeline::make_analyzer(settings, std::move(engine));
     inference::synchronize(device);

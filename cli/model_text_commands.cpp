@@ -32,13 +32,8 @@ namespace {
 // A libtorch error of `step` as one line (device.h throw_inference_error): out of memory on the
 // device says so and what to change; any other error loses libtorch's C++ backtrace.
 std::string torch_failure(const std::string& step, const c10::Error& error, const std::string& device) {
-  c10::Device where(c10::kCPU);
   try {
-    where = c10::Device(device);
-  } catch (const c10::Error&) {
-  }
-  try {
-    inference::throw_inference_error(step, error, where);
+    inference::throw_inference_error(step, error, device);
   } catch (const inference::InferenceError& e) {
     return e.what();
   }

@@ -160,4 +160,13 @@ void throw_inference_error(const std::string& step, const c10::Error& error, con
   throw InferenceError(step + ": libtorch: " + message);
 }
 
+void throw_inference_error(const std::string& step, const c10::Error& error, const std::string& device, bool loading) {
+  c10::Device where(c10::kCPU);
+  try {
+    where = c10::Device(device);
+  } catch (const c10::Error&) {
+  }
+  throw_inference_error(step, error, where, loading);
+}
+
 }  // namespace unibiomed::inference

@@ -64,5 +64,9 @@ std::string out_of_memory_message(const std::string& step, const c10::Device& de
 // first line of libtorch's message, without its C++ backtrace.
 [[noreturn]] void throw_inference_error(const std::string& step, const c10::Error& error, const c10::Device& device,
                                         bool loading = false);
+// The same for a device given as text ("cpu", "cuda:1"), as options carry it; text that names no
+// device (the error may be about it) is taken as the CPU.
+[[noreturn]] void throw_inference_error(const std::string& step, const c10::Error& error, const std::string& device,
+                                        bool loading = false);
 
 }  // namespace unibiomed::inference

@@ -172,12 +172,7 @@ std::unique_ptr<GroundedModel> GroundedModel::load(const fs::path& dir, const Lo
   }
   return std::unique_ptr<GroundedModel>(new GroundedModel(std::move(impl)));
 } catch (const c10::Error& e) {
-  c10::Device device(c10::kCPU);
-  try {
-    device = c10::Device(options.device);
-  } catch (const c10::Error&) {
-  }
-  throw_inference_error("loading the model", e, device, /*loading=*/true);
+  throw_inference_error("loading the model", e, options.device, /*loading=*/true);
 }
 
 const ModelConfig& GroundedModel::config() const { return impl_->config; }

@@ -977,8 +977,7 @@ StageTimings last_timings(const Analyzer& analyzer) {
   return a->timings();
 }
 
-std::unique_ptr<Analyzer> Analyzer::create(const AnalyzerSettings& settings) {
-  if (settings.model_dir.empty()) throw PipelineError("no model folder given");
+EngineOptions engine_options(const AnalyzerSettings& settings) {
   EngineOptions options;
   options.model_dir = settings.model_dir;
   options.tokenizer_dir = settings.tokenizer_dir;
@@ -987,9 +986,14 @@ std::unique_ptr<Analyzer> Analyzer::create(const AnalyzerSettings& settings) {
   options.threads = settings.threads;
   options.max_new_tokens = settings.max_new_tokens;
   options.batch_size = settings.batch_size;
+  return options;
+}
+
+std::unique_ptr<Analyzer> Analyzer::create(const AnalyzerSettings& settings) {
+  if (settings.model_dir.empty()) throw PipelineError("no model folder given");
   std::unique_ptr<GroundingEngine> engine;
   try {
-    engine = load_grounded_model(options);
+    engine = load_grounded_model(engine_options(settings));
   } catch (const std::exception& e) {
     throw PipelineError("model " + settings.model_dir.string() + ": " + e.what());
   }

@@ -13,6 +13,9 @@ namespace unibiomed::pipeline {
 // Loads the task rules (settings.task_rules or the defaults) and checks their window presets
 // against dicom/'s; throws PipelineError naming the file and the problem.
 std::unique_ptr<Analyzer> make_analyzer(const AnalyzerSettings& settings, std::unique_ptr<GroundingEngine> engine);
+// The options of the engine Analyzer::create loads for `settings` (model and tokenizer folders,
+// device, dtype, threads, generation limit, batch size), for callers that load it themselves.
+EngineOptions engine_options(const AnalyzerSettings& settings);
 
 // Seconds per stage of the last analyze() (for the benchmark): the engine's stages plus
 // reading, rendering (decode + window + pad), mapping masks back, consolidation, writing the
