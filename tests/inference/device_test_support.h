@@ -16,7 +16,6 @@
 
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
-#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <cstdlib>
@@ -35,31 +34,18 @@ struct TestDevice {
   std::string problem;                // empty when the device can be used
 };
 
+// The device is read as the model reads it (inference::ComputeOptions::from_strings: cpu or
+// cuda, CUDA present, index within the cards); what it refuses becomes the problem.
 inline TestDevice parse_test_device(const std::string& asked) {
   TestDevice d;
   d.asked = asked;
-  const std::string where = "UNIBIOMED_TEST_DEVICE=" + asked;
   try {
-    d.device = torch::Device(asked);
-  } catch (const std::exception&) {
-    d.problem = where + " is not a device: use cpu, cuda or cuda:N";
+    d.device = inference::ComputeOptions::from_strings(asked, "float32").device;
+  } catch (const std::exception& e) {
+    d.problem = "UNIBIOMED_TEST_DEVICE=" + asked + ": " + e.what() + " (libtorch " + inference::libtorch_version() + ")";
     return d;
   }
-  if (d.device.is_cpu()) return d;
-  if (!d.device.is_cuda()) {
-    d.problem = where + ": the model tests run on cpu or cuda only";
-    return d;
-  }
-  if (!inference::cuda_usable()) {
-    d.problem = where + " asks for a CUDA device, but this build (libtorch " + inference::libtorch_version() +
-                ") has no CUDA or sees no GPU";
-    return d;
-  }
-  if (!d.device.has_index()) d.device = torch::Device(torch::kCUDA, 0);
-  const auto count = static_cast<int64_t>(torch::cuda::device_count());
-  if (d.device.index() >= count)
-    d.problem = where + " asks for device " + std::to_string(d.device.index()) + " but only " + std::to_string(count) +
-                " GPU(s) are visible";
+  if (d.device.is_cuda() && !d.device.has_index()) d.device = torch::Device(torch::kCUDA, 0);
   return d;
 }
 
