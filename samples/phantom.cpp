@@ -577,7 +577,72 @@ Phantom make_endoscopy_frame(int columns, int rows, uint64_t seed, bool with_fin
   return p;
 }
 
-Phantom make_slide_tissue(int columns, int rows, uint64_t seed) {
+namespace {
+
+// Where a slide's tissue section and tumour regions lie, in pixels from the image centre at
+// the 1536-row scale.
+struct SlideLayout {
+  Blob tissue;
+  std::vector<Blob> tumours;
+};
+
+// The sample slide's layout: one section left of centre, one tumour in its upper right.
+SlideLayout sample_slide_layout() {
+  SlideLayout l;
+  l.tissue = Blob{Ellipsoid{-60, 20, 0, 880, 600, 10, 8, 2}, {0.06, 0.05, 0.03, 0.02}, {0.3, 1.9, 4.1, 2.2}};
+  l.tumours.push_back(Blob{Ellipsoid{180, -90, 0, 300, 230, 10, -20, 2}, {0.12, 0.08, 0.05, 0}, {1.0, 2.5, 0.2, 0}});
+  return l;
+}
+
+// A layout drawn from `seed`: the section's size (radii 560-900 by 380-620), place, rotation and
+// outline; one or two tumours (radii 130-330, elongation up to 1.6, irregular outline) whose
+// centres lie well inside the section, at least one tumour radius from its edge.
+SlideLayout varied_slide_layout(uint64_t seed) {
+  Random r(seed * 2654435761ULL + 0x51de);
+  SlideLayout l;
+  Ellipsoid base{(r.uniform() - 0.5) * 240, (r.uniform() - 0.5) * 160, 0, 560 + 340 * r.uniform(),
+                 380 + 240 * r.uniform(), 10, (r.uniform() - 0.5) * 60, 2};
+  l.tissue.base = base;
+  for (int k = 0; k < 4; ++k) {
+    l.tissue.harmonic_amplitude[size_t(k)] = (0.02 + 0.05 * r.uniform()) / (1 + 0.5 * k);
+    l.tissue.harmonic_phase[size_t(k)] = 2 * kPi * r.uniform();
+  }
+  const int count = r.uniform() < 0.7 ? 1 : 2;
+  for (int t = 0; t < count; ++t) {
+    Blob b;
+    const double radius = 130 + 200 * r.uniform(), elongation = 1 + 0.6 * r.uniform();
+    b.base.rx = radius * std::sqrt(elongation);
+    b.base.ry = radius / std::sqrt(elongation);
+    b.base.rz = 10;
+    b.base.angle_degrees = 180 * r.uniform();
+    for (int k = 0; k < 3; ++k) {
+      b.harmonic_amplitude[size_t(k)] = 0.04 + 0.1 * r.uniform() / (1 + k);
+      b.harmonic_phase[size_t(k)] = 2 * kPi * r.uniform();
+    }
+    // A centre inside the section, shrunk by the tumour's largest radius (rejection sampling).
+    const double margin = std::max(b.base.rx, b.base.ry) * 0.9;
+    Ellipsoid inner = base;
+    inner.rx = std::max(40.0, base.rx - margin);
+    inner.ry = std::max(40.0, base.ry - margin);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      b.base.cx = base.cx + (2 * r.uniform() - 1) * inner.rx;
+      b.base.cy = base.cy + (2 * r.uniform() - 1) * inner.ry;
+      if (inner.contains(b.base.cx, b.base.cy, 0)) break;
+      b.base.cx = base.cx, b.base.cy = base.cy;
+    }
+    l.tumours.push_back(b);
+  }
+  return l;
+}
+
+Blob scaled(Blob b, double s) {
+  b.base.cx *= s, b.base.cy *= s, b.base.rx *= s, b.base.ry *= s;
+  return b;
+}
+
+}  // namespace
+
+Phantom make_slide_tissue(int columns, int rows, uint64_t seed, bool with_finding, bool vary_layout) {
   // 0.25 um pixels; shapes below are in pixels (spacing 1) for legibility.
   Phantom p(columns, rows, 1, 3, {1, 1, 1});
   p.label_names = {"background", "tissue", "tumour"};
@@ -588,30 +653,53 @@ Phantom make_slide_tissue(int columns, int rows, uint64_t seed) {
     p.values[3 * i + 2] = 246;
   }
   const double s = rows / 1536.0;
-  Blob tissue{
-      Ellipsoid{-60 * s, 20 * s, 0, 880 * s, 600 * s, 10, 8, 2}, {0.06, 0.05, 0.03, 0.02}, {0.3, 1.9, 4.1, 2.2}};
+  const SlideLayout layout = vary_layout ? varied_slide_layout(seed) : sample_slide_layout();
+  const Blob tissue = scaled(layout.tissue, s);
   fill_rgb(p, tissue, {232, 165, 196}, 1, 1.0f);
-  Blob tumour{Ellipsoid{180 * s, -90 * s, 0, 300 * s, 230 * s, 10, -20, 2}, {0.12, 0.08, 0.05, 0}, {1.0, 2.5, 0.2, 0}};
-  fill_rgb(p, tumour, {214, 140, 190}, 2, 1.0f);
+  std::vector<Blob> tumours;
+  if (with_finding)
+    for (const Blob& t : layout.tumours) {
+      tumours.push_back(scaled(t, s));
+      fill_rgb(p, tumours.back(), {214, 140, 190}, 2, 1.0f);
+    }
+  auto in_tumour = [&](double x, double y) {
+    for (const Blob& t : tumours)
+      if (t.contains(x, y, 0)) return true;
+    return false;
+  };
+  // The section's extent (the sample's: x -960..960, y -700..700 at this scale).
+  const double ext_x = (std::fabs(layout.tissue.base.cx) + 1.1 * std::max(layout.tissue.base.rx, layout.tissue.base.ry)) * s;
+  const double ext_y = (std::fabs(layout.tissue.base.cy) + 1.1 * std::max(layout.tissue.base.rx, layout.tissue.base.ry)) * s;
+  const double fx = vary_layout ? ext_x : 960 * s, fy = vary_layout ? ext_y : 700 * s;
   // Stroma texture: fibres as faint lines.
   for (int k = 0; k < 220; ++k) {
     const double x = (-900 + 1800 * random.uniform()) * s, y = (-620 + 1240 * random.uniform()) * s;
-    if (!tissue.base.contains(x, y, 0)) continue;
-    auto fibre = wander(random, x, y, random.uniform() * kPi, 8, 14 * s, 0.3);
+    const double xx = vary_layout ? x * fx / (900 * s) : x, yy = vary_layout ? y * fy / (620 * s) : y;
+    if (!tissue.base.contains(xx, yy, 0)) continue;
+    auto fibre = wander(random, xx, yy, random.uniform() * kPi, 8, 14 * s, 0.3);
     draw_polyline(p, 0, fibre, 2.0 * s, {205, 120, 170}, 0.5f);
   }
   // Nuclei: sparse in stroma, dense, larger and darker in the tumour.
-  const int attempts = int(14000 * s * s);
+  const int attempts = int(14000 * s * s * (vary_layout ? (fx * fy) / (960 * 700 * s * s) : 1.0));
   for (int k = 0; k < attempts; ++k) {
     const double x = (-960 + 1920 * random.uniform()) * s, y = (-700 + 1400 * random.uniform()) * s;
-    const bool in_tumour = tumour.contains(x, y, 0);
-    if (!tissue.contains(x, y, 0)) continue;
-    if (!in_tumour && random.uniform() > 0.3) continue;
-    const double r = (in_tumour ? 5.5 : 3.5) * s * (0.8 + 0.4 * random.uniform());
-    const std::array<float, 3> colour =
-        in_tumour ? std::array<float, 3>{75, 38, 125} : std::array<float, 3>{98, 55, 148};
-    fill_rgb(p, Ellipsoid{x, y, 0, r, r * (0.6 + 0.3 * random.uniform()), 10, random.uniform() * 180, 2}, colour, 0,
-             0.9f);
+    const double xx = vary_layout ? x * fx / (960 * s) : x, yy = vary_layout ? y * fy / (700 * s) : y;
+    const bool tumour = in_tumour(xx, yy);
+    if (!tissue.contains(xx, yy, 0)) continue;
+    // The varied layouts draw every number of a nucleus whether it is kept or not, so that the
+    // slide without its tumour differs from the one with it only there (the sample's fixed
+    // layout keeps its original sequence).
+    std::array<double, 4> u{};
+    if (vary_layout)
+      for (auto& v : u) v = random.uniform();
+    else
+      u[0] = tumour ? 0.0 : random.uniform();
+    if (!tumour && u[0] > 0.3) continue;
+    if (!vary_layout)
+      for (size_t i = 1; i < u.size(); ++i) u[i] = random.uniform();
+    const double r = (tumour ? 5.5 : 3.5) * s * (0.8 + 0.4 * u[1]);
+    const std::array<float, 3> colour = tumour ? std::array<float, 3>{75, 38, 125} : std::array<float, 3>{98, 55, 148};
+    fill_rgb(p, Ellipsoid{xx, yy, 0, r, r * (0.6 + 0.3 * u[2]), 10, u[3] * 180, 2}, colour, 0, 0.9f);
   }
   Random noise(seed + 1);
   for (auto& v : p.values) v = clampf(v + 2.5 * noise.normal(), 0, 255);

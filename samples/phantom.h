@@ -134,8 +134,12 @@ Phantom make_dermoscopy_photo(int columns = 1024, int rows = 768, uint64_t seed 
 Phantom make_endoscopy_frame(int columns = 720, int rows = 576, uint64_t seed = 20240607,
                              bool with_finding = true);
 // H&E-like tissue section on white glass, 0.25 um pixels: stroma, nuclei, a dense tumour
-// region. Labels: tissue, tumour.
-Phantom make_slide_tissue(int columns = 2048, int rows = 1536, uint64_t seed = 20240608);
+// region. Labels: tissue, tumour. The sample's layout is fixed (the seed changes only the
+// texture); `vary_layout` draws the section's size, place and outline and one or two tumours'
+// sizes and places from the seed instead (the demo checkpoint's training and held-out slides).
+// Without the finding the section has no tumour and nothing else changes.
+Phantom make_slide_tissue(int columns = 2048, int rows = 1536, uint64_t seed = 20240608, bool with_finding = true,
+                          bool vary_layout = false);
 
 // Halves a colour phantom (2x2 box filter; odd edges replicate), labels by majority/any.
 Phantom downsample_2x(const Phantom& phantom);

@@ -217,6 +217,8 @@ TEST(Samples, PhantomsWithoutTheirFindingDifferOnlyThere) {
   cases.push_back({"ultrasound", make_ultrasound_cine(160, 120, 2, 5), make_ultrasound_cine(160, 120, 2, 5, false), {"cyst"}});
   cases.push_back({"fundus", make_fundus_photo(256, 5), make_fundus_photo(256, 5, false), {"exudate", "haemorrhage"}});
   cases.push_back({"endoscopy", make_endoscopy_frame(180, 144, 5), make_endoscopy_frame(180, 144, 5, false), {"polyp"}});
+  cases.push_back({"slide (varied layout)", make_slide_tissue(512, 384, 5, true, true),
+                   make_slide_tissue(512, 384, 5, false, true), {"tumour"}});
   for (const auto& c : cases) {
     size_t finding = 0, differing = 0;
     for (const auto& name : c.finding) {
@@ -230,6 +232,50 @@ TEST(Samples, PhantomsWithoutTheirFindingDifferOnlyThere) {
     // At most three times the finding's area (the rim; the cyst's enhancement), per channel.
     EXPECT_LE(differing, 3 * finding * static_cast<size_t>(c.with.channels)) << c.name;
   }
+}
+
+TEST(Samples, VariedSlideLayoutsChangeWithTheSeedAndStayPlausible) {
+  // The demo checkpoint's slides: the section and its tumours are drawn from the seed. Each has
+  // tissue on 15-75 % of the image, one or two tumours covering 3-60 % of the tissue and lying
+  // inside it, and the tumours' centroid moves from seed to seed. The sample's fixed layout is
+  // what it always was (the seed changes only its texture).
+  double sum_x = 0, sum_y = 0, sum_xx = 0, sum_yy = 0;
+  const int seeds = 12;
+  for (int seed = 1; seed <= seeds; ++seed) {
+    const Phantom p = make_slide_tissue(256, 192, uint64_t(seed) * 7919, true, true);
+    const uint8_t tissue = p.label_of("tissue"), tumour = p.label_of("tumour");
+    const size_t n_tumour = p.label_voxels(tumour), n_tissue = p.label_voxels(tissue) + n_tumour;
+    const double area = double(p.columns) * p.rows;
+    EXPECT_GT(n_tissue, 0.15 * area) << "seed " << seed;
+    EXPECT_LT(n_tissue, 0.75 * area) << "seed " << seed;
+    EXPECT_GT(n_tumour, 0.03 * double(n_tissue)) << "seed " << seed;
+    EXPECT_LT(n_tumour, 0.60 * double(n_tissue)) << "seed " << seed;
+    double cx = 0, cy = 0;
+    size_t outside = 0;
+    for (int y = 0; y < p.rows; ++y)
+      for (int x = 0; x < p.columns; ++x)
+        if (p.labels[p.index(x, y, 0)] == tumour) {
+          cx += x, cy += y;
+          // A tumour pixel has tissue or tumour within 2 pixels on every side (it is inside the section).
+          bool edge = false;
+          for (int d = -2; d <= 2; d += 4)
+            edge = edge || x + d < 0 || y + d < 0 || x + d >= p.columns || y + d >= p.rows ||
+                   p.labels[p.index(x + d, y, 0)] == 0 || p.labels[p.index(x, y + d, 0)] == 0;
+          outside += edge;
+        }
+    EXPECT_LT(double(outside), 0.05 * double(n_tumour)) << "seed " << seed;
+    cx /= double(n_tumour), cy /= double(n_tumour);
+    sum_x += cx, sum_y += cy, sum_xx += cx * cx, sum_yy += cy * cy;
+  }
+  const double sd_x = std::sqrt(sum_xx / seeds - (sum_x / seeds) * (sum_x / seeds));
+  const double sd_y = std::sqrt(sum_yy / seeds - (sum_y / seeds) * (sum_y / seeds));
+  std::cout << "tumour centroid spread over " << seeds << " seeds: " << sd_x << " x " << sd_y << " px of 256 x 192\n";
+  EXPECT_GT(sd_x, 10.0);
+  EXPECT_GT(sd_y, 8.0);
+  // The sample's layout does not depend on the seed: the same tumour pixels for two seeds.
+  const Phantom a = make_slide_tissue(256, 192, 1), b = make_slide_tissue(256, 192, 2);
+  EXPECT_EQ(a.labels, b.labels);
+  EXPECT_NE(a.values, b.values);
 }
 
 TEST(Samples, CommandLineWritesTheSameStudies) {
