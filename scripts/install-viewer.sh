@@ -30,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# --- npm packages of the test (playwright-core, dcmjs) ------------------------
+# --- npm packages of the tests (playwright-core, dcmjs, dicom-microscopy-viewer, dicomweb-client)
 # `npm ci` runs again only when the lock file changed since the last install (a copy of it is
 # kept in node_modules as the stamp).
 VIEWER_TEST="$ROOT/tests/viewer"

@@ -161,7 +161,8 @@ async function startViewerServer({ ohifDir, orthancPort, port = 0, onProxyError 
   };
 }
 
-module.exports = { startViewerServer, appConfig };
+// proxyToOrthanc, serveFile and CONTENT_TYPES also serve the slide viewer test (slide_server.js).
+module.exports = { startViewerServer, appConfig, proxyToOrthanc, serveFile, CONTENT_TYPES };
 
 if (require.main === module) {
   const args = process.argv.slice(2);
