@@ -35,7 +35,7 @@ int run_model_train(const Args& args) {
   ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--minutes M] [--threads N] [--family NAME] DIR",
               "Trains the demo checkpoint: a small model of the UniBiomed architecture (same code and tensor names "
               "as the release, small sizes) on synthetic examples made from the sample phantoms (CT, MRI, X-ray, "
-              "ultrasound, fundus, dermoscopy, endoscopy) in the five task formats. Next-token loss on the answers, "
+              "ultrasound, fundus, dermoscopy, endoscopy, H&E slide regions) in the five task formats. Next-token loss on the answers, "
               "BCE + Dice on the [SEG] masks, and a training-only read-out of where each image token shows the "
               "finding (not written). Deterministic for a seed and thread count. Writes config.json, the "
               "tokenizer files and model.safetensors into DIR (saved every 500 steps and at the end). For "
@@ -97,6 +97,8 @@ int run_model_evaluate(const Args& args) {
   o.log = log_line;
   try {
     std::cout << training::evaluate_checkpoint(p.positionals()[0], o).table();
+  } catch (const std::invalid_argument& e) {  // the checkpoint's own training seed
+    throw UsageError(e.what());
   } catch (const inference::InferenceError& e) {
     std::cerr << "unibiomed model evaluate: " << e.what() << "\n";
     return kExitModelError;

@@ -103,6 +103,20 @@ const std::vector<ModalitySpec>& specs() {
     v.push_back({"endoscope", Render::kDirect, {{"polyp", {"polyp"}, "polyp in colon endoscope"}}, {"polyp"}, "Polyp",
                  "colon", "A polyp on the colon wall.", "polyp in colon endoscope", true,
                  [](uint64_t seed, bool finding) { return samples::make_endoscopy_frame(180, 144, seed, finding); }, ""});
+    // Whole slides: the node asks a slide region by region at 0.5 um (the sample slide's level 1,
+    // 1024 x 768, is one region), which the model sees resized to its tile; the phantom is drawn
+    // at 0.25 um with a layout drawn from the seed, and halved three times (the first halving is
+    // the node's own pyramid level, the next two stand in for the model's resize).
+    v.push_back({"pathology", Render::kDirect,
+                 {{"neoplastic cells", {"tumour"}, "neoplastic cells in tissue pathology"}}, {"tumour"}, "Tumor",
+                 "tissue", "A region of densely packed, enlarged, hyperchromatic nuclei.",
+                 "tumor in tissue pathology", true,
+                 [](uint64_t seed, bool finding) {
+                   samples::Phantom p = samples::make_slide_tissue(2048, 1536, seed, finding, true);
+                   for (int k = 0; k < 3; ++k) p = samples::downsample_2x(p);
+                   return p;
+                 },
+                 ""});
     return v;
   }();
   return all;

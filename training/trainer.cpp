@@ -25,6 +25,7 @@
 #include "inference/prompt.h"
 #include "inference/random_checkpoint.h"
 #include "inference/runtime.h"
+#include "inference/safetensors_file.h"
 #include "inference/tokenizer.h"
 #include "inference/vision_encoder.h"
 #include "training/synthetic.h"
@@ -478,6 +479,17 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
 }
 
 EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions& o) {
+  // A held-out score must come from phantoms training never drew: the checkpoint's training seed
+  // (its safetensors metadata, written by `model train`) is refused as the evaluation seed.
+  if (fs::exists(dir / "model.safetensors")) {
+    const inference::SafetensorsFile weights(dir / "model.safetensors");
+    const auto it = weights.metadata().find("seed");
+    if (it != weights.metadata().end() && it->second == std::to_string(o.seed))
+      throw std::invalid_argument("evaluation seed " + std::to_string(o.seed) + " is the seed " +
+                                  (dir / "model.safetensors").string() +
+                                  " was trained with: its phantoms are the training set, not held out; choose "
+                                  "another --seed");
+  }
   torch::set_num_threads(thread_count(o.threads));
   const auto start = std::chrono::steady_clock::now();
   inference::LoadOptions load;

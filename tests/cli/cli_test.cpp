@@ -96,6 +96,12 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   r = run({"evaluate", out});
   EXPECT_EQ(r.exit_code, kExitModelError);
   EXPECT_NE(r.output.find(out), std::string::npos) << r.output;
+  // The demo checkpoint's own training seed is not a held-out set.
+  const std::string demo = (test::source_dir() / "samples" / "demo-checkpoint").string();
+  r = run({"evaluate", "--seed", "1", "--examples", "1", demo});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
+  EXPECT_NE(r.output.find("evaluation seed 1 is the seed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("choose another --seed"), std::string::npos) << r.output;
 }
 
 // `unibiomed ask` checks the image before it loads the model (seconds), then goes through the
