@@ -200,7 +200,8 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
     found.text = key.text;
     found.answer = key.answer;
     found.key_frame = frame;
-    std::vector<uint8_t> mask(size_t(region.width) * size_t(region.height), 0);
+    // No region-sized mask is kept per finding (a slide may have hundreds): the preview draws it
+    // again from the stitched result, which outlives the findings' writing.
     double area = 0, probability = 0, iou = 0, agreement = 0;
     fw.stitcher = &stitcher;
     fw.slide_box = key.box;
@@ -208,8 +209,8 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
       fw.slide_labels.push_back(c->label);
       fw.slide_box = {std::min(fw.slide_box[0], c->box[0]), std::min(fw.slide_box[1], c->box[1]),
                       std::max(fw.slide_box[2], c->box[2]), std::max(fw.slide_box[3], c->box[3])};
-      const auto piece = stitcher.component_mask(c->label, region.x, region.y, region.width, region.height);
-      for (size_t i = 0; i < mask.size(); ++i) mask[i] |= piece[i];
+      found.key_pixel_count +=
+          count_pixels(stitcher.component_mask(c->label, region.x, region.y, region.width, region.height));
       found.pixel_count += c->pixels;
       area += c->area;
       probability += c->mean_probability * double(c->pixels);
@@ -218,8 +219,6 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
       if (c->long_axis > found.key_diameter.length)
         found.key_diameter = Diameter{c->long_axis, c->axis_from, c->axis_to};
     }
-    found.key_pixel_count = count_pixels(mask);
-    found.masks.emplace(frame, std::move(mask));
     if (mm) found.key_area_mm2 = area;
     found.diameter_in_mm = mm;
     const double n = double(found.pixel_count);
@@ -533,10 +532,24 @@ std::vector<std::string> report_answers(const SeriesRun& run, const UnitPlan& un
   return answers;
 }
 
-// One preview per finding, numbered over the study; one that cannot be drawn is a problem.
-void draw_previews(const SeriesRun& run, const UnitPlan& units, const std::vector<const FindingWork*>& finding_work,
-                   SeriesResult& out) {
+// A series' previews are drawn for at most this many findings, the largest (a whole slide may
+// have hundreds of findings, and each preview holds its view's pixels until it is written).
+constexpr size_t kMaxPreviewsPerSeries = 24;
+
+// One preview per finding (the largest kMaxPreviewsPerSeries), numbered over the study; one that
+// cannot be drawn is a problem. Returns how many findings got none for the limit.
+size_t draw_previews(const SeriesRun& run, const UnitPlan& units,
+                     const std::vector<const FindingWork*>& finding_work, SeriesResult& out) {
+  std::vector<size_t> order(out.findings.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return finding_work[a]->found.pixel_count > finding_work[b]->found.pixel_count;
+  });
+  const size_t drawn = std::min(order.size(), kMaxPreviewsPerSeries);
+  std::vector<bool> chosen(order.size(), false);
+  for (size_t k = 0; k < drawn; ++k) chosen[order[k]] = true;
   for (size_t i = 0; i < out.findings.size(); ++i) {
+    if (!chosen[i]) continue;
     Finding& finding = out.findings[i];
     const FindingWork& fw = *finding_work[i];
     const Unit& unit = units.units[fw.unit];
@@ -547,7 +560,20 @@ void draw_previews(const SeriesRun& run, const UnitPlan& units, const std::vecto
     what.modality = run.modality;
     what.window = q.window;
     what.box = q.box;
-    what.mask = &fw.found.masks.at(fw.found.key_frame);
+    std::vector<uint8_t> slide_mask;  // a slide finding's pieces in its key region
+    if (fw.stitcher) {
+      const dicom::SlideRegion& r = *what.request.slide_region;
+      for (int label : fw.slide_labels) {
+        auto piece = fw.stitcher->component_mask(label, r.x, r.y, r.width, r.height);
+        if (slide_mask.empty())
+          slide_mask = std::move(piece);
+        else
+          for (size_t k = 0; k < slide_mask.size(); ++k) slide_mask[k] |= piece[k];
+      }
+      what.mask = &slide_mask;
+    } else {
+      what.mask = &fw.found.masks.at(fw.found.key_frame);
+    }
     what.colour = q.target->colour;
     what.label = finding.label;
     char number[16];
@@ -563,6 +589,7 @@ void draw_previews(const SeriesRun& run, const UnitPlan& units, const std::vecto
       out.problems.push_back("preview of " + finding.label + " not drawn: " + e.what());
     }
   }
+  return order.size() - drawn;
 }
 
 }  // namespace
@@ -755,7 +782,10 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   }
   if (settings_.previews) {
     Stopwatch t(timings_.previews);
-    draw_previews(run, units, finding_work, out);
+    if (const size_t undrawn = draw_previews(run, units, finding_work, out))
+      outcome.notes.push_back("previews drawn for the " + std::to_string(kMaxPreviewsPerSeries) + " largest of " +
+                              std::to_string(out.findings.size()) + " findings (" + std::to_string(undrawn) +
+                              " without one; every finding is in the SEG and SR)");
   }
   outcome.state = SeriesOutcome::State::Analysed;
   out.outcome = outcome;

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 
 #include "dicom/series.h"
 #include "dicom/slide.h"
 #include "inference/answer_parser.h"
 #include "pipeline/measurements.h"
+#include "pipeline/preview.h"
 #include "pipeline/study_analyzer.h"
 #include "tests/pipeline/pipeline_test_support.h"
 #include "tests/support/test_support.h"
@@ -225,6 +227,82 @@ TEST(AnalysisOfSlides, FindingsAreTheStitchedPiecesOfTheWholeLevelInMm) {
     EXPECT_GT(x1 - x0, 128) << "the outline of the whole piece, across the regions";
   }
   EXPECT_GE(count, 2) << scoord.output;
+}
+
+// Answers every question with a grid of small squares (sides 2 to 6 pixels; none in a view's top
+// 16 rows, where a preview writes its label): hundreds of findings on one slide.
+class DotsEngine : public StainEngine {
+ public:
+  std::vector<inference::GroundedAnswer> answer(Batch& batch, const std::string& question,
+                                                const std::atomic<bool>* cancel) override {
+    auto out = StainEngine::answer(batch, question, cancel);
+    for (auto& a : out)
+      for (auto& s : a.segments)
+        for (int y = 0; y < s.height; ++y)
+          for (int x = 0; x < s.width; ++x) {
+            const int side = 2 + (x / 16 + y / 16) % 5;
+            const bool on = y >= 16 && x % 16 < side && y % 16 < side;
+            s.mask[size_t(y) * size_t(s.width) + size_t(x)] = on;
+            s.probability[size_t(y) * size_t(s.width) + size_t(x)] = on ? 0.9f : 0.1f;
+          }
+    return out;
+  }
+};
+
+TEST(AnalysisOfSlides, PreviewsAreDrawnForTheLargestFindingsOnly) {
+  // A slide with hundreds of findings: every one is in the SEG and the SR, previews (each holds
+  // its region's pixels until written) only for the 24 largest, and the series says so.
+  const auto& data = fixture_data();
+  AnalyzerSettings settings;
+  settings.slide_region_size = 128;
+  settings.previews = true;
+  auto analyzer = make_analyzer(settings, std::make_unique<DotsEngine>());
+  const StudyResult r = analyzer->analyze(data.inputs("wsi"), {}, {}, nullptr, "seed");
+  ASSERT_EQ(r.series.size(), 1u);
+  const SeriesOutcome& s = r.series[0];
+  ASSERT_EQ(s.state, SeriesOutcome::State::Analysed) << s.reason;
+  ASSERT_GT(r.findings.size(), 100u);
+  EXPECT_EQ(r.previews.size(), 24u);
+  size_t smallest_with = SIZE_MAX, largest_without = 0, with_segment = 0;
+  for (const auto& f : r.findings) {
+    ASSERT_FALSE(f.measurements.empty());
+    const double area = f.measurements[0].value;
+    if (f.preview_file.empty())
+      largest_without = std::max(largest_without, size_t(std::lround(area / 0.0005 / 0.0005)));
+    else
+      smallest_with = std::min(smallest_with, size_t(std::lround(area / 0.0005 / 0.0005)));
+    with_segment += f.segment_number > 0;
+  }
+  EXPECT_EQ(with_segment, r.findings.size());
+  EXPECT_GE(smallest_with, largest_without) << "the previews are of the largest findings";
+  bool noted = false;
+  for (const auto& n : s.notes)
+    noted |= n == "previews drawn for the 24 largest of " + std::to_string(r.findings.size()) + " findings (" +
+                      std::to_string(r.findings.size() - 24) + " without one; every finding is in the SEG and SR)";
+  EXPECT_TRUE(noted) << ::testing::PrintToString(s.notes);
+  // Each preview outlines its finding (a square, or the part of one that its region's core holds)
+  // in the target's colour: more pixels of that colour than its label alone draws on a blank
+  // image of the same size, at most as many more as the finding has pixels.
+  auto target_coloured = [](const std::vector<uint8_t>& rgb) {
+    size_t n = 0;
+    for (size_t i = 0; i < rgb.size(); i += 3) n += rgb[i] == 255 && rgb[i + 1] == 60 && rgb[i + 2] == 60;
+    return n;
+  };
+  for (size_t i = 0; i < r.findings.size(); ++i) {
+    const Finding& f = r.findings[i];
+    if (f.preview_file.empty()) continue;
+    const auto p = std::find_if(r.previews.begin(), r.previews.end(),
+                                [&](const Preview& x) { return x.file_name == f.preview_file; });
+    ASSERT_NE(p, r.previews.end()) << f.preview_file;
+    ASSERT_EQ(p->rgb.size(), size_t(p->width) * size_t(p->height) * 3) << p->file_name;
+    const dicom::RgbImage blank{p->width, p->height, std::vector<uint8_t>(p->rgb.size(), 0)};
+    const size_t label_only =
+        target_coloured(render_preview(blank, std::vector<uint8_t>(blank.rgb.size() / 3, 0), {255, 60, 60}, f.label).rgb);
+    const size_t pixels = size_t(std::lround(f.measurements[0].value / 0.0005 / 0.0005));
+    const size_t outline = target_coloured(p->rgb) - label_only;
+    EXPECT_GT(outline, 0u) << p->file_name;
+    EXPECT_LE(outline, pixels) << p->file_name;
+  }
 }
 
 TEST(AnalysisOfSlides, ARegionSizeOutsideTheRangeIsRefused) {
