@@ -190,11 +190,17 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     const int rows = frames[frame].rows;
     for (int y = 1; y < rows; ++y) connect_rows(offsets[y], offsets[y + 1], offsets[y - 1], offsets[y], true);
     if (options.frames_are_sequence && frame > 0) {
-      auto previous = row_offsets.find(frame - 1);
-      if (previous != row_offsets.end() && frames[frame - 1].rows == rows &&
-          frames[frame - 1].columns == frames[frame].columns)
-        for (int y = 0; y < rows; ++y)
-          connect_rows(offsets[y], offsets[y + 1], previous->second[y], previous->second[y + 1], false);
+      // The previous frame with a mask: the adjacent one only in a volume; in a cine up to
+      // cine_frame_gap frames without one may lie in between.
+      const size_t reach = volume ? 1 : size_t(1 + std::max(0, options.cine_frame_gap));
+      for (size_t k = 1; k <= reach && k <= frame; ++k) {
+        auto previous = row_offsets.find(frame - k);
+        if (previous == row_offsets.end() || previous->second.front() == previous->second.back()) continue;
+        if (frames[frame - k].rows == rows && frames[frame - k].columns == frames[frame].columns)
+          for (int y = 0; y < rows; ++y)
+            connect_rows(offsets[y], offsets[y + 1], previous->second[y], previous->second[y + 1], false);
+        break;
+      }
     }
   }
   std::unordered_map<size_t, size_t> component_of_root;

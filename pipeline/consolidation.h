@@ -50,6 +50,11 @@ struct ConsolidationOptions {
   double min_size = 0;
   // The finding's label when the masks carry no phrase (segmentation targets).
   std::string label;
+  // A sequence that is not a volume (cine): components also connect to the last earlier frame
+  // with a mask when at most this many frames without any lie in between, so that frames where
+  // the model missed the finding do not split it into several. Volumes connect adjacent slices
+  // only (a gap there may separate two lesions).
+  int cine_frame_gap = 3;
 };
 
 struct ConsolidatedFinding {

@@ -170,6 +170,31 @@ TEST(Consolidation, ImagesWithoutGeometryAreMeasuredInPixels) {
   EXPECT_NEAR(found[0].key_diameter.length, 10.0, 1e-12);  // 6 x 8 pixels: diagonal 10
 }
 
+TEST(Consolidation, ACineBridgesFramesWhereTheFindingWasMissedAVolumeDoesNot) {
+  // Frames 0-3 and 7-9 show the same blob; frames 4-6 have no mask (the model missed it).
+  std::vector<FrameMask> masks;
+  for (size_t f : {0, 1, 2, 3, 7, 8, 9}) masks.push_back(box(f, 4, 4, 6, 5));
+  ConsolidationOptions lesions{true, true, 0, "Cyst"};
+  auto cine = stack(10);
+  for (auto& f : cine) f.position.reset();  // frames in time: a sequence, not a volume
+  auto found = consolidate(cine, masks, lesions);
+  ASSERT_EQ(found.size(), 1u) << "three missed frames do not split a cine's finding";
+  EXPECT_EQ(found[0].masks.size(), 7u);
+  EXPECT_EQ(found[0].label, "Cyst");
+  // A frame in between with a mask elsewhere is no bridge: the blob links to the last frame with
+  // a mask, where it does not overlap, so it is split.
+  masks.push_back(box(5, 20, 14, 4, 4));
+  found = consolidate(cine, masks, lesions);
+  EXPECT_EQ(found.size(), 3u);
+  masks.pop_back();
+  // Four missed frames are too many: two findings.
+  lesions.cine_frame_gap = 2;
+  EXPECT_EQ(consolidate(cine, masks, lesions).size(), 2u);
+  // A volume joins adjacent slices only: the same gap separates two lesions.
+  lesions.cine_frame_gap = 3;
+  EXPECT_EQ(consolidate(stack(10), masks, lesions).size(), 2u);
+}
+
 TEST(Consolidation, BadMasksAreRefusedWithTheFrame) {
   const auto frames = stack(2);
   FrameMask wrong = box(1, 0, 0, 1, 1);
