@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "dicom/raster_file.h"
+#include "dicom/view.h"
 #include "dicom/window.h"
 #include "samples/phantom.h"
 
@@ -92,7 +93,12 @@ const std::vector<ModalitySpec>& specs() {
                  true, [](uint64_t seed, bool finding) { return samples::make_chest_xray(192, seed, finding); }, ""});
     v.push_back({"ultrasound", Render::kDirect, {}, {"cyst"}, "Cyst", "liver",
                  "An anechoic cyst with posterior acoustic enhancement.", "cyst in liver ultrasound", true,
-                 [](uint64_t seed, bool finding) { return samples::make_ultrasound_cine(192, 144, 4, seed, finding); }, ""});
+                 // At the sample cine's 640 x 480, whose speckle the node sees (its grain depends on
+                 // the pixel size), halved with a box filter as the model's resize averages it.
+                 [](uint64_t seed, bool finding) {
+                   return samples::downsample_2x(samples::make_ultrasound_cine(640, 480, 4, seed, finding));
+                 },
+                 ""});
     v.push_back({"fundus", Render::kDirect, {{"optic disc", {"optic disc"}, "optic disc in retina fundus"}},
                  {"exudate", "haemorrhage"}, "Diabetic retinopathy", "retina", "Exudates and haemorrhages in the retina.",
                  "lesion in retina fundus", true,
@@ -248,6 +254,29 @@ void draw_region_box(inference::RgbImage& image, const std::vector<uint8_t>& mas
     for (int x = x0; x <= x1; ++x) put(x, std::min(y0 + t, y1)), put(x, std::max(y1 - t, y0));
     for (int y = y0; y <= y1; ++y) put(std::min(x0 + t, x1), y), put(std::max(x1 - t, x0), y);
   }
+}
+
+// The node shows the model every view padded to a square with black (dicom::pad_to_square,
+// half of the difference on each side); an example's image and masks are padded the same way.
+void pad_to_square(Example& e) {
+  std::array<int, 4> pad{};
+  dicom::RgbImage padded = dicom::pad_to_square({e.image.width, e.image.height, e.image.rgb}, &pad);
+  if (padded.width == e.image.width && padded.height == e.image.height) return;
+  const int w = e.image.width, h = e.image.height, side = padded.width;
+  auto pad_mask = [&](std::vector<uint8_t>& m) {
+    if (m.empty()) return;
+    std::vector<uint8_t> out(size_t(side) * size_t(side), 0);
+    for (int y = 0; y < h; ++y)
+      std::copy(m.begin() + long(size_t(y) * size_t(w)), m.begin() + long(size_t(y + 1) * size_t(w)),
+                out.begin() + long(size_t(y + pad[1]) * size_t(side) + size_t(pad[0])));
+    m = std::move(out);
+  };
+  pad_mask(e.mask);
+  pad_mask(e.finding);
+  for (auto& [phrase, mask] : e.other_targets) pad_mask(mask);
+  e.image.width = padded.width;
+  e.image.height = padded.height;
+  e.image.rgb = std::move(padded.rgb);
 }
 
 }  // namespace
@@ -443,6 +472,7 @@ Example SyntheticData::next() {
     }
     if (e.answer.find("[SEG]") != std::string::npos) e.mask = mask;
   }
+  pad_to_square(e);
   return e;
 }
 

@@ -29,8 +29,8 @@ std::vector<float> finding_token_targets(const Example& e, int grid, double down
 
 struct TrainOptions {
   uint64_t seed = 1;
-  int steps = 4200;           // optimiser steps (the learning-rate schedule spans them)
-  double max_minutes = 29;    // stops early (and saves) when training takes longer
+  int steps = 5000;           // optimiser steps (the learning-rate schedule spans them)
+  double max_minutes = 40;    // stops early (and saves) when training takes longer
   int batch = 8;              // examples per step
   double learning_rate = 1e-3;
   int threads = 0;            // 0: the machine's cores

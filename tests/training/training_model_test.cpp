@@ -184,6 +184,8 @@ TEST(SyntheticData, ExamplesAreWellFormed) {
     ++families[e.family];
     ASSERT_GT(e.image.width, 0);
     ASSERT_EQ(e.image.rgb.size(), size_t(e.image.width) * e.image.height * 3);
+    // Square, as the node pads every view (the padding is black and outside every mask).
+    ASSERT_EQ(e.image.width, e.image.height) << e.modality;
     const bool has_seg = e.answer.find("[SEG]") != std::string::npos;
     if (has_seg) {
       ASSERT_EQ(e.mask.size(), size_t(e.image.width) * e.image.height) << e.question;
