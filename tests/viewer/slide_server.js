@@ -14,7 +14,7 @@
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
-const { proxyToOrthanc, serveFile } = require('./viewer_server.js');
+const { proxyToOrthanc, serveFile, listenOnLoopback } = require('./viewer_server.js');
 
 const MODULES = path.join(__dirname, 'node_modules');
 const DMV_DIST = path.join(MODULES, 'dicom-microscopy-viewer', 'dist');
@@ -74,20 +74,7 @@ async function startSlideServer({ orthancPort, port = 0, onProxyError = () => {}
     return serveFile(res, file, req.method);
   });
   server.keepAliveTimeout = 1000;
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
-  });
-  const actualPort = server.address().port;
-  return {
-    port: actualPort,
-    url: `http://127.0.0.1:${actualPort}`,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOnLoopback(server, port);
 }
 
 module.exports = { startSlideServer };

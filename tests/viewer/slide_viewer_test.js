@@ -31,7 +31,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { spawnSync } = require('child_process');
+const { runUnibiomed, mustRunUnibiomed, parseTestArgs } = require('./unibiomed_cli.js');
 
 const { startOrthanc } = require('./orthanc.js');
 const { startSlideServer } = require('./slide_server.js');
@@ -87,44 +87,23 @@ const DOCS_STEP = 8;
 
 function parseArgs(argv) {
   const options = { unibiomed: null, model: DEMO_MODEL, ask: null, out: path.resolve('slide-viewer-test-output'), screenshotsTo: null, timeoutMs: 60000 };
-  for (let i = 0; i < argv.length; i++) {
-    const value = () => {
-      if (i + 1 >= argv.length) throw new Error(`${argv[i]} needs a value`);
-      return argv[++i];
-    };
-    switch (argv[i]) {
-      case '--unibiomed': options.unibiomed = path.resolve(value()); break;
-      case '--model': options.model = path.resolve(value()); break;
-      case '--ask': options.ask = value(); break;
-      case '--out': options.out = path.resolve(value()); break;
-      case '--screenshots-to': options.screenshotsTo = path.resolve(value()); break;
-      case '--timeout-ms': options.timeoutMs = Number(value()); break;
-      case '--help':
-        console.log('usage: node slide_viewer_test.js --unibiomed PATH [--model DIR] [--ask TEXT] [--out DIR] [--screenshots-to DIR] [--timeout-ms N]\n' +
-          `  --model DIR   checkpoint to analyse with (default ${DEMO_MODEL})\n` +
-          '  --ask TEXT    ask only this question (--no-rules --ask TEXT) instead of the default task rules');
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  if (!options.unibiomed) throw new Error('--unibiomed PATH (the built unibiomed program) is required');
-  return options;
+  const usage =
+    'usage: node slide_viewer_test.js --unibiomed PATH [--model DIR] [--ask TEXT] [--out DIR] [--screenshots-to DIR] [--timeout-ms N]\n' +
+    `  --model DIR   checkpoint to analyse with (default ${DEMO_MODEL})\n` +
+    '  --ask TEXT    ask only this question (--no-rules --ask TEXT) instead of the default task rules';
+  return parseTestArgs(argv, options, usage, {
+    '--model': (v) => { options.model = path.resolve(v); },
+    '--ask': (v) => { options.ask = v; },
+    '--screenshots-to': (v) => { options.screenshotsTo = path.resolve(v); },
+  });
 }
 
-/** Runs the unibiomed program: {status, output}; throws only when it cannot start. */
 function unibiomed(options, args, log) {
-  log(`$ unibiomed ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
-  const run = spawnSync(options.unibiomed, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (run.error) throw new Error(`${options.unibiomed} could not run: ${run.error.message}`);
-  return { status: run.status, output: `${run.stdout || ''}${run.stderr || ''}` };
+  return runUnibiomed(options.unibiomed, args, log);
 }
 
 function mustRun(options, args, log) {
-  const r = unibiomed(options, args, log);
-  if (r.status !== 0) throw new Error(`unibiomed ${args.join(' ')} failed (exit ${r.status}):\n${r.output}`);
-  return r.output;
+  return mustRunUnibiomed(options.unibiomed, args, log);
 }
 
 /**

@@ -145,6 +145,11 @@ async function startViewerServer({ ohifDir, orthancPort, port = 0, onProxyError 
   // Keep-alive sockets would hold close() open until their timeout.
   server.keepAliveTimeout = 1000;
 
+  return listenOnLoopback(server, port);
+}
+
+/** Starts `server` on 127.0.0.1:`port` (0: any free port): {port, url, close()}. */
+async function listenOnLoopback(server, port) {
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', resolve);
@@ -161,8 +166,9 @@ async function startViewerServer({ ohifDir, orthancPort, port = 0, onProxyError 
   };
 }
 
-// proxyToOrthanc, serveFile and CONTENT_TYPES also serve the slide viewer test (slide_server.js).
-module.exports = { startViewerServer, appConfig, proxyToOrthanc, serveFile, CONTENT_TYPES };
+// proxyToOrthanc, serveFile, listenOnLoopback and CONTENT_TYPES also serve the slide viewer test
+// (slide_server.js).
+module.exports = { startViewerServer, appConfig, proxyToOrthanc, serveFile, listenOnLoopback, CONTENT_TYPES };
 
 if (require.main === module) {
   const args = process.argv.slice(2);

@@ -24,10 +24,10 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { execFileSync } = require('child_process');
 
 const { startOrthanc } = require('./orthanc.js');
 const { startViewerServer } = require('./viewer_server.js');
+const { mustRunUnibiomed, parseTestArgs } = require('./unibiomed_cli.js');
 const { findImageSeries, readSegments, readHeaders, evidenceInstances } = require('./dicom_series.js');
 const { makeLabelMap, writeNrrd } = require('./label_map.js');
 const { Checks, checkSegAndSr, checkAnalyzeOutput, launchChromium } = require('./viewer_checks.js');
@@ -42,36 +42,14 @@ function parseArgs(argv) {
     out: path.resolve('viewer-test-output'),
     timeoutMs: 60000,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const value = () => {
-      if (i + 1 >= argv.length) throw new Error(`${argv[i]} needs a value`);
-      return argv[++i];
-    };
-    switch (argv[i]) {
-      case '--unibiomed': options.unibiomed = path.resolve(value()); break;
-      case '--ohif': options.ohif = path.resolve(value()); break;
-      case '--out': options.out = path.resolve(value()); break;
-      case '--timeout-ms': options.timeoutMs = Number(value()); break;
-      case '--help':
-        console.log('usage: node viewer_test.js --unibiomed PATH [--ohif DIR] [--out DIR] [--timeout-ms N]');
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  if (!options.unibiomed) throw new Error('--unibiomed PATH (the built unibiomed program) is required');
-  return options;
+  return parseTestArgs(argv, options, 'usage: node viewer_test.js --unibiomed PATH [--ohif DIR] [--out DIR] [--timeout-ms N]', {
+    '--ohif': (v) => { options.ohif = path.resolve(v); },
+  });
 }
 
 /** Runs the unibiomed program; throws with its output when it fails. */
 function unibiomed(options, args, log) {
-  log(`$ unibiomed ${args.join(' ')}`);
-  try {
-    return execFileSync(options.unibiomed, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
-  } catch (err) {
-    throw new Error(`unibiomed ${args.join(' ')} failed (exit ${err.status}):\n${err.stdout || ''}${err.stderr || ''}`);
-  }
+  return mustRunUnibiomed(options.unibiomed, args, log);
 }
 
 /**
