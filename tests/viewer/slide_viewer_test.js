@@ -31,7 +31,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { runUnibiomed, mustRunUnibiomed, parseTestArgs } = require('./unibiomed_cli.js');
+const { runUnibiomed, mustRunUnibiomed, parseTestArgs, startTestRun, stopAll } = require('./unibiomed_cli.js');
 
 const { startOrthanc } = require('./orthanc.js');
 const { startSlideServer } = require('./slide_server.js');
@@ -172,15 +172,8 @@ function analysisOutput(dir) {
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   const { readSlideLevel, readSegmentation, readSrFindings, readLevelHeader } = npmPackages();
-  const started = Date.now();
-  const log = (m) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${m}`);
+  const { log, work, artifacts } = startTestRun(options);
   const checks = new Checks(log);
-
-  fs.rmSync(options.out, { recursive: true, force: true });
-  const work = path.join(options.out, 'work');
-  const artifacts = path.join(options.out, 'screenshots');
-  fs.mkdirSync(work, { recursive: true });
-  fs.mkdirSync(artifacts, { recursive: true });
 
   // --- data ---------------------------------------------------------------------
   const samplesDir = path.join(work, 'samples');
@@ -462,13 +455,7 @@ async function main() {
   } catch (err) {
     checks.check('the slide viewer test ran to its end', false, err.stack || err.message);
   } finally {
-    for (const stop of cleanup.reverse()) {
-      try {
-        await stop();
-      } catch (err) {
-        log(`cleanup: ${err.message}`);
-      }
-    }
+    await stopAll(cleanup, log);
   }
   if (options.screenshotsTo && Object.keys(shots).length) {
     fs.mkdirSync(options.screenshotsTo, { recursive: true });

@@ -52,4 +52,31 @@ function parseTestArgs(argv, options, usage, extra = {}) {
   return options;
 }
 
-module.exports = { runUnibiomed, mustRunUnibiomed, parseTestArgs };
+/**
+ * A test run's log (lines prefixed with the seconds since it started) and its folders under
+ * options.out, emptied first: work/ for data, screenshots/ for what is kept.
+ */
+function startTestRun(options) {
+  const fs = require('fs');
+  const started = Date.now();
+  const log = (m) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${m}`);
+  fs.rmSync(options.out, { recursive: true, force: true });
+  const work = path.join(options.out, 'work');
+  const artifacts = path.join(options.out, 'screenshots');
+  fs.mkdirSync(work, { recursive: true });
+  fs.mkdirSync(artifacts, { recursive: true });
+  return { log, work, artifacts };
+}
+
+/** Runs the stop functions a test collected, last first; a failing one is logged, not thrown. */
+async function stopAll(cleanup, log) {
+  for (const stop of cleanup.reverse()) {
+    try {
+      await stop();
+    } catch (err) {
+      log(`cleanup: ${err.message}`);
+    }
+  }
+}
+
+module.exports = { runUnibiomed, mustRunUnibiomed, parseTestArgs, startTestRun, stopAll };

@@ -27,7 +27,7 @@ const path = require('path');
 
 const { startOrthanc } = require('./orthanc.js');
 const { startViewerServer } = require('./viewer_server.js');
-const { mustRunUnibiomed, parseTestArgs } = require('./unibiomed_cli.js');
+const { mustRunUnibiomed, parseTestArgs, startTestRun, stopAll } = require('./unibiomed_cli.js');
 const { findImageSeries, readSegments, readHeaders, evidenceInstances } = require('./dicom_series.js');
 const { makeLabelMap, writeNrrd } = require('./label_map.js');
 const { Checks, checkSegAndSr, checkAnalyzeOutput, launchChromium } = require('./viewer_checks.js');
@@ -79,15 +79,8 @@ const FINDINGS = [
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
-  const started = Date.now();
-  const log = (m) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${m}`);
+  const { log, work, artifacts } = startTestRun(options);
   const checks = new Checks(log);
-
-  fs.rmSync(options.out, { recursive: true, force: true });
-  const work = path.join(options.out, 'work');
-  const artifacts = path.join(options.out, 'screenshots');
-  fs.mkdirSync(work, { recursive: true });
-  fs.mkdirSync(artifacts, { recursive: true });
 
   // --- data ---------------------------------------------------------------------
   unibiomed(options, ['samples', 'write', '--only', 'ct', '--ct-slices', '32', path.join(work, 'samples')], log);
@@ -229,13 +222,7 @@ async function main() {
   } catch (err) {
     checks.check('the viewer test ran to its end', false, err.stack || err.message);
   } finally {
-    for (const stop of cleanup.reverse()) {
-      try {
-        await stop();
-      } catch (err) {
-        log(`cleanup: ${err.message}`);
-      }
-    }
+    await stopAll(cleanup, log);
   }
   log(`screenshots in ${artifacts}`);
   console.log(`${checks.passed.length} passed, ${checks.failed.length} failed`);
