@@ -209,8 +209,6 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
       fw.slide_labels.push_back(c->label);
       fw.slide_box = {std::min(fw.slide_box[0], c->box[0]), std::min(fw.slide_box[1], c->box[1]),
                       std::max(fw.slide_box[2], c->box[2]), std::max(fw.slide_box[3], c->box[3])};
-      found.key_pixel_count +=
-          count_pixels(stitcher.component_mask(c->label, region.x, region.y, region.width, region.height));
       found.pixel_count += c->pixels;
       area += c->area;
       probability += c->mean_probability * double(c->pixels);
@@ -219,6 +217,8 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
       if (c->long_axis > found.key_diameter.length)
         found.key_diameter = Diameter{c->long_axis, c->axis_from, c->axis_to};
     }
+    found.key_pixel_count =
+        count_pixels(stitcher.components_mask(fw.slide_labels, region.x, region.y, region.width, region.height));
     if (mm) found.key_area_mm2 = area;
     found.diameter_in_mm = mm;
     const double n = double(found.pixel_count);
@@ -349,11 +349,8 @@ std::unique_ptr<UnitOutput> write_slide_unit(const SeriesRun& run, const Unit& u
       const dicom::SlideRegion& r = *unit.requests[found.key_frame].slide_region;
       box = {r.x, r.y, r.x + r.width, r.y + r.height};
     }
-    std::vector<uint8_t> mask(size_t(box[2] - box[0]) * size_t(box[3] - box[1]), 0);
-    for (int label : fw.slide_labels) {
-      const auto piece = stitcher.component_mask(label, box[0], box[1], box[2] - box[0], box[3] - box[1]);
-      for (size_t i = 0; i < mask.size(); ++i) mask[i] |= piece[i];
-    }
+    const std::vector<uint8_t> mask =
+        stitcher.components_mask(fw.slide_labels, box[0], box[1], box[2] - box[0], box[3] - box[1]);
     region.points = sr::outline_of_largest_region(mask, unsigned(box[3] - box[1]), unsigned(box[2] - box[0]));
     for (auto& p : region.points) p = {p[0] + float(box[0]), p[1] + float(box[1])};
     if (found.key_area_mm2)
@@ -563,13 +560,7 @@ size_t draw_previews(const SeriesRun& run, const UnitPlan& units,
     std::vector<uint8_t> slide_mask;  // a slide finding's pieces in its key region
     if (fw.stitcher) {
       const dicom::SlideRegion& r = *what.request.slide_region;
-      for (int label : fw.slide_labels) {
-        auto piece = fw.stitcher->component_mask(label, r.x, r.y, r.width, r.height);
-        if (slide_mask.empty())
-          slide_mask = std::move(piece);
-        else
-          for (size_t k = 0; k < slide_mask.size(); ++k) slide_mask[k] |= piece[k];
-      }
+      slide_mask = fw.stitcher->components_mask(fw.slide_labels, r.x, r.y, r.width, r.height);
       what.mask = &slide_mask;
     } else {
       what.mask = &fw.found.masks.at(fw.found.key_frame);

@@ -160,6 +160,11 @@ const std::vector<int32_t>& SlideStitcher::tile_labels(int tile_column, int tile
 }
 
 std::vector<uint8_t> SlideStitcher::component_mask(int label, int x, int y, int width, int height) const {
+  return components_mask({label}, x, y, width, height);
+}
+
+std::vector<uint8_t> SlideStitcher::components_mask(const std::vector<int>& labels, int x, int y, int width,
+                                                    int height) const {
   std::vector<uint8_t> out(size_t(std::max(0, width)) * size_t(std::max(0, height)), 0);
   const int t = grid_.tile_size;
   for (int gy = y; gy < y + height; ++gy)
@@ -167,7 +172,8 @@ std::vector<uint8_t> SlideStitcher::component_mask(int label, int x, int y, int 
       if (gx < 0 || gy < 0) continue;
       auto it = tiles_.find({gy / t, gx / t});
       if (it == tiles_.end() || it->second.labels.empty()) continue;
-      if (it->second.labels[size_t(gy % t) * size_t(t) + size_t(gx % t)] == label)
+      const int32_t label = it->second.labels[size_t(gy % t) * size_t(t) + size_t(gx % t)];
+      if (std::find(labels.begin(), labels.end(), label) != labels.end())
         out[size_t(gy - y) * size_t(width) + size_t(gx - x)] = 1;
     }
   return out;

@@ -72,6 +72,8 @@ class SlideStitcher {
   // Component `label`'s pixels inside [x, x+width) x [y, y+height) of the level (row-major,
   // 1 inside), valid after components(): its mask on one region.
   std::vector<uint8_t> component_mask(int label, int x, int y, int width, int height) const;
+  // The same for the pixels of any of `labels` (one finding made of several pieces).
+  std::vector<uint8_t> components_mask(const std::vector<int>& labels, int x, int y, int width, int height) const;
 
   const SlideGrid& grid() const { return grid_; }
   size_t tiles_held() const { return tiles_.size(); }

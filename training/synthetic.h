@@ -1,10 +1,12 @@
 // Synthetic training and evaluation examples for the demo checkpoint: images of the sample
 // phantoms (samples/phantom.h: CT abdomen, MR brain, chest X-ray, ultrasound, fundus,
-// dermoscopy, endoscopy; H&E slides with layouts drawn from the seed) drawn with other seeds, varied by a random affine transform and an
-// intensity change, with and without their finding, rendered to 8-bit RGB the way the node
-// renders DICOM (dicom/window.h: CT window presets, MR percentiles, the radiograph's VOI),
-// padded to a square as the node pads its views (dicom::pad_to_square), and paired with a question and answer in the five task formats of MODEL.md and the prompts of
-// config/task-rules.json. Deterministic: the same seed gives the same examples. Torch-free.
+// dermoscopy, endoscopy; H&E slides with layouts drawn from the seed) drawn with other seeds,
+// varied by a random affine transform and an intensity change, with and without their finding,
+// rendered to 8-bit RGB the way the node renders DICOM (dicom/window.h: CT window presets, MR
+// percentiles, the radiograph's VOI), padded to a square as the node pads its views
+// (dicom::pad_to_square), and paired with a question and answer in the five task formats of
+// MODEL.md and the prompts of config/task-rules.json. Deterministic: the same seed gives the
+// same examples. Torch-free.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 

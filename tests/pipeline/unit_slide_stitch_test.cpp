@@ -149,6 +149,15 @@ TEST(SlideStitch, PiecesJoinAcrossTileEdgesAndCornersAndAreOrderedBySize) {
   EXPECT_EQ(labels[size_t(16) * 200 + 16], 2);
   EXPECT_EQ(labels[size_t(100) * 200 + 150], 1);
   EXPECT_EQ(labels[size_t(20) * 200 + 100], 3);
+  // Several pieces at once (one finding made of them): exactly the pixels of either, none of the
+  // third.
+  const auto both = s.components_mask({1, 3}, 0, 0, 200, 150);
+  size_t in_both = 0;
+  for (size_t i = 0; i < both.size(); ++i) {
+    ASSERT_EQ(both[i] != 0, labels[i] == 1 || labels[i] == 3) << "pixel " << i;
+    in_both += both[i];
+  }
+  EXPECT_EQ(in_both, size_t(found[0].pixels + found[2].pixels));
 }
 
 TEST(SlideStitch, BadGridsRegionsAndMasksAreRefusedNamingThem) {
