@@ -145,7 +145,7 @@ TEST_F(OrthancPlugin, ForwardingFailureIsRecordedVisibleInTheJobAndRetryable) {
   ASSERT_TRUE(s["Error"].is_string());
   EXPECT_NE(s["Error"].get<std::string>().find("pacs"), std::string::npos) << s["Error"];
   EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
-  const auto jobs = our_jobs(server);
+  const auto jobs = our_settled_jobs(server);
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0]["State"], "Failure");
   EXPECT_EQ(jobs[0]["Content"]["Forward"]["State"], "Failure");
@@ -265,7 +265,7 @@ TEST_F(OrthancPlugin, CorruptInstanceAndUnsupportedSeriesAreRecordedWhileOrthanc
   EXPECT_TRUE(analysed_ct) << m["Series"].dump(2);
   // The failed job is visible as such.
   bool failed_job = false;
-  for (const auto& j : our_jobs(server)) failed_job |= j["State"] == "Failure" && j["Content"].contains("Error");
+  for (const auto& j : our_settled_jobs(server)) failed_job |= j["State"] == "Failure" && j["Content"].contains("Error");
   EXPECT_TRUE(failed_job);
   // Orthanc and the plugin keep serving.
   EXPECT_EQ(server.get("/system").status, 200);
