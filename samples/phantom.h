@@ -85,6 +85,15 @@ void draw_polyline(Phantom& phantom, int slice, const std::vector<std::array<dou
 void add_noise(Phantom& phantom, Random& random, double sigma);
 
 // --- The phantoms of the sample studies --------------------------------------------------
+//
+// Anatomy variation: the samples' anatomy is one template, whatever the seed (the seed changes the
+// noise and texture). With `vary_anatomy` the seed also draws the anatomy, from a stream of its
+// own (the noise and texture stay those of the seed): organ sizes (about +-7-20 %), shapes
+// (aspect, a turn of a few degrees) and places (a few mm, a few % of the field), the body's size
+// and fat (CT), and the finding's size, place and, where one or two fit naturally, count (CT and
+// MR lesions, X-ray nodules). Every drawn anatomy keeps its organs apart and inside the body or
+// field and its findings inside their organ. Without the finding a seed gives the same patient,
+// the finding's numbers being drawn all the same. The demo checkpoint's training draws with it.
 
 struct CtAbdomenOptions {
   int size = 512;  // columns = rows
@@ -93,12 +102,16 @@ struct CtAbdomenOptions {
   double slice_spacing = 2.5;  // mm
   double noise_hu = 10;
   uint64_t seed = 20240601;
+  // Draw the anatomy from the seed (see "Anatomy variation" above) instead of the sample's.
+  bool vary_anatomy = false;
 };
 // Abdomen at the level of liver, spleen and kidneys, in HU: air -1000, fat -100, muscle 50,
 // soft tissue 40, liver 60, spleen 45, kidneys 30 with a 55 HU cortex, vertebra 300 with a
-// 900 HU cortical shell, aorta 150, a hypodense liver lesion 15 HU. Slice 0 is the most
-// inferior. Labels: body, liver, spleen, left/right kidney, vertebra, aorta, liver lesion,
-// gallbladder, stomach.
+// 900 HU cortical shell, aorta 150, pancreas 48, a hypodense liver lesion 15 HU. Slice 0 is the
+// most inferior. The pancreas lies across the midline in front of the left kidney, the aorta and
+// the vena cava, head right of the midline, tail towards the splenic hilum, about 30 mm high
+// around the kidneys' hila. Labels: body, liver, spleen, left/right kidney, vertebra, aorta, liver
+// lesion, gallbladder, stomach, pancreas (the last added last, so the others keep their ids).
 Phantom make_ct_abdomen(const CtAbdomenOptions& options = {});
 
 struct MrBrainOptions {
@@ -107,6 +120,7 @@ struct MrBrainOptions {
   double pixel_spacing = 0.9375;
   double slice_spacing = 6;  // 5 mm slices with a 1 mm gap
   uint64_t seed = 20240602;
+  bool vary_anatomy = false;  // see "Anatomy variation" above
 };
 // T2-weighted axial brain: CSF bright, grey matter brighter than white matter, dark skull, a
 // hyperintense white-matter lesion. Labels: brain, ventricles, lesion.
@@ -116,23 +130,24 @@ Phantom make_mr_brain(const MrBrainOptions& options = {});
 // pixels. Labels: left lung, right lung, heart, nodule.
 // `with_finding` false (here and below) leaves the finding out and changes nothing else: the same
 // patient without it, what the demo checkpoint's training shows as "no abnormality".
-Phantom make_chest_xray(int size = 2048, uint64_t seed = 20240603, bool with_finding = true);
+Phantom make_chest_xray(int size = 2048, uint64_t seed = 20240603, bool with_finding = true, bool vary_anatomy = false);
 
 // Ultrasound cine (B-mode, 8-bit), a sector image with speckle, a liver-like texture and an
 // anechoic cyst with posterior enhancement that moves with breathing. Labels: cyst.
 Phantom make_ultrasound_cine(int columns = 640, int rows = 480, int frames = 16, uint64_t seed = 20240604,
-                             bool with_finding = true);
+                             bool with_finding = true, bool vary_anatomy = false);
 
 // Colour photographs (RGB 0..255).
 // Fundus: circular field, optic disc, macula, vessels, exudates and haemorrhages.
 // Labels: optic disc, exudate, haemorrhage.
-Phantom make_fundus_photo(int size = 1024, uint64_t seed = 20240605, bool with_finding = true);
+Phantom make_fundus_photo(int size = 1024, uint64_t seed = 20240605, bool with_finding = true,
+                          bool vary_anatomy = false);
 // Dermoscopy: skin under a round dermoscope field with an irregular pigmented lesion.
 // Labels: lesion.
-Phantom make_dermoscopy_photo(int columns = 1024, int rows = 768, uint64_t seed = 20240606);
+Phantom make_dermoscopy_photo(int columns = 1024, int rows = 768, uint64_t seed = 20240606, bool vary_anatomy = false);
 // Endoscopy: colon mucosa with folds, a dark lumen and a polyp. Labels: polyp.
-Phantom make_endoscopy_frame(int columns = 720, int rows = 576, uint64_t seed = 20240607,
-                             bool with_finding = true);
+Phantom make_endoscopy_frame(int columns = 720, int rows = 576, uint64_t seed = 20240607, bool with_finding = true,
+                             bool vary_anatomy = false);
 // H&E-like tissue section on white glass, 0.25 um pixels: stroma, nuclei, a dense tumour
 // region. Labels: tissue, tumour. The sample's layout is fixed (the seed changes only the
 // texture); `vary_layout` draws the section's size, place and outline and one or two tumours'
