@@ -32,19 +32,28 @@ std::string shown(T value) {
 }  // namespace
 
 int run_model_train(const Args& args) {
-  ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--minutes M] [--threads N] [--family NAME] DIR",
+  ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--clips N] [--clip-frames N] [--minutes M] "
+              "[--learning-rate X] [--init DIR] [--threads N] [--family NAME] DIR",
               "Trains the demo checkpoint: a small model of the UniBiomed architecture (same code and tensor names "
               "as the release, small sizes) on synthetic examples made from the sample phantoms (CT, MRI, X-ray, "
               "ultrasound, fundus, dermoscopy, endoscopy, H&E slide regions) in the five task formats. Next-token loss on the answers, "
               "BCE + Dice on the [SEG] masks, and a training-only read-out of where each image token shows the "
-              "finding (not written). Deterministic for a seed and thread count. Writes config.json, the "
+              "finding (not written). Each step also tracks clips of CT and MR slices and ultrasound frames through "
+              "SAM2's memory (video mode: the language model sees the key frames, the masks of every frame are "
+              "learned). Deterministic for a seed and thread count. Writes config.json, the "
               "tokenizer files and model.safetensors into DIR (saved every 500 steps and at the end). For "
               "demonstration only, not for clinical use.");
   const training::TrainOptions defaults;
   p.option("--seed", "N", "random seed (initial weights and examples)", std::to_string(defaults.seed))
       .option("--steps", "N", "optimiser steps", std::to_string(defaults.steps))
       .option("--batch", "N", "examples per step", std::to_string(defaults.batch))
+      .option("--clips", "N", "video clips per step (0: images only)", std::to_string(defaults.clips))
+      .option("--clip-frames", "N", "frames per video clip", std::to_string(defaults.clip_frames))
       .option("--minutes", "M", "stop (and save) after this many minutes", shown(defaults.max_minutes))
+      .option("--learning-rate", "X", "peak learning rate (AdamW, warm-up then cosine)", shown(defaults.learning_rate))
+      .option("--memory-lr-scale", "X", "the memory path's learning rate relative to --learning-rate",
+              shown(defaults.memory_learning_rate_scale))
+      .option("--init", "DIR", "start from this demo checkpoint's weights (fine-tuning) instead of fresh ones")
       .option("--threads", "N", "worker threads; 0: the machine's cores", std::to_string(defaults.threads))
       .option("--family", "NAME", "train on this task family only (for experiments)", std::nullopt, true)
       .positional("DIR", "the checkpoint folder to write (created when missing)", 1, 1);
@@ -54,13 +63,28 @@ int run_model_train(const Args& args) {
   o.steps = static_cast<int>(p.get_int("--steps"));
   o.batch = static_cast<int>(p.get_int("--batch"));
   o.threads = static_cast<int>(p.get_int("--threads"));
-  try {
-    o.max_minutes = std::stod(p.get("--minutes"));
-  } catch (const std::exception&) {
-    throw UsageError("--minutes must be a number, not '" + p.get("--minutes") + "'");
+  o.clips = static_cast<int>(p.get_int("--clips"));
+  o.clip_frames = static_cast<int>(p.get_int("--clip-frames"));
+  const std::pair<const char*, double*> numbers[] = {
+      {"--minutes", &o.max_minutes}, {"--learning-rate", &o.learning_rate}, {"--memory-lr-scale", &o.memory_learning_rate_scale}};
+  for (const auto& [name, value] : numbers) {
+    try {
+      size_t used = 0;
+      *value = std::stod(p.get(name), &used);
+      if (used != p.get(name).size()) throw std::invalid_argument(name);
+    } catch (const std::exception&) {
+      throw UsageError(std::string(name) + " must be a number, not '" + p.get(name) + "'");
+    }
   }
-  if (o.steps <= 0 || o.batch <= 0 || o.max_minutes <= 0 || o.threads < 0)
-    throw UsageError("--steps, --batch and --minutes must be positive, --threads not negative");
+  if (o.steps <= 0 || o.batch <= 0 || o.max_minutes <= 0 || o.learning_rate <= 0 || o.memory_learning_rate_scale <= 0 ||
+      o.threads < 0 || o.clips < 0 || o.clip_frames < 2 || o.clip_frames > 24)
+    throw UsageError("--steps, --batch, --minutes, --learning-rate and --memory-lr-scale must be positive, --threads "
+                     "and --clips not negative, --clip-frames 2 to 24");
+  if (auto init = p.get_optional("--init")) {
+    o.init = *init;
+    if (!std::filesystem::exists(o.init / "model.safetensors") || !std::filesystem::exists(o.init / "config.json"))
+      throw UsageError("--init " + *init + " is not a checkpoint folder (config.json and model.safetensors)");
+  }
   o.families = p.get_all("--family");
   const auto& known = training::SyntheticData::families();
   for (const auto& f : o.families)
@@ -74,14 +98,20 @@ int run_model_train(const Args& args) {
 }
 
 int run_model_evaluate(const Args& args) {
-  ArgParser p("unibiomed model evaluate [--seed N] [--examples N] [--threads N] [--dtype T] [--dump DIR] DIR",
+  ArgParser p("unibiomed model evaluate [--seed N] [--examples N] [--video-phantoms N] [--threads N] [--dtype T] "
+              "[--dump DIR] DIR",
               "Scores a checkpoint folder on held-out synthetic examples (phantoms and examples that training "
               "never saw) through the normal inference path: mean Dice of the mask on segmentation prompts (per "
               "target too) and answer accuracy on disease recognition (the answer text exactly as expected: the "
-              "finding's name with its [SEG], or that there is no abnormality), plus the other task families.");
+              "finding's name with its [SEG], or that there is no abnormality), plus the other task families. Then "
+              "whole held-out volumes and cines (CT, MRI, ultrasound): Dice per object over all frames in video mode "
+              "(five key frames, SAM2 memory propagation both ways, as the node reads series) next to slice by "
+              "slice.");
   const training::EvaluateOptions defaults;
   p.option("--seed", "N", "held-out set seed", std::to_string(defaults.seed))
       .option("--examples", "N", "number of held-out examples", std::to_string(defaults.examples))
+      .option("--video-phantoms", "N", "held-out volumes/cines per video modality (0: no video score)",
+              std::to_string(defaults.video_phantoms))
       .option("--threads", "N", "torch threads; 0: the machine's cores", std::to_string(defaults.threads))
       .option("--dtype", "T", "compute dtype: float32, bfloat16 or auto", defaults.dtype)
       .option("--dump", "DIR", "write each example's image with the true (green) and predicted (red) outline")
@@ -91,9 +121,11 @@ int run_model_evaluate(const Args& args) {
   o.seed = p.get_seed("--seed");
   o.examples = static_cast<int>(p.get_int("--examples"));
   o.threads = static_cast<int>(p.get_int("--threads"));
+  o.video_phantoms = static_cast<int>(p.get_int("--video-phantoms"));
   o.dtype = p.get("--dtype");
   if (auto d = p.get_optional("--dump")) o.dump_dir = *d;
-  if (o.examples <= 0 || o.threads < 0) throw UsageError("--examples must be positive, --threads not negative");
+  if (o.examples <= 0 || o.threads < 0 || o.video_phantoms < 0)
+    throw UsageError("--examples must be positive, --threads and --video-phantoms not negative");
   o.log = log_line;
   try {
     std::cout << training::evaluate_checkpoint(p.positionals()[0], o).table();

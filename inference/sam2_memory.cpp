@@ -201,8 +201,12 @@ Sam2Memory::Sam2Memory(Weights& weights, const GroundingConfig& config, const Sa
 
 torch::Tensor Sam2Memory::temporal_encoding(int index) const { return tpos_[index]; }
 
+// Without gradients unless the weights are being trained (training/trainable_model.h).
+bool Sam2Memory::trained() const { return out_proj_w_.requires_grad(); }
+
 torch::Tensor Sam2Memory::encode(const torch::Tensor& pix_feat, const torch::Tensor& mask_high_res) const {
-  torch::NoGradGuard no_grad;
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!trained()) no_grad.emplace();
   const int64_t s = config_.image_size;
   if (mask_high_res.dim() != 4 || mask_high_res.size(1) != 1 || mask_high_res.size(2) != s || mask_high_res.size(3) != s)
     throw InferenceError("SAM2 memory encoder: mask has shape " + c10::str(mask_high_res.sizes()) + ", expected [B, 1, " +
@@ -227,7 +231,9 @@ torch::Tensor Sam2Memory::encode(const torch::Tensor& pix_feat, const torch::Ten
 
 torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor& memory, const torch::Tensor& memory_pos,
                                  int64_t pointer_tokens, Scratch* scratch) const {
-  torch::NoGradGuard no_grad;
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!trained()) no_grad.emplace();
+  const bool training = torch::GradMode::is_enabled();
   const int64_t d = dim_;
   if (curr.dim() != 4 || curr.size(1) != d || curr.size(2) != grid_ || curr.size(3) != grid_)
     throw InferenceError("SAM2 memory attention: image feature has shape " + c10::str(curr.sizes()));
@@ -264,6 +270,12 @@ torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor&
       return torch::linear(o, p.o_w, p.o_b);
     }
 #endif
+    if (training) {
+      // Autograd keeps every score matrix anyway: one plain product, no reused buffer.
+      auto o = torch::softmax(torch::matmul(q, k.transpose(1, 2)) / std::sqrt(static_cast<double>(d)), -1).matmul(v);
+      if (late_values) o = torch::linear(o, p.v_w, p.v_b);
+      return torch::linear(o, p.o_w, p.o_b);
+    }
     // 1/sqrt(D) folded into q (a power of two for the released D = 256, so exact there).
     q.mul_(1.0 / std::sqrt(static_cast<double>(d)));
     const int64_t lq = q.size(1), lk = k.size(1);
@@ -307,7 +319,8 @@ torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor&
 }
 
 torch::Tensor Sam2Memory::project_pointer(const torch::Tensor& mask_token) const {
-  torch::NoGradGuard no_grad;
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!trained()) no_grad.emplace();
   auto x = mask_token.to(device_, dtype_);
   for (size_t i = 0; i < ptr_w_.size(); ++i) {
     x = torch::linear(x, ptr_w_[i], ptr_b_[i]);
@@ -394,7 +407,8 @@ BuiltMemory build_memory(const Sam2Memory& memory, int t, bool reverse, int num_
 TrackResult track_object(const Sam2MaskDecoder& decoder, const Sam2Memory& memory, const torch::Tensor& no_mem_embed,
                          int num_frames, const std::function<Sam2ImageFeatures(int)>& features,
                          const torch::Tensor& language, const TrackOptions& options) {
-  torch::NoGradGuard no_grad;
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!options.gradients) no_grad.emplace();
   const auto& cond_frames = options.conditioning_frames;
   if (num_frames <= 0) throw InferenceError("video tracking: no frames");
   if (cond_frames.empty()) throw InferenceError("video tracking: no key frames");
@@ -429,6 +443,10 @@ TrackResult track_object(const Sam2MaskDecoder& decoder, const Sam2Memory& memor
     BankEntry e;
     e.ptr = memory.object_pointer(token, out.object_score_logits);
     r.obj_ptr = e.ptr;
+    if (options.gradients) {
+      r.all_low_res = out.all_mask_logits;
+      r.object_score_logit = out.object_score_logits;
+    }
     // The memory is stored in bfloat16 as the reference does, whatever the compute dtype.
     const auto mem = memory.encode(f.image_embedding, upsample(out.best_low_res));
     e.memory = mem.to(torch::kBFloat16);
@@ -473,7 +491,8 @@ TrackResult track_object(const Sam2MaskDecoder& decoder, const Sam2Memory& memor
       result.max_memory_frames = std::max(result.max_memory_frames, static_cast<int>(m.frames.size()));
       Sam2ImageFeatures f = features(t);
       Sam2ImageFeatures g = f;
-      g.image_embedding = memory.attend(f.image_embedding, m.tokens, m.pos, m.pointer_tokens, &scratch);
+      g.image_embedding =
+          memory.attend(f.image_embedding, m.tokens, m.pos, m.pointer_tokens, options.gradients ? nullptr : &scratch);
       const auto out = decoder.decode_tracking(g);
       TrackedFrame& r = result.frames[static_cast<size_t>(t)];
       if (options.keep_internals) {

@@ -71,6 +71,10 @@ class Sam2Memory {
   struct AttentionLayer;
   struct FuserLayer;
 
+  // Whether the weights require gradients (training/trainable_model.h): the methods then run
+  // with autograd on, without the in-place score buffers.
+  bool trained() const;
+
  private:
   GroundingConfig config_;
   Sam2MemoryConfig memory_;
@@ -97,6 +101,9 @@ struct TrackedFrame {
   int best = 0;               // chosen multimask output (0..2)
   float iou = 0, object_score = 0;
   torch::Tensor obj_ptr;      // [1, D]
+  // Only with TrackOptions::gradients (training): every multimask output [1, 4, 4h, 4w] and the
+  // object-score logit [1, 1], both still attached to the graph.
+  torch::Tensor all_low_res, object_score_logit;
   torch::Tensor memory;       // [1, mem_dim, h, w] bfloat16 as stored (only with keep_internals)
   // keep_internals: what the reference records, for tests.
   torch::Tensor memory_fp32;  // the memory encoder's output before rounding
@@ -113,6 +120,10 @@ struct TrackOptions {
   const std::atomic<bool>* cancel = nullptr;
   std::function<void()> after_frame;     // after each frame computed (key frames included)
   bool keep_internals = false;
+  // Training (training/trainer.cpp): no NoGradGuard, so that losses on every frame's mask reach
+  // the memory encoder, memory attention, object pointers, decoder and language prompt; the
+  // attention-score buffer is not reused (autograd keeps each frame's scores).
+  bool gradients = false;
 };
 
 struct TrackResult {

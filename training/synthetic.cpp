@@ -62,7 +62,8 @@ const std::vector<ModalitySpec>& specs() {
     v.push_back({"CT", Render::kCt,
                  {{"liver", {"liver"}, "liver in abdomen CT"},
                   {"kidney", {"left kidney", "right kidney"}, "kidney in abdomen CT"},
-                  {"spleen", {"spleen"}, "spleen in abdomen CT"}},
+                  {"spleen", {"spleen"}, "spleen in abdomen CT"},
+                  {"pancreas", {"pancreas"}, "pancreas in abdomen CT"}},
                  {"liver lesion"}, "Liver lesion", "liver", "A hypodense lesion in the right lobe of the liver.",
                  "lesion in liver CT", true,
                  [](uint64_t seed, bool) {
@@ -72,6 +73,7 @@ const std::vector<ModalitySpec>& specs() {
                    o.pixel_spacing = 0.7 * 512 / 192;
                    o.slice_spacing = 6.5;
                    o.seed = seed;
+                   o.vary_anatomy = true;
                    return samples::make_ct_abdomen(o);
                  },
                  ""});
@@ -84,31 +86,32 @@ const std::vector<ModalitySpec>& specs() {
                    o.slices = 24;
                    o.slice_spacing = 2.5;
                    o.seed = seed;
+                   o.vary_anatomy = true;
                    return samples::make_mr_brain(o);
                  },
                  "brain"});
     v.push_back({"X-Ray", Render::kXray,
                  {{"lung", {"left lung", "right lung"}, "lung in chest X-Ray"}, {"heart", {"heart"}, "heart in chest X-Ray"}},
                  {"nodule"}, "Lung nodule", "lung", "A solitary nodule in the right upper lung.", "nodule in lung X-Ray",
-                 true, [](uint64_t seed, bool finding) { return samples::make_chest_xray(192, seed, finding); }, ""});
+                 true, [](uint64_t seed, bool finding) { return samples::make_chest_xray(192, seed, finding, true); }, ""});
     v.push_back({"ultrasound", Render::kDirect, {}, {"cyst"}, "Cyst", "liver",
                  "An anechoic cyst with posterior acoustic enhancement.", "cyst in liver ultrasound", true,
                  // At the sample cine's 640 x 480, whose speckle the node sees (its grain depends on
                  // the pixel size), halved with a box filter as the model's resize averages it.
                  [](uint64_t seed, bool finding) {
-                   return samples::downsample_2x(samples::make_ultrasound_cine(640, 480, 4, seed, finding));
+                   return samples::downsample_2x(samples::make_ultrasound_cine(640, 480, 4, seed, finding, true));
                  },
                  ""});
     v.push_back({"fundus", Render::kDirect, {{"optic disc", {"optic disc"}, "optic disc in retina fundus"}},
                  {"exudate", "haemorrhage"}, "Diabetic retinopathy", "retina", "Exudates and haemorrhages in the retina.",
                  "lesion in retina fundus", true,
-                 [](uint64_t seed, bool finding) { return samples::make_fundus_photo(192, seed, finding); }, ""});
+                 [](uint64_t seed, bool finding) { return samples::make_fundus_photo(192, seed, finding, true); }, ""});
     v.push_back({"dermoscopy", Render::kDirect, {{"skin lesion", {"lesion"}, "skin lesion in skin dermoscopy"}},
                  {"lesion"}, "Skin lesion", "skin", "An irregular pigmented lesion.", "skin lesion in skin dermoscopy",
-                 false, [](uint64_t seed, bool) { return samples::make_dermoscopy_photo(192, 144, seed); }, ""});
+                 false, [](uint64_t seed, bool) { return samples::make_dermoscopy_photo(192, 144, seed, true); }, ""});
     v.push_back({"endoscope", Render::kDirect, {{"polyp", {"polyp"}, "polyp in colon endoscope"}}, {"polyp"}, "Polyp",
                  "colon", "A polyp on the colon wall.", "polyp in colon endoscope", true,
-                 [](uint64_t seed, bool finding) { return samples::make_endoscopy_frame(180, 144, seed, finding); }, ""});
+                 [](uint64_t seed, bool finding) { return samples::make_endoscopy_frame(180, 144, seed, finding, true); }, ""});
     // Whole slides: the node asks a slide region by region at 0.5 um (the sample slide's level 1,
     // 1024 x 768, is one region), which the model sees resized to its tile; the phantom is drawn
     // at 0.25 um with a layout drawn from the seed, and halved three times (the first halving is
@@ -188,12 +191,25 @@ inference::RgbImage render(const Slice& s, Render how, const std::string& ct_win
   return out;
 }
 
-// A random similarity transform about the centre (scale, rotation, shift) applied to the image
-// (bilinear) and the labels (nearest); outside the source the corner colour continues.
-void warp(inference::RgbImage& image, std::vector<uint8_t>& labels, Random& random) {
+// A random similarity transform about the centre (scale, rotation, shift as fractions of the
+// image), drawn once per image, or once per clip so that its frames move together.
+struct Warp {
+  double scale = 1, angle = 0, tx = 0, ty = 0;
+  static Warp draw(Random& random) {
+    Warp w;
+    w.scale = 0.85 + 0.3 * random.uniform();
+    w.angle = (random.uniform() - 0.5) * 20 * kPi / 180;
+    w.tx = (random.uniform() - 0.5) * 0.16;
+    w.ty = (random.uniform() - 0.5) * 0.16;
+    return w;
+  }
+};
+
+// The transform applied to the image (bilinear) and the labels (nearest); outside the source
+// the corner colour continues.
+void warp(inference::RgbImage& image, std::vector<uint8_t>& labels, const Warp& t) {
   const int w = image.width, h = image.height;
-  const double scale = 0.85 + 0.3 * random.uniform(), angle = (random.uniform() - 0.5) * 20 * kPi / 180;
-  const double tx = (random.uniform() - 0.5) * 0.16 * w, ty = (random.uniform() - 0.5) * 0.16 * h;
+  const double scale = t.scale, angle = t.angle, tx = t.tx * w, ty = t.ty * h;
   const double ca = std::cos(angle) / scale, sa = std::sin(angle) / scale, cx = w / 2.0, cy = h / 2.0;
   inference::RgbImage out(w, h);
   std::vector<uint8_t> out_labels(labels.size());
@@ -221,16 +237,26 @@ void warp(inference::RgbImage& image, std::vector<uint8_t>& labels, Random& rand
   labels = std::move(out_labels);
 }
 
-void jitter_intensity(inference::RgbImage& image, bool grey, Random& random) {
-  const double gain = 0.9 + 0.2 * random.uniform(), offset = (random.uniform() - 0.5) * 20;
+// A random brightness/contrast change (and colour balance for colour images), drawn once per
+// image or clip.
+struct Jitter {
+  double gain = 1, offset = 0;
   std::array<double, 3> channel_gain{1, 1, 1};
-  if (!grey)
-    for (auto& g : channel_gain) g = 0.94 + 0.12 * random.uniform();
-  for (size_t i = 0; i < image.rgb.size(); ++i) {
-    const double v = image.rgb[i] * gain * channel_gain[i % 3] + offset;
-    image.rgb[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+  static Jitter draw(bool grey, Random& random) {
+    Jitter j;
+    j.gain = 0.9 + 0.2 * random.uniform();
+    j.offset = (random.uniform() - 0.5) * 20;
+    if (!grey)
+      for (auto& g : j.channel_gain) g = 0.94 + 0.12 * random.uniform();
+    return j;
   }
-}
+  void apply(inference::RgbImage& image) const {
+    for (size_t i = 0; i < image.rgb.size(); ++i) {
+      const double v = image.rgb[i] * gain * channel_gain[i % 3] + offset;
+      image.rgb[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+    }
+  }
+};
 
 // The box the node draws for a region question (pipeline draw_box: green, 2 pixels).
 void draw_region_box(inference::RgbImage& image, const std::vector<uint8_t>& mask) {
@@ -257,26 +283,29 @@ void draw_region_box(inference::RgbImage& image, const std::vector<uint8_t>& mas
 }
 
 // The node shows the model every view padded to a square with black (dicom::pad_to_square,
-// half of the difference on each side); an example's image and masks are padded the same way.
-void pad_to_square(Example& e) {
+// half of the difference on each side); an image and its masks are padded the same way.
+void pad_to_square(inference::RgbImage& image, const std::vector<std::vector<uint8_t>*>& masks) {
   std::array<int, 4> pad{};
-  dicom::RgbImage padded = dicom::pad_to_square({e.image.width, e.image.height, e.image.rgb}, &pad);
-  if (padded.width == e.image.width && padded.height == e.image.height) return;
-  const int w = e.image.width, h = e.image.height, side = padded.width;
-  auto pad_mask = [&](std::vector<uint8_t>& m) {
-    if (m.empty()) return;
+  dicom::RgbImage padded = dicom::pad_to_square({image.width, image.height, image.rgb}, &pad);
+  if (padded.width == image.width && padded.height == image.height) return;
+  const int w = image.width, h = image.height, side = padded.width;
+  for (std::vector<uint8_t>* m : masks) {
+    if (m->empty()) continue;
     std::vector<uint8_t> out(size_t(side) * size_t(side), 0);
     for (int y = 0; y < h; ++y)
-      std::copy(m.begin() + long(size_t(y) * size_t(w)), m.begin() + long(size_t(y + 1) * size_t(w)),
+      std::copy(m->begin() + long(size_t(y) * size_t(w)), m->begin() + long(size_t(y + 1) * size_t(w)),
                 out.begin() + long(size_t(y + pad[1]) * size_t(side) + size_t(pad[0])));
-    m = std::move(out);
-  };
-  pad_mask(e.mask);
-  pad_mask(e.finding);
-  for (auto& [phrase, mask] : e.other_targets) pad_mask(mask);
-  e.image.width = padded.width;
-  e.image.height = padded.height;
-  e.image.rgb = std::move(padded.rgb);
+    *m = std::move(out);
+  }
+  image.width = padded.width;
+  image.height = padded.height;
+  image.rgb = std::move(padded.rgb);
+}
+
+void pad_to_square(Example& e) {
+  std::vector<std::vector<uint8_t>*> masks{&e.mask, &e.finding};
+  for (auto& [phrase, mask] : e.other_targets) masks.push_back(&mask);
+  pad_to_square(e.image, masks);
 }
 
 }  // namespace
@@ -318,19 +347,29 @@ namespace {
 
 // The 2D images of a phantom worth asking about (CT and MR volumes: the slices that show a
 // structure or the finding; other phantoms: all their frames).
-void add_slices(const Phantom& p, const ModalitySpec& spec, std::vector<Slice>& out) {
+// Slice (or frame) z of a phantom; MR slices share the volume's values for the percentile window.
+Slice slice_of(const Phantom& p, int z, const std::shared_ptr<const std::vector<float>>& volume) {
   const size_t plane = size_t(p.columns) * p.rows;
-  const auto volume = spec.render == Render::kMr ? std::make_shared<const std::vector<float>>(p.values) : nullptr;
+  Slice s;
+  s.width = p.columns;
+  s.height = p.rows;
+  s.channels = p.channels;
+  s.values.assign(p.values.begin() + static_cast<long>(z * plane * p.channels),
+                  p.values.begin() + static_cast<long>((z + 1) * plane * p.channels));
+  s.labels.assign(p.labels.begin() + static_cast<long>(z * plane), p.labels.begin() + static_cast<long>((z + 1) * plane));
+  s.label_names = p.label_names;
+  s.volume_values = volume;
+  return s;
+}
+
+std::shared_ptr<const std::vector<float>> window_volume(const Phantom& p, const ModalitySpec& spec) {
+  return spec.render == Render::kMr ? std::make_shared<const std::vector<float>>(p.values) : nullptr;
+}
+
+void add_slices(const Phantom& p, const ModalitySpec& spec, std::vector<Slice>& out) {
+  const auto volume = window_volume(p, spec);
   for (int z = 0; z < p.slices; ++z) {
-    Slice s;
-    s.width = p.columns;
-    s.height = p.rows;
-    s.channels = p.channels;
-    s.values.assign(p.values.begin() + static_cast<long>(z * plane * p.channels),
-                    p.values.begin() + static_cast<long>((z + 1) * plane * p.channels));
-    s.labels.assign(p.labels.begin() + static_cast<long>(z * plane), p.labels.begin() + static_cast<long>((z + 1) * plane));
-    s.label_names = p.label_names;
-    s.volume_values = volume;
+    Slice s = slice_of(p, z, volume);
     bool useful = !spec.volume();
     for (const auto& st : spec.structures) useful = useful || count(s.mask_of(st.labels)) >= 40;
     useful = useful || count(s.mask_of(spec.finding_labels)) >= kVisibleFinding;
@@ -432,8 +471,8 @@ Example SyntheticData::next() {
   const std::string window = spec.render == Render::kCt ? (family == "disease" ? "liver" : "abdomen") : "";
   e.image = render(s, spec.render, window);
   std::vector<uint8_t> labels = s.labels;
-  warp(e.image, labels, r);
-  jitter_intensity(e.image, spec.render != Render::kDirect, r);
+  warp(e.image, labels, Warp::draw(r));
+  Jitter::draw(spec.render != Render::kDirect, r).apply(e.image);
   Slice warped;
   warped.labels = labels;
   warped.label_names = s.label_names;
@@ -474,6 +513,214 @@ Example SyntheticData::next() {
   }
   pad_to_square(e);
   return e;
+}
+
+// ---- Clips for the video path ----------------------------------------------------------------
+
+std::vector<int> evenly_spaced_key_frames(int frames, int count) {
+  std::vector<int> out;
+  const int k = std::min(count, frames);
+  for (int i = 0; i < k; ++i) {
+    const int f = k == 1 ? (frames - 1) / 2 : static_cast<int>(std::lround(double(i) * (frames - 1) / double(k - 1)));
+    if (out.empty() || out.back() != f) out.push_back(f);
+  }
+  return out;
+}
+
+namespace {
+
+// The modalities the node reads in video mode (volumes and cine), as indices of specs().
+const std::vector<size_t>& video_specs() {
+  static const std::vector<size_t> v = [] {
+    std::vector<size_t> out;
+    for (size_t m = 0; m < specs().size(); ++m)
+      if (specs()[m].volume() || specs()[m].modality == "ultrasound") out.push_back(m);
+    return out;
+  }();
+  return v;
+}
+
+// The phantom of seed `seed` for clips: the volumes as SyntheticData draws them; the ultrasound
+// cine with `cine_frames` frames (the 2D set takes 4), halved like the 2D set's.
+Phantom video_phantom(const ModalitySpec& spec, uint64_t seed, bool with_finding, int cine_frames) {
+  if (spec.volume()) return spec.make(seed, with_finding);
+  return samples::downsample_2x(samples::make_ultrasound_cine(640, 480, cine_frames, seed, with_finding, true));
+}
+
+std::vector<uint8_t> mask_of_labels(const std::vector<uint8_t>& labels, const std::vector<std::string>& label_names,
+                                    const std::vector<std::string>& wanted) {
+  Slice s;
+  s.labels = labels;
+  s.label_names = label_names;
+  return s.mask_of(wanted);
+}
+
+// Frames [start, start + count) of `p` rendered with one transform and intensity change, with
+// the mask of `wanted` labels on each (empty `wanted`: no masks); padded to a square.
+void render_frames(const Phantom& p, const ModalitySpec& spec, const std::string& window, int start, int count,
+                   const std::vector<std::string>& wanted, const Warp& w, const Jitter& j, Clip& clip) {
+  const auto volume = window_volume(p, spec);
+  for (int z = start; z < start + count; ++z) {
+    const Slice s = slice_of(p, z, volume);
+    inference::RgbImage image = render(s, spec.render, window);
+    std::vector<uint8_t> labels = s.labels;
+    warp(image, labels, w);
+    j.apply(image);
+    std::vector<uint8_t> mask = wanted.empty() ? std::vector<uint8_t>() : mask_of_labels(labels, s.label_names, wanted);
+    pad_to_square(image, {&mask});
+    clip.frames.push_back(std::move(image));
+    clip.masks.push_back(std::move(mask));
+  }
+}
+
+// Pixels of `wanted` on each frame of `p` from `start`, `count` frames.
+std::vector<size_t> counts_per_frame(const Phantom& p, int start, int count, const std::vector<std::string>& wanted) {
+  const size_t plane = size_t(p.columns) * p.rows;
+  std::vector<uint8_t> ids;
+  for (const auto& n : wanted)
+    for (size_t i = 0; i < p.label_names.size(); ++i)
+      if (p.label_names[i] == n) ids.push_back(static_cast<uint8_t>(i));
+  std::vector<size_t> out;
+  for (int z = start; z < start + count; ++z) {
+    size_t n = 0;
+    for (size_t i = 0; i < plane; ++i) n += std::count(ids.begin(), ids.end(), p.labels[size_t(z) * plane + i]) ? 1 : 0;
+    out.push_back(n);
+  }
+  return out;
+}
+
+void set_question(Clip& c, const ModalitySpec& spec, const Structure* structure) {
+  c.modality = spec.modality;
+  if (structure) {
+    c.family = "segmentation";
+    c.target = structure->phrase;
+    c.question = "Please segment " + structure->phrase + " in " + spec.modality + ".";
+    c.answer = "Sure, [SEG].";
+    return;
+  }
+  c.family = "disease";
+  c.target = spec.disease;
+  c.question = kDiseasePrompt;
+  c.answer = c.positive ? "It is [SEG]. " + spec.disease + "." : kNegativeAnswer;
+}
+
+}  // namespace
+
+struct SyntheticClips::Pool {
+  explicit Pool(uint64_t example_seed) : random(example_seed) {}
+  struct Source {
+    size_t spec = 0;
+    std::vector<Phantom> phantoms, clean;  // clean: made without the finding (ultrasound)
+  };
+  std::vector<Source> sources;
+  Random random;
+};
+
+const std::vector<std::string>& SyntheticClips::modalities() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (size_t m : video_specs()) n.push_back(specs()[m].modality);
+    return n;
+  }();
+  return names;
+}
+
+SyntheticClips::SyntheticClips(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality)
+    : pool_(std::make_unique<Pool>(example_seed)) {
+  for (size_t m : video_specs()) {
+    const ModalitySpec& spec = specs()[m];
+    Pool::Source src;
+    src.spec = m;
+    for (int k = 0; k < phantoms_per_modality; ++k) {
+      const uint64_t seed = phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k);
+      src.phantoms.push_back(video_phantom(spec, seed, true, 16));
+      if (spec.clean_negatives()) src.clean.push_back(video_phantom(spec, seed, false, 16));
+    }
+    pool_->sources.push_back(std::move(src));
+  }
+}
+
+SyntheticClips::~SyntheticClips() = default;
+
+Clip SyntheticClips::next(int frames) {
+  if (frames < 1) throw std::invalid_argument("synthetic clips: a clip needs at least one frame");
+  Random& r = pool_->random;
+  // CT (several organs to tell apart) three times as often as MR and ultrasound.
+  const int pick = r.integer(0, 4);
+  const Pool::Source& src = pool_->sources[pick < 3 ? 0 : static_cast<size_t>(pick - 2) % pool_->sources.size()];
+  const ModalitySpec& spec = specs()[src.spec];
+  Clip c;
+  const bool disease = spec.structures.empty() || r.uniform() < 0.45;
+  const Structure* structure =
+      disease ? nullptr : &spec.structures[static_cast<size_t>(r.integer(0, static_cast<int>(spec.structures.size()) - 1))];
+  const bool want_positive = !disease || !spec.negatives || r.uniform() < 0.6;
+  const auto& wanted = structure ? structure->labels : spec.finding_labels;
+  const int key_count = r.integer(1, 3);
+
+  const Phantom* p = nullptr;
+  int start = 0, count = 0;
+  for (int attempt = 0;; ++attempt) {
+    const bool clean = disease && !want_positive && !src.clean.empty();
+    const auto& pool = clean ? src.clean : src.phantoms;
+    p = &pool[static_cast<size_t>(r.integer(0, static_cast<int>(pool.size()) - 1))];
+    count = std::min(frames, p->slices);
+    start = r.integer(0, p->slices - count);
+    c.key_frames = evenly_spaced_key_frames(count, key_count);
+    const auto n = counts_per_frame(*p, start, count, wanted);
+    bool ok;
+    if (structure) {
+      ok = std::any_of(n.begin(), n.end(), [](size_t v) { return v >= 40; });
+    } else {
+      bool in_keys = false;
+      for (int k : c.key_frames) in_keys = in_keys || n[static_cast<size_t>(k)] >= kVisibleFinding;
+      const bool none = std::all_of(n.begin(), n.end(), [](size_t v) { return v == 0; });
+      c.positive = in_keys;
+      ok = want_positive ? in_keys : none;
+    }
+    if (ok || attempt > 200) break;
+  }
+  set_question(c, spec, structure);
+  const std::string window = spec.render == Render::kCt ? (disease ? "liver" : "abdomen") : "";
+  const Warp w = Warp::draw(r);
+  const Jitter j = Jitter::draw(spec.render != Render::kDirect, r);
+  const bool with_masks = c.answer.find("[SEG]") != std::string::npos;
+  render_frames(*p, spec, window, start, count, with_masks ? wanted : std::vector<std::string>{}, w, j, c);
+  return c;
+}
+
+std::vector<Clip> SyntheticClips::whole() {
+  Random& r = pool_->random;
+  std::vector<Clip> out;
+  for (const auto& src : pool_->sources) {
+    const ModalitySpec& spec = specs()[src.spec];
+    for (const Phantom& p : src.phantoms) {
+      const Warp w = Warp::draw(r);
+      const Jitter j = Jitter::draw(spec.render != Render::kDirect, r);
+      const std::vector<int> keys = evenly_spaced_key_frames(p.slices, 5);
+      for (const Structure& st : spec.structures) {
+        const auto n = counts_per_frame(p, 0, p.slices, st.labels);
+        if (std::none_of(n.begin(), n.end(), [](size_t v) { return v >= 40; })) continue;
+        Clip c;
+        c.key_frames = evenly_spaced_key_frames(p.slices, 5);
+        set_question(c, spec, &st);
+        render_frames(p, spec, spec.render == Render::kCt ? "abdomen" : "", 0, p.slices, st.labels, w, j, c);
+        out.push_back(std::move(c));
+      }
+      // The finding, where the key frames show it (otherwise the expected answer is "no" and
+      // there is no object to score).
+      const auto n = counts_per_frame(p, 0, p.slices, spec.finding_labels);
+      bool in_keys = false;
+      for (int k : keys) in_keys = in_keys || n[static_cast<size_t>(k)] >= kVisibleFinding;
+      if (!in_keys) continue;
+      Clip c;
+      c.key_frames = evenly_spaced_key_frames(p.slices, 5);
+      c.positive = true;
+      set_question(c, spec, nullptr);
+      render_frames(p, spec, spec.render == Render::kCt ? "liver" : "", 0, p.slices, spec.finding_labels, w, j, c);
+      out.push_back(std::move(c));
+    }
+  }
+  return out;
 }
 
 }  // namespace unibiomed::training

@@ -62,4 +62,43 @@ class SyntheticData {
   std::unique_ptr<Pool> pool_;
 };
 
+// A sequence for the video path (SAM2 memory, inference/sam2_memory.h): consecutive slices of a
+// CT or MR volume phantom or frames of an ultrasound cine, rendered as Example images (one
+// random transform and intensity change for the whole sequence) and padded to a square, one
+// question about the whole sequence (the language model sees the key frames, each as one
+// tile, as GroundedModel::answer_video shows them) and the answer's object on every frame.
+struct Clip {
+  std::string modality, family, target;  // family: "segmentation" or "disease"
+  bool positive = true;                  // disease: the key frames show the finding
+  std::string question, answer;
+  std::vector<inference::RgbImage> frames;    // all the same size, square
+  std::vector<std::vector<uint8_t>> masks;    // per frame, frame-sized: the [SEG]'s object (empty: no [SEG])
+  std::vector<int> key_frames;                // ascending
+};
+
+// Key frames as the node picks them for a series (pipeline video_key_frames without a slice
+// range): `count` frames spread evenly from the first to the last (one: the middle).
+std::vector<int> evenly_spaced_key_frames(int frames, int count);
+
+class SyntheticClips {
+ public:
+  // Phantoms of the video modalities (CT, MRI, ultrasound) from `phantom_seed` (the same draws
+  // as SyntheticData for that seed), `example_seed` the sequence of clips.
+  SyntheticClips(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality = 3);
+  ~SyntheticClips();
+  // A training clip of `frames` consecutive frames with one to three key frames: a segmentation
+  // target that some frame shows, or the disease question (with or without the finding).
+  Clip next(int frames);
+  // Whole volumes and cines, each with every segmentation target and the disease question where
+  // it shows the finding, five key frames spread over it (the node's choice): the held-out video
+  // score's objects.
+  std::vector<Clip> whole();
+  static const std::vector<std::string>& modalities();
+
+  struct Pool;
+
+ private:
+  std::unique_ptr<Pool> pool_;
+};
+
 }  // namespace unibiomed::training

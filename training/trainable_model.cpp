@@ -52,7 +52,7 @@ TrainableModel::TrainableModel(const inference::ModelConfig& config, const infer
     : config_(config) {
   torch::manual_seed(seed);
   for (const auto& t : inference::checkpoint_layout(config_, memory)) params_[t.name] = initial_value(t);
-  build();
+  build(memory);
 }
 
 TrainableModel::TrainableModel(const fs::path& checkpoint_dir, const inference::Sam2MemoryConfig& memory)
@@ -60,7 +60,7 @@ TrainableModel::TrainableModel(const fs::path& checkpoint_dir, const inference::
   inference::Weights weights(inference::Checkpoint::open(checkpoint_dir), inference::ComputeOptions{});
   for (const auto& t : inference::checkpoint_layout(config_, memory))
     params_[t.name] = weights.get(t.name, t.shape).to(torch::kFloat32).clone();
-  build();
+  build(memory);
 }
 
 const torch::Tensor& TrainableModel::p(const std::string& name) const {
@@ -69,13 +69,14 @@ const torch::Tensor& TrainableModel::p(const std::string& name) const {
   return it->second;
 }
 
-void TrainableModel::build() {
+void TrainableModel::build(const inference::Sam2MemoryConfig& memory) {
   const auto trunk = inference::layout::hiera_trunk();
   const std::string fourier = inference::layout::prompt_encoder().positional_encoding_gaussian_matrix;
   for (auto& [name, t] : params_) {
-    const bool fixed = name == fourier ||                                                  // a buffer in SAM2
-                       name == trunk.pos_embed || name == trunk.pos_embed_window ||        // precomputed by the encoder
-                       inference::block_of(name) == inference::CheckpointBlock::kSam2VideoOnly;
+    // The video-only block also holds the mask and point prompt inputs, which no path reads:
+    // they stay as initialised (no gradient reaches them).
+    const bool fixed = name == fourier ||                                             // a buffer in SAM2
+                       name == trunk.pos_embed || name == trunk.pos_embed_window;     // precomputed by the encoder
     if (fixed)
       frozen_.push_back(name);
     else
@@ -88,6 +89,7 @@ void TrainableModel::build() {
                                                                    config_.grounding.neck.d_model);
   sam_encoder_ = std::make_unique<inference::Sam2ImageEncoder>(weights, config_.grounding);
   sam_decoder_ = std::make_unique<inference::Sam2MaskDecoder>(weights, config_.grounding);
+  sam_memory_ = std::make_unique<inference::Sam2Memory>(weights, config_.grounding, memory);
 
   const auto& c = config_.llm;
   const int64_t d = c.head_dim();
@@ -104,6 +106,14 @@ std::vector<torch::Tensor> TrainableModel::trainable() const {
   std::vector<torch::Tensor> out;
   for (const auto& [name, t] : params_)
     if (t.requires_grad()) out.push_back(t);
+  return out;
+}
+
+std::vector<torch::Tensor> TrainableModel::trainable(bool memory_path) const {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, t] : params_)
+    if (t.requires_grad() && (inference::block_of(name) == inference::CheckpointBlock::kSam2VideoOnly) == memory_path)
+      out.push_back(t);
   return out;
 }
 

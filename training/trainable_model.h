@@ -25,6 +25,7 @@
 #include "inference/safetensors_file.h"
 #include "inference/sam2_image_encoder.h"
 #include "inference/sam2_mask_decoder.h"
+#include "inference/sam2_memory.h"
 
 namespace unibiomed::training {
 
@@ -35,9 +36,14 @@ class TrainableModel {
   TrainableModel(const std::filesystem::path& checkpoint_dir, const inference::Sam2MemoryConfig& memory);
 
   const inference::ModelConfig& config() const { return config_; }
-  // Tensors that training updates (everything the 2D path reads, minus fixed buffers).
+  // Tensors that training updates (everything the 2D and video paths read, minus fixed buffers).
   std::vector<torch::Tensor> trainable() const;
+  // The trainable tensors of the video-only block (memory encoder, memory attention, object
+  // pointers: `memory_path` true) or all the others.
+  std::vector<torch::Tensor> trainable(bool memory_path) const;
   int64_t parameter_count() const;
+  // The tensor of a checkpoint name (InferenceError when the layout has none).
+  const torch::Tensor& tensor(const std::string& name) const { return p(name); }
 
   // InternVL image tokens: tiles [N, 3, S, S] -> [N, tokens_per_tile, llm hidden].
   torch::Tensor vision_tokens(const torch::Tensor& tiles) const;
@@ -51,13 +57,16 @@ class TrainableModel {
   const inference::LanguagePromptProjector& seg_head() const { return *seg_head_; }
   const inference::Sam2ImageEncoder& sam_encoder() const { return *sam_encoder_; }
   const inference::Sam2MaskDecoder& sam_decoder() const { return *sam_decoder_; }
+  // The video path's memory encoder, memory attention and object pointers (track_object with
+  // TrackOptions::gradients).
+  const inference::Sam2Memory& sam_memory() const { return *sam_memory_; }
 
   // Writes model.safetensors (every tensor of the layout, F32 or BF16) into `dir`.
   void save_weights(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata,
                     inference::DType dtype = inference::DType::BF16) const;
 
  private:
-  void build();
+  void build(const inference::Sam2MemoryConfig& memory);
   const torch::Tensor& p(const std::string& name) const;
 
   inference::ModelConfig config_;
@@ -66,6 +75,7 @@ class TrainableModel {
   std::unique_ptr<inference::LanguagePromptProjector> seg_head_;
   std::unique_ptr<inference::Sam2ImageEncoder> sam_encoder_;
   std::unique_ptr<inference::Sam2MaskDecoder> sam_decoder_;
+  std::unique_ptr<inference::Sam2Memory> sam_memory_;
   torch::Tensor rope_cos_, rope_sin_;
 };
 

@@ -5,6 +5,7 @@
 #include <torch/nn/functional.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -26,6 +27,7 @@
 #include "inference/random_checkpoint.h"
 #include "inference/runtime.h"
 #include "inference/safetensors_file.h"
+#include "inference/sam2_memory.h"
 #include "inference/tokenizer.h"
 #include "inference/vision_encoder.h"
 #include "training/synthetic.h"
@@ -239,6 +241,142 @@ StepLosses step_loss(const TrainableModel& model, const FindingHead& head, const
   return out;
 }
 
+// One clip made ready for the video path.
+struct PreparedClip {
+  std::vector<int64_t> ids;  // prompt + answer + end token
+  int64_t prompt_length = 0;
+  std::vector<int64_t> image_positions;  // every <IMG_CONTEXT>, in order
+  torch::Tensor tiles;                   // [keys, 3, S, S]: each key frame as one tile
+  std::vector<int> key_frames;
+  int64_t seg_position = -1;             // the answer's [SEG] (-1: none)
+  torch::Tensor sam_pixels;              // [frames, 3, s, s] (only with a [SEG])
+  torch::Tensor sam_masks;               // [frames, s, s] ground truth at the SAM2 input size
+  bool disease = false;
+};
+
+PreparedClip prepare_clip(const Clip& c, const inference::ModelConfig& config, const inference::Tokenizer& tok,
+                          const inference::TilingOptions& tiling, int64_t eos, int64_t context_id, int64_t seg_id) {
+  PreparedClip p;
+  p.key_frames = c.key_frames;
+  std::vector<torch::Tensor> tiles;
+  for (int k : c.key_frames) {
+    const auto input = inference::preprocess_internvl({c.frames.at(static_cast<size_t>(k))}, tiling);
+    if (input.tiles_per_image.at(0) != 1) throw InferenceError("train: a clip's key frame is not one tile");
+    tiles.push_back(input.pixel_values);
+  }
+  p.tiles = torch::cat(tiles, 0);
+  const std::string prompt =
+      inference::build_prompt(inference::question_with_image(c.question), std::vector<int>(c.key_frames.size(), 1),
+                              config.tokens_per_tile(), config.template_name);
+  p.ids = tok.encode(prompt);
+  p.prompt_length = static_cast<int64_t>(p.ids.size());
+  for (int64_t id : tok.encode(c.answer)) p.ids.push_back(id);
+  p.ids.push_back(eos);
+  p.disease = c.family == "disease";
+  for (int64_t t = 0; t < p.prompt_length; ++t)
+    if (p.ids[static_cast<size_t>(t)] == context_id) p.image_positions.push_back(t);
+  for (int64_t t = p.prompt_length; t < static_cast<int64_t>(p.ids.size()) && p.seg_position < 0; ++t)
+    if (p.ids[static_cast<size_t>(t)] == seg_id) p.seg_position = t;
+  if (p.seg_position >= 0) {
+    const int side = config.grounding.image_size;
+    std::vector<torch::Tensor> pixels, masks;
+    for (size_t f = 0; f < c.frames.size(); ++f) {
+      const auto& frame = c.frames[f];
+      pixels.push_back(inference::sam2_pixel_values(frame, side));
+      auto m = torch::from_blob(const_cast<uint8_t*>(c.masks[f].data()), {1, 1, frame.height, frame.width}, torch::kUInt8)
+                   .to(torch::kFloat32);
+      masks.push_back(
+          F::interpolate(m, F::InterpolateFuncOptions().size(std::vector<int64_t>{side, side}).mode(torch::kNearest))
+              .view({side, side}));
+    }
+    p.sam_pixels = torch::stack(pixels);
+    p.sam_masks = torch::stack(masks);
+  }
+  return p;
+}
+
+struct ClipLosses {
+  torch::Tensor total;
+  double text = 0, bce = 0, dice = 0, object = 0;
+  int frames = 0;
+};
+
+// The video path on one clip, as GroundedModel::answer_video runs it: the language model sees
+// the key frames (one tile each); the answer's [SEG] prompts SAM2 on every key frame and SAM2's
+// memory tracks it through the others, both ways. Losses: next-token on the answer; on every
+// frame BCE + Dice on the four mask outputs, the IoU head on their real IoU, and the object
+// score on whether the frame shows the object.
+ClipLosses clip_loss(const TrainableModel& model, const PreparedClip& p) {
+  const int64_t H = model.config().llm.hidden_size;
+  const int64_t T = static_cast<int64_t>(p.ids.size());
+  const auto vision = model.vision_tokens(p.tiles).reshape({-1, H});
+  if (vision.size(0) != static_cast<int64_t>(p.image_positions.size()))
+    throw InferenceError("train: a clip's prompt has " + std::to_string(p.image_positions.size()) +
+                         " image tokens for " + std::to_string(vision.size(0)));
+  const auto text = model.embed(torch::tensor(p.ids, torch::kLong).view({1, T})).squeeze(0);
+  const auto row = text.index_put({torch::tensor(p.image_positions, torch::kLong)}, vision);
+  const auto hidden = model.llm_hidden(row.unsqueeze(0)).squeeze(0);  // [T, H]
+  std::vector<int64_t> at, targets;
+  std::vector<float> weights;
+  for (int64_t t = p.prompt_length - 1; t + 1 < T; ++t) {
+    at.push_back(t);
+    targets.push_back(p.ids[static_cast<size_t>(t + 1)]);
+    weights.push_back(t == p.prompt_length - 1 ? kDecisionWeight : 1.0f);
+  }
+  const auto logits = model.logits(hidden.index_select(0, torch::tensor(at, torch::kLong)));
+  const auto w = torch::tensor(weights);
+  const auto text_loss =
+      (F::cross_entropy(logits, torch::tensor(targets, torch::kLong), F::CrossEntropyFuncOptions().reduction(torch::kNone)) * w)
+          .sum() /
+      w.sum();
+  ClipLosses out;
+  out.text = text_loss.item<double>();
+  out.total = text_loss;
+  if (p.seg_position < 0) return out;
+
+  const auto language = model.seg_head()(hidden.narrow(0, p.seg_position, 1));
+  const auto features = model.sam_encoder().encode(p.sam_pixels, nullptr, nullptr, /*add_no_mem_embed=*/false);
+  inference::TrackOptions o;
+  o.conditioning_frames = p.key_frames;
+  o.both_directions = true;
+  o.gradients = true;
+  const int frames = static_cast<int>(p.sam_pixels.size(0));
+  const auto tracked = inference::track_object(model.sam_decoder(), model.sam_memory(), model.sam_encoder().no_mem_embed(),
+                                               frames, [&](int t) { return features.select(t); }, language, o);
+  std::vector<torch::Tensor> masks, ious, scores;
+  for (const auto& f : tracked.frames) {
+    if (!f.tracked) throw InferenceError("train: a clip frame was not tracked");
+    masks.push_back(f.all_low_res);
+    ious.push_back(f.all_iou);
+    scores.push_back(f.object_score_logit);
+  }
+  const auto mask_logits = torch::cat(masks, 0);  // [F, 4, l, l]
+  const int64_t low = mask_logits.size(-1), factor = model.config().grounding.image_size / low;
+  const auto target = F::avg_pool2d(p.sam_masks.unsqueeze(1), F::AvgPool2dFuncOptions(factor)).expand_as(mask_logits);
+  const auto bce = F::binary_cross_entropy_with_logits(mask_logits, target);
+  const auto prob = torch::sigmoid(mask_logits);
+  const auto inter = (prob * target).sum({2, 3});
+  const auto dice = (1 - (2 * inter + 1) / (prob.sum({2, 3}) + target.sum({2, 3}) + 1)).mean();
+  torch::Tensor real_iou, present;
+  {
+    torch::NoGradGuard no_grad;
+    const auto hard = (mask_logits > 0).to(torch::kFloat32);
+    const auto truth = (target > 0.5).to(torch::kFloat32);
+    const auto i = (hard * truth).sum({2, 3}), u = ((hard + truth) > 0).to(torch::kFloat32).sum({2, 3});
+    real_iou = i / u.clamp_min(1);
+    present = (truth.select(1, 0).sum({1, 2}) > 0).to(torch::kFloat32).view({-1, 1});
+  }
+  // all_iou of the track holds outputs 1..3 (the multimask ones), as the inference reports them.
+  const auto iou = F::mse_loss(torch::cat(ious, 0), real_iou.narrow(1, 1, 3));
+  const auto object = F::binary_cross_entropy_with_logits(torch::cat(scores, 0).to(torch::kFloat32), present);
+  out.bce = bce.item<double>();
+  out.dice = dice.item<double>();
+  out.object = object.item<double>();
+  out.frames = frames;
+  out.total = out.total + 4.0 * bce + 2.0 * dice + 0.5 * iou + 0.5 * object;
+  return out;
+}
+
 std::string fixed(double v, int digits) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << v;
@@ -253,6 +391,23 @@ double dice_of(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
     sb += b[i] ? 1 : 0;
   }
   return sa + sb == 0 ? 1.0 : 2 * inter / (sa + sb);
+}
+
+// Dice of masks stacked over frames (a volume's or cine's object); an empty prediction of a
+// frame may be given as an empty vector.
+double stacked_dice(const std::vector<std::vector<uint8_t>>& predicted, const std::vector<std::vector<uint8_t>>& truth) {
+  double inter = 0, sp = 0, st = 0;
+  for (size_t f = 0; f < truth.size(); ++f) {
+    const auto& t = truth[f];
+    const auto* p = f < predicted.size() && predicted[f].size() == t.size() ? &predicted[f] : nullptr;
+    for (size_t i = 0; i < t.size(); ++i) {
+      const bool a = p && (*p)[i], b = t[i] != 0;
+      inter += a && b ? 1 : 0;
+      sp += a ? 1 : 0;
+      st += b ? 1 : 0;
+    }
+  }
+  return sp + st == 0 ? 1.0 : 2 * inter / (sp + st);
 }
 
 // The example's image with the outline of the ground truth in green and of the first predicted
@@ -354,7 +509,21 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   const int64_t eos = config.llm.eos_token_id, context = tok.token_id(inference::kImageContextToken);
   const int64_t seg = tok.token_id(inference::kSegToken);
 
-  TrainableModel model(config, inference::memory_config_from_json(config_text, "demo config"), o.seed);
+  const auto memory_config = inference::memory_config_from_json(config_text, "demo config");
+  std::unique_ptr<TrainableModel> model_owner;
+  if (o.init.empty()) {
+    model_owner = std::make_unique<TrainableModel>(config, memory_config, o.seed);
+  } else {
+    // Fine-tuning: the starting checkpoint must be a demo checkpoint (the sizes written here).
+    const auto init_config = inference::ModelConfig::load(o.init / "config.json");
+    if (init_config.llm.hidden_size != config.llm.hidden_size || init_config.vision.hidden_size != config.vision.hidden_size ||
+        init_config.grounding.image_size != config.grounding.image_size ||
+        init_config.llm.num_hidden_layers != config.llm.num_hidden_layers)
+      throw InferenceError("train: " + o.init.string() + " is not a demo checkpoint of this version (its sizes differ)");
+    model_owner = std::make_unique<TrainableModel>(o.init, memory_config);
+    log("starting from the weights in " + o.init.string());
+  }
+  TrainableModel& model = *model_owner;
   // One BLAS and intra-op thread per worker: the operators of this small model are too short
   // to split (a second OpenBLAS or OpenMP thread made a step twice slower here).
   inference::configure_cpu_threads(1);
@@ -362,13 +531,21 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       std::to_string(o.batch) + " examples, at most " + fixed(o.max_minutes, 1) + " minutes, " +
       std::to_string(std::min(thread_count(o.threads), o.batch)) + " worker threads");
   SyntheticData data(o.seed, o.seed + 1);
+  std::unique_ptr<SyntheticClips> clips;
+  if (o.clips > 0) clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2);
   const FindingHead head(config.llm.hidden_size);
-  std::vector<torch::Tensor> params = model.trainable();
+  // Two parameter groups: everything else, then the memory path (its own learning-rate scale).
+  std::vector<torch::Tensor> params = model.trainable(false);
   params.push_back(head.weight);
   params.push_back(head.bias);
+  const std::vector<torch::Tensor> memory_params = model.trainable(true);
+  const auto adamw = torch::optim::AdamWOptions(o.learning_rate).betas({0.9, 0.99}).weight_decay(0.01);
+  torch::optim::AdamW optimizer({torch::optim::OptimizerParamGroup(params, std::make_unique<torch::optim::AdamWOptions>(adamw)),
+                                 torch::optim::OptimizerParamGroup(memory_params,
+                                                                   std::make_unique<torch::optim::AdamWOptions>(adamw))},
+                                adamw);
+  params.insert(params.end(), memory_params.begin(), memory_params.end());
   const int workers = std::min(thread_count(o.threads), o.batch);
-  torch::optim::AdamW optimizer(params,
-                                torch::optim::AdamWOptions(o.learning_rate).betas({0.9, 0.99}).weight_decay(0.01));
 
   const auto start = std::chrono::steady_clock::now();
   auto minutes = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60; };
@@ -377,11 +554,17 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
                              {"generator", "unibiomed model train"},
                              {"seed", std::to_string(o.seed)},
                              {"steps", std::to_string(step)},
-                             {"batch", std::to_string(o.batch)}});
+                             {"batch", std::to_string(o.batch)},
+                             {"clips", std::to_string(o.clips)},
+                             {"learning_rate", fixed(o.learning_rate, 6)},
+                             {"memory_learning_rate_scale", fixed(o.memory_learning_rate_scale, 3)},
+                             {"init", o.init.empty() ? std::string("none") : o.init.filename().string()}});
   };
   TrainSummary summary;
   summary.parameters = model.parameter_count();
   double window_loss = 0, window_text = 0, window_bce = 0, window_dice = 0, window_finding = 0;
+  double window_clip_text = 0, window_clip_bce = 0, window_clip_dice = 0, window_clip_object = 0;
+  int window_clips = 0;
   int window = 0;
   double data_minutes = 0;
   int decisions = 0, decisions_right = 0, images = 0, images_right = 0;
@@ -396,7 +579,9 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
     const double progress = static_cast<double>(step) / o.steps;
     double lr = o.learning_rate * (0.1 + 0.9 * 0.5 * (1 + std::cos(3.14159265358979 * progress)));
     if (step < warmup) lr = o.learning_rate * (step + 1) / warmup;
-    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    auto& groups = optimizer.param_groups();
+    static_cast<torch::optim::AdamWOptions&>(groups.at(0).options()).lr(lr);
+    static_cast<torch::optim::AdamWOptions&>(groups.at(1).options()).lr(lr * o.memory_learning_rate_scale);
 
     const double data_start = minutes();
     std::vector<Prepared> batch;
@@ -407,22 +592,40 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       for (const Example& c : e.companions())
         if (static_cast<int>(batch.size()) < o.batch) batch.push_back(prepare(c, config, tok, tiling, eos, context, seg));
     }
+    std::vector<PreparedClip> step_clips;
+    for (int c = 0; c < o.clips; ++c)
+      step_clips.push_back(prepare_clip(clips->next(o.clip_frames), config, tok, tiling, eos, context, seg));
     data_minutes += minutes() - data_start;
     // Data parallel: each worker thread takes a share of the batch with one intra-op thread
     // (these small operators run slower when split further) and returns its gradients, which
     // are summed in worker order, so a run is reproducible for a seed and worker count.
     std::vector<std::vector<Prepared>> shares(static_cast<size_t>(workers));
     for (size_t i = 0; i < batch.size(); ++i) shares[i * shares.size() / batch.size()].push_back(std::move(batch[i]));
+    // Clips go to the workers in turn; each weighs as much as the whole image batch divided by
+    // the clips per step.
+    std::vector<std::vector<const PreparedClip*>> clip_shares(shares.size());
+    for (size_t i = 0; i < step_clips.size(); ++i) clip_shares[i % shares.size()].push_back(&step_clips[i]);
     std::vector<std::vector<torch::Tensor>> grads(shares.size());
     std::vector<StepLosses> losses(shares.size());
+    std::vector<ClipLosses> clip_losses(shares.size());
     std::vector<std::string> errors(shares.size());
     auto work = [&](size_t w) {
       try {
         torch::set_num_threads(1);
-        if (shares[w].empty()) return;
-        losses[w] = step_loss(model, head, shares[w]);
-        const double weight = static_cast<double>(shares[w].size()) / o.batch;
-        grads[w] = torch::autograd::grad({losses[w].total * weight}, params, {}, false, false, true);
+        if (shares[w].empty() && clip_shares[w].empty()) return;
+        torch::Tensor total;
+        if (!shares[w].empty()) {
+          losses[w] = step_loss(model, head, shares[w]);
+          total = losses[w].total * (static_cast<double>(shares[w].size()) / o.batch);
+        }
+        for (const PreparedClip* c : clip_shares[w]) {
+          ClipLosses l = clip_loss(model, *c);
+          const auto part = l.total / static_cast<double>(o.clips);
+          total = total.defined() ? total + part : part;
+          auto& sum = clip_losses[w];
+          sum.text += l.text, sum.bce += l.bce, sum.dice += l.dice, sum.object += l.object, sum.frames += 1;
+        }
+        grads[w] = torch::autograd::grad({total}, params, {}, false, false, true);
       } catch (const std::exception& e) {
         errors[w] = e.what();
       }
@@ -437,11 +640,17 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       torch::Tensor sum;
       for (const auto& g : grads)
         if (!g.empty() && g[i].defined()) sum = sum.defined() ? sum + g[i] : g[i];
-      params[i].mutable_grad() = sum.defined() ? sum : torch::zeros_like(params[i]);
+      // A tensor no loss of this step reached (the memory path in a step whose clips had no
+      // [SEG]) keeps no gradient: AdamW then leaves it alone, weight decay included.
+      params[i].mutable_grad() = sum.defined() ? sum : torch::Tensor();
     }
     torch::nn::utils::clip_grad_norm_(params, 1.0);
     optimizer.step();
 
+    for (const auto& c : clip_losses) {
+      window_clip_text += c.text, window_clip_bce += c.bce, window_clip_dice += c.dice, window_clip_object += c.object;
+      window_clips += c.frames;  // clips (frames counts them here)
+    }
     for (size_t w = 0; w < shares.size(); ++w) {
       if (shares[w].empty()) continue;
       const double weight = static_cast<double>(shares[w].size()) / o.batch;
@@ -463,6 +672,14 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
            fixed(window_dice / window, 4) + ", finding map " + fixed(window_finding / window, 4) +
           "; disease decisions right " + fixed(decisions ? 100.0 * decisions_right / decisions : 0, 1) +
           " %, finding map's image decisions " + fixed(images ? 100.0 * images_right / images : 0, 1) + " %)  lr " + fixed(lr * 1e3, 3) + "e-3  " + fixed(minutes(), 1) + " min (examples " + fixed(data_minutes, 1) + ")");
+      if (window_clips > 0) {
+        const double n = window_clips;
+        log("  clips: text " + fixed(window_clip_text / n, 4) + ", mask BCE " + fixed(window_clip_bce / n, 4) +
+            ", Dice loss " + fixed(window_clip_dice / n, 4) + ", object score " + fixed(window_clip_object / n, 4) +
+            " over " + std::to_string(window_clips) + " clips");
+      }
+      window_clip_text = window_clip_bce = window_clip_dice = window_clip_object = 0;
+      window_clips = 0;
       window_loss = window_text = window_bce = window_dice = window_finding = 0;
       decisions = decisions_right = images = images_right = 0;
       window = 0;
@@ -527,6 +744,52 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
     if (!o.dump_dir.empty()) dump_example(o.dump_dir, i, e, a);
     if (o.log && (i + 1) % 20 == 0) o.log("evaluated " + std::to_string(i + 1) + "/" + std::to_string(o.examples));
   }
+  if (o.video_phantoms > 0) {
+    SyntheticClips held_out(o.seed, o.seed + 2, o.video_phantoms);
+    inference::VideoOptions video_options;
+    video_options.both_directions = true;  // as the node runs volumes and cine
+    video_options.max_new_tokens = answer_options.max_new_tokens;
+    double video_sum = 0, slices_sum = 0;
+    for (const Clip& c : held_out.whole()) {
+      VideoScore v;
+      v.object = c.modality + " " + c.target;
+      v.frames = static_cast<int>(c.frames.size());
+      video_options.key_frames = c.key_frames;
+      const auto video = model->encode_video(c.frames);
+      const auto a = model->answer_video(*video, c.question, video_options);
+      std::vector<std::vector<uint8_t>> predicted(c.frames.size());
+      if (!a.segments.empty()) predicted = a.segments.front().masks;
+      v.video_dice = stacked_dice(predicted, c.masks);
+      const auto per_slice = model->answer_batch(c.frames, c.question, answer_options);
+      for (size_t f = 0; f < per_slice.size(); ++f)
+        predicted[f] = per_slice[f].segments.empty() ? std::vector<uint8_t>() : per_slice[f].segments.front().mask;
+      v.slices_dice = stacked_dice(predicted, c.masks);
+      if (!o.dump_dir.empty()) {
+        // Per frame: pixels of the object, of the video-mode mask and of the slice's own answer.
+        std::error_code ec;
+        fs::create_directories(o.dump_dir, ec);
+        std::ofstream f(o.dump_dir / "video.txt", std::ios::app);
+        auto pixels = [](const std::vector<uint8_t>& m) { return std::count(m.begin(), m.end(), uint8_t{1}); };
+        f << "object " << r.video.size() << " " << v.object << " (" << c.question << "; answer: " << a.text
+          << "): Dice video " << fixed(v.video_dice, 3) << ", slices " << fixed(v.slices_dice, 3) << "\n";
+        for (size_t t = 0; t < c.frames.size(); ++t) {
+          const bool key = std::count(c.key_frames.begin(), c.key_frames.end(), static_cast<int>(t)) > 0;
+          f << "  frame " << t << (key ? " key" : "    ") << "  truth " << pixels(c.masks[t]) << "  video "
+            << (a.segments.empty() ? 0 : pixels(a.segments.front().masks[t])) << "  slice " << pixels(predicted[t])
+            << "\n";
+        }
+      }
+      video_sum += v.video_dice;
+      slices_sum += v.slices_dice;
+      r.video.push_back(v);
+      if (o.log) o.log("video object " + std::to_string(r.video.size()) + ": " + v.object + ", " + std::to_string(v.frames) +
+                       " frames: Dice " + fixed(v.video_dice, 3) + " video mode, " + fixed(v.slices_dice, 3) + " slices mode");
+    }
+    if (!r.video.empty()) {
+      r.video_dice = video_sum / static_cast<double>(r.video.size());
+      r.slices_dice = slices_sum / static_cast<double>(r.video.size());
+    }
+  }
   r.examples = o.examples;
   r.segmentation_dice = r.segmentation_count ? seg_sum / r.segmentation_count : 0;
   r.disease_accuracy = r.disease_count ? disease_right / r.disease_count : 0;
@@ -550,6 +813,18 @@ std::string EvaluationReport::table() const {
   s << "answer text exactly as expected, per task family:\n";
   for (const auto& [family, v] : exact_by_family)
     s << "  " << std::left << std::setw(14) << family << fixed(v.first, 3) << "  (n=" << v.second << ")\n";
+  if (!video.empty()) {
+    s << "whole volumes and cines: mean Dice per object " << fixed(video_dice, 3) << " in video mode, "
+      << fixed(slices_dice, 3) << " slice by slice, over " << video.size() << " objects\n";
+    std::map<std::string, std::array<double, 3>> by;  // object -> video sum, slices sum, n
+    for (const auto& v : video) {
+      auto& b = by[v.object];
+      b[0] += v.video_dice, b[1] += v.slices_dice, b[2] += 1;
+    }
+    for (const auto& [object, b] : by)
+      s << "  " << std::left << std::setw(24) << object << " video " << fixed(b[0] / b[2], 3) << "  slices "
+        << fixed(b[1] / b[2], 3) << "  (n=" << static_cast<int>(b[2]) << ")\n";
+  }
   return s.str();
 }
 

@@ -33,9 +33,18 @@ struct TrainOptions {
   double max_minutes = 40;    // stops early (and saves) when training takes longer
   int batch = 8;              // examples per step
   double learning_rate = 1e-3;
+  // The memory path's (video-only tensors') learning rate relative to the rest: fine-tuning a
+  // checkpoint whose memory path was never trained wants it higher than the trained parts'.
+  double memory_learning_rate_scale = 1;
   int threads = 0;            // 0: the machine's cores
   int save_every = 500;       // steps between checkpoints written to the output folder
   std::vector<std::string> families;  // only these task families (empty: all), for experiments
+  // The video path: clips per step (SyntheticClips, one key frame to three) tracked through
+  // SAM2's memory with losses on every frame's mask; 0: images only.
+  int clips = 2;
+  int clip_frames = 6;
+  // Start from this checkpoint's weights instead of fresh ones (fine-tuning; same config).
+  std::filesystem::path init;
   std::function<void(const std::string&)> log;
 };
 
@@ -57,7 +66,19 @@ struct EvaluateOptions {
   // When set: each example's image with its ground truth (green) and predicted (red) outlines
   // as NNN-family.png, and index.txt with the questions and answers.
   std::filesystem::path dump_dir;
+  // Video score: whole held-out volumes and cines per modality (0: none), each object tracked
+  // in video mode and answered slice by slice.
+  int video_phantoms = 3;
   std::function<void(const std::string&)> log;
+};
+
+// One object of a held-out volume or cine, scored over all its frames (Dice of the stacked
+// masks) in video mode (five key frames, propagation both ways) and in slices mode (each frame
+// asked on its own).
+struct VideoScore {
+  std::string object;  // "CT liver", "ultrasound Cyst", ...
+  int frames = 0;
+  double video_dice = 0, slices_dice = 0;
 };
 
 struct EvaluationReport {
@@ -70,6 +91,8 @@ struct EvaluationReport {
   double finding_dice = 0;             // Dice of the [SEG] of correct positive disease answers
   int finding_count = 0;
   std::map<std::string, std::pair<double, int>> exact_by_family;  // answer text exact, per family
+  std::vector<VideoScore> video;       // per object
+  double video_dice = 0, slices_dice = 0;  // means over `video`
   double seconds = 0;
   std::string table() const;           // a plain-text summary
 };

@@ -1,14 +1,16 @@
 // The training path computes what the inference path computes: the same checkpoint and input
 // through TrainableModel (autograd, plain forwards) and through the inference modules (tuned,
 // no gradients) give the same numbers, so trained weights mean the same thing when the node
-// loads them. Also: gradients reach every part, and the synthetic examples are reproducible
-// and well formed. Tolerance: float32 on both sides, |a - b| <= 1e-4 + 1e-4 |b|.
+// loads them; the same for the video path (SAM2 memory tracking). Also: gradients reach every
+// part, and the synthetic examples and clips are reproducible and well formed. Tolerance: float32 on both sides, |a - b| <= 1e-4 + 1e-4 |b|.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <stdexcept>
 
 #include "inference/grounded_model.h"
@@ -18,6 +20,7 @@
 #include "inference/safetensors_file.h"
 #include "inference/sam2_image_encoder.h"
 #include "inference/sam2_mask_decoder.h"
+#include "inference/sam2_memory.h"
 #include "inference/vision_encoder.h"
 #include "inference/weights.h"
 #include "tests/support/test_support.h"
@@ -124,12 +127,72 @@ TEST_F(TrainingForward, GradientsReachEveryPart) {
   const auto decoded = model.sam_decoder().decode(features, model.seg_head()(hidden.select(1, -1)));
   (model.logits(hidden).logsumexp(-1).mean() + decoded.all_mask_logits.pow(2).mean()).backward();
   int with_gradient = 0, total = 0;
-  for (const auto& t : model.trainable()) {
+  for (const auto& spec : inference::checkpoint_layout(c, inference::memory_config_for("tiny"))) {
+    // The video-only block (memory path) is trained by tracking (the test below), not by this loss.
+    if (inference::block_of(spec.name) == inference::CheckpointBlock::kSam2VideoOnly) continue;
+    const auto& t = model.tensor(spec.name);
+    if (!t.requires_grad()) continue;
     ++total;
     if (t.grad().defined() && t.grad().abs().sum().item<double>() > 0) ++with_gradient;
   }
-  // Everything trainable takes part except the IoU and object-score heads (not in this loss).
+  // Everything trainable of the 2D path takes part except the IoU and object-score heads (not
+  // in this loss).
   EXPECT_GE(with_gradient, total * 8 / 10) << with_gradient << " of " << total << " tensors got a gradient";
+}
+
+// Video mode: track_object with gradients on TrainableModel's tensors computes what the
+// inference modules compute without them, frame by frame, and a loss on the tracked frames'
+// masks reaches the memory encoder, the memory attention and the object pointers.
+TEST_F(TrainingForward, TrackingWithGradientsEqualsInferenceAndTrainsTheMemory) {
+  const auto memory_config = inference::memory_config_for("tiny");
+  TrainableModel model(dir_, memory_config);
+  inference::Weights weights(inference::Checkpoint::open(dir_), inference::ComputeOptions{});
+  const auto& g = model.config().grounding;
+  inference::LanguagePromptProjector head(weights, model.config().llm.hidden_size, g.neck.d_model);
+  inference::Sam2ImageEncoder encoder(weights, g);
+  inference::Sam2MaskDecoder decoder(weights, g);
+  inference::Sam2Memory memory(weights, g, memory_config);
+  std::vector<torch::Tensor> frames;
+  for (int t = 0; t < 5; ++t) frames.push_back(inference::sam2_pixel_values(test_image(60 + 4 * t, 60), g.image_size));
+  const auto pixels = torch::stack(frames);
+  torch::manual_seed(8);
+  const auto hidden = torch::randn({1, model.config().llm.hidden_size});
+  inference::TrackOptions o;
+  o.conditioning_frames = {1, 3};
+  o.both_directions = true;
+
+  const auto f_ref = encoder.encode(pixels, nullptr, nullptr, false);
+  const auto ref = inference::track_object(decoder, memory, encoder.no_mem_embed(), 5,
+                                           [&](int t) { return f_ref.select(t); }, head(hidden), o);
+  o.gradients = true;
+  const auto f_train = model.sam_encoder().encode(pixels, nullptr, nullptr, false);
+  const auto train = inference::track_object(model.sam_decoder(), model.sam_memory(), model.sam_encoder().no_mem_embed(), 5,
+                                             [&](int t) { return f_train.select(t); }, model.seg_head()(hidden), o);
+  ASSERT_EQ(train.frames.size(), 5u);
+  torch::Tensor loss = torch::zeros({});
+  for (size_t t = 0; t < 5; ++t) {
+    const auto& a = train.frames[t];
+    const auto& b = ref.frames[t];
+    ASSERT_TRUE(a.tracked && b.tracked) << "frame " << t;
+    ASSERT_TRUE(a.low_res.requires_grad()) << "frame " << t << ": the training path keeps the graph";
+    ASSERT_TRUE(a.all_low_res.defined() && a.object_score_logit.defined());
+    expect_close(a.low_res, b.low_res, "tracked mask logits of frame " + std::to_string(t));
+    expect_close(a.obj_ptr, b.obj_ptr, "object pointer of frame " + std::to_string(t));
+    EXPECT_EQ(a.best, b.best) << "frame " << t;
+    loss = loss + a.all_low_res.pow(2).mean() + a.object_score_logit.sum();
+  }
+  loss.backward();
+  // Each part of the memory path got a gradient through the frames tracked from memory.
+  const auto me = inference::layout::memory_encoder();
+  const auto ptr = inference::layout::obj_ptr_proj();
+  for (const auto& name : {me.out_proj.weight, me.pix_feat_proj.weight, inference::layout::memory_attention_norm().weight,
+                           inference::layout::memory_attention_layer(0).cross_attn_image.k_proj.weight,
+                           ptr.layer(0).weight, inference::layout::maskmem_tpos_enc()}) {
+    const torch::Tensor& t = model.tensor(name);
+    ASSERT_TRUE(t.requires_grad()) << name << " is not trainable";
+    ASSERT_TRUE(t.grad().defined()) << name << " got no gradient";
+    EXPECT_GT(t.grad().abs().sum().item<double>(), 0) << name;
+  }
 }
 
 TEST(FindingHead, TargetsFollowTheImageTokensLayout) {
@@ -213,6 +276,121 @@ TEST(SyntheticData, ExamplesAreWellFormed) {
   }
   for (const char* f : {"segmentation", "disease", "vqa", "report", "region"}) EXPECT_GT(families[f], 0) << f;
   EXPECT_GT(negatives, 5);
+}
+
+TEST(SyntheticClips, KeyFramesAreSpreadLikeTheNodes) {
+  EXPECT_EQ(evenly_spaced_key_frames(24, 5), (std::vector<int>{0, 6, 12, 17, 23}));
+  EXPECT_EQ(evenly_spaced_key_frames(6, 2), (std::vector<int>{0, 5}));
+  EXPECT_EQ(evenly_spaced_key_frames(6, 1), (std::vector<int>{2}));
+  EXPECT_EQ(evenly_spaced_key_frames(3, 5), (std::vector<int>{0, 1, 2}));
+}
+
+TEST(SyntheticClips, SameSeedsGiveTheSameClips) {
+  SyntheticClips a(3, 4, 1), b(3, 4, 1), c(3, 5, 1);
+  bool any_difference = false;
+  for (int i = 0; i < 6; ++i) {
+    const Clip x = a.next(5), y = b.next(5), z = c.next(5);
+    EXPECT_EQ(x.question, y.question);
+    EXPECT_EQ(x.key_frames, y.key_frames);
+    ASSERT_EQ(x.frames.size(), y.frames.size());
+    for (size_t f = 0; f < x.frames.size(); ++f) EXPECT_EQ(x.frames[f].rgb, y.frames[f].rgb);
+    EXPECT_EQ(x.masks, y.masks);
+    any_difference = any_difference || x.question != z.question || x.frames[0].rgb != z.frames[0].rgb;
+  }
+  EXPECT_TRUE(any_difference) << "another example seed should give other clips";
+}
+
+size_t pixels_of(const std::vector<uint8_t>& m) { return static_cast<size_t>(std::count(m.begin(), m.end(), 1)); }
+
+TEST(SyntheticClips, ClipsAreWellFormed) {
+  SyntheticClips clips(7, 8, 1);
+  std::map<std::string, int> kinds;
+  for (int i = 0; i < 40; ++i) {
+    const Clip c = clips.next(6);
+    ++kinds[c.modality + " " + c.family + (c.positive ? "" : " negative")];
+    ASSERT_EQ(c.frames.size(), 6u) << c.modality;
+    ASSERT_EQ(c.masks.size(), 6u);
+    ASSERT_FALSE(c.key_frames.empty());
+    ASSERT_LE(c.key_frames.size(), 3u);
+    for (size_t k = 0; k < c.key_frames.size(); ++k) {
+      ASSERT_GE(c.key_frames[k], 0);
+      ASSERT_LT(c.key_frames[k], 6);
+      if (k > 0) {
+        ASSERT_GT(c.key_frames[k], c.key_frames[k - 1]);
+      }
+    }
+    const int side = c.frames[0].width;
+    bool shown = false, shown_in_key = false;
+    for (size_t f = 0; f < c.frames.size(); ++f) {
+      ASSERT_EQ(c.frames[f].width, side);
+      ASSERT_EQ(c.frames[f].height, side) << "frames are padded to a square";
+      if (c.answer.find("[SEG]") == std::string::npos) {
+        EXPECT_TRUE(c.masks[f].empty());
+        continue;
+      }
+      ASSERT_EQ(c.masks[f].size(), size_t(side) * side);
+      shown = shown || pixels_of(c.masks[f]) > 0;
+      if (std::count(c.key_frames.begin(), c.key_frames.end(), static_cast<int>(f)))
+        shown_in_key = shown_in_key || pixels_of(c.masks[f]) >= kVisibleFinding / 2;
+    }
+    if (c.family == "segmentation") {
+      EXPECT_EQ(c.question, "Please segment " + c.target + " in " + c.modality + ".");
+      EXPECT_TRUE(shown) << c.question << ": no frame shows the target";
+    } else if (c.positive) {
+      EXPECT_NE(c.answer.find("It is [SEG]."), std::string::npos) << c.answer;
+      EXPECT_TRUE(shown_in_key) << c.modality << ": the answer says the key frames show the finding";
+    } else {
+      EXPECT_EQ(c.answer.find("[SEG]"), std::string::npos) << c.answer;
+    }
+  }
+  for (const char* k : {"CT segmentation", "CT disease", "MRI segmentation", "ultrasound disease"})
+    EXPECT_GT(kinds[k], 0) << k << " never came up";
+
+  // Whole volumes and cines: every object whole, five key frames over it.
+  const auto whole = SyntheticClips(7, 9, 1).whole();
+  std::set<std::string> objects;
+  for (const Clip& c : whole) {
+    objects.insert(c.modality + " " + c.target);
+    EXPECT_GE(c.frames.size(), 16u) << c.modality;
+    EXPECT_EQ(c.key_frames, evenly_spaced_key_frames(static_cast<int>(c.frames.size()), 5));
+    size_t total = 0;
+    for (const auto& m : c.masks) total += pixels_of(m);
+    EXPECT_GT(total, 0u) << c.modality << " " << c.target;
+  }
+  for (const char* o : {"CT liver", "CT kidney", "CT spleen", "MRI brain tumor"}) EXPECT_TRUE(objects.count(o)) << o;
+}
+
+// Fine-tuning the shipped demo checkpoint with clips: two steps move the memory path's tensors
+// (a tensor no loss reaches is left alone, weight decay included, so a change means a gradient
+// reached it through the tracked frames), and the written checkpoint says where it started.
+TEST(Training, FineTuningWithClipsTrainsTheMemoryPath) {
+  const fs::path demo = test::source_dir() / "samples" / "demo-checkpoint";
+  ASSERT_TRUE(fs::exists(demo / "model.safetensors"));
+  const test::TempDir out("unibiomed-finetune-test");
+  TrainOptions o;
+  o.steps = 2;
+  o.batch = 2;
+  o.clips = 2;
+  o.clip_frames = 4;  // one to three key frames: at least one frame is tracked from memory
+  o.init = demo;
+  o.learning_rate = 0.05;  // an Adam step of about this size shows in the bfloat16 checkpoint
+  o.save_every = 0;
+  const auto summary = train_demo_checkpoint(out.path(), o);
+  EXPECT_EQ(summary.steps, 2);
+  const auto memory = inference::memory_config_from_json(test::read_file(demo / "config.json"), "demo config");
+  const TrainableModel before(demo, memory), after(out.path(), memory);
+  const auto changed = [&](const std::string& name) {
+    return !torch::equal(before.tensor(name), after.tensor(name));
+  };
+  EXPECT_TRUE(changed(inference::layout::memory_encoder().out_proj.weight));
+  EXPECT_TRUE(changed(inference::layout::memory_attention_norm().weight));
+  EXPECT_TRUE(changed(inference::layout::memory_attention_layer(0).cross_attn_image.v_proj.weight));
+  EXPECT_TRUE(changed(inference::layout::maskmem_tpos_enc()));
+  // A frame's pointer is obj_ptr_proj's output, or no_obj_ptr when its object score is not positive.
+  EXPECT_TRUE(changed(inference::layout::obj_ptr_proj().layer(0).weight) || changed(inference::layout::no_obj_ptr()));
+  const inference::SafetensorsFile written(out.path() / "model.safetensors");
+  EXPECT_EQ(written.metadata().at("init"), "demo-checkpoint");
+  EXPECT_EQ(written.metadata().at("clips"), "2");
 }
 
 }  // namespace
