@@ -65,18 +65,35 @@ struct Prepared {
   bool disease = false;  // a disease-recognition question: the answer's first token is its decision
 };
 
+// The prompt's token ids (one image block per entry of `tiles`, with that many tiles) followed
+// by the answer's and the end token; `prompt_length` is set to the prompt's count.
+std::vector<int64_t> encode_example(const std::string& question, const std::vector<int>& tiles,
+                                    const std::string& answer, const inference::ModelConfig& config,
+                                    const inference::Tokenizer& tok, int64_t eos, int64_t& prompt_length) {
+  const std::string prompt = inference::build_prompt(inference::question_with_image(question), tiles,
+                                                     config.tokens_per_tile(), config.template_name);
+  std::vector<int64_t> ids = tok.encode(prompt);
+  prompt_length = static_cast<int64_t>(ids.size());
+  for (int64_t id : tok.encode(answer)) ids.push_back(id);
+  ids.push_back(eos);
+  return ids;
+}
+
+// DirectResize of an image-sized ground truth: nearest neighbour to side x side, float 0/1.
+torch::Tensor mask_at_side(const std::vector<uint8_t>& mask, const inference::RgbImage& image, int side) {
+  auto m = torch::from_blob(const_cast<uint8_t*>(mask.data()), {1, 1, image.height, image.width}, torch::kUInt8)
+               .to(torch::kFloat32);
+  return F::interpolate(m, F::InterpolateFuncOptions().size(std::vector<int64_t>{side, side}).mode(torch::kNearest))
+      .view({side, side});
+}
+
 Prepared prepare(const Example& e, const inference::ModelConfig& config, const inference::Tokenizer& tok,
                  const inference::TilingOptions& tiling, int64_t eos, int64_t context_id, int64_t seg_id) {
   Prepared p;
   const auto input = inference::preprocess_internvl({e.image}, tiling);
   p.tiles = input.pixel_values;
   const int tiles = input.tiles_per_image.at(0);
-  const std::string prompt = inference::build_prompt(inference::question_with_image(e.question), {tiles},
-                                                     config.tokens_per_tile(), config.template_name);
-  p.ids = tok.encode(prompt);
-  p.prompt_length = static_cast<int64_t>(p.ids.size());
-  for (int64_t id : tok.encode(e.answer)) p.ids.push_back(id);
-  p.ids.push_back(eos);
+  p.ids = encode_example(e.question, {tiles}, e.answer, config, tok, eos, p.prompt_length);
   p.disease = e.family == "disease";
   if (tiles == 1) {
     const int grid = config.vision.image_size / config.vision.patch_size;
@@ -88,11 +105,7 @@ Prepared prepare(const Example& e, const inference::ModelConfig& config, const i
   if (!p.seg_positions.empty()) {
     const int side = config.grounding.image_size;
     p.sam_pixels = inference::sam2_pixel_values(e.image, side);
-    // DirectResize of the ground truth: nearest neighbour to the SAM2 input size.
-    auto m = torch::from_blob(const_cast<uint8_t*>(e.mask.data()), {1, 1, e.image.height, e.image.width}, torch::kUInt8)
-                 .to(torch::kFloat32);
-    p.sam_mask = F::interpolate(m, F::InterpolateFuncOptions().size(std::vector<int64_t>{side, side}).mode(torch::kNearest))
-                     .view({side, side});
+    p.sam_mask = mask_at_side(e.mask, e.image, side);
   }
   return p;
 }
@@ -265,13 +278,8 @@ PreparedClip prepare_clip(const Clip& c, const inference::ModelConfig& config, c
     tiles.push_back(input.pixel_values);
   }
   p.tiles = torch::cat(tiles, 0);
-  const std::string prompt =
-      inference::build_prompt(inference::question_with_image(c.question), std::vector<int>(c.key_frames.size(), 1),
-                              config.tokens_per_tile(), config.template_name);
-  p.ids = tok.encode(prompt);
-  p.prompt_length = static_cast<int64_t>(p.ids.size());
-  for (int64_t id : tok.encode(c.answer)) p.ids.push_back(id);
-  p.ids.push_back(eos);
+  p.ids = encode_example(c.question, std::vector<int>(c.key_frames.size(), 1), c.answer, config, tok, eos,
+                         p.prompt_length);
   p.disease = c.family == "disease";
   for (int64_t t = 0; t < p.prompt_length; ++t)
     if (p.ids[static_cast<size_t>(t)] == context_id) p.image_positions.push_back(t);
@@ -283,11 +291,7 @@ PreparedClip prepare_clip(const Clip& c, const inference::ModelConfig& config, c
     for (size_t f = 0; f < c.frames.size(); ++f) {
       const auto& frame = c.frames[f];
       pixels.push_back(inference::sam2_pixel_values(frame, side));
-      auto m = torch::from_blob(const_cast<uint8_t*>(c.masks[f].data()), {1, 1, frame.height, frame.width}, torch::kUInt8)
-                   .to(torch::kFloat32);
-      masks.push_back(
-          F::interpolate(m, F::InterpolateFuncOptions().size(std::vector<int64_t>{side, side}).mode(torch::kNearest))
-              .view({side, side}));
+      masks.push_back(mask_at_side(c.masks[f], frame, side));
     }
     p.sam_pixels = torch::stack(pixels);
     p.sam_masks = torch::stack(masks);
