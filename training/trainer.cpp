@@ -358,9 +358,6 @@ ClipLosses clip_loss(const TrainableModel& model, const PreparedClip& p) {
   const int64_t low = mask_logits.size(-1), factor = model.config().grounding.image_size / low;
   const auto target = F::avg_pool2d(p.sam_masks.unsqueeze(1), F::AvgPool2dFuncOptions(factor)).expand_as(mask_logits);
   const auto bce = F::binary_cross_entropy_with_logits(mask_logits, target);
-  const auto prob = torch::sigmoid(mask_logits);
-  const auto inter = (prob * target).sum({2, 3});
-  const auto dice = (1 - (2 * inter + 1) / (prob.sum({2, 3}) + target.sum({2, 3}) + 1)).mean();
   torch::Tensor real_iou, present;
   {
     torch::NoGradGuard no_grad;
@@ -368,8 +365,15 @@ ClipLosses clip_loss(const TrainableModel& model, const PreparedClip& p) {
     const auto truth = (target > 0.5).to(torch::kFloat32);
     const auto i = (hard * truth).sum({2, 3}), u = ((hard + truth) > 0).to(torch::kFloat32).sum({2, 3});
     real_iou = i / u.clamp_min(1);
-    present = (truth.select(1, 0).sum({1, 2}) > 0).to(torch::kFloat32).view({-1, 1});
+    present = (target.select(1, 0).sum({1, 2}) > 0).to(torch::kFloat32).view({-1, 1});
   }
+  // Dice on the frames that show the object: on a frame without it the smoothed Dice loss is
+  // 1 - 1 / (1 + predicted area), which punishes any doubt at all and taught the tracker to
+  // answer "nothing" everywhere; BCE (every frame) and the object score teach the empty frames.
+  const auto prob = torch::sigmoid(mask_logits);
+  const auto inter = (prob * target).sum({2, 3});
+  const auto per_frame = 1 - (2 * inter + 1) / (prob.sum({2, 3}) + target.sum({2, 3}) + 1);  // [F, 4]
+  const auto dice = (per_frame * present).sum() / (present.sum() * per_frame.size(1)).clamp_min(1);
   // all_iou of the track holds outputs 1..3 (the multimask ones), as the inference reports them.
   const auto iou = F::mse_loss(torch::cat(ious, 0), real_iou.narrow(1, 1, 3));
   const auto object = F::binary_cross_entropy_with_logits(torch::cat(scores, 0).to(torch::kFloat32), present);
