@@ -655,7 +655,8 @@ Clip SyntheticClips::next(int frames) {
       disease ? nullptr : &spec.structures[static_cast<size_t>(r.integer(0, static_cast<int>(spec.structures.size()) - 1))];
   const bool want_positive = !disease || !spec.negatives || r.uniform() < 0.6;
   const auto& wanted = structure ? structure->labels : spec.finding_labels;
-  const int key_count = r.integer(1, 3);
+  // One key frame to five (the node shows the language model five; a one-image question is one).
+  const int key_count = r.integer(1, 5);
 
   const Phantom* p = nullptr;
   int start = 0, count = 0;

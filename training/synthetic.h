@@ -86,7 +86,7 @@ class SyntheticClips {
   // as SyntheticData for that seed), `example_seed` the sequence of clips.
   SyntheticClips(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality = 3);
   ~SyntheticClips();
-  // A training clip of `frames` consecutive frames with one to three key frames: a segmentation
+  // A training clip of `frames` consecutive frames with one to five key frames: a segmentation
   // target that some frame shows, or the disease question (with or without the finding).
   Clip next(int frames);
   // Whole volumes and cines, each with every segmentation target and the disease question where

@@ -391,6 +391,8 @@ std::string fixed(double v, int digits) {
   return s.str();
 }
 
+
+
 double dice_of(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
   double inter = 0, sa = 0, sb = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
@@ -488,6 +490,49 @@ std::string demo_config_json() {
   return c.dump(2);
 }
 
+// Scales the memory path of a model whose memory path was never trained to the image features
+// the decoder learned on. The demo's SAM2 features grow large in training (a stride-16 feature
+// of the shipped 2D checkpoint has a standard deviation of about 30 per channel), while a fresh
+// memory attention ends in a LayerNorm of unit scale: the decoder then sees tracked frames at a
+// thirtieth of the scale it knows, and Adam takes thousands of steps to grow the weights back
+// (measured: tracked frames stayed near empty after 500 steps). So, from the raw features of a
+// few training frames: the final norm's weight and bias become the features' per-channel
+// standard deviation and mean, the cross-attention output projections are multiplied by their
+// overall standard deviation (what the memory adds lands on the features' scale), and the memory
+// encoder's feature projection is divided by it (memories start at unit scale like the mask
+// part). Architecture and code paths are unchanged: only starting values.
+void calibrate_memory_path(const TrainableModel& model, const std::vector<inference::RgbImage>& frames,
+                           const inference::Sam2MemoryConfig& memory, const std::function<void(const std::string&)>& log) {
+  torch::NoGradGuard no_grad;
+  const int side = model.config().grounding.image_size;
+  std::vector<torch::Tensor> pixels;
+  for (const auto& f : frames) pixels.push_back(inference::sam2_pixel_values(f, side));
+  const auto raw = model.sam_encoder().encode(torch::stack(pixels), nullptr, nullptr, false).image_embedding;
+  const auto mean = raw.mean({0, 2, 3});
+  const auto spread = (raw - mean.view({1, -1, 1, 1})).pow(2).mean({0, 2, 3}).sqrt().clamp_min(1e-3);
+  const double overall = raw.std().item<double>();
+  namespace L = inference::layout;
+  model.tensor(L::memory_attention_norm().weight).copy_(spread);
+  model.tensor(L::memory_attention_norm().bias).copy_(mean);
+  for (int i = 0; i < memory.num_layers; ++i) {
+    const auto& out = L::memory_attention_layer(i).cross_attn_image.out_proj;
+    model.tensor(out.weight).mul_(overall);
+    model.tensor(out.bias).mul_(overall);
+  }
+  model.tensor(L::memory_encoder().pix_feat_proj.weight).div_(overall);
+  if (log) log("memory path scaled to the image features (standard deviation " + fixed(overall, 2) + ", from " +
+      std::to_string(frames.size()) + " frames)");
+}
+
+// Whether a run starting from `init` (empty: fresh weights) starts with an untrained memory
+// path: fresh weights, or a checkpoint that `model train` wrote without clips.
+static bool memory_path_untrained(const fs::path& init) {
+  if (init.empty()) return true;
+  const inference::SafetensorsFile weights(init / "model.safetensors");
+  const auto it = weights.metadata().find("clips");
+  return it == weights.metadata().end() || it->second == "0";
+}
+
 TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   auto log = [&](const std::string& line) {
     if (o.log) o.log(line);
@@ -541,6 +586,13 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   SyntheticData data(o.seed, o.seed + 1);
   std::unique_ptr<SyntheticClips> clips;
   if (o.clips > 0) clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2);
+  if (clips && memory_path_untrained(o.init)) {
+    std::vector<inference::RgbImage> frames;
+    SyntheticClips sample(o.seed, o.seed + 3, 1);
+    for (int i = 0; i < 4; ++i)
+      for (auto& f : sample.next(o.clip_frames).frames) frames.push_back(std::move(f));
+    calibrate_memory_path(model, frames, memory_config, log);
+  }
   const FindingHead head(config.llm.hidden_size);
   // Two parameter groups: everything else, then the memory path (its own learning-rate scale).
   std::vector<torch::Tensor> params = model.trainable(false);

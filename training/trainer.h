@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "inference/checkpoint_layout.h"
 #include "training/synthetic.h"
 
 namespace unibiomed::training {
@@ -27,6 +28,14 @@ std::string demo_config_json();
 // (image_size / patch_size); `downsample_ratio`: the config's pixel-shuffle ratio.
 std::vector<float> finding_token_targets(const Example& e, int grid, double downsample_ratio);
 
+// Scales a never-trained memory path to the image features the mask decoder learned on (the
+// final memory-attention norm to their per-channel spread and mean, the cross-attention outputs
+// up and the memory encoder's feature projection down by their overall spread), from the raw
+// SAM2 features of `frames`. `train_demo_checkpoint` does it when it starts a memory path.
+class TrainableModel;
+void calibrate_memory_path(const TrainableModel& model, const std::vector<inference::RgbImage>& frames,
+                           const inference::Sam2MemoryConfig& memory, const std::function<void(const std::string&)>& log);
+
 struct TrainOptions {
   uint64_t seed = 1;
   int steps = 5000;           // optimiser steps (the learning-rate schedule spans them)
@@ -39,7 +48,7 @@ struct TrainOptions {
   int threads = 0;            // 0: the machine's cores
   int save_every = 500;       // steps between checkpoints written to the output folder
   std::vector<std::string> families;  // only these task families (empty: all), for experiments
-  // The video path: clips per step (SyntheticClips, one key frame to three) tracked through
+  // The video path: clips per step (SyntheticClips, one key frame to five) tracked through
   // SAM2's memory with losses on every frame's mask; 0: images only.
   int clips = 2;
   int clip_frames = 6;
@@ -60,7 +69,7 @@ TrainSummary train_demo_checkpoint(const std::filesystem::path& out, const Train
 
 struct EvaluateOptions {
   uint64_t seed = 90001;   // held-out phantoms and examples (training uses seed .. seed+1 of its own)
-  int examples = 168;
+  int examples = 400;      // the card's held-out scores are measured on 400
   int threads = 0;
   std::string dtype = "float32";  // the compute dtype (LoadOptions::dtype): float32, bfloat16, auto
   // When set: each example's image with its ground truth (green) and predicted (red) outlines

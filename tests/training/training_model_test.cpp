@@ -311,7 +311,7 @@ TEST(SyntheticClips, ClipsAreWellFormed) {
     ASSERT_EQ(c.frames.size(), 6u) << c.modality;
     ASSERT_EQ(c.masks.size(), 6u);
     ASSERT_FALSE(c.key_frames.empty());
-    ASSERT_LE(c.key_frames.size(), 3u);
+    ASSERT_LE(c.key_frames.size(), 5u);
     for (size_t k = 0; k < c.key_frames.size(); ++k) {
       ASSERT_GE(c.key_frames[k], 0);
       ASSERT_LT(c.key_frames[k], 6);
@@ -371,7 +371,7 @@ TEST(Training, FineTuningWithClipsTrainsTheMemoryPath) {
   o.steps = 2;
   o.batch = 2;
   o.clips = 2;
-  o.clip_frames = 4;  // one to three key frames: at least one frame is tracked from memory
+  o.clip_frames = 6;  // one to five key frames: at least one frame is tracked from memory
   o.init = demo;
   o.learning_rate = 0.05;  // an Adam step of about this size shows in the bfloat16 checkpoint
   o.save_every = 0;
@@ -391,6 +391,34 @@ TEST(Training, FineTuningWithClipsTrainsTheMemoryPath) {
   const inference::SafetensorsFile written(out.path() / "model.safetensors");
   EXPECT_EQ(written.metadata().at("init"), "demo-checkpoint");
   EXPECT_EQ(written.metadata().at("clips"), "2");
+}
+
+// A memory path scaled to the image features (calibrate_memory_path): what the memory attention
+// hands the decoder is on the scale of the raw features it replaces (the shipped 2D features
+// have a spread of about 30 per channel; a fresh memory attention's LayerNorm gives 1).
+TEST(Training, CalibratedMemoryPathSpeaksTheFeaturesScale) {
+  const fs::path demo = test::source_dir() / "samples" / "demo-checkpoint";
+  const auto memory = inference::memory_config_from_json(test::read_file(demo / "config.json"), "demo config");
+  const TrainableModel model(demo, memory);
+  SyntheticClips clips(5, 6, 1);
+  const Clip clip = clips.next(6);
+  const auto spread_of = [](const torch::Tensor& t) { return t.std().item<double>(); };
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> pixels;
+  for (const auto& f : clip.frames) pixels.push_back(inference::sam2_pixel_values(f, model.config().grounding.image_size));
+  const auto raw = model.sam_encoder().encode(torch::stack(pixels), nullptr, nullptr, false).image_embedding;
+  const auto conditioned = [&] {
+    const auto m = model.sam_memory().encode(raw.narrow(0, 0, 1), torch::zeros({1, 1, 256, 256}));
+    const auto tokens = m.flatten(2).permute({0, 2, 1});
+    const auto pos = model.sam_memory().memory_pos().flatten(2).permute({0, 2, 1}).expand_as(tokens);
+    return model.sam_memory().attend(raw.narrow(0, 1, 1), tokens, pos, 0);
+  };
+  // (Without this call the output has a spread of about 1: the memory attention's LayerNorm.)
+  calibrate_memory_path(model, clip.frames, memory, nullptr);
+  const double features = spread_of(raw.narrow(0, 1, 1)), after = spread_of(conditioned());
+  EXPECT_GT(features, 5) << "the premise: the demo's features are far from unit scale";
+  EXPECT_GT(after, features / 2) << "conditioned features spread " << after << ", raw " << features;
+  EXPECT_LT(after, features * 2) << "conditioned features spread " << after << ", raw " << features;
 }
 
 }  // namespace
