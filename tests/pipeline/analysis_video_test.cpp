@@ -188,7 +188,7 @@ TEST(AnalysisInVideoMode, ACheckpointWithoutTrainedTrackingIsAskedSliceBySlice) 
   EXPECT_EQ(r.result.series[0].mode, "slices");
   EXPECT_TRUE(r.engine->video_frame_counts.empty());
   bool said = false;
-  for (const auto& n : r.result.series[0].notes) said |= n.find("video mode (SAM2 memory path) is not trained") != std::string::npos;
+  for (const auto& n : r.result.series[0].notes) said |= n.find("video mode (SAM2 memory path) is not to be used") != std::string::npos;
   EXPECT_TRUE(said) << testing::PrintToString(r.result.series[0].notes);
   // The same checkpoint without the flag tracks.
   test::write_file(model / "targets.json", R"({"modalities": {"Ultrasound": ["lesion"]}})");
