@@ -658,8 +658,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
       slide_regions ? config::SeriesMode::Slices : (rule ? rule->mode : rules_.default_mode());
   std::string video_refused;
   if (wanted == config::SeriesMode::Video && requests.size() > 1 && trained_ && !trained_->video) {
-    video_refused = "asked slice by slice: this checkpoint's video mode (SAM2 memory path) is not to be used (" +
-                    trained_->source + " says \"video\": false)";
+    video_refused = "asked slice by slice: " + trained_->video_off_reason();
   } else if (wanted == config::SeriesMode::Video && requests.size() > 1) {
     selection = select_views(requests, std::nullopt, max_views);
     units = group_into_units(series, requests, selection.selected);

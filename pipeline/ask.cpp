@@ -317,12 +317,10 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
   if (inputs.empty()) throw PipelineError("ask: no frames");
   if (question.text.empty()) throw PipelineError("ask: the question is empty");
   if (question.box) throw PipelineError("ask: a region question (a box) is asked of one image, not of a video");
-  // A checkpoint whose memory path was never trained would track noise: refuse rather than
-  // answer (the analysis reads such series slice by slice and says so).
+  // A checkpoint whose video mode is off would track badly or noise: refuse rather than answer
+  // (the analysis reads such series slice by slice and says so).
   if (trained_ && !trained_->video)
-    throw PipelineError("ask: " + trained_->source +
-                        " says this checkpoint was not trained for video mode (\"video\": false): ask about one "
-                        "image at a time");
+    throw PipelineError("ask: " + trained_->video_off_reason() + ": ask about one image at a time");
   const std::string& text = question.text;
 
   // --- the frames: read and rendered as ask() does, all of one size --------------------------

@@ -16,6 +16,10 @@ bool CheckpointTargets::knows(const std::string& modality, const std::string& ta
   return it != by_modality.end() && it->second.count(target) > 0;
 }
 
+std::string CheckpointTargets::video_off_reason() const {
+  return "this checkpoint's video mode (SAM2 memory path) is not to be used (" + source + " says \"video\": false)";
+}
+
 std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::path& model_dir) {
   if (model_dir.empty()) return std::nullopt;
   const std::filesystem::path path = model_dir / "targets.json";

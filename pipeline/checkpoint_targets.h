@@ -19,10 +19,14 @@ namespace unibiomed::pipeline {
 struct CheckpointTargets {
   std::string source;                                         // the file, for messages
   std::map<std::string, std::set<std::string>> by_modality;  // modality class -> target keys
-  // false: the checkpoint's SAM2 memory path (video mode) was never trained, so series that
-  // would be read as a video are read slice by slice instead, and the series says why.
+  // false: the checkpoint's SAM2 memory path (video mode) is not to be used (never trained, or
+  // trained but worse than reading frame by frame), so series that would be read as a video are
+  // read slice by slice instead and the series says why, and a question about several images
+  // is refused.
   bool video = true;
   bool knows(const std::string& modality, const std::string& target) const;
+  // Why video mode is off, naming the file (for notes and errors): meaningful when !video.
+  std::string video_off_reason() const;
 };
 
 // `model_dir`/targets.json when it exists: {"modalities": {"CT": ["liver", ...], ...}} and an

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <set>
 
+#include "inference/key_frames.h"
 #include "pipeline/report_text.h"
 
 namespace unibiomed::pipeline {
@@ -163,13 +164,8 @@ std::vector<int> video_key_frames(size_t frames, const std::optional<config::Sli
     lo = std::clamp(static_cast<int>(std::floor(slices->from * n)), 0, n - 1);
     hi = std::clamp(static_cast<int>(std::ceil(slices->to * n)), lo + 1, n);
   }
-  const int k = std::min(count, hi - lo);
-  std::vector<int> out;
-  for (int i = 0; i < k; ++i) {
-    const int f = k == 1 ? (lo + hi - 1) / 2
-                         : lo + static_cast<int>(std::lround(double(i) * double(hi - 1 - lo) / double(k - 1)));
-    if (out.empty() || out.back() != f) out.push_back(f);
-  }
+  std::vector<int> out = inference::evenly_spaced_key_frames(hi - lo, count);
+  for (int& f : out) f += lo;
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "dicom/raster_file.h"
 #include "dicom/view.h"
 #include "dicom/window.h"
+#include "inference/key_frames.h"
 #include "samples/phantom.h"
 
 namespace unibiomed::training {
@@ -56,6 +57,12 @@ struct ModalitySpec {
   bool clean_negatives() const { return negatives && !volume(); }
 };
 
+// The ultrasound cine at the sample's 640 x 480, whose speckle the node sees (its grain depends
+// on the pixel size), halved with a box filter as the model's resize averages it.
+Phantom ultrasound_cine(uint64_t seed, bool with_finding, int frames) {
+  return samples::downsample_2x(samples::make_ultrasound_cine(640, 480, frames, seed, with_finding, true));
+}
+
 const std::vector<ModalitySpec>& specs() {
   static const std::vector<ModalitySpec> all = [] {
     std::vector<ModalitySpec> v;
@@ -96,11 +103,7 @@ const std::vector<ModalitySpec>& specs() {
                  true, [](uint64_t seed, bool finding) { return samples::make_chest_xray(192, seed, finding, true); }, ""});
     v.push_back({"ultrasound", Render::kDirect, {}, {"cyst"}, "Cyst", "liver",
                  "An anechoic cyst with posterior acoustic enhancement.", "cyst in liver ultrasound", true,
-                 // At the sample cine's 640 x 480, whose speckle the node sees (its grain depends on
-                 // the pixel size), halved with a box filter as the model's resize averages it.
-                 [](uint64_t seed, bool finding) {
-                   return samples::downsample_2x(samples::make_ultrasound_cine(640, 480, 4, seed, finding, true));
-                 },
+                 [](uint64_t seed, bool finding) { return ultrasound_cine(seed, finding, 4); },
                  ""});
     v.push_back({"fundus", Render::kDirect, {{"optic disc", {"optic disc"}, "optic disc in retina fundus"}},
                  {"exudate", "haemorrhage"}, "Diabetic retinopathy", "retina", "Exudates and haemorrhages in the retina.",
@@ -131,6 +134,26 @@ const std::vector<ModalitySpec>& specs() {
   return all;
 }
 
+// The label values of `wanted` among a phantom's `label_names`.
+std::vector<uint8_t> label_ids(const std::vector<std::string>& label_names, const std::vector<std::string>& wanted) {
+  std::vector<uint8_t> ids;
+  for (const auto& name : wanted) {
+    const auto it = std::find(label_names.begin(), label_names.end(), name);
+    if (it == label_names.end()) throw std::logic_error("synthetic data: phantom has no label '" + name + "'");
+    ids.push_back(static_cast<uint8_t>(it - label_names.begin()));
+  }
+  return ids;
+}
+
+// 1 where `labels` holds one of the `wanted` labels.
+std::vector<uint8_t> mask_of(const std::vector<uint8_t>& labels, const std::vector<std::string>& label_names,
+                             const std::vector<std::string>& wanted) {
+  const auto ids = label_ids(label_names, wanted);
+  std::vector<uint8_t> m(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) m[i] = std::count(ids.begin(), ids.end(), labels[i]) ? 1 : 0;
+  return m;
+}
+
 // One 2D image of a phantom: values in modality units (channels interleaved) and labels.
 struct Slice {
   int width = 0, height = 0, channels = 1;
@@ -138,17 +161,8 @@ struct Slice {
   std::vector<uint8_t> labels;
   std::vector<std::string> label_names;
   std::shared_ptr<const std::vector<float>> volume_values;  // MR: the whole volume, for the percentile window
-  uint8_t label(const std::string& name) const {
-    for (size_t i = 0; i < label_names.size(); ++i)
-      if (label_names[i] == name) return static_cast<uint8_t>(i);
-    throw std::logic_error("synthetic data: phantom has no label '" + name + "'");
-  }
   std::vector<uint8_t> mask_of(const std::vector<std::string>& names) const {
-    std::vector<uint8_t> ids;
-    for (const auto& n : names) ids.push_back(label(n));
-    std::vector<uint8_t> m(labels.size());
-    for (size_t i = 0; i < labels.size(); ++i) m[i] = std::count(ids.begin(), ids.end(), labels[i]) ? 1 : 0;
-    return m;
+    return training::mask_of(labels, label_names, names);
   }
 };
 
@@ -473,23 +487,21 @@ Example SyntheticData::next() {
   std::vector<uint8_t> labels = s.labels;
   warp(e.image, labels, Warp::draw(r));
   Jitter::draw(spec.render != Render::kDirect, r).apply(e.image);
-  Slice warped;
-  warped.labels = labels;
-  warped.label_names = s.label_names;
-  e.finding = warped.mask_of(spec.finding_labels);
+  auto warped_mask = [&](const std::vector<std::string>& wanted) { return mask_of(labels, s.label_names, wanted); };
+  e.finding = warped_mask(spec.finding_labels);
 
   if (family == "segmentation") {
     e.target = structure->phrase;
     e.question = "Please segment " + structure->phrase + " in " + spec.modality + ".";
     e.answer = "Sure, [SEG].";
-    e.mask = warped.mask_of(structure->labels);
+    e.mask = warped_mask(structure->labels);
     for (const auto& other : spec.structures) {
       if (&other == structure) continue;
-      auto mask = warped.mask_of(other.labels);
+      auto mask = warped_mask(other.labels);
       if (count(mask) >= 40) e.other_targets.emplace_back(other.phrase, std::move(mask));
     }
   } else if (family == "region") {
-    const auto mask = warped.mask_of(region_on_finding ? spec.finding_labels : structure->labels);
+    const auto mask = warped_mask(region_on_finding ? spec.finding_labels : structure->labels);
     e.target = region_on_finding ? spec.disease : structure->phrase;
     draw_region_box(e.image, mask);
     e.question = "What is the <region> in the picture?";
@@ -517,16 +529,6 @@ Example SyntheticData::next() {
 
 // ---- Clips for the video path ----------------------------------------------------------------
 
-std::vector<int> evenly_spaced_key_frames(int frames, int count) {
-  std::vector<int> out;
-  const int k = std::min(count, frames);
-  for (int i = 0; i < k; ++i) {
-    const int f = k == 1 ? (frames - 1) / 2 : static_cast<int>(std::lround(double(i) * (frames - 1) / double(k - 1)));
-    if (out.empty() || out.back() != f) out.push_back(f);
-  }
-  return out;
-}
-
 namespace {
 
 // The modalities the node reads in video mode (volumes and cine), as indices of specs().
@@ -541,18 +543,10 @@ const std::vector<size_t>& video_specs() {
 }
 
 // The phantom of seed `seed` for clips: the volumes as SyntheticData draws them; the ultrasound
-// cine with `cine_frames` frames (the 2D set takes 4), halved like the 2D set's.
+// cine with `cine_frames` frames (the 2D set takes 4).
 Phantom video_phantom(const ModalitySpec& spec, uint64_t seed, bool with_finding, int cine_frames) {
   if (spec.volume()) return spec.make(seed, with_finding);
-  return samples::downsample_2x(samples::make_ultrasound_cine(640, 480, cine_frames, seed, with_finding, true));
-}
-
-std::vector<uint8_t> mask_of_labels(const std::vector<uint8_t>& labels, const std::vector<std::string>& label_names,
-                                    const std::vector<std::string>& wanted) {
-  Slice s;
-  s.labels = labels;
-  s.label_names = label_names;
-  return s.mask_of(wanted);
+  return ultrasound_cine(seed, with_finding, cine_frames);
 }
 
 // Frames [start, start + count) of `p` rendered with one transform and intensity change, with
@@ -566,7 +560,7 @@ void render_frames(const Phantom& p, const ModalitySpec& spec, const std::string
     std::vector<uint8_t> labels = s.labels;
     warp(image, labels, w);
     j.apply(image);
-    std::vector<uint8_t> mask = wanted.empty() ? std::vector<uint8_t>() : mask_of_labels(labels, s.label_names, wanted);
+    std::vector<uint8_t> mask = wanted.empty() ? std::vector<uint8_t>() : mask_of(labels, s.label_names, wanted);
     pad_to_square(image, {&mask});
     clip.frames.push_back(std::move(image));
     clip.masks.push_back(std::move(mask));
@@ -576,10 +570,7 @@ void render_frames(const Phantom& p, const ModalitySpec& spec, const std::string
 // Pixels of `wanted` on each frame of `p` from `start`, `count` frames.
 std::vector<size_t> counts_per_frame(const Phantom& p, int start, int count, const std::vector<std::string>& wanted) {
   const size_t plane = size_t(p.columns) * p.rows;
-  std::vector<uint8_t> ids;
-  for (const auto& n : wanted)
-    for (size_t i = 0; i < p.label_names.size(); ++i)
-      if (p.label_names[i] == n) ids.push_back(static_cast<uint8_t>(i));
+  const auto ids = label_ids(p.label_names, wanted);
   std::vector<size_t> out;
   for (int z = start; z < start + count; ++z) {
     size_t n = 0;
@@ -615,15 +606,6 @@ struct SyntheticClips::Pool {
   std::vector<Source> sources;
   Random random;
 };
-
-const std::vector<std::string>& SyntheticClips::modalities() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> n;
-    for (size_t m : video_specs()) n.push_back(specs()[m].modality);
-    return n;
-  }();
-  return names;
-}
 
 SyntheticClips::SyntheticClips(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality)
     : pool_(std::make_unique<Pool>(example_seed)) {
@@ -666,7 +648,7 @@ Clip SyntheticClips::next(int frames) {
     p = &pool[static_cast<size_t>(r.integer(0, static_cast<int>(pool.size()) - 1))];
     count = std::min(frames, p->slices);
     start = r.integer(0, p->slices - count);
-    c.key_frames = evenly_spaced_key_frames(count, key_count);
+    c.key_frames = inference::evenly_spaced_key_frames(count, key_count);
     const auto n = counts_per_frame(*p, start, count, wanted);
     bool ok;
     if (structure) {
@@ -697,12 +679,12 @@ std::vector<Clip> SyntheticClips::whole() {
     for (const Phantom& p : src.phantoms) {
       const Warp w = Warp::draw(r);
       const Jitter j = Jitter::draw(spec.render != Render::kDirect, r);
-      const std::vector<int> keys = evenly_spaced_key_frames(p.slices, 5);
+      const std::vector<int> keys = inference::evenly_spaced_key_frames(p.slices, 5);
       for (const Structure& st : spec.structures) {
         const auto n = counts_per_frame(p, 0, p.slices, st.labels);
         if (std::none_of(n.begin(), n.end(), [](size_t v) { return v >= 40; })) continue;
         Clip c;
-        c.key_frames = evenly_spaced_key_frames(p.slices, 5);
+        c.key_frames = inference::evenly_spaced_key_frames(p.slices, 5);
         set_question(c, spec, &st);
         render_frames(p, spec, spec.render == Render::kCt ? "abdomen" : "", 0, p.slices, st.labels, w, j, c);
         out.push_back(std::move(c));
@@ -714,7 +696,7 @@ std::vector<Clip> SyntheticClips::whole() {
       for (int k : keys) in_keys = in_keys || n[static_cast<size_t>(k)] >= kVisibleFinding;
       if (!in_keys) continue;
       Clip c;
-      c.key_frames = evenly_spaced_key_frames(p.slices, 5);
+      c.key_frames = inference::evenly_spaced_key_frames(p.slices, 5);
       c.positive = true;
       set_question(c, spec, nullptr);
       render_frames(p, spec, spec.render == Render::kCt ? "liver" : "", 0, p.slices, spec.finding_labels, w, j, c);

@@ -76,10 +76,6 @@ struct Clip {
   std::vector<int> key_frames;                // ascending
 };
 
-// Key frames as the node picks them for a series (pipeline video_key_frames without a slice
-// range): `count` frames spread evenly from the first to the last (one: the middle).
-std::vector<int> evenly_spaced_key_frames(int frames, int count);
-
 class SyntheticClips {
  public:
   // Phantoms of the video modalities (CT, MRI, ultrasound) from `phantom_seed` (the same draws
@@ -93,7 +89,6 @@ class SyntheticClips {
   // it shows the finding, five key frames spread over it (the node's choice): the held-out video
   // score's objects.
   std::vector<Clip> whole();
-  static const std::vector<std::string>& modalities();
 
   struct Pool;
 

@@ -102,13 +102,6 @@ void TrainableModel::build(const inference::Sam2MemoryConfig& memory) {
   rope_sin_ = angles.sin();
 }
 
-std::vector<torch::Tensor> TrainableModel::trainable() const {
-  std::vector<torch::Tensor> out;
-  for (const auto& [name, t] : params_)
-    if (t.requires_grad()) out.push_back(t);
-  return out;
-}
-
 std::vector<torch::Tensor> TrainableModel::trainable(bool memory_path) const {
   std::vector<torch::Tensor> out;
   for (const auto& [name, t] : params_)

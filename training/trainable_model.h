@@ -36,9 +36,8 @@ class TrainableModel {
   TrainableModel(const std::filesystem::path& checkpoint_dir, const inference::Sam2MemoryConfig& memory);
 
   const inference::ModelConfig& config() const { return config_; }
-  // Tensors that training updates (everything the 2D and video paths read, minus fixed buffers).
-  std::vector<torch::Tensor> trainable() const;
-  // The trainable tensors of the video-only block (memory encoder, memory attention, object
+  // Tensors that training updates (everything the 2D and video paths read, minus fixed
+  // buffers): those of the video-only block (memory encoder, memory attention, object
   // pointers: `memory_path` true) or all the others.
   std::vector<torch::Tensor> trainable(bool memory_path) const;
   int64_t parameter_count() const;
@@ -71,7 +70,7 @@ class TrainableModel {
 
   inference::ModelConfig config_;
   std::map<std::string, torch::Tensor> params_;
-  std::vector<std::string> frozen_;  // names excluded from trainable()
+  std::vector<std::string> frozen_;  // names excluded from trainable(...)
   std::unique_ptr<inference::LanguagePromptProjector> seg_head_;
   std::unique_ptr<inference::Sam2ImageEncoder> sam_encoder_;
   std::unique_ptr<inference::Sam2MaskDecoder> sam_decoder_;

@@ -131,6 +131,43 @@ struct StepLosses {
   int images = 0, images_right = 0;        // finding head: "some token shows the finding" right
 };
 
+// What the losses on the masks of several [SEG]s (or frames) need, at the decoder's resolution
+// (a quarter of the SAM2 input): the ground truth area-averaged to it (mask edges are soft
+// targets), BCE over everything, the smoothed Dice loss per row and output [N, 4], the outputs'
+// real IoU against the ground truth [N, 4] (no gradient) and whether each row's ground truth
+// has any pixel [N, 1] (no gradient).
+struct MaskTerms {
+  torch::Tensor target, bce, dice, real_iou, present;
+};
+
+MaskTerms mask_terms(const torch::Tensor& mask_logits, const torch::Tensor& masks_at_side, int64_t image_size) {
+  MaskTerms t;
+  const int64_t low = mask_logits.size(-1), factor = image_size / low;
+  t.target = F::avg_pool2d(masks_at_side.unsqueeze(1), F::AvgPool2dFuncOptions(factor)).expand_as(mask_logits);
+  t.bce = F::binary_cross_entropy_with_logits(mask_logits, t.target);
+  const auto prob = torch::sigmoid(mask_logits);
+  const auto inter = (prob * t.target).sum({2, 3});
+  t.dice = 1 - (2 * inter + 1) / (prob.sum({2, 3}) + t.target.sum({2, 3}) + 1);
+  torch::NoGradGuard no_grad;
+  const auto hard = (mask_logits > 0).to(torch::kFloat32);
+  const auto truth = (t.target > 0.5).to(torch::kFloat32);
+  const auto i = (hard * truth).sum({2, 3}), u = ((hard + truth) > 0).to(torch::kFloat32).sum({2, 3});
+  t.real_iou = i / u.clamp_min(1);
+  t.present = (t.target.select(1, 0).sum({1, 2}) > 0).to(torch::kFloat32).view({-1, 1});
+  return t;
+}
+
+// Cross-entropy of each row's logits against its target id, weighted per row, normalised by
+// the weights.
+torch::Tensor weighted_cross_entropy(const torch::Tensor& logits, const std::vector<int64_t>& targets,
+                                     const std::vector<float>& weights) {
+  const auto w = torch::tensor(weights);
+  return (F::cross_entropy(logits, torch::tensor(targets, torch::kLong), F::CrossEntropyFuncOptions().reduction(torch::kNone)) *
+          w)
+             .sum() /
+         w.sum();
+}
+
 StepLosses step_loss(const TrainableModel& model, const FindingHead& head, const std::vector<Prepared>& batch) {
   const int64_t H = model.config().llm.hidden_size;
   std::vector<torch::Tensor> tiles;
@@ -204,12 +241,7 @@ StepLosses step_loss(const TrainableModel& model, const FindingHead& head, const
   }
   const auto flat = hidden.reshape({-1, H});
   const auto logits = model.logits(flat.index_select(0, torch::tensor(rows_at, torch::kLong)));
-  const auto token_weights = torch::tensor(weights);
-  auto text_loss = (F::cross_entropy(logits, torch::tensor(targets, torch::kLong),
-                                     F::CrossEntropyFuncOptions().reduction(torch::kNone)) *
-                    token_weights)
-                       .sum() /
-                   token_weights.sum();
+  const auto text_loss = weighted_cross_entropy(logits, targets, weights);
   out.text = text_loss.item<double>();
   {
     const auto first = torch::tensor(decision_rows, torch::kUInt8).to(torch::kBool);
@@ -229,24 +261,10 @@ StepLosses step_loss(const TrainableModel& model, const FindingHead& head, const
                                              features.high_res_s0.index_select(0, index),
                                              features.high_res_s1.index_select(0, index)};
   const auto decoded = model.sam_decoder().decode(per_seg, language);
-  // Losses at the decoder's resolution (a quarter of the SAM2 input): the ground truth is
-  // area-averaged to it, so mask edges are soft targets.
-  const auto& mask_logits = decoded.all_mask_logits;  // [N, 4, s/4, s/4]
-  const int64_t low = mask_logits.size(-1), factor = model.config().grounding.image_size / low;
-  const auto target = F::avg_pool2d(torch::stack(sam_masks).unsqueeze(1), F::AvgPool2dFuncOptions(factor)).expand_as(mask_logits);
-  const auto bce = F::binary_cross_entropy_with_logits(mask_logits, target);
-  const auto prob = torch::sigmoid(mask_logits);
-  const auto inter = (prob * target).sum({2, 3});
-  const auto dice = (1 - (2 * inter + 1) / (prob.sum({2, 3}) + target.sum({2, 3}) + 1)).mean();
-  torch::Tensor real_iou;
-  {
-    torch::NoGradGuard no_grad;
-    const auto hard = (mask_logits > 0).to(torch::kFloat32);
-    const auto truth = (target > 0.5).to(torch::kFloat32);
-    const auto i = (hard * truth).sum({2, 3}), u = ((hard + truth) > 0).to(torch::kFloat32).sum({2, 3});
-    real_iou = i / u.clamp_min(1);
-  }
-  const auto iou = F::mse_loss(decoded.all_iou, real_iou);
+  const MaskTerms m = mask_terms(decoded.all_mask_logits, torch::stack(sam_masks), model.config().grounding.image_size);
+  const auto& bce = m.bce;
+  const auto dice = m.dice.mean();
+  const auto iou = F::mse_loss(decoded.all_iou, m.real_iou);
   out.bce = bce.item<double>();
   out.dice = dice.item<double>();
   out.iou = iou.item<double>();
@@ -264,7 +282,6 @@ struct PreparedClip {
   int64_t seg_position = -1;             // the answer's [SEG] (-1: none)
   torch::Tensor sam_pixels;              // [frames, 3, s, s] (only with a [SEG])
   torch::Tensor sam_masks;               // [frames, s, s] ground truth at the SAM2 input size
-  bool disease = false;
 };
 
 PreparedClip prepare_clip(const Clip& c, const inference::ModelConfig& config, const inference::Tokenizer& tok,
@@ -280,7 +297,6 @@ PreparedClip prepare_clip(const Clip& c, const inference::ModelConfig& config, c
   p.tiles = torch::cat(tiles, 0);
   p.ids = encode_example(c.question, std::vector<int>(c.key_frames.size(), 1), c.answer, config, tok, eos,
                          p.prompt_length);
-  p.disease = c.family == "disease";
   for (int64_t t = 0; t < p.prompt_length; ++t)
     if (p.ids[static_cast<size_t>(t)] == context_id) p.image_positions.push_back(t);
   for (int64_t t = p.prompt_length; t < static_cast<int64_t>(p.ids.size()) && p.seg_position < 0; ++t)
@@ -302,7 +318,6 @@ PreparedClip prepare_clip(const Clip& c, const inference::ModelConfig& config, c
 struct ClipLosses {
   torch::Tensor total;
   double text = 0, bce = 0, dice = 0, object = 0;
-  int frames = 0;
 };
 
 // The video path on one clip, as GroundedModel::answer_video runs it: the language model sees
@@ -328,11 +343,7 @@ ClipLosses clip_loss(const TrainableModel& model, const PreparedClip& p) {
     weights.push_back(t == p.prompt_length - 1 ? kDecisionWeight : 1.0f);
   }
   const auto logits = model.logits(hidden.index_select(0, torch::tensor(at, torch::kLong)));
-  const auto w = torch::tensor(weights);
-  const auto text_loss =
-      (F::cross_entropy(logits, torch::tensor(targets, torch::kLong), F::CrossEntropyFuncOptions().reduction(torch::kNone)) * w)
-          .sum() /
-      w.sum();
+  const auto text_loss = weighted_cross_entropy(logits, targets, weights);
   ClipLosses out;
   out.text = text_loss.item<double>();
   out.total = text_loss;
@@ -354,33 +365,18 @@ ClipLosses clip_loss(const TrainableModel& model, const PreparedClip& p) {
     ious.push_back(f.all_iou);
     scores.push_back(f.object_score_logit);
   }
-  const auto mask_logits = torch::cat(masks, 0);  // [F, 4, l, l]
-  const int64_t low = mask_logits.size(-1), factor = model.config().grounding.image_size / low;
-  const auto target = F::avg_pool2d(p.sam_masks.unsqueeze(1), F::AvgPool2dFuncOptions(factor)).expand_as(mask_logits);
-  const auto bce = F::binary_cross_entropy_with_logits(mask_logits, target);
-  torch::Tensor real_iou, present;
-  {
-    torch::NoGradGuard no_grad;
-    const auto hard = (mask_logits > 0).to(torch::kFloat32);
-    const auto truth = (target > 0.5).to(torch::kFloat32);
-    const auto i = (hard * truth).sum({2, 3}), u = ((hard + truth) > 0).to(torch::kFloat32).sum({2, 3});
-    real_iou = i / u.clamp_min(1);
-    present = (target.select(1, 0).sum({1, 2}) > 0).to(torch::kFloat32).view({-1, 1});
-  }
+  const MaskTerms m = mask_terms(torch::cat(masks, 0), p.sam_masks, model.config().grounding.image_size);  // [F, 4, ...]
+  const auto& bce = m.bce;
   // Dice on the frames that show the object: on a frame without it the smoothed Dice loss is
   // 1 - 1 / (1 + predicted area), which punishes any doubt at all and taught the tracker to
   // answer "nothing" everywhere; BCE (every frame) and the object score teach the empty frames.
-  const auto prob = torch::sigmoid(mask_logits);
-  const auto inter = (prob * target).sum({2, 3});
-  const auto per_frame = 1 - (2 * inter + 1) / (prob.sum({2, 3}) + target.sum({2, 3}) + 1);  // [F, 4]
-  const auto dice = (per_frame * present).sum() / (present.sum() * per_frame.size(1)).clamp_min(1);
+  const auto dice = (m.dice * m.present).sum() / (m.present.sum() * m.dice.size(1)).clamp_min(1);
   // all_iou of the track holds outputs 1..3 (the multimask ones), as the inference reports them.
-  const auto iou = F::mse_loss(torch::cat(ious, 0), real_iou.narrow(1, 1, 3));
-  const auto object = F::binary_cross_entropy_with_logits(torch::cat(scores, 0).to(torch::kFloat32), present);
+  const auto iou = F::mse_loss(torch::cat(ious, 0), m.real_iou.narrow(1, 1, 3));
+  const auto object = F::binary_cross_entropy_with_logits(torch::cat(scores, 0).to(torch::kFloat32), m.present);
   out.bce = bce.item<double>();
   out.dice = dice.item<double>();
   out.object = object.item<double>();
-  out.frames = frames;
   out.total = out.total + 4.0 * bce + 2.0 * dice + 0.5 * iou + 0.5 * object;
   return out;
 }
@@ -390,8 +386,6 @@ std::string fixed(double v, int digits) {
   s << std::fixed << std::setprecision(digits) << v;
   return s.str();
 }
-
-
 
 double dice_of(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
   double inter = 0, sa = 0, sb = 0;
@@ -683,7 +677,7 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
           const auto part = l.total / static_cast<double>(o.clips);
           total = total.defined() ? total + part : part;
           auto& sum = clip_losses[w];
-          sum.text += l.text, sum.bce += l.bce, sum.dice += l.dice, sum.object += l.object, sum.frames += 1;
+          sum.text += l.text, sum.bce += l.bce, sum.dice += l.dice, sum.object += l.object;
         }
         grads[w] = torch::autograd::grad({total}, params, {}, false, false, true);
       } catch (const std::exception& e) {
@@ -707,10 +701,9 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
     torch::nn::utils::clip_grad_norm_(params, 1.0);
     optimizer.step();
 
-    for (const auto& c : clip_losses) {
+    for (const auto& c : clip_losses)
       window_clip_text += c.text, window_clip_bce += c.bce, window_clip_dice += c.dice, window_clip_object += c.object;
-      window_clips += c.frames;  // clips (frames counts them here)
-    }
+    window_clips += static_cast<int>(step_clips.size());
     for (size_t w = 0; w < shares.size(); ++w) {
       if (shares[w].empty()) continue;
       const double weight = static_cast<double>(shares[w].size()) / o.batch;

@@ -235,15 +235,15 @@ TEST(CliProgram, AskWithSeveralImagesIsOneVideo) {
   ASSERT_EQ(r.exit_code, kExitOk) << r.output;
   EXPECT_TRUE(std::filesystem::exists(dir / "one" / "mask-000.png")) << r.output;
 
-  // A checkpoint whose targets.json says its memory path was never trained is not asked about
-  // a video (it would track noise); one image still is.
+  // A checkpoint whose targets.json turns its video mode off is not asked about a video; one
+  // image still is.
   {
     std::ofstream targets(model / "targets.json");
     targets << R"({"video": false, "modalities": {"CT": ["liver"]}})";
   }
   r = test::run_command(command);
   EXPECT_EQ(r.exit_code, kExitFailure) << r.output;
-  EXPECT_NE(r.output.find("not trained for video mode"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("video mode (SAM2 memory path) is not to be used"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find((model / "targets.json").string()), std::string::npos) << r.output;
   r = test::run_command({cli, "ask", "--model", model.string(), frames[1], "Please segment liver in CT."});
   EXPECT_EQ(r.exit_code, kExitOk) << r.output;

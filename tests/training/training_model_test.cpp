@@ -15,6 +15,7 @@
 
 #include "inference/grounded_model.h"
 #include "inference/image_preprocess.h"
+#include "inference/key_frames.h"
 #include "inference/qwen2.h"
 #include "inference/random_checkpoint.h"
 #include "inference/safetensors_file.h"
@@ -279,10 +280,10 @@ TEST(SyntheticData, ExamplesAreWellFormed) {
 }
 
 TEST(SyntheticClips, KeyFramesAreSpreadLikeTheNodes) {
-  EXPECT_EQ(evenly_spaced_key_frames(24, 5), (std::vector<int>{0, 6, 12, 17, 23}));
-  EXPECT_EQ(evenly_spaced_key_frames(6, 2), (std::vector<int>{0, 5}));
-  EXPECT_EQ(evenly_spaced_key_frames(6, 1), (std::vector<int>{2}));
-  EXPECT_EQ(evenly_spaced_key_frames(3, 5), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(inference::evenly_spaced_key_frames(24, 5), (std::vector<int>{0, 6, 12, 17, 23}));
+  EXPECT_EQ(inference::evenly_spaced_key_frames(6, 2), (std::vector<int>{0, 5}));
+  EXPECT_EQ(inference::evenly_spaced_key_frames(6, 1), (std::vector<int>{2}));
+  EXPECT_EQ(inference::evenly_spaced_key_frames(3, 5), (std::vector<int>{0, 1, 2}));
 }
 
 TEST(SyntheticClips, SameSeedsGiveTheSameClips) {
@@ -352,7 +353,7 @@ TEST(SyntheticClips, ClipsAreWellFormed) {
   for (const Clip& c : whole) {
     objects.insert(c.modality + " " + c.target);
     EXPECT_GE(c.frames.size(), 16u) << c.modality;
-    EXPECT_EQ(c.key_frames, evenly_spaced_key_frames(static_cast<int>(c.frames.size()), 5));
+    EXPECT_EQ(c.key_frames, inference::evenly_spaced_key_frames(static_cast<int>(c.frames.size()), 5));
     size_t total = 0;
     for (const auto& m : c.masks) total += pixels_of(m);
     EXPECT_GT(total, 0u) << c.modality << " " << c.target;
