@@ -33,7 +33,7 @@ std::string shown(T value) {
 
 int run_model_train(const Args& args) {
   ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--clips N] [--clip-frames N] [--minutes M] "
-              "[--learning-rate X] [--init DIR] [--threads N] [--family NAME] DIR",
+              "[--learning-rate X] [--memory-lr-scale X] [--init DIR] [--threads N] [--family NAME] DIR",
               "Trains the demo checkpoint: a small model of the UniBiomed architecture (same code and tensor names "
               "as the release, small sizes) on synthetic examples made from the sample phantoms (CT, MRI, X-ray, "
               "ultrasound, fundus, dermoscopy, endoscopy, H&E slide regions) in the five task formats. Next-token loss on the answers, "
