@@ -33,7 +33,7 @@ std::string shown(T value) {
 
 int run_model_train(const Args& args) {
   ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--clips N] [--clip-frames N] [--minutes M] "
-              "[--learning-rate X] [--memory-lr-scale X] [--init DIR] [--threads N] [--family NAME] DIR",
+              "[--learning-rate X] [--memory-lr-scale X] [--init DIR [--fresh-memory-path]] [--threads N] [--family NAME] DIR",
               "Trains the demo checkpoint: a small model of the UniBiomed architecture (same code and tensor names "
               "as the release, small sizes) on synthetic examples made from the sample phantoms (CT, MRI, X-ray, "
               "ultrasound, fundus, dermoscopy, endoscopy, H&E slide regions) in the five task formats. Next-token loss on the answers, "
@@ -54,6 +54,7 @@ int run_model_train(const Args& args) {
       .option("--memory-lr-scale", "X", "the memory path's learning rate relative to --learning-rate",
               shown(defaults.memory_learning_rate_scale))
       .option("--init", "DIR", "start from this demo checkpoint's weights (fine-tuning) instead of fresh ones")
+      .flag("--fresh-memory-path", "with --init: the memory path (video mode) starts over from fresh weights")
       .option("--threads", "N", "worker threads; 0: the machine's cores", std::to_string(defaults.threads))
       .option("--family", "NAME", "train on this task family only (for experiments)", std::nullopt, true)
       .positional("DIR", "the checkpoint folder to write (created when missing)", 1, 1);
@@ -85,6 +86,8 @@ int run_model_train(const Args& args) {
     if (!std::filesystem::exists(o.init / "model.safetensors") || !std::filesystem::exists(o.init / "config.json"))
       throw UsageError("--init " + *init + " is not a checkpoint folder (config.json and model.safetensors)");
   }
+  o.fresh_memory_path = p.is_set("--fresh-memory-path");
+  if (o.fresh_memory_path && o.init.empty()) throw UsageError("--fresh-memory-path needs --init DIR");
   o.families = p.get_all("--family");
   const auto& known = training::SyntheticData::families();
   for (const auto& f : o.families)

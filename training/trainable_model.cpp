@@ -110,6 +110,16 @@ std::vector<torch::Tensor> TrainableModel::trainable(bool memory_path) const {
   return out;
 }
 
+void TrainableModel::reset_memory_path(const inference::Sam2MemoryConfig& memory, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(seed);
+  for (const auto& t : inference::checkpoint_layout(config_, memory)) {
+    if (inference::block_of(t.name) != inference::CheckpointBlock::kSam2VideoOnly) continue;
+    auto& value = params_.at(t.name);
+    if (value.requires_grad()) value.copy_(initial_value(t));
+  }
+}
+
 int64_t TrainableModel::parameter_count() const {
   int64_t n = 0;
   for (const auto& [name, t] : params_) n += t.numel();

@@ -41,6 +41,10 @@ class TrainableModel {
   // pointers: `memory_path` true) or all the others.
   std::vector<torch::Tensor> trainable(bool memory_path) const;
   int64_t parameter_count() const;
+  // Gives every tensor of the video-only block (memory encoder, memory attention, object
+  // pointers) fresh initial values drawn from `seed`, as a new model's (fine-tuning the 2D path
+  // of a checkpoint while its memory path starts over).
+  void reset_memory_path(const inference::Sam2MemoryConfig& memory, uint64_t seed);
   // The tensor of a checkpoint name (InferenceError when the layout has none).
   const torch::Tensor& tensor(const std::string& name) const { return p(name); }
 

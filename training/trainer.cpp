@@ -514,8 +514,42 @@ void calibrate_memory_path(const TrainableModel& model, const std::vector<infere
     model.tensor(out.bias).mul_(overall);
   }
   model.tensor(L::memory_encoder().pix_feat_proj.weight).div_(overall);
+
+  // Where to look: a fresh cross-attention attends almost evenly over every memory token (random
+  // projections of features it has not learned to match), so what it reads is the masks'
+  // average over the whole bank, the same for every object, and the gradient that would teach
+  // it to match features is as weak. Consecutive slices and cine frames show the object nearly
+  // where the memory frame had it, so the attention starts out reading the memory tokens at the
+  // query's own place: equal query and key biases on the highest rotary frequencies of both
+  // axes make the score sum_j a^2 cos(f_j * offset) / sqrt(D), which peaks at offset 0 and falls
+  // by about 3 per grid cell (a^2 set from the frequencies); the content projections are damped
+  // so they do not drown it. Training then learns to follow movement from the features.
+  const int64_t d = model.tensor(L::memory_attention_layer(0).cross_attn_image.q_proj.bias).size(0);
+  const int64_t quarter = d / 4;
+  std::vector<int64_t> pairs;
+  double drop = 0;  // the score's fall per unit a^2 one cell away along an axis
+  for (int64_t j = 0; j < quarter; ++j) {
+    const double f = std::pow(1e4, -4.0 * static_cast<double>(j) / static_cast<double>(d));
+    if (f < 0.15) break;
+    pairs.push_back(j);
+    drop += 1 - std::cos(f);
+  }
+  const double a = std::sqrt(3.0 * std::sqrt(static_cast<double>(d)) / drop);
+  auto bias = torch::zeros({d});
+  for (int64_t j : pairs) {
+    bias[2 * j] = a;              // x: pairs 0 .. D/4-1
+    bias[2 * (quarter + j)] = a;  // y: pairs D/4 .. D/2-1
+  }
+  for (int i = 0; i < memory.num_layers; ++i) {
+    const auto& cross = L::memory_attention_layer(i).cross_attn_image;
+    model.tensor(cross.q_proj.weight).mul_(0.3);
+    model.tensor(cross.k_proj.weight).mul_(0.3);
+    model.tensor(cross.q_proj.bias).copy_(bias);
+    model.tensor(cross.k_proj.bias).copy_(bias);
+  }
   if (log) log("memory path scaled to the image features (standard deviation " + fixed(overall, 2) + ", from " +
-      std::to_string(frames.size()) + " frames)");
+      std::to_string(frames.size()) + " frames); cross-attention starts at the query's own place (" +
+      std::to_string(pairs.size()) + " rotary frequencies per axis)");
 }
 
 // Whether a run starting from `init` (empty: fresh weights) starts with an untrained memory
@@ -580,7 +614,12 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   SyntheticData data(o.seed, o.seed + 1);
   std::unique_ptr<SyntheticClips> clips;
   if (o.clips > 0) clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2);
-  if (clips && memory_path_untrained(o.init)) {
+  if (o.fresh_memory_path) {
+    if (o.init.empty()) throw InferenceError("train: a fresh memory path needs a checkpoint to start from (--init)");
+    model.reset_memory_path(memory_config, o.seed + 4);
+    log("memory path (memory encoder, memory attention, object pointers) starts over from fresh weights");
+  }
+  if (clips && (o.fresh_memory_path || memory_path_untrained(o.init))) {
     std::vector<inference::RgbImage> frames;
     SyntheticClips sample(o.seed, o.seed + 3, 1);
     for (int i = 0; i < 4; ++i)
@@ -612,7 +651,8 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
                              {"clips", std::to_string(o.clips)},
                              {"learning_rate", fixed(o.learning_rate, 6)},
                              {"memory_learning_rate_scale", fixed(o.memory_learning_rate_scale, 3)},
-                             {"init", o.init.empty() ? std::string("none") : o.init.filename().string()}});
+                             {"init", o.init.empty() ? std::string("none") : o.init.filename().string()},
+                             {"fresh_memory_path", o.fresh_memory_path ? "1" : "0"}});
   };
   TrainSummary summary;
   summary.parameters = model.parameter_count();

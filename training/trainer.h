@@ -54,6 +54,9 @@ struct TrainOptions {
   int clip_frames = 6;
   // Start from this checkpoint's weights instead of fresh ones (fine-tuning; same config).
   std::filesystem::path init;
+  // With `init`: the memory path starts over from fresh weights (then calibrated) while the rest
+  // keeps the checkpoint's.
+  bool fresh_memory_path = false;
   std::function<void(const std::string&)> log;
 };
 

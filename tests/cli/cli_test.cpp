@@ -98,6 +98,9 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   r = run({"train", "--init", (dir / "nothing").string(), out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("is not a checkpoint folder"), std::string::npos) << r.output;
+  r = run({"train", "--fresh-memory-path", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--fresh-memory-path needs --init DIR"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(out)) << "nothing is written for a bad command line";
   r = run({"evaluate", "--video-phantoms", "-1", out});
   EXPECT_EQ(r.exit_code, kExitUsage);

@@ -422,5 +422,48 @@ TEST(Training, CalibratedMemoryPathSpeaksTheFeaturesScale) {
   EXPECT_LT(after, features * 2) << "conditioned features spread " << after << ", raw " << features;
 }
 
+// A fresh memory path, calibrated, reads the memory at the query's own place: the mask of one
+// square in the memory frame changes the conditioned features of the cells under the square,
+// hardly those far from it. (Uncalibrated, a fresh cross-attention spreads its reading over the
+// whole bank: every cell changes alike, and tracking starts with nothing to say where the object
+// was.)
+TEST(Training, CalibratedFreshMemoryPathReadsTheMemoryWhereTheQueryIs) {
+  const fs::path demo = test::source_dir() / "samples" / "demo-checkpoint";
+  const auto memory = inference::memory_config_from_json(test::read_file(demo / "config.json"), "demo config");
+  TrainableModel model(demo, memory);
+  model.reset_memory_path(memory, 17);
+  SyntheticClips clips(5, 6, 1);
+  const Clip clip = clips.next(6);
+  calibrate_memory_path(model, clip.frames, memory, nullptr);
+  torch::NoGradGuard no_grad;
+  const int side = model.config().grounding.image_size, grid = side / 16;
+  std::vector<torch::Tensor> pixels;
+  for (const auto& f : clip.frames) pixels.push_back(inference::sam2_pixel_values(f, side));
+  const auto raw = model.sam_encoder().encode(torch::stack(pixels), nullptr, nullptr, false).image_embedding;
+  const auto conditioned = [&](const torch::Tensor& mask_logits) {
+    const auto m = model.sam_memory().encode(raw.narrow(0, 0, 1), mask_logits);
+    const auto tokens = m.flatten(2).permute({0, 2, 1});
+    const auto pos = model.sam_memory().memory_pos().flatten(2).permute({0, 2, 1}).expand_as(tokens);
+    return model.sam_memory().attend(raw.narrow(0, 1, 1), tokens, pos, 0);
+  };
+  // A square of 4 x 4 cells at cells (9..12, 3..6) (rows, columns).
+  auto square = torch::full({1, 1, side, side}, -10.0);
+  square.narrow(2, 9 * 16, 4 * 16).narrow(3, 3 * 16, 4 * 16).fill_(10.0);
+  const auto change = (conditioned(square) - conditioned(torch::full({1, 1, side, side}, -10.0))).abs().mean(1)[0];  // [g, g]
+  double inside = 0, far = 0;
+  int n_inside = 0, n_far = 0;
+  for (int y = 0; y < grid; ++y)
+    for (int x = 0; x < grid; ++x) {
+      const double v = change[y][x].item<double>();
+      const bool in = y >= 9 && y < 13 && x >= 3 && x < 7;
+      const int dy = y < 9 ? 9 - y : (y > 12 ? y - 12 : 0), dx = x < 3 ? 3 - x : (x > 6 ? x - 6 : 0);
+      if (in) inside += v, ++n_inside;
+      else if (std::max(dx, dy) >= 3) far += v, ++n_far;
+    }
+  inside /= n_inside;
+  far /= n_far;
+  EXPECT_GT(inside, 5 * far) << "mean change under the square " << inside << ", three or more cells away " << far;
+}
+
 }  // namespace
 }  // namespace unibiomed::training
