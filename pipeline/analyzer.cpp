@@ -657,8 +657,8 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   const config::SeriesMode wanted =
       slide_regions ? config::SeriesMode::Slices : (rule ? rule->mode : rules_.default_mode());
   std::string video_refused;
-  if (wanted == config::SeriesMode::Video && requests.size() > 1 && trained_ && !trained_->video) {
-    video_refused = "asked slice by slice: " + trained_->video_off_reason();
+  if (wanted == config::SeriesMode::Video && requests.size() > 1 && trained_ && !trained_->video_for(run.modality)) {
+    video_refused = "asked slice by slice: " + trained_->video_off_reason(run.modality);
   } else if (wanted == config::SeriesMode::Video && requests.size() > 1) {
     selection = select_views(requests, std::nullopt, max_views);
     units = group_into_units(series, requests, selection.selected);

@@ -317,10 +317,6 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
   if (inputs.empty()) throw PipelineError("ask: no frames");
   if (question.text.empty()) throw PipelineError("ask: the question is empty");
   if (question.box) throw PipelineError("ask: a region question (a box) is asked of one image, not of a video");
-  // A checkpoint whose video mode is off would track badly or noise: refuse rather than answer
-  // (the analysis reads such series slice by slice and says so).
-  if (trained_ && !trained_->video)
-    throw PipelineError("ask: " + trained_->video_off_reason() + ": ask about one image at a time");
   const std::string& text = question.text;
 
   // --- the frames: read and rendered as ask() does, all of one size --------------------------
@@ -347,6 +343,10 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
   }
   const AskMatch& match = images.front().match;
   const std::string modality = images.front().modality;
+  // A checkpoint whose video mode is off (for this modality) would track badly or noise: refuse
+  // rather than answer (the analysis reads such series slice by slice and says so).
+  if (trained_ && !trained_->video_for(modality))
+    throw PipelineError("ask: " + trained_->video_off_reason(modality) + ": ask about one image at a time");
 
   // --- the model: the reference's video options -------------------------------------------------
   auto video = engine_->encode_video(frames, nullptr);

@@ -16,8 +16,19 @@ bool CheckpointTargets::knows(const std::string& modality, const std::string& ta
   return it != by_modality.end() && it->second.count(target) > 0;
 }
 
-std::string CheckpointTargets::video_off_reason() const {
-  return "this checkpoint's video mode (SAM2 memory path) is not to be used (" + source + " says \"video\": false)";
+bool CheckpointTargets::video_for(const std::string& modality) const {
+  if (!video_modalities) return true;
+  return !modality.empty() && video_modalities->count(modality) > 0;
+}
+
+std::string CheckpointTargets::video_off_reason(const std::string& modality) const {
+  if (!video_modalities || video_modalities->empty())
+    return "this checkpoint's video mode (SAM2 memory path) is not to be used (" + source + " says \"video\": false)";
+  std::string listed;
+  for (const auto& m : *video_modalities) listed += (listed.empty() ? "" : ", ") + m;
+  return "this checkpoint's video mode (SAM2 memory path) is not to be used for " +
+         (modality.empty() ? std::string("images of unknown modality") : modality) + " (" + source +
+         " allows it for " + listed + " only)";
 }
 
 std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::path& model_dir) {
@@ -39,11 +50,24 @@ std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::
   }
   if (!j.is_object() || !j.contains("modalities") || !j["modalities"].is_object())
     fail("expected {\"modalities\": {\"CT\": [\"liver\", ...], ...}}");
-  if (j.contains("video")) {
-    if (!j["video"].is_boolean()) fail("\"video\" must be true or false");
-    out.video = j["video"].get<bool>();
-  }
   const auto& classes = config::modality_classes();
+  if (j.contains("video")) {
+    const auto& v = j["video"];
+    if (v.is_boolean()) {
+      if (!v.get<bool>()) out.video_modalities.emplace();
+    } else if (v.is_array()) {
+      out.video_modalities.emplace();
+      for (const auto& m : v) {
+        if (!m.is_string()) fail("\"video\" must be true, false or a list of modality classes");
+        const std::string name = m.get<std::string>();
+        if (std::find(classes.begin(), classes.end(), name) == classes.end())
+          fail("\"video\": '" + name + "' is not one of the model's modality classes");
+        out.video_modalities->insert(name);
+      }
+    } else {
+      fail("\"video\" must be true, false or a list of modality classes");
+    }
+  }
   for (const auto& [modality, targets] : j["modalities"].items()) {
     if (std::find(classes.begin(), classes.end(), modality) == classes.end())
       fail("'" + modality + "' is not one of the model's modality classes");

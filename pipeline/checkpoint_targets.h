@@ -19,18 +19,23 @@ namespace unibiomed::pipeline {
 struct CheckpointTargets {
   std::string source;                                         // the file, for messages
   std::map<std::string, std::set<std::string>> by_modality;  // modality class -> target keys
-  // false: the checkpoint's SAM2 memory path (video mode) is not to be used (never trained, or
-  // trained but worse than reading frame by frame), so series that would be read as a video are
-  // read slice by slice instead and the series says why, and a question about several images
-  // is refused.
-  bool video = true;
+  // Where the checkpoint's SAM2 memory path (video mode) may be used: everywhere (no value,
+  // "video": true), nowhere (empty, "video": false) or for the listed modality classes only
+  // ("video": ["Ultrasound"]). Elsewhere it is not to be used (never trained, or trained but
+  // worse than reading frame by frame): series that would be read as a video are read slice by
+  // slice and the series says why, and a question about several images is refused.
+  std::optional<std::set<std::string>> video_modalities;
   bool knows(const std::string& modality, const std::string& target) const;
-  // Why video mode is off, naming the file (for notes and errors): meaningful when !video.
-  std::string video_off_reason() const;
+  // Whether a multi-frame series of this modality class may be read in video mode (an empty
+  // `modality`, an image of unknown class: only when video mode is allowed everywhere).
+  bool video_for(const std::string& modality) const;
+  // Why video mode is off for `modality`, naming the file (for notes and errors): meaningful
+  // when !video_for(modality).
+  std::string video_off_reason(const std::string& modality) const;
 };
 
 // `model_dir`/targets.json when it exists: {"modalities": {"CT": ["liver", ...], ...}} and an
-// optional "video": false.
+// optional "video": true, false or a list of modality classes.
 // Target names the rules do not have are kept (they are never asked). Throws PipelineError
 // naming the file when it is not of that shape or names an unknown modality class.
 std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::path& model_dir);

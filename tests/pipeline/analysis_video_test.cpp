@@ -194,8 +194,28 @@ TEST(AnalysisInVideoMode, ACheckpointWithoutTrainedTrackingIsAskedSliceBySlice) 
   test::write_file(model / "targets.json", R"({"modalities": {"Ultrasound": ["lesion"]}})");
   const VideoRun v = run_boxes(fixture_data().inputs("us"), settings);
   EXPECT_EQ(v.result.series.at(0).mode, "video");
-  test::write_file(model / "targets.json", R"({"video": "no", "modalities": {}})");
-  EXPECT_THROW(run_boxes(fixture_data().inputs("us"), settings), PipelineError);
+  // Video mode for some modality classes only: the ultrasound cine tracks where the list names
+  // ultrasound, and is read slice by slice (naming the list) where it names CT only.
+  test::write_file(model / "targets.json", R"({"video": ["Ultrasound"], "modalities": {"Ultrasound": ["lesion"]}})");
+  EXPECT_EQ(run_boxes(fixture_data().inputs("us"), settings).result.series.at(0).mode, "video");
+  test::write_file(model / "targets.json", R"({"video": ["CT"], "modalities": {"Ultrasound": ["lesion"]}})");
+  const VideoRun ct_only = run_boxes(fixture_data().inputs("us"), settings);
+  EXPECT_EQ(ct_only.result.series.at(0).mode, "slices");
+  said = false;
+  for (const auto& n : ct_only.result.series[0].notes)
+    said |= n.find("is not to be used for Ultrasound (" + (model / "targets.json").string() + " allows it for CT only)") !=
+            std::string::npos;
+  EXPECT_TRUE(said) << testing::PrintToString(ct_only.result.series[0].notes);
+  for (const std::string bad : {R"("no")", R"(["Sonar"])", R"([1])"}) {
+    test::write_file(model / "targets.json", R"({"video": )" + bad + R"(, "modalities": {}})");
+    try {
+      run_boxes(fixture_data().inputs("us"), settings);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const PipelineError& e) {
+      EXPECT_NE(std::string(e.what()).find("\"video\""), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("targets.json"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // Same masks on every frame: tracking and connected components agree, so video mode and
