@@ -846,6 +846,7 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
     for (const Clip& c : held_out.whole()) {
       VideoScore v;
       v.object = c.modality + " " + c.target;
+      v.modality_class = c.modality == "ultrasound" ? "Ultrasound" : c.modality;
       v.frames = static_cast<int>(c.frames.size());
       video_options.key_frames = c.key_frames;
       const auto video = model->encode_video(c.frames);
@@ -894,6 +895,17 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
   return r;
 }
 
+std::map<std::string, std::pair<double, double>> EvaluationReport::video_by_modality() const {
+  std::map<std::string, std::array<double, 3>> sums;
+  for (const auto& v : video) {
+    auto& b = sums[v.modality_class];
+    b[0] += v.video_dice, b[1] += v.slices_dice, b[2] += 1;
+  }
+  std::map<std::string, std::pair<double, double>> out;
+  for (const auto& [m, b] : sums) out[m] = {b[0] / b[2], b[1] / b[2]};
+  return out;
+}
+
 std::string EvaluationReport::table() const {
   std::ostringstream s;
   s << "held-out examples: " << examples << " (" << fixed(seconds, 1) << " s)\n";
@@ -917,6 +929,10 @@ std::string EvaluationReport::table() const {
     for (const auto& [object, b] : by)
       s << "  " << std::left << std::setw(24) << object << " video " << fixed(b[0] / b[2], 3) << "  slices "
         << fixed(b[1] / b[2], 3) << "  (n=" << static_cast<int>(b[2]) << ")\n";
+    s << "  per modality class (targets.json's \"video\" list names those whose video mode is within 0.03 of slices):\n";
+    for (const auto& [m, means] : video_by_modality())
+      s << "  " << std::left << std::setw(24) << m << " video " << fixed(means.first, 3) << "  slices "
+        << fixed(means.second, 3) << "  (" << (means.first >= means.second - 0.03 ? "within 0.03" : "below by more") << ")\n";
   }
   return s.str();
 }

@@ -89,6 +89,7 @@ struct EvaluateOptions {
 // asked on its own).
 struct VideoScore {
   std::string object;  // "CT liver", "ultrasound Cyst", ...
+  std::string modality_class;  // the model's modality class ("CT", "MRI", "Ultrasound"), as targets.json names it
   int frames = 0;
   double video_dice = 0, slices_dice = 0;
 };
@@ -105,6 +106,8 @@ struct EvaluationReport {
   std::map<std::string, std::pair<double, int>> exact_by_family;  // answer text exact, per family
   std::vector<VideoScore> video;       // per object
   double video_dice = 0, slices_dice = 0;  // means over `video`
+  // Per modality class: the means over its objects, video mode and slices mode.
+  std::map<std::string, std::pair<double, double>> video_by_modality() const;
   double seconds = 0;
   std::string table() const;           // a plain-text summary
 };

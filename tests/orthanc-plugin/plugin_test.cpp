@@ -40,7 +40,7 @@ TEST_F(OrthancPlugin, CtStudyIsAnalysedAndItsSegAndSrAreFoundWithQido) {
   EXPECT_EQ(s["SourceInstances"], files.size());
   ASSERT_FALSE(s["Series"].empty());
   EXPECT_EQ(s["Series"][0]["State"], "Analysed") << s["Series"].dump(2);
-  // The demo checkpoint's targets.json turns its video mode off: slices, and why.
+  // The demo checkpoint's targets.json reads only ultrasound in video mode: this CT in slices, and why.
   EXPECT_EQ(s["Series"][0]["Mode"], "slices") << s["Series"].dump(2);
   bool why = false;
   for (const auto& n : s["Series"][0]["Notes"])
