@@ -18,6 +18,7 @@
 #include <malloc.h>
 #endif
 
+#include "dicom/modality.h"
 #include "dicom/raster_file.h"
 #include "inference/answer_parser.h"
 #include "inference/error.h"
@@ -846,7 +847,7 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
     for (const Clip& c : held_out.whole()) {
       VideoScore v;
       v.object = c.modality + " " + c.target;
-      v.modality_class = c.modality == "ultrasound" ? "Ultrasound" : c.modality;
+      v.modality_class = dicom::modality_name(dicom::modality_from_name(c.modality).value());
       v.frames = static_cast<int>(c.frames.size());
       video_options.key_frames = c.key_frames;
       const auto video = model->encode_video(c.frames);
@@ -929,10 +930,13 @@ std::string EvaluationReport::table() const {
     for (const auto& [object, b] : by)
       s << "  " << std::left << std::setw(24) << object << " video " << fixed(b[0] / b[2], 3) << "  slices "
         << fixed(b[1] / b[2], 3) << "  (n=" << static_cast<int>(b[2]) << ")\n";
-    s << "  per modality class (targets.json's \"video\" list names those whose video mode is within 0.03 of slices):\n";
+    const std::string margin = fixed(kVideoModeMargin, 2);
+    s << "  per modality class (targets.json's \"video\" list names those whose video mode is within " << margin
+      << " of slices):\n";
     for (const auto& [m, means] : video_by_modality())
       s << "  " << std::left << std::setw(24) << m << " video " << fixed(means.first, 3) << "  slices "
-        << fixed(means.second, 3) << "  (" << (means.first >= means.second - 0.03 ? "within 0.03" : "below by more") << ")\n";
+        << fixed(means.second, 3) << "  ("
+        << (means.first >= means.second - kVideoModeMargin ? "within " + margin : std::string("below by more")) << ")\n";
   }
   return s.str();
 }

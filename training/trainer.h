@@ -84,6 +84,10 @@ struct EvaluateOptions {
   std::function<void(const std::string&)> log;
 };
 
+// How far below reading every frame on its own a modality class's video-mode score may be for
+// a checkpoint's targets.json to read that class in video mode (the demo checkpoint's rule).
+constexpr double kVideoModeMargin = 0.03;
+
 // One object of a held-out volume or cine, scored over all its frames (Dice of the stacked
 // masks) in video mode (five key frames, propagation both ways) and in slices mode (each frame
 // asked on its own).
