@@ -33,7 +33,8 @@ std::string shown(T value) {
 
 int run_model_train(const Args& args) {
   ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--clips N] [--clip-frames N] [--minutes M] "
-              "[--learning-rate X] [--memory-lr-scale X] [--init DIR [--fresh-memory-path]] [--threads N] [--family NAME] DIR",
+              "[--learning-rate X] [--memory-lr-scale X] [--absent-targets X] [--init DIR [--fresh-memory-path]] [--threads N] "
+              "[--family NAME] DIR",
               "Trains the demo checkpoint: a small model of the UniBiomed architecture (same code and tensor names "
               "as the release, small sizes) on synthetic examples made from the sample phantoms (CT, MRI, X-ray, "
               "ultrasound, fundus, dermoscopy, endoscopy, H&E slide regions) in the five task formats. Next-token loss on the answers, "
@@ -53,6 +54,9 @@ int run_model_train(const Args& args) {
       .option("--learning-rate", "X", "peak learning rate (AdamW, warm-up then cosine)", shown(defaults.learning_rate))
       .option("--memory-lr-scale", "X", "the memory path's learning rate relative to --learning-rate",
               shown(defaults.memory_learning_rate_scale))
+      .option("--absent-targets", "X",
+              "share of the CT and MR segmentation questions asked of a slice without the target (empty mask)",
+              shown(defaults.absent_target_share))
       .option("--init", "DIR", "start from this demo checkpoint's weights (fine-tuning) instead of fresh ones")
       .flag("--fresh-memory-path", "with --init: the memory path (video mode) starts over from fresh weights")
       .option("--threads", "N", "worker threads; 0: the machine's cores", std::to_string(defaults.threads))
@@ -67,7 +71,10 @@ int run_model_train(const Args& args) {
   o.clips = static_cast<int>(p.get_int("--clips"));
   o.clip_frames = static_cast<int>(p.get_int("--clip-frames"));
   const std::pair<const char*, double*> numbers[] = {
-      {"--minutes", &o.max_minutes}, {"--learning-rate", &o.learning_rate}, {"--memory-lr-scale", &o.memory_learning_rate_scale}};
+      {"--minutes", &o.max_minutes},
+      {"--learning-rate", &o.learning_rate},
+      {"--memory-lr-scale", &o.memory_learning_rate_scale},
+      {"--absent-targets", &o.absent_target_share}};
   for (const auto& [name, value] : numbers) {
     try {
       size_t used = 0;
@@ -81,6 +88,8 @@ int run_model_train(const Args& args) {
       o.threads < 0 || o.clips < 0 || o.clip_frames < 2 || o.clip_frames > 24)
     throw UsageError("--steps, --batch, --minutes, --learning-rate and --memory-lr-scale must be positive, --threads "
                      "and --clips not negative, --clip-frames 2 to 24");
+  if (!(o.absent_target_share >= 0 && o.absent_target_share <= 1))
+    throw UsageError("--absent-targets must be a share from 0 to 1, not '" + p.get("--absent-targets") + "'");
   if (auto init = p.get_optional("--init")) {
     o.init = *init;
     if (!std::filesystem::exists(o.init / "model.safetensors") || !std::filesystem::exists(o.init / "config.json"))

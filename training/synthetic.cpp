@@ -457,6 +457,9 @@ Example SyntheticData::next() {
   bool region_on_finding = false;
   if (family == "segmentation")
     structure = &spec.structures[static_cast<size_t>(r.integer(0, static_cast<int>(spec.structures.size()) - 1))];
+  // (No draw at share 0, so that the held-out sequence stays what it was.)
+  const bool absent_target =
+      family == "segmentation" && spec.volume() && absent_target_share_ > 0 && r.uniform() < absent_target_share_;
   if (family == "region") {
     const int n = static_cast<int>(spec.structures.size());
     const int k = r.integer(0, n);  // n: the finding
@@ -473,7 +476,7 @@ Example SyntheticData::next() {
     const Slice& c = slices[static_cast<size_t>(r.integer(0, static_cast<int>(slices.size()) - 1))];
     const size_t finding = count(c.mask_of(spec.finding_labels));
     bool ok = true;
-    if (structure) ok = count(c.mask_of(structure->labels)) >= 40;
+    if (structure) ok = absent_target ? count(c.mask_of(structure->labels)) == 0 : count(c.mask_of(structure->labels)) >= 40;
     if (needs_finding) ok = ok && finding >= kVisibleFinding;
     if (needs_no_finding) ok = ok && finding == 0;
     if (ok || attempt > 200) {

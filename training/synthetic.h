@@ -51,6 +51,12 @@ class SyntheticData {
   SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality = 3);
   ~SyntheticData();
   Example next();
+  // Training only: the share of segmentation questions about a volume slice that does NOT show
+  // the target (answer "Sure, [SEG]." with an empty mask). The node asks every target of a rule
+  // on every slice of a volume (and on every key frame in video mode), so a model that only
+  // ever saw the target present outlines something on the slices past an organ's end. 0 (the
+  // default, and the held-out set's) draws exactly the examples it drew before.
+  void set_absent_target_share(double share) { absent_target_share_ = share; }
   // Modality phrases covered, in a fixed order.
   static const std::vector<std::string>& modalities();
   // Task families of Example::family, in a fixed order.
@@ -60,6 +66,7 @@ class SyntheticData {
 
  private:
   std::unique_ptr<Pool> pool_;
+  double absent_target_share_ = 0;
 };
 
 // A sequence for the video path (SAM2 memory, inference/sam2_memory.h): consecutive slices of a

@@ -264,7 +264,9 @@ StepLosses step_loss(const TrainableModel& model, const FindingHead& head, const
   const auto decoded = model.sam_decoder().decode(per_seg, language);
   const MaskTerms m = mask_terms(decoded.all_mask_logits, torch::stack(sam_masks), model.config().grounding.image_size);
   const auto& bce = m.bce;
-  const auto dice = m.dice.mean();
+  // Dice where the answer's object is on the image; an absent target's empty mask is taught by
+  // BCE alone (the smoothed Dice of an empty target only says "fewer pixels", everywhere).
+  const auto dice = (m.dice * m.present).sum() / (m.present.sum() * m.dice.size(1)).clamp_min(1);
   const auto iou = F::mse_loss(decoded.all_iou, m.real_iou);
   out.bce = bce.item<double>();
   out.dice = dice.item<double>();
@@ -613,6 +615,7 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
       std::to_string(o.batch) + " examples, at most " + fixed(o.max_minutes, 1) + " minutes, " +
       std::to_string(std::min(thread_count(o.threads), o.batch)) + " worker threads");
   SyntheticData data(o.seed, o.seed + 1);
+  data.set_absent_target_share(o.absent_target_share);
   std::unique_ptr<SyntheticClips> clips;
   if (o.clips > 0) clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2);
   if (o.fresh_memory_path) {

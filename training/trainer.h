@@ -45,6 +45,9 @@ struct TrainOptions {
   // The memory path's (video-only tensors') learning rate relative to the rest: fine-tuning a
   // checkpoint whose memory path was never trained wants it higher than the trained parts'.
   double memory_learning_rate_scale = 1;
+  // Share of the segmentation questions about CT and MR slices asked of a slice that does not
+  // show the target (answer "Sure, [SEG]." with an empty mask; SyntheticData::set_absent_target_share).
+  double absent_target_share = 0;
   int threads = 0;            // 0: the machine's cores
   int save_every = 500;       // steps between checkpoints written to the output folder
   std::vector<std::string> families;  // only these task families (empty: all), for experiments

@@ -98,6 +98,9 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   r = run({"train", "--init", (dir / "nothing").string(), out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("is not a checkpoint folder"), std::string::npos) << r.output;
+  r = run({"train", "--absent-targets", "1.5", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--absent-targets must be a share from 0 to 1, not '1.5'"), std::string::npos) << r.output;
   r = run({"train", "--fresh-memory-path", out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("--fresh-memory-path needs --init DIR"), std::string::npos) << r.output;

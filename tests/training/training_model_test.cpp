@@ -279,6 +279,31 @@ TEST(SyntheticData, ExamplesAreWellFormed) {
   EXPECT_GT(negatives, 5);
 }
 
+// Training asks some segmentation questions of CT and MR slices that do not show the target
+// (the node asks every slice of a volume): the answer is still "Sure, [SEG]." and its mask is
+// empty. 2D images always show their structures; the held-out set (share 0) asks none.
+TEST(SyntheticData, AbsentTargetQuestionsAreVolumeSlicesWithEmptyMasks) {
+  SyntheticData training(7, 8, 1), held_out(7, 8, 1);
+  training.set_absent_target_share(0.5);
+  std::map<std::string, int> absent, present;
+  for (int i = 0; i < 160; ++i) {
+    const Example e = training.next(), h = held_out.next();
+    if (h.family == "segmentation") {
+      EXPECT_GT(std::count(h.mask.begin(), h.mask.end(), 1), 0) << h.question;
+    }
+    if (e.family != "segmentation") continue;
+    EXPECT_EQ(e.answer, "Sure, [SEG].");
+    ASSERT_EQ(e.mask.size(), size_t(e.image.width) * e.image.height) << e.question;
+    const bool empty = std::count(e.mask.begin(), e.mask.end(), 1) == 0;
+    ++(empty ? absent : present)[e.modality];
+    if (empty) {
+      EXPECT_TRUE(e.modality == "CT" || e.modality == "MRI") << e.question;
+    }
+  }
+  EXPECT_GT(absent["CT"], 2) << "CT segmentation questions of slices without the target";
+  EXPECT_GT(present["CT"], 2);
+}
+
 TEST(SyntheticClips, KeyFramesAreSpreadLikeTheNodes) {
   EXPECT_EQ(inference::evenly_spaced_key_frames(24, 5), (std::vector<int>{0, 6, 12, 17, 23}));
   EXPECT_EQ(inference::evenly_spaced_key_frames(6, 2), (std::vector<int>{0, 5}));
