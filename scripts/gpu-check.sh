@@ -149,6 +149,8 @@ if has_phase env; then
   {
     echo "date: $(date -Is)"; echo "host: $(hostname), $(nproc) cores, $(awk '/MemTotal/{print int($2/1048576) " GiB"}' /proc/meminfo)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+    # Issue 19's bfloat16 CPU figures need these (bench_* --device cpu --dtypes float32,bfloat16).
+    echo "cpu bfloat16 dot products: $(grep -o -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
     echo "os: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}"), glibc $(ldd --version 2>/dev/null | head -1 | awk '{print $NF}')"
     echo "compiler: $(c++ --version 2>/dev/null | head -1)"; echo "cmake: $(cmake --version | head -1)"; echo "ninja: $(ninja --version 2>/dev/null)"
     echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null) $(git -C "$root" status --short 2>/dev/null | wc -l) files changed"
@@ -161,7 +163,7 @@ if has_phase env; then
       echo "libtorch: Debian $(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null)"
     fi
   } > "$out/environment.txt" 2>&1
-  note "- env: $(grep -E '^(os|compiler):' "$out/environment.txt" | tr '\n' ' ')"
+  note "- env: $(grep -E '^(os|compiler|cpu bfloat16 dot products):' "$out/environment.txt" | tr '\n' ' ')"
 fi
 
 # ---------------------------------------------------------------- build
