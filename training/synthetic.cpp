@@ -476,7 +476,10 @@ Example SyntheticData::next() {
     const Slice& c = slices[static_cast<size_t>(r.integer(0, static_cast<int>(slices.size()) - 1))];
     const size_t finding = count(c.mask_of(spec.finding_labels));
     bool ok = true;
-    if (structure) ok = absent_target ? count(c.mask_of(structure->labels)) == 0 : count(c.mask_of(structure->labels)) >= 40;
+    if (structure) {
+      const size_t shown = count(c.mask_of(structure->labels));
+      ok = absent_target ? shown == 0 : shown >= 40;
+    }
     if (needs_finding) ok = ok && finding >= kVisibleFinding;
     if (needs_no_finding) ok = ok && finding == 0;
     if (ok || attempt > 200) {

@@ -135,10 +135,13 @@ struct StepLosses {
 // What the losses on the masks of several [SEG]s (or frames) need, at the decoder's resolution
 // (a quarter of the SAM2 input): the ground truth area-averaged to it (mask edges are soft
 // targets), BCE over everything, the smoothed Dice loss per row and output [N, 4], the outputs'
-// real IoU against the ground truth [N, 4] (no gradient) and whether each row's ground truth
-// has any pixel [N, 1] (no gradient).
+// real IoU against the ground truth [N, 4] (no gradient), whether each row's ground truth
+// has any pixel [N, 1] (no gradient), and the Dice loss over the rows that show their object.
+// On a row without it the smoothed Dice loss is 1 - 1 / (1 + predicted area), which punishes
+// any doubt at all (it taught the tracker to answer "nothing" everywhere); BCE, over every row,
+// teaches the empty ones.
 struct MaskTerms {
-  torch::Tensor target, bce, dice, real_iou, present;
+  torch::Tensor target, bce, dice, real_iou, present, dice_where_present;
 };
 
 MaskTerms mask_terms(const torch::Tensor& mask_logits, const torch::Tensor& masks_at_side, int64_t image_size) {
@@ -155,6 +158,7 @@ MaskTerms mask_terms(const torch::Tensor& mask_logits, const torch::Tensor& mask
   const auto i = (hard * truth).sum({2, 3}), u = ((hard + truth) > 0).to(torch::kFloat32).sum({2, 3});
   t.real_iou = i / u.clamp_min(1);
   t.present = (t.target.select(1, 0).sum({1, 2}) > 0).to(torch::kFloat32).view({-1, 1});
+  t.dice_where_present = (t.dice * t.present).sum() / (t.present.sum() * t.dice.size(1)).clamp_min(1);
   return t;
 }
 
@@ -264,9 +268,7 @@ StepLosses step_loss(const TrainableModel& model, const FindingHead& head, const
   const auto decoded = model.sam_decoder().decode(per_seg, language);
   const MaskTerms m = mask_terms(decoded.all_mask_logits, torch::stack(sam_masks), model.config().grounding.image_size);
   const auto& bce = m.bce;
-  // Dice where the answer's object is on the image; an absent target's empty mask is taught by
-  // BCE alone (the smoothed Dice of an empty target only says "fewer pixels", everywhere).
-  const auto dice = (m.dice * m.present).sum() / (m.present.sum() * m.dice.size(1)).clamp_min(1);
+  const auto& dice = m.dice_where_present;  // an absent target's empty mask: BCE's
   const auto iou = F::mse_loss(decoded.all_iou, m.real_iou);
   out.bce = bce.item<double>();
   out.dice = dice.item<double>();
@@ -370,10 +372,8 @@ ClipLosses clip_loss(const TrainableModel& model, const PreparedClip& p) {
   }
   const MaskTerms m = mask_terms(torch::cat(masks, 0), p.sam_masks, model.config().grounding.image_size);  // [F, 4, ...]
   const auto& bce = m.bce;
-  // Dice on the frames that show the object: on a frame without it the smoothed Dice loss is
-  // 1 - 1 / (1 + predicted area), which punishes any doubt at all and taught the tracker to
-  // answer "nothing" everywhere; BCE (every frame) and the object score teach the empty frames.
-  const auto dice = (m.dice * m.present).sum() / (m.present.sum() * m.dice.size(1)).clamp_min(1);
+  // The frames without the object: BCE and the object score.
+  const auto& dice = m.dice_where_present;
   // all_iou of the track holds outputs 1..3 (the multimask ones), as the inference reports them.
   const auto iou = F::mse_loss(torch::cat(ious, 0), m.real_iou.narrow(1, 1, 3));
   const auto object = F::binary_cross_entropy_with_logits(torch::cat(scores, 0).to(torch::kFloat32), m.present);
@@ -899,14 +899,30 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
   return r;
 }
 
-std::map<std::string, std::pair<double, double>> EvaluationReport::video_by_modality() const {
-  std::map<std::string, std::array<double, 3>> sums;
-  for (const auto& v : video) {
-    auto& b = sums[v.modality_class];
-    b[0] += v.video_dice, b[1] += v.slices_dice, b[2] += 1;
+namespace {
+
+struct VideoMeans {
+  double video = 0, slices = 0;
+  int count = 0;
+};
+
+// The video-mode and slices-mode means of the objects that share a key (object, modality class).
+std::map<std::string, VideoMeans> video_means_by(const std::vector<VideoScore>& scores,
+                                                 std::string VideoScore::*key) {
+  std::map<std::string, VideoMeans> out;
+  for (const auto& v : scores) {
+    auto& m = out[v.*key];
+    m.video += v.video_dice, m.slices += v.slices_dice, m.count += 1;
   }
+  for (auto& [k, m] : out) m.video /= m.count, m.slices /= m.count;
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, std::pair<double, double>> EvaluationReport::video_by_modality() const {
   std::map<std::string, std::pair<double, double>> out;
-  for (const auto& [m, b] : sums) out[m] = {b[0] / b[2], b[1] / b[2]};
+  for (const auto& [m, means] : video_means_by(video, &VideoScore::modality_class)) out[m] = {means.video, means.slices};
   return out;
 }
 
@@ -925,14 +941,9 @@ std::string EvaluationReport::table() const {
   if (!video.empty()) {
     s << "whole volumes and cines: mean Dice per object " << fixed(video_dice, 3) << " in video mode, "
       << fixed(slices_dice, 3) << " slice by slice, over " << video.size() << " objects\n";
-    std::map<std::string, std::array<double, 3>> by;  // object -> video sum, slices sum, n
-    for (const auto& v : video) {
-      auto& b = by[v.object];
-      b[0] += v.video_dice, b[1] += v.slices_dice, b[2] += 1;
-    }
-    for (const auto& [object, b] : by)
-      s << "  " << std::left << std::setw(24) << object << " video " << fixed(b[0] / b[2], 3) << "  slices "
-        << fixed(b[1] / b[2], 3) << "  (n=" << static_cast<int>(b[2]) << ")\n";
+    for (const auto& [object, m] : video_means_by(video, &VideoScore::object))
+      s << "  " << std::left << std::setw(24) << object << " video " << fixed(m.video, 3) << "  slices "
+        << fixed(m.slices, 3) << "  (n=" << m.count << ")\n";
     const std::string margin = fixed(kVideoModeMargin, 2);
     s << "  per modality class (targets.json's \"video\" list names those whose video mode is within " << margin
       << " of slices):\n";
