@@ -142,6 +142,7 @@ struct Pipeline {
 
   Out answer(const ib::RgbImage& image, const std::string& question, int max_new_tokens) const {
     c10::InferenceMode mode;
+    if (compute.device.is_cpu()) ib::use_cpu_threads_for(compute.dtype == torch::kBFloat16);  // as GroundedModel
     Out o;
     const double t0 = bench::steady_seconds();
     const ib::InternVlInput input = ib::preprocess_internvl({image}, tiling);

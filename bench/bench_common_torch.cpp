@@ -89,6 +89,11 @@ DtypeChoice choose_dtypes(const std::string& list, const c10::Device& device) {
   return choose_dtypes(list);
 }
 
+std::string resolved_dtype(const std::string& dtype, const c10::Device& device) {
+  if (dtype != "auto") return dtype;
+  return !device.is_cpu() || inference::cpu_has_native_bfloat16() ? "bfloat16" : "float32";
+}
+
 double median_device_seconds(const c10::Device& device, const std::function<void()>& fn, int warmup, int runs) {
   for (int i = 0; i < warmup; ++i) fn();
   inference::synchronize(device);

@@ -41,6 +41,9 @@ inline constexpr const char* kDeviceHelp =
 // --dtypes on `device`: "auto" is choose_dtypes("auto") on the CPU, bfloat16 on a GPU; a list is
 // taken as given (float32, bfloat16).
 DtypeChoice choose_dtypes(const std::string& list, const c10::Device& device);
+// The dtype a model loaded with `dtype` computes in on `device` ("auto" resolved as the model
+// resolves it: bfloat16 on a GPU and on a CPU with bfloat16 dot products, else float32).
+std::string resolved_dtype(const std::string& dtype, const c10::Device& device);
 
 // Median of `runs` timed calls after `warmup` untimed ones, each call followed by
 // inference::synchronize(device) inside the timed part; the device is synchronised once before

@@ -176,6 +176,7 @@ int main(int argc, char** argv) {
 
   for (const auto& dtype : dtypes.dtypes) {
     Figures f;
+    if (device.is_cpu()) ib::use_cpu_threads_for(dtype == "bfloat16");  // before the probe: its threads
     const auto result = [&](const std::string& name) {
       bench::ResultLine r(name);
       r.set("device", device_text).set("dtype", dtype).set("config", model_arg.empty() ? kind : std::string("model"));

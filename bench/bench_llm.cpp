@@ -235,6 +235,10 @@ int main(int argc, char** argv) {
   bool all_resets = true;
   for (const auto& dtype_name : dtypes.dtypes) {
     std::printf("\n== %s ==\n", dtype_name.c_str());
+    if (device.is_cpu()) {  // before the probe: its threads
+      use_cpu_threads_for(dtype_name == "bfloat16");
+      if (torch_threads > 0) torch::set_num_threads(torch_threads);
+    }
     const ComputeOptions options = ComputeOptions::from_strings(device_text, dtype_name);
     const auto on_device = torch::TensorOptions().device(device);
     const auto result = [&](const std::string& name) {

@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
     const double peak = std::max(peaks.encode_peak(), peaks.answer_peak());
     const auto result = [&](const std::string& name) {
       bench::ResultLine line(name);
-      line.set("device", device_text).set("dtype", dtype != "auto" ? dtype : device.is_cpu() ? "float32" : "bfloat16").set("config", model_arg.empty() ? kind : std::string("model"));
+      line.set("device", device_text).set("dtype", bench::resolved_dtype(dtype, device)).set("config", model_arg.empty() ? kind : std::string("model"));
       line.set("slices", slices).set("batch", batch);
       return line;
     };

@@ -224,7 +224,7 @@ int main(int argc, char** argv) {
     for (const auto& note : j["notes"]) std::printf("               note: %s\n", note.get<std::string>().c_str());
     bench::ResultLine line("slide_analysis_seconds");
     line.set("device", device_text)
-        .set("dtype", dtype != "auto" ? dtype : device.is_cpu() ? "float32" : "bfloat16")
+        .set("dtype", bench::resolved_dtype(dtype, device))
         .set("size", static_cast<int64_t>(n))
         .set("batch", batch)
         .set("views", j["views"].get<int>())

@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
   if (kind != "real" && kind != "tiny") cl.fail("--config must be real or tiny, not '" + kind + "'");
   if (max_new_tokens < 1 || batch < 1) cl.fail("--max-new-tokens and --batch must be at least 1");
   const std::string device_text = bench::device_name(device);
-  const std::string dtype_used = dtype != "auto" ? dtype : device.is_cpu() ? "float32" : "bfloat16";
+  const std::string dtype_used = bench::resolved_dtype(dtype, device);
   fs::path model = model_arg;
 
   const fs::path work = fs::temp_directory_path() / ("unibiomed-bench-video-" + std::to_string(::getpid()));

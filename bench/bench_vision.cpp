@@ -171,6 +171,7 @@ int main(int argc, char** argv) {
   try {
     for (const auto& dtype : dtypes.dtypes) {
       std::printf("\n== %s ==\n", dtype.c_str());
+      if (device.is_cpu()) ib::use_cpu_threads_for(dtype == "bfloat16");  // before the probe: its threads
       // The tensor memory cache still holds the blocks of the previous dtype's model: freed so
       // that this dtype's peak is its own.
       ib::release_cpu_tensor_cache();

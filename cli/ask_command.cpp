@@ -229,7 +229,7 @@ int run_ask(const Args& args) {
               "every frame by SAM2's memory; one finding per tracked object.");
   p.option("--model", "DIR", "model folder (config.json, model.safetensors, tokenizer files)")
       .option("--device", "D", "cpu, cuda or cuda:N", std::string("cpu"))
-      .option("--dtype", "T", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", std::string("auto"))
+      .option("--dtype", "T", "auto (bfloat16 on CUDA and on a CPU with bfloat16 dot products, else float32), float32, bfloat16, float16", std::string("auto"))
       .option("--tokenizer", "DIR", "tokenizer files from another folder (default: the model folder)")
       .option("--task-rules", "FILE", "task rules file replacing (or, with \"extends\", extending) the defaults")
       .option("--mask-out", "DIR",

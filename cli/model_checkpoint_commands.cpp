@@ -21,6 +21,7 @@
 #include "inference/random_checkpoint.h"
 #include "inference/safetensors_file.h"
 #include "inference/weights_hash.h"
+#include "inference/runtime.h"
 
 namespace unibiomed::cli {
 
@@ -169,6 +170,8 @@ int run_model_info(const Args& args) {
 
     const auto& g = config.grounding;
     const auto& h = g.hiera;
+    // What --dtype auto / "DataType": "auto" computes in (inference/weights.cpp).
+    const std::string auto_cpu = inference::cpu_has_native_bfloat16() ? "bfloat16" : "float32";
     if (p.is_set("--json")) {
       nlohmann::ordered_json j;
       j["dir"] = dir.string();
@@ -192,6 +195,8 @@ int run_model_info(const Args& args) {
       for (const auto& [d, c] : dtypes) j["dtypes"][d] = {{"tensors", c.first}, {"parameters", c.second}};
       j["layout"] = {{"missing", missing}, {"wrong_shape", wrong_shape}, {"unexpected", unexpected}};
       if (hash) j["weights_hash"] = {{"sha256", hash->sha256}, {"method", hash->method}, {"from_cache", hash->from_cache}};
+      j["compute"] = {{"auto_dtype_cpu", auto_cpu}, {"auto_dtype_cuda", "bfloat16"},
+                      {"cpu_bfloat16_dot_products", inference::cpu_has_native_bfloat16()}};
       std::cout << j.dump(2) << "\n";
     } else {
       std::cout << "model folder   " << dir.string() << "\n"
@@ -223,6 +228,9 @@ int run_model_info(const Args& args) {
       show("missing", missing);
       show("other shape", wrong_shape);
       show("unexpected", unexpected);
+      std::cout << "compute        dtype auto: " << auto_cpu << " on this CPU ("
+                << (inference::cpu_has_native_bfloat16() ? "it has" : "it has no")
+                << " bfloat16 dot products), bfloat16 on a GPU; --dtype / \"DataType\" override it\n";
       if (hash)
         std::cout << "weights hash   " << hash->sha256 << " (" << hash->method << (hash->from_cache ? ", cached" : "")
                   << ")\n";

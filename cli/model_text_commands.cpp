@@ -108,7 +108,7 @@ int run_model_generate(const Args& args) {
       .flag("--no-stop-words", "stop only at eos or the limit")
       .option("--tokenizer", "DIR", "tokenizer files from another folder (default: DIR)")
       .option("--device", "D", "cpu, cuda or cuda:N", std::string("cpu"))
-      .option("--dtype", "T", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", std::string("auto"))
+      .option("--dtype", "T", "auto (bfloat16 on CUDA and on a CPU with bfloat16 dot products, else float32), float32, bfloat16, float16", std::string("auto"))
       .option("--threads", "N", "CPU threads (0 = every core this process may use)", std::string("0"))
       .positional("DIR", "model folder", 1, 1);
   if (!p.parse(args)) return kExitOk;

@@ -79,6 +79,10 @@ std::shared_ptr<const EncodedImage> GroundedModel::Impl::make_encoded(const RgbI
   return std::make_shared<const EncodedImage>(std::move(s));
 }
 
+void GroundedModel::Impl::use_cpu_threads() const {
+  if (compute.device.is_cpu()) use_cpu_threads_for(compute.dtype == torch::kBFloat16);
+}
+
 void GroundedModel::Impl::check_owner(const EncodedImage& image) const {
   if (image.state().owner != this)
     throw InferenceError("an EncodedImage was made by another GroundedModel (encode it with this one)");
@@ -192,6 +196,7 @@ std::shared_ptr<const EncodedImage> GroundedModel::encode(const RgbImage& image,
 
 std::vector<std::shared_ptr<const EncodedImage>> GroundedModel::encode_batch(const std::vector<RgbImage>& images,
                                                                              const std::atomic<bool>* cancel) const try {
+  impl_->use_cpu_threads();
   std::vector<std::shared_ptr<const EncodedImage>> out;
   if (images.empty()) return out;
   c10::InferenceMode guard;
@@ -229,6 +234,7 @@ std::vector<std::shared_ptr<const EncodedImage>> GroundedModel::encode_batch(con
 
 void GroundedModel::encode_grounding(const std::vector<std::shared_ptr<const EncodedImage>>& images,
                                      const std::atomic<bool>* cancel) const try {
+  impl_->use_cpu_threads();
   c10::InferenceMode guard;
   std::vector<const EncodedImage*> todo;
   for (const auto& im : images) {
@@ -345,6 +351,7 @@ std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<RgbIma
 std::vector<GroundedAnswer> GroundedModel::answer_batch(const std::vector<std::shared_ptr<const EncodedImage>>& images,
                                                         const std::string& question,
                                                         const AnswerOptions& options) const try {
+  impl_->use_cpu_threads();
   c10::InferenceMode guard;
   for (const auto& im : images) {
     if (!im) throw InferenceError("answer_batch: null image");

@@ -31,7 +31,7 @@ namespace unibiomed::inference {
 
 struct LoadOptions {
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
-  std::string dtype = "auto";  // "auto" (float32 on CPU, bfloat16 on CUDA), "float32", "bfloat16", "float16"
+  std::string dtype = "auto";  // "auto" (bfloat16 on CUDA and on CPUs with bfloat16 dot products, else float32), "float32", "bfloat16", "float16"
   // Tokenizer files from another folder (default: the model folder).
   std::optional<std::filesystem::path> tokenizer_dir;
 };

@@ -50,6 +50,9 @@ struct GroundedModel::Impl {
   // (device.h, throw_inference_error): DeviceOutOfMemory when the device ran out of memory.
   [[noreturn]] void torch_error(const std::string& step, const c10::Error& error) const;
   void check_owner(const EncodedImage& image) const;
+  // The calling thread's CPU thread split for this model's dtype (runtime.h, use_cpu_threads_for);
+  // first thing in every public call that computes.
+  void use_cpu_threads() const;
   std::shared_ptr<const EncodedImage> make_encoded(const RgbImage& image, torch::Tensor tokens) const;
   std::vector<int64_t> prompt_ids(const std::string& question, int tiles) const;
   GroundedAnswer finish(const GenerationResult& r, const EncodedImage& image, const std::string& question,

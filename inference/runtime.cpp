@@ -8,6 +8,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -335,6 +336,12 @@ void run_parts_with_serial_blas(int parts, const std::function<void(int)>& work)
     if (e) std::rethrow_exception(e);
 }
 
+namespace {
+// What configure_cpu_threads resolved (0: not called yet), for use_cpu_threads_for.
+std::atomic<int> g_configured_threads{0};
+std::atomic<int> g_float32_torch_threads{0};
+}  // namespace
+
 int configure_cpu_threads(int threads) {
   const int n = threads > 0 ? threads : available_cores();
   auto set_blas = openblas_function<void (*)(int)>("openblas_set_num_threads");
@@ -345,9 +352,17 @@ int configure_cpu_threads(int threads) {
   // 300-token prefill ran 5x slower (bench_llm). libtorch then keeps one thread and the BLAS,
   // where the time goes, gets them all.
   const bool separate_blas_pool = set_blas && blas_parallel && blas_parallel() == 1;
-  torch::set_num_threads(separate_blas_pool && n > 1 ? 1 : n);
+  const int torch_threads = separate_blas_pool && n > 1 ? 1 : n;
+  torch::set_num_threads(torch_threads);
+  g_configured_threads.store(n);
+  g_float32_torch_threads.store(torch_threads);
   install_cpu_tensor_cache(cache_limit_from_environment());
   return n;
+}
+
+void use_cpu_threads_for(bool bfloat16_compute) {
+  const int want = bfloat16_compute ? g_configured_threads.load() : g_float32_torch_threads.load();
+  if (want > 0 && torch::get_num_threads() != want) torch::set_num_threads(want);
 }
 
 std::string describe_cpu_runtime() {

@@ -21,6 +21,18 @@ namespace unibiomed::inference {
 // `threads` as resolved. Also installs the CPU tensor memory cache (below).
 int configure_cpu_threads(int threads = 0);
 
+// bfloat16 matrix products on the CPU do not go to the BLAS: libtorch sends them to oneDNN, which
+// runs on libtorch's own (OpenMP) pool. With the float32 split above (libtorch 1 thread) they ran
+// on one core: a 2048^2 bfloat16 product at 208 GFLOP/s against 414 on both cores of the AVX512-BF16
+// machine we measure on, and the SAM2 image encoder took 11.7 s instead of 7.0 s. So a model that
+// computes in bfloat16 on the CPU runs with libtorch's pool at the thread count
+// configure_cpu_threads resolved (the BLAS, which bfloat16 work leaves idle, keeps its threads), and
+// one that computes in float32 with the split above. Called at the entry of every GroundedModel
+// call, and by the benches per dtype. libtorch's OpenMP thread count belongs to the calling thread
+// (threads started later take the last value set), which is why it is set per call, not once. No
+// effect before configure_cpu_threads has run; a no-op when the count is already right.
+void use_cpu_threads_for(bool bfloat16_compute);
+
 // The cores this process may run on (sched_getaffinity), at least 1.
 int available_cores();
 

@@ -15,6 +15,7 @@
 
 #include "inference/checkpoint_layout.h"
 #include "inference/error.h"
+#include "inference/layer_norm.h"
 #include "inference/runtime.h"
 
 namespace unibiomed::inference {
@@ -134,7 +135,7 @@ constexpr int64_t kMlpTokens = 2048;
 // x += mlp(norm2(x)) over [.., C] in chunks of tokens; x is contiguous and owned.
 void mlp_residual_(const Sam2ImageEncoder::Block& b, torch::Tensor& x) {
   if (torch::GradMode::is_enabled() && b.mlp1_w.requires_grad()) {  // training: autograd needs x
-    auto m = torch::gelu(torch::linear(torch::layer_norm(x, {b.dim_out}, b.norm2_w, b.norm2_b, b.eps), b.mlp0_w, b.mlp0_b));
+    auto m = torch::gelu(torch::linear(layer_norm_last(x, b.norm2_w, b.norm2_b, b.eps), b.mlp0_w, b.mlp0_b));
     x = x + torch::linear(m, b.mlp1_w, b.mlp1_b);
     return;
   }
@@ -143,7 +144,7 @@ void mlp_residual_(const Sam2ImageEncoder::Block& b, torch::Tensor& x) {
   const int64_t step = x.is_cpu() ? kMlpTokens : std::max<int64_t>(flat.size(0), 1);
   for (int64_t s = 0, n = flat.size(0); s < n; s += step) {
     auto chunk = flat.narrow(0, s, std::min(step, n - s));
-    auto m = torch::layer_norm(chunk, {b.dim_out}, b.norm2_w, b.norm2_b, b.eps);
+    auto m = layer_norm_last(chunk, b.norm2_w, b.norm2_b, b.eps);
     m = torch::gelu(torch::linear(m, b.mlp0_w, b.mlp0_b));
     chunk.add_(torch::linear(m, b.mlp1_w, b.mlp1_b));
   }
@@ -154,7 +155,7 @@ void mlp_residual_(const Sam2ImageEncoder::Block& b, torch::Tensor& x) {
 // inside each window and so halves the window; its shortcut is maxpool(proj(norm1(x))).
 // Padding happens after norm1, so padded tokens are real keys.
 torch::Tensor block_band(const Sam2ImageEncoder::Block& b, const torch::Tensor& x) {
-  auto xn = torch::layer_norm(x, {b.dim}, b.norm1_w, b.norm1_b, b.eps);
+  auto xn = layer_norm_last(x, b.norm1_w, b.norm1_b, b.eps);
   torch::Tensor shortcut = x;
   if (b.proj_w.defined()) {
     shortcut = torch::linear(xn, b.proj_w, b.proj_b);

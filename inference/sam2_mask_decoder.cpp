@@ -14,6 +14,7 @@
 
 #include "inference/checkpoint_layout.h"
 #include "inference/error.h"
+#include "inference/layer_norm.h"
 
 namespace unibiomed::inference {
 
@@ -244,19 +245,19 @@ Sam2DecoderOutput Sam2MaskDecoder::run(const Sam2ImageFeatures& features, const 
       auto q = queries + query_pe;
       queries = queries + l.self_attn(q, q, queries);
     }
-    queries = torch::layer_norm(queries, {d}, l.norm_w[0], l.norm_b[0], 1e-5);
+    queries = layer_norm_last(queries, l.norm_w[0], l.norm_b[0], 1e-5);
     auto q = queries + query_pe;
     auto k = keys + key_pe;
-    queries = torch::layer_norm(queries + l.token_to_image(q, k, keys), {d}, l.norm_w[1], l.norm_b[1], 1e-5);
-    queries = torch::layer_norm(queries + l.mlp(queries), {d}, l.norm_w[2], l.norm_b[2], 1e-5);
+    queries = layer_norm_last(queries + l.token_to_image(q, k, keys), l.norm_w[1], l.norm_b[1], 1e-5);
+    queries = layer_norm_last(queries + l.mlp(queries), l.norm_w[2], l.norm_b[2], 1e-5);
     q = queries + query_pe;
     k = keys + key_pe;
-    keys = torch::layer_norm(keys + l.image_to_token(k, q, queries), {d}, l.norm_w[3], l.norm_b[3], 1e-5);
+    keys = layer_norm_last(keys + l.image_to_token(k, q, queries), l.norm_w[3], l.norm_b[3], 1e-5);
   }
   {
     auto q = queries + query_pe;
     auto k = keys + key_pe;
-    queries = torch::layer_norm(queries + final_attn_(q, k, keys), {d}, final_norm_w_, final_norm_b_, 1e-5);
+    queries = layer_norm_last(queries + final_attn_(q, k, keys), final_norm_w_, final_norm_b_, 1e-5);
   }
   if (trace) {
     trace->sparse_prompt = sparse;

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "inference/error.h"
+#include "inference/layer_norm.h"
 
 namespace unibiomed::inference {
 
@@ -307,14 +308,14 @@ torch::Tensor Sam2Memory::attend(const torch::Tensor& curr, const torch::Tensor&
   auto pos = image_pos_.flatten(2).permute({0, 2, 1});
   x = x + 0.1 * pos;
   for (const auto& l : layers_) {
-    auto t = torch::layer_norm(x, {d}, l->n_w[0], l->n_b[0], 1e-5);
+    auto t = layer_norm_last(x, l->n_w[0], l->n_b[0], 1e-5);
     x = x + attention(l->self_attn, t, t, t, 0);
-    t = torch::layer_norm(x, {d}, l->n_w[1], l->n_b[1], 1e-5);
+    t = layer_norm_last(x, l->n_w[1], l->n_b[1], 1e-5);
     x = x + attention(l->cross, t, mem_k, mem, pointer_tokens);
-    t = torch::layer_norm(x, {d}, l->n_w[2], l->n_b[2], 1e-5);
+    t = layer_norm_last(x, l->n_w[2], l->n_b[2], 1e-5);
     x = x + torch::linear(torch::relu(torch::linear(t, l->l1_w, l->l1_b)), l->l2_w, l->l2_b);
   }
-  x = torch::layer_norm(x, {d}, norm_w_, norm_b_, 1e-5);
+  x = layer_norm_last(x, norm_w_, norm_b_, 1e-5);
   return x.permute({0, 2, 1}).reshape({b, d, grid_, grid_});
 }
 

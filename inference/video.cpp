@@ -53,6 +53,7 @@ constexpr int kDefaultKeyFrames = 5;
 std::shared_ptr<const EncodedVideo> GroundedModel::encode_video(const std::vector<RgbImage>& frames,
                                                                 const std::atomic<bool>* cancel) const try {
   if (frames.empty()) throw InferenceError("video: no frames given");
+  impl_->use_cpu_threads();
   c10::InferenceMode guard;
   const int n = static_cast<int>(frames.size());
   for (int i = 0; i < n; ++i) {
@@ -101,6 +102,7 @@ std::shared_ptr<const EncodedVideo> GroundedModel::encode_video(const std::vecto
 
 VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::string& question,
                                         const VideoOptions& options) const try {
+  impl_->use_cpu_threads();
   c10::InferenceMode guard;
   const Impl& m = *impl_;
   EncodedVideo::State& s = video.state();

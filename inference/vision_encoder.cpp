@@ -12,6 +12,7 @@
 
 #include "inference/checkpoint_layout.h"
 #include "inference/error.h"
+#include "inference/layer_norm.h"
 
 namespace unibiomed::inference {
 
@@ -217,17 +218,17 @@ void VisionEncoder::attention(const torch::Tensor& qkv, torch::Tensor& out, int6
 
 namespace {
 
-// LayerNorm of x into `normed`. On the CPU through native_layer_norm_out, which writes into the
-// reused buffers; elsewhere through layer_norm, because a GPU's native_layer_norm keeps its
-// statistics in float32 for bfloat16 input (the buffers are in the compute dtype) and its
-// allocator already reuses memory.
+// LayerNorm of x into `normed`. In float32 on the CPU through native_layer_norm_out, which writes
+// into the reused buffers; elsewhere through layer_norm_last (layer_norm.h): bfloat16 on the CPU
+// normalised in float32, and a GPU's native_layer_norm keeps its statistics in float32 for
+// bfloat16 input (the buffers are in the compute dtype) and its allocator already reuses memory.
 void layer_norm_into(torch::Tensor& normed, torch::Tensor& mean, torch::Tensor& rstd, const torch::Tensor& x,
                      int64_t channels, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
-  if (x.is_cpu()) {
+  if (x.is_cpu() && x.scalar_type() == torch::kFloat32) {
     at::native_layer_norm_out(normed, mean, rstd, x, {channels}, weight, bias, eps);
     return;
   }
-  normed.copy_(torch::layer_norm(x, {channels}, weight, bias, eps));
+  normed.copy_(layer_norm_last(x, weight, bias, eps));
 }
 
 }  // namespace
@@ -288,7 +289,7 @@ torch::Tensor VisionEncoder::pixel_shuffle(const torch::Tensor& x, double scale_
 
 torch::Tensor VisionEncoder::project(const torch::Tensor& shuffled) const {
   c10::InferenceMode guard;
-  torch::Tensor h = torch::layer_norm(shuffled, {shuffled.size(-1)}, mlp1_norm_weight_, mlp1_norm_bias_, 1e-5);
+  torch::Tensor h = layer_norm_last(shuffled, mlp1_norm_weight_, mlp1_norm_bias_, 1e-5);
   h = torch::gelu(torch::matmul(h, mlp1_fc1_weight_t_) + mlp1_fc1_bias_);
   return torch::matmul(h, mlp1_fc2_weight_t_) + mlp1_fc2_bias_;
 }

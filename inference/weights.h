@@ -19,7 +19,8 @@ namespace unibiomed::inference {
 
 struct ComputeOptions {
   torch::Device device = torch::kCPU;
-  // float32 on CPU, bfloat16 on CUDA unless set otherwise.
+  // bfloat16 on CUDA and on a CPU with bfloat16 dot products, float32 on other CPUs, unless set
+  // otherwise.
   torch::ScalarType dtype = torch::kFloat32;
 
   // Parses "cpu", "cuda", "cuda:1" and "float32"/"bfloat16"/"float16"/"auto"; throws

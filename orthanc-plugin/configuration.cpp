@@ -99,7 +99,7 @@ const std::vector<Key>& keys() {
          c.analyzer.device = s;
          return std::string();
        }},
-      {"DataType", "string", "\"auto\"", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16",
+      {"DataType", "string", "\"auto\"", "auto (bfloat16 on a GPU and on a CPU with bfloat16 dot products, float32 on other CPUs), float32, bfloat16 or float16",
        [](const json& v, Configuration& c) {
          std::string s;
          if (auto e = read_string(v, s); !e.empty()) return e;

@@ -15,6 +15,7 @@
 #include "inference/grounded_model.h"
 #include "inference/model_config.h"
 #include "inference/random_checkpoint.h"
+#include "inference/runtime.h"
 #include "inference/safetensors_file.h"
 #include "inference/tokenizer.h"
 #include "inference/weights.h"
@@ -189,11 +190,18 @@ TEST_F(CommandLine, MakeRandomThenInfo) {
   EXPECT_EQ(j["weights_hash"]["sha256"].get<std::string>(), sha256sum_of(dir / "m" / "model.safetensors"));
   EXPECT_EQ(j["dtypes"]["F32"]["tensors"].get<int>(), 437);
   EXPECT_GT(j["parts"]["SAM2 video/memory (not used by the 2D path)"]["tensors"].get<int>(), 0);
+  // What --dtype auto computes in here: bfloat16 only on a CPU with bfloat16 dot products.
+  const std::string auto_cpu = cpu_has_native_bfloat16() ? "bfloat16" : "float32";
+  EXPECT_EQ(j["compute"]["auto_dtype_cpu"], auto_cpu);
+  EXPECT_EQ(j["compute"]["cpu_bfloat16_dot_products"], cpu_has_native_bfloat16());
+  EXPECT_EQ(ComputeOptions::from_strings("cpu").dtype, auto_cpu == "bfloat16" ? torch::kBFloat16 : torch::kFloat32);
   // Text form, second run from the cache.
   auto text = cli({"model", "info", (dir / "m").string()});
   ASSERT_EQ(text.exit_code, 0) << text.output;
   EXPECT_NE(text.output.find("layout         complete"), std::string::npos) << text.output;
   EXPECT_NE(text.output.find("cached"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("compute        dtype auto: " + auto_cpu + " on this CPU"), std::string::npos)
+      << text.output;
 
   // A tensor of another shape is reported by name.
   std::vector<TensorBlob> blobs;
@@ -282,8 +290,9 @@ TEST_F(CommandLine, AskReproducesTheReferenceAnswerAndMask) {
       "a = np.stack([(7*x+13*y)%256, (x*x+3*y*y+17*x*y)%256, ((x//5)*40+(y//3)*25+60)%256], -1).astype(np.uint8)\n"
       "Image.fromarray(a).save(sys.argv[1])\n";
   ASSERT_EQ(test::run_command({"/usr/bin/python3", "-c", make_png, (dir / "e2e.png").string()}).exit_code, 0);
-  auto r = cli({"ask", "--model", test::reference_dir().string(), "--tokenizer", (dir / "tok").string(), "--json",
-                "--mask-out", (dir / "masks").string(), (dir / "e2e.png").string(),
+  // float32: the reference ran in float32 ("auto" is bfloat16 on a CPU with bfloat16 dot products).
+  auto r = cli({"ask", "--model", test::reference_dir().string(), "--tokenizer", (dir / "tok").string(), "--dtype",
+                "float32", "--json", "--mask-out", (dir / "masks").string(), (dir / "e2e.png").string(),
                 record["prompt_text"].get<std::string>()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const json j = json::parse(r.output);

@@ -154,6 +154,26 @@ TEST(CpuRuntimeDescription, SaysWhetherTheCpuHasBfloat16DotProducts) {
       << describe_cpu_runtime();
 }
 
+// bfloat16 products run on libtorch's own pool (oneDNN), float32 ones on the BLAS's: a bfloat16
+// model gets libtorch's threads at the configured count, a float32 one the split of
+// configure_cpu_threads, on the calling thread and on threads started afterwards.
+TEST(CpuRuntimeThreads, Bfloat16ComputeGetsLibtorchsThreads) {
+  const int split = [] {
+    configure_cpu_threads(2);
+    return torch::get_num_threads();
+  }();
+  use_cpu_threads_for(true);
+  EXPECT_EQ(torch::get_num_threads(), 2);
+  int in_new_thread = 0;
+  std::thread([&] { in_new_thread = torch::get_num_threads(); }).join();
+  EXPECT_EQ(in_new_thread, 2);
+  use_cpu_threads_for(false);
+  EXPECT_EQ(torch::get_num_threads(), split);
+  std::thread([&] { in_new_thread = torch::get_num_threads(); }).join();
+  EXPECT_EQ(in_new_thread, split);
+  configure_cpu_threads(2);
+}
+
 }  // namespace
 }  // namespace unibiomed::inference
 

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "inference/error.h"
+#include "inference/runtime.h"
 #include "inference/weights.h"
 #include "tests/support/test_support.h"
 
@@ -49,7 +50,10 @@ TEST(Weights, Bf16IsConvertedToFloat32) {
 }
 
 TEST(Weights, DeviceAndDtypeStrings) {
-  EXPECT_EQ(ComputeOptions::from_strings("cpu").dtype, torch::kFloat32);
+  // auto: bfloat16 where the CPU has bfloat16 dot products, float32 on other CPUs.
+  EXPECT_EQ(ComputeOptions::from_strings("cpu").dtype,
+            cpu_has_native_bfloat16() ? torch::kBFloat16 : torch::kFloat32);
+  EXPECT_EQ(ComputeOptions::from_strings("cpu", "float32").dtype, torch::kFloat32);
   EXPECT_EQ(ComputeOptions::from_strings("cpu", "bfloat16").dtype, torch::kBFloat16);
   EXPECT_THROW(ComputeOptions::from_strings("tpu"), InferenceError);
   EXPECT_THROW(ComputeOptions::from_strings("cpu", "int4"), InferenceError);
