@@ -91,7 +91,7 @@ DtypeChoice choose_dtypes(const std::string& list, const c10::Device& device) {
 
 std::string resolved_dtype(const std::string& dtype, const c10::Device& device) {
   if (dtype != "auto") return dtype;
-  return !device.is_cpu() || inference::cpu_has_native_bfloat16() ? "bfloat16" : "float32";
+  return inference::ComputeOptions::auto_dtype(device) == torch::kBFloat16 ? "bfloat16" : "float32";
 }
 
 double median_device_seconds(const c10::Device& device, const std::function<void()>& fn, int warmup, int runs) {

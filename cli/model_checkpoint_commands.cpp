@@ -170,7 +170,8 @@ int run_model_info(const Args& args) {
 
     const auto& g = config.grounding;
     const auto& h = g.hiera;
-    // What --dtype auto / "DataType": "auto" computes in (inference/weights.cpp).
+    // What --dtype auto / "DataType": "auto" computes in on this machine's CPU
+    // (ComputeOptions::auto_dtype; this file stays free of libtorch headers).
     const std::string auto_cpu = inference::cpu_has_native_bfloat16() ? "bfloat16" : "float32";
     if (p.is_set("--json")) {
       nlohmann::ordered_json j;

@@ -36,10 +36,7 @@ ComputeOptions ComputeOptions::from_strings(const std::string& device, const std
   if (!o.device.is_cpu() && !o.device.is_cuda())
     throw InferenceError("device \"" + device + "\" is not supported (cpu or cuda)");
   if (dtype == "auto" || dtype.empty())
-    // bfloat16 on a GPU and on a CPU with bfloat16 dot products (there it computed a grounded
-    // answer 2.2x as fast as float32, runtime.h); float32 on other CPUs, where libtorch's bfloat16
-    // matrix product is many times slower than its float32 one.
-    o.dtype = o.device.is_cuda() || cpu_has_native_bfloat16() ? torch::kBFloat16 : torch::kFloat32;
+    o.dtype = auto_dtype(o.device);
   else if (dtype == "float32" || dtype == "fp32")
     o.dtype = torch::kFloat32;
   else if (dtype == "bfloat16" || dtype == "bf16")
@@ -60,6 +57,10 @@ ComputeOptions ComputeOptions::from_strings(const std::string& device, const std
     }
   }
   return o;
+}
+
+torch::ScalarType ComputeOptions::auto_dtype(const torch::Device& device) {
+  return device.is_cuda() || cpu_has_native_bfloat16() ? torch::kBFloat16 : torch::kFloat32;
 }
 
 torch::ScalarType to_torch(DType dtype) {
