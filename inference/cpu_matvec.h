@@ -4,7 +4,8 @@
 // and its matrix-vector product reads W once per row, so a batch of 4 sequences would cost 4
 // passes over 2 GB of weights per step instead of one. In bfloat16, libtorch 1.13's matrix-vector
 // product per row read the weights at a fraction of the memory bandwidth (a 0.5 B decode step took
-// 87 ms); here they are widened to float32 in registers, the sums kept in float32 and rounded to
+// 87 ms); here they are widened to float32 in registers (or, on CPUs with AVX512-BF16, multiplied
+// in pairs by vdpbf16ps, whose products are exact), the sums kept in float32 and rounded to
 // bfloat16 once, as libtorch's bfloat16 products round theirs.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
@@ -21,7 +22,8 @@ inline constexpr int64_t kMatvecMaxRows = 8;
 bool matvec_rows_applies(const torch::Tensor& x, const torch::Tensor& weight);
 
 // x [R, K], weight [N, K], bias [N] or undefined (x's dtype) -> [R, N] in x's dtype. Uses AVX2/FMA
-// when the CPU has them; runs on libtorch's intra-op pool.
+// when the CPU has them (AVX512-BF16 for bfloat16); runs on configured_cpu_threads() threads
+// (runtime.h), whatever libtorch's pool has.
 torch::Tensor matvec_rows(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
 
 }  // namespace unibiomed::inference

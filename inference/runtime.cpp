@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "inference/runtime.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/CPUAllocator.h>
 #include <dlfcn.h>
 #include <sched.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -16,6 +22,7 @@
 #include <sstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -337,6 +344,17 @@ void run_parts_with_serial_blas(int parts, const std::function<void(int)>& work)
 }
 
 namespace {
+// libtorch's intra-op thread count, and the same for this library's own OpenMP loops: a libtorch
+// that brings its own OpenMP runtime (a PyTorch wheel's) keeps its count in that runtime, and ours
+// would otherwise start every core's worth of threads. With one runtime the second call repeats
+// the first.
+void set_intra_op_threads(int n) {
+  torch::set_num_threads(n);
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
+}
+
 // What configure_cpu_threads resolved (0: not called yet), for use_cpu_threads_for.
 std::atomic<int> g_configured_threads{0};
 std::atomic<int> g_float32_torch_threads{0};
@@ -353,16 +371,32 @@ int configure_cpu_threads(int threads) {
   // where the time goes, gets them all.
   const bool separate_blas_pool = set_blas && blas_parallel && blas_parallel() == 1;
   const int torch_threads = separate_blas_pool && n > 1 ? 1 : n;
-  torch::set_num_threads(torch_threads);
+  set_intra_op_threads(torch_threads);
   g_configured_threads.store(n);
   g_float32_torch_threads.store(torch_threads);
   install_cpu_tensor_cache(cache_limit_from_environment());
   return n;
 }
 
+int configured_cpu_threads() { return g_configured_threads.load(); }
+
+int library_parallel_for_threads() {
+  std::mutex m;
+  std::set<std::thread::id> seen;
+  at::parallel_for(0, 1024, 1, [&](int64_t, int64_t) {
+    // long enough that a team of threads starts its chunks together
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    std::lock_guard<std::mutex> lock(m);
+    seen.insert(std::this_thread::get_id());
+  });
+  return static_cast<int>(seen.size());
+}
+
 void use_cpu_threads_for(bool bfloat16_compute) {
   const int want = bfloat16_compute ? g_configured_threads.load() : g_float32_torch_threads.load();
-  if (want > 0 && torch::get_num_threads() != want) torch::set_num_threads(want);
+  if (want > 0 && torch::get_num_threads() != want) set_intra_op_threads(want);
 }
 
 std::string describe_cpu_runtime() {

@@ -33,6 +33,18 @@ int configure_cpu_threads(int threads = 0);
 // effect before configure_cpu_threads has run; a no-op when the count is already right.
 void use_cpu_threads_for(bool bfloat16_compute);
 
+// The thread count configure_cpu_threads resolved (0 before it ran). The decoding matrix-vector
+// products (cpu_matvec.h) use this many threads in both dtypes: they replace the BLAS while they
+// run, so the float32 split above does not apply to them.
+int configured_cpu_threads();
+
+// How many threads at::parallel_for gives a loop compiled into this library (the model's own
+// parallel loops) with libtorch's current thread count: at::parallel_for's OpenMP backend is a
+// pragma in a header, so a library compiled without -fopenmp runs every such loop on one thread
+// whatever the thread count says (decoding then ran at half the memory bandwidth). Counts the
+// distinct threads that run the chunks of one small loop.
+int library_parallel_for_threads();
+
 // The cores this process may run on (sched_getaffinity), at least 1.
 int available_cores();
 

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -171,6 +172,21 @@ TEST(CpuRuntimeThreads, Bfloat16ComputeGetsLibtorchsThreads) {
   EXPECT_EQ(torch::get_num_threads(), split);
   std::thread([&] { in_new_thread = torch::get_num_threads(); }).join();
   EXPECT_EQ(in_new_thread, split);
+  configure_cpu_threads(2);
+}
+
+// The model's own parallel loops (decoding's matrix-vector products, image preprocessing) use
+// libtorch's threads: the library is compiled with OpenMP, without which at::parallel_for's pragma
+// is dropped and every such loop runs on one thread.
+TEST(CpuRuntimeThreads, TheLibrarysParallelLoopsRunOnLibtorchsThreads) {
+  const int cores = std::min(2, available_cores());
+  configure_cpu_threads(cores);
+  use_cpu_threads_for(true);  // libtorch's pool at the configured count
+  ASSERT_EQ(torch::get_num_threads(), cores);
+  EXPECT_EQ(library_parallel_for_threads(), cores);
+  EXPECT_EQ(configured_cpu_threads(), cores);
+  torch::set_num_threads(1);
+  EXPECT_EQ(library_parallel_for_threads(), 1);
   configure_cpu_threads(2);
 }
 
