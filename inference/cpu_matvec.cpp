@@ -208,7 +208,21 @@ bool matvec_rows_applies(const torch::Tensor& x, const torch::Tensor& weight) {
          x.size(0) <= kMatvecMaxRows && x.size(1) == weight.size(1) && weight.is_contiguous();
 }
 
-torch::Tensor matvec_rows(const torch::Tensor& x_in, const torch::Tensor& weight, const torch::Tensor& bias) {
+#if defined(__x86_64__)
+namespace {
+const std::array<Bf16Kernel, kMatvecMaxRows + 1>& bf16_pair_kernels() {
+  static const std::array<Bf16Kernel, kMatvecMaxRows + 1> table = make_bf16_table();  // by CPU features
+  return table;
+}
+}  // namespace
+
+bool matvec_has_bf16_pair_kernel() { return bf16_pair_kernels()[1] != nullptr; }
+#else
+bool matvec_has_bf16_pair_kernel() { return false; }
+#endif
+
+torch::Tensor matvec_rows(const torch::Tensor& x_in, const torch::Tensor& weight, const torch::Tensor& bias,
+                          MatvecKernel choice) {
   if (!matvec_rows_applies(x_in, weight) ||
       (bias.defined() && (bias.scalar_type() != x_in.scalar_type() || bias.numel() != weight.size(0) || !bias.is_cpu())))
     throw InferenceError("matvec_rows: expects float32 or bfloat16 CPU x [1.." + std::to_string(kMatvecMaxRows) +
@@ -228,13 +242,15 @@ torch::Tensor matvec_rows(const torch::Tensor& x_in, const torch::Tensor& weight
   }
   const auto* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr<at::BFloat16>());
 #if defined(__x86_64__)
-  static const std::array<Bf16Kernel, kMatvecMaxRows + 1> bf16_table = make_bf16_table();
-  if (const Bf16Kernel kernel = bf16_table[static_cast<size_t>(R)]) {
+  const Bf16Kernel kernel = choice == MatvecKernel::kBest ? bf16_pair_kernels()[static_cast<size_t>(R)] : nullptr;
+  if (kernel) {
     const torch::Tensor xb = x_in.contiguous();  // bfloat16, as the weights (matvec_rows_applies)
     const auto* xbp = reinterpret_cast<const uint16_t*>(xb.data_ptr<at::BFloat16>());
     split_rows(N, [&](int64_t n0, int64_t n1) { kernel(wp, n0, n1, K, xbp, bp, yp, N); });
     return y.to(torch::kBFloat16);
   }
+#else
+  (void)choice;
 #endif
   run_rows(wp, R, K, N, xp, bp, yp);
   return y.to(torch::kBFloat16);

@@ -24,6 +24,12 @@ bool matvec_rows_applies(const torch::Tensor& x, const torch::Tensor& weight);
 // x [R, K], weight [N, K], bias [N] or undefined (x's dtype) -> [R, N] in x's dtype. Uses AVX2/FMA
 // when the CPU has them (AVX512-BF16 for bfloat16); runs on configured_cpu_threads() threads
 // (runtime.h), whatever libtorch's pool has.
-torch::Tensor matvec_rows(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
+// `kernel`: kBest picks by CPU features; kWidening keeps bfloat16 weights on the widening kernel
+// (AVX2 or plain) even where AVX512-BF16 is present, so that tests check both kernels on one machine.
+enum class MatvecKernel { kBest, kWidening };
+torch::Tensor matvec_rows(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {},
+                          MatvecKernel kernel = MatvecKernel::kBest);
+// Whether kBest uses the AVX512-BF16 kernel for bfloat16 weights on this CPU.
+bool matvec_has_bf16_pair_kernel();
 
 }  // namespace unibiomed::inference

@@ -45,13 +45,20 @@ TEST(Matvec, Bfloat16WeightsAreSummedInFloat32AndRoundedOnce) {
       // float32 summation error.
       const torch::Tensor exact = torch::linear(x.to(torch::kFloat64), w.to(torch::kFloat64));
       const torch::Tensor exact_b = torch::linear(x.to(torch::kFloat64), w.to(torch::kFloat64), b.to(torch::kFloat64));
-      const torch::Tensor y = matvec_rows(x, w), y_b = matvec_rows(x, w, b);
-      EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
       const auto bound = [](const torch::Tensor& e) {
         return (std::ldexp(1.0, -8) + 1e-5) * e.abs().max().item<double>();
       };
-      EXPECT_TRUE(test::close_to(what, y.to(torch::kFloat64), exact, bound(exact)));
-      EXPECT_TRUE(test::close_to(what + " + bias", y_b.to(torch::kFloat64), exact_b, bound(exact_b)));
+      // Both kernels wherever this CPU runs them: the AVX512-BF16 pair products (kBest there) and
+      // the widening one (kBest elsewhere).
+      for (const MatvecKernel kernel : {MatvecKernel::kBest, MatvecKernel::kWidening}) {
+        const std::string which = what + (kernel == MatvecKernel::kBest && matvec_has_bf16_pair_kernel()
+                                              ? ", AVX512-BF16 pairs"
+                                              : ", widened weights");
+        const torch::Tensor y = matvec_rows(x, w, {}, kernel), y_b = matvec_rows(x, w, b, kernel);
+        EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+        EXPECT_TRUE(test::close_to(which, y.to(torch::kFloat64), exact, bound(exact)));
+        EXPECT_TRUE(test::close_to(which + " + bias", y_b.to(torch::kFloat64), exact_b, bound(exact_b)));
+      }
     }
   }
 }
