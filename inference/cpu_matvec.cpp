@@ -227,32 +227,35 @@ torch::Tensor matvec_rows(const torch::Tensor& x_in, const torch::Tensor& weight
       (bias.defined() && (bias.scalar_type() != x_in.scalar_type() || bias.numel() != weight.size(0) || !bias.is_cpu())))
     throw InferenceError("matvec_rows: expects float32 or bfloat16 CPU x [1.." + std::to_string(kMatvecMaxRows) +
                          ", K], weight [N, K] and bias [N] of x's dtype");
-  // x and the bias are small: taken as float32; the sums are float32 and rounded to x's dtype at
-  // the end, as libtorch's bfloat16 products round theirs.
-  const torch::Tensor x = x_in.to(torch::kFloat32).contiguous();
+  // The bias is small: taken as float32; the sums are float32 and rounded to x's dtype at the end,
+  // as libtorch's bfloat16 products round theirs.
   const torch::Tensor b = bias.defined() ? bias.to(torch::kFloat32).contiguous() : bias;
-  const int64_t R = x.size(0), K = x.size(1), N = weight.size(0);
-  torch::Tensor y = torch::empty({R, N}, x.options());
-  const float* xp = x.data_ptr<float>();
+  const int64_t R = x_in.size(0), K = x_in.size(1), N = weight.size(0);
+  torch::Tensor y = torch::empty({R, N}, x_in.options().dtype(torch::kFloat32));
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  if (weight.scalar_type() == torch::kFloat32) {
-    run_rows(weight.data_ptr<float>(), R, K, N, xp, bp, yp);
-    return y;
-  }
-  const auto* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr<at::BFloat16>());
+  const bool bf16 = weight.scalar_type() == torch::kBFloat16;
 #if defined(__x86_64__)
-  const Bf16Kernel kernel = choice == MatvecKernel::kBest ? bf16_pair_kernels()[static_cast<size_t>(R)] : nullptr;
-  if (kernel) {
-    const torch::Tensor xb = x_in.contiguous();  // bfloat16, as the weights (matvec_rows_applies)
+  const Bf16Kernel pairs =
+      bf16 && choice == MatvecKernel::kBest ? bf16_pair_kernels()[static_cast<size_t>(R)] : nullptr;
+  if (pairs) {  // x read as it is: bfloat16, as the weights (matvec_rows_applies)
+    const torch::Tensor xb = x_in.contiguous();
     const auto* xbp = reinterpret_cast<const uint16_t*>(xb.data_ptr<at::BFloat16>());
-    split_rows(N, [&](int64_t n0, int64_t n1) { kernel(wp, n0, n1, K, xbp, bp, yp, N); });
+    const auto* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr<at::BFloat16>());
+    split_rows(N, [&](int64_t n0, int64_t n1) { pairs(wp, n0, n1, K, xbp, bp, yp, N); });
     return y.to(torch::kBFloat16);
   }
 #else
   (void)choice;
 #endif
-  run_rows(wp, R, K, N, xp, bp, yp);
+  // The widening kernels take x (small) as float32.
+  const torch::Tensor x = x_in.to(torch::kFloat32).contiguous();
+  const float* xp = x.data_ptr<float>();
+  if (!bf16) {
+    run_rows(weight.data_ptr<float>(), R, K, N, xp, bp, yp);
+    return y;
+  }
+  run_rows(reinterpret_cast<const uint16_t*>(weight.data_ptr<at::BFloat16>()), R, K, N, xp, bp, yp);
   return y.to(torch::kBFloat16);
 }
 
