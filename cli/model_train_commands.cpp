@@ -32,7 +32,7 @@ std::string shown(T value) {
 }  // namespace
 
 int run_model_train(const Args& args) {
-  ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--clips N] [--clip-frames N] [--minutes M] "
+  ArgParser p("unibiomed model train [--seed N] [--steps N] [--batch N] [--clips N] [--clip-frames N] [--phantoms N] [--minutes M] "
               "[--learning-rate X] [--memory-lr-scale X] [--absent-targets X] [--init DIR [--fresh-memory-path]] [--threads N] "
               "[--family NAME] DIR",
               "Trains the demo checkpoint: a small model of the UniBiomed architecture (same code and tensor names "
@@ -50,6 +50,8 @@ int run_model_train(const Args& args) {
       .option("--batch", "N", "examples per step", std::to_string(defaults.batch))
       .option("--clips", "N", "video clips per step (0: images only)", std::to_string(defaults.clips))
       .option("--clip-frames", "N", "frames per video clip", std::to_string(defaults.clip_frames))
+      .option("--phantoms", "N", "synthetic patients per modality (each with its own anatomy)",
+              std::to_string(defaults.phantoms))
       .option("--minutes", "M", "stop (and save) after this many minutes", shown(defaults.max_minutes))
       .option("--learning-rate", "X", "peak learning rate (AdamW, warm-up then cosine)", shown(defaults.learning_rate))
       .option("--memory-lr-scale", "X", "the memory path's learning rate relative to --learning-rate",
@@ -70,6 +72,7 @@ int run_model_train(const Args& args) {
   o.threads = static_cast<int>(p.get_int("--threads"));
   o.clips = static_cast<int>(p.get_int("--clips"));
   o.clip_frames = static_cast<int>(p.get_int("--clip-frames"));
+  o.phantoms = static_cast<int>(p.get_int("--phantoms"));
   const std::pair<const char*, double*> numbers[] = {
       {"--minutes", &o.max_minutes},
       {"--learning-rate", &o.learning_rate},
@@ -85,9 +88,9 @@ int run_model_train(const Args& args) {
     }
   }
   if (o.steps <= 0 || o.batch <= 0 || o.max_minutes <= 0 || o.learning_rate <= 0 || o.memory_learning_rate_scale <= 0 ||
-      o.threads < 0 || o.clips < 0 || o.clip_frames < 2 || o.clip_frames > 24)
+      o.threads < 0 || o.clips < 0 || o.clip_frames < 2 || o.clip_frames > 24 || o.phantoms < 1 || o.phantoms > 100)
     throw UsageError("--steps, --batch, --minutes, --learning-rate and --memory-lr-scale must be positive, --threads "
-                     "and --clips not negative, --clip-frames 2 to 24");
+                     "and --clips not negative, --clip-frames 2 to 24, --phantoms 1 to 100");
   if (!(o.absent_target_share >= 0 && o.absent_target_share <= 1))
     throw UsageError("--absent-targets must be a share from 0 to 1, not '" + p.get("--absent-targets") + "'");
   if (auto init = p.get_optional("--init")) {

@@ -614,10 +614,11 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   log("model: " + std::to_string(model.parameter_count()) + " parameters; " + std::to_string(o.steps) + " steps of " +
       std::to_string(o.batch) + " examples, at most " + fixed(o.max_minutes, 1) + " minutes, " +
       std::to_string(std::min(thread_count(o.threads), o.batch)) + " worker threads");
-  SyntheticData data(o.seed, o.seed + 1);
+  log("drawing " + std::to_string(o.phantoms) + " synthetic patients per modality");
+  SyntheticData data(o.seed, o.seed + 1, o.phantoms);
   data.set_absent_target_share(o.absent_target_share);
   std::unique_ptr<SyntheticClips> clips;
-  if (o.clips > 0) clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2);
+  if (o.clips > 0) clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2, o.phantoms);
   if (o.fresh_memory_path) {
     if (o.init.empty()) throw InferenceError("train: a fresh memory path needs a checkpoint to start from (--init)");
     model.reset_memory_path(memory_config, o.seed + 4);

@@ -55,6 +55,10 @@ struct TrainOptions {
   // SAM2's memory with losses on every frame's mask; 0: images only.
   int clips = 2;
   int clip_frames = 6;
+  // Patients (phantoms, each drawing its anatomy from its seed) per modality, for the images and
+  // for the clips. Three (before) taught the model three patients' anatomy: disease answers on
+  // held-out patients rose from 0.855 to 0.920 with 24. Drawing 24 takes about a minute.
+  int phantoms = 24;
   // Start from this checkpoint's weights instead of fresh ones (fine-tuning; same config).
   std::filesystem::path init;
   // With `init`: the memory path starts over from fresh weights (then calibrated) while the rest
@@ -82,8 +86,9 @@ struct EvaluateOptions {
   // as NNN-family.png, and index.txt with the questions and answers.
   std::filesystem::path dump_dir;
   // Video score: whole held-out volumes and cines per modality (0: none), each object tracked
-  // in video mode and answered slice by slice.
-  int video_phantoms = 3;
+  // in video mode and answered slice by slice. Five per modality (37 objects): with three (23
+  // objects, two of them CT lesions) two checkpoints swapped places from one seed to another.
+  int video_phantoms = 5;
   std::function<void(const std::string&)> log;
 };
 

@@ -92,6 +92,9 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   r = run({"train", "--clip-frames", "1", out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("--clip-frames 2 to 24"), std::string::npos) << r.output;
+  r = run({"train", "--phantoms", "0", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--phantoms 1 to 100"), std::string::npos) << r.output;
   r = run({"train", "--learning-rate", "1e-3x", out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("--learning-rate must be a number, not '1e-3x'"), std::string::npos) << r.output;

@@ -398,6 +398,7 @@ TEST(Training, FineTuningWithClipsTrainsTheMemoryPath) {
   o.batch = 2;
   o.clips = 2;
   o.clip_frames = 6;  // one to five key frames: at least one frame is tracked from memory
+  o.phantoms = 1;     // drawing the default 24 patients per modality takes a minute
   o.init = demo;
   o.learning_rate = 0.05;  // an Adam step of about this size shows in the bfloat16 checkpoint
   o.save_every = 0;
