@@ -88,9 +88,10 @@ int run_model_train(const Args& args) {
     }
   }
   if (o.steps <= 0 || o.batch <= 0 || o.max_minutes <= 0 || o.learning_rate <= 0 || o.memory_learning_rate_scale <= 0 ||
-      o.threads < 0 || o.clips < 0 || o.clip_frames < 2 || o.clip_frames > 24 || o.phantoms < 1 || o.phantoms > 100)
+      o.threads < 0 || o.clips < 0 || o.clip_frames < 2 || o.clip_frames > 24 || o.phantoms < 1 || o.phantoms > training::kMaxPhantomsPerModality)
     throw UsageError("--steps, --batch, --minutes, --learning-rate and --memory-lr-scale must be positive, --threads "
-                     "and --clips not negative, --clip-frames 2 to 24, --phantoms 1 to 100");
+                     "and --clips not negative, --clip-frames 2 to 24, --phantoms 1 to " +
+                     std::to_string(training::kMaxPhantomsPerModality));
   if (!(o.absent_target_share >= 0 && o.absent_target_share <= 1))
     throw UsageError("--absent-targets must be a share from 0 to 1, not '" + p.get("--absent-targets") + "'");
   if (auto init = p.get_optional("--init")) {
@@ -139,8 +140,9 @@ int run_model_evaluate(const Args& args) {
   o.video_phantoms = static_cast<int>(p.get_int("--video-phantoms"));
   o.dtype = p.get("--dtype");
   if (auto d = p.get_optional("--dump")) o.dump_dir = *d;
-  if (o.examples <= 0 || o.threads < 0 || o.video_phantoms < 0)
-    throw UsageError("--examples must be positive, --threads and --video-phantoms not negative");
+  if (o.examples <= 0 || o.threads < 0 || o.video_phantoms < 0 || o.video_phantoms > training::kMaxPhantomsPerModality)
+    throw UsageError("--examples must be positive, --threads and --video-phantoms not negative, --video-phantoms at most " +
+                     std::to_string(training::kMaxPhantomsPerModality));
   o.log = log_line;
   try {
     std::cout << training::evaluate_checkpoint(p.positionals()[0], o).table();

@@ -380,6 +380,17 @@ std::shared_ptr<const std::vector<float>> window_volume(const Phantom& p, const 
   return spec.render == Render::kMr ? std::make_shared<const std::vector<float>>(p.values) : nullptr;
 }
 
+// The seed of phantom k of modality m (an index of specs()).
+uint64_t phantom_seed_of(uint64_t phantom_seed, size_t m, int k) {
+  return phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k);
+}
+
+void check_phantom_count(int phantoms_per_modality) {
+  if (phantoms_per_modality < 1 || phantoms_per_modality > kMaxPhantomsPerModality)
+    throw std::invalid_argument("synthetic data: " + std::to_string(phantoms_per_modality) +
+                                " phantoms per modality; 1 to " + std::to_string(kMaxPhantomsPerModality) + " are possible");
+}
+
 void add_slices(const Phantom& p, const ModalitySpec& spec, std::vector<Slice>& out) {
   const auto volume = window_volume(p, spec);
   for (int z = 0; z < p.slices; ++z) {
@@ -401,11 +412,12 @@ const std::vector<std::string>& SyntheticData::families() {
 
 SyntheticData::SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality)
     : pool_(std::make_unique<Pool>(example_seed)) {
+  check_phantom_count(phantoms_per_modality);
   for (size_t m = 0; m < specs().size(); ++m) {
     const ModalitySpec& spec = specs()[m];
     std::vector<Slice> slices, clean;
     for (int k = 0; k < phantoms_per_modality; ++k) {
-      const uint64_t seed = phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k);
+      const uint64_t seed = phantom_seed_of(phantom_seed, m, k);
       add_slices(spec.make(seed, true), spec, slices);
       // 2D modalities: the same patient without the finding, for the "no abnormality" answers.
       if (spec.clean_negatives()) add_slices(spec.make(seed, false), spec, clean);
@@ -615,12 +627,13 @@ struct SyntheticClips::Pool {
 
 SyntheticClips::SyntheticClips(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality)
     : pool_(std::make_unique<Pool>(example_seed)) {
+  check_phantom_count(phantoms_per_modality);
   for (size_t m : video_specs()) {
     const ModalitySpec& spec = specs()[m];
     Pool::Source src;
     src.spec = m;
     for (int k = 0; k < phantoms_per_modality; ++k) {
-      const uint64_t seed = phantom_seed * 1000003ULL + m * 101 + static_cast<uint64_t>(k);
+      const uint64_t seed = phantom_seed_of(phantom_seed, m, k);
       src.phantoms.push_back(video_phantom(spec, seed, true, 16));
       if (spec.clean_negatives()) src.clean.push_back(video_phantom(spec, seed, false, 16));
     }

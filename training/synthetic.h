@@ -25,6 +25,10 @@ namespace unibiomed::training {
 // show less of it (a lesion's edge) are asked neither "is there" nor "is there not".
 inline constexpr size_t kVisibleFinding = 40;
 
+// Phantoms (patients) per modality at most: phantom k of modality m draws seed
+// phantom_seed * 1000003 + m * 101 + k, so a larger k would repeat the next modality's seeds.
+inline constexpr int kMaxPhantomsPerModality = 100;
+
 struct Example {
   std::string modality;  // the rules' modality phrase: "CT", "MRI", "X-Ray", "ultrasound", ...
   std::string family;    // "segmentation", "disease", "vqa", "report", "region"
@@ -47,7 +51,8 @@ struct Example {
 class SyntheticData {
  public:
   // `phantom_seed` selects the phantoms (training and held-out sets use different ones),
-  // `example_seed` the sequence of examples drawn from them.
+  // `example_seed` the sequence of examples drawn from them; 1 to kMaxPhantomsPerModality
+  // phantoms per modality (std::invalid_argument otherwise).
   SyntheticData(uint64_t phantom_seed, uint64_t example_seed, int phantoms_per_modality = 3);
   ~SyntheticData();
   Example next();

@@ -86,7 +86,7 @@ struct EvaluateOptions {
   // as NNN-family.png, and index.txt with the questions and answers.
   std::filesystem::path dump_dir;
   // Video score: whole held-out volumes and cines per modality (0: none), each object tracked
-  // in video mode and answered slice by slice. Five per modality (37 objects): with three (23
+  // in video mode and answered slice by slice. Five per modality (39 objects): with three (23
   // objects, two of them CT lesions) two checkpoints swapped places from one seed to another.
   int video_phantoms = 5;
   std::function<void(const std::string&)> log;

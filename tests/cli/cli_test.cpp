@@ -111,6 +111,9 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   r = run({"evaluate", "--video-phantoms", "-1", out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("--video-phantoms not negative"), std::string::npos) << r.output;
+  r = run({"evaluate", "--video-phantoms", "101", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--video-phantoms at most 100"), std::string::npos) << r.output;
   r = run({"evaluate", "--examples", "0", out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("--examples must be positive"), std::string::npos) << r.output;

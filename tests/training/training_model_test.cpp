@@ -282,6 +282,21 @@ TEST(SyntheticData, ExamplesAreWellFormed) {
 // Training asks some segmentation questions of CT and MR slices that do not show the target
 // (the node asks every slice of a volume): the answer is still "Sure, [SEG]." and its mask is
 // empty. 2D images always show their structures; the held-out set (share 0) asks none.
+// Phantom k of modality m draws seed phantom_seed * 1000003 + m * 101 + k: more than
+// kMaxPhantomsPerModality per modality would repeat the next modality's patients, so both pools
+// refuse such counts (and none) before drawing anything.
+TEST(SyntheticData, PhantomCountsOutsideTheSeedRangeAreRefused) {
+  for (int n : {0, kMaxPhantomsPerModality + 1}) {
+    EXPECT_THROW(SyntheticData(1, 2, n), std::invalid_argument) << n;
+    EXPECT_THROW(SyntheticClips(1, 2, n), std::invalid_argument) << n;
+  }
+  try {
+    SyntheticData(1, 2, kMaxPhantomsPerModality + 1);
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("1 to 100"), std::string::npos) << e.what();
+  }
+}
+
 TEST(SyntheticData, AbsentTargetQuestionsAreVolumeSlicesWithEmptyMasks) {
   SyntheticData training(7, 8, 1), held_out(7, 8, 1);
   training.set_absent_target_share(0.5);
