@@ -130,7 +130,9 @@ int run_model_evaluate(const Args& args) {
               std::to_string(defaults.video_phantoms))
       .option("--threads", "N", "torch threads; 0: the machine's cores", std::to_string(defaults.threads))
       .option("--dtype", "T", "compute dtype: float32, bfloat16 or auto", defaults.dtype)
-      .option("--dump", "DIR", "write each example's image with the true (green) and predicted (red) outline")
+      .option("--dump", "DIR", "write each example's image with the true (green) and predicted (red) outline, and video.txt: per "
+              "frame of each held-out volume or cine, the object's pixels, the video-mode and slices-mode masks' "
+              "pixels, object-score logits and overlap with the object")
       .positional("DIR", "the checkpoint folder", 1, 1);
   if (!p.parse(args)) return kExitOk;
   training::EvaluateOptions o;

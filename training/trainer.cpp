@@ -860,8 +860,12 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
       if (!a.segments.empty()) predicted = a.segments.front().masks;
       v.video_dice = stacked_dice(predicted, c.masks);
       const auto per_slice = model->answer_batch(c.frames, c.question, answer_options);
-      for (size_t f = 0; f < per_slice.size(); ++f)
-        predicted[f] = per_slice[f].segments.empty() ? std::vector<uint8_t>() : per_slice[f].segments.front().mask;
+      std::vector<float> slice_score(per_slice.size(), 0.0f);
+      for (size_t f = 0; f < per_slice.size(); ++f) {
+        const bool none = per_slice[f].segments.empty();
+        predicted[f] = none ? std::vector<uint8_t>() : per_slice[f].segments.front().mask;
+        slice_score[f] = none ? 0.0f : per_slice[f].segments.front().object_score;
+      }
       v.slices_dice = stacked_dice(predicted, c.masks);
       if (!o.dump_dir.empty()) {
         // Per frame: pixels of the object, of the video-mode mask and of the slice's own answer.
@@ -869,13 +873,21 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
         fs::create_directories(o.dump_dir, ec);
         std::ofstream f(o.dump_dir / "video.txt", std::ios::app);
         auto pixels = [](const std::vector<uint8_t>& m) { return std::count(m.begin(), m.end(), uint8_t{1}); };
+        auto overlap = [](const std::vector<uint8_t>& m, const std::vector<uint8_t>& truth) {
+          int64_t n = 0;
+          for (size_t i = 0; i < m.size() && i < truth.size(); ++i) n += (m[i] && truth[i]) ? 1 : 0;
+          return n;
+        };
         f << "object " << r.video.size() << " " << v.object << " (" << c.question << "; answer: " << a.text
           << "): Dice video " << fixed(v.video_dice, 3) << ", slices " << fixed(v.slices_dice, 3) << "\n";
         for (size_t t = 0; t < c.frames.size(); ++t) {
           const bool key = std::count(c.key_frames.begin(), c.key_frames.end(), static_cast<int>(t)) > 0;
           f << "  frame " << t << (key ? " key" : "    ") << "  truth " << pixels(c.masks[t]) << "  video "
             << (a.segments.empty() ? 0 : pixels(a.segments.front().masks[t])) << "  slice " << pixels(predicted[t])
-            << "\n";
+            << "  score video " << fixed(a.segments.empty() ? 0.0 : a.segments.front().object_score[t], 2)
+            << " slice " << fixed(slice_score[t], 2) << "  overlap video "
+            << (a.segments.empty() ? 0 : overlap(a.segments.front().masks[t], c.masks[t])) << " slice "
+            << overlap(predicted[t], c.masks[t]) << "\n";
         }
       }
       video_sum += v.video_dice;
