@@ -872,7 +872,9 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
         std::error_code ec;
         fs::create_directories(o.dump_dir, ec);
         std::ofstream f(o.dump_dir / "video.txt", std::ios::app);
-        auto pixels = [](const std::vector<uint8_t>& m) { return std::count(m.begin(), m.end(), uint8_t{1}); };
+        auto pixels = [](const std::vector<uint8_t>& m) {
+          return std::count_if(m.begin(), m.end(), [](uint8_t v) { return v != 0; });
+        };
         auto overlap = [](const std::vector<uint8_t>& m, const std::vector<uint8_t>& truth) {
           int64_t n = 0;
           for (size_t i = 0; i < m.size() && i < truth.size(); ++i) n += (m[i] && truth[i]) ? 1 : 0;

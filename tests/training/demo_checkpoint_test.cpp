@@ -12,8 +12,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
+#include <string>
 
 #include "inference/model_config.h"
 #include "pipeline/checkpoint_targets.h"
@@ -41,10 +45,66 @@ TEST(DemoCheckpoint, HasTheReleasedLayoutAndACard) {
   EXPECT_LT(fs::file_size(demo_dir() / "model.safetensors"), 8u << 20) << "a few MB at most";
 }
 
+// `model evaluate --dump`'s video.txt: per object, a line per frame with the pixels of the
+// object, of the video-mode and slices-mode masks, their object scores and their overlap with
+// the object. The Dice computed from those counts is the score the report gives.
+void expect_dump_matches(const fs::path& file, const EvaluationReport& r) {
+  std::istringstream in(test::read_file(file));
+  std::string line;
+  size_t object = 0;
+  int64_t frames = 0;
+  double truth = 0, video = 0, slice = 0, video_overlap = 0, slice_overlap = 0;
+  auto check = [&] {
+    if (object == 0) return;
+    const VideoScore& v = r.video[object - 1];
+    EXPECT_EQ(frames, v.frames) << v.object;
+    auto dice = [&](double mask, double overlap) { return mask + truth == 0 ? 1.0 : 2 * overlap / (mask + truth); };
+    EXPECT_NEAR(dice(video, video_overlap), v.video_dice, 1e-12) << v.object;
+    EXPECT_NEAR(dice(slice, slice_overlap), v.slices_dice, 1e-12) << v.object;
+  };
+  while (std::getline(in, line)) {
+    if (line.rfind("object ", 0) == 0) {
+      check();
+      ASSERT_LT(object, r.video.size()) << "more objects in " << file << " than scored";
+      EXPECT_NE(line.find(r.video[object].object), std::string::npos) << line;
+      ++object;
+      frames = 0;
+      truth = video = slice = video_overlap = slice_overlap = 0;
+      continue;
+    }
+    std::istringstream f(line);
+    std::string word, key;
+    int64_t t = -1, n_truth = -1, n_video = -1, n_slice = -1, o_video = -1, o_slice = -1;
+    double s_video = 0, s_slice = 0;
+    f >> word >> t;
+    ASSERT_EQ(word, "frame") << line;
+    EXPECT_EQ(t, frames) << line;
+    if (line.find(" key ") != std::string::npos) f >> key;
+    std::string w1, w2, w3, w4, w5, w6, w7, w8, w9;
+    f >> w1 >> n_truth >> w2 >> n_video >> w3 >> n_slice >> w4 >> w5 >> s_video >> w6 >> s_slice >> w7 >> w8 >> o_video >>
+        w9 >> o_slice;
+    ASSERT_FALSE(f.fail()) << "unreadable frame line: " << line;
+    EXPECT_EQ(w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8 + w9, "truthvideoslicescorevideosliceoverlapvideoslice") << line;
+    EXPECT_TRUE(std::isfinite(s_video) && std::isfinite(s_slice)) << line;
+    EXPECT_TRUE(o_video >= 0 && o_video <= std::min(n_video, n_truth)) << line;
+    EXPECT_TRUE(o_slice >= 0 && o_slice <= std::min(n_slice, n_truth)) << line;
+    ++frames;
+    truth += static_cast<double>(n_truth);
+    video += static_cast<double>(n_video);
+    slice += static_cast<double>(n_slice);
+    video_overlap += static_cast<double>(o_video);
+    slice_overlap += static_cast<double>(o_slice);
+  }
+  check();
+  EXPECT_EQ(object, r.video.size()) << file << " does not list every scored object";
+}
+
 TEST(DemoCheckpoint, KeepsItsHeldOutScores) {
   ASSERT_TRUE(fs::exists(demo_dir() / "model.safetensors"))
       << demo_dir() << " has no checkpoint: the repository ships one; `unibiomed model train` writes it again";
   EvaluateOptions o;  // the defaults of `unibiomed model evaluate`, which the card quotes
+  test::TempDir dump("unibiomed-evaluate-dump");
+  o.dump_dir = dump.path();  // the per-frame figures the card's video analysis reads
   const EvaluationReport r = evaluate_checkpoint(demo_dir(), o);
   std::cout << r.table();
   EXPECT_GE(r.segmentation_count, 100);
@@ -53,6 +113,7 @@ TEST(DemoCheckpoint, KeepsItsHeldOutScores) {
   EXPECT_EQ(r.disease_count, 138) << "the held-out set changed: measure again and update the card";
   EXPECT_EQ(r.video.size(), 39u) << "the held-out volumes changed: measure again and update the card";
   EXPECT_GE(r.video_dice, 0.76);
+  expect_dump_matches(dump.path() / "video.txt", r);
   // targets.json turns video mode on only where it is within 0.03 of reading slice by slice
   // on these held-out volumes and cines ("video": true for all, or a list of classes).
   // Read as the node reads it.
