@@ -868,7 +868,8 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
       }
       v.slices_dice = stacked_dice(predicted, c.masks);
       if (!o.dump_dir.empty()) {
-        // Per frame: pixels of the object, of the video-mode mask and of the slice's own answer.
+        // Per frame: pixels of the object, of the video-mode mask and of the slice's own answer,
+        // both object-score logits, and each mask's overlap with the object.
         std::error_code ec;
         fs::create_directories(o.dump_dir, ec);
         std::ofstream f(o.dump_dir / "video.txt", std::ios::app);
@@ -882,14 +883,16 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
         };
         f << "object " << r.video.size() << " " << v.object << " (" << c.question << "; answer: " << a.text
           << "): Dice video " << fixed(v.video_dice, 3) << ", slices " << fixed(v.slices_dice, 3) << "\n";
+        const inference::VideoSegment* tracked = a.segments.empty() ? nullptr : &a.segments.front();
+        const std::vector<uint8_t> none;
         for (size_t t = 0; t < c.frames.size(); ++t) {
           const bool key = std::count(c.key_frames.begin(), c.key_frames.end(), static_cast<int>(t)) > 0;
+          const std::vector<uint8_t>& video_mask = tracked ? tracked->masks[t] : none;
           f << "  frame " << t << (key ? " key" : "    ") << "  truth " << pixels(c.masks[t]) << "  video "
-            << (a.segments.empty() ? 0 : pixels(a.segments.front().masks[t])) << "  slice " << pixels(predicted[t])
-            << "  score video " << fixed(a.segments.empty() ? 0.0 : a.segments.front().object_score[t], 2)
-            << " slice " << fixed(slice_score[t], 2) << "  overlap video "
-            << (a.segments.empty() ? 0 : overlap(a.segments.front().masks[t], c.masks[t])) << " slice "
-            << overlap(predicted[t], c.masks[t]) << "\n";
+            << pixels(video_mask) << "  slice " << pixels(predicted[t]) << "  score video "
+            << fixed(tracked ? tracked->object_score[t] : 0.0, 2) << " slice " << fixed(slice_score[t], 2)
+            << "  overlap video " << overlap(video_mask, c.masks[t]) << " slice " << overlap(predicted[t], c.masks[t])
+            << "\n";
         }
       }
       video_sum += v.video_dice;

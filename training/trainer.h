@@ -57,7 +57,7 @@ struct TrainOptions {
   int clip_frames = 6;
   // Patients (phantoms, each drawing its anatomy from its seed) per modality, for the images and
   // for the clips. Three (before) taught the model three patients' anatomy: disease answers on
-  // held-out patients rose from 0.855 to 0.920 with 24. Drawing 24 takes about a minute.
+  // held-out patients rose from 0.855 to 0.92 over the first two runs with 24 (CARD.md). Drawing 24 takes about a minute.
   int phantoms = 24;
   // Start from this checkpoint's weights instead of fresh ones (fine-tuning; same config).
   std::filesystem::path init;
