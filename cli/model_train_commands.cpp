@@ -2,6 +2,7 @@
 // trained on synthetic studies) and `unibiomed model evaluate` (its held-out scores).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -10,6 +11,7 @@
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
 #include "inference/error.h"
+#include "pipeline/checkpoint_targets.h"
 #include "training/synthetic.h"
 #include "training/trainer.h"
 
@@ -59,6 +61,10 @@ int run_model_train(const Args& args) {
       .option("--absent-targets", "X",
               "share of the CT and MR segmentation questions asked of a slice without the target (empty mask)",
               shown(defaults.absent_target_share))
+      .option("--clip-target-weight", "TARGET=W",
+              "how often a CT/MR segmentation target is a clip's question, relative to the others of its modality "
+              "(default 1 each; repeatable)",
+              std::nullopt, true)
       .option("--init", "DIR", "start from this demo checkpoint's weights (fine-tuning) instead of fresh ones")
       .flag("--fresh-memory-path", "with --init: the memory path (video mode) starts over from fresh weights")
       .option("--threads", "N", "worker threads; 0: the machine's cores", std::to_string(defaults.threads))
@@ -99,6 +105,31 @@ int run_model_train(const Args& args) {
     if (!std::filesystem::exists(o.init / "model.safetensors") || !std::filesystem::exists(o.init / "config.json"))
       throw UsageError("--init " + *init + " is not a checkpoint folder (config.json and model.safetensors)");
   }
+  const auto clip_targets = training::SyntheticClips::targets();
+  for (const auto& item : p.get_all("--clip-target-weight")) {
+    const auto eq = item.rfind('=');
+    const std::string phrase = eq == std::string::npos ? item : item.substr(0, eq);
+    double weight = -1;
+    try {
+      size_t used = 0;
+      if (eq != std::string::npos) weight = std::stod(item.substr(eq + 1), &used);
+      if (used != item.size() - eq - 1) weight = -1;
+    } catch (const std::exception&) {
+    }
+    if (eq == std::string::npos || !(weight >= 0) || !std::isfinite(weight))
+      throw UsageError("--clip-target-weight wants TARGET=W with a weight >= 0, not '" + item + "'");
+    if (std::find(clip_targets.begin(), clip_targets.end(), phrase) == clip_targets.end()) {
+      std::string names;
+      for (const auto& t : clip_targets) names += (names.empty() ? "" : ", ") + t;
+      throw UsageError("--clip-target-weight: '" + phrase + "' is not a target of the clips (" + names + ")");
+    }
+    o.clip_target_weights[phrase] = weight;
+  }
+  try {
+    training::SyntheticClips::check_target_weights(o.clip_target_weights);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--clip-target-weight: ") + e.what());
+  }
   o.fresh_memory_path = p.is_set("--fresh-memory-path");
   if (o.fresh_memory_path && o.init.empty()) throw UsageError("--fresh-memory-path needs --init DIR");
   o.families = p.get_all("--family");
@@ -130,12 +161,38 @@ int run_model_evaluate(const Args& args) {
               std::to_string(defaults.video_phantoms))
       .option("--threads", "N", "torch threads; 0: the machine's cores", std::to_string(defaults.threads))
       .option("--dtype", "T", "compute dtype: float32, bfloat16 or auto", defaults.dtype)
-      .option("--dump", "DIR", "write each example's image with the true (green) and predicted (red) outline, and video.txt: per "
+      .option("--dump", "DIR",
+              "write each example's image with the true (green) and predicted (red) outline, and video.txt: per "
               "frame of each held-out volume or cine, the object's pixels, the video-mode and slices-mode masks' "
               "pixels, object-score logits and overlap with the object")
+      .option("--prompt-every", "N",
+              "video mode: SAM2 also gets the [SEG] prompt on every Nth frame, 0: key frames only (default: the "
+              "checkpoint's targets.json, as the node reads it, else 0)")
+      .option("--prompted-in-attention", "N",
+              "video mode: a tracked frame attends to the N nearest prompted frames, -1: all (default: 4 with "
+              "--prompt-every above 0, else -1)")
+      .flag("--training-set",
+            "score the checkpoint's own training patients instead (the seed it was trained with): "
+            "not held out, whether the model fits its training data")
       .positional("DIR", "the checkpoint folder", 1, 1);
   if (!p.parse(args)) return kExitOk;
   training::EvaluateOptions o;
+  o.training_set = p.is_set("--training-set");
+  // The node's way of reading a video with this checkpoint (its targets.json), unless asked otherwise.
+  const auto trained = pipeline::read_checkpoint_targets(p.positionals()[0]);
+  o.prompt_every = trained ? trained->video_prompt_every : 0;
+  if (p.get_optional("--prompt-every")) o.prompt_every = static_cast<int>(p.get_int("--prompt-every"));
+  o.prompted_in_attention = o.prompt_every > 0 ? pipeline::CheckpointTargets::kPromptedInAttention : -1;
+  if (p.get_optional("--prompted-in-attention"))
+    o.prompted_in_attention = static_cast<int>(p.get_int("--prompted-in-attention"));
+  if (o.prompt_every < 0 || o.prompted_in_attention < -1 || o.prompted_in_attention == 0 ||
+      o.prompted_in_attention == 1)
+    throw UsageError("--prompt-every must be 0 or more, --prompted-in-attention -1 (all) or 2 or more");
+  if (o.prompt_every > 0)
+    std::cerr << "video mode: SAM2 prompted on one frame in " << o.prompt_every << " as well as on the key frames, the "
+              << o.prompted_in_attention << " nearest in attention\n";
+  if (o.training_set && p.get("--seed") != std::to_string(defaults.seed))
+    throw UsageError("--training-set scores the seed the checkpoint was trained with: leave out --seed");
   o.seed = p.get_seed("--seed");
   o.examples = static_cast<int>(p.get_int("--examples"));
   o.threads = static_cast<int>(p.get_int("--threads"));

@@ -94,6 +94,17 @@ struct VideoOptions {
   // (frames before the first key frame get empty masks). true = forward from the key frames to
   // the last frame AND backward from them to frame 0, so every frame is tracked.
   bool both_directions = false;
+  // 0 = the reference: SAM2 gets the answer's [SEG] as its prompt on the key frames only, and
+  // tracks every other frame from them. N > 0: also on every Nth frame (frames N/2, N/2 + N, ...),
+  // each answered as an image (no memory), so that no tracked frame is more than about N/2 frames
+  // from a prompted one: a small structure that lies between two key frames, or at the edge of
+  // one, is not lost between them. The language model still sees the key frames only.
+  int prompt_every = 0;
+  // How many prompted frames a tracked frame attends to: -1 = all (the reference), else the
+  // nearest ones (at least 2: the nearest before and after it, SAM2's max_cond_frames_in_attn).
+  // With prompt_every over a long series, all of them would make every tracked frame attend to
+  // a memory that grows with the series.
+  int max_prompted_in_attention = -1;
   int max_new_tokens = 2048;
   bool probability_maps = false;              // fill VideoSegment::probability
   const std::atomic<bool>* cancel = nullptr;  // checked between decode steps and between frames
@@ -120,6 +131,9 @@ struct VideoAnswer {
   std::vector<int64_t> ids;
   std::string stop_reason;  // as GroundedAnswer
   std::vector<int> key_frames;  // the frames the language model saw
+  // The frames SAM2 got the [SEG] prompt on (the key frames, and every prompt_every-th frame);
+  // the others were tracked.
+  std::vector<int> prompted_frames;
   std::vector<VideoSegment> segments;
   ParsedAnswer parsed;
   bool cancelled() const { return stop_reason == "cancelled"; }

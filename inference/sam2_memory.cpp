@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <iterator>
 #include <optional>
 
 #include "inference/error.h"
@@ -351,8 +353,27 @@ struct BuiltMemory {
   std::vector<int> pointer_frames;
 };
 
+// The conditioning frames frame t attends to: all of them when `max_frames` < 0 or they are no
+// more; else the nearest before t, the nearest at or after it, then the nearest others.
+std::map<int, BankEntry> nearest_conditioning(const std::map<int, BankEntry>& cond, int t, int max_frames) {
+  if (max_frames < 0 || static_cast<int>(cond.size()) <= max_frames) return cond;
+  std::map<int, BankEntry> out;
+  const auto after = cond.lower_bound(t);
+  if (after != cond.begin()) out.insert(*std::prev(after));
+  if (after != cond.end()) out.insert(*after);
+  std::vector<std::pair<int, int>> rest;  // (distance, frame)
+  for (const auto& [frame, e] : cond)
+    if (!out.count(frame)) rest.emplace_back(std::abs(frame - t), frame);
+  std::sort(rest.begin(), rest.end());
+  for (size_t i = 0; i < rest.size() && static_cast<int>(out.size()) < max_frames; ++i)
+    out.emplace(rest[i].second, cond.at(rest[i].second));
+  return out;
+}
+
 BuiltMemory build_memory(const Sam2Memory& memory, int t, bool reverse, int num_frames,
-                         const std::map<int, BankEntry>& cond, const std::map<int, BankEntry>& non_cond) {
+                         const std::map<int, BankEntry>& all_cond, int max_cond,
+                         const std::map<int, BankEntry>& non_cond) {
+  const std::map<int, BankEntry> cond = nearest_conditioning(all_cond, t, max_cond);
   BuiltMemory b;
   const int nm = memory.num_maskmem();
   const int64_t md = memory.mem_dim(), d = memory.dim();
@@ -363,7 +384,8 @@ BuiltMemory build_memory(const Sam2Memory& memory, int t, bool reverse, int num_
     pos.push_back(spatial_pos + memory.temporal_encoding(index).view({1, 1, md}));
     b.frames.emplace_back(frame, index);
   };
-  // Every conditioning frame (max_cond_frames_in_attn -1) with the farthest temporal encoding.
+  // The conditioning frames (every one with max_cond_frames_in_attn -1) with the farthest
+  // temporal encoding.
   for (const auto& [frame, e] : cond) add(frame, e, nm - 1);
   // The previous num_maskmem - 1 frames (the next ones when tracking backwards), oldest first;
   // conditioning frames are not repeated, missing frames are skipped.
@@ -413,6 +435,9 @@ TrackResult track_object(const Sam2MaskDecoder& decoder, const Sam2Memory& memor
   const auto& cond_frames = options.conditioning_frames;
   if (num_frames <= 0) throw InferenceError("video tracking: no frames");
   if (cond_frames.empty()) throw InferenceError("video tracking: no key frames");
+  if (options.max_conditioning_in_attention >= 0 && options.max_conditioning_in_attention < 2)
+    throw InferenceError("video tracking: a tracked frame attends to at least 2 prompted frames (or all: -1), not " +
+                         std::to_string(options.max_conditioning_in_attention));
   for (size_t i = 0; i < cond_frames.size(); ++i) {
     if (cond_frames[i] < 0 || cond_frames[i] >= num_frames || (i > 0 && cond_frames[i] <= cond_frames[i - 1]))
       throw InferenceError("video tracking: key frames must be ascending, unique and within the " +
@@ -488,7 +513,8 @@ TrackResult track_object(const Sam2MaskDecoder& decoder, const Sam2Memory& memor
         result.cancelled = true;
         return;
       }
-      const BuiltMemory m = build_memory(memory, t, reverse, num_frames, cond, non_cond);
+      const BuiltMemory m =
+          build_memory(memory, t, reverse, num_frames, cond, options.max_conditioning_in_attention, non_cond);
       result.max_memory_frames = std::max(result.max_memory_frames, static_cast<int>(m.frames.size()));
       Sam2ImageFeatures f = features(t);
       Sam2ImageFeatures g = f;

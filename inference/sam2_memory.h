@@ -117,6 +117,10 @@ struct TrackedFrame {
 struct TrackOptions {
   std::vector<int> conditioning_frames;  // ascending, unique, non-empty
   bool both_directions = false;          // also backward from the first conditioning frame to 0
+  // Conditioning frames a tracked frame's memory holds (spatial memories and pointers): -1 all
+  // (the reference), else the nearest before and after it and the next nearest (SAM2's
+  // max_cond_frames_in_attn, select_closest_cond_frames); at least 2.
+  int max_conditioning_in_attention = -1;
   const std::atomic<bool>* cancel = nullptr;
   std::function<void()> after_frame;     // after each frame computed (key frames included)
   bool keep_internals = false;

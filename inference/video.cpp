@@ -120,8 +120,23 @@ VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::st
       throw InferenceError("video: key frames must be ascending, unique frame indices below " + std::to_string(n) +
                            " (frame " + std::to_string(keys[i]) + " is not)");
 
+  if (options.prompt_every < 0)
+    throw InferenceError("video: prompt_every must be 0 (key frames only) or a frame interval, not " +
+                         std::to_string(options.prompt_every));
+  if (options.max_prompted_in_attention >= 0 && options.max_prompted_in_attention < 2)
+    throw InferenceError("video: a tracked frame attends to at least 2 prompted frames (or all: -1), not " +
+                         std::to_string(options.max_prompted_in_attention));
+  // SAM2's prompted (conditioning) frames: the key frames, and every prompt_every-th frame.
+  std::vector<int> prompted = keys;
+  if (options.prompt_every > 0) {
+    for (int t = options.prompt_every / 2; t < n; t += options.prompt_every) prompted.push_back(t);
+    std::sort(prompted.begin(), prompted.end());
+    prompted.erase(std::unique(prompted.begin(), prompted.end()), prompted.end());
+  }
+
   VideoAnswer a;
   a.key_frames = keys;
+  a.prompted_frames = prompted;
 
   // InternViT tokens of the key frames: each frame resized whole to one tile (no dynamic tiling,
   // no thumbnail), cached per key-frame set.
@@ -162,8 +177,8 @@ VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::st
 
   const torch::Tensor language = (*m.seg_head)(r.seg_hidden_states);
   const int64_t segs = language.size(0);
-  const int forward_frames = n - keys.front();
-  const int per_seg = forward_frames + (options.both_directions ? keys.front() : 0);
+  const int forward_frames = n - prompted.front();
+  const int per_seg = forward_frames + (options.both_directions ? prompted.front() : 0);
   const int total = static_cast<int>(segs) * per_seg;
   int done = 0;
   const Sam2ImageFeatures& all = s.features;
@@ -172,7 +187,8 @@ VideoAnswer GroundedModel::answer_video(const EncodedVideo& video, const std::st
 
   for (int64_t k = 0; k < segs; ++k) {
     TrackOptions o;
-    o.conditioning_frames = keys;
+    o.conditioning_frames = prompted;
+    o.max_conditioning_in_attention = options.max_prompted_in_attention;
     o.both_directions = options.both_directions;
     o.cancel = options.cancel;
     o.after_frame = [&] {

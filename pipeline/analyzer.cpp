@@ -678,6 +678,10 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
     if (!video_refused.empty()) outcome.notes.push_back(video_refused);
   }
   outcome.mode = config::mode_name(run.video ? config::SeriesMode::Video : config::SeriesMode::Slices);
+  const int prompt_every = run.video && trained_ ? trained_->video_prompt_every : 0;
+  if (prompt_every > 0)
+    outcome.notes.push_back("video mode: SAM2 prompted on one frame in " + std::to_string(prompt_every) +
+                            " as well as on the key frames (" + trained_->source + ")");
   if (!selection.note.empty()) outcome.notes.push_back(selection.note);
   outcome.frames_analysed = static_cast<int>(selection.selected.size());
   for (const auto& note : units.notes) outcome.notes.push_back(note);
@@ -730,7 +734,9 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
       timings_,
       report,
       *run.calls_done,
-      stitchers.empty() ? std::function<void(size_t, const dicom::ViewProvenance&, FrameMask&)>() : slide_masks};
+      stitchers.empty() ? std::function<void(size_t, const dicom::ViewProvenance&, FrameMask&)>() : slide_masks,
+      trained_ ? trained_->video_prompt_every : 0,
+      trained_ ? trained_->prompted_in_attention() : -1};
   std::vector<QuestionResult> results;
   if (run.video) {
     try {
@@ -767,6 +773,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
     report("writing", "writing results");
     seg::AlgorithmIdentity identity = algorithm();
     identity.parameters += "; mode " + outcome.mode;
+    if (prompt_every > 0) identity.parameters += "; prompted every " + std::to_string(prompt_every) + " frames";
     for (size_t u = 0; u < units.units.size(); ++u) write_unit(run, units, u, findings, identity, out, finding_work);
     out.answers = report_answers(run, units, results, findings);
   }

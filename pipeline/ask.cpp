@@ -348,11 +348,15 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
   if (trained_ && !trained_->video_for(modality))
     throw PipelineError("ask: " + trained_->video_off_reason(modality) + ": ask about one image at a time");
 
-  // --- the model: the reference's video options -------------------------------------------------
+  // --- the model: the reference's video options, with the checkpoint's prompted frames ----------
   auto video = engine_->encode_video(frames, nullptr);
   frames.clear();
   inference::VideoOptions options;
   options.probability_maps = true;
+  if (trained_) {  // the checkpoint's own way of reading a video, where it has one
+    options.prompt_every = trained_->video_prompt_every;
+    options.max_prompted_in_attention = trained_->prompted_in_attention();
+  }
   options.on_frame = on_frame;
   const inference::VideoAnswer answer = engine_->answer_video(*video, text, options);
   AskVideoResult out;

@@ -68,6 +68,12 @@ std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::
       fail("\"video\" must be true, false or a list of modality classes");
     }
   }
+  if (j.contains("video_prompt_every")) {
+    const auto& v = j["video_prompt_every"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1000)
+      fail("\"video_prompt_every\" must be a whole number of frames from 0 (key frames only) to 1000, not " + v.dump());
+    out.video_prompt_every = v.get<int>();
+  }
   for (const auto& [modality, targets] : j["modalities"].items()) {
     if (std::find(classes.begin(), classes.end(), modality) == classes.end())
       fail("'" + modality + "' is not one of the model's modality classes");

@@ -25,6 +25,13 @@ struct CheckpointTargets {
   // worse than reading frame by frame): series that would be read as a video are read slice by
   // slice and the series says why, and a question about several images is refused.
   std::optional<std::set<std::string>> video_modalities;
+  // "video_prompt_every": N: in video mode SAM2 also takes the answer's [SEG] as its prompt on
+  // every Nth frame (inference::VideoOptions::prompt_every), and each tracked frame attends to
+  // the kPromptedInAttention nearest prompted frames. 0 (absent): the key frames only, all of
+  // them in attention, as the reference.
+  int video_prompt_every = 0;
+  static constexpr int kPromptedInAttention = 4;
+  int prompted_in_attention() const { return video_prompt_every > 0 ? kPromptedInAttention : -1; }
   bool knows(const std::string& modality, const std::string& target) const;
   // Whether a multi-frame series of this modality class may be read in video mode (an empty
   // `modality`, an image of unknown class: only when video mode is allowed everywhere).
@@ -35,7 +42,7 @@ struct CheckpointTargets {
 };
 
 // `model_dir`/targets.json when it exists: {"modalities": {"CT": ["liver", ...], ...}} and an
-// optional "video": true, false or a list of modality classes.
+// optional "video": true, false or a list of modality classes, and "video_prompt_every": N >= 0.
 // Target names the rules do not have are kept (they are never asked). Throws PipelineError
 // naming the file when it is not of that shape or names an unknown modality class.
 std::optional<CheckpointTargets> read_checkpoint_targets(const std::filesystem::path& model_dir);

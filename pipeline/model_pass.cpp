@@ -263,6 +263,8 @@ std::vector<QuestionResult> run_video_pass(const ModelPass& pass, size_t units,
         inference::VideoOptions o;
         o.key_frames = key_frames.at(u);
         o.both_directions = true;
+        o.prompt_every = pass.video_prompt_every;
+        o.max_prompted_in_attention = pass.prompted_in_attention;
         o.probability_maps = true;
         o.cancel = pass.cancel;
         int reported = 0;

@@ -85,6 +85,10 @@ struct ModelPass {
   // instead of being kept in QuestionResult::masks, so that a slide's masks are folded into
   // its stitched result as they come and never held all at once. Empty: masks are kept.
   std::function<void(size_t question, const dicom::ViewProvenance& provenance, FrameMask& mask)> slide_masks = {};
+  // Video mode: also prompt SAM2 on every Nth frame, each tracked frame attending to the nearest
+  // `prompted_in_attention` prompted frames (CheckpointTargets; 0 and -1: the reference).
+  int video_prompt_every = 0;
+  int prompted_in_attention = -1;
 };
 
 // Renders every selected view once per window, encodes it once per batch and asks every

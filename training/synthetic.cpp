@@ -643,6 +643,36 @@ SyntheticClips::SyntheticClips(uint64_t phantom_seed, uint64_t example_seed, int
 
 SyntheticClips::~SyntheticClips() = default;
 
+std::vector<std::string> SyntheticClips::targets() {
+  std::vector<std::string> out;
+  for (size_t m : video_specs())
+    for (const Structure& st : specs()[m].structures) out.push_back(st.phrase);
+  return out;
+}
+
+void SyntheticClips::set_target_weights(const std::map<std::string, double>& weights) {
+  check_target_weights(weights);
+  target_weights_ = weights;
+}
+
+void SyntheticClips::check_target_weights(const std::map<std::string, double>& weights) {
+  const auto known = targets();
+  for (const auto& [phrase, weight] : weights) {
+    if (std::find(known.begin(), known.end(), phrase) == known.end())
+      throw std::invalid_argument("synthetic clips: no video modality has the target '" + phrase + "'");
+    if (!(weight >= 0) || !std::isfinite(weight))
+      throw std::invalid_argument("synthetic clips: the weight of '" + phrase + "' must be a finite number >= 0");
+  }
+  for (size_t m : video_specs()) {
+    const auto& structures = specs()[m].structures;
+    const bool any = structures.empty() || std::any_of(structures.begin(), structures.end(), [&](const Structure& st) {
+                       const auto it = weights.find(st.phrase);
+                       return it == weights.end() || it->second > 0;
+                     });
+    if (!any) throw std::invalid_argument("synthetic clips: every " + specs()[m].modality + " target has weight 0");
+  }
+}
+
 Clip SyntheticClips::next(int frames) {
   if (frames < 1) throw std::invalid_argument("synthetic clips: a clip needs at least one frame");
   Random& r = pool_->random;
@@ -652,8 +682,28 @@ Clip SyntheticClips::next(int frames) {
   const ModalitySpec& spec = specs()[src.spec];
   Clip c;
   const bool disease = spec.structures.empty() || r.uniform() < 0.45;
-  const Structure* structure =
-      disease ? nullptr : &spec.structures[static_cast<size_t>(r.integer(0, static_cast<int>(spec.structures.size()) - 1))];
+  const Structure* structure = nullptr;
+  if (!disease && target_weights_.empty()) {
+    structure = &spec.structures[static_cast<size_t>(r.integer(0, static_cast<int>(spec.structures.size()) - 1))];
+  } else if (!disease) {
+    std::vector<double> w;
+    for (const Structure& st : spec.structures) {
+      const auto it = target_weights_.find(st.phrase);
+      w.push_back(it == target_weights_.end() ? 1.0 : it->second);
+    }
+    double total = 0;
+    for (double x : w) total += x;  // > 0: set_target_weights refuses all-zero weights
+    const double u = r.uniform() * total;
+    double upto = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (w[i] <= 0) continue;
+      upto += w[i];
+      k = i;  // the last target with weight, should rounding leave u at the very end
+      if (u < upto) break;
+    }
+    structure = &spec.structures[k];
+  }
   const bool want_positive = !disease || !spec.negatives || r.uniform() < 0.6;
   const auto& wanted = structure ? structure->labels : spec.finding_labels;
   // One key frame to five (the node shows the language model five; a one-image question is one).

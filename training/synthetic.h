@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -97,6 +98,17 @@ class SyntheticClips {
   // A training clip of `frames` consecutive frames with one to five key frames: a segmentation
   // target that some frame shows, or the disease question (with or without the finding).
   Clip next(int frames);
+  // Training only: how often each segmentation target is the question of a clip of its
+  // modality, relative to the others (target phrase -> weight; a target left out weighs 1). The
+  // small, low-contrast CT pancreas is the organ that video mode loses between slices. Empty (the
+  // default, and the held-out set's) draws exactly the clips it drew before.
+  // std::invalid_argument names a phrase that no video modality has, a negative weight, or a
+  // modality whose targets all weigh 0.
+  void set_target_weights(const std::map<std::string, double>& weights);
+  // The same checks without a pool (a command line checks its options before drawing phantoms).
+  static void check_target_weights(const std::map<std::string, double>& weights);
+  // The segmentation targets of the video modalities (CT, MRI), the phrases set_target_weights takes.
+  static std::vector<std::string> targets();
   // Whole volumes and cines, each with every segmentation target and the disease question where
   // it shows the finding, five key frames spread over it (the node's choice): the held-out video
   // score's objects.
@@ -106,6 +118,7 @@ class SyntheticClips {
 
  private:
   std::unique_ptr<Pool> pool_;
+  std::map<std::string, double> target_weights_;
 };
 
 }  // namespace unibiomed::training

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "training/trainer.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/nn/functional.h>
 #include <torch/torch.h>
 
@@ -10,6 +9,8 @@
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -618,7 +619,16 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
   SyntheticData data(o.seed, o.seed + 1, o.phantoms);
   data.set_absent_target_share(o.absent_target_share);
   std::unique_ptr<SyntheticClips> clips;
-  if (o.clips > 0) clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2, o.phantoms);
+  if (o.clips > 0) {
+    clips = std::make_unique<SyntheticClips>(o.seed, o.seed + 2, o.phantoms);
+    try {
+      clips->set_target_weights(o.clip_target_weights);
+    } catch (const std::invalid_argument& e) {
+      throw InferenceError(std::string("train: ") + e.what());
+    }
+    for (const auto& [phrase, weight] : o.clip_target_weights)
+      log("clips ask for the " + phrase + " with weight " + fixed(weight, 2) + " (the other targets 1)");
+  }
   if (o.fresh_memory_path) {
     if (o.init.empty()) throw InferenceError("train: a fresh memory path needs a checkpoint to start from (--init)");
     model.reset_memory_path(memory_config, o.seed + 4);
@@ -647,17 +657,23 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
 
   const auto start = std::chrono::steady_clock::now();
   auto minutes = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60; };
+  std::string target_weights;  // "pancreas=4.00" (metadata only where set)
+  for (const auto& [phrase, weight] : o.clip_target_weights)
+    target_weights += (target_weights.empty() ? "" : ",") + phrase + "=" + fixed(weight, 2);
   auto save = [&](int step) {
-    model.save_weights(out, {{"format", "pt"},
-                             {"generator", "unibiomed model train"},
-                             {"seed", std::to_string(o.seed)},
-                             {"steps", std::to_string(step)},
-                             {"batch", std::to_string(o.batch)},
-                             {"clips", std::to_string(o.clips)},
-                             {"learning_rate", fixed(o.learning_rate, 6)},
-                             {"memory_learning_rate_scale", fixed(o.memory_learning_rate_scale, 3)},
-                             {"init", o.init.empty() ? std::string("none") : o.init.filename().string()},
-                             {"fresh_memory_path", o.fresh_memory_path ? "1" : "0"}});
+    std::map<std::string, std::string> metadata{
+        {"format", "pt"},
+        {"generator", "unibiomed model train"},
+        {"seed", std::to_string(o.seed)},
+        {"steps", std::to_string(step)},
+        {"batch", std::to_string(o.batch)},
+        {"clips", std::to_string(o.clips)},
+        {"learning_rate", fixed(o.learning_rate, 6)},
+        {"memory_learning_rate_scale", fixed(o.memory_learning_rate_scale, 3)},
+        {"init", o.init.empty() ? std::string("none") : o.init.filename().string()},
+        {"fresh_memory_path", o.fresh_memory_path ? "1" : "0"}};
+    if (!target_weights.empty()) metadata["clip_target_weights"] = target_weights;
+    model.save_weights(out, metadata);
   };
   TrainSummary summary;
   summary.parameters = model.parameter_count();
@@ -796,7 +812,27 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
 EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions& o) {
   // A held-out score must come from phantoms training never drew: the checkpoint's training seed
   // (its safetensors metadata, written by `model train`) is refused as the evaluation seed.
-  if (fs::exists(dir / "model.safetensors")) {
+  uint64_t seed = o.seed;
+  if (o.training_set) {
+    const auto file = dir / "model.safetensors";
+    std::optional<std::string> trained;
+    if (fs::exists(file)) {
+      const inference::SafetensorsFile weights(file);
+      const auto it = weights.metadata().find("seed");
+      if (it != weights.metadata().end()) trained = it->second;
+    }
+    try {
+      size_t used = 0;
+      if (trained) seed = std::stoull(*trained, &used);
+      if (trained && used != trained->size()) trained.reset();
+    } catch (const std::exception&) {
+      trained.reset();
+    }
+    if (!trained)
+      throw std::invalid_argument(file.string() +
+                                  " records no training seed (only `model train` writes one): there is no training "
+                                  "set to score it on");
+  } else if (fs::exists(dir / "model.safetensors")) {
     const inference::SafetensorsFile weights(dir / "model.safetensors");
     const auto it = weights.metadata().find("seed");
     if (it != weights.metadata().end() && it->second == std::to_string(o.seed))
@@ -810,11 +846,12 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
   inference::LoadOptions load;
   load.dtype = o.dtype;
   const auto model = inference::GroundedModel::load(dir, load);
-  SyntheticData data(o.seed, o.seed + 1, 2);
+  SyntheticData data(seed, seed + 1, 2);
   inference::AnswerOptions answer_options;
   answer_options.max_new_tokens = 96;
   answer_options.probability_maps = false;
   EvaluationReport r;
+  if (o.training_set) r.examples_from = "training-set (seed " + std::to_string(seed) + ", not held out)";
   double seg_sum = 0, disease_right = 0, finding_sum = 0;
   std::map<std::string, std::pair<double, int>> exact;
   for (int i = 0; i < o.examples; ++i) {
@@ -843,9 +880,11 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
     if (o.log && (i + 1) % 20 == 0) o.log("evaluated " + std::to_string(i + 1) + "/" + std::to_string(o.examples));
   }
   if (o.video_phantoms > 0) {
-    SyntheticClips held_out(o.seed, o.seed + 2, o.video_phantoms);
+    SyntheticClips held_out(seed, seed + 2, o.video_phantoms);
     inference::VideoOptions video_options;
     video_options.both_directions = true;  // as the node runs volumes and cine
+    video_options.prompt_every = o.prompt_every;
+    video_options.max_prompted_in_attention = o.prompted_in_attention;
     video_options.max_new_tokens = answer_options.max_new_tokens;
     double video_sum = 0, slices_sum = 0;
     for (const Clip& c : held_out.whole()) {
@@ -946,7 +985,7 @@ std::map<std::string, std::pair<double, double>> EvaluationReport::video_by_moda
 
 std::string EvaluationReport::table() const {
   std::ostringstream s;
-  s << "held-out examples: " << examples << " (" << fixed(seconds, 1) << " s)\n";
+  s << examples_from << " examples: " << examples << " (" << fixed(seconds, 1) << " s)\n";
   s << "segmentation prompts: mean Dice " << fixed(segmentation_dice, 3) << " over " << segmentation_count << "\n";
   for (const auto& [target, v] : dice_by_target)
     s << "  " << std::left << std::setw(24) << target << " Dice " << fixed(v.first, 3) << "  (n=" << v.second << ")\n";

@@ -55,6 +55,9 @@ struct TrainOptions {
   // SAM2's memory with losses on every frame's mask; 0: images only.
   int clips = 2;
   int clip_frames = 6;
+  // How often each CT/MR segmentation target is a clip's question, relative to the others of its
+  // modality (SyntheticClips::set_target_weights; empty: all alike).
+  std::map<std::string, double> clip_target_weights;
   // Patients (phantoms, each drawing its anatomy from its seed) per modality, for the images and
   // for the clips. Three (before) taught the model three patients' anatomy: disease answers on
   // held-out patients rose from 0.855 to 0.92 over the first two runs with 24 (CARD.md). Drawing 24 takes about a minute.
@@ -89,6 +92,14 @@ struct EvaluateOptions {
   // in video mode and answered slice by slice. Five per modality (39 objects): with three (23
   // objects, two of them CT lesions) two checkpoints swapped places from one seed to another.
   int video_phantoms = 5;
+  // Score the checkpoint on its own training patients instead (the seed its metadata records,
+  // `seed` unused): not a held-out score, but whether the model fits what it was trained on.
+  bool training_set = false;
+  // Video mode's prompted frames (inference::VideoOptions::prompt_every and
+  // max_prompted_in_attention; the node takes them from the checkpoint's targets.json, and so
+  // does `model evaluate`). 0 and -1: the reference, the key frames only, all in attention.
+  int prompt_every = 0;
+  int prompted_in_attention = -1;
   std::function<void(const std::string&)> log;
 };
 
@@ -107,6 +118,7 @@ struct VideoScore {
 };
 
 struct EvaluationReport {
+  std::string examples_from = "held-out";  // or "training-set (seed N, not held out)"
   int examples = 0;
   double segmentation_dice = 0;        // mean Dice over segmentation prompts
   int segmentation_count = 0;

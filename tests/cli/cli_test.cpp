@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -104,6 +105,16 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   r = run({"train", "--absent-targets", "1.5", out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("--absent-targets must be a share from 0 to 1, not '1.5'"), std::string::npos) << r.output;
+  r = run({"train", "--clip-target-weight", "pancreas=x", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("--clip-target-weight wants TARGET=W with a weight >= 0, not 'pancreas=x'"),
+            std::string::npos)
+      << r.output;
+  r = run({"train", "--clip-target-weight", "lung=2", out});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_NE(r.output.find("'lung' is not a target of the clips (liver, kidney, spleen, pancreas, brain tumor)"),
+            std::string::npos)
+      << r.output;
   r = run({"train", "--fresh-memory-path", out});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_NE(r.output.find("--fresh-memory-path needs --init DIR"), std::string::npos) << r.output;
@@ -127,6 +138,25 @@ TEST(CliProgram, ModelTrainAndEvaluateNameWhatIsWrong) {
   EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
   EXPECT_NE(r.output.find("evaluation seed 1 is the seed"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("choose another --seed"), std::string::npos) << r.output;
+  // Unless it is asked for as such: --training-set scores the training seed, and says so.
+  r = run({"evaluate", "--training-set", "--examples", "1", "--video-phantoms", "0", demo});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.output;
+  EXPECT_NE(r.output.find("training-set (seed 1, not held out) examples: 1"), std::string::npos) << r.output;
+  r = run({"evaluate", "--training-set", "--seed", "5", demo});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
+  EXPECT_NE(r.output.find("leave out --seed"), std::string::npos) << r.output;
+  // Weights that `model train` did not write record no training seed.
+  std::filesystem::create_directories(out);
+  {
+    std::ofstream f(std::filesystem::path(out) / "model.safetensors", std::ios::binary);
+    const std::string header = "{}      ";
+    const uint64_t size = header.size();
+    f.write(reinterpret_cast<const char*>(&size), sizeof size);
+    f << header;
+  }
+  r = run({"evaluate", "--training-set", out});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
+  EXPECT_NE(r.output.find("records no training seed"), std::string::npos) << r.output;
 }
 
 // `unibiomed ask` checks the image before it loads the model (seconds), then goes through the

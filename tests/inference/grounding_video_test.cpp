@@ -99,9 +99,11 @@ class VideoBlocks : public ::testing::Test {
     ASSERT_TRUE(test::test_device_usable());
   }
 
-  static TrackResult track(int frames, const std::vector<int>& keys, bool both, bool internals = true) {
+  static TrackResult track(int frames, const std::vector<int>& keys, bool both, bool internals = true,
+                           int max_conditioning = -1) {
     TrackOptions o;
     o.conditioning_frames = keys;
+    o.max_conditioning_in_attention = max_conditioning;
     o.both_directions = both;
     o.keep_internals = internals;
     return track_object(*decoder_, *memory_, encoder_->no_mem_embed(), frames,
@@ -301,6 +303,33 @@ TEST_F(VideoBlocks, BothDirectionsTracksFramesBeforeTheFirstKeyFrame) {
   EXPECT_EQ(f4.pointer_frames, (std::vector<int>{3}));
 }
 
+// With many prompted frames over a long series a tracked frame attends to the nearest ones only
+// (SAM2's max_cond_frames_in_attn): the nearest before it, the nearest after it, then the
+// nearest others; the object pointers of prompted frames come from the same selection.
+TEST_F(VideoBlocks, TrackedFramesAttendToTheNearestPromptedFrames) {
+  const std::vector<int> prompted{0, 4, 8, 12, 16};
+  const auto conditioning_of = [](const TrackedFrame& f) {
+    std::vector<int> out;
+    for (const auto& [frame, index] : f.memory_frames)
+      if (index == 6) out.push_back(frame);
+    return out;
+  };
+  const TrackResult all = track(20, prompted, true);
+  EXPECT_EQ(conditioning_of(all.frames[10]), prompted) << "the reference: every prompted frame";
+  const TrackResult two = track(20, prompted, true, true, 2);
+  EXPECT_EQ(conditioning_of(two.frames[10]), (std::vector<int>{8, 12}));
+  EXPECT_EQ(two.frames[10].pointer_frames.front(), 8) << "prompted frames not in the future, of the selection";
+  EXPECT_EQ(std::count(two.frames[10].pointer_frames.begin(), two.frames[10].pointer_frames.end(), 4), 0);
+  EXPECT_EQ(conditioning_of(two.frames[19]), (std::vector<int>{12, 16})) << "none after it: the next nearest";
+  EXPECT_EQ(conditioning_of(two.frames[2]), (std::vector<int>{0, 4}));
+  const TrackResult three = track(20, prompted, true, true, 3);
+  EXPECT_EQ(conditioning_of(three.frames[10]), (std::vector<int>{4, 8, 12})) << "ties: the earlier frame";
+  EXPECT_EQ(conditioning_of(three.frames[13]), (std::vector<int>{8, 12, 16}));
+  // The prompted frames themselves are answered as images, whatever the selection.
+  for (int t : prompted) EXPECT_TRUE(torch::equal(all.frames[size_t(t)].low_res, two.frames[size_t(t)].low_res)) << t;
+  EXPECT_THROW(track(20, prompted, true, false, 1), InferenceError);
+}
+
 TEST_F(VideoBlocks, BFloat16MemoryBlocksFollowTheFloat32Reference) {
   // The GPU default dtype, on the test device, for the memory blocks (the mask decoder is in
   // dtype_bfloat16_test.cpp): memory encoder and
@@ -461,6 +490,34 @@ TEST_F(VideoModel, RejectsBadInput) {
   o.key_frames = {2, 1};
   EXPECT_THROW(model_->answer_video(**video_, prompt(), o), InferenceError);
   o.key_frames = {0, 9};
+  EXPECT_THROW(model_->answer_video(**video_, prompt(), o), InferenceError);
+}
+
+// prompt_every: SAM2 also gets the [SEG] prompt on every Nth frame (from N/2), the key frames
+// stay what the language model sees; every frame is still computed once.
+TEST_F(VideoModel, PromptEveryAddsPromptedFrames) {
+  const auto rec = nlohmann::json::parse(test::read_file(test::reference_dir() / "video.json"));
+  VideoOptions o;
+  o.max_new_tokens = rec.at("max_new_tokens").get<int>();  // the reference's answer, with its [SEG]
+  const VideoAnswer plain = model_->answer_video(**video_, prompt(), o);
+  EXPECT_EQ(plain.prompted_frames, plain.key_frames);
+  o.prompt_every = 3;
+  o.max_prompted_in_attention = 2;
+  int last_done = 0, last_total = 0;
+  o.on_frame = [&](int done, int total) { last_done = done, last_total = total; };
+  const VideoAnswer a = model_->answer_video(**video_, prompt(), o);
+  EXPECT_EQ(a.key_frames, (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(a.prompted_frames, (std::vector<int>{0, 1, 2, 3, 4, 7}));
+  EXPECT_EQ(a.ids, plain.ids) << "the language model's input is the same";
+  ASSERT_FALSE(a.segments.empty());
+  EXPECT_EQ(last_total, 9 * static_cast<int>(a.segments.size()));
+  EXPECT_EQ(last_done, last_total);
+  for (int t : plain.key_frames)
+    EXPECT_EQ(a.segments[0].masks[size_t(t)], plain.segments[0].masks[size_t(t)]) << "key frame " << t;
+  o.prompt_every = -1;
+  EXPECT_THROW(model_->answer_video(**video_, prompt(), o), InferenceError);
+  o.prompt_every = 4;
+  o.max_prompted_in_attention = 1;
   EXPECT_THROW(model_->answer_video(**video_, prompt(), o), InferenceError);
 }
 

@@ -40,12 +40,15 @@ TEST_F(OrthancPlugin, CtStudyIsAnalysedAndItsSegAndSrAreFoundWithQido) {
   EXPECT_EQ(s["SourceInstances"], files.size());
   ASSERT_FALSE(s["Series"].empty());
   EXPECT_EQ(s["Series"][0]["State"], "Analysed") << s["Series"].dump(2);
-  // The demo checkpoint's targets.json reads only ultrasound in video mode: this CT in slices, and why.
-  EXPECT_EQ(s["Series"][0]["Mode"], "slices") << s["Series"].dump(2);
-  bool why = false;
+  // The demo checkpoint's targets.json reads CT volumes in video mode, with SAM2 prompted on one
+  // frame in three as well as on the five key frames; the series says so.
+  EXPECT_EQ(s["Series"][0]["Mode"], "video") << s["Series"].dump(2);
+  EXPECT_EQ(s["Series"][0]["KeyFrames"].size(), static_cast<size_t>(spec.slices)) << "fewer than five: all of them";
+  bool how = false;
   for (const auto& n : s["Series"][0]["Notes"])
-    why |= n.get<std::string>().find("video mode (SAM2 memory path) is not to be used") != std::string::npos;
-  EXPECT_TRUE(why) << s["Series"].dump(2);
+    how |=
+        n.get<std::string>().find("SAM2 prompted on one frame in 3 as well as on the key frames") != std::string::npos;
+  EXPECT_TRUE(how) << s["Series"].dump(2);
 
   // The results, as a reporting system finds them: QIDO-RS on the indexed Modality.
   EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);

@@ -101,6 +101,22 @@ TEST(CheckpointTargetsFile, ReadWhenPresentRefusedWhenMalformed) {
   EXPECT_FALSE(t->knows("CT", "pancreas"));
   EXPECT_FALSE(t->knows("Fundus", "lesion"));
   EXPECT_FALSE(t->knows("MRI", "lesion"));
+  EXPECT_EQ(t->video_prompt_every, 0) << "without it: the key frames only, as the reference";
+  EXPECT_EQ(t->prompted_in_attention(), -1);
+  test::write_file(dir / "targets.json", R"({"video_prompt_every": 3, "modalities": {"CT": ["liver"]}})");
+  EXPECT_EQ(read_checkpoint_targets(dir.path())->video_prompt_every, 3);
+  EXPECT_EQ(read_checkpoint_targets(dir.path())->prompted_in_attention(), CheckpointTargets::kPromptedInAttention);
+  for (const char* bad : {"-1", "2.5", "\"3\""}) {
+    test::write_file(dir / "targets.json",
+                     std::string(R"({"video_prompt_every": )") + bad + R"(, "modalities": {"CT": ["liver"]}})");
+    try {
+      read_checkpoint_targets(dir.path());
+      ADD_FAILURE() << bad;
+    } catch (const PipelineError& e) {
+      EXPECT_NE(std::string(e.what()).find("\"video_prompt_every\" must be a whole number"), std::string::npos)
+          << e.what();
+    }
+  }
   test::write_file(dir / "targets.json", R"({"modalities": {"Xray": ["lung"]}})");
   try {
     read_checkpoint_targets(dir.path());

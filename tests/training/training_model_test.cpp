@@ -341,6 +341,39 @@ TEST(SyntheticClips, SameSeedsGiveTheSameClips) {
   EXPECT_TRUE(any_difference) << "another example seed should give other clips";
 }
 
+// Training can ask for a hard target more often (--clip-target-weight): the weights change only
+// which CT/MR segmentation target a clip asks about. Without weights the clips are those drawn
+// before; a zero weight never asks for the target, and the others' weights rebalance.
+TEST(SyntheticClips, TargetWeightsChooseTheSegmentationTarget) {
+  SyntheticClips plain(3, 4, 1), empty_weights(3, 4, 1);
+  empty_weights.set_target_weights({});
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(plain.next(2).question, empty_weights.next(2).question);
+
+  SyntheticClips only_pancreas(3, 4, 1), no_pancreas(3, 4, 1);
+  only_pancreas.set_target_weights({{"liver", 0}, {"kidney", 0}, {"spleen", 0}, {"pancreas", 2.5}});
+  no_pancreas.set_target_weights({{"pancreas", 0}});
+  std::map<std::string, int> asked_only, asked_without;
+  for (int i = 0; i < 60; ++i) {
+    const Clip a = only_pancreas.next(2), b = no_pancreas.next(2);
+    if (a.family == "segmentation") ++asked_only[a.modality + " " + a.target];
+    if (b.family == "segmentation") ++asked_without[b.modality + " " + b.target];
+  }
+  EXPECT_GT(asked_only["CT pancreas"], 3);
+  for (const char* other : {"CT liver", "CT kidney", "CT spleen"}) {
+    EXPECT_EQ(asked_only[other], 0) << other;
+    EXPECT_GT(asked_without[other], 0) << other;
+  }
+  EXPECT_EQ(asked_without["CT pancreas"], 0);
+  EXPECT_GT(asked_only["MRI brain tumor"], 0) << "other modalities keep their targets";
+
+  SyntheticClips bad(3, 4, 1);
+  EXPECT_THROW(bad.set_target_weights({{"lung", 2}}), std::invalid_argument) << "not a target of a video modality";
+  EXPECT_THROW(bad.set_target_weights({{"pancreas", -1}}), std::invalid_argument);
+  EXPECT_THROW(bad.set_target_weights({{"liver", 0}, {"kidney", 0}, {"spleen", 0}, {"pancreas", 0}}),
+               std::invalid_argument)
+      << "CT would have no target left";
+}
+
 size_t pixels_of(const std::vector<uint8_t>& m) { return static_cast<size_t>(std::count(m.begin(), m.end(), 1)); }
 
 TEST(SyntheticClips, ClipsAreWellFormed) {
