@@ -353,10 +353,9 @@ struct BuiltMemory {
   std::vector<int> pointer_frames;
 };
 
-// The conditioning frames frame t attends to: all of them when `max_frames` < 0 or they are no
-// more; else the nearest before t, the nearest at or after it, then the nearest others.
+// The `max_frames` conditioning frames nearest to frame t: the nearest before t, the nearest at
+// or after it, then the nearest others.
 std::map<int, BankEntry> nearest_conditioning(const std::map<int, BankEntry>& cond, int t, int max_frames) {
-  if (max_frames < 0 || static_cast<int>(cond.size()) <= max_frames) return cond;
   std::map<int, BankEntry> out;
   const auto after = cond.lower_bound(t);
   if (after != cond.begin()) out.insert(*std::prev(after));
@@ -373,7 +372,11 @@ std::map<int, BankEntry> nearest_conditioning(const std::map<int, BankEntry>& co
 BuiltMemory build_memory(const Sam2Memory& memory, int t, bool reverse, int num_frames,
                          const std::map<int, BankEntry>& all_cond, int max_cond,
                          const std::map<int, BankEntry>& non_cond) {
-  const std::map<int, BankEntry> cond = nearest_conditioning(all_cond, t, max_cond);
+  // All of them (max_cond < 0, or no more than that), else the nearest.
+  const bool all = max_cond < 0 || static_cast<int>(all_cond.size()) <= max_cond;
+  std::map<int, BankEntry> nearest;
+  if (!all) nearest = nearest_conditioning(all_cond, t, max_cond);
+  const std::map<int, BankEntry>& cond = all ? all_cond : nearest;
   BuiltMemory b;
   const int nm = memory.num_maskmem();
   const int64_t md = memory.mem_dim(), d = memory.dim();

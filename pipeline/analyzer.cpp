@@ -735,7 +735,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
       report,
       *run.calls_done,
       stitchers.empty() ? std::function<void(size_t, const dicom::ViewProvenance&, FrameMask&)>() : slide_masks,
-      trained_ ? trained_->video_prompt_every : 0,
+      prompt_every,
       trained_ ? trained_->prompted_in_attention() : -1};
   std::vector<QuestionResult> results;
   if (run.video) {

@@ -658,8 +658,11 @@ void SyntheticClips::set_target_weights(const std::map<std::string, double>& wei
 void SyntheticClips::check_target_weights(const std::map<std::string, double>& weights) {
   const auto known = targets();
   for (const auto& [phrase, weight] : weights) {
-    if (std::find(known.begin(), known.end(), phrase) == known.end())
-      throw std::invalid_argument("synthetic clips: no video modality has the target '" + phrase + "'");
+    if (std::find(known.begin(), known.end(), phrase) == known.end()) {
+      std::string names;
+      for (const auto& t : known) names += (names.empty() ? "" : ", ") + t;
+      throw std::invalid_argument("'" + phrase + "' is not a target of the clips (" + names + ")");
+    }
     if (!(weight >= 0) || !std::isfinite(weight))
       throw std::invalid_argument("synthetic clips: the weight of '" + phrase + "' must be a finite number >= 0");
   }

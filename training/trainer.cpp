@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "training/trainer.h"
 
+#include <nlohmann/json.hpp>
 #include <torch/nn/functional.h>
 #include <torch/torch.h>
 
@@ -9,7 +10,6 @@
 #include <cmath>
 #include <fstream>
 #include <iomanip>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -812,15 +812,16 @@ TrainSummary train_demo_checkpoint(const fs::path& out, const TrainOptions& o) {
 EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions& o) {
   // A held-out score must come from phantoms training never drew: the checkpoint's training seed
   // (its safetensors metadata, written by `model train`) is refused as the evaluation seed.
+  // With `training_set`, that seed is the one scored instead.
+  const auto file = dir / "model.safetensors";
+  std::optional<std::string> trained;  // the seed the metadata records
+  if (fs::exists(file)) {
+    const inference::SafetensorsFile weights(file);
+    const auto it = weights.metadata().find("seed");
+    if (it != weights.metadata().end()) trained = it->second;
+  }
   uint64_t seed = o.seed;
   if (o.training_set) {
-    const auto file = dir / "model.safetensors";
-    std::optional<std::string> trained;
-    if (fs::exists(file)) {
-      const inference::SafetensorsFile weights(file);
-      const auto it = weights.metadata().find("seed");
-      if (it != weights.metadata().end()) trained = it->second;
-    }
     try {
       size_t used = 0;
       if (trained) seed = std::stoull(*trained, &used);
@@ -832,14 +833,10 @@ EvaluationReport evaluate_checkpoint(const fs::path& dir, const EvaluateOptions&
       throw std::invalid_argument(file.string() +
                                   " records no training seed (only `model train` writes one): there is no training "
                                   "set to score it on");
-  } else if (fs::exists(dir / "model.safetensors")) {
-    const inference::SafetensorsFile weights(dir / "model.safetensors");
-    const auto it = weights.metadata().find("seed");
-    if (it != weights.metadata().end() && it->second == std::to_string(o.seed))
-      throw std::invalid_argument("evaluation seed " + std::to_string(o.seed) + " is the seed " +
-                                  (dir / "model.safetensors").string() +
-                                  " was trained with: its phantoms are the training set, not held out; choose "
-                                  "another --seed");
+  } else if (trained && *trained == std::to_string(o.seed)) {
+    throw std::invalid_argument("evaluation seed " + std::to_string(o.seed) + " is the seed " + file.string() +
+                                " was trained with: its phantoms are the training set, not held out; choose "
+                                "another --seed");
   }
   torch::set_num_threads(thread_count(o.threads));
   const auto start = std::chrono::steady_clock::now();
