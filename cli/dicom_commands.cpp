@@ -170,7 +170,7 @@ int run_dicom_inspect(const Args& args) {
   for (const auto& p : collection.problems)
     report["file_problems"].push_back({{"file", p.source}, {"message", p.message}});
   if (parser.is_set("--json"))
-    std::cout << report.dump(2) << "\n";
+    std::cout << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   else
     print_text(report, std::cout);
   if (collection.series.empty()) return kExitBadInput;
@@ -286,7 +286,7 @@ int run_dicom_render(const Args& args) {
     }
     index.push_back(entry);
   }
-  std::ofstream(out / "index.json") << index.dump(2) << "\n";
+  std::ofstream(out / "index.json") << index.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   if (rendered_series == 0) return collection.series.empty() ? kExitBadInput : kExitFailure;
   return (failed || !collection.problems.empty()) ? kExitPartial : kExitOk;
 }

@@ -19,6 +19,7 @@
 #include <map>
 
 #include "dicom/internal/dcmtk_access.h"
+#include "dicom/text_encoding.h"
 
 namespace unibiomed::dicom {
 namespace {
@@ -57,7 +58,7 @@ void read_windows(DcmItem* item, std::vector<WindowSetting>& windows) {
     w.center = (*centers)[i];
     w.width = (*widths)[i];
     w.function = function.empty() ? "LINEAR" : function;
-    w.explanation = get_string_at(item, DCM_WindowCenterWidthExplanation, i);
+    w.explanation = valid_utf8(get_string_at(item, DCM_WindowCenterWidthExplanation, i));  // shown, not matched
     windows.push_back(w);
   }
 }
@@ -112,7 +113,7 @@ void apply_functional_groups(DcmItem* groups, FrameInfo& frame) {
   }
   if (DcmItem* voi = first_item(groups, DCM_FrameVOILUTSequence)) read_windows(voi, frame.windows);
   if (DcmItem* content = first_item(groups, DCM_FrameContentSequence)) {
-    frame.stack_id = get_string(content, DCM_StackID);
+    frame.stack_id = valid_utf8(get_string(content, DCM_StackID));
     DcmElement* element = nullptr;
     if (content->findAndGetElement(DCM_DimensionIndexValues, element).good() && element) {
       frame.dimension_index.clear();
@@ -243,23 +244,28 @@ void Instance::extract(const std::string& source) {
   instance_number_ = int(get_integer(ds, DCM_InstanceNumber).value_or(0));
   acquisition_number_ = int(get_integer(ds, DCM_AcquisitionNumber).value_or(0));
 
-  study_.patient_id = get_string(ds, DCM_PatientID);
-  study_.patient_name = get_string(ds, DCM_PatientName);
+  // Text in UTF-8, whatever the instance's Specific Character Set (text_encoding.h).
+  const TextDecoder text(get_string(ds, DCM_SpecificCharacterSet));
+  const auto text_of = [&](DcmItem* item, const DcmTagKey& key, TextKind kind = TextKind::Value) {
+    return text.to_utf8(get_string(item, key), kind);
+  };
+  study_.patient_id = text_of(ds, DCM_PatientID);
+  study_.patient_name = text_of(ds, DCM_PatientName, TextKind::PersonName);
   study_.patient_birth_date = get_string(ds, DCM_PatientBirthDate);
   study_.patient_sex = get_string(ds, DCM_PatientSex);
   study_.study_instance_uid = get_string(ds, DCM_StudyInstanceUID);
   study_.study_date = get_string(ds, DCM_StudyDate);
   study_.study_time = get_string(ds, DCM_StudyTime);
-  study_.study_id = get_string(ds, DCM_StudyID);
-  study_.accession_number = get_string(ds, DCM_AccessionNumber);
-  study_.study_description = get_string(ds, DCM_StudyDescription);
-  study_.referring_physician_name = get_string(ds, DCM_ReferringPhysicianName);
+  study_.study_id = text_of(ds, DCM_StudyID);
+  study_.accession_number = text_of(ds, DCM_AccessionNumber);
+  study_.study_description = text_of(ds, DCM_StudyDescription);
+  study_.referring_physician_name = text_of(ds, DCM_ReferringPhysicianName, TextKind::PersonName);
 
   series_.series_instance_uid = get_string(ds, DCM_SeriesInstanceUID);
   series_.modality = get_string(ds, DCM_Modality);
-  series_.series_description = get_string(ds, DCM_SeriesDescription);
-  series_.body_part_examined = get_string(ds, DCM_BodyPartExamined);
-  series_.manufacturer = get_string(ds, DCM_Manufacturer);
+  series_.series_description = text_of(ds, DCM_SeriesDescription);
+  series_.body_part_examined = text_of(ds, DCM_BodyPartExamined);
+  series_.manufacturer = text_of(ds, DCM_Manufacturer);
   series_.series_date = get_string(ds, DCM_SeriesDate);
   series_.series_time = get_string(ds, DCM_SeriesTime);
   series_.series_number = int(get_integer(ds, DCM_SeriesNumber).value_or(0));
@@ -285,11 +291,11 @@ void Instance::extract(const std::string& source) {
     frame_time_ms_ = 1000.0 / *rate;
 
   for (const auto& [keyword, key] : kExtraAttributes) {
-    std::string value = get_string(ds, key);
+    std::string value = text_of(ds, key);
     if (!value.empty()) extra_.emplace_back(keyword, value);
   }
   if (DcmItem* region = first_item(ds, DCM_AnatomicRegionSequence)) {
-    std::string meaning = get_string(region, DCM_CodeMeaning);
+    std::string meaning = text_of(region, DCM_CodeMeaning);
     if (!meaning.empty()) extra_.emplace_back("AnatomicRegion", meaning);
   }
 

@@ -29,8 +29,9 @@ class AnalysisJob {
       std::string why = "the UniBiomed plugin is stopping";
       if (runner) analysis_ = runner->start_attempt(entry_, id(), resubmitted_, why);
       if (!analysis_) {
-        content_ = nlohmann::json{{"Study", entry_.study_id}, {"Run", entry_.run}, {"Stage", "failed"}, {"Error", why}}
-                       .dump();
+        content_ =
+            nlohmann::json{{"Study", entry_.study_id}, {"Run", entry_.run}, {"Stage", "failed"}, {"Error", why}}.dump(
+                -1, ' ', false, nlohmann::json::error_handler_t::replace);
         return OrthancPluginJobStepStatus_Failure;
       }
     }
@@ -39,7 +40,7 @@ class AnalysisJob {
     progress_ = snapshot.progress;
     auto content = snapshot.content;
     content["Job"] = id();
-    content_ = content.dump();
+    content_ = content.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // never throws here
     switch (snapshot.outcome) {
       case StudyAnalysis::Outcome::Succeeded: return OrthancPluginJobStepStatus_Success;
       case StudyAnalysis::Outcome::Running: return OrthancPluginJobStepStatus_Continue;

@@ -75,7 +75,7 @@ OrthancPluginErrorCode on_rest(OrthancPluginRestOutput* output, const char* /*ur
   for (uint32_t i = 0; i < request->groupsCount; ++i) groups.emplace_back(request->groups[i]);
   const std::string body(static_cast<const char*>(request->body), request->bodySize);
   const RestAnswer answer = plugin->rest->handle(Route, method_name(request->method), groups, body);
-  const std::string text = answer.body.dump(3);
+  const std::string text = answer.body.dump(3, ' ', false, nlohmann::json::error_handler_t::replace);
   if (answer.status == 200) {
     OrthancPluginAnswerBuffer(plugin->orthanc, output, text.c_str(), static_cast<uint32_t>(text.size()),
                               "application/json");

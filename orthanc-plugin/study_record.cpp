@@ -114,7 +114,8 @@ void StudyRecords::write_run(const std::string& study_id, const RunInfo& run) co
 }
 
 void StudyRecords::write_summary(const std::string& study_id, const nlohmann::json& summary) const {
-  client_.write_metadata(meta_uri("studies", study_id, metadata::kSummary), summary.dump());
+  client_.write_metadata(meta_uri("studies", study_id, metadata::kSummary),
+                         summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void StudyRecords::write_error(const std::string& study_id, const std::string& error) const {

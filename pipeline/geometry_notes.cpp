@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <functional>
 
+#include "dicom/text_encoding.h"
+
 namespace unibiomed::pipeline {
 
 namespace {
@@ -64,7 +66,7 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
       if (!ds || instance.frames().empty() || a.read(instance.frames().front())) continue;
       OFString value;
       if (ds->findAndGetOFStringArray(a.tag, value).bad() || value.empty()) continue;
-      std::string text = value.c_str();
+      std::string text = dicom::valid_utf8(value.c_str());  // quoted in the notes (JSON)
       if (text.find_first_not_of(' ') == std::string::npos) continue;
       if (affected++ == 0) first = text;
     }

@@ -105,7 +105,8 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
                           {"previews", round_to(timings.previews, 1e-4)},
                           {"views", timings.views},
                           {"non_model_share", timings.total > 0 ? round_to(non_model / timings.total, 1e-4) : 0.0}};
-  return j.dump(2) + "\n";
+  // Text from the DICOM is UTF-8 already (dicom/text_encoding.h); the replacement is a last guard.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace unibiomed::pipeline

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "dicom/text_encoding.h"
 #include "seg-writer/decimal_string.h"
 
 namespace unibiomed::seg {
@@ -94,7 +95,15 @@ std::optional<WrittenSegmentation> write_slide_segmentation(const SourceImages& 
   // Patient Orientation (type 2C, General Image) stays as write_segmentation took it from the
   // source: a slide has no patient orientation (empty), and dciodvfy wants the attribute.
   check(ds.putAndInsertString(DCM_FrameOfReferenceUID, frame_of_reference.c_str()), "FrameOfReferenceUID");
-  check(ds.putAndInsertString(DCM_PositionReferenceIndicator, text_of(source, DCM_PositionReferenceIndicator).c_str()),
+  // The text taken over from the slide, in UTF-8 like the rest of the SEG (ISO_IR 192).
+  DcmItem taken_over;
+  for (const DcmTagKey& tag :
+       {DCM_SpecificCharacterSet, DCM_PositionReferenceIndicator, DCM_ContainerIdentifier,
+        DCM_IssuerOfTheContainerIdentifierSequence, DCM_ContainerTypeCodeSequence, DCM_SpecimenDescriptionSequence})
+    copy_element(source, taken_over, tag);
+  dicom::convert_to_utf8(taken_over);
+  check(ds.putAndInsertString(DCM_PositionReferenceIndicator,
+                              text_of(taken_over, DCM_PositionReferenceIndicator).c_str()),
         "PositionReferenceIndicator");
   check(ds.putAndInsertUint32(DCM_TotalPixelMatrixColumns, total_columns), "TotalPixelMatrixColumns");
   check(ds.putAndInsertUint32(DCM_TotalPixelMatrixRows, total_rows), "TotalPixelMatrixRows");
@@ -104,7 +113,7 @@ std::optional<WrittenSegmentation> write_slide_segmentation(const SourceImages& 
   // Specimen module: the slide the SEG lies on.
   for (const DcmTagKey& tag : {DCM_ContainerIdentifier, DCM_IssuerOfTheContainerIdentifierSequence,
                                DCM_ContainerTypeCodeSequence, DCM_SpecimenDescriptionSequence})
-    copy_element(source, ds, tag);
+    copy_element(taken_over, ds, tag);
   if (!ds.tagExists(DCM_ContainerIdentifier))
     throw SegmentationError(where + ": no ContainerIdentifier (0040,0512) (Specimen module)");
 

@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "dicom/text_encoding.h"
+
 namespace unibiomed::seg {
 namespace {
 
@@ -245,14 +247,9 @@ std::unique_ptr<DcmDataset> SourceImages::header_in_utf8() const {
     if (group != 0x0008 && group != 0x0010 && group != 0x0020) continue;
     header->insert(OFstatic_cast(DcmElement*, element->clone()), true);
   }
-  OFCondition status = header->convertToUTF8();
-  if (status.bad() && !header->tagExistsWithValue(DCM_SpecificCharacterSet)) {
-    header->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100");
-    status = header->convertToUTF8();
-  }
-  if (status.bad())
-    throw SegmentationError("source instance 1: cannot convert its text from Specific Character Set '" +
-                            get_string(source, DCM_SpecificCharacterSet) + "' to UTF-8: " + status.text());
+  // Never fails: DCMTK's converter cannot read Japanese with iconv (ISO 2022 IR 87), and text that
+  // its declared set does not explain must not cost the study its results.
+  dicom::convert_to_utf8(*header);
   return header;
 }
 

@@ -277,6 +277,45 @@ TEST_F(OrthancPlugin, CorruptInstanceAndUnsupportedSeriesAreRecordedWhileOrthanc
   EXPECT_TRUE(server.running());
 }
 
+TEST_F(OrthancPlugin, JapaneseAndLatin1StudiesAreAnalysedAndTheirTextReadBackInUtf8) {
+  // Japanese in ISO 2022 (PS3.5 Annex H's name; DCMTK cannot convert it with iconv) and a
+  // Latin-1 series description. Before, the first study failed ("cannot convert its text") and
+  // the second could not write its summary.
+  auto& server = start_server(base_settings());
+  const std::string esc = "\x1b";
+  StudySpec japanese, latin1;
+  japanese.specific_character_set = "ISO 2022 IR 13\\ISO 2022 IR 87";
+  japanese.patient_name = "\xD4\xCF\xC0\xDE^\xC0\xDB\xB3=" + esc + "$B;3ED" + esc + "(B^" + esc + "$BB@O:" + esc + "(B";
+  latin1.specific_character_set = "ISO_IR 100";
+  latin1.patient_name = "M\xFCller^J\xFCrgen";
+  latin1.series_description = "Abdomen \xE0 jeun";
+  send(server, write_ct_series(dir_ / "japanese", japanese));
+  send(server, write_ct_series(dir_ / "latin1", latin1));
+  const std::vector<std::pair<const StudySpec*, std::string>> expected = {
+      {&japanese,
+       "\xEF\xBE\x94\xEF\xBE\x8F\xEF\xBE\x80\xEF\xBE\x9E^\xEF\xBE\x80\xEF\xBE\x9B\xEF\xBD\xB3="
+       "\xE5\xB1\xB1\xE7\x94\xB0^\xE5\xA4\xAA\xE9\x83\x8E"},
+      {&latin1, "M\xC3\xBCller^J\xC3\xBCrgen"}};
+  for (const auto& [spec, name] : expected) {
+    SCOPED_TRACE(spec->specific_character_set);
+    const json s = wait_for_end(server, spec->study_uid);
+    ASSERT_EQ(s["State"], "done") << s.dump(2);
+    ASSERT_FALSE(s["Series"].empty());
+    EXPECT_EQ(s["Series"][0]["State"], "Analysed") << s["Series"].dump(2);
+    if (spec == &latin1) {
+      EXPECT_EQ(s["Series"][0]["Description"], "Abdomen \xC3\xA0 jeun");
+    }
+    // The SEG and SR carry the name in UTF-8 (ISO_IR 192); Orthanc reads them back the same.
+    ASSERT_FALSE(s["Results"].empty());
+    for (const auto& r : s["Results"]) {
+      const json tags = server.get_json("/instances/" + r["ID"].get<std::string>() + "/simplified-tags");
+      EXPECT_EQ(tags["SpecificCharacterSet"], "ISO_IR 192");
+      EXPECT_EQ(tags["PatientName"], name) << r.dump();
+    }
+  }
+  EXPECT_TRUE(server.running());
+}
+
 TEST_F(OrthancPlugin, InvalidConfigurationIsReportedOnEveryRoute) {
   auto& server = start_server({{"ModelDirectory", model_.string()}, {"Threads", "many"}, {"Colour", "blue"}});
   EXPECT_EQ(server.get("/system").status, 200);  // Orthanc runs

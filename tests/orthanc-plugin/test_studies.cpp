@@ -35,6 +35,8 @@ void fill(StudySpec& spec) {
 void put_common(DcmDataset& ds, const StudySpec& spec, const char* sop_class, const std::string& sop_uid) {
   ds.putAndInsertString(DCM_SOPClassUID, sop_class);
   ds.putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
+  if (!spec.specific_character_set.empty())
+    ds.putAndInsertString(DCM_SpecificCharacterSet, spec.specific_character_set.c_str());
   ds.putAndInsertString(DCM_StudyInstanceUID, spec.study_uid.c_str());
   ds.putAndInsertString(DCM_SeriesInstanceUID, spec.series_uid.c_str());
   ds.putAndInsertString(DCM_PatientName, spec.patient_name.c_str());
@@ -74,7 +76,8 @@ void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& fram
                   const samples::Phantom& phantom, int slice, size_t pixel_bytes) {
   put_common(ds, spec, UID_CTImageStorage, new_uid());
   ds.putAndInsertString(DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL");
-  ds.putAndInsertString(DCM_SeriesDescription, "Abdomen test");
+  ds.putAndInsertString(DCM_SeriesDescription,
+                        spec.series_description.empty() ? "Abdomen test" : spec.series_description.c_str());
   ds.putAndInsertString(DCM_BodyPartExamined, "ABDOMEN");
   ds.putAndInsertString(DCM_FrameOfReferenceUID, frame_of_reference.c_str());
   ds.putAndInsertString(DCM_PositionReferenceIndicator, "");

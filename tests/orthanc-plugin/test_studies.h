@@ -16,6 +16,10 @@ struct StudySpec {
   std::string study_uid;   // generated when empty
   std::string series_uid;  // generated when empty
   std::string modality = "CT";
+  // Written as given (raw bytes): the text of patient_name and series_description is in this
+  // Specific Character Set (0008,0005), absent when empty.
+  std::string specific_character_set;
+  std::string series_description;  // CT series; empty: "Abdomen test"
   int slices = 3;
   int rows = 64, columns = 64;
 };

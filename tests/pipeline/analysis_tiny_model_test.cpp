@@ -6,6 +6,8 @@
 // test_model_dir() below.
 // Also the `unibiomed analyze` command: exit codes, output files, --help.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/config/osconfig.h>  // must come first for DCMTK
+#include <dcmtk/dcmdata/dctk.h>
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -103,6 +105,65 @@ TEST(AnalysisWithTinyModel, PydicomFilesAreAnalysedOrRefusedWithAReason) {
   junk.id = "junk";
   junk.bytes = {1, 2, 3};
   EXPECT_THROW(analyzer->analyze({junk}, {}, {}, nullptr, ""), PipelineError);
+}
+
+TEST(AnalysisWithTinyModel, StudiesInOtherCharacterSetsAreAnalysedAndReportedInUtf8) {
+  // pydicom's character-set examples (secondary captures, made MR here so that a rule takes
+  // them): Japanese in ISO 2022 (which DCMTK cannot read with iconv), Chinese GB18030, and
+  // Latin-1 descriptions. Before, the first failed the study and the last the summary.json.
+  const fs::path charsets = kPydicomFiles.parent_path() / "charset_files";
+  ASSERT_TRUE(fs::exists(charsets / "chrH32.dcm"))
+      << test::install_hint("pydicom's charset files", "Debian's python3-pydicom");
+  struct Case {
+    const char* file;
+    const char* description;  // series description written in the file's own set, or ""
+    std::string name;         // PatientName in UTF-8
+    std::string description_utf8;
+  };
+  const std::vector<Case> cases = {
+      {"chrH32.dcm", "",
+       "\xEF\xBE\x94\xEF\xBE\x8F\xEF\xBE\x80\xEF\xBE\x9E^\xEF\xBE\x80\xEF\xBE\x9B\xEF\xBD\xB3="
+       "\xE5\xB1\xB1\xE7\x94\xB0^\xE5\xA4\xAA\xE9\x83\x8E=\xE3\x82\x84\xE3\x81\xBE\xE3\x81\xA0^"
+       "\xE3\x81\x9F\xE3\x82\x8D\xE3\x81\x86",
+       ""},
+      {"chrX2.dcm", "", "Wang^XiaoDong=\xE7\x8E\x8B^\xE5\xB0\x8F\xE4\xB8\x9C=", ""},
+      {"chrFren.dcm", "Cr\xE2ne \xE9t\xE9", "Buc^J\xC3\xA9r\xC3\xB4me", "Cr\xC3\xA2ne \xC3\xA9t\xC3\xA9"},
+  };
+  auto analyzer = Analyzer::create(tiny_settings());
+  test::TempDir dir;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.file);
+    const fs::path file = dir / c.file;
+    {
+      DcmFileFormat source;
+      ASSERT_TRUE(source.loadFile((charsets / c.file).c_str()).good());
+      DcmDataset& ds = *source.getDataset();
+      ds.putAndInsertString(DCM_Modality, "MR");
+      if (*c.description) ds.putAndInsertString(DCM_SeriesDescription, c.description);
+      ASSERT_TRUE(source.saveFile(file.c_str(), EXS_LittleEndianExplicit).good());
+    }
+    const StudyResult r = analyzer->analyze(test::file_inputs({file}), {}, {}, nullptr, c.file);
+    ASSERT_EQ(r.series.size(), 1u);
+    EXPECT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+    const auto summary = nlohmann::json::parse(r.summary_json);
+    EXPECT_EQ(summary["series"][0]["description"], c.description_utf8);
+    bool has_sr = false;
+    for (const auto& o : r.objects) {
+      const fs::path written = dir / (std::string(c.file) + "-" + o.file_name);
+      test::write_object(written, o);
+      std::string out;
+      EXPECT_TRUE(test::dciodvfy_errors(written, &out).empty()) << o.kind << ":\n" << out;
+      DcmFileFormat result;
+      ASSERT_TRUE(result.loadFile(written.c_str()).good());
+      OFString value;
+      result.getDataset()->findAndGetOFStringArray(DCM_SpecificCharacterSet, value);
+      EXPECT_EQ(std::string(value.c_str()), "ISO_IR 192") << o.kind;
+      result.getDataset()->findAndGetOFStringArray(DCM_PatientName, value);
+      EXPECT_EQ(std::string(value.c_str()), c.name) << o.kind;
+      has_sr |= o.kind == "SR";
+    }
+    EXPECT_TRUE(has_sr);
+  }
 }
 
 // --- the command line -------------------------------------------------------------------------
