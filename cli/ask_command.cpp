@@ -46,7 +46,9 @@ void check_input(const fs::path& path, long view) {
   if (is_dicom_file(path)) {
     const dicom::SeriesCollection c = dicom::read_series({path});
     if (c.series.empty()) {
-      std::string why = c.problems.empty() ? "no image" : c.problems.front().message;
+      const std::string why = c.problems.empty() ? "no image" : c.problems.front().message;
+      // The reader's messages begin with the file's path already.
+      if (why.rfind(path.string(), 0) == 0) throw dicom::DicomError(why);
       throw dicom::DicomError("DICOM file " + path.string() + ": " + why);
     }
     const auto& instance = c.series.front().instances.front();

@@ -125,7 +125,7 @@ AskImage read_ask_image(const config::TaskRules& rules, const InstanceInput& inp
   AskImage out;
   try {
     if (input.bytes.empty() && !input.path.empty() && is_raster_file(input.path)) {
-      if (frame != 1) throw PipelineError("ask: " + name + " is one image; it has no frame " + std::to_string(frame));
+      if (frame != 1) throw PipelineError(name + " is one image; it has no frame " + std::to_string(frame));
       // As it is (not padded): the model's own preprocessing takes any size.
       out.view.image = dicom::read_raster_rgb(input.path);
       out.view.provenance.source_columns = out.view.image.width;
@@ -138,9 +138,9 @@ AskImage read_ask_image(const config::TaskRules& rules, const InstanceInput& inp
     one.push_back(input.bytes.empty() ? dicom::Instance::read_file(input.path)
                                       : dicom::Instance::read_bytes(input.bytes, input.id.empty() ? "instance" : input.id));
     out.collection = dicom::group_into_series(std::move(one));
-    if (out.collection.series.size() != 1) throw PipelineError("ask: " + name + " is not one image");
+    if (out.collection.series.size() != 1) throw PipelineError(name + " is not one image");
     const dicom::Series& series = out.collection.series.front();
-    if (!series.modality.modality) throw PipelineError("ask: " + name + ": " + series.modality.reason);
+    if (!series.modality.modality) throw PipelineError(name + ": " + series.modality.reason);
     out.modality = dicom::modality_name(*series.modality.modality);
     const config::Rule* rule =
         rules.select({out.modality, series.identity.body_part_examined, series.identity.series_description});
@@ -155,7 +155,7 @@ AskImage read_ask_image(const config::TaskRules& rules, const InstanceInput& inp
     for (const auto& r : requests)
       if (r.instance_index == 0 && r.frame_number == frame && !r.slide_region) request = &r;
     if (!request)
-      throw PipelineError("ask: " + name + " has no frame " + std::to_string(frame) + " (it has " +
+      throw PipelineError(name + " has no frame " + std::to_string(frame) + " (it has " +
                           std::to_string(series.instances.front().pixels().number_of_frames) + ")");
     out.view = dicom::render_view(series, *request, options);
   } catch (const dicom::DicomError& e) {
@@ -208,7 +208,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
                                        const std::string& result_uid_seed) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string seed = result_uid_seed.empty() ? random_uid_seed() : result_uid_seed;
-  if (question.text.empty() && !question.box) throw PipelineError("ask: the question is empty");
+  if (question.text.empty() && !question.box) throw PipelineError("the question is empty");
   const std::string text =
       question.text.empty() ? rules_.prompt_template(config::TaskFamily::RegionDiagnosis) : question.text;
   const std::string name = input.id.empty() ? input.path.string() : input.id;
@@ -222,7 +222,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
   // --- the model -------------------------------------------------------------------------------
   auto batch = engine_->encode({image}, nullptr);
   const auto answers = engine_->answer(*batch, text, nullptr);
-  if (answers.empty()) throw PipelineError("ask: the model gave no answer");
+  if (answers.empty()) throw PipelineError("the model gave no answer");
   const inference::GroundedAnswer& answer = answers.front();
   AskResult out;
   out.model_answer = model_answer(answer.text);
@@ -314,9 +314,9 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
 Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInput>& inputs, const Question& question,
                                                    const std::function<void(int, int)>& on_frame) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (inputs.empty()) throw PipelineError("ask: no frames");
-  if (question.text.empty()) throw PipelineError("ask: the question is empty");
-  if (question.box) throw PipelineError("ask: a region question (a box) is asked of one image, not of a video");
+  if (inputs.empty()) throw PipelineError("no frames");
+  if (question.text.empty()) throw PipelineError("the question is empty");
+  if (question.box) throw PipelineError("a region question (a box) is asked of one image, not of a video");
   const std::string& text = question.text;
 
   // --- the frames: read and rendered as ask() does, all of one size --------------------------
@@ -332,7 +332,7 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
       const std::string first_name = inputs[0].id.empty() ? inputs[0].path.string() : inputs[0].id;
       if (p.source_columns != first.source_columns || p.source_rows != first.source_rows ||
           in.view.image.width != frames.front().width || in.view.image.height != frames.front().height)
-        throw PipelineError("ask: frame " + std::to_string(i + 1) + " (" + name + ") is " +
+        throw PipelineError("frame " + std::to_string(i + 1) + " (" + name + ") is " +
                             std::to_string(p.source_columns) + "x" + std::to_string(p.source_rows) + ", frame 1 (" +
                             first_name + ") " + std::to_string(first.source_columns) + "x" +
                             std::to_string(first.source_rows) + ": the frames of a video must have one size");
@@ -346,7 +346,7 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
   // A checkpoint whose video mode is off (for this modality) would track badly or noise: refuse
   // rather than answer (the analysis reads such series slice by slice and says so).
   if (trained_ && !trained_->video_for(modality))
-    throw PipelineError("ask: " + trained_->video_off_reason(modality) + ": ask about one image at a time");
+    throw PipelineError(trained_->video_off_reason(modality) + ": ask about one image at a time");
 
   // --- the model: the reference's video options, with the checkpoint's prompted frames ----------
   auto video = engine_->encode_video(frames, nullptr);

@@ -256,6 +256,16 @@ TEST_F(CommandLine, UsageAndInputErrors) {
   r = cli({"ask", "--model", (dir / "no-model").string(), png.string(), "question"});
   EXPECT_EQ(r.exit_code, 4) << r.output;
   EXPECT_NE(r.output.find("no-model"), std::string::npos) << r.output;
+  // A damaged DICOM file is refused before the model loads, named once with what is wrong.
+  const std::string truncated = "/usr/lib/python3/dist-packages/pydicom/data/test_files/MR_truncated.dcm";
+  ASSERT_TRUE(fs::exists(truncated)) << test::install_hint(truncated + " (pydicom's test files)",
+                                                           "Debian's python3-pydicom");
+  r = cli({"ask", "--model", (dir / "no-model").string(), truncated, "question"});
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("truncated or damaged"), std::string::npos) << r.output;
+  const size_t named = r.output.find(truncated);
+  EXPECT_NE(named, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(truncated, named + 1), std::string::npos) << r.output;
 }
 
 TEST_F(CommandLine, AskOnDicomAndPngWithARandomModel) {
