@@ -153,11 +153,12 @@ void append_jis_pairs(std::string& out, const std::string& pairs, const std::str
 }
 
 // The graphic sets an ISO 2022 escape sequence may designate (PS3.3 Table C.12-4 and C.12-5).
-enum class Graphic { Ascii, Romaji, Katakana, Jis0208, Jis0212, Unsupported, None };
+enum class Graphic { Ascii, Romaji, Katakana, Jis0208, Jis0212, Latin1, Unsupported, None };
 
 // ISO 2022 text in the Japanese sets DICOM defines (value 1 of (0008,0005): ISO 2022 IR 6 or
-// ISO 2022 IR 13; further values: ISO 2022 IR 13, 87, 159). Escape sequences of other sets
-// designate a set this decoder does not read: its characters become U+FFFD.
+// ISO 2022 IR 13; further values: ISO 2022 IR 13, 87, 159, and Latin-1 as ISO 2022 IR 100).
+// Escape sequences of other sets designate a set this decoder does not read: its characters
+// become U+FFFD.
 std::string decode_iso2022_japanese(const std::string& raw, TextKind kind, bool first_is_jis_x0201) {
   const Graphic initial_g0 = first_is_jis_x0201 ? Graphic::Romaji : Graphic::Ascii;
   const Graphic initial_g1 = first_is_jis_x0201 ? Graphic::Katakana : Graphic::None;
@@ -188,6 +189,8 @@ std::string decode_iso2022_japanese(const std::string& raw, TextKind kind, bool 
         g0 = Graphic::Katakana;
       } else if (b1 == ')' && b2 == 'I') {
         g1 = Graphic::Katakana;
+      } else if (b1 == '-' && b2 == 'A') {
+        g1 = Graphic::Latin1;
       } else if (b1 == '$' && (b2 == 'B' || b2 == '@')) {
         g0 = Graphic::Jis0208;
       } else if (b1 == '$' && b2 == '(' && b3 == 'D') {
@@ -235,6 +238,8 @@ std::string decode_iso2022_japanese(const std::string& raw, TextKind kind, bool 
       }
     } else if (g1 == Graphic::Katakana && b >= 0xA1 && b <= 0xDF) {
       append_code_point(out, 0xFF61 + (b - 0xA1));
+    } else if (g1 == Graphic::Latin1 && b >= 0xA0) {
+      append_code_point(out, b);
     } else {
       out += kReplacement;
     }

@@ -9,7 +9,8 @@
 // ones: with iconv, DCMTK 3.6.7 refuses "ISO 2022 IR 87" (JIS X 0208) and "ISO 2022 IR 159"
 // (JIS X 0212). Those, and JIS X 0201 ("ISO 2022 IR 13"), are decoded here: the ISO 2022 escape
 // sequences of PS3.3 C.12.1.1.2 are followed, the two-byte characters are converted through
-// EUC-JP (the same code points with the high bit set), half-width katakana map to U+FF61-U+FF9F.
+// EUC-JP (the same code points with the high bit set), half-width katakana map to U+FF61-U+FF9F,
+// and Latin-1 designated next to them (ISO 2022 IR 100, ESC - A) is read too.
 //
 // Decoding never fails: a byte sequence that the declared set cannot explain becomes U+FFFD;
 // 8-bit text whose declared set is the default repertoire or unknown is kept when it is valid

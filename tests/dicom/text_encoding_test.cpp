@@ -157,7 +157,8 @@ TEST(TextEncoding, JapaneseIso2022SetsThatDcmtkCannotReadWithIconv) {
   // What the sets cannot explain becomes U+FFFD, and decoding goes on.
   EXPECT_EQ(jis.to_utf8("A" + kEsc), "A" + kReplacement);                               // a lone escape
   EXPECT_EQ(jis.to_utf8(kEsc + "$B;3E" + kEsc + "(B"), "\xE5\xB1\xB1" + kReplacement);  // half a character
-  EXPECT_EQ(jis.to_utf8(kEsc + "-A\xE9t\xE9"), kReplacement + "t" + kReplacement);      // Latin-1 via G1: not read here
+  EXPECT_EQ(jis.to_utf8(kEsc + "-F\xE1\xE2"), kReplacement + kReplacement);             // Greek in G1: not read here
+  EXPECT_EQ(TextDecoder("ISO 2022 IR 100\\ISO 2022 IR 87").to_utf8(kEsc + "-A\xE9t\xE9"), "\xC3\xA9t\xC3\xA9");
   EXPECT_EQ(jis.to_utf8("\xB1"), kReplacement);                                         // an 8-bit byte with no G1 set
   // Row 15 of JIS X 0208 is unassigned: that character alone is replaced.
   EXPECT_EQ(jis.to_utf8(kEsc + "$B;3/!ED" + kEsc + "(B"), "\xE5\xB1\xB1" + kReplacement + "\xE7\x94\xB0");
