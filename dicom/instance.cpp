@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 
@@ -32,6 +33,97 @@ using internal::get_string;
 using internal::get_string_at;
 using internal::sequence_of;
 using internal::tag_name;
+
+// Values stored little endian, on a little-endian host (x86-64, ARM: what the node runs on).
+template <typename T>
+std::vector<T> little_endian_values(const Uint8* bytes, size_t count) {
+  std::vector<T> values(count);
+  std::memcpy(values.data(), bytes, count * sizeof(T));
+  return values;
+}
+
+// PS3.5 6.2.2: a system that did not know an attribute may have passed it on as UN (explicit VR).
+// DCMTK keeps such values as UN bytes unless a process-wide flag is set, which the plugin must not
+// set inside Orthanc (it shares DCMTK). Attributes of the dictionary with a text or numeric VR are
+// re-created here with that VR, so that Modality, the geometry and the pixel description read
+// the same whatever the sender's dictionary knew. Other VRs (sequences, OB/OW) stay as they are.
+void reinterpret_unknown_vrs(DcmItem& item, bool little_endian) {
+  std::vector<DcmElement*> replacements;
+  for (unsigned long i = 0; i < item.card(); ++i) {
+    DcmElement* e = item.getElement(i);
+    if (e->ident() == EVR_SQ) {
+      auto* sequence = static_cast<DcmSequenceOfItems*>(e);
+      for (unsigned long k = 0; k < sequence->card(); ++k)
+        if (DcmItem* nested = sequence->getItem(k)) reinterpret_unknown_vrs(*nested, little_endian);
+      continue;
+    }
+    const Uint32 length = e->getLength();
+    if (e->ident() != EVR_UN || length == 0 || length == DCM_UndefinedLength || e->getTag().isPrivate()) continue;
+    const DcmTagKey key = e->getTag().getXTag();
+    const DcmEVR vr = DcmTag(key).getEVR();
+    Uint8* bytes = nullptr;
+    if (e->getUint8Array(bytes).bad() || !bytes) continue;
+    DcmElement* fresh = DcmItem::newDicomElement(key);
+    if (!fresh || fresh->ident() != vr) {
+      delete fresh;
+      continue;
+    }
+    OFCondition status = EC_IllegalCall;
+    const auto numbers = [&](auto zero, auto put) {
+      using T = decltype(zero);
+      if (little_endian && length % sizeof(T) == 0) {
+        const auto values = little_endian_values<T>(bytes, length / sizeof(T));
+        status = put(values.data(), values.size());
+      }
+    };
+    switch (vr) {
+      case EVR_AE:
+      case EVR_AS:
+      case EVR_CS:
+      case EVR_DA:
+      case EVR_DS:
+      case EVR_DT:
+      case EVR_IS:
+      case EVR_LO:
+      case EVR_LT:
+      case EVR_PN:
+      case EVR_SH:
+      case EVR_ST:
+      case EVR_TM:
+      case EVR_UI:
+      case EVR_UC:
+      case EVR_UR:
+      case EVR_UT:
+        status = fresh->putString(reinterpret_cast<const char*>(bytes), length);
+        break;
+      case EVR_US:
+        numbers(Uint16{}, [&](const Uint16* v, size_t n) { return fresh->putUint16Array(v, n); });
+        break;
+      case EVR_SS:
+        numbers(Sint16{}, [&](const Sint16* v, size_t n) { return fresh->putSint16Array(v, n); });
+        break;
+      case EVR_UL:
+        numbers(Uint32{}, [&](const Uint32* v, size_t n) { return fresh->putUint32Array(v, n); });
+        break;
+      case EVR_SL:
+        numbers(Sint32{}, [&](const Sint32* v, size_t n) { return fresh->putSint32Array(v, n); });
+        break;
+      case EVR_FL:
+        numbers(Float32{}, [&](const Float32* v, size_t n) { return fresh->putFloat32Array(v, n); });
+        break;
+      case EVR_FD:
+        numbers(Float64{}, [&](const Float64* v, size_t n) { return fresh->putFloat64Array(v, n); });
+        break;
+      default:
+        break;
+    }
+    if (status.good())
+      replacements.push_back(fresh);
+    else
+      delete fresh;
+  }
+  for (DcmElement* fresh : replacements) item.insert(fresh, OFTrue);  // replaces (and deletes) the UN one
+}
 
 // Attributes the modality classification and inspect read beyond the typed fields.
 const std::pair<const char*, DcmTagKey> kExtraAttributes[] = {
@@ -221,6 +313,7 @@ void Instance::extract(const std::string& source) {
   source_ = source;
   DcmDataset* ds = file_->getDataset();
   DcmItem* meta = file_->getMetaInfo();
+  reinterpret_unknown_vrs(*ds, DcmXfer(ds->getOriginalXfer()).getByteOrder() != EBO_BigEndian);
 
   sop_class_uid_ = get_string(ds, DCM_SOPClassUID);
   sop_instance_uid_ = get_string(ds, DCM_SOPInstanceUID);

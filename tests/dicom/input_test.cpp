@@ -260,6 +260,60 @@ TEST(InstanceBytes, BytesInMemoryReadLikeTheFile) {
   EXPECT_CONTAINS(c.problems[1].message, "was already read");
 }
 
+TEST(InstanceBytes, AttributesPassedOnAsUnknownVrReadLikeTheOriginal) {
+  // An archive that did not know these attributes re-encoded them as UN (PS3.5 6.2.2): text,
+  // US, DS and UI values as raw bytes. The instance reads them as if they were never touched.
+  const fs::path original = test::sample_file("ct", 3);
+  test::TempDir dir("unknown-vr");
+  const fs::path edited = dir / "un.dcm";
+  const DcmTagKey as_un[] = {DCM_Modality,     DCM_SOPClassUID,          DCM_Rows,
+                             DCM_Columns,      DCM_BitsAllocated,        DCM_PixelRepresentation,
+                             DCM_PixelSpacing, DCM_ImagePositionPatient, DCM_ImageOrientationPatient,
+                             DCM_RescaleSlope, DCM_RescaleIntercept,     DCM_SeriesDescription};
+  test::edit_dicom(original, edited, [&](DcmDataset& ds) {
+    for (const DcmTagKey& key : as_un) {
+      DcmElement* e = nullptr;
+      ASSERT_TRUE(ds.findAndGetElement(key, e).good()) << DcmTag(key).getTagName();
+      std::vector<Uint8> bytes(e->getLength());
+      // The value's bytes as written in explicit VR little endian.
+      if (e->ident() == EVR_US) {
+        Uint16 v = 0;
+        e->getUint16(v);
+        bytes = {Uint8(v & 0xFF), Uint8(v >> 8)};
+      } else {
+        OFString text;
+        e->getOFStringArray(text);
+        if (text.length() % 2) text += e->ident() == EVR_UI ? '\0' : ' ';
+        bytes.assign(text.begin(), text.end());
+      }
+      auto* un = new DcmOtherByteOtherWord(DcmTag(key, EVR_UN));
+      un->putUint8Array(bytes.data(), bytes.size());
+      ds.insert(un, OFTrue);
+    }
+  });
+  {
+    // DCMTK keeps them as UN: the case is real in the file the reader gets.
+    DcmFileFormat check;
+    ASSERT_TRUE(check.loadFile(edited.c_str()).good());
+    DcmElement* e = nullptr;
+    ASSERT_TRUE(check.getDataset()->findAndGetElement(DCM_Rows, e).good());
+    EXPECT_EQ(e->ident(), EVR_UN);
+  }
+  const Instance before = Instance::read_file(original);
+  const Instance after = Instance::read_file(edited);
+  EXPECT_EQ(after.series().modality, before.series().modality);
+  EXPECT_EQ(after.sop_class_uid(), before.sop_class_uid());
+  EXPECT_EQ(after.series().series_description, before.series().series_description);
+  EXPECT_EQ(after.pixels().rows, before.pixels().rows);
+  EXPECT_EQ(after.pixels().columns, before.pixels().columns);
+  EXPECT_EQ(after.pixels().bits_allocated, before.pixels().bits_allocated);
+  EXPECT_EQ(after.frame(1).image_position, before.frame(1).image_position);
+  EXPECT_EQ(after.frame(1).image_orientation, before.frame(1).image_orientation);
+  EXPECT_EQ(after.frame(1).pixel_spacing, before.frame(1).pixel_spacing);
+  EXPECT_EQ(decode_modality_frame(after, 1).values, decode_modality_frame(before, 1).values);
+  EXPECT_TRUE(after.image_problem().empty()) << after.image_problem();
+}
+
 TEST(InstanceBytes, CommandLineInspectListsEveryProblemPerFile) {
   ASSERT_TRUE(fs::exists(test::cli_path())) << test::cli_missing_reason();
   test::TempDir dir("inspect");
