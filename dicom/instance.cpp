@@ -42,11 +42,41 @@ std::vector<T> little_endian_values(const Uint8* bytes, size_t count) {
   return values;
 }
 
+void reinterpret_unknown_vrs(DcmItem& item, bool little_endian);
+
+// A sequence passed on as UN with a defined length: its value is items in implicit VR little
+// endian (PS3.5 6.2.2). Read as an implicit VR dataset of that one element; nullptr if it does
+// not parse.
+DcmElement* sequence_from_unknown(const DcmTagKey& key, const Uint8* bytes, Uint32 length) {
+  std::vector<Uint8> encoded(8 + size_t(length));
+  const Uint16 group = key.getGroup(), element = key.getElement();
+  const Uint8 header[8] = {Uint8(group & 0xFF),          Uint8(group >> 8),    Uint8(element & 0xFF),
+                           Uint8(element >> 8),          Uint8(length & 0xFF), Uint8((length >> 8) & 0xFF),
+                           Uint8((length >> 16) & 0xFF), Uint8(length >> 24)};
+  std::memcpy(encoded.data(), header, 8);
+  std::memcpy(encoded.data() + 8, bytes, length);
+  DcmInputBufferStream in;
+  in.setBuffer(encoded.data(), offile_off_t(encoded.size()));
+  in.setEos();
+  DcmDataset parsed;
+  parsed.transferInit();
+  const OFCondition status = parsed.read(in, EXS_LittleEndianImplicit);
+  parsed.transferEnd();
+  if (status.bad()) return nullptr;
+  DcmElement* sequence = parsed.remove(key);
+  if (!sequence || sequence->ident() != EVR_SQ) {
+    delete sequence;
+    return nullptr;
+  }
+  return sequence;
+}
+
 // PS3.5 6.2.2: a system that did not know an attribute may have passed it on as UN (explicit VR).
 // DCMTK keeps such values as UN bytes unless a process-wide flag is set, which the plugin must not
 // set inside Orthanc (it shares DCMTK). Attributes of the dictionary with a text or numeric VR are
 // re-created here with that VR, so that Modality, the geometry and the pixel description read
-// the same whatever the sender's dictionary knew. Other VRs (sequences, OB/OW) stay as they are.
+// the same whatever the sender's dictionary knew; so are sequences (their items are implicit VR
+// little endian whatever the transfer syntax). Other VRs (OB, OW, ...) stay as they are.
 void reinterpret_unknown_vrs(DcmItem& item, bool little_endian) {
   std::vector<DcmElement*> replacements;
   for (unsigned long i = 0; i < item.card(); ++i) {
@@ -63,6 +93,15 @@ void reinterpret_unknown_vrs(DcmItem& item, bool little_endian) {
     const DcmEVR vr = DcmTag(key).getEVR();
     Uint8* bytes = nullptr;
     if (e->getUint8Array(bytes).bad() || !bytes) continue;
+    if (vr == EVR_SQ) {
+      if (DcmElement* sequence = sequence_from_unknown(key, bytes, length)) {
+        auto* items = static_cast<DcmSequenceOfItems*>(sequence);
+        for (unsigned long k = 0; k < items->card(); ++k)
+          if (DcmItem* nested = items->getItem(k)) reinterpret_unknown_vrs(*nested, little_endian);
+        replacements.push_back(sequence);
+      }
+      continue;
+    }
     DcmElement* fresh = DcmItem::newDicomElement(key);
     if (!fresh || fresh->ident() != vr) {
       delete fresh;

@@ -5,6 +5,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "dicom/volume.h"
 
+#include <dcmtk/dcmdata/dcostrmb.h>
+#include <dcmtk/dcmdata/dcvrobow.h>
 #include <gtest/gtest.h>
 #include <itkGDCMImageIO.h>
 #include <itkGDCMSeriesFileNames.h>
@@ -115,6 +117,26 @@ TEST(Volume, SameVoxelsAndGeometryAsItksGdcmSeriesReader) {
     max_error = std::max(max_error, std::fabs(ours->GetBufferPointer()[i] - reference->GetBufferPointer()[i]));
   std::cout << "voxel max abs difference vs ITK: " << max_error << " HU\n";
   EXPECT_EQ(max_error, 0.f);
+}
+
+// `key` as an archive that did not know it passes it on (PS3.5 6.2.2): VR UN, the value as
+// implicit VR little endian with explicit lengths (a sequence's items included).
+void pass_on_as_unknown(DcmDataset& ds, const DcmTagKey& key) {
+  DcmElement* e = nullptr;
+  ASSERT_TRUE(ds.findAndGetElement(key, e).good()) << DcmTag(key).getTagName();
+  const Uint32 length = e->calcElementLength(EXS_LittleEndianImplicit, EET_ExplicitLength);
+  std::vector<Uint8> encoded(length);
+  DcmOutputBufferStream out(encoded.data(), length);
+  e->transferInit();
+  ASSERT_TRUE(e->write(out, EXS_LittleEndianImplicit, EET_ExplicitLength, nullptr).good());
+  e->transferEnd();
+  void* written = nullptr;
+  offile_off_t written_length = 0;
+  out.flushBuffer(written, written_length);
+  ASSERT_EQ(written_length, offile_off_t(length));
+  auto* unknown = new DcmOtherByteOtherWord(DcmTag(key, EVR_UN));
+  unknown->putUint8Array(encoded.data() + 8, length - 8);  // after the tag and length
+  ds.insert(unknown, OFTrue);
 }
 
 class EditedCt : public ::testing::Test {
@@ -299,6 +321,30 @@ TEST_F(EditedCt, EnhancedMultiframeGivesTheSameVolumeAsClassicSlices) {
   EXPECT_EQ(a.size, b.size);
   EXPECT_EQ(a.origin, b.origin);
   EXPECT_EQ(a.voxels, b.voxels);
+
+  // The same instance from an archive that did not know the functional groups: both sequences
+  // are UN, their geometry is read all the same.
+  const fs::path unknown = dir_.path() / "enhanced-un" / "IM0001.dcm";
+  edit_dicom(enhanced, unknown, [](DcmDataset& ds) {
+    pass_on_as_unknown(ds, DCM_SharedFunctionalGroupsSequence);
+    pass_on_as_unknown(ds, DCM_PerFrameFunctionalGroupsSequence);
+  });
+  {
+    DcmFileFormat check;
+    ASSERT_TRUE(check.loadFile(unknown.c_str()).good());
+    DcmElement* e = nullptr;
+    ASSERT_TRUE(check.getDataset()->findAndGetElement(DCM_PerFrameFunctionalGroupsSequence, e).good());
+    EXPECT_EQ(e->ident(), EVR_UN) << "DCMTK itself must not have read it as a sequence";
+  }
+  const Series unknown_series = only_series(read_series({unknown.parent_path()}));
+  StackPlan unknown_plan = plan_stacks(unknown_series);
+  ASSERT_EQ(unknown_plan.stacks.size(), 1u) << unknown_plan.refused;
+  Volume c = load_volume(unknown_series, unknown_plan.stacks[0]);
+  EXPECT_EQ(c.size, a.size);
+  EXPECT_EQ(c.spacing, a.spacing);
+  EXPECT_EQ(c.origin, a.origin);
+  EXPECT_EQ(c.direction, a.direction);
+  EXPECT_EQ(c.voxels, a.voxels);
 }
 
 TEST(Volume, PixelToPatientFollowsTheImagePlaneEquation) {
