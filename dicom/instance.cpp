@@ -115,26 +115,8 @@ void reinterpret_unknown_vrs(DcmItem& item, bool little_endian) {
         status = put(values.data(), values.size());
       }
     };
+    if (DcmVR(vr).isaString()) status = fresh->putString(reinterpret_cast<const char*>(bytes), length);
     switch (vr) {
-      case EVR_AE:
-      case EVR_AS:
-      case EVR_CS:
-      case EVR_DA:
-      case EVR_DS:
-      case EVR_DT:
-      case EVR_IS:
-      case EVR_LO:
-      case EVR_LT:
-      case EVR_PN:
-      case EVR_SH:
-      case EVR_ST:
-      case EVR_TM:
-      case EVR_UI:
-      case EVR_UC:
-      case EVR_UR:
-      case EVR_UT:
-        status = fresh->putString(reinterpret_cast<const char*>(bytes), length);
-        break;
       case EVR_US:
         numbers(Uint16{}, [&](const Uint16* v, size_t n) { return fresh->putUint16Array(v, n); });
         break;
