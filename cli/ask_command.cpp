@@ -45,12 +45,9 @@ void check_input(const fs::path& path, long view) {
   long views = 1;
   if (is_dicom_file(path)) {
     const dicom::SeriesCollection c = dicom::read_series({path});
-    if (c.series.empty()) {
-      const std::string why = c.problems.empty() ? "no image" : c.problems.front().message;
-      // The reader's messages begin with the file's path already.
-      if (why.rfind(path.string(), 0) == 0) throw dicom::DicomError(why);
-      throw dicom::DicomError("DICOM file " + path.string() + ": " + why);
-    }
+    if (c.series.empty())  // a reader's problem names its file already (FileProblem::message)
+      throw dicom::DicomError(c.problems.empty() ? "DICOM file " + path.string() + ": no image"
+                                                 : c.problems.front().message);
     const auto& instance = c.series.front().instances.front();
     if (const std::string problem = instance.image_problem(); !problem.empty()) throw dicom::DicomError(problem);
     views = instance.pixels().number_of_frames;

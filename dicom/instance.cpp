@@ -42,8 +42,6 @@ std::vector<T> little_endian_values(const Uint8* bytes, size_t count) {
   return values;
 }
 
-void reinterpret_unknown_vrs(DcmItem& item, bool little_endian);
-
 // A sequence passed on as UN with a defined length: its value is items in implicit VR little
 // endian (PS3.5 6.2.2). Read as an implicit VR dataset of that one element; nullptr if it does
 // not parse.
@@ -77,14 +75,20 @@ DcmElement* sequence_from_unknown(const DcmTagKey& key, const Uint8* bytes, Uint
 // re-created here with that VR, so that Modality, the geometry and the pixel description read
 // the same whatever the sender's dictionary knew; so are sequences (their items are implicit VR
 // little endian whatever the transfer syntax). Other VRs (OB, OW, ...) stay as they are.
+void reinterpret_unknown_vrs(DcmItem& item, bool little_endian);
+
+void reinterpret_items(DcmElement& sequence, bool little_endian) {
+  auto& items = static_cast<DcmSequenceOfItems&>(sequence);
+  for (unsigned long k = 0; k < items.card(); ++k)
+    if (DcmItem* nested = items.getItem(k)) reinterpret_unknown_vrs(*nested, little_endian);
+}
+
 void reinterpret_unknown_vrs(DcmItem& item, bool little_endian) {
   std::vector<DcmElement*> replacements;
   for (unsigned long i = 0; i < item.card(); ++i) {
     DcmElement* e = item.getElement(i);
     if (e->ident() == EVR_SQ) {
-      auto* sequence = static_cast<DcmSequenceOfItems*>(e);
-      for (unsigned long k = 0; k < sequence->card(); ++k)
-        if (DcmItem* nested = sequence->getItem(k)) reinterpret_unknown_vrs(*nested, little_endian);
+      reinterpret_items(*e, little_endian);
       continue;
     }
     const Uint32 length = e->getLength();
@@ -95,9 +99,7 @@ void reinterpret_unknown_vrs(DcmItem& item, bool little_endian) {
     if (e->getUint8Array(bytes).bad() || !bytes) continue;
     if (vr == EVR_SQ) {
       if (DcmElement* sequence = sequence_from_unknown(key, bytes, length)) {
-        auto* items = static_cast<DcmSequenceOfItems*>(sequence);
-        for (unsigned long k = 0; k < items->card(); ++k)
-          if (DcmItem* nested = items->getItem(k)) reinterpret_unknown_vrs(*nested, little_endian);
+        reinterpret_items(*sequence, little_endian);
         replacements.push_back(sequence);
       }
       continue;

@@ -143,11 +143,9 @@ void append_jis_pairs(std::string& out, const std::string& pairs, const std::str
     out += *whole;
     return;
   }
-  for (size_t i = 0; i + 1 < pairs.size(); i += 2) {
-    std::string one = prefix;
-    one += char(static_cast<unsigned char>(pairs[i]) | 0x80);
-    one += char(static_cast<unsigned char>(pairs[i + 1]) | 0x80);
-    const auto c = euc_jp_to_utf8(one);
+  const size_t step = prefix.size() + 2;  // one character's EUC-JP bytes
+  for (size_t i = 0; i < euc.size(); i += step) {
+    const auto c = euc_jp_to_utf8(euc.substr(i, step));
     out += c ? *c : std::string(kReplacement);
   }
 }

@@ -96,11 +96,12 @@ std::optional<WrittenSegmentation> write_slide_segmentation(const SourceImages& 
   // source: a slide has no patient orientation (empty), and dciodvfy wants the attribute.
   check(ds.putAndInsertString(DCM_FrameOfReferenceUID, frame_of_reference.c_str()), "FrameOfReferenceUID");
   // The text taken over from the slide, in UTF-8 like the rest of the SEG (ISO_IR 192).
+  const DcmTagKey specimen[] = {DCM_ContainerIdentifier, DCM_IssuerOfTheContainerIdentifierSequence,
+                                DCM_ContainerTypeCodeSequence, DCM_SpecimenDescriptionSequence};
   DcmItem taken_over;
-  for (const DcmTagKey& tag :
-       {DCM_SpecificCharacterSet, DCM_PositionReferenceIndicator, DCM_ContainerIdentifier,
-        DCM_IssuerOfTheContainerIdentifierSequence, DCM_ContainerTypeCodeSequence, DCM_SpecimenDescriptionSequence})
-    copy_element(source, taken_over, tag);
+  copy_element(source, taken_over, DCM_SpecificCharacterSet);
+  copy_element(source, taken_over, DCM_PositionReferenceIndicator);
+  for (const DcmTagKey& tag : specimen) copy_element(source, taken_over, tag);
   dicom::convert_to_utf8(taken_over);
   check(ds.putAndInsertString(DCM_PositionReferenceIndicator,
                               text_of(taken_over, DCM_PositionReferenceIndicator).c_str()),
@@ -111,9 +112,7 @@ std::optional<WrittenSegmentation> write_slide_segmentation(const SourceImages& 
   copy_element(source, ds, DCM_ImageOrientationSlide);
   check(ds.putAndInsertString(DCM_DimensionOrganizationType, "TILED_SPARSE"), "DimensionOrganizationType");
   // Specimen module: the slide the SEG lies on.
-  for (const DcmTagKey& tag : {DCM_ContainerIdentifier, DCM_IssuerOfTheContainerIdentifierSequence,
-                               DCM_ContainerTypeCodeSequence, DCM_SpecimenDescriptionSequence})
-    copy_element(taken_over, ds, tag);
+  for (const DcmTagKey& tag : specimen) copy_element(taken_over, ds, tag);
   if (!ds.tagExists(DCM_ContainerIdentifier))
     throw SegmentationError(where + ": no ContainerIdentifier (0040,0512) (Specimen module)");
 
