@@ -184,6 +184,22 @@ void read_rescale(DcmItem* item, FrameInfo& frame) {
   if (auto type = get_string(item, DCM_RescaleType); !type.empty()) frame.rescale_type = type;
 }
 
+// Sizes (Pixel Spacing, Slice Thickness) in mm that are sizes at all: positive, and under 10 m so
+// that areas and volumes stay finite. "0\0", a negative or an absurd value is read as absent,
+// and the series' notes say why (pipeline/geometry_notes).
+constexpr double kLargestSize = 1e4;
+bool is_size(double mm) {
+  return mm > 0 && mm <= kLargestSize;
+}
+std::optional<std::array<double, 2>> as_spacing(const std::optional<std::vector<double>>& values) {
+  if (!values || !is_size((*values)[0]) || !is_size((*values)[1])) return std::nullopt;
+  return std::array<double, 2>{(*values)[0], (*values)[1]};
+}
+std::optional<double> as_thickness(const std::optional<double>& value) {
+  if (!value || !is_size(*value)) return std::nullopt;
+  return value;
+}
+
 // Attributes that may appear at the top level of a classic image (PS3.3 C.7.6.2, C.7.6.3,
 // C.11.1, C.11.2) and that functional groups override per frame.
 void read_top_level_frame_attributes(DcmItem* ds, FrameInfo& frame) {
@@ -194,12 +210,12 @@ void read_top_level_frame_attributes(DcmItem* ds, FrameInfo& frame) {
     std::copy(iop->begin(), iop->end(), o.begin());
     frame.image_orientation = o;
   }
-  auto spacing = get_doubles(ds, DCM_PixelSpacing, 2);
+  auto spacing = as_spacing(get_doubles(ds, DCM_PixelSpacing, 2));
   // Projection radiographs may give only ImagerPixelSpacing (PS3.3 10.7.1.1): at the detector,
   // but the best in-plane calibration available.
-  if (!spacing) spacing = get_doubles(ds, DCM_ImagerPixelSpacing, 2);
-  if (spacing) frame.pixel_spacing = std::array<double, 2>{(*spacing)[0], (*spacing)[1]};
-  if (auto thickness = get_double(ds, DCM_SliceThickness)) frame.slice_thickness = *thickness;
+  if (!spacing) spacing = as_spacing(get_doubles(ds, DCM_ImagerPixelSpacing, 2));
+  if (spacing) frame.pixel_spacing = spacing;
+  if (auto thickness = as_thickness(get_double(ds, DCM_SliceThickness))) frame.slice_thickness = *thickness;
   read_rescale(ds, frame);
   read_windows(ds, frame.windows);
 }
@@ -219,9 +235,8 @@ void apply_functional_groups(DcmItem* groups, FrameInfo& frame) {
     }
   }
   if (DcmItem* measures = first_item(groups, DCM_PixelMeasuresSequence)) {
-    if (auto spacing = get_doubles(measures, DCM_PixelSpacing, 2))
-      frame.pixel_spacing = std::array<double, 2>{(*spacing)[0], (*spacing)[1]};
-    if (auto thickness = get_double(measures, DCM_SliceThickness)) frame.slice_thickness = *thickness;
+    if (auto spacing = as_spacing(get_doubles(measures, DCM_PixelSpacing, 2))) frame.pixel_spacing = spacing;
+    if (auto thickness = as_thickness(get_double(measures, DCM_SliceThickness))) frame.slice_thickness = *thickness;
   }
   if (DcmItem* transformation = first_item(groups, DCM_PixelValueTransformationSequence)) {
     read_rescale(transformation, frame);

@@ -863,6 +863,9 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       continue;
     }
     for (const auto& note : geometry_notes(series)) outcome.notes.push_back(note);
+    if (DcmDataset* first = series.instances.front().dataset())
+      for (const auto& attribute : seg::results_header(*first).left_out)
+        outcome.notes.push_back("series " + outcome.series_instance_uid + ": left out of the SEG and SR: " + attribute);
     SeriesRun run;
     run.series = &series;
     run.modality = outcome.modality;

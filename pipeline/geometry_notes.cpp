@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 
@@ -19,14 +20,15 @@ struct GeometryAttribute {
   const char* name;
   DcmTagKey tag;
   size_t values;         // how many numbers it holds
+  bool size;             // a size in mm: dicom/ reads only positive values up to 10 m
   const char* consequence;
   std::function<bool(const dicom::FrameInfo&)> read;  // whether dicom/ read it
 };
 
 // How many backslash-separated values the text holds and whether they are all numbers.
-std::string what_is_wrong(const std::string& text, size_t values) {
+std::string what_is_wrong(const std::string& text, size_t values, bool size) {
   size_t count = 0;
-  bool numbers = true;
+  bool numbers = true, finite = true, sizes = true;
   size_t begin = 0;
   while (true) {
     const size_t end = text.find('\\', begin);
@@ -35,13 +37,17 @@ std::string what_is_wrong(const std::string& text, size_t values) {
     const size_t b = part.find_first_not_of(' ');
     const std::string trimmed = b == std::string::npos ? "" : part.substr(b, part.find_last_not_of(' ') - b + 1);
     char* stop = nullptr;
-    std::strtod(trimmed.c_str(), &stop);
+    const double value = std::strtod(trimmed.c_str(), &stop);
     if (trimmed.empty() || *stop != '\0') numbers = false;
+    if (!std::isfinite(value)) finite = false;
+    if (!(value > 0 && value <= 1e4)) sizes = false;
     if (end == std::string::npos) break;
     begin = end + 1;
   }
   if (!numbers) return "is not a number";
   if (count != values) return "has " + std::to_string(count) + " values, not " + std::to_string(values);
+  if (!finite) return "is not a finite number";
+  if (size && !sizes) return "is not a size (a positive number of mm up to 10 m)";
   return "could not be read";
 }
 
@@ -49,12 +55,13 @@ std::string what_is_wrong(const std::string& text, size_t values) {
 
 std::vector<std::string> geometry_notes(const dicom::Series& series) {
   const GeometryAttribute attributes[] = {
-      {"PixelSpacing", DCM_PixelSpacing, 2, "no measurements", [](const dicom::FrameInfo& f) { return f.pixel_spacing.has_value(); }},
-      {"ImagePositionPatient", DCM_ImagePositionPatient, 3, "no volume measurements",
+      {"PixelSpacing", DCM_PixelSpacing, 2, true, "no measurements",
+       [](const dicom::FrameInfo& f) { return f.pixel_spacing.has_value(); }},
+      {"ImagePositionPatient", DCM_ImagePositionPatient, 3, false, "no volume measurements",
        [](const dicom::FrameInfo& f) { return f.image_position.has_value(); }},
-      {"ImageOrientationPatient", DCM_ImageOrientationPatient, 6, "no volume measurements",
+      {"ImageOrientationPatient", DCM_ImageOrientationPatient, 6, false, "no volume measurements",
        [](const dicom::FrameInfo& f) { return f.image_orientation.has_value(); }},
-      {"SliceThickness", DCM_SliceThickness, 1, "no slice thickness",
+      {"SliceThickness", DCM_SliceThickness, 1, true, "no slice thickness",
        [](const dicom::FrameInfo& f) { return f.slice_thickness.has_value(); }},
   };
   std::vector<std::string> notes;
@@ -72,7 +79,8 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
     }
     if (!affected) continue;
     std::string note = "series " + series.identity.series_instance_uid + ": " + a.consequence + ": " + a.name + " " +
-                       what_is_wrong(first, a.values) + " ('" + (first.size() > 64 ? first.substr(0, 64) + "..." : first) + "')";
+                       what_is_wrong(first, a.values, a.size) + " ('" +
+                       (first.size() > 64 ? first.substr(0, 64) + "..." : first) + "')";
     if (series.instances.size() > 1)
       note += " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances";
     notes.push_back(note);

@@ -584,7 +584,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   // Patient, study and frame of reference from the source, in UTF-8 like the segment labels.
   // Frames whose geometry is not stated get no frame of reference: it would require plane
   // positions, orientation and pixel measures (PS3.3 A.51.5).
-  const std::unique_ptr<DcmDataset> header = sources.header_in_utf8();
+  ResultsHeader taken_over = sources.header_in_utf8();
+  DcmDataset* header = taken_over.dataset.get();
   if (!geometry) {
     delete header->remove(DCM_FrameOfReferenceUID);
     delete header->remove(DCM_PositionReferenceIndicator);
@@ -694,10 +695,15 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   if (geometry) {
     FGPixelMeasures measures;
     check(measures.setPixelSpacing(format_ds_list(sources.pixel_spacing()->data(), 2).c_str()), "pixel spacing");
+    // Slice Thickness is required with a frame of reference (dciodvfy); a source that does not
+    // state it (or states 0) gets the distance between its slices, the depth each SEG frame
+    // stands for.
+    const auto spacing = sources.slice_spacing();
     if (sources.slice_thickness() && *sources.slice_thickness() > 0)
       check(measures.setSliceThickness(format_ds(*sources.slice_thickness()).c_str()), "slice thickness");
-    if (auto spacing = sources.slice_spacing())
-      check(measures.setSpacingBetweenSlices(format_ds(*spacing).c_str()), "spacing between slices");
+    else if (spacing)
+      check(measures.setSliceThickness(format_ds(*spacing).c_str()), "slice thickness");
+    if (spacing) check(measures.setSpacingBetweenSlices(format_ds(*spacing).c_str()), "spacing between slices");
     check(seg->addForAllFrames(measures), "adding the pixel measures");
   }
 
@@ -731,9 +737,13 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
           FGPlanePosPatient::createMinimal(format_ds(p[0]).c_str(), format_ds(p[1]).c_str(), format_ds(p[2]).c_str()));
       groups.push_back(position.get());
     }
+    // The per-frame groups written below replace these, with the source's UIDs as they are: here
+    // a UID that DCMTK would refuse (a leading zero) gets a stand-in.
+    auto checked_uid = [](const std::string& uid) { return is_valid_uid(uid) ? uid : std::string(kStandInUid); };
     OFVector<ImageSOPInstanceReferenceMacro> references(1);
-    check(references[0].setReferencedSOPClassUID(source.sop_class_uid.c_str()), "source SOP class");
-    check(references[0].setReferencedSOPInstanceUID(source.sop_instance_uid.c_str()), "source SOP instance");
+    check(references[0].setReferencedSOPClassUID(checked_uid(source.sop_class_uid).c_str()), "source SOP class");
+    check(references[0].setReferencedSOPInstanceUID(checked_uid(source.sop_instance_uid).c_str()),
+          "source SOP instance");
     std::unique_ptr<FGDerivationImage> derivation(DcmSegmentation::createDerivationImageFG(references, ""));
     if (!derivation) throw SegmentationError("cannot create the derivation image functional group");
     groups.push_back(derivation.get());
@@ -747,6 +757,11 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   DcmDataset& dataset = *result.file->getDataset();
   check(seg->writeDataset(dataset), "writing the segmentation modules");
   patches.apply(dataset);
+  for (const auto& [tag, uid] : taken_over.restore) {
+    OFString written;
+    if (dataset.findAndGetOFString(tag, written).good() && written == kStandInUid)
+      check(dataset.putAndInsertString(tag, uid.c_str()), "restoring a source UID");
+  }
 
   // ---- the parts written here -----------------------------------------------------------
   // Built in parallel (thousands of small items), appended in frame order.

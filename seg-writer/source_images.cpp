@@ -4,9 +4,12 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcdicent.h>
+#include <dcmtk/dcmdata/dcdict.h>
 #include <dcmtk/dcmdata/dcelem.h>
 #include <dcmtk/dcmdata/dcitem.h>
 #include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcvrui.h>
 
 #include <algorithm>
 #include <cmath>
@@ -120,10 +123,10 @@ void SourceImages::read_instance(size_t index) {
   long frames = 1;
   if (ds.tagExistsWithValue(DCM_NumberOfFrames)) {
     Sint32 n = 0;
-    if (ds.findAndGetSint32(DCM_NumberOfFrames, n).bad() || n < 1)
+    if (ds.findAndGetSint32(DCM_NumberOfFrames, n).bad())
       throw SegmentationError(where() + " has an invalid Number of Frames (0028,0008): '" +
                               get_string(ds, DCM_NumberOfFrames) + "'");
-    frames = n;
+    frames = std::max<Sint32>(1, n);  // "0" on a single frame, read as one like dicom/ does
   }
   const std::string frame_of_reference = get_string(ds, DCM_FrameOfReferenceUID);
 
@@ -164,7 +167,9 @@ void SourceImages::read_instance(size_t index) {
     }
   };
   auto check_spacing = [&](const std::optional<std::array<double, 2>>& s, int frame) {
-    if (!s) return;
+    // "0\0", a negative or an absurd spacing states none (the rule of dicom/instance.cpp).
+    auto size = [](double mm) { return mm > 0 && mm <= 1e4; };
+    if (!s || !size((*s)[0]) || !size((*s)[1])) return;
     if (!pixel_spacing_) {
       pixel_spacing_ = s;
     } else if (!same_spacing(*pixel_spacing_, *s)) {
@@ -238,19 +243,110 @@ std::optional<std::array<double, 3>> SourceImages::normal() const {
   return n;
 }
 
-std::unique_ptr<DcmDataset> SourceImages::header_in_utf8() const {
-  DcmDataset& source = *datasets_.front();
-  auto header = std::make_unique<DcmDataset>();
+ResultsHeader::ResultsHeader() = default;
+ResultsHeader::ResultsHeader(ResultsHeader&&) noexcept = default;
+ResultsHeader::~ResultsHeader() = default;
+
+namespace {
+
+// The value multiplicity the dictionary gives `tag`, as DcmElement::checkValue reads it ("1",
+// "1-3", "1-n"), or "" when the tag is unknown (nothing to check).
+std::string dictionary_vm(const DcmTagKey& tag) {
+  const DcmDataDictionary& dictionary = dcmDataDict.rdlock();
+  const DcmDictEntry* entry = dictionary.findEntry(tag, nullptr);
+  std::string vm;
+  if (entry) {
+    const int low = entry->getVMMin(), high = entry->getVMMax();
+    vm = std::to_string(low);
+    if (high == DcmVariableVM)
+      vm += "-n";
+    else if (high != low)
+      vm += "-" + std::to_string(high);
+  }
+  dcmDataDict.rdunlock();
+  return vm;
+}
+
+// Text without the control characters its VR may not hold once it is UTF-8 (PS3.5 6.1.2.3):
+// LT, ST, UT and UC-free long texts keep TAB, LF, FF and CR; no text keeps NUL, other C0 bytes,
+// ESC (which only serves ISO 2022 code extensions) or DEL.
+std::string without_control_characters(const std::string& text, DcmEVR vr) {
+  const bool long_text = vr == EVR_LT || vr == EVR_ST || vr == EVR_UT;
+  std::string out;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool kept_format = long_text && (u == '\t' || u == '\n' || u == '\f' || u == '\r');
+    if ((u < 0x20 || u == 0x7f) && !kept_format) continue;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string why_refused(const OFCondition& check, const DcmElement& element, const std::string& vm) {
+  const std::string vr = DcmVR(const_cast<DcmElement&>(element).ident()).getVRName();
+  if (check == EC_ValueRepresentationViolated) return "is not a valid " + vr + " value";
+  if (check == EC_MaximumLengthViolated) return "is longer than " + vr + " allows";
+  if (check == EC_InvalidCharacter) return "has characters that " + vr + " does not allow";
+  if (check == EC_ValueMultiplicityViolated)
+    return "has " + std::to_string(const_cast<DcmElement&>(element).getVM()) + " values, not " + vm;
+  return std::string("was refused (") + check.text() + ")";
+}
+
+}  // namespace
+
+bool is_valid_uid(const std::string& uid) {
+  return !uid.empty() && DcmUniqueIdentifier::checkStringValue(uid.c_str(), "1").good();
+}
+
+ResultsHeader results_header(DcmDataset& source) {
+  ResultsHeader out;
+  out.dataset = std::make_unique<DcmDataset>();
+  DcmDataset& header = *out.dataset;
   for (unsigned long i = 0; i < source.card(); ++i) {
     DcmElement* element = source.getElement(i);
     const Uint16 group = element->getGTag();
     if (group != 0x0008 && group != 0x0010 && group != 0x0020) continue;
-    header->insert(OFstatic_cast(DcmElement*, element->clone()), true);
+    header.insert(OFstatic_cast(DcmElement*, element->clone()), true);
   }
   // Never fails: DCMTK's converter cannot read Japanese with iconv (ISO 2022 IR 87), and text that
   // its declared set does not explain must not cost the study its results.
-  dicom::convert_to_utf8(*header);
-  return header;
+  dicom::convert_to_utf8(header);
+
+  std::vector<DcmElement*> elements;
+  for (unsigned long i = 0; i < header.card(); ++i) elements.push_back(header.getElement(i));
+  for (DcmElement* element : elements) {
+    const DcmTagKey tag = element->getTag();
+    const DcmEVR vr = element->ident();
+    if (tag == DCM_SpecificCharacterSet || !DcmVR(vr).isaString()) continue;
+    OFString raw;
+    if (element->getOFStringArray(raw).bad()) continue;
+    std::string value(raw.c_str(), raw.length());
+    if (vr != EVR_UI) {
+      const std::string clean = without_control_characters(value, vr);
+      if (clean != value) {
+        element->putOFStringArray(OFString(clean.c_str(), clean.size()));
+        value = clean;
+      }
+    }
+    const std::string vm = dictionary_vm(tag);
+    if (vm.empty()) continue;
+    const OFCondition check = element->checkValue(vm.c_str(), OFTrue /* as DCMTK's IOD writer checks */);
+    if (check.good()) continue;
+    if (vr == EVR_UI) {
+      out.restore.emplace_back(tag, value);
+      element->putString(kStandInUid);
+      continue;
+    }
+    const std::string shown = value.size() > 64 ? value.substr(0, 64) + "..." : value;
+    out.left_out.push_back(std::string(DcmTag(tag).getTagName()) + " " + tag.toString().c_str() + " '" + shown + "' " +
+                           why_refused(check, *element, vm));
+    delete header.remove(element);
+  }
+  return out;
+}
+
+ResultsHeader SourceImages::header_in_utf8() const {
+  return results_header(*datasets_.front());
 }
 
 std::vector<size_t> SourceImages::frames_in_slice_order() const {

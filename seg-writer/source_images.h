@@ -5,12 +5,16 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctagkey.h>
+
 #include <array>
 #include <cstddef>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 class DcmDataset;
@@ -23,6 +27,32 @@ class SegmentationError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// What the result objects take over from their source: the first instance's patient, study,
+// series and frame-of-reference attributes (groups 0008, 0010 and 0020, no pixel data) in UTF-8
+// (ISO_IR 192), the character set of their own text (labels, the model's sentences). A source
+// without Specific Character Set whose text is not ASCII is read as ISO_IR 100.
+//
+// Values that break their VR or VM (PS3.5 6.2: an age "45Y", a date "20241399", a time
+// "10:20:30", a sex "male") would make DCMTK refuse to write the SEG, so they are left out, each
+// listed in `left_out`. UIDs are identities and are kept as they are, even where they break the
+// UI rules (a component with a leading zero, "1.2.840.0123", is common in older archives): they
+// hold a valid stand-in in `dataset`, and `restore` says what to put back once DCMTK has
+// written. Control characters that text may not hold (NUL padding, stray C0 bytes) are removed.
+struct ResultsHeader {
+  std::unique_ptr<DcmDataset> dataset;
+  std::vector<std::string> left_out;  // e.g. "PatientAge (0010,1010) '45Y' is not a valid AS value"
+  std::vector<std::pair<DcmTagKey, std::string>> restore;
+  ResultsHeader();
+  ResultsHeader(ResultsHeader&&) noexcept;
+  ~ResultsHeader();
+};
+ResultsHeader results_header(DcmDataset& source);
+// The stand-in value of such a UID.
+inline constexpr const char* kStandInUid = "1.2.3";
+
+// True when DCMTK accepts `uid` as a UID value (digits and dots, no leading zero, at most 64).
+bool is_valid_uid(const std::string& uid);
 
 struct SourceFrame {
   std::size_t instance = 0;  // index of the dataset it comes from
@@ -77,11 +107,8 @@ class SourceImages {
   // there are two or more; used for volumes.
   std::optional<double> slice_spacing() const;
 
-  // The first instance's patient, study, series and frame-of-reference attributes (groups 0008,
-  // 0010 and 0020, no pixel data), converted to UTF-8 (ISO_IR 192): what the result objects take
-  // over, in the character set their own text (labels, the model's sentences) is written in.
-  // A source without Specific Character Set whose text is not ASCII is read as ISO_IR 100.
-  std::unique_ptr<DcmDataset> header_in_utf8() const;
+  // results_header() of the first instance.
+  ResultsHeader header_in_utf8() const;
 
  private:
   void read_instance(std::size_t index);

@@ -148,7 +148,9 @@ class ContentTree {
   size_t image(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
                const DSRImageReferenceValue& value, const std::string& what) {
     const size_t id = add(parent, relationship, DSRTypes::VT_Image, name, what);
-    check(item().setImageReference(value), what);
+    // Not checked: source UIDs are referenced as the source has them, even where they break the
+    // UI rules (a leading zero, common in older archives); the report's own UIDs are valid.
+    check(item().setImageReference(value, OFFalse), what);
     return id;
   }
 
@@ -234,7 +236,7 @@ void validate_measurement(const Measurement& m, const std::string& owner) {
 }
 
 DSRImageReferenceValue frame_reference(const seg::SourceFrame& frame) {
-  DSRImageReferenceValue value(frame.sop_class_uid.c_str(), frame.sop_instance_uid.c_str());
+  DSRImageReferenceValue value(frame.sop_class_uid.c_str(), frame.sop_instance_uid.c_str(), OFFalse);
   if (frame.frame_number > 0) value.getFrameList().addItem(frame.frame_number);
   return value;
 }
@@ -336,7 +338,7 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
   const std::string algorithm_name = options.algorithm.name.empty() ? "UniBiomed" : options.algorithm.name;
   const std::string algorithm_version = options.algorithm.version.empty() ? "unknown" : options.algorithm.version;
   DSRDocument document(DSRTypes::DT_Comprehensive3DSR);
-  check(document.createNewSeriesInStudy(study_uid.c_str()), "starting a series in study " + study_uid);
+  check(document.createNewSeriesInStudy(study_uid.c_str(), OFFalse), "starting a series in study " + study_uid);
   check(document.setSpecificCharacterSetType(DSRTypes::CS_UTF8), "character set");
   const std::string description =
       options.series_description.empty() ? algorithm_name + " findings" : options.series_description;
@@ -376,7 +378,7 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
     for (const auto& frame : entry.sources->frames()) {
       if (!listed.insert(frame.instance).second) continue;
       content.image(group, DSRTypes::RT_contains, {},
-                    DSRImageReferenceValue(frame.sop_class_uid.c_str(), frame.sop_instance_uid.c_str()),
+                    DSRImageReferenceValue(frame.sop_class_uid.c_str(), frame.sop_instance_uid.c_str(), OFFalse),
                     "image library entry");
     }
   }
@@ -426,7 +428,7 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
           const size_t region = tree.getNodeID();
           content.image(region, DSRTypes::RT_selectedFrom, {},
                         r.total_pixel_matrix
-                            ? DSRImageReferenceValue(key.sop_class_uid.c_str(), key.sop_instance_uid.c_str())
+                            ? DSRImageReferenceValue(key.sop_class_uid.c_str(), key.sop_instance_uid.c_str(), OFFalse)
                             : frame_reference(key),
                         owner + " source image of the region");
         };
@@ -503,11 +505,11 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
     const auto& sources = *series[s].sources;
     for (const auto& frame : sources.frames())
       check(evidence.addItem(study_uid.c_str(), sources.series_instance_uid().c_str(), frame.sop_class_uid.c_str(),
-                             frame.sop_instance_uid.c_str()),
+                             frame.sop_instance_uid.c_str(), OFFalse),
             "evidence for " + frame.sop_instance_uid);
     if (segmentations[s])
       check(evidence.addItem(study_uid.c_str(), segmentations[s]->series.c_str(), segmentations[s]->sop_class.c_str(),
-                             segmentations[s]->sop_instance.c_str()),
+                             segmentations[s]->sop_instance.c_str(), OFFalse),
             "evidence for the segmentation");
   }
   check(document.completeDocument(), "completion flag");
@@ -524,10 +526,10 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
                                    : seg::make_uid(seed.empty() ? "" : seed + "/sr/series");
   check(dataset.putAndInsertString(DCM_SOPInstanceUID, report.sop_instance_uid.c_str()), "SOP Instance UID");
   check(dataset.putAndInsertString(DCM_SeriesInstanceUID, report.series_instance_uid.c_str()), "Series Instance UID");
-  const auto header = series.front().sources->header_in_utf8();
+  const seg::ResultsHeader header = series.front().sources->header_in_utf8();
   for (const DcmTagKey& tag : kTakenOver) {
     DcmElement* element = nullptr;
-    if (header->findAndGetElement(tag, element).good() && element)
+    if (header.dataset->findAndGetElement(tag, element).good() && element)
       check(dataset.insert(OFstatic_cast(DcmElement*, element->clone()), true),
             "copying " + std::string(tag.toString().c_str()));
   }

@@ -9,6 +9,7 @@
 #include <dcmtk/dcmdata/dcsequen.h>
 #include <dcmtk/dcmdata/dctag.h>
 
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -49,9 +50,10 @@ inline std::string get_string_at(DcmItem* item, const DcmTagKey& key, unsigned l
   return {};
 }
 
+// Numbers are finite or absent: DCMTK reads DS "nan" and "inf" as such.
 inline std::optional<double> get_double(DcmItem* item, const DcmTagKey& key, unsigned long index = 0) {
   Float64 value = 0;
-  if (item && item->findAndGetFloat64(key, value, index).good()) return value;
+  if (item && item->findAndGetFloat64(key, value, index).good() && std::isfinite(value)) return value;
   return std::nullopt;
 }
 
@@ -78,7 +80,7 @@ inline std::optional<std::vector<double>> get_doubles(DcmItem* item, const DcmTa
   std::vector<double> values(vm);
   for (unsigned long i = 0; i < vm; ++i) {
     Float64 v = 0;
-    if (element->getFloat64(v, i).bad()) return std::nullopt;
+    if (element->getFloat64(v, i).bad() || !std::isfinite(v)) return std::nullopt;
     values[i] = v;
   }
   return values;

@@ -1,7 +1,8 @@
 // The study result from series outcomes: a failing series leaves nothing behind whichever its
 // place (its SEG number and preview numbers go to the next), cancellation is its own type, the
 // findings read as sentences (the model's answer kept apart), specks below the target's minimum
-// size leave the findings and the SEG alike, unreadable geometry is said per series, targets a
+// size leave the findings and the SEG alike, unreadable geometry is said per series, values that
+// DCMTK refuses (zero sizes, invalid header values, leading-zero UIDs) still give results, targets a
 // checkpoint was not trained on are not asked, and ask() codes a named target as that target.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <dcmtk/config/osconfig.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 
 #include "config/task_rules.h"
 #include "inference/answer_parser.h"
@@ -287,6 +289,57 @@ TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
   const StudyResult clean = analyze(fixture_data().inputs("ct"), std::make_unique<test::BoxEngine>());
   EXPECT_FALSE(has_note(clean.series.at(0), "not a number"));
   EXPECT_FALSE(has_note(clean.series.at(0), "values, not"));
+}
+
+TEST(AnalysisOutcomes, ZeroSizesInvalidHeaderValuesAndLeadingZeroUidsStillGiveResults) {
+  // What archives hold and DCMTK refuses to write: sizes of zero, values that break their VR, UIDs
+  // with leading zeros. Each series is analysed, its SEG and SR are written, and its record says
+  // what was left out.
+  test::TempDir dir;
+  const auto sizes = changed_copies("ct", dir / "sizes", [](DcmDataset& ds) {
+    ds.putAndInsertString(DCM_PixelSpacing, "0\\0");
+    ds.putAndInsertString(DCM_SliceThickness, "0");
+  });
+  const StudyResult z = analyze(sizes, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(z.series.at(0).state, SeriesOutcome::State::Analysed) << z.series[0].reason;
+  EXPECT_TRUE(has_note(z.series[0],
+                       "no measurements: PixelSpacing is not a size (a positive number of mm up to 10 m) ('0\\0')"))
+      << testing::PrintToString(z.series[0].notes);
+  EXPECT_TRUE(has_note(z.series[0], "no slice thickness: SliceThickness is not a size"))
+      << testing::PrintToString(z.series[0].notes);
+  ASSERT_FALSE(z.findings.empty());
+  for (const auto& f : z.findings)
+    for (const auto& m : f.measurements) EXPECT_NE(m.unit, "mm2") << f.label;
+
+  const auto header = changed_copies("ct", dir / "header", [](DcmDataset& ds) {
+    ds.putAndInsertString(DCM_PatientAge, "45Y");
+    ds.putAndInsertString(DCM_StudyTime, "10:20:30");
+    for (const DcmTagKey& tag :
+         {DCM_StudyInstanceUID, DCM_SeriesInstanceUID, DCM_SOPInstanceUID, DCM_FrameOfReferenceUID}) {
+      OFString uid;
+      ds.findAndGetOFString(tag, uid);
+      const std::string zero = "1.2.840.0123." + std::string(uid.c_str()).substr(uid.rfind('.') + 1);
+      ds.putAndInsertString(tag, zero.c_str());
+    }
+  });
+  const StudyResult h = analyze(header, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(h.series.at(0).state, SeriesOutcome::State::Analysed) << h.series[0].reason;
+  EXPECT_TRUE(has_note(h.series[0], "left out of the SEG and SR: PatientAge (0010,1010) '45Y' is not a valid AS value"))
+      << testing::PrintToString(h.series[0].notes);
+  EXPECT_TRUE(has_note(h.series[0], "StudyTime (0008,0030) '10:20:30' is not a valid TM value"));
+  std::set<std::string> kinds;
+  for (const auto& o : h.objects) {
+    kinds.insert(o.kind);
+    test::write_object(dir / ("header-" + o.file_name), o);
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile((dir / ("header-" + o.file_name)).c_str()).good());
+    OFString study;
+    file.getDataset()->findAndGetOFString(DCM_StudyInstanceUID, study);
+    EXPECT_EQ(study.c_str(), h.study_instance_uid) << o.kind;
+    EXPECT_EQ(h.study_instance_uid.rfind("1.2.840.0123.", 0), 0u);
+    EXPECT_FALSE(file.getDataset()->tagExists(DCM_PatientAge)) << o.kind;
+  }
+  EXPECT_EQ(kinds, (std::set<std::string>{"SEG", "SR"}));
 }
 
 TEST(AnalysisOutcomes, TargetsTheCheckpointWasNotTrainedOnAreNotAsked) {

@@ -11,8 +11,10 @@
 #include <dcmtk/dcmiod/cielabutil.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <set>
 
 #include "seg-writer/binary_frame_packing.h"
 #include "seg-writer/part10_file.h"
@@ -477,6 +479,104 @@ TEST(SegmentationWriter, SourcesWithoutTypeTwoAttributesAndWithLatin1Text) {
   DcmItem* first = nullptr;
   ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_SegmentSequence, first).good());
   EXPECT_EQ(get(*first, DCM_SegmentLabel), "L\xc3\xa4sion");
+}
+
+TEST(SegmentationWriter, HeaderValuesThatBreakTheirVrAreLeftOutAndTheRestTakenOver) {
+  // DCMTK refuses to write a SEG whose patient or study attributes break their VR or VM; such
+  // values are common in archives (an age without unit, a date that is no date, an old-style time,
+  // NUL padding). They are left out, each one said, and the SEG passes every validator.
+  TempDir dir("seg-bad-header");
+  test::SeriesSpec spec;
+  spec.name = "bad-header";
+  auto series = test::make_series(spec);
+  for (auto* ds : series.datasets()) {
+    ds->putAndInsertString(DCM_PatientAge, "45Y");
+    ds->putAndInsertString(DCM_StudyDate, "20241399");
+    ds->putAndInsertString(DCM_StudyTime, "10:20:30");
+    ds->putAndInsertString(DCM_PatientSex, "male");
+    ds->putAndInsertString(DCM_PatientBirthDate, "19700101\\19710101");
+    const char name[] = "Doe^Jane\x01\0";
+    ds->putAndInsertString(DcmTag(DCM_PatientName), name, sizeof name - 1, OFTrue);
+  }
+  const auto files = series.save(dir.path(), spec.name);
+  SourceImages sources(series.datasets());
+
+  const ResultsHeader header = sources.header_in_utf8();
+  std::vector<std::string> expected_left_out{"PatientBirthDate (0010,0030) '19700101\\19710101' has 2 values, not 1",
+                                             "PatientSex (0010,0040) 'male' is not a valid CS value",
+                                             "PatientAge (0010,1010) '45Y' is not a valid AS value",
+                                             "StudyDate (0008,0020) '20241399' is not a valid DA value",
+                                             "StudyTime (0008,0030) '10:20:30' is not a valid TM value"};
+  std::vector<std::string> left_out = header.left_out;
+  std::sort(left_out.begin(), left_out.end());
+  std::sort(expected_left_out.begin(), expected_left_out.end());
+  EXPECT_EQ(left_out, expected_left_out);
+  EXPECT_TRUE(header.restore.empty());
+
+  auto checked = write_and_check(dir, spec.name, sources, two_disjoint_segments(sources, 4), files);
+  DcmDataset& ds = *checked.written.file->getDataset();
+  EXPECT_EQ(get(ds, DCM_PatientName), "Doe^Jane");  // control characters removed
+  EXPECT_FALSE(ds.tagExists(DCM_PatientAge));       // type 3: absent
+  for (const DcmTagKey& tag : {DCM_StudyDate, DCM_StudyTime, DCM_PatientSex, DCM_PatientBirthDate}) {
+    EXPECT_TRUE(ds.tagExists(tag)) << DcmTag(tag).getTagName();  // type 2: present, empty
+    EXPECT_EQ(get(ds, tag), "") << DcmTag(tag).getTagName();
+  }
+  EXPECT_EQ(get(ds, DCM_PatientID), get(*series.datasets()[0], DCM_PatientID));
+}
+
+TEST(SegmentationWriter, SourceUidsWithLeadingZerosAreReferencedAsTheyAre) {
+  // UIDs whose components have leading zeros ("1.2.840.0123...") break PS3.5 9.1 but are common in
+  // older archives, and DCMTK refuses them. They are identities: the SEG belongs to the same study
+  // and frame of reference and references every source by its UID exactly as the source has it.
+  TempDir dir("seg-leading-zero");
+  test::SeriesSpec spec;
+  spec.name = "leading-zero";
+  auto series = test::make_series(spec);
+  auto with_zero = [](const std::string& uid) { return "1.2.840.0123." + uid.substr(uid.rfind('.') + 1); };
+  for (auto* ds : series.datasets())
+    for (const DcmTagKey& tag :
+         {DCM_StudyInstanceUID, DCM_SeriesInstanceUID, DCM_SOPInstanceUID, DCM_FrameOfReferenceUID}) {
+      const std::string zero = with_zero(get(*ds, tag));
+      ds->putAndInsertString(tag, zero.c_str());
+    }
+  const auto files = series.save(dir.path(), spec.name);
+  SourceImages sources(series.datasets());
+  ASSERT_FALSE(is_valid_uid(sources.study_instance_uid()));
+  const auto segments = two_disjoint_segments(sources, 5);
+  auto written = write_segmentation(sources, segments, {});
+  ASSERT_TRUE(written.has_value());
+  const auto path = dir / "leading-zero-seg.dcm";
+  save_part10(*written->file, path);
+  DcmDataset& ds = *written->file->getDataset();
+  EXPECT_EQ(get(ds, DCM_StudyInstanceUID), sources.study_instance_uid());
+  EXPECT_EQ(get(ds, DCM_FrameOfReferenceUID), sources.frame_of_reference_uid());
+  EXPECT_TRUE(is_valid_uid(get(ds, DCM_SOPInstanceUID)));
+  EXPECT_TRUE(is_valid_uid(get(ds, DCM_SeriesInstanceUID)));
+  EXPECT_NE(get(ds, DCM_SeriesInstanceUID), sources.series_instance_uid());
+  // Every frame references its source by the source's own UID.
+  DcmSequenceOfItems* frames = nullptr;
+  ASSERT_TRUE(ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, frames).good());
+  std::set<std::string> source_uids;
+  for (const auto& f : sources.frames()) source_uids.insert(f.sop_instance_uid);
+  for (unsigned long i = 0; i < frames->card(); ++i) {
+    DcmItem* derivation = nullptr;
+    DcmItem* source = nullptr;
+    ASSERT_TRUE(frames->getItem(i)->findAndGetSequenceItem(DCM_DerivationImageSequence, derivation).good());
+    ASSERT_TRUE(derivation->findAndGetSequenceItem(DCM_SourceImageSequence, source).good());
+    EXPECT_EQ(source_uids.count(get(*source, DCM_ReferencedSOPInstanceUID)), 1u) << "frame " << i + 1;
+  }
+  // dciodvfy objects to the source's UIDs and to nothing else.
+  std::string output;
+  size_t about_sources = 0;
+  EXPECT_EQ(test::dciodvfy_errors_besides_leading_zeros(path, about_sources, &output), std::vector<std::string>{})
+      << output;
+  EXPECT_GT(about_sources, 0u) << output;
+  // OHIF (dcmjs) still finds every mask on its source.
+  const auto expected = dir / "leading-zero-expected.json";
+  test::write_file(expected, test::expected_masks_json(sources, segments, written->tracking_uids));
+  const auto js = test::run_command(
+      {test::node_program(), (test::js_dir() / "check_seg.js").string(), path.string(), expected.string()});
+  EXPECT_EQ(js.exit_code, 0) << js.output;
 }
 
 TEST(SegmentationWriter, ModulesNameTheAlgorithmAndDescribeEachSegment) {

@@ -182,6 +182,55 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   EXPECT_EQ(again->sop_instance_uid, report->sop_instance_uid);
 }
 
+TEST(MeasurementReport, SourcesWithLeadingZeroUidsAndInvalidHeaderValues) {
+  // A source whose UIDs have leading zeros ("1.2.840.0123...", common in older archives, refused by
+  // DCMTK's checks) is referenced by those UIDs as they are; a header value that breaks its VR
+  // (an age "45Y") is left out. The report is written and read the way OHIF reads it.
+  TempDir dir("sr-leading-zero");
+  test::SeriesSpec spec;
+  spec.rows = 24;
+  spec.columns = 24;
+  spec.frames = 4;
+  spec.name = "sr-leading-zero";
+  auto series = test::make_series(spec);
+  for (auto* ds : series.datasets()) {
+    for (const DcmTagKey& tag :
+         {DCM_StudyInstanceUID, DCM_SeriesInstanceUID, DCM_SOPInstanceUID, DCM_FrameOfReferenceUID}) {
+      const std::string uid = get(*ds, tag);
+      ds->putAndInsertString(tag, ("1.2.840.0123." + uid.substr(uid.rfind('.') + 1)).c_str());
+    }
+    ds->putAndInsertString(DCM_PatientAge, "45Y");
+    ds->putAndInsertString(DCM_StudyDate, "2024-01-02");
+  }
+  series.save(dir.path(), spec.name);
+  seg::SourceImages sources(series.datasets());
+  std::vector<seg::Segment> segments{segment("Lesion", {mask(1, test::ellipse_mask(24, 24, 12, 12, 5, 4)),
+                                                        mask(2, test::ellipse_mask(24, 24, 12, 12, 6, 5))})};
+  auto seg = seg::write_segmentation(sources, segments, {});
+  ASSERT_TRUE(seg);
+  seg::save_part10(*seg->file, dir / "sr-leading-zero-seg.dcm");
+  auto findings = findings_for(sources, segments, *seg);
+  auto report = write_measurement_report({{&sources, seg->file->getDataset(), findings}}, {}, {});
+  ASSERT_TRUE(report);
+  DcmDataset& ds = *report->file->getDataset();
+  EXPECT_EQ(get(ds, DCM_StudyInstanceUID), sources.study_instance_uid());
+  EXPECT_FALSE(ds.tagExists(DCM_PatientAge));
+  EXPECT_EQ(get(ds, DCM_StudyDate), "");
+  const auto path = dir / "sr-leading-zero-sr.dcm";
+  seg::save_part10(*report->file, path);
+  // dciodvfy objects to the source's UIDs and to nothing else.
+  std::string output;
+  size_t about_sources = 0;
+  EXPECT_EQ(test::dciodvfy_errors_besides_leading_zeros(path, about_sources, &output), std::vector<std::string>{})
+      << output;
+  EXPECT_GT(about_sources, 0u) << output;
+  const auto expected_path = dir / "sr-leading-zero-expected-sr.json";
+  test::write_file(expected_path, expected_json(sources, findings, seg->sop_instance_uid, {}));
+  const auto js = test::run_command(
+      {test::node_program(), (test::js_dir() / "check_sr.js").string(), path.string(), expected_path.string()});
+  EXPECT_EQ(js.exit_code, 0) << js.output;
+}
+
 TEST(MeasurementReport, MultiFrameSourceRegionsReferenceTheirFrame) {
   TempDir dir("sr-multiframe");
   test::SeriesSpec spec;

@@ -226,6 +226,20 @@ std::filesystem::path js_dir() {
   return source_dir() / "tests" / "js";
 }
 
+std::vector<std::string> dciodvfy_errors_besides_leading_zeros(const std::filesystem::path& file, size_t& about_sources,
+                                                               std::string* output) {
+  std::vector<std::string> others;
+  about_sources = 0;
+  for (const auto& error : dciodvfy_errors(file, output)) {
+    if (error.find("Leading zeroes") != std::string::npos ||
+        error.find("invalid data values for Value Representations") != std::string::npos)
+      ++about_sources;
+    else
+      others.push_back(error);
+  }
+  return others;
+}
+
 std::string dcmjs_missing_reason() {
   if (!std::filesystem::exists(js_dir() / "node_modules" / "dcmjs" / "package.json"))
     return "dcmjs is not installed in " + (js_dir() / "node_modules").string() + ": run scripts/install-js.sh";

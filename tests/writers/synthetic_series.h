@@ -60,6 +60,11 @@ std::vector<std::uint8_t> random_mask(unsigned rows, unsigned columns, std::uint
 std::string expected_masks_json(const seg::SourceImages& sources, const std::vector<seg::Segment>& segments,
                                 const std::vector<std::string>& tracking_uids);
 
+// dciodvfy's errors on a result object whose sources have UIDs with leading zeros, other than
+// those about the leading zeros (and its summary line of them). `about_sources` counts these.
+std::vector<std::string> dciodvfy_errors_besides_leading_zeros(const std::filesystem::path& file, size_t& about_sources,
+                                                               std::string* output = nullptr);
+
 // Node (Debian's /usr/bin/node or the one on PATH) and the tests/js folder with dcmjs installed.
 std::string node_program();
 std::filesystem::path js_dir();
