@@ -188,6 +188,10 @@ int run_analyze(const Args& args) {
   for (const auto& f : files) {
     try {
       const auto instance = dicom::Instance::read_file(f);
+      if (instance.study().study_instance_uid.empty()) {
+        unreadable.push_back(f.string() + ": no Study Instance UID (0020,000D): its results would belong to no study");
+        continue;
+      }
       pipeline::InstanceInput in;
       in.id = f.string();
       in.path = f;

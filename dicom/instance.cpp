@@ -355,8 +355,16 @@ void Instance::extract(const std::string& source) {
 
   sop_class_uid_ = get_string(ds, DCM_SOPClassUID);
   sop_instance_uid_ = get_string(ds, DCM_SOPInstanceUID);
-  if (sop_class_uid_.empty()) sop_class_uid_ = get_string(meta, DCM_MediaStorageSOPClassUID);
-  if (sop_instance_uid_.empty()) sop_instance_uid_ = get_string(meta, DCM_MediaStorageSOPInstanceUID);
+  // A dataset without its SOP identity takes the file meta's, in the dataset too: the result
+  // objects reference the instance by what the dataset says.
+  if (sop_class_uid_.empty()) {
+    sop_class_uid_ = get_string(meta, DCM_MediaStorageSOPClassUID);
+    if (!sop_class_uid_.empty()) ds->putAndInsertString(DCM_SOPClassUID, sop_class_uid_.c_str());
+  }
+  if (sop_instance_uid_.empty()) {
+    sop_instance_uid_ = get_string(meta, DCM_MediaStorageSOPInstanceUID);
+    if (!sop_instance_uid_.empty()) ds->putAndInsertString(DCM_SOPInstanceUID, sop_instance_uid_.c_str());
+  }
   if (sop_class_uid_.empty() || sop_instance_uid_.empty()) {
     // DCMTK's auto-detection parses almost any bytes as some dataset; a real instance always
     // has its SOP Common identity (PS3.3 C.12.1, Type 1).

@@ -131,11 +131,23 @@ SeriesCollection group_into_series(std::vector<Instance> instances) {
     }
     series.modality = classify_modality(*representative);
     std::set<std::string> modalities;
-    for (const auto& i : series.instances) {
-      modalities.insert(i.series().modality);
-      if (series.modality.modality) {
-        if (std::string problem = i.image_problem(); !problem.empty()) series.problems.push_back(problem);
+    for (const auto& i : series.instances) modalities.insert(i.series().modality);
+    if (series.modality.modality) {
+      // Instances that cannot be decoded (a truncated file, an unsupported bit layout) are left out
+      // of a series that has images, so that the others are analysed; a series of nothing but
+      // such instances keeps them, and fails with the first one's reason.
+      const bool has_image = representative->image_problem().empty();
+      std::vector<Instance> images;
+      for (auto& i : series.instances) {
+        const std::string problem = i.image_problem();
+        if (problem.empty() || !has_image) {
+          if (!problem.empty()) series.problems.push_back(problem);
+          images.push_back(std::move(i));
+        } else {
+          series.problems.push_back(problem + " (left out; the series' other instances are read)");
+        }
       }
+      series.instances = std::move(images);
     }
     if (modalities.size() > 1) {
       std::string list;

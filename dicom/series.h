@@ -17,7 +17,9 @@ namespace unibiomed::dicom {
 struct Series {
   SeriesIdentity identity;          // of the first instance
   StudyIdentity study;              // of the first instance
-  std::vector<Instance> instances;  // by InstanceNumber, then SOP Instance UID
+  // By InstanceNumber, then SOP Instance UID. In a series of a model modality, instances that
+  // cannot be decoded are left out (and listed in `problems`) when the others can be.
+  std::vector<Instance> instances;
   ModalityClass modality;
   // Instances left out of the series or inconsistencies within it, each naming the file and
   // the attribute (e.g. an instance whose pixels cannot be decoded).

@@ -181,7 +181,43 @@ TEST_F(EditedInput, BrokenFilesGiveErrorsNamingFileAndAttribute) {
   ASSERT_EQ(c.series.size(), 1u);
   ASSERT_EQ(c.series[0].problems.size(), 1u);
   EXPECT_CONTAINS(c.series[0].problems[0], "c.dcm: missing or zero Rows (0028,0010)");
+  // Left out, so that one bad slice does not cost the series its results.
+  EXPECT_CONTAINS(c.series[0].problems[0], "(left out; the series' other instances are read)");
+  EXPECT_EQ(c.series[0].instances.size(), 2u);
+  EXPECT_TRUE(c.series[0].has_images());
   EXPECT_EQ(plan_views(c.series[0], RenderOptions{}).size(), 2u);
+  // A series of nothing but such instances keeps them and says why it has no image.
+  const fs::path bad = dir_ / "bad-series";
+  fs::create_directories(bad);
+  fs::copy(mixed / "c.dcm", bad / "c.dcm");
+  SeriesCollection only_bad = read_series({bad});
+  ASSERT_EQ(only_bad.series.size(), 1u);
+  EXPECT_EQ(only_bad.series[0].instances.size(), 1u);
+  EXPECT_FALSE(only_bad.series[0].has_images());
+  EXPECT_CONTAINS(error_of([&] { plan_views(only_bad.series[0], RenderOptions{}); }), "no decodable image");
+
+  // A dataset without SOP Instance UID takes the file meta's, in the dataset too: the result
+  // objects reference the instance by what its dataset says.
+  const fs::path no_uid = dir_ / "no-uid.dcm";
+  std::string meta_uid;
+  test::edit_dicom(test::sample_file("ct", 1), no_uid, [&](DcmDataset& ds) {
+    OFString uid;
+    ds.findAndGetOFString(DCM_SOPInstanceUID, uid);
+    meta_uid = uid.c_str();
+  });
+  {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(no_uid.c_str()).good());
+    file.getDataset()->findAndDeleteElement(DCM_SOPInstanceUID);
+    ASSERT_TRUE(file.saveFile(no_uid.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL, EPD_noChange,
+                              0, 0, EWM_dontUpdateMeta)
+                    .good());
+  }
+  Instance read = Instance::read_file(no_uid);
+  EXPECT_EQ(read.sop_instance_uid(), meta_uid);
+  OFString in_dataset;
+  read.dataset()->findAndGetOFString(DCM_SOPInstanceUID, in_dataset);
+  EXPECT_EQ(in_dataset.c_str(), meta_uid);
 }
 
 TEST_F(EditedInput, UndecodableTransferSyntaxAndDamagedCompressedData) {

@@ -340,6 +340,17 @@ TEST(AnalysisOutcomes, ZeroSizesInvalidHeaderValuesAndLeadingZeroUidsStillGiveRe
     EXPECT_FALSE(file.getDataset()->tagExists(DCM_PatientAge)) << o.kind;
   }
   EXPECT_EQ(kinds, (std::set<std::string>{"SEG", "SR"}));
+
+  // One slice that cannot be decoded is left out; the others are analysed.
+  const auto one_bad = changed_copies("ct", dir / "one-bad", [n = 0](DcmDataset& ds) mutable {
+    if (n++ == 0) ds.findAndDeleteElement(DCM_Rows);
+  });
+  const StudyResult b = analyze(one_bad, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(b.series.at(0).state, SeriesOutcome::State::Analysed) << b.series[0].reason;
+  EXPECT_TRUE(
+      has_note(b.series[0], "missing or zero Rows (0028,0010) (left out; the series' other instances are read)"))
+      << testing::PrintToString(b.series[0].notes);
+  EXPECT_FALSE(b.findings.empty());
 }
 
 TEST(AnalysisOutcomes, TargetsTheCheckpointWasNotTrainedOnAreNotAsked) {

@@ -189,6 +189,18 @@ TEST(AnalyzeCommand, HelpUsageAndInputErrorsHaveTheirExitCodes) {
   test::write_file(dir / "in" / "notes.txt", "not DICOM");
   auto nothing = test::run_command({cli, "analyze", (dir / "in").string(), "-o", (dir / "o").string(), "--model", "m"});
   EXPECT_EQ(nothing.exit_code, 3) << nothing.output;
+  // An instance without Study Instance UID: its results would belong to no study.
+  fs::create_directories(dir / "no-study");
+  {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(fixture_data().inputs("fundus").front().path.c_str()).good());
+    file.getDataset()->findAndDeleteElement(DCM_StudyInstanceUID);
+    ASSERT_TRUE(file.saveFile((dir / "no-study" / "eye.dcm").c_str(), EXS_LittleEndianExplicit).good());
+  }
+  auto no_study =
+      test::run_command({cli, "analyze", (dir / "no-study").string(), "-o", (dir / "o").string(), "--model", "m"});
+  EXPECT_EQ(no_study.exit_code, 3) << no_study.output;
+  EXPECT_NE(no_study.output.find("eye.dcm: no Study Instance UID (0020,000D)"), std::string::npos) << no_study.output;
   auto no_model = test::run_command({cli, "analyze", fixture_data().sample("fundus").folder.string(), "-o",
                                      (dir / "o").string(), "--model", (dir / "no-model").string()});
   EXPECT_EQ(no_model.exit_code, 4) << no_model.output;
