@@ -19,6 +19,16 @@
 namespace unibiomed::dicom {
 namespace {
 
+// Whether a width x height image is over kMaxRasterPixels, and then why, in `why` (a C buffer:
+// the decoders leave by longjmp, which must not skip a destructor).
+bool too_large(uint64_t width, uint64_t height, char* why, size_t size) {
+  if (width * height <= kMaxRasterPixels) return false;
+  std::snprintf(why, size, "%llu x %llu pixels is more than the %llu million pixels an image may have here",
+                static_cast<unsigned long long>(width), static_cast<unsigned long long>(height),
+                static_cast<unsigned long long>(kMaxRasterPixels / 1000000));
+  return true;
+}
+
 bool is_png(const std::vector<uint8_t>& bytes) {
   return bytes.size() >= 8 && png_sig_cmp(bytes.data(), 0, 8) == 0;
 }
@@ -97,6 +107,8 @@ RgbImage decode_png(const std::vector<uint8_t>& bytes, const std::string& name) 
       row_bytes != size_t(width) * 3) {
     png_error(state.png, "unexpected layout after conversion to RGB8");
   }
+  char why[160];
+  if (too_large(width, height, why, sizeof why)) png_error(state.png, why);
   image.width = static_cast<int>(width);
   image.height = static_cast<int>(height);
   image.rgb.resize(row_bytes * height);
@@ -149,6 +161,8 @@ RgbImage decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name)
     std::snprintf(state.error.message, sizeof state.error.message, "CMYK JPEG is not supported");
     std::longjmp(state.error.jump, 1);
   }
+  if (too_large(state.cinfo.image_width, state.cinfo.image_height, state.error.message, sizeof state.error.message))
+    std::longjmp(state.error.jump, 1);
   state.cinfo.out_color_space = JCS_RGB;  // grey is replicated by libjpeg-turbo
   jpeg_start_decompress(&state.cinfo);
   if (state.cinfo.output_components != 3) {

@@ -37,8 +37,11 @@ struct GreyImage {
 // Reads a PNG or a JPEG (recognised by its signature, not its extension) as RGB8.
 // PNG: grey, grey+alpha, palette, RGBA and 16-bit samples are converted (alpha is dropped
 // without compositing, 16-bit samples are scaled to 8 bits with rounding). JPEG: grey and YCbCr/RGB
-// (CMYK is refused).
+// (CMYK is refused). Images of more than kMaxRasterPixels are refused before any pixel memory is
+// taken: a header claiming 60000 x 60000 pixels would otherwise cost 10 GB before the data runs
+// out.
 RgbImage read_raster_rgb(const std::filesystem::path& path);
+inline constexpr uint64_t kMaxRasterPixels = uint64_t{1} << 28;  // 16384 x 16384
 // The same from bytes in memory; `name` is used in error messages.
 RgbImage decode_raster_rgb(const std::vector<uint8_t>& bytes, const std::string& name);
 

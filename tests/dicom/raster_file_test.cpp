@@ -118,6 +118,24 @@ TEST(RasterFile, DecodesBaselineJpegCloseToTheUncompressedOriginal) {
   // colour-swapped or mis-sampled decode would give tens of levels on average.
   EXPECT_LT(mean_error, 3.0);
   EXPECT_LE(max_error, 12);
+
+  // The same stream with a frame header that claims 65000 x 65000 pixels: refused before the
+  // 12 GB it would take.
+  std::string jpeg = test::read_file(dir / "frame.jpg");
+  const size_t sof = jpeg.find("\xff\xc0");
+  ASSERT_NE(sof, std::string::npos);
+  for (size_t i : {sof + 5, sof + 7}) {  // height, then width, big-endian
+    jpeg[i] = char(0xFD);
+    jpeg[i + 1] = char(0xE8);
+  }
+  try {
+    decode_raster_rgb(bytes_of(jpeg), "huge.jpg");
+    ADD_FAILURE() << "a 65000 x 65000 JPEG was decoded";
+  } catch (const RasterFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("huge.jpg: invalid JPEG: 65000 x 65000 pixels is more than"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(RasterFile, ErrorsNameTheFileAndTheProblem) {
@@ -144,6 +162,21 @@ TEST(RasterFile, ErrorsNameTheFileAndTheProblem) {
   std::string corrupt = png;
   corrupt[20] ^= 0x5a;  // inside IHDR: the CRC no longer matches
   expect_error([&] { decode_raster_rgb(bytes_of(corrupt), "corrupt.png"); }, "corrupt.png: invalid PNG");
+  // A header that claims 60000 x 60000 pixels (with a valid CRC) over 8 x 4 pixels of data: refused
+  // before the 10 GB it would take.
+  std::string huge = png;
+  for (size_t at : {size_t{16}, size_t{20}}) {  // IHDR width, height
+    huge[at] = 0, huge[at + 1] = 0, huge[at + 2] = char(0xEA), huge[at + 3] = char(0x60);
+  }
+  uint32_t crc = 0xFFFFFFFFu;
+  for (size_t i = 12; i < 29; ++i) {  // chunk type and data
+    crc ^= uint8_t(huge[i]);
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc = ~crc;
+  for (int k = 0; k < 4; ++k) huge[29 + k] = char(crc >> (24 - 8 * k));
+  expect_error([&] { decode_raster_rgb(bytes_of(huge), "huge.png"); },
+               "huge.png: invalid PNG: 60000 x 60000 pixels is more than the 268 million pixels");
 
   expect_error([&] { decode_raster_rgb(bytes_of(std::string("\xff\xd8\xff\xe0 truncated", 14)), "cut.jpg"); },
                "cut.jpg: invalid JPEG");
