@@ -438,8 +438,9 @@ void Instance::extract(const std::string& source) {
     if (!meaning.empty()) extra_.emplace_back("AnatomicRegion", meaning);
   }
 
-  // Whole-slide levels (VL WSI, PS3.3 A.32.8).
-  if (ds->tagExists(DCM_TotalPixelMatrixColumns)) {
+  // Whole-slide levels (VL WSI, PS3.3 A.32.8); a WSI instance without its total pixel matrix is
+  // still one, which the pyramid then leaves out with the reason.
+  if (ds->tagExists(DCM_TotalPixelMatrixColumns) || sop_class_uid_ == UID_VLWholeSlideMicroscopyImageStorage) {
     SlideLevelInfo slide;
     slide.total_pixel_matrix_columns = int(get_integer(ds, DCM_TotalPixelMatrixColumns).value_or(0));
     slide.total_pixel_matrix_rows = int(get_integer(ds, DCM_TotalPixelMatrixRows).value_or(0));

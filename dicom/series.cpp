@@ -121,14 +121,21 @@ SeriesCollection group_into_series(std::vector<Instance> instances) {
       if (a.instance_number() != b.instance_number()) return a.instance_number() < b.instance_number();
       return a.sop_instance_uid() < b.sop_instance_uid();
     });
-    // Classify from the first instance that is an image (a series may start with a localizer).
+    // Classify from the first instance that is an image (a series may start with a localizer),
+    // preferring a slide's tissue to its label or overview image (a converter may put them in the
+    // pyramid's series).
     const Instance* representative = &series.instances.front();
-    for (const auto& i : series.instances) {
-      if (i.image_problem().empty()) {
-        representative = &i;
-        break;
-      }
-    }
+    const auto is_image = [](const Instance& i) { return i.image_problem().empty(); };
+    const auto is_tissue = [](const Instance& i) {
+      return !i.slide() || i.slide()->image_flavor.empty() || i.slide()->image_flavor == "VOLUME";
+    };
+    if (auto tissue = std::find_if(series.instances.begin(), series.instances.end(),
+                                   [&](const Instance& i) { return is_image(i) && is_tissue(i); });
+        tissue != series.instances.end())
+      representative = &*tissue;
+    else if (auto image = std::find_if(series.instances.begin(), series.instances.end(), is_image);
+             image != series.instances.end())
+      representative = &*image;
     series.modality = classify_modality(*representative);
     std::set<std::string> modalities;
     for (const auto& i : series.instances) modalities.insert(i.series().modality);

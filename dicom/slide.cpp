@@ -25,10 +25,20 @@ SlidePyramid::SlidePyramid(const Series& series) : series_(&series) {
       skipped.push_back(problem);
       continue;
     }
+    // An instance that cannot be placed is left out (problems()); the others make the levels.
     if (info.total_pixel_matrix_columns <= 0 || info.total_pixel_matrix_rows <= 0) {
-      throw DicomError(instance.source() +
-                       ": TotalPixelMatrixColumns (0048,0006) / TotalPixelMatrixRows (0048,0007) "
-                       "missing or zero");
+      skipped.push_back(instance.source() +
+                        ": TotalPixelMatrixColumns (0048,0006) / TotalPixelMatrixRows (0048,0007) "
+                        "missing or zero");
+      continue;
+    }
+    const auto unplaced = std::find_if(instance.frames().begin(), instance.frames().end(),
+                                       [](const FrameInfo& f) { return !f.tile_position; });
+    if (unplaced != instance.frames().end()) {
+      skipped.push_back(instance.source() + ": frame " + std::to_string(unplaced->frame_number) +
+                        " has no position in the total pixel matrix (neither TILED_FULL nor a "
+                        "PlanePositionSlideSequence (0048,021A))");
+      continue;
     }
     SlideLevel& level = by_size[{info.total_pixel_matrix_columns, info.total_pixel_matrix_rows}];
     if (level.tiles.empty() && level.sop_instance_uids.empty()) {
@@ -53,11 +63,6 @@ SlidePyramid::SlidePyramid(const Series& series) : series_(&series) {
     }
     level.sop_instance_uids.push_back(instance.sop_instance_uid());
     for (const FrameInfo& frame : instance.frames()) {
-      if (!frame.tile_position) {
-        throw DicomError(instance.source() + ": frame " + std::to_string(frame.frame_number) +
-                         " has no position in the total pixel matrix (neither TILED_FULL nor a "
-                         "PlanePositionSlideSequence (0048,021A))");
-      }
       if (frame.focal_plane != 1) continue;
       level.tiles.push_back(
           SlideTileRef{i, frame.frame_number, (*frame.tile_position)[0] - 1, (*frame.tile_position)[1] - 1});
@@ -69,6 +74,7 @@ SlidePyramid::SlidePyramid(const Series& series) : series_(&series) {
     throw DicomError(why);
   }
   for (auto& [size, level] : by_size) levels_.push_back(std::move(level));
+  for (const auto& s : skipped) problems_.push_back(s + " (left out of the pyramid)");
   std::sort(levels_.begin(), levels_.end(),
             [](const SlideLevel& a, const SlideLevel& b) { return a.total_columns > b.total_columns; });
   for (auto& level : levels_) {

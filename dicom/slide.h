@@ -49,11 +49,14 @@ struct SlideTile {
 
 class SlidePyramid {
  public:
-  // Throws DicomError naming the series when it has no tiled VOLUME levels or a level's tile
-  // positions are unknown. The series must outlive the pyramid.
+  // Throws DicomError naming the series when it has no tiled VOLUME level. A VOLUME instance
+  // that cannot be placed (no total pixel matrix, tiles without positions, undecodable, tiles of
+  // another size than its level's) is left out and listed in problems(). The series must outlive
+  // the pyramid.
   explicit SlidePyramid(const Series& series);
 
   const std::vector<SlideLevel>& levels() const { return levels_; }  // finest first
+  const std::vector<std::string>& problems() const { return problems_; }
   // The level whose resolution is closest to `mm_per_pixel` (0.0005 = 0.5 um/pixel, about
   // 20x); the finest when the resolutions are unknown.
   int level_for_resolution(double mm_per_pixel) const;
@@ -84,6 +87,7 @@ class SlidePyramid {
  private:
   const Series* series_;
   std::vector<SlideLevel> levels_;
+  std::vector<std::string> problems_;
 };
 
 }  // namespace unibiomed::dicom

@@ -697,6 +697,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   double slide_mm_x = 0, slide_mm_y = 0;
   if (!requests.empty() && requests.front().slide_region) {
     const dicom::SlidePyramid pyramid(series);
+    for (const auto& problem : pyramid.problems()) outcome.notes.push_back(problem);
     const dicom::SlideLevel& level = pyramid.levels().at(size_t(requests.front().slide_region->level));
     SlideGrid grid;
     grid.total_columns = level.total_columns;

@@ -150,5 +150,53 @@ TEST(Slide, MissingTilePositionsAreReported) {
   }
 }
 
+TEST(Slide, AnInstanceThatCannotBePlacedIsLeftOutOfThePyramid) {
+  // The middle level without tile positions, the coarsest without a total pixel matrix: the
+  // finest level is still read, and the pyramid says which instances it left out and why.
+  test::TempDir dir("misplaced");
+  std::vector<fs::path> files;
+  for (int i = 1; i <= 3; ++i) {
+    files.push_back(dir / ("IM000" + std::to_string(i) + ".dcm"));
+    test::edit_dicom(test::sample_file("wsi", i), files.back(), [i](DcmDataset& ds) {
+      if (i == 2) test::put(ds, DCM_DimensionOrganizationType, "TILED_SPARSE");  // no per-frame positions
+      if (i == 3) ds.findAndDeleteElement(DCM_TotalPixelMatrixColumns);
+    });
+  }
+  const Series series = slide_series({dir.path()});
+  ASSERT_TRUE(series.modality.modality);
+  SlidePyramid pyramid(series);
+  ASSERT_EQ(pyramid.levels().size(), 1u);
+  EXPECT_EQ(pyramid.levels()[0].total_columns, 2048);
+  ASSERT_EQ(pyramid.problems().size(), 2u);
+  EXPECT_NE(pyramid.problems()[0].find("IM0002.dcm: frame 1 has no position"), std::string::npos)
+      << pyramid.problems()[0];
+  EXPECT_NE(pyramid.problems()[1].find("IM0003.dcm: TotalPixelMatrixColumns (0048,0006)"), std::string::npos)
+      << pyramid.problems()[1];
+  EXPECT_NE(pyramid.problems()[1].find("(left out of the pyramid)"), std::string::npos);
+}
+
+TEST(Slide, ALabelImageFirstInTheSeriesDoesNotHideTheTissue) {
+  // A converter that puts the label image into the pyramid's series, first by Instance Number:
+  // the series is still a slide, and the label is not a level.
+  test::TempDir dir("label-first");
+  std::vector<fs::path> files;
+  for (int i = 1; i <= 3; ++i) {
+    files.push_back(dir / ("IM000" + std::to_string(i) + ".dcm"));
+    test::edit_dicom(test::sample_file("wsi", i), files.back(), [i](DcmDataset& ds) {
+      if (i == 3) {
+        test::put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\LABEL\\NONE");
+        test::put(ds, DCM_InstanceNumber, "0");
+      }
+    });
+  }
+  const Series series = slide_series({dir.path()});
+  ASSERT_EQ(series.instances.front().slide()->image_flavor, "LABEL");
+  ASSERT_TRUE(series.modality.modality) << series.modality.reason;
+  EXPECT_EQ(*series.modality.modality, ModelModality::Pathology);
+  SlidePyramid pyramid(series);
+  EXPECT_EQ(pyramid.levels().size(), 2u);
+  EXPECT_TRUE(pyramid.problems().empty());
+}
+
 }  // namespace
 }  // namespace unibiomed::dicom
