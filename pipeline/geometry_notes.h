@@ -1,7 +1,8 @@
 // Why a series is analysed without measurements: its geometry attributes are there but are not
-// numbers (PixelSpacing "abc") or, for sizes, not positive ("0\0"), which dicom/ reads as absent. Said per series in
-// its notes, so that the summary and the study record explain the missing sizes. SPDX-License-Identifier:
-// GPL-3.0-or-later
+// numbers (PixelSpacing "abc") or, for sizes, not positive ("0\0"), which dicom/ reads as
+// absent. Said per series in its notes, so that the summary and the study record explain the
+// missing sizes.
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
 #include <string>

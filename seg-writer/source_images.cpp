@@ -268,8 +268,8 @@ std::string dictionary_vm(const DcmTagKey& tag) {
 }
 
 // Text without the control characters its VR may not hold once it is UTF-8 (PS3.5 6.1.2.3):
-// LT, ST, UT and UC-free long texts keep TAB, LF, FF and CR; no text keeps NUL, other C0 bytes,
-// ESC (which only serves ISO 2022 code extensions) or DEL.
+// LT, ST and UT keep TAB, LF, FF and CR; no text keeps NUL, the other C0 bytes, ESC (which only
+// serves ISO 2022 code extensions) or DEL.
 std::string without_control_characters(const std::string& text, DcmEVR vr) {
   const bool long_text = vr == EVR_LT || vr == EVR_ST || vr == EVR_UT;
   std::string out;
@@ -337,7 +337,7 @@ ResultsHeader results_header(DcmDataset& source) {
       element->putString(kStandInUid);
       continue;
     }
-    const std::string shown = value.size() > 64 ? value.substr(0, 64) + "..." : value;
+    const std::string shown = value.size() > 64 ? dicom::valid_utf8(value.substr(0, 64)) + "..." : value;
     out.left_out.push_back(std::string(DcmTag(tag).getTagName()) + " " + tag.toString().c_str() + " '" + shown + "' " +
                            why_refused(check, *element, vm));
     delete header.remove(element);
