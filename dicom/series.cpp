@@ -121,40 +121,50 @@ SeriesCollection group_into_series(std::vector<Instance> instances) {
       if (a.instance_number() != b.instance_number()) return a.instance_number() < b.instance_number();
       return a.sop_instance_uid() < b.sop_instance_uid();
     });
-    // Classify from the first instance that is an image (a series may start with a localizer),
-    // preferring a slide's tissue to its label or overview image (a converter may put them in the
-    // pyramid's series).
-    const Instance* representative = &series.instances.front();
+    // Classify from the first image the model reads: a series may start with a localizer (CT, MR)
+    // or hold a slide's label image, and such an image does not decide what the series is.
     const auto is_image = [](const Instance& i) { return i.image_problem().empty(); };
-    const auto is_tissue = [](const Instance& i) {
-      return !i.slide() || i.slide()->image_flavor.empty() || i.slide()->image_flavor == "VOLUME";
-    };
-    if (auto tissue = std::find_if(series.instances.begin(), series.instances.end(),
-                                   [&](const Instance& i) { return is_image(i) && is_tissue(i); });
-        tissue != series.instances.end())
-      representative = &*tissue;
-    else if (auto image = std::find_if(series.instances.begin(), series.instances.end(), is_image);
-             image != series.instances.end())
-      representative = &*image;
-    series.modality = classify_modality(*representative);
+    const Instance* representative = nullptr;
+    for (const auto& i : series.instances) {
+      if (!is_image(i)) continue;
+      ModalityClass c = classify_modality(i);
+      if (!representative || c.modality) {
+        representative = &i;  // the first image, unless a later one is readable
+        series.modality = std::move(c);
+      }
+      if (series.modality.modality) break;
+    }
+    if (!representative) {
+      representative = &series.instances.front();
+      series.modality = classify_modality(*representative);
+    }
     std::set<std::string> modalities;
     for (const auto& i : series.instances) modalities.insert(i.series().modality);
     if (series.modality.modality) {
-      // Instances that cannot be decoded (a truncated file, an unsupported bit layout) are left out
-      // of a series that has images, so that the others are analysed; a series of nothing but
-      // such instances keeps them, and fails with the first one's reason.
-      const bool has_image = representative->image_problem().empty();
-      std::vector<Instance> images;
+      // Instances the model cannot read (a truncated file, an unsupported bit layout, a localizer
+      // among the slices) are left out of a series that has images, so that the others are
+      // analysed; a series of nothing but undecodable instances keeps them, and fails with the
+      // first one's reason.
+      const bool has_image = is_image(*representative);
+      std::vector<Instance> kept;
       for (auto& i : series.instances) {
-        const std::string problem = i.image_problem();
-        if (problem.empty() || !has_image) {
-          if (!problem.empty()) series.problems.push_back(problem);
-          images.push_back(std::move(i));
-        } else {
-          series.problems.push_back(problem + " (left out; the series' other instances are read)");
+        std::string left_out;
+        if (std::string problem = i.image_problem(); !problem.empty()) {
+          if (!has_image) {
+            series.problems.push_back(problem);
+            kept.push_back(std::move(i));
+            continue;
+          }
+          left_out = problem;
+        } else if (&i != representative) {
+          if (ModalityClass c = classify_modality(i); !c.modality) left_out = i.source() + ": " + c.reason;
         }
+        if (left_out.empty())
+          kept.push_back(std::move(i));
+        else
+          series.problems.push_back(left_out + " (left out; the series' other instances are read)");
       }
-      series.instances = std::move(images);
+      series.instances = std::move(kept);
     }
     if (modalities.size() > 1) {
       std::string list;

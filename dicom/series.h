@@ -18,7 +18,8 @@ struct Series {
   SeriesIdentity identity;          // of the first instance
   StudyIdentity study;              // of the first instance
   // By InstanceNumber, then SOP Instance UID. In a series of a model modality, instances that
-  // cannot be decoded are left out (and listed in `problems`) when the others can be.
+  // cannot be decoded or that the model does not read (a localizer among the slices) are left out
+  // and listed in `problems`, unless no instance can be decoded.
   std::vector<Instance> instances;
   ModalityClass modality;
   // Instances left out of the series or inconsistencies within it, each naming the file and

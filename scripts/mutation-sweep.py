@@ -78,6 +78,8 @@ IMAGE_FAULTS = {
     "series-uid-missing": drop("SeriesInstanceUID"),
     "sop-class-unknown": put("SOPClassUID", "1.2.3.4.5"),
     "modality-missing": drop("Modality"),
+    "localizer": lambda ds: (setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"]),
+                             setattr(ds, "InstanceNumber", 0)),
     "rows-zero": put("Rows", 0),
     "columns-65535": put("Columns", 65535),
     "bits-allocated-12": put("BitsAllocated", 12),

@@ -220,6 +220,35 @@ TEST_F(EditedInput, BrokenFilesGiveErrorsNamingFileAndAttribute) {
   EXPECT_EQ(in_dataset.c_str(), meta_uid);
 }
 
+TEST_F(EditedInput, ALocalizerAmongTheSlicesIsLeftOutAndDoesNotDecideTheSeries) {
+  // Some scanners put the scout into the axial series, first by Instance Number: the series is
+  // still a CT the model reads, and the scout is left out with its reason.
+  const fs::path folder = dir_ / "with-scout";
+  fs::create_directories(folder);
+  for (int i = 1; i <= 3; ++i) fs::copy(test::sample_file("ct", i), folder / ("slice-" + std::to_string(i) + ".dcm"));
+  test::edit_dicom(test::sample_file("ct", 4), folder / "scout.dcm", [](DcmDataset& ds) {
+    test::put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\LOCALIZER");
+    test::put(ds, DCM_InstanceNumber, "0");
+    test::put(ds, DCM_ImageOrientationPatient, "1\\0\\0\\0\\0\\-1");
+  });
+  SeriesCollection c = read_series({folder});
+  ASSERT_EQ(c.series.size(), 1u);
+  const Series& series = c.series[0];
+  ASSERT_TRUE(series.modality.modality) << series.modality.reason;
+  EXPECT_EQ(*series.modality.modality, ModelModality::CT);
+  EXPECT_EQ(series.instances.size(), 3u);
+  ASSERT_EQ(series.problems.size(), 1u);
+  EXPECT_CONTAINS(series.problems[0], "scout.dcm: a CT localizer (scout) image, not a slice (left out;");
+  // A series of nothing but the scout is still refused for what it is.
+  const fs::path alone = dir_ / "scout-alone";
+  fs::create_directories(alone);
+  fs::copy(folder / "scout.dcm", alone / "scout.dcm");
+  SeriesCollection only_scout = read_series({alone});
+  ASSERT_EQ(only_scout.series.size(), 1u);
+  EXPECT_FALSE(only_scout.series[0].modality.modality);
+  EXPECT_CONTAINS(only_scout.series[0].modality.reason, "localizer");
+}
+
 TEST_F(EditedInput, UndecodableTransferSyntaxAndDamagedCompressedData) {
   // An MPEG-2 encapsulated instance: recognised, refused by name.
   const fs::path mpeg = edited(

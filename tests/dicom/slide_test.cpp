@@ -177,7 +177,7 @@ TEST(Slide, AnInstanceThatCannotBePlacedIsLeftOutOfThePyramid) {
 
 TEST(Slide, ALabelImageFirstInTheSeriesDoesNotHideTheTissue) {
   // A converter that puts the label image into the pyramid's series, first by Instance Number:
-  // the series is still a slide, and the label is not a level.
+  // the series is still a slide, and the label is left out of it.
   test::TempDir dir("label-first");
   std::vector<fs::path> files;
   for (int i = 1; i <= 3; ++i) {
@@ -190,9 +190,12 @@ TEST(Slide, ALabelImageFirstInTheSeriesDoesNotHideTheTissue) {
     });
   }
   const Series series = slide_series({dir.path()});
-  ASSERT_EQ(series.instances.front().slide()->image_flavor, "LABEL");
   ASSERT_TRUE(series.modality.modality) << series.modality.reason;
   EXPECT_EQ(*series.modality.modality, ModelModality::Pathology);
+  EXPECT_EQ(series.instances.size(), 2u);
+  ASSERT_EQ(series.problems.size(), 1u);
+  EXPECT_NE(series.problems[0].find("IM0003.dcm: a slide LABEL image (not tissue) (left out;"), std::string::npos)
+      << series.problems[0];
   SlidePyramid pyramid(series);
   EXPECT_EQ(pyramid.levels().size(), 2u);
   EXPECT_TRUE(pyramid.problems().empty());
