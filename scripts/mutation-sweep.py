@@ -13,7 +13,7 @@
 # --seed 0 puts the fault into every file of a series, --seed 1 (odd seeds) into one file of it.
 # Prints one line per outcome kind and a table per fault; exits 1 when a case crashed, timed out
 # or wrote an object that dciodvfy rejects for another reason. Needs pydicom (python3-pydicom)
-# and dciodvfy (dicom3tools). Takes about 6 minutes on 2 cores.
+# and dciodvfy (dicom3tools). Takes about 3 minutes on 2 cores (302 cases).
 # SPDX-License-Identifier: GPL-3.0-or-later
 import argparse
 import collections
