@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "dicom/pixel_data.h"
 #include "samples/phantom.h"
@@ -22,6 +23,14 @@ Series slide_series(const std::vector<fs::path>& paths) {
   SeriesCollection c = read_series(paths);
   if (c.series.size() != 1) throw std::runtime_error("expected one series");
   return c.series.front();
+}
+
+// The sample slide's three instances (IM0001..IM0003) written to `dir` with `edit(i, dataset)`.
+Series edited_slide(const fs::path& dir, const std::function<void(int, DcmDataset&)>& edit) {
+  for (int i = 1; i <= 3; ++i)
+    test::edit_dicom(test::sample_file("wsi", i), dir / ("IM000" + std::to_string(i) + ".dcm"),
+                     [&](DcmDataset& ds) { edit(i, ds); });
+  return slide_series({dir});
 }
 
 TEST(Slide, PyramidLevelsOfTheSampleSlide) {
@@ -154,15 +163,10 @@ TEST(Slide, AnInstanceThatCannotBePlacedIsLeftOutOfThePyramid) {
   // The middle level without tile positions, the coarsest without a total pixel matrix: the
   // finest level is still read, and the pyramid says which instances it left out and why.
   test::TempDir dir("misplaced");
-  std::vector<fs::path> files;
-  for (int i = 1; i <= 3; ++i) {
-    files.push_back(dir / ("IM000" + std::to_string(i) + ".dcm"));
-    test::edit_dicom(test::sample_file("wsi", i), files.back(), [i](DcmDataset& ds) {
-      if (i == 2) test::put(ds, DCM_DimensionOrganizationType, "TILED_SPARSE");  // no per-frame positions
-      if (i == 3) ds.findAndDeleteElement(DCM_TotalPixelMatrixColumns);
-    });
-  }
-  const Series series = slide_series({dir.path()});
+  const Series series = edited_slide(dir.path(), [](int i, DcmDataset& ds) {
+    if (i == 2) test::put(ds, DCM_DimensionOrganizationType, "TILED_SPARSE");  // no per-frame positions
+    if (i == 3) ds.findAndDeleteElement(DCM_TotalPixelMatrixColumns);
+  });
   ASSERT_TRUE(series.modality.modality);
   SlidePyramid pyramid(series);
   ASSERT_EQ(pyramid.levels().size(), 1u);
@@ -179,17 +183,12 @@ TEST(Slide, ALabelImageFirstInTheSeriesDoesNotHideTheTissue) {
   // A converter that puts the label image into the pyramid's series, first by Instance Number:
   // the series is still a slide, and the label is left out of it.
   test::TempDir dir("label-first");
-  std::vector<fs::path> files;
-  for (int i = 1; i <= 3; ++i) {
-    files.push_back(dir / ("IM000" + std::to_string(i) + ".dcm"));
-    test::edit_dicom(test::sample_file("wsi", i), files.back(), [i](DcmDataset& ds) {
-      if (i == 3) {
-        test::put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\LABEL\\NONE");
-        test::put(ds, DCM_InstanceNumber, "0");
-      }
-    });
-  }
-  const Series series = slide_series({dir.path()});
+  const Series series = edited_slide(dir.path(), [](int i, DcmDataset& ds) {
+    if (i == 3) {
+      test::put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\LABEL\\NONE");
+      test::put(ds, DCM_InstanceNumber, "0");
+    }
+  });
   ASSERT_TRUE(series.modality.modality) << series.modality.reason;
   EXPECT_EQ(*series.modality.modality, ModelModality::Pathology);
   EXPECT_EQ(series.instances.size(), 2u);
