@@ -20,6 +20,7 @@
 #include <map>
 
 #include "dicom/internal/dcmtk_access.h"
+#include "dicom/size_rule.h"
 #include "dicom/text_encoding.h"
 
 namespace unibiomed::dicom {
@@ -184,19 +185,13 @@ void read_rescale(DcmItem* item, FrameInfo& frame) {
   if (auto type = get_string(item, DCM_RescaleType); !type.empty()) frame.rescale_type = type;
 }
 
-// Sizes (Pixel Spacing, Slice Thickness) in mm that are sizes at all: positive, and under 10 m so
-// that areas and volumes stay finite. "0\0", a negative or an absurd value is read as absent,
-// and the series' notes say why (pipeline/geometry_notes).
-constexpr double kLargestSize = 1e4;
-bool is_size(double mm) {
-  return mm > 0 && mm <= kLargestSize;
-}
+// Pixel Spacing and Slice Thickness only when they are sizes (dicom/size_rule.h).
 std::optional<std::array<double, 2>> as_spacing(const std::optional<std::vector<double>>& values) {
-  if (!values || !is_size((*values)[0]) || !is_size((*values)[1])) return std::nullopt;
+  if (!values || !is_size_mm((*values)[0]) || !is_size_mm((*values)[1])) return std::nullopt;
   return std::array<double, 2>{(*values)[0], (*values)[1]};
 }
 std::optional<double> as_thickness(const std::optional<double>& value) {
-  if (!value || !is_size(*value)) return std::nullopt;
+  if (!value || !is_size_mm(*value)) return std::nullopt;
   return value;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <functional>
 
+#include "dicom/size_rule.h"
 #include "dicom/text_encoding.h"
 
 namespace unibiomed::pipeline {
@@ -20,7 +21,7 @@ struct GeometryAttribute {
   const char* name;
   DcmTagKey tag;
   size_t values;         // how many numbers it holds
-  bool size;             // a size in mm: dicom/ reads only positive values up to 10 m
+  bool size;             // a size in mm: dicom/ reads only dicom::is_size_mm values
   const char* consequence;
   std::function<bool(const dicom::FrameInfo&)> read;  // whether dicom/ read it
 };
@@ -40,7 +41,7 @@ std::string what_is_wrong(const std::string& text, size_t values, bool size) {
     const double value = std::strtod(trimmed.c_str(), &stop);
     if (trimmed.empty() || *stop != '\0') numbers = false;
     if (!std::isfinite(value)) finite = false;
-    if (!(value > 0 && value <= 1e4)) sizes = false;
+    if (!dicom::is_size_mm(value)) sizes = false;
     if (end == std::string::npos) break;
     begin = end + 1;
   }

@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "dicom/size_rule.h"
 #include "dicom/text_encoding.h"
 
 namespace unibiomed::seg {
@@ -167,9 +168,8 @@ void SourceImages::read_instance(size_t index) {
     }
   };
   auto check_spacing = [&](const std::optional<std::array<double, 2>>& s, int frame) {
-    // "0\0", a negative or an absurd spacing states none (the rule of dicom/instance.cpp).
-    auto size = [](double mm) { return mm > 0 && mm <= 1e4; };
-    if (!s || !size((*s)[0]) || !size((*s)[1])) return;
+    // "0\0", a negative or an absurd spacing states none (dicom/size_rule.h).
+    if (!s || !dicom::is_size_mm((*s)[0]) || !dicom::is_size_mm((*s)[1])) return;
     if (!pixel_spacing_) {
       pixel_spacing_ = s;
     } else if (!same_spacing(*pixel_spacing_, *s)) {

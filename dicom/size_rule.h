@@ -1,0 +1,17 @@
+// Which Pixel Spacing and Slice Thickness values (mm) are sizes at all: positive, and at most
+// 10 m so that areas and volumes stay finite. The reader reads other values ("0\0", a negative,
+// an absurd one) as absent, the SEG writer states no spacing for them, and the series' notes say
+// why (pipeline/geometry_notes). Header-only: seg-writer uses it without linking dicom/.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+namespace unibiomed::dicom {
+
+inline constexpr double kLargestSizeMm = 1e4;
+
+// False for NaN too.
+inline constexpr bool is_size_mm(double mm) {
+  return mm > 0 && mm <= kLargestSizeMm;
+}
+
+}  // namespace unibiomed::dicom
