@@ -236,9 +236,10 @@ std::shared_ptr<StudyAnalysis> AnalysisScheduler::start_attempt(const QueueEntry
     std::lock_guard<std::mutex> lock(scheduler->mutex_);
     auto it = scheduler->active_.find(raw);
     if (it != scheduler->active_.end()) {
-      const auto outcome = it->second->snapshot().outcome;
-      (outcome == StudyAnalysis::Outcome::Succeeded ? scheduler->succeeded_ : scheduler->failed_) +=
-          outcome == StudyAnalysis::Outcome::Interrupted ? 0 : 1;
+      const auto end = it->second->snapshot();
+      (end.outcome == StudyAnalysis::Outcome::Succeeded ? scheduler->succeeded_ : scheduler->failed_) +=
+          end.outcome == StudyAnalysis::Outcome::Interrupted ? 0 : 1;
+      scheduler->skipped_ += end.outcome == StudyAnalysis::Outcome::Succeeded && end.skipped ? 1 : 0;
       scheduler->active_.erase(it);
     }
     if (counted) --scheduler->in_flight_;
@@ -293,7 +294,8 @@ QueueEntry AnalysisScheduler::request(const std::string& study_id, const nlohman
       throw PluginError("forwarding is not configured: set UniBiomed.ForwardTo in the Orthanc configuration", 400);
     if (record->state != StudyState::Done)
       throw PluginError("study " + study_id + " has no finished analysis to forward (its state is " +
-                            to_string(record->state) + ")",
+                            to_string(record->state) +
+                            (record->state == StudyState::Skipped ? ": it holds no series the model reads)" : ")"),
                         409);
     entry.run = record->run.run;
   } else {
@@ -348,6 +350,7 @@ nlohmann::json AnalysisScheduler::status() const {
   j["JobsInFlight"] = in_flight_;
   j["SucceededSinceStart"] = succeeded_;
   j["FailedSinceStart"] = failed_;
+  j["SkippedSinceStart"] = skipped_;  // succeeded with nothing to analyse (also in SucceededSinceStart)
   j["Recovered"] = recovered_;
   if (!last_error_.empty()) j["LastError"] = last_error_;
   return j;

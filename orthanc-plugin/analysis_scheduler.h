@@ -75,7 +75,7 @@ class AnalysisScheduler final : public AnalysisRunner, public std::enable_shared
   int in_flight_ = 0;                       // jobs submitted by the dispatcher and not finished
   std::map<std::string, std::string> jobs_; // study id -> latest job id
   std::map<StudyAnalysis*, std::shared_ptr<StudyAnalysis>> active_;
-  size_t succeeded_ = 0, failed_ = 0;
+  size_t succeeded_ = 0, failed_ = 0, skipped_ = 0;
   std::string last_error_;
 };
 

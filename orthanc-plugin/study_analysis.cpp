@@ -17,6 +17,12 @@ struct Cancelled {};
 // Progress of the whole attempt: reading the images, the model, storing, forwarding.
 constexpr float kReadEnd = 0.10f, kModelEnd = 0.85f, kStoreEnd = 0.95f;
 
+// Whether the study's records say this run already finished its analysis (stored its results,
+// or found nothing to analyse).
+bool finished(const StudyRecord& record, int run) {
+  return (record.state == StudyState::Done || record.state == StudyState::Skipped) && record.run.run == run;
+}
+
 }  // namespace
 
 StudyAnalysis::StudyAnalysis(std::shared_ptr<NodeServices> services, QueueEntry entry, std::string job_id)
@@ -62,6 +68,7 @@ StudyAnalysis::Snapshot StudyAnalysis::snapshot() const {
   s.outcome = outcome_;
   s.progress = progress_;
   s.error = error_;
+  s.skipped = skipped_;
   const int done = outcome_ == Outcome::Running ? std::max(0, static_cast<int>(series_seen_.size()) - 1)
                                                 : static_cast<int>(series_.size());
   // The key "Type" is reserved by Orthanc's job serialisation; it is not used here.
@@ -99,12 +106,16 @@ void StudyAnalysis::run() noexcept {
         throw PluginError("study " + study + " has no finished analysis to forward (its state is " +
                           to_string(record->state) + ")");
       summary = record->summary.is_object() ? record->summary : nlohmann::json::object();
-    } else if (record->state == StudyState::Done && record->run.run == entry_.run) {
+    } else if (finished(*record, entry_.run)) {
       // A previous attempt of this run stored everything and crashed (or failed) after that:
       // only what follows the analysis is left to do.
       summary = record->summary.is_object() ? record->summary : nlohmann::json::object();
-      set_stage("resuming", "run " + std::to_string(entry_.run) + " was already analysed; results are stored",
-                kStoreEnd);
+      std::lock_guard<std::mutex> lock(mutex_);
+      skipped_ = record->state == StudyState::Skipped;
+      stage_ = "resuming";
+      message_ = "run " + std::to_string(entry_.run) + " was already analysed; " +
+                 (skipped_ ? "it had nothing to analyse" : "results are stored");
+      progress_ = kStoreEnd;
     } else {
       summary = analyse(*record);
     }
@@ -115,10 +126,9 @@ void StudyAnalysis::run() noexcept {
       if (summary.contains("Series") && series_.empty()) series_ = summary["Series"];
     }
     const bool forward_needed =
-        entry_.mode == "forward" ||
-        (services_->forwarder.enabled() &&
-         !(summary.contains("Forward") && summary["Forward"].is_object() &&
-           summary["Forward"].value("State", std::string()) == "Success"));
+        entry_.mode == "forward" || (services_->forwarder.enabled() && !skipped_ &&
+                                     !(summary.contains("Forward") && summary["Forward"].is_object() &&
+                                       summary["Forward"].value("State", std::string()) == "Success"));
     if (forward_needed) forward(summary, *record);
     outcome = Outcome::Succeeded;
   } catch (const Cancelled&) {
@@ -151,7 +161,7 @@ void StudyAnalysis::run() noexcept {
       if (outcome == Outcome::Failed && !error.empty()) {
         auto record = records.read(study);
         // A forwarding failure leaves the analysis done; anything else marks the run failed.
-        if (record && !(record->state == StudyState::Done && record->run.run == entry_.run)) {
+        if (record && !finished(*record, entry_.run)) {
           records.write_error(study, error);
           records.write_state(study, StudyState::Failed);
         } else if (record) {
@@ -167,13 +177,16 @@ void StudyAnalysis::run() noexcept {
   if (outcome == Outcome::Failed)
     services_->client.log_warning("analysis of study " + study + " failed: " + error);
   else if (outcome == Outcome::Succeeded)
-    services_->client.log_info("analysis of study " + study + " run " + std::to_string(entry_.run) + " finished");
+    services_->client.log_info("analysis of study " + study + " run " + std::to_string(entry_.run) +
+                               (skipped_ ? " finished with nothing to analyse" : " finished"));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     outcome_ = outcome;
     error_ = error;
     if (outcome == Outcome::Succeeded) progress_ = 1;
-    stage_ = outcome == Outcome::Succeeded ? "done" : outcome == Outcome::Interrupted ? "interrupted" : "failed";
+    stage_ = outcome == Outcome::Succeeded     ? (skipped_ ? "skipped" : "done")
+             : outcome == Outcome::Interrupted ? "interrupted"
+                                               : "failed";
   }
   changed_.notify_all();
   if (on_finished) on_finished();
@@ -285,6 +298,26 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
     errors_ = errors;
   }
 
+  if (analysed == 0 && !result.series.empty() && errors.empty()) {
+    // Every series was skipped for what it is (a report, a document, a waveform): the run ends
+    // without error, stores nothing, and new images in the study start a new run.
+    const std::string note = "nothing to analyse: " + not_analysed;
+    summary["Note"] = note;
+    summary["Results"] = nlohmann::json::array();
+    summary["Finished"] = now_iso();
+    check_lease();
+    records.write_summary(study, summary);
+    records.write_error(study, "");
+    records.write_state(study, StudyState::Skipped);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      skipped_ = true;
+    }
+    client.log_info("study " + study + " (" + inventory->study_instance_uid + ") run " + std::to_string(run.run) +
+                    ": " + note);
+    set_stage("skipped", note, kStoreEnd);
+    return summary;
+  }
   if (analysed == 0) {
     const std::string message = result.series.empty()
                                     ? "no series could be analysed: the pipeline found no series in the study"

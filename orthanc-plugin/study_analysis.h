@@ -31,6 +31,7 @@ class StudyAnalysis {
     float progress = 0;
     nlohmann::json content;  // what the job shows: stage, series, findings, errors, results, forwarding
     std::string error;       // why it failed
+    bool skipped = false;    // succeeded without a series the model reads (StudyState::Skipped)
   };
 
   StudyAnalysis(std::shared_ptr<NodeServices> services, QueueEntry entry, std::string job_id);
@@ -66,6 +67,7 @@ class StudyAnalysis {
   float progress_ = 0;
   std::string stage_ = "waiting", message_, error_;
   std::string study_uid_;
+  bool skipped_ = false;
   int attempt_ = 0;
   int series_total_ = 0;
   std::set<std::string> series_seen_;

@@ -27,6 +27,7 @@ std::string to_string(StudyState state) {
     case StudyState::Pending: return "pending";
     case StudyState::Running: return "running";
     case StudyState::Done: return "done";
+    case StudyState::Skipped: return "skipped";
     case StudyState::Failed: return "failed";
     default: return "none";
   }
@@ -36,6 +37,7 @@ StudyState parse_study_state(const std::string& text) {
   if (text == "pending") return StudyState::Pending;
   if (text == "running") return StudyState::Running;
   if (text == "done") return StudyState::Done;
+  if (text == "skipped") return StudyState::Skipped;
   if (text == "failed") return StudyState::Failed;
   return StudyState::None;
 }

@@ -3,7 +3,8 @@
 //
 // Metadata ids (declare them in Orthanc's "UserMetadata" to see names instead of numbers; numeric
 // ids work without the declaration in Orthanc 1.10.1):
-//   4401 UniBiomedState    study     pending | running | done | failed
+//   4401 UniBiomedState    study     pending | running | done | skipped | failed
+//                                    (skipped: no series the model reads, none failed; nothing stored)
 //   4402 UniBiomedRun      study     JSON {Run, Attempt, Mode, Request, Job, Updated}
 //   4403 UniBiomedSummary  study     JSON summary of the last finished run (findings, series, results)
 //   4404 UniBiomedError    study     why the last run failed (absent when it succeeded)
@@ -32,7 +33,9 @@ inline constexpr int kResult = 4405;
 // DICOM-OUTPUT.md): a second way to recognise our own output besides the instance flag.
 inline constexpr const char* kResultManufacturerPrefix = "UniBiomed";
 
-enum class StudyState { None, Pending, Running, Done, Failed };
+// Skipped: the run finished without error but found no series the model reads (a study of
+// documents, reports or waveforms only): nothing was stored and nothing is forwarded.
+enum class StudyState { None, Pending, Running, Done, Skipped, Failed };
 std::string to_string(StudyState state);
 StudyState parse_study_state(const std::string& text);  // unknown text -> None
 

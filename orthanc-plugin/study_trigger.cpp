@@ -54,6 +54,7 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id, Sourc
       return Decision::Queued;
     }
     case StudyState::Done:
+    case StudyState::Skipped:
     case StudyState::Failed: {
       const size_t analysed = record->summary.is_object() ? record->summary.value("SourceInstances", size_t{0}) : 0;
       // Our own results were excluded from `sources`, so only new images change the count.
@@ -129,7 +130,8 @@ bool StudyTrigger::check_recovered(const QueueEntry& entry) {
                             record->summary["Forward"].value("State", std::string()) == "Success");
     return !forwarded;
   }
-  if (record->run.run == entry.run && record->state == StudyState::Failed) return false;
+  if (record->run.run == entry.run && (record->state == StudyState::Failed || record->state == StudyState::Skipped))
+    return false;  // nothing stored, nothing to forward
   if (record->run.run == entry.run && record->state == StudyState::Running &&
       record->run.attempt >= s.config.max_attempts) {
     const std::string error = "the analysis was interrupted " + std::to_string(record->run.attempt) +

@@ -99,7 +99,7 @@ class OrthancPlugin : public ::testing::Test {
           last = study(server, uid);
           if (last.is_null()) return false;
           const std::string state = last["State"];
-          return (state == "done" || state == "failed") && !last["Queued"].get<bool>();
+          return (state == "done" || state == "skipped" || state == "failed") && !last["Queued"].get<bool>();
         },
         kAnalysisTimeout, 200ms);
     return last;

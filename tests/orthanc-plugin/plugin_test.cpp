@@ -91,9 +91,19 @@ TEST_F(OrthancPlugin, ResultsAreForwardedToTheConfiguredPacs) {
   json settings = base_settings();
   settings["ForwardTo"] = "pacs";
   auto& server = start_server(settings, {{"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", pacs_port}}}}});
-  StudySpec spec;
+  StudySpec spec, document;
   spec.slices = 2;
   send(server, write_ct_series(dir_ / "ct", spec));
+  send(server, {write_pdf_document(dir_ / "doc", document)});
+
+  // A study with nothing the model reads has nothing to forward: no attempt, and a request to
+  // forward is refused saying why.
+  const json d = wait_for_end(server, document.study_uid);
+  ASSERT_EQ(d["State"], "skipped") << d.dump(2);
+  EXPECT_TRUE(d["Forward"].is_null()) << d.dump(2);
+  const HttpResult refused = server.post("/unibiomed/studies/" + document.study_uid + "/forward", "");
+  EXPECT_EQ(refused.status, 409) << refused.body;
+  EXPECT_NE(refused.body.find("no series the model reads"), std::string::npos) << refused.body;
 
   const json s = wait_for_end(server, spec.study_uid);
   ASSERT_EQ(s["State"], "done") << s.dump(2);
@@ -110,6 +120,7 @@ TEST_F(OrthancPlugin, ResultsAreForwardedToTheConfiguredPacs) {
                             [&](const std::string& name) { return name.find(uid) != std::string::npos; }))
         << uid << " did not reach the PACS; storescp log:\n" << read_file(dir_ / "storescp.log");
   }
+  EXPECT_EQ(received.size(), s["Results"].size());
   // The store job is a real Orthanc job, referenced from the study.
   EXPECT_EQ(server.get_json("/jobs/" + s["Forward"]["Job"].get<std::string>())["State"], "Success");
 }
@@ -252,11 +263,21 @@ TEST_F(OrthancPlugin, CorruptInstanceAndUnsupportedSeriesAreRecordedWhileOrthanc
   EXPECT_EQ(c["State"], "failed") << c.dump(2);
   ASSERT_TRUE(c["Error"].is_string()) << c.dump(2);
   EXPECT_NE(c["Error"].get<std::string>().find(corrupt.series_uid), std::string::npos) << c["Error"];
-  // Only a document: nothing the model can read, and it says why.
+  // Only a document: nothing the model can read. Not an error: the study is "skipped", its
+  // job succeeds, nothing is stored, and the summary says why.
   const json d = wait_for_end(server, document.study_uid);
-  EXPECT_EQ(d["State"], "failed") << d.dump(2);
-  ASSERT_TRUE(d["Error"].is_string());
-  EXPECT_NE(d["Error"].get<std::string>().find("Skipped"), std::string::npos) << d["Error"];
+  EXPECT_EQ(d["State"], "skipped") << d.dump(2);
+  EXPECT_TRUE(d["Error"].is_null()) << d.dump(2);
+  EXPECT_TRUE(d["Results"].empty()) << d.dump(2);
+  ASSERT_TRUE(d["Summary"]["Note"].is_string()) << d.dump(2);
+  const std::string note = d["Summary"]["Note"];
+  EXPECT_EQ(note.rfind("nothing to analyse: Skipped series ", 0), 0u) << note;
+  EXPECT_NE(note.find("encapsulated document"), std::string::npos) << note;
+  ASSERT_EQ(d["Series"].size(), 1u) << d.dump(2);
+  EXPECT_EQ(d["Series"][0]["State"], "Skipped");
+  EXPECT_NE(note.find(d["Series"][0]["SeriesInstanceUID"].get<std::string>()), std::string::npos) << note;
+  EXPECT_EQ(count_series(server, document.study_uid, "SEG"), 0u);
+  EXPECT_EQ(count_series(server, document.study_uid, "SR"), 0u);
   // Images plus a document: the images are analysed, the document is skipped with a reason.
   const json m = wait_for_end(server, mixed.study_uid);
   EXPECT_EQ(m["State"], "done") << m.dump(2);
@@ -267,10 +288,32 @@ TEST_F(OrthancPlugin, CorruptInstanceAndUnsupportedSeriesAreRecordedWhileOrthanc
   }
   EXPECT_TRUE(skipped_doc) << m["Series"].dump(2);
   EXPECT_TRUE(analysed_ct) << m["Series"].dump(2);
-  // The failed job is visible as such.
-  bool failed_job = false;
-  for (const auto& j : our_settled_jobs(server)) failed_job |= j["State"] == "Failure" && j["Content"].contains("Error");
+  // The failed job is visible as such; the skipped study's job succeeded.
+  bool failed_job = false, skipped_job = false;
+  for (const auto& j : our_settled_jobs(server)) {
+    failed_job |= j["State"] == "Failure" && j["Content"].contains("Error");
+    skipped_job |= j["State"] == "Success" && j["Content"]["Stage"] == "skipped" &&
+                   j["Content"]["StudyInstanceUID"] == document.study_uid;
+  }
   EXPECT_TRUE(failed_job);
+  EXPECT_TRUE(skipped_job);
+  const json status = server.get("/unibiomed/status").json();
+  EXPECT_EQ(status["Queue"]["SkippedSinceStart"], 1) << status.dump(2);
+
+  // Images arriving later in the skipped study start a new run, which analyses them.
+  StudySpec later = document;
+  later.series_uid.clear();
+  later.slices = 2;
+  send(server, write_ct_series(dir_ / "later", later));
+  json again;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        again = study(server, document.study_uid);
+        return again.is_object() && again["Run"] == 2 && again["State"] == "done" && !again["Queued"].get<bool>();
+      },
+      kAnalysisTimeout, 200ms))
+      << again.dump(2);
+  EXPECT_EQ(count_series(server, document.study_uid, "SEG"), 1u);
   // Orthanc and the plugin keep serving.
   EXPECT_EQ(server.get("/system").status, 200);
   EXPECT_EQ(server.get("/unibiomed/status").status, 200);
