@@ -99,16 +99,15 @@ SeriesCollection group_into_series(std::vector<Instance> instances) {
     }
     std::string key = instance.series().series_instance_uid;
     if (key.empty()) {
-      // Without a series UID an instance is a series of its own (and says so).
-      key = "(no SeriesInstanceUID) " + instance.source();
+      // The instances of a study without a series UID are put together, each named, in one
+      // series that has none: results cannot reference it, and it is reported once.
+      key = "(no SeriesInstanceUID) " + instance.study().study_instance_uid;
+      by_uid[key].problems.push_back(instance.source() + ": missing SeriesInstanceUID (0020,000E)");
     }
     Series& series = by_uid[key];
     if (series.instances.empty()) {
       series.identity = instance.series();
       series.study = instance.study();
-      if (instance.series().series_instance_uid.empty()) {
-        series.problems.push_back(instance.source() + ": missing SeriesInstanceUID (0020,000E)");
-      }
     } else if (instance.study().study_instance_uid != series.study.study_instance_uid) {
       series.problems.push_back(instance.source() + ": StudyInstanceUID (0020,000D) " +
                                 instance.study().study_instance_uid + " differs from the series' " +

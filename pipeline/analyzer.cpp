@@ -854,6 +854,14 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
                                               result.study_instance_uid + " (analyse each study on its own)");
       continue;
     }
+    if (series.identity.series_instance_uid.empty()) {
+      // Its SEG and the SR's references must name the series (type 1): nothing to analyse for.
+      skip(SeriesOutcome::State::Failed,
+           std::to_string(series.instances.size()) +
+               " instance(s) without SeriesInstanceUID (0020,000E), which results must reference (first: " +
+               series.instances.front().source() + ")");
+      continue;
+    }
     if (!series.modality.modality) {
       skip(SeriesOutcome::State::Skipped, series.modality.reason.empty() ? "not a modality the model reads" : series.modality.reason);
       continue;

@@ -3,7 +3,8 @@
 // findings read as sentences (the model's answer kept apart), specks below the target's minimum
 // size leave the findings and the SEG alike, unreadable geometry is said per series, values that
 // DCMTK refuses (zero sizes, invalid header values, leading-zero UIDs) still give results, targets a
-// checkpoint was not trained on are not asked, and ask() codes a named target as that target.
+// checkpoint was not trained on are not asked, ask() codes a named target as that target, and
+// images without a series UID fail once, as one series, while the rest of the study is reported.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
@@ -137,6 +138,39 @@ TEST(AnalysisOutcomes, AFailingSeriesLeavesNothingWhereverItIs) {
     EXPECT_EQ(summary["series"].size(), 2u);
     EXPECT_EQ(summary["findings"].size(), r.findings.size());
   }
+}
+
+TEST(AnalysisOutcomes, ImagesWithoutASeriesUidFailOnceAndTheRestOfTheStudyIsReported) {
+  // MR slices without SeriesInstanceUID in the fundus' study: results cannot reference them, so
+  // they fail together as one series named by its first file; the fundus gets its SEG and the SR.
+  test::TempDir dir;
+  const std::string study = study_uid_of("fundus");
+  auto inputs = fixture_data().inputs("fundus");
+  const auto mr = changed_copies("mr", dir / "mr", [&](DcmDataset& ds) {
+    ds.putAndInsertString(DCM_StudyInstanceUID, study.c_str());
+    ds.findAndDeleteElement(DCM_SeriesInstanceUID);
+  });
+  ASSERT_GT(mr.size(), 1u);
+  inputs.insert(inputs.end(), mr.begin(), mr.end());
+  const StudyResult r = analyze(inputs, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(r.series.size(), 2u);
+  const SeriesOutcome& fundus = r.series[0].series_instance_uid.empty() ? r.series[1] : r.series[0];
+  const SeriesOutcome& orphans = r.series[0].series_instance_uid.empty() ? r.series[0] : r.series[1];
+  EXPECT_EQ(fundus.state, SeriesOutcome::State::Analysed) << fundus.reason;
+  EXPECT_EQ(fundus.series_instance_uid, series_uid_of(fixture_data().inputs("fundus")));
+  EXPECT_EQ(orphans.state, SeriesOutcome::State::Failed);
+  EXPECT_EQ(orphans.reason.rfind(std::to_string(mr.size()) + " instance(s) without SeriesInstanceUID (0020,000E)", 0),
+            0u)
+      << orphans.reason;
+  EXPECT_TRUE(std::any_of(mr.begin(), mr.end(), [&](const InstanceInput& in) {
+    return orphans.reason.find(in.id) != std::string::npos;
+  })) << orphans.reason;
+  EXPECT_EQ(orphans.notes.size(), mr.size()) << testing::PrintToString(orphans.notes);
+  std::set<std::string> kinds;
+  for (const auto& o : r.objects) kinds.insert(o.kind);
+  EXPECT_EQ(kinds, (std::set<std::string>{"SEG", "SR"}));
+  EXPECT_FALSE(r.findings.empty());
+  for (const auto& f : r.findings) EXPECT_EQ(f.series_instance_uid, fundus.series_instance_uid);
 }
 
 TEST(AnalysisOutcomes, CancellationIsItsOwnType) {
