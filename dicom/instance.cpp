@@ -532,6 +532,13 @@ std::string Instance::image_problem() const {
   if ((mono && p.samples_per_pixel != 1) || (colour && p.samples_per_pixel != 3))
     return s + ": " + tag_name(DCM_SamplesPerPixel) + " " + std::to_string(p.samples_per_pixel) + " does not match " +
            tag_name(DCM_PhotometricInterpretation) + " " + pi;
+  // A slope of zero maps every pixel to the intercept: the model would see a blank image and find
+  // nothing, which must not read as a normal result.
+  for (size_t f = 0; mono && f < frames_.size(); ++f)
+    if (frames_[f].rescale_slope == 0.0)
+      return s + ": " + tag_name(DCM_RescaleSlope) + " is 0" +
+             (frames_.size() > 1 ? " (frame " + std::to_string(f + 1) + ")" : std::string()) +
+             ": every pixel would have the value of the intercept";
   // A frame is decoded into memory at once: refuse sizes no real image has (a damaged or
   // hostile header would otherwise ask for tens of gigabytes).
   const unsigned long long frame_bytes =

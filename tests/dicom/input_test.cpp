@@ -165,6 +165,13 @@ TEST_F(EditedInput, BrokenFilesGiveErrorsNamingFileAndAttribute) {
   Instance bad_bits =
       Instance::read_file(edited("ct", "bits.dcm", [](DcmDataset& ds) { test::put(ds, DCM_BitsStored, "20"); }));
   EXPECT_CONTAINS(bad_bits.image_problem(), "BitsStored (0028,0101) 20 does not fit BitsAllocated (0028,0100) 16");
+  // A rescale slope of zero would hand the model a blank image, whose "no finding" would read
+  // as a normal result: the image is refused instead.
+  Instance flat =
+      Instance::read_file(edited("ct", "slope.dcm", [](DcmDataset& ds) { test::put(ds, DCM_RescaleSlope, "0"); }));
+  EXPECT_CONTAINS(flat.image_problem(),
+                  "slope.dcm: RescaleSlope (0028,1053) is 0: every pixel would have the value of the intercept");
+  EXPECT_CONTAINS(error_of([&] { decode_modality_frame(flat, 1); }), "RescaleSlope (0028,1053) is 0");
   EXPECT_CONTAINS(error_of([&] { decode_modality_frame(Instance::read_file(test::sample_file("ct")), 2); }),
                   "frame 2 does not exist (the instance has 1 frame)");
   EXPECT_CONTAINS(error_of([&] { decode_colour_frame(Instance::read_file(test::sample_file("ct")), 1); }),
