@@ -20,6 +20,7 @@ namespace {
 struct GeometryAttribute {
   const char* name;
   DcmTagKey tag;
+  DcmTagKey group;       // the functional group macro that holds it in enhanced multi-frame images
   size_t values;         // how many numbers it holds
   bool size;             // a size in mm: dicom/ reads only dicom::is_size_mm values
   const char* consequence;
@@ -52,17 +53,37 @@ std::string what_is_wrong(const std::string& text, size_t values, bool size) {
   return "could not be read";
 }
 
+DcmItem* first_item(DcmItem& item, const DcmTagKey& sequence) {
+  DcmItem* found = nullptr;
+  return item.findAndGetSequenceItem(sequence, found, 0).good() ? found : nullptr;
+}
+
+// The attribute's text where dicom/ reads it for the first frame: the first per-frame functional
+// group item, then the shared one (enhanced multi-frame), or the dataset itself.
+std::string value_text(DcmDataset& ds, const GeometryAttribute& a) {
+  OFString value;
+  if (ds.tagExists(DCM_PerFrameFunctionalGroupsSequence) || ds.tagExists(DCM_SharedFunctionalGroupsSequence)) {
+    for (const DcmTagKey& groups : {DCM_PerFrameFunctionalGroupsSequence, DCM_SharedFunctionalGroupsSequence}) {
+      DcmItem* frame = first_item(ds, groups);
+      DcmItem* macro = frame ? first_item(*frame, a.group) : nullptr;
+      if (macro && macro->findAndGetOFStringArray(a.tag, value).good() && !value.empty()) return value.c_str();
+    }
+    return "";
+  }
+  return ds.findAndGetOFStringArray(a.tag, value).good() ? value.c_str() : "";
+}
+
 }  // namespace
 
 std::vector<std::string> geometry_notes(const dicom::Series& series) {
   const GeometryAttribute attributes[] = {
-      {"PixelSpacing", DCM_PixelSpacing, 2, true, "no measurements",
+      {"PixelSpacing", DCM_PixelSpacing, DCM_PixelMeasuresSequence, 2, true, "no measurements",
        [](const dicom::FrameInfo& f) { return f.pixel_spacing.has_value(); }},
-      {"ImagePositionPatient", DCM_ImagePositionPatient, 3, false, "no volume measurements",
+      {"ImagePositionPatient", DCM_ImagePositionPatient, DCM_PlanePositionSequence, 3, false, "no volume measurements",
        [](const dicom::FrameInfo& f) { return f.image_position.has_value(); }},
-      {"ImageOrientationPatient", DCM_ImageOrientationPatient, 6, false, "no volume measurements",
-       [](const dicom::FrameInfo& f) { return f.image_orientation.has_value(); }},
-      {"SliceThickness", DCM_SliceThickness, 1, true, "no slice thickness",
+      {"ImageOrientationPatient", DCM_ImageOrientationPatient, DCM_PlaneOrientationSequence, 6, false,
+       "no volume measurements", [](const dicom::FrameInfo& f) { return f.image_orientation.has_value(); }},
+      {"SliceThickness", DCM_SliceThickness, DCM_PixelMeasuresSequence, 1, true, "no slice thickness",
        [](const dicom::FrameInfo& f) { return f.slice_thickness.has_value(); }},
   };
   std::vector<std::string> notes;
@@ -72,9 +93,9 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
     for (const auto& instance : series.instances) {
       DcmDataset* ds = instance.dataset();
       if (!ds || instance.frames().empty() || a.read(instance.frames().front())) continue;
-      OFString value;
-      if (ds->findAndGetOFStringArray(a.tag, value).bad() || value.empty()) continue;
-      std::string text = dicom::valid_utf8(value.c_str());  // quoted in the notes (JSON)
+      const std::string value = value_text(*ds, a);
+      if (value.empty()) continue;
+      std::string text = dicom::valid_utf8(value);  // quoted in the notes (JSON)
       if (text.find_first_not_of(' ') == std::string::npos) continue;
       if (affected++ == 0) first = text;
     }

@@ -2,8 +2,9 @@
 # The sample studies with one fault each, through `unibiomed analyze` and `dicom inspect`: what
 # archives send that the node must survive (values that break their VR, UIDs with leading zeros,
 # sizes of zero, slices that cannot be decoded, truncated and damaged files, lying transfer
-# syntaxes, broken slide levels). Every case ends in results or in an error that names the
-# culprit; this script checks that none crashes or hangs and that every written SEG and SR passes
+# syntaxes, broken slide levels, enhanced multi-frame images with broken functional groups).
+# Every case ends in results or in an error that names the culprit; this script checks that none
+# crashes or hangs and that every written SEG and SR passes
 # dciodvfy, apart from errors about the source's own invalid UIDs, which the results must repeat
 # (the objects of randomly damaged headers are not checked: their damage is such values).
 #
@@ -13,7 +14,7 @@
 # --seed 0 puts the fault into every file of a series, --seed 1 (odd seeds) into one file of it.
 # Prints one line per outcome kind and a table per fault; exits 1 when a case crashed, timed out
 # or wrote an object that dciodvfy rejects for another reason. Needs pydicom (python3-pydicom)
-# and dciodvfy (dicom3tools). Takes about 3 minutes on 2 cores (302 cases).
+# and dciodvfy (dicom3tools). Takes about 8 minutes on 2 cores (416 cases).
 # SPDX-License-Identifier: GPL-3.0-or-later
 import argparse
 import collections
@@ -114,6 +115,97 @@ SLIDE_FAULTS = {
     "slide-spacing-zero": slide_spacing_zero,
     "slide-origin-missing": drop("TotalPixelMatrixOriginSequence"),
     "slide-frame-of-reference-missing": drop("FrameOfReferenceUID"),
+}
+
+# The sample CT and MR series rewritten as one enhanced multi-frame instance each (Enhanced CT /
+# Enhanced MR Image Storage: geometry, rescale and window in functional groups), as modern
+# scanners send them.
+ENHANCED_SOP_CLASSES = {"ct": "1.2.840.10008.5.1.4.1.1.2.1", "mr": "1.2.840.10008.5.1.4.1.1.4.1"}
+
+
+def write_enhanced(files, folder, sample):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    slices = [pydicom.dcmread(f) for f in files]
+    slices.sort(key=lambda d: int(d.InstanceNumber))
+    ds = slices[0].copy()
+
+    def item(**values):
+        it = Dataset()
+        for k, v in values.items():
+            setattr(it, k, v)
+        return it
+
+    first = slices[0]
+    shared = item(PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=first.ImageOrientationPatient)]),
+                  PixelMeasuresSequence=Sequence([item(PixelSpacing=first.PixelSpacing,
+                                                       SliceThickness=first.SliceThickness)]))
+    if "RescaleIntercept" in first:
+        shared.PixelValueTransformationSequence = Sequence([item(
+            RescaleIntercept=first.RescaleIntercept, RescaleSlope=first.get("RescaleSlope", 1),
+            RescaleType="HU" if sample == "ct" else "US")])
+    if "WindowCenter" in first:
+        shared.FrameVOILUTSequence = Sequence([item(WindowCenter=first.WindowCenter, WindowWidth=first.WindowWidth)])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([
+        item(PlanePositionSequence=Sequence([item(ImagePositionPatient=d.ImagePositionPatient)]),
+             FrameContentSequence=Sequence([item(DimensionIndexValues=[k + 1])]))
+        for k, d in enumerate(slices)])
+    for name in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+                 "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth", "SliceLocation"):
+        if name in ds:
+            delattr(ds, name)
+    ds.SOPClassUID = ENHANCED_SOP_CLASSES[sample]
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = len(slices)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.PixelData = b"".join(d.PixelData for d in slices)
+    os.makedirs(folder, exist_ok=True)
+    ds.save_as(os.path.join(folder, "ENHANCED.dcm"), write_like_original=False)
+
+
+def groups(ds, name):
+    """The items of a functional group in the shared and in every per-frame item."""
+    found = []
+    for outer in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for frame in ds.get(outer, []):
+            found += list(frame.get(name, []))
+    return found
+
+
+def every(name, attribute, value):
+    return lambda ds: [setattr(it, attribute, value) for it in groups(ds, name)]
+
+
+def per_frame(change):
+    return lambda ds: [change(frame, k) for k, frame in enumerate(ds.PerFrameFunctionalGroupsSequence)]
+
+
+# Faults of an enhanced multi-frame instance's functional groups.
+ENHANCED_FAULTS = {
+    "enhanced-per-frame-missing": drop("PerFrameFunctionalGroupsSequence"),
+    "enhanced-shared-missing": drop("SharedFunctionalGroupsSequence"),
+    "enhanced-per-frame-short": lambda ds: setattr(
+        ds, "PerFrameFunctionalGroupsSequence", ds.PerFrameFunctionalGroupsSequence[: len(ds.PerFrameFunctionalGroupsSequence) // 2]),
+    "enhanced-frames-more-than-groups": lambda ds: setattr(ds, "NumberOfFrames", int(ds.NumberOfFrames) + 3),
+    "enhanced-one-position-missing": per_frame(lambda f, k: delattr(f, "PlanePositionSequence") if k == 1 else None),
+    "enhanced-positions-equal": every("PlanePositionSequence", "ImagePositionPatient", [0, 0, 0]),
+    "enhanced-positions-empty": every("PlanePositionSequence", "ImagePositionPatient", None),
+    "enhanced-orientation-zero": every("PlaneOrientationSequence", "ImageOrientationPatient", [0, 0, 0, 0, 0, 0]),
+    "enhanced-spacing-zero": every("PixelMeasuresSequence", "PixelSpacing", [0, 0]),
+    "enhanced-thickness-nan": every("PixelMeasuresSequence", "SliceThickness", "nan"),
+    "enhanced-measures-empty": lambda ds: [setattr(f, "PixelMeasuresSequence", []) for f in
+                                           ds.get("SharedFunctionalGroupsSequence", [])],
+    "enhanced-rescale-slope-zero": every("PixelValueTransformationSequence", "RescaleSlope", 0),
+    "enhanced-window-width-negative": every("FrameVOILUTSequence", "WindowWidth", -400),
+    "enhanced-dimension-index-zero": every("FrameContentSequence", "DimensionIndexValues", [0]),
+    "enhanced-pixel-data-one-frame-short": lambda ds: setattr(
+        ds, "PixelData", ds.PixelData[: len(ds.PixelData) - len(ds.PixelData) // int(ds.NumberOfFrames)]),
 }
 
 # Faults of the file's bytes.
@@ -224,12 +316,17 @@ def main():
                    capture_output=True)
     cases_dir = os.path.join(out, "cases")
     cases = []
+    for sample in ENHANCED_SOP_CLASSES:
+        write_enhanced(sorted(glob.glob(os.path.join(samples, sample, "*.dcm"))),
+                       os.path.join(samples, sample + "-enhanced"), sample)
     for name in sorted(os.listdir(samples)):
         folder = os.path.join(samples, name)
         if not os.path.isdir(folder):
             continue
         files = sorted(glob.glob(os.path.join(folder, "*.dcm")))
         faults = SLIDE_FAULTS if name == "wsi" else IMAGE_FAULTS
+        if name.endswith("-enhanced"):
+            faults = {**IMAGE_FAULTS, **ENHANCED_FAULTS}
         for fault_name, fault in faults.items():
             if args.only and not any(o in fault_name for o in args.only):
                 continue

@@ -182,6 +182,7 @@ void SourceImages::read_instance(size_t index) {
   DcmSequenceOfItems* per_frame_groups = nullptr;
   if (enhanced) ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame_groups);
   DcmObject* per_frame_object = nullptr;
+  bool per_frame_left = per_frame_groups != nullptr;
   for (long f = 1; f <= frames; ++f) {
     SourceFrame frame;
     frame.instance = index;
@@ -189,12 +190,13 @@ void SourceImages::read_instance(size_t index) {
     frame.sop_instance_uid = sop_instance;
     frame.frame_number = frames > 1 ? static_cast<int>(f) : 0;
     if (enhanced) {
-      if (per_frame_groups) per_frame_object = per_frame_groups->nextInContainer(per_frame_object);
-      DcmItem* per_frame = OFstatic_cast(DcmItem*, per_frame_object);
-      if (!per_frame)
-        throw SegmentationError(where() + " has " + std::to_string(frames) +
-                                " frames but no Per-Frame Functional Groups Sequence item for frame " +
-                                std::to_string(f));
+      // A frame past the end of a sequence that is too short has only the shared groups: no
+      // position, like a frame whose item lacks one (dicom/ leaves both out of its stacks).
+      if (per_frame_left) {
+        per_frame_object = per_frame_groups->nextInContainer(per_frame_object);
+        per_frame_left = per_frame_object != nullptr;
+      }
+      DcmItem* per_frame = per_frame_left ? OFstatic_cast(DcmItem*, per_frame_object) : nullptr;
       frame.position =
           functional_group_value<3>(per_frame, shared, DCM_PlanePositionSequence, DCM_ImagePositionPatient);
       check_orientation(

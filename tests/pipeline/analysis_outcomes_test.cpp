@@ -320,6 +320,38 @@ TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
   EXPECT_TRUE(has_note(o.series.at(0), "ImageOrientationPatient has 5 values, not 6 ('1\\0\\0\\0\\1')"))
       << testing::PrintToString(o.series[0].notes);
   EXPECT_TRUE(has_note(o.series.at(0), "SliceThickness is not a number ('thin')")) << testing::PrintToString(o.series[0].notes);
+
+  // The same values in an enhanced image's functional groups are said the same way.
+  const auto enhanced = changed_copies("ct", dir / "enhanced", [](DcmDataset& ds) {
+    DcmItem *shared = nullptr, *frame = nullptr, *item = nullptr;
+    ASSERT_TRUE(ds.findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0).good());
+    ASSERT_TRUE(ds.findOrCreateSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, 0).good());
+    ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, item, 0).good());
+    item->putAndInsertString(DCM_PixelSpacing, "0\\0");
+    item->putAndInsertString(DCM_SliceThickness, "nan");
+    OFString value;
+    ds.findAndGetOFStringArray(DCM_ImageOrientationPatient, value);
+    ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PlaneOrientationSequence, item, 0).good());
+    item->putAndInsertString(DCM_ImageOrientationPatient, value.c_str());
+    ds.findAndGetOFStringArray(DCM_ImagePositionPatient, value);
+    ASSERT_TRUE(frame->findOrCreateSequenceItem(DCM_PlanePositionSequence, item, 0).good());
+    item->putAndInsertString(DCM_ImagePositionPatient, value.c_str());
+    for (const DcmTagKey& moved :
+         {DCM_PixelSpacing, DCM_SliceThickness, DCM_ImageOrientationPatient, DCM_ImagePositionPatient})
+      ds.findAndDeleteElement(moved);
+    ds.putAndInsertString(DCM_SOPClassUID, UID_EnhancedCTImageStorage);
+    ds.putAndInsertString(DCM_NumberOfFrames, "1");
+  });
+  const StudyResult e = analyze(enhanced, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(e.series.at(0).state, SeriesOutcome::State::Analysed) << e.series[0].reason;
+  EXPECT_TRUE(has_note(e.series[0],
+                       "no measurements: PixelSpacing is not a size (a positive number of mm up to 10 m) "
+                       "('0\\0') in 5 of 5 instances"))
+      << testing::PrintToString(e.series[0].notes);
+  EXPECT_TRUE(has_note(e.series[0], "no slice thickness: SliceThickness is not a finite number ('nan')"))
+      << testing::PrintToString(e.series[0].notes);
+  EXPECT_FALSE(has_note(e.series[0], "ImagePositionPatient")) << testing::PrintToString(e.series[0].notes);
+
   const StudyResult clean = analyze(fixture_data().inputs("ct"), std::make_unique<test::BoxEngine>());
   EXPECT_FALSE(has_note(clean.series.at(0), "not a number"));
   EXPECT_FALSE(has_note(clean.series.at(0), "values, not"));

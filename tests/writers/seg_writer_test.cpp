@@ -312,7 +312,8 @@ unsigned long items_of(DcmItem& item, const DcmTagKey& tag) {
 
 TEST(SegmentationWriter, SourcesWhoseGeometryCannotBeReadAreWrittenWithoutGeometry) {
   // A CT whose Pixel Spacing is missing or not a number, or whose positions or orientation are
-  // unusable, still has a Frame of Reference UID. Its SEG takes the path of images without
+  // unusable (an enhanced MR whose per-frame sequence is too short too), still has a Frame of
+  // Reference UID. Its SEG takes the path of images without
   // geometry: no frame of reference, no plane position, plane orientation or pixel measures
   // groups, no position dimension (a frame of reference would require all three groups).
   TempDir dir("seg-bad-geometry");
@@ -337,6 +338,13 @@ TEST(SegmentationWriter, SourcesWhoseGeometryCannotBeReadAreWrittenWithoutGeomet
          DcmItem* measures = shared_measures(ds);
          ASSERT_NE(measures, nullptr);
          measures->putAndInsertString(DCM_PixelSpacing, "abc\\def");
+       }},
+      {"enhanced-per-frame-short", true,
+       [](DcmDataset& ds) {
+         // One item for three frames: the others have the shared groups only, no position.
+         DcmSequenceOfItems* per_frame = nullptr;
+         ASSERT_TRUE(ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame).good());
+         while (per_frame->card() > 1) delete per_frame->remove(per_frame->card() - 1);
        }},
       {"position-abc", false, [](DcmDataset& ds) { ds.putAndInsertString(DCM_ImagePositionPatient, "a\\b\\c"); }},
       {"orientation-abc", false,
