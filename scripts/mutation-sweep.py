@@ -14,7 +14,7 @@
 # --seed 0 puts the fault into every file of a series, --seed 1 (odd seeds) into one file of it.
 # Prints one line per outcome kind and a table per fault; exits 1 when a case crashed, timed out
 # or wrote an object that dciodvfy rejects for another reason. Needs pydicom (python3-pydicom)
-# and dciodvfy (dicom3tools). Takes about 8 minutes on 2 cores (416 cases).
+# and dciodvfy (dicom3tools). Takes about 8 minutes on 2 cores (418 cases).
 # SPDX-License-Identifier: GPL-3.0-or-later
 import argparse
 import collections
@@ -115,6 +115,8 @@ SLIDE_FAULTS = {
     "slide-spacing-zero": slide_spacing_zero,
     "slide-origin-missing": drop("TotalPixelMatrixOriginSequence"),
     "slide-frame-of-reference-missing": drop("FrameOfReferenceUID"),
+    "slide-orientation-zero": put("ImageOrientationSlide", [0, 0, 0, 0, 0, 0]),
+    "slide-orientation-missing": drop("ImageOrientationSlide"),
 }
 
 # The sample CT and MR series rewritten as one enhanced multi-frame instance each (Enhanced CT /

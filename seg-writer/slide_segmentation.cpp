@@ -8,6 +8,7 @@
 #include <dcmtk/dcmdata/dcitem.h>
 #include <dcmtk/dcmdata/dcsequen.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -84,6 +85,15 @@ std::optional<WrittenSegmentation> write_slide_segmentation(const SourceImages& 
   for (unsigned long i = 0; i < 6; ++i)
     if (source.findAndGetFloat64(DCM_ImageOrientationSlide, orientation[i], i).bad())
       throw SegmentationError(where + ": ImageOrientationSlide (0048,0102) missing or not 6 numbers");
+  // Two orthogonal unit vectors (the rows' and the columns' direction on the slide); anything else
+  // (all zeros, say) places no pixel and is refused like a missing one.
+  const auto dot = [&](int a, int b) {
+    return orientation[a] * orientation[b] + orientation[a + 1] * orientation[b + 1] +
+           orientation[a + 2] * orientation[b + 2];
+  };
+  if (std::fabs(dot(0, 0) - 1) > 1e-3 || std::fabs(dot(3, 3) - 1) > 1e-3 || std::fabs(dot(0, 3)) > 1e-3)
+    throw SegmentationError(where + ": ImageOrientationSlide (0048,0102) " + format_ds_list(orientation, 6) +
+                            " is not two orthogonal unit vectors");
 
   SegmentationOptions binary = options;
   binary.type = SegmentationOptions::Type::Binary;

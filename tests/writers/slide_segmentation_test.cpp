@@ -132,6 +132,22 @@ TEST(SlideSegmentation, SourcesItCannotPlaceAreRefusedByName) {
       EXPECT_NE(std::string(e.what()).find("11 tile positions for 12 source frames"), std::string::npos) << e.what();
     }
   }
+  for (const char* orientation : {"0\\0\\0\\0\\0\\0", "0\\-1\\0\\0\\-1\\0", "0\\-2\\0\\-1\\0\\0"}) {
+    // All zeros (seen in the wild), parallel rows and columns, a vector that is not a unit one.
+    SCOPED_TRACE(orientation);
+    DcmDataset copy(*level.file.getDataset());
+    ASSERT_TRUE(copy.putAndInsertString(DCM_ImageOrientationSlide, orientation).good());
+    const SourceImages sources({&copy});
+    try {
+      write_slide_segmentation(sources, tiled_full_positions(), segments, {});
+      ADD_FAILURE() << "accepted a slide whose orientation places no pixel";
+    } catch (const SegmentationError& e) {
+      EXPECT_NE(std::string(e.what()).find("ImageOrientationSlide (0048,0102) " + std::string(orientation)),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("is not two orthogonal unit vectors"), std::string::npos) << e.what();
+    }
+  }
   delete level.file.getDataset()->remove(DCM_FrameOfReferenceUID);
   const SourceImages sources({level.file.getDataset()});
   try {
