@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <set>
 
 #include "dicom/size_rule.h"
 #include "dicom/text_encoding.h"
@@ -87,6 +88,7 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
        [](const dicom::FrameInfo& f) { return f.slice_thickness.has_value(); }},
   };
   std::vector<std::string> notes;
+  std::set<std::string> said;  // the attributes noted as unreadable
   for (const auto& a : attributes) {
     size_t affected = 0;
     std::string first;
@@ -106,6 +108,33 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
     if (series.instances.size() > 1)
       note += " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances";
     notes.push_back(note);
+    said.insert(a.name);
+  }
+
+  // A cross-sectional series is expected to have its geometry; where it has none at all, say so
+  // (a missing attribute is otherwise silent, and so would be the missing sizes).
+  const auto& modality = series.modality.modality;
+  if (modality != dicom::ModelModality::CT && modality != dicom::ModelModality::MRI) return notes;
+  size_t frames = 0, with_spacing = 0, with_position = 0, with_orientation = 0, with_plane = 0;
+  for (const auto& instance : series.instances)
+    for (const auto& f : instance.frames()) {
+      ++frames;
+      with_spacing += f.pixel_spacing ? 1 : 0;
+      with_position += f.image_position ? 1 : 0;
+      with_orientation += f.image_orientation ? 1 : 0;
+      with_plane += f.image_position && f.image_orientation ? 1 : 0;
+    }
+  const std::string series_name = "series " + series.identity.series_instance_uid + ": ";
+  if (frames && !with_spacing && !said.count("PixelSpacing"))
+    notes.push_back(series_name + "no measurements: its images have no PixelSpacing (0028,0030)");
+  if (frames > 1 && !with_plane && !said.count("ImagePositionPatient") && !said.count("ImageOrientationPatient")) {
+    const std::string position = "ImagePositionPatient (0020,0032)",
+                      orientation = "ImageOrientationPatient (0020,0037)";
+    notes.push_back(series_name + "no volume measurements: " +
+                    (!with_position && !with_orientation ? "its frames have no " + position + " and no " + orientation
+                     : !with_position                    ? "its frames have no " + position
+                     : !with_orientation                 ? "its frames have no " + orientation
+                                                         : "no frame has both " + position + " and " + orientation));
   }
   return notes;
 }

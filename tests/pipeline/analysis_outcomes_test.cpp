@@ -352,7 +352,29 @@ TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
       << testing::PrintToString(e.series[0].notes);
   EXPECT_FALSE(has_note(e.series[0], "ImagePositionPatient")) << testing::PrintToString(e.series[0].notes);
 
+  // A CT without any pixel spacing or position: missing, not unreadable, and said as well.
+  const auto bare = changed_copies("ct", dir / "bare", [](DcmDataset& ds) {
+    ds.findAndDeleteElement(DCM_PixelSpacing);
+    ds.findAndDeleteElement(DCM_ImagePositionPatient);
+  });
+  const StudyResult b = analyze(bare, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(b.series.at(0).state, SeriesOutcome::State::Analysed) << b.series[0].reason;
+  EXPECT_TRUE(has_note(b.series[0], "series " + uid + ": no measurements: its images have no PixelSpacing (0028,0030)"))
+      << testing::PrintToString(b.series[0].notes);
+  EXPECT_TRUE(has_note(
+      b.series[0], "series " + uid + ": no volume measurements: its frames have no ImagePositionPatient (0020,0032)"))
+      << testing::PrintToString(b.series[0].notes);
+  EXPECT_FALSE(has_note(b.series[0], "ImageOrientationPatient")) << "the orientation is there";
+  ASSERT_FALSE(b.findings.empty());
+  for (const auto& f : b.findings)
+    for (const auto& m : f.measurements) {
+      EXPECT_NE(m.unit, "mm2") << f.label;
+      EXPECT_NE(m.name, "Volume") << f.label;
+    }
+
   const StudyResult clean = analyze(fixture_data().inputs("ct"), std::make_unique<test::BoxEngine>());
+  EXPECT_FALSE(has_note(clean.series.at(0), "its images have no"));
+  EXPECT_FALSE(has_note(clean.series.at(0), "its frames have no"));
   EXPECT_FALSE(has_note(clean.series.at(0), "not a number"));
   EXPECT_FALSE(has_note(clean.series.at(0), "values, not"));
 }
