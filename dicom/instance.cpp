@@ -190,6 +190,11 @@ std::optional<std::array<double, 2>> as_spacing(const std::optional<std::vector<
   if (!values || !is_size_mm((*values)[0]) || !is_size_mm((*values)[1])) return std::nullopt;
   return std::array<double, 2>{(*values)[0], (*values)[1]};
 }
+std::optional<Vec3> as_position(const std::optional<std::vector<double>>& values) {
+  if (!values || !is_coordinate_mm((*values)[0]) || !is_coordinate_mm((*values)[1]) || !is_coordinate_mm((*values)[2]))
+    return std::nullopt;
+  return Vec3{(*values)[0], (*values)[1], (*values)[2]};
+}
 std::optional<double> as_thickness(const std::optional<double>& value) {
   if (!value || !is_size_mm(*value)) return std::nullopt;
   return value;
@@ -198,8 +203,7 @@ std::optional<double> as_thickness(const std::optional<double>& value) {
 // Attributes that may appear at the top level of a classic image (PS3.3 C.7.6.2, C.7.6.3,
 // C.11.1, C.11.2) and that functional groups override per frame.
 void read_top_level_frame_attributes(DcmItem* ds, FrameInfo& frame) {
-  if (auto ipp = get_doubles(ds, DCM_ImagePositionPatient, 3))
-    frame.image_position = Vec3{(*ipp)[0], (*ipp)[1], (*ipp)[2]};
+  if (auto ipp = as_position(get_doubles(ds, DCM_ImagePositionPatient, 3))) frame.image_position = ipp;
   if (auto iop = get_doubles(ds, DCM_ImageOrientationPatient, 6)) {
     std::array<double, 6> o{};
     std::copy(iop->begin(), iop->end(), o.begin());
@@ -219,8 +223,7 @@ void read_top_level_frame_attributes(DcmItem* ds, FrameInfo& frame) {
 void apply_functional_groups(DcmItem* groups, FrameInfo& frame) {
   if (!groups) return;
   if (DcmItem* position = first_item(groups, DCM_PlanePositionSequence)) {
-    if (auto ipp = get_doubles(position, DCM_ImagePositionPatient, 3))
-      frame.image_position = Vec3{(*ipp)[0], (*ipp)[1], (*ipp)[2]};
+    if (auto ipp = as_position(get_doubles(position, DCM_ImagePositionPatient, 3))) frame.image_position = ipp;
   }
   if (DcmItem* orientation = first_item(groups, DCM_PlaneOrientationSequence)) {
     if (auto iop = get_doubles(orientation, DCM_ImageOrientationPatient, 6)) {

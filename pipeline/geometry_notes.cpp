@@ -23,15 +23,17 @@ struct GeometryAttribute {
   DcmTagKey tag;
   DcmTagKey group;       // the functional group macro that holds it in enhanced multi-frame images
   size_t values;         // how many numbers it holds
-  bool size;             // a size in mm: dicom/ reads only dicom::is_size_mm values
+  // What dicom/ reads (dicom/size_rule.h): any number, a size (is_size_mm), coordinates
+  // (is_coordinate_mm).
+  enum class Rule { Number, Size, Coordinate } rule;
   const char* consequence;
   std::function<bool(const dicom::FrameInfo&)> read;  // whether dicom/ read it
 };
 
 // How many backslash-separated values the text holds and whether they are all numbers.
-std::string what_is_wrong(const std::string& text, size_t values, bool size) {
+std::string what_is_wrong(const std::string& text, size_t values, GeometryAttribute::Rule rule) {
   size_t count = 0;
-  bool numbers = true, finite = true, sizes = true;
+  bool numbers = true, finite = true, sizes = true, coordinates = true;
   size_t begin = 0;
   while (true) {
     const size_t end = text.find('\\', begin);
@@ -44,13 +46,16 @@ std::string what_is_wrong(const std::string& text, size_t values, bool size) {
     if (trimmed.empty() || *stop != '\0') numbers = false;
     if (!std::isfinite(value)) finite = false;
     if (!dicom::is_size_mm(value)) sizes = false;
+    if (!dicom::is_coordinate_mm(value)) coordinates = false;
     if (end == std::string::npos) break;
     begin = end + 1;
   }
   if (!numbers) return "is not a number";
   if (count != values) return "has " + std::to_string(count) + " values, not " + std::to_string(values);
   if (!finite) return "is not a finite number";
-  if (size && !sizes) return "is not a size (a positive number of mm up to 10 m)";
+  if (rule == GeometryAttribute::Rule::Size && !sizes) return "is not a size (a positive number of mm up to 10 m)";
+  if (rule == GeometryAttribute::Rule::Coordinate && !coordinates)
+    return "is not a position (coordinates in mm within 1 km of the origin)";
   return "could not be read";
 }
 
@@ -77,14 +82,15 @@ std::string value_text(DcmDataset& ds, const GeometryAttribute& a) {
 }  // namespace
 
 std::vector<std::string> geometry_notes(const dicom::Series& series) {
+  using Rule = GeometryAttribute::Rule;
   const GeometryAttribute attributes[] = {
-      {"PixelSpacing", DCM_PixelSpacing, DCM_PixelMeasuresSequence, 2, true, "no measurements",
+      {"PixelSpacing", DCM_PixelSpacing, DCM_PixelMeasuresSequence, 2, Rule::Size, "no measurements",
        [](const dicom::FrameInfo& f) { return f.pixel_spacing.has_value(); }},
-      {"ImagePositionPatient", DCM_ImagePositionPatient, DCM_PlanePositionSequence, 3, false, "no volume measurements",
-       [](const dicom::FrameInfo& f) { return f.image_position.has_value(); }},
-      {"ImageOrientationPatient", DCM_ImageOrientationPatient, DCM_PlaneOrientationSequence, 6, false,
+      {"ImagePositionPatient", DCM_ImagePositionPatient, DCM_PlanePositionSequence, 3, Rule::Coordinate,
+       "no volume measurements", [](const dicom::FrameInfo& f) { return f.image_position.has_value(); }},
+      {"ImageOrientationPatient", DCM_ImageOrientationPatient, DCM_PlaneOrientationSequence, 6, Rule::Number,
        "no volume measurements", [](const dicom::FrameInfo& f) { return f.image_orientation.has_value(); }},
-      {"SliceThickness", DCM_SliceThickness, DCM_PixelMeasuresSequence, 1, true, "no slice thickness",
+      {"SliceThickness", DCM_SliceThickness, DCM_PixelMeasuresSequence, 1, Rule::Size, "no slice thickness",
        [](const dicom::FrameInfo& f) { return f.slice_thickness.has_value(); }},
   };
   std::vector<std::string> notes;
@@ -103,7 +109,7 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
     }
     if (!affected) continue;
     std::string note = "series " + series.identity.series_instance_uid + ": " + a.consequence + ": " + a.name + " " +
-                       what_is_wrong(first, a.values, a.size) + " ('" +
+                       what_is_wrong(first, a.values, a.rule) + " ('" +
                        (first.size() > 64 ? first.substr(0, 64) + "..." : first) + "')";
     if (series.instances.size() > 1)
       note += " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances";

@@ -218,6 +218,9 @@ void SourceImages::read_instance(size_t index) {
       if (!slice_thickness_)
         if (auto t = get_doubles<1>(ds, DCM_SliceThickness)) slice_thickness_ = (*t)[0];
     }
+    // Coordinates beyond 1 km place nothing (dicom/size_rule.h): no position, as dicom/ reads it.
+    if (frame.position && !std::all_of(frame.position->begin(), frame.position->end(), dicom::is_coordinate_mm))
+      frame.position.reset();
     frames_.push_back(std::move(frame));
   }
 }

@@ -311,6 +311,25 @@ TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
   for (const auto& f : p.findings)
     for (const auto& m : f.measurements) EXPECT_NE(m.name, "Volume") << f.label;
 
+  // Positions far beyond any patient (1e300 mm apart): read as none, said, and the SEG states
+  // no spacing between slices (dciodvfy rejected the 1e300 it was given before).
+  const auto far = changed_copies("ct", dir / "far", [n = 0](DcmDataset& ds) mutable {
+    ds.putAndInsertString(DCM_ImagePositionPatient, ("0\\0\\" + std::to_string(++n) + "e300").c_str());
+  });
+  const StudyResult farr = analyze(far, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(farr.series.at(0).state, SeriesOutcome::State::Analysed) << farr.series[0].reason;
+  EXPECT_TRUE(
+      has_note(farr.series[0], "series " + uid +
+                                   ": no volume measurements: ImagePositionPatient is not a position (coordinates "
+                                   "in mm within 1 km of the origin) ('0\\0\\1e300') in " +
+                                   std::to_string(far.size()) + " of " + std::to_string(far.size()) + " instances"))
+      << testing::PrintToString(farr.series[0].notes);
+  for (const auto& o : farr.objects) {
+    test::write_object(dir / ("far-" + o.file_name), o);
+    std::string output;
+    EXPECT_TRUE(test::dciodvfy_errors(dir / ("far-" + o.file_name), &output).empty()) << o.kind << ":\n" << output;
+  }
+
   // A wrong count of values, a single-valued attribute; the clean sample says nothing.
   const auto orientation = changed_copies("ct", dir / "orientation", [](DcmDataset& ds) {
     ds.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\1");
