@@ -110,12 +110,15 @@ void StudyAnalysis::run() noexcept {
       // A previous attempt of this run stored everything and crashed (or failed) after that:
       // only what follows the analysis is left to do.
       summary = record->summary.is_object() ? record->summary : nlohmann::json::object();
-      std::lock_guard<std::mutex> lock(mutex_);
-      skipped_ = record->state == StudyState::Skipped;
-      stage_ = "resuming";
-      message_ = "run " + std::to_string(entry_.run) + " was already analysed; " +
-                 (skipped_ ? "it had nothing to analyse" : "results are stored");
-      progress_ = kStoreEnd;
+      const bool skipped = record->state == StudyState::Skipped;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        skipped_ = skipped;
+      }
+      set_stage("resuming",
+                "run " + std::to_string(entry_.run) + " was already analysed; " +
+                    (skipped ? "it had nothing to analyse" : "results are stored"),
+                kStoreEnd);
     } else {
       summary = analyse(*record);
     }
