@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <unordered_map>
@@ -80,6 +81,46 @@ struct ComponentStats {
   std::map<std::string, size_t> votes;                             // phrase key -> pixels
   std::map<size_t, std::pair<size_t, const FrameMask*>> text_by_frame;  // frame -> (pixels, its mask)
 };
+
+// The long axis of a finding on one frame: the longest maximum Feret diameter among its
+// connected components there, each measured on its own. A structure in several pieces (the two
+// kidneys, a liver with a stray island) is never measured across the gap between them; one
+// component whose cut through this frame falls apart (a lesion curving out of the plane) is
+// still measured as one. `offsets` are the frame's run offsets per row (rows + 1).
+Diameter longest_piece_diameter(const std::vector<Run>& runs, const std::vector<size_t>& offsets,
+                                const std::vector<size_t>& component, const std::vector<bool>& in_group,
+                                const AnalysedFrame& frame, bool in_mm) {
+  struct Piece {
+    int x0 = std::numeric_limits<int>::max(), y0 = std::numeric_limits<int>::max(), x1 = 0, y1 = 0;
+    std::vector<size_t> runs;
+  };
+  std::map<size_t, Piece> pieces;
+  for (size_t r = offsets.front(); r < offsets.back(); ++r) {
+    if (!in_group[component[r]]) continue;
+    Piece& p = pieces[component[r]];
+    p.x0 = std::min(p.x0, runs[r].x0);
+    p.x1 = std::max(p.x1, runs[r].x1);
+    p.y0 = std::min(p.y0, runs[r].row);
+    p.y1 = std::max(p.y1, runs[r].row + 1);
+    p.runs.push_back(r);
+  }
+  const double dx = in_mm ? frame.column_spacing : 1.0, dy = in_mm ? frame.row_spacing : 1.0;
+  Diameter best;
+  for (const auto& [c, p] : pieces) {
+    // The piece on its bounding box only: the diameter does not depend on where the box lies.
+    const int w = p.x1 - p.x0, h = p.y1 - p.y0;
+    std::vector<uint8_t> mask(static_cast<size_t>(w) * static_cast<size_t>(h), 0);
+    for (size_t r : p.runs)
+      std::fill_n(mask.begin() + static_cast<long>(static_cast<size_t>(runs[r].row - p.y0) * w + (runs[r].x0 - p.x0)),
+                  runs[r].x1 - runs[r].x0, uint8_t{1});
+    Diameter d = longest_diameter(mask, w, h, dx, dy);
+    if (d.length <= best.length) continue;
+    d.from = {d.from[0] + p.x0, d.from[1] + p.y0};
+    d.to = {d.to[0] + p.x0, d.to[1] + p.y0};
+    best = d;
+  }
+  return best;
+}
 
 }  // namespace
 
@@ -324,14 +365,10 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
       if (n > per_frame[out.key_frame]) out.key_frame = f;
     out.key_pixel_count = per_frame[out.key_frame];
     const AnalysedFrame& key = frames[out.key_frame];
-    if (pixel_area(out.key_frame) > 0) {
-      out.key_area_mm2 = double(out.key_pixel_count) * pixel_area(out.key_frame);
-      out.key_diameter =
-          longest_diameter(out.masks[out.key_frame], key.columns, key.rows, key.column_spacing, key.row_spacing);
-      out.diameter_in_mm = true;
-    } else {
-      out.key_diameter = longest_diameter(out.masks[out.key_frame], key.columns, key.rows, 1.0, 1.0);
-    }
+    out.diameter_in_mm = pixel_area(out.key_frame) > 0;
+    if (out.diameter_in_mm) out.key_area_mm2 = double(out.key_pixel_count) * pixel_area(out.key_frame);
+    out.key_diameter =
+        longest_piece_diameter(runs, row_offsets.at(out.key_frame), component, in_group, key, out.diameter_in_mm);
     if (volume) {
       double v = 0;
       for (const auto& [f, n] : per_frame) v += double(n) * pixel_area(f) * thickness[f];

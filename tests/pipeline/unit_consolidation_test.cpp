@@ -78,6 +78,50 @@ TEST(Consolidation, TwoBlobsAreTwoLesionsOrOneStructure) {
   EXPECT_NE(one[0].notes.at(0).find("2 connected components in 3D"), std::string::npos);
 }
 
+TEST(Consolidation, TheLongAxisOfAStructureInPiecesIsItsLongestPieceNotTheGapBetweenThem) {
+  const auto frames = stack(3);
+  // Two kidneys on slices 0-2, far apart: left 5 x 4 pixels, right 6 x 8 pixels.
+  std::vector<FrameMask> masks;
+  for (size_t f = 0; f < 3; ++f) {
+    FrameMask m = box(f, 1, 2, 5, 4);
+    const FrameMask right = box(f, 24, 10, 6, 8);
+    for (size_t i = 0; i < m.mask.size(); ++i) m.mask[i] |= right.mask[i];
+    masks.push_back(m);
+  }
+  const auto kidneys = consolidate(frames, masks, {true, false, 0, "Kidney"});
+  ASSERT_EQ(kidneys.size(), 1u);
+  const Diameter& d = kidneys[0].key_diameter;
+  EXPECT_NEAR(d.length, std::hypot(6 * 0.8, 8 * 0.6), 1e-9) << "the right kidney's diagonal, not across both";
+  // Its end points lie on the right kidney's corners, in the frame's pixel coordinates.
+  for (const auto& p : {d.from, d.to}) {
+    EXPECT_GE(p[0], 24.0);
+    EXPECT_LE(p[0], 30.0);
+    EXPECT_GE(p[1], 10.0);
+    EXPECT_LE(p[1], 18.0);
+  }
+  EXPECT_NEAR(std::hypot((d.to[0] - d.from[0]) * 0.8, (d.to[1] - d.from[1]) * 0.6), d.length, 1e-9);
+  // The area is still the whole structure's on the key slice.
+  EXPECT_NEAR(*kidneys[0].key_area_mm2, (20 + 48) * 0.8 * 0.6, 1e-9);
+
+  // One lesion shaped like a U: its two arms (2 x 4 pixels each) are apart on slice 1 but joined
+  // by a bar (12 x 1) on slice 0, so it is one component, slice 1 is its key slice (16 pixels
+  // against 12), and its long axis there spans both arms.
+  std::vector<FrameMask> u = {box(0, 4, 4, 12, 1), box(1, 4, 4, 2, 4)};
+  const FrameMask arm = box(1, 14, 4, 2, 4);
+  for (size_t i = 0; i < arm.mask.size(); ++i) u[1].mask[i] |= arm.mask[i];
+  const auto lesion = consolidate(frames, u, {true, true, 0, "Lesion"});
+  ASSERT_EQ(lesion.size(), 1u);
+  ASSERT_EQ(lesion[0].key_frame, 1u);
+  EXPECT_NEAR(lesion[0].key_diameter.length, std::hypot(12 * 0.8, 4 * 0.6), 1e-9);
+  // In pixels, without spacing, the same rule holds.
+  auto plain = stack(3);
+  for (auto& f : plain) f.column_spacing = f.row_spacing = 0, f.position.reset();
+  const auto in_pixels = consolidate(plain, {masks[0]}, {false, false, 0, "Kidney"});
+  ASSERT_EQ(in_pixels.size(), 1u);
+  EXPECT_FALSE(in_pixels[0].diameter_in_mm);
+  EXPECT_NEAR(in_pixels[0].key_diameter.length, 10.0, 1e-12);  // 6 x 8 pixels
+}
+
 TEST(Consolidation, ConnectivityIsEightInPlaneAndFaceAcrossSlices) {
   const auto frames = stack(3);
   // Diagonal touch in plane: one component.
