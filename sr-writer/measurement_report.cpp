@@ -227,6 +227,11 @@ std::string finding_name(size_t series_index, size_t index, const ReportedFindin
          (f.tracking_id.empty() ? std::string() : " ('" + f.tracking_id + "')");
 }
 
+// Whether the group's label names the finding site: not when the finding is the site itself.
+bool names_site(const ReportedFinding& f) {
+  return f.finding_site && !(f.finding_site->value == f.finding.value && f.finding_site->scheme == f.finding.scheme);
+}
+
 void validate_measurement(const Measurement& m, const std::string& owner) {
   if (!std::isfinite(m.value))
     throw ReportError(owner + ": measurement '" + m.concept.meaning + "' is not a finite number");
@@ -473,9 +478,11 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
           content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
                        owner + " finding site");
         // A readable label first (OHIF shows the first Comment as the measurement's label),
-        // the measurements, then the model's sentence.
+        // the measurements, then the model's sentence. The site is named unless the finding is
+        // the site itself (an organ outlined): "Liver lesion (Liver)", but "Liver", not
+        // "Liver (Liver)".
         const std::string label =
-            (tracking_id + (f.finding_site ? " (" + f.finding_site->meaning + ")" : std::string())).substr(0, 1024);
+            (tracking_id + (names_site(f) ? " (" + f.finding_site->meaning + ")" : "")).substr(0, 1024);
         content.text(group, DSRTypes::RT_contains, concept ::kComment, label, owner + " label");
         for (size_t n = 0; n < numbers.size(); ++n) {
           const size_t num = content.number(group, numbers[n], owner + " " + numbers[n].concept.meaning);

@@ -79,7 +79,8 @@ struct ImageRegion {
 
 struct ReportedFinding {
   // The finding's readable name; default "<finding meaning> <n>". The group's label Comment is
-  // "<name> (<finding site>)"; its Tracking Identifier names the viewer tool instead.
+  // "<name> (<finding site>)", or "<name>" when the finding is its site (an organ outlined); its
+  // Tracking Identifier names the viewer tool instead.
   std::string tracking_id;
   std::string tracking_uid;  // must equal the SEG segment's Tracking UID
   CodedConcept finding;      // e.g. the segment's property type

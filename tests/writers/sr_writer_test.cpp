@@ -78,9 +78,11 @@ std::string expected_json(const seg::SourceImages& sources, const std::vector<Re
   for (const auto& f : findings) {
     nlohmann::json j;
     j["tracking_uid"] = f.tracking_uid;
-    // The readable label OHIF shows for the tracked measurement: the finding's name and site.
+    // The readable label OHIF shows for the tracked measurement: the finding's name and its site,
+    // unless the finding is the site (an organ).
+    const bool organ = f.finding_site && f.finding_site->value == f.finding.value;
     if (!f.tracking_id.empty())
-      j["label"] = f.tracking_id + (f.finding_site ? " (" + f.finding_site->meaning + ")" : std::string());
+      j["label"] = f.tracking_id + (f.finding_site && !organ ? " (" + f.finding_site->meaning + ")" : std::string());
     j["segment"] = f.segment_number ? nlohmann::json{{"sop", seg_sop}, {"number", f.segment_number}} : nlohmann::json();
     const auto& frame = sources.frame(f.region->frame);
     const bool point = f.region->shape == ImageRegion::Shape::Point;
@@ -126,7 +128,11 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   std::vector<seg::Segment> segments{segment("Lesion", {mask(1, test::ellipse_mask(32, 40, 12, 10, 5, 4)),
                                                         mask(2, test::ellipse_mask(32, 40, 12, 10, 7, 5)),
                                                         mask(3, test::ellipse_mask(32, 40, 12, 10, 4, 3))}),
-                                     segment("Cyst", {mask(4, test::ellipse_mask(32, 40, 30, 22, 3, 3))})};
+                                     segment("Cyst", {mask(4, test::ellipse_mask(32, 40, 30, 22, 3, 3))}),
+                                     segment("Liver", {mask(0, test::ellipse_mask(32, 40, 20, 16, 9, 7))})};
+  // The third finding is the organ itself: its label does not repeat it as the site.
+  segments[2].description.category = seg::codes::anatomical_structure();
+  segments[2].description.type = {"10200004", "SCT", "Liver"};
   seg::SegmentationOptions seg_options;
   seg_options.uid_seed = "sr-ct";
   auto seg = seg::write_segmentation(sources, segments, seg_options);
@@ -140,7 +146,7 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   const std::vector<ReportText> texts{{{"121106", "DCM", "Comment"}, "Findings: a lesion and a cyst."}};
   auto report = write_measurement_report({{&sources, seg->file->getDataset(), findings}}, texts, options);
   ASSERT_TRUE(report);
-  EXPECT_EQ(report->measurement_groups, 2u);  // one group per finding
+  EXPECT_EQ(report->measurement_groups, 3u);  // one group per finding
   check_report(dir, "sr-ct", *report, expected_json(sources, findings, seg->sop_instance_uid, {texts[0].text}));
   DcmDataset& ds = *report->file->getDataset();
   // The content tree of the first finding's group, as dsrdump prints it: the tool OHIF imports it
@@ -167,6 +173,9 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
     if (found != std::string::npos) at = found + text.size();
   }
   EXPECT_EQ(dump.output.find("Long Axis"), std::string::npos) << "OHIF shows \"Long Axis\" as \"L: :\"";
+  EXPECT_NE(dump.output.find("(121106,DCM,\"Comment\")=\"Cyst 2 (Liver)\""), std::string::npos) << dump.output;
+  EXPECT_NE(dump.output.find("(121106,DCM,\"Comment\")=\"Liver 3\""), std::string::npos) << dump.output;
+  EXPECT_EQ(dump.output.find("Liver 3 (Liver)"), std::string::npos) << dump.output;
   EXPECT_EQ(get(ds, DCM_SeriesDescription), "UniBiomed findings");
   EXPECT_EQ(get(ds, DCM_Manufacturer), "UniBiomed");
   EXPECT_EQ(get(ds, DCM_StudyInstanceUID), sources.study_instance_uid());
