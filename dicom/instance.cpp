@@ -20,6 +20,7 @@
 #include <map>
 
 #include "dicom/internal/dcmtk_access.h"
+#include "dicom/pixel_calibration.h"
 #include "dicom/size_rule.h"
 #include "dicom/text_encoding.h"
 
@@ -209,11 +210,8 @@ void read_top_level_frame_attributes(DcmItem* ds, FrameInfo& frame) {
     std::copy(iop->begin(), iop->end(), o.begin());
     frame.image_orientation = o;
   }
-  auto spacing = as_spacing(get_doubles(ds, DCM_PixelSpacing, 2));
-  // Projection radiographs may give only ImagerPixelSpacing (PS3.3 10.7.1.1): at the detector,
-  // but the best in-plane calibration available.
-  if (!spacing) spacing = as_spacing(get_doubles(ds, DCM_ImagerPixelSpacing, 2));
-  if (spacing) frame.pixel_spacing = spacing;
+  // Pixel Spacing, Imager Pixel Spacing or the ultrasound regions' calibration.
+  if (auto spacing = plane_spacing(*ds).spacing) frame.pixel_spacing = spacing;
   if (auto thickness = as_thickness(get_double(ds, DCM_SliceThickness))) frame.slice_thickness = *thickness;
   read_rescale(ds, frame);
   read_windows(ds, frame.windows);

@@ -448,15 +448,15 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
     }
     if (auto site = q.target->effective_finding_site()) w.finding_site = to_seg(*site);
     w.text = reported_text(found.label, found.text);
-    // Measurements: the volume of a volume, else the key slice's area; the key slice's long axis.
+    // Measurements: the volume of a volume; the key slice's long axis. The SR's area is its
+    // outline's (sr::key_region: the largest piece on the key slice, the one drawn), so that a
+    // structure in pieces does not get a second, larger area beside the outline it is read from.
     Finding f = finding_of(*unit_findings[n], unit, q.task, series_uid);
     f.segment_number = static_cast<int>(n + 1);
     w.measurements.emplace();
     if (found.volume_mm3) {
       f.measurements.push_back({"Volume", *found.volume_mm3, "mm3"});
       w.measurements->push_back(sr::volume_mm3(*found.volume_mm3));
-    } else if (found.key_area_mm2) {
-      w.measurements->push_back(sr::area_mm2(*found.key_area_mm2));
     }
     if (found.diameter_in_mm && found.key_diameter.length > 0) {
       f.measurements.push_back({"Long axis", found.key_diameter.length, "mm"});

@@ -11,6 +11,7 @@
 #include <functional>
 #include <set>
 
+#include "dicom/pixel_calibration.h"
 #include "dicom/size_rule.h"
 #include "dicom/text_encoding.h"
 
@@ -117,10 +118,31 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
     said.insert(a.name);
   }
 
-  // A cross-sectional series is expected to have its geometry; where it has none at all, say so
-  // (a missing attribute is otherwise silent, and so would be the missing sizes).
+  const std::string series_name = "series " + series.identity.series_instance_uid + ": ";
+  // Ultrasound regions that state no usable scale (dicom/pixel_calibration.h).
+  if (!said.count("PixelSpacing")) {
+    size_t affected = 0;
+    std::string first;
+    for (const auto& instance : series.instances) {
+      DcmDataset* ds = instance.dataset();
+      if (!ds || instance.frames().empty() || instance.frames().front().pixel_spacing) continue;
+      const std::string problem = dicom::plane_spacing(*ds).problem;
+      if (problem.empty()) continue;
+      if (affected++ == 0) first = problem;
+    }
+    if (affected) {
+      std::string where;
+      if (series.instances.size() > 1)
+        where = " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances";
+      notes.push_back(series_name + "no measurements" + where + ": " + first);
+      said.insert("PixelSpacing");
+    }
+  }
+
+  // A cross-sectional series is expected to have its geometry, and radiographs and ultrasound
+  // their scale; where a series has none at all, say so (a missing attribute is otherwise
+  // silent, and so would be the missing sizes).
   const auto& modality = series.modality.modality;
-  if (modality != dicom::ModelModality::CT && modality != dicom::ModelModality::MRI) return notes;
   size_t frames = 0, with_spacing = 0, with_position = 0, with_orientation = 0, with_plane = 0;
   for (const auto& instance : series.instances)
     for (const auto& f : instance.frames()) {
@@ -130,9 +152,18 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
       with_orientation += f.image_orientation ? 1 : 0;
       with_plane += f.image_position && f.image_orientation ? 1 : 0;
     }
-  const std::string series_name = "series " + series.identity.series_instance_uid + ": ";
-  if (frames && !with_spacing && !said.count("PixelSpacing"))
-    notes.push_back(series_name + "no measurements: its images have no PixelSpacing (0028,0030)");
+  // Which scale the modality's images are expected to state (photographs of endoscopy, fundus
+  // or skin, slides and OCT are left alone: they seldom have one, or have theirs elsewhere).
+  const char* scale = nullptr;
+  if (modality == dicom::ModelModality::CT || modality == dicom::ModelModality::MRI)
+    scale = "PixelSpacing (0028,0030)";
+  else if (modality == dicom::ModelModality::XRay || modality == dicom::ModelModality::Mammography)
+    scale = "PixelSpacing (0028,0030) or ImagerPixelSpacing (0018,1164)";
+  else if (modality == dicom::ModelModality::Ultrasound)
+    scale = "PixelSpacing (0028,0030) or ultrasound region calibrated in cm (SequenceOfUltrasoundRegions (0018,6011))";
+  if (scale && frames && !with_spacing && !said.count("PixelSpacing"))
+    notes.push_back(series_name + "no measurements: its images have no " + scale);
+  if (modality != dicom::ModelModality::CT && modality != dicom::ModelModality::MRI) return notes;
   if (frames > 1 && !with_plane && !said.count("ImagePositionPatient") && !said.count("ImageOrientationPatient")) {
     const std::string position = "ImagePositionPatient (0020,0032)",
                       orientation = "ImageOrientationPatient (0020,0037)";

@@ -64,6 +64,22 @@ def slide_spacing_zero(ds):
         measures.PixelSpacing = [0, 0]
 
 
+def us_regions(change):
+    """Applies `change` to the first ultrasound region (PS3.3 C.8.5.5) of an image that has one."""
+    def apply(ds):
+        if "SequenceOfUltrasoundRegions" in ds and len(ds.SequenceOfUltrasoundRegions):
+            change(ds, ds.SequenceOfUltrasoundRegions[0])
+    return apply
+
+
+def second_region_at_other_depth(ds, region):
+    other = pydicom.Dataset()
+    for element in region:
+        other.add(element)
+    other.PhysicalDeltaX = other.PhysicalDeltaY = 0.05
+    ds.SequenceOfUltrasoundRegions.append(other)
+
+
 # Faults of any image; each is applied with pydicom and written back as it is.
 IMAGE_FAULTS = {
     "age-without-unit": put("PatientAge", "45Y"),
@@ -94,6 +110,10 @@ IMAGE_FAULTS = {
     "pixel-spacing-zero": put("PixelSpacing", [0, 0]),
     "pixel-spacing-nan": put("PixelSpacing", ["nan", "1"]),
     "pixel-spacing-1e308": put("PixelSpacing", ["1e308", "1e308"]),
+    "imager-spacing-finer": put("ImagerPixelSpacing", [0.15, 0.15]),
+    "us-regions-disagree": us_regions(second_region_at_other_depth),
+    "us-region-delta-nan": us_regions(lambda ds, region: setattr(region, "PhysicalDeltaX", float("nan"))),
+    "us-region-units-missing": us_regions(lambda ds, region: delattr(region, "PhysicalUnitsXDirection")),
     "slice-thickness-zero": put("SliceThickness", 0),
     "orientation-zero": put("ImageOrientationPatient", [0, 0, 0, 0, 0, 0]),
     "orientation-parallel": put("ImageOrientationPatient", [1, 0, 0, 1, 0, 0]),

@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "dicom/pixel_calibration.h"
 #include "dicom/size_rule.h"
 #include "dicom/text_encoding.h"
 
@@ -101,6 +102,11 @@ SourceImages::SourceImages(std::vector<DcmDataset*> datasets) : datasets_(std::m
   has_geometry_ =
       normal().has_value() && !frame_of_reference_uid_.empty() &&
       std::all_of(frames_.begin(), frames_.end(), [](const SourceFrame& f) { return f.position.has_value(); });
+  if (!spacing_conflict_.empty()) {
+    // Planes of one segmentation share their Pixel Measures; other images keep theirs per frame.
+    if (has_geometry_) throw SegmentationError(spacing_conflict_);
+    pixel_spacing_.reset();
+  }
 }
 
 void SourceImages::read_instance(size_t index) {
@@ -167,15 +173,19 @@ void SourceImages::read_instance(size_t index) {
                               ": the frames of a segmentation must share one orientation");
     }
   };
-  auto check_spacing = [&](const std::optional<std::array<double, 2>>& s, int frame) {
+  // The frame's spacing, checked against the series' (the error waits for the geometry: it is
+  // one only for planes in patient space).
+  auto check_spacing = [&](const std::optional<std::array<double, 2>>& s, int frame,
+                           const std::string& attribute) -> std::optional<std::array<double, 2>> {
     // "0\0", a negative or an absurd spacing states none (dicom/size_rule.h).
-    if (!s || !dicom::is_size_mm((*s)[0]) || !dicom::is_size_mm((*s)[1])) return;
-    if (!pixel_spacing_) {
+    if (!s || !dicom::is_size_mm((*s)[0]) || !dicom::is_size_mm((*s)[1])) return std::nullopt;
+    if (!pixel_spacing_ && spacing_conflict_.empty()) {
       pixel_spacing_ = s;
-    } else if (!same_spacing(*pixel_spacing_, *s)) {
-      throw SegmentationError(where() + (frame ? " frame " + std::to_string(frame) : std::string()) +
-                              " has a different Pixel Spacing (0028,0030) than the first source frame");
+    } else if (pixel_spacing_ && !same_spacing(*pixel_spacing_, *s) && spacing_conflict_.empty()) {
+      spacing_conflict_ = where() + (frame ? " frame " + std::to_string(frame) : std::string()) +
+                          " has a different pixel size (" + attribute + ") than the first source frame";
     }
+    return s;
   };
 
   // Per-frame items are visited in order (DCMTK's indexed access walks the list from its start).
@@ -202,8 +212,9 @@ void SourceImages::read_instance(size_t index) {
       check_orientation(
           functional_group_value<6>(per_frame, shared, DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient),
           frame.frame_number);
-      check_spacing(functional_group_value<2>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_PixelSpacing),
-                    frame.frame_number);
+      frame.pixel_spacing =
+          check_spacing(functional_group_value<2>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_PixelSpacing),
+                        frame.frame_number, "PixelSpacing (0028,0030)");
       if (!slice_thickness_)
         if (auto t = functional_group_value<1>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_SliceThickness))
           slice_thickness_ = (*t)[0];
@@ -212,9 +223,8 @@ void SourceImages::read_instance(size_t index) {
       // images (ultrasound cine, secondary capture) have no per-frame position.
       if (frames == 1) frame.position = get_doubles<3>(ds, DCM_ImagePositionPatient);
       check_orientation(get_doubles<6>(ds, DCM_ImageOrientationPatient), 0);
-      auto spacing = get_doubles<2>(ds, DCM_PixelSpacing);
-      if (!spacing) spacing = get_doubles<2>(ds, DCM_ImagerPixelSpacing);
-      check_spacing(spacing, 0);
+      const dicom::PlaneSpacing spacing = dicom::plane_spacing(ds);
+      frame.pixel_spacing = check_spacing(spacing.spacing, 0, spacing.source);
       if (!slice_thickness_)
         if (auto t = get_doubles<1>(ds, DCM_SliceThickness)) slice_thickness_ = (*t)[0];
     }

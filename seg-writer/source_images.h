@@ -61,6 +61,8 @@ struct SourceFrame {
   int frame_number = 0;  // 1-based frame in a multi-frame instance, 0 for a single-frame one
   // Image Position (Patient) of this frame's first pixel centre, when the series has geometry.
   std::optional<std::array<double, 3>> position;
+  // This frame's pixel size (mm between rows, then between columns), as pixel_spacing() says.
+  std::optional<std::array<double, 2>> pixel_spacing;
 };
 
 class SourceImages {
@@ -94,7 +96,12 @@ class SourceImages {
   // Image Orientation (Patient): row direction cosines then column direction cosines.
   const std::optional<std::array<double, 6>>& orientation() const { return orientation_; }
   // Pixel Spacing: distance between rows, then between columns, in mm (Pixel Spacing, or the
-  // Pixel Measures functional group, or Imager Pixel Spacing for projection images).
+  // Pixel Measures functional group, or Imager Pixel Spacing for projection images, or the
+  // ultrasound regions' calibration: dicom/pixel_calibration.h), when the frames that state one
+  // agree. Images without plane geometry may differ (two radiographs of one size taken at
+  // different detector pixel sizes): then there is none for the series, and each frame keeps
+  // its own (SourceFrame::pixel_spacing). Planes in patient space must agree: the constructor
+  // refuses them otherwise.
   const std::optional<std::array<double, 2>>& pixel_spacing() const { return pixel_spacing_; }
   const std::optional<double>& slice_thickness() const { return slice_thickness_; }
 
@@ -120,6 +127,7 @@ class SourceImages {
   bool has_geometry_ = false;
   std::optional<std::array<double, 6>> orientation_;
   std::optional<std::array<double, 2>> pixel_spacing_;
+  std::string spacing_conflict_;  // the first frame whose spacing differs, as the error names it
   std::optional<double> slice_thickness_;
 };
 

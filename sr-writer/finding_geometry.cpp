@@ -224,7 +224,9 @@ ImageRegion key_region(const seg::Segment& segment, const seg::SourceImages& sou
   // The area the outline encloses (its largest region; other pieces on the frame are not drawn),
   // so that the measurement agrees with its image region and with what a viewer computes from it.
   region.area_pixels = enclosed_area(region.points);
-  if (const auto& spacing = sources.pixel_spacing())
+  // The key frame's own pixel size: images without plane geometry may each have their own.
+  const auto& own = sources.frame(best->frame).pixel_spacing;
+  if (const auto& spacing = own ? own : sources.pixel_spacing())
     region.area_mm2 = *region.area_pixels * (*spacing)[0] * (*spacing)[1];
   return region;
 }

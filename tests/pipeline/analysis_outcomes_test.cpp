@@ -398,6 +398,120 @@ TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
   EXPECT_FALSE(has_note(clean.series.at(0), "values, not"));
 }
 
+// The measurements of a finding by name, "" unit when absent.
+const Measurement* measurement(const Finding& f, const std::string& name) {
+  for (const auto& m : f.measurements)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+TEST(AnalysisOutcomes, UltrasoundIsMeasuredWithItsRegionCalibration) {
+  // The sample cine states its scale only in its ultrasound region (0.03 cm per pixel): the
+  // cyst is measured exactly as with a PixelSpacing of 0.3 mm.
+  test::TempDir dir;
+  const auto calibrated = analyze(fixture_data().inputs("us"), std::make_unique<test::BoxEngine>());
+  const auto spaced = analyze(changed_copies("us", dir / "spacing",
+                                             [](DcmDataset& ds) {
+                                               delete ds.remove(DCM_SequenceOfUltrasoundRegions);
+                                               ds.putAndInsertString(DCM_PixelSpacing, "0.3\\0.3");
+                                             }),
+                              std::make_unique<test::BoxEngine>());
+  ASSERT_FALSE(calibrated.findings.empty());
+  ASSERT_EQ(calibrated.findings.size(), spaced.findings.size());
+  for (size_t i = 0; i < calibrated.findings.size(); ++i) {
+    const Finding& f = calibrated.findings[i];
+    const Measurement* area = measurement(f, "Area");
+    const Measurement* axis = measurement(f, "Long axis");
+    ASSERT_TRUE(area && axis) << f.label;
+    EXPECT_EQ(area->unit, "mm2");
+    EXPECT_DOUBLE_EQ(area->value, measurement(spaced.findings[i], "Area")->value);
+    EXPECT_DOUBLE_EQ(axis->value, measurement(spaced.findings[i], "Long axis")->value);
+    EXPECT_EQ(f.frame_area_unit, "mm2");
+  }
+  for (const auto& n : calibrated.series.at(0).notes) EXPECT_EQ(n.find("no measurements"), std::string::npos) << n;
+
+  // Without any scale, or with two regions that disagree, it is measured in pixels and the
+  // series' notes say why.
+  const auto bare =
+      changed_copies("us", dir / "bare", [](DcmDataset& ds) { delete ds.remove(DCM_SequenceOfUltrasoundRegions); });
+  const std::string uid = series_uid_of(bare);
+  const auto unscaled = analyze(bare, std::make_unique<test::BoxEngine>());
+  EXPECT_TRUE(has_note(unscaled.series.at(0),
+                       "series " + uid +
+                           ": no measurements: its images have no PixelSpacing (0028,0030) or ultrasound region "
+                           "calibrated in cm (SequenceOfUltrasoundRegions (0018,6011))"))
+      << testing::PrintToString(unscaled.series[0].notes);
+  const auto two = changed_copies("us", dir / "two-regions", [](DcmDataset& ds) {
+    DcmItem* region = nullptr;
+    ds.findOrCreateSequenceItem(DCM_SequenceOfUltrasoundRegions, region, -2);
+    region->putAndInsertUint16(DCM_RegionSpatialFormat, 1);
+    region->putAndInsertUint16(DCM_PhysicalUnitsXDirection, 3);
+    region->putAndInsertUint16(DCM_PhysicalUnitsYDirection, 3);
+    region->putAndInsertFloat64(DCM_PhysicalDeltaX, 0.05);
+    region->putAndInsertFloat64(DCM_PhysicalDeltaY, 0.05);
+  });
+  const auto ambiguous = analyze(two, std::make_unique<test::BoxEngine>());
+  EXPECT_TRUE(
+      has_note(ambiguous.series.at(0),
+               "series " + uid +
+                   ": no measurements: its 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011)) have "
+                   "different scales (0.3 x 0.3 mm and 0.5 x 0.5 mm per pixel)"))
+      << testing::PrintToString(ambiguous.series[0].notes);
+  for (const auto* r : {&unscaled, &ambiguous}) {
+    ASSERT_FALSE(r->findings.empty());
+    for (const auto& f : r->findings) {
+      for (const auto& m : f.measurements) EXPECT_NE(m.unit.rfind("mm", 0), 0u) << f.label << " " << m.name;
+      EXPECT_EQ(f.frame_area_unit, "pixels");
+    }
+  }
+}
+
+TEST(AnalysisOutcomes, RadiographsOfOneSizeAtDifferentPixelSizesAreEachMeasuredWithTheirOwn) {
+  // A second copy of the chest radiograph at a finer detector pixel (0.15 mm, not 0.2): one
+  // series of two images of one size. Each finding is measured with its own image's pixel size.
+  test::TempDir dir;
+  auto inputs = changed_copies("xray", dir / "first", [](DcmDataset&) {});
+  const auto second = changed_copies("xray", dir / "second", [](DcmDataset& ds) {
+    ds.putAndInsertString(DCM_SOPInstanceUID, "2.25.3141592653589793238462643383279");
+    ds.putAndInsertString(DCM_InstanceNumber, "2");
+    ds.putAndInsertString(DCM_ImagerPixelSpacing, "0.15\\0.15");
+  });
+  inputs.insert(inputs.end(), second.begin(), second.end());
+  const StudyResult r = analyze(inputs, std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(r.series.size(), 1u);
+  ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+  // The abnormality box lands on the same pixels of both images: two findings, one per image.
+  std::map<std::string, const Finding*> cyst_on;
+  for (const auto& f : r.findings)
+    if (f.task != "organs") cyst_on[f.key_instance_uid] = &f;
+  ASSERT_EQ(cyst_on.size(), 2u);
+  const Finding* fine = cyst_on.at("2.25.3141592653589793238462643383279");
+  cyst_on.erase("2.25.3141592653589793238462643383279");
+  const Finding* coarse = cyst_on.begin()->second;
+  ASSERT_TRUE(measurement(*fine, "Area") && measurement(*coarse, "Area"));
+  EXPECT_NEAR(measurement(*fine, "Area")->value / measurement(*coarse, "Area")->value, 0.75 * 0.75, 1e-9);
+  EXPECT_NEAR(measurement(*fine, "Long axis")->value / measurement(*coarse, "Long axis")->value, 0.75, 1e-9);
+  // The SR measures each outline with its own image's pixel size, once per group.
+  const ResultObject* sr = nullptr;
+  for (const auto& o : r.objects)
+    if (o.kind == "SR") sr = &o;
+  ASSERT_NE(sr, nullptr);
+  test::write_object(dir / "sr.dcm", *sr);
+  const auto dump = test::run_command({"dsrdump", (dir / "sr.dcm").string()});
+  std::vector<double> areas;
+  for (size_t at = dump.output.find("\"Area\")=\""); at != std::string::npos;
+       at = dump.output.find("\"Area\")=\"", at + 1))
+    areas.push_back(std::stod(dump.output.substr(at + 9)));
+  ASSERT_EQ(areas.size(), r.findings.size()) << "one area per finding:\n" << dump.output;
+  for (const Finding* f : {fine, coarse}) {
+    const double expected = measurement(*f, "Area")->value;
+    EXPECT_TRUE(
+        std::any_of(areas.begin(), areas.end(), [&](double a) { return std::fabs(a - expected) < 1e-6 * expected; }))
+        << expected << " in\n"
+        << dump.output;
+  }
+}
+
 TEST(AnalysisOutcomes, ZeroSizesInvalidHeaderValuesAndLeadingZeroUidsStillGiveResults) {
   // What archives hold and DCMTK refuses to write: sizes of zero, values that break their VR, UIDs
   // with leading zeros. Each series is analysed, its SEG and SR are written, and its record says

@@ -19,6 +19,7 @@
 #include "seg-writer/binary_frame_packing.h"
 #include "seg-writer/part10_file.h"
 #include "seg-writer/segmentation_writer.h"
+#include "sr-writer/finding_geometry.h"
 #include "tests/support/test_support.h"
 #include "tests/writers/synthetic_series.h"
 
@@ -844,6 +845,70 @@ TEST(SourceImages, RejectsWhatIsNotOneImageSeries) {
   auto no_rows = test::make_series(a_spec);
   delete no_rows.datasets()[0]->remove(DCM_Rows);
   expect_error({no_rows.datasets()[0]}, "is not an image");
+  // Planes in patient space share one pixel size.
+  auto finer = test::make_series(a_spec);
+  finer.datasets()[1]->putAndInsertString(DCM_PixelSpacing, "0.35\\0.3");
+  expect_error({a.datasets()[0], finer.datasets()[1]},
+               "source instance 2 (SOP Instance UID " + get(*finer.datasets()[1], DCM_SOPInstanceUID) +
+                   ") has a different pixel size (PixelSpacing (0028,0030)) than the first source frame");
+}
+
+TEST(SourceImages, ImagesWithoutPlanesMayEachHaveTheirOwnPixelSize) {
+  // Two radiographs of one size at different detector pixel sizes (no position, no orientation),
+  // and an ultrasound image whose only scale is its region calibration.
+  TempDir dir("seg-own-spacing");
+  test::SeriesSpec spec;
+  spec.rows = 16;
+  spec.columns = 24;
+  spec.frames = 3;
+  spec.name = "radiographs";
+  auto series = test::make_series(spec);
+  const std::vector<std::string> imager{"0.2\\0.2", "0.15\\0.15"};
+  for (size_t i = 0; i < 3; ++i) {
+    DcmDataset* ds = series.datasets()[i];
+    delete ds->remove(DCM_ImagePositionPatient);
+    delete ds->remove(DCM_ImageOrientationPatient);
+    delete ds->remove(DCM_PixelSpacing);
+    ds->putAndInsertString(DCM_PatientOrientation, "A\\F");
+    if (i < 2) {
+      ds->putAndInsertString(DCM_ImagerPixelSpacing, imager[i].c_str());
+    } else {
+      DcmItem* region = nullptr;
+      ds->findOrCreateSequenceItem(DCM_SequenceOfUltrasoundRegions, region, -2);
+      region->putAndInsertUint16(DCM_RegionSpatialFormat, 1);
+      region->putAndInsertUint16(DCM_PhysicalUnitsXDirection, 3);
+      region->putAndInsertUint16(DCM_PhysicalUnitsYDirection, 3);
+      region->putAndInsertFloat64(DCM_PhysicalDeltaX, 0.05);
+      region->putAndInsertFloat64(DCM_PhysicalDeltaY, 0.04);
+    }
+  }
+  const auto files = series.save(dir.path(), spec.name);
+  SourceImages sources(series.datasets());
+  ASSERT_FALSE(sources.has_geometry());
+  EXPECT_FALSE(sources.pixel_spacing()) << "no one pixel size for the series";
+  ASSERT_EQ(sources.frame_count(), 3u);
+  const std::array<std::array<double, 2>, 3> expected{{{0.2, 0.2}, {0.15, 0.15}, {0.4, 0.5}}};
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(sources.frame(i).pixel_spacing) << i;
+    EXPECT_NEAR((*sources.frame(i).pixel_spacing)[0], expected[i][0], 1e-12) << i;
+    EXPECT_NEAR((*sources.frame(i).pixel_spacing)[1], expected[i][1], 1e-12) << i;
+  }
+  // The SEG is written (without Pixel Measures: no planes), and an SR region on the second image
+  // is measured with that image's own pixel size.
+  auto segments = two_disjoint_segments(sources, 78);
+  auto checked = write_and_check(dir, spec.name, sources, segments, files);
+  EXPECT_FALSE(checked.written.file->getDataset()->tagExists(DCM_FrameOfReferenceUID));
+  seg::Segment on_second;
+  on_second.description.label = "Nodule";
+  seg::FrameMask m;
+  m.frame = 1;
+  m.binary.assign(16 * 24, 0);
+  for (unsigned y = 4; y < 8; ++y)
+    for (unsigned x = 6; x < 11; ++x) m.binary[y * 24 + x] = 1;  // a 5 x 4 pixel rectangle
+  on_second.masks.push_back(m);
+  const sr::ImageRegion region = sr::key_region(on_second, sources);
+  ASSERT_TRUE(region.area_mm2);
+  EXPECT_NEAR(*region.area_mm2, 20 * 0.15 * 0.15, 1e-9);
 }
 
 TEST(SourceImages, SortsSlicesAlongTheNormal) {

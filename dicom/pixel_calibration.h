@@ -1,0 +1,34 @@
+// The in-plane size of a pixel of a classic (not enhanced multi-frame) image, read the same way
+// by dicom/ (measurements) and by the writers (the SR's region areas): Pixel Spacing; else
+// Imager Pixel Spacing, which projection radiographs may give alone (PS3.3 10.7.1.1: at the
+// detector, but the best calibration there is); else the ultrasound region calibration
+// (PS3.3 C.8.5.5), which is how ultrasound images state their scale: the 2D regions with
+// physical units of cm in both directions, when they all agree. A value that is no size
+// (dicom/size_rule.h) counts as absent. Part of the small library unibiomed_dicom_text, which
+// both dicom/ and seg-writer/ link.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+
+class DcmItem;
+
+namespace unibiomed::dicom {
+
+struct PlaneSpacing {
+  // mm between rows, then between columns (the order of Pixel Spacing).
+  std::optional<std::array<double, 2>> spacing;
+  // Which attribute gave it: "PixelSpacing (0028,0030)", "ImagerPixelSpacing (0018,1164)" or
+  // "SequenceOfUltrasoundRegions (0018,6011)".
+  std::string source;
+  // Why the ultrasound regions gave none although the image has some, e.g. "its 2D ultrasound
+  // regions (0018,6011) have different calibrations (0.3 x 0.3 and 0.5 x 0.5 mm per pixel)";
+  // empty otherwise.
+  std::string problem;
+};
+
+PlaneSpacing plane_spacing(DcmItem& image);
+
+}  // namespace unibiomed::dicom
