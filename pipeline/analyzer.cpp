@@ -112,14 +112,15 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
       options.min_size = question.target->min_size_for(modality);
       options.label = question.target->label;
       std::vector<FindingWork> tracked;
-      for (const auto& masks : tracks)
-        for (auto& found : consolidate(units.units[unit].frames, masks, options)) {
-          for (const auto& note : found.notes)
-            if (note.find("dropped") != std::string::npos)
-              add_note(notes, question.task + " (" + question.target->label + "): " + note);
+      for (const auto& masks : tracks) {
+        // Said even when nothing is left of the object: the model's answer named it.
+        std::string dropped;
+        for (auto& found : consolidate(units.units[unit].frames, masks, options, &dropped)) {
           found.notes.push_back("one object tracked through the frames");
           tracked.push_back({q, unit, std::move(found), nullptr, {}, {}});
         }
+        if (!dropped.empty()) add_note(notes, question.task + " (" + question.target->label + "): " + dropped);
+      }
       std::stable_sort(tracked.begin(), tracked.end(), [](const FindingWork& a, const FindingWork& b) {
         return a.found.pixel_count > b.found.pixel_count;
       });
@@ -136,12 +137,10 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
       options.one_finding_per_component = question.target->kind == config::Target::Kind::Lesion;
       options.min_size = question.target->min_size_for(modality);
       options.label = question.target->label;
-      for (auto& found : consolidate(units.units[unit].frames, masks, options)) {
-        for (const auto& note : found.notes)
-          if (note.find("dropped") != std::string::npos)
-            add_note(notes, question.task + " (" + question.target->label + "): " + note);
+      std::string dropped;
+      for (auto& found : consolidate(units.units[unit].frames, masks, options, &dropped))
         findings.push_back({q, unit, std::move(found), nullptr, {}, {}});
-      }
+      if (!dropped.empty()) add_note(notes, question.task + " (" + question.target->label + "): " + dropped);
     }
   }
   return findings;

@@ -155,7 +155,9 @@ std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames) {
 }
 
 std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& frames,
-                                             const std::vector<FrameMask>& masks, const ConsolidationOptions& options) {
+                                             const std::vector<FrameMask>& masks, const ConsolidationOptions& options,
+                                             std::string* dropped_note) {
+  if (dropped_note) dropped_note->clear();
   // --- check and gather the masks of each frame --------------------------------------------
   std::map<size_t, std::vector<const FrameMask*>> by_frame;
   for (const auto& m : masks) {
@@ -318,6 +320,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     drop_note = std::to_string(dropped) + " component" + (dropped > 1 ? "s" : "") + " smaller than " +
                 format_size(options.min_size) + " " + unit +
                 " dropped as noise";
+  if (dropped_note) *dropped_note = drop_note;
 
   // The display form of each phrase key: its first normalised spelling.
   std::map<std::string, std::string> display;

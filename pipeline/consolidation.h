@@ -89,7 +89,10 @@ bool frames_form_volume(const std::vector<AnalysedFrame>& frames);
 std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames);
 
 // Throws std::invalid_argument when a mask's frame index or size does not fit the frames.
+// `dropped`, when given, receives the note on the components dropped as noise (e.g. "1 component
+// smaller than 10 mm3 dropped as noise"; "" when none), also when no finding is left to carry it.
 std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& frames,
-                                             const std::vector<FrameMask>& masks, const ConsolidationOptions& options);
+                                             const std::vector<FrameMask>& masks, const ConsolidationOptions& options,
+                                             std::string* dropped = nullptr);
 
 }  // namespace unibiomed::pipeline

@@ -262,6 +262,21 @@ TEST(AnalysisOutcomes, SpecksBelowTheMinimumLeaveFindingsAndSegAlike) {
   settings.task_rules = rules_dir / "rules.json";
   const StudyResult all = analyze(fixture_data().inputs("fundus"), std::make_unique<SpeckEngine>(), settings);
   EXPECT_EQ(all.findings.size(), 2u);
+
+  // With a minimum above the box's 9 mm2, nothing is left of the model's answer: the series'
+  // notes still say what was dropped, since the answer named a finding.
+  const std::string rules = test::read_file(rules_dir / "rules.json");
+  std::string large = rules;
+  large.replace(large.find("\"min_size\": 0"), 13, "\"min_size\": 100");
+  test::write_file(rules_dir / "large.json", large);
+  settings.task_rules = rules_dir / "large.json";
+  const StudyResult none = analyze(fixture_data().inputs("fundus"), std::make_unique<SpeckEngine>(), settings);
+  ASSERT_EQ(none.series.size(), 1u);
+  EXPECT_TRUE(none.findings.empty());
+  bool said = false;
+  for (const auto& n : none.series[0].notes)
+    said |= n == "abnormality (Lesion): 2 components smaller than 100 mm2 dropped as noise";
+  EXPECT_TRUE(said) << testing::PrintToString(none.series[0].notes);
 }
 
 bool has_note(const SeriesOutcome& s, const std::string& text) {

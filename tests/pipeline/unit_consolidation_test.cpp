@@ -169,7 +169,14 @@ TEST(Consolidation, SmallComponentsAreDroppedAsNoiseAndSaidSo) {
   EXPECT_EQ(found[0].label, "Lesion");
   ASSERT_EQ(found[0].notes.size(), 1u);
   EXPECT_EQ(found[0].notes[0], "1 component smaller than 10 mm3 dropped as noise");
-  EXPECT_TRUE(consolidate(frames, masks, {true, true, 1000.0, "Lesion"}).empty());
+  std::string dropped;
+  EXPECT_EQ(consolidate(frames, masks, {true, true, 10.0, "Lesion"}, &dropped).size(), 1u);
+  EXPECT_EQ(dropped, "1 component smaller than 10 mm3 dropped as noise");
+  // Everything dropped: no finding carries the note, the caller still gets it.
+  EXPECT_TRUE(consolidate(frames, masks, {true, true, 1000.0, "Lesion"}, &dropped).empty());
+  EXPECT_EQ(dropped, "2 components smaller than 1000 mm3 dropped as noise");
+  EXPECT_TRUE(consolidate(frames, masks, {true, true, 0.0, "Lesion"}, &dropped).size() == 2u);
+  EXPECT_EQ(dropped, "");
 }
 
 TEST(Consolidation, LabelIsWhatMostPixelsWereCalled) {
