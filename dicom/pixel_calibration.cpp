@@ -56,6 +56,15 @@ PlaneSpacing plane_spacing(DcmItem& image) {
   }
   if ((out.spacing = two_sizes(image, DCM_ImagerPixelSpacing))) {
     out.source = "ImagerPixelSpacing (0018,1164)";
+    // At the detector: the patient lies nearer the source, magnified by this factor (what the
+    // IHE Mammography profile requires a display to correct by, and OHIF does). A value that is
+    // no plausible magnification (not a number from 1 to 10) is not applied.
+    Float64 factor = 0;
+    if (image.findAndGetFloat64(DCM_EstimatedRadiographicMagnificationFactor, factor).good() && factor >= 1 &&
+        factor <= 10) {
+      for (double& v : *out.spacing) v /= factor;
+      out.source += " / EstimatedRadiographicMagnificationFactor (0018,1114)";
+    }
     return out;
   }
   DcmSequenceOfItems* regions = nullptr;

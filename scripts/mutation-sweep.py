@@ -111,6 +111,7 @@ IMAGE_FAULTS = {
     "pixel-spacing-nan": put("PixelSpacing", ["nan", "1"]),
     "pixel-spacing-1e308": put("PixelSpacing", ["1e308", "1e308"]),
     "imager-spacing-finer": put("ImagerPixelSpacing", [0.15, 0.15]),
+    "magnification-factor-zero": put("EstimatedRadiographicMagnificationFactor", 0),
     "us-regions-disagree": us_regions(second_region_at_other_depth),
     "us-region-delta-nan": us_regions(lambda ds, region: setattr(region, "PhysicalDeltaX", float("nan"))),
     "us-region-units-missing": us_regions(lambda ds, region: delattr(region, "PhysicalUnitsXDirection")),

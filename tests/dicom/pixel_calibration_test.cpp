@@ -47,10 +47,20 @@ TEST(PixelCalibration, PixelSpacingThenImagerPixelSpacingThenUltrasoundRegions) 
   // Imager Pixel Spacing comes before it, Pixel Spacing before both.
   test::put(ds, DCM_ImagerPixelSpacing, "0.2\\0.25");
   expect_spacing(plane_spacing(ds), 0.2, 0.25, "ImagerPixelSpacing (0018,1164)");
+  // Corrected by the magnification factor where the image states a plausible one.
+  test::put(ds, DCM_EstimatedRadiographicMagnificationFactor, "1.25");
+  expect_spacing(plane_spacing(ds), 0.16, 0.2,
+                 "ImagerPixelSpacing (0018,1164) / EstimatedRadiographicMagnificationFactor (0018,1114)");
+  for (const char* implausible : {"0", "-1.2", "0.5", "40", "abc"}) {
+    test::put(ds, DCM_EstimatedRadiographicMagnificationFactor, implausible);
+    expect_spacing(plane_spacing(ds), 0.2, 0.25, "ImagerPixelSpacing (0018,1164)");
+  }
+  test::put(ds, DCM_EstimatedRadiographicMagnificationFactor, "1.25");
   test::put(ds, DCM_PixelSpacing, "0.7\\0.8");
   expect_spacing(plane_spacing(ds), 0.7, 0.8, "PixelSpacing (0028,0030)");
   // Values that are no size do not count: the next source speaks.
   test::put(ds, DCM_PixelSpacing, "0\\0");
+  delete ds.remove(DCM_EstimatedRadiographicMagnificationFactor);
   expect_spacing(plane_spacing(ds), 0.2, 0.25, "ImagerPixelSpacing (0018,1164)");
   test::put(ds, DCM_ImagerPixelSpacing, "0.2");  // one value, not two
   expect_spacing(plane_spacing(ds), 0.5, 0.3, "SequenceOfUltrasoundRegions (0018,6011)");
