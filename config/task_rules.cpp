@@ -139,7 +139,7 @@ CodedConcept parse_code(const Context& ctx, const std::string& where, const json
 Target parse_target(const Context& ctx, const std::string& where, const std::string& key, const json& j) {
   check_keys(ctx, where, j,
              {"phrase", "label", "kind", "colour", "category", "type", "anatomic_region", "finding_site", "min_size",
-              "comment"});
+              "min_confidence", "comment"});
   Target t;
   t.key = key;
   t.phrase = get_string(ctx, where, j, "phrase", true);
@@ -189,6 +189,11 @@ Target parse_target(const Context& ctx, const std::string& where, const std::str
     } else {
       t.min_size = size_of(where + ".min_size", *m);
     }
+  }
+  if (const json* c = find(j, "min_confidence")) {
+    if (!c->is_number() || c->get<double>() < 0 || c->get<double>() > 1)
+      ctx.fail(where + ".min_confidence", "expected a number from 0 to 1");
+    t.min_confidence = c->get<double>();
   }
   return t;
 }

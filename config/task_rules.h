@@ -53,6 +53,10 @@ struct Target {
   // modality class when it has one, else min_size.
   double min_size = 0;
   std::map<std::string, double> min_size_by_modality;  // modality class -> minimum
+  // Findings whose confidence (pipeline/consolidation.h: the geometric mean of the mask's
+  // probability and the IoU head's score, 0..1) is under this are left out, from the findings
+  // and the SEG alike, and the series' notes say how many. 0 (the default) keeps every one.
+  double min_confidence = 0;
 
   double min_size_for(const std::string& modality) const;
 

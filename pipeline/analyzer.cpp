@@ -91,6 +91,13 @@ void add_note(std::vector<std::string>& notes, const std::string& note) {
   if (std::find(notes.begin(), notes.end(), note) == notes.end()) notes.push_back(note);
 }
 
+// A number as printf's `format` writes it ("%g": "10", "0.01").
+std::string decimal(double value, const char* format) {
+  char text[32];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
@@ -110,6 +117,7 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
       options.frames_are_sequence = true;
       options.one_finding_per_component = false;
       options.min_size = question.target->min_size_for(modality);
+      options.min_confidence = question.target->min_confidence;
       options.label = question.target->label;
       std::vector<FindingWork> tracked;
       for (const auto& masks : tracks) {
@@ -136,6 +144,7 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
       options.frames_are_sequence = units.units[unit].sequence;
       options.one_finding_per_component = question.target->kind == config::Target::Kind::Lesion;
       options.min_size = question.target->min_size_for(modality);
+      options.min_confidence = question.target->min_confidence;
       options.label = question.target->label;
       std::string dropped;
       for (auto& found : consolidate(units.units[unit].frames, masks, options, &dropped))
@@ -175,13 +184,14 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
   }
   if (dropped)
     add_note(notes, question.task + " (" + question.target->label + "): " + std::to_string(dropped) + " pieces under " +
-                        std::to_string(min_size) + (mm ? " mm2" : " pixels") + " dropped");
+                        decimal(min_size, "%g") + (mm ? " mm2" : " pixels") + " dropped");
   const bool per_piece = !question.target || question.target->kind == config::Target::Kind::Lesion;
   std::vector<std::vector<const SlideComponent*>> groups;
   for (const auto& c : kept) {
     if (per_piece || groups.empty()) groups.emplace_back();
     groups.back().push_back(&c);
   }
+  std::vector<double> unsure;  // the confidences of the findings left out
   for (const auto& group : groups) {
     const SlideComponent& key = *group.front();  // the largest
     size_t frame = slide.frames.size();
@@ -225,8 +235,15 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
     found.mean_iou = iou / n;
     found.label_agreement = agreement / n;
     found.confidence = found.mean_probability > 0 ? std::sqrt(found.mean_probability * found.mean_iou) : found.mean_iou;
+    if (question.target && found.confidence < question.target->min_confidence) {
+      unsure.push_back(found.confidence);
+      continue;
+    }
     out.push_back(std::move(fw));
   }
+  if (!unsure.empty())
+    add_note(notes, question.task + " (" + question.target->label +
+                        "): " + low_confidence_note(unsure, question.target->min_confidence));
   return out;
 }
 

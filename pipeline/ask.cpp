@@ -266,6 +266,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
       ConsolidationOptions options;
       options.label = label;
       if (target) options.min_size = target->min_size_for(in.modality);
+      if (target) options.min_confidence = target->min_confidence;
       for (auto& c : consolidate({f}, answer_masks(one, provenance, 0, keep_phrase, label), options)) {
         s.finding = static_cast<int>(found.size());
         found.push_back({std::move(c), target});
@@ -407,6 +408,7 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     c.frames_are_sequence = true;
     c.label = label;
     if (target) c.min_size = target->min_size_for(modality);
+    if (target) c.min_confidence = target->min_confidence;
     for (auto& found : consolidate(analysed, track_masks(answer, segment, provenance, keep_phrase, label), c)) {
       s.finding = static_cast<int>(out.findings.size());
       Finding fd;

@@ -154,6 +154,18 @@ std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames) {
   return t;
 }
 
+std::string low_confidence_note(const std::vector<double>& confidences, double minimum) {
+  std::string list;
+  char number[32];
+  for (size_t i = 0; i < confidences.size() && i < 5; ++i) {
+    std::snprintf(number, sizeof number, "%.4g", confidences[i]);
+    list += (i ? ", " : "") + std::string(number);
+  }
+  if (confidences.size() > 5) list += ", ...";
+  return std::to_string(confidences.size()) + " finding" + (confidences.size() > 1 ? "s" : "") +
+         " with a confidence under " + format_size(minimum) + " left out (" + list + ")";
+}
+
 std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& frames,
                                              const std::vector<FrameMask>& masks, const ConsolidationOptions& options,
                                              std::string* dropped_note) {
@@ -318,9 +330,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
   std::string drop_note;
   if (dropped)
     drop_note = std::to_string(dropped) + " component" + (dropped > 1 ? "s" : "") + " smaller than " +
-                format_size(options.min_size) + " " + unit +
-                " dropped as noise";
-  if (dropped_note) *dropped_note = drop_note;
+                format_size(options.min_size) + " " + unit + " dropped as noise";
 
   // The display form of each phrase key: its first normalised spelling.
   std::map<std::string, std::string> display;
@@ -330,6 +340,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
   }
 
   std::vector<ConsolidatedFinding> findings;
+  std::vector<double> unsure;  // the confidences of the findings left out
   for (const auto& group : groups) {
     ConsolidatedFinding out;
     std::map<std::string, size_t> votes;
@@ -401,10 +412,19 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     } else {
       out.confidence = std::clamp(out.mean_iou, 0.0, 1.0);
     }
+    if (out.confidence < options.min_confidence) {
+      unsure.push_back(out.confidence);
+      continue;
+    }
     if (!drop_note.empty()) out.notes.push_back(drop_note);
     if (group.size() > 1)
       out.notes.push_back(std::to_string(group.size()) + " connected components" + (volume ? " in 3D" : ""));
     findings.push_back(std::move(out));
+  }
+  if (dropped_note) {
+    *dropped_note = drop_note;
+    if (!unsure.empty())
+      *dropped_note += (drop_note.empty() ? "" : "; ") + low_confidence_note(unsure, options.min_confidence);
   }
   // Several findings with one label: number them in order of size ("Lesion 1", "Lesion 2").
   std::map<std::string, int> count, seen;

@@ -55,6 +55,9 @@ struct ConsolidationOptions {
   // the model missed the finding do not split it into several. Volumes connect adjacent slices
   // only (a gap there may separate two lesions).
   int cine_frame_gap = 3;
+  // Findings whose confidence is under this are left out (before they are numbered), and the
+  // note on dropped components says how many.
+  double min_confidence = 0;
 };
 
 struct ConsolidatedFinding {
@@ -88,9 +91,13 @@ bool frames_form_volume(const std::vector<AnalysedFrame>& frames);
 // n-th slice was analysed. A single frame gets 0. Requires positions on every frame.
 std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames);
 
+// "2 findings with a confidence under 0.5 left out (0.31, 0.42)": at most five confidences.
+std::string low_confidence_note(const std::vector<double>& confidences, double minimum);
+
 // Throws std::invalid_argument when a mask's frame index or size does not fit the frames.
-// `dropped`, when given, receives the note on the components dropped as noise (e.g. "1 component
-// smaller than 10 mm3 dropped as noise"; "" when none), also when no finding is left to carry it.
+// `dropped`, when given, receives the note on what was dropped (e.g. "1 component smaller than
+// 10 mm3 dropped as noise", "1 finding with a confidence under 0.5 left out (0.31)", both joined
+// by "; "; "" when nothing was), also when no finding is left to carry it.
 std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& frames,
                                              const std::vector<FrameMask>& masks, const ConsolidationOptions& options,
                                              std::string* dropped = nullptr);

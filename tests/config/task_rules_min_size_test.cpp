@@ -1,5 +1,5 @@
 // Minimum sizes of findings: per target, or per modality class with a default; the built-in
-// values documented in TASK-RULES.md.
+// values documented in TASK-RULES.md. Minimum confidences: a number from 0 to 1, 0 by default.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
@@ -44,6 +44,27 @@ TEST(TaskRulesMinSize, BadValuesNameThePlace) {
             std::string::npos)
       << error_of(R"({"PET": 3})");
   EXPECT_NE(error_of(R"({"CT": "big"})").find("min_size.CT"), std::string::npos) << error_of(R"({"CT": "big"})");
+}
+
+TEST(TaskRulesMinConfidence, ANumberFromZeroToOneAndNoneByDefault) {
+  // Given after min_size in the target: "min_size": 10, "min_confidence": X.
+  auto parse = [](const std::string& confidence) {
+    return TaskRules::parse(rules_with_lesion_min_size("10, \"min_confidence\": " + confidence), "test.json");
+  };
+  EXPECT_EQ(parse("0.6").target("lesion").min_confidence, 0.6);
+  EXPECT_EQ(parse("1").target("lesion").min_confidence, 1);
+  for (const char* bad : {"-0.1", "1.5", "\"high\"", "[0.5]"}) {
+    try {
+      parse(bad);
+      ADD_FAILURE() << bad << " was taken";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("targets.lesion.min_confidence: expected a number from 0 to 1"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  const TaskRules defaults = TaskRules::defaults();
+  for (const auto& [key, t] : defaults.targets()) EXPECT_EQ(t.min_confidence, 0) << key;
 }
 
 TEST(TaskRulesMinSize, DefaultsDropSpecksPerModality) {

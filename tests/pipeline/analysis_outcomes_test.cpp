@@ -285,6 +285,43 @@ bool has_note(const SeriesOutcome& s, const std::string& text) {
   return false;
 }
 
+TEST(AnalysisOutcomes, FindingsUnderATargetsMinimumConfidenceAreLeftOutAndSaidSo) {
+  // The box engine's masks have a probability of 0.9 and an IoU score of 0.8: a confidence of
+  // about 0.85. A site's rules file asking 0.9 of the fundus lesion leaves it out.
+  auto rules_asking = [](const std::string& confidence) {
+    return R"({"version": 1, "extends": "defaults", "targets": {"lesion": {
+      "phrase": "lesion", "label": "Lesion", "kind": "lesion", "colour": [255, 60, 60], "min_size": 0,
+      "min_confidence": )" +
+           confidence + R"(,
+      "category": {"value": "49755003", "scheme": "SCT", "meaning": "Morphologically Abnormal Structure"},
+      "type": {"value": "52988006", "scheme": "SCT", "meaning": "Lesion"}}},
+      "rules": [{"name": "fundus", "match": {"modality": ["Fundus"]}, "modality_phrase": "fundus",
+                 "tasks": [{"name": "abnormality", "family": "disease", "targets": ["lesion"]}]}]})";
+  };
+  test::TempDir dir;
+  AnalyzerSettings settings;
+  settings.task_rules = dir / "rules.json";
+  test::write_file(settings.task_rules, rules_asking("0.8"));
+  const StudyResult kept = analyze(fixture_data().inputs("fundus"), std::make_unique<test::BoxEngine>(), settings);
+  ASSERT_EQ(kept.findings.size(), 1u);
+  const double confidence = kept.findings[0].confidence;
+  EXPECT_GT(confidence, 0.8);
+  EXPECT_LT(confidence, 0.9);
+
+  test::write_file(settings.task_rules, rules_asking("0.9"));
+  const StudyResult left_out = analyze(fixture_data().inputs("fundus"), std::make_unique<test::BoxEngine>(), settings);
+  ASSERT_EQ(left_out.series.size(), 1u);
+  EXPECT_EQ(left_out.series[0].state, SeriesOutcome::State::Analysed) << left_out.series[0].reason;
+  EXPECT_TRUE(left_out.findings.empty());
+  for (const auto& o : left_out.objects) EXPECT_NE(o.kind, "SEG") << "a SEG without findings";
+  char expected[160];
+  std::snprintf(expected, sizeof expected,
+                "abnormality (Lesion): 1 finding with a confidence under 0.9 left out (%.4g)", confidence);
+  bool said = false;
+  for (const auto& n : left_out.series[0].notes) said |= n == expected;
+  EXPECT_TRUE(said) << expected << " not in " << testing::PrintToString(left_out.series[0].notes);
+}
+
 TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
   // PixelSpacing: no size in mm at all. Whatever becomes of the series (the SEG writer wants
   // the spacing of a frame of reference), its record says why.

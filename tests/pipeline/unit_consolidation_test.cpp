@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "pipeline/consolidation.h"
 
@@ -207,6 +208,38 @@ TEST(Consolidation, ConfidenceIsTheGeometricMeanOfProbabilityAndIou) {
   auto no_probability = masks;
   for (auto& m : no_probability) m.probability.clear();
   EXPECT_NEAR(consolidate(frames, no_probability, {true, false, 0, "Liver"})[0].confidence, iou, 1e-12);
+}
+
+TEST(Consolidation, FindingsUnderTheMinimumConfidenceAreLeftOutBeforeTheyAreNumbered) {
+  const auto frames = stack(3);
+  // Three lesions: confident (0.9 x 0.9), unsure (0.3 x 0.3), confident again but smaller.
+  const std::vector<FrameMask> masks = {box(0, 1, 1, 8, 8, 0.9, 230), box(0, 14, 1, 6, 6, 0.3, 77),
+                                        box(0, 24, 12, 4, 4, 0.9, 230)};
+  ConsolidationOptions options{true, true, 0, "Lesion"};
+  EXPECT_EQ(consolidate(frames, masks, options).size(), 3u);
+  options.min_confidence = 0.5;
+  std::string dropped;
+  const auto kept = consolidate(frames, masks, options, &dropped);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].label, "Lesion 1");
+  EXPECT_EQ(kept[1].label, "Lesion 2") << "numbered without a gap";
+  EXPECT_EQ(kept[1].pixel_count, 16u);
+  const double unsure = std::sqrt(77 / 255.0 * 0.3);
+  char expected[128];
+  std::snprintf(expected, sizeof expected, "1 finding with a confidence under 0.5 left out (%.4g)", unsure);
+  EXPECT_EQ(dropped, expected);
+  // With specks dropped as well, both are said.
+  options.min_size = 20;  // mm3: the 4 x 4 box is 16 x 0.48 x 2.5 = 19.2 mm3
+  consolidate(frames, masks, options, &dropped);
+  EXPECT_EQ(dropped, std::string("1 component smaller than 20 mm3 dropped as noise; ") + expected);
+  // A structure is one finding: all of it or nothing.
+  options = {true, false, 0, "Liver"};
+  options.min_confidence = 0.99;
+  EXPECT_TRUE(consolidate(frames, masks, options, &dropped).empty());
+  EXPECT_EQ(dropped.rfind("1 finding with a confidence under 0.99 left out (", 0), 0u) << dropped;
+  // A slide may leave out hundreds: five confidences are listed.
+  EXPECT_EQ(low_confidence_note({0.1, 0.2, 0.3, 0.4, 0.45, 0.25, 0.15}, 0.5),
+            "7 findings with a confidence under 0.5 left out (0.1, 0.2, 0.3, 0.4, 0.45, ...)");
 }
 
 TEST(Consolidation, ImagesWithoutGeometryAreMeasuredInPixels) {
