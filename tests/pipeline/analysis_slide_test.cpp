@@ -13,6 +13,7 @@
 #include "dicom/series.h"
 #include "dicom/slide.h"
 #include "inference/answer_parser.h"
+#include "pipeline/consolidation.h"
 #include "pipeline/measurements.h"
 #include "pipeline/preview.h"
 #include "pipeline/study_analyzer.h"
@@ -303,6 +304,42 @@ TEST(AnalysisOfSlides, PreviewsAreDrawnForTheLargestFindingsOnly) {
     EXPECT_GT(outline, 0u) << p->file_name;
     EXPECT_LE(outline, pixels) << p->file_name;
   }
+}
+
+TEST(AnalysisOfSlides, FindingsUnderTheTargetsMinimumConfidenceAreLeftOutAndSaidSo) {
+  // The stain engine's masks: probability 0.9 inside, IoU score 0.7, a confidence of about 0.79.
+  test::TempDir dir;
+  auto rules_asking = [&](const std::string& confidence) {
+    test::write_file(dir / "rules.json", R"({"version": 1, "extends": "defaults", "targets": {"lesion": {
+      "phrase": "lesion", "label": "Lesion", "kind": "lesion", "colour": [255, 60, 60], "min_size": 0,
+      "min_confidence": )" + confidence + R"(,
+      "category": {"value": "49755003", "scheme": "SCT", "meaning": "Morphologically Abnormal Structure"},
+      "type": {"value": "52988006", "scheme": "SCT", "meaning": "Lesion"}}},
+      "rules": [{"name": "pathology", "match": {"modality": ["Pathology"]}, "modality_phrase": "pathology",
+                 "tasks": [{"name": "abnormality", "family": "disease", "targets": ["lesion"]}]}]})");
+    AnalyzerSettings settings;
+    settings.slide_region_size = 128;
+    settings.previews = false;
+    settings.task_rules = dir / "rules.json";
+    return make_analyzer(settings, std::make_unique<StainEngine>())
+        ->analyze(fixture_data().inputs("wsi"), {}, {}, nullptr, "seed");
+  };
+  const StudyResult kept = rules_asking("0.75");
+  ASSERT_FALSE(kept.findings.empty());
+  std::vector<double> confidences;
+  for (const auto& f : kept.findings) {
+    EXPECT_GT(f.confidence, 0.75) << f.label;
+    confidences.push_back(f.confidence);
+  }
+  const StudyResult left_out = rules_asking("0.95");
+  ASSERT_EQ(left_out.series.size(), 1u);
+  ASSERT_EQ(left_out.series[0].state, SeriesOutcome::State::Analysed) << left_out.series[0].reason;
+  EXPECT_TRUE(left_out.findings.empty());
+  for (const auto& o : left_out.objects) EXPECT_NE(o.kind, "SEG");
+  const std::string expected = "abnormality (Lesion): " + low_confidence_note(confidences, 0.95);
+  bool said = false;
+  for (const auto& n : left_out.series[0].notes) said |= n == expected;
+  EXPECT_TRUE(said) << expected << " not in " << ::testing::PrintToString(left_out.series[0].notes);
 }
 
 TEST(AnalysisOfSlides, ARegionSizeOutsideTheRangeIsRefused) {
