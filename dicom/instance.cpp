@@ -187,10 +187,6 @@ void read_rescale(DcmItem* item, FrameInfo& frame) {
 }
 
 // Pixel Spacing and Slice Thickness only when they are sizes (dicom/size_rule.h).
-std::optional<std::array<double, 2>> as_spacing(const std::optional<std::vector<double>>& values) {
-  if (!values || !is_size_mm((*values)[0]) || !is_size_mm((*values)[1])) return std::nullopt;
-  return std::array<double, 2>{(*values)[0], (*values)[1]};
-}
 std::optional<Vec3> as_position(const std::optional<std::vector<double>>& values) {
   if (!values || !is_coordinate_mm((*values)[0]) || !is_coordinate_mm((*values)[1]) || !is_coordinate_mm((*values)[2]))
     return std::nullopt;
@@ -231,7 +227,7 @@ void apply_functional_groups(DcmItem* groups, FrameInfo& frame) {
     }
   }
   if (DcmItem* measures = first_item(groups, DCM_PixelMeasuresSequence)) {
-    if (auto spacing = as_spacing(get_doubles(measures, DCM_PixelSpacing, 2))) frame.pixel_spacing = spacing;
+    if (auto spacing = two_sizes(*measures, DCM_PixelSpacing)) frame.pixel_spacing = spacing;
     if (auto thickness = as_thickness(get_double(measures, DCM_SliceThickness))) frame.slice_thickness = *thickness;
   }
   if (DcmItem* transformation = first_item(groups, DCM_PixelValueTransformationSequence)) {

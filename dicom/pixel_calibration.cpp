@@ -16,19 +16,6 @@
 namespace unibiomed::dicom {
 namespace {
 
-// Two sizes in mm, or none: the attribute must hold exactly two values.
-std::optional<std::array<double, 2>> two_sizes(DcmItem& item, const DcmTagKey& tag) {
-  DcmElement* element = nullptr;
-  if (item.findAndGetElement(tag, element).bad() || !element || element->getVM() != 2) return std::nullopt;
-  std::array<double, 2> values{};
-  for (unsigned long i = 0; i < 2; ++i) {
-    Float64 v = 0;
-    if (element->getFloat64(v, i).bad() || !is_size_mm(v)) return std::nullopt;
-    values[i] = v;
-  }
-  return values;
-}
-
 std::optional<long> code(DcmItem& item, const DcmTagKey& tag) {
   Uint16 value = 0;
   if (item.findAndGetUint16(tag, value).good()) return value;
@@ -47,6 +34,18 @@ std::string millimetres(const std::array<double, 2>& s) {
 }
 
 }  // namespace
+
+std::optional<std::array<double, 2>> two_sizes(DcmItem& item, const DcmTagKey& tag) {
+  DcmElement* element = nullptr;
+  if (item.findAndGetElement(tag, element).bad() || !element || element->getVM() != 2) return std::nullopt;
+  std::array<double, 2> values{};
+  for (unsigned long i = 0; i < 2; ++i) {
+    Float64 v = 0;
+    if (element->getFloat64(v, i).bad() || !is_size_mm(v)) return std::nullopt;
+    values[i] = v;
+  }
+  return values;
+}
 
 PlaneSpacing plane_spacing(DcmItem& image) {
   PlaneSpacing out;

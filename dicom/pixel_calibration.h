@@ -16,6 +16,7 @@
 #include <string>
 
 class DcmItem;
+class DcmTagKey;
 
 namespace unibiomed::dicom {
 
@@ -33,5 +34,9 @@ struct PlaneSpacing {
 };
 
 PlaneSpacing plane_spacing(DcmItem& image);
+
+// A Pixel Spacing-like attribute of `item` (the image, or a Pixel Measures functional group):
+// exactly two values, both sizes in mm (dicom/size_rule.h); none otherwise.
+std::optional<std::array<double, 2>> two_sizes(DcmItem& item, const DcmTagKey& tag);
 
 }  // namespace unibiomed::dicom

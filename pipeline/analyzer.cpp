@@ -91,13 +91,6 @@ void add_note(std::vector<std::string>& notes, const std::string& note) {
   if (std::find(notes.begin(), notes.end(), note) == notes.end()) notes.push_back(note);
 }
 
-// A number as printf's `format` writes it ("%g": "10", "0.01").
-std::string decimal(double value, const char* format) {
-  char text[32];
-  std::snprintf(text, sizeof text, format, value);
-  return text;
-}
-
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
@@ -184,7 +177,7 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
   }
   if (dropped)
     add_note(notes, question.task + " (" + question.target->label + "): " + std::to_string(dropped) + " pieces under " +
-                        decimal(min_size, "%g") + (mm ? " mm2" : " pixels") + " dropped");
+                        format_minimum(min_size) + (mm ? " mm2" : " pixels") + " dropped");
   const bool per_piece = !question.target || question.target->kind == config::Target::Kind::Lesion;
   std::vector<std::vector<const SlideComponent*>> groups;
   for (const auto& c : kept) {

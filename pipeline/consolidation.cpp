@@ -64,13 +64,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-// "10", "0.01": the minimum as the rules give it.
-std::string format_size(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", v);
-  return text;
-}
-
 struct ComponentStats {
   size_t pixels = 0;
   std::map<size_t, size_t> pixels_per_frame;
@@ -154,6 +147,12 @@ std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames) {
   return t;
 }
 
+std::string format_minimum(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
 std::string low_confidence_note(const std::vector<double>& confidences, double minimum) {
   std::string list;
   char number[32];
@@ -163,7 +162,7 @@ std::string low_confidence_note(const std::vector<double>& confidences, double m
   }
   if (confidences.size() > 5) list += ", ...";
   return std::to_string(confidences.size()) + " finding" + (confidences.size() > 1 ? "s" : "") +
-         " with a confidence under " + format_size(minimum) + " left out (" + list + ")";
+         " with a confidence under " + format_minimum(minimum) + " left out (" + list + ")";
 }
 
 std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& frames,
@@ -330,7 +329,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
   std::string drop_note;
   if (dropped)
     drop_note = std::to_string(dropped) + " component" + (dropped > 1 ? "s" : "") + " smaller than " +
-                format_size(options.min_size) + " " + unit + " dropped as noise";
+                format_minimum(options.min_size) + " " + unit + " dropped as noise";
 
   // The display form of each phrase key: its first normalised spelling.
   std::map<std::string, std::string> display;

@@ -91,6 +91,9 @@ bool frames_form_volume(const std::vector<AnalysedFrame>& frames);
 // n-th slice was analysed. A single frame gets 0. Requires positions on every frame.
 std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames);
 
+// "10", "0.01": a minimum size or confidence as the rules give it.
+std::string format_minimum(double v);
+
 // "2 findings with a confidence under 0.5 left out (0.31, 0.42)": at most five confidences.
 std::string low_confidence_note(const std::vector<double>& confidences, double minimum);
 

@@ -96,6 +96,12 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
   };
   std::vector<std::string> notes;
   std::set<std::string> said;  // the attributes noted as unreadable
+  // " in 3 of 5 instances", for a series of more than one.
+  auto in_instances = [&](size_t affected) {
+    return series.instances.size() > 1
+               ? " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances"
+               : std::string();
+  };
   for (const auto& a : attributes) {
     size_t affected = 0;
     std::string first;
@@ -111,9 +117,7 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
     if (!affected) continue;
     std::string note = "series " + series.identity.series_instance_uid + ": " + a.consequence + ": " + a.name + " " +
                        what_is_wrong(first, a.values, a.rule) + " ('" +
-                       (first.size() > 64 ? first.substr(0, 64) + "..." : first) + "')";
-    if (series.instances.size() > 1)
-      note += " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances";
+                       (first.size() > 64 ? first.substr(0, 64) + "..." : first) + "')" + in_instances(affected);
     notes.push_back(note);
     said.insert(a.name);
   }
@@ -131,10 +135,7 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
       if (affected++ == 0) first = problem;
     }
     if (affected) {
-      std::string where;
-      if (series.instances.size() > 1)
-        where = " in " + std::to_string(affected) + " of " + std::to_string(series.instances.size()) + " instances";
-      notes.push_back(series_name + "no measurements" + where + ": " + first);
+      notes.push_back(series_name + "no measurements" + in_instances(affected) + ": " + first);
       said.insert("PixelSpacing");
     }
   }
