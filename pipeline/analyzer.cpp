@@ -459,7 +459,8 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
     w.text = reported_text(found.label, found.text);
     // Measurements: the volume of a volume; the key slice's long axis. The SR's area is its
     // outline's (sr::key_region: the largest piece on the key slice, the one drawn), so that a
-    // structure in pieces does not get a second, larger area beside the outline it is read from.
+    // structure in pieces does not get a second, larger area beside the outline it is read from;
+    // the summary's "Area" is made the same once the SR groups are written.
     Finding f = finding_of(*unit_findings[n], unit, q.task, series_uid);
     f.segment_number = static_cast<int>(n + 1);
     w.measurements.emplace();
@@ -500,6 +501,7 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
       written.segmentation_type + (written.fractional_type.empty() ? "" : " " + written.fractional_type);
   for (size_t n = 0; n < unit_out.size(); ++n) {
     unit_out[n].tracking_uid = written.tracking_uids.at(n);
+    take_reported_area(unit_out[n].measurements, output->written.reported.at(n));
     out.findings.push_back(std::move(unit_out[n]));
     finding_work.push_back(unit_findings[n]);
   }

@@ -85,6 +85,12 @@ WrittenFindings write_slide_findings(const seg::SourceImages& sources, const seg
   return out;
 }
 
+void take_reported_area(std::vector<Measurement>& measurements, const sr::ReportedFinding& reported) {
+  if (!reported.region || !reported.region->area_mm2) return;
+  for (auto& m : measurements)
+    if (m.name == "Area" && m.unit == "mm2") m.value = *reported.region->area_mm2;
+}
+
 ResultObject result_object(const std::string& kind, DcmFileFormat& file, const std::string& sop_instance_uid,
                            const std::string& series_instance_uid, const std::string& file_name) {
   ResultObject object;

@@ -58,6 +58,11 @@ WrittenFindings write_slide_findings(const seg::SourceImages& sources, const seg
                                      std::vector<FindingToWrite> findings, const std::vector<sr::ImageRegion>& regions,
                                      const seg::SegmentationOptions& options);
 
+// The finding's "Area" as its SR group gives it: the area its outline encloses (the largest piece
+// on the key frame), so that the summary and the report agree for a structure in pieces. Leaves
+// the measurements as they are when the group has no area in mm2.
+void take_reported_area(std::vector<Measurement>& measurements, const sr::ReportedFinding& reported);
+
 // A written object as hosts get it (its Part 10 bytes).
 ResultObject result_object(const std::string& kind, DcmFileFormat& file, const std::string& sop_instance_uid,
                            const std::string& series_instance_uid, const std::string& file_name);

@@ -467,11 +467,13 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
           numbers.push_back(area_mm2(*r.area_mm2));
         else if (r.area_pixels && f.measurements.empty())
           numbers.push_back(area_pixels(*r.area_pixels));
+        // One area per group, the outline's: a segment in pieces (or one measured over all its
+        // pieces) would otherwise show a second, larger area beside the outline it is read from.
+        const Measurement area_concept = area_mm2(0);
         for (const auto& m : f.measurements) {
-          const bool repeated = r.area_mm2 && m.concept.value == numbers.front().concept.value &&
-                                m.concept.scheme == numbers.front().concept.scheme &&
-                                seg::format_ds(m.value) == seg::format_ds(*r.area_mm2);
-          if (!repeated) numbers.push_back(m);
+          const bool area =
+              m.concept.value == area_concept.concept.value && m.concept.scheme == area_concept.concept.scheme;
+          if (!(area && !numbers.empty())) numbers.push_back(m);
         }
         const bool site_per_measurement = region_on_top && !numbers.empty();
         if (f.finding_site && !site_per_measurement)

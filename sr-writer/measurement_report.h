@@ -86,7 +86,9 @@ struct ReportedFinding {
   CodedConcept finding;      // e.g. the segment's property type
   std::optional<CodedConcept> finding_site;
   std::string text;                       // the model's sentence for this finding
-  std::vector<Measurement> measurements;  // of the whole segment
+  // Of the whole segment; an Area here is left out when the region carries its own (the group's
+  // one area is its outline's).
+  std::vector<Measurement> measurements;
   std::uint16_t segment_number = 0;       // in the series' SEG; 0 when there is no segment
   std::optional<ImageRegion> region;      // required: OHIF needs geometry for every finding
 };

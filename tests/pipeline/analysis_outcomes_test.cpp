@@ -457,6 +457,20 @@ const Measurement* measurement(const Finding& f, const std::string& name) {
   return nullptr;
 }
 
+// The areas in the study's SR, in the order of its groups (dsrdump of it is left in `dump`).
+std::vector<double> sr_areas(const StudyResult& r, const test::TempDir& dir, std::string& dump) {
+  const ResultObject* sr = nullptr;
+  for (const auto& o : r.objects)
+    if (o.kind == "SR") sr = &o;
+  if (!sr) return {};
+  test::write_object(dir / "sr.dcm", *sr);
+  dump = test::run_command({"dsrdump", (dir / "sr.dcm").string()}).output;
+  std::vector<double> areas;
+  for (size_t at = dump.find("\"Area\")=\""); at != std::string::npos; at = dump.find("\"Area\")=\"", at + 1))
+    areas.push_back(std::stod(dump.substr(at + 9)));
+  return areas;
+}
+
 TEST(AnalysisOutcomes, UltrasoundIsMeasuredWithItsRegionCalibration) {
   // The sample cine states its scale only in its ultrasound region (0.03 cm per pixel): the
   // cyst is measured exactly as with a PixelSpacing of 0.3 mm.
@@ -544,24 +558,38 @@ TEST(AnalysisOutcomes, RadiographsOfOneSizeAtDifferentPixelSizesAreEachMeasuredW
   EXPECT_NEAR(measurement(*fine, "Area")->value / measurement(*coarse, "Area")->value, 0.75 * 0.75, 1e-9);
   EXPECT_NEAR(measurement(*fine, "Long axis")->value / measurement(*coarse, "Long axis")->value, 0.75, 1e-9);
   // The SR measures each outline with its own image's pixel size, once per group.
-  const ResultObject* sr = nullptr;
-  for (const auto& o : r.objects)
-    if (o.kind == "SR") sr = &o;
-  ASSERT_NE(sr, nullptr);
-  test::write_object(dir / "sr.dcm", *sr);
-  const auto dump = test::run_command({"dsrdump", (dir / "sr.dcm").string()});
-  std::vector<double> areas;
-  for (size_t at = dump.output.find("\"Area\")=\""); at != std::string::npos;
-       at = dump.output.find("\"Area\")=\"", at + 1))
-    areas.push_back(std::stod(dump.output.substr(at + 9)));
-  ASSERT_EQ(areas.size(), r.findings.size()) << "one area per finding:\n" << dump.output;
+  std::string dump;
+  const std::vector<double> areas = sr_areas(r, dir, dump);
+  ASSERT_EQ(areas.size(), r.findings.size()) << "one area per finding:\n" << dump;
   for (const Finding* f : {fine, coarse}) {
     const double expected = measurement(*f, "Area")->value;
     EXPECT_TRUE(
         std::any_of(areas.begin(), areas.end(), [&](double a) { return std::fabs(a - expected) < 1e-6 * expected; }))
         << expected << " in\n"
-        << dump.output;
+        << dump;
   }
+}
+
+TEST(AnalysisOutcomes, AStructureInPiecesHasOneAreaInSummaryAndReport) {
+  // The organs' boxes fall apart into two pieces on the radiograph: one finding each, whose area
+  // in the summary is the SR's, that of the outline drawn (the larger piece), not both pieces'.
+  test::TempDir dir;
+  auto engine = std::make_unique<test::BoxEngine>();
+  engine->split_boxes = true;
+  const StudyResult r = analyze(test::fixture_data().inputs("xray"), std::move(engine));
+  ASSERT_EQ(r.series.size(), 1u);
+  ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+  std::string dump;
+  const std::vector<double> areas = sr_areas(r, dir, dump);
+  ASSERT_EQ(areas.size(), r.findings.size()) << "one area per finding:\n" << dump;
+  size_t split = 0;
+  for (size_t i = 0; i < r.findings.size(); ++i) {
+    const Measurement* area = measurement(r.findings[i], "Area");
+    ASSERT_TRUE(area) << r.findings[i].label;
+    EXPECT_NEAR(area->value, areas[i], 1e-6 * areas[i]) << r.findings[i].label << "\n" << dump;
+    if (r.findings[i].label != "Cyst") ++split;
+  }
+  EXPECT_GT(split, 0u) << "no organ finding on the radiograph";
 }
 
 TEST(AnalysisOutcomes, ZeroSizesInvalidHeaderValuesAndLeadingZeroUidsStillGiveResults) {

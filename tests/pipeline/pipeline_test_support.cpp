@@ -137,9 +137,15 @@ std::vector<inference::GroundedAnswer> BoxEngine::answer(Batch& batch, const std
     a.stop_reason = "eos";
     a.text = segmentation ? "It is [SEG]." : "It is [SEG]. Cyst.";
     a.parsed = inference::parse_answer(a.text, question);
-    if (segmentation)
+    if (segmentation) {
       a.segments.push_back(box_segment(w, h, w / 4, h / 4, w / 2, h / 2, a.parsed.findings.empty() ? "" : a.parsed.findings[0].phrase));
-    else
+      if (split_boxes) {
+        const int gap = w / 4 + (w / 4) * 2 / 3;
+        auto& s = a.segments.back();
+        for (int y = h / 4; y < h / 2; ++y)
+          for (int x = gap; x < gap + 2; ++x) s.mask[size_t(y) * w + x] = 0, s.probability[size_t(y) * w + x] = 0.1f;
+      }
+    } else
       a.segments.push_back(box_segment(w, h, w / 2, h / 2, 3 * w / 4, 3 * h / 4, "Cyst"));
     out.push_back(std::move(a));
   }

@@ -62,6 +62,9 @@ class BoxEngine : public pipeline::GroundingEngine {
   std::string weights_hash() const override { return std::string(64, '0'); }
   pipeline::EngineTimings timings() const override { return timings_; }
   std::vector<std::string> questions;  // every question asked, in order
+  // The segmentation box falls apart into two pieces, a larger left and a smaller right one: its
+  // columns from two thirds of its width on, two pixels wide, are left out.
+  bool split_boxes = false;
   bool video_moving = false;
   int video_segments = 1;
   bool video_fails = false;            // encode_video throws InferenceError ("not implemented")

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "seg-writer/decimal_string.h"
 #include "seg-writer/dicom_uid.h"
 #include "seg-writer/part10_file.h"
 #include "seg-writer/segmentation_writer.h"
@@ -286,6 +287,41 @@ TEST(MeasurementReport, SourcesWithoutPixelSpacingKeepTheirRegionForOhif) {
   const auto dump = test::run_command({"dsrdump", "+Pc", "+Pl", (dir / "sr-no-spacing-sr.dcm").string()});
   EXPECT_NE(dump.output.find("(42798000,SCT,\"Area\")=\"" + std::to_string(pixels) + "\" ({pixels},UCUM,\"pixels\")"),
             std::string::npos)
+      << dump.output;
+}
+
+TEST(MeasurementReport, ASegmentInPiecesHasTheOneAreaOfItsOutline) {
+  // `unibiomed results write` measures a single image's segment over all its pieces; the group's
+  // outline is its largest piece. The report gives that outline's area, and only that one.
+  TempDir dir("sr-pieces");
+  auto file = test::load_file(test::pydicom_test_file("CT_small.dcm"));
+  ASSERT_TRUE(file);
+  seg::SourceImages sources({file->getDataset()});
+  ASSERT_TRUE(sources.pixel_spacing());
+  std::vector<std::uint8_t> pieces(128 * 128, 0);
+  for (int r = 20; r < 30; ++r)
+    for (int c = 20; c < 30; ++c) pieces[r * 128 + c] = 1;  // 100 pixels
+  for (int r = 80; r < 86; ++r)
+    for (int c = 90; c < 97; ++c) pieces[r * 128 + c] = 1;  // 42 pixels
+  std::vector<seg::Segment> segments{segment("Lesion", {mask(0, pieces)})};
+  auto seg = seg::write_segmentation(sources, segments);
+  ASSERT_TRUE(seg);
+  auto findings = findings_for(sources, segments, *seg);
+  const double pixel = (*sources.pixel_spacing())[0] * (*sources.pixel_spacing())[1];
+  ASSERT_EQ(findings[0].measurements.size(), 1u);
+  ASSERT_NEAR(findings[0].measurements[0].value, 142 * pixel, 1e-9);  // over both pieces
+  ASSERT_NEAR(*findings[0].region->area_mm2, 100 * pixel, 1e-9);      // the outline's
+  auto report = write_measurement_report({{&sources, seg->file->getDataset(), findings}}, {});
+  ASSERT_TRUE(report);
+  check_report(dir, "sr-pieces", *report, expected_json(sources, findings, seg->sop_instance_uid, {}));
+  const auto dump = test::run_command({"dsrdump", "+Pc", "+Pl", (dir / "sr-pieces-sr.dcm").string()});
+  const std::string area = "(42798000,SCT,\"Area\")=\"";
+  const size_t first = dump.output.find(area);
+  ASSERT_NE(first, std::string::npos) << dump.output;
+  EXPECT_EQ(dump.output.find(area, first + 1), std::string::npos) << "a second area:\n" << dump.output;
+  EXPECT_EQ(dump.output.compare(first + area.size(), seg::format_ds(100 * pixel).size() + 1,
+                                seg::format_ds(100 * pixel) + "\""),
+            0)
       << dump.output;
 }
 
