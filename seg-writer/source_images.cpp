@@ -212,9 +212,12 @@ void SourceImages::read_instance(size_t index) {
       check_orientation(
           functional_group_value<6>(per_frame, shared, DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient),
           frame.frame_number);
-      frame.pixel_spacing =
-          check_spacing(functional_group_value<2>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_PixelSpacing),
-                        frame.frame_number, "PixelSpacing (0028,0030)");
+      // Read as dicom/ reads it (exactly two sizes), so that the SEG and the measurements agree.
+      std::optional<std::array<double, 2>> spacing;
+      for (DcmItem* groups : {per_frame, shared})
+        if (DcmItem* measures = groups ? sequence_item(*groups, DCM_PixelMeasuresSequence) : nullptr)
+          if (!spacing) spacing = dicom::two_sizes(*measures, DCM_PixelSpacing);
+      frame.pixel_spacing = check_spacing(spacing, frame.frame_number, "PixelSpacing (0028,0030)");
       if (!slice_thickness_)
         if (auto t = functional_group_value<1>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_SliceThickness))
           slice_thickness_ = (*t)[0];

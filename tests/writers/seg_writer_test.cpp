@@ -911,6 +911,38 @@ TEST(SourceImages, ImagesWithoutPlanesMayEachHaveTheirOwnPixelSize) {
   EXPECT_NEAR(*region.area_mm2, 20 * 0.15 * 0.15, 1e-9);
 }
 
+TEST(SourceImages, FunctionalGroupPixelSpacingIsTwoSizes) {
+  // An enhanced image's Pixel Measures read as dicom/ reads them: exactly two sizes, the
+  // per-frame group's before the shared one's; three values state no pixel size.
+  test::SeriesSpec spec;
+  spec.rows = 12;
+  spec.columns = 10;
+  spec.frames = 3;
+  spec.enhanced_multiframe = true;
+  spec.name = "enhanced-spacing";
+  auto three = test::make_series(spec);
+  DcmItem* shared = nullptr;
+  ASSERT_TRUE(three.datasets()[0]->findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared).good());
+  DcmItem* measures = nullptr;
+  ASSERT_TRUE(shared->findAndGetSequenceItem(DCM_PixelMeasuresSequence, measures).good());
+  measures->putAndInsertString(DCM_PixelSpacing, "0.5\\0.5\\0.5");
+  SourceImages without(three.datasets());
+  EXPECT_FALSE(without.pixel_spacing());
+  for (size_t f = 0; f < without.frame_count(); ++f) EXPECT_FALSE(without.frame(f).pixel_spacing) << f;
+  // A valid per-frame value on the second frame: that frame has it, the others none.
+  DcmItem* second = nullptr;
+  ASSERT_TRUE(three.datasets()[0]->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, second, 1).good());
+  DcmItem* own = nullptr;
+  ASSERT_TRUE(second->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, own, -2).good());
+  own->putAndInsertString(DCM_PixelSpacing, "0.7\\0.6");
+  SourceImages one(three.datasets());
+  ASSERT_TRUE(one.frame(1).pixel_spacing);
+  EXPECT_DOUBLE_EQ((*one.frame(1).pixel_spacing)[0], 0.7);
+  EXPECT_DOUBLE_EQ((*one.frame(1).pixel_spacing)[1], 0.6);
+  EXPECT_FALSE(one.frame(0).pixel_spacing);
+  EXPECT_FALSE(one.frame(2).pixel_spacing);
+}
+
 TEST(SourceImages, SortsSlicesAlongTheNormal) {
   test::SeriesSpec spec;
   spec.frames = 5;
