@@ -199,7 +199,8 @@ Target parse_target(const Context& ctx, const std::string& where, const std::str
 }
 
 SeriesMatch parse_match(const Context& ctx, const std::string& where, const json& j) {
-  check_keys(ctx, where, j, {"modality", "body_part", "series_description", "comment"});
+  check_keys(ctx, where, j,
+             {"modality", "body_part", "series_description", "not_body_part", "not_series_description", "comment"});
   SeriesMatch m;
   for (const auto& name : get_string_list(ctx, where, j, "modality")) {
     auto canonical = canonical_modality(name);
@@ -209,17 +210,26 @@ SeriesMatch parse_match(const Context& ctx, const std::string& where, const json
     m.modalities.push_back(*canonical);
   }
   for (const auto& part : get_string_list(ctx, where, j, "body_part")) m.body_parts.push_back(trim(part));
-  m.description_patterns = get_string_list(ctx, where, j, "series_description");
-  for (size_t i = 0; i < m.description_patterns.size(); ++i) {
-    try {
-      std::regex(m.description_patterns[i], std::regex::ECMAScript | std::regex::icase);
-    } catch (const std::regex_error& e) {
-      ctx.fail(where + ".series_description[" + std::to_string(i) + "]",
-               "'" + m.description_patterns[i] + "' is not a valid regular expression (" + e.what() + ")");
+  for (const auto& part : get_string_list(ctx, where, j, "not_body_part")) m.not_body_parts.push_back(trim(part));
+  auto patterns = [&](const std::string& key) {
+    std::vector<std::string> list = get_string_list(ctx, where, j, key);
+    for (size_t i = 0; i < list.size(); ++i) {
+      try {
+        std::regex(list[i], std::regex::ECMAScript | std::regex::icase);
+      } catch (const std::regex_error& e) {
+        ctx.fail(where + "." + key + "[" + std::to_string(i) + "]",
+                 "'" + list[i] + "' is not a valid regular expression (" + e.what() + ")");
+      }
     }
-  }
-  if (m.modalities.empty() && m.body_parts.empty() && m.description_patterns.empty())
-    ctx.fail(where, "a match needs at least one of modality, body_part, series_description");
+    return list;
+  };
+  m.description_patterns = patterns("series_description");
+  m.not_description_patterns = patterns("not_series_description");
+  if (m.modalities.empty() && m.body_parts.empty() && m.description_patterns.empty() && m.not_body_parts.empty() &&
+      m.not_description_patterns.empty())
+    ctx.fail(where,
+             "a match needs at least one of modality, body_part, series_description, not_body_part, "
+             "not_series_description");
   return m;
 }
 
@@ -335,7 +345,10 @@ json parse_json(std::string_view text, const Context& ctx) {
 }  // namespace
 
 struct TaskRules::CompiledPatterns {
-  std::vector<std::vector<std::vector<std::regex>>> by_rule;  // [rule][alternative][pattern]
+  struct Alternative {
+    std::vector<std::regex> descriptions, not_descriptions;
+  };
+  std::vector<std::vector<Alternative>> by_rule;  // [rule][alternative]
 };
 
 const std::vector<std::string>& modality_classes() {
@@ -509,8 +522,9 @@ TaskRules TaskRules::build(std::string_view json_text, const std::string& source
     auto& per_rule = compiled->by_rule.emplace_back();
     for (const auto& alt : rule.match) {
       auto& per_alt = per_rule.emplace_back();
-      for (const auto& p : alt.description_patterns)
-        per_alt.emplace_back(p, std::regex::ECMAScript | std::regex::icase | std::regex::optimize);
+      const auto flags = std::regex::ECMAScript | std::regex::icase | std::regex::optimize;
+      for (const auto& p : alt.description_patterns) per_alt.descriptions.emplace_back(p, flags);
+      for (const auto& p : alt.not_description_patterns) per_alt.not_descriptions.emplace_back(p, flags);
     }
   }
   rules.patterns_ = std::move(compiled);
@@ -554,14 +568,15 @@ const Rule* TaskRules::select(const SeriesFacts& series) const {
       if (!m.modalities.empty() && std::none_of(m.modalities.begin(), m.modalities.end(),
                                                 [&](const std::string& x) { return lower(x) == modality; }))
         continue;
-      if (!m.body_parts.empty() && std::none_of(m.body_parts.begin(), m.body_parts.end(),
-                                                [&](const std::string& x) { return lower(x) == body_part; }))
-        continue;
+      auto is_body_part = [&](const std::string& x) { return lower(x) == body_part; };
+      if (!m.body_parts.empty() && std::none_of(m.body_parts.begin(), m.body_parts.end(), is_body_part)) continue;
+      if (std::any_of(m.not_body_parts.begin(), m.not_body_parts.end(), is_body_part)) continue;
       const auto& patterns = patterns_->by_rule[r][a];
-      if (!patterns.empty() && std::none_of(patterns.begin(), patterns.end(), [&](const std::regex& re) {
-            return std::regex_search(series.series_description, re);
-          }))
+      auto in_description = [&](const std::regex& re) { return std::regex_search(series.series_description, re); };
+      if (!patterns.descriptions.empty() &&
+          std::none_of(patterns.descriptions.begin(), patterns.descriptions.end(), in_description))
         continue;
+      if (std::any_of(patterns.not_descriptions.begin(), patterns.not_descriptions.end(), in_description)) continue;
       return &rule;
     }
   }

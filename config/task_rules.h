@@ -87,11 +87,14 @@ struct Task {
 };
 
 // One alternative of a rule's match: every criterion given must hold (an absent one matches
-// anything); within a criterion any listed value does.
+// anything); within a criterion any listed value does. The exclusions leave out a series that
+// any of their values fits: a head CT is not an abdomen, whatever else matches.
 struct SeriesMatch {
   std::vector<std::string> modalities;            // modality classes (canonical spelling)
   std::vector<std::string> body_parts;            // BodyPartExamined, compared case-insensitively
   std::vector<std::string> description_patterns;  // ECMAScript regexes searched case-insensitively
+  std::vector<std::string> not_body_parts;        // as body_parts, excluding
+  std::vector<std::string> not_description_patterns;  // as description_patterns, excluding
 };
 
 // Which slices of a volume to analyse: the part between `from` and `to` (fractions of the

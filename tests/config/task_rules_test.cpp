@@ -74,6 +74,54 @@ TEST(TaskRulesDefaults, SeriesAreMatchedByBodyPartAndDescription) {
   }
 }
 
+TEST(TaskRulesDefaults, OtherBodyPartsAndLocalizersAreNotAsked) {
+  // The "every other" rules are for the trunk (CT, MRI) and the chest (X-ray): a series that
+  // says it shows another part, or is a localizer, gets no rule (and is skipped, saying so)
+  // rather than abdominal or chest questions. The first cases are real series of pydicom's
+  // test files (dicomdirtests: a head CT, a cervical spine radiograph, MR localizers).
+  const TaskRules rules = TaskRules::defaults();
+  const std::vector<SeriesFacts> not_asked = {
+      {"CT", "HEAD", "Routine Brain"},
+      {"X-ray", "CSPINE", "Cervical LAT"},
+      {"MRI", "", "FAST LOCALIZER"},
+      {"MRI", "", "T/S/C RF FAST PILOT"},
+      {"CT", "", "CT HEAD W/O"},
+      {"CT", "", "Routine Brain"},
+      {"CT", "knee", ""},
+      {"CT", "", "AAHead_Scout"},
+      {"CT", "CHEST", "Scout"},
+      {"MRI", "LSPINE", "SAG T2"},
+      {"MRI", "", "sag t2 l-spine"},
+      {"MRI", "KNEE", "PD FS cor"},
+      {"MRI", "HEAD", "3-plane localizer"},
+      {"MRI", "", "Survey_SHC"},
+      {"X-ray", "", "L-Spine AP"},
+      {"X-ray", "HAND", "PA"},
+      {"X-ray", "", "Knee lat"},
+      {"X-ray", "ABDOMEN", "KUB"},
+  };
+  for (const auto& series : not_asked) {
+    const Rule* rule = rules.select(series);
+    EXPECT_EQ(rule, nullptr) << series.modality << " / " << series.body_part_examined << " / "
+                             << series.series_description << ": " << (rule ? rule->name : "");
+  }
+  struct Case {
+    SeriesFacts series;
+    std::string rule;
+  };
+  const std::vector<Case> asked = {
+      {{"CT", "WHOLEBODY", ""}, "ct-abdomen"},        {{"CT", "ABDOMEN", "Abdomen/Pelvis 5mm"}, "ct-abdomen"},
+      {{"CT", "", "Portal venous"}, "ct-abdomen"},    {{"MRI", "HEAD", "AX FLAIR"}, "mr-brain"},
+      {{"MRI", "", "T1 VIBE dixon"}, "mr-abdomen"},   {{"X-ray", "", "Thorax ap"}, "xray-chest"},
+      {{"X-ray", "CHEST", "Chest PA"}, "xray-chest"}, {{"X-ray", "", ""}, "xray-chest"},
+  };
+  for (const auto& c : asked) {
+    const Rule* rule = rules.select(c.series);
+    ASSERT_NE(rule, nullptr) << c.series.modality << " / " << c.series.series_description;
+    EXPECT_EQ(rule->name, c.rule) << c.series.modality << " / " << c.series.series_description;
+  }
+}
+
 TEST(TaskRulesDefaults, BriefExamplesAreTheDefaultTasks) {
   // The issue: CT abdomen segments liver, kidneys, spleen, pancreas; chest X-ray lungs, heart.
   const TaskRules rules = TaskRules::defaults();
@@ -237,6 +285,18 @@ TEST(TaskRulesFiles, AReplacementFileHasOnlyItsOwnRulesButKeepsThePromptTemplate
   EXPECT_EQ(rules.prompt_for(*ct, ct->tasks[0], &rules.target("liver")), "Please segment liver in CT.");
 }
 
+TEST(TaskRulesFiles, ExclusionsLeaveOutWhatTheyName) {
+  json f = minimal_file();
+  f["rules"][0]["match"] = json::parse(R"({"not_body_part": ["head"], "not_series_description": ["^loc"]})");
+  const TaskRules rules = TaskRules::parse(f.dump(), "mine.json");
+  EXPECT_NE(rules.select({"CT", "ABDOMEN", "Portal venous"}), nullptr);
+  EXPECT_NE(rules.select({"MRI", "", ""}), nullptr);  // an exclusion alone matches every modality
+  EXPECT_EQ(rules.select({"CT", "HEAD", ""}), nullptr);
+  EXPECT_EQ(rules.select({"CT", " Head ", ""}), nullptr);  // trimmed, case-insensitive
+  EXPECT_EQ(rules.select({"CT", "", "Localizer"}), nullptr);
+  EXPECT_NE(rules.select({"CT", "", "Axial localizer"}), nullptr);  // a regex: "^loc" only at the start
+}
+
 TEST(TaskRulesFiles, SlideResolutionIsTheRulesOrHalfAMicrometre) {
   json f = minimal_file();
   EXPECT_DOUBLE_EQ(TaskRules::parse(f.dump(), "mine.json").rules()[0].slide_um, 0.5);
@@ -324,6 +384,13 @@ TEST(TaskRulesFiles, EveryBrokenFileNamesTheFileAndThePlace) {
        "rules[0] (ct-liver).match.modality: 'PET' is not one of the model's modalities"},
       {"bad regex", [](json& f) { f["rules"][0]["match"]["series_description"] = {"abd(omen"}; },
        "series_description[0]: 'abd(omen' is not a valid regular expression"},
+      {"bad exclusion regex",
+       [](json& f) {
+         f["rules"][0]["match"]["not_series_description"] = {"x", "head("};
+       },
+       "rules[0] (ct-liver).match.not_series_description[1]: 'head(' is not a valid regular expression"},
+      {"empty exclusion list", [](json& f) { f["rules"][0]["match"]["not_body_part"] = json::array(); },
+       "must list at least one value"},
       {"empty match", [](json& f) { f["rules"][0]["match"] = json::object(); }, "a match needs at least one of"},
       {"empty match list", [](json& f) { f["rules"][0]["match"] = json::array(); },
        "expected an object or a non-empty list"},
@@ -365,7 +432,8 @@ TEST(TaskRulesFiles, EveryBrokenFileNamesTheFileAndThePlace) {
       {"string instead of bool", [](json& f) { f["rules"][0]["tasks"][0]["default"] = "no"; },
        "default: expected true or false"},
       {"slide resolution", [](json& f) { f["rules"][0]["slide_um"] = 0; },
-       "rules[0] (ct-liver).slide_um: expected the whole-slide resolution in micrometres per pixel, 0.05 to 100; got 0"},
+       "rules[0] (ct-liver).slide_um: expected the whole-slide resolution in micrometres per pixel, 0.05 to 100; got "
+       "0"},
       {"slide resolution text", [](json& f) { f["rules"][0]["slide_um"] = "0.5"; }, "slide_um: expected"},
       {"wrong type", [](json& f) { f["rules"][0]["modality_phrase"] = 3; },
        "modality_phrase: expected a string, found number"},

@@ -679,6 +679,25 @@ TEST(AnalysisOutcomes, TargetsTheCheckpointWasNotTrainedOnAreNotAsked) {
       << xray.series[0].reason;
 }
 
+TEST(AnalysisOutcomes, AHeadCtIsNotAskedForAbdominalOrgans) {
+  // A real head CT (pydicom's dicomdirtests: BodyPartExamined HEAD, "Routine Brain"): no default
+  // rule is for it, so nothing is asked and the series is skipped saying what it is.
+  const fs::path folder = "/usr/lib/python3/dist-packages/pydicom/data/test_files/dicomdirtests/77654033/CT2";
+  ASSERT_TRUE(fs::is_directory(folder)) << test::install_hint("pydicom's test files", "Debian's python3-pydicom");
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(folder)) files.push_back(entry.path());
+  auto engine = std::make_unique<test::BoxEngine>();
+  test::BoxEngine* box = engine.get();
+  const auto analyzer = make_analyzer({}, std::move(engine));
+  const StudyResult r = analyzer->analyze(test::file_inputs(files), {}, {}, nullptr, "seed");
+  ASSERT_EQ(r.series.size(), 1u);
+  EXPECT_EQ(r.series[0].state, SeriesOutcome::State::Skipped);
+  EXPECT_EQ(r.series[0].reason,
+            "no task rule in built-in defaults matches this CT series (body part 'HEAD', description 'Routine Brain')");
+  EXPECT_TRUE(box->questions.empty()) << testing::PrintToString(box->questions);
+  EXPECT_TRUE(r.findings.empty());
+}
+
 TEST(AnalysisOutcomes, AskCodesANamedTargetAsThatTarget) {
   auto analyzer = make_analyzer({}, std::make_unique<test::BoxEngine>());
   const auto us = fixture_data().inputs("us");
