@@ -188,6 +188,13 @@ int run_analyze(const Args& args) {
   for (const auto& f : files) {
     try {
       const auto instance = dicom::Instance::read_file(f);
+      if (instance.sop_class_uid() == "1.2.840.10008.1.3.10") {  // Media Storage Directory Storage
+        // A DICOMDIR under another name (one named DICOMDIR is passed over in a folder).
+        unreadable.push_back(f.string() +
+                             ": a DICOMDIR (media storage directory), not an instance: the instances it lists are "
+                             "read from their own files (give their folder)");
+        continue;
+      }
       if (instance.study().study_instance_uid.empty()) {
         unreadable.push_back(f.string() + ": no Study Instance UID (0020,000D): its results would belong to no study");
         continue;

@@ -201,6 +201,14 @@ TEST(AnalyzeCommand, HelpUsageAndInputErrorsHaveTheirExitCodes) {
       test::run_command({cli, "analyze", (dir / "no-study").string(), "-o", (dir / "o").string(), "--model", "m"});
   EXPECT_EQ(no_study.exit_code, 3) << no_study.output;
   EXPECT_NE(no_study.output.find("eye.dcm: no Study Instance UID (0020,000D)"), std::string::npos) << no_study.output;
+  // pydicom's DICOMDIR-bigEnd: a media storage directory under another name, said to be one.
+  const fs::path dicomdir = "/usr/lib/python3/dist-packages/pydicom/data/test_files/dicomdirtests/DICOMDIR-bigEnd";
+  ASSERT_TRUE(fs::exists(dicomdir)) << test::install_hint("pydicom's test files", "Debian's python3-pydicom");
+  auto directory = test::run_command({cli, "analyze", dicomdir.string(), "-o", (dir / "o").string(), "--model", "m"});
+  EXPECT_EQ(directory.exit_code, 3) << directory.output;
+  EXPECT_NE(directory.output.find("DICOMDIR-bigEnd: a DICOMDIR (media storage directory), not an instance"),
+            std::string::npos)
+      << directory.output;
   auto no_model = test::run_command({cli, "analyze", fixture_data().sample("fundus").folder.string(), "-o",
                                      (dir / "o").string(), "--model", (dir / "no-model").string()});
   EXPECT_EQ(no_model.exit_code, 4) << no_model.output;
