@@ -232,12 +232,19 @@ ModalityClass classify_modality(const Instance& instance) {
     return supported(m, basis);
   };
 
+  // A projection through the volume (a MIP of an angiography, say, whose ImageType ends with
+  // PROJECTION IMAGE) is a rendering, not a cut through the anatomy the model was trained on.
+  const std::string projection =
+      "a projection image (ImageType PROJECTION IMAGE: a MIP or other rendering "
+      "through the volume), not a slice";
   if (modality == "CT") {
     if (has_image_type(instance, "LOCALIZER")) return unsupported(basis, "a CT localizer (scout) image, not a slice");
+    if (has_image_type(instance, "PROJECTION IMAGE")) return unsupported(basis, projection);
     return greyscale_only(ModelModality::CT);
   }
   if (modality == "MR") {
     if (has_image_type(instance, "LOCALIZER")) return unsupported(basis, "an MR localizer image");
+    if (has_image_type(instance, "PROJECTION IMAGE")) return unsupported(basis, projection);
     return greyscale_only(ModelModality::MRI);
   }
   if (modality == "CR" || modality == "DX" || modality == "RG" || modality == "PX" || modality == "IO" ||

@@ -98,6 +98,14 @@ TEST_F(EditedInput, ImagesTheModelWasNotTrainedOnAreRefusedWithAReason) {
   EXPECT_CONTAINS(reason(edited("ct", "scout.dcm",
                                 [](DcmDataset& ds) { test::put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\LOCALIZER"); })),
                   "localizer");
+  EXPECT_CONTAINS(
+      reason(edited("mr", "mr-mip.dcm",
+                    [](DcmDataset& ds) { test::put(ds, DCM_ImageType, "DERIVED\\SECONDARY\\PROJECTION IMAGE"); })),
+      "a projection image (ImageType PROJECTION IMAGE");
+  EXPECT_CONTAINS(
+      reason(edited("ct", "ct-mip.dcm",
+                    [](DcmDataset& ds) { test::put(ds, DCM_ImageType, "DERIVED\\SECONDARY\\PROJECTION IMAGE"); })),
+      "not a slice");
   EXPECT_CONTAINS(reason(edited("xray", "raw.dcm",
                                 [](DcmDataset& ds) { test::put(ds, DCM_PresentationIntentType, "FOR PROCESSING"); })),
                   "FOR PROCESSING");
