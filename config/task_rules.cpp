@@ -139,7 +139,7 @@ CodedConcept parse_code(const Context& ctx, const std::string& where, const json
 Target parse_target(const Context& ctx, const std::string& where, const std::string& key, const json& j) {
   check_keys(ctx, where, j,
              {"phrase", "label", "kind", "colour", "category", "type", "anatomic_region", "finding_site", "min_size",
-              "min_confidence", "comment"});
+              "min_confidence", "paired", "comment"});
   Target t;
   t.key = key;
   t.phrase = get_string(ctx, where, j, "phrase", true);
@@ -194,6 +194,12 @@ Target parse_target(const Context& ctx, const std::string& where, const std::str
     if (!c->is_number() || c->get<double>() < 0 || c->get<double>() > 1)
       ctx.fail(where + ".min_confidence", "expected a number from 0 to 1");
     t.min_confidence = c->get<double>();
+  }
+  if (const json* p = find(j, "paired")) {
+    if (!p->is_boolean()) ctx.fail(where + ".paired", "expected true or false");
+    t.paired = p->get<bool>();
+    if (t.paired && t.kind != Target::Kind::Structure)
+      ctx.fail(where + ".paired", "only a structure has sides (a lesion is one finding per piece already)");
   }
   return t;
 }

@@ -57,6 +57,10 @@ struct Target {
   // probability and the IoU head's score, 0..1) is under this are left out, from the findings
   // and the SEG alike, and the series' notes say how many. 0 (the default) keeps every one.
   double min_confidence = 0;
+  // A structure of both sides (kidneys, lungs): where the images say where the patient's left
+  // is and its pieces lie apart on the two sides, one finding per side ("Right kidney", "Left
+  // kidney"), coded with the laterality; one finding for both otherwise. Structures only.
+  bool paired = false;
 
   double min_size_for(const std::string& modality) const;
 

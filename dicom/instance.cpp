@@ -157,6 +157,7 @@ const std::pair<const char*, DcmTagKey> kExtraAttributes[] = {
     {"ViewPosition", DCM_ViewPosition},
     {"ImageLaterality", DCM_ImageLaterality},
     {"Laterality", DCM_Laterality},
+    {"PatientOrientation", DCM_PatientOrientation},
     {"ProtocolName", DCM_ProtocolName},
     {"StudyDescription", DCM_StudyDescription},
     {"VolumetricProperties", DCM_VolumetricProperties},

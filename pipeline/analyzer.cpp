@@ -112,6 +112,7 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
       options.min_size = question.target->min_size_for(modality);
       options.min_confidence = question.target->min_confidence;
       options.label = question.target->label;
+      options.sides = question.target->paired;
       std::vector<FindingWork> tracked;
       for (const auto& masks : tracks) {
         // Said even when nothing is left of the object: the model's answer named it.
@@ -139,6 +140,7 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
       options.min_size = question.target->min_size_for(modality);
       options.min_confidence = question.target->min_confidence;
       options.label = question.target->label;
+      options.sides = question.target->paired;
       std::string dropped;
       for (auto& found : consolidate(units.units[unit].frames, masks, options, &dropped))
         findings.push_back({q, unit, std::move(found), nullptr, {}, {}});
@@ -256,6 +258,7 @@ Finding finding_of(const FindingWork& fw, const Unit& unit, const std::string& t
   f.mean_iou = found.mean_iou;
   f.key_instance_uid = key.sop_instance_uid;
   f.key_frame = key.frame_number;
+  f.side = found.side;
   if (found.key_area_mm2) f.measurements.push_back({"Area", *found.key_area_mm2, "mm2"});
   return f;
 }
@@ -456,6 +459,9 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
       w.segment.masks.push_back(std::move(m));
     }
     if (auto site = q.target->effective_finding_site()) w.finding_site = to_seg(*site);
+    // A side of a paired organ: the SEG's type modifier and the SR site's laterality.
+    w.laterality = laterality_code(found.side);
+    w.segment.description.type_modifier = w.laterality;
     w.text = reported_text(found.label, found.text);
     // Measurements: the volume of a volume; the key slice's long axis. The SR's area is its
     // outline's (sr::key_region: the largest piece on the key slice, the one drawn), so that a

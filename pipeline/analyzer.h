@@ -101,6 +101,7 @@ struct Finding {
   double mean_probability = 0;     // mean sigmoid probability inside the mask
   double mean_iou = 0;             // the IoU head's predictions, pixel-weighted
   std::string preview_file;        // its StudyResult::previews entry, when rendered
+  std::string side;                // "right" or "left" (the patient's) for a side of a paired organ
   // Video mode: the tracked object's area per frame it is on, (analysed frame 0-based, area),
   // in frame_area_unit ("mm2", or "pixels" without a pixel spacing); empty in slices mode.
   std::vector<std::pair<int, double>> frame_areas;

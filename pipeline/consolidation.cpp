@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <limits>
 #include <numeric>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -113,6 +114,67 @@ Diameter longest_piece_diameter(const std::vector<Run>& runs, const std::vector<
     best = d;
   }
   return best;
+}
+
+// The kept components of a paired structure as the patient's right and left side (each in the
+// order of `kept`), split at the widest gap across the patient between groups of components
+// whose extents along the patient's x axis lie at least a minimum apart; nullopt when a frame
+// does not say where left is, when frames in pixels cannot be compared, or when there is no
+// such gap (both sides joined, or one side only).
+std::optional<std::pair<std::vector<size_t>, std::vector<size_t>>> split_sides(const std::vector<AnalysedFrame>& frames,
+                                                                               const std::vector<Run>& runs,
+                                                                               const std::vector<size_t>& component,
+                                                                               const std::vector<size_t>& kept) {
+  std::map<size_t, size_t> index_of;  // component -> index in kept
+  for (size_t i = 0; i < kept.size(); ++i) index_of[kept[i]] = i;
+  std::vector<std::pair<double, double>> extent(
+      kept.size(), {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()});
+  std::set<size_t> used;
+  for (const Run& run : runs) {
+    const size_t r = static_cast<size_t>(&run - runs.data());
+    const auto it = index_of.find(component[r]);
+    if (it == index_of.end()) continue;
+    const AnalysedFrame& f = frames[run.frame];
+    if (!f.left_at) return std::nullopt;
+    used.insert(run.frame);
+    const auto& a = *f.left_at;
+    for (int x : {run.x0, run.x1 - 1}) {
+      const double v = a[0] + a[1] * x + a[2] * run.row;
+      extent[it->second].first = std::min(extent[it->second].first, v);
+      extent[it->second].second = std::max(extent[it->second].second, v);
+    }
+  }
+  if (used.empty()) return std::nullopt;
+  const bool in_mm = frames[*used.begin()].left_in_mm;
+  for (size_t f : used)
+    if (frames[f].left_in_mm != in_mm || (!in_mm && used.size() > 1)) return std::nullopt;
+  const double min_gap = in_mm ? 10.0 : 0.02 * frames[*used.begin()].columns;
+  std::vector<size_t> order(kept.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return extent[a].first < extent[b].first; });
+  // The widest gap between what lies before (up to its right-most extent) and what starts after.
+  double reach = extent[order[0]].second, widest = 0;
+  size_t split = 0;  // the first index in `order` on the left side; 0 = none
+  for (size_t k = 1; k < order.size(); ++k) {
+    const double gap = extent[order[k]].first - reach;
+    if (gap >= min_gap && gap > widest) widest = gap, split = k;
+    reach = std::max(reach, extent[order[k]].second);
+  }
+  if (!split) return std::nullopt;
+  std::vector<bool> on_left(kept.size(), false);
+  for (size_t k = split; k < order.size(); ++k) on_left[order[k]] = true;
+  std::pair<std::vector<size_t>, std::vector<size_t>> sides;
+  for (size_t i = 0; i < kept.size(); ++i) (on_left[i] ? sides.second : sides.first).push_back(kept[i]);
+  return sides;
+}
+
+// "Right kidney" of "Kidney" (an acronym keeps its capitals: "Right LV").
+std::string sided_label(const std::string& label, const std::string& side) {
+  std::string rest = label;
+  if (rest.size() > 1 && std::isupper(static_cast<unsigned char>(rest[0])) &&
+      std::islower(static_cast<unsigned char>(rest[1])))
+    rest[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(rest[0])));
+  return (side == "right" ? "Right " : "Left ") + rest;
 }
 
 }  // namespace
@@ -320,10 +382,17 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
   }
   std::sort(kept.begin(), kept.end(), [&](size_t a, size_t b) { return stats[a].size > stats[b].size; });
   std::vector<std::vector<size_t>> groups;
+  std::vector<std::string> group_side;
   if (options.one_finding_per_component) {
     for (size_t c : kept) groups.push_back({c});
   } else if (!kept.empty()) {
-    groups.push_back(kept);
+    const auto sided = options.sides ? split_sides(frames, runs, component, kept) : std::nullopt;
+    if (sided) {
+      groups = {sided->first, sided->second};
+      group_side = {"right", "left"};
+    } else {
+      groups.push_back(kept);
+    }
   }
   const std::string unit = volume ? "mm3" : (frames.empty() || pixel_area(0) <= 0 ? "pixels" : "mm2");
   std::string drop_note;
@@ -340,7 +409,8 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
 
   std::vector<ConsolidatedFinding> findings;
   std::vector<double> unsure;  // the confidences of the findings left out
-  for (const auto& group : groups) {
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::vector<size_t>& group = groups[g];
     ConsolidatedFinding out;
     std::map<std::string, size_t> votes;
     double probability_sum = 0, iou_weighted = 0, iou_weight = 0;
@@ -403,6 +473,13 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     if (texts.count(out.key_frame) && texts[out.key_frame].second) {
       out.text = texts[out.key_frame].second->text;
       out.answer = texts[out.key_frame].second->answer;
+    }
+    if (!group_side.empty()) {
+      // "Kidney." (the name of the structure as the sentence) becomes "Left kidney." too.
+      const bool named = out.text == out.label + ".";
+      out.side = group_side[g];
+      out.label = sided_label(out.label, out.side);
+      if (named) out.text = out.label + ".";
     }
     out.mean_iou = iou_weight > 0 ? iou_weighted / iou_weight : 0;
     if (have_probability && out.pixel_count > 0) {

@@ -5,6 +5,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -26,6 +27,13 @@ struct AnalysedFrame {
   double column_spacing = 0;       // mm (PixelSpacing[1]); 0 = unknown
   double row_spacing = 0;          // mm (PixelSpacing[0]); 0 = unknown
   std::optional<double> position;  // mm along the stack normal, for slices of a stack
+  // Where the patient's left lies: the patient x coordinate (LPS, growing toward the patient's
+  // left) of the centre of pixel (column, row) is left_at[0] + left_at[1] * column +
+  // left_at[2] * row: in mm from the image plane (ImagePositionPatient, ImageOrientationPatient)
+  // when left_in_mm, else in pixels from PatientOrientation (projection images). Unset when the
+  // image says neither.
+  std::optional<std::array<double, 3>> left_at;
+  bool left_in_mm = false;
 };
 
 // The model's mask of the target on one analysed frame, already on the source pixel grid.
@@ -58,6 +66,11 @@ struct ConsolidationOptions {
   // Findings whose confidence is under this are left out (before they are numbered), and the
   // note on dropped components says how many.
   double min_confidence = 0;
+  // A structure of both sides (config::Target::paired): when every frame with a component has
+  // left_at (in mm for several frames) and the components fall into groups at least 10 mm (or
+  // 2 % of the image width in pixels) apart across the patient, split at the widest such gap:
+  // one finding for the patient's right and one for the left, labelled and sided so.
+  bool sides = false;
 };
 
 struct ConsolidatedFinding {
@@ -80,6 +93,8 @@ struct ConsolidatedFinding {
   // mask whose pixels are barely above 0.5). Without probabilities: mean_iou.
   double confidence = 0;
   std::vector<std::string> notes;  // e.g. "3 components under 50 mm3 dropped"
+  // "right" or "left" (the patient's) for one side of a paired structure; empty otherwise.
+  std::string side;
 };
 
 // Whether the frames form a volume: a sequence whose frames all have a position, the same

@@ -56,6 +56,7 @@ void report_findings(WrittenFindings& out, const std::vector<FindingToWrite>& fi
         segment.description.tracking_id.empty() ? segment.description.label : segment.description.tracking_id;
     reported.finding = segment.description.type;
     reported.finding_site = f.finding_site;
+    reported.laterality = f.finding_site ? f.laterality : std::nullopt;
     reported.text = f.text;
     reported.measurements = f.measurements ? *f.measurements : sr::segment_measurements(segment, sources);
     reported.segment_number = static_cast<std::uint16_t>(n + 1);
@@ -83,6 +84,12 @@ WrittenFindings write_slide_findings(const seg::SourceImages& sources, const seg
   out.seg = seg::write_slide_segmentation(sources, tiles, out.segments, options);
   if (out.seg) report_findings(out, findings, sources, &regions);
   return out;
+}
+
+std::optional<seg::CodedConcept> laterality_code(const std::string& side) {
+  if (side == "right") return seg::CodedConcept{"24028007", "SCT", "Right"};
+  if (side == "left") return seg::CodedConcept{"7771000", "SCT", "Left"};
+  return std::nullopt;
 }
 
 void take_reported_area(std::vector<Measurement>& measurements, const sr::ReportedFinding& reported) {

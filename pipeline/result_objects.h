@@ -36,6 +36,7 @@ seg::SegmentDescription segment_description(const config::Target& target, const 
 struct FindingToWrite {
   seg::Segment segment;
   std::optional<seg::CodedConcept> finding_site;
+  std::optional<seg::CodedConcept> laterality;  // the side of a paired organ, below the site
   std::string text;  // the SR's text for it
   // The SR's measurements; without, sr::segment_measurements of the segment.
   std::optional<std::vector<sr::Measurement>> measurements;
@@ -62,6 +63,9 @@ WrittenFindings write_slide_findings(const seg::SourceImages& sources, const seg
 // on the key frame), so that the summary and the report agree for a structure in pieces. Leaves
 // the measurements as they are when the group has no area in mm2.
 void take_reported_area(std::vector<Measurement>& measurements, const sr::ReportedFinding& reported);
+
+// The patient's side of a finding ("right", "left") as CID 244 codes it; none for "".
+std::optional<seg::CodedConcept> laterality_code(const std::string& side);
 
 // A written object as hosts get it (its Part 10 bytes).
 ResultObject result_object(const std::string& kind, DcmFileFormat& file, const std::string& sop_instance_uid,

@@ -69,6 +69,7 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
               {"key_instance_uid", f.key_instance_uid},
               {"key_frame", f.key_frame}};
     if (!f.preview_file.empty()) o["preview"] = f.preview_file;
+    if (!f.side.empty()) o["side"] = f.side;
     if (!f.frame_areas.empty()) {
       json areas = json::array();
       for (const auto& [frame, area] : f.frame_areas) areas.push_back({frame, round_to(area, 1e-3)});

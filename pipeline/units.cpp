@@ -17,6 +17,34 @@ std::string unit_key(const dicom::ViewRequest& r, const dicom::Instance& instanc
   return "images " + std::to_string(instance.pixels().columns) + "x" + std::to_string(instance.pixels().rows);
 }
 
+// Where the patient's left lies on a frame (AnalysedFrame::left_at): from its plane when it has
+// one, else from PatientOrientation (the directions of rows and columns as letters, "L\\F").
+void set_left(AnalysedFrame& f, const dicom::Instance& instance, int frame_number) {
+  const dicom::FrameInfo& info = instance.frame(frame_number);
+  if (info.image_position && info.image_orientation) {
+    const auto& o = *info.image_orientation;
+    const auto& spacing = info.pixel_spacing;
+    // Without a pixel size the plane gives directions only: no millimetres to compare.
+    const double row_spacing = spacing ? (*spacing)[0] : 1.0, column_spacing = spacing ? (*spacing)[1] : 1.0;
+    f.left_at = std::array<double, 3>{(*info.image_position)[0], o[0] * column_spacing, o[3] * row_spacing};
+    f.left_in_mm = spacing.has_value();
+    return;
+  }
+  const std::string& orientation = instance.attribute_text("PatientOrientation");
+  const size_t split = orientation.find('\\');
+  if (split == std::string::npos) return;
+  auto toward_left = [](const std::string& letters) {
+    const size_t first = letters.find_first_not_of(' ');
+    if (first == std::string::npos) return 0.0;
+    return letters[first] == 'L' ? 1.0 : letters[first] == 'R' ? -1.0 : 0.0;
+  };
+  const double along_row = toward_left(orientation.substr(0, split));
+  const double along_column = toward_left(orientation.substr(split + 1));
+  if (along_row == 0 && along_column == 0) return;
+  f.left_at = std::array<double, 3>{0.0, along_row, along_column};
+  f.left_in_mm = false;
+}
+
 // The frame as consolidation sees it: size, spacing and (in a stack) its position.
 AnalysedFrame analysed_frame(const dicom::ViewRequest& r, const dicom::Instance& instance,
                              const dicom::StackPlan& stacks) {
@@ -48,6 +76,7 @@ AnalysedFrame analysed_frame(const dicom::ViewRequest& r, const dicom::Instance&
       f.column_spacing = (*spacing)[1];
     }
   }
+  if (!r.slide_region) set_left(f, instance, r.frame_number);
   return f;
 }
 

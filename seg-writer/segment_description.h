@@ -63,6 +63,9 @@ struct SegmentDescription {
   CodedConcept category = codes::morphologically_abnormal_structure();  // CID 7150
   CodedConcept type = codes::lesion();                                  // CID 7151
   std::optional<CodedConcept> anatomic_region;                          // CID 4031, when the type does not imply it
+  // Segmented Property Type Modifier (CID 244 Laterality for a side of a paired organ, e.g.
+  // (24028007, SCT, "Right")), written within the type's item.
+  std::optional<CodedConcept> type_modifier;
   RgbColour colour{255, 0, 0};
   std::string tracking_id;   // human-readable, shared with the SR group
   std::string tracking_uid;  // shared with the SR group; empty = derived

@@ -338,6 +338,7 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     require_code(d.category, "the segmented property category", owner);
     require_code(d.type, "the segmented property type", owner);
     if (d.anatomic_region) require_code(*d.anatomic_region, "the anatomic region", owner);
+    if (d.type_modifier) require_code(*d.type_modifier, "the segmented property type modifier", owner);
     if (d.algorithm.name.empty()) throw SegmentationError(owner + " has no algorithm name");
     masks_by_segment.push_back(index_masks(s, segments[s], sources));
   }
@@ -757,6 +758,24 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   DcmDataset& dataset = *result.file->getDataset();
   check(seg->writeDataset(dataset), "writing the segmentation modules");
   patches.apply(dataset);
+  // Type modifiers (a paired organ's side) belong within the type's item (PS3.3 Table 10-25),
+  // where DCMTK 3.6.7's segment module does not put them: added here.
+  for (size_t s = 0; s < segments.size(); ++s) {
+    const auto& modifier = segments[s].description.type_modifier;
+    if (!modifier) continue;
+    DcmItem *segment = nullptr, *type = nullptr, *item = nullptr;
+    if (dataset.findAndGetSequenceItem(DCM_SegmentSequence, segment, static_cast<long>(s)).bad() ||
+        segment->findAndGetSequenceItem(DCM_SegmentedPropertyTypeCodeSequence, type).bad())
+      throw SegmentationError("internal: the written " + segment_name(s, segments[s]) + " has no type item");
+    const std::string what = segment_name(s, segments[s]) + " type modifier";
+    check(type->findOrCreateSequenceItem(DCM_SegmentedPropertyTypeModifierCodeSequence, item, -2), what);
+    check(item->putAndInsertString(DCM_CodeValue, text_value(modifier->value, 16, what + " code value").c_str()), what);
+    check(item->putAndInsertString(DCM_CodingSchemeDesignator,
+                                   text_value(modifier->scheme, 16, what + " coding scheme").c_str()),
+          what);
+    check(item->putAndInsertString(DCM_CodeMeaning, text_value(modifier->meaning, 64, what + " code meaning").c_str()),
+          what);
+  }
   for (const auto& [tag, uid] : taken_over.restore) {
     OFString written;
     if (dataset.findAndGetOFString(tag, written).good() && written == kStandInUid)

@@ -63,6 +63,7 @@ namespace concept {
   const CodedConcept kTrackingUniqueIdentifier{"112040", "DCM", "Tracking Unique Identifier"};
   const CodedConcept kFinding{"121071", "DCM", "Finding"};
   const CodedConcept kFindingSite{"363698007", "SCT", "Finding Site"};
+  const CodedConcept kLaterality{"272741003", "SCT", "Laterality"};
   const CodedConcept kReferencedSegment{"121191", "DCM", "Referenced Segment"};
   const CodedConcept kReferencedSegmentationFrame{"121214", "DCM", "Referenced Segmentation Frame"};
   const CodedConcept kSourceImageForSegmentation{"121233", "DCM", "Source image for segmentation"};
@@ -297,6 +298,8 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         throw ReportError(owner + " repeats the tracking UID " + f.tracking_uid + " of another finding");
       if (f.finding.value.empty() || f.finding.scheme.empty() || f.finding.meaning.empty())
         throw ReportError(owner + " needs a finding code (value, scheme and meaning)");
+      if (f.laterality && !f.finding_site)
+        throw ReportError(owner + " has a laterality (" + f.laterality->meaning + ") but no finding site to qualify");
       if (!f.region)
         throw ReportError(owner +
                           " has no image region: every finding needs one (OHIF draws nothing and fails on "
@@ -476,9 +479,14 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
           if (!(area && !numbers.empty())) numbers.push_back(m);
         }
         const bool site_per_measurement = region_on_top && !numbers.empty();
-        if (f.finding_site && !site_per_measurement)
-          content.code(group, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
-                       owner + " finding site");
+        // The site, with the side of a paired organ below it (TID 1419 rows 2-3).
+        auto site_below = [&](size_t parent, const std::string& what) {
+          const size_t site =
+              content.code(parent, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site, what);
+          if (f.laterality)
+            content.code(site, DSRTypes::RT_hasConceptMod, concept ::kLaterality, *f.laterality, what + " laterality");
+        };
+        if (f.finding_site && !site_per_measurement) site_below(group, owner + " finding site");
         // A readable label first (OHIF shows the first Comment as the measurement's label),
         // the measurements, then the model's sentence. The site is named unless the finding is
         // the site itself (an organ outlined): "Liver lesion (Liver)", but "Liver", not
@@ -489,8 +497,7 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         for (size_t n = 0; n < numbers.size(); ++n) {
           const size_t num = content.number(group, numbers[n], owner + " " + numbers[n].concept.meaning);
           if (site_per_measurement && f.finding_site)
-            content.code(num, DSRTypes::RT_hasConceptMod, concept ::kFindingSite, *f.finding_site,
-                         owner + " finding site of " + numbers[n].concept.meaning);
+            site_below(num, owner + " finding site of " + numbers[n].concept.meaning);
           // TID 300 (via TID 320): where the first measurement was made, the region OHIF draws.
           if (n == 0) region_below(num, DSRTypes::RT_inferredFrom);
         }

@@ -85,6 +85,9 @@ struct ReportedFinding {
   std::string tracking_uid;  // must equal the SEG segment's Tracking UID
   CodedConcept finding;      // e.g. the segment's property type
   std::optional<CodedConcept> finding_site;
+  // The side of a paired organ (CID 244: (24028007, SCT, "Right"), (7771000, SCT, "Left")),
+  // written as the finding site's Laterality (272741003, SCT); needs a finding site.
+  std::optional<CodedConcept> laterality;
   std::string text;                       // the model's sentence for this finding
   // Of the whole segment; an Area here is left out when the region carries its own (the group's
   // one area is its outline's).

@@ -122,6 +122,11 @@ TEST(TaskRulesDefaults, OtherBodyPartsAndLocalizersAreNotAsked) {
   }
 }
 
+TEST(TaskRulesDefaults, KidneysAndLungsArePaired) {
+  const TaskRules rules = TaskRules::defaults();
+  for (const auto& [key, target] : rules.targets()) EXPECT_EQ(target.paired, key == "kidney" || key == "lung") << key;
+}
+
 TEST(TaskRulesDefaults, BriefExamplesAreTheDefaultTasks) {
   // The issue: CT abdomen segments liver, kidneys, spleen, pancreas; chest X-ray lungs, heart.
   const TaskRules rules = TaskRules::defaults();
@@ -411,6 +416,14 @@ TEST(TaskRulesFiles, EveryBrokenFileNamesTheFileAndThePlace) {
        "targets.liver.colour: expected [red, green, blue]"},
       {"bad kind", [](json& f) { f["targets"]["liver"]["kind"] = "organ"; },
        "'organ' is neither 'structure' nor 'lesion'"},
+      {"paired lesion",
+       [](json& f) {
+         f["targets"]["liver"]["kind"] = "lesion";
+         f["targets"]["liver"]["paired"] = true;
+       },
+       "targets.liver.paired: only a structure has sides"},
+      {"paired not a boolean", [](json& f) { f["targets"]["liver"]["paired"] = "yes"; },
+       "targets.liver.paired: expected true or false"},
       {"missing code", [](json& f) { f["targets"]["liver"].erase("type"); },
        "targets.liver: missing required key 'type'"},
       {"SCT not digits", [](json& f) { f["targets"]["liver"]["type"]["value"] = "T-62000"; },

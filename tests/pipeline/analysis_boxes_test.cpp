@@ -171,6 +171,73 @@ TEST(AnalysisWithBoxes, CtVolumeIsMeasuredFromTheGeometryAndTheReportValidates) 
   EXPECT_TRUE(summary["timings_seconds"].contains("non_model_share"));
 }
 
+TEST(AnalysisWithBoxes, PairedOrgansOnBothSidesAreOneFindingPerSide) {
+  // Every organ's answer is a box on each side of the CT (columns 24-47 and 72-95 of 96, 90 mm
+  // apart). The kidneys (a paired target) become a right and a left kidney: the patient's right
+  // where the columns start (ImageOrientationPatient 1\0\0\0\1\0), each its own SEG segment
+  // with the side as type modifier and its own SR group with the side as the site's laterality;
+  // the liver stays one finding in two pieces.
+  for (const bool video : {true, false}) {
+    SCOPED_TRACE(video ? "video mode" : "slices mode");
+    auto engine = std::make_unique<test::BoxEngine>();
+    engine->pair_apart = 24;
+    test::TempDir rules;
+    AnalyzerSettings settings;
+    if (!video) {
+      test::write_file(rules / "slices.json", R"({"version": 1, "extends": "defaults", "mode": "slices"})");
+      settings.task_rules = rules / "slices.json";
+    }
+    const auto analyzer = make_analyzer(settings, std::move(engine));
+    const StudyResult r = analyzer->analyze(fixture_data().inputs("ct"), {}, {}, nullptr, "seed");
+    ASSERT_EQ(r.series.size(), 1u);
+    ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+    std::map<std::string, const Finding*> by_label;
+    for (const auto& f : r.findings) by_label[f.label] = &f;
+    ASSERT_EQ(by_label.count("Right kidney"), 1u) << testing::PrintToString(r.findings.size());
+    ASSERT_EQ(by_label.count("Left kidney"), 1u);
+    EXPECT_EQ(by_label.count("Kidney"), 0u);
+    EXPECT_EQ(by_label.count("Liver"), 1u);
+    EXPECT_EQ(by_label.at("Right kidney")->side, "right");
+    EXPECT_EQ(by_label.at("Left kidney")->side, "left");
+    EXPECT_EQ(by_label.at("Liver")->side, "");
+    test::TempDir dir;
+    test::write_object(dir / "seg.dcm", *object(r, "SEG"));
+    test::write_object(dir / "sr.dcm", *object(r, "SR"));
+    const auto decoded = test::read_seg_with_pydicom(dir / "seg.dcm");
+    std::map<int, std::string> label_of;
+    for (const auto& s : decoded["segments"]) {
+      label_of[s["number"].get<int>()] = s["label"].get<std::string>();
+      const std::string label = s["label"];
+      const nlohmann::json sides = label == "Right kidney"  ? nlohmann::json({"24028007"})
+                                   : label == "Left kidney" ? nlohmann::json({"7771000"})
+                                                            : nlohmann::json::array();
+      EXPECT_EQ(s["type_modifiers"], sides) << label;
+    }
+    for (const auto& f : decoded["frames"]) {
+      const std::string label = label_of.at(f["segment"].get<int>());
+      const std::map<std::string, nlohmann::json> boxes{
+          {"Right kidney", {24, 24, 48, 48}}, {"Left kidney", {24, 72, 48, 96}}, {"Liver", {24, 24, 48, 96}}};
+      if (boxes.count(label)) {
+        EXPECT_EQ(f["bbox"], boxes.at(label)) << label;
+      }
+    }
+    std::string out;
+    EXPECT_TRUE(test::dciodvfy_errors(dir / "seg.dcm", &out).empty()) << out;
+    EXPECT_TRUE(test::pixelmed_sr_errors(dir / "sr.dcm", &out).empty()) << out;
+    const auto dump = test::run_command({"dsrdump", "+Pl", (dir / "sr.dcm").string()});
+    for (const std::string side : {"(24028007,SCT,\"Right\")", "(7771000,SCT,\"Left\")"}) {
+      const std::string site = "<has concept mod CODE:(,,\"Finding Site\")=(64033007,SCT,\"Kidney\")>";
+      const size_t at = dump.output.find(site + "\n");
+      ASSERT_NE(at, std::string::npos) << dump.output;
+      EXPECT_NE(dump.output.find("<has concept mod CODE:(,,\"Laterality\")=" + side + ">"), std::string::npos)
+          << dump.output;
+    }
+    const auto summary = nlohmann::json::parse(r.summary_json);
+    for (const auto& f : summary["findings"])
+      EXPECT_EQ(f.value("side", ""), by_label.at(f["label"].get<std::string>())->side) << f.dump();
+  }
+}
+
 TEST(AnalysisWithBoxes, SameSeedSameUidsOtherSeedOtherUids) {
   const auto& data = fixture_data();
   AnalyzerSettings settings;

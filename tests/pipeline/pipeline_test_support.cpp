@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "tests/pipeline/pipeline_test_support.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -139,6 +140,13 @@ std::vector<inference::GroundedAnswer> BoxEngine::answer(Batch& batch, const std
     a.parsed = inference::parse_answer(a.text, question);
     if (segmentation) {
       a.segments.push_back(box_segment(w, h, w / 4, h / 4, w / 2, h / 2, a.parsed.findings.empty() ? "" : a.parsed.findings[0].phrase));
+      if (pair_apart > 0) {
+        auto& s = a.segments.back();
+        const int shift = w / 4 + std::min(pair_apart, w / 4);
+        for (int y = h / 4; y < h / 2; ++y)
+          for (int x = w / 4 + shift; x < w / 2 + shift && x < w; ++x)
+            s.mask[size_t(y) * w + x] = 1, s.probability[size_t(y) * w + x] = 0.9f;
+      }
       if (split_boxes) {
         const int gap = w / 4 + (w / 4) * 2 / 3;
         auto& s = a.segments.back();
@@ -233,11 +241,16 @@ inference::VideoAnswer BoxEngine::answer_video(VideoBatch& video, const std::str
         const int bw = w / 4, bh = std::max(1, h / 4 / segments);
         y0 += k * bh;
         if (video_moving) x0 = (t * 2 * bw) % std::max(1, w - bw);
-        for (int y = y0; y < std::min(h, y0 + bh); ++y)
-          for (int x = x0; x < std::min(w, x0 + bw); ++x) {
-            s.masks[size_t(t)][size_t(y) * w + x] = 1;
-            if (!s.probability.empty()) s.probability[size_t(t)][size_t(y) * w + x] = 0.9f;
-          }
+        // A pair: the same box again, moved right by w/4 + pair_apart.
+        const int copies = segmentation && pair_apart > 0 ? 2 : 1;
+        for (int c = 0; c < copies; ++c) {
+          const int shift = c ? w / 4 + std::min(pair_apart, w / 4) : 0;
+          for (int y = y0; y < std::min(h, y0 + bh); ++y)
+            for (int x = x0 + shift; x < std::min(w, x0 + shift + bw); ++x) {
+              s.masks[size_t(t)][size_t(y) * w + x] = 1;
+              if (!s.probability.empty()) s.probability[size_t(t)][size_t(y) * w + x] = 0.9f;
+            }
+        }
       }
     ++frames_propagated;
     if (options.on_frame) options.on_frame(t + 1, v.count);

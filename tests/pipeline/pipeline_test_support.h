@@ -65,6 +65,9 @@ class BoxEngine : public pipeline::GroundingEngine {
   // The segmentation box falls apart into two pieces, a larger left and a smaller right one: its
   // columns from two thirds of its width on, two pixels wide, are left out.
   bool split_boxes = false;
+  // > 0: the segmentation answer is two boxes of the same size, [w/4, w/2) and that box moved
+  // right by w/4 + this many view columns (at most w/4): a structure on both sides.
+  int pair_apart = 0;
   bool video_moving = false;
   int video_segments = 1;
   bool video_fails = false;            // encode_video throws InferenceError ("not implemented")

@@ -14,12 +14,15 @@ if pixels.ndim == 2:
     pixels = pixels[np.newaxis]
 out = {"rows": int(ds.Rows), "columns": int(ds.Columns), "segments": [], "frames": []}
 for s in ds.SegmentSequence:
+    segment_type = s.SegmentedPropertyTypeCodeSequence[0]
+    modifiers = getattr(segment_type, "SegmentedPropertyTypeModifierCodeSequence", [])
     out["segments"].append({
         "number": int(s.SegmentNumber),
         "label": str(s.SegmentLabel),
         "tracking_uid": str(getattr(s, "TrackingUID", "")),
         "category": str(s.SegmentedPropertyCategoryCodeSequence[0].CodeValue),
-        "type": str(s.SegmentedPropertyTypeCodeSequence[0].CodeValue),
+        "type": str(segment_type.CodeValue),
+        "type_modifiers": [str(m.CodeValue) for m in modifiers],
     })
 for i, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
     source = item.DerivationImageSequence[0].SourceImageSequence[0]

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 
@@ -277,6 +278,80 @@ TEST(Consolidation, ACineBridgesFramesWhereTheFindingWasMissedAVolumeDoesNot) {
   // A volume joins adjacent slices only: the same gap separates two lesions.
   lesions.cine_frame_gap = 3;
   EXPECT_EQ(consolidate(stack(10), masks, lesions).size(), 2u);
+}
+
+// A stack whose columns run toward the patient's left (`toward_left` +1) or right (-1), 0.8 mm
+// apart, from x = -100 mm.
+std::vector<AnalysedFrame> sided_stack(int count, double toward_left) {
+  auto frames = stack(count);
+  for (auto& f : frames) {
+    f.left_at = std::array<double, 3>{-100.0, toward_left * 0.8, 0.0};
+    f.left_in_mm = true;
+  }
+  return frames;
+}
+
+TEST(Consolidation, APairedStructureIsOneFindingPerSideOfThePatient) {
+  // Two kidneys, the right one (low x) in two pieces; columns 2-6 and 20-27: 11.2 mm apart.
+  std::vector<FrameMask> masks;
+  for (size_t f = 0; f < 3; ++f) masks.push_back(box(f, 2, 2, 5, 4));
+  masks.push_back(box(2, 3, 12, 4, 6));  // the right kidney's lower pole, apart on slice 2
+  for (size_t f = 1; f < 4; ++f) masks.push_back(box(f, 20, 10, 8, 8));
+  for (auto& m : masks) m.text = "Kidney.";
+  ConsolidationOptions paired;
+  paired.frames_are_sequence = true;
+  paired.label = "Kidney";
+  paired.sides = true;
+  auto found = consolidate(sided_stack(4, +1), masks, paired);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].label, "Right kidney");
+  EXPECT_EQ(found[0].side, "right");
+  EXPECT_EQ(found[0].text, "Right kidney.");
+  EXPECT_EQ(found[0].pixel_count, 3u * 20u + 24u);  // both pieces of the right one
+  EXPECT_EQ(found[1].label, "Left kidney");
+  EXPECT_EQ(found[1].side, "left");
+  EXPECT_EQ(found[1].pixel_count, 3u * 64u);
+  EXPECT_EQ(found[1].masks.count(0), 0u);
+  // Columns toward the patient's right (an image flipped left to right): the sides swap.
+  found = consolidate(sided_stack(4, -1), masks, paired);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].label, "Right kidney");
+  EXPECT_EQ(found[0].pixel_count, 3u * 64u);
+  EXPECT_EQ(found[1].label, "Left kidney");
+  // One finding for both: not paired, no side known, or the pieces under 10 mm apart.
+  paired.sides = false;
+  found = consolidate(sided_stack(4, +1), masks, paired);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].label, "Kidney");
+  EXPECT_EQ(found[0].side, "");
+  EXPECT_EQ(found[0].text, "Kidney.");
+  paired.sides = true;
+  EXPECT_EQ(consolidate(stack(4), masks, paired).size(), 1u);
+  for (auto& m : masks)
+    if (m.frame > 0 && m.mask[size_t(10) * kColumns + 20]) {
+      auto moved = box(m.frame, 14, 10, 8, 8);  // 6.4 mm from the right kidney
+      m.mask = moved.mask;
+    }
+  EXPECT_EQ(consolidate(sided_stack(4, +1), masks, paired).size(), 1u);
+}
+
+TEST(Consolidation, APairedStructureOnOneProjectionImageIsSidedInPixels) {
+  // A chest radiograph with PatientOrientation "L\F": the columns run toward the patient's left.
+  auto frames = stack(2);
+  for (auto& f : frames) {
+    f.position.reset();
+    f.left_at = std::array<double, 3>{0.0, 1.0, 0.0};
+  }
+  ConsolidationOptions paired;
+  paired.label = "Lung";
+  paired.sides = true;
+  const auto found = consolidate({frames[0]}, {box(0, 2, 2, 8, 14), box(0, 18, 2, 9, 14)}, paired);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].label, "Right lung");
+  EXPECT_EQ(found[0].pixel_count, 8u * 14u);
+  EXPECT_EQ(found[1].label, "Left lung");
+  // Two images in pixels are not one coordinate system: one finding.
+  EXPECT_EQ(consolidate(frames, {box(0, 2, 2, 8, 14), box(1, 18, 2, 9, 14)}, paired).size(), 1u);
 }
 
 TEST(Consolidation, BadMasksAreRefusedWithTheFrame) {

@@ -435,6 +435,10 @@ TEST(MeasurementReport, InconsistentInputIsAClearError) {
   f[0].measurements.push_back(volume_mm3(std::nan("")));
   expect_error(f, "measurement 'Volume' is not a finite number", segmentation);
   f = good;
+  f[0].finding_site.reset();
+  f[0].laterality = seg::CodedConcept{"24028007", "SCT", "Right"};
+  expect_error(f, "has a laterality (Right) but no finding site to qualify", segmentation);
+  f = good;
   f.push_back(good[0]);
   f[1].segment_number = 0;
   expect_error(f, "repeats the tracking UID", segmentation);
