@@ -130,8 +130,8 @@ std::optional<std::pair<std::vector<size_t>, std::vector<size_t>>> split_sides(c
   std::vector<std::pair<double, double>> extent(
       kept.size(), {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()});
   std::set<size_t> used;
-  for (const Run& run : runs) {
-    const size_t r = static_cast<size_t>(&run - runs.data());
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const Run& run = runs[r];
     const auto it = index_of.find(component[r]);
     if (it == index_of.end()) continue;
     const AnalysedFrame& f = frames[run.frame];

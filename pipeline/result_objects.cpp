@@ -56,7 +56,7 @@ void report_findings(WrittenFindings& out, const std::vector<FindingToWrite>& fi
         segment.description.tracking_id.empty() ? segment.description.label : segment.description.tracking_id;
     reported.finding = segment.description.type;
     reported.finding_site = f.finding_site;
-    reported.laterality = f.finding_site ? f.laterality : std::nullopt;
+    reported.laterality = f.laterality;
     reported.text = f.text;
     reported.measurements = f.measurements ? *f.measurements : sr::segment_measurements(segment, sources);
     reported.segment_number = static_cast<std::uint16_t>(n + 1);

@@ -763,18 +763,15 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   for (size_t s = 0; s < segments.size(); ++s) {
     const auto& modifier = segments[s].description.type_modifier;
     if (!modifier) continue;
-    DcmItem *segment = nullptr, *type = nullptr, *item = nullptr;
+    DcmItem *segment = nullptr, *type = nullptr;
     if (dataset.findAndGetSequenceItem(DCM_SegmentSequence, segment, static_cast<long>(s)).bad() ||
         segment->findAndGetSequenceItem(DCM_SegmentedPropertyTypeCodeSequence, type).bad())
       throw SegmentationError("internal: the written " + segment_name(s, segments[s]) + " has no type item");
     const std::string what = segment_name(s, segments[s]) + " type modifier";
-    check(type->findOrCreateSequenceItem(DCM_SegmentedPropertyTypeModifierCodeSequence, item, -2), what);
-    check(item->putAndInsertString(DCM_CodeValue, text_value(modifier->value, 16, what + " code value").c_str()), what);
-    check(item->putAndInsertString(DCM_CodingSchemeDesignator,
-                                   text_value(modifier->scheme, 16, what + " coding scheme").c_str()),
-          what);
-    check(item->putAndInsertString(DCM_CodeMeaning, text_value(modifier->meaning, 64, what + " code meaning").c_str()),
-          what);
+    insert_sequence_item(*type, DCM_SegmentedPropertyTypeModifierCodeSequence,
+                         code_item({text_value(modifier->value, 16, what + " code value"),
+                                    text_value(modifier->scheme, 16, what + " coding scheme"),
+                                    text_value(modifier->meaning, 64, what + " code meaning")}));
   }
   for (const auto& [tag, uid] : taken_over.restore) {
     OFString written;

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "dicom/pixel_calibration.h"
 #include "dicom/size_rule.h"
@@ -53,17 +54,25 @@ DcmItem* sequence_item(DcmItem& item, const DcmTagKey& sequence, long index = 0)
   return found;
 }
 
-// An attribute of a functional group: per-frame group first, then the shared one (PS3.3 C.7.6.16).
-template <size_t N>
-std::optional<std::array<double, N>> functional_group_value(DcmItem* per_frame, DcmItem* shared, const DcmTagKey& group,
-                                                            const DcmTagKey& tag) {
+// What `read` makes of a functional group macro: the per-frame group's when it gives a value,
+// else the shared one's (PS3.3 C.7.6.16).
+template <typename Read>
+auto from_functional_groups(DcmItem* per_frame, DcmItem* shared, const DcmTagKey& group, Read read)
+    -> decltype(read(std::declval<DcmItem&>())) {
   for (DcmItem* groups : {per_frame, shared}) {
     if (!groups) continue;
     if (DcmItem* macro = sequence_item(*groups, group)) {
-      if (auto v = get_doubles<N>(*macro, tag)) return v;
+      if (auto v = read(*macro)) return v;
     }
   }
   return std::nullopt;
+}
+
+// An attribute of N numbers of a functional group macro.
+template <size_t N>
+std::optional<std::array<double, N>> functional_group_value(DcmItem* per_frame, DcmItem* shared, const DcmTagKey& group,
+                                                            const DcmTagKey& tag) {
+  return from_functional_groups(per_frame, shared, group, [&](DcmItem& macro) { return get_doubles<N>(macro, tag); });
 }
 
 bool same_orientation(const std::array<double, 6>& a, const std::array<double, 6>& b) {
@@ -213,11 +222,10 @@ void SourceImages::read_instance(size_t index) {
           functional_group_value<6>(per_frame, shared, DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient),
           frame.frame_number);
       // Read as dicom/ reads it (exactly two sizes), so that the SEG and the measurements agree.
-      std::optional<std::array<double, 2>> spacing;
-      for (DcmItem* groups : {per_frame, shared})
-        if (DcmItem* measures = groups ? sequence_item(*groups, DCM_PixelMeasuresSequence) : nullptr)
-          if (!spacing) spacing = dicom::two_sizes(*measures, DCM_PixelSpacing);
-      frame.pixel_spacing = check_spacing(spacing, frame.frame_number, "PixelSpacing (0028,0030)");
+      frame.pixel_spacing = check_spacing(
+          from_functional_groups(per_frame, shared, DCM_PixelMeasuresSequence,
+                                 [](DcmItem& measures) { return dicom::two_sizes(measures, DCM_PixelSpacing); }),
+          frame.frame_number, "PixelSpacing (0028,0030)");
       if (!slice_thickness_)
         if (auto t = functional_group_value<1>(per_frame, shared, DCM_PixelMeasuresSequence, DCM_SliceThickness))
           slice_thickness_ = (*t)[0];

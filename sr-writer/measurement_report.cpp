@@ -476,7 +476,8 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         for (const auto& m : f.measurements) {
           const bool area =
               m.concept.value == area_concept.concept.value && m.concept.scheme == area_concept.concept.scheme;
-          if (!(area && !numbers.empty())) numbers.push_back(m);
+          if (area && !numbers.empty()) continue;  // the region's area stands first already
+          numbers.push_back(m);
         }
         const bool site_per_measurement = region_on_top && !numbers.empty();
         // The site, with the side of a paired organ below it (TID 1419 rows 2-3).
