@@ -238,6 +238,28 @@ TEST(AnalysisWithBoxes, PairedOrgansOnBothSidesAreOneFindingPerSide) {
   }
 }
 
+TEST(AnalysisWithBoxes, LungsOnAChestRadiographAreSidedByItsPatientOrientation) {
+  // The sample chest PA has no plane, only PatientOrientation L\F: its columns run toward the
+  // patient's left, so the box nearer column 0 is the right lung.
+  auto engine = std::make_unique<test::BoxEngine>();
+  engine->pair_apart = 256;  // view columns: an eighth of the 2048-wide image, above 2 % of it
+  const auto analyzer = make_analyzer({}, std::move(engine));
+  const StudyResult r = analyzer->analyze(fixture_data().inputs("xray"), {}, {}, nullptr, "seed");
+  ASSERT_EQ(r.series.size(), 1u);
+  ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+  test::TempDir dir;
+  test::write_object(dir / "seg.dcm", *object(r, "SEG"));
+  const auto decoded = test::read_seg_with_pydicom(dir / "seg.dcm");
+  std::map<std::string, int> first_column;
+  std::map<int, std::string> label_of;
+  for (const auto& s : decoded["segments"]) label_of[s["number"].get<int>()] = s["label"].get<std::string>();
+  for (const auto& f : decoded["frames"]) first_column[label_of.at(f["segment"].get<int>())] = f["bbox"][1].get<int>();
+  ASSERT_EQ(first_column.count("Right lung"), 1u) << decoded.dump();
+  ASSERT_EQ(first_column.count("Left lung"), 1u) << decoded.dump();
+  EXPECT_LT(first_column["Right lung"], first_column["Left lung"]);
+  EXPECT_EQ(first_column.count("Lung"), 0u);
+}
+
 TEST(AnalysisWithBoxes, SameSeedSameUidsOtherSeedOtherUids) {
   const auto& data = fixture_data();
   AnalyzerSettings settings;
