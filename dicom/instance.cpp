@@ -208,7 +208,9 @@ void read_top_level_frame_attributes(DcmItem* ds, FrameInfo& frame) {
     frame.image_orientation = o;
   }
   // Pixel Spacing, Imager Pixel Spacing or the ultrasound regions' calibration.
-  if (auto spacing = plane_spacing(*ds).spacing) frame.pixel_spacing = spacing;
+  PlaneSpacing spacing = plane_spacing(*ds);
+  if (spacing.spacing) frame.pixel_spacing = spacing.spacing;
+  frame.calibration_regions = std::move(spacing.regions);
   if (auto thickness = as_thickness(get_double(ds, DCM_SliceThickness))) frame.slice_thickness = *thickness;
   read_rescale(ds, frame);
   read_windows(ds, frame.windows);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dicom/error.h"
+#include "dicom/pixel_calibration.h"
 
 class DcmDataset;  // DCMTK; only the writers need it (Instance::dataset()).
 class DcmFileFormat;
@@ -67,6 +68,10 @@ struct FrameInfo {
   std::optional<std::array<double, 6>> image_orientation;  // ImageOrientationPatient (0020,0037): row, column cosines
   // PixelSpacing (0028,0030): [0] = between rows (vertical, mm), [1] = between columns (horizontal).
   std::optional<std::array<double, 2>> pixel_spacing;
+  // An ultrasound image's 2D regions calibrated in cm, when its scale comes from them (set even
+  // where their scales differ and pixel_spacing is unset): a finding is measured with the scale
+  // of the regions it lies in (dicom/pixel_calibration.h mask_spacing).
+  std::vector<CalibratedRegion> calibration_regions;
   std::optional<double> slice_thickness;  // (0018,0050), mm
   double rescale_slope = 1;               // Modality LUT, PS3.3 C.11.1
   double rescale_intercept = 0;

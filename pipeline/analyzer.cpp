@@ -147,6 +147,12 @@ std::vector<FindingWork> consolidate_series(const SeriesPlan& plan, const std::s
       if (!dropped.empty()) add_note(notes, question.task + " (" + question.target->label + "): " + dropped);
     }
   }
+  for (const auto& f : findings)
+    if (!f.found.unmeasured.empty()) {
+      const PlannedQuestion& question = plan.questions[f.question];
+      add_note(notes,
+               question.task + " (" + question.target->label + "): " + f.found.label + ": " + f.found.unmeasured);
+    }
   return findings;
 }
 
@@ -480,13 +486,10 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
     }
     if (run.video) {
       // The tracked object's area on every frame it is on (mm2 when the spacing is known).
-      const bool mm = found.key_area_mm2.has_value();
-      f.frame_area_unit = mm ? "mm2" : "pixels";
-      for (const auto& [frame, mask] : found.masks) {
-        const AnalysedFrame& af = unit.frames[frame];
-        const double pixel = mm ? af.column_spacing * af.row_spacing : 1.0;
-        f.frame_areas.emplace_back(static_cast<int>(frame), double(count_pixels(mask)) * pixel);
-      }
+      f.frame_area_unit = found.key_area_mm2 ? "mm2" : "pixels";
+      for (const auto& [frame, mask] : found.masks)
+        f.frame_areas.emplace_back(static_cast<int>(frame),
+                                   double(count_pixels(mask)) * frame_area_scale(found, unit.frames[frame]));
     }
     to_write.push_back(std::move(w));
     unit_out.push_back(std::move(f));

@@ -21,6 +21,7 @@
 #include "pipeline/result_uids.h"
 #include "pipeline/study_analyzer_impl.h"
 #include "pipeline/study_plan.h"
+#include "pipeline/units.h"
 
 namespace unibiomed::pipeline {
 
@@ -237,10 +238,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
   if (series) f.sop_instance_uid = series->instances.front().sop_instance_uid();
   f.columns = provenance.source_columns;
   f.rows = provenance.source_rows;
-  if (provenance.geometry.pixel_spacing) {
-    f.row_spacing = (*provenance.geometry.pixel_spacing)[0];
-    f.column_spacing = (*provenance.geometry.pixel_spacing)[1];
-  }
+  set_plane_scale(f, provenance.geometry);
   const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
   std::vector<AskFinding> found;
   for (const auto& segment : answer.segments) {
@@ -376,10 +374,7 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     if (const dicom::Series* series = images[i].series()) f.sop_instance_uid = series->instances.front().sop_instance_uid();
     f.columns = provenance[i].source_columns;
     f.rows = provenance[i].source_rows;
-    if (provenance[i].geometry.pixel_spacing) {
-      f.row_spacing = (*provenance[i].geometry.pixel_spacing)[0];
-      f.column_spacing = (*provenance[i].geometry.pixel_spacing)[1];
-    }
+    set_plane_scale(f, provenance[i].geometry);
     analysed.push_back(f);
   }
   const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
@@ -426,8 +421,8 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
       if (found.diameter_in_mm) fd.measurements.push_back({"Long axis", found.key_diameter.length, "mm"});
       fd.frame_area_unit = found.key_area_mm2 ? "mm2" : "pixels";
       for (const auto& [frame, mask] : found.masks) {
-        const double pixel = found.key_area_mm2 ? analysed[frame].column_spacing * analysed[frame].row_spacing : 1.0;
-        fd.frame_areas.emplace_back(static_cast<int>(frame), double(count_pixels(mask)) * pixel);
+        fd.frame_areas.emplace_back(static_cast<int>(frame),
+                                    double(count_pixels(mask)) * frame_area_scale(found, analysed[frame]));
       }
       out.findings.push_back(std::move(fd));
     }

@@ -179,6 +179,12 @@ std::string sided_label(const std::string& label, const std::string& side) {
 
 }  // namespace
 
+double frame_area_scale(const ConsolidatedFinding& finding, const AnalysedFrame& frame) {
+  if (!finding.key_area_mm2) return 1.0;
+  if (finding.region_spacing) return (*finding.region_spacing)[0] * (*finding.region_spacing)[1];
+  return frame.column_spacing * frame.row_spacing;
+}
+
 bool frames_form_volume(const std::vector<AnalysedFrame>& frames) {
   if (frames.size() < 2) return false;
   const AnalysedFrame& first = frames.front();
@@ -447,9 +453,19 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     for (const auto& [f, n] : per_frame)
       if (n > per_frame[out.key_frame]) out.key_frame = f;
     out.key_pixel_count = per_frame[out.key_frame];
-    const AnalysedFrame& key = frames[out.key_frame];
-    out.diameter_in_mm = pixel_area(out.key_frame) > 0;
-    if (out.diameter_in_mm) out.key_area_mm2 = double(out.key_pixel_count) * pixel_area(out.key_frame);
+    // The key frame as measured: with the scale of the ultrasound regions its mask lies in,
+    // where the frame is calibrated by regions.
+    AnalysedFrame key = frames[out.key_frame];
+    if (!key.calibration_regions.empty()) {
+      const dicom::MaskSpacing scale =
+          dicom::mask_spacing(key.calibration_regions, out.masks.at(out.key_frame).data(), key.rows, key.columns);
+      out.region_spacing = scale.spacing;
+      key.row_spacing = scale.spacing ? (*scale.spacing)[0] : 0;
+      key.column_spacing = scale.spacing ? (*scale.spacing)[1] : 0;
+      if (!scale.spacing) out.unmeasured = "no measurements: " + scale.problem;
+    }
+    out.diameter_in_mm = key.row_spacing > 0 && key.column_spacing > 0;
+    if (out.diameter_in_mm) out.key_area_mm2 = double(out.key_pixel_count) * key.row_spacing * key.column_spacing;
     out.key_diameter =
         longest_piece_diameter(runs, row_offsets.at(out.key_frame), component, in_group, key, out.diameter_in_mm);
     if (volume) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dicom/pixel_calibration.h"
 #include "pipeline/measurements.h"
 
 namespace unibiomed::pipeline {
@@ -34,6 +35,10 @@ struct AnalysedFrame {
   // image says neither.
   std::optional<std::array<double, 3>> left_at;
   bool left_in_mm = false;
+  // An ultrasound frame's regions calibrated in cm (dicom::FrameInfo::calibration_regions): a
+  // finding on it is measured with the scale of the regions it lies in, not with the spacing
+  // above (which is set only where they all agree).
+  std::vector<dicom::CalibratedRegion> calibration_regions;
 };
 
 // The model's mask of the target on one analysed frame, already on the source pixel grid.
@@ -83,6 +88,13 @@ struct ConsolidatedFinding {
   size_t pixel_count = 0;                        // over all frames
   size_t key_pixel_count = 0;
   std::optional<double> key_area_mm2;  // key frame, when the spacing is known
+  // The pixel size (mm between rows, then columns) its measurements use where its key frame
+  // is calibrated by ultrasound regions: their scale where the key mask lies; unset otherwise
+  // (the frames' own spacing applies).
+  std::optional<std::array<double, 2>> region_spacing;
+  // Why it has no measurements in mm although its key frame has a scale, e.g. "no
+  // measurements: it lies outside the calibrated 2D ultrasound regions (...)"; empty otherwise.
+  std::string unmeasured;
   std::optional<double> volume_mm3;    // when the frames form a volume
   Diameter key_diameter;               // key frame; mm when the spacing is known, else pixels
   bool diameter_in_mm = false;
@@ -96,6 +108,10 @@ struct ConsolidatedFinding {
   // "right" or "left" (the patient's) for one side of a paired structure; empty otherwise.
   std::string side;
 };
+
+// What one pixel of `finding` on `frame` measures: mm2 when its key area is in mm2 (the
+// ultrasound regions' scale where it has one, else the frame's spacing), else 1 (pixels).
+double frame_area_scale(const ConsolidatedFinding& finding, const AnalysedFrame& frame);
 
 // Whether the frames form a volume: a sequence whose frames all have a position, the same
 // size and the same known pixel spacing.

@@ -123,13 +123,17 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
   }
 
   const std::string series_name = "series " + series.identity.series_instance_uid + ": ";
-  // Ultrasound regions that state no usable scale (dicom/pixel_calibration.h).
+  // Ultrasound regions that state no usable scale (dicom/pixel_calibration.h). Regions of
+  // different scales are no problem of the series: each finding is measured with the scale of
+  // the regions it lies in, and the one that cannot be says so.
   if (!said.count("PixelSpacing")) {
     size_t affected = 0;
     std::string first;
     for (const auto& instance : series.instances) {
       DcmDataset* ds = instance.dataset();
-      if (!ds || instance.frames().empty() || instance.frames().front().pixel_spacing) continue;
+      if (!ds || instance.frames().empty() || instance.frames().front().pixel_spacing ||
+          !instance.frames().front().calibration_regions.empty())
+        continue;
       const std::string problem = dicom::plane_spacing(*ds).problem;
       if (problem.empty()) continue;
       if (affected++ == 0) first = problem;
@@ -148,7 +152,7 @@ std::vector<std::string> geometry_notes(const dicom::Series& series) {
   for (const auto& instance : series.instances)
     for (const auto& f : instance.frames()) {
       ++frames;
-      with_spacing += f.pixel_spacing ? 1 : 0;
+      with_spacing += f.pixel_spacing || !f.calibration_regions.empty() ? 1 : 0;
       with_position += f.image_position ? 1 : 0;
       with_orientation += f.image_orientation ? 1 : 0;
       with_plane += f.image_position && f.image_orientation ? 1 : 0;

@@ -70,17 +70,21 @@ AnalysedFrame analysed_frame(const dicom::ViewRequest& r, const dicom::Instance&
   } else {
     f.columns = instance.pixels().columns;
     f.rows = instance.pixels().rows;
-    const auto& spacing = instance.frame(r.frame_number).pixel_spacing;
-    if (spacing) {
-      f.row_spacing = (*spacing)[0];
-      f.column_spacing = (*spacing)[1];
-    }
+    set_plane_scale(f, instance.frame(r.frame_number));
   }
   if (!r.slide_region) set_left(f, instance, r.frame_number);
   return f;
 }
 
 }  // namespace
+
+void set_plane_scale(AnalysedFrame& f, const dicom::FrameInfo& info) {
+  if (info.pixel_spacing) {
+    f.row_spacing = (*info.pixel_spacing)[0];
+    f.column_spacing = (*info.pixel_spacing)[1];
+  }
+  f.calibration_regions = info.calibration_regions;
+}
 
 UnitPlan group_into_units(const dicom::Series& series, const std::vector<dicom::ViewRequest>& requests,
                           const std::vector<size_t>& selected) {

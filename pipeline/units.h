@@ -29,6 +29,10 @@ struct UnitPlan {
   std::vector<std::string> notes;  // how the stacks were split
 };
 
+// A frame's in-plane scale as consolidation reads it: its Pixel Spacing (or the like) when it
+// has one, and an ultrasound image's calibrated regions.
+void set_plane_scale(AnalysedFrame& f, const dicom::FrameInfo& info);
+
 // `requests` are the series' planned views, `selected` the indices of those analysed.
 UnitPlan group_into_units(const dicom::Series& series, const std::vector<dicom::ViewRequest>& requests,
                           const std::vector<size_t>& selected);

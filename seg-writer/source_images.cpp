@@ -236,6 +236,7 @@ void SourceImages::read_instance(size_t index) {
       check_orientation(get_doubles<6>(ds, DCM_ImageOrientationPatient), 0);
       const dicom::PlaneSpacing spacing = dicom::plane_spacing(ds);
       frame.pixel_spacing = check_spacing(spacing.spacing, 0, spacing.source);
+      frame.calibration_regions = spacing.regions;
       if (!slice_thickness_)
         if (auto t = get_doubles<1>(ds, DCM_SliceThickness)) slice_thickness_ = (*t)[0];
     }

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "dicom/pixel_calibration.h"
+
 class DcmDataset;
 
 namespace unibiomed::seg {
@@ -63,6 +65,10 @@ struct SourceFrame {
   std::optional<std::array<double, 3>> position;
   // This frame's pixel size (mm between rows, then between columns), as pixel_spacing() says.
   std::optional<std::array<double, 2>> pixel_spacing;
+  // An ultrasound image's 2D regions calibrated in cm, when its scale comes from them (also
+  // where their scales differ and pixel_spacing is unset): a finding's outline is measured with
+  // the scale of the regions it lies in (dicom::mask_spacing), as dicom/ measures it.
+  std::vector<dicom::CalibratedRegion> calibration_regions;
 };
 
 class SourceImages {

@@ -196,6 +196,19 @@ std::vector<std::array<float, 2>> outline_of_largest_region(const std::vector<st
   return outline;
 }
 
+namespace {
+
+// The pixel size that measures `binary` on source frame `frame`.
+std::optional<std::array<double, 2>> frame_spacing(const seg::SourceImages& sources, size_t frame,
+                                                   const std::vector<std::uint8_t>& binary) {
+  const seg::SourceFrame& source = sources.frame(frame);
+  if (!source.calibration_regions.empty())
+    return dicom::mask_spacing(source.calibration_regions, binary.data(), sources.rows(), sources.columns()).spacing;
+  return source.pixel_spacing ? source.pixel_spacing : sources.pixel_spacing();
+}
+
+}  // namespace
+
 ImageRegion key_region(const seg::Segment& segment, const seg::SourceImages& sources, float threshold) {
   const seg::FrameMask* best = nullptr;
   size_t best_count = 0, best_rank = 0;
@@ -224,41 +237,44 @@ ImageRegion key_region(const seg::Segment& segment, const seg::SourceImages& sou
   // The area the outline encloses (its largest region; other pieces on the frame are not drawn),
   // so that the measurement agrees with its image region and with what a viewer computes from it.
   region.area_pixels = enclosed_area(region.points);
-  // The key frame's own pixel size: images without plane geometry may each have their own.
-  const auto& own = sources.frame(best->frame).pixel_spacing;
-  if (const auto& spacing = own ? own : sources.pixel_spacing())
+  // The key frame's own pixel size: images without plane geometry may each have their own, and
+  // an ultrasound image has the scale of the calibrated regions the mask lies in (none when it
+  // lies outside them).
+  if (const auto spacing = frame_spacing(sources, best->frame, best_mask))
     region.area_mm2 = *region.area_pixels * (*spacing)[0] * (*spacing)[1];
   return region;
 }
 
 std::vector<Measurement> segment_measurements(const seg::Segment& segment, const seg::SourceImages& sources,
                                               float threshold) {
-  std::vector<Measurement> out;
-  const auto& spacing = sources.pixel_spacing();
-  if (!spacing) return out;
-  const double pixel_area = (*spacing)[0] * (*spacing)[1];
-  size_t total = 0;
-  double long_axis = 0;
+  // A volume is measured with the series' one spacing; single images each with their own (an
+  // ultrasound image's: the scale of the calibrated regions its mask lies in). A mask without a
+  // scale leaves the segment without measurements, never with a mix of mm2 and pixels.
+  const bool volume = sources.has_geometry() && sources.frame_count() > 1;
+  if (volume && !sources.pixel_spacing()) return {};
+  double area = 0, long_axis = 0;
   for (const auto& mask : segment.masks) {
     const size_t count = count_inside(mask, threshold);
     if (!count) continue;
-    total += count;
     const std::vector<std::uint8_t> converted =
         mask.binary.empty() ? binary_of(mask, threshold) : std::vector<std::uint8_t>();
     const auto& binary = mask.binary.empty() ? converted : mask.binary;
     if (binary.size() != static_cast<size_t>(sources.rows()) * sources.columns())
       throw ReportError("segment '" + segment.description.label + "': its mask on frame " + std::to_string(mask.frame) +
                         " does not have Rows x Columns values");
+    const auto spacing = volume ? sources.pixel_spacing() : frame_spacing(sources, mask.frame, binary);
+    if (!spacing) return {};
+    area += double(count) * (*spacing)[0] * (*spacing)[1];
     long_axis = std::max(long_axis,
                          longest_diameter_mm(binary, sources.rows(), sources.columns(), (*spacing)[0], (*spacing)[1]));
   }
-  const bool volume = sources.has_geometry() && sources.frame_count() > 1;
+  std::vector<Measurement> out;
   if (!volume) {
-    out.push_back(area_mm2(total * pixel_area));
+    out.push_back(area_mm2(area));
     return out;
   }
   const auto slice = sources.slice_spacing() ? sources.slice_spacing() : sources.slice_thickness();
-  if (slice) out.push_back(volume_mm3(total * pixel_area * *slice));
+  if (slice) out.push_back(volume_mm3(area * *slice));
   out.push_back(long_axis_mm(long_axis));
   return out;
 }

@@ -28,7 +28,8 @@ ImageRegion key_region(const seg::Segment& segment, const seg::SourceImages& sou
 
 // Area (mm2) for a single image or images without slice geometry; volume (mm3, pixel count x
 // pixel area x slice spacing) and long axis (mm: the longest in-plane diameter on any slice,
-// between outer pixel edges, as RECIST measures it) for a volume. Empty without pixel spacing.
+// between outer pixel edges, as RECIST measures it) for a volume. Empty without pixel spacing,
+// or where a single image's mask lies outside the calibrated ultrasound regions of its frame.
 std::vector<Measurement> segment_measurements(const seg::Segment& segment, const seg::SourceImages& sources,
                                               float threshold = 0.5f);
 

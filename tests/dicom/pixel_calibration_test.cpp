@@ -18,9 +18,14 @@ namespace {
 
 // Appends one ultrasound region (PS3.3 C.8.5.5) with the given spatial format, physical units
 // (3 = cm) and deltas (units per pixel).
-void add_region(DcmDataset& ds, Uint16 format, Uint16 units_x, Uint16 units_y, double dx, double dy) {
+// `bounds`: RegionLocationMinX0, MinY0, MaxX1, MaxY1, when given.
+void add_region(DcmDataset& ds, Uint16 format, Uint16 units_x, Uint16 units_y, double dx, double dy,
+                std::vector<Uint32> bounds = {}) {
   DcmItem* region = nullptr;
   ASSERT_TRUE(ds.findOrCreateSequenceItem(DCM_SequenceOfUltrasoundRegions, region, -2).good());
+  const DcmTagKey corners[] = {DCM_RegionLocationMinX0, DCM_RegionLocationMinY0, DCM_RegionLocationMaxX1,
+                               DCM_RegionLocationMaxY1};
+  for (size_t k = 0; k < bounds.size() && k < 4; ++k) region->putAndInsertUint32(corners[k], bounds[k]);
   region->putAndInsertUint16(DCM_RegionSpatialFormat, format);
   region->putAndInsertUint16(DCM_RegionDataType, 1);
   region->putAndInsertUint16(DCM_PhysicalUnitsXDirection, units_x);
@@ -77,15 +82,31 @@ TEST(PixelCalibration, UltrasoundRegionsAgreeOrSayWhyTheyGiveNoScale) {
     expect_spacing(plane_spacing(ds), 0.4, 0.4, "SequenceOfUltrasoundRegions (0018,6011)");
   }
   {
-    // Two 2D images side by side at different depths: a finding could lie in either.
+    // Two 2D images side by side at different depths: no one scale for the image, but both
+    // regions, each with its bounds, for the findings (mask_spacing).
     DcmDataset ds;
-    add_region(ds, 1, 3, 3, 0.03, 0.03);
-    add_region(ds, 1, 3, 3, 0.05, 0.05);
+    add_region(ds, 1, 3, 3, 0.03, 0.03, {0, 10, 319, 479});
+    add_region(ds, 1, 3, 3, 0.05, 0.05, {320, 10, 639, 479});
     const PlaneSpacing s = plane_spacing(ds);
     EXPECT_FALSE(s.spacing);
     EXPECT_EQ(s.problem,
               "its 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011)) have different scales (0.3 x 0.3 mm "
-              "and 0.5 x 0.5 mm per pixel), and a finding could lie in either");
+              "and 0.5 x 0.5 mm per pixel)");
+    ASSERT_EQ(s.regions.size(), 2u);
+    EXPECT_EQ(s.regions[0].bounds, (std::array<long, 4>{0, 10, 319, 479}));
+    EXPECT_EQ(s.regions[1].bounds, (std::array<long, 4>{320, 10, 639, 479}));
+    EXPECT_EQ(s.regions[1].spacing, (std::array<double, 2>{0.5, 0.5}));
+  }
+  {
+    // Bounds that are incomplete hold the whole image; bounds that are inverted hold nothing
+    // (the region is left out).
+    DcmDataset ds;
+    add_region(ds, 1, 3, 3, 0.03, 0.03, {0, 10});
+    add_region(ds, 1, 3, 3, 0.05, 0.05, {400, 10, 300, 479});
+    const PlaneSpacing s = plane_spacing(ds);
+    expect_spacing(s, 0.3, 0.3, "SequenceOfUltrasoundRegions (0018,6011)");
+    ASSERT_EQ(s.regions.size(), 1u);
+    EXPECT_FALSE(s.regions[0].bounds);
   }
   {
     // A 2D region without physical units, or with zero deltas, states no size.
@@ -106,6 +127,71 @@ TEST(PixelCalibration, UltrasoundRegionsAgreeOrSayWhyTheyGiveNoScale) {
   }
 }
 
+// A mask of `rows` x `columns` with the rectangle [x0, x1) x [y0, y1) inside.
+std::vector<std::uint8_t> box_mask(long rows, long columns, long x0, long y0, long x1, long y1) {
+  std::vector<std::uint8_t> mask(static_cast<size_t>(rows * columns), 0);
+  for (long y = y0; y < y1; ++y)
+    for (long x = x0; x < x1; ++x) mask[static_cast<size_t>(y * columns + x)] = 1;
+  return mask;
+}
+
+TEST(PixelCalibration, AFindingIsMeasuredWithTheScaleOfTheRegionsItLiesIn) {
+  const long rows = 100, columns = 200;
+  auto region = [](std::array<long, 4> bounds, double mm) {
+    CalibratedRegion r;
+    r.bounds = bounds;
+    r.spacing = {mm, mm};
+    return r;
+  };
+  // Dual pane: the left image at 0.3 mm per pixel, the right one at 0.5 mm, a strip of
+  // annotations above both; a colour box over the left one at its scale.
+  const std::vector<CalibratedRegion> regions = {region({0, 10, 99, 99}, 0.3), region({100, 10, 199, 99}, 0.5),
+                                                 region({20, 30, 60, 70}, 0.3)};
+  auto scale_of = [&](long x0, long y0, long x1, long y1) {
+    const auto mask = box_mask(rows, columns, x0, y0, x1, y1);
+    return mask_spacing(regions, mask.data(), rows, columns);
+  };
+  auto expect_mm = [](const MaskSpacing& m, double mm) {
+    ASSERT_TRUE(m.spacing) << m.problem;
+    EXPECT_EQ(*m.spacing, (std::array<double, 2>{mm, mm}));
+    EXPECT_EQ(m.problem, "");
+  };
+  expect_mm(scale_of(10, 20, 50, 60), 0.3);    // the left pane, partly under the colour box
+  expect_mm(scale_of(120, 40, 180, 90), 0.5);  // the right pane
+  // An outline a little past the left pane's edge (4 of 40 columns over it, 10 %) keeps the
+  // scale; one more column does not.
+  expect_mm(scale_of(64, 40, 104, 60), 0.3);
+  const MaskSpacing across = scale_of(65, 40, 105, 60);
+  EXPECT_FALSE(across.spacing);
+  EXPECT_EQ(across.problem,
+            "it spans 2D ultrasound regions of different scales (0.3 x 0.3 mm and 0.5 x 0.5 mm per pixel, "
+            "SequenceOfUltrasoundRegions (0018,6011))");
+  const MaskSpacing above = scale_of(10, 0, 50, 10);  // in the annotation strip
+  EXPECT_FALSE(above.spacing);
+  EXPECT_EQ(above.problem,
+            "it lies outside the calibrated 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011))");
+  const MaskSpacing half = scale_of(10, 5, 50, 15);  // half above the left pane
+  EXPECT_FALSE(half.spacing);
+  EXPECT_EQ(half.problem,
+            "50 % of it lies outside the calibrated 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011))");
+  // Regions of two scales over the same pixels: no telling which applies.
+  const std::vector<CalibratedRegion> overlapping = {region({0, 0, 199, 99}, 0.3), region({0, 0, 99, 99}, 0.5)};
+  const auto mask = box_mask(rows, columns, 10, 10, 50, 50);
+  const MaskSpacing both = mask_spacing(overlapping, mask.data(), rows, columns);
+  EXPECT_FALSE(both.spacing);
+  EXPECT_EQ(
+      both.problem,
+      "it lies where 2D ultrasound regions of different scales overlap (SequenceOfUltrasoundRegions (0018,6011))");
+  // A region without bounds holds the whole image; an empty mask has no scale and no problem.
+  CalibratedRegion whole;
+  whole.spacing = {0.2, 0.4};
+  const MaskSpacing corner = mask_spacing({whole}, box_mask(rows, columns, 190, 90, 200, 100).data(), rows, columns);
+  EXPECT_EQ(corner.spacing, (std::array<double, 2>{0.2, 0.4}));
+  const MaskSpacing empty = mask_spacing(regions, box_mask(rows, columns, 0, 0, 0, 0).data(), rows, columns);
+  EXPECT_FALSE(empty.spacing);
+  EXPECT_EQ(empty.problem, "");
+}
+
 TEST(PixelCalibration, TheSampleUltrasoundCineIsMeasuredInMillimetres) {
   SeriesCollection c = read_series({test::sample_folder("us")});
   ASSERT_EQ(c.series.size(), 1u);
@@ -116,6 +202,10 @@ TEST(PixelCalibration, TheSampleUltrasoundCineIsMeasuredInMillimetres) {
     ASSERT_TRUE(f.pixel_spacing);
     EXPECT_NEAR((*f.pixel_spacing)[0], 0.3, 1e-12);  // 0.03 cm per pixel
     EXPECT_NEAR((*f.pixel_spacing)[1], 0.3, 1e-12);
+    // Its one region, over the whole image, is what a finding's scale is read from.
+    ASSERT_EQ(f.calibration_regions.size(), 1u);
+    const auto& layout = c.series[0].instances[0].pixels();
+    EXPECT_EQ(f.calibration_regions[0].bounds, (std::array<long, 4>{0, 0, layout.columns - 1, layout.rows - 1}));
   }
 }
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <functional>
 #include <set>
+#include <sstream>
 
 #include "config/task_rules.h"
 #include "inference/answer_parser.h"
@@ -471,6 +472,33 @@ std::vector<double> sr_areas(const StudyResult& r, const test::TempDir& dir, std
   return areas;
 }
 
+// Appends a 2D tissue region calibrated in cm (`cm` per pixel both ways) to an ultrasound
+// image, with its bounds (MinX0, MinY0, MaxX1, MaxY1) when given.
+void add_us_region(DcmDataset& ds, std::optional<std::array<Uint32, 4>> bounds, double cm) {
+  DcmItem* region = nullptr;
+  ds.findOrCreateSequenceItem(DCM_SequenceOfUltrasoundRegions, region, -2);
+  if (bounds) {
+    region->putAndInsertUint32(DCM_RegionLocationMinX0, (*bounds)[0]);
+    region->putAndInsertUint32(DCM_RegionLocationMinY0, (*bounds)[1]);
+    region->putAndInsertUint32(DCM_RegionLocationMaxX1, (*bounds)[2]);
+    region->putAndInsertUint32(DCM_RegionLocationMaxY1, (*bounds)[3]);
+  }
+  region->putAndInsertUint16(DCM_RegionSpatialFormat, 1);
+  region->putAndInsertUint16(DCM_PhysicalUnitsXDirection, 3);
+  region->putAndInsertUint16(DCM_PhysicalUnitsYDirection, 3);
+  region->putAndInsertFloat64(DCM_PhysicalDeltaX, cm);
+  region->putAndInsertFloat64(DCM_PhysicalDeltaY, cm);
+}
+
+// Every Area of an SR dump (dsrdump) is in pixels.
+void expect_areas_in_pixels(const std::string& dump) {
+  std::istringstream lines(dump);
+  for (std::string line; std::getline(lines, line);)
+    if (line.find("\"Area\")=") != std::string::npos) {
+      EXPECT_NE(line.find("{pixels}"), std::string::npos) << line;
+    }
+}
+
 TEST(AnalysisOutcomes, UltrasoundIsMeasuredWithItsRegionCalibration) {
   // The sample cine states its scale only in its ultrasound region (0.03 cm per pixel): the
   // cyst is measured exactly as with a PixelSpacing of 0.3 mm.
@@ -507,22 +535,16 @@ TEST(AnalysisOutcomes, UltrasoundIsMeasuredWithItsRegionCalibration) {
                            ": no measurements: its images have no PixelSpacing (0028,0030) or ultrasound region "
                            "calibrated in cm (SequenceOfUltrasoundRegions (0018,6011))"))
       << testing::PrintToString(unscaled.series[0].notes);
-  const auto two = changed_copies("us", dir / "two-regions", [](DcmDataset& ds) {
-    DcmItem* region = nullptr;
-    ds.findOrCreateSequenceItem(DCM_SequenceOfUltrasoundRegions, region, -2);
-    region->putAndInsertUint16(DCM_RegionSpatialFormat, 1);
-    region->putAndInsertUint16(DCM_PhysicalUnitsXDirection, 3);
-    region->putAndInsertUint16(DCM_PhysicalUnitsYDirection, 3);
-    region->putAndInsertFloat64(DCM_PhysicalDeltaX, 0.05);
-    region->putAndInsertFloat64(DCM_PhysicalDeltaY, 0.05);
-  });
+  // A second region of another scale over the same pixels (it states no bounds: the whole
+  // image): no telling which applies, and each finding says so.
+  const auto two = changed_copies("us", dir / "two-regions", [](DcmDataset& ds) { add_us_region(ds, {}, 0.05); });
   const auto ambiguous = analyze(two, std::make_unique<test::BoxEngine>());
-  EXPECT_TRUE(
-      has_note(ambiguous.series.at(0),
-               "series " + uid +
-                   ": no measurements: its 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011)) have "
-                   "different scales (0.3 x 0.3 mm and 0.5 x 0.5 mm per pixel)"))
-      << testing::PrintToString(ambiguous.series[0].notes);
+  for (const auto& f : ambiguous.findings)
+    EXPECT_TRUE(has_note(ambiguous.series.at(0),
+                         ": " + f.label +
+                             ": no measurements: it lies where 2D ultrasound regions of different scales overlap "
+                             "(SequenceOfUltrasoundRegions (0018,6011))"))
+        << f.label << " " << testing::PrintToString(ambiguous.series[0].notes);
   for (const auto* r : {&unscaled, &ambiguous}) {
     ASSERT_FALSE(r->findings.empty());
     for (const auto& f : r->findings) {
@@ -530,6 +552,85 @@ TEST(AnalysisOutcomes, UltrasoundIsMeasuredWithItsRegionCalibration) {
       EXPECT_EQ(f.frame_area_unit, "pixels");
     }
   }
+  std::string dump;
+  EXPECT_EQ(sr_areas(ambiguous, dir, dump).size(), ambiguous.findings.size()) << dump;
+  expect_areas_in_pixels(dump);
+}
+
+TEST(AnalysisOutcomes, ADualPaneUltrasoundMeasuresEachFindingWithItsPanesScale) {
+  // The cine's one region replaced by two panes, split at 4/5 of its width (the test engine's
+  // boxes lie left of 3/4): the right pane comes first in the sequence, so that the scale
+  // is the one of the pane the finding lies in, not of the first region.
+  test::TempDir dir;
+  auto panes = [&](const std::string& name, double left_cm, double right_cm) {
+    return changed_copies("us", dir / name, [=](DcmDataset& ds) {
+      Uint16 rows = 0, columns = 0;
+      ds.findAndGetUint16(DCM_Rows, rows);
+      ds.findAndGetUint16(DCM_Columns, columns);
+      delete ds.remove(DCM_SequenceOfUltrasoundRegions);
+      const Uint32 edge = Uint32(columns) * 4 / 5;
+      add_us_region(ds, {{edge, 0, Uint32(columns - 1), Uint32(rows - 1)}}, right_cm);
+      add_us_region(ds, {{0, 0, edge - 1, Uint32(rows - 1)}}, left_cm);
+    });
+  };
+  const auto spaced = analyze(changed_copies("us", dir / "spacing",
+                                             [](DcmDataset& ds) {
+                                               delete ds.remove(DCM_SequenceOfUltrasoundRegions);
+                                               ds.putAndInsertString(DCM_PixelSpacing, "0.3\\0.3");
+                                             }),
+                              std::make_unique<test::BoxEngine>());
+  ASSERT_FALSE(spaced.findings.empty());
+  for (const auto& [left_cm, right_cm] : {std::pair{0.03, 0.05}, std::pair{0.05, 0.03}}) {
+    SCOPED_TRACE(testing::Message() << "left pane " << left_cm << " cm, right pane " << right_cm << " cm per pixel");
+    const std::string name = "panes-" + std::to_string(left_cm);
+    const auto r = analyze(panes(name, left_cm, right_cm), std::make_unique<test::BoxEngine>());
+    ASSERT_EQ(r.findings.size(), spaced.findings.size());
+    const double ratio = left_cm / 0.03;  // against the 0.3 mm of `spaced`
+    for (size_t i = 0; i < r.findings.size(); ++i) {
+      const Finding& f = r.findings[i];
+      const Measurement* area = measurement(f, "Area");
+      const Measurement* axis = measurement(f, "Long axis");
+      ASSERT_TRUE(area && axis) << f.label;
+      EXPECT_EQ(area->unit, "mm2");
+      EXPECT_NEAR(area->value, measurement(spaced.findings[i], "Area")->value * ratio * ratio, 1e-6 * area->value);
+      EXPECT_NEAR(axis->value, measurement(spaced.findings[i], "Long axis")->value * ratio, 1e-9 * axis->value);
+      EXPECT_EQ(f.frame_area_unit, "mm2");
+      ASSERT_EQ(f.frame_areas.size(), spaced.findings[i].frame_areas.size());
+      for (size_t k = 0; k < f.frame_areas.size(); ++k)
+        EXPECT_NEAR(f.frame_areas[k].second, spaced.findings[i].frame_areas[k].second * ratio * ratio,
+                    1e-6 * f.frame_areas[k].second);
+    }
+    for (const auto& n : r.series.at(0).notes) EXPECT_EQ(n.find("no measurements"), std::string::npos) << n;
+    // The SR's areas are the summary's, in the pane's scale.
+    std::string dump;
+    const std::vector<double> areas = sr_areas(r, dir, dump);
+    ASSERT_EQ(areas.size(), r.findings.size()) << dump;
+    for (size_t i = 0; i < areas.size(); ++i)
+      EXPECT_NEAR(areas[i], measurement(r.findings[i], "Area")->value, 1e-3) << dump;
+  }
+
+  // A finding outside every calibrated region (only the strip right of 4/5 is) has no
+  // measurements in mm, and the series' notes name it and why.
+  const auto strip = changed_copies("us", dir / "strip", [](DcmDataset& ds) {
+    Uint16 rows = 0, columns = 0;
+    ds.findAndGetUint16(DCM_Rows, rows);
+    ds.findAndGetUint16(DCM_Columns, columns);
+    delete ds.remove(DCM_SequenceOfUltrasoundRegions);
+    add_us_region(ds, {{Uint32(columns) * 4 / 5, 0, Uint32(columns - 1), Uint32(rows - 1)}}, 0.03);
+  });
+  const auto outside = analyze(strip, std::make_unique<test::BoxEngine>());
+  ASSERT_FALSE(outside.findings.empty());
+  for (const auto& f : outside.findings) {
+    for (const auto& m : f.measurements) EXPECT_NE(m.unit.rfind("mm", 0), 0u) << f.label << " " << m.name;
+    EXPECT_EQ(f.frame_area_unit, "pixels");
+    EXPECT_TRUE(has_note(outside.series.at(0), ": " + f.label +
+                                                   ": no measurements: it lies outside the calibrated 2D ultrasound "
+                                                   "regions (SequenceOfUltrasoundRegions (0018,6011))"))
+        << f.label << " " << testing::PrintToString(outside.series[0].notes);
+  }
+  std::string dump;
+  EXPECT_EQ(sr_areas(outside, dir, dump).size(), outside.findings.size()) << dump;
+  expect_areas_in_pixels(dump);
 }
 
 TEST(AnalysisOutcomes, RadiographsOfOneSizeAtDifferentPixelSizesAreEachMeasuredWithTheirOwn) {
