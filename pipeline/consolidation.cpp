@@ -116,15 +116,120 @@ Diameter longest_piece_diameter(const std::vector<Run>& runs, const std::vector<
   return best;
 }
 
+// The patient x coordinate of pixel (x, row) on a frame that says where left is.
+double patient_x(const std::array<double, 3>& a, int x, int row) {
+  return a[0] + a[1] * x + a[2] * row;
+}
+
+// The smallest gap across the patient (mm) that divides the two sides of a paired structure.
+constexpr double kSideGapMm = 10.0;
+
+// Where a paired structure in a volume divides into the patient's right and left on each frame
+// with mask pixels (patient x, mm): the middle of the widest gap of at least kSideGapMm across
+// the patient between what the frame's runs cover; a frame where the two sides touch (the lungs
+// at the anterior junction) takes the division of the nearest frame with such a gap. None when
+// fewer than half of the frames show one, or where a frame's columns do not run across the
+// patient (then the sides lie on different slices and the components tell them apart).
+std::optional<std::map<size_t, double>> side_divisions(const std::vector<AnalysedFrame>& frames,
+                                                       const std::vector<Run>& runs,
+                                                       const std::map<size_t, std::vector<size_t>>& row_offsets) {
+  std::map<size_t, std::optional<double>> gap_middle;
+  size_t with_gap = 0;
+  for (const auto& [frame, offsets] : row_offsets) {
+    if (offsets.front() == offsets.back()) continue;
+    const AnalysedFrame& f = frames[frame];
+    if (!f.left_at || !f.left_in_mm) return std::nullopt;
+    const auto& a = *f.left_at;
+    if (std::abs(a[1]) < 0.5 * f.column_spacing) return std::nullopt;
+    std::vector<std::pair<double, double>> covered;
+    for (size_t r = offsets.front(); r < offsets.back(); ++r) {
+      const double u = patient_x(a, runs[r].x0, runs[r].row), v = patient_x(a, runs[r].x1 - 1, runs[r].row);
+      covered.emplace_back(std::min(u, v), std::max(u, v));
+    }
+    std::sort(covered.begin(), covered.end());
+    double reach = covered.front().second, widest = 0;
+    std::optional<double> middle;
+    for (size_t k = 1; k < covered.size(); ++k) {
+      const double gap = covered[k].first - reach;
+      if (gap >= kSideGapMm && gap > widest) widest = gap, middle = (reach + covered[k].first) / 2;
+      reach = std::max(reach, covered[k].second);
+    }
+    gap_middle[frame] = middle;
+    with_gap += middle ? 1 : 0;
+  }
+  if (!with_gap || 2 * with_gap < gap_middle.size()) return std::nullopt;
+  std::map<size_t, double> division;
+  for (const auto& [frame, middle] : gap_middle) {
+    if (middle) {
+      division[frame] = *middle;
+      continue;
+    }
+    // The nearest frame with a gap (the earlier one on a tie).
+    size_t best_distance = std::numeric_limits<size_t>::max();
+    for (const auto& [other, m] : gap_middle) {
+      const size_t distance = other > frame ? other - frame : frame - other;
+      if (m && distance < best_distance) best_distance = distance, division[frame] = *m;
+    }
+  }
+  return division;
+}
+
+// `runs` cut where they cross their frame's division, with the side of each run (0 = the
+// patient's right, lower x; 1 = left) and the row offsets rebuilt.
+void cut_at_divisions(const std::vector<AnalysedFrame>& frames, const std::map<size_t, double>& division,
+                      std::vector<Run>& runs, std::map<size_t, std::vector<size_t>>& row_offsets,
+                      std::vector<uint8_t>& side) {
+  std::vector<Run> cut;
+  side.clear();
+  for (auto& [frame, offsets] : row_offsets) {
+    std::vector<size_t> rebuilt(offsets.size(), cut.size());
+    if (offsets.front() == offsets.back()) {  // no pixel: no division either
+      offsets = std::move(rebuilt);
+      continue;
+    }
+    const auto& a = *frames[frame].left_at;
+    const double d = division.at(frame);
+    for (size_t y = 0; y + 1 < offsets.size(); ++y) {
+      rebuilt[y] = cut.size();
+      for (size_t r = offsets[y]; r < offsets[y + 1]; ++r) {
+        const Run& run = runs[r];
+        auto on_left = [&](int x) { return patient_x(a, x, run.row) > d ? uint8_t{1} : uint8_t{0}; };
+        int start = run.x0;
+        for (int x = run.x0 + 1; x < run.x1; ++x)
+          if (on_left(x) != on_left(start)) {
+            cut.push_back({run.frame, run.row, start, x});
+            side.push_back(on_left(start));
+            start = x;
+          }
+        cut.push_back({run.frame, run.row, start, run.x1});
+        side.push_back(on_left(start));
+      }
+    }
+    rebuilt.back() = cut.size();
+    offsets = std::move(rebuilt);
+  }
+  runs = std::move(cut);
+}
+
 // The kept components of a paired structure as the patient's right and left side (each in the
-// order of `kept`), split at the widest gap across the patient between groups of components
-// whose extents along the patient's x axis lie at least a minimum apart; nullopt when a frame
-// does not say where left is, when frames in pixels cannot be compared, or when there is no
-// such gap (both sides joined, or one side only).
+// order of `kept`). With `run_side` (the runs cut at the frames' divisions, side_divisions), by
+// the side of each component's runs. Otherwise split at the widest gap across the patient
+// between groups of components whose extents along the patient's x axis lie at least a minimum
+// apart; nullopt when a frame does not say where left is, when frames in pixels cannot be
+// compared, or when there is no such gap (both sides joined, or one side only).
 std::optional<std::pair<std::vector<size_t>, std::vector<size_t>>> split_sides(const std::vector<AnalysedFrame>& frames,
                                                                                const std::vector<Run>& runs,
                                                                                const std::vector<size_t>& component,
-                                                                               const std::vector<size_t>& kept) {
+                                                                               const std::vector<size_t>& kept,
+                                                                               const std::vector<uint8_t>& run_side) {
+  if (!run_side.empty()) {
+    std::map<size_t, uint8_t> side_of;  // component -> side (all its runs have one)
+    for (size_t r = 0; r < runs.size(); ++r) side_of[component[r]] = run_side[r];
+    std::pair<std::vector<size_t>, std::vector<size_t>> sides;
+    for (size_t c : kept) (side_of.at(c) ? sides.second : sides.first).push_back(c);
+    if (sides.first.empty() || sides.second.empty()) return std::nullopt;
+    return sides;
+  }
   std::map<size_t, size_t> index_of;  // component -> index in kept
   for (size_t i = 0; i < kept.size(); ++i) index_of[kept[i]] = i;
   std::vector<std::pair<double, double>> extent(
@@ -139,7 +244,7 @@ std::optional<std::pair<std::vector<size_t>, std::vector<size_t>>> split_sides(c
     used.insert(run.frame);
     const auto& a = *f.left_at;
     for (int x : {run.x0, run.x1 - 1}) {
-      const double v = a[0] + a[1] * x + a[2] * run.row;
+      const double v = patient_x(a, x, run.row);
       extent[it->second].first = std::min(extent[it->second].first, v);
       extent[it->second].second = std::max(extent[it->second].second, v);
     }
@@ -148,7 +253,7 @@ std::optional<std::pair<std::vector<size_t>, std::vector<size_t>>> split_sides(c
   const bool in_mm = frames[*used.begin()].left_in_mm;
   for (size_t f : used)
     if (frames[f].left_in_mm != in_mm || (!in_mm && used.size() > 1)) return std::nullopt;
-  const double min_gap = in_mm ? 10.0 : 0.02 * frames[*used.begin()].columns;
+  const double min_gap = in_mm ? kSideGapMm : 0.02 * frames[*used.begin()].columns;
   std::vector<size_t> order(kept.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return extent[a].first < extent[b].first; });
@@ -296,6 +401,12 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     if (have_probability) union_probability[frame] = std::move(probability);
   }
   if (runs.empty()) return {};
+  // A paired structure in a volume whose sides touch on some slices: the runs cut at each
+  // frame's division, and no connection across it.
+  std::vector<uint8_t> run_side;
+  if (options.sides && volume)
+    if (const auto division = side_divisions(frames, runs, row_offsets))
+      cut_at_divisions(frames, *division, runs, row_offsets, run_side);
 
   // --- connect ------------------------------------------------------------------------------
   UnionFind uf(runs.size());
@@ -305,7 +416,8 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
     for (size_t i = a_begin; i < a_end; ++i) {
       const int lo = runs[i].x0 - (diagonal ? 1 : 0), hi = runs[i].x1 + (diagonal ? 1 : 0);
       while (j < b_end && runs[j].x1 <= lo) ++j;
-      for (size_t k = j; k < b_end && runs[k].x0 < hi; ++k) uf.unite(i, k);
+      for (size_t k = j; k < b_end && runs[k].x0 < hi; ++k)
+        if (run_side.empty() || run_side[i] == run_side[k]) uf.unite(i, k);
     }
   };
   for (const auto& [frame, offsets] : row_offsets) {
@@ -392,7 +504,7 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
   if (options.one_finding_per_component) {
     for (size_t c : kept) groups.push_back({c});
   } else if (!kept.empty()) {
-    const auto sided = options.sides ? split_sides(frames, runs, component, kept) : std::nullopt;
+    const auto sided = options.sides ? split_sides(frames, runs, component, kept, run_side) : std::nullopt;
     if (sided) {
       groups = {sided->first, sided->second};
       group_side = {"right", "left"};

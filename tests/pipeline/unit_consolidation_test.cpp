@@ -335,6 +335,53 @@ TEST(Consolidation, APairedStructureIsOneFindingPerSideOfThePatient) {
   EXPECT_EQ(consolidate(sided_stack(4, +1), masks, paired).size(), 1u);
 }
 
+TEST(Consolidation, APairedStructureWhoseSidesTouchOnSomeSlicesIsStillOneFindingPerSide) {
+  // Two lungs on five slices, columns 2-9 and 24-31: 15 columns (12 mm) between the pixel
+  // centres nearest each other.
+  std::vector<FrameMask> masks;
+  for (size_t f = 0; f < 5; ++f) {
+    masks.push_back(box(f, 2, 2, 8, 18));
+    masks.push_back(box(f, 24, 2, 8, 18));
+  }
+  // On slice 1 they touch at the anterior junction (rows 2-4 joined across), on slice 2 by a
+  // bridge of one row: in 3D one component.
+  masks.push_back(box(1, 10, 2, 14, 3));
+  masks.push_back(box(2, 10, 6, 14, 1));
+  ConsolidationOptions paired;
+  paired.frames_are_sequence = true;
+  paired.label = "Lung";
+  paired.sides = true;
+  const auto frames = sided_stack(5, +1);
+  auto found = consolidate(frames, masks, paired);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].label, "Right lung");
+  EXPECT_EQ(found[1].label, "Left lung");
+  // The gap's middle on the slices that have one: between columns 9 and 24, at 16.5; the
+  // bridges split there (columns 10-16 right, 17-23 left).
+  EXPECT_EQ(found[0].pixel_count, 5u * 144u + 7u * 3u + 7u);
+  EXPECT_EQ(found[1].pixel_count, 5u * 144u + 7u * 3u + 7u);
+  EXPECT_EQ(found[0].masks.at(1)[size_t(2) * kColumns + 16], 1);
+  EXPECT_EQ(found[0].masks.at(1)[size_t(2) * kColumns + 17], 0);
+  EXPECT_EQ(found[1].masks.at(1)[size_t(2) * kColumns + 17], 1);
+  // Flipped columns: the same division, the sides swap.
+  found = consolidate(sided_stack(5, -1), masks, paired);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].label, "Right lung");
+  EXPECT_EQ(found[0].masks.at(1)[size_t(2) * kColumns + 17], 1);
+  // Joined on three of the five slices: fewer than half show the two sides, so there is no
+  // telling where they divide: one finding, as before.
+  masks.push_back(box(3, 10, 2, 14, 3));
+  found = consolidate(frames, masks, paired);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].label, "Lung");
+  EXPECT_EQ(found[0].side, "");
+  // Not a volume (a cine without positions): components only, one finding.
+  masks.resize(12);
+  auto cine = frames;
+  for (auto& f : cine) f.position.reset();
+  EXPECT_EQ(consolidate(cine, masks, paired).size(), 1u);
+}
+
 TEST(Consolidation, APairedStructureOnOneProjectionImageIsSidedInPixels) {
   // A chest radiograph with PatientOrientation "L\F": the columns run toward the patient's left.
   auto frames = stack(2);
