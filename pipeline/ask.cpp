@@ -192,6 +192,8 @@ WrittenFindings write_ask_seg(const dicom::Series& series, int frame, const std:
     m.binary = c.masks.at(0);
     w.segment.masks.push_back(std::move(m));
     if (auto site = found[n].target->effective_finding_site()) w.finding_site = to_seg(*site);
+    w.laterality = laterality_code(c.side);
+    w.segment.description.type_modifier = w.laterality;
     w.text = reported_text(c.label, c.text);
     to_write.push_back(std::move(w));
   }
@@ -239,6 +241,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
   f.columns = provenance.source_columns;
   f.rows = provenance.source_rows;
   set_plane_scale(f, provenance.geometry);
+  if (series) set_left(f, series->instances.front(), frame);
   const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
   std::vector<AskFinding> found;
   for (const auto& segment : answer.segments) {
@@ -265,6 +268,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
       options.label = label;
       if (target) options.min_size = target->min_size_for(in.modality);
       if (target) options.min_confidence = target->min_confidence;
+      options.sides = target && target->paired;
       for (auto& c : consolidate({f}, answer_masks(one, provenance, 0, keep_phrase, label), options)) {
         s.finding = static_cast<int>(found.size());
         found.push_back({std::move(c), target});
@@ -303,6 +307,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
     fd.mean_iou = c.mean_iou;
     fd.key_instance_uid = f.sop_instance_uid;
     fd.key_frame = frame;
+    fd.side = c.side;
     if (c.key_area_mm2) fd.measurements.push_back({"Area", *c.key_area_mm2, "mm2"});
     if (c.diameter_in_mm) fd.measurements.push_back({"Long axis", c.key_diameter.length, "mm"});
     out.findings.push_back(std::move(fd));
@@ -375,6 +380,7 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     f.columns = provenance[i].source_columns;
     f.rows = provenance[i].source_rows;
     set_plane_scale(f, provenance[i].geometry);
+    if (const dicom::Series* series = images[i].series()) set_left(f, series->instances.front(), 1);
     analysed.push_back(f);
   }
   const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
@@ -404,6 +410,7 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     c.label = label;
     if (target) c.min_size = target->min_size_for(modality);
     if (target) c.min_confidence = target->min_confidence;
+    c.sides = target && target->paired;
     for (auto& found : consolidate(analysed, track_masks(answer, segment, provenance, keep_phrase, label), c)) {
       s.finding = static_cast<int>(out.findings.size());
       Finding fd;
@@ -416,6 +423,7 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
       fd.mean_iou = found.mean_iou;
       fd.key_instance_uid = analysed[found.key_frame].sop_instance_uid;
       fd.key_frame = static_cast<int>(found.key_frame) + 1;
+      fd.side = found.side;
       if (found.volume_mm3) fd.measurements.push_back({"Volume", *found.volume_mm3, "mm3"});
       if (found.key_area_mm2) fd.measurements.push_back({"Area", *found.key_area_mm2, "mm2"});
       if (found.diameter_in_mm) fd.measurements.push_back({"Long axis", found.key_diameter.length, "mm"});

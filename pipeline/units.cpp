@@ -17,8 +17,8 @@ std::string unit_key(const dicom::ViewRequest& r, const dicom::Instance& instanc
   return "images " + std::to_string(instance.pixels().columns) + "x" + std::to_string(instance.pixels().rows);
 }
 
-// Where the patient's left lies on a frame (AnalysedFrame::left_at): from its plane when it has
-// one, else from PatientOrientation (the directions of rows and columns as letters, "L\\F").
+}  // namespace
+
 void set_left(AnalysedFrame& f, const dicom::Instance& instance, int frame_number) {
   const dicom::FrameInfo& info = instance.frame(frame_number);
   if (info.image_position && info.image_orientation) {
@@ -44,6 +44,8 @@ void set_left(AnalysedFrame& f, const dicom::Instance& instance, int frame_numbe
   f.left_at = std::array<double, 3>{0.0, along_row, along_column};
   f.left_in_mm = false;
 }
+
+namespace {
 
 // The frame as consolidation sees it: size, spacing and (in a stack) its position.
 AnalysedFrame analysed_frame(const dicom::ViewRequest& r, const dicom::Instance& instance,

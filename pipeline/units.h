@@ -33,6 +33,11 @@ struct UnitPlan {
 // has one, and an ultrasound image's calibrated regions.
 void set_plane_scale(AnalysedFrame& f, const dicom::FrameInfo& info);
 
+// Where the patient's left lies on frame `frame_number` (1-based) of `instance`
+// (AnalysedFrame::left_at): from its plane when it has one, else from PatientOrientation (the
+// directions of rows and columns as letters, "L\\F").
+void set_left(AnalysedFrame& f, const dicom::Instance& instance, int frame_number);
+
 // `requests` are the series' planned views, `selected` the indices of those analysed.
 UnitPlan group_into_units(const dicom::Series& series, const std::vector<dicom::ViewRequest>& requests,
                           const std::vector<size_t>& selected);

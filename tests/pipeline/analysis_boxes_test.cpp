@@ -260,6 +260,34 @@ TEST(AnalysisWithBoxes, LungsOnAChestRadiographAreSidedByItsPatientOrientation) 
   EXPECT_EQ(first_column.count("Lung"), 0u);
 }
 
+TEST(AnalysisWithBoxes, AQuestionAboutThePairedLungsIsAnsweredPerSide) {
+  // ask() on the chest PA: the lungs are two findings, sided as the analysis sides them, with
+  // the laterality as the segment's type modifier; the summary's findings carry the side.
+  auto engine = std::make_unique<test::BoxEngine>();
+  engine->pair_apart = 256;
+  const auto analyzer = make_analyzer({}, std::move(engine));
+  const auto xray = fixture_data().inputs("xray");
+  const auto answer = analyzer->ask(xray.at(0), 1, {"Please segment lung in chest X-ray.", "", {}, ""}, "ask-seed");
+  ASSERT_EQ(answer.findings.size(), 2u);
+  EXPECT_EQ(answer.findings[0].label, "Right lung");
+  EXPECT_EQ(answer.findings[0].side, "right");
+  EXPECT_EQ(answer.findings[1].label, "Left lung");
+  EXPECT_EQ(answer.findings[1].side, "left");
+  ASSERT_TRUE(answer.seg);
+  test::TempDir dir;
+  test::write_object(dir / "seg.dcm", *answer.seg);
+  const auto decoded = test::read_seg_with_pydicom(dir / "seg.dcm");
+  std::map<int, nlohmann::json> segment;
+  for (const auto& s : decoded["segments"]) segment[s["number"].get<int>()] = s;
+  std::map<std::string, int> first_column;
+  for (const auto& f : decoded["frames"])
+    first_column[segment.at(f["segment"].get<int>())["label"].get<std::string>()] = f["bbox"][1].get<int>();
+  ASSERT_EQ(first_column.size(), 2u) << decoded.dump();
+  EXPECT_LT(first_column.at("Right lung"), first_column.at("Left lung"));
+  EXPECT_EQ(segment.at(1)["type_modifiers"], nlohmann::json::array({"24028007"})) << decoded.dump();
+  EXPECT_EQ(segment.at(2)["type_modifiers"], nlohmann::json::array({"7771000"})) << decoded.dump();
+}
+
 TEST(AnalysisWithBoxes, SameSeedSameUidsOtherSeedOtherUids) {
   const auto& data = fixture_data();
   AnalyzerSettings settings;
