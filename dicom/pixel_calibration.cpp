@@ -74,7 +74,7 @@ PlaneSpacing plane_spacing(DcmItem& image) {
   }
   DcmSequenceOfItems* regions = nullptr;
   if (image.findAndGetSequence(DCM_SequenceOfUltrasoundRegions, regions).bad() || !regions) return out;
-  size_t two_d = 0;
+  size_t two_d = 0, holding_nothing = 0;
   for (unsigned long i = 0; i < regions->card(); ++i) {
     DcmItem* region = regions->getItem(i);
     if (!region || code(*region, DCM_RegionSpatialFormat) != kSpatialFormat2D) continue;
@@ -98,14 +98,21 @@ PlaneSpacing plane_spacing(DcmItem& image) {
       if (region->findAndGetUint32(tag, value).good()) bounds[stated++] = static_cast<long>(value);
     }
     if (stated == 4) {
-      if (bounds[0] > bounds[2] || bounds[1] > bounds[3]) continue;  // holds no pixel
+      if (bounds[0] > bounds[2] || bounds[1] > bounds[3]) {
+        ++holding_nothing;
+        continue;
+      }
       calibrated.bounds = bounds;
     }
     out.regions.push_back(calibrated);
   }
   if (!two_d) return out;
   if (out.regions.empty()) {
-    out.problem = "its 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011)) state no size in cm per pixel";
+    out.problem = holding_nothing ? "its 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011)) calibrated "
+                                    "in cm have bounds that hold no pixel (RegionLocationMinX0 after MaxX1, or MinY0 "
+                                    "after MaxY1)"
+                                  : "its 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011)) state no "
+                                    "size in cm per pixel";
     return out;
   }
   for (const auto& r : out.regions)

@@ -19,6 +19,7 @@
 import argparse
 import collections
 import concurrent.futures
+import copy
 import glob
 import os
 import random
@@ -73,9 +74,7 @@ def us_regions(change):
 
 
 def second_region_at_other_depth(ds, region):
-    other = pydicom.Dataset()
-    for element in region:
-        other.add(element)
+    other = copy.deepcopy(region)  # its own elements: changing them leaves the first region as it is
     other.PhysicalDeltaX = other.PhysicalDeltaY = 0.05
     ds.SequenceOfUltrasoundRegions.append(other)
 
@@ -115,6 +114,11 @@ IMAGE_FAULTS = {
     "us-regions-disagree": us_regions(second_region_at_other_depth),
     "us-region-delta-nan": us_regions(lambda ds, region: setattr(region, "PhysicalDeltaX", float("nan"))),
     "us-region-units-missing": us_regions(lambda ds, region: delattr(region, "PhysicalUnitsXDirection")),
+    "us-region-beyond-image": us_regions(lambda ds, region: setattr(region, "RegionLocationMaxX1", 0xFFFFFFFF)),
+    "us-region-inverted": us_regions(lambda ds, region: setattr(region, "RegionLocationMinX0",
+                                                                region.RegionLocationMaxX1 + 10)),
+    "us-region-bound-missing": us_regions(lambda ds, region: delattr(region, "RegionLocationMaxY1")),
+    "us-region-top-strip-only": us_regions(lambda ds, region: setattr(region, "RegionLocationMaxY1", 9)),
     "slice-thickness-zero": put("SliceThickness", 0),
     "orientation-zero": put("ImageOrientationPatient", [0, 0, 0, 0, 0, 0]),
     "orientation-parallel": put("ImageOrientationPatient", [1, 0, 0, 1, 0, 0]),

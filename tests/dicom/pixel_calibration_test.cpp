@@ -107,6 +107,14 @@ TEST(PixelCalibration, UltrasoundRegionsAgreeOrSayWhyTheyGiveNoScale) {
     expect_spacing(s, 0.3, 0.3, "SequenceOfUltrasoundRegions (0018,6011)");
     ASSERT_EQ(s.regions.size(), 1u);
     EXPECT_FALSE(s.regions[0].bounds);
+    // Only a region that holds nothing: said so, not taken for a missing scale.
+    DcmDataset inverted;
+    add_region(inverted, 1, 3, 3, 0.05, 0.05, {400, 10, 300, 479});
+    const PlaneSpacing none = plane_spacing(inverted);
+    EXPECT_FALSE(none.spacing);
+    EXPECT_EQ(none.problem,
+              "its 2D ultrasound regions (SequenceOfUltrasoundRegions (0018,6011)) calibrated in cm have bounds that "
+              "hold no pixel (RegionLocationMinX0 after MaxX1, or MinY0 after MaxY1)");
   }
   {
     // A 2D region without physical units, or with zero deltas, states no size.
