@@ -499,29 +499,60 @@ void expect_areas_in_pixels(const std::string& dump) {
     }
 }
 
+// The sample cine with a PixelSpacing of 0.3 mm in place of its region (0.03 cm per pixel).
+StudyResult analyze_us_spaced(const test::TempDir& dir) {
+  return analyze(changed_copies("us", dir / "spacing",
+                                [](DcmDataset& ds) {
+                                  delete ds.remove(DCM_SequenceOfUltrasoundRegions);
+                                  ds.putAndInsertString(DCM_PixelSpacing, "0.3\\0.3");
+                                }),
+                 std::make_unique<test::BoxEngine>());
+}
+
+// Each finding of `r` measured as the same finding of `spaced` at `ratio` times its pixel size:
+// area and per-frame areas in mm2, long axis in mm.
+void expect_measured_as(const StudyResult& r, const StudyResult& spaced, double ratio) {
+  ASSERT_EQ(r.findings.size(), spaced.findings.size());
+  for (size_t i = 0; i < r.findings.size(); ++i) {
+    const Finding& f = r.findings[i];
+    const Measurement* area = measurement(f, "Area");
+    const Measurement* axis = measurement(f, "Long axis");
+    ASSERT_TRUE(area && axis) << f.label;
+    EXPECT_EQ(area->unit, "mm2");
+    EXPECT_NEAR(area->value, measurement(spaced.findings[i], "Area")->value * ratio * ratio, 1e-9 * area->value);
+    EXPECT_NEAR(axis->value, measurement(spaced.findings[i], "Long axis")->value * ratio, 1e-9 * axis->value);
+    EXPECT_EQ(f.frame_area_unit, "mm2");
+    ASSERT_EQ(f.frame_areas.size(), spaced.findings[i].frame_areas.size());
+    for (size_t k = 0; k < f.frame_areas.size(); ++k)
+      EXPECT_NEAR(f.frame_areas[k].second, spaced.findings[i].frame_areas[k].second * ratio * ratio,
+                  1e-9 * f.frame_areas[k].second);
+  }
+}
+
+// The sample cine with its region replaced by `regions` (bounds as fractions of its width and
+// height: MinX0, MinY0, MaxX1, MaxY1, with the scale in cm per pixel).
+std::vector<InstanceInput> us_with_regions(const fs::path& dir,
+                                           const std::vector<std::pair<std::array<double, 4>, double>>& regions) {
+  return changed_copies("us", dir, [=](DcmDataset& ds) {
+    Uint16 rows = 0, columns = 0;
+    ds.findAndGetUint16(DCM_Rows, rows);
+    ds.findAndGetUint16(DCM_Columns, columns);
+    delete ds.remove(DCM_SequenceOfUltrasoundRegions);
+    for (const auto& [at, cm] : regions) {
+      auto pixel = [](double fraction, Uint16 size) { return std::min(Uint32(fraction * size), Uint32(size - 1)); };
+      add_us_region(ds, {{pixel(at[0], columns), pixel(at[1], rows), pixel(at[2], columns), pixel(at[3], rows)}}, cm);
+    }
+  });
+}
+
 TEST(AnalysisOutcomes, UltrasoundIsMeasuredWithItsRegionCalibration) {
   // The sample cine states its scale only in its ultrasound region (0.03 cm per pixel): the
   // cyst is measured exactly as with a PixelSpacing of 0.3 mm.
   test::TempDir dir;
   const auto calibrated = analyze(fixture_data().inputs("us"), std::make_unique<test::BoxEngine>());
-  const auto spaced = analyze(changed_copies("us", dir / "spacing",
-                                             [](DcmDataset& ds) {
-                                               delete ds.remove(DCM_SequenceOfUltrasoundRegions);
-                                               ds.putAndInsertString(DCM_PixelSpacing, "0.3\\0.3");
-                                             }),
-                              std::make_unique<test::BoxEngine>());
+  const auto spaced = analyze_us_spaced(dir);
   ASSERT_FALSE(calibrated.findings.empty());
-  ASSERT_EQ(calibrated.findings.size(), spaced.findings.size());
-  for (size_t i = 0; i < calibrated.findings.size(); ++i) {
-    const Finding& f = calibrated.findings[i];
-    const Measurement* area = measurement(f, "Area");
-    const Measurement* axis = measurement(f, "Long axis");
-    ASSERT_TRUE(area && axis) << f.label;
-    EXPECT_EQ(area->unit, "mm2");
-    EXPECT_DOUBLE_EQ(area->value, measurement(spaced.findings[i], "Area")->value);
-    EXPECT_DOUBLE_EQ(axis->value, measurement(spaced.findings[i], "Long axis")->value);
-    EXPECT_EQ(f.frame_area_unit, "mm2");
-  }
+  expect_measured_as(calibrated, spaced, 1);
   for (const auto& n : calibrated.series.at(0).notes) EXPECT_EQ(n.find("no measurements"), std::string::npos) << n;
 
   // Without any scale, or with two regions that disagree, it is measured in pixels and the
@@ -563,43 +594,15 @@ TEST(AnalysisOutcomes, ADualPaneUltrasoundMeasuresEachFindingWithItsPanesScale) 
   // is the one of the pane the finding lies in, not of the first region.
   test::TempDir dir;
   auto panes = [&](const std::string& name, double left_cm, double right_cm) {
-    return changed_copies("us", dir / name, [=](DcmDataset& ds) {
-      Uint16 rows = 0, columns = 0;
-      ds.findAndGetUint16(DCM_Rows, rows);
-      ds.findAndGetUint16(DCM_Columns, columns);
-      delete ds.remove(DCM_SequenceOfUltrasoundRegions);
-      const Uint32 edge = Uint32(columns) * 4 / 5;
-      add_us_region(ds, {{edge, 0, Uint32(columns - 1), Uint32(rows - 1)}}, right_cm);
-      add_us_region(ds, {{0, 0, edge - 1, Uint32(rows - 1)}}, left_cm);
-    });
+    return us_with_regions(dir / name, {{{0.8, 0, 1, 1}, right_cm}, {{0, 0, 0.799, 1}, left_cm}});
   };
-  const auto spaced = analyze(changed_copies("us", dir / "spacing",
-                                             [](DcmDataset& ds) {
-                                               delete ds.remove(DCM_SequenceOfUltrasoundRegions);
-                                               ds.putAndInsertString(DCM_PixelSpacing, "0.3\\0.3");
-                                             }),
-                              std::make_unique<test::BoxEngine>());
+  const auto spaced = analyze_us_spaced(dir);
   ASSERT_FALSE(spaced.findings.empty());
   for (const auto& [left_cm, right_cm] : {std::pair{0.03, 0.05}, std::pair{0.05, 0.03}}) {
     SCOPED_TRACE(testing::Message() << "left pane " << left_cm << " cm, right pane " << right_cm << " cm per pixel");
     const std::string name = "panes-" + std::to_string(left_cm);
     const auto r = analyze(panes(name, left_cm, right_cm), std::make_unique<test::BoxEngine>());
-    ASSERT_EQ(r.findings.size(), spaced.findings.size());
-    const double ratio = left_cm / 0.03;  // against the 0.3 mm of `spaced`
-    for (size_t i = 0; i < r.findings.size(); ++i) {
-      const Finding& f = r.findings[i];
-      const Measurement* area = measurement(f, "Area");
-      const Measurement* axis = measurement(f, "Long axis");
-      ASSERT_TRUE(area && axis) << f.label;
-      EXPECT_EQ(area->unit, "mm2");
-      EXPECT_NEAR(area->value, measurement(spaced.findings[i], "Area")->value * ratio * ratio, 1e-6 * area->value);
-      EXPECT_NEAR(axis->value, measurement(spaced.findings[i], "Long axis")->value * ratio, 1e-9 * axis->value);
-      EXPECT_EQ(f.frame_area_unit, "mm2");
-      ASSERT_EQ(f.frame_areas.size(), spaced.findings[i].frame_areas.size());
-      for (size_t k = 0; k < f.frame_areas.size(); ++k)
-        EXPECT_NEAR(f.frame_areas[k].second, spaced.findings[i].frame_areas[k].second * ratio * ratio,
-                    1e-6 * f.frame_areas[k].second);
-    }
+    expect_measured_as(r, spaced, left_cm / 0.03);  // the left pane's scale against 0.3 mm
     for (const auto& n : r.series.at(0).notes) EXPECT_EQ(n.find("no measurements"), std::string::npos) << n;
     // The SR's areas are the summary's, in the pane's scale.
     std::string dump;
@@ -611,14 +614,8 @@ TEST(AnalysisOutcomes, ADualPaneUltrasoundMeasuresEachFindingWithItsPanesScale) 
 
   // A finding outside every calibrated region (only the strip right of 4/5 is) has no
   // measurements in mm, and the series' notes name it and why.
-  const auto strip = changed_copies("us", dir / "strip", [](DcmDataset& ds) {
-    Uint16 rows = 0, columns = 0;
-    ds.findAndGetUint16(DCM_Rows, rows);
-    ds.findAndGetUint16(DCM_Columns, columns);
-    delete ds.remove(DCM_SequenceOfUltrasoundRegions);
-    add_us_region(ds, {{Uint32(columns) * 4 / 5, 0, Uint32(columns - 1), Uint32(rows - 1)}}, 0.03);
-  });
-  const auto outside = analyze(strip, std::make_unique<test::BoxEngine>());
+  const auto outside =
+      analyze(us_with_regions(dir / "strip", {{{0.8, 0, 1, 1}, 0.03}}), std::make_unique<test::BoxEngine>());
   ASSERT_FALSE(outside.findings.empty());
   for (const auto& f : outside.findings) {
     for (const auto& m : f.measurements) EXPECT_NE(m.unit.rfind("mm", 0), 0u) << f.label << " " << m.name;
