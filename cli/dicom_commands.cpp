@@ -1,6 +1,9 @@
 // `unibiomed dicom inspect` and `unibiomed dicom render`: what dicom/ makes of files and
 // folders, and the model's views of each series as PNG with their provenance.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/config/osconfig.h>  // must come first for DCMTK
+#include <dcmtk/dcmdata/dcdatset.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +14,7 @@
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
 #include "dicom/modality.h"
+#include "dicom/pixel_calibration.h"
 #include "dicom/series.h"
 #include "dicom/slide.h"
 #include "dicom/toolkit_logging.h"
@@ -93,6 +97,26 @@ json describe_series(const dicom::Series& s) {
       j["stacks"] = stacks;
       if (!plan.notes.empty()) j["stack_notes"] = plan.notes;
       if (!plan.refused.empty()) j["stack_refused"] = plan.refused;
+    } else {
+      // Single images and cines: the in-plane scale and, for ultrasound, its calibrated regions.
+      if (DcmDataset* ds = first.dataset()) {
+        const dicom::PlaneSpacing scale = dicom::plane_spacing(*ds);
+        if (scale.spacing) {
+          j["pixel_spacing_mm"] = *scale.spacing;
+          j["pixel_spacing_source"] = scale.source;
+        }
+        if (!scale.problem.empty()) j["pixel_spacing_problem"] = scale.problem;
+        json regions = json::array();
+        for (const auto& r : scale.regions) {
+          json x = {{"spacing_mm", r.spacing}};
+          if (r.bounds) {
+            x["columns"] = {(*r.bounds)[0], (*r.bounds)[2]};
+            x["rows"] = {(*r.bounds)[1], (*r.bounds)[3]};
+          }
+          regions.push_back(x);
+        }
+        if (!regions.empty()) j["ultrasound_regions"] = regions;
+      }
     }
   }
   j["problems"] = s.problems;
@@ -127,6 +151,22 @@ void print_text(const json& report, std::ostream& out) {
         out << "\n";
       }
     }
+    if (s.contains("pixel_spacing_mm"))
+      out << "  pixel size: " << s["pixel_spacing_mm"][0].get<double>() << " x "
+          << s["pixel_spacing_mm"][1].get<double>() << " mm (" << s["pixel_spacing_source"].get<std::string>() << ")\n";
+    if (s.contains("pixel_spacing_problem"))
+      out << "  no pixel size for the whole image: " << s["pixel_spacing_problem"].get<std::string>() << "\n";
+    if (s.contains("ultrasound_regions"))
+      for (const auto& r : s["ultrasound_regions"]) {
+        out << "  ultrasound region: ";
+        if (r.contains("columns"))
+          out << "columns " << r["columns"][0].get<long>() << "-" << r["columns"][1].get<long>() << ", rows "
+              << r["rows"][0].get<long>() << "-" << r["rows"][1].get<long>();
+        else
+          out << "the whole image";
+        out << ", " << r["spacing_mm"][0].get<double>() << " x " << r["spacing_mm"][1].get<double>()
+            << " mm per pixel\n";
+      }
     if (s.contains("stack_notes"))
       for (const auto& n : s["stack_notes"]) out << "  note: " << n.get<std::string>() << "\n";
     if (s.contains("stack_refused")) out << "  no volume: " << s["stack_refused"].get<std::string>() << "\n";

@@ -9,12 +9,18 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
 #include "dicom/series.h"
 #include "tests/dicom/dicom_edit.h"
 #include "tests/dicom/sample_fixture.h"
+#include "tests/support/test_support.h"
 
 namespace unibiomed::dicom {
 namespace {
+
+namespace fs = std::filesystem;
 
 // Appends one ultrasound region (PS3.3 C.8.5.5) with the given spatial format, physical units
 // (3 = cm) and deltas (units per pixel).
@@ -215,6 +221,39 @@ TEST(PixelCalibration, TheSampleUltrasoundCineIsMeasuredInMillimetres) {
     const auto& layout = c.series[0].instances[0].pixels();
     EXPECT_EQ(f.calibration_regions[0].bounds, (std::array<long, 4>{0, 0, layout.columns - 1, layout.rows - 1}));
   }
+}
+
+TEST(PixelCalibration, CommandLineInspectShowsTheScaleAndTheUltrasoundRegions) {
+  ASSERT_TRUE(fs::exists(test::cli_path())) << test::cli_missing_reason();
+  test::TempDir dir("inspect-us");
+  // The sample cine as a dual-pane image: its region replaced by two panes of two scales.
+  test::edit_dicom(test::sample_file("us"), dir / "us" / "US0001.dcm", [](DcmDataset& ds) {
+    delete ds.remove(DCM_SequenceOfUltrasoundRegions);
+    add_region(ds, 1, 3, 3, 0.03, 0.03, {0, 0, 319, 479});
+    add_region(ds, 1, 3, 3, 0.05, 0.05, {320, 0, 639, 479});
+  });
+  auto r = test::run_command({test::cli_path().string(), "dicom", "inspect", (dir / "us").string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto json = nlohmann::json::parse(r.output);
+  ASSERT_EQ(json["series"].size(), 1u);
+  const auto& s = json["series"][0];
+  EXPECT_FALSE(s.contains("pixel_spacing_mm")) << s.dump();
+  EXPECT_NE(s["pixel_spacing_problem"].get<std::string>().find("have different scales"), std::string::npos)
+      << s["pixel_spacing_problem"].get<std::string>();
+  ASSERT_EQ(s["ultrasound_regions"].size(), 2u) << s.dump();
+  EXPECT_EQ(s["ultrasound_regions"][1]["columns"], nlohmann::json({320, 639}));
+  EXPECT_EQ(s["ultrasound_regions"][1]["spacing_mm"], nlohmann::json({0.5, 0.5}));
+  r = test::run_command({test::cli_path().string(), "dicom", "inspect", (dir / "us").string()});
+  EXPECT_NE(r.output.find("  ultrasound region: columns 0-319, rows 0-479, 0.3 x 0.3 mm per pixel\n"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("  ultrasound region: columns 320-639, rows 0-479, 0.5 x 0.5 mm per pixel\n"),
+            std::string::npos)
+      << r.output;
+  // The sample as written: one region, the image's scale.
+  r = test::run_command({test::cli_path().string(), "dicom", "inspect", test::sample_folder("us").string()});
+  EXPECT_NE(r.output.find("  pixel size: 0.3 x 0.3 mm (SequenceOfUltrasoundRegions (0018,6011))\n"), std::string::npos)
+      << r.output;
 }
 
 }  // namespace
