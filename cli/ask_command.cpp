@@ -182,12 +182,12 @@ int run_ask_video(const ArgParser& p, pipeline::Analyzer& analyzer, const std::v
       for (const auto& x : f.measurements) m.push_back({{"name", x.name}, {"value", x.value}, {"unit", x.unit}});
       nlohmann::ordered_json areas = nlohmann::ordered_json::array();
       for (const auto& [frame, area] : f.frame_areas) areas.push_back({frame, area});
-      j["findings"].push_back({{"label", f.label},
-                               {"text", f.text},
-                               {"confidence", f.confidence},
-                               {"key_frame", f.key_frame - 1},
-                               {"measurements", m},
-                               {"frame_areas", {{"unit", f.frame_area_unit}, {"frames", areas}}}});
+      nlohmann::ordered_json finding = {
+          {"label", f.label},           {"text", f.text},
+          {"confidence", f.confidence}, {"key_frame", f.key_frame - 1},
+          {"measurements", m},          {"frame_areas", {{"unit", f.frame_area_unit}, {"frames", areas}}}};
+      if (!f.side.empty()) finding["side"] = f.side;
+      j["findings"].push_back(finding);
     }
     std::cout << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
   } else {
@@ -350,11 +350,13 @@ int run_ask(const Args& args) {
     for (const auto& f : answer.findings) {
       nlohmann::ordered_json m = nlohmann::ordered_json::array();
       for (const auto& x : f.measurements) m.push_back({{"name", x.name}, {"value", x.value}, {"unit", x.unit}});
-      j["findings"].push_back({{"label", f.label},
-                               {"text", f.text},
-                               {"segment_number", f.segment_number},
-                               {"confidence", f.confidence},
-                               {"measurements", m}});
+      nlohmann::ordered_json finding = {{"label", f.label},
+                                        {"text", f.text},
+                                        {"segment_number", f.segment_number},
+                                        {"confidence", f.confidence},
+                                        {"measurements", m}};
+      if (!f.side.empty()) finding["side"] = f.side;  // the patient's side of a paired organ
+      j["findings"].push_back(finding);
     }
     // Invalid UTF-8 in the text (a random model's bytes) must not abort the output.
     std::cout << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";

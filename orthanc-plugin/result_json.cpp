@@ -18,16 +18,19 @@ std::string to_string(pipeline::SeriesOutcome::State state) {
 json to_json(const pipeline::Finding& f) {
   json measurements = json::array();
   for (const auto& m : f.measurements) measurements.push_back({{"Name", m.name}, {"Value", m.value}, {"Unit", m.unit}});
-  return {{"Label", f.label},
-          {"Text", f.text},
-          {"Task", f.task},
-          {"SeriesInstanceUID", f.series_instance_uid},
-          {"TrackingUID", f.tracking_uid},
-          {"SegmentNumber", f.segment_number},
-          {"Confidence", f.confidence},
-          {"Measurements", measurements},
-          {"KeyInstanceUID", f.key_instance_uid},
-          {"KeyFrame", f.key_frame}};
+  json out = {{"Label", f.label},
+              {"Text", f.text},
+              {"Task", f.task},
+              {"SeriesInstanceUID", f.series_instance_uid},
+              {"TrackingUID", f.tracking_uid},
+              {"SegmentNumber", f.segment_number},
+              {"Confidence", f.confidence},
+              {"Measurements", measurements},
+              {"KeyInstanceUID", f.key_instance_uid},
+              {"KeyFrame", f.key_frame}};
+  // The patient's side of a paired organ ("right", "left"), as summary.json gives it.
+  if (!f.side.empty()) out["Side"] = f.side;
+  return out;
 }
 
 json to_json(const pipeline::SeriesOutcome& o) {

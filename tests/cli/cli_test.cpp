@@ -204,6 +204,29 @@ TEST(CliProgram, AskChecksTheImageFirstAndCodesTheAskedTarget) {
   EXPECT_EQ(codes.output.substr(0, 8), "10200004") << codes.output;  // SNOMED CT Liver, not Lesion
 }
 
+// A question about a paired organ: one finding per side, each with its `side` in the JSON (the
+// demo checkpoint on the sample chest PA, whose PatientOrientation says where left is).
+TEST(CliProgram, AskAboutThePairedLungsAnswersPerSide) {
+  const test::TempDir dir("unibiomed-cli-ask-sides");
+  const std::string cli = test::cli_path().string();
+  ASSERT_EQ(test::run_command({cli, "samples", "write", (dir / "samples").string(), "--only", "xray"}).exit_code,
+            kExitOk);
+  std::string image;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "samples"))
+    if (e.is_regular_file() && e.path().extension() == ".dcm") image = e.path().string();
+  ASSERT_FALSE(image.empty());
+  const std::filesystem::path model = test::source_dir() / "samples" / "demo-checkpoint";
+  const auto r = test::run_command(
+      {cli, "ask", "--model", model.string(), "--json", image, "Please segment lung in chest X-ray."});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.output;
+  const auto json_start = r.output.find('{');
+  ASSERT_NE(json_start, std::string::npos) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(json_start, r.output.rfind('}') + 1 - json_start));
+  std::map<std::string, std::string> side_of;
+  for (const auto& f : j["findings"]) side_of[f["label"].get<std::string>()] = f.value("side", "");
+  EXPECT_EQ(side_of, (std::map<std::string, std::string>{{"Left lung", "left"}, {"Right lung", "right"}})) << j.dump(2);
+}
+
 // Several IMAGEs are the frames of one video: checked before the model loads (a frame of
 // another size is named), then asked in video mode; --mask-out writes one PNG per [SEG] and
 // frame, --json lists them per segment in frame order with area, IoU and object score.

@@ -154,5 +154,20 @@ TEST(RequestChecks, BoxesAndQuestionsAreReadNamingTheField) {
             std::string::npos);
 }
 
+TEST(ResultJson, AFindingOfOneSideOfAPairedOrganSaysWhichSide) {
+  pipeline::Finding f;
+  f.label = "Left kidney";
+  f.side = "left";
+  f.measurements.push_back({"Volume", 131019.4, "mm3"});
+  const auto j = to_json(f);
+  EXPECT_EQ(j["Label"], "Left kidney");
+  EXPECT_EQ(j["Side"], "left");
+  EXPECT_EQ(j["Measurements"][0]["Unit"], "mm3");
+  // Any other finding has no side, and no key for it, as in summary.json.
+  f.label = "Liver";
+  f.side.clear();
+  EXPECT_FALSE(to_json(f).contains("Side")) << to_json(f).dump();
+}
+
 }  // namespace
 }  // namespace unibiomed::orthanc
