@@ -124,6 +124,26 @@ double patient_x(const std::array<double, 3>& a, int x, int row) {
 // The smallest gap across the patient (mm) that divides the two sides of a paired structure.
 constexpr double kSideGapMm = 10.0;
 
+// A gap across the patient between what lies before it and the interval that starts after it.
+struct Gap {
+  size_t after = 0;  // the index of the first interval after it
+  double from = 0;   // the furthest end of what lies before it
+  double to = 0;     // the start of that interval
+};
+
+// Over intervals sorted by their start (at least one), the widest gap of at least `min_gap`
+// between what lies before it (up to the furthest end reached) and what starts after it.
+std::optional<Gap> widest_gap(const std::vector<std::pair<double, double>>& sorted, double min_gap) {
+  std::optional<Gap> best;
+  double reach = sorted.front().second;
+  for (size_t k = 1; k < sorted.size(); ++k) {
+    const double gap = sorted[k].first - reach;
+    if (gap >= min_gap && (!best || gap > best->to - best->from)) best = Gap{k, reach, sorted[k].first};
+    reach = std::max(reach, sorted[k].second);
+  }
+  return best;
+}
+
 // Where a paired structure in a volume divides into the patient's right and left on each frame
 // with mask pixels (patient x, mm): the middle of the widest gap of at least kSideGapMm across
 // the patient between what the frame's runs cover; a frame where the two sides touch (the lungs
@@ -147,15 +167,12 @@ std::optional<std::map<size_t, double>> side_divisions(const std::vector<Analyse
       covered.emplace_back(std::min(u, v), std::max(u, v));
     }
     std::sort(covered.begin(), covered.end());
-    double reach = covered.front().second, widest = 0;
-    std::optional<double> middle;
-    for (size_t k = 1; k < covered.size(); ++k) {
-      const double gap = covered[k].first - reach;
-      if (gap >= kSideGapMm && gap > widest) widest = gap, middle = (reach + covered[k].first) / 2;
-      reach = std::max(reach, covered[k].second);
+    const std::optional<Gap> gap = widest_gap(covered, kSideGapMm);
+    auto& middle = gap_middle[frame];  // none where the two sides touch
+    if (gap) {
+      middle = (gap->from + gap->to) / 2;
+      ++with_gap;
     }
-    gap_middle[frame] = middle;
-    with_gap += middle ? 1 : 0;
   }
   if (!with_gap || 2 * with_gap < gap_middle.size()) return std::nullopt;
   std::map<size_t, double> division;
@@ -195,14 +212,16 @@ void cut_at_divisions(const std::vector<AnalysedFrame>& frames, const std::map<s
         const Run& run = runs[r];
         auto on_left = [&](int x) { return patient_x(a, x, run.row) > d ? uint8_t{1} : uint8_t{0}; };
         int start = run.x0;
+        uint8_t start_side = on_left(start);
         for (int x = run.x0 + 1; x < run.x1; ++x)
-          if (on_left(x) != on_left(start)) {
+          if (on_left(x) != start_side) {
             cut.push_back({run.frame, run.row, start, x});
-            side.push_back(on_left(start));
+            side.push_back(start_side);
             start = x;
+            start_side = 1 - start_side;
           }
         cut.push_back({run.frame, run.row, start, run.x1});
-        side.push_back(on_left(start));
+        side.push_back(start_side);
       }
     }
     rebuilt.back() = cut.size();
@@ -257,17 +276,12 @@ std::optional<std::pair<std::vector<size_t>, std::vector<size_t>>> split_sides(c
   std::vector<size_t> order(kept.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return extent[a].first < extent[b].first; });
-  // The widest gap between what lies before (up to its right-most extent) and what starts after.
-  double reach = extent[order[0]].second, widest = 0;
-  size_t split = 0;  // the first index in `order` on the left side; 0 = none
-  for (size_t k = 1; k < order.size(); ++k) {
-    const double gap = extent[order[k]].first - reach;
-    if (gap >= min_gap && gap > widest) widest = gap, split = k;
-    reach = std::max(reach, extent[order[k]].second);
-  }
-  if (!split) return std::nullopt;
+  std::vector<std::pair<double, double>> sorted;
+  for (size_t i : order) sorted.push_back(extent[i]);
+  const std::optional<Gap> gap = widest_gap(sorted, min_gap);
+  if (!gap) return std::nullopt;
   std::vector<bool> on_left(kept.size(), false);
-  for (size_t k = split; k < order.size(); ++k) on_left[order[k]] = true;
+  for (size_t k = gap->after; k < order.size(); ++k) on_left[order[k]] = true;
   std::pair<std::vector<size_t>, std::vector<size_t>> sides;
   for (size_t i = 0; i < kept.size(); ++i) (on_left[i] ? sides.second : sides.first).push_back(kept[i]);
   return sides;
