@@ -189,6 +189,7 @@ int run_ask_video(const ArgParser& p, pipeline::Analyzer& analyzer, const std::v
       if (!f.side.empty()) finding["side"] = f.side;
       j["findings"].push_back(finding);
     }
+    j["notes"] = answer.notes;
     std::cout << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
   } else {
     std::cout << (answer.text.empty() ? answer.model_answer : answer.text) << "\n";
@@ -209,6 +210,7 @@ int run_ask_video(const ArgParser& p, pipeline::Analyzer& analyzer, const std::v
       if (!mask_files[k].empty()) std::cout << " -> " << mask_files[k].front() << " ... " << mask_files[k].back();
       std::cout << "\n";
     }
+    for (const auto& note : answer.notes) std::cout << "note: " << note << "\n";
   }
   return answer.stop_reason == "cancelled" ? kExitFailure : kExitOk;
 }
@@ -358,6 +360,7 @@ int run_ask(const Args& args) {
       if (!f.side.empty()) finding["side"] = f.side;  // the patient's side of a paired organ
       j["findings"].push_back(finding);
     }
+    j["notes"] = answer.notes;
     // Invalid UTF-8 in the text (a random model's bytes) must not abort the output.
     std::cout << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
   } else {
@@ -373,6 +376,7 @@ int run_ask(const Args& args) {
       }
       std::cout << (mask_files[k].empty() ? "" : " -> " + mask_files[k]) << "\n";
     }
+    for (const auto& note : answer.notes) std::cout << "note: " << note << "\n";
   }
   return answer.stop_reason == "cancelled" ? kExitFailure : kExitOk;
 }

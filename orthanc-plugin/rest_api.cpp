@@ -275,8 +275,9 @@ RestAnswer RestApi::ask(const std::vector<std::string>& /*groups*/, const std::s
 
   nlohmann::json findings = nlohmann::json::array();
   for (const auto& f : answer.findings) findings.push_back(to_json(f));
-  nlohmann::json j = {{"Instance", instance_id}, {"Frame", frame},      {"Question", question.text},
-                      {"Text", answer.text},     {"Findings", findings}, {"Segmentation", nullptr}};
+  nlohmann::json j = {{"Instance", instance_id}, {"Frame", frame},       {"Question", question.text},
+                      {"Text", answer.text},     {"Findings", findings}, {"Segmentation", nullptr},
+                      {"Notes", answer.notes}};
   if (answer.seg) {
     if (store) {
       const auto study = client.get_json("/instances/" + instance_id + "/study");

@@ -73,6 +73,10 @@ struct SeriesResult {
   std::vector<std::string> problems;                  // previews that could not be drawn
 };
 
+void add_note(std::vector<std::string>& notes, const std::string& note) {
+  if (std::find(notes.begin(), notes.end(), note) == notes.end()) notes.push_back(note);
+}
+
 namespace {
 
 // A consolidated finding and where it came from.
@@ -86,10 +90,6 @@ struct FindingWork {
   std::vector<int> slide_labels;
   std::array<int, 4> slide_box{};
 };
-
-void add_note(std::vector<std::string>& notes, const std::string& note) {
-  if (std::find(notes.begin(), notes.end(), note) == notes.end()) notes.push_back(note);
-}
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;

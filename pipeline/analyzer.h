@@ -199,6 +199,10 @@ class Analyzer {
     std::vector<AskSegment> segments;  // one per [SEG], in answer order
     std::vector<Finding> findings;
     std::optional<ResultObject> seg;
+    // Why the answer shows less than it seems to: a [SEG] that became no finding (an empty mask,
+    // pieces under the target's minimum size, a confidence under its minimum), a finding without
+    // measurements in mm, geometry that could not be read.
+    std::vector<std::string> notes;
   };
   virtual AskResult ask(const InstanceInput& instance, int frame, const Question& question,
                         const std::string& result_uid_seed) = 0;
@@ -229,6 +233,7 @@ class Analyzer {
     std::vector<int> key_frames;           // the frames the language model saw (0-based)
     std::vector<AskVideoSegment> segments;  // one per [SEG], in answer order
     std::vector<Finding> findings;         // key_frame: 1-based frame of the video
+    std::vector<std::string> notes;        // as AskResult::notes
   };
   virtual AskVideoResult ask_video(const std::vector<InstanceInput>& frames, const Question& question,
                                    const std::function<void(int, int)>& on_frame) = 0;

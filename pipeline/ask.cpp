@@ -15,6 +15,7 @@
 #include "dicom/view.h"
 #include "inference/answer_parser.h"
 #include "pipeline/consolidation.h"
+#include "pipeline/geometry_notes.h"
 #include "pipeline/model_pass.h"
 #include "pipeline/report_text.h"
 #include "pipeline/result_objects.h"
@@ -71,6 +72,11 @@ const config::Target* generic_target(const config::TaskRules& rules) {
   for (const auto& [k, t] : rules.targets())
     if (t.kind == config::Target::Kind::Lesion) return &t;
   return rules.targets().empty() ? nullptr : &rules.targets().begin()->second;
+}
+
+// How the notes name the k-th [SEG] of an answer (0-based, as `ask` lists them), with its phrase.
+std::string seg_name(size_t k, const std::string& phrase) {
+  return "[SEG] " + std::to_string(k) + (phrase.empty() ? "" : " (\"" + phrase + "\")");
 }
 
 }  // namespace
@@ -242,9 +248,12 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
   f.rows = provenance.source_rows;
   set_plane_scale(f, provenance.geometry);
   if (series) set_left(f, series->instances.front(), frame);
+  if (series)
+    for (const auto& note : geometry_notes(*series)) add_note(out.notes, note);
   const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
   std::vector<AskFinding> found;
   for (const auto& segment : answer.segments) {
+    const std::string name = seg_name(out.segments.size(), segment.phrase);
     AskSegment s;
     s.phrase = segment.phrase;
     s.iou = segment.iou;
@@ -254,6 +263,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
     s.width = mask.width;
     s.height = mask.height;
     s.mask = mask.grey;
+    if (segment.area() == 0) add_note(out.notes, name + ": its mask is empty (no finding)");
     if (segment.area() > 0) {
       const config::Target* target = match.target;
       if (!target) target = target_named(rules_, segment.phrase);
@@ -269,10 +279,12 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
       if (target) options.min_size = target->min_size_for(in.modality);
       if (target) options.min_confidence = target->min_confidence;
       options.sides = target && target->paired;
-      for (auto& c : consolidate({f}, answer_masks(one, provenance, 0, keep_phrase, label), options)) {
+      std::string dropped;
+      for (auto& c : consolidate({f}, answer_masks(one, provenance, 0, keep_phrase, label), options, &dropped)) {
         s.finding = static_cast<int>(found.size());
         found.push_back({std::move(c), target});
       }
+      if (!dropped.empty()) add_note(out.notes, name + ": " + dropped);
     }
     out.segments.push_back(std::move(s));
   }
@@ -310,6 +322,7 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
     fd.side = c.side;
     if (c.key_area_mm2) fd.measurements.push_back({"Area", *c.key_area_mm2, "mm2"});
     if (c.diameter_in_mm) fd.measurements.push_back({"Long axis", c.key_diameter.length, "mm"});
+    if (!c.unmeasured.empty()) add_note(out.notes, fd.label + ": " + c.unmeasured);
     out.findings.push_back(std::move(fd));
   }
   return out;
@@ -383,8 +396,13 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     if (const dicom::Series* series = images[i].series()) set_left(f, series->instances.front(), 1);
     analysed.push_back(f);
   }
+  for (const auto& image : images)
+    if (const dicom::Series* series = image.series())
+      for (const auto& note : geometry_notes(*series)) add_note(out.notes, note);
   const config::Target* fallback_target = match.target ? match.target : generic_target(rules_);
+  std::vector<std::string> unmeasured;  // per finding
   for (const auto& segment : answer.segments) {
+    const std::string name = seg_name(out.segments.size(), segment.phrase);
     AskVideoSegment s;
     s.phrase = segment.phrase;
     for (size_t t = 0; t < segment.masks.size() && t < provenance.size(); ++t) {
@@ -398,6 +416,8 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
       frame.object_score = t < segment.object_score.size() ? segment.object_score[t] : 0.0;
       s.frames.push_back(std::move(frame));
     }
+    if (std::none_of(s.frames.begin(), s.frames.end(), [](const AskVideoFrame& f) { return f.area > 0; }))
+      add_note(out.notes, name + ": its mask is empty on every frame (no finding)");
     const config::Target* target = match.target;
     if (!target) target = target_named(rules_, segment.phrase);
     if (!target) target = fallback_target;
@@ -411,7 +431,9 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     if (target) c.min_size = target->min_size_for(modality);
     if (target) c.min_confidence = target->min_confidence;
     c.sides = target && target->paired;
-    for (auto& found : consolidate(analysed, track_masks(answer, segment, provenance, keep_phrase, label), c)) {
+    std::string dropped;
+    for (auto& found :
+         consolidate(analysed, track_masks(answer, segment, provenance, keep_phrase, label), c, &dropped)) {
       s.finding = static_cast<int>(out.findings.size());
       Finding fd;
       fd.label = found.label;
@@ -433,7 +455,9 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
                                     double(count_pixels(mask)) * frame_area_scale(found, analysed[frame]));
       }
       out.findings.push_back(std::move(fd));
+      unmeasured.push_back(found.unmeasured);
     }
+    if (!dropped.empty()) add_note(out.notes, name + ": " + dropped);
     out.segments.push_back(std::move(s));
   }
   // Several tracked objects of one label: numbered in [SEG] order.
@@ -441,6 +465,8 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
   for (const auto& f : out.findings) ++count[f.label];
   for (auto& f : out.findings)
     if (count[f.label] > 1) f.label += " " + std::to_string(++seen[f.label]);
+  for (size_t n = 0; n < out.findings.size(); ++n)
+    if (!unmeasured[n].empty()) add_note(out.notes, out.findings[n].label + ": " + unmeasured[n]);
   return out;
 }
 

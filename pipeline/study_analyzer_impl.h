@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/task_rules.h"
 #include "pipeline/checkpoint_targets.h"
@@ -18,6 +19,9 @@
 #endif
 
 namespace unibiomed::pipeline {
+
+// Appends `note` unless `notes` has it already.
+void add_note(std::vector<std::string>& notes, const std::string& note);
 
 struct SeriesRun;
 struct SeriesResult;

@@ -225,6 +225,10 @@ TEST(CliProgram, AskAboutThePairedLungsAnswersPerSide) {
   std::map<std::string, std::string> side_of;
   for (const auto& f : j["findings"]) side_of[f["label"].get<std::string>()] = f.value("side", "");
   EXPECT_EQ(side_of, (std::map<std::string, std::string>{{"Left lung", "left"}, {"Right lung", "right"}})) << j.dump(2);
+  // Both measured in mm; the notes may only say what was dropped (specks under the minimum size).
+  ASSERT_TRUE(j["notes"].is_array()) << j.dump(2);
+  for (const auto& note : j["notes"])
+    EXPECT_NE(note.get<std::string>().find("dropped as noise"), std::string::npos) << note;
 }
 
 // Several IMAGEs are the frames of one video: checked before the model loads (a frame of

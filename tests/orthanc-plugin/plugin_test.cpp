@@ -574,6 +574,10 @@ TEST_F(OrthancPlugin, AskAnswersAtOnceAndStoresTheGroundedSegmentation) {
   EXPECT_EQ(a["Text"], "Liver.") << a.dump(2);
   ASSERT_EQ(a["Findings"].size(), 1u) << a.dump(2);
   EXPECT_EQ(a["Findings"][0]["Label"], "Liver");
+  // Measured in mm: the notes may only say what was dropped (specks under the minimum size).
+  ASSERT_TRUE(a["Notes"].is_array()) << a.dump(2);
+  for (const auto& note : a["Notes"])
+    EXPECT_NE(note.get<std::string>().find("dropped as noise"), std::string::npos) << note;
   // A grounded answer: its SEG is in Orthanc, in the same study, flagged as ours.
   ASSERT_FALSE(a["Segmentation"].is_null()) << a.dump(2);
   const std::string seg = a["Segmentation"]["ID"];

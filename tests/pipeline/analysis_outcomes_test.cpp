@@ -321,6 +321,18 @@ TEST(AnalysisOutcomes, FindingsUnderATargetsMinimumConfidenceAreLeftOutAndSaidSo
   bool said = false;
   for (const auto& n : left_out.series[0].notes) said |= n == expected;
   EXPECT_TRUE(said) << expected << " not in " << testing::PrintToString(left_out.series[0].notes);
+
+  // ask() with the same rules: the [SEG] that became no finding is in the answer's notes.
+  const auto analyzer = make_analyzer(settings, std::make_unique<test::BoxEngine>());
+  const config::TaskRules defaults = config::TaskRules::defaults();
+  const auto answer = analyzer->ask(fixture_data().inputs("fundus").at(0), 1,
+                                    {defaults.prompt_template(config::TaskFamily::DiseaseRecognition), "", {}, ""}, "");
+  ASSERT_EQ(answer.segments.size(), 1u);
+  EXPECT_EQ(answer.segments[0].finding, -1);
+  EXPECT_TRUE(answer.findings.empty());
+  std::snprintf(expected, sizeof expected, "[SEG] 0 (\"Cyst\"): 1 finding with a confidence under 0.9 left out (%.4g)",
+                confidence);
+  EXPECT_EQ(answer.notes, std::vector<std::string>{expected});
 }
 
 TEST(AnalysisOutcomes, GeometryThatIsNotANumberIsSaidPerSeries) {
@@ -628,6 +640,35 @@ TEST(AnalysisOutcomes, ADualPaneUltrasoundMeasuresEachFindingWithItsPanesScale) 
   std::string dump;
   EXPECT_EQ(sr_areas(outside, dir, dump).size(), outside.findings.size()) << dump;
   expect_areas_in_pixels(dump);
+}
+
+TEST(AnalysisOutcomes, AskSaysWhyAnUltrasoundFindingHasNoMeasurements) {
+  // ask() measures as the analysis does, and its notes give the reason the analysis gives in the
+  // series' notes: a mask outside the calibrated region, or no scale at all.
+  test::TempDir dir;
+  auto analyzer = make_analyzer({}, std::make_unique<test::BoxEngine>());
+  const Question liver{"Please segment liver in ultrasound.", "", {}, ""};
+  const auto calibrated = analyzer->ask(fixture_data().inputs("us").at(0), 1, liver, "");
+  ASSERT_EQ(calibrated.findings.size(), 1u);
+  ASSERT_NE(measurement(calibrated.findings[0], "Area"), nullptr);
+  EXPECT_EQ(measurement(calibrated.findings[0], "Area")->unit, "mm2");
+  EXPECT_TRUE(calibrated.notes.empty()) << testing::PrintToString(calibrated.notes);
+
+  const auto outside = analyzer->ask(us_with_regions(dir / "strip", {{{0.8, 0, 1, 1}, 0.03}}).at(0), 1, liver, "");
+  ASSERT_EQ(outside.findings.size(), 1u);
+  EXPECT_TRUE(outside.findings[0].measurements.empty()) << outside.findings[0].measurements.front().unit;
+  EXPECT_EQ(outside.notes, std::vector<std::string>{"Liver: no measurements: it lies outside the calibrated 2D "
+                                                    "ultrasound regions (SequenceOfUltrasoundRegions (0018,6011))"});
+
+  const auto bare =
+      changed_copies("us", dir / "bare", [](DcmDataset& ds) { delete ds.remove(DCM_SequenceOfUltrasoundRegions); });
+  const auto unscaled = analyzer->ask(bare.at(0), 1, liver, "");
+  ASSERT_EQ(unscaled.findings.size(), 1u);
+  EXPECT_TRUE(unscaled.findings[0].measurements.empty());
+  EXPECT_EQ(unscaled.notes, std::vector<std::string>{"series " + series_uid_of(bare) +
+                                                     ": no measurements: its images have no PixelSpacing (0028,0030) "
+                                                     "or ultrasound region calibrated in cm "
+                                                     "(SequenceOfUltrasoundRegions (0018,6011))"});
 }
 
 TEST(AnalysisOutcomes, RadiographsOfOneSizeAtDifferentPixelSizesAreEachMeasuredWithTheirOwn) {

@@ -321,6 +321,7 @@ TEST(AnalysisInVideoMode, AskAVideo) {
   ASSERT_EQ(a.findings.size(), 1u);
   EXPECT_EQ(a.findings[0].label, "Cyst");
   EXPECT_EQ(a.findings[0].frame_areas.size(), 3u);
+  EXPECT_TRUE(a.notes.empty()) << testing::PrintToString(a.notes);  // in mm, nothing dropped
 
   frames.push_back(test::file_inputs({data.sample("xray").files.front()}).front());
   try {
