@@ -164,6 +164,7 @@ int run_results_write(const Args& args) {
       w.segment.masks = seg::masks_for_label(labels, f.label);
       w.finding_site = f.finding_site;
       w.text = f.text;
+      w.confidence = f.confidence;
       to_write.push_back(std::move(w));
     }
     seg::SegmentationOptions seg_options;

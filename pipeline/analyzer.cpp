@@ -235,7 +235,8 @@ std::vector<FindingWork> slide_findings(const SeriesPlan& plan, size_t q, const 
     found.mean_probability = probability / n;
     found.mean_iou = iou / n;
     found.label_agreement = agreement / n;
-    found.confidence = found.mean_probability > 0 ? std::sqrt(found.mean_probability * found.mean_iou) : found.mean_iou;
+    found.confidence = finding_confidence(
+        found.mean_probability > 0 ? std::optional<double>(found.mean_probability) : std::nullopt, found.mean_iou);
     if (question.target && found.confidence < question.target->min_confidence) {
       unsure.push_back(found.confidence);
       continue;
@@ -353,6 +354,7 @@ std::unique_ptr<UnitOutput> write_slide_unit(const SeriesRun& run, const Unit& u
       throw seg::SegmentationError(found.label + " lies only where the slide level has no tile");
     if (auto site = q.target->effective_finding_site()) w.finding_site = to_seg(*site);
     w.text = reported_text(found.label, found.text);
+    w.confidence = found.confidence;
     w.measurements.emplace();
     if (found.key_area_mm2) w.measurements->push_back(sr::area_mm2(*found.key_area_mm2));
     if (found.diameter_in_mm && found.key_diameter.length > 0)
@@ -469,6 +471,7 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
     w.laterality = laterality_code(found.side);
     w.segment.description.type_modifier = w.laterality;
     w.text = reported_text(found.label, found.text);
+    w.confidence = found.confidence;
     // Measurements: the volume of a volume; the key slice's long axis. The SR's area is its
     // outline's (sr::key_region: the largest piece on the key slice, the one drawn), so that a
     // structure in pieces does not get a second, larger area beside the outline it is read from;

@@ -201,6 +201,7 @@ WrittenFindings write_ask_seg(const dicom::Series& series, int frame, const std:
     w.laterality = laterality_code(c.side);
     w.segment.description.type_modifier = w.laterality;
     w.text = reported_text(c.label, c.text);
+    w.confidence = c.confidence;
     to_write.push_back(std::move(w));
   }
   seg::SegmentationOptions options;

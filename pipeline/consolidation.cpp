@@ -334,6 +334,13 @@ std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames) {
   return t;
 }
 
+double finding_confidence(std::optional<double> mean_probability, double mean_iou) {
+  const double iou = std::isfinite(mean_iou) ? std::clamp(mean_iou, 0.0, 1.0) : 0.0;
+  if (!mean_probability) return iou;
+  const double p = std::isfinite(*mean_probability) ? std::clamp(*mean_probability, 0.0, 1.0) : 0.0;
+  return std::sqrt(p * iou);
+}
+
 std::string format_minimum(double v) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", v);
@@ -624,12 +631,10 @@ std::vector<ConsolidatedFinding> consolidate(const std::vector<AnalysedFrame>& f
       if (named) out.text = out.label + ".";
     }
     out.mean_iou = iou_weight > 0 ? iou_weighted / iou_weight : 0;
-    if (have_probability && out.pixel_count > 0) {
-      out.mean_probability = probability_sum / double(out.pixel_count);
-      out.confidence = std::sqrt(std::clamp(out.mean_probability, 0.0, 1.0) * std::clamp(out.mean_iou, 0.0, 1.0));
-    } else {
-      out.confidence = std::clamp(out.mean_iou, 0.0, 1.0);
-    }
+    std::optional<double> probability;
+    if (have_probability && out.pixel_count > 0)
+      probability = out.mean_probability = probability_sum / double(out.pixel_count);
+    out.confidence = finding_confidence(probability, out.mean_iou);
     if (out.confidence < options.min_confidence) {
       unsure.push_back(out.confidence);
       continue;

@@ -122,6 +122,11 @@ bool frames_form_volume(const std::vector<AnalysedFrame>& frames);
 // n-th slice was analysed. A single frame gets 0. Requires positions on every frame.
 std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames);
 
+// A finding's confidence, 0 to 1: the geometric mean of its mean mask probability and the IoU
+// head's prediction, each clamped to [0, 1] (the IoU head regresses and can leave that range);
+// the IoU alone when there are no probabilities (`mean_probability` absent).
+double finding_confidence(std::optional<double> mean_probability, double mean_iou);
+
 // "10", "0.01": a minimum size or confidence as the rules give it.
 std::string format_minimum(double v);
 

@@ -58,6 +58,7 @@ void report_findings(WrittenFindings& out, const std::vector<FindingToWrite>& fi
     reported.finding_site = f.finding_site;
     reported.laterality = f.laterality;
     reported.text = f.text;
+    reported.certainty = f.confidence;
     reported.measurements = f.measurements ? *f.measurements : sr::segment_measurements(segment, sources);
     reported.segment_number = static_cast<std::uint16_t>(n + 1);
     reported.region = regions ? regions->at(n) : sr::key_region(segment, sources);

@@ -40,6 +40,7 @@ struct FindingToWrite {
   std::string text;  // the SR's text for it
   // The SR's measurements; without, sr::segment_measurements of the segment.
   std::optional<std::vector<sr::Measurement>> measurements;
+  std::optional<double> confidence;  // 0 to 1: the SR's Certainty of Finding
 };
 
 struct WrittenFindings {

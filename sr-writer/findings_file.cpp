@@ -118,9 +118,9 @@ FindingsFile parse_findings_json(const std::string& text, const std::string& nam
     const std::string path = "findings[" + std::to_string(i) + "]";
     const json& f = findings[i];
     if (!f.is_object()) context.fail(path, "must be an object");
-    context.only_keys(
-        f, path,
-        {"label", "name", "text", "category", "type", "finding_site", "colour", "tracking_id", "tracking_uid"});
+    context.only_keys(f, path,
+                      {"label", "name", "text", "confidence", "category", "type", "finding_site", "colour",
+                       "tracking_id", "tracking_uid"});
     if (!f.contains("label")) context.fail(path + ".label", "missing (the finding's value in the label map)");
     if (!f["label"].is_number_integer() || f["label"].get<long>() < 1 || f["label"].get<long>() > 65535)
       context.fail(path + ".label", "must be a whole number from 1 to 65535");
@@ -131,6 +131,12 @@ FindingsFile parse_findings_json(const std::string& text, const std::string& nam
     entry.segment.label = context.string(f, "name", path, true);
     if (entry.segment.label.empty()) context.fail(path + ".name", "must not be empty");
     entry.text = context.string(f, "text", path, false);
+    if (f.contains("confidence")) {
+      const json& c = f["confidence"];
+      if (!c.is_number() || c.get<double>() < 0 || c.get<double>() > 1)
+        context.fail(path + ".confidence", "must be a number from 0 to 1");
+      entry.confidence = c.get<double>();
+    }
     if (f.contains("category")) entry.segment.category = context.code(f["category"], path + ".category");
     if (f.contains("type")) entry.segment.type = context.code(f["type"], path + ".type");
     if (f.contains("finding_site")) {

@@ -21,6 +21,7 @@ struct FindingEntry {
   seg::SegmentDescription segment;           // name (segment.label), codes, colour, tracking
   std::optional<CodedConcept> finding_site;  // SR finding site and SEG anatomic region
   std::string text;                          // the model's sentence
+  std::optional<double> confidence;          // 0 to 1: the SR's Certainty of Finding
 };
 
 struct FindingsFile {

@@ -29,6 +29,9 @@ Measurement area_mm2(double value) {
 Measurement area_pixels(double value) {
   return {{"42798000", "SCT", "Area"}, value, {"{pixels}", "UCUM", "pixels"}};
 }
+Measurement certainty_percent(double value) {
+  return {{"111012", "DCM", "Certainty of Finding"}, value, {"%", "UCUM", "percent"}};
+}
 Measurement volume_mm3(double value) {
   return {{"118565006", "SCT", "Volume"}, value, {"mm3", "UCUM", "cubic millimeter"}};
 }
@@ -504,6 +507,12 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
         }
         if (numbers.empty() && f.segment_number > 0)
           throw ReportError(owner + " has a segment but neither a measurement nor an area in pixels for its region");
+        if (f.certainty) {
+          if (!std::isfinite(*f.certainty) || *f.certainty < 0 || *f.certainty > 1)
+            throw ReportError(owner + " has a certainty of " + seg::format_ds(*f.certainty) + ": it must be 0 to 1");
+          // In percent to one decimal: the model's confidence is no finer than that.
+          content.number(group, certainty_percent(std::round(*f.certainty * 1000) / 10), owner + " certainty");
+        }
         if (!f.text.empty()) content.text(group, DSRTypes::RT_contains, concept ::kComment, f.text, owner + " text");
         ++report.measurement_groups;
       }

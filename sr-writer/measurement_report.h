@@ -55,6 +55,7 @@ Measurement area_mm2(double value);      // (42798000, SCT, "Area"), mm2
 Measurement volume_mm3(double value);    // (118565006, SCT, "Volume"), mm3
 Measurement long_axis_mm(double value);  // (103339001, SCT, "Long axis"), mm
 Measurement area_pixels(double value);   // (42798000, SCT, "Area"), {pixels}
+Measurement certainty_percent(double value);  // (111012, DCM, "Certainty of Finding"), %
 
 // Where a viewer draws the finding: image coordinates on one source frame, (column, row) with
 // (0, 0) the top left corner of the top left pixel (PS3.3 C.18.6.1.2).
@@ -92,6 +93,10 @@ struct ReportedFinding {
   // Of the whole segment; an Area here is left out when the region carries its own (the group's
   // one area is its outline's).
   std::vector<Measurement> measurements;
+  // The model's confidence in the finding, 0 to 1: a NUM "Certainty of Finding" in percent (one
+  // decimal) after the measurements (the concept of the CAD reports, e.g. TID 4023); none when
+  // not given.
+  std::optional<double> certainty;
   std::uint16_t segment_number = 0;       // in the series' SEG; 0 when there is no segment
   std::optional<ImageRegion> region;      // required: OHIF needs geometry for every finding
 };

@@ -209,6 +209,18 @@ TEST(Consolidation, ConfidenceIsTheGeometricMeanOfProbabilityAndIou) {
   auto no_probability = masks;
   for (auto& m : no_probability) m.probability.clear();
   EXPECT_NEAR(consolidate(frames, no_probability, {true, false, 0, "Liver"})[0].confidence, iou, 1e-12);
+  // The IoU head regresses: its values outside [0, 1] (and a NaN) are clamped, so that the
+  // confidence is always one the SR can state in percent.
+  const auto with_iou = [&](double value) {
+    auto m = masks;
+    for (auto& x : m) x.iou = value;
+    return consolidate(frames, m, {true, false, 0, "Liver"}).at(0).confidence;
+  };
+  EXPECT_NEAR(with_iou(1.3), std::sqrt(p), 1e-12);
+  EXPECT_EQ(with_iou(-0.2), 0.0);
+  EXPECT_EQ(finding_confidence(0.64, std::nan("")), 0.0);
+  EXPECT_EQ(finding_confidence(std::nullopt, 1.7), 1.0);
+  EXPECT_NEAR(finding_confidence(1.5, 0.25), 0.5, 1e-12);
 }
 
 TEST(Consolidation, FindingsUnderTheMinimumConfidenceAreLeftOutBeforeTheyAreNumbered) {

@@ -36,6 +36,8 @@ TEST(FindingsFile, TheExampleIsValidAndComplete) {
   ASSERT_TRUE(file.findings[1].finding_site);
   EXPECT_EQ(file.findings[1].segment.anatomic_region->value, "10200004");
   EXPECT_EQ(file.findings[1].segment.tracking_id, "liver lesion 1");
+  EXPECT_FALSE(file.findings[0].confidence);
+  EXPECT_EQ(file.findings[1].confidence, 0.87);
   ASSERT_EQ(file.report.size(), 1u);
   test::TempDir dir("findings");
   EXPECT_TRUE(schema_accepts(dir, test::read_file(test::source_dir() / "sr-writer/findings.example.json")));
@@ -47,6 +49,7 @@ TEST(FindingsFile, ParserAndSchemaAgree) {
       R"({})",
       R"({"findings": []})",
       R"({"findings": [{"label": 3, "name": "Spleen"}]})",
+      R"({"findings": [{"label": 3, "name": "Spleen", "confidence": 0}, {"label": 4, "name": "x", "confidence": 1}]})",
       R"({"findings": [{"label": 65535, "name": "x", "colour": [0, 0, 255], "tracking_uid": "1.2.3"}], "report": ["a"]})",
       R"({"algorithm": {"name": "Other model"}, "findings": [{"label": 1, "name": "x", "colour": "#00FF7f"}]})",
   };
@@ -76,6 +79,12 @@ TEST(FindingsFile, ParserAndSchemaAgree) {
        "findings[0].tracking_uid: must be a DICOM UID"},
       {R"({"findings": [{"label": 1, "name": "x", "colour": [1, 2, 3], "extra": true}]})",
        "findings[0].extra: unknown key"},
+      {R"({"findings": [{"label": 1, "name": "x", "confidence": 1.2}]})",
+       "findings[0].confidence: must be a number from 0 to 1"},
+      {R"({"findings": [{"label": 1, "name": "x", "confidence": -0.5}]})",
+       "findings[0].confidence: must be a number from 0 to 1"},
+      {R"({"findings": [{"label": 1, "name": "x", "confidence": "high"}]})",
+       "findings[0].confidence: must be a number from 0 to 1"},
       {R"({"algorithm": {"version": "1"}})", "algorithm.name: missing"},
       {R"({"report": [1]})", "report[0]: must be a string"},
   };

@@ -200,8 +200,15 @@ TEST(ResultsWriteCommand, NiftiLabelMapWithFindingsMakesValidSegAndSr) {
                                      (dir / "out" / "sr.dcm").string(), (dir / "expected-sr.json").string()});
   EXPECT_EQ(js.exit_code, 0) << js.output;
   std::cout << "  OHIF-style: " << js.output;
-  const auto dump = test::run_command({"dsrdump", "+Pl", (dir / "out" / "sr.dcm").string()});
+  const auto dump = test::run_command({"dsrdump", "+Pc", "+Pl", (dir / "out" / "sr.dcm").string()});
   EXPECT_NE(dump.output.find("A 2 cm hypodense lesion in the right hepatic lobe."), std::string::npos) << dump.output;
+  // The lesion's confidence of 0.87, as its Certainty of Finding; the liver has none.
+  const std::string lesion_certainty = "Certainty of Finding\")=\"87\" (%,UCUM,\"percent\")";
+  const size_t certainty = dump.output.find("Certainty of Finding");
+  EXPECT_EQ(dump.output.substr(certainty == std::string::npos ? 0 : certainty, lesion_certainty.size()),
+            lesion_certainty)
+      << dump.output;
+  EXPECT_EQ(dump.output.find("Certainty of Finding", certainty + 1), std::string::npos) << dump.output;
   EXPECT_NE(dump.output.find("weights sha256:abc"), std::string::npos) << dump.output;
   DcmItem* first = nullptr;
   ASSERT_TRUE(seg.findAndGetSequenceItem(DCM_SegmentSequence, first, 0).good());

@@ -140,6 +140,7 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   ASSERT_TRUE(seg);
   seg::save_part10(*seg->file, dir / "sr-ct-seg.dcm");
   auto findings = findings_for(sources, segments, *seg);
+  findings[0].certainty = 0.853;  // the model's confidence; the others have none
   ReportOptions options;
   options.algorithm.version = "0.1.0";
   options.algorithm.parameters = "weights sha256 0123abcd";
@@ -152,7 +153,8 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
   DcmDataset& ds = *report->file->getDataset();
   // The content tree of the first finding's group, as dsrdump prints it: the tool OHIF imports it
   // as, the whole segment, the site, the label, then the key-slice area INFERRED FROM the outline
-  // selected from the key frame, then volume and long axis, then the model's sentence.
+  // selected from the key frame, then volume and long axis, the model's confidence in percent,
+  // then the model's sentence.
   const auto dump = test::run_command({"dsrdump", "+Pc", "+Pl", (dir / "sr-ct-sr.dcm").string()});
   const std::vector<std::string> in_order{
       "(112039,DCM,\"Tracking Identifier\")=\"Cornerstone3DTools@^0.1.0:PlanarFreehandROI\"",
@@ -166,6 +168,7 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
       "<selected from IMAGE:=(CT image,)>",
       "(118565006,SCT,\"Volume\")",
       "(103339001,SCT,\"Long axis\")",
+      "(111012,DCM,\"Certainty of Finding\")=\"85.3\" (%,UCUM,\"percent\")",
       "(121106,DCM,\"Comment\")=\"There is a Lesion in the liver.\""};
   size_t at = 0;
   for (const auto& text : in_order) {
@@ -174,6 +177,8 @@ TEST(MeasurementReport, FindingsOnACtSeriesPassTheValidatorsAndReadLikeOhif) {
     if (found != std::string::npos) at = found + text.size();
   }
   EXPECT_EQ(dump.output.find("Long Axis"), std::string::npos) << "OHIF shows \"Long Axis\" as \"L: :\"";
+  const size_t certainty = dump.output.find("Certainty of Finding");
+  EXPECT_EQ(dump.output.find("Certainty of Finding", certainty + 1), std::string::npos) << "only the first has one";
   EXPECT_NE(dump.output.find("(121106,DCM,\"Comment\")=\"Cyst 2 (Liver)\""), std::string::npos) << dump.output;
   EXPECT_NE(dump.output.find("(121106,DCM,\"Comment\")=\"Liver 3\""), std::string::npos) << dump.output;
   EXPECT_EQ(dump.output.find("Liver 3 (Liver)"), std::string::npos) << dump.output;
@@ -438,6 +443,11 @@ TEST(MeasurementReport, InconsistentInputIsAClearError) {
   f[0].finding_site.reset();
   f[0].laterality = seg::CodedConcept{"24028007", "SCT", "Right"};
   expect_error(f, "has a laterality (Right) but no finding site to qualify", segmentation);
+  for (double certainty : {1.5, -0.1, std::nan("")}) {
+    f = good;
+    f[0].certainty = certainty;
+    expect_error(f, "has a certainty of " + seg::format_ds(certainty) + ": it must be 0 to 1", segmentation);
+  }
   f = good;
   f.push_back(good[0]);
   f[1].segment_number = 0;
