@@ -91,6 +91,15 @@ SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts
     p.prompt = q.text.empty() && q.box ? rules.prompt_template(config::TaskFamily::RegionDiagnosis) : q.text;
     p.window = window;
     p.box = q.box;
+    // A question that names a target of the rules (a task's prompt word for word, or "Please
+    // segment liver in CT."): coded as that target, in its task's window, as `ask` codes it;
+    // a segmentation request's masks are named by the target, not by the model's phrase.
+    const AskMatch match = match_question(rules, plan.rule, p.prompt);
+    if (match.target) {
+      p.target = match.target;
+      if (is_ct && !match.window.empty()) p.window = match.window;
+      if (match.segmentation && !q.box) p.family = config::TaskFamily::Segmentation;
+    }
     if (p.prompt.empty()) throw PipelineError("an explicit question without text (and without a box)");
     plan.questions.push_back(std::move(p));
   }

@@ -876,5 +876,34 @@ TEST(AnalysisOutcomes, AskCodesANamedTargetAsThatTarget) {
   EXPECT_EQ(decoded["segments"][0]["label"], "Kidney");
 }
 
+TEST(AnalysisOutcomes, AnExplicitQuestionNamingATargetIsCodedAsThatTargetInTheAnalysisToo) {
+  // The analysis's explicit questions, as ask() codes them: "Please segment liver in
+  // ultrasound." is the liver (its label and codes, not the model's phrase and a lesion's);
+  // a question naming no target keeps the model's word, coded as the rule's lesion target.
+  AnalysisRequest request;
+  request.rules = false;
+  request.questions.push_back({"Please segment liver in ultrasound.", "", {}, ""});
+  request.questions.push_back({"Is anything abnormal here?", "", {}, ""});
+  const StudyResult r = make_analyzer({}, std::make_unique<test::BoxEngine>())
+                            ->analyze(fixture_data().inputs("us"), request, {}, nullptr, "seed");
+  ASSERT_EQ(r.findings.size(), 2u);
+  EXPECT_EQ(r.findings[0].task, "question");
+  EXPECT_EQ(r.findings[0].label, "Liver");
+  EXPECT_EQ(r.findings[0].text, "Liver.");
+  EXPECT_EQ(r.findings[1].task, "question");
+  EXPECT_EQ(r.findings[1].label, "Cyst");
+  const ResultObject* seg = nullptr;
+  for (const auto& o : r.objects)
+    if (o.kind == "SEG") seg = &o;
+  ASSERT_NE(seg, nullptr);
+  test::TempDir dir;
+  test::write_object(dir / "seg.dcm", *seg);
+  const auto decoded = test::read_seg_with_pydicom(dir / "seg.dcm");
+  ASSERT_EQ(decoded["segments"].size(), 2u);
+  EXPECT_EQ(decoded["segments"][0]["type"], "10200004");      // Liver
+  EXPECT_EQ(decoded["segments"][0]["category"], "91723000");  // Anatomical Structure
+  EXPECT_EQ(decoded["segments"][1]["type"], "52988006");      // Lesion
+}
+
 }  // namespace
 }  // namespace unibiomed::pipeline
