@@ -174,7 +174,8 @@ int run_ask_video(const ArgParser& p, pipeline::Analyzer& analyzer, const std::v
                          {"area", s.frames[t].area},
                          {"iou", s.frames[t].iou},
                          {"object_score", s.frames[t].object_score}});
-      j["segments"].push_back({{"phrase", s.phrase}, {"finding", s.finding}, {"masks", masks}});
+      j["segments"].push_back(
+          {{"phrase", s.phrase}, {"finding", s.finding}, {"findings", s.findings}, {"masks", masks}});
     }
     j["findings"] = nlohmann::ordered_json::array();
     for (const auto& f : answer.findings) {
@@ -202,9 +203,9 @@ int run_ask_video(const ArgParser& p, pipeline::Analyzer& analyzer, const std::v
       for (const auto& f : s.frames) on += f.area > 0 ? 1 : 0;
       std::cout << "[SEG] " << k << ": " << (s.phrase.empty() ? "(no phrase)" : "\"" + s.phrase + "\"") << ", on " << on
                 << " of " << s.frames.size() << " frames";
-      if (s.finding >= 0) {
-        const auto& f = answer.findings[static_cast<size_t>(s.finding)];
-        std::cout << ", finding " << f.label << " (largest on frame " << f.key_frame - 1 << ")";
+      for (int n : s.findings) {  // a paired organ: one finding per side
+        const auto& f = answer.findings[static_cast<size_t>(n)];
+        std::cout << "; finding " << f.label << " (largest on frame " << f.key_frame - 1 << ")";
         for (const auto& m : f.measurements) std::cout << ", " << m.name << " " << m.value << " " << m.unit;
       }
       if (!mask_files[k].empty()) std::cout << " -> " << mask_files[k].front() << " ... " << mask_files[k].back();
@@ -319,8 +320,11 @@ int run_ask(const Args& args) {
   if (!masks_written) return kExitFailure;
   if (auto seg_out = p.get_optional("--seg-out")) {
     if (!answer.seg) {
-      std::cerr << "unibiomed ask: no SEG to write (" << (answer.findings.empty() ? "no finding" : "not a DICOM image")
-                << ")\n";
+      std::string why = answer.findings.empty() ? "no finding" : "not a DICOM image";
+      const std::string prefix = pipeline::kNoSegNote;
+      for (const auto& note : answer.notes)
+        if (note.rfind(prefix, 0) == 0) why = note.substr(prefix.size());
+      std::cerr << "unibiomed ask: no SEG to write (" << why << ")\n";
     } else {
       try {
         write_bytes(*seg_out, answer.seg->bytes);
@@ -346,6 +350,7 @@ int run_ask(const Args& args) {
       seg["mask"] = mask_files[k].empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(mask_files[k]);
       seg["area"] = s.area;
       seg["object_score"] = s.object_score;
+      seg["findings"] = s.findings;  // indices into "findings" (a paired organ: one per side)
       j["segments"].push_back(seg);
     }
     j["findings"] = nlohmann::ordered_json::array();
@@ -369,9 +374,9 @@ int run_ask(const Args& args) {
       const auto& s = answer.segments[k];
       std::cout << "[SEG] " << k << ": " << (s.phrase.empty() ? "(no phrase)" : "\"" + s.phrase + "\"") << ", IoU "
                 << s.iou << ", " << s.area << " pixels";
-      if (s.finding >= 0) {
-        const auto& f = answer.findings[static_cast<size_t>(s.finding)];
-        std::cout << ", finding " << f.label;
+      for (int n : s.findings) {  // a paired organ: one finding per side
+        const auto& f = answer.findings[static_cast<size_t>(n)];
+        std::cout << "; finding " << f.label;
         for (const auto& m : f.measurements) std::cout << ", " << m.name << " " << m.value << " " << m.unit;
       }
       std::cout << (mask_files[k].empty() ? "" : " -> " + mask_files[k]) << "\n";

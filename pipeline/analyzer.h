@@ -65,6 +65,9 @@ struct Question {
   std::string window;                        // CT window preset for ask(); "" = the matched rule's
 };
 
+// How a note of an ask's answer begins that says why its findings have no SEG.
+inline constexpr char kNoSegNote[] = "no SEG: ";
+
 struct AnalysisRequest {
   std::vector<std::string> tasks;       // rule task names to run; empty = what the rules select
   std::vector<Question> questions;      // explicit questions
@@ -190,6 +193,7 @@ class Analyzer {
     std::vector<uint8_t> mask;      // height x width, 1 inside
     long area = 0;                  // pixels inside, at the model's output size
     int finding = -1;               // index into findings, -1 when it became none (empty, too small)
+    std::vector<int> findings;      // every finding it became (a paired organ: one per side)
   };
   struct AskResult {
     std::string text;               // the answer as a reader reads it, [SEG] and filler removed
@@ -201,7 +205,8 @@ class Analyzer {
     std::optional<ResultObject> seg;
     // Why the answer shows less than it seems to: a [SEG] that became no finding (an empty mask,
     // pieces under the target's minimum size, a confidence under its minimum), a finding without
-    // measurements in mm, geometry that could not be read.
+    // measurements in mm, geometry that could not be read, a DICOM image whose findings could
+    // not become a SEG (kNoSegNote and why, e.g. the image has no Series Instance UID).
     std::vector<std::string> notes;
   };
   virtual AskResult ask(const InstanceInput& instance, int frame, const Question& question,
@@ -224,6 +229,7 @@ class Analyzer {
     int width = 0, height = 0;
     std::vector<AskVideoFrame> frames;  // one per frame, in frame order
     int finding = -1;                   // index into findings, -1 when it became none
+    std::vector<int> findings;          // every finding it became (a paired organ: one per side)
   };
   struct AskVideoResult {
     std::string text;

@@ -161,9 +161,16 @@ AskImage read_ask_image(const config::TaskRules& rules, const InstanceInput& inp
     const dicom::ViewRequest* request = nullptr;
     for (const auto& r : requests)
       if (r.instance_index == 0 && r.frame_number == frame && !r.slide_region) request = &r;
+    const dicom::Instance& instance = series.instances.front();
+    if (!request && instance.slide() && instance.slide()->image_flavor == "VOLUME")
+      throw PipelineError(name + " is a level of a whole slide (" +
+                          std::to_string(instance.slide()->total_pixel_matrix_columns) + " x " +
+                          std::to_string(instance.slide()->total_pixel_matrix_rows) +
+                          " pixels in tiles): a slide is asked as a whole, region by region, through an analysis "
+                          "question (unibiomed analyze --ask, or Questions of the node's /analyze)");
     if (!request)
-      throw PipelineError(name + " has no frame " + std::to_string(frame) + " (it has " +
-                          std::to_string(series.instances.front().pixels().number_of_frames) + ")");
+      throw PipelineError(name + " has no frame " + std::to_string(frame) + " to ask about (it has " +
+                          std::to_string(instance.pixels().number_of_frames) + ")");
     out.view = dicom::render_view(series, *request, options);
   } catch (const dicom::DicomError& e) {
     throw PipelineError(e.what());
@@ -282,7 +289,8 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
       options.sides = target && target->paired;
       std::string dropped;
       for (auto& c : consolidate({f}, answer_masks(one, provenance, 0, keep_phrase, label), options, &dropped)) {
-        s.finding = static_cast<int>(found.size());
+        if (s.finding < 0) s.finding = static_cast<int>(found.size());
+        s.findings.push_back(static_cast<int>(found.size()));
         found.push_back({std::move(c), target});
       }
       if (!dropped.empty()) add_note(out.notes, name + ": " + dropped);
@@ -295,8 +303,15 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
   std::optional<WrittenFindings> written;
   std::unique_ptr<seg::SourceImages> sources;
   if (series && std::all_of(found.begin(), found.end(), [](const AskFinding& x) { return x.target != nullptr; })) {
-    written = write_ask_seg(*series, frame, found, seed, algorithm(), sources);
-    if (written->seg) {
+    // An image the SEG cannot reference (no study or series UID) still has its answer and masks.
+    try {
+      written = write_ask_seg(*series, frame, found, seed, algorithm(), sources);
+    } catch (const seg::SegmentationError& e) {
+      add_note(out.notes, std::string(kNoSegNote) + e.what());
+    } catch (const sr::ReportError& e) {
+      add_note(out.notes, std::string(kNoSegNote) + e.what());
+    }
+    if (written && written->seg) {
       out.seg = result_object("SEG", *written->seg->file, written->seg->sop_instance_uid,
                               written->seg->series_instance_uid, "seg.dcm");
       out.seg->segmentation_type = written->seg->segmentation_type +
@@ -435,7 +450,8 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     std::string dropped;
     for (auto& found :
          consolidate(analysed, track_masks(answer, segment, provenance, keep_phrase, label), c, &dropped)) {
-      s.finding = static_cast<int>(out.findings.size());
+      if (s.finding < 0) s.finding = static_cast<int>(out.findings.size());
+      s.findings.push_back(static_cast<int>(out.findings.size()));
       Finding fd;
       fd.label = found.label;
       fd.text = found.text;

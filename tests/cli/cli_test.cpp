@@ -225,6 +225,12 @@ TEST(CliProgram, AskAboutThePairedLungsAnswersPerSide) {
   std::map<std::string, std::string> side_of;
   for (const auto& f : j["findings"]) side_of[f["label"].get<std::string>()] = f.value("side", "");
   EXPECT_EQ(side_of, (std::map<std::string, std::string>{{"Left lung", "left"}, {"Right lung", "right"}})) << j.dump(2);
+  // The findings of each [SEG]: every finding once, both sides of one [SEG] listed with it.
+  std::vector<int> listed;
+  for (const auto& s : j["segments"])
+    for (const auto& n : s["findings"]) listed.push_back(n.get<int>());
+  std::sort(listed.begin(), listed.end());
+  EXPECT_EQ(listed, (std::vector<int>{0, 1})) << j.dump(2);
   // Both measured in mm; the notes may only say what was dropped (specks under the minimum size).
   ASSERT_TRUE(j["notes"].is_array()) << j.dump(2);
   for (const auto& note : j["notes"])

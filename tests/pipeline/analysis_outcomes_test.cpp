@@ -671,6 +671,25 @@ TEST(AnalysisOutcomes, AskSaysWhyAnUltrasoundFindingHasNoMeasurements) {
                                                      "(SequenceOfUltrasoundRegions (0018,6011))"});
 }
 
+TEST(AnalysisOutcomes, AskAboutAnImageWithoutASeriesUidAnswersWithoutASegAndSaysWhy) {
+  // The SEG must name the source's series; the answer and its masks do not need it.
+  test::TempDir dir;
+  const auto bare =
+      changed_copies("xray", dir / "no-series", [](DcmDataset& ds) { delete ds.remove(DCM_SeriesInstanceUID); });
+  const auto answer = make_analyzer({}, std::make_unique<test::BoxEngine>())
+                          ->ask(bare.at(0), 1, {"Please segment heart in chest X-ray.", "", {}, ""}, "");
+  ASSERT_EQ(answer.findings.size(), 1u);
+  EXPECT_EQ(answer.findings[0].label, "Heart");
+  EXPECT_EQ(answer.findings[0].segment_number, 0);
+  ASSERT_NE(measurement(answer.findings[0], "Area"), nullptr);  // measured all the same
+  EXPECT_FALSE(answer.seg);
+  ASSERT_EQ(answer.segments.size(), 1u);
+  EXPECT_FALSE(answer.segments[0].mask.empty());
+  ASSERT_EQ(answer.notes.size(), 1u) << testing::PrintToString(answer.notes);
+  EXPECT_EQ(answer.notes[0].rfind(kNoSegNote, 0), 0u) << answer.notes[0];
+  EXPECT_NE(answer.notes[0].find("has no Series Instance UID (0020,000E)"), std::string::npos) << answer.notes[0];
+}
+
 TEST(AnalysisOutcomes, RadiographsOfOneSizeAtDifferentPixelSizesAreEachMeasuredWithTheirOwn) {
   // A second copy of the chest radiograph at a finer detector pixel (0.15 mm, not 0.2): one
   // series of two images of one size. Each finding is measured with its own image's pixel size.

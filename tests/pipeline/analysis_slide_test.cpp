@@ -342,6 +342,23 @@ TEST(AnalysisOfSlides, FindingsUnderTheTargetsMinimumConfidenceAreLeftOutAndSaid
   EXPECT_TRUE(said) << expected << " not in " << ::testing::PrintToString(left_out.series[0].notes);
 }
 
+TEST(AnalysisOfSlides, AskAboutOneTileOfASlideSaysHowASlideIsAsked) {
+  // ask() is about one image; a level of a whole slide is asked through the analysis, which
+  // reads it region by region. The message says so instead of "no frame 1".
+  const auto slide = fixture_data().inputs("wsi");
+  const auto analyzer = make_analyzer({}, std::make_unique<StainEngine>());
+  for (int frame : {1, 2}) {
+    try {
+      analyzer->ask(slide.at(0), frame, {"Please segment tumor in pathology.", "", {}, ""}, "");
+      ADD_FAILURE() << "a tile of a slide asked as an image";
+    } catch (const PipelineError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(" is a level of a whole slide ("), std::string::npos) << what;
+      EXPECT_NE(what.find("through an analysis question"), std::string::npos) << what;
+    }
+  }
+}
+
 TEST(AnalysisOfSlides, ARegionSizeOutsideTheRangeIsRefused) {
   AnalyzerSettings settings;
   settings.slide_region_size = 8;
