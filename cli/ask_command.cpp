@@ -175,7 +175,7 @@ int run_ask_video(const ArgParser& p, pipeline::Analyzer& analyzer, const std::v
                          {"iou", s.frames[t].iou},
                          {"object_score", s.frames[t].object_score}});
       j["segments"].push_back(
-          {{"phrase", s.phrase}, {"finding", s.finding}, {"findings", s.findings}, {"masks", masks}});
+          {{"phrase", s.phrase}, {"finding", s.finding()}, {"findings", s.findings}, {"masks", masks}});
     }
     j["findings"] = nlohmann::ordered_json::array();
     for (const auto& f : answer.findings) {

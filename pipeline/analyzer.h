@@ -192,8 +192,8 @@ class Analyzer {
     int width = 0, height = 0;      // the source frame's (DICOM) or the image's size
     std::vector<uint8_t> mask;      // height x width, 1 inside
     long area = 0;                  // pixels inside, at the model's output size
-    int finding = -1;               // index into findings, -1 when it became none (empty, too small)
-    std::vector<int> findings;      // every finding it became (a paired organ: one per side)
+    std::vector<int> findings;      // indices into findings: none (empty, too small), or one per side
+    int finding() const { return findings.empty() ? -1 : findings.front(); }  // the first, or -1
   };
   struct AskResult {
     std::string text;               // the answer as a reader reads it, [SEG] and filler removed
@@ -228,8 +228,8 @@ class Analyzer {
     std::string phrase;
     int width = 0, height = 0;
     std::vector<AskVideoFrame> frames;  // one per frame, in frame order
-    int finding = -1;                   // index into findings, -1 when it became none
-    std::vector<int> findings;          // every finding it became (a paired organ: one per side)
+    std::vector<int> findings;          // indices into findings: none, or one per side
+    int finding() const { return findings.empty() ? -1 : findings.front(); }  // the first, or -1
   };
   struct AskVideoResult {
     std::string text;

@@ -271,8 +271,9 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
     s.width = mask.width;
     s.height = mask.height;
     s.mask = mask.grey;
-    if (segment.area() == 0) add_note(out.notes, name + ": its mask is empty (no finding)");
-    if (segment.area() > 0) {
+    if (segment.area() == 0) {
+      add_note(out.notes, name + ": its mask is empty (no finding)");
+    } else {
       const config::Target* target = match.target;
       if (!target) target = target_named(rules_, segment.phrase);
       if (!target) target = fallback_target;
@@ -289,7 +290,6 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
       options.sides = target && target->paired;
       std::string dropped;
       for (auto& c : consolidate({f}, answer_masks(one, provenance, 0, keep_phrase, label), options, &dropped)) {
-        if (s.finding < 0) s.finding = static_cast<int>(found.size());
         s.findings.push_back(static_cast<int>(found.size()));
         found.push_back({std::move(c), target});
       }
@@ -450,7 +450,6 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     std::string dropped;
     for (auto& found :
          consolidate(analysed, track_masks(answer, segment, provenance, keep_phrase, label), c, &dropped)) {
-      if (s.finding < 0) s.finding = static_cast<int>(out.findings.size());
       s.findings.push_back(static_cast<int>(out.findings.size()));
       Finding fd;
       fd.label = found.label;

@@ -274,7 +274,7 @@ TEST(AnalysisWithBoxes, AQuestionAboutThePairedLungsIsAnsweredPerSide) {
   EXPECT_EQ(answer.findings[1].label, "Left lung");
   EXPECT_EQ(answer.findings[1].side, "left");
   ASSERT_EQ(answer.segments.size(), 1u);  // one [SEG], both sides
-  EXPECT_EQ(answer.segments[0].finding, 0);
+  EXPECT_EQ(answer.segments[0].finding(), 0);
   EXPECT_EQ(answer.segments[0].findings, (std::vector<int>{0, 1}));
   ASSERT_TRUE(answer.seg);
   test::TempDir dir;

@@ -328,7 +328,7 @@ TEST(AnalysisOutcomes, FindingsUnderATargetsMinimumConfidenceAreLeftOutAndSaidSo
   const auto answer = analyzer->ask(fixture_data().inputs("fundus").at(0), 1,
                                     {defaults.prompt_template(config::TaskFamily::DiseaseRecognition), "", {}, ""}, "");
   ASSERT_EQ(answer.segments.size(), 1u);
-  EXPECT_EQ(answer.segments[0].finding, -1);
+  EXPECT_EQ(answer.segments[0].finding(), -1);
   EXPECT_TRUE(answer.findings.empty());
   std::snprintf(expected, sizeof expected, "[SEG] 0 (\"Cyst\"): 1 finding with a confidence under 0.9 left out (%.4g)",
                 confidence);
@@ -865,7 +865,7 @@ TEST(AnalysisOutcomes, AskCodesANamedTargetAsThatTarget) {
   ASSERT_EQ(answer.findings.size(), 1u);
   EXPECT_EQ(answer.findings[0].label, "Liver");
   ASSERT_EQ(answer.segments.size(), 1u);
-  EXPECT_EQ(answer.segments[0].finding, 0);
+  EXPECT_EQ(answer.segments[0].finding(), 0);
   EXPECT_EQ(answer.segments[0].width, 640);
   EXPECT_EQ(answer.segments[0].height, 480);
   ASSERT_TRUE(answer.seg);
