@@ -904,6 +904,7 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
     run.plan = plan_series(rules_, {outcome.modality, series.identity.body_part_examined, series.identity.series_description},
                            outcome.series_instance_uid, request);
     if (run.plan.rule) outcome.rule = run.plan.rule->name;
+    for (const auto& note : run.plan.notes) outcome.notes.push_back(note);
     run.outcome = outcome;
     drop_untrained(run);
     outcome.notes = run.outcome.notes;

@@ -101,6 +101,16 @@ SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts
       if (match.segmentation && !q.box) p.family = config::TaskFamily::Segmentation;
     }
     if (p.prompt.empty()) throw PipelineError("an explicit question without text (and without a box)");
+    // The same question twice (e.g. a rule task's prompt asked again) is asked once: the
+    // model's answer would be the same, and its findings would be reported twice.
+    const auto same = std::find_if(plan.questions.begin(), plan.questions.end(), [&](const PlannedQuestion& o) {
+      return o.prompt == p.prompt && o.box == p.box && o.window == p.window;
+    });
+    if (same != plan.questions.end()) {
+      const std::string by = same->task == "question" ? "an earlier question" : "task " + same->task;
+      plan.notes.push_back("question \"" + p.prompt + "\" asked once: it is already asked by " + by);
+      continue;
+    }
     plan.questions.push_back(std::move(p));
   }
   if (plan.questions.empty() && plan.skip_reason.empty()) {

@@ -27,7 +27,8 @@ struct PlannedQuestion {
 struct SeriesPlan {
   const config::Rule* rule = nullptr;  // null: no rule matched (explicit questions only)
   std::vector<PlannedQuestion> questions;
-  std::string skip_reason;  // set when there is nothing to ask
+  std::string skip_reason;         // set when there is nothing to ask
+  std::vector<std::string> notes;  // what the plan left out and why (a question asked twice)
 };
 
 // Throws PipelineError when the request names a task no rule has (listing the known ones).

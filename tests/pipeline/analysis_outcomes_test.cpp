@@ -924,5 +924,40 @@ TEST(AnalysisOutcomes, AnExplicitQuestionNamingATargetIsCodedAsThatTargetInTheAn
   EXPECT_EQ(decoded["segments"][1]["type"], "52988006");      // Lesion
 }
 
+TEST(AnalysisOutcomes, AQuestionAskedTwiceIsAskedOnceAndTheNoteSaysSo) {
+  // The liver task's own prompt asked again, and then a third time: one liver finding, not
+  // three, and the series notes say which question was already asked and by what.
+  AnalysisRequest request;
+  request.questions.push_back({"Please segment liver in ultrasound.", "", {}, ""});
+  request.questions.push_back({"Please segment liver in ultrasound.", "", {}, ""});
+  const StudyResult r = make_analyzer({}, std::make_unique<test::BoxEngine>())
+                            ->analyze(fixture_data().inputs("us"), request, {}, nullptr, "seed");
+  ASSERT_EQ(r.series.size(), 1u);
+  std::vector<std::string> labels;
+  for (const auto& f : r.findings) labels.push_back(f.label);
+  EXPECT_EQ(labels, (std::vector<std::string>{"Liver", "Cyst"}));
+  int said = 0;
+  for (const auto& n : r.series[0].notes)
+    said +=
+        n.rfind("question \"Please segment liver in ultrasound.\" asked once: it is already asked by task ", 0) == 0;
+  EXPECT_EQ(said, 2) << testing::PrintToString(r.series[0].notes);
+  // A question that differs (here by its box) is its own question.
+  AnalysisRequest boxed;
+  boxed.rules = false;
+  boxed.questions.push_back({"Please segment liver in ultrasound.", "", {}, ""});
+  boxed.questions.push_back({"Please segment liver in ultrasound.", "", std::array<int, 4>{2, 2, 20, 20}, ""});
+  boxed.questions.push_back({"Please segment liver in ultrasound.", "", {}, ""});
+  const StudyResult b = make_analyzer({}, std::make_unique<test::BoxEngine>())
+                            ->analyze(fixture_data().inputs("us"), boxed, {}, nullptr, "seed");
+  ASSERT_EQ(b.series.size(), 1u);
+  EXPECT_TRUE(has_note(
+      b.series[0],
+      "question \"Please segment liver in ultrasound.\" asked once: it is already asked by an earlier question"))
+      << testing::PrintToString(b.series[0].notes);
+  int notes = 0;
+  for (const auto& n : b.series[0].notes) notes += n.find("asked once") != std::string::npos;
+  EXPECT_EQ(notes, 1) << "the boxed question is asked: " << testing::PrintToString(b.series[0].notes);
+}
+
 }  // namespace
 }  // namespace unibiomed::pipeline
