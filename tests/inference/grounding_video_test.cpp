@@ -52,9 +52,14 @@ RgbImage frame_of(const torch::Tensor& frames_u8, int64_t t) {
   return im;
 }
 
-// |a - e| <= one bfloat16 ulp of e, everywhere; prints how many elements differ at all.
+// Stored bfloat16 memories (README fact 20): the reference rounds its float32 value r to
+// bfloat16, we round ours, a. With |a - r| <= fp32_tol (the float32 tolerance of the stage that
+// made them), the two roundings differ by at most fp32_tol plus one bfloat16 ulp of e; near zero,
+// where an ulp is tiny, float32 noise alone may move the rounded value by several ulps, so one
+// ulp without fp32_tol would fail a correct implementation on another reference set. Prints how
+// many values differ at all and how many by more than one ulp.
 ::testing::AssertionResult within_bf16_ulp(const std::string& what, const torch::Tensor& actual,
-                                           const torch::Tensor& expected) {
+                                           const torch::Tensor& expected, double fp32_tol) {
   auto a = actual.to(torch::kCPU, torch::kFloat64).contiguous();
   auto e = expected.to(torch::kCPU, torch::kFloat64).contiguous();
   if (a.sizes() != e.sizes()) return ::testing::AssertionFailure() << what << ": shape " << a.sizes() << " vs " << e.sizes();
@@ -62,14 +67,16 @@ RgbImage frame_of(const torch::Tensor& frames_u8, int64_t t) {
   auto ulp = torch::pow(2.0, torch::floor(torch::log2(mag)) - 7);
   auto diff = (a - e).abs();
   const int64_t differ = (diff > 0).sum().item<int64_t>();
-  const int64_t bad = (diff > ulp * 1.0000001).sum().item<int64_t>();
-  std::cout << "[ compare  ] " << what << ": " << differ << " of " << a.numel()
-            << " bf16 values differ (each by one ulp at most: " << (bad == 0 ? "yes" : "no") << "), max abs "
-            << diff.max().item<double>() << "\n";
+  const int64_t beyond_ulp = (diff > ulp * 1.0000001).sum().item<int64_t>();
+  const auto excess = diff - (ulp * 1.0000001 + fp32_tol);
+  const int64_t bad = (excess > 0).sum().item<int64_t>();
+  std::cout << "[ compare  ] " << what << ": " << differ << " of " << a.numel() << " bf16 values differ, " << beyond_ulp
+            << " by more than one ulp; max abs " << diff.max().item<double>() << " (tolerance one ulp + " << fp32_tol
+            << ")\n";
   if (bad) {
-    const auto worst = (diff - ulp).argmax().item<int64_t>();
-    return ::testing::AssertionFailure() << what << ": " << bad << " values more than one bf16 ulp away (worst: "
-                                         << a.view(-1)[worst].item<double>() << " vs "
+    const auto worst = excess.argmax().item<int64_t>();
+    return ::testing::AssertionFailure() << what << ": " << bad << " values more than one bf16 ulp + " << fp32_tol
+                                         << " away (worst: " << a.view(-1)[worst].item<double>() << " vs "
                                          << e.view(-1)[worst].item<double>() << " at flat index " << worst << ")";
   }
   return ::testing::AssertionSuccess();
@@ -252,7 +259,8 @@ TEST_F(VideoBlocks, MemoryEncoderFromRecordedInputs) {
     const std::string p = frame_prefix(0, t);
     const auto mem = memory_->encode(g[p + "vision_feat_s16"], g[p + "memenc_mask_logits_high_res"]);
     EXPECT_TRUE(close(p + "maskmem_features_fp32", mem, g[p + "maskmem_features_fp32"], kBlock));
-    EXPECT_TRUE(within_bf16_ulp(p + "maskmem_features (bf16)", mem.to(torch::kBFloat16), g[p + "maskmem_features_bf16_as_f32"]));
+    EXPECT_TRUE(within_bf16_ulp(p + "maskmem_features (bf16)", mem.to(torch::kBFloat16),
+                                g[p + "maskmem_features_bf16_as_f32"], kBlock));
     // The same stored memory as the per-frame bank of the reference.
     EXPECT_TRUE(
         torch::equal(g[p + "maskmem_features_bf16_as_f32"], g["seg0.maskmem_features_bf16_as_f32"][t].unsqueeze(0)))
@@ -364,7 +372,7 @@ TEST_F(VideoBlocks, PropagationAgainstReference) {
       EXPECT_TRUE(close(w + "IoU", f.all_iou, ious[t].unsqueeze(0), tol));
       EXPECT_TRUE(close(w + "object score", torch::tensor({f.object_score}), scores[t], tol));
       EXPECT_TRUE(close(w + "obj_ptr", f.obj_ptr, ptrs[t].unsqueeze(0), tol));
-      EXPECT_TRUE(within_bf16_ulp(w + "stored memory", f.memory, mems[t].unsqueeze(0)));
+      EXPECT_TRUE(within_bf16_ulp(w + "stored memory", f.memory, mems[t].unsqueeze(0), tol));
       const auto& pf = record[static_cast<size_t>(t)];
       EXPECT_EQ(pf.at("frame").get<int>(), t) << w;
       EXPECT_EQ(pf.at("kind").get<std::string>(), conditioning ? "conditioning" : "propagated") << w;
@@ -396,7 +404,7 @@ TEST_F(VideoBlocks, PropagationAgainstReference) {
         const int64_t spatial = ref.size(0) - f.pointer_tokens;
         EXPECT_EQ(g[p + "memattn_num_obj_ptr_tokens"].item<int64_t>(), f.pointer_tokens) << p;
         EXPECT_TRUE(within_bf16_ulp(p + "memattn_memory (spatial)", f.memory_tokens.narrow(0, 0, spatial),
-                                    ref.narrow(0, 0, spatial)));
+                                    ref.narrow(0, 0, spatial), kPropagated));
         EXPECT_TRUE(close(p + "memattn_memory (pointers)", f.memory_tokens.narrow(0, spatial, f.pointer_tokens),
                           ref.narrow(0, spatial, f.pointer_tokens), kPropagated));
         EXPECT_TRUE(close(p + "memattn_memory_pos", f.memory_tokens_pos, g[p + "memattn_memory_pos"], kBlock));
