@@ -26,6 +26,23 @@ std::string sha256_of(const RgbImage& image, const test::TempDir& dir) {
 
 nlohmann::json preprocess_json() { return nlohmann::json::parse(test::read_file(test::reference_dir() / "preprocess.json")); }
 
+// A procedural image as preprocess.json describes a source ({"W", "H", "kind"}).
+RgbImage source_image(const nlohmann::json& src) {
+  return procedural_image(src.at("kind").get<int>(), src.at("W").get<int>(), src.at("H").get<int>());
+}
+
+// The small_resizes cases of preprocess.json, as many as preprocess.safetensors holds sources for.
+nlohmann::json small_resize_cases() {
+  const nlohmann::json cases = preprocess_json()["small_resizes"];
+  const auto manifest = nlohmann::json::parse(test::read_file(test::reference_dir() / "manifest.json"));
+  size_t stored = 0;
+  for (const auto& [name, tensor] : manifest["files"]["preprocess.safetensors"]["tensors"].items())
+    stored += name.rfind("small_resize.", 0) == 0 && name.size() > 7 && name.substr(name.size() - 7) == ".src_u8";
+  EXPECT_EQ(cases.size(), stored) << "preprocess.json small_resizes vs preprocess.safetensors";
+  EXPECT_FALSE(cases.empty());
+  return cases;
+}
+
 class ResizeGolden : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -35,27 +52,25 @@ class ResizeGolden : public ::testing::Test {
 
 TEST_F(ResizeGolden, ProceduralSourcesMatchTheStoredOnes) {
   // The generator is checked on every stored source, so the sources that are given only by
-  // formula and hash (700x500, 1300x600) are the reference's too.
+  // formula and hash (thumb448_down, sam1024_mixed) are the reference's too.
   GoldenFile golden("preprocess.safetensors");
-  const nlohmann::json cases = preprocess_json()["small_resizes"];
-  ASSERT_EQ(cases.size(), 8u);
+  const nlohmann::json cases = small_resize_cases();
   for (const auto& c : cases) {
     const int index = c["index"];
     RgbImage expected = golden.image("small_resize." + std::to_string(index) + ".src_u8");
     RgbImage made = procedural_image(c["src"]["kind"], c["src"]["W"], c["src"]["H"]);
     EXPECT_EQ(count_differences(made, expected), 0u) << "small_resize " << index;
   }
-  EXPECT_EQ(count_differences(procedural_image(0, 37, 23), golden.image("thumb448_up.src_u8")), 0u);
-  test::TempDir dir;
   auto json = preprocess_json();
-  EXPECT_EQ(sha256_of(procedural_image(1, 700, 500), dir), json["thumb448_down"]["src_sha256"]);
-  EXPECT_EQ(sha256_of(procedural_image(0, 1300, 600), dir), json["sam1024_mixed"]["src"]["src_sha256"]);
+  EXPECT_EQ(count_differences(source_image(json["thumb448_up"]["src"]), golden.image("thumb448_up.src_u8")), 0u);
+  test::TempDir dir;
+  EXPECT_EQ(sha256_of(source_image(json["thumb448_down"]["src"]), dir), json["thumb448_down"]["src_sha256"]);
+  EXPECT_EQ(sha256_of(source_image(json["sam1024_mixed"]["src"]), dir), json["sam1024_mixed"]["src"]["src_sha256"]);
 }
 
 TEST_F(ResizeGolden, SmallResizesAreBitExact) {
   GoldenFile golden("preprocess.safetensors");
-  const nlohmann::json cases = preprocess_json()["small_resizes"];
-  ASSERT_EQ(cases.size(), 8u);
+  const nlohmann::json cases = small_resize_cases();
   for (const auto& c : cases) {
     const std::string prefix = "small_resize." + std::to_string(c["index"].get<int>());
     RgbImage src = golden.image(prefix + ".src_u8");
@@ -74,7 +89,7 @@ TEST_F(ResizeGolden, ThumbnailsUpAndDownAreBitExact) {
   std::string first;
   RgbImage up = resize_bicubic(golden.image("thumb448_up.src_u8"), 448, 448);
   EXPECT_EQ(count_differences(up, golden.image("thumb448_up.resized_u8"), &first), 0u) << first;
-  RgbImage down = resize_bicubic(procedural_image(1, 700, 500), 448, 448);
+  RgbImage down = resize_bicubic(source_image(preprocess_json()["thumb448_down"]["src"]), 448, 448);
   EXPECT_EQ(count_differences(down, golden.image("thumb448_down.resized_u8"), &first), 0u) << first;
 }
 
@@ -110,16 +125,21 @@ TEST_F(ResizeGolden, Sam2DirectResizesTo1024AreBitExact) {
   GoldenFile golden("preprocess.safetensors");
   auto json = preprocess_json();
   test::TempDir dir;
-  RgbImage up = resize_bicubic(procedural_image(0, 37, 23), 1024, 1024);
+  RgbImage up = resize_bicubic(source_image(json["sam1024_same_as_thumb448_up"]["src"]), 1024, 1024);
   expect_sam1024_views(up, golden, "sam1024_same_as_thumb448_up");
   EXPECT_EQ(sha256_of(up, dir), json["sam1024_same_as_thumb448_up"]["sha256_of_full_1024x1024x3_u8_HWC_rowmajor"]);
-  RgbImage mixed = resize_bicubic(procedural_image(0, 1300, 600), 1024, 1024);
+  RgbImage mixed = resize_bicubic(source_image(json["sam1024_mixed"]["src"]), 1024, 1024);
   expect_sam1024_views(mixed, golden, "sam1024_mixed");
   EXPECT_EQ(sha256_of(mixed, dir), json["sam1024_mixed"]["sha256_of_full_1024x1024x3_u8_HWC_rowmajor"]);
-  // The tiny checkpoint's SAM2 input side (128) from the same 1300x600 source.
+  // The tiny checkpoint's SAM2 input side (config.json) from the same source as sam1024_mixed.
+  const int side = nlohmann::json::parse(
+                       test::read_file(test::reference_dir() / "config.json"))["grounding_encoder_config"]["image_size"]
+                       .get<int>();
   std::string first;
-  EXPECT_EQ(count_differences(resize_bicubic(procedural_image(0, 1300, 600), 128, 128),
-                              golden.image("sam128.direct_resize_u8"), &first), 0u) << first;
+  EXPECT_EQ(count_differences(resize_bicubic(source_image(json["sam1024_mixed"]["src"]), side, side),
+                              golden.image("sam128.direct_resize_u8"), &first),
+            0u)
+      << first;
 }
 
 TEST(Resize, SameSizeIsACopy) {

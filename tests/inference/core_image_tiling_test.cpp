@@ -54,12 +54,18 @@ TEST(Tiling, CandidateOrderMatchesCPythonForOtherLimits) {
 TEST(Tiling, GridChoiceForEveryListedSize) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   const nlohmann::json json = preprocess_json();
-  int checked = 0;
-  for (auto [key, tile] : {std::pair{"dynamic_preprocess_448_min1_max12_thumb", 448}, {"dynamic_preprocess_56_min1_max12_thumb", 56}}) {
+  int checked = 0, tables = 0;
+  // Every table "dynamic_preprocess_<tile>_min1_max12_thumb" (448, the release, and the tiny tile).
+  const std::string prefix = "dynamic_preprocess_", suffix = "_min1_max12_thumb";
+  for (const auto& [key, table] : json.items()) {
+    if (key.rfind(prefix, 0) != 0 || key.size() <= prefix.size() + suffix.size() ||
+        key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
     TilingOptions options;
-    options.tile_size = tile;
-    ASSERT_GT(json[key].size(), 10u) << key;
-    for (const auto& c : json[key]) {
+    options.tile_size = std::stoi(key.substr(prefix.size(), key.size() - prefix.size() - suffix.size()));
+    ++tables;
+    ASSERT_FALSE(table.empty()) << key;
+    for (const auto& c : table) {
       const int w = c["W"], h = c["H"];
       TileGrid g = choose_grid(w, h, options);
       EXPECT_EQ(g.cols, c["cols"].get<int>()) << key << " " << w << "x" << h;
@@ -69,7 +75,12 @@ TEST(Tiling, GridChoiceForEveryListedSize) {
       ++checked;
     }
   }
-  std::cout << "grid choices checked: " << checked << "\n";
+  // The release's tile and the tiny checkpoint's (config.json tiny_test.internvl_tile_size).
+  const int tiny_tile = ModelConfig::load(test::reference_dir() / "config.json").tile_size;
+  EXPECT_TRUE(json.contains(prefix + "448" + suffix));
+  EXPECT_TRUE(json.contains(prefix + std::to_string(tiny_tile) + suffix));
+  EXPECT_GE(tables, 2);
+  std::cout << "grid choices checked: " << checked << " in " << tables << " tables\n";
 }
 
 TEST(Tiling, TilesAreRowMajorCropsOfTheResizedImageThenTheThumbnail) {
@@ -86,12 +97,20 @@ TEST(Tiling, TilesAreRowMajorCropsOfTheResizedImageThenTheThumbnail) {
   EXPECT_EQ(std::memcmp(tiled.tile_pixel(1, 5, 7), resized.row(7) + 3 * (448 + 5), 3), 0);
   EXPECT_THROW(tiled.tile(3), InferenceError);
 
-  // 56-pixel tiles of the 100x70 e2e image: 3x2 grid, row-major (tile 3 is row 1, column 0).
-  options.tile_size = 56;
-  TiledImage small = tile_image(test::procedural_image(0, 100, 70), options);
-  ASSERT_EQ(small.grid, (TileGrid{3, 2}));
-  EXPECT_EQ(small.tile_count(), 7);
-  EXPECT_EQ(small.tile(3).rgb, crop(small.resized, 0, 56, 56, 56).rgb);
+  // The tiny tiles (config.json) of the e2e image (e2e.json), row-major: tile k is row k / cols,
+  // column k % cols of the resized image.
+  ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
+  const auto e2e = nlohmann::json::parse(test::read_file(test::reference_dir() / "e2e.json"));
+  const int S = ModelConfig::load(test::reference_dir() / "config.json").tile_size;
+  options.tile_size = S;
+  const auto& im = e2e["image"];
+  TiledImage small = tile_image(test::procedural_image(im["procedural_kind"], im["W"], im["H"]), options);
+  EXPECT_EQ(small.tile_count(), e2e["n_tiles_incl_thumbnail"].get<int>());
+  ASSERT_EQ(small.resized.width, small.grid.cols * S);
+  ASSERT_EQ(small.resized.height, small.grid.rows * S);
+  for (int k = 0; k < small.grid.tiles(); ++k)
+    EXPECT_EQ(small.tile(k).rgb, crop(small.resized, (k % small.grid.cols) * S, (k / small.grid.cols) * S, S, S).rgb)
+        << k;
 }
 
 TEST(Tiling, OneTileHasNoThumbnailAndThumbnailCanBeOff) {
@@ -110,10 +129,12 @@ TEST(Tiling, OptionsFromTheTinyConfig) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   ModelConfig config = ModelConfig::load(test::reference_dir() / "config.json");
   TilingOptions o = TilingOptions::from_config(config);
-  EXPECT_EQ(o.tile_size, 56);
-  EXPECT_EQ(o.min_tiles, 1);
-  EXPECT_EQ(o.max_tiles, 12);
-  EXPECT_TRUE(o.use_thumbnail);
+  // What predict_forward uses there (config.json tiny_test).
+  const auto tiny = nlohmann::json::parse(test::read_file(test::reference_dir() / "config.json"))["tiny_test"];
+  EXPECT_EQ(o.tile_size, tiny["internvl_tile_size"].get<int>());
+  EXPECT_EQ(o.min_tiles, tiny["min_dynamic_patch_used_by_predict_forward"].get<int>());
+  EXPECT_EQ(o.max_tiles, tiny["max_dynamic_patch_used_by_predict_forward"].get<int>());
+  EXPECT_EQ(o.use_thumbnail, tiny["use_thumbnail"].get<bool>());
 }
 
 TEST(Tiling, PixelLimitAndBadInputNameTheImage) {

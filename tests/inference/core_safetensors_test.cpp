@@ -65,10 +65,14 @@ TEST(Safetensors, ReadsTheReferenceCheckpoint) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   const fs::path golden = test::reference_dir();
   auto ck = Checkpoint::open(golden);
-  EXPECT_EQ(ck->size(), 437u);  // manifest.json lists 437 tensors in model.safetensors
+  // manifest.json lists the tensors of model.safetensors with their shapes.
+  const auto manifest = nlohmann::json::parse(test::read_file(golden / "manifest.json"))["files"]["model.safetensors"];
+  EXPECT_EQ(ck->size(), manifest["n_tensors"].get<size_t>());
+  EXPECT_EQ(ck->size(), manifest["tensors"].size());
   const TensorView* emb = ck->find("language_model.model.embed_tokens.weight");
   ASSERT_NE(emb, nullptr);
-  EXPECT_EQ(emb->shape, (std::vector<int64_t>{512, 64}));
+  EXPECT_EQ(emb->shape,
+            manifest["tensors"]["language_model.model.embed_tokens.weight"]["shape"].get<std::vector<int64_t>>());
   EXPECT_EQ(ck->find("no.such.tensor"), nullptr);
 }
 
@@ -166,17 +170,21 @@ TEST(ModelConfigTest, ReadsTheReferenceConfig) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   const fs::path golden = test::reference_dir();
   ModelConfig c = ModelConfig::load(golden / "config.json");
-  EXPECT_EQ(c.llm.hidden_size, 64);
-  EXPECT_EQ(c.llm.num_key_value_heads, 2);
-  EXPECT_EQ(c.vision.num_hidden_layers, 2);
-  EXPECT_EQ(c.tile_size, 56);
-  EXPECT_EQ(c.sam_image_size, 128);
-  EXPECT_EQ(c.tokens_per_tile(), 4);
+  // The values as the file states them (read here with a plain JSON parser).
+  const auto j = nlohmann::json::parse(test::read_file(golden / "config.json"));
+  EXPECT_EQ(c.llm.hidden_size, j["llm_config"]["hidden_size"].get<int>());
+  EXPECT_EQ(c.llm.num_key_value_heads, j["llm_config"]["num_key_value_heads"].get<int>());
+  EXPECT_EQ(c.vision.num_hidden_layers, j["vision_config"]["num_hidden_layers"].get<int>());
+  EXPECT_EQ(c.tile_size, j["tiny_test"]["internvl_tile_size"].get<int>());
+  EXPECT_EQ(c.sam_image_size, j["tiny_test"]["sam_target_length"].get<int>());
+  // The image tokens per tile of the reference run.
+  EXPECT_EQ(c.tokens_per_tile(),
+            nlohmann::json::parse(test::read_file(golden / "e2e.json"))["image_tokens_per_tile"].get<int>());
   EXPECT_TRUE(c.grounding.from_checkpoint_config);
-  EXPECT_EQ(c.grounding.hiera.stages, (std::vector<int>{1, 2, 3, 2}));
-  EXPECT_EQ(c.grounding.neck.d_model, 32);
-  EXPECT_EQ(c.special_token_ids.at("[SEG]"), 268);
-  EXPECT_EQ(c.llm.eos_token_id, 258);
+  EXPECT_EQ(c.grounding.hiera.stages, j["grounding_encoder_config"]["hiera"]["stages"].get<std::vector<int>>());
+  EXPECT_EQ(c.grounding.neck.d_model, j["grounding_encoder_config"]["neck"]["d_model"].get<int>());
+  EXPECT_EQ(c.special_token_ids.at("[SEG]"), j["tiny_test"]["special_token_ids"]["[SEG]"].get<int64_t>());
+  EXPECT_EQ(c.llm.eos_token_id, j["llm_config"]["eos_token_id"].get<int64_t>());
 }
 
 TEST(ModelConfigTest, RealSizeDefaultsWithoutOverrides) {

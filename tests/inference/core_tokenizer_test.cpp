@@ -66,7 +66,8 @@ std::unique_ptr<Tokenizer> RealTokenizer::tokenizer_;
 
 TEST_F(RealTokenizer, EncodesEveryReferenceStringToTheReferenceIds) {
   const json goldens = golden_json("tokenizer_goldens.json");
-  ASSERT_EQ(goldens["cases"].size(), 46u);
+  ASSERT_EQ(goldens["cases"].size(), goldens["n_strings"].get<size_t>());
+  ASSERT_FALSE(goldens["cases"].empty());
   int exact = 0;
   for (const auto& c : goldens["cases"]) {
     const std::string text = c["text"];
@@ -76,7 +77,8 @@ TEST_F(RealTokenizer, EncodesEveryReferenceStringToTheReferenceIds) {
     EXPECT_EQ(tokenizer_->decode(expected), c["decoded"].get<std::string>()) << "text: " << json(text).dump();
     exact += ids == expected;
   }
-  std::cout << "tokenizer: " << exact << " of 46 reference strings give exactly the reference ids\n";
+  std::cout << "tokenizer: " << exact << " of " << goldens["cases"].size()
+            << " reference strings give exactly the reference ids\n";
 }
 
 TEST_F(RealTokenizer, AddedTokensAndSizeMatchTheReference) {
@@ -153,7 +155,8 @@ TEST(Tokenizer, ByteLevelFolderReproducesTheTinyReferenceVocabulary) {
   write_byte_level_tokenizer(dir.path(), specials);
   const Tokenizer t = Tokenizer::load(dir.path());
   EXPECT_EQ(*t.eos_token_id(), tiny["eos_token_id"].get<int64_t>());
-  EXPECT_EQ(t.size(), 273);
+  // The 256 byte tokens and the special tokens.
+  EXPECT_EQ(t.size(), 256 + static_cast<int64_t>(specials.size()));
   const json config = golden_json("config.json");
   EXPECT_NO_THROW(t.check_token_ids(config["tiny_test"]["special_token_ids"], "config.json tiny_test"));
 

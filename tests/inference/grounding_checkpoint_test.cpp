@@ -5,11 +5,12 @@
 // Pillow for reading masks. The layout table itself: core_checkpoint_layout_test.cpp.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "inference/error.h"
 #include "inference/grounded_model.h"
@@ -21,6 +22,7 @@
 #include "inference/weights.h"
 #include "inference/weights_hash.h"
 #include "tests/inference/grounding_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::inference {
@@ -229,7 +231,8 @@ TEST_F(CommandLine, InfoOnTheReferenceLeavesItsFolderAlone) {
   const auto manifest = json::parse(test::read_file(test::reference_dir() / "manifest.json"));
   const json j = json::parse(info.output);
   EXPECT_EQ(j["weights_hash"]["sha256"], manifest["files"]["model.safetensors"]["sha256"]);
-  EXPECT_EQ(j["sam2"]["image_size"].get<int>(), 128);
+  const auto config = json::parse(test::read_file(test::reference_dir() / "config.json"));
+  EXPECT_EQ(j["sam2"]["image_size"].get<int>(), config["grounding_encoder_config"]["image_size"].get<int>());
   EXPECT_FALSE(fs::exists(test::reference_dir() / "unibiomed-weights-hash.json"));
 }
 
@@ -285,46 +288,55 @@ TEST_F(CommandLine, AskOnDicomAndPngWithARandomModel) {
   EXPECT_NE(r.output.find("out of range"), std::string::npos) << r.output;
 }
 
-// The reference answer through the program: same ids, and the mask PNG equal to the reference's
+// The reference answer through the program: same ids, and each mask PNG equal to the reference's
 // boolean mask except where the reference logit is within 1e-3 of 0 (checked by Pillow/numpy).
 TEST_F(CommandLine, AskReproducesTheReferenceAnswerAndMask) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   test::TempDir dir;
   const auto tiny = json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
   write_byte_level_tokenizer(dir / "tok", tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
-  const auto record = json::parse(test::read_file(test::reference_dir() / "e2e.json"));
-  // The e2e image from its formula (e2e.json "image"), written by Pillow.
+  const auto ref = test::E2eAnswer::load();
+  const fs::path e2e = test::reference_dir() / "e2e.safetensors";
+  // Reads one tensor of a .safetensors file with numpy.
+  const std::string read_tensor =
+      "import sys, json, struct, numpy as np\nfrom PIL import Image\n"
+      "def t(path, name, dt):\n"
+      "  f = open(path, 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n))\n"
+      "  e = h[name]; f.seek(8 + n + e['data_offsets'][0])\n"
+      "  return np.frombuffer(f.read(e['data_offsets'][1] - e['data_offsets'][0]), dt).reshape(e['shape'])\n";
+  // The e2e image (e2e.safetensors image_rgb_u8, the procedural image of e2e.json), written by Pillow.
   const std::string make_png =
-      "import sys, numpy as np\nfrom PIL import Image\n"
-      "y, x = np.mgrid[0:70, 0:100].astype(np.int64)\n"
-      "a = np.stack([(7*x+13*y)%256, (x*x+3*y*y+17*x*y)%256, ((x//5)*40+(y//3)*25+60)%256], -1).astype(np.uint8)\n"
-      "Image.fromarray(a).save(sys.argv[1])\n";
-  ASSERT_EQ(test::run_command({"/usr/bin/python3", "-c", make_png, (dir / "e2e.png").string()}).exit_code, 0);
+      read_tensor + "Image.fromarray(t(sys.argv[2], 'image_rgb_u8', np.uint8)).save(sys.argv[1])\n";
+  auto made = test::run_command({"/usr/bin/python3", "-c", make_png, (dir / "e2e.png").string(), e2e.string()});
+  ASSERT_EQ(made.exit_code, 0) << made.output;
   // float32: the reference ran in float32 ("auto" is bfloat16 on a CPU with bfloat16 dot products).
   auto r = cli({"ask", "--model", test::reference_dir().string(), "--tokenizer", (dir / "tok").string(), "--dtype",
-                "float32", "--json", "--mask-out", (dir / "masks").string(), (dir / "e2e.png").string(),
-                record["prompt_text"].get<std::string>()});
+                "float32", "--max-new-tokens", std::to_string(ref.max_new_tokens), "--json", "--mask-out",
+                (dir / "masks").string(), (dir / "e2e.png").string(), ref.prompt_text});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const json j = json::parse(r.output);
-  EXPECT_EQ(j["ids"], record["generated_ids"]);
-  ASSERT_EQ(j["segments"].size(), 1u);
-  EXPECT_EQ(j["segments"][0]["mask"], "mask-000.png");
+  EXPECT_EQ(j["ids"], ref.record["generated_ids"]);
+  EXPECT_EQ(j["stop_reason"], ref.stop_reason(Tokenizer::load(dir / "tok")));
+  ASSERT_EQ(static_cast<int64_t>(j["segments"].size()), ref.masks());
   const std::string check =
-      "import sys, json, struct, numpy as np\nfrom PIL import Image\n"
+      read_tensor +
       "m = np.array(Image.open(sys.argv[1]))\n"
-      "f = open(sys.argv[2], 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n\n"
-      "def t(name, dt):\n  e = h[name]; f.seek(base + e['data_offsets'][0])\n"
-      "  return np.frombuffer(f.read(e['data_offsets'][1] - e['data_offsets'][0]), dt).reshape(e['shape'])\n"
-      "ref = t('seg0.final_mask_bool', np.bool_)[0]; logit = t('seg0.final_mask_logits_orig_res', np.float32)[0]\n"
+      "ref = t(sys.argv[2], sys.argv[3] + 'final_mask_bool', np.bool_)[0]\n"
+      "logit = t(sys.argv[2], sys.argv[3] + 'final_mask_logits_orig_res', np.float32)[0]\n"
       "assert m.shape == ref.shape, (m.shape, ref.shape)\n"
       "assert set(np.unique(m)) <= {0, 255}, np.unique(m)\n"
       "bad = ((m == 255) != ref) & (np.abs(logit) >= 1e-3)\n"
       "print('differing', int(((m == 255) != ref).sum()), 'away from the boundary', int(bad.sum()))\n"
       "sys.exit(1 if bad.any() else 0)\n";
-  auto c = test::run_command({"/usr/bin/python3", "-c", check, (dir / "masks" / "mask-000.png").string(),
-                              (test::reference_dir() / "e2e.safetensors").string()});
-  EXPECT_EQ(c.exit_code, 0) << c.output;
-  std::cout << "[ compare  ] ask mask PNG vs reference: " << c.output;
+  for (size_t k = 0; k < j["segments"].size(); ++k) {
+    char name[32];
+    std::snprintf(name, sizeof name, "mask-%03zu.png", k);
+    EXPECT_EQ(j["segments"][k]["mask"], name);
+    auto c = test::run_command({"/usr/bin/python3", "-c", check, (dir / "masks" / name).string(), e2e.string(),
+                                "seg" + std::to_string(k) + "."});
+    EXPECT_EQ(c.exit_code, 0) << c.output;
+    std::cout << "[ compare  ] ask " << name << " vs reference seg" << k << ": " << c.output;
+  }
 }
 
 // The plumbing fixture of `make-random --answer`: the same answer to different questions about

@@ -8,6 +8,7 @@
 
 #include "inference/generation.h"
 #include "tests/inference/llm_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 
 namespace unibiomed::inference {
 namespace {
@@ -48,20 +49,38 @@ TEST_F(ModelTextCommands, TokenizeGivesTheReferencePromptIds) {
   EXPECT_EQ(last_json(r.output).get<std::vector<int64_t>>(), to_ids(golden_tensor("e2e.safetensors", "prompt_input_ids")));
   const auto t = unibiomed({"model", "tokenize", "--tokens", model_.path().string(), "<img>ab"});
   ASSERT_EQ(t.exit_code, 0) << t.output;
-  EXPECT_EQ(last_json(t.output), (json{{"ids", {259, 97, 98}}, {"tokens", {"<img>", "a", "b"}}}));
+  // "<img>" is a special token of tiny_vocab.json, "a" and "b" their bytes.
+  EXPECT_EQ(last_json(t.output),
+            (json{{"ids", {test::tiny_token_id("<img>"), 97, 98}}, {"tokens", {"<img>", "a", "b"}}}));
 }
 
 TEST_F(ModelTextCommands, GenerateFromIdsIsTheReferenceGreedyDecoding) {
   const auto prompt = to_ids(golden_tensor("llm.safetensors", "text_input_ids"));
+  // The reference ran as many steps as it recorded, without stopping on eos or a stop word; the
+  // program stops on both (eos of the tokenizer, the template's stop word): its answer is the
+  // reference's up to where those would stop it (e2e.json holds the template's stop words).
+  const auto reference = to_ids(golden_tensor("llm.safetensors", "text_greedy_ids"));
+  const int steps = static_cast<int>(reference.size());
   const auto r = unibiomed({"model", "generate", model_.path().string(), "--prompt-ids", json(prompt).dump(),
-                            "--max-new-tokens", "10"});
+                            "--max-new-tokens", std::to_string(steps)});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const json out = last_json(r.output);
-  const auto expected = to_ids(golden_tensor("llm.safetensors", "text_greedy_ids"));
+  test::TinyLlm tiny;
+  const test::GreedyStop stop = test::first_stop(reference, *tiny.tokenizer, tiny.tokenizer->eos_token_id(),
+                                                 test::E2eAnswer::load().stop_words, steps);
+  const std::vector<int64_t> expected(reference.begin(), reference.begin() + static_cast<long>(stop.length));
   EXPECT_EQ(out["ids"].get<std::vector<int64_t>>(), expected);
-  EXPECT_EQ(out["stop_reason"], "max_new_tokens");
-  // Ids 273.. are not tokens of the tiny vocabulary: they decode as <unused_N>.
-  EXPECT_NE(out["text"].get<std::string>().find("<unused_289>"), std::string::npos) << out.dump();
+  EXPECT_EQ(out["stop_reason"], stop.reason);
+  EXPECT_EQ(out["text"].get<std::string>(), tiny.tokenizer->decode(expected));
+  // Ids past the tiny vocabulary's (bytes and special tokens) decode as <unused_N>.
+  const int64_t vocabulary =
+      256 + static_cast<int64_t>(test::reference_json("tiny_vocab.json")["special_tokens"].size());
+  for (int64_t id : expected) {
+    if (id >= vocabulary) {
+      EXPECT_NE(out["text"].get<std::string>().find("<unused_" + std::to_string(id) + ">"), std::string::npos)
+          << out.dump();
+    }
+  }
   EXPECT_EQ(r.output.find("warning"), std::string::npos) << r.output;  // every LLM tensor was used
 }
 
@@ -97,7 +116,9 @@ TEST_F(ModelTextCommands, MistakesGiveTheirExitCodeAndSayWhat) {
   expect({"model", "generate", dir, "--prompt-ids", "1,2"}, 2, "JSON array");
   expect({"model", "generate", dir, "--prompt-ids", "[1]", "--max-new-tokens", "0"}, 2, "--max-new-tokens");
   expect({"model", "generate", "/nonexistent/model", "--prompt-ids", "[1]"}, 3, "/nonexistent/model does not exist");
-  expect({"model", "generate", dir, "--prompt-ids", "[1, 600]"}, 3, "prompt token id 600 is outside the vocabulary of 512");
+  const int64_t vocab = test::reference_json("config.json")["llm_config"]["vocab_size"].get<int64_t>();
+  expect({"model", "generate", dir, "--prompt-ids", "[1, " + std::to_string(vocab + 88) + "]"}, 3,
+         "prompt token id " + std::to_string(vocab + 88) + " is outside the vocabulary of " + std::to_string(vocab));
   expect({"model", "tokenize", "/nonexistent/tok", "x"}, 3, "/nonexistent/tok does not exist");
   expect({"model", "tokenize", dir, "bad \xC3("}, 3, "not valid UTF-8");
 
@@ -109,14 +130,16 @@ TEST_F(ModelTextCommands, MistakesGiveTheirExitCodeAndSayWhat) {
   expect({"model", "generate", bare.path().string(), "--prompt-ids", "[1]"}, 4, "no vocab.json + merges.txt");
   auto specials = json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"))["special_tokens"]
                       .get<std::map<std::string, int64_t>>();
+  const int64_t seg = specials.at("[SEG]");
   specials["[SEG]"] = 300;
   write_byte_level_tokenizer(bare.path(), specials);
-  expect({"model", "generate", bare.path().string(), "--prompt-ids", "[1]"}, 4, "token \"[SEG]\" id 268");
+  expect({"model", "generate", bare.path().string(), "--prompt-ids", "[1]"}, 4,
+         "token \"[SEG]\" id " + std::to_string(seg));
   test::TempDir truncated;
   fs::create_symlink(test::reference_dir() / "config.json", truncated / "config.json");
   const std::string bytes = test::read_file(test::reference_dir() / "model.safetensors");
   test::write_file(truncated / "model.safetensors", bytes.substr(0, bytes.size() / 2));
-  specials["[SEG]"] = 268;
+  specials["[SEG]"] = seg;
   write_byte_level_tokenizer(truncated.path(), specials);
   expect({"model", "generate", truncated.path().string(), "--prompt-ids", "[1]"}, 4,
          (truncated / "model.safetensors").string());

@@ -4,11 +4,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "inference/error.h"
 #include "inference/generation.h"
 #include "tests/inference/llm_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 
 namespace unibiomed::inference {
 namespace {
@@ -33,30 +36,38 @@ class Generation : public ::testing::Test {
 
 TEST_F(Generation, TextGreedyDecodingIsTheReference) {
   const torch::Tensor ids = golden_tensor("llm.safetensors", "text_input_ids").view({1, -1});
+  const auto expected = to_ids(golden_tensor("llm.safetensors", "text_greedy_ids"));
   GenerationOptions o;
-  o.max_new_tokens = 10;  // the reference ran exactly 10 steps without an eos
+  // The reference ran exactly as many steps as it recorded, stopping on neither eos nor a stop
+  // word: no eos (no token id is negative), no stop words.
+  o.max_new_tokens = static_cast<int>(expected.size());
+  o.eos_token_id = -1;
+  o.stop_words.clear();
   const auto r = run(tiny_->model->embed(ids), o);
   ASSERT_EQ(r.size(), 1u);
-  EXPECT_EQ(r[0].ids, to_ids(golden_tensor("llm.safetensors", "text_greedy_ids")));
+  EXPECT_EQ(r[0].ids, expected);
   EXPECT_EQ(r[0].stop_reason, StopReason::kMaxNewTokens);
   EXPECT_TRUE(close_to("text_greedy_step_logits", r[0].step_logits, golden_tensor("llm.safetensors", "text_greedy_step_logits")));
   EXPECT_TRUE(close_to("text_greedy_step_hidden_post_norm", r[0].step_hidden,
                        golden_tensor("llm.safetensors", "text_greedy_step_hidden_post_norm")));
   EXPECT_EQ(r[0].text, tiny_->tokenizer->decode(r[0].ids));
-  EXPECT_EQ(r[0].seg_hidden_states.size(0), 0);
+  EXPECT_EQ(r[0].seg_hidden_states.size(0),
+            test::seg_states_of(expected, expected.size(), test::tiny_token_id("[SEG]")));
 }
 
 TEST_F(Generation, EndToEndDecodingWithSegIsTheReference) {
-  const nlohmann::json e2e = nlohmann::json::parse(test::read_file(test::reference_dir() / "e2e.json"));
+  const auto ref = test::E2eAnswer::load();
   const torch::Tensor embeds = golden_tensor("e2e.safetensors", "prefill_inputs_embeds").unsqueeze(0);
   GenerationOptions o;
-  o.max_new_tokens = e2e["max_new_tokens"];
-  o.stop_words = e2e["stop_words"].get<std::vector<std::string>>();
+  o.max_new_tokens = ref.max_new_tokens;
+  o.stop_words = ref.stop_words;
   const auto r = run(embeds, o);  // eos and [SEG] come from the tokenizer
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].ids, to_ids(golden_tensor("e2e.safetensors", "generated_ids")));
-  EXPECT_EQ(r[0].stop_reason, StopReason::kEos);
-  EXPECT_EQ(r[0].text, e2e["prediction_text"].get<std::string>());
+  EXPECT_EQ(stop_reason_name(r[0].stop_reason), ref.stop_reason(*tiny_->tokenizer));
+  EXPECT_EQ(r[0].text, tiny_->tokenizer->decode(ref.ids));
+  // predict_forward's prediction is the decoded text, stripped.
+  EXPECT_EQ(r[0].prediction(), ref.prediction_text);
   EXPECT_TRUE(close_to("step_last_logits", r[0].step_logits, golden_tensor("e2e.safetensors", "step_last_logits")));
   EXPECT_TRUE(close_to("step_last_hidden_post_norm", r[0].step_hidden,
                        golden_tensor("e2e.safetensors", "step_last_hidden_post_norm")));
@@ -64,47 +75,74 @@ TEST_F(Generation, EndToEndDecodingWithSegIsTheReference) {
   const torch::Tensor all = golden_tensor("e2e.safetensors", "all_last_hidden_states_concat");
   EXPECT_TRUE(close_to("all_last_hidden_states_concat[N:]", r[0].step_hidden.narrow(0, 1, r[0].step_hidden.size(0) - 1),
                        all.narrow(0, embeds.size(1), all.size(0) - embeds.size(1))));
-  ASSERT_EQ(r[0].seg_hidden_states.size(0), e2e["n_seg"].get<int64_t>());
-  EXPECT_TRUE(close_to("seg_hidden_states", r[0].seg_hidden_states, golden_tensor("e2e.safetensors", "seg_hidden_states")));
+  ASSERT_EQ(r[0].seg_hidden_states.size(0), ref.masks());
+  if (ref.masks() > 0) {
+    EXPECT_TRUE(
+        close_to("seg_hidden_states", r[0].seg_hidden_states, golden_tensor("e2e.safetensors", "seg_hidden_states")));
+  }
 }
 
+// The stopping criteria on the reference answer, each placed where the reference ids make it
+// fire (first_stop in reference_answer_support.h gives where and why the decoding must stop).
 TEST_F(Generation, StopsOnTheStopWordOrTheLimitAndSegAtTheEndHasNoHiddenState) {
+  const auto ref = test::E2eAnswer::load();
+  const Tokenizer& tok = *tiny_->tokenizer;
   const torch::Tensor embeds = golden_tensor("e2e.safetensors", "prefill_inputs_embeds").unsqueeze(0);
-  const auto reference = to_ids(golden_tensor("e2e.safetensors", "generated_ids"));  // 3 176 [SEG] 199 ...
+  const std::vector<int64_t>& reference = ref.ids;
+  auto expect_stop = [&](const GenerationOptions& o, const std::string& what) {
+    const test::GreedyStop want = test::first_stop(reference, tok, tok.eos_token_id(), o.stop_words, o.max_new_tokens);
+    ASSERT_FALSE(want.reason.empty()) << what << ": the reference ids end before this decoding would stop";
+    const auto r = run(embeds, o);
+    EXPECT_EQ(r[0].ids, std::vector<int64_t>(reference.begin(), reference.begin() + static_cast<long>(want.length)))
+        << what;
+    EXPECT_EQ(stop_reason_name(r[0].stop_reason), want.reason) << what;
+    EXPECT_EQ(r[0].seg_hidden_states.size(0), test::seg_states_of(reference, want.length, ref.seg_id)) << what;
+    EXPECT_EQ(r[0].text, tok.decode(r[0].ids)) << what;
+  };
   GenerationOptions o;
-  o.max_new_tokens = 3;  // ends on the [SEG] itself: never fed back, so no hidden state
-  auto r = run(embeds, o);
-  EXPECT_EQ(r[0].ids, std::vector<int64_t>(reference.begin(), reference.begin() + 3));
-  EXPECT_EQ(r[0].stop_reason, StopReason::kMaxNewTokens);
-  EXPECT_EQ(r[0].seg_hidden_states.size(0), 0);
-  o.max_new_tokens = 4;
-  r = run(embeds, o);
-  EXPECT_EQ(r[0].seg_hidden_states.size(0), 1);
-  // A stop word that the decoded text reaches at step 3 ("\x03\xef\xbf\xbd[SEG]" ends with "[SEG]").
-  o.max_new_tokens = 12;
-  o.stop_words = {"[SEG]"};
-  r = run(embeds, o);
-  EXPECT_EQ(r[0].ids.size(), 3u);
-  EXPECT_EQ(r[0].stop_reason, StopReason::kStopWord);
-  // Newlines are removed before the comparison: "\f" (id 12) is kept, so "d" alone ends the text
-  // "...<unused_442>\fd" at step 8.
-  o.stop_words = {"\fd"};
-  r = run(embeds, o);
-  EXPECT_EQ(r[0].ids.size(), 8u);
-  EXPECT_EQ(r[0].stop_reason, StopReason::kStopWord);
-  EXPECT_EQ(r[0].prediction(), r[0].text);  // starts with \x03, nothing Python would strip
+  o.stop_words = ref.stop_words;
+  // Every limit up to the reference's length: the decoding is the reference's prefix, and a
+  // [SEG] that is the last token is never fed back, so it has no hidden state (the limit that
+  // ends on the first [SEG] has none, one more token has one).
+  for (size_t k = 1; k <= reference.size(); ++k) {
+    o.max_new_tokens = static_cast<int>(k);
+    expect_stop(o, "max_new_tokens " + std::to_string(k));
+  }
+  o.max_new_tokens = ref.max_new_tokens;
+  if (test::first_index_of(reference, ref.seg_id)) {
+    // A stop word that the decoded text reaches with the [SEG] (the text then ends with "[SEG]").
+    o.stop_words = {"[SEG]"};
+    expect_stop(o, "stop word [SEG]");
+  }
+  // A stop word made of the last two characters of the text one token before the reference's
+  // end ("\r" and "\n" removed, as the criterion removes them); other whitespace is kept.
+  if (reference.size() >= 2) {
+    std::string text = tok.decode(std::vector<int64_t>(reference.begin(), reference.end() - 1));
+    text.erase(std::remove_if(text.begin(), text.end(), [](char c) { return c == '\r' || c == '\n'; }), text.end());
+    const std::string word = test::last_characters(text, 2);
+    if (!word.empty()) {
+      o.stop_words = {word};
+      const test::GreedyStop want =
+          test::first_stop(reference, tok, tok.eos_token_id(), o.stop_words, o.max_new_tokens);
+      EXPECT_EQ(want.reason, "stop_word");
+      EXPECT_LE(want.length, reference.size() - 1);
+      expect_stop(o, "stop word " + nlohmann::json(word).dump());
+    }
+  }
 }
 
 TEST_F(Generation, BatchedSequencesStopOnTheirOwnAndEqualSingleRuns) {
-  // Three prompts of the same length: the e2e prompt (stops on eos after 9 tokens), the text
-  // prompt repeated to the same length (no eos: runs to the limit), and the e2e prompt again.
+  // Three prompts of the same length: the e2e prompt (the reference answer, stopping as it did),
+  // the text prompt repeated to the same length, and the e2e prompt again.
+  const auto ref = test::E2eAnswer::load();
   const torch::Tensor e2e = test::on_test_device(golden_tensor("e2e.safetensors", "prefill_inputs_embeds"));
   const int64_t T = e2e.size(0);
   const torch::Tensor text_ids = golden_tensor("llm.safetensors", "text_input_ids");
   const torch::Tensor long_ids = text_ids.repeat({T / text_ids.size(0) + 1}).narrow(0, 0, T).view({1, -1});
   const torch::Tensor other = tiny_->model->embed(long_ids)[0];
   GenerationOptions o;
-  o.max_new_tokens = 12;
+  o.max_new_tokens = ref.max_new_tokens;
+  o.stop_words = ref.stop_words;
   const auto batch = run(torch::stack({e2e, other, e2e}), o);
   ASSERT_EQ(batch.size(), 3u);
   for (int i = 0; i < 3; ++i) {
@@ -115,10 +153,18 @@ TEST_F(Generation, BatchedSequencesStopOnTheirOwnAndEqualSingleRuns) {
                          single[0].step_logits, 1e-5));
     EXPECT_TRUE(close_to("batched [SEG] hidden states, sequence " + std::to_string(i),
                          batch[static_cast<size_t>(i)].seg_hidden_states, single[0].seg_hidden_states, 1e-5));
+    // Each sequence stopped where and why the stopping rule says for its own ids.
+    const auto& ids = batch[static_cast<size_t>(i)].ids;
+    const test::GreedyStop want =
+        test::first_stop(ids, *tiny_->tokenizer, tiny_->tokenizer->eos_token_id(), o.stop_words, o.max_new_tokens);
+    EXPECT_EQ(want.length, ids.size()) << "sequence " << i;
+    EXPECT_EQ(stop_reason_name(batch[static_cast<size_t>(i)].stop_reason), want.reason) << "sequence " << i;
   }
-  EXPECT_EQ(batch[0].ids.size(), 9u);
-  EXPECT_EQ(batch[1].ids.size(), 12u);
-  EXPECT_EQ(batch[1].stop_reason, StopReason::kMaxNewTokens);
+  EXPECT_EQ(batch[0].ids, ref.ids);
+  EXPECT_EQ(stop_reason_name(batch[0].stop_reason), ref.stop_reason(*tiny_->tokenizer));
+  EXPECT_EQ(batch[2].ids, ref.ids);
+  std::printf("[ compare  ] batched sequences stopped after %zu, %zu and %zu tokens\n", batch[0].ids.size(),
+              batch[1].ids.size(), batch[2].ids.size());
 }
 
 TEST_F(Generation, CancelAndBadOptions) {

@@ -4,6 +4,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "inference/error.h"
 #include "inference/qwen2.h"
 #include "tests/inference/llm_test_support.h"
@@ -27,11 +29,11 @@ class Qwen2Reference : public ::testing::Test {
 TEST_F(Qwen2Reference, RopeTablesAreTheReference) {
   const Qwen2Model& m = *tiny_->model;
   EXPECT_TRUE(close_to("rope_inv_freq", m.rope_inv_freq(), golden_tensor("llm.safetensors", "rope_inv_freq"), 1e-6));
-  // The golden tables hold the first 16 of the 2*8 columns (cat(freqs, freqs)).
-  EXPECT_TRUE(close_to("rope_cos_first64", m.rope_cos().narrow(0, 0, 64),
-                       golden_tensor("llm.safetensors", "rope_cos_first64"), 1e-6));
-  EXPECT_TRUE(close_to("rope_sin_first64", m.rope_sin().narrow(0, 0, 64),
-                       golden_tensor("llm.safetensors", "rope_sin_first64"), 1e-6));
+  // The golden tables hold the first positions (rows) of all head_dim columns (cat(freqs, freqs)).
+  const torch::Tensor cos = golden_tensor("llm.safetensors", "rope_cos_first64");
+  const torch::Tensor sin = golden_tensor("llm.safetensors", "rope_sin_first64");
+  EXPECT_TRUE(close_to("rope_cos_first64", m.rope_cos().narrow(0, 0, cos.size(0)), cos, 1e-6));
+  EXPECT_TRUE(close_to("rope_sin_first64", m.rope_sin().narrow(0, 0, sin.size(0)), sin, 1e-6));
 }
 
 TEST_F(Qwen2Reference, TextForwardEveryBlockMatches) {
@@ -41,17 +43,24 @@ TEST_F(Qwen2Reference, TextForwardEveryBlockMatches) {
   const torch::Tensor embeds = m.embed(ids);
   EXPECT_TRUE(close_to("text_hidden_states.0 (embeddings)", embeds[0], golden_tensor("llm.safetensors", "text_hidden_states.0"), 0.0));
   // One chunk, then chunks of 5 positions (prefill in pieces must give the same numbers).
-  for (int64_t chunk : {int64_t{512}, int64_t{5}}) {
+  const int L = tiny_->config.llm.num_hidden_layers;
+  for (int64_t chunk : {std::max<int64_t>(T, 512), int64_t{5}}) {
     m.set_prefill_chunk(chunk);
     KvCache cache = m.make_cache(1, T);
     std::vector<torch::Tensor> layers;
     const torch::Tensor hidden = m.forward(embeds, cache, &layers);
     EXPECT_EQ(hidden.device(), test::test_device());  // UNIBIOMED_TEST_DEVICE
     EXPECT_EQ(cache.length(), T);
-    ASSERT_EQ(layers.size(), 2u);
+    ASSERT_EQ(layers.size(), static_cast<size_t>(L));
     const std::string c = " (prefill chunk " + std::to_string(chunk) + ")";
-    EXPECT_TRUE(close_to("text_hidden_states.1 (layer 0)" + c, layers[0][0], golden_tensor("llm.safetensors", "text_hidden_states.1")));
-    EXPECT_TRUE(close_to("text_hidden_states.2 (final norm)" + c, hidden[0], golden_tensor("llm.safetensors", "text_hidden_states.2")));
+    // hidden_states.i (0 < i < L) is the output of layer i - 1; .L is the final norm's.
+    for (int i = 1; i < L; ++i) {
+      const std::string name = "text_hidden_states." + std::to_string(i);
+      EXPECT_TRUE(close_to(name + " (layer " + std::to_string(i - 1) + ")" + c, layers[static_cast<size_t>(i - 1)][0],
+                           golden_tensor("llm.safetensors", name)));
+    }
+    EXPECT_TRUE(close_to("text_hidden_states." + std::to_string(L) + " (final norm)" + c, hidden[0],
+                         golden_tensor("llm.safetensors", "text_hidden_states." + std::to_string(L))));
     EXPECT_TRUE(close_to("text_logits" + c, m.logits(hidden)[0], golden_tensor("llm.safetensors", "text_logits")));
   }
 }
@@ -73,7 +82,7 @@ TEST_F(Qwen2Reference, LongPromptsAcrossAttentionBlocksAndChunks) {
   // of 100, and one position at a time must agree (two sequences, random embeddings).
   Qwen2Model& m = *tiny_->model;
   torch::manual_seed(3);
-  const torch::Tensor embeds = torch::randn({2, 300, 64});
+  const torch::Tensor embeds = torch::randn({2, 300, int64_t{tiny_->config.llm.hidden_size}});
   auto run = [&](int64_t chunk) {
     m.set_prefill_chunk(chunk);
     KvCache cache = m.make_cache(2, 300);
@@ -91,7 +100,14 @@ TEST_F(Qwen2Reference, E2ePrefillWithImageTokensMatches) {
   KvCache cache = m.make_cache(1, T);
   std::vector<torch::Tensor> layers;
   const torch::Tensor hidden = m.forward(embeds, cache, &layers);
-  EXPECT_TRUE(close_to("prefill_hidden_states.1", layers[0][0], golden_tensor("e2e.safetensors", "prefill_hidden_states.1")));
+  const int L = tiny_->config.llm.num_hidden_layers;
+  ASSERT_EQ(layers.size(), static_cast<size_t>(L));
+  for (int i = 1; i < L; ++i) {
+    const std::string name = "prefill_hidden_states." + std::to_string(i);
+    EXPECT_TRUE(close_to(name, layers[static_cast<size_t>(i - 1)][0], golden_tensor("e2e.safetensors", name)));
+  }
+  EXPECT_TRUE(close_to("prefill_hidden_states." + std::to_string(L) + " (final norm)", hidden[0],
+                       golden_tensor("e2e.safetensors", "prefill_hidden_states." + std::to_string(L))));
   EXPECT_TRUE(close_to("prefill_last_hidden_post_norm", hidden[0], golden_tensor("e2e.safetensors", "prefill_last_hidden_post_norm")));
   EXPECT_TRUE(close_to("prefill_logits", m.logits(hidden)[0], golden_tensor("e2e.safetensors", "prefill_logits")));
 }
@@ -115,6 +131,9 @@ TEST_F(Qwen2Reference, UsesEveryLanguageModelTensor) {
 
 TEST_F(Qwen2Reference, MisuseIsAnError) {
   Qwen2Model& m = *tiny_->model;
+  // The sizes of the reference checkpoint (config.json llm_config).
+  const LlmConfig& c = tiny_->config.llm;
+  const int64_t H = c.hidden_size, V = c.vocab_size, P = c.max_position_embeddings;
   KvCache cache = m.make_cache(1, 4);
   auto message = [](auto&& f) {
     try {
@@ -124,15 +143,21 @@ TEST_F(Qwen2Reference, MisuseIsAnError) {
     }
     return std::string("(no error)");
   };
-  EXPECT_NE(message([&] { m.forward(torch::zeros({1, 5, 64}), cache); }).find("exceed the KV cache capacity of 4"),
+  // Inputs that do not fit: one position too many, two sequences, half the width, the first id
+  // past the vocabulary.
+  const torch::Tensor too_long = torch::zeros({1, 5, H}), two = torch::zeros({2, 1, H}),
+                      narrow = torch::zeros({1, 1, H / 2});
+  const torch::Tensor past_vocabulary = torch::tensor({int64_t{1}, V}, torch::kLong).view({1, 2});
+  const std::string v = std::to_string(V);
+  EXPECT_NE(message([&] { m.forward(too_long, cache); }).find("exceed the KV cache capacity of 4"), std::string::npos);
+  EXPECT_NE(message([&] { m.forward(two, cache); }).find("2 sequences but the KV cache holds 1"), std::string::npos);
+  EXPECT_NE(message([&] { m.forward(narrow, cache); }).find("[batch, length, " + std::to_string(H) + "]"),
             std::string::npos);
-  EXPECT_NE(message([&] { m.forward(torch::zeros({2, 1, 64}), cache); }).find("2 sequences but the KV cache holds 1"),
-            std::string::npos);
-  EXPECT_NE(message([&] { m.forward(torch::zeros({1, 1, 32}), cache); }).find("[batch, length, 64]"), std::string::npos);
-  EXPECT_NE(message([&] { m.embed(torch::tensor({{1, 512}}, torch::kLong)); }).find("token id 512 is outside the vocabulary of 512"),
+  EXPECT_NE(message([&] { m.embed(past_vocabulary); }).find("token id " + v + " is outside the vocabulary of " + v),
             std::string::npos);
   EXPECT_NE(message([&] { m.embed(torch::tensor({{-1}}, torch::kLong)); }).find("token id -1"), std::string::npos);
-  EXPECT_NE(message([&] { m.make_cache(1, 1025); }).find("exceeds max_position_embeddings 1024"), std::string::npos);
+  EXPECT_NE(message([&] { m.make_cache(1, P + 1); }).find("exceeds max_position_embeddings " + std::to_string(P)),
+            std::string::npos);
   EXPECT_NE(message([&] { cache.keep_rows({1}); }).find("row 1 outside the batch of 1"), std::string::npos);
 }
 
@@ -159,27 +184,34 @@ class BrokenCheckpoint : public ::testing::Test {
 };
 
 TEST_F(BrokenCheckpoint, WrongShapeInALayer) {
-  test::rewrite_reference_checkpoint(dir_ / "m.safetensors", [](auto& blobs) {
+  // The last layer's up_proj one row short.
+  const std::string name =
+      "language_model.model.layers." + std::to_string(config_.num_hidden_layers - 1) + ".mlp.up_proj.weight";
+  const int64_t I = config_.intermediate_size, H = config_.hidden_size;
+  test::rewrite_reference_checkpoint(dir_ / "m.safetensors", [&](auto& blobs) {
     for (auto& b : blobs)
-      if (b.name == "language_model.model.layers.1.mlp.up_proj.weight") {
-        b.shape = {127, 64};
-        b.bytes.resize(127 * 64 * 4);
+      if (b.name == name) {
+        b.shape = {I - 1, H};
+        b.bytes.resize(static_cast<size_t>((I - 1) * H * 4));
       }
   });
   const std::string m = load_error(dir_ / "m.safetensors", config_);
-  EXPECT_NE(m.find("'language_model.model.layers.1.mlp.up_proj.weight' has shape [127, 64], expected [128, 64]"),
-            std::string::npos) << m;
+  EXPECT_NE(m.find("'" + name + "' has shape [" + std::to_string(I - 1) + ", " + std::to_string(H) + "], expected [" +
+                   std::to_string(I) + ", " + std::to_string(H) + "]"),
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("m.safetensors"), std::string::npos) << m;
 }
 
 TEST_F(BrokenCheckpoint, MissingLayer) {
-  test::rewrite_reference_checkpoint(dir_ / "m.safetensors", [](auto& blobs) {
-    blobs.erase(std::remove_if(blobs.begin(), blobs.end(),
-                               [](const auto& b) { return b.name.rfind("language_model.model.layers.1.", 0) == 0; }),
+  // Every tensor of the last layer removed.
+  const std::string layer = "language_model.model.layers." + std::to_string(config_.num_hidden_layers - 1) + ".";
+  test::rewrite_reference_checkpoint(dir_ / "m.safetensors", [&](auto& blobs) {
+    blobs.erase(std::remove_if(blobs.begin(), blobs.end(), [&](const auto& b) { return b.name.rfind(layer, 0) == 0; }),
                 blobs.end());
   });
   const std::string m = load_error(dir_ / "m.safetensors", config_);
-  EXPECT_NE(m.find("missing tensor 'language_model.model.layers.1.input_layernorm.weight'"), std::string::npos) << m;
+  EXPECT_NE(m.find("missing tensor '" + layer + "input_layernorm.weight'"), std::string::npos) << m;
 }
 
 TEST_F(BrokenCheckpoint, MissingLmHeadUnlessTied) {
@@ -195,27 +227,41 @@ TEST_F(BrokenCheckpoint, MissingLmHeadUnlessTied) {
 }
 
 TEST_F(BrokenCheckpoint, ConfigDisagreesWithTheTensors) {
+  // The sizes of the reference checkpoint (config.json llm_config) and shapes that differ from them.
+  const int L = config_.num_hidden_layers;
+  const int64_t H = config_.hidden_size, I = config_.intermediate_size, V = config_.vocab_size;
+  auto shape = [](int64_t rows, int64_t cols) {
+    return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
+  };
   LlmConfig more_layers = config_;
-  more_layers.num_hidden_layers = 3;
-  EXPECT_NE(load_error(test::reference_dir(), more_layers).find("missing tensor 'language_model.model.layers.2."),
+  more_layers.num_hidden_layers = L + 1;
+  EXPECT_NE(load_error(test::reference_dir(), more_layers)
+                .find("missing tensor 'language_model.model.layers." + std::to_string(L) + "."),
             std::string::npos);
   LlmConfig wider_mlp = config_;
-  wider_mlp.intermediate_size = 256;
+  wider_mlp.intermediate_size = static_cast<int>(2 * I);
   EXPECT_NE(load_error(test::reference_dir(), wider_mlp)
-                .find("'language_model.model.layers.0.mlp.gate_proj.weight' has shape [128, 64], expected [256, 64]"),
+                .find("'language_model.model.layers.0.mlp.gate_proj.weight' has shape " + shape(I, H) + ", expected " +
+                      shape(2 * I, H)),
             std::string::npos);
+  // As many key/value heads as query heads (no grouping): wider k_proj.
+  ASSERT_LT(config_.num_key_value_heads, config_.num_attention_heads);
   LlmConfig more_kv_heads = config_;
-  more_kv_heads.num_key_value_heads = 4;
+  more_kv_heads.num_key_value_heads = config_.num_attention_heads;
   EXPECT_NE(load_error(test::reference_dir(), more_kv_heads)
-                .find("'language_model.model.layers.0.self_attn.k_proj.weight' has shape [32, 64], expected [64, 64]"),
+                .find("'language_model.model.layers.0.self_attn.k_proj.weight' has shape " +
+                      shape(config_.num_key_value_heads * config_.head_dim(), H) + ", expected " +
+                      shape(config_.num_attention_heads * config_.head_dim(), H)),
             std::string::npos);
   LlmConfig bigger_vocab = config_;
-  bigger_vocab.vocab_size = 151679;
+  bigger_vocab.vocab_size = 151679;  // the released vocabulary
   EXPECT_NE(load_error(test::reference_dir(), bigger_vocab)
-                .find("'language_model.model.embed_tokens.weight' has shape [512, 64], expected [151679, 64]"),
+                .find("'language_model.model.embed_tokens.weight' has shape " + shape(V, H) + ", expected " +
+                      shape(151679, H)),
             std::string::npos);
   LlmConfig odd_heads = config_;
   odd_heads.num_attention_heads = 5;
+  while (H % odd_heads.num_attention_heads == 0) ++odd_heads.num_attention_heads;  // a count that does not divide H
   EXPECT_NE(load_error(test::reference_dir(), odd_heads).find("heads must divide the hidden size"), std::string::npos);
   LlmConfig gelu = config_;
   gelu.hidden_act = "gelu";

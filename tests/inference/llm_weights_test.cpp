@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include "inference/error.h"
 #include "inference/runtime.h"
 #include "inference/weights.h"
@@ -14,26 +16,39 @@ namespace {
 TEST(Weights, ReferenceTensorInComputeDtypeAndShapeErrors) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   const auto golden = test::reference_dir();
+  // The sizes of the reference checkpoint (config.json llm_config) and its tensor count (manifest.json).
+  const auto config = nlohmann::json::parse(test::read_file(golden / "config.json"))["llm_config"];
+  const int64_t H = config["hidden_size"].get<int64_t>(), V = config["vocab_size"].get<int64_t>();
+  const int64_t I = config["intermediate_size"].get<int64_t>(), L = config["num_hidden_layers"].get<int64_t>();
+  const auto tensors =
+      nlohmann::json::parse(test::read_file(golden / "manifest.json"))["files"]["model.safetensors"]["n_tensors"]
+          .get<size_t>();
+  auto shape = [](int64_t rows, int64_t cols) {
+    return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
+  };
   Weights w(Checkpoint::open(golden), ComputeOptions{});
-  torch::Tensor norm = w.get("language_model.model.norm.weight", {64});
+  torch::Tensor norm = w.get("language_model.model.norm.weight", {H});
   EXPECT_EQ(norm.scalar_type(), torch::kFloat32);
-  EXPECT_EQ(norm.sizes(), (std::vector<int64_t>{64}));
+  EXPECT_EQ(norm.sizes(), (std::vector<int64_t>{H}));
   try {
-    w.get("language_model.lm_head.weight", {513, 64});
+    w.get("language_model.lm_head.weight", {V + 1, H});
     FAIL() << "shape mismatch not reported";
   } catch (const InferenceError& e) {
     std::string m = e.what();
-    EXPECT_NE(m.find("'language_model.lm_head.weight' has shape [512, 64], expected [513, 64]"), std::string::npos) << m;
+    EXPECT_NE(m.find("'language_model.lm_head.weight' has shape " + shape(V, H) + ", expected " + shape(V + 1, H)),
+              std::string::npos)
+        << m;
   }
+  // A layer past the last one.
+  const std::string missing = "language_model.model.layers." + std::to_string(L) + ".mlp.up_proj.weight";
   try {
-    w.get("language_model.model.layers.9.mlp.up_proj.weight", {128, 64});
+    w.get(missing, {I, H});
     FAIL();
   } catch (const InferenceError& e) {
-    EXPECT_NE(std::string(e.what()).find("missing tensor 'language_model.model.layers.9.mlp.up_proj.weight'"),
-              std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("missing tensor '" + missing + "'"), std::string::npos);
   }
   auto unused = w.unused();
-  EXPECT_EQ(unused.size(), 436u);  // 437 minus the norm weight (lm_head failed its shape check)
+  EXPECT_EQ(unused.size(), tensors - 1);  // all but the norm weight (lm_head failed its shape check)
 }
 
 TEST(Weights, Bf16IsConvertedToFloat32) {

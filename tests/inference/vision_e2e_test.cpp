@@ -16,6 +16,7 @@
 #include "inference/tokenizer.h"
 #include "inference/vision_encoder.h"
 #include "tests/inference/image_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 #include "tests/inference/vision_test_support.h"
 
 namespace unibiomed::inference {
@@ -67,8 +68,10 @@ TEST(VisionEndToEnd, ImageToGreedyAnswerIdsAsTheReference) {
   const std::vector<GenerationResult> result = generate_greedy(llm, tokenizer, embeds.unsqueeze(0), options);
   ASSERT_EQ(result.size(), 1u);
   EXPECT_EQ(result[0].ids, ids_of(e2e["generated_ids"]));
-  EXPECT_EQ(result[0].text, record["prediction_text"].get<std::string>());
-  EXPECT_EQ(result[0].stop_reason, StopReason::kEos);
+  EXPECT_EQ(result[0].text, tokenizer.decode(ids_of(e2e["generated_ids"])));
+  // predict_forward's prediction is the decoded text, stripped.
+  EXPECT_EQ(result[0].prediction(), record["prediction_text"].get<std::string>());
+  EXPECT_EQ(stop_reason_name(result[0].stop_reason), test::E2eAnswer::load().stop_reason(tokenizer));
 }
 
 }  // namespace

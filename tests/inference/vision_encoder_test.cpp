@@ -2,12 +2,14 @@
 // outputs (tests/reference vision.safetensors, e2e.safetensors). Tolerance abs 1e-4 for float32
 // (tests/reference/README.md; an independent re-implementation matched within 5.3e-6).
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include "inference/vision_encoder.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "inference/error.h"
 #include "inference/runtime.h"
-#include "inference/vision_encoder.h"
+#include "tests/inference/reference_answer_support.h"
 #include "tests/inference/vision_test_support.h"
 
 namespace unibiomed::inference {
@@ -56,19 +58,27 @@ TEST_F(VisionGolden, E2eHiddenStatesShuffleAndProjector) {
   test::GoldenTorch vision("vision.safetensors");
   test::GoldenTorch e2e("e2e.safetensors");
   const torch::Tensor pixels = e2e["pixel_values"];
+  const auto record = test::reference_json("e2e.json");
+  const int64_t tiles = record["n_tiles_incl_thumbnail"].get<int64_t>();
+  ASSERT_EQ(pixels.size(0), tiles);
   std::vector<torch::Tensor> hidden;
   torch::Tensor last = encoder.vit_forward(pixels, &hidden);
   EXPECT_EQ(last.device(), test::test_device());  // UNIBIOMED_TEST_DEVICE
-  ASSERT_EQ(hidden.size(), 3u);  // embeddings + 2 layers
+  // The embeddings and one per layer (config.json vision_config.num_hidden_layers).
+  ASSERT_EQ(hidden.size(), static_cast<size_t>(model.config.vision.num_hidden_layers) + 1);
   for (size_t i = 0; i < hidden.size(); ++i)
     EXPECT_TRUE(test::within_tolerance("e2e_hidden_states." + std::to_string(i), hidden[i],
                                        vision["e2e_hidden_states." + std::to_string(i)], kTolerance));
-  torch::Tensor grid = last.narrow(1, 1, 16).reshape({7, 4, 4, 64});
+  // Patch grid of a tile: (tile / patch) per side; the class token comes first.
+  const int64_t g = model.config.tile_size / model.config.vision.patch_size, C = model.config.vision.hidden_size;
+  torch::Tensor grid = last.narrow(1, 1, g * g).reshape({tiles, g, g, C});
   EXPECT_TRUE(test::within_tolerance("pixel_shuffle_in", grid, e2e["pixel_shuffle_in"], kTolerance));
   torch::Tensor shuffled = VisionEncoder::pixel_shuffle(grid, 0.5);
   EXPECT_TRUE(test::within_tolerance("pixel_shuffle_out", shuffled, e2e["pixel_shuffle_out"], kTolerance));
-  EXPECT_TRUE(test::within_tolerance("mlp1_out", encoder.project(shuffled.reshape({7, 4, 256})), e2e["mlp1_out"], kTolerance));
-  EXPECT_EQ(encoder.tokens_per_tile(), 4);
+  const int64_t tokens = record["image_tokens_per_tile"].get<int64_t>();
+  EXPECT_TRUE(test::within_tolerance("mlp1_out", encoder.project(shuffled.reshape({tiles, tokens, 4 * C})),
+                                     e2e["mlp1_out"], kTolerance));
+  EXPECT_EQ(encoder.tokens_per_tile(), tokens);
   torch::Tensor embeds = encoder.encode(pixels);
   EXPECT_TRUE(test::within_tolerance("encode -> image_token_embeds", embeds, e2e["image_token_embeds"], kTolerance));
 }
@@ -88,12 +98,19 @@ TEST_F(VisionGolden, BatchSizeDoesNotChangeTheResult) {
   test::TinyModel model;
   VisionEncoder encoder(*model.weights, model.config);
   test::GoldenTorch e2e("e2e.safetensors");
-  const torch::Tensor pixels = e2e["pixel_values"];
-  encoder.set_max_batch_tiles(7);
+  // The e2e tiles, at least three of them (an image that fits one tile has no thumbnail).
+  torch::Tensor pixels = e2e["pixel_values"];
+  if (pixels.size(0) < 3) pixels = pixels.repeat({3, 1, 1, 1});
+  const int64_t n = pixels.size(0);
+  encoder.set_max_batch_tiles(n);
   torch::Tensor together = encoder.encode(pixels);
-  encoder.set_max_batch_tiles(3);  // 3 + 3 + 1
-  EXPECT_TRUE(test::within_tolerance("batches of 3 vs one batch of 7", encoder.encode(pixels), together, 1e-5));
-  torch::Tensor one_by_one = torch::cat({encoder.encode(pixels.narrow(0, 0, 2)), encoder.encode(pixels.narrow(0, 2, 5))});
+  const int64_t part = (n - 1) / 2;  // two full batches and a last one of the rest (3 + 3 + 1 for 7)
+  encoder.set_max_batch_tiles(part);
+  EXPECT_TRUE(test::within_tolerance("batches of " + std::to_string(part) + " vs one batch of " + std::to_string(n),
+                                     encoder.encode(pixels), together, 1e-5));
+  const int64_t first = n / 3;
+  torch::Tensor one_by_one =
+      torch::cat({encoder.encode(pixels.narrow(0, 0, first)), encoder.encode(pixels.narrow(0, first, n - first))});
   EXPECT_TRUE(test::within_tolerance("two calls vs one batch", one_by_one, together, 1e-5));
   EXPECT_THROW(encoder.set_max_batch_tiles(0), InferenceError);
 }
@@ -115,22 +132,31 @@ TEST_F(VisionGolden, Bfloat16ComputeStaysCloseToTheReference) {
 TEST_F(VisionGolden, WrongInputsAndCheckpointsAreNamed) {
   test::TinyModel model;
   VisionEncoder encoder(*model.weights, model.config);
+  // The sizes of the reference checkpoint (config.json).
+  const int64_t tile = model.config.tile_size, patch = model.config.vision.patch_size;
+  const int64_t big = 8 * tile;
   try {
-    encoder.encode(torch::zeros({2, 3, 448, 448}));
-    FAIL() << "448 tiles accepted by a 56-pixel model";
+    encoder.encode(torch::zeros({2, 3, big, big}));
+    FAIL() << big << " px tiles accepted by a " << tile << " px model";
   } catch (const InferenceError& e) {
-    EXPECT_NE(std::string(e.what()).find("shape [2, 3, 448, 448], expected [N, 3, 56, 56]"), std::string::npos) << e.what();
+    const std::string b = std::to_string(big), t = std::to_string(tile);
+    EXPECT_NE(std::string(e.what()).find("shape [2, 3, " + b + ", " + b + "], expected [N, 3, " + t + ", " + t + "]"),
+              std::string::npos)
+        << e.what();
   }
-  EXPECT_THROW(encoder.encode(torch::zeros({0, 3, 56, 56})), InferenceError);
-  EXPECT_THROW(encoder.vit_forward(torch::zeros({1, 3, 10, 10})), InferenceError);
-  EXPECT_THROW(encoder.vit_forward(torch::zeros({1, 1, 56, 56})), InferenceError);
+  EXPECT_THROW(encoder.encode(torch::zeros({0, 3, tile, tile})), InferenceError);
+  EXPECT_THROW(encoder.vit_forward(torch::zeros({1, 3, patch - 4, patch - 4})),
+               InferenceError);  // smaller than a patch
+  EXPECT_THROW(encoder.vit_forward(torch::zeros({1, 1, tile, tile})), InferenceError);
 
   // A checkpoint without one layer tensor, and a configuration that does not fit the tensors.
   test::TempDir dir;
+  const std::string missing_name =
+      "vision_model.encoder.layers." + std::to_string(model.config.vision.num_hidden_layers - 1) + ".mlp.fc2.weight";
   auto checkpoint = Checkpoint::open(test::reference_dir());
   std::vector<TensorBlob> blobs;
   for (const auto& name : checkpoint->names()) {
-    if (name == "vision_model.encoder.layers.1.mlp.fc2.weight") continue;
+    if (name == missing_name) continue;
     const TensorView* v = checkpoint->find(name);
     TensorBlob b{name, v->dtype, v->shape, std::vector<std::byte>(v->data, v->data + v->nbytes)};
     blobs.push_back(std::move(b));
@@ -141,21 +167,24 @@ TEST_F(VisionGolden, WrongInputsAndCheckpointsAreNamed) {
     VisionEncoder broken(missing, model.config);
     FAIL() << "missing tensor not reported";
   } catch (const InferenceError& e) {
-    EXPECT_NE(std::string(e.what()).find("missing tensor 'vision_model.encoder.layers.1.mlp.fc2.weight'"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("missing tensor '" + missing_name + "'"), std::string::npos) << e.what();
   }
   ModelConfig wider = model.config;
-  wider.vision.intermediate_size = 256;
+  const int inter = model.config.vision.intermediate_size, width = model.config.vision.hidden_size;
+  wider.vision.intermediate_size = 2 * inter;
   try {
     VisionEncoder broken(*model.weights, wider);
     FAIL() << "shape mismatch not reported";
   } catch (const InferenceError& e) {
-    EXPECT_NE(std::string(e.what()).find("'vision_model.encoder.layers.0.mlp.fc1.weight' has shape [128, 64], expected [256, 64]"),
+    const std::string w = std::to_string(width);
+    EXPECT_NE(std::string(e.what()).find("'vision_model.encoder.layers.0.mlp.fc1.weight' has shape [" +
+                                         std::to_string(inter) + ", " + w + "], expected [" +
+                                         std::to_string(2 * inter) + ", " + w + "]"),
               std::string::npos)
         << e.what();
   }
   ModelConfig odd = model.config;
-  odd.tile_size = 42;  // 3x3 patches cannot be pixel-shuffled
+  odd.tile_size = 3 * model.config.vision.patch_size;  // 3x3 patches cannot be pixel-shuffled
   EXPECT_THROW(VisionEncoder(*model.weights, odd), InferenceError);
   ModelConfig v1 = model.config;
   v1.ps_version = "v1";

@@ -7,7 +7,9 @@
 
 #include "inference/error.h"
 #include "inference/image_preprocess.h"
+#include "inference/model_config.h"
 #include "tests/inference/image_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 #include "tests/inference/vision_test_support.h"
 
 namespace unibiomed::inference {
@@ -20,26 +22,38 @@ class PreprocessGolden : public ::testing::Test {
   }
 };
 
+// The tiling of the reference checkpoint (config.json tiny_test: tile size, tile limits, thumbnail).
 TilingOptions tiny_tiles() {
-  TilingOptions o;
-  o.tile_size = 56;  // config.json tiny_test.internvl_tile_size
-  return o;
+  return TilingOptions::from_config(ModelConfig::load(test::reference_dir() / "config.json"));
+}
+
+// A procedural image as preprocess.json describes a source ({"W", "H", "kind"}).
+RgbImage source_image(const nlohmann::json& src) {
+  return test::procedural_image(src.at("kind").get<int>(), src.at("W").get<int>(), src.at("H").get<int>());
 }
 
 TEST_F(PreprocessGolden, E2eTilesAreTheReferencePixelValues) {
   test::GoldenTorch e2e("e2e.safetensors");
   test::GoldenFile raw("e2e.safetensors");
   RgbImage image = raw.image("image_rgb_u8");
-  ASSERT_EQ(test::count_differences(image, test::procedural_image(0, 100, 70)), 0u);
+  const auto record = test::reference_json("e2e.json");
+  const auto& described = record.at("image");
+  ASSERT_EQ(test::count_differences(
+                image, test::procedural_image(described.at("procedural_kind").get<int>(), described.at("W").get<int>(),
+                                              described.at("H").get<int>())),
+            0u);
   InternVlInput input = preprocess_internvl({image}, tiny_tiles());
-  ASSERT_EQ(input.tiles_per_image, std::vector<int>{7});
-  EXPECT_EQ(input.grids[0], (TileGrid{3, 2}));
+  const int tiles = record.at("n_tiles_incl_thumbnail").get<int>();
+  ASSERT_EQ(input.tiles_per_image, std::vector<int>{tiles});
+  // A grid of one tile has no thumbnail; any other is followed by one.
+  EXPECT_EQ(input.grids[0].tiles() + (input.grids[0].tiles() > 1 ? 1 : 0), tiles);
   EXPECT_TRUE(test::within_tolerance("e2e pixel_values", input.pixel_values, e2e["pixel_values"], 0.0));
 }
 
 TEST_F(PreprocessGolden, ThumbnailNormalisedAsTheReferenceTransform) {
   test::GoldenTorch golden("preprocess.safetensors");
-  TiledImage tiled = tile_image(test::procedural_image(0, 37, 23), TilingOptions{});
+  TiledImage tiled =
+      tile_image(source_image(test::reference_json("preprocess.json")["thumb448_up"]["src"]), TilingOptions{});
   ASSERT_TRUE(tiled.thumbnail.has_value());
   torch::Tensor pv = internvl_pixel_values(tiled);
   ASSERT_EQ(pv.size(0), tiled.tile_count());
@@ -63,13 +77,16 @@ TEST_F(PreprocessGolden, Sam2InputsAreTheReferenceTensors) {
   test::GoldenTorch golden("preprocess.safetensors");
   test::GoldenTorch e2e("e2e.safetensors");
   test::GoldenFile raw("e2e.safetensors");
-  // Tiny side 128 from the 1300x600 image, and the e2e image.
-  EXPECT_TRUE(test::within_tolerance("sam128.normalized", sam2_pixel_values(test::procedural_image(0, 1300, 600), 128),
+  const auto json = test::reference_json("preprocess.json");
+  // The tiny checkpoint's side (config.json) from the sam1024_mixed source, and the e2e image.
+  const int side = ModelConfig::load(test::reference_dir() / "config.json").grounding.image_size;
+  EXPECT_TRUE(test::within_tolerance("sam128.normalized",
+                                     sam2_pixel_values(source_image(json["sam1024_mixed"]["src"]), side),
                                      golden["sam128.normalized"], 0.0));
-  EXPECT_TRUE(test::within_tolerance("e2e sam_input_normalized", sam2_pixel_values(raw.image("image_rgb_u8"), 128),
+  EXPECT_TRUE(test::within_tolerance("e2e sam_input_normalized", sam2_pixel_values(raw.image("image_rgb_u8"), side),
                                      e2e["sam_input_normalized"], 0.0));
   // Release side 1024: the stored 64x64 crop at rows/cols 480.
-  torch::Tensor full = sam2_pixel_values(test::procedural_image(0, 37, 23), 1024);
+  torch::Tensor full = sam2_pixel_values(source_image(json["sam1024_same_as_thumb448_up"]["src"]), 1024);
   ASSERT_EQ(full.sizes(), (std::vector<int64_t>{3, 1024, 1024}));
   EXPECT_TRUE(test::within_tolerance("sam1024 normalized crop", full.narrow(1, 480, 64).narrow(2, 480, 64),
                                      golden["sam1024_same_as_thumb448_up.normalized_crop_r480_c480_64x64"], 0.0));

@@ -6,6 +6,7 @@
 
 #include "inference/error.h"
 #include "inference/splice.h"
+#include "tests/inference/reference_answer_support.h"
 #include "tests/inference/vision_test_support.h"
 
 namespace unibiomed::inference {
@@ -23,8 +24,12 @@ TEST(Splice, E2ePrefillEmbeddingsAreTheReference) {
   test::GoldenTorch e2e("e2e.safetensors");
   const std::vector<int64_t> ids = to_ids(e2e["prompt_input_ids"]);
   const int64_t img_context = model.config.special_token_ids.at("<IMG_CONTEXT>");
-  EXPECT_EQ(image_context_positions(ids, img_context).size(), 28u);  // 7 tiles x 4 tokens
-  torch::Tensor table = model.weights->get("language_model.model.embed_tokens.weight", {512, 64});
+  // Tiles x image tokens per tile of the reference run (e2e.json).
+  const auto record = test::reference_json("e2e.json");
+  EXPECT_EQ(image_context_positions(ids, img_context).size(),
+            record["n_tiles_incl_thumbnail"].get<size_t>() * record["image_tokens_per_tile"].get<size_t>());
+  torch::Tensor table = model.weights->get("language_model.model.embed_tokens.weight",
+                                           {model.config.llm.vocab_size, model.config.llm.hidden_size});
   torch::Tensor prompt = table.index_select(0, torch::tensor(ids, torch::kInt64).to(table.device()));
   torch::Tensor spliced = splice_image_embeddings(prompt, ids, img_context, e2e["image_token_embeds"]);
   EXPECT_TRUE(test::within_tolerance("prefill_inputs_embeds", spliced, e2e["prefill_inputs_embeds"], 0.0));
