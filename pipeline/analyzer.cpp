@@ -966,7 +966,8 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
     for (const auto& out : outputs)
       report_series.push_back({out->sources.get(), out->written.seg->file->getDataset(), out->written.reported});
     std::vector<sr::ReportText> report_texts;
-    for (const auto& a : result.answers) report_texts.push_back({{"121106", "DCM", "Comment"}, a});
+    for (const auto& a : result.answers)
+      report_texts.push_back({{"121106", "DCM", "Comment"}, dicom_text(a, kMaxFreeText, true)});
     if (!report_series.empty() || !report_texts.empty()) {
       say(1, "writing", "writing the report");
       sr::ReportOptions options;

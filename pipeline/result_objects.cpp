@@ -11,7 +11,40 @@ namespace unibiomed::pipeline {
 
 seg::CodedConcept to_seg(const config::CodedConcept& c) { return {c.value, c.scheme, c.meaning}; }
 
-std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n); }
+std::string dicom_text(const std::string& s, size_t max_bytes, bool free_text) {
+  // Byte length of the UTF-8 character at s[i], 0 when the bytes there are not one.
+  const auto character_at = [&](size_t i) -> size_t {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return 0;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return 0;
+    return n;
+  };
+  static const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD for a byte that begins no character
+  std::string out;
+  bool space = false;  // a space is pending: written before the next character, never at the ends
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = character_at(i);
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const bool line_break = free_text && (c == '\n' || c == '\r');
+    if (n == 1 && !line_break && (c <= 0x20 || c == 0x7F || (c == '\\' && !free_text))) {
+      space = !out.empty() && out.back() != '\n' && out.back() != '\r';
+      ++i;
+      continue;
+    }
+    const size_t width = n == 0 ? kReplacement.size() : n;
+    if (out.size() + (space ? 1 : 0) + width > max_bytes) break;
+    if (space) out.push_back(' ');
+    space = false;
+    if (n == 0)
+      out += kReplacement;
+    else
+      out.append(s, i, n);
+    i += n == 0 ? 1 : n;
+  }
+  return out;
+}
 
 std::string file_safe(const std::string& s) {
   std::string out;
@@ -29,13 +62,14 @@ seg::SegmentDescription segment_description(const config::Target& target, const 
                                             const std::string& text, const std::string& tracking_id,
                                             const std::string& tracking_uid, const seg::AlgorithmIdentity& algorithm) {
   seg::SegmentDescription d;
-  d.label = truncate(label, 64);
-  d.description = truncate(text, 1024);
+  d.label = dicom_text(label, 64, false);
+  if (d.label.empty()) d.label = dicom_text(target.label, 64, false);
+  d.description = dicom_text(text, 1024, true);
   d.category = to_seg(target.category);
   d.type = to_seg(target.type);
   if (target.anatomic_region) d.anatomic_region = to_seg(*target.anatomic_region);
   d.colour = {target.colour[0], target.colour[1], target.colour[2]};
-  d.tracking_id = truncate(tracking_id, 64);
+  d.tracking_id = dicom_text(tracking_id, 64, false);
   d.tracking_uid = tracking_uid;
   d.algorithm = algorithm;
   return d;
@@ -57,7 +91,7 @@ void report_findings(WrittenFindings& out, const std::vector<FindingToWrite>& fi
     reported.finding = segment.description.type;
     reported.finding_site = f.finding_site;
     reported.laterality = f.laterality;
-    reported.text = f.text;
+    reported.text = dicom_text(f.text, kMaxFreeText, true);
     reported.certainty = f.confidence;
     reported.measurements = f.measurements ? *f.measurements : sr::segment_measurements(segment, sources);
     reported.segment_number = static_cast<std::uint16_t>(n + 1);

@@ -21,13 +21,21 @@
 namespace unibiomed::pipeline {
 
 seg::CodedConcept to_seg(const config::CodedConcept& c);
-std::string truncate(const std::string& s, size_t n);
+// Text of the model for a DICOM text attribute: every run of control characters and white space
+// becomes one space, none at the ends, and so does a backslash (LO's value separator); in
+// `free_text` (ST, UT) backslashes and line breaks (LF, CR) are kept; a byte that begins no UTF-8
+// character becomes U+FFFD; cut to at most `max_bytes` bytes of UTF-8 (whole characters: LO's 64
+// are counted in bytes by validators such as dciodvfy). A model's answer may hold any of these.
+std::string dicom_text(const std::string& s, size_t max_bytes, bool free_text);
+// The most bytes of an answer or finding text an SR's TEXT item (UT) keeps: far above any answer
+// of the model (at most a few thousand characters).
+inline constexpr size_t kMaxFreeText = size_t{1} << 20;
 // Lower case letters and digits, other characters as single dashes ("Liver lesion 2" ->
 // "liver-lesion-2"); "finding" when nothing is left.
 std::string file_safe(const std::string& s);
 
 // A finding of `target` as a SEG segment description: its codes and colour; label and text
-// cut to the attributes' lengths.
+// made valid for their attributes by dicom_text (an empty label becomes the target's).
 seg::SegmentDescription segment_description(const config::Target& target, const std::string& label,
                                             const std::string& text, const std::string& tracking_id,
                                             const std::string& tracking_uid, const seg::AlgorithmIdentity& algorithm);

@@ -7,6 +7,7 @@
 
 #include "pipeline/checkpoint_targets.h"
 #include "pipeline/report_text.h"
+#include "pipeline/result_objects.h"
 #include "pipeline/study_plan.h"
 #include "tests/support/test_support.h"
 
@@ -127,6 +128,36 @@ TEST(CheckpointTargetsFile, ReadWhenPresentRefusedWhenMalformed) {
   }
   test::write_file(dir / "targets.json", "[1, 2]");
   EXPECT_THROW(read_checkpoint_targets(dir.path()), PipelineError);
+}
+
+TEST(DicomText, ControlCharactersAndBackslashesOfAModelsPhraseBecomeSpaces) {
+  // A label (LO): control characters, white space runs and backslashes become one space, none
+  // at the ends; bytes that begin no UTF-8 character become U+FFFD.
+  EXPECT_EQ(dicom_text("\x03 liver\\lesion\t\x07\n", 64, false), "liver lesion");
+  EXPECT_EQ(dicom_text("\x01\x02\\", 64, false), "");
+  EXPECT_EQ(dicom_text("a\xff"
+                       "b",
+                       64, false),
+            "a\xEF\xBF\xBD"
+            "b");
+  EXPECT_EQ(dicom_text("a\xC3", 64, false), "a\xEF\xBF\xBD");  // cut inside a character
+  // Free text (UT, ST) keeps backslashes and line breaks.
+  EXPECT_EQ(dicom_text("C:\\x\x18 y\r\nz ", 100, true), "C:\\x y\r\nz");
+  // Cut to whole characters within the byte limit (validators count LO's 64 in bytes).
+  std::string accents;
+  for (int k = 0; k < 40; ++k) accents += "\xC3\xA9";  // e acute, two bytes
+  EXPECT_EQ(dicom_text(accents, 64, false).size(), 64u);
+  EXPECT_EQ(dicom_text("a" + accents, 64, false).size(), 63u);
+  EXPECT_EQ(dicom_text("abc   def", 4, false), "abc");
+}
+
+TEST(DicomText, ASegmentLabelLeftEmptyIsTheTargets) {
+  config::Target target;
+  target.label = "Liver lesion";
+  const auto d = segment_description(target, "\x03\x04", "\x05text", "\x06", "", {});
+  EXPECT_EQ(d.label, "Liver lesion");
+  EXPECT_EQ(d.description, "text");
+  EXPECT_EQ(d.tracking_id, "");
 }
 
 }  // namespace
