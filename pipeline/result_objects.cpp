@@ -4,6 +4,7 @@
 
 #include <cctype>
 
+#include "dicom/text_encoding.h"
 #include "seg-writer/part10_file.h"
 #include "sr-writer/finding_geometry.h"
 
@@ -12,36 +13,23 @@ namespace unibiomed::pipeline {
 seg::CodedConcept to_seg(const config::CodedConcept& c) { return {c.value, c.scheme, c.meaning}; }
 
 std::string dicom_text(const std::string& s, size_t max_bytes, bool free_text) {
-  // Byte length of the UTF-8 character at s[i], 0 when the bytes there are not one.
-  const auto character_at = [&](size_t i) -> size_t {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return 0;
-    for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return 0;
-    return n;
-  };
-  static const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD for a byte that begins no character
+  const std::string text = dicom::valid_utf8(s);  // a byte that begins no character: U+FFFD
   std::string out;
   bool space = false;  // a space is pending: written before the next character, never at the ends
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = character_at(i);
-    const unsigned char c = static_cast<unsigned char>(s[i]);
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;  // well-formed: the lead byte says
     const bool line_break = free_text && (c == '\n' || c == '\r');
     if (n == 1 && !line_break && (c <= 0x20 || c == 0x7F || (c == '\\' && !free_text))) {
       space = !out.empty() && out.back() != '\n' && out.back() != '\r';
       ++i;
       continue;
     }
-    const size_t width = n == 0 ? kReplacement.size() : n;
-    if (out.size() + (space ? 1 : 0) + width > max_bytes) break;
+    if (out.size() + (space ? 1 : 0) + n > max_bytes) break;
     if (space) out.push_back(' ');
     space = false;
-    if (n == 0)
-      out += kReplacement;
-    else
-      out.append(s, i, n);
-    i += n == 0 ? 1 : n;
+    out.append(text, i, n);
+    i += n;
   }
   return out;
 }
