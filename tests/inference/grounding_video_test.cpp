@@ -30,6 +30,7 @@
 #include "inference/sam2_memory.h"
 #include "inference/tokenizer.h"
 #include "tests/inference/grounding_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::inference {
@@ -100,21 +101,17 @@ std::string frame_prefix(int seg, int t) {
   return seg_prefix(seg) + "frame" + std::to_string(t) + ".";
 }
 
-// How the reference's generation stopped, from its ids: the end token last, else the token limit
-// reached, else (the only other criterion of the original's greedy loop) a stop word.
-std::string expected_stop_reason(const nlohmann::json& rec, const std::vector<int64_t>& ids) {
-  const auto& eos = rec.at("eos_token_id");
-  bool ends_with_eos = false;
-  if (!ids.empty()) {
-    if (eos.is_array()) {
-      for (const auto& e : eos) ends_with_eos = ends_with_eos || e.get<int64_t>() == ids.back();
-    } else if (eos.is_number_integer()) {
-      ends_with_eos = eos.get<int64_t>() == ids.back();
-    }
-  }
-  if (ends_with_eos) return "eos";
-  if (ids.size() == rec.at("max_new_tokens").get<size_t>()) return "max_new_tokens";
-  return "stop_word";
+// How the reference's generation stopped: the stopping rule of reference_answer_support.h over
+// its ids, with the chat template's stop words (video.json does not repeat them; e2e.json, from
+// the same template, lists them). The recorded ids must stop exactly at their end.
+std::string expected_stop_reason(const nlohmann::json& rec, const std::vector<int64_t>& ids,
+                                 const Tokenizer& tokenizer) {
+  const auto stop_words = test::reference_json("e2e.json").at("stop_words").get<std::vector<std::string>>();
+  const test::GreedyStop s = test::first_stop(ids, tokenizer, rec.at("eos_token_id").get<int64_t>(), stop_words,
+                                              rec.at("max_new_tokens").get<int>());
+  EXPECT_EQ(s.length, ids.size()) << "video.json: the generated ids stop before their end";
+  EXPECT_FALSE(s.reason.empty()) << "video.json: the generated ids end before any stopping criterion";
+  return s.reason;
 }
 
 // The SAM2 parts of the reference checkpoint, and the SAM2 features of the reference's frames.
@@ -604,7 +601,7 @@ TEST_F(VideoModel, PredictForwardVideoIdsTextAndMasks) {
   ASSERT_EQ(a.ids.size(), expected_ids.size());
   for (size_t i = 0; i < a.ids.size(); ++i) EXPECT_EQ(a.ids[i], expected_ids[i]) << i;
   EXPECT_EQ(a.text, rec.at("prediction_text").get<std::string>());
-  EXPECT_EQ(a.stop_reason, expected_stop_reason(rec, expected_ids));
+  EXPECT_EQ(a.stop_reason, expected_stop_reason(rec, expected_ids, Tokenizer::load(tokenizer_dir_->path())));
   const auto cond = ints(rec, "conditioning_frames");
   EXPECT_EQ(a.key_frames, cond);
   const int segs = VideoModel::segs();
