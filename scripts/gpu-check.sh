@@ -212,6 +212,16 @@ if has_phase test; then
   export UNIBIOMED_TEST_DEVICE=$device
   step golden 300 "$out/test.log" env GTEST_FILTER='-CommandLine.*' ctest --test-dir "$build" \
     --output-on-failure -j 2 -R '^test_inference_(llm|vision|grounding|dtype)$'
+  # The same tests on exact variants of the reference set (tests/reference/README.md): the video
+  # tests on its first 7 frames, and the tests that read the answer on the answer less its last
+  # id, as CTest runs them on the CPU (test_inference_*_variant*), here on the device.
+  tests="$build/tests/inference"
+  step variants 240 "$out/test.log" sh -c "
+    sh '$root/tests/inference/video_variant_test.sh' 7 '$root' '$tests/test_inference_grounding' &&
+    sh '$root/tests/inference/answer_variant_test.sh' -1 '$root' \\
+      '$tests/test_inference_llm' '*-CommandLine.*' '$tests/test_inference_vision' '*-CommandLine.*' \\
+      '$tests/test_inference_dtype' '*-CommandLine.*' '$tests/test_inference_grounding' '*-Video*:CommandLine.*'
+  "
   unset UNIBIOMED_TEST_DEVICE
   step unit 180 "$out/test.log" ctest --test-dir "$build" --output-on-failure -j "$jobs" \
     -R 'Safetensors|Tokenizer|Tiling|Resize|Prompt|AnswerParser|CheckpointLayout|CliProgram|bench_device_test' \
