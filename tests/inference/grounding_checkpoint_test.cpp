@@ -293,8 +293,7 @@ TEST_F(CommandLine, AskOnDicomAndPngWithARandomModel) {
 TEST_F(CommandLine, AskReproducesTheReferenceAnswerAndMask) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   test::TempDir dir;
-  const auto tiny = json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
-  write_byte_level_tokenizer(dir / "tok", tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
+  test::write_reference_tokenizer(dir / "tok");
   const auto ref = test::E2eAnswer::load();
   const fs::path e2e = test::reference_dir() / "e2e.safetensors";
   // Reads one tensor of a .safetensors file with numpy.

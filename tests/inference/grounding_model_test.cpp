@@ -23,12 +23,6 @@ namespace fs = std::filesystem;
 using test::close;
 using test::GoldenTensors;
 
-// The toy vocabulary of the tiny checkpoint (golden tiny_vocab.json) as tokenizer files.
-void write_tiny_tokenizer(const fs::path& dir) {
-  const auto tiny = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
-  write_byte_level_tokenizer(dir, tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
-}
-
 RgbImage image_of(const torch::Tensor& u8) {
   RgbImage im(static_cast<int>(u8.size(1)), static_cast<int>(u8.size(0)));
   std::memcpy(im.rgb.data(), u8.contiguous().data_ptr<uint8_t>(), im.rgb.size());
@@ -44,7 +38,7 @@ class GroundedModelGolden : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!test::have_reference()) return;  // SetUp fails each test, naming what is missing
     tokenizer_dir_ = std::make_unique<test::TempDir>("unibiomed-grounding-tok");
-    write_tiny_tokenizer(tokenizer_dir_->path());
+    test::write_reference_tokenizer(tokenizer_dir_->path());
     if (!test::test_device_usable()) return;  // SetUp fails each test with the reason
     LoadOptions o;
     o.tokenizer_dir = tokenizer_dir_->path();
@@ -217,7 +211,7 @@ TEST(GroundedModelLoad, MissingPiecesAreNamed) {
   expect_error(dir / "nothing", {}, "does not exist");
   expect_error(dir.path(), {}, "has no config.json");
   fs::copy_file(test::reference_dir() / "config.json", dir / "config.json");
-  write_tiny_tokenizer(dir.path());
+  test::write_reference_tokenizer(dir.path());
   expect_error(dir.path(), {}, "model.safetensors");
   // The golden folder has no tokenizer files of its own.
   expect_error(test::reference_dir(), {}, "vocab.json");
@@ -244,7 +238,7 @@ TEST(GroundedModelDtypes, EveryDtypeAnswersOrIsRefusedClearly) {
   ASSERT_TRUE(test::have_reference()) << test::reference_missing_reason();
   ASSERT_TRUE(test::test_device_usable());
   test::TempDir tok;
-  write_tiny_tokenizer(tok.path());
+  test::write_reference_tokenizer(tok.path());
   GoldenTensors g("e2e.safetensors");
   const auto ref = test::E2eAnswer::load();
   const RgbImage image = image_of(g["image_rgb_u8"]);

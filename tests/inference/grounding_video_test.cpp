@@ -519,18 +519,12 @@ TEST_F(VideoBlocks, BFloat16MemoryBlocksFollowTheFloat32Reference) {
   }
 }
 
-// The toy vocabulary of the tiny checkpoint (golden tiny_vocab.json) as tokenizer files.
-void write_tiny_tokenizer(const fs::path& dir) {
-  const auto tiny = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
-  write_byte_level_tokenizer(dir, tiny.at("special_tokens").get<std::map<std::string, int64_t>>());
-}
-
 class VideoModel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!test::have_reference() || !test::test_device_usable()) return;  // SetUp fails each test
     tokenizer_dir_ = std::make_unique<test::TempDir>("unibiomed-video-tok");
-    write_tiny_tokenizer(tokenizer_dir_->path());
+    test::write_reference_tokenizer(tokenizer_dir_->path());
     LoadOptions o;
     o.tokenizer_dir = tokenizer_dir_->path();
     o.device = test::test_device_string();

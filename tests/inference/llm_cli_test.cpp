@@ -26,8 +26,7 @@ class ModelTextCommands : public ::testing::Test {
     // A model folder: the reference config and weights plus the byte-level tokenizer.
     fs::create_symlink(test::reference_dir() / "config.json", model_ / "config.json");
     fs::create_symlink(test::reference_dir() / "model.safetensors", model_ / "model.safetensors");
-    const json tiny = json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
-    write_byte_level_tokenizer(model_.path(), tiny["special_tokens"].get<std::map<std::string, int64_t>>());
+    test::write_reference_tokenizer(model_.path());
   }
   test::CommandResult unibiomed(std::vector<std::string> args) {
     args.insert(args.begin(), test::cli_path().string());

@@ -20,6 +20,7 @@
 #include "inference/tokenizer.h"
 #include "inference/weights.h"
 #include "tests/inference/device_test_support.h"
+#include "tests/inference/reference_answer_support.h"
 #include "tests/support/test_support.h"
 
 namespace unibiomed::test {
@@ -69,9 +70,7 @@ struct TinyLlm {
       : config(inference::ModelConfig::load(reference_dir() / "config.json")),
         weights(std::make_unique<inference::Weights>(inference::Checkpoint::open(reference_dir()), options)),
         model(std::make_unique<inference::Qwen2Model>(*weights, config.llm)) {
-    const auto tiny = nlohmann::json::parse(read_file(reference_dir() / "tiny_vocab.json"));
-    inference::write_byte_level_tokenizer(tokenizer_dir.path(),
-                                          tiny["special_tokens"].get<std::map<std::string, int64_t>>());
+    write_reference_tokenizer(tokenizer_dir.path());
     tokenizer = std::make_unique<inference::Tokenizer>(inference::Tokenizer::load(tokenizer_dir.path()));
   }
 };

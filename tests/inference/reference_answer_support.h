@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -26,6 +28,13 @@ inline nlohmann::json reference_json(const std::string& name) {
 // A special token's id in the toy vocabulary of the reference checkpoint (tiny_vocab.json).
 inline int64_t tiny_token_id(const std::string& token) {
   return reference_json("tiny_vocab.json").at("special_tokens").at(token).get<int64_t>();
+}
+
+// The toy vocabulary of the reference checkpoint (tiny_vocab.json) written into `dir` as a
+// standard byte-level tokenizer folder, as a model folder brings it.
+inline void write_reference_tokenizer(const std::filesystem::path& dir) {
+  inference::write_byte_level_tokenizer(
+      dir, reference_json("tiny_vocab.json").at("special_tokens").get<std::map<std::string, int64_t>>());
 }
 
 // Where greedy decoding of a known id sequence stops under the given criteria.

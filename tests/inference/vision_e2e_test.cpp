@@ -37,8 +37,7 @@ TEST(VisionEndToEnd, ImageToGreedyAnswerIdsAsTheReference) {
 
   // The byte-level vocabulary of the tiny checkpoint (tiny_vocab.json) as a tokenizer folder.
   test::TempDir tokenizer_dir("unibiomed-vision-e2e");
-  const auto vocab = nlohmann::json::parse(test::read_file(test::reference_dir() / "tiny_vocab.json"));
-  write_byte_level_tokenizer(tokenizer_dir.path(), vocab["special_tokens"].get<std::map<std::string, int64_t>>());
+  test::write_reference_tokenizer(tokenizer_dir.path());
   const Tokenizer tokenizer = Tokenizer::load(tokenizer_dir.path());
 
   // Image -> tiles -> image token embeddings.
