@@ -229,6 +229,13 @@ bool any_nonzero(const std::uint8_t* bytes, size_t count) {
   return false;
 }
 
+// True when the mask has a pixel inside once thresholded (as the binary and the automatic
+// fractional forms write it).
+bool has_pixel(const FrameMask& mask, float threshold) {
+  if (any_nonzero(mask.binary.data(), mask.binary.size())) return true;
+  return std::any_of(mask.probability.begin(), mask.probability.end(), [&](float p) { return p >= threshold; });
+}
+
 // True when any of the `count` bits starting at bit `first` of `data` is set.
 bool any_bit(const std::uint8_t* data, size_t first, size_t count) {
   if (count == 0) return false;
@@ -318,14 +325,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
                                                       const SegmentationOptions& options) {
   if (segments.empty()) return std::nullopt;  // nothing to write: no file, not an empty SEG
   if (segments.size() > 65535) throw SegmentationError("a segmentation holds at most 65535 segments");
-  const SegmentationOptions::Type type = options.type == SegmentationOptions::Type::Automatic
-                                             ? automatic_type(sources.rows(), sources.columns())
-                                             : options.type;
-  const bool binary = type == SegmentationOptions::Type::Binary;
-  // A fractional SEG chosen automatically holds the thresholded mask as 0/255 (OCCUPANCY): OHIF
-  // draws only fractional SEGs whose values are all 0 or the maximum.
-  const bool thresholded_fractional = !binary && options.type == SegmentationOptions::Type::Automatic;
-  if ((binary || thresholded_fractional) && !(options.threshold > 0.0f && options.threshold <= 1.0f))
+  // Binary and automatic forms threshold probabilities.
+  if (options.type != SegmentationOptions::Type::Fractional && !(options.threshold > 0.0f && options.threshold <= 1.0f))
     throw SegmentationError("the probability threshold must be in (0, 1], got " + std::to_string(options.threshold));
 
   // ---- validate the segments and decide the frame order ----------------------------------
@@ -343,6 +344,35 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     masks_by_segment.push_back(index_masks(s, segments[s], sources));
   }
   const std::vector<size_t> slice_order = sources.frames_in_slice_order();
+
+  // ---- the form -----------------------------------------------------------------------------
+  SegmentationOptions::Type type = options.type;
+  if (type == SegmentationOptions::Type::Automatic) {
+    type = automatic_type(rows, columns);
+    // Binary frames of an odd number of bytes, an odd number of them, and no source frame left
+    // free for the empty frame that keeps the length even (below): the padding byte would make
+    // OHIF fetch the frames one by one, which Orthanc 1.10.1 refuses for 1-bit frames. The
+    // fractional form has an even number of bytes a frame, whatever the frame count.
+    if (type == SegmentationOptions::Type::Binary && (pixels / 8) % 2 == 1) {
+      size_t frames = 0;
+      bool free_frame = false;
+      for (size_t s = 0; s < segments.size(); ++s)
+        for (size_t source_frame : slice_order) {
+          auto found = masks_by_segment[s].find(source_frame);
+          const bool written = found != masks_by_segment[s].end()
+                                   ? !options.omit_empty_frames || has_pixel(*found->second, options.threshold)
+                                   : !options.omit_empty_frames;
+          frames += written;
+          free_frame = free_frame || !written;
+        }
+      if (frames > 1 && frames % 2 == 1 && !free_frame) type = SegmentationOptions::Type::Fractional;
+    }
+  }
+  const bool binary = type == SegmentationOptions::Type::Binary;
+  // A fractional SEG chosen automatically holds the thresholded mask as 0/255 (OCCUPANCY): OHIF
+  // draws only fractional SEGs whose values are all 0 or the maximum.
+  const bool thresholded_fractional = !binary && options.type == SegmentationOptions::Type::Automatic;
+
   // Whether the SEG states the frames' geometry: a frame of reference with plane orientation,
   // plane positions and pixel measures, all or none (PS3.3 A.51.5: the plane and pixel measures
   // groups are required when Frame of Reference UID is present). A source whose pixel spacing is
@@ -469,19 +499,23 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
   // OHIF 3.13.2 (dcmjs' AsyncDicomReader) cuts byte-aligned multi-frame pixel data into frames
   // only when its length is a multiple of the frame count. The padding byte of an odd length
   // breaks that: OHIF then fetches frame by frame, which Orthanc 1.10.1 refuses for 1-bit frames.
-  // One more frame, empty, of the last segment on a source frame it has no frame on, makes the
-  // length even without padding (a SEG may hold empty frames, as omit_empty_frames = false does).
+  // One more frame, empty, of a segment (the last one that can) on a source frame it has no
+  // frame on, makes the length even without padding (a SEG may hold empty frames, as
+  // omit_empty_frames = false does). When every segment has a frame on every source frame, the
+  // automatic form is fractional (above), which OHIF still draws right after fetching its frames
+  // one by one (Orthanc serves 8-bit frames); a binary form asked for explicitly is padded.
   const size_t frame_bytes_aligned = binary ? pixels / 8 : pixels;
   if (whole_bytes && data_frames > 1 && (data_frames * frame_bytes_aligned) % 2 == 1) {
-    const size_t last = segments.size() - 1;
-    std::vector<size_t>& has = result.frames_per_segment[last];
-    for (size_t source_frame : slice_order)
-      if (std::find(has.begin(), has.end(), source_frame) == has.end()) {
-        seg_frames.push_back({static_cast<Uint16>(last + 1), source_frame});
-        has.push_back(source_frame);
-        result.padding_frame = seg_frames.size();
-        break;
-      }
+    for (size_t s = segments.size(); s-- > 0 && !result.padding_frame;) {
+      std::vector<size_t>& has = result.frames_per_segment[s];
+      for (size_t source_frame : slice_order)
+        if (std::find(has.begin(), has.end(), source_frame) == has.end()) {
+          seg_frames.push_back({static_cast<Uint16>(s + 1), source_frame});
+          has.push_back(source_frame);
+          result.padding_frame = seg_frames.size();
+          break;
+        }
+    }
   }
   const size_t frame_count = seg_frames.size();
   const size_t used =

@@ -37,7 +37,8 @@ struct SegmentationOptions {
     // otherwise FRACTIONAL / OCCUPANCY holding only 0 and 255 (the thresholded mask, one byte per
     // pixel). OHIF 3.13.2 misdraws binary frames that begin in the middle of a byte and rejects
     // padded odd-length binary pixel data; it draws this fractional form exactly
-    // (docs/DICOM-OUTPUT.md).
+    // (docs/DICOM-OUTPUT.md). Also fractional when binary frames of an odd byte count, an odd
+    // number of them, would need a padding byte: every segment has a frame on every source frame.
     Automatic,
     Binary,      // one bit per pixel; probabilities are thresholded
     Fractional,  // FRACTIONAL / PROBABILITY, 8 bits per pixel, 255 = certainty (PS3.3 C.8.20.2.3)
@@ -75,7 +76,8 @@ struct WrittenSegmentation {
   std::string segmentation_type;
   std::string fractional_type;
   // 1-based number of the empty frame added so that the pixel data has an even length without a
-  // padding byte (OHIF 3.13.2 cannot split padded byte-aligned frames); 0 when none was needed.
+  // padding byte (OHIF 3.13.2 cannot split padded byte-aligned frames); 0 when none was needed
+  // or no segment had a source frame free for it (docs/DICOM-OUTPUT.md).
   std::size_t padding_frame = 0;
   // Per segment (number = index + 1): its tracking UID as written and the source frames that
   // have a frame in the SEG, in frame order.

@@ -132,8 +132,11 @@ frames.forEach((group, k) => {
     fail(`frame ${k + 1}: derivation code is not (113076, DCM, Segmentation)`);
   if (first(source.PurposeOfReferenceCodeSequence)?.CodeValue !== "121322")
     fail(`frame ${k + 1}: purpose of reference is not 121322`);
-  if (seg.FrameOfReferenceUID && !first(group.PlanePositionSequence)?.ImagePositionPatient)
-    fail(`frame ${k + 1} has no PlanePositionSequence`);
+  // A position in patient space, or on the slide for a SEG of a whole slide (PS3.3 C.8.12.6.1).
+  const slidePosition = first(group.PlanePositionSlideSequence);
+  if (seg.FrameOfReferenceUID && !first(group.PlanePositionSequence)?.ImagePositionPatient &&
+      !(slidePosition && slidePosition.XOffsetInSlideCoordinateSystem !== undefined))
+    fail(`frame ${k + 1} has no PlanePositionSequence (nor PlanePositionSlideSequence)`);
   if (!asArray(first(group.FrameContentSequence)?.DimensionIndexValues).length)
     fail(`frame ${k + 1} has no DimensionIndexValues`);
   const key = `${number}|${source.ReferencedSOPInstanceUID}|${source.ReferencedFrameNumber || 0}`;

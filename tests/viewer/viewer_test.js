@@ -15,6 +15,10 @@
 //      voxel by voxel on every slice, and the SR is imported as tracked measurements (the user
 //      answers Yes to "continue tracking?"): each finding in the Measurements panel with its
 //      label, site and area.
+//   6. A fourth study: 3 of those 75x75 slices with one finding on each, so that no source frame
+//      is free for the empty frame that would keep the SEG's odd length even: the SEG keeps its
+//      padding byte, OHIF fetches its frames one by one (Orthanc serves 8-bit frames) and must
+//      still draw it voxel by voxel.
 //
 // usage: node viewer_test.js --unibiomed PATH [--ohif DIR] [--out DIR] [--timeout-ms N]
 // Prints one line per check and "N passed, N failed"; exit 0 only when nothing failed.
@@ -139,6 +143,31 @@ async function main() {
     smallSegFrames % 2 === 1 && smallSegHeader.numberOfFrames === smallSegFrames + 1,
     `${smallSegHeader.numberOfFrames} frames in the SEG`,
   );
+  // A fourth study: the middle 3 slices of another 75x75 copy, with only the first finding, which
+  // is on each of them: 3 fractional frames of 5625 bytes, and no free source frame for an empty
+  // frame, so the pixel data ends with a padding byte.
+  unibiomed(options, ['samples', 'write', '--only', 'ct', '--ct-slices', '9', '--ct-size', '75', '--uid-root', 'unibiomed-viewer-75-full', path.join(work, 'full-samples')], log);
+  const fullSeries = findImageSeries(path.join(work, 'full-samples'), 'CT');
+  const fullAll = makeLabelMap(fullSeries);
+  const middle = Math.floor(fullSeries.slices.length / 2);
+  const fullKept = [middle - 1, middle, middle + 1];
+  const full = { ...fullSeries, slices: fullKept.map((k) => fullSeries.slices[k]) };
+  const firstOnly = (slice) => slice && slice.map((v) => (v === FINDINGS[0].label ? v : 0));
+  const fullLabels = { ...fullAll, slices: fullKept.map((k) => firstOnly(fullAll.slices[k])), labels: [FINDINGS[0].label] };
+  if (!fullLabels.slices.every((sl) => sl && sl.includes(FINDINGS[0].label))) throw new Error('the first finding is not on each of the middle 3 slices');
+  writeNrrd(path.join(work, 'full-labels.nrrd'), full, fullLabels);
+  const fullFindingsFile = path.join(work, 'full-findings.json');
+  fs.writeFileSync(fullFindingsFile, JSON.stringify({ findings: findingsJson().findings.slice(0, 1) }, null, 2));
+  const fullResults = path.join(work, 'full-results');
+  unibiomed(options, ['results', 'write', '--source', ...full.slices.map((s) => s.file), '--masks', path.join(work, 'full-labels.nrrd'), '--findings', fullFindingsFile, '-o', fullResults], log);
+  const fullSeg = path.join(fullResults, 'seg.dcm');
+  const fullSr = path.join(fullResults, 'sr.dcm');
+  const [fullSegHeader, fullSrHeader] = readHeaders([fullSeg, fullSr]);
+  checks.check(
+    'full: one finding on each of 3 slices of 75x75 is a FRACTIONAL SEG of 3 frames (no source frame is free for an empty one)',
+    fullSegHeader.segmentationType === 'FRACTIONAL' && fullSegHeader.numberOfFrames === 3,
+    `${fullSegHeader.segmentationType}, ${fullSegHeader.numberOfFrames} frames`,
+  );
   // Its frames are whole bytes (32768 each), so an odd number of frames needs no padding and is
   // written as such: OHIF must load it as it is.
   const segFrames = labelMap.labels.reduce((n, l) => n + labelMap.slices.filter((sl) => sl && sl.includes(l)).length, 0);
@@ -157,6 +186,7 @@ async function main() {
     for (const file of [...series.slices.map((s) => s.file), segFile, srFile]) await orthanc.upload(file);
     for (const file of [...analyzed.slices.map((s) => s.file), analyzeSeg, analyzeSr]) await orthanc.upload(file);
     for (const file of [...small.slices.map((s) => s.file), smallSeg, smallSr]) await orthanc.upload(file);
+    for (const file of [...full.slices.map((s) => s.file), fullSeg, fullSr]) await orthanc.upload(file);
     const server = await startViewerServer({ ohifDir: options.ohif, orthancPort: orthanc.httpPort, onProxyError: log });
     cleanup.push(() => server.close());
     log(`Orthanc on 127.0.0.1:${orthanc.httpPort}, OHIF ${OHIF_VERSION} at ${server.url}`);
@@ -216,6 +246,30 @@ async function main() {
       everySlice: true,
       exact: true,
       srAnswer: 'Yes',
+      timeoutMs: options.timeoutMs,
+    });
+    // Last: the frame-by-frame retrieval it causes is reported as a warning that the checks of
+    // the studies before would count.
+    await ohif.openStudy(page, server.url, full.studyInstanceUID, options.timeoutMs, { firstInProfile: false });
+    await ohif.waitForSeriesEntries(page, 3, options.timeoutMs);
+    log('OHIF shows the 3-slice 75x75 study');
+    await checkSegAndSr({
+      page,
+      checks,
+      log,
+      problems,
+      series: full,
+      labelMap: fullLabels,
+      findings: FINDINGS.slice(0, 1),
+      segDescription: fullSegHeader.seriesDescription,
+      srDescription: fullSrHeader.seriesDescription,
+      segSegments: readSegments(fullSeg),
+      artifacts,
+      tag: 'full',
+      everySlice: true,
+      exact: true,
+      srAnswer: 'Yes',
+      allowedWarning: /falling back to per-frame loads Error: Invalid frame length: 16876 for 3 frames/,
       timeoutMs: options.timeoutMs,
     });
     exitCode = checks.failed.length === 0 ? 0 : 1;

@@ -202,6 +202,70 @@ TEST(SegmentationWriter, AutomaticFormIsBinaryOnlyWhenEveryFrameStartsOnAByte) {
   }
 }
 
+TEST(SegmentationWriter, OddLengthsWhenTheLastSegmentOrEverySegmentCoversEverySourceFrame) {
+  // The empty frame that keeps an odd byte length even goes to the last segment that has a free
+  // source frame. With none free (each segment on every source frame, e.g. one finding on a
+  // 3-slice series), the automatic form of byte-aligned frames of an odd byte count is the
+  // fractional one, whose frames are an even number of bytes; unaligned frames stay fractional
+  // with a padding byte, which OHIF draws after fetching the frames one by one (8-bit frames
+  // Orthanc serves); BINARY asked for explicitly is padded. Every reader gets the same masks.
+  TempDir dir("seg-odd-full");
+  struct Case {
+    unsigned rows, columns, frames;
+    bool first_segment_has_a_gap;  // else: one segment on every frame
+    SegmentationOptions::Type type;
+    std::string form;      // expected SegmentationType
+    size_t padding_frame;  // expected (1-based), 0 = none
+    size_t pixel_bytes;    // expected length of Pixel Data
+  };
+  using T = SegmentationOptions::Type;
+  const std::vector<Case> cases{
+      // 2 segments x 3 frames less one of the first segment: 5 frames of 25 bytes, padded by an
+      // empty frame of the first segment (the last one has no free source frame).
+      {5, 5, 3, true, T::Automatic, "FRACTIONAL", 6, 6 * 25},
+      // 9x8 binary (9 bytes a frame), the same layout: the padding frame is binary too.
+      {9, 8, 3, true, T::Automatic, "BINARY", 6, 6 * 9},
+      // One segment on all 3 frames of 9x8: fractional (72 bytes a frame), no padding.
+      {9, 8, 3, false, T::Automatic, "FRACTIONAL", 0, 3 * 72},
+      // The same asked for as BINARY: 27 bytes and a padding byte.
+      {9, 8, 3, false, T::Binary, "BINARY", 0, 28},
+      // One segment on all 3 frames of 5x5: fractional, 75 bytes and a padding byte.
+      {5, 5, 3, false, T::Automatic, "FRACTIONAL", 0, 76},
+  };
+  for (const auto& c : cases) {
+    test::SeriesSpec spec;
+    spec.rows = c.rows;
+    spec.columns = c.columns;
+    spec.frames = c.frames;
+    spec.name = "full-" + std::to_string(c.rows) + "x" + std::to_string(c.columns) +
+                (c.first_segment_has_a_gap ? "-gap" : "-one") + (c.type == T::Binary ? "-binary" : "");
+    auto series = test::make_series(spec);
+    auto files = series.save(dir.path(), spec.name);
+    SourceImages sources(series.datasets());
+    auto segments = two_disjoint_segments(sources, c.rows * 13 + c.columns);
+    if (c.first_segment_has_a_gap)
+      segments[0].masks.erase(segments[0].masks.begin() + 1);
+    else
+      segments.pop_back();
+    SegmentationOptions options;
+    options.type = c.type;
+    auto checked = write_and_check(dir, spec.name, sources, segments, files, options);
+    DcmDataset& ds = *checked.written.file->getDataset();
+    EXPECT_EQ(checked.written.segmentation_type, c.form) << spec.name;
+    EXPECT_EQ(checked.written.padding_frame, c.padding_frame) << spec.name;
+    const Uint8* all = nullptr;
+    unsigned long length = 0;
+    ASSERT_TRUE(ds.findAndGetUint8Array(DCM_PixelData, all, &length).good()) << spec.name;
+    EXPECT_EQ(length, c.pixel_bytes) << spec.name;
+    if (c.padding_frame) {
+      // The empty frame is the first segment's, on the source frame it has none on.
+      EXPECT_EQ(checked.written.frames_per_segment[0].size(), c.frames) << spec.name;
+      EXPECT_EQ(checked.written.frames_per_segment[0].back(), 1u) << spec.name;
+      EXPECT_EQ(checked.written.number_of_frames, c.padding_frame) << spec.name;
+    }
+  }
+}
+
 TEST(SegmentationWriter, MultiFrameSourceIsReferencedByFrameNumber) {
   TempDir dir("seg-multiframe");
   test::SeriesSpec spec;
