@@ -82,9 +82,12 @@ void require_code(const CodedConcept& code, const std::string& what, const std::
                             "', '" + code.scheme + "', '" + code.meaning + "')");
 }
 
-// A text value for an LO/SH/LT element: valid UTF-8 without control characters, cut to at most
-// `max_characters` characters (not bytes: a character is not split).
-std::string text_value(const std::string& value, size_t max_characters, const std::string& what) {
+// A text value: valid UTF-8 without control characters, cut to at most `max_characters`
+// characters (not bytes: a character is not split). LO and SH (`free_text` false) hold no
+// backslash either; ST and LT (`free_text`) may hold backslashes, CR, LF and FF (PS3.5 6.2; not
+// TAB, which dciodvfy rejects there).
+std::string text_value(const std::string& value, size_t max_characters, const std::string& what,
+                       bool free_text = false) {
   std::string out;
   size_t characters = 0;
   for (size_t i = 0; i < value.size();) {
@@ -95,8 +98,11 @@ std::string text_value(const std::string& value, size_t max_characters, const st
     for (size_t k = 1; k < length; ++k)
       if ((static_cast<unsigned char>(value[i + k]) >> 6) != 0x2)
         throw SegmentationError(what + " is not valid UTF-8 (byte " + std::to_string(i + k) + ")");
-    if (c < 0x20 || c == 0x7F || c == '\\')
-      throw SegmentationError(what + " contains a control character or backslash at byte " + std::to_string(i));
+    const bool free_text_character = c == '\\' || c == '\n' || c == '\f' || c == '\r';
+    if (free_text ? c == 0x7F || (c < 0x20 && !free_text_character) : c < 0x20 || c == 0x7F || c == '\\')
+      throw SegmentationError(
+          what + (free_text ? " contains a control character" : " contains a control character or backslash") +
+          " at byte " + std::to_string(i));
     if (characters == max_characters) break;
     out.append(value, i, length);
     ++characters;
@@ -654,8 +660,9 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     // Text is checked here (valid UTF-8, no control characters, at most the VR's characters);
     // DCMTK 3.6.7's value checker knows no UTF-8, so non-ASCII text is put in after writing.
     auto text = [&](std::vector<DcmTagKey> sequences, const DcmTagKey& tag, const std::string& value, size_t max,
-                    const std::string& what) {
-      return patches.ascii_or_later(s, std::move(sequences), tag, text_value(value, max, owner + " " + what));
+                    const std::string& what, bool free_text = false) {
+      return patches.ascii_or_later(s, std::move(sequences), tag,
+                                    text_value(value, max, owner + " " + what, free_text));
     };
     const std::string algorithm_name = text({}, DCM_SegmentAlgorithmName, d.algorithm.name, 64, "algorithm name");
     DcmSegment* raw = nullptr;
@@ -671,7 +678,8 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
                    {DCM_SegmentedPropertyTypeCodeSequence}, patches),
           owner + " type");
     if (!d.description.empty())
-      check(segment->setSegmentDescription(text({}, DCM_SegmentDescription, d.description, 64, "description").c_str()),
+      check(segment->setSegmentDescription(
+                text({}, DCM_SegmentDescription, d.description, 64, "description", true).c_str()),
             owner + " description");
     double lab[3];
     IODCIELabUtil::rgb2DicomLab(lab[0], lab[1], lab[2], d.colour.red / 255.0, d.colour.green / 255.0,
@@ -709,9 +717,9 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
                                                  .c_str()),
           owner + " algorithm version");
     if (!d.algorithm.parameters.empty())
-      check(identification.setAlgorithmParameters(
-                text(algorithm_item, DCM_AlgorithmParameters, d.algorithm.parameters, 10240, "algorithm parameters")
-                    .c_str()),
+      check(identification.setAlgorithmParameters(text(algorithm_item, DCM_AlgorithmParameters, d.algorithm.parameters,
+                                                       10240, "algorithm parameters", true)
+                                                      .c_str()),
             owner + " algorithm parameters");
     Uint16 number = 0;
     check(seg->addSegment(segment.get(), number), owner);

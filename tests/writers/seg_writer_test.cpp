@@ -652,6 +652,47 @@ TEST(SegmentationWriter, SourceUidsWithLeadingZerosAreReferencedAsTheyAre) {
   EXPECT_EQ(js.exit_code, 0) << js.output;
 }
 
+TEST(SegmentationWriter, DescriptionsMayHoldBackslashesAndLineBreaksLabelsMayNot) {
+  // Segment Description (ST) and Algorithm Parameters (LT) are free text: a backslash or a line
+  // break is allowed there (a model's sentence may hold one). Labels (LO) allow neither, and no
+  // text may hold other control characters (a tab included); each refusal names the segment.
+  TempDir dir("seg-texts");
+  test::SeriesSpec spec;
+  spec.name = "texts";
+  auto series = test::make_series(spec);
+  auto files = series.save(dir.path(), spec.name);
+  SourceImages sources(series.datasets());
+  auto segments = two_disjoint_segments(sources, 9);
+  segments[0].description.description = "Tum\\or in the\r\nleft lobe";
+  segments[0].description.algorithm.parameters = "weights C:\\models\nthreshold 0.5";
+  auto checked = write_and_check(dir, spec.name, sources, segments, files);
+  DcmItem* first = nullptr;
+  ASSERT_TRUE(checked.written.file->getDataset()->findAndGetSequenceItem(DCM_SegmentSequence, first, 0).good());
+  EXPECT_EQ(get(*first, DCM_SegmentDescription), "Tum\\or in the\r\nleft lobe");
+  DcmItem* algorithm = nullptr;
+  ASSERT_TRUE(first->findAndGetSequenceItem(DCM_SegmentationAlgorithmIdentificationSequence, algorithm, 0).good());
+  EXPECT_EQ(get(*algorithm, DCM_AlgorithmParameters), "weights C:\\models\nthreshold 0.5");
+
+  auto refused = [&](std::vector<Segment> bad) {
+    try {
+      write_segmentation(sources, bad, {});
+    } catch (const SegmentationError& e) {
+      return std::string(e.what());
+    }
+    return std::string("written");
+  };
+  auto bad = segments;
+  bad[1].description.label = "Liv\\er";
+  EXPECT_NE(refused(bad).find("segment 2 'Liv\\er' label contains a control character or backslash at byte 3"),
+            std::string::npos)
+      << refused(bad);
+  bad = segments;
+  bad[0].description.description = "Tumour\x1b[0m";
+  EXPECT_NE(refused(bad).find("description contains a control character at byte 6"), std::string::npos) << refused(bad);
+  bad[0].description.description = "left\tlobe";
+  EXPECT_NE(refused(bad).find("description contains a control character at byte 4"), std::string::npos) << refused(bad);
+}
+
 TEST(SegmentationWriter, ModulesNameTheAlgorithmAndDescribeEachSegment) {
   test::SeriesSpec spec;
   spec.name = "modules";
