@@ -238,7 +238,8 @@ Analyzer::AskResult StudyAnalyzer::ask(const InstanceInput& input, int frame, co
 
   // --- the model -------------------------------------------------------------------------------
   auto batch = engine_->encode({image}, nullptr);
-  const auto answers = engine_->answer(*batch, text, nullptr);
+  auto answers = engine_->answer(*batch, text, nullptr);
+  phrases_as_labels(answers);
   if (answers.empty()) throw PipelineError("the model gave no answer");
   const inference::GroundedAnswer& answer = answers.front();
   AskResult out;
@@ -391,7 +392,8 @@ Analyzer::AskVideoResult StudyAnalyzer::ask_video(const std::vector<InstanceInpu
     options.max_prompted_in_attention = trained_->prompted_in_attention();
   }
   options.on_frame = on_frame;
-  const inference::VideoAnswer answer = engine_->answer_video(*video, text, options);
+  inference::VideoAnswer answer = engine_->answer_video(*video, text, options);
+  phrases_as_labels(answer);
   AskVideoResult out;
   out.model_answer = model_answer(answer.text);
   out.text = finding_sentence(answer.text, match.segmentation && match.target ? match.target->label : "");

@@ -8,6 +8,7 @@
 
 #include "inference/key_frames.h"
 #include "pipeline/report_text.h"
+#include "pipeline/result_objects.h"
 
 namespace unibiomed::pipeline {
 
@@ -52,6 +53,15 @@ std::string segment_sentence(const inference::GroundedAnswer& answer, int seg_in
       if (f.seg_index == seg_index && !f.text.empty() && answer.text.find(f.text) != std::string::npos)
         return finding_sentence(f.text, fallback);
   return finding_sentence(answer.text, fallback);
+}
+
+void phrases_as_labels(std::vector<inference::GroundedAnswer>& answers) {
+  for (auto& answer : answers)
+    for (auto& segment : answer.segments) segment.phrase = dicom_text(segment.phrase, 64, false);
+}
+
+void phrases_as_labels(inference::VideoAnswer& answer) {
+  for (auto& segment : answer.segments) segment.phrase = dicom_text(segment.phrase, 64, false);
 }
 
 std::vector<FrameMask> answer_masks(const inference::GroundedAnswer& answer, const dicom::ViewProvenance& provenance,
@@ -122,6 +132,7 @@ std::vector<QuestionResult> run_model_pass(const ModelPass& pass, int& views) {
                                    std::to_string(total_views) + " (" + question.task +
                                    (segmentation ? ": " + question.target->label : "") + ")");
           auto answers = pass.engine.answer(*encoded, question.prompt, pass.cancel);
+          phrases_as_labels(answers);
           pass.calls_done += double(batch_images.size());
           if (answers.size() != batch_images.size())
             throw PipelineError("the model gave " + std::to_string(answers.size()) + " answers for " +
@@ -275,7 +286,8 @@ std::vector<QuestionResult> run_video_pass(const ModelPass& pass, size_t units,
                                    " (" + what + ")");
         };
         pass.report("model", "key frames to the language model (" + what + ")");
-        const inference::VideoAnswer answer = pass.engine.answer_video(*video, question.prompt, o);
+        inference::VideoAnswer answer = pass.engine.answer_video(*video, question.prompt, o);
+        phrases_as_labels(answer);
         if (reported < static_cast<int>(n)) pass.calls_done += double(static_cast<int>(n) - reported);
         if (answer.cancelled()) throw Cancelled();
         check_cancel(pass.cancel);

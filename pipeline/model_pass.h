@@ -48,6 +48,13 @@ inference::RgbImage to_model_image(dicom::RgbImage&& image);
 // view pixels); the line occupies the box's outer two pixels.
 void draw_box(inference::RgbImage& image, const std::array<int, 4>& box);
 
+// The model's phrases made labels, as the SEG writes them (dicom_text: no control character or
+// backslash, at most 64 bytes; "" when nothing is left, and the target's label names the
+// finding), so that the SEG, the SR, summary.json and the log say the same. Applied to every
+// answer as it comes from the engine.
+void phrases_as_labels(std::vector<inference::GroundedAnswer>& answers);
+void phrases_as_labels(inference::VideoAnswer& answer);
+
 // The masks of one answer on the source grid of `provenance`, one per non-empty [SEG], each
 // with its sentence (finding_sentence; `fallback` when the answer says nothing else) and the
 // raw answer. `keep_phrases`: the model's phrase names the finding (not for segmentation

@@ -42,6 +42,8 @@ void check_requested_tasks(const config::TaskRules& rules, const AnalysisRequest
     if (!known.count(name))
       throw PipelineError("unknown task '" + name + "' (tasks of the rules in " + rules.source() + ": " +
                           join(std::vector<std::string>(known.begin(), known.end())) + ")");
+  for (const auto& q : request.questions)
+    if (q.text.empty() && !q.box) throw PipelineError("an explicit question without text (and without a box)");
 }
 
 std::string default_window(const config::Rule* rule, const std::string& modality) {

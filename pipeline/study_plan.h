@@ -31,7 +31,8 @@ struct SeriesPlan {
   std::vector<std::string> notes;  // what the plan left out and why (a question asked twice)
 };
 
-// Throws PipelineError when the request names a task no rule has (listing the known ones).
+// Throws PipelineError when the request names a task no rule has (listing the known ones), or
+// has a question with neither text nor a box.
 void check_requested_tasks(const config::TaskRules& rules, const AnalysisRequest& request);
 
 // `modality` is the model's modality class of the series ("CT"...).

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <iostream>
 #include <regex>
+#include <set>
 
 #include "inference/random_checkpoint.h"
 #include "tests/pipeline/pipeline_test_support.h"
@@ -119,6 +120,65 @@ TEST(AnalysisWithTinyModel, AnyAnswerOfTheModelBecomesValidObjects) {
   EXPECT_GT(answers_with_control, 0);
 }
 
+// Answers whose [SEG] sentence holds a backslash, or whose phrase is nothing but a control
+// character (answer fixtures of the tiny model, as `model make-random --answer` writes them):
+// the finding is delivered, its SEG segment description keeps the backslash (ST allows it), and
+// the finding's label in the summary is the SEG's segment label, without control characters.
+// Before, the backslash failed the series and the ESC phrase became the SR's and summary's label.
+TEST(AnalysisWithTinyModel, AnswersWithBackslashesOrControlPhrasesAreDeliveredWithOneLabel) {
+  const auto& data = fixture_data();
+  test::TempDir dir;
+  const std::vector<std::string> fixed_answers{"Tum\\or[SEG]", "Tumor[SEG]\x1b"};
+  for (size_t k = 0; k < fixed_answers.size(); ++k) {
+    SCOPED_TRACE("answer " + testing::PrintToString(fixed_answers[k]));
+    inference::RandomCheckpointOptions model;
+    model.kind = "tiny";
+    model.seed = 15 + k;
+    model.fixed_answer = fixed_answers[k];
+    const fs::path model_dir = dir / ("fixed-" + std::to_string(k));
+    inference::write_random_checkpoint(model_dir, model);
+    AnalyzerSettings settings = tiny_settings();
+    settings.model_dir = model_dir;
+    settings.max_new_tokens = 16;
+    AnalysisRequest request;
+    request.rules = false;
+    request.questions.push_back({"What is it?", "", {}, ""});
+    const StudyResult r = Analyzer::create(settings)->analyze(data.inputs("endoscopy"), request, {}, nullptr, "fixed");
+    ASSERT_EQ(r.series.size(), 1u);
+    ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+    ASSERT_FALSE(r.findings.empty()) << testing::PrintToString(r.series[0].notes);
+    const ResultObject* seg = nullptr;
+    for (const auto& o : r.objects) {
+      const fs::path file = dir / (std::to_string(k) + "-" + o.file_name);
+      test::write_object(file, o);
+      std::string out;
+      EXPECT_TRUE(test::dciodvfy_errors(file, &out).empty()) << o.kind << ":\n" << out;
+      if (o.kind == "SEG") seg = &o;
+    }
+    ASSERT_NE(seg, nullptr);
+    test::write_object(dir / "seg.dcm", *seg);
+    const auto decoded = test::read_seg_with_pydicom(dir / "seg.dcm");
+    std::set<std::string> segment_labels;
+    for (const auto& s : decoded["segments"]) segment_labels.insert(s["label"].get<std::string>());
+    const auto summary = nlohmann::json::parse(r.summary_json);
+    for (const auto& f : summary["findings"]) {
+      const std::string label = f["label"].get<std::string>();
+      EXPECT_TRUE(segment_labels.count(label)) << label << " is not a segment label of the SEG";
+      EXPECT_TRUE(std::none_of(label.begin(), label.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+          << testing::PrintToString(label);
+    }
+    if (k == 0) {
+      DcmFileFormat file;
+      ASSERT_TRUE(file.loadFile((dir / "seg.dcm").c_str()).good());
+      DcmItem* first = nullptr;
+      ASSERT_TRUE(file.getDataset()->findAndGetSequenceItem(DCM_SegmentSequence, first, 0).good());
+      OFString description;
+      first->findAndGetOFStringArray(DCM_SegmentDescription, description);
+      EXPECT_NE(std::string(description.c_str()).find("Tum\\or"), std::string::npos) << description;
+    }
+  }
+}
+
 TEST(AnalysisWithTinyModel, PydicomFilesAreAnalysedOrRefusedWithAReason) {
   ASSERT_TRUE(fs::exists(kPydicomFiles / "CT_small.dcm")) << test::install_hint("pydicom's test files", "Debian's python3-pydicom");
   auto analyzer = Analyzer::create(tiny_settings());
@@ -223,6 +283,12 @@ TEST(AnalyzeCommand, HelpUsageAndInputErrorsHaveTheirExitCodes) {
   test::TempDir dir;
   EXPECT_EQ(test::run_command({cli, "analyze", (dir / "x").string()}).exit_code, 2);  // no -o
   EXPECT_EQ(test::run_command({cli, "analyze", "--box", "1,2,3", "--model", "m", "-o", (dir / "o").string(), "p"}).exit_code, 2);
+  // An empty question asks nothing: said before the model loads (no model "m" is needed to know).
+  auto empty_question =
+      test::run_command({cli, "analyze", "--ask", "", "--model", "m", "-o", (dir / "o").string(), "p"});
+  EXPECT_EQ(empty_question.exit_code, 2) << empty_question.output;
+  EXPECT_NE(empty_question.output.find("an explicit question without text"), std::string::npos)
+      << empty_question.output;
   test::write_file(dir / "rules.json", "{\"version\": 1,");
   auto bad_rules = test::run_command({cli, "analyze", "p", "-o", (dir / "o").string(), "--model", "m", "--task-rules",
                                       (dir / "rules.json").string()});
