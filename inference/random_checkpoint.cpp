@@ -399,8 +399,16 @@ RandomCheckpointSummary write_random_checkpoint(const fs::path& dir, const Rando
       for (const auto& [token, id] : kRealAddedTokens) added[token] = id;
     write_byte_level_tokenizer(dir, added);
   }
-  if (options.fixed_answer)
-    make_answer_fixed(dir, config, header, 8 + text.size(), dtype, *options.fixed_answer);
+  if (options.fixed_answer) {
+    // An answer the fixture cannot give leaves no checkpoint behind: a plain random one in its
+    // place would load and answer something else.
+    try {
+      make_answer_fixed(dir, config, header, 8 + text.size(), dtype, *options.fixed_answer);
+    } catch (...) {
+      fs::remove(model_path, ec);
+      throw;
+    }
+  }
   return summary;
 }
 

@@ -368,6 +368,8 @@ TEST(RandomCheckpoint, FixedAnswerFixtureAnswersEveryQuestionThatWay) {
   } catch (const InferenceError& e) {
     EXPECT_NE(std::string(e.what()).find("occurs twice"), std::string::npos) << e.what();
   }
+  // ... and leaves no loadable checkpoint: a plain random one would answer something else.
+  EXPECT_FALSE(std::filesystem::exists(dir / "repeated" / "model.safetensors"));
 }
 
 }  // namespace
