@@ -294,15 +294,20 @@ std::string dictionary_vm(const DcmTagKey& tag) {
   return vm;
 }
 
-// Text without the control characters its VR may not hold once it is UTF-8 (PS3.5 6.1.2.3):
-// LT, ST and UT keep TAB, LF, FF and CR; no text keeps NUL, the other C0 bytes, ESC (which only
-// serves ISO 2022 code extensions) or DEL.
+// Text without the control characters its VR may not hold once it is UTF-8 (PS3.5 6.2): LT, ST
+// and UT keep LF, FF and CR, and a TAB there becomes a space (those VRs do not allow it, and
+// dciodvfy refuses it); no text keeps NUL, the other C0 bytes, ESC (which only serves ISO 2022
+// code extensions) or DEL.
 std::string without_control_characters(const std::string& text, DcmEVR vr) {
   const bool long_text = vr == EVR_LT || vr == EVR_ST || vr == EVR_UT;
   std::string out;
   for (char c : text) {
     const auto u = static_cast<unsigned char>(c);
-    const bool kept_format = long_text && (u == '\t' || u == '\n' || u == '\f' || u == '\r');
+    if (long_text && u == '\t') {
+      out.push_back(' ');
+      continue;
+    }
+    const bool kept_format = long_text && (u == '\n' || u == '\f' || u == '\r');
     if ((u < 0x20 || u == 0x7f) && !kept_format) continue;
     out.push_back(c);
   }

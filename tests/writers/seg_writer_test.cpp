@@ -570,6 +570,7 @@ TEST(SegmentationWriter, HeaderValuesThatBreakTheirVrAreLeftOutAndTheRestTakenOv
     ds->putAndInsertString(DCM_PatientBirthDate, "19700101\\19710101");
     const char name[] = "Doe^Jane\x01\0";
     ds->putAndInsertString(DcmTag(DCM_PatientName), name, sizeof name - 1, OFTrue);
+    ds->putAndInsertString(DCM_AdditionalPatientHistory, "Allergic\tto contrast\r\nSee\x07 notes");
   }
   const auto files = series.save(dir.path(), spec.name);
   SourceImages sources(series.datasets());
@@ -585,6 +586,9 @@ TEST(SegmentationWriter, HeaderValuesThatBreakTheirVrAreLeftOutAndTheRestTakenOv
   std::sort(expected_left_out.begin(), expected_left_out.end());
   EXPECT_EQ(left_out, expected_left_out);
   EXPECT_TRUE(header.restore.empty());
+  // Text the writers may take over (LT here) keeps its line break; its TAB, which LT does not
+  // allow, is a space, and other control characters are gone.
+  EXPECT_EQ(get(*header.dataset, DCM_AdditionalPatientHistory), "Allergic to contrast\r\nSee notes");
 
   auto checked = write_and_check(dir, spec.name, sources, two_disjoint_segments(sources, 4), files);
   DcmDataset& ds = *checked.written.file->getDataset();
