@@ -440,10 +440,20 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
   }
   auto output = std::make_unique<UnitOutput>();
   std::map<size_t, size_t> dataset_of_instance;
+  std::vector<size_t> instance_of_dataset;
   for (const auto& frame : unit.frames)
-    if (dataset_of_instance.emplace(frame.instance_index, output->datasets.size()).second)
+    if (dataset_of_instance.emplace(frame.instance_index, output->datasets.size()).second) {
       output->datasets.push_back(series.instances.at(frame.instance_index).dataset());
-  output->sources = std::make_unique<seg::SourceImages>(output->datasets);
+      instance_of_dataset.push_back(frame.instance_index);
+    }
+  // A stack's SEG covers the frames of its stack (not the other planes of a multi-frame
+  // instance that holds several); other units every frame of their instances.
+  seg::SourceImages::FrameFilter in_unit;
+  if (!unit.stack_frames.empty())
+    in_unit = [&](size_t dataset, int frame_number) {
+      return unit.stack_frames.count({instance_of_dataset.at(dataset), frame_number}) > 0;
+    };
+  output->sources = std::make_unique<seg::SourceImages>(output->datasets, in_unit);
   std::map<std::pair<size_t, int>, size_t> source_frame;  // (dataset, frame number) -> source frame
   for (size_t i = 0; i < output->sources->frame_count(); ++i) {
     const auto& sf = output->sources->frame(i);

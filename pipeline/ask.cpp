@@ -9,10 +9,12 @@
 #include <cctype>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "dicom/raster_file.h"
 #include "dicom/series.h"
 #include "dicom/view.h"
+#include "dicom/volume.h"
 #include "inference/answer_parser.h"
 #include "pipeline/consolidation.h"
 #include "pipeline/geometry_notes.h"
@@ -168,9 +170,17 @@ AskImage read_ask_image(const config::TaskRules& rules, const InstanceInput& inp
                           std::to_string(instance.slide()->total_pixel_matrix_rows) +
                           " pixels in tiles): a slide is asked as a whole, region by region, through an analysis "
                           "question (unibiomed analyze --ask, or Questions of the node's /analyze)");
+    const int frames = instance.pixels().number_of_frames;
+    if (!request && frame >= 1 && frame <= frames) {
+      // A frame that exists but is no view: left out of the stacks (no position, say); why.
+      std::string why;
+      for (const std::string& note : dicom::plan_stacks(series).notes) why += (why.empty() ? ": " : "; ") + note;
+      throw PipelineError(name + " frame " + std::to_string(frame) + " (of " + std::to_string(frames) +
+                          ") is not one the node reads" + why);
+    }
     if (!request)
       throw PipelineError(name + " has no frame " + std::to_string(frame) + " to ask about (it has " +
-                          std::to_string(instance.pixels().number_of_frames) + ")");
+                          std::to_string(frames) + ")");
     out.view = dicom::render_view(series, *request, options);
   } catch (const dicom::DicomError& e) {
     throw PipelineError(e.what());
@@ -189,7 +199,18 @@ WrittenFindings write_ask_seg(const dicom::Series& series, int frame, const std:
                               const std::string& seed, const seg::AlgorithmIdentity& algorithm,
                               std::unique_ptr<seg::SourceImages>& sources) {
   const std::string uid = series.identity.series_instance_uid;
-  sources = std::make_unique<seg::SourceImages>(std::vector<DcmDataset*>{series.instances.front().dataset()});
+  // The SEG covers the stack of the frame asked about: a multi-frame instance may hold planes of
+  // other orientations (a 3-plane localizer), which one SEG cannot reference.
+  std::set<int> stack_frames;
+  for (const dicom::SliceStack& stack : dicom::plan_stacks(series).stacks) {
+    std::set<int> frames;
+    for (const dicom::SliceRef& slice : stack.slices)
+      if (slice.instance_index == 0) frames.insert(slice.frame_number);
+    if (frames.count(frame)) stack_frames = std::move(frames);
+  }
+  seg::SourceImages::FrameFilter in_stack;
+  if (!stack_frames.empty()) in_stack = [&](size_t, int frame_number) { return stack_frames.count(frame_number) > 0; };
+  sources = std::make_unique<seg::SourceImages>(std::vector<DcmDataset*>{series.instances.front().dataset()}, in_stack);
   size_t source_frame = 0;
   for (size_t i = 0; i < sources->frame_count(); ++i)
     if (std::max(1, sources->frame(i).frame_number) == frame) source_frame = i;

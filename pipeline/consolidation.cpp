@@ -319,15 +319,36 @@ bool frames_form_volume(const std::vector<AnalysedFrame>& frames) {
 std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames) {
   std::vector<double> t(frames.size(), 0.0);
   if (frames.size() < 2) return t;
-  for (size_t i = 0; i < frames.size(); ++i) {
+  for (size_t i = 0; i < frames.size(); ++i)
     if (!frames[i].position)
       throw std::invalid_argument("slab_thicknesses: frame " + std::to_string(i) + " has no position");
+  // The stack's extent, when every frame carries the same one.
+  std::optional<std::array<double, 2>> extent = frames.front().stack_extent;
+  for (const auto& f : frames)
+    if (!extent || !f.stack_extent || std::abs((*f.stack_extent)[0] - (*extent)[0]) > 1e-6 ||
+        std::abs((*f.stack_extent)[1] - (*extent)[1]) > 1e-6) {
+      extent.reset();
+      break;
+    }
+  // An end frame's reach beyond itself, away from its neighbour: to the extent's bound on that
+  // side, or the gap to its neighbour without an extent.
+  const double list_direction = *frames.back().position - *frames.front().position;
+  auto outer = [&](size_t end, size_t neighbour, double gap) {
+    if (!extent) return 0.5 * gap;
+    double toward_neighbour = *frames[neighbour].position - *frames[end].position;
+    if (toward_neighbour == 0) toward_neighbour = end == 0 ? list_direction : -list_direction;
+    const double p = *frames[end].position;
+    if (toward_neighbour > 0) return std::max(0.0, p - (*extent)[0]);
+    if (toward_neighbour < 0) return std::max(0.0, (*extent)[1] - p);
+    return 0.0;
+  };
+  for (size_t i = 0; i < frames.size(); ++i) {
     const double before = i > 0 ? std::abs(*frames[i].position - *frames[i - 1].position) : -1;
     const double after = i + 1 < frames.size() ? std::abs(*frames[i + 1].position - *frames[i].position) : -1;
     if (before < 0)
-      t[i] = after;
+      t[i] = 0.5 * after + outer(i, i + 1, after);
     else if (after < 0)
-      t[i] = before;
+      t[i] = 0.5 * before + outer(i, i - 1, before);
     else
       t[i] = 0.5 * (before + after);
   }

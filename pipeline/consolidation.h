@@ -28,6 +28,11 @@ struct AnalysedFrame {
   double column_spacing = 0;       // mm (PixelSpacing[1]); 0 = unknown
   double row_spacing = 0;          // mm (PixelSpacing[0]); 0 = unknown
   std::optional<double> position;  // mm along the stack normal, for slices of a stack
+  // The extent of the frame's whole stack along the normal, in the coordinate of `position`:
+  // [first slice - spacing/2, last slice + spacing/2] (dicom::SliceStack::slice_spacing), mm.
+  // Set with `position` on the slices of a stack with a known spacing, also when only some of
+  // its slices were analysed, so that the end slabs reach the stack's own ends; unset otherwise.
+  std::optional<std::array<double, 2>> stack_extent;
   // Where the patient's left lies: the patient x coordinate (LPS, growing toward the patient's
   // left) of the centre of pixel (column, row) is left_at[0] + left_at[1] * column +
   // left_at[2] * row: in mm from the image plane (ImagePositionPatient, ImageOrientationPatient)
@@ -117,9 +122,14 @@ double frame_area_scale(const ConsolidatedFinding& finding, const AnalysedFrame&
 // size and the same known pixel spacing.
 bool frames_form_volume(const std::vector<AnalysedFrame>& frames);
 
-// The thickness each frame stands for along the normal: half the distance to each neighbour
-// (one-sided at the ends), so that sum(area x thickness) is the volume even when only every
-// n-th slice was analysed. A single frame gets 0. Requires positions on every frame.
+// The thickness each frame stands for along the normal: the positions nearer to it than to any
+// other frame, so that sum(area x thickness) is the volume even when only every n-th slice was
+// analysed. An inner frame gets half the distance to each neighbour. An end frame gets half the
+// gap to its neighbour plus the distance from its position to the bound of stack_extent on its
+// outer side (at least 0) when every frame has the same stack_extent (n samples of an N-slice
+// stack of spacing s then sum to N x s, and each slice of a full stack gets s); without one, the
+// whole gap to its neighbour (one-sided). The frames may be in ascending or descending position
+// order. A single frame gets 0. Requires positions on every frame.
 std::vector<double> slab_thicknesses(const std::vector<AnalysedFrame>& frames);
 
 // A finding's confidence, 0 to 1: the geometric mean of its mean mask probability and the IoU

@@ -68,7 +68,13 @@ AnalysedFrame analysed_frame(const dicom::ViewRequest& r, const dicom::Instance&
       f.column_spacing = s.column_spacing;
       f.row_spacing = s.row_spacing;
     }
-    if (s.volume_problem.empty()) f.position = s.slices.at(r.slice_index).position;
+    if (s.volume_problem.empty()) {
+      f.position = s.slices.at(r.slice_index).position;
+      // The whole stack's extent, so that strided slices' end slabs stop at its ends.
+      if (s.slice_spacing > 0 && !s.slices.empty())
+        f.stack_extent = std::array<double, 2>{s.slices.front().position - 0.5 * s.slice_spacing,
+                                               s.slices.back().position + 0.5 * s.slice_spacing};
+    }
   } else {
     f.columns = instance.pixels().columns;
     f.rows = instance.pixels().rows;
@@ -103,6 +109,9 @@ UnitPlan group_into_units(const dicom::Series& series, const std::vector<dicom::
       u.key = it->first;
       u.slide = r.slide_region.has_value();
       u.sequence = !u.slide && (r.stack_index >= 0 || instance.is_multiframe());
+      if (!u.slide && r.stack_index >= 0 && static_cast<size_t>(r.stack_index) < stacks.stacks.size())
+        for (const dicom::SliceRef& slice : stacks.stacks[r.stack_index].slices)
+          u.stack_frames.emplace(slice.instance_index, slice.frame_number);
       plan.units.push_back(std::move(u));
     }
     Unit& unit = plan.units[it->second];

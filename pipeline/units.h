@@ -4,6 +4,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,11 @@ struct Unit {
   bool slide = false;     // whole-slide regions (no SEG)
   std::vector<AnalysedFrame> frames;
   std::vector<dicom::ViewRequest> requests;  // per frame: the view it was analysed on
+  // A stack's unit: every frame of its stack, analysed or not, as (instance index, 1-based frame
+  // number). Its SEG's sources are these frames only: an enhanced multi-frame instance may hold
+  // frames of other stacks (a 3-plane localizer), which one SEG cannot reference. Empty for the
+  // other units (every frame of their instances).
+  std::set<std::pair<size_t, int>> stack_frames;
 };
 
 struct UnitPlan {

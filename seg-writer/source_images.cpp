@@ -95,17 +95,22 @@ std::string describe_orientation(const std::array<double, 6>& o) {
 
 }  // namespace
 
-SourceImages::SourceImages(std::vector<DcmDataset*> datasets) : datasets_(std::move(datasets)) {
+SourceImages::SourceImages(std::vector<DcmDataset*> datasets) : SourceImages(std::move(datasets), nullptr) {}
+
+SourceImages::SourceImages(std::vector<DcmDataset*> datasets, FrameFilter keep)
+    : datasets_(std::move(datasets)), keep_(std::move(keep)) {
   if (datasets_.empty()) throw SegmentationError("no source images were given");
+  std::set<std::string> seen;
   for (size_t i = 0; i < datasets_.size(); ++i) {
     if (!datasets_[i]) throw SegmentationError("source instance " + std::to_string(i + 1) + " is null");
+    const size_t before = frames_.size();
     read_instance(i);
-  }
-  std::set<std::string> seen;
-  for (const auto& f : frames_) {
-    if (f.frame_number <= 1 && !seen.insert(f.sop_instance_uid).second)
-      throw SegmentationError("source instance " + std::to_string(f.instance + 1) + " (SOP Instance UID " +
-                              f.sop_instance_uid + ") was given twice");
+    if (frames_.size() == before)
+      throw SegmentationError("source instance " + std::to_string(i + 1) + " has none of the frames asked for");
+    const std::string& sop = frames_.back().sop_instance_uid;
+    if (!seen.insert(sop).second)
+      throw SegmentationError("source instance " + std::to_string(i + 1) + " (SOP Instance UID " + sop +
+                              ") was given twice");
   }
   // An orientation whose row and column directions are parallel (or zero) gives no plane.
   has_geometry_ =
@@ -203,6 +208,15 @@ void SourceImages::read_instance(size_t index) {
   DcmObject* per_frame_object = nullptr;
   bool per_frame_left = per_frame_groups != nullptr;
   for (long f = 1; f <= frames; ++f) {
+    const bool kept = !keep_ || keep_(index, static_cast<int>(f));
+    if (!kept) {
+      // Left out, unread; the per-frame items still advance in step with the frames.
+      if (enhanced && per_frame_left) {
+        per_frame_object = per_frame_groups->nextInContainer(per_frame_object);
+        per_frame_left = per_frame_object != nullptr;
+      }
+      continue;
+    }
     SourceFrame frame;
     frame.instance = index;
     frame.sop_class_uid = sop_class;

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -79,6 +80,12 @@ class SourceImages {
   // different Rows/Columns or orientation, missing SOP or study identifiers), naming the
   // instance at fault.
   explicit SourceImages(std::vector<DcmDataset*> datasets);
+  // Only the frames `keep` accepts (dataset index, 1-based frame number; 1 for a single-frame
+  // instance): the others are neither frames of the segmentation nor checked against it, e.g. the
+  // frames of other orientations in an enhanced multi-frame instance (a 3-plane localizer) whose
+  // SEG covers one stack. Each dataset must keep at least one frame.
+  using FrameFilter = std::function<bool(std::size_t dataset, int frame_number)>;
+  SourceImages(std::vector<DcmDataset*> datasets, FrameFilter keep);
 
   std::size_t frame_count() const { return frames_.size(); }
   const SourceFrame& frame(std::size_t index) const;
@@ -127,6 +134,7 @@ class SourceImages {
   void read_instance(std::size_t index);
 
   std::vector<DcmDataset*> datasets_;
+  FrameFilter keep_;  // empty: every frame
   std::vector<SourceFrame> frames_;
   unsigned rows_ = 0, columns_ = 0;
   std::string study_uid_, series_uid_, frame_of_reference_uid_, modality_;

@@ -174,6 +174,38 @@ TEST(AnalysisOutcomes, ImagesWithoutASeriesUidFailOnceAndTheRestOfTheStudyIsRepo
   for (const auto& f : r.findings) EXPECT_EQ(f.series_instance_uid, fundus.series_instance_uid);
 }
 
+TEST(AnalysisOutcomes, AMultiFrameInstanceInThreePlanesGetsOneSegPerPlane) {
+  // An enhanced MR whose frames lie in three planes (tests/pipeline/make_multiplane.py, from the
+  // sample MR's slices): three stacks, each with its own SEG of its own frames only. Before, the
+  // SEG sources were every frame of the instance, which one SEG cannot hold (three
+  // orientations), and the series failed after the model had run.
+  test::TempDir dir;
+  const auto slices = fixture_data().inputs("mr");
+  ASSERT_GE(slices.size(), 9u);
+  std::vector<std::string> command{"/usr/bin/python3",
+                                   (test::source_dir() / "tests/pipeline/make_multiplane.py").string(),
+                                   (dir / "planes.dcm").string(), "3"};
+  for (size_t k = 0; k < 9; ++k) command.push_back(slices[k].path.string());
+  const auto made = test::run_command(command);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const StudyResult r = analyze(test::file_inputs({dir / "planes.dcm"}), std::make_unique<test::BoxEngine>());
+  ASSERT_EQ(r.series.size(), 1u);
+  ASSERT_EQ(r.series[0].state, SeriesOutcome::State::Analysed) << r.series[0].reason;
+  std::set<std::set<int>> frames_of_segs;
+  for (const auto& o : r.objects) {
+    const fs::path file = dir / o.file_name;
+    test::write_object(file, o);
+    std::string out;
+    EXPECT_TRUE(test::dciodvfy_errors(file, &out).empty()) << o.file_name << ":\n" << out;
+    if (o.kind != "SEG") continue;
+    std::set<int> frames;
+    const auto decoded = test::read_seg_with_pydicom(file);
+    for (const auto& f : decoded["frames"]) frames.insert(f["source_frame"].get<int>());
+    frames_of_segs.insert(frames);
+  }
+  EXPECT_EQ(frames_of_segs, (std::set<std::set<int>>{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}));
+}
+
 TEST(AnalysisOutcomes, CancellationIsItsOwnType) {
   auto analyzer = make_analyzer({}, std::make_unique<test::BoxEngine>());
   std::atomic<bool> cancel{true};

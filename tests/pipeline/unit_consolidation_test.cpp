@@ -162,6 +162,51 @@ TEST(Consolidation, StridedSlicesStandForTheirSlab) {
   EXPECT_EQ(slab_thicknesses(uneven), (std::vector<double>{2, 3, 4}));
 }
 
+TEST(Consolidation, StridedSlicesOfAStackReachItsOwnEndsNotBeyond) {
+  // The analysed frames of one stack carry its extent: [first - spacing/2, last + spacing/2].
+  auto with_extent = [](std::vector<AnalysedFrame> all, double spacing, const std::vector<size_t>& sampled) {
+    const std::array<double, 2> extent{*all.front().position - spacing / 2, *all.back().position + spacing / 2};
+    std::vector<AnalysedFrame> frames;
+    for (size_t i : sampled) {
+      frames.push_back(all[i]);
+      frames.back().stack_extent = extent;
+    }
+    return frames;
+  };
+  auto total = [](const std::vector<double>& t) {
+    double sum = 0;
+    for (double v : t) sum += v;
+    return sum;
+  };
+  // 10 slices of 1 mm (extent [-0.5, 9.5] from the first), slices 0, 3, 6 and 9 analysed: the
+  // ends stand for 1.5 + 0.5 mm each, the inner ones for 3 mm; 10 mm in all, as the stack.
+  const auto frames = with_extent(stack(10, 1.0, 0.0), 1.0, {0, 3, 6, 9});
+  const auto t = slab_thicknesses(frames);
+  EXPECT_EQ(t, (std::vector<double>{2, 3, 3, 2}));
+  EXPECT_DOUBLE_EQ(total(t), 10.0);
+  std::vector<FrameMask> masks;
+  for (size_t f = 0; f < frames.size(); ++f) masks.push_back(box(f, 10, 10, 4, 5));
+  const auto found = consolidate(frames, masks, {true, false, 0, "Liver"});
+  ASSERT_EQ(found.size(), 1u);
+  ASSERT_TRUE(found[0].volume_mm3);
+  EXPECT_NEAR(*found[0].volume_mm3, 20 * 0.8 * 0.6 * 10.0, 1e-9);
+  // The same frames in descending order of position.
+  const std::vector<AnalysedFrame> descending(frames.rbegin(), frames.rend());
+  EXPECT_EQ(slab_thicknesses(descending), (std::vector<double>{2, 3, 3, 2}));
+  // 12 slices of 2.5 mm, only the first and the last analysed: 12 x 2.5 = 30 mm, not 2 x 27.5.
+  const auto ends = with_extent(stack(12, 2.5), 2.5, {0, 11});
+  EXPECT_EQ(slab_thicknesses(ends), (std::vector<double>{15, 15}));
+  EXPECT_EQ(slab_thicknesses(std::vector<AnalysedFrame>(ends.rbegin(), ends.rend())), (std::vector<double>{15, 15}));
+  // Every slice analysed: each stands for the spacing, the ends too.
+  const auto full = with_extent(stack(12, 2.5), 2.5, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+  EXPECT_EQ(slab_thicknesses(full), std::vector<double>(12, 2.5));
+  EXPECT_EQ(slab_thicknesses(std::vector<AnalysedFrame>(full.rbegin(), full.rend())), std::vector<double>(12, 2.5));
+  // Frames that disagree on the extent fall back to one-sided ends.
+  auto mixed = frames;
+  mixed.back().stack_extent.reset();
+  EXPECT_EQ(slab_thicknesses(mixed), (std::vector<double>{3, 3, 3, 3}));
+}
+
 TEST(Consolidation, SmallComponentsAreDroppedAsNoiseAndSaidSo) {
   const auto frames = stack(3);
   std::vector<FrameMask> masks = {box(0, 1, 1, 10, 10), box(1, 1, 1, 10, 10), box(1, 25, 20, 2, 2)};
