@@ -97,14 +97,14 @@ std::string describe_orientation(const std::array<double, 6>& o) {
 
 SourceImages::SourceImages(std::vector<DcmDataset*> datasets) : SourceImages(std::move(datasets), nullptr) {}
 
-SourceImages::SourceImages(std::vector<DcmDataset*> datasets, FrameFilter keep)
-    : datasets_(std::move(datasets)), keep_(std::move(keep)) {
+SourceImages::SourceImages(std::vector<DcmDataset*> datasets, const FrameFilter& keep)
+    : datasets_(std::move(datasets)) {
   if (datasets_.empty()) throw SegmentationError("no source images were given");
   std::set<std::string> seen;
   for (size_t i = 0; i < datasets_.size(); ++i) {
     if (!datasets_[i]) throw SegmentationError("source instance " + std::to_string(i + 1) + " is null");
     const size_t before = frames_.size();
-    read_instance(i);
+    read_instance(i, keep);
     if (frames_.size() == before)
       throw SegmentationError("source instance " + std::to_string(i + 1) + " has none of the frames asked for");
     const std::string& sop = frames_.back().sop_instance_uid;
@@ -123,7 +123,7 @@ SourceImages::SourceImages(std::vector<DcmDataset*> datasets, FrameFilter keep)
   }
 }
 
-void SourceImages::read_instance(size_t index) {
+void SourceImages::read_instance(size_t index, const FrameFilter& keep) {
   DcmDataset& ds = *datasets_[index];
   const std::string sop_class = get_string(ds, DCM_SOPClassUID);
   const std::string sop_instance = get_string(ds, DCM_SOPInstanceUID);
@@ -208,27 +208,20 @@ void SourceImages::read_instance(size_t index) {
   DcmObject* per_frame_object = nullptr;
   bool per_frame_left = per_frame_groups != nullptr;
   for (long f = 1; f <= frames; ++f) {
-    const bool kept = !keep_ || keep_(index, static_cast<int>(f));
-    if (!kept) {
-      // Left out, unread; the per-frame items still advance in step with the frames.
-      if (enhanced && per_frame_left) {
-        per_frame_object = per_frame_groups->nextInContainer(per_frame_object);
-        per_frame_left = per_frame_object != nullptr;
-      }
-      continue;
+    // The frame's per-frame item, in step with the frames whether the frame is kept or not. A
+    // frame past the end of a sequence that is too short has only the shared groups: no
+    // position, like a frame whose item lacks one (dicom/ leaves both out of its stacks).
+    if (per_frame_left) {
+      per_frame_object = per_frame_groups->nextInContainer(per_frame_object);
+      per_frame_left = per_frame_object != nullptr;
     }
+    if (keep && !keep(index, static_cast<int>(f))) continue;  // left out, unread
     SourceFrame frame;
     frame.instance = index;
     frame.sop_class_uid = sop_class;
     frame.sop_instance_uid = sop_instance;
     frame.frame_number = frames > 1 ? static_cast<int>(f) : 0;
     if (enhanced) {
-      // A frame past the end of a sequence that is too short has only the shared groups: no
-      // position, like a frame whose item lacks one (dicom/ leaves both out of its stacks).
-      if (per_frame_left) {
-        per_frame_object = per_frame_groups->nextInContainer(per_frame_object);
-        per_frame_left = per_frame_object != nullptr;
-      }
       DcmItem* per_frame = per_frame_left ? OFstatic_cast(DcmItem*, per_frame_object) : nullptr;
       frame.position =
           functional_group_value<3>(per_frame, shared, DCM_PlanePositionSequence, DCM_ImagePositionPatient);

@@ -85,7 +85,7 @@ class SourceImages {
   // frames of other orientations in an enhanced multi-frame instance (a 3-plane localizer) whose
   // SEG covers one stack. Each dataset must keep at least one frame.
   using FrameFilter = std::function<bool(std::size_t dataset, int frame_number)>;
-  SourceImages(std::vector<DcmDataset*> datasets, FrameFilter keep);
+  SourceImages(std::vector<DcmDataset*> datasets, const FrameFilter& keep);
 
   std::size_t frame_count() const { return frames_.size(); }
   const SourceFrame& frame(std::size_t index) const;
@@ -131,10 +131,10 @@ class SourceImages {
   ResultsHeader header_in_utf8() const;
 
  private:
-  void read_instance(std::size_t index);
+  // Reads the frames of dataset `index` that `keep` accepts (all when it is empty).
+  void read_instance(std::size_t index, const FrameFilter& keep);
 
   std::vector<DcmDataset*> datasets_;
-  FrameFilter keep_;  // empty: every frame
   std::vector<SourceFrame> frames_;
   unsigned rows_ = 0, columns_ = 0;
   std::string study_uid_, series_uid_, frame_of_reference_uid_, modality_;
