@@ -84,8 +84,7 @@ SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts
                          " for this " + series.modality + " series (it has " + join(available) + ")";
   }
   const std::string window = default_window(plan.rule, series.modality);
-  std::map<size_t, int> repeats;         // kept question -> how often it was asked again
-  std::map<size_t, size_t> repeat_note;  // kept question -> its note in plan.notes
+  std::map<size_t, std::pair<size_t, int>> repeated;  // kept question -> (its note in plan.notes, times asked)
   for (const auto& q : request.questions) {
     if (!q.series_instance_uid.empty() && q.series_instance_uid != series_instance_uid) continue;
     PlannedQuestion p;
@@ -115,14 +114,10 @@ SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts
       const size_t kept = static_cast<size_t>(same - plan.questions.begin());
       const std::string by = same->task == "question" ? "an earlier question" : "task " + same->task;
       const std::string note = "question \"" + p.prompt + "\" asked once: it is already asked by " + by;
-      const int times = ++repeats[kept] + 1;
-      auto& index = repeat_note[kept];
-      if (times == 2) {
-        index = plan.notes.size();
-        plan.notes.push_back(note);
-      } else {
-        plan.notes[index] = note + " (asked " + std::to_string(times) + " times)";
-      }
+      auto [it, first_repeat] = repeated.try_emplace(kept, plan.notes.size(), 1);
+      auto& [index, times] = it->second;
+      if (first_repeat) plan.notes.push_back(note);
+      if (++times > 2) plan.notes[index] = note + " (asked " + std::to_string(times) + " times)";
       continue;
     }
     plan.questions.push_back(std::move(p));
