@@ -569,6 +569,25 @@ std::string Instance::image_problem() const {
   return {};
 }
 
+std::string Instance::frame_count_note() const {
+  const auto& p = pixels_;
+  if (!p.has_pixel_data || p.encapsulated || p.rows <= 0 || p.columns <= 0 || p.samples_per_pixel <= 0 ||
+      p.bits_allocated <= 0 || p.bits_allocated % 8 != 0)
+    return {};
+  unsigned long long frame_bytes =
+      (unsigned long long)p.rows * p.columns * p.samples_per_pixel * (unsigned long long)(p.bits_allocated / 8);
+  if (p.photometric_interpretation == "YBR_FULL_422") frame_bytes = frame_bytes * 2 / 3;
+  DcmElement* element = nullptr;
+  if (frame_bytes == 0 || file_->getDataset()->findAndGetElement(DCM_PixelData, element).bad() || !element) return {};
+  const unsigned long long whole_frames = element->getLengthField() / frame_bytes;
+  if (whole_frames <= (unsigned long long)p.number_of_frames) return {};
+  const std::string declared = get_string(file_->getDataset(), DCM_NumberOfFrames);
+  return source_ + ": " + tag_name(DCM_PixelData) + " holds " + std::to_string(whole_frames) + " frames of " +
+         std::to_string(p.columns) + "x" + std::to_string(p.rows) + ", but " + tag_name(DCM_NumberOfFrames) +
+         (declared.empty() ? " is absent" : " says " + declared) + ": only the first " +
+         std::to_string(p.number_of_frames) + " read";
+}
+
 namespace {
 struct TransferSyntaxEntry {
   const char* uid;

@@ -150,6 +150,10 @@ class Instance {
   // Pixel Data, Rows, Columns, Bits Allocated, an unknown photometric interpretation, a
   // transfer syntax that no codec here decodes... naming the file and the attribute.
   std::string image_problem() const;
+  // Uncompressed pixel data that holds more whole frames than NumberOfFrames declares (or than
+  // the one frame an instance without it has): what is read and what is not, naming the file;
+  // "" otherwise. The declared frames are read; the rest cannot be placed (no per-frame data).
+  std::string frame_count_note() const;
   bool is_multiframe() const { return pixels_.number_of_frames > 1; }
 
   // The parsed dataset, for the SEG/SR writers (DCMTK API). Never null.

@@ -158,9 +158,10 @@ SeriesCollection group_into_series(std::vector<Instance> instances) {
         } else if (&i != representative) {
           if (ModalityClass c = classify_modality(i); !c.modality) left_out = i.source() + ": " + c.reason;
         }
-        if (left_out.empty())
+        if (left_out.empty()) {
+          if (std::string note = i.frame_count_note(); !note.empty()) series.problems.push_back(note);
           kept.push_back(std::move(i));
-        else
+        } else
           series.problems.push_back(left_out + " (left out; the series' other instances are read)");
       }
       series.instances = std::move(kept);

@@ -264,6 +264,41 @@ TEST_F(EditedInput, ALocalizerAmongTheSlicesIsLeftOutAndDoesNotDecideTheSeries) 
   EXPECT_CONTAINS(only_scout.series[0].modality.reason, "localizer");
 }
 
+// Pixel data with more frames than NumberOfFrames declares (or 0, or none declared): the
+// declared frames are read, and the series says which file holds how many more.
+TEST_F(EditedInput, MoreFramesInThePixelDataThanDeclaredAreNamed) {
+  const Instance us = Instance::read_file(test::sample_file("us"));
+  EXPECT_EQ(us.frame_count_note(), "");
+  EXPECT_EQ(Instance::read_file(test::sample_file("ct")).frame_count_note(), "");
+  const int frames = us.pixels().number_of_frames;
+  ASSERT_GT(frames, 3);
+  const std::string size = std::to_string(us.pixels().columns) + "x" + std::to_string(us.pixels().rows);
+  const std::string fewer = std::to_string(frames - 3);
+  for (const std::string& declared : {fewer, std::string("0"), std::string()}) {
+    SCOPED_TRACE(declared.empty() ? "absent" : declared);
+    const fs::path folder = dir_ / ("declared-" + (declared.empty() ? "none" : declared));
+    fs::create_directories(folder);
+    test::edit_dicom(test::sample_file("us"), folder / "cine.dcm", [&](DcmDataset& ds) {
+      if (declared.empty())
+        ds.findAndDeleteElement(DCM_NumberOfFrames);
+      else
+        test::put(ds, DCM_NumberOfFrames, declared);
+    });
+    const Instance cine = Instance::read_file(folder / "cine.dcm");
+    const int read = declared == fewer ? frames - 3 : 1;
+    EXPECT_EQ(cine.pixels().number_of_frames, read);
+    const std::string expected = "cine.dcm: PixelData (7FE0,0010) holds " + std::to_string(frames) + " frames of " +
+                                 size + ", but NumberOfFrames (0028,0008) " +
+                                 (declared.empty() ? "is absent" : "says " + declared) + ": only the first " +
+                                 std::to_string(read) + " read";
+    EXPECT_CONTAINS(cine.frame_count_note(), expected);
+    SeriesCollection c = read_series({folder});
+    ASSERT_EQ(c.series.size(), 1u);
+    ASSERT_EQ(c.series[0].problems.size(), 1u);
+    EXPECT_CONTAINS(c.series[0].problems[0], expected);
+  }
+}
+
 TEST_F(EditedInput, UndecodableTransferSyntaxAndDamagedCompressedData) {
   // An MPEG-2 encapsulated instance: recognised, refused by name.
   const fs::path mpeg = edited(
