@@ -497,7 +497,7 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
       f.measurements.push_back({"Long axis", found.key_diameter.length, "mm"});
       w.measurements->push_back(sr::long_axis_mm(found.key_diameter.length));
     }
-    if (run.video) {
+    if (unit.video) {
       // The tracked object's area on every frame it is on (mm2 when the spacing is known).
       f.frame_area_unit = found.key_area_mm2 ? "mm2" : "pixels";
       for (const auto& [frame, mask] : found.masks)
@@ -550,7 +550,7 @@ std::vector<std::string> report_answers(const SeriesRun& run, const UnitPlan& un
       const Unit& u = units.units[unit];
       std::string where = run.modality + " series " + std::to_string(identity.series_number);
       if (!identity.series_description.empty()) where += " (" + identity.series_description + ")";
-      if (u.frames.size() > 1 && run.video)
+      if (u.video)
         where += ", " + std::to_string(u.frames.size()) + (u.key.rfind("stack", 0) == 0 ? " slices" : " frames") +
                  " as one video";
       else if (u.frames.size() > 1)
@@ -695,15 +695,30 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   } else if (wanted == config::SeriesMode::Video && requests.size() > 1) {
     selection = select_views(requests, std::nullopt, max_views);
     units = group_into_units(series, requests, selection.selected);
-    const bool sequences = std::all_of(units.units.begin(), units.units.end(),
-                                       [](const Unit& u) { return u.sequence && !u.slide && u.frames.size() > 1; });
+    // Each sequence is one video; the other units of the series (a still image beside a cine, a
+    // lone slice in another plane beside a volume) are asked frame by frame, as they would be
+    // in a series of their own.
+    auto is_sequence = [](const Unit& u) { return u.sequence && !u.slide && u.frames.size() > 1; };
+    const size_t sequences = static_cast<size_t>(std::count_if(units.units.begin(), units.units.end(), is_sequence));
     const bool boxed = std::any_of(run.plan.questions.begin(), run.plan.questions.end(),
                                    [](const PlannedQuestion& q) { return q.box.has_value(); });
-    if (!sequences)
+    if (sequences == 0)
       video_refused = "video mode needs frames that follow each other (a stack, a cine); asked slice by slice";
     else if (boxed)
       video_refused = "a question with a drawn box is asked slice by slice, not in video mode";
     run.video = video_refused.empty();
+    if (run.video && sequences < units.units.size()) {
+      size_t alone = 0;
+      for (Unit& u : units.units) {
+        u.video = is_sequence(u);
+        if (!u.video) alone += u.frames.size();
+      }
+      outcome.notes.push_back("video mode for " + std::to_string(sequences) + " sequence(s) of frames; " +
+                              std::to_string(alone) +
+                              " frame(s) that follow no other (a single image, a lone slice) asked one by one");
+    } else if (run.video) {
+      for (Unit& u : units.units) u.video = true;
+    }
   }
   if (!run.video) {
     selection = select_views(requests, rule ? rule->slices : std::nullopt, max_views);
@@ -718,12 +733,18 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   if (!selection.note.empty()) outcome.notes.push_back(selection.note);
   outcome.frames_analysed = static_cast<int>(selection.selected.size());
   for (const auto& note : units.notes) outcome.notes.push_back(note);
-  std::vector<std::vector<int>> key_frames;
-  if (run.video)
-    for (const auto& u : units.units) {
-      key_frames.push_back(video_key_frames(u.frames.size(), rule ? rule->slices : std::nullopt));
-      for (int k : key_frames.back()) outcome.key_frames.push_back(k);
+  std::vector<std::vector<int>> key_frames;  // per unit, its frames
+  if (run.video) {
+    // The series reports them among its analysed views (a unit's frames counted in the series).
+    std::map<std::pair<size_t, size_t>, int> analysed_index;
+    for (size_t i = 0; i < units.place.size(); ++i) analysed_index[units.place[i]] = static_cast<int>(i);
+    for (size_t u = 0; u < units.units.size(); ++u) {
+      const Unit& unit = units.units[u];
+      key_frames.push_back(unit.video ? video_key_frames(unit.frames.size(), rule ? rule->slices : std::nullopt)
+                                      : std::vector<int>());
+      for (int k : key_frames.back()) outcome.key_frames.push_back(analysed_index.at({u, static_cast<size_t>(k)}));
     }
+  }
 
   // --- whole slides: one stitched result per question, filled as the masks come -------------------
   std::vector<std::unique_ptr<SlideStitcher>> stitchers;
@@ -755,26 +776,36 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   };
 
   // --- the model ---------------------------------------------------------------------------------
-  const ModelPass pass{
-      *engine_,
-      series,
-      run.modality,
-      requests,
-      selection.selected,
-      units.place,
-      run.plan,
-      static_cast<size_t>(std::max(1, settings_.batch_size)),
-      run.cancel,
-      timings_,
-      report,
-      *run.calls_done,
-      stitchers.empty() ? std::function<void(size_t, const dicom::ViewProvenance&, FrameMask&)>() : slide_masks,
-      prompt_every,
-      trained_ ? trained_->prompted_in_attention() : -1};
+  // The views of the units read as videos, and the others (every view outside video mode).
+  std::vector<size_t> video_selected, image_selected;
+  std::vector<std::pair<size_t, size_t>> video_place, image_place;
+  for (size_t i = 0; i < selection.selected.size(); ++i) {
+    const bool in_video = units.units.at(units.place.at(i).first).video;
+    (in_video ? video_selected : image_selected).push_back(selection.selected[i]);
+    (in_video ? video_place : image_place).push_back(units.place[i]);
+  }
+  auto pass_over = [&](const std::vector<size_t>& selected, const std::vector<std::pair<size_t, size_t>>& place) {
+    return ModelPass{
+        *engine_,
+        series,
+        run.modality,
+        requests,
+        selected,
+        place,
+        run.plan,
+        static_cast<size_t>(std::max(1, settings_.batch_size)),
+        run.cancel,
+        timings_,
+        report,
+        *run.calls_done,
+        stitchers.empty() ? std::function<void(size_t, const dicom::ViewProvenance&, FrameMask&)>() : slide_masks,
+        prompt_every,
+        trained_ ? trained_->prompted_in_attention() : -1};
+  };
   std::vector<QuestionResult> results;
-  if (run.video) {
+  if (!video_selected.empty()) {
     try {
-      results = run_video_pass(pass, units.units.size(), key_frames, outcome.views);
+      results = run_video_pass(pass_over(video_selected, video_place), units.units.size(), key_frames, outcome.views);
     } catch (const inference::DeviceOutOfMemory& e) {
       // Its own line already says what to change; asking slice by slice is not the remedy.
       if (run.cancel && run.cancel->load()) throw Cancelled();
@@ -787,8 +818,18 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
                           std::to_string(series.identity.series_number) + " (" + series_uid + "): " + e.what() +
                           " (not analysed; a task rule with \"mode\": \"slices\" asks its frames one by one)");
     }
-  } else {
-    results = run_model_pass(pass, outcome.views);
+  }
+  if (!image_selected.empty() || video_selected.empty()) {
+    std::vector<QuestionResult> asked = run_model_pass(pass_over(image_selected, image_place), outcome.views);
+    if (results.empty()) {
+      results = std::move(asked);
+    } else {
+      // Disjoint units: each video's results and each other unit's sit side by side.
+      for (size_t q = 0; q < asked.size(); ++q) {
+        for (auto& [unit, masks] : asked[q].masks) results.at(q).masks[unit] = std::move(masks);
+        for (auto& [unit, texts] : asked[q].texts) results.at(q).texts[unit] = std::move(texts);
+      }
+    }
   }
 
   // --- findings, their SEGs and SR groups, report text, previews ------------------------------------
@@ -805,10 +846,16 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   {
     Stopwatch t(timings_.writing);
     report("writing", "writing results");
-    seg::AlgorithmIdentity identity = algorithm();
-    identity.parameters += "; mode " + outcome.mode;
-    if (prompt_every > 0) identity.parameters += "; prompted every " + std::to_string(prompt_every) + " frames";
-    for (size_t u = 0; u < units.units.size(); ++u) write_unit(run, units, u, findings, identity, out, finding_work);
+    for (size_t u = 0; u < units.units.size(); ++u) {
+      // The mode that read this unit (a still image beside a cine is asked on its own).
+      seg::AlgorithmIdentity identity = algorithm();
+      const bool video = units.units[u].video;
+      identity.parameters +=
+          std::string("; mode ") + config::mode_name(video ? config::SeriesMode::Video : config::SeriesMode::Slices);
+      if (video && prompt_every > 0)
+        identity.parameters += "; prompted every " + std::to_string(prompt_every) + " frames";
+      write_unit(run, units, u, findings, identity, out, finding_work);
+    }
     out.answers = report_answers(run, units, results, findings);
   }
   if (settings_.previews) {

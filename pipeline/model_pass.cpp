@@ -247,6 +247,7 @@ std::vector<QuestionResult> run_video_pass(const ModelPass& pass, size_t units,
     for (size_t u = 0; u < units; ++u) {
       check_cancel(pass.cancel);
       const size_t n = unit_views[u].size();
+      if (n == 0) continue;  // a unit asked frame by frame (a still image beside a cine)
       const bool stack = n > 0 && pass.requests[unit_views[u].front()].stack_index >= 0;
       const std::string frames_text = std::to_string(n) + (stack ? " slices" : " frames");
       std::vector<dicom::ViewProvenance> provenance;

@@ -114,12 +114,12 @@ std::vector<FrameMask> track_masks(const inference::VideoAnswer& answer, const i
                                    const std::vector<dicom::ViewProvenance>& provenance, bool keep_phrase,
                                    const std::string& fallback);
 
-// Video mode over the units of `pass` (all sequences of two frames or more): per window, each
-// unit's frames rendered and encoded once as a video; every question of that window asked of
-// it, with `key_frames[unit]` to the language model and propagation both ways from them.
-// Progress per propagated frame; cancellation between frames. Results in `tracks` (and the
-// answer's sentence on every frame in `texts`). Throws Cancelled, PipelineError or the
-// engine's error.
+// Video mode over the units that have views in `pass` (sequences of two frames or more; units
+// without views are left to run_model_pass): per window, each unit's frames rendered and
+// encoded once as a video; every question of that window asked of it, with `key_frames[unit]`
+// to the language model and propagation both ways from them. Progress per propagated frame;
+// cancellation between frames. Results in `tracks` (and the answer's sentence on every frame
+// in `texts`). Throws Cancelled, PipelineError or the engine's error.
 std::vector<QuestionResult> run_video_pass(const ModelPass& pass, size_t units,
                                            const std::vector<std::vector<int>>& key_frames, int& views);
 

@@ -19,6 +19,10 @@ struct Unit {
   std::string key;        // "stack 0", "instance 3", "images 640x480", "slide"
   bool sequence = false;  // frames are neighbours in order (a stack, a cine)
   bool slide = false;     // whole-slide regions (no SEG)
+  // Read in video mode (set by the analyzer): a sequence of two frames or more in a series read
+  // as video. The other units of such a series (single images beside a cine) are asked frame by
+  // frame.
+  bool video = false;
   std::vector<AnalysedFrame> frames;
   std::vector<dicom::ViewRequest> requests;  // per frame: the view it was analysed on
   // A stack's unit: every frame of its stack, analysed or not, as (instance index, 1-based frame

@@ -4,8 +4,10 @@
 // reported per frame and cancellation stops between frames, a failing video fails its series
 // by name, and slices mode gives what it always gave.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/dcmdata/dctk.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/model_pass.h"
@@ -122,6 +124,94 @@ TEST(AnalysisInVideoMode, OneTrackedObjectIsOneFindingAcrossTheFrames) {
   ASSERT_NE(sr, nullptr);
   const std::string sr_bytes(sr->bytes.begin(), sr->bytes.end());
   EXPECT_NE(sr_bytes.find(s.series_instance_uid + " video"), std::string::npos);
+}
+
+// An ultrasound series of two cines and a still image (the first cine's first frame stored on
+// its own, as scanners do): each cine is read as one video, the still is asked as an image,
+// each gets its SEG saying which mode read it, the series says how many frames were asked one
+// by one, and its key frames count among all its analysed frames. (The whole series used to
+// fall back to slices mode, every cine frame asked on its own.)
+TEST(AnalysisInVideoMode, CinesAndAStillImageOfOneSeriesAreVideosAndAnImage) {
+  const test::TempDir dir;
+  std::vector<InstanceInput> inputs = fixture_data().inputs("us");
+  ASSERT_EQ(inputs.size(), 1u);
+  // A copy of the cine as instance `number` with its own SOP Instance UID; `still`: its first
+  // frame alone, as an Ultrasound Image.
+  auto copy = [&](int number, bool still) {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(inputs[0].path.c_str()).good());
+    DcmDataset& ds = *file.getDataset();
+    const std::string uid = "1.2.826.0.1.3680043.10.1082.7." + std::to_string(number);
+    if (still) {
+      Uint16 rows = 0, columns = 0;
+      const Uint8* pixels = nullptr;
+      ASSERT_TRUE(ds.findAndGetUint16(DCM_Rows, rows).good());
+      ASSERT_TRUE(ds.findAndGetUint16(DCM_Columns, columns).good());
+      ASSERT_TRUE(ds.findAndGetUint8Array(DCM_PixelData, pixels).good());
+      const std::vector<Uint8> first(pixels, pixels + size_t(rows) * columns);
+      ds.putAndInsertUint8Array(DCM_PixelData, first.data(), Uint32(first.size()));
+      for (const DcmTagKey& tag : {DCM_NumberOfFrames, DCM_FrameTime, DCM_FrameIncrementPointer}) delete ds.remove(tag);
+      ds.putAndInsertString(DCM_SOPClassUID, UID_UltrasoundImageStorage);
+      file.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPClassUID, UID_UltrasoundImageStorage);
+    }
+    ds.putAndInsertString(DCM_SOPInstanceUID, uid.c_str());
+    ds.putAndInsertString(DCM_InstanceNumber, std::to_string(number).c_str());
+    file.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPInstanceUID, uid.c_str());
+    const fs::path path = dir / ("instance-" + std::to_string(number) + ".dcm");
+    ASSERT_TRUE(file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good());
+    inputs.push_back({path.string(), {}, path});
+  };
+  copy(2, false);
+  copy(3, true);
+  ASSERT_EQ(inputs.size(), 3u);
+  AnalysisRequest request;
+  request.tasks = {"abnormality"};
+  const VideoRun run = run_boxes(inputs, {}, request, [](test::BoxEngine& e) { e.video_moving = true; });
+  ASSERT_EQ(run.result.series.size(), 1u);
+  const SeriesOutcome& s = run.result.series[0];
+  ASSERT_EQ(s.state, SeriesOutcome::State::Analysed) << s.reason;
+  EXPECT_EQ(s.mode, "video");
+  EXPECT_EQ(s.frames_analysed, 33);
+  EXPECT_EQ(run.engine->video_frame_counts, (std::vector<int>{16, 16}));  // the cines
+  // Each cine's 5 key frames, counted among the series' 33 analysed frames (the still last).
+  EXPECT_EQ(s.key_frames, (std::vector<int>{0, 4, 8, 11, 15, 16, 20, 24, 27, 31}));
+  EXPECT_EQ(run.engine->frames_propagated, 32);
+  EXPECT_EQ(run.engine->questions.size(), 3u);  // once of each video, once of the still
+  bool said = false;
+  for (const auto& n : s.notes)
+    said |= n.find("video mode for 2 sequence(s) of frames; 1 frame(s) that follow no other") != std::string::npos;
+  EXPECT_TRUE(said) << testing::PrintToString(s.notes);
+
+  // One finding tracked through the 16 frames of each cine, one on the still.
+  ASSERT_EQ(run.result.findings.size(), 3u);
+  size_t tracked = 0, still = 0;
+  for (const Finding& f : run.result.findings) {
+    tracked += f.frame_areas.size() == 16 ? 1 : 0;
+    still += f.frame_areas.empty() ? 1 : 0;
+  }
+  EXPECT_EQ(tracked, 2u);
+  EXPECT_EQ(still, 1u);
+
+  // A SEG per cine and one for the still, each naming the mode that read its frames, all valid.
+  std::vector<std::string> modes;
+  for (const auto& o : run.result.objects) {
+    if (o.kind != "SEG") continue;
+    const std::string bytes(o.bytes.begin(), o.bytes.end());
+    const bool video = bytes.find("mode video") != std::string::npos;
+    const bool slices = bytes.find("mode slices") != std::string::npos;
+    EXPECT_NE(video, slices);
+    modes.push_back(video ? "video" : "slices");
+    const fs::path file = dir / ("seg-" + std::to_string(modes.size()) + ".dcm");
+    test::write_object(file, o);
+    std::string out;
+    EXPECT_TRUE(test::dciodvfy_errors(file, &out).empty()) << out;
+    const auto j = test::read_seg_with_pydicom(file);
+    size_t drawn = 0;  // frames with pixels (not an empty padding frame)
+    for (const auto& frame : j["frames"]) drawn += frame["pixels"].get<int>() > 0 ? 1 : 0;
+    EXPECT_EQ(drawn, video ? 16u : 1u) << j.dump(2);
+  }
+  std::sort(modes.begin(), modes.end());
+  EXPECT_EQ(modes, (std::vector<std::string>{"slices", "video", "video"}));
 }
 
 // Two [SEG]s of one answer are two tracked objects: two findings, numbered by size.
