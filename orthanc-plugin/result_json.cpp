@@ -24,6 +24,7 @@ json to_json(const pipeline::Finding& f) {
               {"SeriesInstanceUID", f.series_instance_uid},
               {"TrackingUID", f.tracking_uid},
               {"SegmentNumber", f.segment_number},
+              {"SegSOPInstanceUID", f.seg_sop_instance_uid},
               {"Confidence", f.confidence},
               {"Measurements", measurements},
               {"KeyInstanceUID", f.key_instance_uid},

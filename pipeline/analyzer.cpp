@@ -91,6 +91,28 @@ struct FindingWork {
   std::array<int, 4> slide_box{};
 };
 
+// One image of a series that holds several kinds (a still beside a cine), as a reader finds it:
+// its Instance Number (and frame), else its SOP Instance UID.
+std::string single_image_name(const dicom::Series& series, const AnalysedFrame& frame) {
+  const dicom::Instance& instance = series.instances.at(frame.instance_index);
+  std::string name = instance.instance_number() > 0 ? "instance " + std::to_string(instance.instance_number())
+                                                    : "image " + instance.sop_instance_uid();
+  if (instance.is_multiframe()) name += " frame " + std::to_string(frame.frame_number);
+  return name;
+}
+
+// What a unit's SEG covers, for its SeriesDescription when the series has several SEGs.
+std::string unit_name(const dicom::Series& series, const Unit& unit) {
+  if (unit.frames.empty()) return unit.key;
+  if (unit.frames.size() == 1) return single_image_name(series, unit.frames.front());
+  const dicom::Instance& first = series.instances.at(unit.frames.front().instance_index);
+  if (!unit.stack_label.empty()) return unit.stack_label;
+  if (unit.key.rfind("instance", 0) == 0 && first.instance_number() > 0)
+    return std::to_string(unit.frames.size()) + " frames of instance " + std::to_string(first.instance_number());
+  return std::to_string(unit.frames.size()) + " images " + std::to_string(unit.frames.front().columns) + "x" +
+         std::to_string(unit.frames.front().rows);
+}
+
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
@@ -432,6 +454,7 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
       Finding f = slide_finding(unit_findings[n]);
       f.segment_number = static_cast<int>(n + 1);
       f.tracking_uid = written.tracking_uids.at(n);
+      f.seg_sop_instance_uid = written.sop_instance_uid;
       out.findings.push_back(std::move(f));
       finding_work.push_back(unit_findings[n]);
     }
@@ -501,7 +524,7 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
       // The tracked object's area on every frame it is on (mm2 when the spacing is known).
       f.frame_area_unit = found.key_area_mm2 ? "mm2" : "pixels";
       for (const auto& [frame, mask] : found.masks)
-        f.frame_areas.emplace_back(static_cast<int>(frame),
+        f.frame_areas.emplace_back(unit.positions.at(frame),
                                    double(count_pixels(mask)) * frame_area_scale(found, unit.frames[frame]));
     }
     to_write.push_back(std::move(w));
@@ -511,6 +534,8 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
   options.algorithm = algorithm;
   options.series_number = 9001 + run.segs_before + static_cast<int>(out.outputs.size());
   options.series_description = "UniBiomed segmentation";
+  // A series read in several parts (cines and stills, stacks) has a SEG per part: say which.
+  if (units.units.size() > 1) options.series_description += " (" + unit_name(series, unit) + ")";
   options.sop_instance_uid = derive_uid(run.seed, series_uid, "SEG instance" + unit_tag);
   options.series_instance_uid = derive_uid(run.seed, series_uid, "SEG series" + unit_tag);
   output->written = write_findings(*output->sources, std::move(to_write), options);
@@ -523,6 +548,7 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
       written.segmentation_type + (written.fractional_type.empty() ? "" : " " + written.fractional_type);
   for (size_t n = 0; n < unit_out.size(); ++n) {
     unit_out[n].tracking_uid = written.tracking_uids.at(n);
+    unit_out[n].seg_sop_instance_uid = written.sop_instance_uid;
     take_reported_area(unit_out[n].measurements, output->written.reported.at(n));
     out.findings.push_back(std::move(unit_out[n]));
     finding_work.push_back(unit_findings[n]);
@@ -556,6 +582,8 @@ std::vector<std::string> report_answers(const SeriesRun& run, const UnitPlan& un
       else if (u.frames.size() > 1)
         where += ", " + std::string(u.sequence ? "slice " : "image ") + std::to_string(chosen->frame + 1) + "/" +
                  std::to_string(u.frames.size());
+      else if (units.units.size() > 1 && !u.frames.empty())
+        where += ", " + single_image_name(*run.series, u.frames.front());
       answers.push_back(where + ", " + question.task + ": " + chosen->text);
     }
   }
@@ -715,7 +743,8 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
       }
       outcome.notes.push_back("video mode for " + std::to_string(sequences) + " sequence(s) of frames; " +
                               std::to_string(alone) +
-                              " frame(s) that follow no other (a single image, a lone slice) asked one by one");
+                              " frame(s) with no analysed neighbour (a single image, a lone slice, a sequence "
+                              "thinned to one frame) asked one by one");
     } else if (run.video) {
       for (Unit& u : units.units) u.video = true;
     }
@@ -734,17 +763,13 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   outcome.frames_analysed = static_cast<int>(selection.selected.size());
   for (const auto& note : units.notes) outcome.notes.push_back(note);
   std::vector<std::vector<int>> key_frames;  // per unit, its frames
-  if (run.video) {
-    // The series reports them among its analysed views (a unit's frames counted in the series).
-    std::map<std::pair<size_t, size_t>, int> analysed_index;
-    for (size_t i = 0; i < units.place.size(); ++i) analysed_index[units.place[i]] = static_cast<int>(i);
-    for (size_t u = 0; u < units.units.size(); ++u) {
-      const Unit& unit = units.units[u];
+  if (run.video)
+    for (const Unit& unit : units.units) {
       key_frames.push_back(unit.video ? video_key_frames(unit.frames.size(), rule ? rule->slices : std::nullopt)
                                       : std::vector<int>());
-      for (int k : key_frames.back()) outcome.key_frames.push_back(analysed_index.at({u, static_cast<size_t>(k)}));
+      // The series reports them among its analysed frames (Unit::positions).
+      for (int k : key_frames.back()) outcome.key_frames.push_back(unit.positions.at(static_cast<size_t>(k)));
     }
-  }
 
   // --- whole slides: one stitched result per question, filled as the masks come -------------------
   std::vector<std::unique_ptr<SlideStitcher>> stitchers;

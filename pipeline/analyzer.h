@@ -96,6 +96,7 @@ struct Finding {
   std::string series_instance_uid;
   std::string tracking_uid;        // shared by the SEG segment and the SR group
   int segment_number = 0;          // in that series' SEG (0 = no mask)
+  std::string seg_sop_instance_uid;  // the SEG that holds the segment (a series may have several)
   double confidence = 0;           // from the mask probabilities and the IoU head
   std::vector<Measurement> measurements;
   std::string key_instance_uid;    // the slice/frame that shows it best
@@ -105,8 +106,9 @@ struct Finding {
   double mean_iou = 0;             // the IoU head's predictions, pixel-weighted
   std::string preview_file;        // its StudyResult::previews entry, when rendered
   std::string side;                // "right" or "left" (the patient's) for a side of a paired organ
-  // Video mode: the tracked object's area per frame it is on, (analysed frame 0-based, area),
-  // in frame_area_unit ("mm2", or "pixels" without a pixel spacing); empty in slices mode.
+  // Video mode: the tracked object's area per frame it is on, (frame, area), the frame's
+  // 0-based position among the series' analysed frames (as key_frames), in frame_area_unit ("mm2", or "pixels" without
+  // a pixel spacing); empty in slices mode.
   std::vector<std::pair<int, double>> frame_areas;
   std::string frame_area_unit;
 };

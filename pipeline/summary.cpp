@@ -61,6 +61,7 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
               {"series_instance_uid", f.series_instance_uid},
               {"tracking_uid", f.tracking_uid},
               {"segment_number", f.segment_number},
+              {"seg_sop_instance_uid", f.seg_sop_instance_uid},
               {"confidence", round_to(f.confidence, 1e-4)},
               {"mean_probability", round_to(f.mean_probability, 1e-4)},
               {"mean_iou", round_to(f.mean_iou, 1e-4)},

@@ -109,12 +109,15 @@ UnitPlan group_into_units(const dicom::Series& series, const std::vector<dicom::
       u.key = it->first;
       u.slide = r.slide_region.has_value();
       u.sequence = !u.slide && (r.stack_index >= 0 || instance.is_multiframe());
-      if (!u.slide && r.stack_index >= 0 && static_cast<size_t>(r.stack_index) < stacks.stacks.size())
+      if (!u.slide && r.stack_index >= 0 && static_cast<size_t>(r.stack_index) < stacks.stacks.size()) {
+        u.stack_label = stacks.stacks[r.stack_index].label;
         for (const dicom::SliceRef& slice : stacks.stacks[r.stack_index].slices)
           u.stack_frames.emplace(slice.instance_index, slice.frame_number);
+      }
       plan.units.push_back(std::move(u));
     }
     Unit& unit = plan.units[it->second];
+    unit.positions.push_back(static_cast<int>(plan.place.size()));
     plan.place.emplace_back(it->second, unit.frames.size());
     unit.frames.push_back(analysed_frame(r, instance, stacks));
     unit.requests.push_back(r);

@@ -17,6 +17,7 @@ namespace unibiomed::pipeline {
 
 struct Unit {
   std::string key;        // "stack 0", "instance 3", "images 640x480", "slide"
+  std::string stack_label;  // a stack's unit: its label ("axial 60 slices", dicom::SliceStack)
   bool sequence = false;  // frames are neighbours in order (a stack, a cine)
   bool slide = false;     // whole-slide regions (no SEG)
   // Read in video mode (set by the analyzer): a sequence of two frames or more in a series read
@@ -25,6 +26,9 @@ struct Unit {
   bool video = false;
   std::vector<AnalysedFrame> frames;
   std::vector<dicom::ViewRequest> requests;  // per frame: the view it was analysed on
+  // Per frame: its position among the series' analysed frames (0-based), the numbering of
+  // summary.json's key_frames and frame_areas.
+  std::vector<int> positions;
   // A stack's unit: every frame of its stack, analysed or not, as (instance index, 1-based frame
   // number). Its SEG's sources are these frames only: an enhanced multi-frame instance may hold
   // frames of other stacks (a 3-plane localizer), which one SEG cannot reference. Empty for the

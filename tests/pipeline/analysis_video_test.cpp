@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/model_pass.h"
@@ -179,23 +180,35 @@ TEST(AnalysisInVideoMode, CinesAndAStillImageOfOneSeriesAreVideosAndAnImage) {
   EXPECT_EQ(run.engine->questions.size(), 3u);  // once of each video, once of the still
   bool said = false;
   for (const auto& n : s.notes)
-    said |= n.find("video mode for 2 sequence(s) of frames; 1 frame(s) that follow no other") != std::string::npos;
+    said |= n.find("video mode for 2 sequence(s) of frames; 1 frame(s) with no analysed neighbour") != std::string::npos;
   EXPECT_TRUE(said) << testing::PrintToString(s.notes);
 
-  // One finding tracked through the 16 frames of each cine, one on the still.
+  // One finding tracked through the 16 frames of each cine, one on the still; the frames of the
+  // areas are numbered as key_frames are (the second cine's are 16 to 31), and each finding
+  // names the SEG that holds it.
   ASSERT_EQ(run.result.findings.size(), 3u);
-  size_t tracked = 0, still = 0;
+  std::vector<int> first_frames;
+  size_t still = 0;
+  std::set<std::string> seg_uids;
   for (const Finding& f : run.result.findings) {
-    tracked += f.frame_areas.size() == 16 ? 1 : 0;
+    if (f.frame_areas.size() == 16) first_frames.push_back(f.frame_areas.front().first);
     still += f.frame_areas.empty() ? 1 : 0;
+    seg_uids.insert(f.seg_sop_instance_uid);
   }
-  EXPECT_EQ(tracked, 2u);
+  std::sort(first_frames.begin(), first_frames.end());
+  EXPECT_EQ(first_frames, (std::vector<int>{0, 16}));
   EXPECT_EQ(still, 1u);
+  // The answer about the still names it (it is one image among cines).
+  bool named = false;
+  for (const auto& a : run.result.answers) named |= a.find(", instance 3, abnormality") != std::string::npos;
+  EXPECT_TRUE(named) << testing::PrintToString(run.result.answers);
 
   // A SEG per cine and one for the still, each naming the mode that read its frames, all valid.
   std::vector<std::string> modes;
+  std::set<std::string> descriptions;
   for (const auto& o : run.result.objects) {
     if (o.kind != "SEG") continue;
+    EXPECT_EQ(seg_uids.count(o.sop_instance_uid), 1u) << o.sop_instance_uid;
     const std::string bytes(o.bytes.begin(), o.bytes.end());
     const bool video = bytes.find("mode video") != std::string::npos;
     const bool slices = bytes.find("mode slices") != std::string::npos;
@@ -205,6 +218,11 @@ TEST(AnalysisInVideoMode, CinesAndAStillImageOfOneSeriesAreVideosAndAnImage) {
     test::write_object(file, o);
     std::string out;
     EXPECT_TRUE(test::dciodvfy_errors(file, &out).empty()) << out;
+    DcmFileFormat seg;
+    ASSERT_TRUE(seg.loadFile(file.c_str()).good());
+    OFString description;
+    seg.getDataset()->findAndGetOFString(DCM_SeriesDescription, description);
+    descriptions.insert(description.c_str());
     const auto j = test::read_seg_with_pydicom(file);
     size_t drawn = 0;  // frames with pixels (not an empty padding frame)
     for (const auto& frame : j["frames"]) drawn += frame["pixels"].get<int>() > 0 ? 1 : 0;
@@ -212,6 +230,10 @@ TEST(AnalysisInVideoMode, CinesAndAStillImageOfOneSeriesAreVideosAndAnImage) {
   }
   std::sort(modes.begin(), modes.end());
   EXPECT_EQ(modes, (std::vector<std::string>{"slices", "video", "video"}));
+  // A viewer lists three SEG series: each says what it covers.
+  EXPECT_EQ(descriptions, (std::set<std::string>{"UniBiomed segmentation (16 frames of instance 1)",
+                                                 "UniBiomed segmentation (16 frames of instance 2)",
+                                                 "UniBiomed segmentation (instance 3)"}));
 }
 
 // Two [SEG]s of one answer are two tracked objects: two findings, numbered by size.
