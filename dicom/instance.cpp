@@ -501,6 +501,18 @@ DcmDataset* Instance::dataset() const {
   return file_->getDataset();
 }
 
+namespace {
+// The bytes one frame of uncompressed pixel data takes (native YBR_FULL_422 stores 2 samples per
+// pixel, PS3.3 C.7.6.3.1.2); 0 when the layout gives no byte-sized frame.
+unsigned long long stored_frame_bytes(const PixelLayout& p) {
+  if (p.rows <= 0 || p.columns <= 0 || p.samples_per_pixel <= 0 || p.bits_allocated <= 0 || p.bits_allocated % 8 != 0)
+    return 0;
+  const unsigned long long bytes =
+      (unsigned long long)p.rows * p.columns * p.samples_per_pixel * (unsigned long long)(p.bits_allocated / 8);
+  return p.photometric_interpretation == "YBR_FULL_422" ? bytes * 2 / 3 : bytes;
+}
+}  // namespace
+
 std::string Instance::image_problem() const {
   const std::string& s = source_;
   const auto& p = pixels_;
@@ -554,10 +566,7 @@ std::string Instance::image_problem() const {
   if (!p.encapsulated) {
     DcmElement* element = nullptr;
     if (file_->getDataset()->findAndGetElement(DCM_PixelData, element).good() && element) {
-      unsigned long long expected = (unsigned long long)p.rows * p.columns * p.samples_per_pixel *
-                                    (p.bits_allocated / 8) * (unsigned long long)p.number_of_frames;
-      // Native YBR_FULL_422 stores 2 samples per pixel (PS3.3 C.7.6.3.1.2).
-      if (p.photometric_interpretation == "YBR_FULL_422") expected = expected * 2 / 3;
+      const unsigned long long expected = stored_frame_bytes(p) * (unsigned long long)p.number_of_frames;
       const unsigned long long have = element->getLengthField();
       if (have < expected)
         return s + ": " + tag_name(DCM_PixelData) + " holds " + std::to_string(have) + " bytes, " +
@@ -571,12 +580,8 @@ std::string Instance::image_problem() const {
 
 std::string Instance::frame_count_note() const {
   const auto& p = pixels_;
-  if (!p.has_pixel_data || p.encapsulated || p.rows <= 0 || p.columns <= 0 || p.samples_per_pixel <= 0 ||
-      p.bits_allocated <= 0 || p.bits_allocated % 8 != 0)
-    return {};
-  unsigned long long frame_bytes =
-      (unsigned long long)p.rows * p.columns * p.samples_per_pixel * (unsigned long long)(p.bits_allocated / 8);
-  if (p.photometric_interpretation == "YBR_FULL_422") frame_bytes = frame_bytes * 2 / 3;
+  const unsigned long long frame_bytes = stored_frame_bytes(p);
+  if (!p.has_pixel_data || p.encapsulated) return {};
   DcmElement* element = nullptr;
   if (frame_bytes == 0 || file_->getDataset()->findAndGetElement(DCM_PixelData, element).bad() || !element) return {};
   const unsigned long long whole_frames = element->getLengthField() / frame_bytes;

@@ -103,10 +103,9 @@ std::string single_image_name(const dicom::Series& series, const AnalysedFrame& 
 
 // What a unit's SEG covers, for its SeriesDescription when the series has several SEGs.
 std::string unit_name(const dicom::Series& series, const Unit& unit) {
-  if (unit.frames.empty()) return unit.key;
   if (unit.frames.size() == 1) return single_image_name(series, unit.frames.front());
-  const dicom::Instance& first = series.instances.at(unit.frames.front().instance_index);
   if (!unit.stack_label.empty()) return unit.stack_label;
+  const dicom::Instance& first = series.instances.at(unit.frames.front().instance_index);
   if (unit.key.rfind("instance", 0) == 0 && first.instance_number() > 0)
     return std::to_string(unit.frames.size()) + " frames of instance " + std::to_string(first.instance_number());
   return std::to_string(unit.frames.size()) + " images " + std::to_string(unit.frames.front().columns) + "x" +
@@ -735,19 +734,16 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
     else if (boxed)
       video_refused = "a question with a drawn box is asked slice by slice, not in video mode";
     run.video = video_refused.empty();
-    if (run.video && sequences < units.units.size()) {
-      size_t alone = 0;
-      for (Unit& u : units.units) {
-        u.video = is_sequence(u);
-        if (!u.video) alone += u.frames.size();
-      }
+    size_t alone = 0;  // frames of the units that are no sequence
+    for (Unit& u : units.units) {
+      u.video = run.video && is_sequence(u);
+      if (run.video && !u.video) alone += u.frames.size();
+    }
+    if (alone > 0)
       outcome.notes.push_back("video mode for " + std::to_string(sequences) + " sequence(s) of frames; " +
                               std::to_string(alone) +
                               " frame(s) with no analysed neighbour (a single image, a lone slice, a sequence "
                               "thinned to one frame) asked one by one");
-    } else if (run.video) {
-      for (Unit& u : units.units) u.video = true;
-    }
   }
   if (!run.video) {
     selection = select_views(requests, rule ? rule->slices : std::nullopt, max_views);
