@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -177,6 +178,67 @@ TEST(AnalysisWithTinyModel, AnswersWithBackslashesOrControlPhrasesAreDeliveredWi
       EXPECT_NE(std::string(description.c_str()).find("Tum\\or"), std::string::npos) << description;
     }
   }
+}
+
+// The real model on an ultrasound series of a cine and a still (a checkpoint whose answer is
+// fixed, so that both give findings): the cine is one video, the still one image; each has its
+// SEG naming its mode and part, valid for dciodvfy; each finding names its SEG, and only the
+// cine's have areas per frame, numbered among the series' analysed frames like key_frames.
+TEST(AnalysisWithTinyModel, ACineAndAStillOfOneSeriesAreAVideoAndAnImage) {
+  test::TempDir dir;
+  inference::RandomCheckpointOptions model;
+  model.kind = "tiny";
+  model.seed = 7;
+  model.fixed_answer = "Sure, [SEG].";
+  inference::write_random_checkpoint(dir / "model", model);
+  AnalyzerSettings settings = tiny_settings();
+  settings.model_dir = dir / "model";
+  settings.max_slices_per_series = 17;  // every frame: the cine stays a sequence
+  settings.max_new_tokens = 16;
+  std::vector<InstanceInput> inputs = fixture_data().inputs("us");
+  inputs.push_back(test::sample_us_copy(dir / "input", 2, true));
+  const StudyResult r = Analyzer::create(settings)->analyze(inputs, {}, {}, nullptr, "mixed");
+  ASSERT_EQ(r.series.size(), 1u);
+  const SeriesOutcome& s = r.series[0];
+  ASSERT_EQ(s.state, SeriesOutcome::State::Analysed) << s.reason;
+  EXPECT_EQ(s.mode, "video");
+  EXPECT_EQ(s.frames_analysed, 17);
+  EXPECT_EQ(s.key_frames, (std::vector<int>{0, 4, 8, 11, 15}));
+  std::map<std::string, std::string> description_of_seg;
+  for (const auto& o : r.objects) {
+    const fs::path file = dir / o.file_name;
+    test::write_object(file, o);
+    std::string out;
+    EXPECT_TRUE(test::dciodvfy_errors(file, &out).empty()) << o.kind << ":\n" << out;
+    if (o.kind != "SEG") continue;
+    DcmFileFormat seg;
+    ASSERT_TRUE(seg.loadFile(file.c_str()).good());
+    OFString description, parameters;
+    seg.getDataset()->findAndGetOFString(DCM_SeriesDescription, description);
+    DcmItem* segment = nullptr;
+    ASSERT_TRUE(seg.getDataset()->findAndGetSequenceItem(DCM_SegmentSequence, segment, 0).good());
+    DcmItem* algorithm = nullptr;
+    ASSERT_TRUE(segment->findAndGetSequenceItem(DCM_SegmentationAlgorithmIdentificationSequence, algorithm, 0).good());
+    algorithm->findAndGetOFStringArray(DCM_AlgorithmParameters, parameters);
+    const std::string mode =
+        std::string(parameters.c_str()).find("mode video") != std::string::npos ? "video" : "slices";
+    description_of_seg[o.sop_instance_uid] = mode + ": " + description.c_str();
+  }
+  std::set<std::string> seen;
+  for (const auto& [uid, text] : description_of_seg) seen.insert(text);
+  EXPECT_EQ(seen, (std::set<std::string>{"video: UniBiomed segmentation (16 frames of instance 1)",
+                                         "slices: UniBiomed segmentation (instance 2)"}));
+  ASSERT_FALSE(r.findings.empty());
+  size_t on_the_cine = 0;
+  for (const auto& f : r.findings) {
+    ASSERT_TRUE(description_of_seg.count(f.seg_sop_instance_uid)) << f.label;
+    const bool video = description_of_seg[f.seg_sop_instance_uid].rfind("video", 0) == 0;
+    on_the_cine += video ? 1 : 0;
+    EXPECT_EQ(f.frame_areas.empty(), !video) << f.label;
+    for (const auto& [frame, area] : f.frame_areas) EXPECT_TRUE(frame >= 0 && frame < 16) << frame;
+  }
+  EXPECT_GT(on_the_cine, 0u);
+  EXPECT_LT(on_the_cine, r.findings.size());
 }
 
 TEST(AnalysisWithTinyModel, PydicomFilesAreAnalysedOrRefusedWithAReason) {

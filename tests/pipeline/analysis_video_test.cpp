@@ -136,34 +136,8 @@ TEST(AnalysisInVideoMode, CinesAndAStillImageOfOneSeriesAreVideosAndAnImage) {
   const test::TempDir dir;
   std::vector<InstanceInput> inputs = fixture_data().inputs("us");
   ASSERT_EQ(inputs.size(), 1u);
-  // A copy of the cine as instance `number` with its own SOP Instance UID; `still`: its first
-  // frame alone, as an Ultrasound Image.
-  auto copy = [&](int number, bool still) {
-    DcmFileFormat file;
-    ASSERT_TRUE(file.loadFile(inputs[0].path.c_str()).good());
-    DcmDataset& ds = *file.getDataset();
-    const std::string uid = "1.2.826.0.1.3680043.10.1082.7." + std::to_string(number);
-    if (still) {
-      Uint16 rows = 0, columns = 0;
-      const Uint8* pixels = nullptr;
-      ASSERT_TRUE(ds.findAndGetUint16(DCM_Rows, rows).good());
-      ASSERT_TRUE(ds.findAndGetUint16(DCM_Columns, columns).good());
-      ASSERT_TRUE(ds.findAndGetUint8Array(DCM_PixelData, pixels).good());
-      const std::vector<Uint8> first(pixels, pixels + size_t(rows) * columns);
-      ds.putAndInsertUint8Array(DCM_PixelData, first.data(), Uint32(first.size()));
-      for (const DcmTagKey& tag : {DCM_NumberOfFrames, DCM_FrameTime, DCM_FrameIncrementPointer}) delete ds.remove(tag);
-      ds.putAndInsertString(DCM_SOPClassUID, UID_UltrasoundImageStorage);
-      file.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPClassUID, UID_UltrasoundImageStorage);
-    }
-    ds.putAndInsertString(DCM_SOPInstanceUID, uid.c_str());
-    ds.putAndInsertString(DCM_InstanceNumber, std::to_string(number).c_str());
-    file.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPInstanceUID, uid.c_str());
-    const fs::path path = dir / ("instance-" + std::to_string(number) + ".dcm");
-    ASSERT_TRUE(file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good());
-    inputs.push_back({path.string(), {}, path});
-  };
-  copy(2, false);
-  copy(3, true);
+  inputs.push_back(test::sample_us_copy(dir.path(), 2, false));
+  inputs.push_back(test::sample_us_copy(dir.path(), 3, true));
   ASSERT_EQ(inputs.size(), 3u);
   AnalysisRequest request;
   request.tasks = {"abnormality"};

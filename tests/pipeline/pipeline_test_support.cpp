@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "tests/pipeline/pipeline_test_support.h"
 
+#include <dcmtk/config/osconfig.h>  // must come first for DCMTK
+#include <dcmtk/dcmdata/dctk.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -60,6 +63,34 @@ const PipelineFixtureData& fixture_data() {
     inference::write_random_checkpoint(o.data.tiny_model, model);
   });
   return owner().data;
+}
+
+pipeline::InstanceInput sample_us_copy(const fs::path& dir, int number, bool still) {
+  const fs::path cine = fixture_data().sample("us").files.at(0);
+  DcmFileFormat file;
+  if (file.loadFile(cine.c_str()).bad()) throw std::runtime_error("cannot read " + cine.string());
+  DcmDataset& ds = *file.getDataset();
+  const std::string uid = "1.2.826.0.1.3680043.10.1082.7." + std::to_string(number);
+  if (still) {
+    Uint16 rows = 0, columns = 0;
+    const Uint8* pixels = nullptr;
+    if (ds.findAndGetUint16(DCM_Rows, rows).bad() || ds.findAndGetUint16(DCM_Columns, columns).bad() ||
+        ds.findAndGetUint8Array(DCM_PixelData, pixels).bad())
+      throw std::runtime_error(cine.string() + " is not the 8-bit cine the sample writer writes");
+    const std::vector<Uint8> first(pixels, pixels + size_t(rows) * columns);
+    ds.putAndInsertUint8Array(DCM_PixelData, first.data(), Uint32(first.size()));
+    for (const DcmTagKey& tag : {DCM_NumberOfFrames, DCM_FrameTime, DCM_FrameIncrementPointer}) delete ds.remove(tag);
+    ds.putAndInsertString(DCM_SOPClassUID, UID_UltrasoundImageStorage);
+    file.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPClassUID, UID_UltrasoundImageStorage);
+  }
+  ds.putAndInsertString(DCM_SOPInstanceUID, uid.c_str());
+  ds.putAndInsertString(DCM_InstanceNumber, std::to_string(number).c_str());
+  file.getMetaInfo()->putAndInsertString(DCM_MediaStorageSOPInstanceUID, uid.c_str());
+  fs::create_directories(dir);
+  const fs::path path = dir / ("instance-" + std::to_string(number) + ".dcm");
+  if (file.saveFile(path.c_str(), EXS_LittleEndianExplicit).bad())
+    throw std::runtime_error("cannot write " + path.string());
+  return file_inputs({path}).front();
 }
 
 std::vector<pipeline::InstanceInput> file_inputs(const std::vector<fs::path>& files) {

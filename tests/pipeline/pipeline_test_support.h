@@ -32,6 +32,11 @@ const PipelineFixtureData& fixture_data();
 
 std::vector<pipeline::InstanceInput> file_inputs(const std::vector<std::filesystem::path>& files);
 
+// A copy of the sample ultrasound cine in `dir` as instance `number` of the same series, with its
+// own SOP Instance UID; `still`: its first frame alone, as an Ultrasound Image (a still beside
+// the cine, as scanners store them).
+pipeline::InstanceInput sample_us_copy(const std::filesystem::path& dir, int number, bool still);
+
 // tests/pipeline/read_seg.py on a SEG file (pydicom).
 nlohmann::json read_seg_with_pydicom(const std::filesystem::path& file);
 
