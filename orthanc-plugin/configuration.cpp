@@ -99,7 +99,9 @@ const std::vector<Key>& keys() {
          c.analyzer.device = s;
          return std::string();
        }},
-      {"DataType", "string", "\"auto\"", "auto (bfloat16 on a GPU and on a CPU with bfloat16 dot products, float32 on other CPUs), float32, bfloat16 or float16",
+      {"DataType", "string", "\"auto\"",
+       "auto (bfloat16 on a GPU and on a CPU with bfloat16 dot products, float32 on other CPUs), float32, bfloat16 or "
+       "float16",
        [](const json& v, Configuration& c) {
          std::string s;
          if (auto e = read_string(v, s); !e.empty()) return e;
@@ -114,7 +116,8 @@ const std::vector<Key>& keys() {
        [](const json& v, Configuration& c) {
          std::string s;
          if (auto e = read_string(v, s); !e.empty()) return e;
-         if (!s.empty() && !std::filesystem::is_regular_file(s)) return "names \"" + s + "\", which is not a readable file";
+         if (!s.empty() && !std::filesystem::is_regular_file(s))
+           return "names \"" + s + "\", which is not a readable file";
          c.analyzer.task_rules = s;
          return std::string();
        }},
@@ -177,6 +180,17 @@ const std::vector<Key>& keys() {
        [](const json& v, Configuration& c) { return read_int(v, c.reconcile_interval_seconds, 1, 86400); }},
       {"ForwardTimeout", "integer", "600", "seconds to wait for a forwarding store job before recording a failure",
        [](const json& v, Configuration& c) { return read_int(v, c.forward_timeout_seconds, 1, 86400); }},
+      {"SupersededResults", "string", "\"keep\"",
+       "what happens in this Orthanc to the SEGs and SR of an analysis that a later run of the same request "
+       "replaces (every series it analysed analysed again; its report named as the new report's predecessor): "
+       "\"keep\" or \"delete\"; copies already forwarded stay where they went",
+       [](const json& v, Configuration& c) {
+         std::string s;
+         if (auto e = read_string(v, s); !e.empty()) return e;
+         if (s != "keep" && s != "delete") return "must be \"keep\" or \"delete\", not \"" + s + "\"";
+         c.delete_superseded_results = s == "delete";
+         return std::string();
+       }},
       {"Queue", "string", "\"local\"",
        "\"local\" (one node: the queue in a global property of this Orthanc) or \"postgresql\" (several nodes on one "
        "PostgreSQL index: a shared queue table in which each study is claimed by exactly one node)",
@@ -365,6 +379,7 @@ nlohmann::json Configuration::to_json() const {
           {"JobPriority", job_priority},
           {"ReconcileInterval", reconcile_interval_seconds},
           {"ForwardTimeout", forward_timeout_seconds},
+          {"SupersededResults", delete_superseded_results ? "delete" : "keep"},
           {"Queue", queue},
           {"QueueConnection", without_password(queue_connection)},
           {"LeaseSeconds", lease_seconds},

@@ -148,6 +148,10 @@ std::optional<std::string> OrthancClient::find_text(const std::string& uri) cons
   return r.body;
 }
 
+bool OrthancClient::remove(const std::string& uri) const {
+  return checked(OrthancPluginHttpMethod_Delete, uri, {}, true).status != 404;
+}
+
 std::string OrthancClient::get_bytes(const std::string& uri) const {
   return checked(OrthancPluginHttpMethod_Get, uri, {}, false).body;
 }

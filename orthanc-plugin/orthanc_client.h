@@ -39,6 +39,7 @@ class OrthancClient {
   std::string get_bytes(const std::string& uri) const;
   nlohmann::json post_json(const std::string& uri, const nlohmann::json& body) const;
   nlohmann::json post_bytes(const std::string& uri, const std::string& body) const;
+  bool remove(const std::string& uri) const;  // DELETE; false when it was already gone (404)
 
   // Writes one metadata item (nullopt: deletes it) in a way that also works where Orthanc's
   // "CheckRevisions" is on (clusters): the revision just read goes along as If-Match, and a

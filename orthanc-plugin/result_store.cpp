@@ -9,6 +9,7 @@ nlohmann::json StoredResult::to_json() const {
   return {{"Kind", kind},
           {"ID", instance_id},
           {"ParentSeries", series_id},
+          {"SOPClassUID", sop_class_uid},
           {"SOPInstanceUID", sop_instance_uid},
           {"SeriesInstanceUID", series_instance_uid},
           {"Status", status}};
@@ -29,6 +30,7 @@ StoredResult ResultStore::store(const pipeline::ResultObject& object, const std:
   r.instance_id = answer.value("ID", std::string());
   r.series_id = answer.value("ParentSeries", std::string());
   r.status = answer.value("Status", std::string());
+  r.sop_class_uid = object.sop_class_uid;
   r.sop_instance_uid = object.sop_instance_uid;
   r.series_instance_uid = object.series_instance_uid;
   if (r.instance_id.empty()) throw PluginError("Orthanc stored the " + what + " but returned no instance id");

@@ -17,6 +17,7 @@ struct StoredResult {
   std::string kind;                // SEG | SR
   std::string instance_id;         // Orthanc ids
   std::string series_id;
+  std::string sop_class_uid;
   std::string sop_instance_uid;
   std::string series_instance_uid;
   std::string status;              // Orthanc's answer: Success, or AlreadyStored for a re-run after a crash

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/study_analysis.h"
 
+#include <algorithm>
+
 #include "orthanc-plugin/plugin_error.h"
 #include "orthanc-plugin/result_json.h"
 
@@ -21,6 +23,32 @@ constexpr float kReadEnd = 0.10f, kModelEnd = 0.85f, kStoreEnd = 0.95f;
 // or found nothing to analyse).
 bool finished(const StudyRecord& record, int run) {
   return (record.state == StudyState::Done || record.state == StudyState::Skipped) && record.run.run == run;
+}
+
+// The study's current report of the task rules (summary "Report"): the SR of the last run that
+// asked rule tasks and stored one, with what that run asked, which series it analysed and every
+// object it stored. A run that does not replace it (questions only, nothing found, failed)
+// carries it on into its own summary. null: none, or no longer in the study.
+nlohmann::json current_report(const nlohmann::json& summary, const StudyInventory& inventory) {
+  if (!summary.is_object() || !summary.contains("Report") || !summary["Report"].is_object()) return nullptr;
+  const nlohmann::json& report = summary["Report"];
+  const std::string id = report.value("ID", std::string());
+  for (const auto& s : inventory.series)
+    if (s.result && s.series_instance_uid == report.value("SeriesInstanceUID", std::string()) &&
+        std::find(s.instances.begin(), s.instances.end(), id) != s.instances.end())
+      return report;
+  return nullptr;  // deleted by a user meanwhile
+}
+
+bool asks_rules(const pipeline::AnalysisRequest& request) {
+  return request.rules || !request.tasks.empty();
+}
+
+// A request as two runs compare it: no request and an empty one both ask the rules alone.
+nlohmann::json comparable(nlohmann::json request) {
+  if (!request.is_object()) return nlohmann::json::object();
+  if (request.contains("Rules") && request["Rules"] == true) request.erase("Rules");
+  return request;
 }
 
 }  // namespace
@@ -122,6 +150,7 @@ void StudyAnalysis::run() noexcept {
     } else {
       summary = analyse(*record);
     }
+    if (entry_.mode != "forward" && !skipped_) delete_superseded(summary);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (summary.contains("Results")) results_ = summary["Results"];
@@ -221,7 +250,16 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
     for (const auto& s : inventory->series) series_total_ += s.result ? 0 : 1;
   }
   if (sources.empty()) throw PluginError("study " + study + " holds no images to analyse (only UniBiomed results)");
-  const pipeline::AnalysisRequest request = request_from_json(entry_.request);
+  pipeline::AnalysisRequest request = request_from_json(entry_.request);
+  // The report this run revises: the study's report of the rules, when this run asks them too.
+  // The new SR names it as its predecessor; a resumed attempt finds the same one (the summary is
+  // written only when a run ends).
+  const nlohmann::json previous_report = current_report(record.summary, *inventory);
+  const bool revises = asks_rules(request) && !previous_report.is_null();
+  if (revises)
+    request.revises.push_back({previous_report.value("SeriesInstanceUID", std::string()),
+                               previous_report.value("SOPClassUID", std::string()),
+                               previous_report.value("SOPInstanceUID", std::string())});
 
   std::vector<pipeline::InstanceInput> inputs;
   inputs.reserve(sources.size());
@@ -289,6 +327,7 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   summary["Findings"] = findings;
   summary["Answers"] = result.answers;
   summary["Errors"] = errors;
+  if (!previous_report.is_null()) summary["Report"] = previous_report;  // until this run replaces it
   try {
     summary["Pipeline"] = result.summary_json.empty() ? nlohmann::json(nullptr) : nlohmann::json::parse(result.summary_json);
   } catch (const nlohmann::json::exception&) {
@@ -343,6 +382,36 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
     results_ = stored;
   }
   summary["Results"] = stored;
+  const auto sr = std::find_if(stored.begin(), stored.end(), [](const nlohmann::json& r) { return r["Kind"] == "SR"; });
+  if (asks_rules(request) && sr != stored.end()) {
+    nlohmann::json analysed_series = nlohmann::json::array(), objects = nlohmann::json::array();
+    for (const auto& o : result.series)
+      if (o.state == pipeline::SeriesOutcome::State::Analysed) analysed_series.push_back(o.series_instance_uid);
+    for (const auto& r : stored) objects.push_back(r["ID"]);
+    summary["Report"] = {{"Run", run.run},
+                         {"ID", (*sr)["ID"]},
+                         {"SOPInstanceUID", (*sr)["SOPInstanceUID"]},
+                         {"SeriesInstanceUID", (*sr)["SeriesInstanceUID"]},
+                         {"SOPClassUID", (*sr)["SOPClassUID"]},
+                         {"Request", entry_.request},
+                         {"AnalysedSeries", analysed_series},
+                         {"Objects", objects}};
+    if (revises) {
+      // Whether this run replaces the earlier one's results as a whole: the same request, and
+      // every series it analysed analysed again. Only then may SupersededResults delete them.
+      nlohmann::json superseded = previous_report;
+      std::string kept;
+      if (comparable(previous_report.value("Request", nlohmann::json())) != comparable(entry_.request))
+        kept = "run " + std::to_string(previous_report.value("Run", 0)) + " asked another request";
+      for (const auto& uid : previous_report.value("AnalysedSeries", nlohmann::json::array()))
+        if (kept.empty() && std::find(analysed_series.begin(), analysed_series.end(), uid) == analysed_series.end())
+          kept = "series " + uid.get<std::string>() + " of run " + std::to_string(previous_report.value("Run", 0)) +
+                 " was not analysed again";
+      superseded["Replaced"] = kept.empty();
+      if (!kept.empty()) superseded["Kept"] = kept;
+      summary["Supersedes"] = superseded;
+    }
+  }
   summary["Finished"] = now_iso();
   check_lease();
   records.write_summary(study, summary);
@@ -350,6 +419,31 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   records.write_state(study, StudyState::Done);
   set_stage("stored", std::to_string(stored.size()) + " result objects stored", kStoreEnd);
   return summary;
+}
+
+void StudyAnalysis::delete_superseded(nlohmann::json& summary) {
+  if (!services_->config.delete_superseded_results || !summary.contains("Supersedes")) return;
+  nlohmann::json& superseded = summary["Supersedes"];
+  if (!superseded.is_object() || !superseded.value("Replaced", false) || superseded.value("Deleted", false)) return;
+  check_lease();
+  const std::string run = "run " + std::to_string(superseded.value("Run", 0));
+  set_stage("deleting", "the results of " + run + ", which this run replaces", kStoreEnd);
+  const std::string study = "study " + entry_.study_id + " (" + summary.value("StudyInstanceUID", std::string()) +
+                            ") run " + std::to_string(entry_.run);
+  size_t deleted = 0;
+  try {
+    for (const auto& id : superseded.value("Objects", nlohmann::json::array()))
+      if (id.is_string() && services_->client.remove("/instances/" + id.get<std::string>())) ++deleted;
+    superseded["Deleted"] = true;
+    services_->client.log_info(study + ": deleted the " + std::to_string(deleted) + " result objects of " + run +
+                               ", which it replaces (UniBiomed.SupersededResults)");
+  } catch (const PluginError& e) {
+    // The new results are stored: a deletion that fails leaves old results behind, it does not
+    // fail the run (nor keep it from being forwarded).
+    superseded["DeleteError"] = e.what();
+    services_->client.log_warning(study + ": could not delete the results of " + run + ": " + e.what());
+  }
+  services_->records.write_summary(entry_.study_id, summary);
 }
 
 void StudyAnalysis::forward(nlohmann::json& summary, const StudyRecord& record) {

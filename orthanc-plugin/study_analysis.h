@@ -51,6 +51,7 @@ class StudyAnalysis {
  private:
   nlohmann::json analyse(const StudyRecord& record);
   void forward(nlohmann::json& summary, const StudyRecord& record);
+  void delete_superseded(nlohmann::json& summary);
   void set_stage(const std::string& stage, const std::string& message, float progress);
   void check_cancelled() const;
   void check_lease();

@@ -1061,6 +1061,9 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       options.device_name = settings_.node_name;
       options.sop_instance_uid = derive_uid(seed, result.study_instance_uid, "SR instance");
       options.series_instance_uid = derive_uid(seed, result.study_instance_uid, "SR series");
+      for (const auto& r : request.revises)
+        options.predecessors.push_back(
+            {result.study_instance_uid, r.series_instance_uid, r.sop_class_uid, r.sop_instance_uid});
       // Text only: the SR still needs the study's identity; take it from an analysed series.
       std::unique_ptr<seg::SourceImages> text_only_sources;
       if (report_series.empty() && first_analysed) {

@@ -68,10 +68,20 @@ struct Question {
 // How a note of an ask's answer begins that says why its findings have no SEG.
 inline constexpr char kNoSegNote[] = "no SEG: ";
 
+// A report of an earlier analysis of the same study (an SR the host stored before).
+struct ReportReference {
+  std::string series_instance_uid;
+  std::string sop_class_uid;
+  std::string sop_instance_uid;
+};
+
 struct AnalysisRequest {
   std::vector<std::string> tasks;       // rule task names to run; empty = what the rules select
   std::vector<Question> questions;      // explicit questions
   bool rules = true;                    // false: only the explicit questions
+  // Earlier reports that this run's report revises: its SR names them as predecessor documents
+  // (PS3.3 C.17.2.3), so that a reader can tell the newer report from the older one.
+  std::vector<ReportReference> revises;
 };
 
 struct Progress {
@@ -134,6 +144,7 @@ struct SeriesOutcome {
 
 struct ResultObject {
   std::string kind;                // "SEG" or "SR"
+  std::string sop_class_uid;
   std::string sop_instance_uid;
   std::string series_instance_uid;
   std::vector<uint8_t> bytes;      // DICOM Part 10

@@ -2,6 +2,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "pipeline/result_objects.h"
 
+#include <dcmtk/dcmdata/dcdeftag.h>
+
 #include <cctype>
 
 #include "dicom/text_encoding.h"
@@ -125,6 +127,10 @@ ResultObject result_object(const std::string& kind, DcmFileFormat& file, const s
                            const std::string& series_instance_uid, const std::string& file_name) {
   ResultObject object;
   object.kind = kind;
+  OFString sop_class;
+  if (file.getDataset()->findAndGetOFString(DCM_SOPClassUID, sop_class).bad() || sop_class.empty())
+    throw PipelineError("the " + kind + " written as " + file_name + " has no SOP Class UID");
+  object.sop_class_uid = sop_class.c_str();
   object.sop_instance_uid = sop_instance_uid;
   object.series_instance_uid = series_instance_uid;
   object.bytes = seg::part10_bytes(file);

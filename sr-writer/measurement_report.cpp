@@ -344,6 +344,20 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
     }
   }
 
+  for (size_t p = 0; p < options.predecessors.size(); ++p) {
+    const DocumentReference& d = options.predecessors[p];
+    const std::string owner = "predecessor document " + std::to_string(p + 1);
+    const std::pair<const char*, const std::string*> uids[] = {{"StudyInstanceUID", &d.study_instance_uid},
+                                                               {"SeriesInstanceUID", &d.series_instance_uid},
+                                                               {"SOPClassUID", &d.sop_class_uid},
+                                                               {"SOPInstanceUID", &d.sop_instance_uid}};
+    for (const auto& [name, uid] : uids)
+      if (!seg::is_valid_uid(*uid))
+        throw ReportError(owner + ": " + name + " \"" + *uid + "\" is " + (uid->empty() ? "missing" : "not a UID"));
+    if (!options.sop_instance_uid.empty() && d.sop_instance_uid == options.sop_instance_uid)
+      throw ReportError(owner + " is this report itself (" + d.sop_instance_uid + ")");
+  }
+
   // ---- the document ------------------------------------------------------------------------
   const std::string seed = options.uid_seed;
   const std::string algorithm_name = options.algorithm.name.empty() ? "UniBiomed" : options.algorithm.name;
@@ -538,6 +552,11 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
                              segmentations[s]->sop_instance.c_str(), OFFalse),
             "evidence for the segmentation");
   }
+  // The reports this one revises (PS3.3 C.17.2.3).
+  for (const DocumentReference& d : options.predecessors)
+    check(document.getPredecessorDocuments().addItem(d.study_instance_uid.c_str(), d.series_instance_uid.c_str(),
+                                                     d.sop_class_uid.c_str(), d.sop_instance_uid.c_str()),
+          "predecessor document " + d.sop_instance_uid);
   check(document.completeDocument(), "completion flag");
 
   report.file = std::make_unique<DcmFileFormat>();

@@ -113,6 +113,16 @@ struct ReportText {
   std::string text;
 };
 
+// An earlier report that this one revises: the node's report of an earlier analysis of the same
+// study, whose findings this one gives again as they are now (PS3.3 C.17.2.3, Predecessor
+// Documents Sequence). Viewers and reporting systems that follow the chain show the newest.
+struct DocumentReference {
+  std::string study_instance_uid;
+  std::string series_instance_uid;
+  std::string sop_class_uid;
+  std::string sop_instance_uid;
+};
+
 struct ReportOptions {
   seg::AlgorithmIdentity algorithm;            // TID 4019: name, version, parameters (weights hash)
   std::string device_name = "UniBiomed node";  // the observer device (TID 1004)
@@ -125,6 +135,7 @@ struct ReportOptions {
   std::string sop_instance_uid;
   std::string series_instance_uid;
   std::string uid_seed;  // deterministic UIDs, as for the SEG
+  std::vector<DocumentReference> predecessors;  // reports this one revises (none: a first report)
 };
 
 struct WrittenReport {
@@ -143,7 +154,8 @@ struct WrittenReport {
 // Builds the SR. Returns std::nullopt when there is nothing to report (no finding, no text).
 // Throws ReportError for inconsistent input: series of different studies, a finding without a
 // region or tracking UID, a segment number the SEG does not have, a tracking UID that differs
-// from the SEG segment's, a region outside its frame, a measurement that is not finite.
+// from the SEG segment's, a region outside its frame, a measurement that is not finite, a
+// predecessor with a missing or malformed UID or the report's own.
 std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFindings>& series,
                                                       const std::vector<ReportText>& texts,
                                                       const ReportOptions& options = {});

@@ -41,6 +41,7 @@ TEST(PluginConfiguration, DefaultsWithoutSection) {
   EXPECT_EQ(c.max_attempts, 3);
   EXPECT_EQ(c.reconcile_interval_seconds, 10);
   EXPECT_EQ(c.forward_timeout_seconds, 600);
+  EXPECT_FALSE(c.delete_superseded_results) << "results of earlier runs are kept unless asked";
   EXPECT_EQ(c.orthanc_concurrent_jobs, 2);
 }
 
@@ -114,7 +115,8 @@ TEST(PluginConfiguration, ReadsEveryKey) {
                           {"MaxAttempts", 5},
                           {"JobPriority", 7},
                           {"ReconcileInterval", 30},
-                          {"ForwardTimeout", 60}}}};
+                          {"ForwardTimeout", 60},
+                          {"SupersededResults", "delete"}}}};
   const Configuration c = Configuration::parse(orthanc);
   EXPECT_EQ(c.analyzer.model_dir, "/models/unibiomed");
   EXPECT_EQ(c.analyzer.device, "cuda:1");
@@ -135,6 +137,7 @@ TEST(PluginConfiguration, ReadsEveryKey) {
   EXPECT_EQ(c.job_priority, 7);
   EXPECT_EQ(c.reconcile_interval_seconds, 30);
   EXPECT_EQ(c.forward_timeout_seconds, 60);
+  EXPECT_TRUE(c.delete_superseded_results);
   // to_json gives back what was read, key for key.
   for (const auto& [key, value] : orthanc["UniBiomed"].items()) EXPECT_EQ(c.to_json()[key], value) << key;
 }
@@ -155,7 +158,8 @@ TEST(PluginConfiguration, EveryProblemIsNamedAtOnce) {
                                     {"TriggerModalities", "CT"},
                                     {"TriggerCallingAETitles", {"AN_AE_TITLE_LONGER_THAN_16"}},
                                     {"TaskRules", "/nonexistent/rules.json"},
-                                    {"ConcurrentAnalyses", 1.5}}}});
+                                    {"ConcurrentAnalyses", 1.5},
+                                    {"SupersededResults", "remove"}}}});
   EXPECT_NE(e.find("UniBiomed.Modeldirectory: unknown key"), std::string::npos) << e;
   EXPECT_NE(e.find("known keys: ModelDirectory"), std::string::npos) << e;
   EXPECT_NE(e.find("UniBiomed.Threads must be an integer, not a string"), std::string::npos) << e;
@@ -167,6 +171,8 @@ TEST(PluginConfiguration, EveryProblemIsNamedAtOnce) {
   EXPECT_NE(e.find("UniBiomed.TriggerCallingAETitles entry 0"), std::string::npos) << e;
   EXPECT_NE(e.find("UniBiomed.TaskRules names \"/nonexistent/rules.json\""), std::string::npos) << e;
   EXPECT_NE(e.find("UniBiomed.ConcurrentAnalyses must be an integer, not a number"), std::string::npos) << e;
+  EXPECT_NE(e.find("UniBiomed.SupersededResults must be \"keep\" or \"delete\", not \"remove\""), std::string::npos)
+      << e;
 }
 
 TEST(PluginConfiguration, SectionMustBeAnObject) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "tests/orthanc-plugin/plugin_fixture.h"
+#include "tests/support/validators.h"
 
 namespace unibiomed::test {
 namespace {
@@ -456,6 +457,109 @@ TEST_F(OrthancPlugin, ExplicitRequestStartsANewRunAndBadRequestsNameTheProblem) 
   const std::string traversal = error_of("/unibiomed/studies/..%2Fsystem/analyze", "").substr(0, 3);
   EXPECT_TRUE(traversal == "400" || traversal == "404") << traversal;
   EXPECT_EQ(server.get("/unibiomed/studies/1.2.840.999999").status, 404);
+}
+
+// The SOP Instance UIDs an SR stored in `server` names in its Predecessor Documents Sequence.
+std::vector<std::string> predecessors(const OrthancServer& server, const std::string& instance) {
+  const json tags = server.get_json("/instances/" + instance + "/tags?short");
+  std::vector<std::string> uids;
+  for (const auto& study : tags.value("0040,a360", json::array()))
+    for (const auto& series : study.value("0008,1115", json::array()))
+      for (const auto& sop : series.value("0008,1199", json::array())) uids.push_back(sop.value("0008,1155", ""));
+  return uids;
+}
+
+// A study analysed again. Each run that asks the task rules revises the study's last report of
+// the rules: its SR names that report in its Predecessor Documents Sequence. A run of questions
+// only revises nothing. With SupersededResults "delete", the results of a run that a run of the
+// same request replaces leave Orthanc; those of another request stay.
+TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesWhenAsked) {
+  json settings = base_settings();
+  settings["SupersededResults"] = "delete";
+  auto& server = start_server(settings);
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  const json report1 = s["Summary"]["Report"];
+  ASSERT_TRUE(report1.is_object()) << s.dump(2);
+  EXPECT_EQ(report1["Run"], 1);
+  EXPECT_FALSE(s["Summary"].contains("Supersedes"));
+  EXPECT_TRUE(predecessors(server, report1["ID"]).empty());
+  const size_t segs1 = count_series(server, spec.study_uid, "SEG");
+  ASSERT_GE(segs1, 1u) << "the demo checkpoint outlines the CT phantom's organs";
+
+  auto run = [&](const std::string& body, int number) {
+    const HttpResult r = server.post("/unibiomed/studies/" + spec.study_uid + "/analyze", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json().value("Run", 0), number);
+    json done;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          done = study(server, spec.study_uid);
+          return done["Run"] == number && done["State"] == "done" && !done["Queued"].get<bool>();
+        },
+        kAnalysisTimeout))
+        << done.dump(2);
+    return done;
+  };
+  auto sr_of = [](const json& study) {
+    for (const auto& r : study["Results"])
+      if (r["Kind"] == "SR") return r;
+    return json();
+  };
+
+  // Run 2, one question without the rules: its SR revises nothing, and run 1's report stays the
+  // study's report of the rules.
+  s = run(R"({"Rules": false, "Questions": [{"Text": "Is there a lesion?"}]})", 2);
+  ASSERT_TRUE(sr_of(s).is_object()) << s.dump(2);
+  EXPECT_TRUE(predecessors(server, sr_of(s)["ID"]).empty());
+  EXPECT_EQ(s["Summary"]["Report"], report1);
+  EXPECT_FALSE(s["Summary"].contains("Supersedes"));
+
+  // Run 3, the rules and a question: it revises run 1's report, but asked something else, so
+  // run 1's results stay.
+  const std::string rules_and_question = R"({"Questions": [{"Text": "Is there a lesion?"}]})";
+  s = run(rules_and_question, 3);
+  const json report3 = s["Summary"]["Report"];
+  ASSERT_TRUE(report3.is_object()) << s.dump(2);
+  EXPECT_EQ(report3["Run"], 3);
+  EXPECT_EQ(report3["SOPInstanceUID"], sr_of(s)["SOPInstanceUID"]);
+  EXPECT_EQ(predecessors(server, report3["ID"]), std::vector<std::string>{report1["SOPInstanceUID"]});
+  EXPECT_EQ(s["Summary"]["Supersedes"]["SOPInstanceUID"], report1["SOPInstanceUID"]);
+  EXPECT_EQ(s["Summary"]["Supersedes"]["Replaced"], false);
+  EXPECT_EQ(s["Summary"]["Supersedes"].value("Kept", ""), "run 1 asked another request");
+  EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 3u);
+  EXPECT_EQ(server.get("/instances/" + report1["ID"].get<std::string>()).status, 200);
+
+  // Run 4 asks what run 3 asked: it replaces run 3, whose SEGs and SR are deleted.
+  s = run(rules_and_question, 4);
+  const json report4 = s["Summary"]["Report"];
+  ASSERT_TRUE(report4.is_object()) << s.dump(2);
+  EXPECT_EQ(predecessors(server, report4["ID"]), std::vector<std::string>{report3["SOPInstanceUID"]});
+  EXPECT_EQ(s["Summary"]["Supersedes"]["Run"], 3);
+  EXPECT_EQ(s["Summary"]["Supersedes"]["Replaced"], true);
+  EXPECT_EQ(s["Summary"]["Supersedes"]["Deleted"], true);
+  ASSERT_EQ(report3["Objects"].size(), segs1 + 1) << report3.dump(2);
+  for (const auto& id : report3["Objects"])
+    EXPECT_EQ(server.get("/instances/" + id.get<std::string>()).status, 404) << id;
+  EXPECT_EQ(server.get("/instances/" + report1["ID"].get<std::string>()).status, 200);
+  EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 3u) << "runs 1, 2 and 4";
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 2 * segs1) << "runs 1 and 4";
+  EXPECT_EQ(s["ResultSeries"].size(), 3 + 2 * segs1);
+
+  // The revised report is a valid SR.
+  const fs::path file = dir_ / "report4.dcm";
+  write_file(file, server.get("/instances/" + report4["ID"].get<std::string>() + "/file").body);
+  std::string output;
+  EXPECT_TRUE(dciodvfy_errors(file, &output).empty()) << output;
+
+  // The deletion is no new image: nothing starts again once the study is stable.
+  std::this_thread::sleep_for(3s);
+  s = study(server, spec.study_uid);
+  EXPECT_EQ(s["Run"], 4);
+  EXPECT_EQ(s["State"], "done");
 }
 
 TEST_F(OrthancPlugin, RejectedAnalyzeRequestsNameTheFieldAndLeaveTheStudyAsItWas) {

@@ -347,6 +347,64 @@ TEST(MeasurementReport, AnswersWithoutMasksAreReportText) {
   EXPECT_NE(dump.output.find("Größe normal"), std::string::npos) << dump.output;
 }
 
+// A second analysis of a study revises the first one's report: the new SR names the old one in
+// its Predecessor Documents Sequence (study, series, SOP class and instance), and the validators
+// still accept it. A predecessor without usable UIDs, or the report itself, is refused by name.
+TEST(MeasurementReport, ARevisedReportNamesTheReportItRevises) {
+  TempDir dir("sr-revised");
+  auto file = test::load_file(test::pydicom_test_file("CT_small.dcm"));
+  ASSERT_TRUE(file);
+  seg::SourceImages sources({file->getDataset()});
+  const std::vector<ReportText> texts{{{"121106", "DCM", "Comment"}, "No fracture is seen."}};
+  ReportOptions first_options;
+  first_options.uid_seed = "sr-revised/1";
+  auto first = write_measurement_report({{&sources, nullptr, {}}}, texts, first_options);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->file->getDataset()->tagExists(DCM_PredecessorDocumentsSequence), OFFalse);
+
+  ReportOptions options;
+  options.uid_seed = "sr-revised/2";
+  options.predecessors.push_back(
+      {sources.study_instance_uid(), first->series_instance_uid, first->sop_class_uid, first->sop_instance_uid});
+  auto report = write_measurement_report({{&sources, nullptr, {}}}, texts, options);
+  ASSERT_TRUE(report);
+  EXPECT_NE(report->sop_instance_uid, first->sop_instance_uid);
+  check_report(dir, "sr-revised", *report, expected_json(sources, {}, "", {texts[0].text}));
+  DcmDataset& ds = *report->file->getDataset();
+  DcmItem* study = nullptr;
+  ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_PredecessorDocumentsSequence, study, 0).good());
+  EXPECT_EQ(get(*study, DCM_StudyInstanceUID), sources.study_instance_uid());
+  DcmItem* series = nullptr;
+  ASSERT_TRUE(study->findAndGetSequenceItem(DCM_ReferencedSeriesSequence, series, 0).good());
+  EXPECT_EQ(get(*series, DCM_SeriesInstanceUID), first->series_instance_uid);
+  DcmItem* instance = nullptr;
+  ASSERT_TRUE(series->findAndGetSequenceItem(DCM_ReferencedSOPSequence, instance, 0).good());
+  EXPECT_EQ(get(*instance, DCM_ReferencedSOPClassUID), first->sop_class_uid);
+  EXPECT_EQ(get(*instance, DCM_ReferencedSOPInstanceUID), first->sop_instance_uid);
+  EXPECT_EQ(series->card(), 2u) << "one series, one instance";
+
+  auto expect_error = [&](const DocumentReference& d, const std::string& text) {
+    ReportOptions bad = options;
+    bad.predecessors = {d};
+    bad.sop_instance_uid = report->sop_instance_uid;
+    try {
+      write_measurement_report({{&sources, nullptr, {}}}, texts, bad);
+      ADD_FAILURE() << "no error, expected one containing: " << text;
+    } catch (const ReportError& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  DocumentReference d = options.predecessors.front();
+  d.sop_instance_uid.clear();
+  expect_error(d, "predecessor document 1: SOPInstanceUID \"\" is missing");
+  d = options.predecessors.front();
+  d.series_instance_uid = "1.02.3";
+  expect_error(d, "predecessor document 1: SeriesInstanceUID \"1.02.3\" is not a UID");
+  d = options.predecessors.front();
+  d.sop_instance_uid = report->sop_instance_uid;
+  expect_error(d, "predecessor document 1 is this report itself");
+}
+
 TEST(MeasurementReport, PointRegionAndFindingWithoutSegment) {
   TempDir dir("sr-point");
   auto file = test::load_file(test::pydicom_test_file("MR_small.dcm"));
