@@ -119,13 +119,16 @@ int run_analyze(const Args& args) {
       .option("--device", "DEVICE", "cpu, cuda or cuda:N", std::string("cpu"))
       .option("--dtype", "TYPE", "auto, float32, bfloat16 or float16", std::string("auto"))
       .option("--threads", "N", "CPU threads for the model (0 = all cores)", std::string("0"))
-      .option("--task", "NAME", "run only the rule tasks of this name, e.g. organs, abnormality, report",
-              std::nullopt, true)
+      .option("--task", "NAME", "run only the rule tasks of this name, e.g. organs, abnormality, report", std::nullopt,
+              true)
       .option("--ask", "TEXT", "an explicit question asked on every analysed view", std::nullopt, true)
-      .option("--box", "X0,Y0,X1,Y1", "region-aware diagnosis: draw this green box on the views for the --ask questions")
+      .option("--box", "X0,Y0,X1,Y1",
+              "region-aware diagnosis: draw this green box on the views for the --ask questions")
       .flag("--no-rules", "ask only the --ask questions, not the task rules")
       .option("--task-rules", "FILE", "task rules file replacing (or, with \"extends\", extending) the defaults")
-      .option("--max-slices", "N", "most slices analysed per series; longer volumes are strided", std::string("300"))
+      .option("--max-slices", "N",
+              "most views analysed per series; longer series are strided within each stack, cine or image",
+              std::string("300"))
       .option("--batch-size", "N", "views encoded and decoded together", std::string("8"))
       .option("--max-new-tokens", "N", "generation limit per answer (0 = the model's default, 2048)", std::string("0"))
       .option("--seed", "TEXT", "seed of the result UIDs (same seed, same UIDs); default: random")

@@ -122,7 +122,8 @@ const std::vector<Key>& keys() {
          return std::string();
        }},
       {"MaxSlicesPerSeries", "integer", "300",
-       "longest volume analysed slice by slice; longer ones are subsampled (the rules' selection, then a stride)",
+       "the most views of one series the model sees; longer series are subsampled (the rules' selection, then an "
+       "even stride within each stack, cine or image, each keeping at least one view)",
        [](const json& v, Configuration& c) { return read_int(v, c.analyzer.max_slices_per_series, 1, 100000); }},
       {"MaxNewTokens", "integer", "0",
        "longest answer the model may generate per question, in tokens (0 = the model's default, 2048)",

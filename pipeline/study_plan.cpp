@@ -161,15 +161,71 @@ ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
     notes.push_back(s.str());
   }
   if (max_views > 0 && kept.size() > static_cast<size_t>(max_views)) {
-    std::vector<size_t> strided;
     const size_t n = kept.size(), m = static_cast<size_t>(max_views);
-    for (size_t k = 0; k < m; ++k) {
-      const size_t index = m == 1 ? n / 2 : static_cast<size_t>(std::llround(double(k) * double(n - 1) / double(m - 1)));
-      if (strided.empty() || strided.back() != kept[index]) strided.push_back(kept[index]);
+    // The series' parts: a stack, a multi-frame instance (a cine), a single image, the regions
+    // of a slide. Each keeps a share of the views by its size, and at least one view (two for a
+    // sequence, so that it stays one), when there are no more parts than views allowed.
+    std::map<std::string, std::vector<size_t>> parts_by_key;
+    std::vector<std::vector<size_t>*> parts;  // in the order they first appear
+    for (size_t index : kept) {
+      const auto& v = views[index];
+      const std::string key = v.slide_region       ? std::string("slide")
+                              : v.stack_index >= 0 ? "stack " + std::to_string(v.stack_index)
+                                                   : "instance " + std::to_string(v.instance_index);
+      auto [it, inserted] = parts_by_key.try_emplace(key);
+      if (inserted) parts.push_back(&it->second);
+      it->second.push_back(index);
     }
+    // `count` evenly spread over `from` (first and last kept; one alone: the middle one).
+    auto spread = [](const std::vector<size_t>& from, size_t count, std::vector<size_t>& into) {
+      const size_t size = from.size();
+      for (size_t k = 0; k < count; ++k) {
+        const size_t at =
+            count == 1 ? size / 2 : static_cast<size_t>(std::llround(double(k) * double(size - 1) / double(count - 1)));
+        if (into.empty() || into.back() != from[at]) into.push_back(from[at]);
+      }
+    };
+    std::vector<size_t> strided;
     std::ostringstream s;
-    s << "an even stride (every " << std::setprecision(3) << double(n) / double(strided.size()) << "th) keeps "
-      << strided.size() << " of " << n << " views to stay within max_slices_per_series " << max_views;
+    if (parts.size() > m) {
+      spread(kept, m, strided);
+      s << "an even stride (every " << std::setprecision(3) << double(n) / double(strided.size()) << "th) keeps "
+        << strided.size() << " of " << n << " views to stay within max_slices_per_series " << max_views << "; "
+        << parts.size() << " parts of the series (stacks, cines, images) do not all fit";
+    } else {
+      std::vector<size_t> share(parts.size());
+      size_t floor_sum = 0;
+      for (size_t p = 0; p < parts.size(); ++p) floor_sum += share[p] = std::min<size_t>(parts[p]->size(), 2);
+      if (floor_sum > m)
+        for (auto& q : share) q = 1;
+      size_t given = 0, room = 0;
+      for (size_t p = 0; p < parts.size(); ++p) {
+        given += share[p];
+        room += parts[p]->size() - share[p];
+      }
+      // The views left over, by each part's room (largest remainders first, then order).
+      const size_t left = m - given;
+      std::vector<std::pair<double, size_t>> remainders;
+      size_t handed = 0;
+      for (size_t p = 0; p < parts.size(); ++p) {
+        const double exact = room ? double(left) * double(parts[p]->size() - share[p]) / double(room) : 0.0;
+        const auto whole = static_cast<size_t>(std::floor(exact));
+        share[p] += whole;
+        handed += whole;
+        remainders.emplace_back(-(exact - double(whole)), p);
+      }
+      std::stable_sort(remainders.begin(), remainders.end());
+      for (size_t r = 0; handed < left && r < remainders.size(); ++r)
+        if (share[remainders[r].second] < parts[remainders[r].second]->size()) {
+          ++share[remainders[r].second];
+          ++handed;
+        }
+      for (size_t p = 0; p < parts.size(); ++p) spread(*parts[p], share[p], strided);
+      std::sort(strided.begin(), strided.end());
+      s << "an even stride (every " << std::setprecision(3) << double(n) / double(strided.size()) << "th";
+      if (parts.size() > 1) s << ", within each of the series' " << parts.size() << " parts";
+      s << ") keeps " << strided.size() << " of " << n << " views to stay within max_slices_per_series " << max_views;
+    }
     notes.push_back(s.str());
     kept = std::move(strided);
   }

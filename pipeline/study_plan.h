@@ -59,8 +59,12 @@ struct ViewSelection {
 };
 
 // Slices of stacks: the rule's slice selection (fractions of each stack, then a stride); then,
-// when more views than `max_views` remain, an even stride over all of them (first and last
-// kept). Views that are not stack slices (cine frames, photos, slide regions) are only capped.
+// when more views than `max_views` remain, an even stride (first and last kept) within each part
+// of the series (a stack, a multi-frame instance, a single image, a slide's regions). Each part
+// keeps a share by its size and at least one view, two for a sequence when they fit, so that a
+// still image among cines is not strided away and a cine stays a cine. With more parts than
+// `max_views`, one even stride over all views. Views that are not stack slices (cine frames,
+// photos, slide regions) are only capped.
 ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
                            const std::optional<config::SliceSelection>& slices, int max_views);
 
