@@ -28,27 +28,43 @@ bool finished(const StudyRecord& record, int run) {
 // The study's current report of the task rules (summary "Report"): the SR of the last run that
 // asked rule tasks and stored one, with what that run asked, which series it analysed and every
 // object it stored. A run that does not replace it (questions only, nothing found, failed)
-// carries it on into its own summary. null: none, or no longer in the study.
-nlohmann::json current_report(const nlohmann::json& summary, const StudyInventory& inventory) {
+// carries it on into its own summary. null: none.
+nlohmann::json recorded_report(const nlohmann::json& summary) {
   if (!summary.is_object() || !summary.contains("Report") || !summary["Report"].is_object()) return nullptr;
-  const nlohmann::json& report = summary["Report"];
+  return summary["Report"];
+}
+
+// Whether that report's SR is still in the study (a user may have deleted it).
+bool in_study(const nlohmann::json& report, const StudyInventory& inventory) {
   const std::string id = report.value("ID", std::string());
   for (const auto& s : inventory.series)
     if (s.result && s.series_instance_uid == report.value("SeriesInstanceUID", std::string()) &&
         std::find(s.instances.begin(), s.instances.end(), id) != s.instances.end())
-      return report;
-  return nullptr;  // deleted by a user meanwhile
+      return true;
+  return false;
 }
 
 bool asks_rules(const pipeline::AnalysisRequest& request) {
   return request.rules || !request.tasks.empty();
 }
 
-// A request as two runs compare it: no request and an empty one both ask the rules alone.
-nlohmann::json comparable(nlohmann::json request) {
-  if (!request.is_object()) return nlohmann::json::object();
-  if (request.contains("Rules") && request["Rules"] == true) request.erase("Rules");
-  return request;
+// A request as two runs compare it, in one form whatever way it was written: no request, {} and
+// {"Tasks": []} all ask the rules alone; tasks are a set.
+nlohmann::json comparable(const nlohmann::json& request) {
+  pipeline::AnalysisRequest r;
+  try {
+    r = request_from_json(request);
+  } catch (const PluginError&) {
+    return request;  // not a request this node reads (it was checked when accepted): as written
+  }
+  std::sort(r.tasks.begin(), r.tasks.end());
+  r.tasks.erase(std::unique(r.tasks.begin(), r.tasks.end()), r.tasks.end());
+  nlohmann::json questions = nlohmann::json::array();
+  for (const auto& q : r.questions)
+    questions.push_back({{"Text", q.text},
+                         {"SeriesInstanceUID", q.series_instance_uid},
+                         {"Box", q.box ? nlohmann::json(*q.box) : nlohmann::json(nullptr)}});
+  return {{"Rules", r.rules}, {"Tasks", r.tasks}, {"Questions", questions}};
 }
 
 }  // namespace
@@ -254,7 +270,8 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   // The report this run revises: the study's report of the rules, when this run asks them too.
   // The new SR names it as its predecessor; a resumed attempt finds the same one (the summary is
   // written only when a run ends).
-  const nlohmann::json previous_report = current_report(record.summary, *inventory);
+  const nlohmann::json recorded = recorded_report(record.summary);
+  const nlohmann::json previous_report = !recorded.is_null() && in_study(recorded, *inventory) ? recorded : nullptr;
   const bool revises = asks_rules(request) && !previous_report.is_null();
   if (revises)
     request.revises.push_back({previous_report.value("SeriesInstanceUID", std::string()),
@@ -328,6 +345,10 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   summary["Answers"] = result.answers;
   summary["Errors"] = errors;
   if (!previous_report.is_null()) summary["Report"] = previous_report;  // until this run replaces it
+  if (!recorded.is_null() && previous_report.is_null())
+    summary["ReportMissing"] = "the report of run " + std::to_string(recorded.value("Run", 0)) + " (SR " +
+                               recorded.value("SOPInstanceUID", std::string()) +
+                               ") is no longer in the study: this run's report names no predecessor";
   try {
     summary["Pipeline"] = result.summary_json.empty() ? nlohmann::json(nullptr) : nlohmann::json::parse(result.summary_json);
   } catch (const nlohmann::json::exception&) {

@@ -134,6 +134,18 @@ SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts
   return plan;
 }
 
+namespace {
+
+// "every slice", "every 2nd slice", "every 11th slice"...
+std::string every_nth(int n) {
+  if (n == 1) return "every";
+  const int tens = n % 100, ones = n % 10;
+  const char* suffix = tens >= 11 && tens <= 13 ? "th" : ones == 1 ? "st" : ones == 2 ? "nd" : ones == 3 ? "rd" : "th";
+  return "every " + std::to_string(n) + suffix;
+}
+
+}  // namespace
+
 ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
                            const std::optional<config::SliceSelection>& slices, int max_views) {
   ViewSelection out;
@@ -155,9 +167,8 @@ ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
   }
   if (slices && kept.size() < views.size()) {
     std::ostringstream s;
-    s << "the rule's slice selection (from " << slices->from << " to " << slices->to << " of each stack, every "
-      << slices->stride << (slices->stride == 1 ? "st" : "th") << " slice) keeps " << kept.size() << " of " << views.size()
-      << " views";
+    s << "the rule's slice selection (from " << slices->from << " to " << slices->to << " of each stack, "
+      << every_nth(slices->stride) << " slice) keeps " << kept.size() << " of " << views.size() << " views";
     notes.push_back(s.str());
   }
   if (max_views > 0 && kept.size() > static_cast<size_t>(max_views)) {
@@ -189,9 +200,9 @@ ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
     std::ostringstream s;
     if (parts.size() > m) {
       spread(kept, m, strided);
-      s << "an even stride (every " << std::setprecision(3) << double(n) / double(strided.size()) << "th) keeps "
-        << strided.size() << " of " << n << " views to stay within max_slices_per_series " << max_views << "; "
-        << parts.size() << " parts of the series (stacks, cines, images) do not all fit";
+      s << "an even stride over all views keeps " << strided.size() << " of " << n << " views (one in "
+        << std::setprecision(3) << double(n) / double(strided.size()) << ") to stay within max_slices_per_series "
+        << max_views << "; the series' " << parts.size() << " parts (stacks, cines, images) do not all fit";
     } else {
       std::vector<size_t> share(parts.size());
       size_t floor_sum = 0;
@@ -222,9 +233,12 @@ ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
         }
       for (size_t p = 0; p < parts.size(); ++p) spread(*parts[p], share[p], strided);
       std::sort(strided.begin(), strided.end());
-      s << "an even stride (every " << std::setprecision(3) << double(n) / double(strided.size()) << "th";
-      if (parts.size() > 1) s << ", within each of the series' " << parts.size() << " parts";
-      s << ") keeps " << strided.size() << " of " << n << " views to stay within max_slices_per_series " << max_views;
+      s << "an even stride keeps " << strided.size() << " of " << n << " views (one in " << std::setprecision(3)
+        << double(n) / double(strided.size()) << ") to stay within max_slices_per_series " << max_views;
+      if (parts.size() > 1) {
+        s << "; per part of the series, in its order:";
+        for (size_t p = 0; p < parts.size(); ++p) s << (p ? "," : "") << " " << share[p] << " of " << parts[p]->size();
+      }
     }
     notes.push_back(s.str());
     kept = std::move(strided);

@@ -63,8 +63,8 @@ struct ViewSelection {
 // of the series (a stack, a multi-frame instance, a single image, a slide's regions). Each part
 // keeps a share by its size and at least one view, two for a sequence when they fit, so that a
 // still image among cines is not strided away and a cine stays a cine. With more parts than
-// `max_views`, one even stride over all views. Views that are not stack slices (cine frames,
-// photos, slide regions) are only capped.
+// `max_views`, one even stride over all views. The rule's slice selection applies to stack
+// slices only.
 ViewSelection select_views(const std::vector<dicom::ViewRequest>& views,
                            const std::optional<config::SliceSelection>& slices, int max_views);
 

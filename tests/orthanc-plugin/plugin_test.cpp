@@ -533,8 +533,9 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
   EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 3u);
   EXPECT_EQ(server.get("/instances/" + report1["ID"].get<std::string>()).status, 200);
 
-  // Run 4 asks what run 3 asked: it replaces run 3, whose SEGs and SR are deleted.
-  s = run(rules_and_question, 4);
+  // Run 4 asks what run 3 asked, written another way: it replaces run 3, whose SEGs and SR are
+  // deleted.
+  s = run(R"({"Rules": true, "Tasks": [], "Questions": [{"Text": "Is there a lesion?"}]})", 4);
   const json report4 = s["Summary"]["Report"];
   ASSERT_TRUE(report4.is_object()) << s.dump(2);
   EXPECT_EQ(predecessors(server, report4["ID"]), std::vector<std::string>{report3["SOPInstanceUID"]});
@@ -560,6 +561,16 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
   s = study(server, spec.study_uid);
   EXPECT_EQ(s["Run"], 4);
   EXPECT_EQ(s["State"], "done");
+
+  // A user deletes run 4's report: run 5 revises nothing, replaces nothing, and says why.
+  ASSERT_EQ(server.del("/instances/" + report4["ID"].get<std::string>()).status, 200);
+  s = run(rules_and_question, 5);
+  EXPECT_FALSE(s["Summary"].contains("Supersedes")) << s["Summary"].dump(2);
+  EXPECT_TRUE(predecessors(server, s["Summary"]["Report"]["ID"]).empty());
+  EXPECT_EQ(s["Summary"].value("ReportMissing", ""),
+            "the report of run 4 (SR " + report4["SOPInstanceUID"].get<std::string>() +
+                ") is no longer in the study: this run's report names no predecessor");
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 3 * segs1) << "runs 1, 4 and 5";
 }
 
 TEST_F(OrthancPlugin, RejectedAnalyzeRequestsNameTheFieldAndLeaveTheStudyAsItWas) {
