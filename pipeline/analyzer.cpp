@@ -47,6 +47,7 @@ struct SeriesRun {
   const ProgressCallback* progress = nullptr;
   const std::atomic<bool>* cancel = nullptr;
   std::string seed;
+  std::string result_label;  // AnalysisRequest::result_label
   bool video = false;  // the model reads it in video mode (set by analyze_series)
   // Progress over the study: question x view calls done before and during this series.
   double* calls_done = nullptr;
@@ -99,6 +100,15 @@ std::string single_image_name(const dicom::Series& series, const AnalysedFrame& 
                                                     : "image " + instance.sop_instance_uid();
   if (instance.is_multiframe()) name += " frame " + std::to_string(frame.frame_number);
   return name;
+}
+
+// A result series' description: `name`, then the non-empty `details` in parentheses
+// ("UniBiomed segmentation (axial 60 slices, run 2)").
+std::string with_label(const std::string& name, const std::vector<std::string>& details) {
+  std::string joined;
+  for (const auto& d : details)
+    if (!d.empty()) joined += (joined.empty() ? "" : ", ") + d;
+  return joined.empty() ? name : name + " (" + joined + ")";
 }
 
 // What a unit's SEG covers, for its SeriesDescription when the series has several SEGs.
@@ -407,7 +417,7 @@ std::unique_ptr<UnitOutput> write_slide_unit(const SeriesRun& run, const Unit& u
   seg::SegmentationOptions options;
   options.algorithm = algorithm;
   options.series_number = series_number;
-  options.series_description = "UniBiomed segmentation";
+  options.series_description = with_label("UniBiomed segmentation", {run.result_label});
   options.sop_instance_uid = derive_uid(run.seed, series_uid, "SEG instance slide");
   options.series_instance_uid = derive_uid(run.seed, series_uid, "SEG series slide");
   output->written = write_slide_findings(sources, tiles, std::move(to_write), regions, options);
@@ -532,9 +542,9 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
   seg::SegmentationOptions options;
   options.algorithm = algorithm;
   options.series_number = 9001 + run.segs_before + static_cast<int>(out.outputs.size());
-  options.series_description = "UniBiomed segmentation";
   // A series read in several parts (cines and stills, stacks) has a SEG per part: say which.
-  if (units.units.size() > 1) options.series_description += " (" + unit_name(series, unit) + ")";
+  options.series_description = with_label(
+      "UniBiomed segmentation", {units.units.size() > 1 ? unit_name(series, unit) : std::string(), run.result_label});
   options.sop_instance_uid = derive_uid(run.seed, series_uid, "SEG instance" + unit_tag);
   options.series_instance_uid = derive_uid(run.seed, series_uid, "SEG series" + unit_tag);
   output->written = write_findings(*output->sources, std::move(to_write), options);
@@ -1009,6 +1019,7 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
     run.progress = &progress;
     run.cancel = cancel;
     run.seed = seed;
+    run.result_label = request.result_label;
     run.calls_done = &calls_done;
     run.calls_total = calls_total;
     run.segs_before = static_cast<int>(outputs.size());
@@ -1059,6 +1070,7 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
           modes += (modes.empty() ? "" : ", ") + s.series_instance_uid + " " + s.mode;
       if (!modes.empty()) options.algorithm.parameters += "; mode per series: " + modes;
       options.device_name = settings_.node_name;
+      options.series_description = with_label("UniBiomed findings", {request.result_label});
       options.sop_instance_uid = derive_uid(seed, result.study_instance_uid, "SR instance");
       options.series_instance_uid = derive_uid(seed, result.study_instance_uid, "SR series");
       for (const auto& r : request.revises)

@@ -82,6 +82,9 @@ struct AnalysisRequest {
   // Earlier reports that this run's report revises: its SR names them as predecessor documents
   // (PS3.3 C.17.2.3), so that a reader can tell the newer report from the older one.
   std::vector<ReportReference> revises;
+  // Appended to the result series' descriptions, e.g. "run 2" for a study analysed again, so that
+  // a viewer's series list tells the runs apart ("" = nothing appended).
+  std::string result_label;
 };
 
 struct Progress {

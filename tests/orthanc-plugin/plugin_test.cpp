@@ -532,6 +532,16 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
   EXPECT_EQ(s["Summary"]["Supersedes"].value("Kept", ""), "run 1 asked another request");
   EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 3u);
   EXPECT_EQ(server.get("/instances/" + report1["ID"].get<std::string>()).status, 200);
+  // A viewer's series list tells the runs apart; the first run's series keep their names.
+  auto description = [&](const json& id) {
+    return server.get_json("/instances/" + id.get<std::string>() + "/tags?short").value("0008,103e", "");
+  };
+  EXPECT_EQ(description(report1["ID"]), "UniBiomed findings");
+  EXPECT_EQ(description(report3["ID"]), "UniBiomed findings (run 3)");
+  for (const auto& id : report3["Objects"])
+    EXPECT_EQ(description(id), id == report3["ID"] ? "UniBiomed findings (run 3)" : "UniBiomed segmentation (run 3)");
+  for (const auto& id : report1["Objects"])
+    EXPECT_EQ(description(id), id == report1["ID"] ? "UniBiomed findings" : "UniBiomed segmentation");
 
   // Run 4 asks what run 3 asked, written another way: it replaces run 3, whose SEGs and SR are
   // deleted.
