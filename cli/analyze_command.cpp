@@ -11,14 +11,15 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/arg_parser.h"
 #include "cli/commands.h"
+#include "config/task_rules.h"
 #include "dicom/raster_file.h"
 #include "dicom/series.h"
 #include "dicom/toolkit_logging.h"
-#include "config/task_rules.h"
 #include "pipeline/analyzer.h"
 #include "pipeline/report_text.h"
 #include "pipeline/study_plan.h"
@@ -90,6 +91,33 @@ void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+// The files an earlier `analyze` wrote into `out`, as its summary.json lists them (result objects,
+// previews): removed before new results are written there, so that the folder holds one analysis
+// and no SEG or preview of the earlier one is taken for the new one's. Other files stay; names
+// that are not plain file names are never followed. Returns how many were removed.
+size_t remove_previous_results(const fs::path& out) {
+  std::ifstream in(out / "summary.json");
+  if (!in) return 0;
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object()) return 0;  // not a summary this program wrote: it is simply replaced
+  auto plain = [](const nlohmann::json& name) {
+    if (!name.is_string()) return false;
+    const std::string n = name.get<std::string>();
+    return !n.empty() && n != "." && n != ".." && n.find_first_of("/\\") == std::string::npos;
+  };
+  std::vector<fs::path> files;
+  for (const auto& o : j.value("objects", nlohmann::json::array()))
+    if (o.is_object() && o.contains("file") && plain(o["file"])) files.push_back(out / o["file"].get<std::string>());
+  for (const auto& f : j.value("findings", nlohmann::json::array()))
+    if (f.is_object() && f.contains("preview") && plain(f["preview"]))
+      files.push_back(out / "previews" / f["preview"].get<std::string>());
+  size_t removed = 0;
+  std::error_code error;
+  for (const auto& file : files) removed += fs::remove(file, error) ? 1 : 0;
+  if (fs::is_empty(out / "previews", error)) fs::remove(out / "previews", error);
+  return removed;
 }
 
 const char* state_word(pipeline::SeriesOutcome::State s) {
@@ -258,6 +286,7 @@ int run_analyze(const Args& args) {
       continue;
     }
     printer.finish();
+    const size_t replaced = remove_previous_results(out);
     for (const auto& o : result.objects) write_bytes(out / o.file_name, o.bytes);
     if (!result.previews.empty()) {
       fs::create_directories(out / "previews");
@@ -272,6 +301,9 @@ int run_analyze(const Args& args) {
     findings += static_cast<int>(result.findings.size());
     // What happened, one line per series, on stdout (the data) for scripts and people.
     std::cout << "study " << study_uid << " -> " << out.string() << "\n";
+    if (replaced > 0)
+      std::cout << "  replaced the earlier analysis in " << out.string() << " (" << replaced
+                << " of its files removed first)\n";
     for (const auto& s : result.series) {
       std::cout << "  " << state_word(s.state) << "  " << (s.modality.empty() ? "-" : s.modality) << " series "
                 << s.series_instance_uid;

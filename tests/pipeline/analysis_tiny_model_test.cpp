@@ -392,6 +392,54 @@ TEST(AnalyzeCommand, HelpUsageAndInputErrorsHaveTheirExitCodes) {
   EXPECT_NE(unknown_task.output.find("unknown task 'organz'"), std::string::npos) << unknown_task.output;
 }
 
+// A second analysis into the same folder first removes the files the first one listed in its
+// summary.json (result objects, previews), and nothing else: a user's file stays, and a listed
+// name that leads out of the folder is not followed.
+TEST(AnalyzeCommand, ASecondAnalysisIntoTheSameFolderLeavesNoFileOfTheFirst) {
+  const std::string cli = test::cli_path().string();
+  test::TempDir dir;
+  const fs::path out = dir / "out";
+  const std::vector<std::string> analyze = {cli,
+                                            "analyze",
+                                            fixture_data().sample("fundus").folder.string(),
+                                            "-o",
+                                            out.string(),
+                                            "--model",
+                                            test_model_dir().string(),
+                                            "--max-new-tokens",
+                                            "4",
+                                            "--quiet"};
+  auto first = test::run_command(analyze);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  ASSERT_TRUE(fs::exists(out / "sr.dcm"));
+  EXPECT_EQ(first.output.find("replaced the earlier analysis"), std::string::npos) << first.output;
+  // What the first analysis could have left: a SEG of a series the second finds nothing in, a
+  // preview; and what is not the node's: a user's note, a file beside the folder.
+  auto summary = nlohmann::json::parse(test::read_file(out / "summary.json"));
+  summary["objects"].push_back({{"kind", "SEG"}, {"file", "seg-series-99.dcm"}});
+  summary["objects"].push_back({{"kind", "SEG"}, {"file", "../beside.dcm"}});
+  summary["findings"].push_back({{"label", "Old"}, {"preview", "preview-series-99-01-old.png"}});
+  test::write_file(out / "summary.json", summary.dump());
+  test::write_file(out / "seg-series-99.dcm", "old");
+  fs::create_directories(out / "previews");
+  test::write_file(out / "previews" / "preview-series-99-01-old.png", "old");
+  test::write_file(out / "notes.txt", "the radiologist's");
+  test::write_file(dir / "beside.dcm", "not ours");
+
+  std::vector<std::string> again = analyze;
+  again.push_back("--no-previews");
+  auto second = test::run_command(again);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("replaced the earlier analysis in " + out.string()), std::string::npos) << second.output;
+  EXPECT_FALSE(fs::exists(out / "seg-series-99.dcm"));
+  EXPECT_FALSE(fs::exists(out / "previews")) << "every preview of the first analysis was listed";
+  EXPECT_TRUE(fs::exists(out / "notes.txt"));
+  EXPECT_TRUE(fs::exists(dir / "beside.dcm"));
+  EXPECT_TRUE(fs::exists(out / "sr.dcm"));
+  const auto now = nlohmann::json::parse(test::read_file(out / "summary.json"));
+  for (const auto& o : now["objects"]) EXPECT_TRUE(fs::exists(out / o["file"].get<std::string>())) << o.dump();
+}
+
 TEST(AnalyzeCommand, WritesTheResultsOfEachStudyAndPlainProgressLines) {
   const auto& data = fixture_data();
   const std::string cli = test::cli_path().string();
