@@ -129,12 +129,16 @@ RestAnswer RestApi::study(const std::vector<std::string>& groups, const std::str
   const auto& summary = record->summary.is_object() ? record->summary : nlohmann::json::object();
   nlohmann::json result_series = nlohmann::json::array();
   for (const auto& s : inventory->series)
-    if (s.result)
+    if (s.result) {
+      // The run that stored it (0: a SEG of /unibiomed/ask), so that a client picks the newest.
+      const auto run = s.instances.empty() ? std::nullopt : records.result_run(s.instances.front());
       result_series.push_back({{"ID", s.id},
                                {"SeriesInstanceUID", s.series_instance_uid},
                                {"Modality", s.modality},
                                {"SeriesDescription", s.description},
-                               {"Instances", s.instances.size()}});
+                               {"Instances", s.instances.size()},
+                               {"Run", run ? nlohmann::json(*run) : nlohmann::json(nullptr)}});
+    }
   std::string job = record->run.job;
   if (auto live = scheduler_->job_of(*study_id)) job = *live;
   const bool queued = services_->queue->contains(*study_id);

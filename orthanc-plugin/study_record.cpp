@@ -129,6 +129,20 @@ void StudyRecords::mark_result_instance(const std::string& instance_id, const st
   client_.write_metadata(meta_uri("instances", instance_id, metadata::kResult), study_uid + " run " + std::to_string(run));
 }
 
+std::optional<int> StudyRecords::result_run(const std::string& instance_id) const {
+  const auto text = client_.find_text(meta_uri("instances", instance_id, metadata::kResult));
+  if (!text) return std::nullopt;
+  const size_t at = text->rfind(" run ");
+  if (at == std::string::npos) return std::nullopt;
+  try {
+    size_t used = 0;
+    const int run = std::stoi(text->substr(at + 5), &used);
+    if (used == text->size() - at - 5 && run >= 0) return run;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_id) const {
   auto study = client_.find_json("/studies/" + study_id);
   if (!study) return std::nullopt;

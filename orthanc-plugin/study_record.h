@@ -97,6 +97,9 @@ class StudyRecords {
   void write_error(const std::string& study_id, const std::string& error) const;  // "" removes it
 
   void mark_result_instance(const std::string& instance_id, const std::string& study_uid, int run) const;
+  // The run that stored a result instance (0: a SEG stored by /unibiomed/ask); nullopt when the
+  // instance carries no flag (an output of another node version, recognised by its Manufacturer).
+  std::optional<int> result_run(const std::string& instance_id) const;
 
   // The study's series, with our own result series recognised. nullopt: no such study.
   std::optional<StudyInventory> inventory(const std::string& study_id) const;

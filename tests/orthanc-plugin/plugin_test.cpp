@@ -559,6 +559,12 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
   EXPECT_EQ(count_series(server, spec.study_uid, "SR"), 3u) << "runs 1, 2 and 4";
   EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 2 * segs1) << "runs 1 and 4";
   EXPECT_EQ(s["ResultSeries"].size(), 3 + 2 * segs1);
+  std::multiset<int> runs;
+  for (const auto& series : s["ResultSeries"]) runs.insert(series.value("Run", -1));
+  EXPECT_EQ(runs.count(1), 1 + segs1);
+  EXPECT_EQ(runs.count(2), 1u);
+  EXPECT_EQ(runs.count(3), 0u);
+  EXPECT_EQ(runs.count(4), 1 + segs1);
 
   // The revised report is a valid SR.
   const fs::path file = dir_ / "report4.dcm";
@@ -711,9 +717,21 @@ TEST_F(OrthancPlugin, AskAnswersAtOnceAndStoresTheGroundedSegmentation) {
   // Asking again stores nothing new (same UIDs).
   const HttpResult again = server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", question}}.dump());
   EXPECT_EQ(again.json()["Segmentation"]["Status"], "AlreadyStored");
-  // The ask SEG is ours: it does not trigger another analysis of the study.
+  // The ask SEG is ours: it does not trigger another analysis of the study. The study lists it
+  // as a result series of no run (0).
   std::this_thread::sleep_for(3s);
-  EXPECT_EQ(study(server, spec.study_uid)["Run"], 1);
+  const json after = study(server, spec.study_uid);
+  EXPECT_EQ(after["Run"], 1);
+  const std::string seg_series = a["Segmentation"]["ParentSeries"];
+  bool listed = false;
+  for (const auto& series : after["ResultSeries"])
+    if (series["ID"] == seg_series) {
+      listed = true;
+      EXPECT_EQ(series["Run"], 0);
+    } else {
+      EXPECT_EQ(series["Run"], 1) << series.dump();
+    }
+  EXPECT_TRUE(listed) << after.dump(2);
 
   EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", "0000"}, {"Question", "x"}}.dump()).status, 400);
   EXPECT_EQ(server.post("/unibiomed/ask", json{{"Instance", "1.2.3.4"}, {"Question", "x"}}.dump()).status, 404);
