@@ -42,6 +42,7 @@ json to_json(const pipeline::SeriesOutcome& o) {
           {"Reason", o.reason},
           {"Views", o.views},
           {"Mode", o.mode},
+          {"FramesOneByOne", o.frames_one_by_one},
           {"KeyFrames", o.key_frames},
           {"Notes", o.notes}};
 }

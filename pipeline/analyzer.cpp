@@ -749,6 +749,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
       u.video = run.video && is_sequence(u);
       if (run.video && !u.video) alone += u.frames.size();
     }
+    outcome.frames_one_by_one = static_cast<int>(alone);
     if (alone > 0)
       outcome.notes.push_back("video mode for " + std::to_string(sequences) + " sequence(s) of frames; " +
                               std::to_string(alone) +
@@ -1067,7 +1068,10 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
         if (s.state == SeriesOutcome::State::Analysed && !s.mode.empty() &&
             std::any_of(result.findings.begin(), result.findings.end(),
                         [&](const Finding& f) { return f.series_instance_uid == s.series_instance_uid; }))
-          modes += (modes.empty() ? "" : ", ") + s.series_instance_uid + " " + s.mode;
+          modes += (modes.empty() ? "" : ", ") + s.series_instance_uid + " " + s.mode +
+                   (s.mode == "video" && s.frames_one_by_one > 0
+                        ? " (" + std::to_string(s.frames_one_by_one) + " frame(s) one by one)"
+                        : std::string());
       if (!modes.empty()) options.algorithm.parameters += "; mode per series: " + modes;
       options.device_name = settings_.node_name;
       options.series_description = with_label("UniBiomed findings", {request.result_label});

@@ -141,6 +141,9 @@ struct SeriesOutcome {
   // memory propagation through every frame, one finding per tracked object) or "slices"
   // (every frame on its own, masks joined by connected components).
   std::string mode;
+  // Video mode: analysed frames with no analysed neighbour (a still image among cines, a lone
+  // slice in another plane), asked one by one as in slices mode.
+  int frames_one_by_one = 0;
   std::vector<int> key_frames;     // video: the frames the language model saw (0-based, analysed order)
   std::vector<std::string> notes;  // what was skipped and why, how stacks were split...
 };

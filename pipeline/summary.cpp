@@ -42,6 +42,7 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
               {"frames_total", s.frames_total},
               {"frames_analysed", s.frames_analysed}};
     if (!s.mode.empty()) o["mode"] = s.mode;
+    if (s.frames_one_by_one > 0) o["frames_one_by_one"] = s.frames_one_by_one;
     if (!s.key_frames.empty()) o["key_frames"] = s.key_frames;
     if (!s.reason.empty()) o["reason"] = s.reason;
     if (!s.rule.empty()) o["rule"] = s.rule;

@@ -204,6 +204,14 @@ TEST(AnalysisWithTinyModel, ACineAndAStillOfOneSeriesAreAVideoAndAnImage) {
   EXPECT_EQ(s.mode, "video");
   EXPECT_EQ(s.frames_analysed, 17);
   EXPECT_EQ(s.key_frames, (std::vector<int>{0, 4, 8, 11, 15}));
+  EXPECT_EQ(s.frames_one_by_one, 1) << "the still";
+  // The SR's algorithm parameters say how the series was read, the still included.
+  const auto sr =
+      std::find_if(r.objects.begin(), r.objects.end(), [](const ResultObject& o) { return o.kind == "SR"; });
+  ASSERT_NE(sr, r.objects.end());
+  const std::string sr_bytes(sr->bytes.begin(), sr->bytes.end());
+  EXPECT_NE(sr_bytes.find("mode per series: " + s.series_instance_uid + " video (1 frame(s) one by one)"),
+            std::string::npos);
   std::map<std::string, std::string> description_of_seg;
   for (const auto& o : r.objects) {
     const fs::path file = dir / o.file_name;
