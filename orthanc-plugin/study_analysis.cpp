@@ -427,10 +427,13 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
       std::string kept;
       if (comparable(previous_report.value("Request", nlohmann::json())) != comparable(entry_.request))
         kept = "run " + std::to_string(previous_report.value("Run", 0)) + " asked another request";
-      for (const auto& uid : previous_report.value("AnalysedSeries", nlohmann::json::array()))
-        if (kept.empty() && std::find(analysed_series.begin(), analysed_series.end(), uid) == analysed_series.end())
-          kept = "series " + uid.get<std::string>() + " of run " + std::to_string(previous_report.value("Run", 0)) +
-                 " was not analysed again";
+      else
+        for (const auto& uid : previous_report.value("AnalysedSeries", nlohmann::json::array()))
+          if (std::find(analysed_series.begin(), analysed_series.end(), uid) == analysed_series.end()) {
+            kept = "series " + uid.get<std::string>() + " of run " + std::to_string(previous_report.value("Run", 0)) +
+                   " was not analysed again";
+            break;
+          }
       superseded["Replaced"] = kept.empty();
       if (!kept.empty()) superseded["Kept"] = kept;
       summary["Supersedes"] = superseded;

@@ -587,6 +587,32 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
             "the report of run 4 (SR " + report4["SOPInstanceUID"].get<std::string>() +
                 ") is no longer in the study: this run's report names no predecessor");
   EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 3 * segs1) << "runs 1, 4 and 5";
+
+  // A second series arrives: run 6 (automatic) analyses both. Once a user deletes it, run 7 of
+  // the same request revises run 6's report but cannot replace it: a series of run 6 is gone.
+  StudySpec second = spec;
+  second.series_uid.clear();
+  send(server, write_ct_series(dir_ / "ct2", second));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        s = study(server, spec.study_uid);
+        return s["Run"] == 6 && s["State"] == "done" && !s["Queued"].get<bool>();
+      },
+      kAnalysisTimeout))
+      << s.dump(2);
+  ASSERT_EQ(s["Summary"]["Report"]["AnalysedSeries"].size(), 2u) << s["Summary"].dump(2);
+  const HttpResult lookup = server.post("/tools/lookup", second.series_uid);
+  ASSERT_EQ(lookup.status, 200) << lookup.body;
+  ASSERT_EQ(lookup.json().size(), 1u) << lookup.body;
+  ASSERT_EQ(server.del("/series/" + lookup.json()[0]["ID"].get<std::string>()).status, 200);
+  s = run("{}", 7);
+  const json& superseded = s["Summary"]["Supersedes"];
+  EXPECT_EQ(superseded["Run"], 6) << s["Summary"].dump(2);
+  EXPECT_EQ(superseded["Replaced"], false);
+  EXPECT_EQ(superseded.value("Kept", ""), "series " + second.series_uid + " of run 6 was not analysed again");
+  EXPECT_FALSE(superseded.contains("Deleted"));
+  for (const auto& id : superseded["Objects"])
+    EXPECT_EQ(server.get("/instances/" + id.get<std::string>()).status, 200) << "run 6 is kept: " << id;
 }
 
 TEST_F(OrthancPlugin, RejectedAnalyzeRequestsNameTheFieldAndLeaveTheStudyAsItWas) {
