@@ -182,14 +182,22 @@ const std::vector<Key>& keys() {
       {"ForwardTimeout", "integer", "600", "seconds to wait for a forwarding store job before recording a failure",
        [](const json& v, Configuration& c) { return read_int(v, c.forward_timeout_seconds, 1, 86400); }},
       {"SupersededResults", "string", "\"keep\"",
-       "what happens in this Orthanc to the SEGs and SR of an analysis that a later run of the same request "
-       "replaces (every series it analysed analysed again; its report named as the new report's predecessor): "
-       "\"keep\" or \"delete\"; copies already forwarded stay where they went",
+       "what happens to the SEGs and SR of an analysis that a later run of the same request replaces (every series "
+       "it analysed analysed again; its report named as the new report's predecessor): \"keep\"; \"delete\" them "
+       "from this Orthanc (copies already forwarded stay where they went); or \"reject\": delete them and store an "
+       "IHE IOCM rejection note (a Key Object Selection \"Rejected for Quality Reasons\" listing them) that is "
+       "forwarded with the new results, so that an archive supporting IOCM withdraws its copies too",
        [](const json& v, Configuration& c) {
          std::string s;
          if (auto e = read_string(v, s); !e.empty()) return e;
-         if (s != "keep" && s != "delete") return "must be \"keep\" or \"delete\", not \"" + s + "\"";
-         c.delete_superseded_results = s == "delete";
+         if (s == "keep")
+           c.superseded_results = Configuration::Superseded::Keep;
+         else if (s == "delete")
+           c.superseded_results = Configuration::Superseded::Delete;
+         else if (s == "reject")
+           c.superseded_results = Configuration::Superseded::Reject;
+         else
+           return "must be \"keep\", \"delete\" or \"reject\", not \"" + s + "\"";
          return std::string();
        }},
       {"Queue", "string", "\"local\"",
@@ -380,7 +388,9 @@ nlohmann::json Configuration::to_json() const {
           {"JobPriority", job_priority},
           {"ReconcileInterval", reconcile_interval_seconds},
           {"ForwardTimeout", forward_timeout_seconds},
-          {"SupersededResults", delete_superseded_results ? "delete" : "keep"},
+          {"SupersededResults", superseded_results == Superseded::Reject   ? "reject"
+                                : superseded_results == Superseded::Delete ? "delete"
+                                                                           : "keep"},
           {"Queue", queue},
           {"QueueConnection", without_password(queue_connection)},
           {"LeaseSeconds", lease_seconds},

@@ -30,7 +30,9 @@ struct Configuration {
   int job_priority = 0;                          // JobPriority
   int reconcile_interval_seconds = 10;           // ReconcileInterval
   int forward_timeout_seconds = 600;             // ForwardTimeout
-  bool delete_superseded_results = false;        // SupersededResults: "keep" (false) | "delete" (true)
+  // SupersededResults: what becomes of the results a later run of the same request replaces.
+  enum class Superseded { Keep, Delete, Reject };
+  Superseded superseded_results = Superseded::Keep;
 
   // Scale-out (docs/ORTHANC.md "Scale-out"): the study queue shared by every node of a cluster.
   std::string queue = "local";                   // Queue: local | postgresql

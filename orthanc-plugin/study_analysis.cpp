@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "orthanc-plugin/plugin_error.h"
+#include "orthanc-plugin/rejection_note.h"
 #include "orthanc-plugin/result_json.h"
 
 namespace unibiomed::orthanc {
@@ -166,7 +167,7 @@ void StudyAnalysis::run() noexcept {
     } else {
       summary = analyse(*record);
     }
-    if (entry_.mode != "forward" && !skipped_) delete_superseded(summary);
+    if (entry_.mode != "forward" && !skipped_) retire_superseded(summary);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (summary.contains("Results")) results_ = summary["Results"];
@@ -448,15 +449,48 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   return summary;
 }
 
-void StudyAnalysis::delete_superseded(nlohmann::json& summary) {
-  if (!services_->config.delete_superseded_results || !summary.contains("Supersedes")) return;
+void StudyAnalysis::retire_superseded(nlohmann::json& summary) {
+  const auto mode = services_->config.superseded_results;
+  if (mode == Configuration::Superseded::Keep || !summary.contains("Supersedes")) return;
   nlohmann::json& superseded = summary["Supersedes"];
   if (!superseded.is_object() || !superseded.value("Replaced", false) || superseded.value("Deleted", false)) return;
   check_lease();
-  const std::string run = "run " + std::to_string(superseded.value("Run", 0));
-  set_stage("deleting", "the results of " + run + ", which this run replaces", kStoreEnd);
+  const int replaced = superseded.value("Run", 0);
+  const std::string run = "run " + std::to_string(replaced);
   const std::string study = "study " + entry_.study_id + " (" + summary.value("StudyInstanceUID", std::string()) +
                             ") run " + std::to_string(entry_.run);
+  if (mode == Configuration::Superseded::Reject && !superseded.contains("RejectionNote")) {
+    // The note first: it joins this run's results, so that forwarding takes it wherever they go.
+    // Without a note nothing is deleted, so that this Orthanc and the archive stay alike.
+    set_stage("rejecting", "the results of " + run + ", which this run replaces", kStoreEnd);
+    try {
+      const RejectionNote note = write_rejection_note(
+          services_->client, superseded, entry_.run,
+          summary.value("StudyInstanceUID", std::string()) + "/unibiomed-run-" + std::to_string(entry_.run),
+          services_->config.analyzer.node_name);
+      const StoredResult stored = services_->results.store(
+          note.object, entry_.study_id, summary.value("StudyInstanceUID", std::string()), entry_.run);
+      if (!summary.contains("Results") || !summary["Results"].is_array()) summary["Results"] = nlohmann::json::array();
+      summary["Results"].push_back(stored.to_json());
+      superseded["RejectionNote"] = {{"ID", stored.instance_id},
+                                     {"SOPInstanceUID", stored.sop_instance_uid},
+                                     {"SeriesInstanceUID", stored.series_instance_uid},
+                                     {"Rejects", note.rejected}};
+      if (!note.gone.empty()) superseded["RejectionNote"]["AlreadyGone"] = note.gone;
+      superseded.erase("RejectError");
+      services_->client.log_info(study + ": stored a rejection note (Key Object Selection " + stored.sop_instance_uid +
+                                 ") of the " + std::to_string(note.rejected) + " result objects of " + run +
+                                 " (UniBiomed.SupersededResults)");
+    } catch (const std::exception& e) {
+      superseded["RejectError"] = e.what();
+      services_->client.log_warning(study + ": could not reject the results of " + run +
+                                    ", so they are kept: " + e.what());
+      services_->records.write_summary(entry_.study_id, summary);
+      return;
+    }
+    services_->records.write_summary(entry_.study_id, summary);
+  }
+  set_stage("deleting", "the results of " + run + ", which this run replaces", kStoreEnd);
   size_t deleted = 0;
   try {
     for (const auto& id : superseded.value("Objects", nlohmann::json::array()))

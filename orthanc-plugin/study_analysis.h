@@ -51,7 +51,9 @@ class StudyAnalysis {
  private:
   nlohmann::json analyse(const StudyRecord& record);
   void forward(nlohmann::json& summary, const StudyRecord& record);
-  void delete_superseded(nlohmann::json& summary);
+  // SupersededResults "delete" / "reject": the replaced run's results leave this Orthanc, after a
+  // rejection note listing them joins this run's results ("reject").
+  void retire_superseded(nlohmann::json& summary);
   void set_stage(const std::string& stage, const std::string& message, float progress);
   void check_cancelled() const;
   void check_lease();

@@ -162,7 +162,7 @@ std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_i
     info.description = string_field(tags, "SeriesDescription");
     info.manufacturer = string_field(tags, "Manufacturer");
     for (const auto& i : s.value("Instances", nlohmann::json::array())) info.instances.push_back(i.get<std::string>());
-    if ((info.modality == "SEG" || info.modality == "SR") &&
+    if ((info.modality == "SEG" || info.modality == "SR" || info.modality == "KO") &&
         info.manufacturer.rfind(kResultManufacturerPrefix, 0) == 0) {
       info.result = true;
     } else if (!info.instances.empty()) {

@@ -15,6 +15,7 @@
 
 #include "seg-writer/decimal_string.h"
 #include "seg-writer/dicom_uid.h"
+#include "sr-writer/content_tree.h"
 
 namespace unibiomed::sr {
 
@@ -41,6 +42,8 @@ Measurement long_axis_mm(double value) {
   return {{"103339001", "SCT", "Long axis"}, value, {"mm", "UCUM", "millimeter"}};
 }
 
+using namespace detail;
+
 namespace {
 
 // Concept names of PS3.16 (DCM, SCT, UMLS) used by TID 1500 and the templates it includes.
@@ -48,12 +51,6 @@ namespace concept {
   const CodedConcept kImagingMeasurementReport{"126000", "DCM", "Imaging Measurement Report"};
   const CodedConcept kLanguage{"121049", "DCM", "Language of Content Item and Descendants"};
   const CodedConcept kEnglish{"en-US", "RFC5646", "English (United States)"};
-  const CodedConcept kObserverType{"121005", "DCM", "Observer Type"};
-  const CodedConcept kDevice{"121007", "DCM", "Device"};
-  const CodedConcept kDeviceObserverUid{"121012", "DCM", "Device Observer UID"};
-  const CodedConcept kDeviceObserverName{"121013", "DCM", "Device Observer Name"};
-  const CodedConcept kDeviceObserverManufacturer{"121014", "DCM", "Device Observer Manufacturer"};
-  const CodedConcept kDeviceObserverModelName{"121015", "DCM", "Device Observer Model Name"};
   const CodedConcept kProcedureReported{"121058", "DCM", "Procedure reported"};
   const CodedConcept kImageLibrary{"111028", "DCM", "Image Library"};
   const CodedConcept kImageLibraryGroup{"126200", "DCM", "Image Library Group"};
@@ -75,14 +72,6 @@ namespace concept {
   const CodedConcept kQualitativeEvaluations{"C0034375", "UMLS", "Qualitative Evaluations"};
 }  // namespace concept
 
-void check(const OFCondition& status, const std::string& what) {
-  if (status.bad()) throw ReportError(what + ": " + status.text());
-}
-
-DSRCodedEntryValue coded(const CodedConcept& c) {
-  return DSRCodedEntryValue(c.value.c_str(), c.scheme.c_str(), c.meaning.c_str());
-}
-
 // Tracking identifiers of the cornerstone tools OHIF 3.x maps a measurement group to when it
 // imports an SR as tracked measurements (@cornerstonejs/adapters MeasurementReport: the tool is
 // looked up by this text; a group whose identifier names no tool is matched by its top-level
@@ -96,73 +85,6 @@ std::string get(DcmItem& item, const DcmTagKey& tag) {
   item.findAndGetOFStringArray(tag, value);
   return value.c_str();
 }
-
-// Adds content items below explicit parents, so the tree's shape reads like the template.
-class ContentTree {
- public:
-  explicit ContentTree(DSRDocumentTree& tree) : tree_(tree) {}
-
-  size_t root(const CodedConcept& name) {
-    const size_t id = tree_.addContentItem(DSRTypes::RT_isRoot, DSRTypes::VT_Container);
-    if (!id) throw ReportError("cannot create the report's root container");
-    check(item().setConceptName(coded(name)), "root concept name");
-    return id;
-  }
-
-  // Adds a child as the last below `parent`; the new item becomes current.
-  size_t add(size_t parent, DSRTypes::E_RelationshipType relationship, DSRTypes::E_ValueType type,
-             const CodedConcept& name, const std::string& what) {
-    if (tree_.gotoNode(parent) != parent) throw ReportError("internal: lost content item " + std::to_string(parent));
-    const size_t id = tree_.addContentItem(relationship, type, DSRTypes::AM_belowCurrent);
-    if (!id)
-      throw ReportError("cannot add " + what + " (" + DSRTypes::valueTypeToReadableName(type) + ", " +
-                        DSRTypes::relationshipTypeToReadableName(relationship) + ") to a Comprehensive 3D SR");
-    if (!name.empty()) check(item().setConceptName(coded(name)), what + " concept name");
-    return id;
-  }
-
-  size_t text(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
-              const std::string& value, const std::string& what) {
-    const size_t id = add(parent, relationship, DSRTypes::VT_Text, name, what);
-    check(item().setStringValue(value.c_str()), what + " '" + value + "'");
-    return id;
-  }
-
-  size_t uid(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
-             const std::string& value, const std::string& what) {
-    const size_t id = add(parent, relationship, DSRTypes::VT_UIDRef, name, what);
-    check(item().setStringValue(value.c_str()), what + " '" + value + "'");
-    return id;
-  }
-
-  size_t code(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
-              const CodedConcept& value, const std::string& what) {
-    const size_t id = add(parent, relationship, DSRTypes::VT_Code, name, what);
-    check(item().setCodeValue(coded(value)),
-          what + " (" + value.value + ", " + value.scheme + ", \"" + value.meaning + "\")");
-    return id;
-  }
-
-  size_t number(size_t parent, const Measurement& m, const std::string& what) {
-    const size_t id = add(parent, DSRTypes::RT_contains, DSRTypes::VT_Num, m.concept, what);
-    check(item().setNumericValue(DSRNumericMeasurementValue(seg::format_ds(m.value).c_str(), coded(m.unit))), what);
-    return id;
-  }
-
-  size_t image(size_t parent, DSRTypes::E_RelationshipType relationship, const CodedConcept& name,
-               const DSRImageReferenceValue& value, const std::string& what) {
-    const size_t id = add(parent, relationship, DSRTypes::VT_Image, name, what);
-    // Not checked: source UIDs are referenced as the source has them, even where they break the
-    // UI rules (a leading zero, common in older archives); the report's own UIDs are valid.
-    check(item().setImageReference(value, OFFalse), what);
-    return id;
-  }
-
-  DSRContentItem& item() { return tree_.getCurrentContentItem(); }
-
- private:
-  DSRDocumentTree& tree_;
-};
 
 // What the report needs of a SEG: its identity, its segments' tracking UIDs, and which SEG frame
 // holds a segment on a source frame.
@@ -249,19 +171,6 @@ DSRImageReferenceValue frame_reference(const seg::SourceFrame& frame) {
   if (frame.frame_number > 0) value.getFrameList().addItem(frame.frame_number);
   return value;
 }
-
-// The Patient and General Study module attributes taken over from the source (in UTF-8).
-const DcmTagKey kTakenOver[] = {DCM_PatientName,
-                                DCM_PatientID,
-                                DCM_IssuerOfPatientID,
-                                DCM_PatientBirthDate,
-                                DCM_PatientSex,
-                                DCM_StudyDate,
-                                DCM_StudyTime,
-                                DCM_StudyID,
-                                DCM_AccessionNumber,
-                                DCM_StudyDescription,
-                                DCM_ReferringPhysicianName};
 
 }  // namespace
 
@@ -360,37 +269,19 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
 
   // ---- the document ------------------------------------------------------------------------
   const std::string seed = options.uid_seed;
-  const std::string algorithm_name = options.algorithm.name.empty() ? "UniBiomed" : options.algorithm.name;
-  const std::string algorithm_version = options.algorithm.version.empty() ? "unknown" : options.algorithm.version;
   DSRDocument document(DSRTypes::DT_Comprehensive3DSR);
-  check(document.createNewSeriesInStudy(study_uid.c_str(), OFFalse), "starting a series in study " + study_uid);
-  check(document.setSpecificCharacterSetType(DSRTypes::CS_UTF8), "character set");
-  const std::string description =
-      options.series_description.empty() ? algorithm_name + " findings" : options.series_description;
-  check(document.setSeriesDescription(description.substr(0, 64).c_str()), "Series Description");
-  check(document.setSeriesNumber(std::to_string(options.series_number).c_str()), "Series Number");
-  check(document.setInstanceNumber(std::to_string(options.instance_number).c_str()), "Instance Number");
-  check(document.setManufacturer(algorithm_name.substr(0, 64).c_str()), "Manufacturer");
-  check(document.setManufacturerModelName((algorithm_name + " " + algorithm_version).substr(0, 64).c_str()),
-        "Manufacturer's Model Name");
-  check(document.setSoftwareVersions(algorithm_version.substr(0, 64).c_str()), "Software Versions");
+  start_series(document, study_uid, options.algorithm, options.series_description, "findings", options.series_number,
+               options.instance_number);
 
   DSRDocumentTree& tree = document.getTree();
-  ContentTree content(tree);
+  ContentTree content(tree, "a Comprehensive 3D SR");
   const size_t root = content.root(concept ::kImagingMeasurementReport);
   check(content.item().setTemplateIdentification("1500", "DCMR"), "template identification");
   // TID 1204 language, TID 1001/1002/1004 observer context (the node as a device).
   content.code(root, DSRTypes::RT_hasConceptMod, concept ::kLanguage, concept ::kEnglish, "language");
-  content.code(root, DSRTypes::RT_hasObsContext, concept ::kObserverType, concept ::kDevice, "observer type");
   const std::string device_uid =
       !options.device_uid.empty() ? options.device_uid : seg::make_uid("device/" + options.device_name);
-  content.uid(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverUid, device_uid, "device observer UID");
-  content.text(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverName, options.device_name.substr(0, 64),
-               "device observer name");
-  content.text(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverManufacturer, algorithm_name,
-               "device observer manufacturer");
-  content.text(root, DSRTypes::RT_hasObsContext, concept ::kDeviceObserverModelName,
-               algorithm_name + " " + algorithm_version, "device observer model name");
+  add_device_observer(content, root, device_uid, options.device_name, options.algorithm);
   content.code(root, DSRTypes::RT_hasConceptMod, concept ::kProcedureReported, options.procedure, "procedure reported");
 
   // TID 1600 Image Library: one group per series, every source instance.
@@ -413,9 +304,10 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
     const size_t measurements = content.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container,
                                             concept ::kImagingMeasurements, "imaging measurements");
     // TID 4019 Algorithm Identification of everything below.
-    content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmName, algorithm_name, "algorithm name");
-    content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmVersion, algorithm_version,
-                 "algorithm version");
+    content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmName, algorithm_name(options.algorithm),
+                 "algorithm name");
+    content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmVersion,
+                 algorithm_version(options.algorithm), "algorithm version");
     if (!options.algorithm.parameters.empty())
       content.text(measurements, DSRTypes::RT_hasConceptMod, concept ::kAlgorithmParameters,
                    options.algorithm.parameters, "algorithm parameters");
@@ -564,20 +456,12 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
   check(document.write(dataset), "writing the structured report");
   // Identity and the patient/study attributes of the source, in UTF-8 like the report's text.
   report.sop_class_uid = UID_Comprehensive3DSRStorage;
-  report.sop_instance_uid = !options.sop_instance_uid.empty() ? options.sop_instance_uid
-                                                              : seg::make_uid(seed.empty() ? "" : seed + "/sr/sop");
-  report.series_instance_uid = !options.series_instance_uid.empty()
-                                   ? options.series_instance_uid
-                                   : seg::make_uid(seed.empty() ? "" : seed + "/sr/series");
+  report.sop_instance_uid = own_uid(options.sop_instance_uid, seed, "sr/sop");
+  report.series_instance_uid = own_uid(options.series_instance_uid, seed, "sr/series");
   check(dataset.putAndInsertString(DCM_SOPInstanceUID, report.sop_instance_uid.c_str()), "SOP Instance UID");
   check(dataset.putAndInsertString(DCM_SeriesInstanceUID, report.series_instance_uid.c_str()), "Series Instance UID");
   const seg::ResultsHeader header = series.front().sources->header_in_utf8();
-  for (const DcmTagKey& tag : kTakenOver) {
-    DcmElement* element = nullptr;
-    if (header.dataset->findAndGetElement(tag, element).good() && element)
-      check(dataset.insert(OFstatic_cast(DcmElement*, element->clone()), true),
-            "copying " + std::string(tag.toString().c_str()));
-  }
+  copy_patient_and_study(*header.dataset, dataset);
   check(dataset.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192"), "Specific Character Set");
   return report;
 }

@@ -41,7 +41,7 @@ TEST(PluginConfiguration, DefaultsWithoutSection) {
   EXPECT_EQ(c.max_attempts, 3);
   EXPECT_EQ(c.reconcile_interval_seconds, 10);
   EXPECT_EQ(c.forward_timeout_seconds, 600);
-  EXPECT_FALSE(c.delete_superseded_results) << "results of earlier runs are kept unless asked";
+  EXPECT_EQ(c.superseded_results, Configuration::Superseded::Keep) << "results of earlier runs are kept unless asked";
   EXPECT_EQ(c.orthanc_concurrent_jobs, 2);
 }
 
@@ -137,9 +137,16 @@ TEST(PluginConfiguration, ReadsEveryKey) {
   EXPECT_EQ(c.job_priority, 7);
   EXPECT_EQ(c.reconcile_interval_seconds, 30);
   EXPECT_EQ(c.forward_timeout_seconds, 60);
-  EXPECT_TRUE(c.delete_superseded_results);
+  EXPECT_EQ(c.superseded_results, Configuration::Superseded::Delete);
   // to_json gives back what was read, key for key.
   for (const auto& [key, value] : orthanc["UniBiomed"].items()) EXPECT_EQ(c.to_json()[key], value) << key;
+}
+
+TEST(PluginConfiguration, SupersededResultsCanBeRejectedWithANote) {
+  const Configuration c = Configuration::parse({{"UniBiomed", {{"SupersededResults", "reject"}}}});
+  EXPECT_EQ(c.superseded_results, Configuration::Superseded::Reject);
+  EXPECT_EQ(c.to_json()["SupersededResults"], "reject");
+  EXPECT_EQ(Configuration::parse(json::object()).to_json()["SupersededResults"], "keep");
 }
 
 TEST(PluginConfiguration, ForwardToRemoteAetNeedsNoModality) {
@@ -171,7 +178,8 @@ TEST(PluginConfiguration, EveryProblemIsNamedAtOnce) {
   EXPECT_NE(e.find("UniBiomed.TriggerCallingAETitles entry 0"), std::string::npos) << e;
   EXPECT_NE(e.find("UniBiomed.TaskRules names \"/nonexistent/rules.json\""), std::string::npos) << e;
   EXPECT_NE(e.find("UniBiomed.ConcurrentAnalyses must be an integer, not a number"), std::string::npos) << e;
-  EXPECT_NE(e.find("UniBiomed.SupersededResults must be \"keep\" or \"delete\", not \"remove\""), std::string::npos)
+  EXPECT_NE(e.find("UniBiomed.SupersededResults must be \"keep\", \"delete\" or \"reject\", not \"remove\""),
+            std::string::npos)
       << e;
 }
 

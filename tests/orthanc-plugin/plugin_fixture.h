@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "tests/orthanc-plugin/orthanc_harness.h"
@@ -63,6 +64,24 @@ class OrthancPlugin : public ::testing::Test {
     // cap keeps a question it was not trained on from running to the default 2048 tokens.
     return {{"ModelDirectory", model_.string()}, {"ReconcileInterval", 1}, {"ForwardTimeout", 60},
             {"MaxNewTokens", 160}};
+  }
+
+  // A storescp that receives as `aet` on `port` into dir_/<folder>, naming each file
+  // <modality>.<SOP Instance UID>; it stops with the returned process.
+  ChildProcess start_storescp(const std::string& aet, const std::string& folder, int port) const {
+    fs::create_directories(dir_ / folder);
+    return ChildProcess({"storescp", "-aet", aet, "-od", (dir_ / folder).string(), std::to_string(port)},
+                        dir_ / "storescp.log");
+  }
+
+  // What that storescp received: SOP Instance UID -> file.
+  std::map<std::string, fs::path> received(const std::string& folder) const {
+    std::map<std::string, fs::path> files;
+    for (const auto& f : fs::directory_iterator(dir_ / folder)) {
+      const std::string name = f.path().filename().string();
+      files[name.substr(name.find('.') + 1)] = f.path();
+    }
+    return files;
   }
 
   OrthancServer& make_server(OrthancOptions options, const std::string& name = "orthanc") {

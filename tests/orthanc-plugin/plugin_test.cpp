@@ -2,6 +2,9 @@
 // plugin and Debian's DICOMweb plugin, studies sent with storescu -R, results checked over the
 // plugin's REST API, Orthanc's /jobs and QIDO-RS, forwarding received by a real storescp.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -86,9 +89,7 @@ TEST_F(OrthancPlugin, CtStudyIsAnalysedAndItsSegAndSrAreFoundWithQido) {
 
 TEST_F(OrthancPlugin, ResultsAreForwardedToTheConfiguredPacs) {
   const int pacs_port = free_port();
-  fs::create_directories(dir_ / "pacs");
-  ChildProcess pacs({"storescp", "-aet", "PACS", "-od", (dir_ / "pacs").string(), std::to_string(pacs_port)},
-                    dir_ / "storescp.log");
+  ChildProcess pacs = start_storescp("PACS", "pacs", pacs_port);
   json settings = base_settings();
   settings["ForwardTo"] = "pacs";
   auto& server = start_server(settings, {{"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", pacs_port}}}}});
@@ -111,26 +112,21 @@ TEST_F(OrthancPlugin, ResultsAreForwardedToTheConfiguredPacs) {
   ASSERT_TRUE(s["Forward"].is_object()) << s.dump(2);
   EXPECT_EQ(s["Forward"]["State"], "Success") << s["Forward"].dump(2);
   EXPECT_EQ(s["Forward"]["Modality"], "pacs");
-  // storescp names received files <modality prefix>.<SOPInstanceUID>: every stored result arrived.
-  std::set<std::string> received;
-  for (const auto& f : fs::directory_iterator(dir_ / "pacs")) received.insert(f.path().filename().string());
+  // Every stored result arrived.
+  const auto files = received("pacs");
   ASSERT_FALSE(s["Results"].empty());
-  for (const auto& r : s["Results"]) {
-    const std::string uid = r["SOPInstanceUID"];
-    EXPECT_TRUE(std::any_of(received.begin(), received.end(),
-                            [&](const std::string& name) { return name.find(uid) != std::string::npos; }))
-        << uid << " did not reach the PACS; storescp log:\n" << read_file(dir_ / "storescp.log");
-  }
-  EXPECT_EQ(received.size(), s["Results"].size());
+  for (const auto& r : s["Results"])
+    EXPECT_EQ(files.count(r["SOPInstanceUID"].get<std::string>()), 1u)
+        << r["SOPInstanceUID"] << " did not reach the PACS; storescp log:\n"
+        << read_file(dir_ / "storescp.log");
+  EXPECT_EQ(files.size(), s["Results"].size());
   // The store job is a real Orthanc job, referenced from the study.
   EXPECT_EQ(server.get_json("/jobs/" + s["Forward"]["Job"].get<std::string>())["State"], "Success");
 }
 
 TEST_F(OrthancPlugin, ResultsGoBackToTheSendingAe) {
   const int pacs_port = free_port();
-  fs::create_directories(dir_ / "sender");
-  ChildProcess sender({"storescp", "-aet", "MODALITY1", "-od", (dir_ / "sender").string(), std::to_string(pacs_port)},
-                      dir_ / "storescp.log");
+  ChildProcess sender = start_storescp("MODALITY1", "sender", pacs_port);
   json settings = base_settings();
   settings["ForwardTo"] = "RemoteAET";
   auto& server = start_server(settings, {{"DicomModalities", {{"modality1", {"MODALITY1", "127.0.0.1", pacs_port}}}}});
@@ -141,9 +137,7 @@ TEST_F(OrthancPlugin, ResultsGoBackToTheSendingAe) {
   ASSERT_EQ(s["State"], "done") << s.dump(2);
   EXPECT_EQ(s["Forward"]["State"], "Success") << s["Forward"].dump(2);
   EXPECT_EQ(s["Forward"]["Modality"], "modality1");
-  size_t files = 0;
-  for (const auto& f : fs::directory_iterator(dir_ / "sender")) files += f.is_regular_file() ? 1 : 0;
-  EXPECT_EQ(files, s["Results"].size());
+  EXPECT_EQ(received("sender").size(), s["Results"].size());
 }
 
 TEST_F(OrthancPlugin, ForwardingFailureIsRecordedVisibleInTheJobAndRetryable) {
@@ -167,9 +161,7 @@ TEST_F(OrthancPlugin, ForwardingFailureIsRecordedVisibleInTheJobAndRetryable) {
   EXPECT_EQ(jobs[0]["Content"]["Forward"]["State"], "Failure");
 
   // Retry once the PACS is up: POST .../forward re-sends the stored results (no re-analysis).
-  fs::create_directories(dir_ / "pacs");
-  ChildProcess pacs({"storescp", "-aet", "PACS", "-od", (dir_ / "pacs").string(), std::to_string(pacs_port)},
-                    dir_ / "storescp.log");
+  ChildProcess pacs = start_storescp("PACS", "pacs", pacs_port);
   std::this_thread::sleep_for(300ms);
   const HttpResult retry = server.post("/unibiomed/studies/" + spec.study_uid + "/forward", "");
   ASSERT_EQ(retry.status, 200) << retry.body;
@@ -613,6 +605,110 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
   EXPECT_FALSE(superseded.contains("Deleted"));
   for (const auto& id : superseded["Objects"])
     EXPECT_EQ(server.get("/instances/" + id.get<std::string>()).status, 200) << "run 6 is kept: " << id;
+}
+
+// SupersededResults "reject": a run that replaces an earlier one stores an IHE IOCM rejection
+// note listing the earlier results and forwards it with its own, so that the PACS that holds
+// forwarded copies can withdraw them; here the earlier results are deleted.
+TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePacs) {
+  const int pacs_port = free_port();
+  ChildProcess pacs = start_storescp("PACS", "pacs", pacs_port);
+  json settings = base_settings();
+  settings["ForwardTo"] = "pacs";
+  settings["SupersededResults"] = "reject";
+  auto& server = start_server(settings, {{"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", pacs_port}}}}});
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  ASSERT_EQ(s["Forward"]["State"], "Success") << s.dump(2);
+  const json run1 = s["Results"];
+  ASSERT_GE(run1.size(), 2u) << "the demo checkpoint outlines the CT phantom's organs: SEGs and an SR";
+  EXPECT_EQ(received("pacs").size(), run1.size());
+
+  // Run 2 asks the same: it replaces run 1.
+  const HttpResult r = server.post("/unibiomed/studies/" + spec.study_uid + "/analyze", "{}");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        s = study(server, spec.study_uid);
+        return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>();
+      },
+      kAnalysisTimeout))
+      << s.dump(2);
+  ASSERT_EQ(s["Forward"]["State"], "Success") << s.dump(2);
+  const json& superseded = s["Summary"]["Supersedes"];
+  EXPECT_EQ(superseded["Run"], 1) << s["Summary"].dump(2);
+  EXPECT_EQ(superseded["Replaced"], true);
+  EXPECT_EQ(superseded["Deleted"], true);
+  ASSERT_TRUE(superseded["RejectionNote"].is_object()) << superseded.dump(2);
+  EXPECT_EQ(superseded["RejectionNote"]["Rejects"], run1.size());
+  EXPECT_FALSE(superseded["RejectionNote"].contains("AlreadyGone"));
+  for (const auto& result : run1)
+    EXPECT_EQ(server.get("/instances/" + result["ID"].get<std::string>()).status, 404) << result.dump();
+
+  // The note is one of run 2's results: stored in the study as a KO series of run 2 ...
+  const auto note =
+      std::find_if(s["Results"].begin(), s["Results"].end(), [](const json& result) { return result["Kind"] == "KO"; });
+  ASSERT_NE(note, s["Results"].end()) << s["Results"].dump(2);
+  EXPECT_EQ((*note)["SOPInstanceUID"], superseded["RejectionNote"]["SOPInstanceUID"]);
+  EXPECT_EQ((*note)["SOPClassUID"], "1.2.840.10008.5.1.4.1.1.88.59");
+  EXPECT_EQ(count_series(server, spec.study_uid, "KO"), 1u);
+  EXPECT_EQ(server.get_json("/instances/" + (*note)["ID"].get<std::string>() + "/tags?short").value("0008,103e", ""),
+            "UniBiomed rejection note (run 2)");
+  bool listed = false;
+  for (const auto& series : s["ResultSeries"])
+    if (series["SeriesInstanceUID"] == (*note)["SeriesInstanceUID"]) listed = series.value("Run", -1) == 2;
+  EXPECT_TRUE(listed) << s["ResultSeries"].dump(2);
+
+  // ... and forwarded with them: the PACS has every object of both runs, and the note lists
+  // exactly run 1's, each in its evidence too, under the IOCM title.
+  const auto files = received("pacs");
+  EXPECT_EQ(files.size(), run1.size() + s["Results"].size());
+  for (const auto& result : s["Results"])
+    EXPECT_EQ(files.count(result["SOPInstanceUID"].get<std::string>()), 1u) << result.dump();
+  ASSERT_EQ(files.count((*note)["SOPInstanceUID"].get<std::string>()), 1u);
+  const fs::path note_file = files.at((*note)["SOPInstanceUID"].get<std::string>());
+  std::string output;
+  EXPECT_TRUE(dciodvfy_errors(note_file, &output).empty()) << output;
+  DcmFileFormat kos;
+  ASSERT_TRUE(kos.loadFile(note_file.c_str()).good());
+  DcmDataset& ds = *kos.getDataset();
+  auto text = [](DcmItem& item, const DcmTagKey& tag) {
+    OFString value;
+    item.findAndGetOFString(tag, value);
+    return std::string(value.c_str());
+  };
+  DcmItem* title = nullptr;
+  ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_ConceptNameCodeSequence, title, 0).good());
+  EXPECT_EQ(text(*title, DCM_CodeValue) + " " + text(*title, DCM_CodingSchemeDesignator), "113001 DCM");
+  std::set<std::string> expected, referenced, evidence;
+  for (const auto& result : run1) expected.insert(result["SOPInstanceUID"].get<std::string>());
+  DcmItem* item = nullptr;
+  for (unsigned long i = 0; ds.findAndGetSequenceItem(DCM_ContentSequence, item, i).good(); ++i) {
+    DcmItem* sop = nullptr;
+    if (item->findAndGetSequenceItem(DCM_ReferencedSOPSequence, sop, 0).good())
+      referenced.insert(text(*sop, DCM_ReferencedSOPInstanceUID));
+  }
+  DcmItem* study_item = nullptr;
+  for (unsigned long i = 0;
+       ds.findAndGetSequenceItem(DCM_CurrentRequestedProcedureEvidenceSequence, study_item, i).good(); ++i) {
+    DcmItem* series = nullptr;
+    for (unsigned long j = 0; study_item->findAndGetSequenceItem(DCM_ReferencedSeriesSequence, series, j).good(); ++j) {
+      DcmItem* sop = nullptr;
+      for (unsigned long k = 0; series->findAndGetSequenceItem(DCM_ReferencedSOPSequence, sop, k).good(); ++k)
+        evidence.insert(text(*sop, DCM_ReferencedSOPInstanceUID));
+    }
+  }
+  EXPECT_EQ(referenced, expected);
+  EXPECT_EQ(evidence, expected);
+
+  // Storing the note and deleting run 1 start no new run.
+  std::this_thread::sleep_for(3s);
+  s = study(server, spec.study_uid);
+  EXPECT_EQ(s["Run"], 2);
+  EXPECT_EQ(s["State"], "done");
 }
 
 TEST_F(OrthancPlugin, RejectedAnalyzeRequestsNameTheFieldAndLeaveTheStudyAsItWas) {

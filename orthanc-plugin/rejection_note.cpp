@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "orthanc-plugin/rejection_note.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
+
+#include "orthanc-plugin/plugin_error.h"
+#include "seg-writer/part10_file.h"
+#include "sr-writer/rejection_note.h"
+
+#ifndef UNIBIOMED_VERSION
+#define UNIBIOMED_VERSION "0"
+#endif
+
+namespace unibiomed::orthanc {
+
+namespace {
+
+std::string tag(const nlohmann::json& tags, const char* key) {
+  const auto found = tags.find(key);
+  return found != tags.end() && found->is_string() ? found->get<std::string>() : std::string();
+}
+
+// The instance's dataset, read from its Part 10 bytes.
+std::unique_ptr<DcmFileFormat> read_instance(const OrthancClient& client, const std::string& id) {
+  const std::string bytes = client.get_bytes("/instances/" + id + "/file");
+  DcmInputBufferStream stream;
+  stream.setBuffer(bytes.data(), offile_off_t(bytes.size()));
+  stream.setEos();
+  auto file = std::make_unique<DcmFileFormat>();
+  file->transferInit();
+  const OFCondition status = file->read(stream);
+  file->transferEnd();
+  if (status.bad()) throw PluginError("instance " + id + " cannot be read as DICOM: " + status.text());
+  return file;
+}
+
+}  // namespace
+
+RejectionNote write_rejection_note(const OrthancClient& client, const nlohmann::json& superseded, int run,
+                                   const std::string& seed, const std::string& node_name) {
+  const int replaced = superseded.value("Run", 0);
+  const std::string report_id = superseded.value("ID", std::string());
+  RejectionNote note;
+  std::vector<sr::DocumentReference> rejected;
+  std::string header_id;
+  for (const auto& id : superseded.value("Objects", nlohmann::json::array())) {
+    if (!id.is_string()) continue;
+    const auto tags = client.find_json("/instances/" + id.get<std::string>() + "/tags?short");
+    if (!tags) {
+      note.gone.push_back(id);
+      continue;
+    }
+    rejected.push_back(
+        {tag(*tags, "0020,000d"), tag(*tags, "0020,000e"), tag(*tags, "0008,0016"), tag(*tags, "0008,0018")});
+    if (header_id.empty() || id == report_id) header_id = id;
+  }
+  if (rejected.empty())
+    throw PluginError("none of the results of run " + std::to_string(replaced) + " is left in Orthanc to reject");
+
+  sr::RejectionNoteOptions options;
+  options.algorithm.version = UNIBIOMED_VERSION;
+  options.device_name = node_name.empty() ? options.device_name : node_name;
+  options.description = "Run " + std::to_string(run) + " of the UniBiomed analysis of this study replaces these " +
+                        "results of run " + std::to_string(replaced) + " (its report revises report " +
+                        superseded.value("SOPInstanceUID", std::string()) + ").";
+  options.series_description = "UniBiomed rejection note (run " + std::to_string(run) + ")";
+  options.uid_seed = seed;  // the same UIDs when a resumed run writes the note again
+  auto header = read_instance(client, header_id);
+  sr::WrittenReport written;
+  try {
+    written = sr::write_rejection_note(*header->getDataset(), rejected, options);
+  } catch (const sr::ReportError& e) {
+    throw PluginError("the rejection note of run " + std::to_string(replaced) + " cannot be written: " + e.what());
+  }
+  note.rejected = rejected.size();
+  note.object.kind = "KO";
+  note.object.sop_class_uid = written.sop_class_uid;
+  note.object.sop_instance_uid = written.sop_instance_uid;
+  note.object.series_instance_uid = written.series_instance_uid;
+  note.object.bytes = seg::part10_bytes(*written.file);
+  note.object.file_name = "rejection-note.dcm";
+  return note;
+}
+
+}  // namespace unibiomed::orthanc
