@@ -4,6 +4,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "cli/arg_parser.h"
@@ -97,16 +99,44 @@ void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
 // previews): removed before new results are written there, so that the folder holds one analysis
 // and no SEG or preview of the earlier one is taken for the new one's. Other files stay; names
 // that are not plain file names are never followed. Returns how many were removed.
-size_t remove_previous_results(const fs::path& out) {
+// The summary.json an earlier `analyze` wrote into `out`; null when there is none (or it is not
+// one this program wrote: it is simply replaced).
+nlohmann::json previous_summary(const fs::path& out) {
   std::ifstream in(out / "summary.json");
-  if (!in) return 0;
-  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (!j.is_object()) return 0;  // not a summary this program wrote: it is simply replaced
-  auto plain = [](const nlohmann::json& name) {
-    if (!name.is_string()) return false;
-    const std::string n = name.get<std::string>();
-    return !n.empty() && n != "." && n != ".." && n.find_first_of("/\\") == std::string::npos;
-  };
+  if (!in) return nullptr;
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return j.is_object() ? j : nlohmann::json();
+}
+
+// A file name of a summary that stays inside its folder.
+bool plain(const nlohmann::json& name) {
+  if (!name.is_string()) return false;
+  const std::string n = name.get<std::string>();
+  return !n.empty() && n != "." && n != ".." && n.find_first_of("/\\") == std::string::npos;
+}
+
+// The report of an earlier analysis of study `study_uid` in `out` (listed in its summary.json, its
+// file still there): the one a new report of the task rules revises, as the plugin's does.
+std::optional<pipeline::ReportReference> previous_report(const fs::path& out, const std::string& study_uid) {
+  const nlohmann::json j = previous_summary(out);
+  if (j.is_null() || j.value("study_instance_uid", std::string()) != study_uid) return std::nullopt;
+  for (const auto& o : j.value("objects", nlohmann::json::array())) {
+    if (!o.is_object() || o.value("kind", std::string()) != "SR" || !o.contains("file") || !plain(o["file"]) ||
+        !fs::exists(out / o["file"].get<std::string>()))
+      continue;
+    pipeline::ReportReference r;
+    r.series_instance_uid = o.value("series_instance_uid", std::string());
+    // Summaries written before sop_class_uid was listed: the SR is always a Comprehensive 3D SR.
+    r.sop_class_uid = o.value("sop_class_uid", std::string("1.2.840.10008.5.1.4.1.1.88.34"));
+    r.sop_instance_uid = o.value("sop_instance_uid", std::string());
+    if (!r.series_instance_uid.empty() && !r.sop_instance_uid.empty()) return r;
+  }
+  return std::nullopt;
+}
+
+size_t remove_previous_results(const fs::path& out) {
+  const nlohmann::json j = previous_summary(out);
+  if (j.is_null()) return 0;
   std::vector<fs::path> files;
   for (const auto& o : j.value("objects", nlohmann::json::array()))
     if (o.is_object() && o.contains("file") && plain(o["file"])) files.push_back(out / o["file"].get<std::string>());
@@ -269,10 +299,14 @@ int run_analyze(const Args& args) {
     const fs::path out = studies.size() == 1 ? out_root : out_root / ("study-" + std::to_string(study_index));
     fs::create_directories(out);
     printer.set_study(study_index, static_cast<int>(studies.size()));
+    // A report of the task rules revises the report of an earlier analysis of the study here.
+    pipeline::AnalysisRequest study_request = request;
+    const auto revised = request.rules || !request.tasks.empty() ? previous_report(out, study_uid) : std::nullopt;
+    if (revised) study_request.revises.push_back(*revised);
     pipeline::StudyResult result;
     try {
       result = analyzer->analyze(
-          inputs, request, [&](const pipeline::Progress& pr) { printer(pr); }, &g_cancel,
+          inputs, study_request, [&](const pipeline::Progress& pr) { printer(pr); }, &g_cancel,
           seed.empty() ? std::string() : seed + "/" + study_uid);
     } catch (const pipeline::Cancelled& e) {
       printer.finish();
@@ -304,6 +338,10 @@ int run_analyze(const Args& args) {
     if (replaced > 0)
       std::cout << "  replaced the earlier analysis in " << out.string() << " (" << replaced
                 << " of its files removed first)\n";
+    if (revised && std::any_of(result.objects.begin(), result.objects.end(), [&](const pipeline::ResultObject& o) {
+          return o.kind == "SR" && o.sop_instance_uid != revised->sop_instance_uid;
+        }))
+      std::cout << "  the new report revises the earlier one (SR " << revised->sop_instance_uid << ")\n";
     for (const auto& s : result.series) {
       std::cout << "  " << state_word(s.state) << "  " << (s.modality.empty() ? "-" : s.modality) << " series "
                 << s.series_instance_uid;

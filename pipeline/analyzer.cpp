@@ -1075,11 +1075,17 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       if (!modes.empty()) options.algorithm.parameters += "; mode per series: " + modes;
       options.device_name = settings_.node_name;
       options.series_description = with_label("UniBiomed findings", {request.result_label});
+      // After the SEGs of the run (9001, 9002, ...), so that no two result series share a number.
+      options.series_number =
+          9001 + static_cast<int>(std::count_if(result.objects.begin(), result.objects.end(),
+                                                [](const ResultObject& o) { return o.kind == "SEG"; }));
       options.sop_instance_uid = derive_uid(seed, result.study_instance_uid, "SR instance");
       options.series_instance_uid = derive_uid(seed, result.study_instance_uid, "SR series");
       for (const auto& r : request.revises)
-        options.predecessors.push_back(
-            {result.study_instance_uid, r.series_instance_uid, r.sop_class_uid, r.sop_instance_uid});
+        // The same seed gives the same report again: it does not revise itself.
+        if (r.sop_instance_uid != options.sop_instance_uid)
+          options.predecessors.push_back(
+              {result.study_instance_uid, r.series_instance_uid, r.sop_class_uid, r.sop_instance_uid});
       // Text only: the SR still needs the study's identity; take it from an analysed series.
       std::unique_ptr<seg::SourceImages> text_only_sources;
       if (report_series.empty() && first_analysed) {

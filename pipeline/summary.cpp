@@ -85,6 +85,7 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
   for (const auto& o : result.objects) {
     json object = {{"kind", o.kind},
                    {"file", o.file_name},
+                   {"sop_class_uid", o.sop_class_uid},
                    {"sop_instance_uid", o.sop_instance_uid},
                    {"series_instance_uid", o.series_instance_uid},
                    {"bytes", o.bytes.size()}};

@@ -213,14 +213,18 @@ TEST(AnalysisWithTinyModel, ACineAndAStillOfOneSeriesAreAVideoAndAnImage) {
   EXPECT_NE(sr_bytes.find("mode per series: " + s.series_instance_uid + " video (1 frame(s) one by one)"),
             std::string::npos);
   std::map<std::string, std::string> description_of_seg;
+  std::set<std::string> series_numbers;  // two SEGs and the SR: each its own
   for (const auto& o : r.objects) {
     const fs::path file = dir / o.file_name;
     test::write_object(file, o);
     std::string out;
     EXPECT_TRUE(test::dciodvfy_errors(file, &out).empty()) << o.kind << ":\n" << out;
-    if (o.kind != "SEG") continue;
     DcmFileFormat seg;
     ASSERT_TRUE(seg.loadFile(file.c_str()).good());
+    OFString number;
+    seg.getDataset()->findAndGetOFString(DCM_SeriesNumber, number);
+    series_numbers.insert(number.c_str());
+    if (o.kind != "SEG") continue;
     OFString description, parameters;
     seg.getDataset()->findAndGetOFString(DCM_SeriesDescription, description);
     DcmItem* segment = nullptr;
@@ -232,6 +236,7 @@ TEST(AnalysisWithTinyModel, ACineAndAStillOfOneSeriesAreAVideoAndAnImage) {
         std::string(parameters.c_str()).find("mode video") != std::string::npos ? "video" : "slices";
     description_of_seg[o.sop_instance_uid] = mode + ": " + description.c_str();
   }
+  EXPECT_EQ(series_numbers, (std::set<std::string>{"9001", "9002", "9003"}));
   std::set<std::string> seen;
   for (const auto& [uid, text] : description_of_seg) seen.insert(text);
   EXPECT_EQ(seen, (std::set<std::string>{"video: UniBiomed segmentation (16 frames of instance 1)",
@@ -400,9 +405,34 @@ TEST(AnalyzeCommand, HelpUsageAndInputErrorsHaveTheirExitCodes) {
   EXPECT_NE(unknown_task.output.find("unknown task 'organz'"), std::string::npos) << unknown_task.output;
 }
 
+// The SOP Instance UID of a DICOM file, and those its Predecessor Documents Sequence names.
+std::string sop_instance_uid(const fs::path& file) {
+  DcmFileFormat f;
+  OFString uid;
+  if (f.loadFile(file.c_str()).good()) f.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, uid);
+  return uid.c_str();
+}
+
+std::vector<std::string> predecessor_uids(const fs::path& file) {
+  DcmFileFormat f;
+  std::vector<std::string> uids;
+  if (f.loadFile(file.c_str()).bad()) return {"(unreadable " + file.string() + ")"};
+  DcmItem *study = nullptr, *series = nullptr, *sop = nullptr;
+  for (unsigned long i = 0; f.getDataset()->findAndGetSequenceItem(DCM_PredecessorDocumentsSequence, study, i).good();
+       ++i)
+    for (unsigned long j = 0; study->findAndGetSequenceItem(DCM_ReferencedSeriesSequence, series, j).good(); ++j)
+      for (unsigned long k = 0; series->findAndGetSequenceItem(DCM_ReferencedSOPSequence, sop, k).good(); ++k) {
+        OFString uid;
+        sop->findAndGetOFString(DCM_ReferencedSOPInstanceUID, uid);
+        uids.push_back(uid.c_str());
+      }
+  return uids;
+}
+
 // A second analysis into the same folder first removes the files the first one listed in its
 // summary.json (result objects, previews), and nothing else: a user's file stays, and a listed
-// name that leads out of the folder is not followed.
+// name that leads out of the folder is not followed. Its report names the first one's as its
+// predecessor.
 TEST(AnalyzeCommand, ASecondAnalysisIntoTheSameFolderLeavesNoFileOfTheFirst) {
   const std::string cli = test::cli_path().string();
   test::TempDir dir;
@@ -421,6 +451,8 @@ TEST(AnalyzeCommand, ASecondAnalysisIntoTheSameFolderLeavesNoFileOfTheFirst) {
   ASSERT_EQ(first.exit_code, 0) << first.output;
   ASSERT_TRUE(fs::exists(out / "sr.dcm"));
   EXPECT_EQ(first.output.find("replaced the earlier analysis"), std::string::npos) << first.output;
+  EXPECT_TRUE(predecessor_uids(out / "sr.dcm").empty());
+  const std::string first_sr = sop_instance_uid(out / "sr.dcm");
   // What the first analysis could have left: a SEG of a series the second finds nothing in, a
   // preview; and what is not the node's: a user's note, a file beside the folder.
   auto summary = nlohmann::json::parse(test::read_file(out / "summary.json"));
@@ -446,6 +478,29 @@ TEST(AnalyzeCommand, ASecondAnalysisIntoTheSameFolderLeavesNoFileOfTheFirst) {
   EXPECT_TRUE(fs::exists(out / "sr.dcm"));
   const auto now = nlohmann::json::parse(test::read_file(out / "summary.json"));
   for (const auto& o : now["objects"]) EXPECT_TRUE(fs::exists(out / o["file"].get<std::string>())) << o.dump();
+  // The new report revises the first, as the plugin's reports do.
+  const std::string second_sr = sop_instance_uid(out / "sr.dcm");
+  EXPECT_EQ(predecessor_uids(out / "sr.dcm"), std::vector<std::string>{first_sr});
+  EXPECT_NE(second.output.find("the new report revises the earlier one (SR " + first_sr + ")"), std::string::npos)
+      << second.output;
+
+  // The same seed twice gives the same report again, which revises nothing; an analysis of
+  // questions only revises nothing either.
+  std::vector<std::string> seeded = analyze;
+  seeded.insert(seeded.end(), {"--seed", "same"});
+  ASSERT_EQ(test::run_command(seeded).exit_code, 0);
+  const std::string seeded_sr = sop_instance_uid(out / "sr.dcm");
+  EXPECT_EQ(predecessor_uids(out / "sr.dcm"), std::vector<std::string>{second_sr});
+  auto repeated = test::run_command(seeded);
+  ASSERT_EQ(repeated.exit_code, 0) << repeated.output;
+  EXPECT_EQ(sop_instance_uid(out / "sr.dcm"), seeded_sr);
+  EXPECT_TRUE(predecessor_uids(out / "sr.dcm").empty());
+  EXPECT_EQ(repeated.output.find("revises"), std::string::npos) << repeated.output;
+  std::vector<std::string> questions = analyze;
+  questions.insert(questions.end(), {"--no-rules", "--ask", "Is there a lesion?"});
+  ASSERT_EQ(test::run_command(questions).exit_code, 0);
+  ASSERT_TRUE(fs::exists(out / "sr.dcm")) << "the answer is the report's text";
+  EXPECT_TRUE(predecessor_uids(out / "sr.dcm").empty());
 }
 
 TEST(AnalyzeCommand, WritesTheResultsOfEachStudyAndPlainProgressLines) {
