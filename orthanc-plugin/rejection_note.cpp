@@ -5,6 +5,8 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
 
+#include <optional>
+
 #include "orthanc-plugin/plugin_error.h"
 #include "seg-writer/part10_file.h"
 #include "sr-writer/rejection_note.h"
@@ -38,41 +40,41 @@ std::unique_ptr<DcmFileFormat> read_instance(const OrthancClient& client, const 
 
 }  // namespace
 
-RejectionNote write_rejection_note(const OrthancClient& client, const nlohmann::json& superseded, int run,
-                                   const std::string& seed, const std::string& node_name) {
-  const int replaced = superseded.value("Run", 0);
-  const std::string report_id = superseded.value("ID", std::string());
+RejectionNote write_rejection_note(const OrthancClient& client, const std::string& study_uid,
+                                   const nlohmann::json& retire, const std::string& report_id,
+                                   const std::string& description, int run, const std::string& seed,
+                                   const std::string& node_name) {
   RejectionNote note;
   std::vector<sr::DocumentReference> rejected;
-  std::string header_id;
-  for (const auto& id : superseded.value("Objects", nlohmann::json::array())) {
-    if (!id.is_string()) continue;
-    const auto tags = client.find_json("/instances/" + id.get<std::string>() + "/tags?short");
-    if (!tags) {
-      note.gone.push_back(id);
-      continue;
+  for (const auto& entry : retire) {
+    if (!entry.is_object()) continue;
+    sr::DocumentReference r{study_uid, entry.value("SeriesInstanceUID", std::string()),
+                            entry.value("SOPClassUID", std::string()), entry.value("SOPInstanceUID", std::string())};
+    const std::string id = entry.value("ID", std::string());
+    if (r.sop_instance_uid.empty() || r.series_instance_uid.empty() || r.sop_class_uid.empty()) {
+      const auto tags = id.empty() ? std::nullopt : client.find_json("/instances/" + id + "/tags?short");
+      if (!tags) {
+        note.unlisted.push_back(id);
+        continue;
+      }
+      r = {tag(*tags, "0020,000d"), tag(*tags, "0020,000e"), tag(*tags, "0008,0016"), tag(*tags, "0008,0018")};
     }
-    rejected.push_back(
-        {tag(*tags, "0020,000d"), tag(*tags, "0020,000e"), tag(*tags, "0008,0016"), tag(*tags, "0008,0018")});
-    if (header_id.empty() || id == report_id) header_id = id;
+    rejected.push_back(std::move(r));
   }
-  if (rejected.empty())
-    throw PluginError("none of the results of run " + std::to_string(replaced) + " is left in Orthanc to reject");
+  if (rejected.empty()) throw PluginError("there is no result object to reject");
 
   sr::RejectionNoteOptions options;
   options.algorithm.version = UNIBIOMED_VERSION;
   options.device_name = node_name.empty() ? options.device_name : node_name;
-  options.description = "Run " + std::to_string(run) + " of the UniBiomed analysis of this study replaces these " +
-                        "results of run " + std::to_string(replaced) + " (its report revises report " +
-                        superseded.value("SOPInstanceUID", std::string()) + ").";
+  options.description = description;
   options.series_description = "UniBiomed rejection note (run " + std::to_string(run) + ")";
   options.uid_seed = seed;  // the same UIDs when a resumed run writes the note again
-  auto header = read_instance(client, header_id);
+  auto header = read_instance(client, report_id);
   sr::WrittenReport written;
   try {
     written = sr::write_rejection_note(*header->getDataset(), rejected, options);
   } catch (const sr::ReportError& e) {
-    throw PluginError("the rejection note of run " + std::to_string(replaced) + " cannot be written: " + e.what());
+    throw PluginError(std::string("the rejection note cannot be written: ") + e.what());
   }
   note.rejected = rejected.size();
   note.object.kind = "KO";

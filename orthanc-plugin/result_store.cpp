@@ -33,6 +33,13 @@ StoredResult ResultStore::store(const pipeline::ResultObject& object, const std:
   r.sop_class_uid = object.sop_class_uid;
   r.sop_instance_uid = object.sop_instance_uid;
   r.series_instance_uid = object.series_instance_uid;
+  // Orthanc answers 200 for an instance it did not keep too: a filter (a Lua
+  // ReceivedInstanceFilter, a plugin's) refused it, or the storage is full.
+  if (r.status == "FilteredOut")
+    throw PluginError("Orthanc did not store the " + what +
+                      ": a filter of this Orthanc refused it (a Lua ReceivedInstanceFilter or a plugin's filter)");
+  if (!r.status.empty() && r.status != "Success" && r.status != "AlreadyStored")
+    throw PluginError("Orthanc did not store the " + what + ": its answer was \"" + r.status + "\"");
   if (r.instance_id.empty()) throw PluginError("Orthanc stored the " + what + " but returned no instance id");
   // Flag first: whatever happens next, this instance must never count as a source image.
   records_.mark_result_instance(r.instance_id, study_uid, run);

@@ -412,7 +412,14 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
     nlohmann::json analysed_series = nlohmann::json::array(), objects = nlohmann::json::array();
     for (const auto& o : result.series)
       if (o.state == pipeline::SeriesOutcome::State::Analysed) analysed_series.push_back(o.series_instance_uid);
-    for (const auto& r : stored) objects.push_back(r["ID"]);
+    nlohmann::json references = nlohmann::json::array();
+    for (const auto& r : stored) {
+      objects.push_back(r["ID"]);
+      references.push_back({{"ID", r["ID"]},
+                            {"SOPClassUID", r["SOPClassUID"]},
+                            {"SOPInstanceUID", r["SOPInstanceUID"]},
+                            {"SeriesInstanceUID", r["SeriesInstanceUID"]}});
+    }
     summary["Report"] = {{"Run", run.run},
                          {"ID", (*sr)["ID"]},
                          {"SOPInstanceUID", (*sr)["SOPInstanceUID"]},
@@ -420,7 +427,8 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
                          {"SOPClassUID", (*sr)["SOPClassUID"]},
                          {"Request", entry_.request},
                          {"AnalysedSeries", analysed_series},
-                         {"Objects", objects}};
+                         {"Objects", objects},
+                         {"References", references}};
     if (revises) {
       // Whether this run replaces the earlier one's results as a whole: the same request, and
       // every series it analysed analysed again. Only then may SupersededResults delete them.
@@ -457,53 +465,83 @@ void StudyAnalysis::retire_superseded(nlohmann::json& summary) {
   check_lease();
   const int replaced = superseded.value("Run", 0);
   const std::string run = "run " + std::to_string(replaced);
-  const std::string study = "study " + entry_.study_id + " (" + summary.value("StudyInstanceUID", std::string()) +
-                            ") run " + std::to_string(entry_.run);
+  const std::string study_uid = summary.value("StudyInstanceUID", std::string());
+  const std::string study = "study " + entry_.study_id + " (" + study_uid + ") run " + std::to_string(entry_.run);
+  // What leaves: the replaced run's objects, and those of earlier replaced runs that could not be
+  // retired then (Unretired). Each with its UIDs where the summary has them (References).
+  nlohmann::json retire = nlohmann::json::array();
+  if (superseded.contains("References") && superseded["References"].is_array())
+    retire = superseded["References"];
+  else
+    for (const auto& id : superseded.value("Objects", nlohmann::json::array())) retire.push_back({{"ID", id}});
+  for (const auto& entry : superseded.value("Unretired", nlohmann::json::array())) retire.push_back(entry);
+  // Left for the next run that replaces this one (a failure here fails neither this run nor its
+  // forwarding).
+  auto leave = [&](const nlohmann::json& entries) {
+    if (summary.contains("Report") && summary["Report"].is_object()) summary["Report"]["Unretired"] = entries;
+  };
+
   if (mode == Configuration::Superseded::Reject && !superseded.contains("RejectionNote")) {
     // The note first: it joins this run's results, so that forwarding takes it wherever they go.
     // Without a note nothing is deleted, so that this Orthanc and the archive stay alike.
     set_stage("rejecting", "the results of " + run + ", which this run replaces", kStoreEnd);
     try {
+      const std::string description =
+          "Run " + std::to_string(entry_.run) + " of the UniBiomed analysis of this study replaces these results of " +
+          run +
+          (superseded.value("Unretired", nlohmann::json::array()).empty() ? std::string() : " and of earlier runs") +
+          " (its report revises report " + superseded.value("SOPInstanceUID", std::string()) + ").";
       const RejectionNote note = write_rejection_note(
-          services_->client, superseded, entry_.run,
-          summary.value("StudyInstanceUID", std::string()) + "/unibiomed-run-" + std::to_string(entry_.run),
-          services_->config.analyzer.node_name);
-      const StoredResult stored = services_->results.store(
-          note.object, entry_.study_id, summary.value("StudyInstanceUID", std::string()), entry_.run);
+          services_->client, study_uid, retire, superseded.value("ID", std::string()), description, entry_.run,
+          study_uid + "/unibiomed-run-" + std::to_string(entry_.run), services_->config.analyzer.node_name);
+      const StoredResult stored = services_->results.store(note.object, entry_.study_id, study_uid, entry_.run);
       if (!summary.contains("Results") || !summary["Results"].is_array()) summary["Results"] = nlohmann::json::array();
       summary["Results"].push_back(stored.to_json());
       superseded["RejectionNote"] = {{"ID", stored.instance_id},
                                      {"SOPInstanceUID", stored.sop_instance_uid},
                                      {"SeriesInstanceUID", stored.series_instance_uid},
                                      {"Rejects", note.rejected}};
-      if (!note.gone.empty()) superseded["RejectionNote"]["AlreadyGone"] = note.gone;
+      if (!note.unlisted.empty()) superseded["RejectionNote"]["Unlisted"] = note.unlisted;
       superseded.erase("RejectError");
       services_->client.log_info(study + ": stored a rejection note (Key Object Selection " + stored.sop_instance_uid +
                                  ") of the " + std::to_string(note.rejected) + " result objects of " + run +
                                  " (UniBiomed.SupersededResults)");
     } catch (const std::exception& e) {
       superseded["RejectError"] = e.what();
+      leave(retire);
       services_->client.log_warning(study + ": could not reject the results of " + run +
-                                    ", so they are kept: " + e.what());
+                                    ", so they are kept until a later run replaces this one: " + e.what());
       services_->records.write_summary(entry_.study_id, summary);
       return;
     }
     services_->records.write_summary(entry_.study_id, summary);
   }
   set_stage("deleting", "the results of " + run + ", which this run replaces", kStoreEnd);
-  size_t deleted = 0;
+  size_t deleted = 0, next = 0;
+  nlohmann::json gone = nlohmann::json::array();
   try {
-    for (const auto& id : superseded.value("Objects", nlohmann::json::array()))
-      if (id.is_string() && services_->client.remove("/instances/" + id.get<std::string>())) ++deleted;
+    for (; next < retire.size(); ++next) {
+      const std::string id = retire[next].value("ID", std::string());
+      if (id.empty()) continue;
+      if (services_->client.remove("/instances/" + id))
+        ++deleted;
+      else
+        gone.push_back(id);
+    }
     superseded["Deleted"] = true;
+    superseded.erase("DeleteError");
+    if (summary.contains("Report") && summary["Report"].is_object()) summary["Report"].erase("Unretired");
     services_->client.log_info(study + ": deleted the " + std::to_string(deleted) + " result objects of " + run +
                                ", which it replaces (UniBiomed.SupersededResults)");
   } catch (const PluginError& e) {
     // The new results are stored: a deletion that fails leaves old results behind, it does not
     // fail the run (nor keep it from being forwarded).
     superseded["DeleteError"] = e.what();
+    leave(nlohmann::json(retire.begin() + static_cast<std::ptrdiff_t>(next), retire.end()));
     services_->client.log_warning(study + ": could not delete the results of " + run + ": " + e.what());
   }
+  // Deleted before (by a user): a note still lists them, for the archive's forwarded copies.
+  if (!gone.empty()) superseded["AlreadyGone"] = gone;
   services_->records.write_summary(entry_.study_id, summary);
 }
 

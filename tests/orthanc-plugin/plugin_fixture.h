@@ -124,6 +124,25 @@ class OrthancPlugin : public ::testing::Test {
     return last;
   }
 
+  // POST /unibiomed/studies/{uid}/analyze with `body`, which must start run `number`; waits for
+  // its end (forwarding included) and returns the study's record.
+  static json analyze_again(const OrthancServer& server, const std::string& uid, const std::string& body, int number) {
+    const HttpResult r = server.post("/unibiomed/studies/" + uid + "/analyze", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (r.status == 200) {
+      EXPECT_EQ(r.json().value("Run", 0), number);
+    }
+    json done;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          done = study(server, uid);
+          return done["Run"] == number && done["State"] == "done" && !done["Queued"].get<bool>();
+        },
+        kAnalysisTimeout))
+        << done.dump(2);
+    return done;
+  }
+
   static size_t count_series(const OrthancServer& server, const std::string& uid, const std::string& modality) {
     const HttpResult r = server.get("/dicom-web/studies/" + uid + "/series?Modality=" + modality);
     if (r.status == 204 || r.body.empty()) return 0;

@@ -482,20 +482,7 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
   const size_t segs1 = count_series(server, spec.study_uid, "SEG");
   ASSERT_GE(segs1, 1u) << "the demo checkpoint outlines the CT phantom's organs";
 
-  auto run = [&](const std::string& body, int number) {
-    const HttpResult r = server.post("/unibiomed/studies/" + spec.study_uid + "/analyze", body);
-    EXPECT_EQ(r.status, 200) << r.body;
-    EXPECT_EQ(r.json().value("Run", 0), number);
-    json done;
-    EXPECT_TRUE(wait_until(
-        [&] {
-          done = study(server, spec.study_uid);
-          return done["Run"] == number && done["State"] == "done" && !done["Queued"].get<bool>();
-        },
-        kAnalysisTimeout))
-        << done.dump(2);
-    return done;
-  };
+  auto run = [&](const std::string& body, int number) { return analyze_again(server, spec.study_uid, body, number); };
   auto sr_of = [](const json& study) {
     for (const auto& r : study["Results"])
       if (r["Kind"] == "SR") return r;
@@ -609,14 +596,28 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
 
 // SupersededResults "reject": a run that replaces an earlier one stores an IHE IOCM rejection
 // note listing the earlier results and forwards it with its own, so that the PACS that holds
-// forwarded copies can withdraw them; here the earlier results are deleted.
+// forwarded copies can withdraw them; here the earlier results are deleted. A note that cannot be
+// stored (here a Lua filter of this Orthanc refuses it) deletes nothing, and the next run that
+// replaces that one withdraws both.
 TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePacs) {
   const int pacs_port = free_port();
   ChildProcess pacs = start_storescp("PACS", "pacs", pacs_port);
+  // While the file "refuse-notes" exists, this Orthanc refuses Key Object Selections.
+  write_file(dir_ / "refuse-notes", "");
+  write_file(dir_ / "filter.lua",
+             "function ReceivedInstanceFilter(dicom, origin, info)\n"
+             "  local marker = io.open('" +
+                 (dir_ / "refuse-notes").string() +
+                 "', 'r')\n"
+                 "  if marker == nil then return true end\n"
+                 "  marker:close()\n"
+                 "  return dicom.Modality ~= 'KO'\n"
+                 "end\n");
   json settings = base_settings();
   settings["ForwardTo"] = "pacs";
   settings["SupersededResults"] = "reject";
-  auto& server = start_server(settings, {{"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", pacs_port}}}}});
+  auto& server = start_server(settings, {{"DicomModalities", {{"pacs", {"PACS", "127.0.0.1", pacs_port}}}},
+                                         {"LuaScripts", {(dir_ / "filter.lua").string()}}});
   StudySpec spec;
   spec.slices = 2;
   send(server, write_ct_series(dir_ / "ct", spec));
@@ -626,29 +627,49 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   const json run1 = s["Results"];
   ASSERT_GE(run1.size(), 2u) << "the demo checkpoint outlines the CT phantom's organs: SEGs and an SR";
   EXPECT_EQ(received("pacs").size(), run1.size());
+  auto run = [&](int number) {
+    json done = analyze_again(server, spec.study_uid, "{}", number);
+    EXPECT_EQ(done["Forward"]["State"], "Success") << done.dump(2);
+    return done;
+  };
 
-  // Run 2 asks the same: it replaces run 1.
-  const HttpResult r = server.post("/unibiomed/studies/" + spec.study_uid + "/analyze", "{}");
-  ASSERT_EQ(r.status, 200) << r.body;
-  ASSERT_TRUE(wait_until(
-      [&] {
-        s = study(server, spec.study_uid);
-        return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>();
-      },
-      kAnalysisTimeout))
-      << s.dump(2);
-  ASSERT_EQ(s["Forward"]["State"], "Success") << s.dump(2);
-  const json& superseded = s["Summary"]["Supersedes"];
+  // Run 2 asks the same and replaces run 1, but this Orthanc refuses the note: run 1 stays (here
+  // and at the PACS) and is left for the next run; run 2's own results are delivered.
+  s = run(2);
+  const json run2 = s["Results"];
+  json superseded = s["Summary"]["Supersedes"];
   EXPECT_EQ(superseded["Run"], 1) << s["Summary"].dump(2);
   EXPECT_EQ(superseded["Replaced"], true);
+  EXPECT_NE(superseded.value("RejectError", "").find("a filter of this Orthanc refused it"), std::string::npos)
+      << superseded.dump(2);
+  EXPECT_FALSE(superseded.contains("Deleted"));
+  EXPECT_FALSE(superseded.contains("RejectionNote"));
+  EXPECT_EQ(s["Summary"]["Report"]["Unretired"].size(), run1.size()) << s["Summary"]["Report"].dump(2);
+  for (const auto& result : run1)
+    EXPECT_EQ(server.get("/instances/" + result["ID"].get<std::string>()).status, 200) << result.dump();
+  EXPECT_EQ(count_series(server, spec.study_uid, "KO"), 0u);
+  EXPECT_EQ(received("pacs").size(), run1.size() + run2.size());
+
+  // The filter lets notes through again, and a user deletes a SEG of run 2 by hand. Run 3
+  // replaces run 2 and withdraws run 1 with it; the deleted SEG is still listed, for its copy at
+  // the PACS.
+  fs::remove(dir_ / "refuse-notes");
+  const auto seg2 = std::find_if(run2.begin(), run2.end(), [](const json& result) { return result["Kind"] == "SEG"; });
+  ASSERT_NE(seg2, run2.end());
+  ASSERT_EQ(server.del("/instances/" + (*seg2)["ID"].get<std::string>()).status, 200);
+  s = run(3);
+  superseded = s["Summary"]["Supersedes"];
+  EXPECT_EQ(superseded["Run"], 2) << s["Summary"].dump(2);
   EXPECT_EQ(superseded["Deleted"], true);
   ASSERT_TRUE(superseded["RejectionNote"].is_object()) << superseded.dump(2);
-  EXPECT_EQ(superseded["RejectionNote"]["Rejects"], run1.size());
-  EXPECT_FALSE(superseded["RejectionNote"].contains("AlreadyGone"));
-  for (const auto& result : run1)
-    EXPECT_EQ(server.get("/instances/" + result["ID"].get<std::string>()).status, 404) << result.dump();
+  EXPECT_EQ(superseded["RejectionNote"]["Rejects"], run1.size() + run2.size());
+  EXPECT_EQ(superseded["AlreadyGone"], json::array({(*seg2)["ID"]}));
+  EXPECT_FALSE(s["Summary"]["Report"].contains("Unretired")) << s["Summary"]["Report"].dump(2);
+  for (const auto& results : {run1, run2})
+    for (const auto& result : results)
+      EXPECT_EQ(server.get("/instances/" + result["ID"].get<std::string>()).status, 404) << result.dump();
 
-  // The note is one of run 2's results: stored in the study as a KO series of run 2 ...
+  // The note is one of run 3's results: stored in the study as a KO series of run 3 ...
   const auto note =
       std::find_if(s["Results"].begin(), s["Results"].end(), [](const json& result) { return result["Kind"] == "KO"; });
   ASSERT_NE(note, s["Results"].end()) << s["Results"].dump(2);
@@ -656,16 +677,16 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   EXPECT_EQ((*note)["SOPClassUID"], "1.2.840.10008.5.1.4.1.1.88.59");
   EXPECT_EQ(count_series(server, spec.study_uid, "KO"), 1u);
   EXPECT_EQ(server.get_json("/instances/" + (*note)["ID"].get<std::string>() + "/tags?short").value("0008,103e", ""),
-            "UniBiomed rejection note (run 2)");
+            "UniBiomed rejection note (run 3)");
   bool listed = false;
   for (const auto& series : s["ResultSeries"])
-    if (series["SeriesInstanceUID"] == (*note)["SeriesInstanceUID"]) listed = series.value("Run", -1) == 2;
+    if (series["SeriesInstanceUID"] == (*note)["SeriesInstanceUID"]) listed = series.value("Run", -1) == 3;
   EXPECT_TRUE(listed) << s["ResultSeries"].dump(2);
 
-  // ... and forwarded with them: the PACS has every object of both runs, and the note lists
-  // exactly run 1's, each in its evidence too, under the IOCM title.
+  // ... and forwarded with them: the PACS has every object of the three runs, and the note lists
+  // exactly those of runs 1 and 2, each in its evidence too, under the IOCM title.
   const auto files = received("pacs");
-  EXPECT_EQ(files.size(), run1.size() + s["Results"].size());
+  EXPECT_EQ(files.size(), run1.size() + run2.size() + s["Results"].size());
   for (const auto& result : s["Results"])
     EXPECT_EQ(files.count(result["SOPInstanceUID"].get<std::string>()), 1u) << result.dump();
   ASSERT_EQ(files.count((*note)["SOPInstanceUID"].get<std::string>()), 1u);
@@ -684,7 +705,8 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_ConceptNameCodeSequence, title, 0).good());
   EXPECT_EQ(text(*title, DCM_CodeValue) + " " + text(*title, DCM_CodingSchemeDesignator), "113001 DCM");
   std::set<std::string> expected, referenced, evidence;
-  for (const auto& result : run1) expected.insert(result["SOPInstanceUID"].get<std::string>());
+  for (const auto& results : {run1, run2})
+    for (const auto& result : results) expected.insert(result["SOPInstanceUID"].get<std::string>());
   DcmItem* item = nullptr;
   for (unsigned long i = 0; ds.findAndGetSequenceItem(DCM_ContentSequence, item, i).good(); ++i) {
     DcmItem* sop = nullptr;
@@ -704,10 +726,10 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   EXPECT_EQ(referenced, expected);
   EXPECT_EQ(evidence, expected);
 
-  // Storing the note and deleting run 1 start no new run.
+  // Storing the note and deleting the replaced results start no new run.
   std::this_thread::sleep_for(3s);
   s = study(server, spec.study_uid);
-  EXPECT_EQ(s["Run"], 2);
+  EXPECT_EQ(s["Run"], 3);
   EXPECT_EQ(s["State"], "done");
 }
 
