@@ -2,6 +2,8 @@
 // prompt to write: the task rules pick the questions per series. One folder of results per
 // study: a SEG per analysed series, one SR, PNG previews, summary.json.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +27,8 @@
 #include "pipeline/analyzer.h"
 #include "pipeline/report_text.h"
 #include "pipeline/study_plan.h"
+#include "seg-writer/part10_file.h"
+#include "sr-writer/rejection_note.h"
 
 namespace unibiomed::cli {
 namespace {
@@ -134,6 +138,56 @@ std::optional<pipeline::ReportReference> previous_report(const fs::path& out, co
   return std::nullopt;
 }
 
+// --reject-previous: the IHE IOCM rejection note of the earlier analysis of study `study_uid` in
+// `out` (sr-writer/rejection_note.h), listing its SEGs and SR by the UIDs its summary.json
+// records, so that a user who sent them to an archive can withdraw them there. The patient and
+// study attributes come from its SR file (or a SEG file). None when `out` holds no earlier
+// analysis of the study; throws std::runtime_error when its files cannot make one.
+std::optional<pipeline::ResultObject> rejection_of_previous(const fs::path& out, const std::string& study_uid,
+                                                            const std::string& seed) {
+  const nlohmann::json j = previous_summary(out);
+  if (j.is_null() || j.value("study_instance_uid", std::string()) != study_uid) return std::nullopt;
+  std::vector<sr::DocumentReference> rejected;
+  fs::path header;
+  for (const auto& o : j.value("objects", nlohmann::json::array())) {
+    const std::string kind = o.is_object() ? o.value("kind", std::string()) : std::string();
+    if (kind != "SEG" && kind != "SR") continue;  // never an earlier note
+    // Summaries written before sop_class_uid was listed: the node writes these two classes only.
+    const std::string sop_class = o.value(
+        "sop_class_uid", std::string(kind == "SR" ? "1.2.840.10008.5.1.4.1.1.88.34" : "1.2.840.10008.5.1.4.1.1.66.4"));
+    rejected.push_back({study_uid, o.value("series_instance_uid", std::string()), sop_class,
+                        o.value("sop_instance_uid", std::string())});
+    if (o.contains("file") && plain(o["file"]) && fs::exists(out / o["file"].get<std::string>()) &&
+        (header.empty() || kind == "SR"))
+      header = out / o["file"].get<std::string>();
+  }
+  if (rejected.empty()) return std::nullopt;
+  if (header.empty())
+    throw std::runtime_error("--reject-previous: the earlier analysis in " + out.string() +
+                             " left no SR or SEG file to take the patient and study from");
+  DcmFileFormat file;
+  if (const OFCondition status = file.loadFile(header.c_str()); status.bad())
+    throw std::runtime_error("--reject-previous: cannot read " + header.string() + ": " + status.text());
+  sr::RejectionNoteOptions options;
+  options.description = "A new UniBiomed analysis of this study replaces these results of an earlier one.";
+  options.series_description = "UniBiomed rejection note";
+  options.uid_seed = seed.empty() ? std::string() : seed + "/rejection-note";
+  sr::WrittenReport note;
+  try {
+    note = sr::write_rejection_note(*file.getDataset(), rejected, options);
+  } catch (const sr::ReportError& e) {
+    throw std::runtime_error(std::string("--reject-previous: ") + e.what());
+  }
+  pipeline::ResultObject object;
+  object.kind = "KO";
+  object.sop_class_uid = note.sop_class_uid;
+  object.sop_instance_uid = note.sop_instance_uid;
+  object.series_instance_uid = note.series_instance_uid;
+  object.bytes = seg::part10_bytes(*note.file);
+  object.file_name = "rejection-note.dcm";
+  return object;
+}
+
 size_t remove_previous_results(const fs::path& out) {
   const nlohmann::json j = previous_summary(out);
   if (j.is_null()) return 0;
@@ -190,6 +244,10 @@ int run_analyze(const Args& args) {
       .option("--batch-size", "N", "views encoded and decoded together", std::string("8"))
       .option("--max-new-tokens", "N", "generation limit per answer (0 = the model's default, 2048)", std::string("0"))
       .option("--seed", "TEXT", "seed of the result UIDs (same seed, same UIDs); default: random")
+      .flag("--reject-previous",
+            "when OUT holds an earlier analysis of the study, also write rejection-note.dcm: an IHE IOCM rejection "
+            "note (Key Object Selection \"Rejected for Quality Reasons\") listing its SEGs and SR, to send to the "
+            "archive with the new results so that it withdraws them")
       .flag("--no-previews", "do not write PNG previews")
       .flag("--quiet", "no progress output");
   if (!p.parse(args)) return kExitOk;
@@ -320,7 +378,29 @@ int run_analyze(const Args& args) {
       continue;
     }
     printer.finish();
+    std::optional<pipeline::ResultObject> note;
+    try {
+      if (p.is_set("--reject-previous"))
+        note = rejection_of_previous(out, study_uid, seed.empty() ? std::string() : seed + "/" + study_uid);
+    } catch (const std::exception& e) {
+      std::cerr << "unibiomed analyze: study " << study_uid << ": " << e.what() << "\n";
+      any_error = true;
+    }
     const size_t replaced = remove_previous_results(out);
+    if (note) {
+      // Listed in summary.json like the other objects, so that a later analysis here replaces it.
+      nlohmann::json summary = nlohmann::json::parse(result.summary_json, nullptr, false);
+      if (summary.is_object()) {
+        summary["objects"].push_back({{"kind", note->kind},
+                                      {"file", note->file_name},
+                                      {"sop_class_uid", note->sop_class_uid},
+                                      {"sop_instance_uid", note->sop_instance_uid},
+                                      {"series_instance_uid", note->series_instance_uid},
+                                      {"bytes", note->bytes.size()}});
+        result.summary_json = summary.dump(2);
+      }
+      result.objects.push_back(std::move(*note));
+    }
     for (const auto& o : result.objects) write_bytes(out / o.file_name, o.bytes);
     if (!result.previews.empty()) {
       fs::create_directories(out / "previews");
@@ -342,6 +422,10 @@ int run_analyze(const Args& args) {
           return o.kind == "SR" && o.sop_instance_uid != revised->sop_instance_uid;
         }))
       std::cout << "  the new report revises the earlier one (SR " << revised->sop_instance_uid << ")\n";
+    if (!result.objects.empty() && result.objects.back().kind == "KO")
+      std::cout << "  wrote " << result.objects.back().file_name
+                << ": it withdraws the SEGs and SR of the earlier analysis from an archive that they were sent to "
+                   "(send it there with the new results)\n";
     for (const auto& s : result.series) {
       std::cout << "  " << state_word(s.state) << "  " << (s.modality.empty() ? "-" : s.modality) << " series "
                 << s.series_instance_uid;

@@ -429,24 +429,28 @@ std::vector<std::string> predecessor_uids(const fs::path& file) {
   return uids;
 }
 
+// `unibiomed analyze` of the fundus sample into `out` with the tiny model, quietly.
+std::vector<std::string> analyze_fundus_into(const fs::path& out) {
+  return {test::cli_path().string(),
+          "analyze",
+          fixture_data().sample("fundus").folder.string(),
+          "-o",
+          out.string(),
+          "--model",
+          test_model_dir().string(),
+          "--max-new-tokens",
+          "4",
+          "--quiet"};
+}
+
 // A second analysis into the same folder first removes the files the first one listed in its
 // summary.json (result objects, previews), and nothing else: a user's file stays, and a listed
 // name that leads out of the folder is not followed. Its report names the first one's as its
 // predecessor.
 TEST(AnalyzeCommand, ASecondAnalysisIntoTheSameFolderLeavesNoFileOfTheFirst) {
-  const std::string cli = test::cli_path().string();
   test::TempDir dir;
   const fs::path out = dir / "out";
-  const std::vector<std::string> analyze = {cli,
-                                            "analyze",
-                                            fixture_data().sample("fundus").folder.string(),
-                                            "-o",
-                                            out.string(),
-                                            "--model",
-                                            test_model_dir().string(),
-                                            "--max-new-tokens",
-                                            "4",
-                                            "--quiet"};
+  const std::vector<std::string> analyze = analyze_fundus_into(out);
   auto first = test::run_command(analyze);
   ASSERT_EQ(first.exit_code, 0) << first.output;
   ASSERT_TRUE(fs::exists(out / "sr.dcm"));
@@ -501,6 +505,68 @@ TEST(AnalyzeCommand, ASecondAnalysisIntoTheSameFolderLeavesNoFileOfTheFirst) {
   ASSERT_EQ(test::run_command(questions).exit_code, 0);
   ASSERT_TRUE(fs::exists(out / "sr.dcm")) << "the answer is the report's text";
   EXPECT_TRUE(predecessor_uids(out / "sr.dcm").empty());
+}
+
+// --reject-previous: the second analysis into a folder also writes an IOCM rejection note of the
+// first one's SEGs and SR (never of an earlier note), valid for dciodvfy; without the flag the
+// earlier note goes with the rest of that analysis.
+TEST(AnalyzeCommand, RejectPreviousWritesARejectionNoteOfTheEarlierAnalysis) {
+  test::TempDir dir;
+  const fs::path out = dir / "out";
+  std::vector<std::string> analyze = analyze_fundus_into(out);
+  analyze.push_back("--no-previews");
+  std::vector<std::string> rejecting = analyze;
+  rejecting.push_back("--reject-previous");
+  // Nothing earlier: no note.
+  auto first = test::run_command(rejecting);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_FALSE(fs::exists(out / "rejection-note.dcm"));
+  auto uids_of = [&](const std::set<std::string>& kinds) {
+    std::set<std::string> uids;
+    const auto summary = nlohmann::json::parse(test::read_file(out / "summary.json"));
+    for (const auto& o : summary["objects"])
+      if (kinds.count(o["kind"].get<std::string>())) uids.insert(o["sop_instance_uid"].get<std::string>());
+    return uids;
+  };
+  const std::set<std::string> first_results = uids_of({"SEG", "SR"});
+  ASSERT_FALSE(first_results.empty());
+
+  // The notes list what they withdraw in their content and their evidence.
+  auto listed = [](const fs::path& file) {
+    std::set<std::string> content, evidence;
+    DcmFileFormat f;
+    if (f.loadFile(file.c_str()).bad()) return std::make_pair(content, evidence);
+    DcmDataset& ds = *f.getDataset();
+    DcmItem *item = nullptr, *sop = nullptr, *study = nullptr, *series = nullptr;
+    OFString uid;
+    for (unsigned long i = 0; ds.findAndGetSequenceItem(DCM_ContentSequence, item, i).good(); ++i)
+      if (item->findAndGetSequenceItem(DCM_ReferencedSOPSequence, sop, 0).good() &&
+          sop->findAndGetOFString(DCM_ReferencedSOPInstanceUID, uid).good())
+        content.insert(uid.c_str());
+    for (unsigned long i = 0; ds.findAndGetSequenceItem(DCM_CurrentRequestedProcedureEvidenceSequence, study, i).good();
+         ++i)
+      for (unsigned long j = 0; study->findAndGetSequenceItem(DCM_ReferencedSeriesSequence, series, j).good(); ++j)
+        for (unsigned long k = 0; series->findAndGetSequenceItem(DCM_ReferencedSOPSequence, sop, k).good(); ++k)
+          if (sop->findAndGetOFString(DCM_ReferencedSOPInstanceUID, uid).good()) evidence.insert(uid.c_str());
+    return std::make_pair(content, evidence);
+  };
+  auto second = test::run_command(rejecting);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  ASSERT_TRUE(fs::exists(out / "rejection-note.dcm")) << second.output;
+  EXPECT_NE(second.output.find("wrote rejection-note.dcm"), std::string::npos) << second.output;
+  std::string validator;
+  EXPECT_TRUE(test::dciodvfy_errors(out / "rejection-note.dcm", &validator).empty()) << validator;
+  EXPECT_EQ(listed(out / "rejection-note.dcm"), std::make_pair(first_results, first_results));
+  EXPECT_EQ(uids_of({"KO"}).size(), 1u) << "summary.json lists the note";
+  const std::set<std::string> second_results = uids_of({"SEG", "SR"});
+
+  // The third lists the second's SEGs and SR, not its note.
+  ASSERT_EQ(test::run_command(rejecting).exit_code, 0);
+  EXPECT_EQ(listed(out / "rejection-note.dcm"), std::make_pair(second_results, second_results));
+  // Without the flag the earlier note is removed with the rest of that analysis.
+  ASSERT_EQ(test::run_command(analyze).exit_code, 0);
+  EXPECT_FALSE(fs::exists(out / "rejection-note.dcm"));
+  EXPECT_TRUE(uids_of({"KO"}).empty());
 }
 
 TEST(AnalyzeCommand, WritesTheResultsOfEachStudyAndPlainProgressLines) {
