@@ -3,6 +3,7 @@
 // study: a SEG per analysed series, one SR, PNG previews, summary.json.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "pipeline/analyzer.h"
 #include "pipeline/report_text.h"
 #include "pipeline/study_plan.h"
+#include "seg-writer/dicom_uid.h"
 #include "seg-writer/part10_file.h"
 #include "sr-writer/rejection_note.h"
 
@@ -99,10 +101,6 @@ void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
-// The files an earlier `analyze` wrote into `out`, as its summary.json lists them (result objects,
-// previews): removed before new results are written there, so that the folder holds one analysis
-// and no SEG or preview of the earlier one is taken for the new one's. Other files stay; names
-// that are not plain file names are never followed. Returns how many were removed.
 // The summary.json an earlier `analyze` wrote into `out`; null when there is none (or it is not
 // one this program wrote: it is simply replaced).
 nlohmann::json previous_summary(const fs::path& out) {
@@ -138,45 +136,71 @@ std::optional<pipeline::ReportReference> previous_report(const fs::path& out, co
   return std::nullopt;
 }
 
-// --reject-previous: the IHE IOCM rejection note of the earlier analysis of study `study_uid` in
-// `out` (sr-writer/rejection_note.h), listing its SEGs and SR by the UIDs its summary.json
-// records, so that a user who sent them to an archive can withdraw them there. The patient and
-// study attributes come from its SR file (or a SEG file). None when `out` holds no earlier
-// analysis of the study; throws std::runtime_error when its files cannot make one.
-std::optional<pipeline::ResultObject> rejection_of_previous(const fs::path& out, const std::string& study_uid,
-                                                            const std::string& seed) {
+// --reject-previous, first half: what the IHE IOCM rejection note of this analysis withdraws. The
+// SEGs and SR of the earlier analysis of study `study_uid` in `out` by the UIDs its summary.json
+// records (never an earlier note), and what an earlier note failed to withdraw ("unretired").
+// Empty when `out` holds no earlier analysis of the study.
+nlohmann::json to_reject(const fs::path& out, const std::string& study_uid) {
+  nlohmann::json refs = nlohmann::json::array();
   const nlohmann::json j = previous_summary(out);
-  if (j.is_null() || j.value("study_instance_uid", std::string()) != study_uid) return std::nullopt;
-  std::vector<sr::DocumentReference> rejected;
-  fs::path header;
+  if (j.is_null() || j.value("study_instance_uid", std::string()) != study_uid) return refs;
   for (const auto& o : j.value("objects", nlohmann::json::array())) {
     const std::string kind = o.is_object() ? o.value("kind", std::string()) : std::string();
-    if (kind != "SEG" && kind != "SR") continue;  // never an earlier note
+    if (kind != "SEG" && kind != "SR") continue;
     // Summaries written before sop_class_uid was listed: the node writes these two classes only.
-    const std::string sop_class = o.value(
-        "sop_class_uid", std::string(kind == "SR" ? "1.2.840.10008.5.1.4.1.1.88.34" : "1.2.840.10008.5.1.4.1.1.66.4"));
-    rejected.push_back({study_uid, o.value("series_instance_uid", std::string()), sop_class,
-                        o.value("sop_instance_uid", std::string())});
-    if (o.contains("file") && plain(o["file"]) && fs::exists(out / o["file"].get<std::string>()) &&
-        (header.empty() || kind == "SR"))
-      header = out / o["file"].get<std::string>();
+    refs.push_back(
+        {{"sop_class_uid", o.value("sop_class_uid", std::string(kind == "SR" ? "1.2.840.10008.5.1.4.1.1.88.34"
+                                                                             : "1.2.840.10008.5.1.4.1.1.66.4"))},
+         {"sop_instance_uid", o.value("sop_instance_uid", std::string())},
+         {"series_instance_uid", o.value("series_instance_uid", std::string())}});
   }
-  if (rejected.empty()) return std::nullopt;
-  if (header.empty())
-    throw std::runtime_error("--reject-previous: the earlier analysis in " + out.string() +
-                             " left no SR or SEG file to take the patient and study from");
+  for (const auto& r : j.value("unretired", nlohmann::json::array())) refs.push_back(r);
+  // An entry that names no instance (a summary edited by hand) cannot be withdrawn: said once, and
+  // left out so that it does not fail every later note.
+  nlohmann::json valid = nlohmann::json::array();
+  for (const auto& r : refs) {
+    const bool ok = r.is_object() && seg::is_valid_uid(r.value("sop_instance_uid", std::string())) &&
+                    seg::is_valid_uid(r.value("series_instance_uid", std::string())) &&
+                    seg::is_valid_uid(r.value("sop_class_uid", std::string()));
+    if (ok)
+      valid.push_back(r);
+    else
+      std::cerr << "unibiomed analyze: --reject-previous: " << (out / "summary.json").string() << " lists " << r.dump()
+                << ", which names no instance to withdraw; left out\n";
+  }
+  return valid;
+}
+
+// Second half, once the new results are in `out`: the note, with the patient and study attributes
+// of this analysis' SR (or a SEG), else of `earlier` (a file of the earlier analysis read before
+// it was removed). Throws std::runtime_error naming the cause.
+pipeline::ResultObject rejection_note(const fs::path& out, const std::vector<pipeline::ResultObject>& written,
+                                      DcmFileFormat* earlier, const nlohmann::json& refs, const std::string& seed) {
+  std::vector<sr::DocumentReference> rejected;
+  for (const auto& r : refs)
+    rejected.push_back({"", r.value("series_instance_uid", std::string()), r.value("sop_class_uid", std::string()),
+                        r.value("sop_instance_uid", std::string())});
   DcmFileFormat file;
-  if (const OFCondition status = file.loadFile(header.c_str()); status.bad())
-    throw std::runtime_error("--reject-previous: cannot read " + header.string() + ": " + status.text());
+  DcmDataset* header = nullptr;
+  for (const char* kind : {"SR", "SEG"})
+    for (const auto& o : written)
+      if (!header && o.kind == kind && file.loadFile((out / o.file_name).c_str()).good()) header = file.getDataset();
+  if (!header && earlier) header = earlier->getDataset();
+  if (!header)
+    throw std::runtime_error("neither this analysis nor the earlier one in " + out.string() +
+                             " has a readable SR or SEG to take the patient and study from");
+  OFString study;
+  header->findAndGetOFString(DCM_StudyInstanceUID, study);
+  for (auto& r : rejected) r.study_instance_uid = study.c_str();
   sr::RejectionNoteOptions options;
   options.description = "A new UniBiomed analysis of this study replaces these results of an earlier one.";
   options.series_description = "UniBiomed rejection note";
   options.uid_seed = seed.empty() ? std::string() : seed + "/rejection-note";
   sr::WrittenReport note;
   try {
-    note = sr::write_rejection_note(*file.getDataset(), rejected, options);
+    note = sr::write_rejection_note(*header, rejected, options);
   } catch (const sr::ReportError& e) {
-    throw std::runtime_error(std::string("--reject-previous: ") + e.what());
+    throw std::runtime_error(e.what());
   }
   pipeline::ResultObject object;
   object.kind = "KO";
@@ -188,6 +212,24 @@ std::optional<pipeline::ResultObject> rejection_of_previous(const fs::path& out,
   return object;
 }
 
+// A file of the earlier analysis in `out` to take the study from if the new one has none (its SR,
+// else a SEG); nullptr when none can be read.
+std::unique_ptr<DcmFileFormat> earlier_header(const fs::path& out) {
+  const nlohmann::json j = previous_summary(out);
+  if (j.is_null()) return nullptr;
+  for (const char* kind : {"SR", "SEG"})
+    for (const auto& o : j.value("objects", nlohmann::json::array()))
+      if (o.is_object() && o.value("kind", std::string()) == kind && o.contains("file") && plain(o["file"])) {
+        auto file = std::make_unique<DcmFileFormat>();
+        if (file->loadFile((out / o["file"].get<std::string>()).c_str()).good()) return file;
+      }
+  return nullptr;
+}
+
+// The files an earlier `analyze` wrote into `out`, as its summary.json lists them (result objects,
+// previews): removed before new results are written there, so that the folder holds one analysis
+// and no SEG or preview of the earlier one is taken for the new one's. Other files stay; names
+// that are not plain file names are never followed. Returns how many were removed.
 size_t remove_previous_results(const fs::path& out) {
   const nlohmann::json j = previous_summary(out);
   if (j.is_null()) return 0;
@@ -378,30 +420,39 @@ int run_analyze(const Args& args) {
       continue;
     }
     printer.finish();
-    std::optional<pipeline::ResultObject> note;
-    try {
-      if (p.is_set("--reject-previous"))
-        note = rejection_of_previous(out, study_uid, seed.empty() ? std::string() : seed + "/" + study_uid);
-    } catch (const std::exception& e) {
-      std::cerr << "unibiomed analyze: study " << study_uid << ": " << e.what() << "\n";
-      any_error = true;
-    }
+    // --reject-previous: what the note withdraws, read before the earlier analysis is removed.
+    const nlohmann::json rejecting =
+        p.is_set("--reject-previous") ? to_reject(out, study_uid) : nlohmann::json::array();
+    const auto earlier = rejecting.empty() ? nullptr : earlier_header(out);
+    const nlohmann::json earlier_summary = previous_summary(out);
+    const std::string earlier_study =
+        earlier_summary.is_object() ? earlier_summary.value("study_instance_uid", std::string()) : std::string();
     const size_t replaced = remove_previous_results(out);
-    if (note) {
-      // Listed in summary.json like the other objects, so that a later analysis here replaces it.
-      nlohmann::json summary = nlohmann::json::parse(result.summary_json, nullptr, false);
-      if (summary.is_object()) {
-        summary["objects"].push_back({{"kind", note->kind},
-                                      {"file", note->file_name},
-                                      {"sop_class_uid", note->sop_class_uid},
-                                      {"sop_instance_uid", note->sop_instance_uid},
-                                      {"series_instance_uid", note->series_instance_uid},
-                                      {"bytes", note->bytes.size()}});
-        result.summary_json = summary.dump(2);
-      }
-      result.objects.push_back(std::move(*note));
-    }
     for (const auto& o : result.objects) write_bytes(out / o.file_name, o.bytes);
+    if (!rejecting.empty()) {
+      // Listed in summary.json like the other objects, so that a later analysis here replaces it;
+      // a note that cannot be written leaves what it would have withdrawn to the next one.
+      nlohmann::json summary = nlohmann::json::parse(result.summary_json, nullptr, false);
+      try {
+        pipeline::ResultObject note = rejection_note(out, result.objects, earlier.get(), rejecting,
+                                                     seed.empty() ? std::string() : seed + "/" + study_uid);
+        write_bytes(out / note.file_name, note.bytes);
+        if (summary.is_object())
+          summary["objects"].push_back({{"kind", note.kind},
+                                        {"file", note.file_name},
+                                        {"sop_class_uid", note.sop_class_uid},
+                                        {"sop_instance_uid", note.sop_instance_uid},
+                                        {"series_instance_uid", note.series_instance_uid},
+                                        {"bytes", note.bytes.size()}});
+        result.objects.push_back(std::move(note));
+      } catch (const std::exception& e) {
+        std::cerr << "unibiomed analyze: study " << study_uid << ": --reject-previous: " << e.what()
+                  << "; the next --reject-previous here withdraws those results too\n";
+        any_error = true;
+        if (summary.is_object()) summary["unretired"] = rejecting;
+      }
+      if (summary.is_object()) result.summary_json = summary.dump(2);
+    }
     if (!result.previews.empty()) {
       fs::create_directories(out / "previews");
       for (const auto& pv : result.previews)
@@ -416,8 +467,10 @@ int run_analyze(const Args& args) {
     // What happened, one line per series, on stdout (the data) for scripts and people.
     std::cout << "study " << study_uid << " -> " << out.string() << "\n";
     if (replaced > 0)
-      std::cout << "  replaced the earlier analysis in " << out.string() << " (" << replaced
-                << " of its files removed first)\n";
+      std::cout << "  replaced the earlier analysis"
+                << (earlier_study.empty() || earlier_study == study_uid ? std::string()
+                                                                        : " (of another study, " + earlier_study + ")")
+                << " in " << out.string() << " (" << replaced << " of its files removed first)\n";
     if (revised && std::any_of(result.objects.begin(), result.objects.end(), [&](const pipeline::ResultObject& o) {
           return o.kind == "SR" && o.sop_instance_uid != revised->sop_instance_uid;
         }))

@@ -560,9 +560,21 @@ TEST(AnalyzeCommand, RejectPreviousWritesARejectionNoteOfTheEarlierAnalysis) {
   EXPECT_EQ(uids_of({"KO"}).size(), 1u) << "summary.json lists the note";
   const std::set<std::string> second_results = uids_of({"SEG", "SR"});
 
-  // The third lists the second's SEGs and SR, not its note.
-  ASSERT_EQ(test::run_command(rejecting).exit_code, 0);
-  EXPECT_EQ(listed(out / "rejection-note.dcm"), std::make_pair(second_results, second_results));
+  // The third lists the second's SEGs and SR, not its note, and what an earlier note could not
+  // withdraw (summary.json "unretired"); an entry that names no instance is left out, saying so.
+  auto summary = nlohmann::json::parse(test::read_file(out / "summary.json"));
+  const nlohmann::json unretired = {{"sop_class_uid", "1.2.840.10008.5.1.4.1.1.66.4"},
+                                    {"sop_instance_uid", "2.25.4242"},
+                                    {"series_instance_uid", "2.25.4243"}};
+  summary["unretired"] = {unretired, {{"sop_instance_uid", "not a uid"}}};
+  test::write_file(out / "summary.json", summary.dump());
+  auto third = test::run_command(rejecting);
+  ASSERT_EQ(third.exit_code, 0) << third.output;
+  EXPECT_NE(third.output.find("names no instance to withdraw; left out"), std::string::npos) << third.output;
+  std::set<std::string> expected = second_results;
+  expected.insert("2.25.4242");
+  EXPECT_EQ(listed(out / "rejection-note.dcm"), std::make_pair(expected, expected));
+  EXPECT_FALSE(nlohmann::json::parse(test::read_file(out / "summary.json")).contains("unretired"));
   // Without the flag the earlier note is removed with the rest of that analysis.
   ASSERT_EQ(test::run_command(analyze).exit_code, 0);
   EXPECT_FALSE(fs::exists(out / "rejection-note.dcm"));
