@@ -27,9 +27,10 @@
 #include "dicom/toolkit_logging.h"
 #include "pipeline/analyzer.h"
 #include "pipeline/report_text.h"
+#include "pipeline/result_objects.h"
 #include "pipeline/study_plan.h"
+#include "pipeline/summary.h"
 #include "seg-writer/dicom_uid.h"
-#include "seg-writer/part10_file.h"
 #include "sr-writer/rejection_note.h"
 
 namespace unibiomed::cli {
@@ -117,6 +118,15 @@ bool plain(const nlohmann::json& name) {
   return !n.empty() && n != "." && n != ".." && n.find_first_of("/\\") == std::string::npos;
 }
 
+// The SOP class of an object a summary.json lists. Summaries written before sop_class_uid was
+// listed: by its kind, since the node writes a Comprehensive 3D SR and SEGs only.
+std::string recorded_sop_class(const nlohmann::json& object) {
+  const std::string kind = object.value("kind", std::string());
+  return object.value("sop_class_uid", std::string(kind == "SR"    ? "1.2.840.10008.5.1.4.1.1.88.34"
+                                                   : kind == "SEG" ? "1.2.840.10008.5.1.4.1.1.66.4"
+                                                                   : ""));
+}
+
 // The report of an earlier analysis of study `study_uid` in `out` (listed in its summary.json, its
 // file still there): the one a new report of the task rules revises, as the plugin's does.
 std::optional<pipeline::ReportReference> previous_report(const fs::path& out, const std::string& study_uid) {
@@ -128,8 +138,7 @@ std::optional<pipeline::ReportReference> previous_report(const fs::path& out, co
       continue;
     pipeline::ReportReference r;
     r.series_instance_uid = o.value("series_instance_uid", std::string());
-    // Summaries written before sop_class_uid was listed: the SR is always a Comprehensive 3D SR.
-    r.sop_class_uid = o.value("sop_class_uid", std::string("1.2.840.10008.5.1.4.1.1.88.34"));
+    r.sop_class_uid = recorded_sop_class(o);
     r.sop_instance_uid = o.value("sop_instance_uid", std::string());
     if (!r.series_instance_uid.empty() && !r.sop_instance_uid.empty()) return r;
   }
@@ -147,12 +156,9 @@ nlohmann::json to_reject(const fs::path& out, const std::string& study_uid) {
   for (const auto& o : j.value("objects", nlohmann::json::array())) {
     const std::string kind = o.is_object() ? o.value("kind", std::string()) : std::string();
     if (kind != "SEG" && kind != "SR") continue;
-    // Summaries written before sop_class_uid was listed: the node writes these two classes only.
-    refs.push_back(
-        {{"sop_class_uid", o.value("sop_class_uid", std::string(kind == "SR" ? "1.2.840.10008.5.1.4.1.1.88.34"
-                                                                             : "1.2.840.10008.5.1.4.1.1.66.4"))},
-         {"sop_instance_uid", o.value("sop_instance_uid", std::string())},
-         {"series_instance_uid", o.value("series_instance_uid", std::string())}});
+    refs.push_back({{"sop_class_uid", recorded_sop_class(o)},
+                    {"sop_instance_uid", o.value("sop_instance_uid", std::string())},
+                    {"series_instance_uid", o.value("series_instance_uid", std::string())}});
   }
   for (const auto& r : j.value("unretired", nlohmann::json::array())) refs.push_back(r);
   // An entry that names no instance (a summary edited by hand) cannot be withdrawn: said once, and
@@ -202,14 +208,8 @@ pipeline::ResultObject rejection_note(const fs::path& out, const std::vector<pip
   } catch (const sr::ReportError& e) {
     throw std::runtime_error(e.what());
   }
-  pipeline::ResultObject object;
-  object.kind = "KO";
-  object.sop_class_uid = note.sop_class_uid;
-  object.sop_instance_uid = note.sop_instance_uid;
-  object.series_instance_uid = note.series_instance_uid;
-  object.bytes = seg::part10_bytes(*note.file);
-  object.file_name = "rejection-note.dcm";
-  return object;
+  return pipeline::result_object("KO", *note.file, note.sop_instance_uid, note.series_instance_uid,
+                                 "rejection-note.dcm");
 }
 
 // A file of the earlier analysis in `out` to take the study from if the new one has none (its SR,
@@ -437,13 +437,7 @@ int run_analyze(const Args& args) {
         pipeline::ResultObject note = rejection_note(out, result.objects, earlier.get(), rejecting,
                                                      seed.empty() ? std::string() : seed + "/" + study_uid);
         write_bytes(out / note.file_name, note.bytes);
-        if (summary.is_object())
-          summary["objects"].push_back({{"kind", note.kind},
-                                        {"file", note.file_name},
-                                        {"sop_class_uid", note.sop_class_uid},
-                                        {"sop_instance_uid", note.sop_instance_uid},
-                                        {"series_instance_uid", note.series_instance_uid},
-                                        {"bytes", note.bytes.size()}});
+        if (summary.is_object()) summary["objects"].push_back(pipeline::summary_object(note));
         result.objects.push_back(std::move(note));
       } catch (const std::exception& e) {
         std::cerr << "unibiomed analyze: study " << study_uid << ": --reject-previous: " << e.what()

@@ -1,12 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/rejection_note.h"
 
-#include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dcfilefo.h>
-#include <dcmtk/dcmdata/dcistrmb.h>
-
 #include <optional>
 
+#include "dicom/instance.h"
 #include "orthanc-plugin/plugin_error.h"
 #include "seg-writer/part10_file.h"
 #include "sr-writer/rejection_note.h"
@@ -22,20 +19,6 @@ namespace {
 std::string tag(const nlohmann::json& tags, const char* key) {
   const auto found = tags.find(key);
   return found != tags.end() && found->is_string() ? found->get<std::string>() : std::string();
-}
-
-// The instance's dataset, read from its Part 10 bytes.
-std::unique_ptr<DcmFileFormat> read_instance(const OrthancClient& client, const std::string& id) {
-  const std::string bytes = client.get_bytes("/instances/" + id + "/file");
-  DcmInputBufferStream stream;
-  stream.setBuffer(bytes.data(), offile_off_t(bytes.size()));
-  stream.setEos();
-  auto file = std::make_unique<DcmFileFormat>();
-  file->transferInit();
-  const OFCondition status = file->read(stream);
-  file->transferEnd();
-  if (status.bad()) throw PluginError("instance " + id + " cannot be read as DICOM: " + status.text());
-  return file;
 }
 
 }  // namespace
@@ -69,10 +52,14 @@ RejectionNote write_rejection_note(const OrthancClient& client, const std::strin
   options.description = description;
   options.series_description = "UniBiomed rejection note (run " + std::to_string(run) + ")";
   options.uid_seed = seed;  // the same UIDs when a resumed run writes the note again
-  auto header = read_instance(client, report_id);
   sr::WrittenReport written;
   try {
-    written = sr::write_rejection_note(*header->getDataset(), rejected, options);
+    const std::string bytes = client.get_bytes("/instances/" + report_id + "/file");
+    const dicom::Instance header =
+        dicom::Instance::read_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end()), "instance " + report_id);
+    written = sr::write_rejection_note(*header.dataset(), rejected, options);
+  } catch (const dicom::DicomError& e) {
+    throw PluginError(std::string("the replaced report cannot be read: ") + e.what());
   } catch (const sr::ReportError& e) {
     throw PluginError(std::string("the rejection note cannot be written: ") + e.what());
   }

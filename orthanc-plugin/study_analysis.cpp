@@ -45,6 +45,11 @@ bool in_study(const nlohmann::json& report, const StudyInventory& inventory) {
   return false;
 }
 
+// The seed of a run's result UIDs: a resumed attempt writes the same objects again.
+std::string run_seed(const std::string& study_uid, int run) {
+  return study_uid + "/unibiomed-run-" + std::to_string(run);
+}
+
 bool asks_rules(const pipeline::AnalysisRequest& request) {
   return request.rules || !request.tasks.empty();
 }
@@ -297,7 +302,7 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
 
   check_cancelled();
   set_stage("model", "waiting for the model", kReadEnd);
-  const std::string seed = inventory->study_instance_uid + "/unibiomed-run-" + std::to_string(entry_.run);
+  const std::string seed = run_seed(inventory->study_instance_uid, entry_.run);
   auto on_progress = [this](const pipeline::Progress& p) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -491,9 +496,9 @@ void StudyAnalysis::retire_superseded(nlohmann::json& summary) {
           run +
           (superseded.value("Unretired", nlohmann::json::array()).empty() ? std::string() : " and of earlier runs") +
           " (its report revises report " + superseded.value("SOPInstanceUID", std::string()) + ").";
-      const RejectionNote note = write_rejection_note(
-          services_->client, study_uid, retire, superseded.value("ID", std::string()), description, entry_.run,
-          study_uid + "/unibiomed-run-" + std::to_string(entry_.run), services_->config.analyzer.node_name);
+      const RejectionNote note =
+          write_rejection_note(services_->client, study_uid, retire, superseded.value("ID", std::string()), description,
+                               entry_.run, run_seed(study_uid, entry_.run), services_->config.analyzer.node_name);
       const StoredResult stored = services_->results.store(note.object, entry_.study_id, study_uid, entry_.run);
       if (!summary.contains("Results") || !summary["Results"].is_array()) summary["Results"] = nlohmann::json::array();
       summary["Results"].push_back(stored.to_json());

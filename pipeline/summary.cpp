@@ -25,6 +25,17 @@ double round_to(double v, double step) { return std::round(v / step) * step; }
 
 }  // namespace
 
+nlohmann::json summary_object(const ResultObject& o) {
+  nlohmann::json object = {{"kind", o.kind},
+                           {"file", o.file_name},
+                           {"sop_class_uid", o.sop_class_uid},
+                           {"sop_instance_uid", o.sop_instance_uid},
+                           {"series_instance_uid", o.series_instance_uid},
+                           {"bytes", o.bytes.size()}};
+  if (!o.segmentation_type.empty()) object["segmentation_type"] = o.segmentation_type;
+  return object;
+}
+
 std::string summary_json(const StudyResult& result, const std::string& model_description,
                          const std::string& rules_source, const StageTimings& timings) {
   using nlohmann::json;
@@ -82,16 +93,7 @@ std::string summary_json(const StudyResult& result, const std::string& model_des
   j["findings"] = findings;
   j["answers"] = result.answers;
   json objects = json::array();
-  for (const auto& o : result.objects) {
-    json object = {{"kind", o.kind},
-                   {"file", o.file_name},
-                   {"sop_class_uid", o.sop_class_uid},
-                   {"sop_instance_uid", o.sop_instance_uid},
-                   {"series_instance_uid", o.series_instance_uid},
-                   {"bytes", o.bytes.size()}};
-    if (!o.segmentation_type.empty()) object["segmentation_type"] = o.segmentation_type;
-    objects.push_back(object);
-  }
+  for (const auto& o : result.objects) objects.push_back(summary_object(o));
   j["objects"] = objects;
   if (!result.problems.empty()) j["problems"] = result.problems;
   const double model = timings.model();

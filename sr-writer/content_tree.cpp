@@ -7,6 +7,7 @@
 
 #include "seg-writer/decimal_string.h"
 #include "seg-writer/dicom_uid.h"
+#include "seg-writer/source_images.h"
 
 namespace unibiomed::sr::detail {
 
@@ -77,6 +78,18 @@ std::size_t ContentTree::composite(std::size_t parent, DSRTypes::E_RelationshipT
   const std::size_t id = add(parent, relationship, DSRTypes::VT_Composite, name, what);
   check(item().setCompositeReference(value, OFFalse), what);
   return id;
+}
+
+void check_reference_uids(const DocumentReference& reference, const std::string& owner, bool study_as_is) {
+  const std::pair<const char*, const std::string*> uids[] = {{"StudyInstanceUID", &reference.study_instance_uid},
+                                                             {"SeriesInstanceUID", &reference.series_instance_uid},
+                                                             {"SOPClassUID", &reference.sop_class_uid},
+                                                             {"SOPInstanceUID", &reference.sop_instance_uid}};
+  for (const auto& [name, uid] : uids) {
+    const bool as_is = study_as_is && uid == &reference.study_instance_uid;
+    if (uid->empty() || (!as_is && !seg::is_valid_uid(*uid)))
+      throw ReportError(owner + ": " + name + " \"" + *uid + "\" is " + (uid->empty() ? "missing" : "not a UID"));
+  }
 }
 
 std::string own_uid(const std::string& given, const std::string& seed, const std::string& what) {

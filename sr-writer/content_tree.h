@@ -55,6 +55,12 @@ class ContentTree {
   std::string document_;
 };
 
+// Throws ReportError "<owner>: <attribute> "<uid>" is missing" (or "is not a UID") for the first
+// of the reference's four UIDs that is empty or malformed. `study_as_is`: its StudyInstanceUID
+// need only be present (a study's own UID is kept as the study has it, even a legacy one with a
+// leading zero).
+void check_reference_uids(const DocumentReference& reference, const std::string& owner, bool study_as_is = false);
+
 // `given`, else a UID derived from `seed` and `what` ("sr/sop"), else a random one (no seed).
 std::string own_uid(const std::string& given, const std::string& seed, const std::string& what);
 

@@ -256,13 +256,7 @@ std::optional<WrittenReport> write_measurement_report(const std::vector<SeriesFi
   for (size_t p = 0; p < options.predecessors.size(); ++p) {
     const DocumentReference& d = options.predecessors[p];
     const std::string owner = "predecessor document " + std::to_string(p + 1);
-    const std::pair<const char*, const std::string*> uids[] = {{"StudyInstanceUID", &d.study_instance_uid},
-                                                               {"SeriesInstanceUID", &d.series_instance_uid},
-                                                               {"SOPClassUID", &d.sop_class_uid},
-                                                               {"SOPInstanceUID", &d.sop_instance_uid}};
-    for (const auto& [name, uid] : uids)
-      if (!seg::is_valid_uid(*uid))
-        throw ReportError(owner + ": " + name + " \"" + *uid + "\" is " + (uid->empty() ? "missing" : "not a UID"));
+    check_reference_uids(d, owner);
     if (!options.sop_instance_uid.empty() && d.sop_instance_uid == options.sop_instance_uid)
       throw ReportError(owner + " is this report itself (" + d.sop_instance_uid + ")");
   }

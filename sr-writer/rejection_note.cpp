@@ -39,13 +39,7 @@ WrittenReport write_rejection_note(DcmDataset& study, const std::vector<Document
   for (std::size_t i = 0; i < rejected.size(); ++i) {
     const DocumentReference& r = rejected[i];
     const std::string owner = "rejected instance " + std::to_string(i + 1);
-    const std::pair<const char*, const std::string*> uids[] = {{"StudyInstanceUID", &r.study_instance_uid},
-                                                               {"SeriesInstanceUID", &r.series_instance_uid},
-                                                               {"SOPClassUID", &r.sop_class_uid},
-                                                               {"SOPInstanceUID", &r.sop_instance_uid}};
-    for (const auto& [name, uid] : uids)
-      if (uid->empty() || (uid != &r.study_instance_uid && !seg::is_valid_uid(*uid)))
-        throw ReportError(owner + ": " + name + " \"" + *uid + "\" is " + (uid->empty() ? "missing" : "not a UID"));
+    check_reference_uids(r, owner, true);
     if (r.study_instance_uid != study_uid)
       throw ReportError(owner + " (" + r.sop_instance_uid + ") is of study " + r.study_instance_uid +
                         ", not of the note's study " + study_uid + ": a rejection note covers one study");
