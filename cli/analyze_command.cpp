@@ -103,7 +103,7 @@ void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
 }
 
 // The summary.json an earlier `analyze` wrote into `out`; null when there is none (or it is not
-// one this program wrote: it is simply replaced).
+// one this program wrote: it is simply replaced). The functions below take it as `j`.
 nlohmann::json previous_summary(const fs::path& out) {
   std::ifstream in(out / "summary.json");
   if (!in) return nullptr;
@@ -129,8 +129,8 @@ std::string recorded_sop_class(const nlohmann::json& object) {
 
 // The report of an earlier analysis of study `study_uid` in `out` (listed in its summary.json, its
 // file still there): the one a new report of the task rules revises, as the plugin's does.
-std::optional<pipeline::ReportReference> previous_report(const fs::path& out, const std::string& study_uid) {
-  const nlohmann::json j = previous_summary(out);
+std::optional<pipeline::ReportReference> previous_report(const fs::path& out, const nlohmann::json& j,
+                                                         const std::string& study_uid) {
   if (j.is_null() || j.value("study_instance_uid", std::string()) != study_uid) return std::nullopt;
   for (const auto& o : j.value("objects", nlohmann::json::array())) {
     if (!o.is_object() || o.value("kind", std::string()) != "SR" || !o.contains("file") || !plain(o["file"]) ||
@@ -149,9 +149,8 @@ std::optional<pipeline::ReportReference> previous_report(const fs::path& out, co
 // SEGs and SR of the earlier analysis of study `study_uid` in `out` by the UIDs its summary.json
 // records (never an earlier note), and what an earlier note failed to withdraw ("unretired").
 // Empty when `out` holds no earlier analysis of the study.
-nlohmann::json to_reject(const fs::path& out, const std::string& study_uid) {
+nlohmann::json to_reject(const fs::path& out, const nlohmann::json& j, const std::string& study_uid) {
   nlohmann::json refs = nlohmann::json::array();
-  const nlohmann::json j = previous_summary(out);
   if (j.is_null() || j.value("study_instance_uid", std::string()) != study_uid) return refs;
   for (const auto& o : j.value("objects", nlohmann::json::array())) {
     const std::string kind = o.is_object() ? o.value("kind", std::string()) : std::string();
@@ -214,8 +213,7 @@ pipeline::ResultObject rejection_note(const fs::path& out, const std::vector<pip
 
 // A file of the earlier analysis in `out` to take the study from if the new one has none (its SR,
 // else a SEG); nullptr when none can be read.
-std::unique_ptr<DcmFileFormat> earlier_header(const fs::path& out) {
-  const nlohmann::json j = previous_summary(out);
+std::unique_ptr<DcmFileFormat> earlier_header(const fs::path& out, const nlohmann::json& j) {
   if (j.is_null()) return nullptr;
   for (const char* kind : {"SR", "SEG"})
     for (const auto& o : j.value("objects", nlohmann::json::array()))
@@ -230,8 +228,7 @@ std::unique_ptr<DcmFileFormat> earlier_header(const fs::path& out) {
 // previews): removed before new results are written there, so that the folder holds one analysis
 // and no SEG or preview of the earlier one is taken for the new one's. Other files stay; names
 // that are not plain file names are never followed. Returns how many were removed.
-size_t remove_previous_results(const fs::path& out) {
-  const nlohmann::json j = previous_summary(out);
+size_t remove_previous_results(const fs::path& out, const nlohmann::json& j) {
   if (j.is_null()) return 0;
   std::vector<fs::path> files;
   for (const auto& o : j.value("objects", nlohmann::json::array()))
@@ -401,7 +398,10 @@ int run_analyze(const Args& args) {
     printer.set_study(study_index, static_cast<int>(studies.size()));
     // A report of the task rules revises the report of an earlier analysis of the study here.
     pipeline::AnalysisRequest study_request = request;
-    const auto revised = request.rules || !request.tasks.empty() ? previous_report(out, study_uid) : std::nullopt;
+    // The earlier analysis in this folder, read once: revised, rejected and removed below.
+    const nlohmann::json earlier_summary = previous_summary(out);
+    const auto revised =
+        request.rules || !request.tasks.empty() ? previous_report(out, earlier_summary, study_uid) : std::nullopt;
     if (revised) study_request.revises.push_back(*revised);
     pipeline::StudyResult result;
     try {
@@ -422,12 +422,11 @@ int run_analyze(const Args& args) {
     printer.finish();
     // --reject-previous: what the note withdraws, read before the earlier analysis is removed.
     const nlohmann::json rejecting =
-        p.is_set("--reject-previous") ? to_reject(out, study_uid) : nlohmann::json::array();
-    const auto earlier = rejecting.empty() ? nullptr : earlier_header(out);
-    const nlohmann::json earlier_summary = previous_summary(out);
+        p.is_set("--reject-previous") ? to_reject(out, earlier_summary, study_uid) : nlohmann::json::array();
+    const auto earlier = rejecting.empty() ? nullptr : earlier_header(out, earlier_summary);
     const std::string earlier_study =
         earlier_summary.is_object() ? earlier_summary.value("study_instance_uid", std::string()) : std::string();
-    const size_t replaced = remove_previous_results(out);
+    const size_t replaced = remove_previous_results(out, earlier_summary);
     for (const auto& o : result.objects) write_bytes(out / o.file_name, o.bytes);
     if (!rejecting.empty()) {
       // Listed in summary.json like the other objects, so that a later analysis here replaces it;
