@@ -189,18 +189,23 @@ std::string sop_class_name(const std::string& uid) {
   return name ? std::string(name) : uid;
 }
 
+std::optional<ModalityClass> classify_without_pixels(const std::string& sop, const std::string& modality) {
+  for (const auto& c : kNonImageClasses) {
+    if (starts_with(sop, c.uid_prefix))
+      return unsupported("SOP Class " + sop_class_name(sop), std::string("the series is ") + c.what + ", not an image");
+  }
+  for (const auto& u : kUnsupportedModalities) {
+    if (modality == u.modality) return unsupported("Modality " + modality, u.reason);
+  }
+  return std::nullopt;
+}
+
 ModalityClass classify_modality(const Instance& instance) {
   const std::string& sop = instance.sop_class_uid();
   const std::string modality = instance.series().modality;
   const std::string sop_basis = "SOP Class " + sop_class_name(sop);
 
-  for (const auto& c : kNonImageClasses) {
-    if (starts_with(sop, c.uid_prefix))
-      return unsupported(sop_basis, std::string("the series is ") + c.what + ", not an image");
-  }
-  for (const auto& u : kUnsupportedModalities) {
-    if (modality == u.modality) return unsupported("Modality " + modality, u.reason);
-  }
+  if (auto known = classify_without_pixels(sop, modality)) return *known;
   if (!instance.pixels().has_pixel_data) {
     return unsupported(sop_basis, "the instances carry no Pixel Data (7FE0,0010): not an image");
   }

@@ -30,6 +30,13 @@ struct ModalityClass {
 // Classifies from one representative instance of a series.
 ModalityClass classify_modality(const Instance& instance);
 
+// What the SOP Class UID and the Modality alone say, before an instance is read (the Orthanc
+// plugin knows both from its index): the class of an object that is certainly nothing the model
+// reads (a report, a presentation state, a document, a modality outside the model's ten), with
+// its reason; nullopt when the series may hold such images. classify_modality starts with it.
+// Either text may be empty (unknown).
+std::optional<ModalityClass> classify_without_pixels(const std::string& sop_class_uid, const std::string& modality);
+
 // Name of a storage SOP Class UID for messages ("CT Image Storage"), or the UID.
 std::string sop_class_name(const std::string& uid);
 

@@ -265,6 +265,8 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   auto inventory = records.inventory(study);
   if (!inventory) throw PluginError("study " + study + " no longer exists in Orthanc");
   const auto sources = inventory->source_instances();
+  // What a later arrival is compared with: only new images start a new run.
+  const auto image_series = records.image_series(*inventory);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     attempt_ = run.attempt;
@@ -325,14 +327,15 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   }
   inputs.clear();
 
-  nlohmann::json summary = {{"StudyInstanceUID", inventory->study_instance_uid},
-                            {"Run", run.run},
-                            {"Attempt", run.attempt},
-                            {"Model", services_->model.description()},
-                            {"WeightsHash", result.weights_hash.empty() ? services_->model.weights_hash()
-                                                                        : result.weights_hash},
-                            {"SourceInstances", sources.size()},
-                            {"Started", started}};
+  nlohmann::json summary = {
+      {"StudyInstanceUID", inventory->study_instance_uid},
+      {"Run", run.run},
+      {"Attempt", run.attempt},
+      {"Model", services_->model.description()},
+      {"WeightsHash", result.weights_hash.empty() ? services_->model.weights_hash() : result.weights_hash},
+      {"SourceInstances", sources.size()},
+      {"ImageSeries", image_series},
+      {"Started", started}};
   nlohmann::json series = nlohmann::json::array(), findings = nlohmann::json::array(),
                  errors = nlohmann::json::array();
   int analysed = 0;

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <regex>
 
+#include "dicom/modality.h"
 #include "orthanc-plugin/plugin_error.h"
 
 namespace unibiomed::orthanc {
@@ -65,6 +66,10 @@ RunInfo RunInfo::from_json(const nlohmann::json& j) {
   r.job = j.value("Job", std::string());
   r.updated = j.value("Updated", std::string());
   return r;
+}
+
+std::string SeriesInfo::name() const {
+  return (modality.empty() ? std::string() : modality + " ") + "series " + series_instance_uid;
 }
 
 size_t StudyInventory::source_instance_count() const {
@@ -171,6 +176,24 @@ std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_i
     inv.series.push_back(std::move(info));
   }
   return inv;
+}
+
+std::map<std::string, size_t> StudyRecords::image_series(const StudyInventory& inventory,
+                                                         std::vector<std::string>* not_read) const {
+  std::map<std::string, size_t> images;
+  for (const auto& s : inventory.series) {
+    if (s.result || s.instances.empty()) continue;
+    // Orthanc records every instance's SOP class ("SopClassUid"); an index that lacks it leaves
+    // the Modality to decide.
+    const std::string sop_class =
+        client_.find_text("/instances/" + s.instances.front() + "/metadata/SopClassUid").value_or("");
+    if (auto never = dicom::classify_without_pixels(sop_class, s.modality)) {
+      if (not_read) not_read->push_back(s.name() + ": " + never->reason);
+      continue;
+    }
+    images[s.id] = s.instances.size();
+  }
+  return images;
 }
 
 bool is_dicom_uid(const std::string& text) {

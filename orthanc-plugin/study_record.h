@@ -12,6 +12,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -67,6 +68,7 @@ struct SeriesInfo {
   std::string manufacturer;
   std::vector<std::string> instances;  // Orthanc instance ids
   bool result = false;                 // one of ours (SEG/SR written by this plugin)
+  std::string name() const;            // "CT series <uid>", for messages
 };
 
 struct StudyInventory {
@@ -103,6 +105,14 @@ class StudyRecords {
 
   // The study's series, with our own result series recognised. nullopt: no such study.
   std::optional<StudyInventory> inventory(const std::string& study_id) const;
+
+  // The source series that may hold images the model reads, by Orthanc id, with their instance
+  // counts: a new run starts for new images only. The others (a report, a presentation state, a
+  // document, a modality outside the model's ten: dicom::classify_without_pixels on the series'
+  // Modality and its first instance's SOP class) are described in `not_read` when given
+  // ("SR series <uid>: <reason>").
+  std::map<std::string, size_t> image_series(const StudyInventory& inventory,
+                                             std::vector<std::string>* not_read = nullptr) const;
 
   // Orthanc study id from either an Orthanc id or a StudyInstanceUID; nullopt when unknown.
   // Throws PluginError 409 listing the Orthanc ids when the UID names several studies (the same

@@ -57,13 +57,15 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id, Sourc
     case StudyState::Skipped:
     case StudyState::Failed: {
       const size_t analysed = record->summary.is_object() ? record->summary.value("SourceInstances", size_t{0}) : 0;
-      // Our own results were excluded from `sources`, so only new images change the count.
+      // Our own results were excluded from `sources`, so only arrivals (or deletions) change it.
       if (analysed == sources || !s.config.auto_analysis) return Decision::Ignored;
       if (record->summary.is_null() || analysed == 0) return Decision::Ignored;  // failed before counting
+      const std::string news = new_images(*inventory, *record);
+      if (news.empty()) return Decision::Ignored;
       QueueEntry entry{study_id, record->run.run + 1, "analyze", nullptr, false, {}};
       if (!s.queue->offer(entry)) return Decision::AlreadyQueued;  // another node queued it
-      s.client.log_info("study " + study_id + " received new images (" + std::to_string(analysed) + " -> " +
-                        std::to_string(sources) + " instances): run " + std::to_string(entry.run) + " queued");
+      s.client.log_info("study " + study_id + " received new images (" + news + "): run " + std::to_string(entry.run) +
+                        " queued");
       if (s.queue->shared()) return Decision::Queued;  // the claiming node writes the records
       RunInfo run = record->run;
       run.run = entry.run;
@@ -116,6 +118,35 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id, Sourc
   s.records.write_run(study_id, run);
   s.records.write_state(study_id, StudyState::Pending);
   return Decision::Queued;
+}
+
+std::string StudyTrigger::new_images(const StudyInventory& inventory, const StudyRecord& record) const {
+  auto& s = *services_;
+  const auto recorded = record.summary.find("ImageSeries");
+  if (recorded == record.summary.end() || !recorded->is_object()) {
+    // A summary of an earlier version of the plugin counted every instance, images or not.
+    return std::to_string(record.summary.value("SourceInstances", size_t{0})) + " -> " +
+           std::to_string(inventory.source_instance_count()) + " instances";
+  }
+  std::vector<std::string> not_read;
+  std::string news;
+  for (const auto& [id, count] : s.records.image_series(inventory, &not_read)) {
+    const auto before = recorded->find(id);
+    const size_t had = before != recorded->end() && before->is_number_unsigned() ? before->get<size_t>() : 0;
+    if (count <= had) continue;  // deletions alone start nothing
+    const auto series = std::find_if(inventory.series.begin(), inventory.series.end(),
+                                     [&id = id](const SeriesInfo& info) { return info.id == id; });
+    news += (news.empty() ? "" : ", ") + series->name() + ": " + std::to_string(had) + " -> " + std::to_string(count) +
+            " instances";
+  }
+  if (news.empty()) {
+    std::string others;
+    for (const auto& line : not_read) others += "; " + line;
+    s.client.log_info("study " + inventory.id + " changed since run " + std::to_string(record.run.run) +
+                      ", but not in images the model reads: no new run" +
+                      (others.empty() ? "" : " (" + others.substr(2) + ")"));
+  }
+  return news;
 }
 
 bool StudyTrigger::check_recovered(const QueueEntry& entry) {

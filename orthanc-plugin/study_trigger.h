@@ -22,7 +22,9 @@ class StudyTrigger {
   explicit StudyTrigger(std::shared_ptr<NodeServices> services) : services_(std::move(services)) {}
 
   // Looks at one study and queues it when it needs an analysis (never analysed and matching the
-  // trigger rules, or new images since the last run). Our own SEG/SR never count as new images.
+  // trigger rules, or new images since the last run). Our own SEG/SR never count as new images,
+  // nor do other objects the model does not read (another system's report, a viewer's
+  // presentation state, a scanned document, a PET series beside the CT: StudyRecords::image_series).
   // With a shared queue the study must also have settled cluster-wide: IsStable is this node's
   // own view (a node that received none of the study's instances calls it stable at once), so
   // the study's LastUpdate, written by whichever node received the latest instance, must be
@@ -40,6 +42,9 @@ class StudyTrigger {
   void scan_changes();
 
  private:
+  // The new images of a finished study since its last run, by series ("CT series <uid>: 40 -> 60
+  // instances"); empty when nothing arrived that the model reads (logged, naming what did).
+  std::string new_images(const StudyInventory& inventory, const StudyRecord& record) const;
   int64_t cursor();
   void save_cursor(int64_t value);
   const std::shared_ptr<NodeServices> services_;

@@ -72,10 +72,28 @@ TEST(Modality, NonImageObjectsAreRefusedWithTheirKind) {
     SCOPED_TRACE(file);
     const fs::path path = test::pydicom_test_file(file);
     ASSERT_FALSE(path.empty()) << test::pydicom_files_missing();
-    ModalityClass c = classify_modality(Instance::read_file(path));
+    const Instance instance = Instance::read_file(path);
+    ModalityClass c = classify_modality(instance);
     EXPECT_FALSE(c.modality);
     EXPECT_CONTAINS(c.reason, kind);
+    // The SOP class and Modality alone (what the Orthanc plugin knows from its index) say the same.
+    const auto early = classify_without_pixels(instance.sop_class_uid(), instance.series().modality);
+    ASSERT_TRUE(early.has_value());
+    EXPECT_EQ(early->reason, c.reason);
+    EXPECT_EQ(early->basis, c.basis);
   }
+  // Images are not ruled out early, whatever is known of them; nor is an unknown object.
+  for (const char* sample : {"ct", "mr", "xray", "us", "fundus", "dermoscopy", "endoscopy", "wsi"}) {
+    const Instance instance = Instance::read_file(test::sample_file(sample));
+    EXPECT_FALSE(classify_without_pixels(instance.sop_class_uid(), instance.series().modality)) << sample;
+    EXPECT_FALSE(classify_without_pixels("", instance.series().modality)) << sample;
+    EXPECT_FALSE(classify_without_pixels(instance.sop_class_uid(), "")) << sample;
+  }
+  EXPECT_FALSE(classify_without_pixels("", ""));
+  // Either one suffices: a PDF whose Modality is missing, a presentation state of unknown class.
+  EXPECT_CONTAINS(classify_without_pixels("1.2.840.10008.5.1.4.1.1.104.1", "")->reason, "encapsulated document");
+  EXPECT_CONTAINS(classify_without_pixels("", "PR")->reason, "presentation state");
+  EXPECT_CONTAINS(classify_without_pixels("", "PT")->reason, "PET");
 }
 
 class EditedInput : public ::testing::Test {

@@ -165,7 +165,9 @@ OrthancServer::~OrthancServer() {
 
 void OrthancServer::start() {
   ++starts_;
-  process_ = ChildProcess({"/usr/sbin/Orthanc", (folder_ / "orthanc.json").string()}, folder_ / "orthanc.log");
+  std::vector<std::string> argv = {"/usr/sbin/Orthanc", (folder_ / "orthanc.json").string()};
+  if (options_.verbose) argv.push_back("--verbose");
+  process_ = ChildProcess(argv, folder_ / "orthanc.log");
   const bool up = wait_until(
       [&] {
         if (!process_.running()) return true;

@@ -57,6 +57,7 @@ struct OrthancOptions {
   nlohmann::json unibiomed = nlohmann::json::object();  // the "UniBiomed" section (null: none)
   nlohmann::json extra = nlohmann::json::object();      // merged into the top level
   bool dicomweb = true;                                 // load Debian's DICOMweb plugin
+  bool verbose = false;                                 // --verbose: info lines in the log too
 };
 
 class OrthancServer {

@@ -313,6 +313,69 @@ TEST_F(OrthancPlugin, CorruptInstanceAndUnsupportedSeriesAreRecordedWhileOrthanc
   EXPECT_TRUE(server.running());
 }
 
+TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImagesDo) {
+  OrthancOptions options;
+  options.unibiomed = base_settings();
+  options.verbose = true;  // the trigger's decisions are info lines
+  auto& server = make_server(options);
+  server.start();
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  ASSERT_EQ(s["Run"], 1);
+  // The summary records the series of images the run read, by Orthanc id, with their counts.
+  const json image_series = s["Summary"]["ImageSeries"];
+  ASSERT_TRUE(image_series.is_object()) << s["Summary"].dump(2);
+  ASSERT_EQ(image_series.size(), 1u) << image_series.dump();
+  EXPECT_EQ(image_series.begin().value(), 2);
+  const std::string ct_series_id = image_series.begin().key();
+  EXPECT_EQ(server.get_json("/series/" + ct_series_id)["MainDicomTags"]["SeriesInstanceUID"], spec.series_uid);
+
+  // A report dictated elsewhere, a viewer's presentation state and a scanned document arrive
+  // after the analysis: the study changed, but nothing in it is new to the model.
+  StudySpec others = spec;
+  send(server, write_other_systems_objects(dir_ / "others", others));
+  const std::string no_run =
+      "study " + s["ID"].get<std::string>() + " changed since run 1, but not in images the model reads: no new run (";
+  ASSERT_TRUE(wait_until([&] { return server.log().find(no_run) != std::string::npos; }, 60s))
+      << "the trigger never looked at the study again";
+  const std::string log = server.log();
+  const std::string line = log.substr(log.find(no_run), log.find('\n', log.find(no_run)) - log.find(no_run));
+  EXPECT_NE(line.find("SR series "), std::string::npos) << line;
+  EXPECT_NE(line.find("structured report"), std::string::npos) << line;
+  EXPECT_NE(line.find("PR series "), std::string::npos) << line;
+  EXPECT_NE(line.find("presentation state"), std::string::npos) << line;
+  EXPECT_NE(line.find("DOC series "), std::string::npos) << line;
+  s = study(server, spec.study_uid);
+  EXPECT_EQ(s["Run"], 1) << s.dump(2);
+  EXPECT_EQ(s["State"], "done");
+  EXPECT_FALSE(s["Queued"].get<bool>());
+  EXPECT_EQ(our_settled_jobs(server).size(), 1u);
+  EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
+
+  // A series of images that arrives later does start a run; the log names it.
+  StudySpec later = spec;
+  later.series_uid.clear();
+  later.slices = 2;
+  send(server, write_ct_series(dir_ / "later", later));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        s = study(server, spec.study_uid);
+        return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>();
+      },
+      kAnalysisTimeout, 200ms))
+      << s.dump(2);
+  EXPECT_NE(
+      server.log().find("received new images (CT series " + later.series_uid + ": 0 -> 2 instances): run 2 queued"),
+      std::string::npos);
+  const json image_series2 = s["Summary"]["ImageSeries"];
+  EXPECT_EQ(image_series2.size(), 2u) << image_series2.dump();
+  EXPECT_EQ(image_series2.value(ct_series_id, 0), 2) << image_series2.dump();
+  EXPECT_EQ(s["Summary"]["SourceInstances"], 2 + 3 + 2) << "every instance but the node's own results";
+}
+
 TEST_F(OrthancPlugin, JapaneseAndLatin1StudiesAreAnalysedAndTheirTextReadBackInUtf8) {
   // Japanese in ISO 2022 (PS3.5 Annex H's name; DCMTK cannot convert it with iconv) and a
   // Latin-1 series description. Before, the first study failed ("cannot convert its text") and

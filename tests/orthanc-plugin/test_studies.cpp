@@ -166,6 +166,51 @@ fs::path write_pdf_document(const fs::path& folder, StudySpec& spec) {
   return path;
 }
 
+std::vector<fs::path> write_other_systems_objects(const fs::path& folder, StudySpec& spec) {
+  fill(spec);
+  fs::create_directories(folder);
+  std::vector<fs::path> files;
+  auto start = [&](DcmFileFormat& file, const char* modality, const char* sop_class) {
+    StudySpec other = spec;
+    other.modality = modality;
+    other.series_uid = new_uid();
+    DcmDataset& ds = *file.getDataset();
+    put_common(ds, other, sop_class, new_uid());
+    // Not "UniBiomed...": the node must not take these for its own results.
+    ds.putAndInsertString(DCM_Manufacturer, "Other Vendor");
+    ds.putAndInsertString(DCM_InstanceNumber, "1");
+    ds.putAndInsertString(DCM_ContentDate, "20240101");
+    ds.putAndInsertString(DCM_ContentTime, "120500");
+    files.push_back(folder / (other.series_uid + "-" + modality + ".dcm"));
+    return &ds;
+  };
+  {
+    DcmFileFormat file;
+    DcmDataset& ds = *start(file, "SR", UID_BasicTextSRStorage);
+    ds.putAndInsertString(DCM_ValueType, "CONTAINER");
+    ds.putAndInsertString(DCM_ContinuityOfContent, "SEPARATE");
+    ds.putAndInsertString(DCM_CompletionFlag, "COMPLETE");
+    ds.putAndInsertString(DCM_VerificationFlag, "UNVERIFIED");
+    DcmItem* title = nullptr;
+    ds.findOrCreateSequenceItem(DCM_ConceptNameCodeSequence, title);
+    title->putAndInsertString(DCM_CodeValue, "18748-4");
+    title->putAndInsertString(DCM_CodingSchemeDesignator, "LN");
+    title->putAndInsertString(DCM_CodeMeaning, "Diagnostic Imaging Report");
+    save(file, files.back());
+  }
+  {
+    DcmFileFormat file;
+    DcmDataset& ds = *start(file, "PR", UID_GrayscaleSoftcopyPresentationStateStorage);
+    ds.putAndInsertString(DCM_ContentLabel, "ANNOTATIONS");
+    ds.putAndInsertString(DCM_PresentationCreationDate, "20240101");
+    ds.putAndInsertString(DCM_PresentationCreationTime, "120500");
+    save(file, files.back());
+  }
+  StudySpec document = spec;
+  files.push_back(write_pdf_document(folder, document));
+  return files;
+}
+
 std::vector<fs::path> sample_ct_study(const fs::path& folder, StudySpec& spec) {
   const CommandResult r = run_command({cli_path().string(), "samples", "write", folder.string(), "--only", "ct",
                                        "--ct-slices", "4", "--ct-size", "64"});

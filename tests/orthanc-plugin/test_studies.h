@@ -1,6 +1,7 @@
 // Small DICOM studies written with DCMTK for the plugin tests: CT series with full geometry,
 // a CT instance whose pixel data is truncated (parses, cannot be decoded), and an Encapsulated
-// PDF (modality DOC: no image for the model); and the sample generator's CT study.
+// PDF (modality DOC: no image for the model), other systems' non-image objects; and the sample
+// generator's CT study.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
@@ -35,6 +36,11 @@ std::filesystem::path write_truncated_ct(const std::filesystem::path& folder, St
 
 // An Encapsulated PDF document (modality DOC) in the given study.
 std::filesystem::path write_pdf_document(const std::filesystem::path& folder, StudySpec& spec);
+
+// Objects another system adds to a study after the images, none of which the model reads: a
+// Basic Text SR (a report dictated elsewhere), a Grayscale Softcopy Presentation State (a viewer's
+// annotations) and an Encapsulated PDF, each in a series of its own, from another manufacturer.
+std::vector<std::filesystem::path> write_other_systems_objects(const std::filesystem::path& folder, StudySpec& spec);
 
 // The sample generator's CT study (`unibiomed samples write --only ct`, 4 slices of 64 x 64: the
 // study the demo sends, small); fills its UIDs and patient into `spec`. Throws when the CLI fails.
