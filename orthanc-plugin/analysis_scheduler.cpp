@@ -230,7 +230,7 @@ std::shared_ptr<StudyAnalysis> AnalysisScheduler::start_attempt(const QueueEntry
   std::weak_ptr<AnalysisScheduler> self = weak_from_this();
   StudyAnalysis* raw = analysis.get();
   const bool counted = !resubmitted;
-  analysis->on_finished = [self, raw, counted] {
+  analysis->on_finished = [self, raw, counted, study_id = entry.study_id] {
     auto scheduler = self.lock();
     if (!scheduler) return;
     std::lock_guard<std::mutex> lock(scheduler->mutex_);
@@ -240,6 +240,12 @@ std::shared_ptr<StudyAnalysis> AnalysisScheduler::start_attempt(const QueueEntry
       (end.outcome == StudyAnalysis::Outcome::Succeeded ? scheduler->succeeded_ : scheduler->failed_) +=
           end.outcome == StudyAnalysis::Outcome::Interrupted ? 0 : 1;
       scheduler->skipped_ += end.outcome == StudyAnalysis::Outcome::Succeeded && end.skipped ? 1 : 0;
+      // Images that arrived while it ran became stable while the study was still queued, so
+      // their StableStudy event found nothing to do; a run that stores results makes the study
+      // change (and settle) again, one that stores nothing does not. Look at the study once more.
+      // Not after a failure: its summary may be the earlier run's, and the same difference would
+      // queue the same failing run again and again.
+      if (end.outcome == StudyAnalysis::Outcome::Succeeded) scheduler->inbox_.push_back(study_id);
       scheduler->active_.erase(it);
     }
     if (counted) --scheduler->in_flight_;

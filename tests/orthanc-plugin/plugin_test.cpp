@@ -376,6 +376,46 @@ TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImage
   EXPECT_EQ(s["Summary"]["SourceInstances"], 2 + 3 + 2) << "every instance but the node's own results";
 }
 
+TEST_F(OrthancPlugin, ImagesThatArriveWhileTheStudyIsAnalysedGetARunOfTheirOwn) {
+  OrthancOptions options;
+  options.unibiomed = base_settings();
+  options.verbose = true;
+  auto& server = make_server(options);
+  server.start();
+  StudySpec spec;
+  spec.slices = 100;  // a run of several seconds (about 8 on 2 cores)
+  send(server, write_ct_series(dir_ / "ct", spec));
+  json s;
+  ASSERT_TRUE(wait_for_model_stage(server, spec.study_uid, s)) << s.dump(2);
+  // A second series arrives while the model works on the first: the study becomes stable again
+  // (StableAge 1 s) while its run goes on, and that run read the study before these images came.
+  StudySpec later = spec;
+  later.series_uid.clear();
+  later.slices = 2;
+  send(server, write_ct_series(dir_ / "later", later));
+  std::this_thread::sleep_for(2500ms);
+  s = study(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "running") << "run 1 ended before the new images were stable: " << s.dump(2);
+  ASSERT_EQ(s["Run"], 1);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        s = study(server, spec.study_uid);
+        return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>();
+      },
+      kAnalysisTimeout, 200ms))
+      << "the images that arrived during run 1 were never analysed: " << s.dump(2);
+  bool analysed_later = false;
+  for (const auto& series : s["Series"])
+    analysed_later |= series["SeriesInstanceUID"] == later.series_uid && series["State"] == "Analysed";
+  EXPECT_TRUE(analysed_later) << s["Series"].dump(2);
+  EXPECT_NE(server.log().find("received new images (CT series " + later.series_uid + ": 0 -> 2 instances): run 2"),
+            std::string::npos);
+  // And no third run: run 2 read everything.
+  std::this_thread::sleep_for(4s);
+  EXPECT_EQ(study(server, spec.study_uid)["Run"], 2);
+  EXPECT_EQ(our_jobs(server).size(), 2u);
+}
+
 TEST_F(OrthancPlugin, JapaneseAndLatin1StudiesAreAnalysedAndTheirTextReadBackInUtf8) {
   // Japanese in ISO 2022 (PS3.5 Annex H's name; DCMTK cannot convert it with iconv) and a
   // Latin-1 series description. Before, the first study failed ("cannot convert its text") and
