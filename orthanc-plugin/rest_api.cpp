@@ -123,6 +123,11 @@ RestAnswer RestApi::study(const std::vector<std::string>& groups, const std::str
   const auto& records = services_->records;
   auto study_id = records.resolve_study(id);
   if (!study_id) throw PluginError("unknown study " + id, 404);
+  // Whether a run waits or works, asked before the records are read: a run writes its summary
+  // more than once (analysed, then forwarded) and leaves the queue after its last write, so a
+  // study found out of the queue here has its final record below. Asked after, a run ending
+  // meanwhile would show as finished with a summary of before its forwarding.
+  const bool queued = services_->queue->contains(*study_id);
   auto record = records.read(*study_id);
   auto inventory = records.inventory(*study_id);
   if (!record || !inventory) throw PluginError("unknown study " + id, 404);
@@ -141,7 +146,6 @@ RestAnswer RestApi::study(const std::vector<std::string>& groups, const std::str
     }
   std::string job = record->run.job;
   if (auto live = scheduler_->job_of(*study_id)) job = *live;
-  const bool queued = services_->queue->contains(*study_id);
   std::string state = to_string(record->state);
   // A shared queue's waiting entry is the pending state (the records are written by the node
   // that claims it).
