@@ -455,6 +455,14 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
       if (!kept.empty()) superseded["Kept"] = kept;
       summary["Supersedes"] = superseded;
     }
+    // Objects of earlier replaced runs still to be withdrawn (Unretired) pass to this report when
+    // it does not replace the one that lists them (it asked another request, or that report's SR
+    // was deleted): the run that replaces this one withdraws them. One that does replace it
+    // takes them from Supersedes (retire_superseded).
+    const nlohmann::json unretired =
+        recorded.is_object() ? recorded.value("Unretired", nlohmann::json::array()) : nlohmann::json::array();
+    if (!unretired.empty() && !(revises && summary["Supersedes"].value("Replaced", false)))
+      summary["Report"]["Unretired"] = unretired;
   }
   summary["Finished"] = now_iso();
   check_lease();

@@ -700,8 +700,9 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
 // SupersededResults "reject": a run that replaces an earlier one stores an IHE IOCM rejection
 // note listing the earlier results and forwards it with its own, so that the PACS that holds
 // forwarded copies can withdraw them; here the earlier results are deleted. A note that cannot be
-// stored (here a Lua filter of this Orthanc refuses it) deletes nothing, and the next run that
-// replaces that one withdraws both.
+// stored (here a Lua filter of this Orthanc refuses it) deletes nothing, and what it would have
+// withdrawn passes from report to report (also through a run of another request, which replaces
+// nothing) until a run replaces the report that lists it.
 TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePacs) {
   const int pacs_port = free_port();
   ChildProcess pacs = start_storescp("PACS", "pacs", pacs_port);
@@ -730,8 +731,8 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   const json run1 = s["Results"];
   ASSERT_GE(run1.size(), 2u) << "the demo checkpoint outlines the CT phantom's organs: SEGs and an SR";
   EXPECT_EQ(received("pacs").size(), run1.size());
-  auto run = [&](int number) {
-    json done = analyze_again(server, spec.study_uid, "{}", number);
+  auto run = [&](int number, const std::string& body = "{}") {
+    json done = analyze_again(server, spec.study_uid, body, number);
     EXPECT_EQ(done["Forward"]["State"], "Success") << done.dump(2);
     return done;
   };
@@ -753,26 +754,40 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   EXPECT_EQ(count_series(server, spec.study_uid, "KO"), 0u);
   EXPECT_EQ(received("pacs").size(), run1.size() + run2.size());
 
-  // The filter lets notes through again, and a user deletes a SEG of run 2 by hand. Run 3
-  // replaces run 2 and withdraws run 1 with it; the deleted SEG is still listed, for its copy at
-  // the PACS.
-  fs::remove(dir_ / "refuse-notes");
-  const auto seg2 = std::find_if(run2.begin(), run2.end(), [](const json& result) { return result["Kind"] == "SEG"; });
-  ASSERT_NE(seg2, run2.end());
-  ASSERT_EQ(server.del("/instances/" + (*seg2)["ID"].get<std::string>()).status, 200);
-  s = run(3);
+  // Run 3 asks another request (a question besides the rules): it revises run 2's report but
+  // replaces nothing, so run 2 stays; run 1, still to be withdrawn, passes to run 3's report.
+  const std::string other_request = R"({"Questions": [{"Text": "Is there a lesion?"}]})";
+  s = run(3, other_request);
+  const json run3 = s["Results"];
   superseded = s["Summary"]["Supersedes"];
   EXPECT_EQ(superseded["Run"], 2) << s["Summary"].dump(2);
+  EXPECT_EQ(superseded["Replaced"], false);
+  EXPECT_EQ(s["Summary"]["Report"]["Unretired"], s["Summary"]["Supersedes"]["Unretired"]) << s["Summary"].dump(2);
+  EXPECT_EQ(s["Summary"]["Report"]["Unretired"].size(), run1.size()) << s["Summary"]["Report"].dump(2);
+  EXPECT_EQ(count_series(server, spec.study_uid, "KO"), 0u);
+
+  // The filter lets notes through again, and a user deletes a SEG of run 3 by hand. Run 4 asks
+  // what run 3 asked, replaces it and withdraws run 1 with it; the deleted SEG is still listed,
+  // for its copy at the PACS. Run 2, which no run replaced, stays.
+  fs::remove(dir_ / "refuse-notes");
+  const auto seg3 = std::find_if(run3.begin(), run3.end(), [](const json& result) { return result["Kind"] == "SEG"; });
+  ASSERT_NE(seg3, run3.end());
+  ASSERT_EQ(server.del("/instances/" + (*seg3)["ID"].get<std::string>()).status, 200);
+  s = run(4, other_request);
+  superseded = s["Summary"]["Supersedes"];
+  EXPECT_EQ(superseded["Run"], 3) << s["Summary"].dump(2);
   EXPECT_EQ(superseded["Deleted"], true);
   ASSERT_TRUE(superseded["RejectionNote"].is_object()) << superseded.dump(2);
-  EXPECT_EQ(superseded["RejectionNote"]["Rejects"], run1.size() + run2.size());
-  EXPECT_EQ(superseded["AlreadyGone"], json::array({(*seg2)["ID"]}));
+  EXPECT_EQ(superseded["RejectionNote"]["Rejects"], run1.size() + run3.size());
+  EXPECT_EQ(superseded["AlreadyGone"], json::array({(*seg3)["ID"]}));
   EXPECT_FALSE(s["Summary"]["Report"].contains("Unretired")) << s["Summary"]["Report"].dump(2);
-  for (const auto& results : {run1, run2})
+  for (const auto& results : {run1, run3})
     for (const auto& result : results)
       EXPECT_EQ(server.get("/instances/" + result["ID"].get<std::string>()).status, 404) << result.dump();
+  for (const auto& result : run2)
+    EXPECT_EQ(server.get("/instances/" + result["ID"].get<std::string>()).status, 200) << result.dump();
 
-  // The note is one of run 3's results: stored in the study as a KO series of run 3 ...
+  // The note is one of run 4's results: stored in the study as a KO series of run 4 ...
   const auto note =
       std::find_if(s["Results"].begin(), s["Results"].end(), [](const json& result) { return result["Kind"] == "KO"; });
   ASSERT_NE(note, s["Results"].end()) << s["Results"].dump(2);
@@ -780,16 +795,16 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   EXPECT_EQ((*note)["SOPClassUID"], "1.2.840.10008.5.1.4.1.1.88.59");
   EXPECT_EQ(count_series(server, spec.study_uid, "KO"), 1u);
   EXPECT_EQ(server.get_json("/instances/" + (*note)["ID"].get<std::string>() + "/tags?short").value("0008,103e", ""),
-            "UniBiomed rejection note (run 3)");
+            "UniBiomed rejection note (run 4)");
   bool listed = false;
   for (const auto& series : s["ResultSeries"])
-    if (series["SeriesInstanceUID"] == (*note)["SeriesInstanceUID"]) listed = series.value("Run", -1) == 3;
+    if (series["SeriesInstanceUID"] == (*note)["SeriesInstanceUID"]) listed = series.value("Run", -1) == 4;
   EXPECT_TRUE(listed) << s["ResultSeries"].dump(2);
 
-  // ... and forwarded with them: the PACS has every object of the three runs, and the note lists
-  // exactly those of runs 1 and 2, each in its evidence too, under the IOCM title.
+  // ... and forwarded with them: the PACS has every object of the four runs, and the note lists
+  // exactly those of runs 1 and 3, each in its evidence too, under the IOCM title.
   const auto files = received("pacs");
-  EXPECT_EQ(files.size(), run1.size() + run2.size() + s["Results"].size());
+  EXPECT_EQ(files.size(), run1.size() + run2.size() + run3.size() + s["Results"].size());
   for (const auto& result : s["Results"])
     EXPECT_EQ(files.count(result["SOPInstanceUID"].get<std::string>()), 1u) << result.dump();
   ASSERT_EQ(files.count((*note)["SOPInstanceUID"].get<std::string>()), 1u);
@@ -808,7 +823,7 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_ConceptNameCodeSequence, title, 0).good());
   EXPECT_EQ(text(*title, DCM_CodeValue) + " " + text(*title, DCM_CodingSchemeDesignator), "113001 DCM");
   std::set<std::string> expected, referenced, evidence;
-  for (const auto& results : {run1, run2})
+  for (const auto& results : {run1, run3})
     for (const auto& result : results) expected.insert(result["SOPInstanceUID"].get<std::string>());
   DcmItem* item = nullptr;
   for (unsigned long i = 0; ds.findAndGetSequenceItem(DCM_ContentSequence, item, i).good(); ++i) {
@@ -832,7 +847,7 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   // Storing the note and deleting the replaced results start no new run.
   std::this_thread::sleep_for(3s);
   s = study(server, spec.study_uid);
-  EXPECT_EQ(s["Run"], 3);
+  EXPECT_EQ(s["Run"], 4);
   EXPECT_EQ(s["State"], "done");
 }
 
