@@ -140,11 +140,11 @@ fs::path write_truncated_ct(const fs::path& folder, StudySpec& spec) {
   return path;
 }
 
-fs::path write_pdf_document(const fs::path& folder, StudySpec& spec) {
+fs::path write_pdf_document(const fs::path& folder, StudySpec& spec, const std::string& modality) {
   fill(spec);
   fs::create_directories(folder);
   StudySpec doc = spec;
-  doc.modality = "DOC";
+  doc.modality = modality;
   doc.series_uid = new_uid();  // a series of its own next to the images
   DcmFileFormat file;
   DcmDataset& ds = *file.getDataset();
@@ -207,7 +207,7 @@ std::vector<fs::path> write_other_systems_objects(const fs::path& folder, StudyS
     save(file, files.back());
   }
   StudySpec document = spec;
-  files.push_back(write_pdf_document(folder, document));
+  files.push_back(write_pdf_document(folder, document, "OT"));
   return files;
 }
 

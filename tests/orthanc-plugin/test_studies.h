@@ -34,12 +34,15 @@ std::vector<std::filesystem::path> write_ct_series(const std::filesystem::path& 
 // decoding it must fail).
 std::filesystem::path write_truncated_ct(const std::filesystem::path& folder, StudySpec& spec);
 
-// An Encapsulated PDF document (modality DOC) in the given study.
-std::filesystem::path write_pdf_document(const std::filesystem::path& folder, StudySpec& spec);
+// An Encapsulated PDF document in the given study, with Modality `modality` (scanners of paper
+// write DOC or OT).
+std::filesystem::path write_pdf_document(const std::filesystem::path& folder, StudySpec& spec,
+                                         const std::string& modality = "DOC");
 
 // Objects another system adds to a study after the images, none of which the model reads: a
 // Basic Text SR (a report dictated elsewhere), a Grayscale Softcopy Presentation State (a viewer's
-// annotations) and an Encapsulated PDF, each in a series of its own, from another manufacturer.
+// annotations) and an Encapsulated PDF with Modality OT (a scanned requisition: only its SOP
+// class says it is no image), each in a series of its own, from another manufacturer.
 std::vector<std::filesystem::path> write_other_systems_objects(const std::filesystem::path& folder, StudySpec& spec);
 
 // The sample generator's CT study (`unibiomed samples write --only ct`, 4 slices of 64 x 64: the
