@@ -31,6 +31,7 @@ struct NonImageClass {
   const char* what;
 };
 const NonImageClass kNonImageClasses[] = {
+    {"1.2.840.10008.5.1.4.1.1.88.59", "a key object selection (KO)"},
     {"1.2.840.10008.5.1.4.1.1.88.", "a structured report (SR)"},
     {"1.2.840.10008.5.1.4.1.1.66.4", "a segmentation (SEG)"},
     {"1.2.840.10008.5.1.4.1.1.66.5", "a surface segmentation"},

@@ -266,7 +266,8 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   if (!inventory) throw PluginError("study " + study + " no longer exists in Orthanc");
   const auto sources = inventory->source_instances();
   // What a later arrival is compared with: only new images start a new run.
-  const auto image_series = records.image_series(*inventory);
+  nlohmann::json image_series = nlohmann::json::object();
+  for (const auto& [id, images] : records.image_series(*inventory)) image_series[id] = images.to_json();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     attempt_ = run.attempt;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/study_record.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <regex>
 
@@ -178,9 +180,39 @@ std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_i
   return inv;
 }
 
-std::map<std::string, size_t> StudyRecords::image_series(const StudyInventory& inventory,
-                                                         std::vector<std::string>* not_read) const {
-  std::map<std::string, size_t> images;
+nlohmann::json SeriesImages::to_json() const {
+  return {{"Instances", instances}, {"Digest", digest}};
+}
+
+SeriesImages SeriesImages::from_json(const nlohmann::json& j) {
+  SeriesImages images;
+  if (!j.is_object()) return images;
+  const auto n = j.find("Instances");
+  if (n != j.end() && n->is_number_unsigned()) images.instances = n->get<size_t>();
+  images.digest = string_field(j, "Digest");
+  return images;
+}
+
+namespace {
+
+std::string digest_of(std::vector<std::string> ids) {
+  std::sort(ids.begin(), ids.end());
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64 bits
+  for (const auto& id : ids)
+    for (const char c : id + '\n') {
+      h ^= static_cast<unsigned char>(c);
+      h *= 1099511628211ull;
+    }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+}  // namespace
+
+std::map<std::string, SeriesImages> StudyRecords::image_series(const StudyInventory& inventory,
+                                                               std::vector<std::string>* not_read) const {
+  std::map<std::string, SeriesImages> images;
   for (const auto& s : inventory.series) {
     if (s.result || s.instances.empty()) continue;
     // Orthanc records every instance's SOP class ("SopClassUid"); an index that lacks it leaves
@@ -191,7 +223,7 @@ std::map<std::string, size_t> StudyRecords::image_series(const StudyInventory& i
       if (not_read) not_read->push_back(s.name() + ": " + never->reason);
       continue;
     }
-    images[s.id] = s.instances.size();
+    images[s.id] = SeriesImages{s.instances.size(), digest_of(s.instances)};
   }
   return images;
 }

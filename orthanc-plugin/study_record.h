@@ -71,6 +71,16 @@ struct SeriesInfo {
   std::string name() const;            // "CT series <uid>", for messages
 };
 
+// What a run read of one series of images, as its summary records it ("ImageSeries"):
+// {"Instances": n, "Digest": "<16 hex digits>"}. The digest (FNV-1a of the sorted Orthanc
+// instance ids) tells an image that replaced a deleted one from no change at all.
+struct SeriesImages {
+  size_t instances = 0;
+  std::string digest;
+  nlohmann::json to_json() const;
+  static SeriesImages from_json(const nlohmann::json& j);  // anything else: 0 instances
+};
+
 struct StudyInventory {
   std::string id;                  // Orthanc study id
   std::string study_instance_uid;
@@ -106,13 +116,12 @@ class StudyRecords {
   // The study's series, with our own result series recognised. nullopt: no such study.
   std::optional<StudyInventory> inventory(const std::string& study_id) const;
 
-  // The source series that may hold images the model reads, by Orthanc id, with their instance
-  // counts: a new run starts for new images only. The others (a report, a presentation state, a
-  // document, a modality outside the model's ten: dicom::classify_without_pixels on the series'
-  // Modality and its first instance's SOP class) are described in `not_read` when given
-  // ("SR series <uid>: <reason>").
-  std::map<std::string, size_t> image_series(const StudyInventory& inventory,
-                                             std::vector<std::string>* not_read = nullptr) const;
+  // The source series that may hold images the model reads, by Orthanc id: a new run starts for
+  // new images only. The others (a report, a presentation state, a document, a modality outside
+  // the model's ten: dicom::classify_without_pixels on the series' Modality and its first
+  // instance's SOP class) are described in `not_read` when given ("SR series <uid>: <reason>").
+  std::map<std::string, SeriesImages> image_series(const StudyInventory& inventory,
+                                                   std::vector<std::string>* not_read = nullptr) const;
 
   // Orthanc study id from either an Orthanc id or a StudyInstanceUID; nullopt when unknown.
   // Throws PluginError 409 listing the Orthanc ids when the UID names several studies (the same

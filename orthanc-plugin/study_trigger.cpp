@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <ctime>
-#include <optional>
 #include <map>
+#include <optional>
 #include <vector>
 
+#include "dicom/instance.h"
+#include "dicom/modality.h"
 #include "orthanc-plugin/plugin_error.h"
 
 namespace unibiomed::orthanc {
@@ -57,15 +59,18 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id, Sourc
     case StudyState::Skipped:
     case StudyState::Failed: {
       const size_t analysed = record->summary.is_object() ? record->summary.value("SourceInstances", size_t{0}) : 0;
-      // Our own results were excluded from `sources`, so only arrivals (or deletions) change it.
-      if (analysed == sources || !s.config.auto_analysis) return Decision::Ignored;
+      if (!s.config.auto_analysis) return Decision::Ignored;
       if (record->summary.is_null() || analysed == 0) return Decision::Ignored;  // failed before counting
-      const std::string news = new_images(*inventory, *record);
+      // Our own results were excluded from `sources`, so only arrivals or deletions change it. The
+      // same count may still hold other images (a slice deleted, a corrected one sent), which
+      // the series' digests tell (a summary of an earlier version has none).
+      const bool counted_change = analysed != sources;
+      if (!counted_change && !record->summary.contains("ImageSeries")) return Decision::Ignored;
+      const std::string news = new_images(*inventory, *record, source == Source::Event && counted_change);
       if (news.empty()) return Decision::Ignored;
       QueueEntry entry{study_id, record->run.run + 1, "analyze", nullptr, false, {}};
       if (!s.queue->offer(entry)) return Decision::AlreadyQueued;  // another node queued it
-      s.client.log_info("study " + study_id + " received new images (" + news + "): run " + std::to_string(entry.run) +
-                        " queued");
+      s.client.log_info("study " + study_id + " " + news + ": run " + std::to_string(entry.run) + " queued");
       if (s.queue->shared()) return Decision::Queued;  // the claiming node writes the records
       RunInfo run = record->run;
       run.run = entry.run;
@@ -120,33 +125,67 @@ StudyTrigger::Decision StudyTrigger::consider(const std::string& study_id, Sourc
   return Decision::Queued;
 }
 
-std::string StudyTrigger::new_images(const StudyInventory& inventory, const StudyRecord& record) const {
+std::string StudyTrigger::new_images(const StudyInventory& inventory, const StudyRecord& record, bool explain) const {
   auto& s = *services_;
   const auto recorded = record.summary.find("ImageSeries");
   if (recorded == record.summary.end() || !recorded->is_object()) {
     // A summary of an earlier version of the plugin counted every instance, images or not.
-    return std::to_string(record.summary.value("SourceInstances", size_t{0})) + " -> " +
-           std::to_string(inventory.source_instance_count()) + " instances";
+    return "changed (" + std::to_string(record.summary.value("SourceInstances", size_t{0})) + " -> " +
+           std::to_string(inventory.source_instance_count()) +
+           " instances of any kind; the last run's summary is of an earlier plugin version, which counted them all)";
   }
-  std::vector<std::string> not_read;
+  std::vector<std::string> not_read, unread;  // unread: new series of images the analysis skips
   std::string news;
-  for (const auto& [id, count] : s.records.image_series(inventory, &not_read)) {
+  for (const auto& [id, images] : s.records.image_series(inventory, &not_read)) {
     const auto before = recorded->find(id);
-    const size_t had = before != recorded->end() && before->is_number_unsigned() ? before->get<size_t>() : 0;
-    if (count <= had) continue;  // deletions alone start nothing
+    const SeriesImages had = before != recorded->end() ? SeriesImages::from_json(*before) : SeriesImages{};
     const auto series = std::find_if(inventory.series.begin(), inventory.series.end(),
                                      [&id = id](const SeriesInfo& info) { return info.id == id; });
-    news += (news.empty() ? "" : ", ") + series->name() + ": " + std::to_string(had) + " -> " + std::to_string(count) +
-            " instances";
+    std::string change;
+    if (images.instances > had.instances)
+      change = std::to_string(had.instances) + " -> " + std::to_string(images.instances) + " instances";
+    else if (images.instances == had.instances && !had.digest.empty() && images.digest != had.digest)
+      change = std::to_string(images.instances) + " instances, some of them new (they replace deleted ones)";
+    else
+      continue;  // unchanged, or deletions alone
+    if (had.instances == 0) {
+      // A new series: what its first image is, as the analysis will classify it (a secondary
+      // capture that does not say what it shows, a localizer, a screenshot): a run for images
+      // the analysis then skips would only repeat the others' results.
+      if (auto reason = unread_image(series->instances.front())) {
+        unread.push_back(series->name() + ": " + *reason);
+        continue;
+      }
+    }
+    news += (news.empty() ? "" : ", ") + series->name() + ": " + change;
   }
-  if (news.empty()) {
+  if (!news.empty()) return "received new images (" + news + ")";
+  if (explain) {
+    // The series the model does not read, a few of them (a study collects viewers' objects),
+    // new series of images first.
+    not_read.insert(not_read.begin(), unread.begin(), unread.end());
+    constexpr size_t kNamed = 3;
     std::string others;
-    for (const auto& line : not_read) others += "; " + line;
+    for (size_t i = 0; i < std::min(not_read.size(), kNamed); ++i) others += (i ? "; " : "") + not_read[i];
+    if (not_read.size() > kNamed) others += "; and " + std::to_string(not_read.size() - kNamed) + " more series";
     s.client.log_info("study " + inventory.id + " changed since run " + std::to_string(record.run.run) +
-                      ", but not in images the model reads: no new run" +
-                      (others.empty() ? "" : " (" + others.substr(2) + ")"));
+                      ", but not in images the model reads: no new run" + (others.empty() ? "" : " (" + others + ")"));
   }
   return news;
+}
+
+std::optional<std::string> StudyTrigger::unread_image(const std::string& instance_id) const {
+  auto& s = *services_;
+  try {
+    const std::string bytes = s.client.get_bytes("/instances/" + instance_id + "/file");
+    const dicom::Instance instance =
+        dicom::Instance::read_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end()), "instance " + instance_id);
+    const dicom::ModalityClass c = dicom::classify_modality(instance);
+    if (!c.modality) return c.reason;
+  } catch (const std::exception&) {
+    // Unreadable here: the run says what is wrong with it.
+  }
+  return std::nullopt;
 }
 
 bool StudyTrigger::check_recovered(const QueueEntry& entry) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "orthanc-plugin/node_services.h"
@@ -42,9 +43,14 @@ class StudyTrigger {
   void scan_changes();
 
  private:
-  // The new images of a finished study since its last run, by series ("CT series <uid>: 40 -> 60
-  // instances"); empty when nothing arrived that the model reads (logged, naming what did).
-  std::string new_images(const StudyInventory& inventory, const StudyRecord& record) const;
+  // What came into a finished study since its last run that calls for a new one, as the log
+  // says it ("received new images (CT series <uid>: 40 -> 60 instances)"); empty when nothing
+  // arrived that the model reads (logged when `explain`, naming
+  // series it does not read: once per change, on this node's event, not again on each scan).
+  std::string new_images(const StudyInventory& inventory, const StudyRecord& record, bool explain) const;
+  // Why the analysis would skip the series of this instance (its first), by the pipeline's
+  // modality classification; nullopt when it reads it, or when the file cannot be read here.
+  std::optional<std::string> unread_image(const std::string& instance_id) const;
   int64_t cursor();
   void save_cursor(int64_t value);
   const std::shared_ptr<NodeServices> services_;

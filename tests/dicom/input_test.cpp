@@ -94,6 +94,9 @@ TEST(Modality, NonImageObjectsAreRefusedWithTheirKind) {
   EXPECT_CONTAINS(classify_without_pixels("1.2.840.10008.5.1.4.1.1.104.1", "")->reason, "encapsulated document");
   EXPECT_CONTAINS(classify_without_pixels("", "PR")->reason, "presentation state");
   EXPECT_CONTAINS(classify_without_pixels("", "PT")->reason, "PET");
+  // A key object selection is an SR class, and named as what it is.
+  EXPECT_CONTAINS(classify_without_pixels("1.2.840.10008.5.1.4.1.1.88.59", "KO")->reason, "key object selection");
+  EXPECT_CONTAINS(classify_without_pixels("1.2.840.10008.5.1.4.1.1.88.33", "")->reason, "structured report");
 }
 
 class EditedInput : public ::testing::Test {

@@ -132,15 +132,31 @@ class OrthancPlugin : public ::testing::Test {
     if (r.status == 200) {
       EXPECT_EQ(r.json().value("Run", 0), number);
     }
+    return wait_for_run(server, uid, number);
+  }
+
+  // Waits until run `number` of the study is done and out of the queue (forwarding included)
+  // and returns the study's record (a failed expectation when it never is).
+  static json wait_for_run(const OrthancServer& server, const std::string& uid, int number) {
     json done;
     EXPECT_TRUE(wait_until(
         [&] {
           done = study(server, uid);
-          return done["Run"] == number && done["State"] == "done" && !done["Queued"].get<bool>();
+          return done.is_object() && done["Run"] == number && done["State"] == "done" && !done["Queued"].get<bool>();
         },
-        kAnalysisTimeout))
-        << done.dump(2);
+        kAnalysisTimeout, 200ms))
+        << "run " << number << " never ended: " << done.dump(2);
     return done;
+  }
+
+  // Orthanc's id of the series with this SeriesInstanceUID; "" when there is none.
+  static std::string find_series_id(const OrthancServer& server, const std::string& series_uid) {
+    const HttpResult r = server.post("/tools/lookup", series_uid);
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (r.status != 200) return "";
+    for (const auto& hit : r.json())
+      if (hit.value("Type", "") == "Series") return hit.value("ID", "");
+    return "";
   }
 
   static size_t count_series(const OrthancServer& server, const std::string& uid, const std::string& modality) {

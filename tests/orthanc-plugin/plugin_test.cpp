@@ -298,14 +298,7 @@ TEST_F(OrthancPlugin, CorruptInstanceAndUnsupportedSeriesAreRecordedWhileOrthanc
   later.series_uid.clear();
   later.slices = 2;
   send(server, write_ct_series(dir_ / "later", later));
-  json again;
-  EXPECT_TRUE(wait_until(
-      [&] {
-        again = study(server, document.study_uid);
-        return again.is_object() && again["Run"] == 2 && again["State"] == "done" && !again["Queued"].get<bool>();
-      },
-      kAnalysisTimeout, 200ms))
-      << again.dump(2);
+  json again = wait_for_run(server, document.study_uid, 2);
   EXPECT_EQ(count_series(server, document.study_uid, "SEG"), 1u);
   // Orthanc and the plugin keep serving.
   EXPECT_EQ(server.get("/system").status, 200);
@@ -326,12 +319,14 @@ TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImage
   ASSERT_EQ(s["State"], "done") << s.dump(2);
   ASSERT_EQ(s["Run"], 1);
   // The summary records the series of images the run read, by Orthanc id, with their counts.
-  const json image_series = s["Summary"]["ImageSeries"];
+  json image_series = s["Summary"]["ImageSeries"];
   ASSERT_TRUE(image_series.is_object()) << s["Summary"].dump(2);
   ASSERT_EQ(image_series.size(), 1u) << image_series.dump();
-  EXPECT_EQ(image_series.begin().value(), 2);
-  const std::string ct_series_id = image_series.begin().key();
-  EXPECT_EQ(server.get_json("/series/" + ct_series_id)["MainDicomTags"]["SeriesInstanceUID"], spec.series_uid);
+  const std::string ct_series_id = find_series_id(server, spec.series_uid);
+  ASSERT_TRUE(image_series.contains(ct_series_id)) << image_series.dump();
+  EXPECT_EQ(image_series[ct_series_id]["Instances"], 2);
+  EXPECT_EQ(image_series[ct_series_id]["Digest"].get<std::string>().size(), 16u);
+  image_series = image_series[ct_series_id];
 
   // A report dictated elsewhere, a viewer's presentation state and a scanned requisition arrive
   // after the analysis: the study changed, but nothing in it is new to the model.
@@ -357,25 +352,45 @@ TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImage
   EXPECT_EQ(our_settled_jobs(server).size(), 1u);
   EXPECT_EQ(count_series(server, spec.study_uid, "SEG"), 1u);
 
+  // An image the analysis would skip (a secondary capture that does not say what it shows) is
+  // told apart by its first instance, as the pipeline classifies it: no run either.
+  send(server, {write_undescribed_capture(dir_ / "capture", others)});
+  const std::string capture_reason = "secondary capture / other image whose descriptions do not say";
+  ASSERT_TRUE(wait_until([&] { return server.log().find(capture_reason) != std::string::npos; }, 60s))
+      << "the trigger never named the capture";
+  s = study(server, spec.study_uid);
+  EXPECT_EQ(s["Run"], 1) << s.dump(2);
+  EXPECT_EQ(our_settled_jobs(server).size(), 1u);
+
   // A series of images that arrives later does start a run; the log names it.
   StudySpec later = spec;
   later.series_uid.clear();
   later.slices = 2;
   send(server, write_ct_series(dir_ / "later", later));
-  EXPECT_TRUE(wait_until(
-      [&] {
-        s = study(server, spec.study_uid);
-        return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>();
-      },
-      kAnalysisTimeout, 200ms))
-      << s.dump(2);
+  s = wait_for_run(server, spec.study_uid, 2);
   EXPECT_NE(
       server.log().find("received new images (CT series " + later.series_uid + ": 0 -> 2 instances): run 2 queued"),
       std::string::npos);
+  // The capture was read by run 2 (and skipped): ImageSeries lists what may hold images.
   const json image_series2 = s["Summary"]["ImageSeries"];
-  EXPECT_EQ(image_series2.size(), 2u) << image_series2.dump();
-  EXPECT_EQ(image_series2.value(ct_series_id, 0), 2) << image_series2.dump();
-  EXPECT_EQ(s["Summary"]["SourceInstances"], 2 + 3 + 2) << "every instance but the node's own results";
+  EXPECT_EQ(image_series2.size(), 3u) << image_series2.dump();
+  EXPECT_EQ(image_series2[ct_series_id], image_series) << image_series2.dump();
+  EXPECT_EQ(s["Summary"]["SourceInstances"], 2 + 3 + 1 + 2) << "every instance but the node's own results";
+
+  // A slice of the later series is deleted and a corrected one (a new SOP Instance UID at the
+  // same place) sent: the count is the same, the images are not, and run 3 reads them.
+  std::string second_slice;
+  for (const auto& instance : server.get_json("/series/" + find_series_id(server, later.series_uid) + "/instances"))
+    if (instance["MainDicomTags"].value("InstanceNumber", "") == "2") second_slice = instance["ID"];
+  ASSERT_FALSE(second_slice.empty());
+  ASSERT_EQ(server.del("/instances/" + second_slice).status, 200);
+  StudySpec corrected = later;
+  const auto corrected_files = write_ct_series(dir_ / "corrected", corrected);
+  send(server, {corrected_files.at(1)});
+  s = wait_for_run(server, spec.study_uid, 3);
+  EXPECT_NE(server.log().find("received new images (CT series " + later.series_uid +
+                              ": 2 instances, some of them new (they replace deleted ones)): run 3 queued"),
+            std::string::npos);
 }
 
 TEST_F(OrthancPlugin, ImagesThatArriveWhileTheStudyIsAnalysedGetARunOfTheirOwn) {
@@ -399,13 +414,7 @@ TEST_F(OrthancPlugin, ImagesThatArriveWhileTheStudyIsAnalysedGetARunOfTheirOwn) 
   s = study(server, spec.study_uid);
   ASSERT_EQ(s["State"], "running") << "run 1 ended before the new images were stable: " << s.dump(2);
   ASSERT_EQ(s["Run"], 1);
-  EXPECT_TRUE(wait_until(
-      [&] {
-        s = study(server, spec.study_uid);
-        return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>();
-      },
-      kAnalysisTimeout, 200ms))
-      << "the images that arrived during run 1 were never analysed: " << s.dump(2);
+  s = wait_for_run(server, spec.study_uid, 2);
   bool analysed_later = false;
   for (const auto& series : s["Series"])
     analysed_later |= series["SeriesInstanceUID"] == later.series_uid && series["State"] == "Analysed";
@@ -528,10 +537,7 @@ TEST_F(OrthancPlugin, ExplicitRequestStartsANewRunAndBadRequestsNameTheProblem) 
                                    R"({"Questions": [{"Text": "Is there a lesion?"}]})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json()["Run"], 2);
-  json s;
-  ASSERT_TRUE(wait_until([&] { s = study(server, spec.study_uid); return s["Run"] == 2 && s["State"] == "done" && !s["Queued"].get<bool>(); },
-                         kAnalysisTimeout))
-      << s.dump(2);
+  const json s = wait_for_run(server, spec.study_uid, 2);
   EXPECT_EQ(s["Request"]["Questions"][0]["Text"], "Is there a lesion?");
   EXPECT_FALSE(s["Answers"].empty()) << s.dump(2);
   // A new run is a new analysis with its own result series.
@@ -685,10 +691,9 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
       kAnalysisTimeout))
       << s.dump(2);
   ASSERT_EQ(s["Summary"]["Report"]["AnalysedSeries"].size(), 2u) << s["Summary"].dump(2);
-  const HttpResult lookup = server.post("/tools/lookup", second.series_uid);
-  ASSERT_EQ(lookup.status, 200) << lookup.body;
-  ASSERT_EQ(lookup.json().size(), 1u) << lookup.body;
-  ASSERT_EQ(server.del("/series/" + lookup.json()[0]["ID"].get<std::string>()).status, 200);
+  const std::string second_id = find_series_id(server, second.series_uid);
+  ASSERT_FALSE(second_id.empty());
+  ASSERT_EQ(server.del("/series/" + second_id).status, 200);
   s = run("{}", 7);
   const json& superseded = s["Summary"]["Supersedes"];
   EXPECT_EQ(superseded["Run"], 6) << s["Summary"].dump(2);

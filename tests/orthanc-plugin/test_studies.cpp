@@ -30,6 +30,7 @@ namespace {
 void fill(StudySpec& spec) {
   if (spec.study_uid.empty()) spec.study_uid = new_uid();
   if (spec.series_uid.empty()) spec.series_uid = new_uid();
+  if (spec.frame_of_reference.empty()) spec.frame_of_reference = new_uid();
 }
 
 void put_common(DcmDataset& ds, const StudySpec& spec, const char* sop_class, const std::string& sop_uid) {
@@ -116,12 +117,11 @@ void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& fram
 std::vector<fs::path> write_ct_series(const fs::path& folder, StudySpec& spec) {
   fill(spec);
   fs::create_directories(folder);
-  const std::string frame_of_reference = new_uid();
   const samples::Phantom phantom = ct_phantom(spec);
   std::vector<fs::path> files;
   for (int i = 0; i < spec.slices; ++i) {
     DcmFileFormat file;
-    put_ct_image(*file.getDataset(), spec, frame_of_reference, phantom, i, SIZE_MAX);
+    put_ct_image(*file.getDataset(), spec, spec.frame_of_reference, phantom, i, SIZE_MAX);
     files.push_back(folder / (spec.series_uid + "-" + std::to_string(i) + ".dcm"));
     save(file, files.back());
   }
@@ -209,6 +209,34 @@ std::vector<fs::path> write_other_systems_objects(const fs::path& folder, StudyS
   StudySpec document = spec;
   files.push_back(write_pdf_document(folder, document, "OT"));
   return files;
+}
+
+fs::path write_undescribed_capture(const fs::path& folder, StudySpec& spec) {
+  fill(spec);
+  fs::create_directories(folder);
+  StudySpec capture = spec;
+  capture.modality = "OT";
+  capture.series_uid = new_uid();
+  DcmFileFormat file;
+  DcmDataset& ds = *file.getDataset();
+  put_common(ds, capture, UID_SecondaryCaptureImageStorage, new_uid());
+  ds.putAndInsertString(DCM_Manufacturer, "Other Vendor");
+  ds.putAndInsertString(DCM_ConversionType, "WSD");
+  ds.putAndInsertString(DCM_InstanceNumber, "1");
+  ds.putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds.putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  ds.putAndInsertUint16(DCM_Rows, 16);
+  ds.putAndInsertUint16(DCM_Columns, 16);
+  ds.putAndInsertUint16(DCM_BitsAllocated, 8);
+  ds.putAndInsertUint16(DCM_BitsStored, 8);
+  ds.putAndInsertUint16(DCM_HighBit, 7);
+  ds.putAndInsertUint16(DCM_PixelRepresentation, 0);
+  std::vector<Uint8> pixels(16 * 16);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<Uint8>(i);
+  ds.putAndInsertUint8Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
+  const fs::path path = folder / (capture.series_uid + "-ot.dcm");
+  save(file, path);
+  return path;
 }
 
 std::vector<fs::path> sample_ct_study(const fs::path& folder, StudySpec& spec) {

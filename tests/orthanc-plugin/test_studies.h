@@ -16,6 +16,7 @@ struct StudySpec {
   std::string patient_name = "Test^Plugin";
   std::string study_uid;   // generated when empty
   std::string series_uid;  // generated when empty
+  std::string frame_of_reference;  // CT series: generated when empty
   std::string modality = "CT";
   // Written as given (raw bytes): the text of patient_name and series_description is in this
   // Specific Character Set (0008,0005), absent when empty.
@@ -44,6 +45,10 @@ std::filesystem::path write_pdf_document(const std::filesystem::path& folder, St
 // annotations) and an Encapsulated PDF with Modality OT (a scanned requisition: only its SOP
 // class says it is no image), each in a series of its own, from another manufacturer.
 std::vector<std::filesystem::path> write_other_systems_objects(const std::filesystem::path& folder, StudySpec& spec);
+
+// A Secondary Capture (Modality OT, greyscale) whose descriptions do not say what it shows, in
+// a series of its own: an image the model does not read.
+std::filesystem::path write_undescribed_capture(const std::filesystem::path& folder, StudySpec& spec);
 
 // The sample generator's CT study (`unibiomed samples write --only ct`, 4 slices of 64 x 64: the
 // study the demo sends, small); fills its UIDs and patient into `spec`. Throws when the CLI fails.
