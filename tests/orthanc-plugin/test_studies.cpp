@@ -59,6 +59,17 @@ void save(DcmFileFormat& file, const fs::path& path) {
   if (status.bad()) throw std::runtime_error("cannot write " + path.string() + ": " + status.text());
 }
 
+// The start of a one-instance object in a series of its own beside the study's images: `spec`'s
+// patient and study, Modality `modality`, a new SeriesInstanceUID (returned), instance 1.
+std::string start_object(DcmDataset& ds, const StudySpec& spec, const std::string& modality, const char* sop_class) {
+  StudySpec object = spec;
+  object.modality = modality;
+  object.series_uid = new_uid();
+  put_common(ds, object, sop_class, new_uid());
+  ds.putAndInsertString(DCM_InstanceNumber, "1");
+  return object.series_uid;
+}
+
 // The sample generator's abdomen phantom at the spec's size: 36 cm field, 5 mm slices about
 // the liver, spleen and kidneys (what the demo checkpoint was trained on).
 constexpr double kFieldMm = 360, kSliceMm = 5;
@@ -143,14 +154,10 @@ fs::path write_truncated_ct(const fs::path& folder, StudySpec& spec) {
 fs::path write_pdf_document(const fs::path& folder, StudySpec& spec, const std::string& modality) {
   fill(spec);
   fs::create_directories(folder);
-  StudySpec doc = spec;
-  doc.modality = modality;
-  doc.series_uid = new_uid();  // a series of its own next to the images
   DcmFileFormat file;
   DcmDataset& ds = *file.getDataset();
-  put_common(ds, doc, UID_EncapsulatedPDFStorage, new_uid());
+  const std::string series_uid = start_object(ds, spec, modality, UID_EncapsulatedPDFStorage);
   ds.putAndInsertString(DCM_ConversionType, "WSD");
-  ds.putAndInsertString(DCM_InstanceNumber, "1");
   ds.putAndInsertString(DCM_ContentDate, "20240101");
   ds.putAndInsertString(DCM_ContentTime, "120000");
   ds.putAndInsertString(DCM_AcquisitionDateTime, "20240101120000");
@@ -161,7 +168,7 @@ fs::path write_pdf_document(const fs::path& folder, StudySpec& spec, const std::
   std::string padded = pdf.size() % 2 ? pdf + '\n' : pdf;
   ds.putAndInsertUint8Array(DCM_EncapsulatedDocument, reinterpret_cast<const Uint8*>(padded.data()),
                             static_cast<unsigned long>(padded.size()));
-  const fs::path path = folder / (doc.series_uid + "-doc.dcm");
+  const fs::path path = folder / (series_uid + "-doc.dcm");
   save(file, path);
   return path;
 }
@@ -171,17 +178,13 @@ std::vector<fs::path> write_other_systems_objects(const fs::path& folder, StudyS
   fs::create_directories(folder);
   std::vector<fs::path> files;
   auto start = [&](DcmFileFormat& file, const char* modality, const char* sop_class) {
-    StudySpec other = spec;
-    other.modality = modality;
-    other.series_uid = new_uid();
     DcmDataset& ds = *file.getDataset();
-    put_common(ds, other, sop_class, new_uid());
+    const std::string series_uid = start_object(ds, spec, modality, sop_class);
     // Not "UniBiomed...": the node must not take these for its own results.
     ds.putAndInsertString(DCM_Manufacturer, "Other Vendor");
-    ds.putAndInsertString(DCM_InstanceNumber, "1");
     ds.putAndInsertString(DCM_ContentDate, "20240101");
     ds.putAndInsertString(DCM_ContentTime, "120500");
-    files.push_back(folder / (other.series_uid + "-" + modality + ".dcm"));
+    files.push_back(folder / (series_uid + "-" + modality + ".dcm"));
     return &ds;
   };
   {
@@ -214,15 +217,11 @@ std::vector<fs::path> write_other_systems_objects(const fs::path& folder, StudyS
 fs::path write_undescribed_capture(const fs::path& folder, StudySpec& spec) {
   fill(spec);
   fs::create_directories(folder);
-  StudySpec capture = spec;
-  capture.modality = "OT";
-  capture.series_uid = new_uid();
   DcmFileFormat file;
   DcmDataset& ds = *file.getDataset();
-  put_common(ds, capture, UID_SecondaryCaptureImageStorage, new_uid());
+  const std::string series_uid = start_object(ds, spec, "OT", UID_SecondaryCaptureImageStorage);
   ds.putAndInsertString(DCM_Manufacturer, "Other Vendor");
   ds.putAndInsertString(DCM_ConversionType, "WSD");
-  ds.putAndInsertString(DCM_InstanceNumber, "1");
   ds.putAndInsertUint16(DCM_SamplesPerPixel, 1);
   ds.putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
   ds.putAndInsertUint16(DCM_Rows, 16);
@@ -234,7 +233,7 @@ fs::path write_undescribed_capture(const fs::path& folder, StudySpec& spec) {
   std::vector<Uint8> pixels(16 * 16);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<Uint8>(i);
   ds.putAndInsertUint8Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
-  const fs::path path = folder / (capture.series_uid + "-ot.dcm");
+  const fs::path path = folder / (series_uid + "-ot.dcm");
   save(file, path);
   return path;
 }
