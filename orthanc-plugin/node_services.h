@@ -3,7 +3,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "orthanc-plugin/configuration.h"
 #include "orthanc-plugin/forwarder.h"
@@ -13,7 +15,17 @@
 #include "orthanc-plugin/study_queue.h"
 #include "orthanc-plugin/study_record.h"
 
+namespace unibiomed::dicom {
+struct Series;
+}
+
 namespace unibiomed::orthanc {
+
+// Why the automatic analysis would ask the model nothing about a series (pipeline/study_plan.h
+// automatic_analysis_screen: its modality, no task rule for it, only targets the checkpoint was
+// not trained on), "" when it would ask something. The trigger judges a series that arrives in
+// an analysed study by its first file with it; empty: not judged (the run decides).
+using SeriesScreen = std::function<std::string(const dicom::Series& series)>;
 
 // The local queue, or the cluster's shared one (UniBiomed.Queue "postgresql"); the shared queue
 // connects on first use, so that building it never delays Orthanc's start.
@@ -27,14 +39,16 @@ inline std::unique_ptr<StudyQueue> make_queue(const Configuration& config, const
 }
 
 struct NodeServices {
-  NodeServices(OrthancPluginContext* context, Configuration configuration, ModelHost::Factory factory)
+  NodeServices(OrthancPluginContext* context, Configuration configuration, ModelHost::Factory factory,
+               SeriesScreen series_screen = {})
       : config(std::move(configuration)),
         client(context),
         records(client),
         queue(make_queue(config, client)),
         model(config.analyzer, std::move(factory)),
         results(client, records),
-        forwarder(client, config.forward, config.forward_timeout_seconds) {}
+        forwarder(client, config.forward, config.forward_timeout_seconds),
+        screen(std::move(series_screen)) {}
 
   const Configuration config;
   const OrthancClient client;
@@ -43,6 +57,7 @@ struct NodeServices {
   ModelHost model;
   const ResultStore results;
   const Forwarder forwarder;
+  const SeriesScreen screen;
 };
 
 }  // namespace unibiomed::orthanc

@@ -17,6 +17,7 @@
 #include "orthanc-plugin/node_services.h"
 #include "orthanc-plugin/plugin_error.h"
 #include "orthanc-plugin/rest_api.h"
+#include "pipeline/study_plan.h"
 
 #ifndef UNIBIOMED_VERSION
 #define UNIBIOMED_VERSION "dev"
@@ -117,7 +118,9 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     const std::string json_text = text ? text : "{}";
     if (text) OrthancPluginFreeString(context, text);
     const Configuration configuration = Configuration::parse(nlohmann::json::parse(json_text));
-    plugin->services = std::make_shared<NodeServices>(context, configuration, &unibiomed::pipeline::Analyzer::create);
+    plugin->services =
+        std::make_shared<NodeServices>(context, configuration, &unibiomed::pipeline::Analyzer::create,
+                                       unibiomed::pipeline::automatic_analysis_screen(configuration.analyzer));
     plugin->scheduler = std::make_shared<AnalysisScheduler>(plugin->services);
     plugin->rest = std::make_unique<RestApi>(plugin->services, plugin->scheduler, UNIBIOMED_VERSION, std::string());
     OrthancPluginLogWarning(context, ("UniBiomed: configuration " + configuration.to_json().dump()).c_str());

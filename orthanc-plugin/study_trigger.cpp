@@ -9,6 +9,7 @@
 
 #include "dicom/instance.h"
 #include "dicom/modality.h"
+#include "dicom/series.h"
 #include "orthanc-plugin/plugin_error.h"
 
 namespace unibiomed::orthanc {
@@ -178,10 +179,19 @@ std::optional<std::string> StudyTrigger::unread_image(const std::string& instanc
   auto& s = *services_;
   try {
     const std::string bytes = s.client.get_bytes("/instances/" + instance_id + "/file");
-    const dicom::Instance instance =
+    dicom::Instance instance =
         dicom::Instance::read_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end()), "instance " + instance_id);
     const dicom::ModalityClass c = dicom::classify_modality(instance);
     if (!c.modality) return c.reason;
+    // What the task rules and the checkpoint ask of it (a CT of the head in an abdominal study,
+    // a hand radiograph, a mammogram the checkpoint was not trained on): nothing, no run.
+    if (s.screen) {
+      std::vector<dicom::Instance> first;
+      first.push_back(std::move(instance));
+      const dicom::SeriesCollection series = dicom::group_into_series(std::move(first));
+      if (!series.series.empty())
+        if (std::string reason = s.screen(series.series.front()); !reason.empty()) return reason;
+    }
   } catch (const std::exception&) {
     // Unreadable here: the run says what is wrong with it.
   }

@@ -48,8 +48,9 @@ class StudyTrigger {
   // arrived that the model reads (logged when `explain`, naming
   // series it does not read: once per change, on this node's event, not again on each scan).
   std::string new_images(const StudyInventory& inventory, const StudyRecord& record, bool explain) const;
-  // Why the analysis would skip the series of this instance (its first), by the pipeline's
-  // modality classification; nullopt when it reads it, or when the file cannot be read here.
+  // Why the analysis would skip the series of this instance (its first): the pipeline's modality
+  // classification, then (NodeServices::screen) what the task rules and the checkpoint ask of
+  // it; nullopt when it reads it, or when the file cannot be read here.
   std::optional<std::string> unread_image(const std::string& instance_id) const;
   int64_t cursor();
   void save_cursor(int64_t value);

@@ -657,29 +657,6 @@ size_t draw_previews(const SeriesRun& run, const UnitPlan& units,
 
 // --- one series -----------------------------------------------------------------------------
 
-void StudyAnalyzer::drop_untrained(SeriesRun& run) const {
-  if (!trained_) return;
-  std::vector<PlannedQuestion> kept;
-  std::vector<std::string> untrained;
-  for (auto& q : run.plan.questions) {
-    // Explicit questions are the user's: asked whatever the checkpoint knows.
-    if (q.task == "question" || !q.target || trained_->knows(run.modality, q.target->key)) {
-      kept.push_back(std::move(q));
-      continue;
-    }
-    const std::string name = q.target->key + " (" + q.task + ")";
-    if (std::find(untrained.begin(), untrained.end(), name) == untrained.end()) untrained.push_back(name);
-  }
-  run.plan.questions = std::move(kept);
-  if (untrained.empty()) return;
-  const std::string why = "target not trained in this checkpoint (" + trained_->source + ")";
-  if (run.plan.questions.empty()) {
-    run.plan.skip_reason = "not asked: " + join(untrained) + ": " + why;
-  } else {
-    run.outcome.notes.push_back("not asked: " + join(untrained) + ": " + why);
-  }
-}
-
 SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
   SeriesResult out;
   // Filled in place: what a failure leaves in it (views, notes so far) is what is recorded.
@@ -975,7 +952,7 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       continue;
     }
     if (!series.modality.modality) {
-      skip(SeriesOutcome::State::Skipped, series.modality.reason.empty() ? "not a modality the model reads" : series.modality.reason);
+      skip(SeriesOutcome::State::Skipped, modality_skip_reason(series));
       continue;
     }
     if (!series.has_images()) {
@@ -990,13 +967,11 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
     SeriesRun run;
     run.series = &series;
     run.modality = outcome.modality;
-    run.plan = plan_series(rules_, {outcome.modality, series.identity.body_part_examined, series.identity.series_description},
-                           outcome.series_instance_uid, request);
+    run.plan =
+        plan_series(rules_, {outcome.modality, series.identity.body_part_examined, series.identity.series_description},
+                    outcome.series_instance_uid, request, trained_ ? &*trained_ : nullptr);
     if (run.plan.rule) outcome.rule = run.plan.rule->name;
     for (const auto& note : run.plan.notes) outcome.notes.push_back(note);
-    run.outcome = outcome;
-    drop_untrained(run);
-    outcome.notes = run.outcome.notes;
     for (const auto& q : run.plan.questions)
       if (std::find(outcome.tasks.begin(), outcome.tasks.end(), q.task) == outcome.tasks.end()) outcome.tasks.push_back(q.task);
     if (run.plan.questions.empty()) {

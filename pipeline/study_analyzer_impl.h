@@ -57,8 +57,6 @@ class StudyAnalyzer : public Analyzer {
   // One series: the model's pass, findings, its SEGs, SR groups, report text and previews, as
   // one value; throws on failure (Cancelled when asked to stop).
   SeriesResult analyze_series(SeriesRun& run);
-  // Drops the questions on targets the checkpoint was not trained on, noting them.
-  void drop_untrained(SeriesRun& run) const;
   seg::AlgorithmIdentity algorithm() const {
     seg::AlgorithmIdentity a;
     a.name = "UniBiomed";

@@ -55,7 +55,8 @@ std::string default_window(const config::Rule* rule, const std::string& modality
 }
 
 SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts& series,
-                       const std::string& series_instance_uid, const AnalysisRequest& request) {
+                       const std::string& series_instance_uid, const AnalysisRequest& request,
+                       const CheckpointTargets* trained) {
   SeriesPlan plan;
   plan.rule = rules.select(series);
   const bool is_ct = series.modality == "CT";
@@ -131,7 +132,59 @@ SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts
     else
       plan.skip_reason = "rule " + plan.rule->name + " runs no task by default";
   }
+  if (trained) drop_untrained(plan, series.modality, *trained);
   return plan;
+}
+
+void drop_untrained(SeriesPlan& plan, const std::string& modality, const CheckpointTargets& trained) {
+  std::vector<PlannedQuestion> kept;
+  std::vector<std::string> untrained;
+  for (auto& q : plan.questions) {
+    // Explicit questions are the user's: asked whatever the checkpoint knows.
+    if (q.task == "question" || !q.target || trained.knows(modality, q.target->key)) {
+      kept.push_back(std::move(q));
+      continue;
+    }
+    const std::string name = q.target->key + " (" + q.task + ")";
+    if (std::find(untrained.begin(), untrained.end(), name) == untrained.end()) untrained.push_back(name);
+  }
+  plan.questions = std::move(kept);
+  if (untrained.empty()) return;
+  const std::string why =
+      "not asked: " + join(untrained) + ": target not trained in this checkpoint (" + trained.source + ")";
+  if (plan.questions.empty())
+    plan.skip_reason = why;
+  else
+    plan.notes.push_back(why);
+}
+
+std::string modality_skip_reason(const dicom::Series& series) {
+  if (series.modality.modality) return "";
+  return series.modality.reason.empty() ? "not a modality the model reads" : series.modality.reason;
+}
+
+std::string unasked_reason(const config::TaskRules& rules, const CheckpointTargets* trained,
+                           const dicom::Series& series, const AnalysisRequest& request) {
+  if (std::string reason = modality_skip_reason(series); !reason.empty()) return reason;
+  // A series without decodable images fails in the analysis, which says why.
+  if (!series.has_images()) return "";
+  const std::string modality = dicom::modality_name(*series.modality.modality);
+  return plan_series(rules, {modality, series.identity.body_part_examined, series.identity.series_description},
+                     series.identity.series_instance_uid, request, trained)
+      .skip_reason;
+}
+
+SeriesScreen automatic_analysis_screen(const AnalyzerSettings& settings) {
+  try {
+    auto rules = std::make_shared<const config::TaskRules>(config::TaskRules::load_or_defaults(settings.task_rules));
+    auto trained =
+        std::make_shared<const std::optional<CheckpointTargets>>(read_checkpoint_targets(settings.model_dir));
+    return [rules, trained](const dicom::Series& series) {
+      return unasked_reason(*rules, trained->has_value() ? &**trained : nullptr, series, AnalysisRequest{});
+    };
+  } catch (const std::exception&) {
+    return {};  // the model's loading names the broken file
+  }
 }
 
 namespace {

@@ -5,13 +5,16 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "config/task_rules.h"
+#include "dicom/series.h"
 #include "dicom/view.h"
 #include "pipeline/analyzer.h"
+#include "pipeline/checkpoint_targets.h"
 
 namespace unibiomed::pipeline {
 
@@ -35,9 +38,33 @@ struct SeriesPlan {
 // has a question with neither text nor a box.
 void check_requested_tasks(const config::TaskRules& rules, const AnalysisRequest& request);
 
-// `modality` is the model's modality class of the series ("CT"...).
+// `modality` is the model's modality class of the series ("CT"...). With `trained` (the
+// checkpoint's targets.json), the rule targets it was not trained on are left out (drop_untrained).
 SeriesPlan plan_series(const config::TaskRules& rules, const config::SeriesFacts& series,
-                       const std::string& series_instance_uid, const AnalysisRequest& request);
+                       const std::string& series_instance_uid, const AnalysisRequest& request,
+                       const CheckpointTargets* trained = nullptr);
+
+// Takes the rule questions about targets the checkpoint was not trained on out of the plan
+// (explicit questions stay): the plan's skip_reason when nothing is left, else one of its notes.
+void drop_untrained(SeriesPlan& plan, const std::string& modality, const CheckpointTargets& trained);
+
+// Why the analysis skips a series of a modality it does not read (a document, a localizer, a
+// screenshot: dicom/modality.h's reason); "" when the model reads its modality.
+std::string modality_skip_reason(const dicom::Series& series);
+
+// Why an analysis with `request` would ask the model nothing about `series`, as the series'
+// outcome would say it (its modality, no task rule for it, only targets the checkpoint was not
+// trained on); "" when it would ask something, or when only reading every image can tell (a
+// series without a decodable image fails in the analysis, which names the problem).
+std::string unasked_reason(const config::TaskRules& rules, const CheckpointTargets* trained,
+                           const dicom::Series& series, const AnalysisRequest& request);
+
+// unasked_reason for the automatic analysis (the task rules alone), with the task rules and the
+// checkpoint's targets.json of `settings` read once, for a host that decides whether a series
+// that arrived is worth a run before reading the whole study. An empty function when those
+// files cannot be read (the model's loading then says which and why).
+using SeriesScreen = std::function<std::string(const dicom::Series& series)>;
+SeriesScreen automatic_analysis_screen(const AnalyzerSettings& settings);
 
 // The window preset a question on this series uses when nothing says otherwise: the first
 // windowed task of the rule, else "abdomen" for CT; "" for other modalities.

@@ -362,6 +362,23 @@ TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImage
   EXPECT_EQ(s["Run"], 1) << s.dump(2);
   EXPECT_EQ(our_settled_jobs(server).size(), 1u);
 
+  // A CT of the head: images the model reads, but no task rule asks anything of them (the
+  // abdominal rule leaves heads out), so a run would only repeat run 1's results.
+  StudySpec head = spec;
+  head.series_uid.clear();
+  head.frame_of_reference.clear();
+  head.body_part = "HEAD";
+  head.series_description = "Head routine";
+  send(server, write_ct_series(dir_ / "head", head));
+  const std::string head_reason = "CT series " + head.series_uid +
+                                  ": no task rule in built-in defaults matches this CT series (body part 'HEAD', "
+                                  "description 'Head routine')";
+  ASSERT_TRUE(wait_until([&] { return server.log().find(head_reason) != std::string::npos; }, 60s))
+      << "the trigger never named the head CT";
+  s = study(server, spec.study_uid);
+  EXPECT_EQ(s["Run"], 1) << s.dump(2);
+  EXPECT_EQ(our_settled_jobs(server).size(), 1u);
+
   // A series of images that arrives later does start a run; the log names it.
   StudySpec later = spec;
   later.series_uid.clear();
@@ -371,11 +388,17 @@ TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImage
   EXPECT_NE(
       server.log().find("received new images (CT series " + later.series_uid + ": 0 -> 2 instances): run 2 queued"),
       std::string::npos);
-  // The capture was read by run 2 (and skipped): ImageSeries lists what may hold images.
+  // The capture and the head CT were read by run 2 (and skipped, for the reasons the trigger
+  // gave): ImageSeries lists what may hold images.
   const json image_series2 = s["Summary"]["ImageSeries"];
-  EXPECT_EQ(image_series2.size(), 3u) << image_series2.dump();
+  EXPECT_EQ(image_series2.size(), 4u) << image_series2.dump();
   EXPECT_EQ(image_series2[ct_series_id], image_series) << image_series2.dump();
-  EXPECT_EQ(s["Summary"]["SourceInstances"], 2 + 3 + 1 + 2) << "every instance but the node's own results";
+  EXPECT_EQ(s["Summary"]["SourceInstances"], 2 + 3 + 1 + 2 + 2) << "every instance but the node's own results";
+  for (const auto& series : s["Series"])
+    if (series["SeriesInstanceUID"] == head.series_uid) {
+      EXPECT_EQ(series["State"], "Skipped") << series.dump(2);
+      EXPECT_NE(head_reason.find(series.value("Reason", std::string("?"))), std::string::npos) << series.dump(2);
+    }
 
   // A slice of the later series is deleted and a corrected one (a new SOP Instance UID at the
   // same place) sent: the count is the same, the images are not, and run 3 reads them.

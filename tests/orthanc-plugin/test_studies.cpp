@@ -90,7 +90,7 @@ void put_ct_image(DcmDataset& ds, const StudySpec& spec, const std::string& fram
   ds.putAndInsertString(DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL");
   ds.putAndInsertString(DCM_SeriesDescription,
                         spec.series_description.empty() ? "Abdomen test" : spec.series_description.c_str());
-  ds.putAndInsertString(DCM_BodyPartExamined, "ABDOMEN");
+  ds.putAndInsertString(DCM_BodyPartExamined, spec.body_part.c_str());
   ds.putAndInsertString(DCM_FrameOfReferenceUID, frame_of_reference.c_str());
   ds.putAndInsertString(DCM_PositionReferenceIndicator, "");
   ds.putAndInsertString(DCM_InstanceNumber, std::to_string(slice + 1).c_str());

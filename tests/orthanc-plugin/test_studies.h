@@ -17,6 +17,7 @@ struct StudySpec {
   std::string study_uid;   // generated when empty
   std::string series_uid;  // generated when empty
   std::string frame_of_reference;  // CT series: generated when empty
+  std::string body_part = "ABDOMEN";  // CT series: BodyPartExamined
   std::string modality = "CT";
   // Written as given (raw bytes): the text of patient_name and series_description is in this
   // Specific Character Set (0008,0005), absent when empty.

@@ -18,6 +18,7 @@
 #include "config/task_rules.h"
 #include "inference/answer_parser.h"
 #include "pipeline/study_analyzer.h"
+#include "pipeline/study_plan.h"
 #include "tests/pipeline/pipeline_test_support.h"
 #include "tests/support/test_support.h"
 
@@ -886,6 +887,76 @@ TEST(AnalysisOutcomes, AHeadCtIsNotAskedForAbdominalOrgans) {
             "no task rule in built-in defaults matches this CT series (body part 'HEAD', description 'Routine Brain')");
   EXPECT_TRUE(box->questions.empty()) << testing::PrintToString(box->questions);
   EXPECT_TRUE(r.findings.empty());
+}
+
+// The Orthanc node judges a series that arrives in an analysed study by its first file
+// (unasked_reason, through automatic_analysis_screen) before it reads the study again: that
+// judgement must be the analysis' own, series by series, with and without a checkpoint's
+// targets.json, from the whole series and from its first instance alone.
+TEST(AnalysisOutcomes, WhatTheScreenSaysOfASeriesIsWhatItsAnalysisDoes) {
+  test::TempDir model;
+  test::write_file(model / "targets.json", R"({"modalities": {"CT": ["liver", "lesion"], "Ultrasound": ["lesion"]}})");
+  const config::TaskRules rules = config::TaskRules::defaults();
+  const std::optional<CheckpointTargets> trained = read_checkpoint_targets(model.path());
+  ASSERT_TRUE(trained.has_value());
+  std::vector<std::pair<std::string, std::vector<InstanceInput>>> cases;
+  for (const char* name : {"ct", "mr", "xray", "us", "fundus", "dermoscopy", "endoscopy", "wsi"})
+    cases.emplace_back(name, fixture_data().inputs(name));
+  const fs::path pydicom = "/usr/lib/python3/dist-packages/pydicom/data/test_files";
+  ASSERT_TRUE(fs::is_directory(pydicom)) << test::install_hint("pydicom's test files", "Debian's python3-pydicom");
+  std::vector<fs::path> head;  // a head CT no default rule is for
+  for (const auto& entry : fs::directory_iterator(pydicom / "dicomdirtests/77654033/CT2")) head.push_back(entry.path());
+  cases.emplace_back("head CT", test::file_inputs(head));
+  cases.emplace_back("RT structure set", test::file_inputs({pydicom / "rtstruct.dcm"}));
+  auto read = [](const std::vector<InstanceInput>& inputs, size_t count) {
+    std::vector<dicom::Instance> instances;
+    for (size_t i = 0; i < std::min(count, inputs.size()); ++i)
+      instances.push_back(inputs[i].bytes.empty() ? dicom::Instance::read_file(inputs[i].path)
+                                                  : dicom::Instance::read_bytes(inputs[i].bytes, inputs[i].id));
+    return dicom::group_into_series(std::move(instances));
+  };
+  size_t skipped = 0, analysed = 0;
+  for (const bool with_targets : {false, true}) {
+    AnalyzerSettings settings;
+    if (with_targets) settings.model_dir = model.path();
+    const SeriesScreen screen = automatic_analysis_screen(settings);
+    ASSERT_TRUE(screen);
+    for (const auto& [name, inputs] : cases) {
+      SCOPED_TRACE(name + (with_targets ? " with targets.json" : ""));
+      const StudyResult r = analyze(inputs, std::make_unique<test::BoxEngine>(), settings);
+      for (const size_t count : {inputs.size(), size_t{1}}) {
+        const dicom::SeriesCollection collection = read(inputs, count);
+        ASSERT_EQ(collection.series.size(), r.series.size());
+        for (const auto& series : collection.series) {
+          const auto outcome = std::find_if(r.series.begin(), r.series.end(), [&](const SeriesOutcome& o) {
+            return o.series_instance_uid == series.identity.series_instance_uid;
+          });
+          ASSERT_NE(outcome, r.series.end());
+          const std::string reason = unasked_reason(rules, with_targets ? &*trained : nullptr, series, {});
+          EXPECT_EQ(screen(series), reason);
+          if (outcome->state == SeriesOutcome::State::Skipped) {
+            EXPECT_EQ(reason, outcome->reason);
+            EXPECT_FALSE(reason.empty());
+            skipped += count == 1;
+          } else {
+            EXPECT_EQ(outcome->state, SeriesOutcome::State::Analysed) << outcome->reason;
+            EXPECT_EQ(reason, "");
+            analysed += count == 1;
+          }
+        }
+      }
+    }
+  }
+  // Both kinds of judgement were made: skipped for the modality (RT), the rules (head CT) and the
+  // checkpoint (MR, X-ray... with targets.json), analysed for the others.
+  EXPECT_GE(skipped, 2u + 7u);
+  EXPECT_GE(analysed, 8u + 2u);
+  // Task rules that cannot be read: no screen (the model's loading says why).
+  test::TempDir broken;
+  test::write_file(broken / "rules.json", "{");
+  AnalyzerSettings bad;
+  bad.task_rules = broken / "rules.json";
+  EXPECT_FALSE(automatic_analysis_screen(bad));
 }
 
 TEST(AnalysisOutcomes, AskCodesANamedTargetAsThatTarget) {
