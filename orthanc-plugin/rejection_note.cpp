@@ -51,6 +51,7 @@ RejectionNote write_rejection_note(const OrthancClient& client, const std::strin
   options.device_name = node_name.empty() ? options.device_name : node_name;
   options.description = description;
   options.series_description = "UniBiomed rejection note (run " + std::to_string(run) + ")";
+  options.series_number = first_result_series_number(run) - 1;
   options.uid_seed = seed;  // the same UIDs when a resumed run writes the note again
   sr::WrittenReport written;
   try {

@@ -5,6 +5,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -13,6 +14,13 @@
 #include "pipeline/analyzer.h"
 
 namespace unibiomed::orthanc {
+
+// The Series Number of run `run`'s first result series (pipeline AnalysisRequest::
+// first_series_number): 9001 for run 1, 9101 for run 2, ... so that the runs a study keeps are
+// listed apart and in order; a run's rejection note is the number before its first (9100...).
+inline int first_result_series_number(int run) {
+  return 9001 + 100 * (std::max(run, 1) - 1);
+}
 
 struct RejectionNote {
   pipeline::ResultObject object;  // kind "KO"

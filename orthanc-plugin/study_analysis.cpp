@@ -279,6 +279,7 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   // A study analysed again: its result series say which run they are from (the first run's are
   // named as they always were).
   if (entry_.run > 1) request.result_label = "run " + std::to_string(entry_.run);
+  request.first_series_number = first_result_series_number(entry_.run);
   // The report this run revises: the study's report of the rules, when this run asks them too.
   // The new SR names it as its predecessor; a resumed attempt finds the same one (the summary is
   // written only when a run ends).

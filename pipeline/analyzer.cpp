@@ -48,11 +48,12 @@ struct SeriesRun {
   const std::atomic<bool>* cancel = nullptr;
   std::string seed;
   std::string result_label;  // AnalysisRequest::result_label
+  int first_series_number = 9001;  // AnalysisRequest::first_series_number
   bool video = false;  // the model reads it in video mode (set by analyze_series)
   // Progress over the study: question x view calls done before and during this series.
   double* calls_done = nullptr;
   double calls_total = 1;
-  int segs_before = 0;        // SEGs of the study so far (series numbers 9001, 9002...)
+  int segs_before = 0;         // SEGs of the study so far (series numbers first_series_number...)
   size_t previews_before = 0;  // previews of the study so far (their file numbers)
 };
 
@@ -424,7 +425,7 @@ std::unique_ptr<UnitOutput> write_slide_unit(const SeriesRun& run, const Unit& u
   return output;
 }
 
-// One unit's findings: its SEG (a tiled one on a slide) (series number 9001 +
+// One unit's findings: its SEG (a tiled one on a slide) (series number first_series_number +
 // the SEGs of the study before it) and one SR group per segment, kept for the study's SR.
 void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vector<FindingWork>& findings,
                 const seg::AlgorithmIdentity& algorithm, SeriesResult& out, std::vector<const FindingWork*>& finding_work) {
@@ -445,7 +446,8 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
     std::unique_ptr<UnitOutput> output;
     try {
       output = write_slide_unit(run, unit, unit_findings, algorithm,
-                                9001 + run.segs_before + static_cast<int>(out.outputs.size()), run.outcome.notes);
+                                run.first_series_number + run.segs_before + static_cast<int>(out.outputs.size()),
+                                run.outcome.notes);
     } catch (const std::exception& e) {
       add_note(run.outcome.notes, std::string("findings on the slide are reported without a SEG: ") + e.what());
       for (const FindingWork* fw : unit_findings) {
@@ -541,7 +543,7 @@ void write_unit(SeriesRun& run, const UnitPlan& units, size_t u, const std::vect
   }
   seg::SegmentationOptions options;
   options.algorithm = algorithm;
-  options.series_number = 9001 + run.segs_before + static_cast<int>(out.outputs.size());
+  options.series_number = run.first_series_number + run.segs_before + static_cast<int>(out.outputs.size());
   // A series read in several parts (cines and stills, stacks) has a SEG per part: say which.
   options.series_description = with_label(
       "UniBiomed segmentation", {units.units.size() > 1 ? unit_name(series, unit) : std::string(), run.result_label});
@@ -996,6 +998,7 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
     run.cancel = cancel;
     run.seed = seed;
     run.result_label = request.result_label;
+    run.first_series_number = request.first_series_number;
     run.calls_done = &calls_done;
     run.calls_total = calls_total;
     run.segs_before = static_cast<int>(outputs.size());
@@ -1050,10 +1053,11 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       if (!modes.empty()) options.algorithm.parameters += "; mode per series: " + modes;
       options.device_name = settings_.node_name;
       options.series_description = with_label("UniBiomed findings", {request.result_label});
-      // After the SEGs of the run (9001, 9002, ...), so that no two result series share a number.
-      options.series_number =
-          9001 + static_cast<int>(std::count_if(result.objects.begin(), result.objects.end(),
-                                                [](const ResultObject& o) { return o.kind == "SEG"; }));
+      // After the SEGs of the run (from first_series_number on), so that no two result series
+      // share a number.
+      options.series_number = request.first_series_number +
+                              static_cast<int>(std::count_if(result.objects.begin(), result.objects.end(),
+                                                             [](const ResultObject& o) { return o.kind == "SEG"; }));
       options.sop_instance_uid = derive_uid(seed, result.study_instance_uid, "SR instance");
       options.series_instance_uid = derive_uid(seed, result.study_instance_uid, "SR series");
       for (const auto& r : request.revises)

@@ -85,6 +85,10 @@ struct AnalysisRequest {
   // Appended to the result series' descriptions, e.g. "run 2" for a study analysed again, so that
   // a viewer's series list tells the runs apart ("" = nothing appended).
   std::string result_label;
+  // The Series Number of the run's first result series; its SEGs count up from it, then its SR.
+  // A host that keeps several runs in one study gives each its own range (the Orthanc node:
+  // 9001 for run 1, 9101 for run 2...), so that a viewer lists them apart and in order.
+  int first_series_number = 9001;
 };
 
 struct Progress {

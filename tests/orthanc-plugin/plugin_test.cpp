@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -873,6 +874,33 @@ TEST_F(OrthancPlugin, AReplacedRunIsWithdrawnWithARejectionNoteForwardedToThePac
   }
   EXPECT_EQ(referenced, expected);
   EXPECT_EQ(evidence, expected);
+
+  // Each run's result series are numbered in a range of their own (9001..., 9101..., ...) and
+  // the note just before run 4's, so that a viewer lists the runs the study keeps apart and in
+  // order.
+  std::map<std::string, Sint32> number_of_series;  // Series Instance UID -> Series Number
+  const json run4 = s["Results"];
+  int run_index = 0;
+  for (const json* results : {&run1, &run2, &run3, &run4}) {
+    const Sint32 first = 9001 + 100 * run_index++;
+    for (const auto& result : *results) {
+      DcmFileFormat file;
+      ASSERT_TRUE(file.loadFile(files.at(result["SOPInstanceUID"].get<std::string>()).c_str()).good());
+      Sint32 number = -1;
+      EXPECT_TRUE(file.getDataset()->findAndGetSint32(DCM_SeriesNumber, number).good());
+      if (result["Kind"] == "KO") {
+        EXPECT_EQ(number, first - 1) << result.dump();
+      } else {
+        EXPECT_GE(number, first) << result.dump();
+        EXPECT_LT(number, first + static_cast<Sint32>(results->size())) << result.dump();
+      }
+      const auto [known, added] = number_of_series.emplace(result["SeriesInstanceUID"].get<std::string>(), number);
+      EXPECT_EQ(known->second, number) << "one series, one number: " << result.dump();
+    }
+  }
+  std::set<Sint32> numbers;
+  for (const auto& [uid, number] : number_of_series) numbers.insert(number);
+  EXPECT_EQ(numbers.size(), number_of_series.size()) << "two result series share a number";
 
   // Storing the note and deleting the replaced results start no new run.
   std::this_thread::sleep_for(3s);
