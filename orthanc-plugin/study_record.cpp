@@ -169,6 +169,7 @@ std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_i
     info.description = string_field(tags, "SeriesDescription");
     info.manufacturer = string_field(tags, "Manufacturer");
     for (const auto& i : s.value("Instances", nlohmann::json::array())) info.instances.push_back(i.get<std::string>());
+    info.last_update = s.value("LastUpdate", std::string());
     if ((info.modality == "SEG" || info.modality == "SR" || info.modality == "KO") &&
         info.manufacturer.rfind(kResultManufacturerPrefix, 0) == 0) {
       info.result = true;
@@ -181,7 +182,9 @@ std::optional<StudyInventory> StudyRecords::inventory(const std::string& study_i
 }
 
 nlohmann::json SeriesImages::to_json() const {
-  return {{"Instances", instances}, {"Digest", digest}};
+  nlohmann::json j = {{"Instances", instances}, {"Digest", digest}};
+  if (!last_update.empty()) j["LastUpdate"] = last_update;
+  return j;
 }
 
 SeriesImages SeriesImages::from_json(const nlohmann::json& j) {
@@ -190,6 +193,7 @@ SeriesImages SeriesImages::from_json(const nlohmann::json& j) {
   const auto n = j.find("Instances");
   if (n != j.end() && n->is_number_unsigned()) images.instances = n->get<size_t>();
   images.digest = string_field(j, "Digest");
+  images.last_update = string_field(j, "LastUpdate");
   return images;
 }
 
@@ -223,7 +227,7 @@ std::map<std::string, SeriesImages> StudyRecords::image_series(const StudyInvent
       if (not_read) not_read->push_back(s.name() + ": " + never->reason);
       continue;
     }
-    images[s.id] = SeriesImages{s.instances.size(), digest_of(s.instances)};
+    images[s.id] = SeriesImages{s.instances.size(), digest_of(s.instances), s.last_update};
   }
   return images;
 }

@@ -67,16 +67,21 @@ struct SeriesInfo {
   std::string description;
   std::string manufacturer;
   std::vector<std::string> instances;  // Orthanc instance ids
+  // Orthanc's LastUpdate of the series (UTC, whole seconds): when an instance was last stored
+  // into it. Deleting instances or sending one it already has leaves it as it is.
+  std::string last_update;
   bool result = false;                 // one of ours (SEG/SR written by this plugin)
   std::string name() const;            // "CT series <uid>", for messages
 };
 
 // What a run read of one series of images, as its summary records it ("ImageSeries"):
-// {"Instances": n, "Digest": "<16 hex digits>"}. The digest (FNV-1a of the sorted Orthanc
-// instance ids) tells an image that replaced a deleted one from no change at all.
+// {"Instances": n, "Digest": "<16 hex digits>", "LastUpdate": "20261208T034317"}. The digest
+// (FNV-1a of the sorted Orthanc instance ids) tells an image that replaced a deleted one from no
+// change at all; LastUpdate tells images stored since, also where deletions left fewer in all.
 struct SeriesImages {
   size_t instances = 0;
   std::string digest;
+  std::string last_update;  // "" in summaries of earlier versions
   nlohmann::json to_json() const;
   static SeriesImages from_json(const nlohmann::json& j);  // anything else: 0 instances
 };

@@ -147,6 +147,11 @@ std::string StudyTrigger::new_images(const StudyInventory& inventory, const Stud
       change = std::to_string(had.instances) + " -> " + std::to_string(images.instances) + " instances";
     else if (images.instances == had.instances && !had.digest.empty() && images.digest != had.digest)
       change = std::to_string(images.instances) + " instances, some of them new (they replace deleted ones)";
+    else if (!had.last_update.empty() && images.last_update > had.last_update)
+      // Stored into since the run, though deletions left no more in all (or the same ones,
+      // overwritten); LastUpdate is the same text format, so the later is the greater.
+      change = std::to_string(had.instances) + " -> " + std::to_string(images.instances) +
+               " instances, some of them stored since run " + std::to_string(record.run.run);
     else
       continue;  // unchanged, or deletions alone
     if (had.instances == 0) {

@@ -415,6 +415,18 @@ TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImage
   EXPECT_NE(server.log().find("received new images (CT series " + later.series_uid +
                               ": 2 instances, some of them new (they replace deleted ones)): run 3 queued"),
             std::string::npos);
+  // Both slices deleted and one new sent: fewer than run 3 read, and yet one it never saw. The
+  // series' LastUpdate (an instance stored since the run) tells it, and run 4 reads it.
+  const std::string later_id = find_series_id(server, later.series_uid);
+  EXPECT_EQ(s["Summary"]["ImageSeries"][later_id].value("LastUpdate", "").size(), 15u) << s["Summary"].dump(2);
+  for (const auto& instance : server.get_json("/series/" + later_id + "/instances"))
+    ASSERT_EQ(server.del("/instances/" + instance["ID"].get<std::string>()).status, 200);
+  send(server, {corrected_files.at(0)});
+  s = wait_for_run(server, spec.study_uid, 4);
+  EXPECT_NE(server.log().find("received new images (CT series " + later.series_uid +
+                              ": 2 -> 1 instances, some of them stored since run 3): run 4 queued"),
+            std::string::npos);
+  EXPECT_EQ(s["Summary"]["ImageSeries"][later_id]["Instances"], 1) << s["Summary"].dump(2);
 }
 
 TEST_F(OrthancPlugin, ImagesThatArriveWhileTheStudyIsAnalysedGetARunOfTheirOwn) {
