@@ -358,7 +358,14 @@ nlohmann::json StudyAnalysis::analyse(const StudyRecord& record) {
   summary["Findings"] = findings;
   summary["Answers"] = result.answers;
   summary["Errors"] = errors;
-  if (!previous_report.is_null()) summary["Report"] = previous_report;  // until this run replaces it
+  if (!previous_report.is_null()) {
+    summary["Report"] = previous_report;  // until this run replaces it
+  } else if (recorded.is_object() && !recorded.value("Unretired", nlohmann::json::array()).empty()) {
+    // Its SR was deleted, but objects of replaced runs are still to be withdrawn: they stay on
+    // record (with ReportMissing) until a report of the rules takes them, also through runs that
+    // write none (no rules asked, nothing analysed).
+    summary["Report"] = recorded;
+  }
   if (!recorded.is_null() && previous_report.is_null())
     summary["ReportMissing"] = "the report of run " + std::to_string(recorded.value("Run", 0)) + " (SR " +
                                recorded.value("SOPInstanceUID", std::string()) +

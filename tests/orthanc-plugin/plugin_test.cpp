@@ -740,6 +740,42 @@ TEST_F(OrthancPlugin, ANewRunRevisesTheLastReportAndDeletesTheResultsItReplacesW
     EXPECT_EQ(server.get("/instances/" + id.get<std::string>()).status, 200) << "run 6 is kept: " << id;
 }
 
+// Objects still to be withdrawn (a rejection note was refused) stay on record when a user
+// deletes the report that lists them and the next run writes no report of the rules (it asks
+// explicit questions only): the next report of the rules takes them.
+TEST_F(OrthancPlugin, ObjectsStillToBeWithdrawnOutliveADeletedReportAndARunWithoutRules) {
+  write_file(dir_ / "filter.lua",
+             "function ReceivedInstanceFilter(dicom, origin, info)\n"
+             "  return dicom.Modality ~= 'KO'\n"
+             "end\n");
+  json settings = base_settings();
+  settings["SupersededResults"] = "reject";
+  auto& server = start_server(settings, {{"LuaScripts", {(dir_ / "filter.lua").string()}}});
+  StudySpec spec;
+  spec.slices = 2;
+  send(server, write_ct_series(dir_ / "ct", spec));
+  json s = wait_for_end(server, spec.study_uid);
+  ASSERT_EQ(s["State"], "done") << s.dump(2);
+  const json run1 = s["Results"];
+  // Run 2 replaces run 1, but the note is refused: run 1 is still to be withdrawn.
+  s = analyze_again(server, spec.study_uid, "{}", 2);
+  ASSERT_EQ(s["Summary"]["Report"]["Unretired"].size(), run1.size()) << s["Summary"].dump(2);
+  // A user deletes run 2's report; run 3 asks a question without the rules.
+  const auto sr2 =
+      std::find_if(s["Results"].begin(), s["Results"].end(), [](const json& result) { return result["Kind"] == "SR"; });
+  ASSERT_NE(sr2, s["Results"].end());
+  ASSERT_EQ(server.del("/instances/" + (*sr2)["ID"].get<std::string>()).status, 200);
+  s = analyze_again(server, spec.study_uid, R"({"Rules": false, "Questions": [{"Text": "Is there a lesion?"}]})", 3);
+  EXPECT_EQ(s["State"], "done") << s.dump(2);
+  EXPECT_EQ(s["Summary"]["Report"]["Unretired"].size(), run1.size()) << s["Summary"].dump(2);
+  EXPECT_NE(s["Summary"].value("ReportMissing", "").find("the report of run 2"), std::string::npos)
+      << s["Summary"].dump(2);
+  // Run 4 asks the rules again: its report (no predecessor) takes them on.
+  s = analyze_again(server, spec.study_uid, "{}", 4);
+  EXPECT_EQ(s["Summary"]["Report"]["Run"], 4) << s["Summary"].dump(2);
+  EXPECT_EQ(s["Summary"]["Report"]["Unretired"].size(), run1.size()) << s["Summary"].dump(2);
+}
+
 // SupersededResults "reject": a run that replaces an earlier one stores an IHE IOCM rejection
 // note listing the earlier results and forwards it with its own, so that the PACS that holds
 // forwarded copies can withdraw them; here the earlier results are deleted. A note that cannot be
