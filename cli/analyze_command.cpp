@@ -36,6 +36,17 @@
 namespace unibiomed::cli {
 namespace {
 
+// Whether a file that could not be read was meant to be DICOM: it is empty (a transfer that
+// failed) or has the Part 10 prefix "DICM" (a damaged instance). Other files (a README, a
+// spreadsheet, an index) are not part of the study: passed over, not a failure.
+bool meant_as_dicom(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (std::filesystem::file_size(file, ec) == 0 && !ec) return true;
+  std::ifstream in(file, std::ios::binary);
+  char head[132] = {};
+  return in.read(head, sizeof head) && std::string(head + 128, 4) == "DICM";
+}
+
 namespace fs = std::filesystem;
 
 // Ctrl-C asks the analysis to stop between model calls. A signal handler can only reach
@@ -343,6 +354,7 @@ int run_analyze(const Args& args) {
   }
   std::map<std::string, std::vector<pipeline::InstanceInput>> studies;  // study UID -> files
   std::vector<std::string> unreadable;
+  size_t damaged = 0;  // of them, files meant as DICOM instances (exit code 5)
   for (const auto& f : files) {
     try {
       const auto instance = dicom::Instance::read_file(f);
@@ -363,6 +375,7 @@ int run_analyze(const Args& args) {
       studies[instance.study().study_instance_uid].push_back(std::move(in));
     } catch (const dicom::DicomError& e) {
       unreadable.push_back(e.what());
+      damaged += meant_as_dicom(f) ? 1 : 0;
     }
   }
   for (const auto& u : unreadable) std::cerr << "unibiomed analyze: skipped: " << u << "\n";
@@ -390,7 +403,8 @@ int run_analyze(const Args& args) {
   fs::create_directories(out_root);
   ProgressPrinter printer(quiet);
   int analysed = 0, failed = 0, skipped = 0, study_index = 0, findings = 0;
-  bool any_error = !unreadable.empty();
+  bool any_error = damaged > 0;
+  size_t problems = 0;  // the analyses' problems with their instances (printed with each study)
   for (const auto& [study_uid, inputs] : studies) {
     ++study_index;
     const fs::path out = studies.size() == 1 ? out_root : out_root / ("study-" + std::to_string(study_index));
@@ -500,12 +514,25 @@ int run_analyze(const Args& args) {
     std::cout << "  wrote " << (out / "summary.json").string() << "\n";
     for (const auto& problem : result.problems) std::cerr << "unibiomed analyze: " << problem << "\n";
     any_error |= !result.problems.empty();
+    problems += result.problems.size();
   }
   if (analysed == 0) {
     std::cerr << "unibiomed analyze: no series was analysed (" << skipped << " skipped, " << failed << " failed)\n";
     return failed > 0 ? kExitFailure : kExitBadInput;
   }
-  return failed > 0 || any_error ? kExitPartial : kExitOk;
+  if (failed > 0 || any_error) {
+    // Exit code 5 and why, after the progress lines that came between.
+    std::string why;
+    if (failed > 0) why += std::to_string(failed) + " series or studies failed";
+    if (damaged > 0)
+      why += (why.empty() ? "" : "; ") + std::to_string(damaged) + " damaged or empty DICOM file(s) were not read";
+    if (problems > 0)
+      why += (why.empty() ? "" : "; ") + std::to_string(problems) + " problem(s) with instances of the studies";
+    if (why.empty()) why = "a rejection note could not be written";
+    std::cerr << "unibiomed analyze: exit code 5: " << why << " (see the lines above); the rest was delivered\n";
+    return kExitPartial;
+  }
+  return kExitOk;
 }
 
 }  // namespace unibiomed::cli

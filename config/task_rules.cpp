@@ -564,6 +564,18 @@ const std::string& TaskRules::prompt_template(TaskFamily family) const {
   return prompts_.at(family_name(family));
 }
 
+std::string TaskRules::unknown_window(const std::vector<std::string>& known) const {
+  for (const auto& rule : rules_)
+    for (const auto& task : rule.tasks)
+      if (!task.window.empty() && std::find(known.begin(), known.end(), task.window) == known.end()) {
+        std::string names;
+        for (const auto& k : known) names += (names.empty() ? "" : ", ") + k;
+        return "task rules (" + source_ + "): rule " + rule.name + ", task " + task.name + ": unknown window preset '" +
+               task.window + "' (known: " + names + ")";
+      }
+  return "";
+}
+
 const Rule* TaskRules::select(const SeriesFacts& series) const {
   const std::string modality = lower(trim(series.modality));
   const std::string body_part = lower(trim(series.body_part_examined));

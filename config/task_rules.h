@@ -164,6 +164,10 @@ class TaskRules {
   // The first rule matching the series, or null when none does.
   const Rule* select(const SeriesFacts& series) const;
 
+  // The first task whose CT window is not one of `known` (the renderer's presets), as an error
+  // naming the rules' source, the rule, the task and the known ones; "" when every window is known.
+  std::string unknown_window(const std::vector<std::string>& known) const;
+
   // The user text of one question: the task's prompt or the family template with {target},
   // {modality} and {anatomy} filled in. `target` is ignored by families without {target}.
   std::string prompt_for(const Rule& rule, const Task& task, const Target* target) const;

@@ -282,7 +282,7 @@ std::optional<TextKind> text_kind(DcmEVR vr) {
   }
 }
 
-void convert_item(DcmItem& item, const TextDecoder& inherited) {
+void convert_item(DcmItem& item, const TextDecoder& inherited, std::vector<std::string>* guessed) {
   std::optional<TextDecoder> own;
   const bool declares = item.tagExists(DCM_SpecificCharacterSet);
   if (declares) own.emplace(item_character_set(item));
@@ -293,7 +293,7 @@ void convert_item(DcmItem& item, const TextDecoder& inherited) {
     if (element->ident() == EVR_SQ) {
       auto* sequence = static_cast<DcmSequenceOfItems*>(element);
       for (unsigned long k = 0; k < sequence->card(); ++k)
-        if (DcmItem* nested = sequence->getItem(k)) convert_item(*nested, decoder);
+        if (DcmItem* nested = sequence->getItem(k)) convert_item(*nested, decoder, guessed);
       continue;
     }
     const auto kind = text_kind(element->ident());
@@ -301,8 +301,14 @@ void convert_item(DcmItem& item, const TextDecoder& inherited) {
     OFString raw;
     if (element->getOFStringArray(raw, OFFalse).bad()) continue;
     const std::string text(raw.c_str(), raw.length());
-    const std::string utf8 = decoder.to_utf8(text, *kind);
+    std::string doubt;
+    const std::string utf8 = decoder.to_utf8(text, *kind, guessed ? &doubt : nullptr);
     if (utf8 != text) element->putOFStringArray(OFString(utf8.c_str(), utf8.size()));
+    if (!doubt.empty()) {
+      DcmTag tag(element->getTag());
+      std::string shown = utf8.size() > 64 ? valid_utf8(utf8.substr(0, 64)) + "..." : utf8;
+      guessed->push_back(std::string(tag.getTagName()) + " " + tag.toString().c_str() + " '" + shown + "': " + doubt);
+    }
   }
   if (declares) item.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192");
 }
@@ -334,11 +340,28 @@ TextDecoder::TextDecoder(const std::string& specific_character_set) {
 
 TextDecoder::~TextDecoder() = default;
 
-std::string TextDecoder::to_utf8(const std::string& raw, TextKind kind) const {
+std::string TextDecoder::to_utf8(const std::string& raw, TextKind kind, std::string* doubt) const {
+  std::string why;
+  const std::string out = decode(raw, kind, why);
+  // Bytes the set does not explain, each become U+FFFD (the Japanese sets, UTF-8, iconv's output).
+  if (why.empty() && out.find(kReplacement) != std::string::npos && raw.find(kReplacement) == std::string::npos)
+    why = "bytes that " + (terms_.empty() ? std::string("the default repertoire") : "'" + terms_ + "'") +
+          " does not explain, each written as U+FFFD";
+  if (doubt) *doubt = why;
+  return out;
+}
+
+std::string TextDecoder::decode(const std::string& raw, TextKind kind, std::string& why) const {
   if (!has_8bit_or_escape(raw)) return raw;  // ASCII reads the same in every set
   if (japanese_) return decode_iso2022_japanese(raw, kind, first_is_jis_x0201_);
   if (utf8_) return valid_utf8(raw);
-  if (terms_.empty() || terms_ == "ISO_IR 6" || terms_ == "ISO 2022 IR 6") return best_guess(raw);
+  auto guess = [&](const std::string& what) {
+    why = what + ": read as " + (is_valid_utf8(raw) ? "UTF-8" : "Latin-1 (ISO_IR 100)");
+    return best_guess(raw);
+  };
+  if (terms_.empty() || terms_ == "ISO_IR 6" || terms_ == "ISO 2022 IR 6")
+    return guess("8-bit text where Specific Character Set (0008,0005) declares " +
+                 std::string(terms_.empty() ? "none" : "only ASCII (" + terms_ + ")"));
   if (!converter_ && !converter_failed_) {
     converter_ = std::make_unique<Converter>();
     if (converter_->dcmtk.selectCharacterSet(terms_.c_str()).bad()) {
@@ -346,10 +369,10 @@ std::string TextDecoder::to_utf8(const std::string& raw, TextKind kind) const {
       converter_failed_ = true;  // an unknown term: read as best we can
     }
   }
-  if (!converter_) return best_guess(raw);
+  if (!converter_) return guess("Specific Character Set (0008,0005) '" + terms_ + "' is not one this node knows");
   OFString out;
   if (converter_->dcmtk.convertString(raw.c_str(), raw.size(), out, delimiters_of(kind).c_str()).bad())
-    return best_guess(raw);
+    return guess("bytes that '" + terms_ + "' does not explain");
   return valid_utf8(std::string(out.c_str(), out.length()));
 }
 
@@ -378,9 +401,9 @@ std::string valid_utf8(const std::string& text) {
   return out;
 }
 
-void convert_to_utf8(DcmItem& item) {
+void convert_to_utf8(DcmItem& item, std::vector<std::string>* guessed) {
   const TextDecoder default_repertoire("");
-  convert_item(item, default_repertoire);  // item's own (0008,0005), if any, is read there
+  convert_item(item, default_repertoire, guessed);  // item's own (0008,0005), if any, is read there
   item.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192");
 }
 

@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 class DcmItem;
 
@@ -40,14 +41,17 @@ class TextDecoder {
   TextDecoder(const TextDecoder&) = delete;
   TextDecoder& operator=(const TextDecoder&) = delete;
 
-  // The value in UTF-8 (always valid UTF-8). Not thread-safe: one decoder per thread.
-  std::string to_utf8(const std::string& raw, TextKind kind = TextKind::Value) const;
+  // The value in UTF-8 (always valid UTF-8). Not thread-safe: one decoder per thread. `doubt`
+  // (when given) is set to why the result is a guess, "" when it is not: 8-bit text without a
+  // declared set, a set this decoder does not know, bytes the set does not explain (U+FFFD).
+  std::string to_utf8(const std::string& raw, TextKind kind = TextKind::Value, std::string* doubt = nullptr) const;
 
   // The defined terms as understood, joined by '\' (e.g. "\ISO 2022 IR 87").
   const std::string& character_set() const { return terms_; }
 
  private:
   struct Converter;
+  std::string decode(const std::string& raw, TextKind kind, std::string& why) const;
   std::string terms_;
   bool japanese_ = false;                         // decoded here (ISO 2022 IR 13 / 87 / 159)
   bool first_is_jis_x0201_ = false;               // value 1 is ISO 2022 IR 13 (or ISO_IR 13)
@@ -65,7 +69,8 @@ std::string valid_utf8(const std::string& text);
 // Rewrites every text value (SH, LO, ST, LT, UT, PN, UC) of item and of the items of its
 // sequences in UTF-8, each with the Specific Character Set in force there (a nested item may
 // declare its own), and sets (0008,0005) to ISO_IR 192 on item and on every item that declared
-// one. Never fails (see above).
-void convert_to_utf8(DcmItem& item);
+// one. Never fails (see above). `guessed` (when given) gets one line per value whose text is a
+// guess: "PatientName (0010,0010) 'Müller^Jörg': <why>" (TextDecoder::to_utf8's doubt).
+void convert_to_utf8(DcmItem& item, std::vector<std::string>* guessed = nullptr);
 
 }  // namespace unibiomed::dicom

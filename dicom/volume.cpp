@@ -141,6 +141,7 @@ StackPlan plan_stacks(const Series& series) {
   StackPlan plan;
   std::vector<Group> groups;
   size_t without_geometry = 0, undecodable = 0;
+  std::string first_without;  // the first frame without geometry, for the note
   for (size_t i = 0; i < series.instances.size(); ++i) {
     const Instance& instance = series.instances[i];
     if (!instance.image_problem().empty()) {
@@ -149,7 +150,9 @@ StackPlan plan_stacks(const Series& series) {
     }
     for (const FrameInfo& frame : instance.frames()) {
       if (!frame.image_position || !frame.image_orientation) {
-        ++without_geometry;
+        if (without_geometry++ == 0)
+          first_without =
+              instance.source() + (instance.is_multiframe() ? " frame " + std::to_string(frame.frame_number) : "");
         continue;
       }
       Candidate c{SliceRef{i, frame.frame_number, 0}, *frame.image_position, &frame, &instance};
@@ -188,13 +191,35 @@ StackPlan plan_stacks(const Series& series) {
     return plan;
   }
   if (without_geometry) {
-    plan.notes.push_back(std::to_string(without_geometry) +
-                         " frame(s) without ImagePositionPatient/ImageOrientationPatient left out of the stacks");
+    plan.notes.push_back(
+        std::to_string(without_geometry) +
+        " frame(s) without ImagePositionPatient (0020,0032) or ImageOrientationPatient (0020,0037) left "
+        "out of the stacks (first: " +
+        first_without + ")");
   }
   if (groups.size() > 1) {
+    // Each kind of slice by what sets it apart from the first, with a file of it.
+    const Group& base = groups.front();
+    std::string kinds =
+        std::to_string(base.members.size()) + " slice(s) like " + base.members.front().instance->source();
+    for (size_t g = 1; g < groups.size() && g < 4; ++g) {
+      const Group& other = groups[g];
+      std::vector<std::string> differ;
+      if (other.rows != base.rows || other.columns != base.columns)
+        differ.push_back("Rows x Columns " + std::to_string(other.rows) + " x " + std::to_string(other.columns));
+      if (!same_orientation(other.orientation, base.orientation)) differ.push_back("ImageOrientationPatient");
+      if (other.has_spacing != base.has_spacing || !same_spacing(other.spacing, base.spacing))
+        differ.push_back("PixelSpacing");
+      if (other.frame_of_reference_uid != base.frame_of_reference_uid) differ.push_back("FrameOfReferenceUID");
+      if (other.stack_id != base.stack_id) differ.push_back("StackID '" + other.stack_id + "'");
+      std::string named;
+      for (const auto& d : differ) named += (named.empty() ? "" : ", ") + d;
+      kinds += "; " + std::to_string(other.members.size()) + " with another " + named + " like " +
+               other.members.front().instance->source();
+    }
+    if (groups.size() > 4) kinds += "; and " + std::to_string(groups.size() - 4) + " more kinds";
     plan.notes.push_back("the series mixes " + std::to_string(groups.size()) +
-                         " kinds of slices (orientation, size, pixel spacing, frame of reference or stack): one stack "
-                         "each");
+                         " kinds of slices, one stack each: " + kinds);
   }
 
   for (auto& group : groups) {

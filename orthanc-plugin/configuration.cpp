@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <sstream>
 
 #include "config/task_rules.h"
+#include "dicom/window.h"
 #include "orthanc-plugin/plugin_error.h"
 #include "orthanc-plugin/request_checks.h"
 
@@ -130,11 +132,24 @@ const std::vector<Key>& keys() {
        [](const json& v, Configuration& c) { return read_int(v, c.analyzer.max_new_tokens, 0, 1000000); }},
       {"BatchSize", "integer", "8", "views the model encodes and answers together",
        [](const json& v, Configuration& c) { return read_int(v, c.analyzer.batch_size, 1, 1024); }},
+      {"AnswerCacheMegabytes", "integer", "256",
+       "memory (MiB) kept for the model's answers per series, so that a study analysed again (a series that "
+       "arrived later, a corrected slice) asks the model only about series whose images or questions changed; the "
+       "others' answers are reused (0 = off)",
+       [](const json& v, Configuration& c) {
+         int megabytes = 0;
+         if (auto e = read_int(v, megabytes, 0, 1 << 20); !e.empty()) return e;
+         c.analyzer.answer_cache_bytes = size_t(megabytes) << 20;
+         return std::string();
+       }},
       {"NodeName", "string", "\"UniBiomed node\"", "device name written into the SR observer context",
        [](const json& v, Configuration& c) {
          std::string s;
          if (auto e = read_string(v, s); !e.empty()) return e;
          if (s.empty()) return std::string("must not be empty");
+         if (s.size() > 64)
+           return "has " + std::to_string(s.size()) +
+                  " bytes; it is the SR's Device Observer Name, which holds at most 64 (UTF-8)";
          c.analyzer.node_name = s;
          return std::string();
        }},
@@ -296,6 +311,8 @@ Configuration Configuration::parse(const json& orthanc_configuration) {
   Configuration c;
   // The plugin stores SEG and SR; the pipeline's PNG previews would be computed for nothing.
   c.analyzer.previews = false;
+  // A node analyses a study again when images arrive later: it keeps the answers (AnswerCacheMegabytes).
+  c.analyzer.answer_cache_bytes = size_t(256) << 20;
   std::vector<std::string> problems;
 
   if (orthanc_configuration.contains("ConcurrentJobs")) {
@@ -336,7 +353,13 @@ Configuration Configuration::parse(const json& orthanc_configuration) {
   // The rules file the analyzer will load, loaded now: a broken file is a configuration problem
   // reported at start, and requests can be checked against its task names.
   try {
-    c.task_names = orthanc::task_names(config::TaskRules::load_or_defaults(c.analyzer.task_rules));
+    const config::TaskRules rules = config::TaskRules::load_or_defaults(c.analyzer.task_rules);
+    c.task_names = orthanc::task_names(rules);
+    // A window the renderer does not have would fail the model's loading, reported as such.
+    std::vector<std::string> windows;
+    for (const auto& preset : dicom::ct_window_presets()) windows.push_back(preset.name);
+    if (const std::string unknown = rules.unknown_window(windows); !unknown.empty())
+      problems.push_back("UniBiomed.TaskRules: " + unknown);
   } catch (const config::ConfigError& e) {
     problems.push_back(std::string("UniBiomed.TaskRules: ") + e.what());
   }
@@ -378,6 +401,7 @@ nlohmann::json Configuration::to_json() const {
           {"MaxSlicesPerSeries", analyzer.max_slices_per_series},
           {"MaxNewTokens", analyzer.max_new_tokens},
           {"BatchSize", analyzer.batch_size},
+          {"AnswerCacheMegabytes", static_cast<int64_t>(analyzer.answer_cache_bytes >> 20)},
           {"NodeName", analyzer.node_name},
           {"AutoAnalysis", auto_analysis},
           {"TriggerModalities", trigger_modalities},

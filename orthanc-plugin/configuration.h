@@ -20,7 +20,8 @@ struct ForwardTarget {
 
 struct Configuration {
   pipeline::AnalyzerSettings analyzer;           // ModelDirectory, Device, DataType, Threads, TaskRules,
-                                                 // MaxSlicesPerSeries, MaxNewTokens, BatchSize, NodeName
+                                                 // MaxSlicesPerSeries, MaxNewTokens, BatchSize,
+                                                 // AnswerCacheMegabytes, NodeName
   bool auto_analysis = true;                     // AutoAnalysis
   std::vector<std::string> trigger_modalities;   // TriggerModalities (empty = any)
   std::vector<std::string> trigger_calling_aets; // TriggerCallingAETitles (empty = any)

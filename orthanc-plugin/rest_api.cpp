@@ -3,6 +3,7 @@
 
 #include <future>
 
+#include "dicom/modality.h"
 #include "inference/error.h"
 #include "orthanc-plugin/plugin_error.h"
 #include "orthanc-plugin/request_checks.h"
@@ -12,8 +13,39 @@ namespace unibiomed::orthanc {
 
 namespace {
 
+// A request's body is small: questions and task names. Larger or deeper bodies are refused before
+// they are parsed into values that are copied and printed recursively (a deeply nested array
+// would overflow the small stacks of Orthanc's HTTP threads).
+constexpr size_t kMaxBodyBytes = size_t(1) << 20;
+constexpr int kMaxBodyDepth = 8;
+
 nlohmann::json parse_body(const std::string& body) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) return nullptr;
+  if (body.size() > kMaxBodyBytes)
+    throw PluginError("the request body has " + std::to_string(body.size()) + " bytes; requests are at most " +
+                          std::to_string(kMaxBodyBytes) + " (1 MiB)",
+                      413);
+  // Nesting, counted before parsing (outside strings).
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxBodyDepth)
+        throw PluginError("the request body nests arrays and objects more than " + std::to_string(kMaxBodyDepth) +
+                              " deep; no request of this API does",
+                          400);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
   try {
     return nlohmann::json::parse(body);
   } catch (const nlohmann::json::exception& e) {
@@ -189,9 +221,13 @@ RestAnswer RestApi::queue_request(const std::string& id, const std::string& body
     throw PluginError("POST .../forward takes no body", 400);
   if (mode == "analyze" && services_->model.state() == ModelHost::State::Failed)
     throw PluginError("the model is not available: " + services_->model.error(), 503);
+  const auto before = services_->records.read(*study_id);
   const QueueEntry entry = scheduler_->request(*study_id, mode == "forward" ? nlohmann::json(nullptr) : request, mode);
   nlohmann::json j = {{"ID", *study_id}, {"Run", entry.run}, {"Mode", entry.mode}, {"State", "pending"},
                       {"Path", path_of(&RestApi::study, *study_id)}};
+  // A run that had not started yet takes this request instead of the one it waited with: say so.
+  if (mode == "analyze" && before && before->state == StudyState::Pending && before->run.run == entry.run)
+    j["Replaces"] = {{"Run", entry.run}, {"Request", before->run.request}};
   if (services_->model.state() != ModelHost::State::Ready) j["ModelError"] = services_->model.error();
   return {200, j};
 }
@@ -221,6 +257,10 @@ RestAnswer RestApi::ask(const std::vector<std::string>& /*groups*/, const std::s
     throw PluginError("\"Question\" (a non-empty string: what to ask about the image) is required", 400);
   pipeline::Question question;
   question.text = request["Question"].get<std::string>();
+  if (question.text.size() > kMaxQuestionBytes)
+    throw PluginError("\"Question\" has " + std::to_string(question.text.size()) + " bytes; a question is at most " +
+                          std::to_string(kMaxQuestionBytes) + " (the model's context holds the image too)",
+                      400);
   if (request.contains("Box") && !request["Box"].is_null()) question.box = box_from_json(request["Box"], "Box");
 
   // The instance: an Orthanc id, or a SOPInstanceUID looked up.
@@ -244,6 +284,15 @@ RestAnswer RestApi::ask(const std::vector<std::string>& /*groups*/, const std::s
   auto info = instance_id.empty() ? std::nullopt : client.find_json("/instances/" + instance_id);
   if (!info) throw PluginError("unknown instance " + wanted, 404);
   const auto tags = info->value("MainDicomTags", nlohmann::json::object());
+  // A SEG, an SR, a document: no image to ask about (a request error, not the node's).
+  {
+    const std::string sop_class = client.find_text("/instances/" + instance_id + "/metadata/SopClassUid").value_or("");
+    const auto series = client.find_json("/instances/" + instance_id + "/series");
+    const std::string modality =
+        series ? series->value("MainDicomTags", nlohmann::json::object()).value("Modality", std::string()) : "";
+    if (auto never = dicom::classify_without_pixels(sop_class, modality))
+      throw PluginError("instance " + instance_id + " is no image to ask about: " + never->reason, 400);
+  }
   const std::string sop_uid = tags.value("SOPInstanceUID", std::string());
   if (tags.contains("NumberOfFrames")) {
     const std::string frames = tags["NumberOfFrames"].is_string() ? tags["NumberOfFrames"].get<std::string>() : "1";

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "orthanc-plugin/result_json.h"
 
+#include <algorithm>
+
 #include "orthanc-plugin/plugin_error.h"
 
 namespace unibiomed::orthanc {
@@ -72,6 +74,9 @@ pipeline::Question question_from_json(const json& j, const std::string& where) {
   if (!j.contains("Text") || !j["Text"].is_string() || j["Text"].get<std::string>().empty())
     bad(where, "needs a non-empty string \"Text\"");
   q.text = j["Text"].get<std::string>();
+  if (q.text.size() > kMaxQuestionBytes)
+    bad(where + ".Text", "has " + std::to_string(q.text.size()) + " bytes; a question is at most " +
+                             std::to_string(kMaxQuestionBytes) + " (the model's context holds the image too)");
   if (j.contains("SeriesInstanceUID")) {
     if (!j["SeriesInstanceUID"].is_string()) bad(where + ".SeriesInstanceUID", "must be a string");
     q.series_instance_uid = j["SeriesInstanceUID"].get<std::string>();
@@ -101,11 +106,16 @@ pipeline::AnalysisRequest request_from_json(const json& j) {
     if (!j["Tasks"].is_array()) bad("Tasks", "must be an array of task names");
     for (const auto& t : j["Tasks"]) {
       if (!t.is_string() || t.get<std::string>().empty()) bad("Tasks", "must hold non-empty strings");
-      r.tasks.push_back(t.get<std::string>());
+      // A set: a name given twice is asked once.
+      if (std::find(r.tasks.begin(), r.tasks.end(), t.get<std::string>()) == r.tasks.end())
+        r.tasks.push_back(t.get<std::string>());
     }
   }
   if (j.contains("Questions")) {
     if (!j["Questions"].is_array()) bad("Questions", "must be an array");
+    if (j["Questions"].size() > kMaxQuestions)
+      bad("Questions", "holds " + std::to_string(j["Questions"].size()) + " questions; a request asks at most " +
+                           std::to_string(kMaxQuestions) + " (each is asked of every view of every series)");
     for (size_t i = 0; i < j["Questions"].size(); ++i)
       r.questions.push_back(question_from_json(j["Questions"][i], "Questions[" + std::to_string(i) + "]"));
   }

@@ -26,6 +26,10 @@ std::array<int, 4> box_from_json(const nlohmann::json& j, const std::string& whe
 
 // {"Tasks": [...], "Questions": [...], "Rules": bool}; null -> the rules alone. Throws PluginError
 // (400) naming the field.
+// Limits of a request, each refused with a 400 naming the field: a question's text in bytes (the
+// model's context holds the image's tokens too), the questions of one request.
+inline constexpr size_t kMaxQuestionBytes = 2000;
+inline constexpr size_t kMaxQuestions = 32;
 pipeline::AnalysisRequest request_from_json(const nlohmann::json& j);
 
 }  // namespace unibiomed::orthanc

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -18,6 +19,7 @@
 #include "dicom/view.h"
 #include "dicom/window.h"
 #include "inference/error.h"
+#include "inference/weights_hash.h"
 #include "pipeline/consolidation.h"
 #include "pipeline/geometry_notes.h"
 #include "pipeline/model_pass.h"
@@ -55,7 +57,43 @@ struct SeriesRun {
   double calls_total = 1;
   int segs_before = 0;         // SEGs of the study so far (series numbers first_series_number...)
   size_t previews_before = 0;  // previews of the study so far (their file numbers)
+  // SHA-256 over the SHA-256 of each of its instances' bytes ("" = not known: no answer cache).
+  std::string content_key;
 };
+
+// The question x view calls the model is expected to make for a series (progress weights).
+double planned_calls(const dicom::Series& series, size_t questions, int max_slices) {
+  return std::min<double>(double(series.frame_count()), double(std::max(1, max_slices))) * double(questions);
+}
+
+// SHA-256 (hex) of an input's bytes, read from its file when it came as a path.
+std::string input_digest(const InstanceInput& in) {
+  inference::Sha256 sha;
+  if (!in.bytes.empty()) {
+    sha.update(in.bytes.data(), in.bytes.size());
+  } else {
+    std::ifstream file(in.path, std::ios::binary);
+    std::vector<char> buffer(1 << 20);
+    while (file.read(buffer.data(), std::streamsize(buffer.size())) || file.gcount() > 0)
+      sha.update(buffer.data(), size_t(file.gcount()));
+    if (file.bad()) return "";
+  }
+  return inference::Sha256::hex(sha.finish());
+}
+
+// The answer cache's key of a series' model pass: its images and everything decided before the
+// model runs that the answers depend on (within one analyzer: the rule, the questions, the mode).
+std::string answer_key(const SeriesRun& run, const std::string& mode) {
+  std::string text =
+      run.content_key + "\nrule " + (run.plan.rule ? run.plan.rule->name : std::string()) + "\nmode " + mode;
+  for (const auto& q : run.plan.questions) {
+    text += "\nquestion " + q.task + "|" + config::family_name(q.family) + "|" + (q.target ? q.target->key : "") + "|" +
+            q.prompt + "|" + q.window + "|";
+    if (q.box)
+      for (int v : *q.box) text += std::to_string(v) + ",";
+  }
+  return inference::Sha256::of(text);
+}
 
 // What a unit with findings leaves for the study's SR.
 struct UnitOutput {
@@ -121,12 +159,6 @@ std::string unit_name(const dicom::Series& series, const Unit& unit) {
     return std::to_string(unit.frames.size()) + " frames of instance " + std::to_string(first.instance_number());
   return std::to_string(unit.frames.size()) + " images " + std::to_string(unit.frames.front().columns) + "x" +
          std::to_string(unit.frames.front().rows);
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-  return out;
 }
 
 // Components of each question's masks per unit, specks under the target's minimum size for
@@ -814,7 +846,27 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
         trained_ ? trained_->prompted_in_attention() : -1};
   };
   std::vector<QuestionResult> results;
-  if (!video_selected.empty()) {
+  // The same images asked the same by this analyzer before (a study analysed again): its answers.
+  const std::string cache_key =
+      cache_ && !run.content_key.empty() && stitchers.empty() ? answer_key(run, outcome.mode) : "";
+  std::optional<CachedAnswers> cached;
+  if (!cache_key.empty()) {
+    try {
+      cached = cache_->find(cache_key);
+    } catch (const std::exception& e) {
+      outcome.notes.push_back(std::string("the cached answers could not be read, the model was asked: ") + e.what());
+    }
+  }
+  if (cached) {
+    results = std::move(cached->results);
+    outcome.views = cached->views;
+    *run.calls_done += planned_calls(series, run.plan.questions.size(), settings_.max_slices_per_series);
+    outcome.notes.push_back(
+        "the model's answers about these images were taken from an earlier analysis of the same images with the same "
+        "questions and model (the node's answer cache)");
+    report("model", "answers of an earlier analysis of the same images reused");
+  }
+  if (!cached && !video_selected.empty()) {
     try {
       results = run_video_pass(pass_over(video_selected, video_place), units.units.size(), key_frames, outcome.views);
     } catch (const inference::DeviceOutOfMemory& e) {
@@ -830,7 +882,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
                           " (not analysed; a task rule with \"mode\": \"slices\" asks its frames one by one)");
     }
   }
-  if (!image_selected.empty() || video_selected.empty()) {
+  if (!cached && (!image_selected.empty() || video_selected.empty())) {
     std::vector<QuestionResult> asked = run_model_pass(pass_over(image_selected, image_place), outcome.views);
     if (results.empty()) {
       results = std::move(asked);
@@ -842,6 +894,7 @@ SeriesResult StudyAnalyzer::analyze_series(SeriesRun& run) {
       }
     }
   }
+  if (!cached && !cache_key.empty()) cache_->put(cache_key, {results, outcome.views});
 
   // --- findings, their SEGs and SR groups, report text, previews ------------------------------------
   std::vector<FindingWork> findings;
@@ -903,6 +956,7 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
   // --- reading --------------------------------------------------------------------------------
   StudyResult result;
   dicom::SeriesCollection collection;
+  std::map<const DcmDataset*, std::string> digests;  // the answer cache's: SHA-256 of each input
   {
     Stopwatch t(timings_.reading);
     say(0, "reading", "reading " + std::to_string(inputs.size()) + " instances");
@@ -912,6 +966,8 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       try {
         instances.push_back(in.bytes.empty() ? dicom::Instance::read_file(in.path)
                                              : dicom::Instance::read_bytes(in.bytes, in.id.empty() ? "instance" : in.id));
+        // By the parsed dataset, which the instance's copies in its series share.
+        if (cache_) digests[instances.back().dataset()] = input_digest(in);
       } catch (const dicom::DicomError& e) {
         result.problems.push_back(e.what());
       }
@@ -963,12 +1019,27 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
       continue;
     }
     for (const auto& note : geometry_notes(series)) outcome.notes.push_back(note);
-    if (DcmDataset* first = series.instances.front().dataset())
-      for (const auto& attribute : seg::results_header(*first).left_out)
-        outcome.notes.push_back("series " + outcome.series_instance_uid + ": left out of the SEG and SR: " + attribute);
+    if (DcmDataset* first = series.instances.front().dataset()) {
+      const seg::ResultsHeader header = seg::results_header(*first);
+      for (const auto& attribute : header.left_out) outcome.notes.push_back("left out of the SEG and SR: " + attribute);
+      for (const auto& attribute : header.changed)
+        outcome.notes.push_back("written differently in the SEG and SR (check it there): " + attribute);
+    }
     SeriesRun run;
     run.series = &series;
     run.modality = outcome.modality;
+    if (cache_) {
+      std::string all;
+      for (const auto& instance : series.instances) {
+        const auto d = digests.find(instance.dataset());
+        if (d == digests.end() || d->second.empty()) {
+          all.clear();
+          break;
+        }
+        all += d->second + "\n";
+      }
+      if (!all.empty()) run.content_key = inference::Sha256::of(all);
+    }
     run.plan =
         plan_series(rules_, {outcome.modality, series.identity.body_part_examined, series.identity.series_description},
                     outcome.series_instance_uid, request, trained_ ? &*trained_ : nullptr);
@@ -982,8 +1053,7 @@ StudyResult StudyAnalyzer::analyze(const std::vector<InstanceInput>& inputs, con
     }
     run.outcome = outcome;
     // Progress weights: views (estimated by frames, capped) x questions.
-    const double views = std::min<double>(double(series.frame_count()), double(std::max(1, settings_.max_slices_per_series)));
-    calls_total += views * double(run.plan.questions.size());
+    calls_total += planned_calls(series, run.plan.questions.size(), settings_.max_slices_per_series);
     runs.push_back(std::move(run));
   }
 
@@ -1103,11 +1173,7 @@ std::unique_ptr<Analyzer> make_analyzer(const AnalyzerSettings& settings, std::u
   // Window presets are dicom/'s: a rule naming another fails now, not on the first CT.
   std::vector<std::string> known;
   for (const auto& p : dicom::ct_window_presets()) known.push_back(p.name);
-  for (const auto& rule : rules.rules())
-    for (const auto& task : rule.tasks)
-      if (!task.window.empty() && std::find(known.begin(), known.end(), task.window) == known.end())
-        throw PipelineError("task rules (" + rules.source() + "): rule " + rule.name + ", task " + task.name +
-                            ": unknown window preset '" + task.window + "' (known: " + join(known) + ")");
+  if (const std::string unknown = rules.unknown_window(known); !unknown.empty()) throw PipelineError(unknown);
   if (settings.max_slices_per_series < 1) throw PipelineError("max_slices_per_series must be at least 1");
   if (settings.batch_size < 1) throw PipelineError("batch_size must be at least 1");
   if (settings.slide_region_size < 16 || settings.slide_region_size > 8192)

@@ -48,6 +48,12 @@ struct AnalyzerSettings {
   // Whole slides: the square regions the analysed level is cut into (pixels; they overlap by an
   // eighth), each one view; only those over tissue are asked (dicom/tissue.h).
   int slide_region_size = 1024;
+  // Memory kept for the model's answers per series (pipeline/answer_cache.h), so that a study
+  // analysed again by the same analyzer (a series that arrived later, a corrected slice) asks
+  // the model only about the series whose images, questions or plan changed; the others'
+  // answers are reused as they were (their findings, SEG and SR come out the same). 0 = off
+  // (the CLI, which analyses each study once); the Orthanc node keeps 256 MiB.
+  size_t answer_cache_bytes = 0;
 };
 
 // One DICOM instance to analyse: its Part 10 bytes, or a file path.

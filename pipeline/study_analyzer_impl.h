@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/task_rules.h"
+#include "pipeline/answer_cache.h"
 #include "pipeline/checkpoint_targets.h"
 #include "pipeline/study_analyzer.h"
 #include "seg-writer/segment_description.h"
@@ -33,7 +34,9 @@ class StudyAnalyzer : public Analyzer {
       : settings_(std::move(settings)),
         rules_(std::move(rules)),
         engine_(std::move(engine)),
-        trained_(std::move(trained)) {}
+        trained_(std::move(trained)),
+        cache_(settings_.answer_cache_bytes > 0 ? std::make_unique<AnswerCache>(settings_.answer_cache_bytes)
+                                                : nullptr) {}
 
   StudyResult analyze(const std::vector<InstanceInput>& instances, const AnalysisRequest& request,
                       const ProgressCallback& progress, const std::atomic<bool>* cancel,
@@ -69,6 +72,7 @@ class StudyAnalyzer : public Analyzer {
   config::TaskRules rules_;
   std::unique_ptr<GroundingEngine> engine_;
   std::optional<CheckpointTargets> trained_;
+  std::unique_ptr<AnswerCache> cache_;  // null: off (AnalyzerSettings::answer_cache_bytes 0)
   mutable std::mutex mutex_;  // one analysis at a time: the model is shared
   mutable std::mutex hash_mutex_;
   mutable std::string weights_hash_;

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -331,6 +332,17 @@ std::string why_refused(const OFCondition& check, const DcmElement& element, con
   return std::string("was refused (") + check.text() + ")";
 }
 
+// A date "1997.04.24" or time "14:04:38(.123)" in the form of ACR-NEMA (and of old scanners) in
+// the DA or TM form ("19970424", "140438.123"); any other value as it is.
+std::string current_form(const std::string& value, DcmEVR vr) {
+  static const std::regex old_date(R"(\s*(\d{4})\.(\d{2})\.(\d{2})\s*)");
+  static const std::regex old_time(R"(\s*(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?\s*)");
+  std::smatch m;
+  if (vr == EVR_DA && std::regex_match(value, m, old_date)) return m.str(1) + m.str(2) + m.str(3);
+  if (vr == EVR_TM && std::regex_match(value, m, old_time)) return m.str(1) + m.str(2) + m.str(3) + m.str(4);
+  return value;
+}
+
 }  // namespace
 
 bool is_valid_uid(const std::string& uid) {
@@ -349,7 +361,7 @@ ResultsHeader results_header(DcmDataset& source) {
   }
   // Never fails: DCMTK's converter cannot read Japanese with iconv (ISO 2022 IR 87), and text that
   // its declared set does not explain must not cost the study its results.
-  dicom::convert_to_utf8(header);
+  dicom::convert_to_utf8(header, &out.changed);
 
   std::vector<DcmElement*> elements;
   for (unsigned long i = 0; i < header.card(); ++i) elements.push_back(header.getElement(i));
@@ -366,6 +378,12 @@ ResultsHeader results_header(DcmDataset& source) {
         element->putOFStringArray(OFString(clean.c_str(), clean.size()));
         value = clean;
       }
+    }
+    if (const std::string current = current_form(value, vr); current != value) {
+      element->putOFStringArray(OFString(current.c_str(), current.size()));
+      out.changed.push_back(std::string(DcmTag(tag).getTagName()) + " " + tag.toString().c_str() + " '" + value +
+                            "': the ACR-NEMA form of a " + DcmVR(vr).getVRName() + ", written as " + current);
+      value = current;
     }
     const std::string vm = dictionary_vm(tag);
     if (vm.empty()) continue;

@@ -42,9 +42,15 @@ class SegmentationError : public std::runtime_error {
 // UI rules (a component with a leading zero, "1.2.840.0123", is common in older archives): they
 // hold a valid stand-in in `dataset`, and `restore` says what to put back once DCMTK has
 // written. Control characters that text may not hold (NUL padding, stray C0 bytes) are removed.
+// Dates and times in the ACR-NEMA form are written in the DA and TM form, listed in `changed`
+// with every text value whose character set had to be guessed.
 struct ResultsHeader {
   std::unique_ptr<DcmDataset> dataset;
   std::vector<std::string> left_out;  // e.g. "PatientAge (0010,1010) '45Y' is not a valid AS value"
+  // Values written otherwise than the source has them, and why: text whose character set had to
+  // be guessed (dicom::convert_to_utf8), a date or time in the ACR-NEMA form "1997.04.24",
+  // "14:04:38" written as a DA or TM ("19970424", "140438").
+  std::vector<std::string> changed;
   std::vector<std::pair<DcmTagKey, std::string>> restore;
   ResultsHeader();
   ResultsHeader(ResultsHeader&&) noexcept;

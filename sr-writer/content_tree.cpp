@@ -139,6 +139,15 @@ void copy_patient_and_study(DcmDataset& source, DcmDataset& target) {
   }
 }
 
+// At most `bytes` bytes of UTF-8 text, cut between characters (LO counts its 64 in bytes for
+// validators such as dciodvfy).
+std::string utf8_prefix(const std::string& text, std::size_t bytes) {
+  if (text.size() <= bytes) return text;
+  std::size_t cut = bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // inside a character
+  return text.substr(0, cut);
+}
+
 void add_device_observer(ContentTree& content, std::size_t parent, const std::string& device_uid,
                          const std::string& device_name, const seg::AlgorithmIdentity& algorithm) {
   const std::string name = algorithm_name(algorithm);
@@ -146,8 +155,8 @@ void add_device_observer(ContentTree& content, std::size_t parent, const std::st
                "observer type");
   content.uid(parent, DSRTypes::RT_hasObsContext, {"121012", "DCM", "Device Observer UID"}, device_uid,
               "device observer UID");
-  content.text(parent, DSRTypes::RT_hasObsContext, {"121013", "DCM", "Device Observer Name"}, device_name.substr(0, 64),
-               "device observer name");
+  content.text(parent, DSRTypes::RT_hasObsContext, {"121013", "DCM", "Device Observer Name"},
+               utf8_prefix(device_name, 64), "device observer name");
   content.text(parent, DSRTypes::RT_hasObsContext, {"121014", "DCM", "Device Observer Manufacturer"}, name,
                "device observer manufacturer");
   content.text(parent, DSRTypes::RT_hasObsContext, {"121015", "DCM", "Device Observer Model Name"},

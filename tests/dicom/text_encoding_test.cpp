@@ -186,6 +186,42 @@ TEST(TextEncoding, TextTheDeclaredSetDoesNotExplain) {
   EXPECT_EQ(TextDecoder("GB18030").to_utf8("Chest PA"), "Chest PA");
 }
 
+// Every guess is said, so that a name read by a guess can be checked where it is written.
+TEST(TextEncoding, AGuessSaysWhy) {
+  const std::string latin1 = "M\xFCller";
+  const std::string cyrillic = "\xBB\xEE";  // "Лю" in ISO_IR 144
+  auto doubt = [](const std::string& set, const std::string& raw) {
+    std::string why = "(not set)";
+    TextDecoder(set).to_utf8(raw, TextKind::PersonName, &why);
+    return why;
+  };
+  EXPECT_EQ(doubt("ISO_IR 144", cyrillic), "");
+  EXPECT_EQ(doubt("ISO_IR 100", latin1), "");
+  EXPECT_EQ(doubt("", "Mueller"), "");  // ASCII: nothing to guess
+  EXPECT_EQ(doubt("ISO_IR 192", "M\xC3\xBCller"), "");
+  EXPECT_EQ(doubt("", latin1),
+            "8-bit text where Specific Character Set (0008,0005) declares none: read as Latin-1 (ISO_IR 100)");
+  EXPECT_EQ(doubt("ISO_IR 6", "M\xC3\xBCller"),
+            "8-bit text where Specific Character Set (0008,0005) declares only ASCII (ISO_IR 6): read as UTF-8");
+  EXPECT_EQ(doubt("ISO_IR 14", cyrillic),
+            "Specific Character Set (0008,0005) 'ISO_IR 14' is not one this node knows: read as Latin-1 (ISO_IR 100)");
+  EXPECT_EQ(doubt("ISO_IR 192", "M\xFCller"), "bytes that 'ISO_IR 192' does not explain, each written as U+FFFD");
+  EXPECT_EQ(doubt("ISO 2022 IR 87", "\x1B$B;3/!ED\x1B(B"),
+            "bytes that 'ISO 2022 IR 87' does not explain, each written as U+FFFD");
+
+  // convert_to_utf8 lists the values read by a guess, with the text they were read as.
+  DcmItem item;
+  item.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 14");
+  item.putAndInsertString(DCM_PatientName, ("Ivanov^" + cyrillic).c_str());
+  item.putAndInsertString(DCM_PatientID, "12345");
+  std::vector<std::string> guessed;
+  convert_to_utf8(item, &guessed);
+  ASSERT_EQ(guessed.size(), 1u) << testing::PrintToString(guessed);
+  EXPECT_EQ(guessed[0],
+            "PatientName (0010,0010) 'Ivanov^\xC2\xBB\xC3\xAE': Specific Character Set (0008,0005) 'ISO_IR 14' is not "
+            "one this node knows: read as Latin-1 (ISO_IR 100)");
+}
+
 TEST(TextEncoding, ValidUtf8ReplacesWhatIsNotWellFormed) {
   EXPECT_TRUE(is_valid_utf8("A\xC3\xA9\xE5\xB1\xB1\xF0\x9F\x99\x82"));
   EXPECT_EQ(valid_utf8("A\xC3\xA9\xF0\x9F\x99\x82"), "A\xC3\xA9\xF0\x9F\x99\x82");

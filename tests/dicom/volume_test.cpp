@@ -176,7 +176,10 @@ TEST_F(EditedCt, MixedOrientationsBecomeSeparateStacksWithANote) {
   });
   StackPlan plan = plan_stacks(only_series(read_series({folder})));
   ASSERT_EQ(plan.stacks.size(), 2u);
-  EXPECT_TRUE(has_note(plan, "mixes 2 kinds of slices"));
+  EXPECT_TRUE(has_note(plan, "mixes 2 kinds of slices, one stack each: 9 slice(s) like "));
+  // The note says what sets the other kind apart, and names a file of it.
+  EXPECT_TRUE(has_note(plan, "; 3 with another ImageOrientationPatient like ")) << testing::PrintToString(plan.notes);
+  EXPECT_TRUE(has_note(plan, "like " + folder.string())) << testing::PrintToString(plan.notes);
   EXPECT_EQ(plan.stacks[0].slices.size() + plan.stacks[1].slices.size(), 12u);
   EXPECT_NE(plan.stacks[0].label.find("axial"), std::string::npos);
   EXPECT_NE(plan.stacks[1].label.find("coronal"), std::string::npos);

@@ -32,6 +32,7 @@ TEST(PluginConfiguration, DefaultsWithoutSection) {
   EXPECT_EQ(c.analyzer.node_name, "UniBiomed node");
   EXPECT_EQ(c.analyzer.max_new_tokens, 0);
   EXPECT_EQ(c.analyzer.batch_size, 8);
+  EXPECT_EQ(c.analyzer.answer_cache_bytes, size_t(256) << 20);
   EXPECT_FALSE(c.analyzer.previews);
   EXPECT_TRUE(c.auto_analysis);
   EXPECT_TRUE(c.trigger_modalities.empty());
@@ -106,6 +107,7 @@ TEST(PluginConfiguration, ReadsEveryKey) {
                           {"MaxSlicesPerSeries", 120},
                           {"MaxNewTokens", 32},
                           {"BatchSize", 2},
+                          {"AnswerCacheMegabytes", 0},
                           {"NodeName", "Node A"},
                           {"AutoAnalysis", false},
                           {"TriggerModalities", {"CT", "MR"}},
@@ -126,6 +128,7 @@ TEST(PluginConfiguration, ReadsEveryKey) {
   EXPECT_EQ(c.analyzer.max_slices_per_series, 120);
   EXPECT_EQ(c.analyzer.max_new_tokens, 32);
   EXPECT_EQ(c.analyzer.batch_size, 2);
+  EXPECT_EQ(c.analyzer.answer_cache_bytes, 0u);
   EXPECT_EQ(c.analyzer.node_name, "Node A");
   EXPECT_FALSE(c.auto_analysis);
   EXPECT_EQ(c.trigger_modalities, (std::vector<std::string>{"CT", "MR"}));
@@ -181,6 +184,28 @@ TEST(PluginConfiguration, EveryProblemIsNamedAtOnce) {
   EXPECT_NE(e.find("UniBiomed.SupersededResults must be \"keep\", \"delete\" or \"reject\", not \"remove\""),
             std::string::npos)
       << e;
+}
+
+// Values that would only fail later, named at start: a node name longer than the SR's Device
+// Observer Name holds, a task rule's window the renderer does not have (it would fail the
+// model's loading, reported as such), a negative answer cache.
+TEST(PluginConfiguration, ValuesThatWouldFailLaterAreNamedAtStart) {
+  test::TempDir dir;
+  test::write_file(dir / "rules.json", R"({"version": 1, "extends": "defaults", "rules": [{"name": "ct-x",
+      "match": {"modality": ["CT"]}, "modality_phrase": "CT", "tasks": [{"name": "liv", "family": "segmentation", "targets": ["liver"],
+      "window": "brain"}]}]})");
+  const std::string e = error_of({{"UniBiomed",
+                                   {{"NodeName", std::string(63, 'N') + "\xC3\xA9tail"},
+                                    {"TaskRules", (dir / "rules.json").string()},
+                                    {"AnswerCacheMegabytes", -1}}}});
+  EXPECT_NE(e.find("UniBiomed.NodeName has 69 bytes; it is the SR's Device Observer Name, which holds at most 64"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("UniBiomed.TaskRules: task rules (" + (dir / "rules.json").string() +
+                   "): rule ct-x, task liv: unknown window preset 'brain' (known: "),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("UniBiomed.AnswerCacheMegabytes must be between 0 and"), std::string::npos) << e;
 }
 
 TEST(PluginConfiguration, SectionMustBeAnObject) {

@@ -395,6 +395,15 @@ TEST_F(OrthancPlugin, WhatOtherSystemsAddToAnAnalysedStudyStartsNoNewRunNewImage
   EXPECT_EQ(image_series2.size(), 4u) << image_series2.dump();
   EXPECT_EQ(image_series2[ct_series_id], image_series) << image_series2.dump();
   EXPECT_EQ(s["Summary"]["SourceInstances"], 2 + 3 + 1 + 2 + 2) << "every instance but the node's own results";
+  // The model was asked only about the new series: run 1's answers about the first one were
+  // kept (AnswerCacheMegabytes) and its findings come out the same.
+  for (const auto& series : s["Series"]) {
+    if (series["State"] != "Analysed") continue;
+    bool reused = false;
+    for (const auto& note : series["Notes"])
+      reused |= note.get<std::string>().find("answer cache") != std::string::npos;
+    EXPECT_EQ(reused, series["SeriesInstanceUID"] == spec.series_uid) << series.dump(2);
+  }
   for (const auto& series : s["Series"])
     if (series["SeriesInstanceUID"] == head.series_uid) {
       EXPECT_EQ(series["State"], "Skipped") << series.dump(2);
@@ -987,6 +996,19 @@ TEST_F(OrthancPlugin, RejectedAnalyzeRequestsNameTheFieldAndLeaveTheStudyAsItWas
   EXPECT_NE(box.find("Questions[0].Box [0, 0, 5000, 5000] does not fit series " + spec.series_uid), std::string::npos)
       << box;
   EXPECT_NE(box.find("64 x 64 pixels"), std::string::npos) << box;
+  // Bodies no request of this API has: refused before they are parsed (a deeply nested array
+  // crashed Orthanc's HTTP thread in a helper's trial), and Orthanc goes on.
+  const std::string deep = rejected(std::string(10000, '[') + std::string(10000, ']'));
+  EXPECT_NE(deep.find("nests arrays and objects more than 8 deep"), std::string::npos) << deep;
+  const HttpResult huge = server.post(analyze, "{\"Tasks\": [" + std::string(2 << 20, ' ') + "\"organs\"]}");
+  EXPECT_EQ(huge.status, 413) << huge.body.substr(0, 300);
+  EXPECT_NE(huge.body.find("requests are at most 1048576"), std::string::npos) << huge.body.substr(0, 300);
+  json many = {{"Questions", json::array()}};
+  for (int i = 0; i < 33; ++i) many["Questions"].push_back({{"Text", "Question " + std::to_string(i)}});
+  EXPECT_NE(rejected(many.dump()).find("Questions holds 33 questions; a request asks at most 32"), std::string::npos);
+  const std::string longer = rejected(json({{"Questions", {{{"Text", std::string(2001, 'x')}}}}}).dump());
+  EXPECT_NE(longer.find("Questions[0].Text has 2001 bytes; a question is at most 2000"), std::string::npos) << longer;
+  EXPECT_EQ(server.get("/unibiomed/status").status, 200) << "Orthanc stopped answering";
 
   // Nothing changed: same state, run, request and time; no job, no queue entry, and it stays so.
   std::this_thread::sleep_for(3s);
@@ -1124,6 +1146,16 @@ TEST_F(OrthancPlugin, AskAnswersAtOnceAndStoresTheGroundedSegmentation) {
                                                 {"Store", false}}.dump())
                 .status,
             200);
+  // A question longer than the model's context may hold, and a SEG (no image to ask about):
+  // request errors, named.
+  const HttpResult longer =
+      server.post("/unibiomed/ask", json{{"Instance", instance}, {"Question", std::string(2001, 'x')}}.dump());
+  EXPECT_EQ(longer.status, 400) << longer.body.substr(0, 300);
+  EXPECT_NE(longer.body.find("has 2001 bytes; a question is at most 2000"), std::string::npos) << longer.body;
+  const HttpResult of_seg = server.post("/unibiomed/ask", json{{"Instance", seg}, {"Question", "x"}}.dump());
+  EXPECT_EQ(of_seg.status, 400) << of_seg.body;
+  EXPECT_NE(of_seg.body.find("is no image to ask about: the series is a segmentation (SEG)"), std::string::npos)
+      << of_seg.body;
 }
 
 TEST_F(OrthancPlugin, TriggerRulesDecideWhatIsAnalysedAutomatically) {

@@ -611,6 +611,22 @@ TEST(AnalyzeCommand, WritesTheResultsOfEachStudyAndPlainProgressLines) {
   };
   EXPECT_EQ(uid_of(dir / "out" / "study-1" / "summary.json"), uid_of(dir / "again" / "study-1" / "summary.json"));
   EXPECT_FALSE(uid_of(dir / "out" / "study-1" / "summary.json").empty());
+
+  // A file beside the study that is no DICOM (a README) is passed over, said, and no failure; a
+  // damaged instance (its DICM prefix, then too few bytes) is one: exit code 5, and why.
+  fs::copy(data.sample("fundus").folder, dir / "mixed");
+  test::write_file(dir / "mixed" / "README", "exported by the PACS");
+  auto mixed = test::run_command({cli, "analyze", (dir / "mixed").string(), "-o", (dir / "mixed-out").string(),
+                                  "--model", test_model_dir().string(), "--max-new-tokens", "4", "--quiet"});
+  EXPECT_EQ(mixed.exit_code, 0) << mixed.output;
+  EXPECT_NE(mixed.output.find("skipped: " + (dir / "mixed" / "README").string()), std::string::npos) << mixed.output;
+  const std::string instance = test::read_file(fs::directory_iterator(data.sample("fundus").folder)->path());
+  test::write_file(dir / "mixed" / "cut.dcm", instance.substr(0, 400));
+  auto damaged = test::run_command({cli, "analyze", (dir / "mixed").string(), "-o", (dir / "damaged-out").string(),
+                                    "--model", test_model_dir().string(), "--max-new-tokens", "4", "--quiet"});
+  EXPECT_EQ(damaged.exit_code, 5) << damaged.output;
+  EXPECT_NE(damaged.output.find("exit code 5: 1 damaged or empty DICOM file(s) were not read"), std::string::npos)
+      << damaged.output;
 }
 
 }  // namespace

@@ -631,6 +631,7 @@ TEST(SegmentationWriter, HeaderValuesThatBreakTheirVrAreLeftOutAndTheRestTakenOv
     ds->putAndInsertString(DCM_PatientAge, "45Y");
     ds->putAndInsertString(DCM_StudyDate, "20241399");
     ds->putAndInsertString(DCM_StudyTime, "10:20:30");
+    ds->putAndInsertString(DCM_SeriesDate, "1997.04.24");
     ds->putAndInsertString(DCM_PatientSex, "male");
     ds->putAndInsertString(DCM_PatientBirthDate, "19700101\\19710101");
     const char name[] = "Doe^Jane\x01\0";
@@ -644,12 +645,20 @@ TEST(SegmentationWriter, HeaderValuesThatBreakTheirVrAreLeftOutAndTheRestTakenOv
   std::vector<std::string> expected_left_out{"PatientBirthDate (0010,0030) '19700101\\19710101' has 2 values, not 1",
                                              "PatientSex (0010,0040) 'male' is not a valid CS value",
                                              "PatientAge (0010,1010) '45Y' is not a valid AS value",
-                                             "StudyDate (0008,0020) '20241399' is not a valid DA value",
-                                             "StudyTime (0008,0030) '10:20:30' is not a valid TM value"};
+                                             "StudyDate (0008,0020) '20241399' is not a valid DA value"};
   std::vector<std::string> left_out = header.left_out;
   std::sort(left_out.begin(), left_out.end());
   std::sort(expected_left_out.begin(), expected_left_out.end());
   EXPECT_EQ(left_out, expected_left_out);
+  // The ACR-NEMA forms of a date and a time are the same date and time: written in the DA and TM
+  // forms, each said.
+  std::vector<std::string> changed = header.changed;
+  std::sort(changed.begin(), changed.end());
+  EXPECT_EQ(changed, (std::vector<std::string>{
+                         "SeriesDate (0008,0021) '1997.04.24': the ACR-NEMA form of a DA, written as 19970424",
+                         "StudyTime (0008,0030) '10:20:30': the ACR-NEMA form of a TM, written as 102030"}));
+  EXPECT_EQ(get(*header.dataset, DCM_StudyTime), "102030");
+  EXPECT_EQ(get(*header.dataset, DCM_SeriesDate), "19970424");
   EXPECT_TRUE(header.restore.empty());
   // Text the writers may take over (LT here) keeps its line break; its TAB, which LT does not
   // allow, is a space, and other control characters are gone.
@@ -659,10 +668,11 @@ TEST(SegmentationWriter, HeaderValuesThatBreakTheirVrAreLeftOutAndTheRestTakenOv
   DcmDataset& ds = *checked.written.file->getDataset();
   EXPECT_EQ(get(ds, DCM_PatientName), "Doe^Jane");  // control characters removed
   EXPECT_FALSE(ds.tagExists(DCM_PatientAge));       // type 3: absent
-  for (const DcmTagKey& tag : {DCM_StudyDate, DCM_StudyTime, DCM_PatientSex, DCM_PatientBirthDate}) {
+  for (const DcmTagKey& tag : {DCM_StudyDate, DCM_PatientSex, DCM_PatientBirthDate}) {
     EXPECT_TRUE(ds.tagExists(tag)) << DcmTag(tag).getTagName();  // type 2: present, empty
     EXPECT_EQ(get(ds, tag), "") << DcmTag(tag).getTagName();
   }
+  EXPECT_EQ(get(ds, DCM_StudyTime), "102030");
   EXPECT_EQ(get(ds, DCM_PatientID), get(*series.datasets()[0], DCM_PatientID));
 }
 
