@@ -873,16 +873,6 @@ std::optional<WrittenSegmentation> write_segmentation(const SourceImages& source
     check(dataset.putAndInsertString(DCM_PatientOrientation, orientation.c_str()), "Patient Orientation");
   }
 
-  // Laterality (0020,0060), type 2C in the General Series Module (required for a paired body
-  // part): the SEG is a series of its own, so DCMTK does not take it over; the source's when it
-  // is one of its enumerated values (R, L) or empty.
-  if (DcmElement* laterality = nullptr; sources.dataset(0).findAndGetElement(DCM_Laterality, laterality).good()) {
-    OFString side;
-    laterality->getOFStringArray(side);
-    if (side.empty() || side == "R" || side == "L")
-      check(dataset.putAndInsertString(DCM_Laterality, side.c_str()), "Laterality");
-  }
-
   // Segments Overlap (0062,0013), for which DCMTK 3.6.7 has no setter.
   check(dataset.putAndInsertString(DCM_SegmentsOverlap, result.segments_overlap ? "YES" : "NO"), "Segments Overlap");
 
