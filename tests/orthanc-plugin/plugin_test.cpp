@@ -571,6 +571,37 @@ TEST_F(OrthancPlugin, RoutesRespectOrthancAuthentication) {
   EXPECT_EQ(server.post("/unibiomed/ask", "{}").status, 401);
 }
 
+// A run still waiting for a worker takes a newer request in place of the one it waited with (no
+// second run), and the answer says which request it replaces.
+TEST_F(OrthancPlugin, AWaitingRunTakesTheNewerRequestAndTheAnswerSaysSo) {
+  json settings = base_settings();
+  settings["AutoAnalysis"] = false;  // ConcurrentAnalyses 1: study B waits while A is analysed
+  auto& server = start_server(settings);
+  StudySpec a, b;
+  a.slices = 100;  // a run of several seconds
+  b.slices = 2;
+  b.patient_id = "UNIBIOMED-TEST-B";
+  send(server, write_ct_series(dir_ / "a", a));
+  send(server, write_ct_series(dir_ / "b", b));
+  ASSERT_TRUE(wait_until([&] { return server.get("/unibiomed/studies/" + b.study_uid).status == 200; }, 30s));
+  ASSERT_EQ(server.post("/unibiomed/studies/" + a.study_uid + "/analyze", "").status, 200);
+  json seen;
+  ASSERT_TRUE(wait_for_model_stage(server, a.study_uid, seen)) << seen.dump(2);
+  const std::string analyze_b = "/unibiomed/studies/" + b.study_uid + "/analyze";
+  const HttpResult first = server.post(analyze_b, "");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_FALSE(first.json().contains("Replaces")) << first.body;
+  const HttpResult second = server.post(analyze_b, R"({"Tasks": ["organs"]})");
+  ASSERT_EQ(second.status, 200) << second.body;
+  ASSERT_EQ(study(server, a.study_uid)["State"], "running") << "A ended before B's requests: nothing waited";
+  EXPECT_EQ(second.json()["Run"], first.json()["Run"]);
+  ASSERT_TRUE(second.json().contains("Replaces")) << second.body;
+  EXPECT_EQ(second.json()["Replaces"]["Run"], first.json()["Run"]);
+  EXPECT_TRUE(second.json()["Replaces"]["Request"].is_null()) << second.body;  // the rules: no body
+  const json done = wait_for_run(server, b.study_uid, first.json()["Run"].get<int>());
+  EXPECT_EQ(done["Request"], json({{"Tasks", {"organs"}}})) << done.dump(2);
+}
+
 TEST_F(OrthancPlugin, ExplicitRequestStartsANewRunAndBadRequestsNameTheProblem) {
   auto& server = start_server(base_settings());
   StudySpec spec;
